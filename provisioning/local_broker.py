@@ -1,0 +1,155 @@
+"""Start a private MQTT broker on a free loopback port, for the demo and the tests.
+
+Mosquitto is the production broker, so it is preferred. Where it is not installed
+the demo falls back to amqtt, an in-process Python broker that speaks MQTT 3.1.1
+only: callers must then do without shared subscriptions and MQTT v5 properties,
+which `LocalBroker.mqtt_v5` tells them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Mosquitto on a Pi or a busy CI machine binds in well under a second; this
+#: bound only turns a broken install into a clear error instead of a hang.
+STARTUP_TIMEOUT_S = 15.0
+
+
+class BrokerStartError(RuntimeError):
+    """The broker process exited or never started listening."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBroker:
+    host: str
+    port: int
+    kind: str
+    mqtt_v5: bool
+    workdir: Path
+    pid: int
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto executable, also where /usr/sbin is not on PATH."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def render_plain_config(*, port: int, workdir: Path, extra: str = "") -> str:
+    """A loopback-only listener; anonymous access, since only this host can reach it."""
+    return "\n".join(
+        [
+            "per_listener_settings true",
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {workdir}/",
+            "autosave_interval 1",
+            "max_queued_messages 1000000",
+            "max_inflight_messages 0",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            extra,
+            "",
+        ]
+    )
+
+
+def wait_until_listening(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BrokerStartError(f"broker exited with code {process.returncode} at startup")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise BrokerStartError(f"broker did not listen on {host}:{port} within {STARTUP_TIMEOUT_S}s")
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it lingers: never leave a broker behind."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def start_mosquitto(
+    *, workdir: Path, port: int | None = None, config_text: str | None = None,
+    stderr_path: Path | None = None,
+) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
+    binary = mosquitto_binary()
+    if binary is None:
+        raise BrokerStartError("mosquitto is not installed (Debian: apt-get install mosquitto)")
+    port = port or free_port()
+    config_path = workdir / "mosquitto.conf"
+    config_path.write_text(config_text or render_plain_config(port=port, workdir=workdir))
+    log = open(stderr_path or workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by Popen
+    process = subprocess.Popen(
+        [binary, "-c", str(config_path)], stdout=log, stderr=log, start_new_session=True
+    )
+    log.close()
+    try:
+        wait_until_listening("127.0.0.1", port, process)
+    except BrokerStartError:
+        stop_process(process)
+        raise
+    broker = LocalBroker("127.0.0.1", port, "mosquitto", True, workdir, process.pid)
+    return broker, process
+
+
+def start_amqtt(*, workdir: Path, port: int | None = None) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
+    port = port or free_port()
+    log = open(workdir / "amqtt.log", "ab")  # noqa: SIM115 - owned by Popen
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioning.amqtt_broker", "--port", str(port)],
+        stdout=log, stderr=log, start_new_session=True,
+    )
+    log.close()
+    try:
+        wait_until_listening("127.0.0.1", port, process)
+    except BrokerStartError:
+        stop_process(process)
+        raise
+    return LocalBroker("127.0.0.1", port, "amqtt", False, workdir, process.pid), process
+
+
+@contextlib.contextmanager
+def local_broker(*, prefer_mosquitto: bool = True, workdir: Path | None = None) -> Iterator[LocalBroker]:
+    """Run a broker for the duration of the block; always stopped on the way out."""
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vitrina-broker-")))
+        if prefer_mosquitto and mosquitto_binary() is not None:
+            broker, process = start_mosquitto(workdir=workdir)
+        else:
+            broker, process = start_amqtt(workdir=workdir)
+        stack.callback(stop_process, process)
+        yield broker

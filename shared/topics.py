@@ -1,0 +1,80 @@
+"""MQTT topic names: `vitrina/v1/{tenant}/{store}/{gateway}/{channel}`.
+
+Built and parsed in one place so a gateway and a worker can never drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.errors import ContractError
+
+TOPIC_ROOT = "vitrina/v1"
+
+#: Identifier segments are restricted so they can never contain MQTT wildcards,
+#: separators or anything that needs escaping in a URL or a log line.
+SEGMENT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+#: Orchestrator workers share this subscription, so adding a worker adds capacity.
+PRESENCE_SHARED_SUBSCRIPTION = f"$share/orchestrator/{TOPIC_ROOT}/+/+/+/presence"
+STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/+/status"
+
+
+class TopicChannel(StrEnum):
+    PRESENCE = "presence"
+    STATUS = "status"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicAddress:
+    tenant: str
+    store: str
+    gateway: str
+    channel: TopicChannel
+
+    @property
+    def topic(self) -> str:
+        return gateway_topic(self.tenant, self.store, self.gateway, self.channel)
+
+
+def validate_segment(name: str, value: str) -> str:
+    """Return `value` if it is a valid tenant/store/gateway id, else raise ContractError."""
+    if not SEGMENT_PATTERN.fullmatch(value):
+        raise ContractError(
+            f"{name} {value!r} is not a valid id: use 1-64 characters of a-z, 0-9, '-' and '_',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def gateway_topic(tenant: str, store: str, gateway: str, channel: TopicChannel | str) -> str:
+    """The topic a gateway publishes (presence, status) or listens on (config)."""
+    channel = TopicChannel(channel)
+    validate_segment("tenant", tenant)
+    validate_segment("store", store)
+    validate_segment("gateway", gateway)
+    return f"{TOPIC_ROOT}/{tenant}/{store}/{gateway}/{channel.value}"
+
+
+def parse_topic(topic: str) -> TopicAddress:
+    """Split a concrete topic into its parts; raise ContractError on anything else."""
+    parts = topic.split("/")
+    if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
+        raise ContractError(
+            f"topic {topic!r} is not of the form {TOPIC_ROOT}/<tenant>/<store>/<gateway>/<channel>"
+        )
+    tenant, store, gateway, channel = parts[2:]
+    try:
+        parsed_channel = TopicChannel(channel)
+    except ValueError:
+        known = ", ".join(c.value for c in TopicChannel)
+        raise ContractError(f"topic channel {channel!r} is unknown (expected {known})") from None
+    return TopicAddress(
+        tenant=validate_segment("tenant", tenant),
+        store=validate_segment("store", store),
+        gateway=validate_segment("gateway", gateway),
+        channel=parsed_channel,
+    )
