@@ -1,0 +1,1 @@
+"""Delivery: getting a decided message to a customer over a channel, and tracking it."""
