@@ -102,7 +102,10 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> N
 
 
 def start_mosquitto(
-    *, workdir: Path, port: int | None = None, config_text: str | None = None,
+    *,
+    workdir: Path,
+    port: int | None = None,
+    config_text: str | None = None,
     stderr_path: Path | None = None,
 ) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
     binary = mosquitto_binary()
@@ -125,12 +128,16 @@ def start_mosquitto(
     return broker, process
 
 
-def start_amqtt(*, workdir: Path, port: int | None = None) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
+def start_amqtt(
+    *, workdir: Path, port: int | None = None
+) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
     port = port or free_port()
     log = open(workdir / "amqtt.log", "ab")  # noqa: SIM115 - owned by Popen
     process = subprocess.Popen(
         [sys.executable, "-m", "provisioning.amqtt_broker", "--port", str(port)],
-        stdout=log, stderr=log, start_new_session=True,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     log.close()
     try:
@@ -142,11 +149,15 @@ def start_amqtt(*, workdir: Path, port: int | None = None) -> tuple[LocalBroker,
 
 
 @contextlib.contextmanager
-def local_broker(*, prefer_mosquitto: bool = True, workdir: Path | None = None) -> Iterator[LocalBroker]:
+def local_broker(
+    *, prefer_mosquitto: bool = True, workdir: Path | None = None
+) -> Iterator[LocalBroker]:
     """Run a broker for the duration of the block; always stopped on the way out."""
     with contextlib.ExitStack() as stack:
         if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vitrina-broker-")))
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="vitrina-broker-"))
+            )
         if prefer_mosquitto and mosquitto_binary() is not None:
             broker, process = start_mosquitto(workdir=workdir)
         else:

@@ -69,7 +69,9 @@ def decode_message(payload: bytes, model: type[ModelT], what: str) -> ModelT:
         )
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except UnicodeDecodeError:
+        raise ContractError(f"{what} payload is not valid UTF-8 JSON (bad encoding)") from None
+    except json.JSONDecodeError as error:
         raise ContractError(f"{what} payload is not valid UTF-8 JSON ({error.msg})") from None
     except RecursionError:
         raise ContractError(f"{what} payload nests too deeply") from None

@@ -62,8 +62,8 @@ def ibeacon_identifier(proximity_uuid: str | uuid.UUID, major: int, minor: int) 
     if not (0 <= major <= 0xFFFF and 0 <= minor <= 0xFFFF):
         raise ContractError("iBeacon major and minor must be 16-bit unsigned integers")
     try:
-        parsed = proximity_uuid if isinstance(proximity_uuid, uuid.UUID) else uuid.UUID(
-            proximity_uuid
+        parsed = (
+            proximity_uuid if isinstance(proximity_uuid, uuid.UUID) else uuid.UUID(proximity_uuid)
         )
     except ValueError:
         raise ContractError("iBeacon proximity UUID is not a UUID") from None
@@ -72,8 +72,10 @@ def ibeacon_identifier(proximity_uuid: str | uuid.UUID, major: int, minor: int) 
 
 def eddystone_identifier(namespace_hex: str, instance_hex: str) -> str:
     namespace, instance = namespace_hex.lower(), instance_hex.lower()
-    if len(namespace) != 20 or len(instance) != 12 or not _HEX_PATTERN.fullmatch(
-        namespace + instance
+    if (
+        len(namespace) != 20
+        or len(instance) != 12
+        or not _HEX_PATTERN.fullmatch(namespace + instance)
     ):
         raise ContractError("Eddystone-UID needs a 10-byte namespace and a 6-byte instance in hex")
     return f"eddystone:{namespace}:{instance}"
@@ -82,7 +84,9 @@ def eddystone_identifier(namespace_hex: str, instance_hex: str) -> str:
 def app_identifier(install_id: str) -> str:
     """The shop app's own install id, as its beacon advertises and its API reports."""
     if not _APP_ID_PATTERN.fullmatch(install_id):
-        raise ContractError("app install id must be 4-128 characters of A-Z, a-z, 0-9, '.', '_', '-'")
+        raise ContractError(
+            "app install id must be 4-128 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        )
     return f"app:{install_id}"
 
 

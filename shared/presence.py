@@ -107,20 +107,32 @@ class PresenceBatch(BaseModel):
     @model_validator(mode="after")
     def _one_gateway(self) -> Self:
         for event in self.events:
-            if (event.tenant, event.store, event.gateway) != (self.tenant, self.store, self.gateway):
+            if (event.tenant, event.store, event.gateway) != (
+                self.tenant,
+                self.store,
+                self.gateway,
+            ):
                 raise ValueError("every event must come from the batch's tenant/store/gateway")
         return self
 
 
 def make_event_id(
-    *, tenant: str, store: str, gateway: str, pseudonym: str, transition: Transition,
-    first_seen: datetime, sequence: int,
+    *,
+    tenant: str,
+    store: str,
+    gateway: str,
+    pseudonym: str,
+    transition: Transition,
+    first_seen: datetime,
+    sequence: int,
 ) -> str:
     """Deterministic id: replaying the same capture yields the same ids, so redelivery
     and re-publication are harmless. `sequence` distinguishes the dwell events of a visit.
     """
     visit_start_ms = int(first_seen.timestamp() * 1000)
-    material = f"{tenant}/{store}/{gateway}|{pseudonym}|{transition.value}|{visit_start_ms}|{sequence}"
+    material = (
+        f"{tenant}/{store}/{gateway}|{pseudonym}|{transition.value}|{visit_start_ms}|{sequence}"
+    )
     return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 
 
@@ -136,7 +148,9 @@ def decode_presence_batch(payload: bytes, *, topic: TopicAddress | None = None) 
     """
     batch = decode_message(payload, PresenceBatch, "presence batch")
     if topic is not None and (batch.tenant, batch.store, batch.gateway) != (
-        topic.tenant, topic.store, topic.gateway,
+        topic.tenant,
+        topic.store,
+        topic.gateway,
     ):
         raise ContractError("presence batch names a different gateway than its topic")
     return batch

@@ -1,4 +1,4 @@
-"""Gateway status (retained heartbeat, last will) and gateway config (retained, cloud to gateway)."""
+"""Gateway status (retained heartbeat, last will) and config (retained, cloud to gateway)."""
 
 from __future__ import annotations
 

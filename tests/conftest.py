@@ -22,7 +22,9 @@ from tests.support.postgres import fresh_database
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     if mosquitto_binary() is None:
-        pytest.fail("mosquitto is not installed: run `apt-get install mosquitto` (the test command does)")
+        pytest.fail(
+            "mosquitto is not installed: run `apt-get install mosquitto` (the test command does)"
+        )
     workdir = tmp_path_factory.mktemp("mosquitto")
     running, process = start_mosquitto(workdir=workdir)
     yield running
