@@ -1,0 +1,112 @@
+"""Pseudonymization: the step where a raw identifier becomes a keyed pseudonym.
+
+Everything after this module sees only `PseudonymousSighting`s. Globally unique
+identifiers (a public MAC, an iBeacon or Eddystone id, the shop app's install id) get
+the stable pseudonym, which the cloud can link to a customer who consented. A
+randomized MAC gets a daily pseudonym keyed on the store-local day: it is never
+linkable and stops being comparable at the store's midnight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+
+from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind
+from shared.presence import PseudonymScope
+from shared.pseudonym import Pseudonymizer, TenantKey
+
+
+class UnknownKeyError(KeyError):
+    """A key id that is not provisioned on this gateway was asked to become active."""
+
+
+@dataclass(frozen=True, slots=True)
+class PseudonymousSighting:
+    """A sighting after pseudonymization: carries no raw identifier."""
+
+    at: float
+    pseudonym: str
+    key_id: str
+    scope: PseudonymScope
+    kind: IdentifierKind
+    randomized: bool
+    rssi: float | None
+    source: str
+
+
+class StoreDay:
+    """Maps epoch seconds to the store-local calendar day, caching the current day's span
+    so the common case (every sighting of today) is two comparisons."""
+
+    __slots__ = ("_day", "_end", "_start", "tz")
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self._start = 0.0
+        self._end = -1.0
+        self._day = date(1970, 1, 1)
+
+    def day_of(self, at: float) -> date:
+        if self._start <= at < self._end:
+            return self._day
+        day = datetime.fromtimestamp(at, self.tz).date()
+        start = datetime.combine(day, time(0), self.tz).timestamp()
+        end = datetime.combine(day + timedelta(days=1), time(0), self.tz).timestamp()
+        if start <= at < end:  # false only around an odd DST switch at midnight
+            self._day, self._start, self._end = day, start, end
+        return day
+
+
+class SightingPseudonymizer:
+    """Pseudonymizes sightings under the active tenant key; the key can switch live."""
+
+    __slots__ = ("_active", "_by_key", "_store_day", "pseudonymized")
+
+    def __init__(self, keys: Mapping[str, TenantKey], active_key_id: str, tz: tzinfo) -> None:
+        if not keys:
+            raise ValueError("at least one tenant key is needed")
+        self._by_key = {key_id: Pseudonymizer(key) for key_id, key in keys.items()}
+        if active_key_id not in self._by_key:
+            raise UnknownKeyError(active_key_id)
+        self._active = self._by_key[active_key_id]
+        self._store_day = StoreDay(tz)
+        self.pseudonymized = 0
+
+    @property
+    def active_key_id(self) -> str:
+        return self._active.key_id
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._by_key)
+
+    def set_active_key(self, key_id: str) -> None:
+        """Rotate: new sightings use `key_id`. Devices then reappear under new pseudonyms,
+        and the old ones leave through the tracker's normal exit timeout."""
+        try:
+            self._active = self._by_key[key_id]
+        except KeyError:
+            raise UnknownKeyError(key_id) from None
+
+    def pseudonymize(self, sighting: Sighting) -> PseudonymousSighting:
+        active = self._active
+        if sighting.randomized:
+            pseudonym = active.daily(sighting.canonical_id, self._store_day.day_of(sighting.at))
+            scope = PseudonymScope.DAILY
+        else:
+            pseudonym = active.stable(sighting.canonical_id)
+            scope = PseudonymScope.STABLE
+        self.pseudonymized += 1
+        return PseudonymousSighting(
+            at=sighting.at,
+            pseudonym=pseudonym,
+            key_id=active.key_id,
+            scope=scope,
+            kind=sighting.kind,
+            randomized=sighting.randomized,
+            rssi=sighting.rssi,
+            source=sighting.source,
+        )

@@ -1,0 +1,328 @@
+"""Presence tracking: turns a stream of pseudonymous sightings into enter/dwell/exit events.
+
+A phone advertises many times a second; the cloud wants to know when it arrived, that it
+is still there every few minutes, and when it left. Per device the tracker smooths RSSI
+(exponential moving average), ignores sightings below the RSSI floor, declares an enter
+after N sightings within a window, a dwell every `dwell_interval_s`, and an exit after
+`exit_after_s` of silence. Time is the sightings' own clock (`Sighting.at`): a replay
+gives the same events at any speed. Live, the agent also calls `tick()` with the wall
+clock so devices that fall silent still exit.
+
+Devices are kept in a dict in order of last sighting (each sighting moves its device to
+the end), so finding the silent ones never scans the devices that are still present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edge.pseudonymize import PseudonymousSighting
+from edge.settings import TrackerSettings
+from shared.presence import PresenceEvent, Transition, make_event_id
+from shared.status import GatewayConfig, ZoneThreshold
+
+#: How often (in sighting-clock seconds) silent devices are looked for between ticks:
+#: often enough that an exit is reported within a second of becoming due.
+SWEEP_INTERVAL_S = 1.0
+#: RSSI reported for a device that was only ever seen without a signal strength (a
+#: hostapd association): the weakest value the schema allows, which reads as "unknown".
+UNKNOWN_RSSI_DBM = -127.0
+#: The strongest RSSI the schema accepts; a reading above it is a driver glitch.
+MAX_RSSI_DBM = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    tenant: str
+    store: str
+    gateway: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerThresholds:
+    rssi_floor: float = -90.0
+    smoothing_alpha: float = 0.3
+    enter_sightings: int = 2
+    enter_window_s: float = 30.0
+    dwell_interval_s: float = 300.0
+    exit_after_s: float = 120.0
+    default_zone: str = "store"
+    #: Strongest first: a device is in the first zone whose `min_rssi` it reaches.
+    zones: tuple[ZoneThreshold, ...] = ()
+    max_devices: int = 200_000
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(self.zones, key=lambda zone: zone.min_rssi, reverse=True))
+        object.__setattr__(self, "zones", ordered)
+
+    @classmethod
+    def from_settings(
+        cls, tracker: TrackerSettings, zones: Iterable[ZoneThreshold]
+    ) -> TrackerThresholds:
+        return cls(
+            rssi_floor=tracker.rssi_floor,
+            smoothing_alpha=tracker.smoothing_alpha,
+            enter_sightings=tracker.enter_sightings,
+            enter_window_s=tracker.enter_window_s,
+            dwell_interval_s=tracker.dwell_interval_s,
+            exit_after_s=tracker.exit_after_s,
+            default_zone=tracker.default_zone,
+            zones=tuple(zones),
+            max_devices=tracker.max_devices,
+        )
+
+    def with_config(self, config: GatewayConfig) -> TrackerThresholds:
+        """These thresholds with whatever the cloud's config sets (None keeps ours)."""
+        changes: dict[str, object] = {
+            name: value
+            for name in ("rssi_floor", "enter_sightings", "enter_window_s",
+                         "dwell_interval_s", "exit_after_s")
+            if (value := getattr(config, name)) is not None
+        }
+        if config.zones is not None:
+            changes["zones"] = tuple(config.zones)
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def zone_for(self, rssi: float | None) -> str:
+        if rssi is not None:
+            for zone in self.zones:
+                if rssi >= zone.min_rssi:
+                    return zone.zone
+        return self.default_zone
+
+
+class _Device:
+    """Per-device state; slotted because a busy store tracks a hundred thousand of these."""
+
+    __slots__ = (
+        "dwell_seq", "entered", "first_seen", "key_id", "kind", "last_seen", "next_dwell",
+        "pseudonym", "randomized", "recent", "rssi", "scope", "sightings",
+    )
+
+    def __init__(self, sighting: PseudonymousSighting) -> None:
+        self.pseudonym = sighting.pseudonym
+        self.key_id = sighting.key_id
+        self.scope = sighting.scope
+        self.kind = sighting.kind
+        self.randomized = sighting.randomized
+        self.first_seen = sighting.at
+        self.last_seen = sighting.at
+        self.rssi: float | None = None
+        self.sightings = 0
+        self.recent: list[float] | None = []
+        self.entered = False
+        self.next_dwell = 0.0
+        self.dwell_seq = 0
+
+
+@dataclass(slots=True)
+class TrackerCounters:
+    sightings: int = 0
+    below_floor: int = 0
+    enters: int = 0
+    dwells: int = 0
+    exits: int = 0
+    #: Devices pushed out by `max_devices` (an exit is still reported for them).
+    evicted: int = 0
+
+    @property
+    def events(self) -> int:
+        return self.enters + self.dwells + self.exits
+
+    @property
+    def reduction_ratio(self) -> float:
+        """Sightings per event: how much the tracker spares the uplink."""
+        return self.sightings / self.events if self.events else float(self.sightings)
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+def _reported_rssi(rssi: float | None) -> float:
+    if rssi is None:
+        return UNKNOWN_RSSI_DBM
+    return min(max(rssi, UNKNOWN_RSSI_DBM), MAX_RSSI_DBM)
+
+
+class Tracker:
+    """Per-device presence state machine. Not thread-safe: the agent calls it from its loop."""
+
+    def __init__(self, identity: Identity, thresholds: TrackerThresholds) -> None:
+        self.identity = identity
+        self.thresholds = thresholds
+        self.counters = TrackerCounters()
+        self._devices: dict[str, _Device] = {}
+        self._clock = 0.0
+        self._next_sweep = 0.0
+
+    @property
+    def devices_tracked(self) -> int:
+        return len(self._devices)
+
+    @property
+    def clock(self) -> float:
+        """The latest sighting or tick time seen."""
+        return self._clock
+
+    def apply(self, config: GatewayConfig) -> None:
+        """Apply the cloud's thresholds and zones from now on."""
+        self.thresholds = self.thresholds.with_config(config)
+
+    def observe(self, sighting: PseudonymousSighting) -> list[PresenceEvent]:
+        """Feed one sighting; returns the events it causes (usually none)."""
+        events: list[PresenceEvent] = []
+        at = sighting.at
+        counters = self.counters
+        counters.sightings += 1
+        if at > self._clock:
+            self._clock = at
+            if at >= self._next_sweep:
+                self._sweep(at, events)
+        rssi = sighting.rssi
+        thresholds = self.thresholds
+        if rssi is not None and rssi < thresholds.rssi_floor:
+            counters.below_floor += 1
+            return events
+        devices = self._devices
+        key = sighting.pseudonym
+        device = devices.pop(key, None)
+        if device is not None and at - device.last_seen > thresholds.exit_after_s:
+            self._leave(device, events)  # silent too long: that visit ended, a new one starts
+            device = None
+        if device is None:
+            if len(devices) >= thresholds.max_devices:
+                self._evict_oldest(events)
+            device = _Device(sighting)
+        devices[key] = device
+        if rssi is not None:
+            smoothed = device.rssi
+            if smoothed is None:
+                device.rssi = rssi
+            else:
+                device.rssi = smoothed + thresholds.smoothing_alpha * (rssi - smoothed)
+        device.sightings += 1
+        if at > device.last_seen:
+            device.last_seen = at
+        recent = device.recent
+        if recent is not None:
+            self._maybe_enter(device, recent, at, events)
+        elif at >= device.next_dwell:
+            self._dwell(device, events)
+        return events
+
+    def tick(self, now: float) -> list[PresenceEvent]:
+        """Advance the clock without a sighting (live capture): reports due exits."""
+        events: list[PresenceEvent] = []
+        if now > self._clock:
+            self._clock = now
+        self._sweep(self._clock, events)
+        return events
+
+    def close(self) -> list[PresenceEvent]:
+        """Every device leaves (end of a replay, shutdown); the tracker is empty afterwards."""
+        events: list[PresenceEvent] = []
+        devices, self._devices = self._devices, {}
+        for device in devices.values():
+            self._leave(device, events)
+        return events
+
+    def _maybe_enter(
+        self, device: _Device, recent: list[float], at: float, events: list[PresenceEvent]
+    ) -> None:
+        thresholds = self.thresholds
+        recent.append(at)
+        if len(recent) > thresholds.enter_sightings:
+            del recent[0]
+        if len(recent) < thresholds.enter_sightings:
+            return
+        start = min(recent)
+        if at - start > thresholds.enter_window_s:
+            return
+        device.recent = None
+        device.entered = True
+        device.first_seen = start
+        device.sightings = len(recent)
+        device.next_dwell = start + thresholds.dwell_interval_s
+        self.counters.enters += 1
+        events.append(self._event(device, Transition.ENTER, 0))
+
+    def _dwell(self, device: _Device, events: list[PresenceEvent]) -> None:
+        interval = self.thresholds.dwell_interval_s
+        device.dwell_seq += 1
+        self.counters.dwells += 1
+        events.append(self._event(device, Transition.DWELL, device.dwell_seq))
+        # After a long gap there is one dwell, not a burst of catch-up dwells.
+        while device.next_dwell <= device.last_seen:
+            device.next_dwell += interval
+
+    def _leave(self, device: _Device, events: list[PresenceEvent]) -> None:
+        if device.entered:
+            self.counters.exits += 1
+            events.append(self._event(device, Transition.EXIT, 0))
+
+    def _sweep(self, now: float, events: list[PresenceEvent]) -> None:
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        deadline = now - self.thresholds.exit_after_s
+        devices = self._devices
+        while devices:
+            key = next(iter(devices))
+            device = devices[key]
+            if device.last_seen >= deadline:
+                # Ordered by last sighting, up to sources that deliver slightly out of order.
+                break
+            del devices[key]
+            self._leave(device, events)
+
+    def _evict_oldest(self, events: list[PresenceEvent]) -> None:
+        key = next(iter(self._devices))
+        self.counters.evicted += 1
+        self._leave(self._devices.pop(key), events)
+
+    def _event(self, device: _Device, transition: Transition, sequence: int) -> PresenceEvent:
+        identity = self.identity
+        first_seen = _utc(device.first_seen)
+        return PresenceEvent(
+            event_id=make_event_id(
+                tenant=identity.tenant, store=identity.store, gateway=identity.gateway,
+                pseudonym=device.pseudonym, transition=transition, first_seen=first_seen,
+                sequence=sequence,
+            ),
+            tenant=identity.tenant,
+            store=identity.store,
+            gateway=identity.gateway,
+            pseudonym=device.pseudonym,
+            key_id=device.key_id,
+            scope=device.scope,
+            kind=device.kind,
+            randomized=device.randomized,
+            transition=transition,
+            zone=self.thresholds.zone_for(device.rssi),
+            rssi=_reported_rssi(device.rssi),
+            first_seen=first_seen,
+            last_seen=_utc(device.last_seen),
+            dwell_s=max(0.0, device.last_seen - device.first_seen),
+            sightings=device.sightings,
+        )
+
+
+def feed(tracker: Tracker, sightings: Iterable[PseudonymousSighting]) -> list[PresenceEvent]:
+    """All events a sequence of sightings causes (tests, benchmarks, offline analysis)."""
+    events: list[PresenceEvent] = []
+    for sighting in sightings:
+        events.extend(tracker.observe(sighting))
+    return events
+
+
+__all__ = [
+    "SWEEP_INTERVAL_S",
+    "UNKNOWN_RSSI_DBM",
+    "Identity",
+    "Tracker",
+    "TrackerCounters",
+    "TrackerThresholds",
+    "feed",
+]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edge.pseudonymize import SightingPseudonymizer, StoreDay, UnknownKeyError
+from shared.identifiers import IdentifierKind
+from shared.presence import PseudonymScope
+from shared.pseudonym import Pseudonymizer, TenantKey
+from tests.edge.support import T0, sighting
+
+KEYS = {"k1": TenantKey.from_text("k1", "11" * 32), "k2": TenantKey.from_text("k2", "22" * 32)}
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+def make() -> SightingPseudonymizer:
+    return SightingPseudonymizer(KEYS, "k1", MADRID)
+
+
+def test_global_address_gets_the_stable_pseudonym() -> None:
+    result = make().pseudonymize(sighting("00:1a:11:00:00:01"))
+    assert result.scope is PseudonymScope.STABLE
+    assert result.pseudonym == Pseudonymizer(KEYS["k1"]).stable("wifi:00:1a:11:00:00:01")
+    assert result.key_id == "k1"
+    assert not result.randomized
+    assert "00:1a:11" not in repr(result)
+
+
+def test_randomized_address_gets_a_daily_pseudonym_of_the_store_day() -> None:
+    # 23:30 UTC on 1 March is already 2 March in Madrid.
+    late = T0 + 13.5 * 3600
+    result = make().pseudonymize(sighting("02:1a:11:00:00:01", at=late))
+    assert result.scope is PseudonymScope.DAILY
+    assert result.randomized
+    expected = Pseudonymizer(KEYS["k1"]).daily("wifi:02:1a:11:00:00:01", date(2024, 3, 2))
+    assert result.pseudonym == expected
+
+
+def test_daily_pseudonym_changes_at_local_midnight_only() -> None:
+    pseudonymizer = make()
+    midnight = 1_709_334_000.0  # 2024-03-02T00:00 Europe/Madrid
+    before = pseudonymizer.pseudonymize(sighting("02:00:00:00:00:09", at=midnight - 1))
+    morning = pseudonymizer.pseudonymize(sighting("02:00:00:00:00:09", at=midnight - 3600))
+    after = pseudonymizer.pseudonymize(sighting("02:00:00:00:00:09", at=midnight))
+    assert before.pseudonym == morning.pseudonym
+    assert before.pseudonym != after.pseudonym
+
+
+def test_store_day_handles_dst_and_caches() -> None:
+    store_day = StoreDay(MADRID)
+    # 2024-03-31 is 23 hours long in Madrid.
+    start = 1_711_839_600.0  # 2024-03-31T00:00+01:00
+    assert store_day.day_of(start) == date(2024, 3, 31)
+    assert store_day.day_of(start + 22.9 * 3600) == date(2024, 3, 31)
+    assert store_day.day_of(start + 23 * 3600) == date(2024, 4, 1)
+
+
+def test_key_rotation_switches_new_sightings_to_the_new_key() -> None:
+    pseudonymizer = make()
+    before = pseudonymizer.pseudonymize(sighting())
+    pseudonymizer.set_active_key("k2")
+    after = pseudonymizer.pseudonymize(sighting())
+    assert pseudonymizer.active_key_id == "k2"
+    assert before.pseudonym.startswith("k1:")
+    assert after.pseudonym.startswith("k2:")
+    with pytest.raises(UnknownKeyError):
+        pseudonymizer.set_active_key("k9")
+    assert pseudonymizer.active_key_id == "k2"
+
+
+def test_unknown_active_key_is_refused() -> None:
+    with pytest.raises(UnknownKeyError):
+        SightingPseudonymizer(KEYS, "nope", MADRID)
+
+
+def test_kind_rssi_and_source_are_carried() -> None:
+    result = make().pseudonymize(
+        sighting("00:1a:11:00:00:02", kind=IdentifierKind.BLE_ADDRESS, rssi=None)
+    )
+    assert result.kind is IdentifierKind.BLE_ADDRESS
+    assert result.rssi is None
+    assert result.source == "test"

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer
+from edge.tracker import UNKNOWN_RSSI_DBM, Identity, Tracker, TrackerThresholds, feed
+from shared.identifiers import IdentifierKind
+from shared.presence import PresenceEvent, PseudonymScope, Transition, make_event_id
+from shared.pseudonym import TenantKey
+from shared.status import GatewayConfig, ZoneThreshold
+from tests.edge.support import T0, crowd
+
+IDENTITY = Identity("demo", "store-1", "gw-1")
+THRESHOLDS = TrackerThresholds(
+    rssi_floor=-90, smoothing_alpha=0.5, enter_sightings=3, enter_window_s=10,
+    dwell_interval_s=60, exit_after_s=30, default_zone="street",
+    zones=(ZoneThreshold(zone="floor", min_rssi=-75), ZoneThreshold(zone="door", min_rssi=-55)),
+)
+PSEUDONYM = "k1:" + "ab" * 16
+
+
+def seen(at: float, rssi: float | None = -60.0, pseudonym: str = PSEUDONYM) -> PseudonymousSighting:
+    return PseudonymousSighting(
+        at=at, pseudonym=pseudonym, key_id="k1", scope=PseudonymScope.STABLE,
+        kind=IdentifierKind.BLE_APP, randomized=False, rssi=rssi, source="test",
+    )
+
+
+def transitions(events: list[PresenceEvent]) -> list[Transition]:
+    return [event.transition for event in events]
+
+
+def test_enter_needs_n_sightings_within_the_window() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    assert feed(tracker, [seen(T0), seen(T0 + 11), seen(T0 + 12)]) == []
+    events = tracker.observe(seen(T0 + 13))
+    assert transitions(events) == [Transition.ENTER]
+    enter = events[0]
+    assert enter.first_seen.timestamp() == T0 + 11
+    assert enter.sightings == 3
+    assert enter.event_id == make_event_id(
+        tenant="demo", store="store-1", gateway="gw-1", pseudonym=PSEUDONYM,
+        transition=Transition.ENTER, first_seen=enter.first_seen, sequence=0,
+    )
+
+
+def test_sightings_below_the_floor_are_ignored() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    assert feed(tracker, [seen(T0 + i, rssi=-95) for i in range(10)]) == []
+    assert tracker.counters.below_floor == 10
+    assert tracker.devices_tracked == 0
+
+
+def test_dwell_every_interval_then_exit_after_silence() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    events = feed(tracker, [seen(T0 + i * 5) for i in range(30)])  # 145 s of presence
+    assert transitions(events) == [Transition.ENTER, Transition.DWELL, Transition.DWELL]
+    assert [event.dwell_s for event in events[1:]] == [60.0, 120.0]
+    # Another device's sighting moves the clock; ours has been silent 31 s.
+    later = tracker.observe(seen(T0 + 145 + 31, pseudonym="k1:" + "cd" * 16))
+    assert transitions(later) == [Transition.EXIT]
+    exit_event = later[0]
+    assert exit_event.last_seen.timestamp() == T0 + 145
+    assert exit_event.dwell_s == 145
+    assert exit_event.sightings == 30
+    assert tracker.devices_tracked == 1
+
+
+def test_tick_drives_exits_without_sightings() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    feed(tracker, [seen(T0), seen(T0 + 1), seen(T0 + 2)])
+    assert tracker.tick(T0 + 20) == []
+    assert transitions(tracker.tick(T0 + 33)) == [Transition.EXIT]
+    assert tracker.devices_tracked == 0  # purged
+
+
+def test_a_device_never_entered_leaves_silently() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    tracker.observe(seen(T0))
+    assert tracker.tick(T0 + 100) == []
+    assert tracker.devices_tracked == 0
+
+
+def test_return_after_silence_is_a_new_visit() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    first = feed(tracker, [seen(T0 + i) for i in range(3)])
+    second = feed(tracker, [seen(T0 + 100 + i) for i in range(3)])
+    assert transitions(first) == [Transition.ENTER]
+    assert transitions(second) == [Transition.EXIT, Transition.ENTER]
+    assert first[0].event_id != second[1].event_id
+
+
+def test_smoothing_and_zones() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    events = feed(tracker, [seen(T0, -50), seen(T0 + 1, -70), seen(T0 + 2, -70)])
+    # 0.5 smoothing: -50 -> -60 -> -65
+    assert events[0].rssi == -65
+    assert events[0].zone == "floor"
+    assert THRESHOLDS.zone_for(-50) == "door"
+    assert THRESHOLDS.zone_for(-80) == "street"
+    assert THRESHOLDS.zone_for(None) == "street"
+
+
+def test_sightings_without_rssi_still_count() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    events = feed(tracker, [seen(T0 + i, rssi=None) for i in range(3)])
+    assert events[0].rssi == UNKNOWN_RSSI_DBM
+    assert events[0].zone == "street"
+
+
+def test_config_from_the_cloud_applies_live() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    zones = [ZoneThreshold(zone="all", min_rssi=-100)]
+    tracker.apply(GatewayConfig(enter_sightings=1, zones=zones))
+    assert tracker.thresholds.exit_after_s == 30  # untouched
+    events = tracker.observe(seen(T0))
+    assert transitions(events) == [Transition.ENTER]
+    assert events[0].zone == "all"
+
+
+def test_close_reports_every_present_device() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    for index in range(5):
+        feed(tracker, [seen(T0 + i, pseudonym=f"k1:{index:032x}") for i in range(3)])
+    assert transitions(tracker.close()) == [Transition.EXIT] * 5
+    assert tracker.devices_tracked == 0
+
+
+def test_max_devices_evicts_the_longest_silent() -> None:
+    small = TrackerThresholds(enter_sightings=1, max_devices=3)
+    tracker = Tracker(IDENTITY, small)
+    for index in range(4):
+        tracker.observe(seen(T0 + index, pseudonym=f"k1:{index:032x}"))
+    assert tracker.devices_tracked == 3
+    assert tracker.counters.evicted == 1
+
+
+def test_replay_is_deterministic_and_reduces_traffic() -> None:
+    scene = crowd(60)
+    keys = {"k1": TenantKey.from_text("k1", "11" * 32)}
+
+    def run() -> tuple[list[PresenceEvent], Tracker]:
+        pseudonymizer = SightingPseudonymizer(keys, "k1", ZoneInfo("UTC"))
+        tracker = Tracker(IDENTITY, TrackerThresholds(exit_after_s=20, dwell_interval_s=30))
+        events = feed(tracker, (pseudonymizer.pseudonymize(s) for s in scene.sightings))
+        return events + tracker.close(), tracker
+
+    first, tracker = run()
+    second, _ = run()
+    assert [event.event_id for event in first] == [event.event_id for event in second]
+    assert len({event.event_id for event in first}) == len(first)
+    counters = tracker.counters
+    assert counters.sightings == len(scene.sightings)
+    assert counters.enters == counters.exits
+    assert counters.reduction_ratio > 3
+    daily = [event for event in first if event.randomized]
+    assert daily
+    assert all(event.scope is PseudonymScope.DAILY for event in daily)
