@@ -145,7 +145,8 @@ def _utc(at: float) -> datetime:
 def _reported_rssi(rssi: float | None) -> float:
     if rssi is None:
         return UNKNOWN_RSSI_DBM
-    return min(max(rssi, UNKNOWN_RSSI_DBM), MAX_RSSI_DBM)
+    # A tenth of a dB is finer than any radio measures; more digits only cost bytes.
+    return round(min(max(rssi, UNKNOWN_RSSI_DBM), MAX_RSSI_DBM), 1)
 
 
 class Tracker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.settings import EdgeSettings, parse_settings
@@ -16,6 +17,7 @@ from shared.identifiers import (
     ibeacon_identifier,
     wifi_identifier,
 )
+from shared.presence import PresenceEvent, PseudonymScope, Transition, make_event_id
 
 SECRET_HEX = "5a" * 32
 #: 2024-03-01T10:00:00Z: a fixed capture clock so event ids are reproducible.
@@ -108,3 +110,20 @@ def crowd(devices: int = 40, *, seconds: float = 120.0, seed: int = 7, start: fl
             at += rng.uniform(1.0, 3.0)
     sightings.sort(key=lambda item: item.at)
     return Crowd(sightings, macs, uuids, installs)
+
+
+def make_event(
+    index: int, *, daily: bool = False, tenant: str = "demo", at: float = T0
+) -> PresenceEvent:
+    """A valid presence event with a distinct id per index."""
+    first_seen = datetime.fromtimestamp(at + index, UTC)
+    pseudonym = f"k1:{index:032x}"
+    return PresenceEvent(
+        event_id=make_event_id(tenant=tenant, store="store-1", gateway="gw-1", pseudonym=pseudonym,
+                               transition=Transition.ENTER, first_seen=first_seen, sequence=0),
+        tenant=tenant, store="store-1", gateway="gw-1", pseudonym=pseudonym, key_id="k1",
+        scope=PseudonymScope.DAILY if daily else PseudonymScope.STABLE,
+        kind=IdentifierKind.WIFI_PROBE if daily else IdentifierKind.BLE_APP,
+        randomized=daily, transition=Transition.ENTER, zone="floor", rssi=-60.0,
+        first_seen=first_seen, last_seen=first_seen, dwell_s=0.0, sightings=2,
+    )

@@ -1,0 +1,321 @@
+"""The gateway agent: sources -> pseudonymize -> track -> outbox -> MQTT, under asyncio.
+
+Sources call `emit` on the event loop for every sighting. The sighting is pseudonymized
+at once (the raw identifier ends there), fed to the tracker, and the events it causes
+are written to the outbox in one transaction per loop turn. The publisher drains the
+outbox in the background. A ticker drives exits from the wall clock (live capture
+only: a replay runs on its own capture clock), the retained status heartbeat and the
+systemd watchdog.
+
+Shutdown (SIGTERM/SIGINT, or the end of a replay): sources stop, every tracked device
+exits, the events are flushed to the outbox, the publisher gets a short grace period
+(or, for a replay, until the outbox is drained), publishes the retained offline status
+and disconnects. Whatever was not acknowledged stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from edge import systemd
+from edge.capture.source import Source
+from edge.outbox import Outbox
+from edge.pseudonymize import SightingPseudonymizer, UnknownKeyError
+from edge.publisher import MqttPublisher
+from edge.settings import EdgeSettings
+from edge.sighting import Sighting
+from edge.tracker import Identity, Tracker, TrackerThresholds
+from shared.errors import ContractError
+from shared.presence import PresenceEvent
+from shared.status import GatewayConfig, GatewayStatus, SourceHealth
+
+log = logging.getLogger(__name__)
+
+#: Events buffered in memory before the outbox write is forced rather than left to the
+#: end of the loop turn: bounds what a crash mid-burst can lose to one small window.
+FLUSH_EVENTS = 1000
+#: On a live shutdown, how long in-flight messages get to be acknowledged before the
+#: agent disconnects anyway (the outbox keeps the rest for the next start).
+SHUTDOWN_GRACE_S = 3.0
+
+
+def software_version() -> str:
+    try:
+        return importlib.metadata.version("vitrina")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSummary:
+    """What a run did; the `replay` command prints it."""
+
+    frames: int
+    rejected_frames: int
+    sightings: int
+    devices: int
+    enters: int
+    dwells: int
+    exits: int
+    events: int
+    reduction_ratio: float
+    published_events: int
+    published_messages: int
+    dropped: int
+    queue_depth: int
+    drained: bool
+    pipeline_errors: int
+
+
+class EdgeAgent:
+    """One gateway's pipeline.
+
+    `live=False` is a replay: the run ends when every source has finished. `wall_clock`
+    lets the ticker advance the tracker's clock, which only makes sense when sightings
+    carry the current time (live radios), not a recording's.
+    """
+
+    def __init__(
+        self, settings: EdgeSettings, sources: Sequence[Source], *, live: bool = True,
+        wall_clock: bool | None = None, count_devices: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.sources = list(sources)
+        self.live = live
+        self.wall_clock = live if wall_clock is None else wall_clock
+        identity = settings.identity
+        self.identity = Identity(identity.tenant, identity.store, identity.gateway)
+        self.pseudonymizer = SightingPseudonymizer(
+            settings.keys.tenant_keys(), settings.keys.active, settings.tz
+        )
+        self.tracker = Tracker(
+            self.identity, TrackerThresholds.from_settings(settings.tracker, settings.zones)
+        )
+        self.outbox = Outbox(
+            settings.outbox.path, max_events=settings.outbox.max_events,
+            synchronous=settings.outbox.synchronous,
+        )
+        self.publisher = MqttPublisher(
+            settings, self.outbox, on_config=self.apply_config,
+            offline_status=lambda: self.status(online=False),
+        )
+        self.pipeline_errors = 0
+        self._pending: list[PresenceEvent] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = time.monotonic()
+        #: Distinct pseudonyms, for a replay's summary only (live it would grow without bound).
+        self._seen: set[str] | None = set() if count_devices else None
+        self._version = software_version()
+
+    # -- the pipeline -------------------------------------------------------------------
+
+    def emit(self, sighting: Sighting) -> None:
+        """A source saw a device. Runs on the loop; never raises."""
+        try:
+            pseudonymous = self.pseudonymizer.pseudonymize(sighting)
+            events = self.tracker.observe(pseudonymous)
+        except (ValueError, TypeError, ContractError) as error:
+            self.pipeline_errors += 1
+            log.error("could not process a sighting", extra={"error": type(error).__name__,
+                                                              "source": sighting.source})
+            return
+        if self._seen is not None:
+            self._seen.add(pseudonymous.pseudonym)
+        if events:
+            self._queue(events)
+
+    def _queue(self, events: list[PresenceEvent]) -> None:
+        self._pending.extend(events)
+        if len(self._pending) >= FLUSH_EVENTS or self._loop is None:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write buffered events to the outbox (one transaction) and wake the publisher."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        dropped = self.outbox.put_many(events)
+        if dropped:
+            log.warning("outbox full: dropped the oldest events",
+                        extra={"dropped": dropped, "max_events": self.outbox.max_events})
+        self.publisher.wake()
+
+    def apply_config(self, config: GatewayConfig) -> None:
+        """The cloud's retained config; all or nothing (an unknown key id rejects it)."""
+        if config.active_key_id is not None and config.active_key_id not in (
+            self.pseudonymizer.key_ids
+        ):
+            raise UnknownKeyError(f"active key id {config.active_key_id!r} is not provisioned")
+        self.tracker.apply(config)
+        if config.active_key_id is not None:
+            self.pseudonymizer.set_active_key(config.active_key_id)
+
+    # -- status -------------------------------------------------------------------------
+
+    def source_health(self) -> dict[str, SourceHealth]:
+        return {source.name: source.health() for source in self.sources}
+
+    def status(self, *, online: bool = True) -> GatewayStatus:
+        health = self.source_health()
+        return GatewayStatus(
+            tenant=self.identity.tenant,
+            store=self.identity.store,
+            gateway=self.identity.gateway,
+            online=online,
+            sent_at=datetime.now(UTC),
+            software_version=self._version,
+            uptime_s=round(time.monotonic() - self._started, 3),
+            sources=health,
+            queue_depth=self.outbox.depth,
+            published=self.outbox.published,
+            dropped=self.outbox.dropped,
+            rejected_frames=sum(item.errors for item in health.values()),
+            devices_tracked=self.tracker.devices_tracked,
+            active_key_id=self.pseudonymizer.active_key_id,
+        )
+
+    def summary(self, *, drained: bool) -> AgentSummary:
+        health = self.source_health()
+        counters = self.tracker.counters
+        return AgentSummary(
+            frames=sum(item.frames for item in health.values()),
+            rejected_frames=sum(item.errors for item in health.values()),
+            sightings=counters.sightings,
+            devices=len(self._seen) if self._seen is not None else self.tracker.devices_tracked,
+            enters=counters.enters,
+            dwells=counters.dwells,
+            exits=counters.exits,
+            events=counters.events,
+            reduction_ratio=counters.reduction_ratio,
+            published_events=self.publisher.counters.events,
+            published_messages=self.publisher.counters.messages,
+            dropped=self.outbox.dropped,
+            queue_depth=self.outbox.depth,
+            drained=drained,
+            pipeline_errors=self.pipeline_errors,
+        )
+
+    def _heartbeat(self) -> None:
+        status = self.status()
+        self.publisher.publish_status(status)
+        self.outbox.record_status(status.model_dump_json())
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, drain_timeout: float | None = None) -> AgentSummary:
+        """Run until `stop` is set (or, for a replay, the sources are exhausted)."""
+        self._loop = asyncio.get_running_loop()
+        self._started = time.monotonic()
+        background = asyncio.Event()
+        connect = asyncio.create_task(self._connect(), name="mqtt-connect")
+        pump = asyncio.create_task(self.publisher.pump(background), name="mqtt-pump")
+        sources_stop = asyncio.Event()
+        source_tasks = [
+            asyncio.create_task(self._run_source(source, sources_stop), name=source.name)
+            for source in self.sources
+        ]
+        ticker = asyncio.create_task(self._ticker(background), name="ticker")
+        systemd.notify("READY=1")
+        if not self.sources:
+            log.warning("no capture source is enabled: only draining the outbox")
+        log.info("agent started", extra={"sources": [s.name for s in self.sources],
+                                         "live": self.live})
+        drained = False
+        try:
+            await self._until_done(stop, source_tasks)
+            sources_stop.set()
+            await asyncio.gather(*source_tasks, return_exceptions=True)
+            self._queue(self.tracker.close())
+            self.flush()
+            systemd.notify("STOPPING=1")
+            grace = drain_timeout if drain_timeout is not None else SHUTDOWN_GRACE_S
+            drained = await self._drain(grace, stop if drain_timeout is not None else None)
+        finally:
+            sources_stop.set()
+            background.set()
+            connect.cancel()
+            for task in (*source_tasks, ticker, pump, connect):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.flush()
+            self._heartbeat_offline_record()
+            await self.publisher.close(self.status(online=False))
+            summary = self.summary(drained=drained)
+            self.outbox.close()
+        log.info("agent stopped", extra={"queue_depth": summary.queue_depth,
+                                         "published": summary.published_events})
+        return summary
+
+    async def _until_done(
+        self, stop: asyncio.Event, source_tasks: list[asyncio.Task[None]]
+    ) -> None:
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        waiting: set[asyncio.Future[Any]] = {stopped}
+        if not self.live and source_tasks:
+            sources_done = asyncio.gather(*source_tasks, return_exceptions=True)
+            waiting.add(sources_done)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+
+    async def _connect(self) -> None:
+        try:
+            await self.publisher.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a refused TLS config, a bad host name...
+            log.error("cannot connect to the broker; events stay in the outbox",
+                      extra={"error": type(error).__name__})
+
+    async def _run_source(self, source: Source, stop: asyncio.Event) -> None:
+        try:
+            await source.run(self.emit, stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.error("capture source failed", extra={"source": source.name,
+                                                      "error": type(error).__name__})
+        finally:
+            self.flush()
+
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        interval = self.settings.tick_interval_s
+        status_every = self.settings.status_interval_s
+        next_status = time.monotonic()
+        while not stop.is_set():
+            if self.wall_clock:
+                self._queue(self.tracker.tick(time.time()))
+            self.flush()
+            if time.monotonic() >= next_status and self.publisher.connected:
+                self._heartbeat()
+                next_status = time.monotonic() + status_every
+            systemd.notify("WATCHDOG=1")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def _drain(self, within_s: float, interrupt: asyncio.Event | None) -> bool:
+        """Wait until the outbox is empty and nothing is in flight, or `within_s` passed."""
+        deadline = time.monotonic() + within_s
+        while not self.publisher.idle:
+            if time.monotonic() >= deadline or (interrupt is not None and interrupt.is_set()):
+                return False
+            self.publisher.wake()
+            await asyncio.sleep(0.05)
+        return True
+
+    def _heartbeat_offline_record(self) -> None:
+        self.outbox.record_status(self.status(online=False).model_dump_json())

@@ -1,0 +1,220 @@
+"""`vitrina-edge`: run the gateway agent, replay captures, check a config, show status.
+
+Exit codes: 0 success; 1 a run that did not finish its work (a replay whose outbox did
+not drain in time); 2 a config or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from edge.agent import AgentSummary, EdgeAgent
+from edge.logs import configure_logging
+from edge.outbox import read_stats
+from edge.settings import EdgeSettings, SettingsError, config_path_from_env, get_settings
+from edge.sources import build_live_sources, build_replay_source, sightings_carry_wall_time
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
+#: How long `replay` waits, after the capture ends, for the broker to take every event.
+DEFAULT_DRAIN_TIMEOUT_S = 60.0
+#: Progress lines while a replay runs: often enough to see it move, rarely enough to read.
+PROGRESS_INTERVAL_S = 1.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitrina-edge",
+        description="Vitrina gateway agent: sees phones, pseudonymizes, publishes presence.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument(
+            "--config", type=Path, default=None,
+            help="TOML config file (default: $VITRINA_EDGE_CONFIG or /etc/vitrina/edge.toml)",
+        )
+        return command
+
+    with_config("run", "Capture from the configured sources and publish until stopped.")
+    replay = with_config("replay", "Replay pcap captures through the pipeline and publish.")
+    replay.add_argument("--pcap", type=Path, nargs="+", required=True, metavar="FILE")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=None,
+                      help="replay speed (1 = as recorded, 10 = ten times faster)")
+    pace.add_argument("--max-speed", action="store_true", help="replay as fast as possible")
+    replay.add_argument("--outbox", type=Path, default=None,
+                        help="outbox database to use instead of the configured one")
+    replay.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
+                        help="seconds to wait for the broker to take every event")
+    replay.add_argument("--quiet", action="store_true", help="no progress lines")
+    with_config("check-config", "Validate a config file and print OK or the problems.")
+    status = with_config("status", "Show the outbox and the last heartbeat of this gateway.")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _load(path: Path | None, out: TextIO) -> EdgeSettings | None:
+    try:
+        return get_settings(path or config_path_from_env())
+    except SettingsError as error:
+        print(f"config error in {error.path}:", file=out)
+        for problem in error.problems:
+            print(f"  {problem}", file=out)
+        return None
+
+
+def check_config(path: Path | None) -> int:
+    settings = _load(path, sys.stdout)
+    if settings is None:
+        return EXIT_CONFIG
+    identity = settings.identity
+    print(f"OK: {identity.tenant}/{identity.store}/{identity.gateway}, "
+          f"{len(settings.keys.key)} key(s), active {settings.keys.active}")
+    return EXIT_OK
+
+
+def show_status(path: Path | None, *, as_json: bool) -> int:
+    settings = _load(path, sys.stderr)
+    if settings is None:
+        return EXIT_CONFIG
+    outbox_path = settings.outbox.path
+    if not outbox_path.exists():
+        print(f"no outbox at {outbox_path}: the agent has not run yet", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    stats, status_json = read_stats(outbox_path)
+    status = json.loads(status_json) if status_json else None
+    oldest = stats.oldest_created
+    oldest_age = None if oldest is None else round(time.time() - oldest, 1)
+    report = {
+        "outbox": str(outbox_path),
+        "queue_depth": stats.depth,
+        "oldest_event_age_s": oldest_age,
+        "published_total": stats.published,
+        "dropped_total": stats.dropped,
+        "last_status": status,
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"outbox            {outbox_path}")
+    print(f"queue depth       {stats.depth}")
+    print(f"oldest event age  {'-' if oldest_age is None else f'{oldest_age} s'}")
+    print(f"published (total) {stats.published}")
+    print(f"dropped (total)   {stats.dropped}")
+    if status:
+        print(f"last heartbeat    {status.get('sent_at')} "
+              f"({'online' if status.get('online') else 'offline'})")
+        print(f"uptime            {status.get('uptime_s')} s")
+        print(f"devices tracked   {status.get('devices_tracked')}")
+        print(f"rejected frames   {status.get('rejected_frames')}")
+        print(f"active key        {status.get('active_key_id')}")
+        for name, health in (status.get("sources") or {}).items():
+            print(f"source {name:<10} alive={health.get('alive')} frames={health.get('frames')} "
+                  f"errors={health.get('errors')} restarts={health.get('restarts')}")
+    return EXIT_OK
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+
+async def _run_live(settings: EdgeSettings) -> int:
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    sources = build_live_sources(settings)
+    agent = EdgeAgent(settings, sources, live=True, wall_clock=sightings_carry_wall_time(sources))
+    await agent.run(stop)
+    return EXIT_OK
+
+
+async def _progress(agent: EdgeAgent, out: TextIO, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), PROGRESS_INTERVAL_S)
+        except TimeoutError:
+            summary = agent.summary(drained=False)
+            print(f"frames {summary.frames}  sightings {summary.sightings}  "
+                  f"events {summary.events}  queued {summary.queue_depth}  "
+                  f"published {summary.published_events}", file=out, flush=True)
+
+
+async def _replay(settings: EdgeSettings, args: argparse.Namespace) -> int:
+    speed = None if args.max_speed else (args.speed if args.speed is not None else 1.0)
+    missing = [str(path) for path in args.pcap if not path.is_file()]
+    if missing:
+        print(f"no such capture file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.outbox is not None:
+        settings = settings.model_copy(
+            update={"outbox": settings.outbox.model_copy(update={"path": args.outbox})}
+        )
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    source = build_replay_source(settings, args.pcap, speed=speed)
+    agent = EdgeAgent(settings, [source], live=False, count_devices=True)
+    progress_stop = asyncio.Event()
+    progress = None
+    if not args.quiet:
+        progress = asyncio.create_task(_progress(agent, sys.stderr, progress_stop))
+    started = time.monotonic()
+    summary = await agent.run(stop, drain_timeout=args.drain_timeout)
+    progress_stop.set()
+    if progress is not None:
+        await progress
+    print_summary(summary, time.monotonic() - started, sys.stdout)
+    if not summary.drained:
+        print(f"{summary.queue_depth} events are still in the outbox "
+              "(they are published on the next start)", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def print_summary(summary: AgentSummary, elapsed_s: float, out: TextIO) -> None:
+    ratio = f"{summary.reduction_ratio:.1f}x"
+    rows = [
+        ("frames", summary.frames),
+        ("rejected frames", summary.rejected_frames),
+        ("sightings", summary.sightings),
+        ("devices", summary.devices),
+        ("events", f"{summary.events} (enter {summary.enters}, dwell {summary.dwells}, "
+                   f"exit {summary.exits})"),
+        ("reduction ratio", f"{ratio} (sightings per event)"),
+        ("published", f"{summary.published_events} events in "
+                      f"{summary.published_messages} messages"),
+        ("drops", summary.dropped),
+        ("still queued", summary.queue_depth),
+        ("elapsed", f"{elapsed_s:.1f} s"),
+    ]
+    print("replay summary", file=out)
+    for name, value in rows:
+        print(f"  {name:<16} {value}", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.config)
+    if args.command == "status":
+        return show_status(args.config, as_json=args.json)
+    settings = _load(args.config, sys.stderr)
+    if settings is None:
+        return EXIT_CONFIG
+    configure_logging(settings.logging)
+    if args.command == "run":
+        return asyncio.run(_run_live(settings))
+    return asyncio.run(_replay(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Building the capture sources a config enables.
+
+Live radios are imported only when enabled, so a gateway without Bluetooth never loads
+bleak and one without a monitor-mode card never loads scapy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.capture.replay import PcapReplaySource
+from edge.capture.source import Source
+from edge.settings import EdgeSettings
+
+
+def build_replay_source(
+    settings: EdgeSettings, paths: Sequence[Path], *, speed: float | None
+) -> PcapReplaySource:
+    return PcapReplaySource(paths, beacons=settings.beacons.to_config(), speed=speed)
+
+
+def build_live_sources(settings: EdgeSettings) -> list[Source]:
+    """Every source the config enables, in a fixed order (BLE, Wi-Fi monitor, hostapd, replay)."""
+    sources: list[Source] = []
+    configured = settings.sources
+    if configured.replay.enabled:
+        sources.append(
+            build_replay_source(settings, configured.replay.paths, speed=configured.replay.speed)
+        )
+    return sources
+
+
+def sightings_carry_wall_time(sources: Sequence[Source]) -> bool:
+    """True unless every source is a recording (whose sightings carry capture time)."""
+    return any(not isinstance(source, PcapReplaySource) for source in sources)

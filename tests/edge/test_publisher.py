@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge.outbox import Outbox
+from edge.publisher import MqttPublisher
+from edge.settings import EdgeSettings
+from provisioning.local_broker import LocalBroker, free_port, start_mosquitto, stop_process
+from shared.presence import MAX_BATCH_EVENTS, decode_presence_batch
+from shared.status import GatewayConfig, GatewayStatus, decode_gateway_status
+from shared.topics import parse_topic
+from tests.edge.mqtt import Collector, publish_retained
+from tests.edge.support import make_event, make_settings
+
+
+def offline(settings: EdgeSettings) -> GatewayStatus:
+    identity = settings.identity
+    return GatewayStatus(tenant=identity.tenant, store=identity.store, gateway=identity.gateway,
+                         online=False, sent_at=datetime.now(UTC))
+
+
+class Harness:
+    def __init__(self, settings: EdgeSettings, outbox: Outbox) -> None:
+        self.configs: list[GatewayConfig] = []
+        self.publisher = MqttPublisher(
+            settings, outbox, on_config=self.on_config,
+            offline_status=lambda: offline(settings),
+        )
+
+    def on_config(self, config: GatewayConfig) -> None:
+        if config.active_key_id == "bad":
+            raise KeyError("unknown key")
+        self.configs.append(config)
+
+
+async def until(predicate: object, within_s: float = 10.0) -> bool:
+    assert callable(predicate)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(predicate())
+
+
+def test_outbox_rows_are_published_in_batches_and_deleted_on_puback(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=broker.port)
+    outbox = Outbox(tmp_path / "o.db", max_events=10_000)
+    events = [make_event(i, tenant=mqtt_namespace, daily=i % 3 == 0) for i in range(1200)]
+    outbox.put_many(events)
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+
+    async def scenario() -> None:
+        harness = Harness(settings, outbox)
+        publisher = harness.publisher
+        stop = asyncio.Event()
+        await publisher.start()
+        assert await publisher.wait_connected(5)
+        pump = asyncio.create_task(publisher.pump(stop))
+        assert await until(lambda: publisher.idle)
+        stop.set()
+        await pump
+        await publisher.close(offline(settings))
+        assert publisher.counters.events == 1200
+        assert publisher.counters.messages == 3  # 500 + 500 + 200
+
+    asyncio.run(scenario())
+    assert outbox.depth == 0
+    assert outbox.published == 1200
+    assert collector.wait_for(lambda c: len(c.presence_event_ids()) == 1200)
+    assert collector.presence_event_ids() == [event.event_id for event in events]
+    sizes = []
+    for message in collector.snapshot():
+        if message.topic.endswith("/presence"):
+            batch = decode_presence_batch(message.payload, topic=parse_topic(message.topic))
+            sizes.append(len(batch.events))
+            assert not message.retain
+    assert sizes == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS, 200]
+    collector.close()
+
+
+def test_close_leaves_a_retained_offline_status(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=broker.port)
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+
+    async def scenario() -> None:
+        publisher = Harness(settings, outbox).publisher
+        await publisher.start()
+        assert await publisher.wait_connected(5)
+        online = offline(settings).model_copy(update={"online": True, "queue_depth": 7})
+        publisher.publish_status(online)
+        await asyncio.sleep(0.2)
+        await publisher.close(offline(settings))
+
+    asyncio.run(scenario())
+    late = Collector(broker.host, broker.port, mqtt_namespace)  # sees only retained messages
+    assert late.wait_for(lambda c: any(m.topic.endswith("/status") for m in c.snapshot()))
+    statuses = [m for m in late.snapshot() if m.topic.endswith("/status")]
+    assert len(statuses) == 1
+    assert statuses[0].retain
+    assert decode_gateway_status(statuses[0].payload).online is False
+    late.close()
+
+
+def test_retained_config_is_applied_and_bad_ones_are_rejected(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=broker.port)
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    config_topic = f"vitrina/v1/{mqtt_namespace}/store-1/gw-1/config"
+    good = GatewayConfig(exit_after_s=45, active_key_id="k2").model_dump_json().encode()
+    publish_retained(broker.host, broker.port, config_topic, good)
+
+    async def scenario() -> None:
+        harness = Harness(settings, outbox)
+        publisher = harness.publisher
+        await publisher.start()
+        assert await until(lambda: len(harness.configs) == 1)
+        assert harness.configs[0].exit_after_s == 45
+        for payload in (
+            b"not json",
+            json.dumps({"schema_version": "2.0"}).encode(),
+            json.dumps({"schema_version": "1.0", "enter_sightings": 0}).encode(),
+            GatewayConfig(active_key_id="bad").model_dump_json().encode(),
+        ):
+            await asyncio.to_thread(publish_retained, broker.host, broker.port, config_topic,
+                                    payload)
+        assert await until(lambda: publisher.counters.configs_rejected == 4)
+        assert publisher.counters.configs_applied == 1
+        await publisher.close(offline(settings))
+
+    asyncio.run(scenario())
+
+
+def test_initial_connect_retries_until_the_broker_is_up(
+    mqtt_namespace: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=port)
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    outbox.put_many([make_event(i, tenant=mqtt_namespace) for i in range(3)])
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+
+    async def scenario() -> None:
+        publisher = Harness(settings, outbox).publisher
+        stop = asyncio.Event()
+        connecting = asyncio.create_task(publisher.start())
+        pump = asyncio.create_task(publisher.pump(stop))
+        await asyncio.sleep(1.0)
+        assert not connecting.done()
+        _, process = await asyncio.to_thread(start_mosquitto, workdir=workdir, port=port)
+        try:
+            await asyncio.wait_for(connecting, 10)
+            assert await until(lambda: publisher.idle)
+            stop.set()
+            await pump
+            await publisher.close(offline(settings))
+        finally:
+            stop_process(process)
+
+    asyncio.run(scenario())
+    assert outbox.published == 3
