@@ -33,7 +33,6 @@ from edge.publisher import MqttPublisher
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
 from edge.tracker import Identity, Tracker, TrackerThresholds
-from shared.errors import ContractError
 from shared.presence import PresenceEvent
 from shared.status import GatewayConfig, GatewayStatus, SourceHealth
 
@@ -91,6 +90,8 @@ class EdgeAgent:
         self.sources = list(sources)
         self.live = live
         self.wall_clock = live if wall_clock is None else wall_clock
+        self._version = software_version()
+        self._started = time.monotonic()
         identity = settings.identity
         self.identity = Identity(identity.tenant, identity.store, identity.gateway)
         self.pseudonymizer = SightingPseudonymizer(
@@ -114,7 +115,6 @@ class EdgeAgent:
         self._started = time.monotonic()
         #: Distinct pseudonyms, for a replay's summary only (live it would grow without bound).
         self._seen: set[str] | None = set() if count_devices else None
-        self._version = software_version()
 
     # -- the pipeline -------------------------------------------------------------------
 
@@ -123,7 +123,7 @@ class EdgeAgent:
         try:
             pseudonymous = self.pseudonymizer.pseudonymize(sighting)
             events = self.tracker.observe(pseudonymous)
-        except (ValueError, TypeError, ContractError) as error:
+        except Exception as error:  # a malformed sighting must not take its source down
             self.pipeline_errors += 1
             log.error("could not process a sighting", extra={"error": type(error).__name__,
                                                               "source": sighting.source})

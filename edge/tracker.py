@@ -32,6 +32,9 @@ SWEEP_INTERVAL_S = 1.0
 UNKNOWN_RSSI_DBM = -127.0
 #: The strongest RSSI the schema accepts; a reading above it is a driver glitch.
 MAX_RSSI_DBM = 20.0
+#: Readings outside this open range (and NaN) are not measurements: the sighting still
+#: counts as presence, but its RSSI is ignored so it cannot poison the average.
+PLAUSIBLE_RSSI_MIN, PLAUSIBLE_RSSI_MAX = -200.0, 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ class _Device:
 class TrackerCounters:
     sightings: int = 0
     below_floor: int = 0
+    bad_rssi: int = 0
     enters: int = 0
     dwells: int = 0
     exits: int = 0
@@ -185,6 +189,9 @@ class Tracker:
                 self._sweep(at, events)
         rssi = sighting.rssi
         thresholds = self.thresholds
+        if rssi is not None and not PLAUSIBLE_RSSI_MIN < rssi < PLAUSIBLE_RSSI_MAX:
+            counters.bad_rssi += 1  # NaN, infinities, driver garbage: keep the sighting only
+            rssi = None
         if rssi is not None and rssi < thresholds.rssi_floor:
             counters.below_floor += 1
             return events

@@ -46,7 +46,7 @@ class Collector:
         self.client.reconnect_delay_set(1, 2)
         properties = None
         if session:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 3600
         self.client.connect(host, port, keepalive=10, clean_start=not session,
                             properties=properties)
@@ -66,7 +66,7 @@ class Collector:
             return list(self.messages)
 
     def presence_event_ids(self) -> list[str]:
-        ids = []
+        ids: list[str] = []
         for message in self.snapshot():
             if message.topic.endswith("/presence"):
                 batch = decode_presence_batch(message.payload, topic=parse_topic(message.topic))

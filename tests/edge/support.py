@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from shared.identifiers import (
     wifi_identifier,
 )
 from shared.presence import PresenceEvent, PseudonymScope, Transition, make_event_id
+from shared.status import SourceHealth
 
 SECRET_HEX = "5a" * 32
 #: 2024-03-01T10:00:00Z: a fixed capture clock so event ids are reproducible.
@@ -127,3 +130,50 @@ def make_event(
         randomized=daily, transition=Transition.ENTER, zone="floor", rssi=-60.0,
         first_seen=first_seen, last_seen=first_seen, dwell_s=0.0, sightings=2,
     )
+
+
+class ListSource:
+    """A capture source that plays prepared sightings (radio hardware is what we mock).
+
+    `hold=True` keeps it "alive" after the list, like a live radio, until `stop`."""
+
+    def __init__(
+        self, sightings: list[Sighting], *, name: str = "synthetic", every: int = 200,
+        pause_s: float = 0.0, hold: bool = False,
+    ) -> None:
+        self.name = name
+        self.sightings = sightings
+        self.every = every
+        self.pause_s = pause_s
+        self.hold = hold
+        self.emitted = 0
+        self.alive = False
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(alive=self.alive, frames=self.emitted, errors=0)
+
+    async def run(self, emit: Callable[[Sighting], None], stop: asyncio.Event) -> None:
+        self.alive = True
+        try:
+            for index, item in enumerate(self.sightings):
+                if stop.is_set():
+                    return
+                emit(item)
+                self.emitted += 1
+                if index % self.every == self.every - 1:
+                    await asyncio.sleep(self.pause_s)
+            if self.hold:
+                await stop.wait()
+        finally:
+            self.alive = False
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> bool:
+    """Poll `predicate` on the loop until it holds or `within_s` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()

@@ -13,7 +13,7 @@ from shared.presence import MAX_BATCH_EVENTS, decode_presence_batch
 from shared.status import GatewayConfig, GatewayStatus, decode_gateway_status
 from shared.topics import parse_topic
 from tests.edge.mqtt import Collector, publish_retained
-from tests.edge.support import make_event, make_settings
+from tests.edge.support import make_event, make_settings, until
 
 
 def offline(settings: EdgeSettings) -> GatewayStatus:
@@ -34,17 +34,6 @@ class Harness:
         if config.active_key_id == "bad":
             raise KeyError("unknown key")
         self.configs.append(config)
-
-
-async def until(predicate: object, within_s: float = 10.0) -> bool:
-    assert callable(predicate)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return bool(predicate())
 
 
 def test_outbox_rows_are_published_in_batches_and_deleted_on_puback(

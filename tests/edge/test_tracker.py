@@ -156,3 +156,11 @@ def test_replay_is_deterministic_and_reduces_traffic() -> None:
     daily = [event for event in first if event.randomized]
     assert daily
     assert all(event.scope is PseudonymScope.DAILY for event in daily)
+
+
+def test_implausible_rssi_is_ignored_but_the_sighting_counts() -> None:
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    events = feed(tracker, [seen(T0, -60), seen(T0 + 1, float("nan")), seen(T0 + 2, float("inf"))])
+    assert transitions(events) == [Transition.ENTER]
+    assert events[0].rssi == -60
+    assert tracker.counters.bad_rssi == 2

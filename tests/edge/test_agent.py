@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from edge.agent import EdgeAgent
+from edge.outbox import read_stats
+from edge.settings import EdgeSettings
+from edge.sighting import Sighting
+from provisioning.local_broker import LocalBroker
+from shared.identifiers import IdentifierKind, wifi_identifier
+from shared.presence import Transition, decode_presence_batch
+from shared.status import GatewayConfig, decode_gateway_status
+from shared.topics import parse_topic
+from tests.edge.mqtt import Collector, publish_retained
+from tests.edge.support import ListSource, crowd, make_settings, until
+
+
+def agent_settings(
+    broker: LocalBroker, tenant: str, tmp_path: Path, **extra: object
+) -> EdgeSettings:
+    return make_settings(tenant=tenant, mqtt_port=broker.port, outbox=tmp_path / "outbox.db",
+                         **extra)
+
+
+def test_a_replay_publishes_every_event_once_and_drains(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    scene = crowd(60)
+    settings = agent_settings(broker, mqtt_namespace, tmp_path)
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    source = ListSource(scene.sightings)
+    agent = EdgeAgent(settings, [source], live=False, count_devices=True)
+    summary = asyncio.run(agent.run(asyncio.Event(), drain_timeout=15))
+    assert summary.drained
+    assert summary.sightings == len(scene.sightings)
+    assert summary.frames == len(scene.sightings)
+    assert summary.devices == 60
+    assert summary.events == summary.published_events > 0
+    assert summary.enters == summary.exits
+    assert summary.queue_depth == 0
+    assert summary.pipeline_errors == 0
+    assert collector.wait_for(lambda c: len(c.presence_event_ids()) == summary.events)
+    ids = collector.presence_event_ids()
+    assert len(set(ids)) == len(ids)
+    # Per device, transitions arrive in order: enter, dwells, exit.
+    per_device: dict[str, list[Transition]] = {}
+    for message in collector.snapshot():
+        if message.topic.endswith("/presence"):
+            batch = decode_presence_batch(message.payload, topic=parse_topic(message.topic))
+            for event in batch.events:
+                per_device.setdefault(event.pseudonym, []).append(event.transition)
+    for transitions in per_device.values():
+        assert transitions[0] is Transition.ENTER
+        assert transitions[-1] is Transition.EXIT
+    statuses = [m for m in collector.snapshot() if m.topic.endswith("/status")]
+    assert decode_gateway_status(statuses[-1].payload).online is False
+    stats, last_status = read_stats(settings.outbox.path)
+    assert stats.depth == 0
+    assert stats.published == summary.events
+    assert last_status is not None
+    collector.close()
+
+
+def test_live_ticks_report_exits_and_heartbeats_while_running(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = agent_settings(
+        broker, mqtt_namespace, tmp_path,
+        tracker={"enter_sightings": 2, "enter_window_s": 10, "exit_after_s": 1.0},
+    )
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    now = time.time()
+    sightings = [
+        Sighting(at=now + i * 0.01, kind=IdentifierKind.WIFI_PROBE,
+                 canonical_id=wifi_identifier("00:1a:11:00:00:01"), randomized=False,
+                 rssi=-50.0, source="synthetic")
+        for i in range(3)
+    ]
+    source = ListSource(sightings, hold=True)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        agent = EdgeAgent(settings, [source], live=True)
+        running = asyncio.create_task(agent.run(stop))
+
+        def transitions() -> list[str]:
+            return [e.split(":")[0] for e in kinds(collector)]
+
+        assert await asyncio.to_thread(
+            collector.wait_for, lambda c: transitions() == ["enter", "exit"], 10
+        )
+        assert agent.tracker.devices_tracked == 0
+        status = [m for m in collector.snapshot() if m.topic.endswith("/status")]
+        heartbeat = decode_gateway_status(status[-1].payload)
+        assert heartbeat.online
+        assert heartbeat.sources["synthetic"].alive
+        assert heartbeat.active_key_id == "k1"
+        stop.set()
+        await running
+
+    asyncio.run(scenario())
+    collector.close()
+
+
+def kinds(collector: Collector) -> list[str]:
+    found: list[str] = []
+    for message in collector.snapshot():
+        if message.topic.endswith("/presence"):
+            batch = decode_presence_batch(message.payload)
+            found.extend(f"{event.transition.value}:{event.zone}" for event in batch.events)
+    return found
+
+
+def test_cloud_config_rotates_the_key_and_moves_zones_live(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = agent_settings(broker, mqtt_namespace, tmp_path)
+    config = GatewayConfig(active_key_id="k2", zones=[], enter_sightings=1)
+    publish_retained(broker.host, broker.port,
+                     f"vitrina/v1/{mqtt_namespace}/store-1/gw-1/config",
+                     config.model_dump_json().encode())
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    scene = crowd(8, seed=3)
+
+    async def scenario() -> EdgeAgent:
+        agent = EdgeAgent(settings, [], live=False)
+        stop = asyncio.Event()
+        running = asyncio.create_task(agent.run(stop))
+        assert await agent.publisher.wait_connected(5)
+        assert await until(lambda: agent.publisher.counters.configs_applied == 1)
+        for item in scene.sightings:
+            agent.emit(item)
+        stop.set()
+        await running
+        return agent
+
+    agent = asyncio.run(scenario())
+    assert agent.pseudonymizer.active_key_id == "k2"
+    assert agent.tracker.thresholds.enter_sightings == 1
+    assert collector.wait_for(lambda c: len(kinds(c)) >= 16)
+    for message in collector.snapshot():
+        if message.topic.endswith("/presence"):
+            for event in decode_presence_batch(message.payload).events:
+                assert event.key_id == "k2"
+                assert event.zone == "store"  # no zones left: the default zone
+    collector.close()
+
+
+def test_a_malformed_sighting_is_counted_not_fatal(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = agent_settings(broker, mqtt_namespace, tmp_path)
+    broken = Sighting(at=1.0, kind=IdentifierKind.WIFI_PROBE, canonical_id=None,  # type: ignore[arg-type]
+                      randomized=False, rssi=-50.0, source="synthetic")
+    scene = crowd(4)
+    source = ListSource([broken, *scene.sightings])
+    agent = EdgeAgent(settings, [source], live=False)
+    summary = asyncio.run(agent.run(asyncio.Event(), drain_timeout=10))
+    assert summary.pipeline_errors == 1
+    assert summary.enters == 4
+    assert summary.drained
