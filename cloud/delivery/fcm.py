@@ -1,0 +1,343 @@
+"""Mobile push through Firebase Cloud Messaging (HTTP v1) with firebase-admin.
+
+Each `FcmSender` owns a named firebase App built from the service-account file, so several
+tenants' projects (and the tests) coexist in one process, and closing one sender tears
+down only its App. Messages go out with `messaging.send_each` in chunks of at most 500
+(the API's limit); per-token failures come back as SendResults, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import firebase_admin
+import requests
+import requests.adapters
+import requests.utils
+from firebase_admin import credentials, exceptions, messaging
+from google.auth import exceptions as auth_exceptions
+from google.auth.transport import requests as auth_requests
+from urllib3.util.retry import Retry
+
+from cloud.delivery.push import FcmSettings, PushMessage, SendResult
+from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
+
+logger = logging.getLogger(__name__)
+
+FCM_ORIGIN = "https://fcm.googleapis.com"
+#: FCM's send_each accepts at most 500 messages per call.
+MAX_BATCH = 500
+#: send_each runs one thread per message; a blocking pool of this many keep-alive connections
+#: caps the sockets instead of opening (and discarding) one per thread. firebase-admin's
+#: own adapter uses the same size.
+POOL_CONNECTIONS = 100
+#: Every Vitrina push is user-visible and time-bound (the shopper is in front of the store
+#: now), which is what FCM's high priority is for: it wakes a dozing device at once. FCM
+#: demotes apps that use high priority for pushes that show nothing, which ours never do.
+ANDROID_PRIORITY = "high"
+#: APNs priority 10 (immediate) is only allowed for pushes that alert the user; ours do.
+APNS_PRIORITY = "10"
+#: FCM and APNs keep an undelivered message at most four weeks.
+MAX_TTL_S = 28 * 24 * 3600
+#: APNs rejects collapse ids longer than 64 bytes; a 32-hex-digit digest leaves room.
+COLLAPSE_ID_HEX = 32
+DEAD_TOKEN_ERRORS: Mapping[type[Exception], str] = {
+    messaging.UnregisteredError: "UNREGISTERED",
+    messaging.SenderIdMismatchError: "SENDER_ID_MISMATCH",
+}
+#: Errors that no retry can fix for this message (the token may still be fine).
+PERMANENT_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT"})
+
+
+def _silence_token_deprecation() -> None:
+    """Apps register FCM registration tokens, so `Message(token=...)` is what we must send.
+
+    firebase-admin 7.7 nudges towards Firebase installation ids with a DeprecationWarning on
+    every message; the warning says nothing actionable per send. (Adding the same filter
+    again replaces it, so calling this per sender is harmless.)
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"Message\.token is deprecated", category=DeprecationWarning
+    )
+
+
+class FcmEndpointAdapter(requests.adapters.HTTPAdapter):
+    """The transport for https://fcm.googleapis.com on the messaging service's session.
+
+    Why an adapter rather than patching a URL: firebase-admin builds its FCM URLs from a
+    hard-coded origin and offers no option for another endpoint, but every request goes
+    through a `requests.Session` on which it mounts an adapter for exactly that origin.
+    Mounting ours on the same prefix replaces theirs through a public requests API, covers
+    every FCM URL the SDK may build (send, topic management), keeps google-auth's bearer
+    token and its refresh-on-401, and lets us own two policies:
+
+    - redirection: with `endpoint` set, the origin is swapped for a local FCM-compatible
+      server before the connection is chosen (the OAuth token endpoint needs no such trick:
+      it comes from the service-account file's `token_uri`);
+    - retries: firebase-admin's adapter retries 500/503 up to four times on its own, which
+      would multiply with ours and ignore Retry-After. Here the transport retries only a
+      failed connect (nothing was sent) and tenacity, above, owns every other retry.
+    """
+
+    def __init__(self, endpoint: str | None) -> None:
+        super().__init__(
+            pool_connections=1,
+            pool_maxsize=POOL_CONNECTIONS,
+            pool_block=True,
+            max_retries=Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0),
+        )
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        #: requests picked proxies for fcm.googleapis.com; the local endpoint needs its own.
+        self._proxies = requests.utils.get_environ_proxies(self.endpoint) if self.endpoint else None
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if self.endpoint and request.url and request.url.startswith(FCM_ORIGIN):
+            request.url = self.endpoint + request.url[len(FCM_ORIGIN) :]
+            kwargs["proxies"] = self._proxies
+        return super().send(request, *args, **kwargs)
+
+
+def pin_environment(session: requests.Session, url: str) -> None:
+    """Resolve once what requests would look up in the environment on every request.
+
+    With `trust_env` requests scans all environment variables for proxy settings on each
+    call, about a quarter of the client's time per push on a small machine. The proxies
+    and CA bundle it would find are settled here, at start, instead.
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+
+
+def _messaging_session(app: firebase_admin.App) -> requests.Session:
+    """The authorized session firebase-admin's messaging service sends through.
+
+    firebase-admin exposes no accessor for it; its absence means the SDK changed shape,
+    which the tests against the local server would show at once.
+    """
+    service = messaging._get_messaging_service(app)
+    session = getattr(getattr(service, "_client", None), "session", None)
+    if not isinstance(session, requests.Session):
+        raise RuntimeError(
+            f"firebase-admin {firebase_admin.__version__}: "
+            "messaging service has no requests session to mount on"
+        )
+    return session
+
+
+def collapse_id(idempotency_key: str) -> str:
+    """A short stable id from the idempotency key: a replayed send replaces, not duplicates."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:COLLAPSE_ID_HEX]
+
+
+def build_message(push: PushMessage, *, now: float | None = None) -> messaging.Message:
+    """The FCM message for one PushMessage; raises ValueError for content FCM would refuse."""
+    if not 0 <= push.ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl_s must be within 0..{MAX_TTL_S}, got {push.ttl_s}")
+    key = collapse_id(push.idempotency_key)
+    data = dict(push.data)
+    extra = {"dedupe_key": key, **({"deep_link": push.deep_link} if push.deep_link else {})}
+    clash = sorted(set(data) & set(extra))
+    if clash:
+        raise ValueError(f"data keys {clash} are reserved for the delivery layer")
+    data.update(extra)
+    expires_at = int(time.time() if now is None else now) + push.ttl_s
+    return messaging.Message(
+        token=push.token,
+        notification=messaging.Notification(title=push.title, body=push.body, image=push.image_url),
+        data=data,
+        android=messaging.AndroidConfig(
+            ttl=timedelta(seconds=push.ttl_s),
+            priority=ANDROID_PRIORITY,
+            notification=messaging.AndroidNotification(tag=key),
+        ),
+        apns=messaging.APNSConfig(
+            headers={
+                # APNs keeps the push as long as Android does, then drops it.
+                "apns-expiration": str(expires_at),
+                "apns-priority": APNS_PRIORITY,
+                "apns-push-type": "alert",
+                "apns-collapse-id": key,
+            },
+            # mutable-content lets the app's notification extension fetch the image.
+            payload=messaging.APNSPayload(aps=messaging.Aps(mutable_content=bool(push.image_url))),
+            fcm_options=messaging.APNSFCMOptions(image=push.image_url) if push.image_url else None,
+        ),
+    )
+
+
+def result_for_error(token: str, error: Exception) -> SendResult:
+    """Map a firebase-admin exception for one message to a SendResult."""
+    for error_type, code in DEAD_TOKEN_ERRORS.items():
+        if isinstance(error, error_type):
+            return SendResult(token=token, ok=False, error_code=code, permanent=True)
+    if isinstance(error, messaging.QuotaExceededError):
+        return SendResult(
+            token=token, ok=False, error_code="QUOTA_EXCEEDED", retry_after_s=_retry_after(error)
+        )
+    if isinstance(error, messaging.ThirdPartyAuthError):
+        # APNs or web push credentials of the Firebase project are wrong: an operator's job.
+        return SendResult(token=token, ok=False, error_code="THIRD_PARTY_AUTH_ERROR")
+    if isinstance(error, exceptions.FirebaseError):
+        code = str(error.code)
+        return SendResult(
+            token=token,
+            ok=False,
+            error_code=code,
+            permanent=code in PERMANENT_CODES,
+            retry_after_s=_retry_after(error),
+        )
+    return SendResult(token=token, ok=False, error_code="UNKNOWN")
+
+
+def _retry_after(error: exceptions.FirebaseError) -> float | None:
+    response = error.http_response
+    if response is None:
+        return None
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+class FcmSender:
+    """`PushSender` for FCM HTTP v1. Thread-safe; one per (tenant) Firebase project.
+
+    `settings.endpoint` sends to a local FCM-compatible server instead of Google's (see
+    FcmEndpointAdapter for how and why).
+    """
+
+    def __init__(self, settings: FcmSettings, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        _silence_token_deprecation()
+        self.settings = settings
+        self._retry = retry
+        self._app = firebase_admin.initialize_app(
+            credentials.Certificate(settings.credentials_file),
+            options={"projectId": settings.project_id, "httpTimeout": settings.timeout_s},
+            name=f"vitrina-fcm-{settings.project_id}-{uuid.uuid4().hex[:8]}",
+        )
+        self._credential = self._app.credential.get_credential()
+        session = _messaging_session(self._app)
+        endpoint = str(settings.endpoint) if settings.endpoint else None
+        pin_environment(session, FCM_ORIGIN)
+        session.mount(FCM_ORIGIN, FcmEndpointAdapter(endpoint))
+        self._token_lock = threading.Lock()
+        self._token_session = requests.Session()
+        self._closed = False
+
+    def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+        """Send a batch; one result per message, in order. Never raises for a per-token error."""
+        results: dict[int, SendResult] = {}
+        built: dict[int, messaging.Message] = {}
+        for index, push in enumerate(messages):
+            try:
+                built[index] = build_message(push)
+            except ValueError as exc:
+                logger.warning("push %s not sent: %s", push.idempotency_key, exc)
+                results[index] = SendResult(
+                    token=push.token, ok=False, error_code="INVALID_ARGUMENT", permanent=True
+                )
+        order = sorted(built)
+        for start in range(0, len(order), MAX_BATCH):
+            chunk = order[start : start + MAX_BATCH]
+            results.update(
+                send_with_retries(
+                    lambda pending: self._send_once(messages, built, pending), chunk, self._retry
+                )
+            )
+        return [results[index] for index in range(len(messages))]
+
+    def deliver(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+        """The channel-neutral name for `send`."""
+        return self.send(messages)
+
+    def _send_once(
+        self,
+        messages: Sequence[PushMessage],
+        built: Mapping[int, messaging.Message],
+        pending: Sequence[int],
+    ) -> dict[int, SendResult]:
+        batch_error = self._ensure_access_token()
+        if batch_error is not None:
+            return {i: _replace_token(batch_error, messages[i].token) for i in pending}
+        try:
+            response = messaging.send_each([built[i] for i in pending], app=self._app)
+        except exceptions.FirebaseError as exc:
+            # send_each raises only when something outside an HTTP exchange broke (e.g. auth).
+            logger.error("FCM batch of %d failed: %s", len(pending), exc)
+            return {i: result_for_error(messages[i].token, exc) for i in pending}
+        outcome: dict[int, SendResult] = {}
+        for index, sent in zip(pending, response.responses, strict=True):
+            token = messages[index].token
+            if sent.success:
+                outcome[index] = SendResult(
+                    token=token, ok=True, provider_message_id=sent.message_id
+                )
+            else:
+                outcome[index] = result_for_error(token, sent.exception)
+        return outcome
+
+    def _ensure_access_token(self) -> SendResult | None:
+        """Fetch the OAuth token once, here, before send_each fans out to its threads.
+
+        google-auth refreshes without a lock, so a cold credential would otherwise make each
+        of up to 500 threads ask the token endpoint at the same moment.
+        """
+        with self._token_lock:
+            if self._credential.valid:
+                return None
+            try:
+                self._credential.refresh(auth_requests.Request(self._token_session))
+            except auth_exceptions.TransportError as exc:
+                logger.error("FCM token endpoint unreachable: %s", exc)
+                return SendResult(token="", ok=False, error_code="UNAVAILABLE")
+            except auth_exceptions.RefreshError as exc:
+                logger.error("FCM credentials refused: %s", exc)
+                code = "UNAVAILABLE" if exc.retryable else "UNAUTHENTICATED"
+                return SendResult(token="", ok=False, error_code=code)
+        return None
+
+    def close(self) -> None:
+        """Delete this sender's firebase App (its HTTP clients with it)."""
+        if self._closed:
+            return
+        self._closed = True
+        app = self._app
+        self._token_session.close()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            firebase_admin.delete_app(app)
+            return
+        # delete_app closes an async client with asyncio.run(), which a running loop forbids.
+        closer = threading.Thread(target=firebase_admin.delete_app, args=(app,), name="fcm-close")
+        closer.start()
+        closer.join()
+
+    def __enter__(self) -> FcmSender:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _replace_token(result: SendResult, token: str) -> SendResult:
+    return SendResult(
+        token=token,
+        ok=result.ok,
+        provider_message_id=result.provider_message_id,
+        error_code=result.error_code,
+        permanent=result.permanent,
+        retry_after_s=result.retry_after_s,
+    )

@@ -1,0 +1,757 @@
+"""A local Firebase Cloud Messaging server: FCM HTTP v1 send plus Google's OAuth2 token endpoint.
+
+firebase-admin talks to two Google services: the OAuth2 token endpoint (named by the
+service-account file's `token_uri`), where it trades an RS256-signed JWT for an access
+token, and `POST /v1/projects/{project}/messages:send`, which wants that token as a
+Bearer credential. This server implements both, strictly enough that a wrong key, an
+expired token, a malformed message or a misrouted project fails here as it would at
+Google. It generates its own service account (an RSA key pair) whose `token_uri` points
+at itself, so `credentials.Certificate` works unchanged.
+
+Per-token outcomes can be scripted (success, UNREGISTERED, SENDER_ID_MISMATCH,
+QUOTA_EXCEEDED with Retry-After, UNAVAILABLE, INVALID_ARGUMENT) to exercise the sender's
+error handling. Every accepted message is recorded; `GET /_sandbox/messages` lists them
+for a demo running in another process.
+
+Run as a process: `python -m sandbox.fcm --port 8087 --project vitrina-demo
+--credentials-out /tmp/fcm-sa.json` prints one JSON line (url, project, credentials path)
+and serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import json
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+import types
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from sandbox._http import (
+    BadRequestError,
+    Journal,
+    LocalHTTPServer,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
+
+#: The audience google-auth puts in every service-account assertion, whatever `token_uri` is.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: Either scope lets a service account send FCM messages (firebase-admin asks for cloud-platform).
+MESSAGING_SCOPES = frozenset(
+    {
+        "https://www.googleapis.com/auth/firebase.messaging",
+        "https://www.googleapis.com/auth/cloud-platform",
+    }
+)
+#: Google refuses assertions valid for longer than an hour.
+MAX_ASSERTION_LIFETIME_S = 3600
+#: Clock skew Google tolerates between the signer's clock and its own.
+CLOCK_SKEW_S = 300
+#: Access tokens from Google last an hour; tests shorten it to exercise refresh.
+DEFAULT_TOKEN_LIFETIME_S = 3600
+#: FCM rejects a message whose payload (data and notification) exceeds 4 KB.
+MAX_PAYLOAD_BYTES = 4096
+#: Keys FCM reserves in `data` (it rejects the message rather than silently drop them).
+RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
+RESERVED_DATA_PREFIXES = ("google.", "gcm.")
+#: A registration token is "<installation id>:<opaque>" in URL-safe base64 characters.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_\-]{11,64}:[A-Za-z0-9_\-]{20,4096}")
+#: A Firebase installation id: 22 URL-safe base64 characters, first nibble 0111.
+FID_RE = re.compile(r"[cdef][A-Za-z0-9_\-]{21}")
+TOPIC_RE = re.compile(r"(/topics/)?[a-zA-Z0-9\-_.~%]{1,900}")
+#: Android TTL is a protobuf Duration in JSON: seconds with an optional fraction, then "s".
+DURATION_RE = re.compile(r"\d{1,11}(\.\d{1,9})?s")
+#: FCM caps Android TTL at four weeks.
+MAX_ANDROID_TTL_S = 28 * 24 * 3600
+
+MESSAGE_FIELDS = frozenset(
+    {
+        "name",
+        "data",
+        "notification",
+        "android",
+        "webpush",
+        "apns",
+        "fcm_options",
+        "token",
+        "topic",
+        "condition",
+        "fid",
+    }
+)
+TARGET_FIELDS = ("token", "topic", "condition", "fid")
+NOTIFICATION_FIELDS = frozenset({"title", "body", "image"})
+ANDROID_FIELDS = frozenset(
+    {
+        "collapse_key",
+        "priority",
+        "ttl",
+        "restricted_package_name",
+        "data",
+        "notification",
+        "fcm_options",
+        "direct_boot_ok",
+        "bandwidth_constrained_ok",
+        "restricted_satellite_ok",
+    }
+)
+APNS_FIELDS = frozenset({"headers", "payload", "fcm_options", "live_activity_token"})
+WEBPUSH_FIELDS = frozenset({"headers", "data", "notification", "fcm_options"})
+FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequestError"
+
+
+class Outcome(StrEnum):
+    """What the server answers for a scripted token."""
+
+    SUCCESS = "SUCCESS"
+    UNREGISTERED = "UNREGISTERED"
+    SENDER_ID_MISMATCH = "SENDER_ID_MISMATCH"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class _ErrorShape:
+    http_status: int
+    status: str
+    message: str
+
+
+_ERRORS: Mapping[Outcome, _ErrorShape] = types.MappingProxyType(
+    {
+        Outcome.UNREGISTERED: _ErrorShape(404, "NOT_FOUND", "Requested entity was not found."),
+        Outcome.SENDER_ID_MISMATCH: _ErrorShape(403, "PERMISSION_DENIED", "SenderId mismatch"),
+        Outcome.QUOTA_EXCEEDED: _ErrorShape(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Send requests' of service fcm.",
+        ),
+        Outcome.UNAVAILABLE: _ErrorShape(
+            503, "UNAVAILABLE", "The service is currently unavailable."
+        ),
+        Outcome.INVALID_ARGUMENT: _ErrorShape(
+            400, "INVALID_ARGUMENT", "Request contains an invalid argument."
+        ),
+        Outcome.INTERNAL: _ErrorShape(500, "INTERNAL", "Internal error encountered."),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccount:
+    """A Google service account whose private key this process made up."""
+
+    project_id: str
+    client_email: str
+    client_id: str
+    private_key_id: str
+    private_key_pem: str
+
+    @classmethod
+    def generate(cls, project_id: str, *, name: str = "vitrina-push") -> ServiceAccount:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        return cls(
+            project_id=project_id,
+            client_email=f"{name}@{project_id}.iam.gserviceaccount.com",
+            client_id=str(secrets.randbelow(10**20)),
+            private_key_id=secrets.token_hex(20),
+            private_key_pem=pem,
+        )
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        key = serialization.load_pem_private_key(self.private_key_pem.encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):  # pragma: no cover - generate() makes RSA keys
+            raise TypeError("service-account key is not RSA")
+        return key.public_key()
+
+    def info(self, token_uri: str) -> dict[str, str]:
+        """The JSON Google issues for a service-account key, with `token_uri` pointing here."""
+        return {
+            "type": "service_account",
+            "project_id": self.project_id,
+            "private_key_id": self.private_key_id,
+            "private_key": self.private_key_pem,
+            "client_email": self.client_email,
+            "client_id": self.client_id,
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": token_uri,
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{self.client_email}",
+            "universe_domain": "googleapis.com",
+        }
+
+
+class InvalidGrantError(ValueError):
+    """The JWT assertion is not acceptable; the message is what Google says."""
+
+
+def _b64url_decode(segment: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidGrantError("Invalid JWT: not base64url") from exc
+
+
+def verify_assertion(
+    assertion: str,
+    account: ServiceAccount,
+    public_key: rsa.RSAPublicKey,
+    *,
+    audiences: frozenset[str],
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Check an RS256 service-account assertion the way Google's token endpoint does.
+
+    Returns the claims; raises InvalidGrantError naming the first problem found.
+    """
+    parts = assertion.split(".")
+    if len(parts) != 3:
+        raise InvalidGrantError("Invalid JWT: expected three segments")
+    try:
+        header = json.loads(_b64url_decode(parts[0]))
+        claims = json.loads(_b64url_decode(parts[1]))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidGrantError("Invalid JWT: segments are not JSON") from exc
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise InvalidGrantError("Invalid JWT: segments are not JSON objects")
+    if header.get("alg") != "RS256":
+        raise InvalidGrantError(f"Invalid JWT: alg must be RS256, got {header.get('alg')!r}")
+    if header.get("kid") not in (None, account.private_key_id):
+        raise InvalidGrantError("Invalid JWT Signature.")
+    signature = _b64url_decode(parts[2])
+    try:
+        public_key.verify(
+            signature, f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256()
+        )
+    except InvalidSignature as exc:
+        raise InvalidGrantError("Invalid JWT Signature.") from exc
+    if claims.get("iss") != account.client_email:
+        raise InvalidGrantError("Invalid grant: account not found")
+    if claims.get("aud") not in audiences:
+        raise InvalidGrantError(
+            f"Invalid JWT: audience {claims.get('aud')!r} is not this token endpoint"
+        )
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not isinstance(iat, int) or not isinstance(exp, int):
+        raise InvalidGrantError("Invalid JWT: iat and exp must be integers")
+    current = time.time() if now is None else now
+    if iat > current + CLOCK_SKEW_S or exp < current - CLOCK_SKEW_S:
+        raise InvalidGrantError(
+            "Invalid JWT: Token must be a short-lived token (60 minutes) "
+            "and in a reasonable timeframe."
+        )
+    if exp - iat > MAX_ASSERTION_LIFETIME_S:
+        raise InvalidGrantError("Invalid JWT: Token must be a short-lived token (60 minutes).")
+    scopes = set(str(claims.get("scope", "")).split())
+    if not scopes & MESSAGING_SCOPES:
+        raise InvalidGrantError("Invalid scope: the assertion grants no messaging scope")
+    return claims
+
+
+class MessageRejectedError(ValueError):
+    """The message is invalid; `field` is the path FCM reports in its BadRequestError detail."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+def _check_object(value: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MessageRejectedError(path, "must be an object")
+    for key in value:
+        if key not in allowed:
+            raise MessageRejectedError(
+                path, f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
+            )
+    return value
+
+
+def _check_string_map(value: Any, path: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise MessageRejectedError(path, "must be a map of string to string")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise MessageRejectedError(
+                f"{path}[{key}]", f"Invalid value at '{path}[{key}]': expected a string"
+            )
+    return value
+
+
+def _check_data(value: Any, path: str) -> dict[str, str]:
+    data = _check_string_map(value, path)
+    for key in data:
+        if key in RESERVED_DATA_KEYS or key.startswith(RESERVED_DATA_PREFIXES):
+            raise MessageRejectedError(f"{path}[{key}]", f"Invalid data payload key: {key}")
+    return data
+
+
+def _check_notification(value: Any, path: str) -> None:
+    notification = _check_object(value, path, NOTIFICATION_FIELDS)
+    for key, item in notification.items():
+        if not isinstance(item, str):
+            raise MessageRejectedError(f"{path}.{key}", "must be a string")
+    image = notification.get("image")
+    if image is not None and not image.startswith(("https://", "http://")):
+        raise MessageRejectedError(f"{path}.image", "must be an http(s) URL")
+
+
+def _check_android(value: Any) -> None:
+    android = _check_object(value, "message.android", ANDROID_FIELDS)
+    priority = android.get("priority")
+    if priority is not None and str(priority).upper() not in ("NORMAL", "HIGH"):
+        raise MessageRejectedError(
+            "message.android.priority", f"Invalid value {priority!r}: NORMAL or HIGH"
+        )
+    ttl = android.get("ttl")
+    if ttl is not None:
+        if not isinstance(ttl, str) or not DURATION_RE.fullmatch(ttl):
+            raise MessageRejectedError("message.android.ttl", f"Invalid duration {ttl!r}")
+        if float(ttl[:-1]) > MAX_ANDROID_TTL_S:
+            raise MessageRejectedError("message.android.ttl", "TTL exceeds four weeks")
+    if "data" in android:
+        _check_data(android["data"], "message.android.data")
+    if "notification" in android and not isinstance(android["notification"], dict):
+        raise MessageRejectedError("message.android.notification", "must be an object")
+
+
+def _check_apns(value: Any) -> None:
+    apns = _check_object(value, "message.apns", APNS_FIELDS)
+    headers = _check_string_map(apns.get("headers", {}), "message.apns.headers")
+    priority = headers.get("apns-priority")
+    if priority is not None and priority not in ("1", "5", "10"):
+        raise MessageRejectedError("message.apns.headers[apns-priority]", "must be 1, 5 or 10")
+    expiration = headers.get("apns-expiration")
+    if expiration is not None and not expiration.isdigit():
+        raise MessageRejectedError(
+            "message.apns.headers[apns-expiration]", "must be a UNIX epoch date in seconds"
+        )
+    payload = apns.get("payload")
+    if payload is not None:
+        if not isinstance(payload, dict):
+            raise MessageRejectedError("message.apns.payload", "must be an object")
+        if "aps" in payload and not isinstance(payload["aps"], dict):
+            raise MessageRejectedError("message.apns.payload.aps", "must be an object")
+
+
+def _check_webpush(value: Any) -> None:
+    webpush = _check_object(value, "message.webpush", WEBPUSH_FIELDS)
+    if "headers" in webpush:
+        _check_string_map(webpush["headers"], "message.webpush.headers")
+    if "data" in webpush:
+        _check_data(webpush["data"], "message.webpush.data")
+    link = (
+        webpush.get("fcm_options", {}).get("link")
+        if isinstance(webpush.get("fcm_options"), dict)
+        else None
+    )
+    if link is not None and not str(link).startswith("https://"):
+        raise MessageRejectedError("message.webpush.fcm_options.link", "must be an HTTPS URL")
+
+
+def validate_message(message: Any) -> str:
+    """Check a v1 `message` like FCM does; return its target ("token:…", "topic:…", …)."""
+    message = _check_object(message, "message", MESSAGE_FIELDS)
+    targets = [name for name in TARGET_FIELDS if name in message]
+    if len(targets) != 1:
+        raise MessageRejectedError(
+            "message", "exactly one of token, topic, condition or fid must be set"
+        )
+    kind = targets[0]
+    target = message[kind]
+    if not isinstance(target, str) or not target:
+        raise MessageRejectedError(f"message.{kind}", "must be a non-empty string")
+    if kind == "token" and not TOKEN_RE.fullmatch(target):
+        raise MessageRejectedError(
+            "message.token", "The registration token is not a valid FCM registration token"
+        )
+    if kind == "fid" and not FID_RE.fullmatch(target):
+        raise MessageRejectedError("message.fid", "not a valid Firebase installation ID")
+    if kind == "topic" and not TOPIC_RE.fullmatch(target):
+        raise MessageRejectedError("message.topic", "Invalid topic name")
+    if "data" in message:
+        _check_data(message["data"], "message.data")
+    if "notification" in message:
+        _check_notification(message["notification"], "message.notification")
+    if "android" in message:
+        _check_android(message["android"])
+    if "apns" in message:
+        _check_apns(message["apns"])
+    if "webpush" in message:
+        _check_webpush(message["webpush"])
+    size = len(
+        json.dumps(
+            {k: message.get(k) for k in ("data", "notification")}, separators=(",", ":")
+        ).encode()
+    )
+    if size > MAX_PAYLOAD_BYTES:
+        raise MessageRejectedError(
+            "message", f"Message is too big: {size} bytes, limit {MAX_PAYLOAD_BYTES}"
+        )
+    return f"{kind}:{target}"
+
+
+def make_token(label: str = "") -> str:
+    """A registration token shaped like the ones FCM issues to apps (for tests and the demo)."""
+    fid = "c" + secrets.token_urlsafe(16)[:21]
+    tail = "APA91b" + (label.replace(":", "_") + "_" if label else "") + secrets.token_urlsafe(100)
+    return f"{fid}:{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A message the server accepted (what a device would receive)."""
+
+    name: str
+    project: str
+    target: str
+    message: dict[str, Any]
+    received_at: float
+
+    @property
+    def token(self) -> str | None:
+        value = self.message.get("token")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    """Any send request that reached the message handler, and what it was answered."""
+
+    target: str
+    http_status: int
+    error_code: str | None
+    at_monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """One call of the OAuth token endpoint; `error` is None when a token was issued."""
+
+    client_email: str | None
+    scope: str | None
+    error: str | None
+
+
+class FcmSandbox:
+    """FCM v1 and OAuth2 token endpoint on a loopback port.
+
+    In-process: `with FcmSandbox("proj") as fcm: fcm.write_credentials(path) ...`.
+    """
+
+    def __init__(
+        self,
+        project_id: str = "vitrina-demo",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        service_account: ServiceAccount | None = None,
+        token_lifetime_s: int = DEFAULT_TOKEN_LIFETIME_S,
+    ) -> None:
+        self.project_id = project_id
+        self.account = service_account or ServiceAccount.generate(project_id)
+        self._public_key = self.account.public_key()
+        self._token_lifetime_s = token_lifetime_s
+        self._lock = threading.Lock()
+        self._access_tokens: dict[str, float] = {}
+        self._scripts: dict[str, tuple[deque[Outcome], Outcome]] = {}
+        #: Retry-After (seconds) sent with QUOTA_EXCEEDED and UNAVAILABLE; None sends none.
+        self.retry_after_s: int | None = 1
+        self.received: Journal[ReceivedMessage] = Journal()
+        self.attempts: Journal[SendAttempt] = Journal()
+        self.token_requests: Journal[TokenRequest] = Journal()
+        router = Router()
+        router.add("POST", r"/token", self._handle_token)
+        router.add("POST", r"/v1/projects/(?P<project>[^/]+)/messages:send", self._handle_send)
+        router.add("GET", r"/_sandbox/messages", self._handle_list)
+        router.add("POST", r"/_sandbox/script", self._handle_script)
+        router.add("GET", r"/_sandbox/health", lambda _request: json_response(200, {"ok": True}))
+        self._http = LocalHTTPServer(router, host=host, port=port, name="fcm")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.url}/token"
+
+    def start(self) -> FcmSandbox:
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> FcmSandbox:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (the process entry point)."""
+        self._http.serve_forever()
+
+    def interrupt(self) -> None:
+        """Make `serve_forever()` return; safe from a signal handler."""
+        self._http.interrupt()
+
+    def credentials_info(self) -> dict[str, str]:
+        return self.account.info(self.token_uri)
+
+    def write_credentials(self, path: str | Path) -> Path:
+        """Write the service-account JSON (private key inside: mode 0600)."""
+        target = Path(path)
+        target.write_text(json.dumps(self.credentials_info(), indent=2))
+        target.chmod(0o600)
+        return target
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def script(self, token: str, *outcomes: Outcome, then: Outcome = Outcome.SUCCESS) -> None:
+        """Answer the next sends to `token` with `outcomes` in order, then `then` for ever."""
+        with self._lock:
+            self._scripts[token] = (deque(outcomes), then)
+
+    def expire_access_tokens(self) -> None:
+        """Forget every issued access token, as if they had all expired."""
+        with self._lock:
+            self._access_tokens.clear()
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[ReceivedMessage]:
+        return self.received.wait_for(count, timeout_s, what="FCM messages")
+
+    def _next_outcome(self, token: str) -> Outcome:
+        with self._lock:
+            scripted = self._scripts.get(token)
+            if scripted is None:
+                return Outcome.SUCCESS
+            queue, then = scripted
+            return queue.popleft() if queue else then
+
+    # -- OAuth2 token endpoint ---------------------------------------------------------------
+
+    def _handle_token(self, request: Request) -> Response:
+        form = parse_qs(request.body.decode("utf-8", "replace"))
+        grant_type = form.get("grant_type", [""])[0]
+        assertion = form.get("assertion", [""])[0]
+        if grant_type != JWT_BEARER_GRANT:
+            self.token_requests.append(TokenRequest(None, None, "unsupported_grant_type"))
+            return json_response(
+                400, {"error": "unsupported_grant_type", "error_description": grant_type}
+            )
+        try:
+            claims = verify_assertion(
+                assertion,
+                self.account,
+                self._public_key,
+                audiences=frozenset({GOOGLE_TOKEN_AUDIENCE, self.token_uri}),
+            )
+        except InvalidGrantError as exc:
+            self.token_requests.append(TokenRequest(None, None, str(exc)))
+            return json_response(400, {"error": "invalid_grant", "error_description": str(exc)})
+        access_token = "ya29.sandbox-" + secrets.token_urlsafe(48)
+        with self._lock:
+            self._access_tokens[access_token] = time.monotonic() + self._token_lifetime_s
+        self.token_requests.append(TokenRequest(str(claims["iss"]), str(claims["scope"]), None))
+        return json_response(
+            200,
+            {
+                "access_token": access_token,
+                "expires_in": self._token_lifetime_s,
+                "token_type": "Bearer",
+            },
+        )
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.header("Authorization").partition(" ")
+        if scheme != "Bearer" or not token:
+            return False
+        with self._lock:
+            expiry = self._access_tokens.get(token)
+        return expiry is not None and expiry > time.monotonic()
+
+    # -- FCM v1 send -------------------------------------------------------------------------
+
+    def _handle_send(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _google_error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+            )
+        project = request.params["project"]
+        if project != self.project_id:
+            return _google_error(
+                403, "PERMISSION_DENIED", f"Permission denied on project {project}."
+            )
+        body = request.json()
+        if not isinstance(body, dict) or "message" not in body:
+            return self._reject(
+                "", MessageRejectedError("message", "Request must contain a message")
+            )
+        unknown = set(body) - {"message", "validate_only"}
+        if unknown:
+            return self._reject(
+                "", MessageRejectedError(sorted(unknown)[0], "Unknown name: Cannot find field.")
+            )
+        try:
+            target = validate_message(body["message"])
+        except MessageRejectedError as exc:
+            return self._reject("", exc)
+        message: dict[str, Any] = body["message"]
+        outcome = self._next_outcome(str(message.get("token") or message.get("fid") or ""))
+        if outcome is not Outcome.SUCCESS:
+            return self._scripted_error(target, outcome)
+        name = f"projects/{project}/messages/0:{time.time_ns() // 1000}%{secrets.token_hex(8)}"
+        if body.get("validate_only") is True:
+            name = f"projects/{project}/messages/fake_message_id"
+        else:
+            self.received.append(ReceivedMessage(name, project, target, message, time.time()))
+        self.attempts.append(SendAttempt(target, 200, None, time.monotonic()))
+        return json_response(200, {"name": name})
+
+    def _reject(self, target: str, exc: MessageRejectedError) -> Response:
+        self.attempts.append(SendAttempt(target, 400, "INVALID_ARGUMENT", time.monotonic()))
+        return _google_error(
+            400,
+            "INVALID_ARGUMENT",
+            exc.description,
+            details=[
+                {"@type": FCM_ERROR_TYPE, "errorCode": "INVALID_ARGUMENT"},
+                {
+                    "@type": BAD_REQUEST_TYPE,
+                    "fieldViolations": [{"field": exc.field, "description": exc.description}],
+                },
+            ],
+        )
+
+    def _scripted_error(self, target: str, outcome: Outcome) -> Response:
+        shape = _ERRORS[outcome]
+        headers: dict[str, str] = {}
+        if (
+            outcome in (Outcome.QUOTA_EXCEEDED, Outcome.UNAVAILABLE)
+            and self.retry_after_s is not None
+        ):
+            headers["Retry-After"] = str(self.retry_after_s)
+        self.attempts.append(
+            SendAttempt(target, shape.http_status, outcome.value, time.monotonic())
+        )
+        return _google_error(
+            shape.http_status,
+            shape.status,
+            shape.message,
+            details=[{"@type": FCM_ERROR_TYPE, "errorCode": outcome.value}],
+            headers=headers,
+        )
+
+    # -- inspection for other processes ------------------------------------------------------
+
+    def _handle_list(self, request: Request) -> Response:
+        try:
+            since = int(request.query.get("since", ["0"])[0])
+        except ValueError as exc:
+            raise BadRequestError("since must be an integer") from exc
+        items = self.received.snapshot()
+        return json_response(
+            200,
+            {
+                "messages": [
+                    {
+                        "name": m.name,
+                        "target": m.target,
+                        "message": m.message,
+                        "received_at": m.received_at,
+                    }
+                    for m in items[since:]
+                ],
+                "next": len(items),
+            },
+        )
+
+    def _handle_script(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+            raise BadRequestError('expected {"token": str, "outcomes": [..], "then": ..}')
+        try:
+            outcomes = [Outcome(value) for value in body.get("outcomes", [])]
+            then = Outcome(body.get("then", Outcome.SUCCESS.value))
+        except ValueError as exc:
+            raise BadRequestError(f"unknown outcome: {exc}") from exc
+        self.script(body["token"], *outcomes, then=then)
+        return Response(204)
+
+
+def _google_error(
+    http_status: int,
+    status: str,
+    message: str,
+    *,
+    details: Sequence[dict[str, Any]] = (),
+    headers: dict[str, str] | None = None,
+) -> Response:
+    error: dict[str, Any] = {"code": http_status, "message": message, "status": status}
+    if details:
+        error["details"] = list(details)
+    return json_response(http_status, {"error": error}, headers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.fcm", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--project", default="vitrina-demo")
+    parser.add_argument(
+        "--credentials-out", required=True, help="where to write the service-account JSON"
+    )
+    args = parser.parse_args(argv)
+    sandbox = FcmSandbox(args.project, host=args.host, port=args.port)
+    path = sandbox.write_credentials(args.credentials_out)
+    print(
+        json.dumps({"url": sandbox.url, "project": args.project, "credentials": str(path)}),
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sandbox.interrupt())
+    with contextlib.suppress(KeyboardInterrupt):
+        sandbox.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
