@@ -1,0 +1,246 @@
+"""802.11 frames with a radiotap header (LINKTYPE_IEEE802_11_RADIOTAP, 127).
+
+Only what a sighting needs is read, with struct and byte indexing: the radiotap
+Flags (FCS present / bad FCS) and dBm antenna signal, then the 802.11 frame control
+and the transmitter address. A station announces itself in probe requests and in
+(re)association requests; everything else an access point or a data link sends is
+skipped. Radiotap layouts repeat frame after frame, so field offsets are computed
+once per distinct presence bitmap and cached.
+
+Radiotap reference: https://www.radiotap.org (field alignment is relative to the
+start of the header; extended presence bitmaps follow while bit 31 is set; bits 29
+and 30 switch to the radiotap or a vendor namespace for the next bitmap word).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from edge.capture.outcomes import RejectReason, SkipReason, remember
+from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind, wifi_identifier
+
+LINKTYPE_IEEE802_11_RADIOTAP: Final = 127
+
+RADIOTAP_HEADER_LEN: Final = 8
+#: The 802.11 MAC header of a management frame: FC, duration, three addresses, sequence.
+DOT11_MGMT_HEADER_LEN: Final = 24
+FCS_LEN: Final = 4
+
+_FLAGS_BIT, _SIGNAL_BIT = 1, 5
+_TLV_BIT, _RADIOTAP_NS_BIT, _VENDOR_NS_BIT, _EXT_BIT = 28, 29, 30, 31
+_FLAG_FCS_AT_END, _FLAG_BAD_FCS = 0x10, 0x40
+_VENDOR_NS_FIELD = (6, 2)  # OUI(3), sub-namespace(1), skip length(2): 6 bytes, 2-aligned
+
+#: (size, alignment) of radiotap-namespace fields 0..27, in bit order.
+RADIOTAP_FIELDS: Final[tuple[tuple[int, int], ...]] = (
+    (8, 8),  # 0 TSFT
+    (1, 1),  # 1 Flags
+    (1, 1),  # 2 Rate
+    (4, 2),  # 3 Channel
+    (2, 1),  # 4 FHSS
+    (1, 1),  # 5 dBm antenna signal
+    (1, 1),  # 6 dBm antenna noise
+    (2, 2),  # 7 lock quality
+    (2, 2),  # 8 TX attenuation
+    (2, 2),  # 9 dB TX attenuation
+    (1, 1),  # 10 dBm TX power
+    (1, 1),  # 11 antenna
+    (1, 1),  # 12 dB antenna signal
+    (1, 1),  # 13 dB antenna noise
+    (2, 2),  # 14 RX flags
+    (2, 2),  # 15 TX flags
+    (1, 1),  # 16 RTS retries
+    (1, 1),  # 17 data retries
+    (8, 4),  # 18 XChannel
+    (3, 1),  # 19 MCS
+    (8, 4),  # 20 A-MPDU status
+    (12, 2),  # 21 VHT
+    (12, 8),  # 22 timestamp
+    (12, 2),  # 23 HE
+    (12, 2),  # 24 HE-MU
+    (6, 2),  # 25 HE-MU-other-user
+    (1, 1),  # 26 0-length PSDU
+    (4, 2),  # 27 L-SIG
+)
+
+#: Management subtypes in which a station transmits with its own address.
+_PROBE_REQUEST, _ASSOCIATION_REQUEST, _REASSOCIATION_REQUEST = 4, 0, 2
+#: Fixed body before the elements: capability(2) + listen interval(2) [+ current AP(6)].
+_MIN_BODY = {_ASSOCIATION_REQUEST: 4, _REASSOCIATION_REQUEST: 10, _PROBE_REQUEST: 0}
+_KINDS = {
+    _PROBE_REQUEST: IdentifierKind.WIFI_PROBE,
+    _ASSOCIATION_REQUEST: IdentifierKind.WIFI_ASSOCIATION,
+    _REASSOCIATION_REQUEST: IdentifierKind.WIFI_ASSOCIATION,
+}
+
+#: Enough distinct radiotap layouts for any real mix of drivers; bounded against junk input.
+LAYOUT_CACHE_LIMIT: Final = 512
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+class RadiotapLayout:
+    """Where Flags and the dBm antenna signal sit (offsets from the header start), if present."""
+
+    __slots__ = ("flags_at", "signal_at")
+
+    def __init__(self, flags_at: int | None, signal_at: int | None) -> None:
+        self.flags_at = flags_at
+        self.signal_at = signal_at
+
+
+_layout_cache: dict[bytes, RadiotapLayout] = {}
+
+
+def _align(offset: int, alignment: int) -> int:
+    return (offset + alignment - 1) & -alignment
+
+
+def radiotap_layout(frame: bytes, header_len: int) -> RadiotapLayout | RejectReason:
+    """Walk the presence bitmaps and fields of one radiotap header.
+
+    Stops (keeping what it found) at a field it cannot size: an undefined bit or the
+    TLV area. Only a field running past the header length is an error.
+    """
+    words: list[int] = []
+    offset = 4
+    while True:
+        if offset + 4 > header_len:
+            return RejectReason.RADIOTAP_TRUNCATED
+        word = _U32.unpack_from(frame, offset)[0]
+        words.append(word)
+        offset += 4
+        if not word & (1 << _EXT_BIT):
+            break
+    flags_at: int | None = None
+    signal_at: int | None = None
+    in_radiotap_ns = True
+    base_bit = 0  # bit number of this word's bit 0 inside the current namespace
+    vendor_skip = 0
+    for word in words:
+        if in_radiotap_ns:
+            for bit in range(_TLV_BIT + 1):
+                if not word & (1 << bit):
+                    continue
+                number = base_bit + bit
+                if number >= len(RADIOTAP_FIELDS):
+                    return RadiotapLayout(flags_at, signal_at)  # cannot size it: stop here
+                size, alignment = RADIOTAP_FIELDS[number]
+                offset = _align(offset, alignment)
+                if offset + size > header_len:
+                    return RejectReason.RADIOTAP_FIELD_OVERRUN
+                if number == _FLAGS_BIT and flags_at is None:
+                    flags_at = offset
+                elif number == _SIGNAL_BIT and signal_at is None:
+                    signal_at = offset
+                offset += size
+        else:
+            offset += vendor_skip  # a vendor namespace we do not know: jump over its data
+            vendor_skip = 0  # the skip length covers all of that namespace's words
+        if word & (1 << _VENDOR_NS_BIT):
+            size, alignment = _VENDOR_NS_FIELD
+            offset = _align(offset, alignment)
+            if offset + size > header_len:
+                return RejectReason.RADIOTAP_FIELD_OVERRUN
+            vendor_skip = _U16.unpack_from(frame, offset + 4)[0]
+            offset += size
+            in_radiotap_ns, base_bit = False, 0
+        elif word & (1 << _RADIOTAP_NS_BIT):
+            in_radiotap_ns, base_bit = True, 0
+        else:
+            base_bit += 32
+    if offset > header_len:
+        return RejectReason.RADIOTAP_FIELD_OVERRUN
+    return RadiotapLayout(flags_at, signal_at)
+
+
+def _cached_layout(frame: bytes, header_len: int) -> RadiotapLayout | RejectReason:
+    end = 8
+    while frame[end - 1] & 0x80 and end + 4 <= header_len:  # bit 31 of the last word read
+        end += 4
+    key = frame[2:end]  # header length + every presence word fixes every offset...
+    cached = _layout_cache.get(key)
+    if cached is not None:
+        return cached
+    layout = radiotap_layout(frame, header_len)
+    vendor = any(frame[i] & 0x40 for i in range(7, end, 4))  # ...unless a vendor skip varies
+    if isinstance(layout, RadiotapLayout) and not vendor:
+        if len(_layout_cache) >= LAYOUT_CACHE_LIMIT:
+            _layout_cache.clear()
+        _layout_cache[key] = layout
+    return layout
+
+
+def decode_radiotap_frame(
+    frame: bytes, at: float, source: str, identifiers: dict[bytes, str] | None = None
+) -> Sighting | RejectReason | SkipReason:
+    """One radiotap + 802.11 frame to a sighting of the transmitting station.
+
+    `identifiers` optionally caches canonical identifiers by transmitter address.
+    """
+    size = len(frame)
+    if size < RADIOTAP_HEADER_LEN:
+        return RejectReason.RADIOTAP_TRUNCATED
+    if frame[0] != 0:
+        return RejectReason.RADIOTAP_BAD_VERSION
+    header_len = frame[2] | frame[3] << 8
+    if header_len < RADIOTAP_HEADER_LEN or header_len > size:
+        return RejectReason.RADIOTAP_BAD_LENGTH
+    layout = _cached_layout(frame, header_len)
+    if isinstance(layout, RejectReason):
+        return layout
+    end = size
+    if layout.flags_at is not None:
+        flags = frame[layout.flags_at]
+        if flags & _FLAG_BAD_FCS:
+            return RejectReason.BAD_FCS
+        if flags & _FLAG_FCS_AT_END:
+            end -= FCS_LEN
+    rssi: float | None = None
+    if layout.signal_at is not None:
+        signal = frame[layout.signal_at]
+        rssi = float(signal - 256 if signal > 127 else signal)
+    return decode_dot11(frame, header_len, end, at, rssi, source, identifiers)
+
+
+def decode_dot11(
+    frame: bytes,
+    start: int,
+    end: int,
+    at: float,
+    rssi: float | None,
+    source: str,
+    identifiers: dict[bytes, str] | None = None,
+) -> Sighting | RejectReason | SkipReason:
+    """The 802.11 MAC frame in `frame[start:end]` (FCS already excluded)."""
+    if end - start < 2:
+        return RejectReason.DOT11_TRUNCATED
+    control = frame[start]
+    if control & 0x03:
+        return RejectReason.DOT11_BAD_VERSION
+    if control & 0x0C:  # type bits: 0 = management
+        return SkipReason.DOT11_NOT_MANAGEMENT
+    subtype = control >> 4
+    kind = _KINDS.get(subtype)
+    if kind is None:
+        return SkipReason.DOT11_OTHER_MANAGEMENT
+    if end - start < DOT11_MGMT_HEADER_LEN:
+        return RejectReason.DOT11_TRUNCATED
+    if end - start - DOT11_MGMT_HEADER_LEN < _MIN_BODY[subtype]:
+        return RejectReason.DOT11_BODY_TRUNCATED
+    transmitter = frame[start + 10 : start + 16]
+    first = transmitter[0]
+    if first & 0x01:
+        return RejectReason.GROUP_SOURCE_ADDRESS
+    if identifiers is None:
+        canonical = wifi_identifier(transmitter.hex(":"))
+    else:
+        found = identifiers.get(transmitter)
+        if found is None:
+            found = wifi_identifier(transmitter.hex(":"))
+            remember(identifiers, transmitter, found)
+        canonical = found
+    return Sighting(at, kind, canonical, bool(first & 0x02), rssi, source)

@@ -1,0 +1,71 @@
+"""Why a captured frame produced no sighting.
+
+Two families, counted separately so a gateway's health figures stay honest:
+a *rejected* frame is broken (truncated, malformed, failed its checksum, or uses
+a value the standards reserve); a *skipped* frame is well formed but carries no
+phone identity we use (an access point's beacon, a data frame, a connection
+request). Rejections are errors worth alerting on; skips are normal traffic.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final, TypeVar
+
+from shared.identifiers import IdentifierKind
+
+
+class RejectReason(StrEnum):
+    """A frame that could not be decoded; counted per reason, never raised."""
+
+    # capture container
+    CAPTURE_TRUNCATED = "capture_truncated"  # snap length cut the frame short
+    UNSUPPORTED_LINKTYPE = "unsupported_linktype"
+    # radiotap
+    RADIOTAP_TRUNCATED = "radiotap_truncated"
+    RADIOTAP_BAD_VERSION = "radiotap_bad_version"
+    RADIOTAP_BAD_LENGTH = "radiotap_bad_length"
+    RADIOTAP_FIELD_OVERRUN = "radiotap_field_overrun"
+    BAD_FCS = "bad_fcs"
+    # 802.11
+    DOT11_TRUNCATED = "dot11_truncated"
+    DOT11_BAD_VERSION = "dot11_bad_version"
+    DOT11_BODY_TRUNCATED = "dot11_body_truncated"
+    GROUP_SOURCE_ADDRESS = "group_source_address"
+    # BLE link layer
+    BLE_PHDR_TRUNCATED = "ble_phdr_truncated"
+    BLE_BAD_CRC = "ble_bad_crc"
+    BLE_TRUNCATED = "ble_truncated"
+    BLE_LENGTH_MISMATCH = "ble_length_mismatch"
+    BLE_BAD_PDU_LENGTH = "ble_bad_pdu_length"
+    BLE_UNKNOWN_PDU_TYPE = "ble_unknown_pdu_type"
+    BLE_MALFORMED_AD = "ble_malformed_ad"
+
+
+class SkipReason(StrEnum):
+    """A well-formed frame that names no phone we track."""
+
+    DOT11_NOT_MANAGEMENT = "dot11_not_management"  # control, data and extension frames
+    DOT11_OTHER_MANAGEMENT = "dot11_other_management"  # beacons, responses, auth, action...
+    BLE_NOT_ADVERTISING = "ble_not_advertising"  # data-channel and isochronous packets
+    BLE_NOT_ADVERTISER = "ble_not_advertiser"  # ADV_DIRECT_IND, SCAN_REQ, CONNECT_IND
+    BLE_EXTENDED_ADVERTISING = "ble_extended_advertising"  # ADV_EXT_IND / AUX_*: not decoded
+
+
+#: What a cached frame decodes to: an identity (kind, canonical id, randomized) or a reason.
+CachedOutcome = tuple[IdentifierKind, str, bool] | RejectReason | SkipReason
+IdentityCache = dict[bytes, CachedOutcome]
+
+#: Distinct adverts/addresses remembered per decoder. A busy store has a few thousand;
+#: the bound keeps memory flat (about 5 MB) whatever the input, and raw identifiers
+#: are never held longer than the decoder that caches them.
+IDENTITY_CACHE_LIMIT: Final = 16_384
+
+_V = TypeVar("_V")
+
+
+def remember(cache: dict[bytes, _V], key: bytes, value: _V) -> None:
+    """Store, emptying the cache first when full (cheaper than LRU, and refills in a second)."""
+    if len(cache) >= IDENTITY_CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value

@@ -1,0 +1,30 @@
+"""What every capture source offers the gateway's pipeline.
+
+A source turns some radio (or a recording of one) into sightings and hands each to
+`emit` on the event loop. Live sources run until `stop` is set and recover from
+their own failures (counting restarts); a replay returns when its input is exhausted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from edge.sighting import Sighting
+from shared.status import SourceHealth
+
+Emit = Callable[[Sighting], None]
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: str
+
+    def health(self) -> SourceHealth:
+        """Current figures for the gateway's status heartbeat; cheap, callable any time."""
+        ...
+
+    async def run(self, emit: Emit, stop: asyncio.Event) -> None:
+        """Capture until `stop` is set (live) or the input is exhausted (replay)."""
+        ...
