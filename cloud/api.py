@@ -1,0 +1,270 @@
+"""The orchestrator's HTTP API: customers, consent, devices, messages, gateway health,
+and the operational endpoints (/healthz, /readyz, /metrics)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import Engine
+
+from cloud.customers import crud as customers
+from cloud.customers.models import (
+    ConsentChannel,
+    ConsentCreate,
+    ConsentPublic,
+    Customer,
+    CustomerCreate,
+    CustomerPublic,
+    DevicePublic,
+    DeviceRegistration,
+)
+from cloud.db import SessionDep, make_engine, ping, utc_now
+from cloud.messages.crud import messages_for_customer
+from cloud.messages.models import MessagePublic
+from cloud.metrics import render
+from cloud.presence.models import GatewayHealthPublic
+from cloud.presence.store import list_gateways
+from cloud.settings import Settings, TenantSettings
+
+#: /readyz must answer quickly even when a dependency hangs; a probe times out anyway.
+READINESS_TIMEOUT_S = 2.0
+#: Pages are bounded so one request cannot pull a whole table.
+MAX_PAGE = 500
+
+
+class WorkerState(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
+class ConsentState(BaseModel):
+    current: dict[ConsentChannel, ConsentPublic]
+    ledger: list[ConsentPublic]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: str
+    broker: str
+    worker: str | None = None
+
+
+def _tenant(request: Request, tenant: str) -> TenantSettings:
+    settings: Settings = request.app.state.settings
+    found = settings.tenant(tenant)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
+    return found
+
+
+def _customer(request: Request, session: SessionDep, tenant: str, customer_id: int) -> Customer:
+    _tenant(request, tenant)
+    customer = customers.get_customer(session, tenant=tenant, customer_id=customer_id)
+    if customer is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
+        )
+    return customer
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.now
+    return clock()
+
+
+router = APIRouter(prefix="/tenants/{tenant}")
+
+
+@router.post("/customers", status_code=status.HTTP_201_CREATED, response_model=CustomerPublic)
+def create_customer(
+    request: Request, session: SessionDep, tenant: str, data: CustomerCreate
+) -> Customer:
+    _tenant(request, tenant)
+    try:
+        customer = customers.create_customer(
+            session, tenant=tenant, data=data, now=_now(request)
+        )
+    except customers.DuplicateCustomerError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    session.commit()
+    return customer
+
+
+@router.get("/customers", response_model=list[CustomerPublic])
+def list_customers(
+    request: Request, session: SessionDep, tenant: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Sequence[Customer]:
+    _tenant(request, tenant)
+    return customers.list_customers(session, tenant=tenant, limit=limit, offset=offset)
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerPublic)
+def get_customer(request: Request, session: SessionDep, tenant: str, customer_id: int) -> Customer:
+    return _customer(request, session, tenant, customer_id)
+
+
+@router.post(
+    "/customers/{customer_id}/consent",
+    status_code=status.HTTP_201_CREATED, response_model=ConsentPublic,
+)
+def record_consent(
+    request: Request, session: SessionDep, tenant: str, customer_id: int, data: ConsentCreate
+) -> ConsentPublic:
+    customer = _customer(request, session, tenant, customer_id)
+    entry = customers.record_consent(session, customer=customer, data=data, now=_now(request))
+    session.commit()
+    return ConsentPublic.model_validate(entry)
+
+
+@router.get("/customers/{customer_id}/consent", response_model=ConsentState)
+def get_consent(
+    request: Request, session: SessionDep, tenant: str, customer_id: int
+) -> ConsentState:
+    _customer(request, session, tenant, customer_id)
+    ledger = customers.consent_ledger(session, customer_id=customer_id)
+    current = customers.current_consent(session, customer_id=customer_id)
+    return ConsentState(
+        current={channel: ConsentPublic.model_validate(e) for channel, e in current.items()},
+        ledger=[ConsentPublic.model_validate(entry) for entry in ledger],
+    )
+
+
+@router.post(
+    "/customers/{customer_id}/devices",
+    status_code=status.HTTP_201_CREATED, response_model=DevicePublic,
+)
+def register_device(
+    request: Request, session: SessionDep, tenant: str, customer_id: int,
+    registration: Annotated[DeviceRegistration, Body()],
+) -> DevicePublic:
+    tenant_settings = _tenant(request, tenant)
+    customer = _customer(request, session, tenant, customer_id)
+    try:
+        device = customers.register_device(
+            session, customer=customer, registration=registration,
+            pseudonymizers=tenant_settings.pseudonymizers(), now=_now(request),
+        )
+    except customers.RegistrationError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    session.commit()
+    assert device.id is not None
+    return customers.public_device(device, customers.link_key_ids(session, device_id=device.id))
+
+
+@router.get("/customers/{customer_id}/devices", response_model=list[DevicePublic])
+def list_devices(
+    request: Request, session: SessionDep, tenant: str, customer_id: int
+) -> list[DevicePublic]:
+    _customer(request, session, tenant, customer_id)
+    return customers.list_devices(session, customer_id=customer_id)
+
+
+@router.get("/customers/{customer_id}/messages", response_model=list[MessagePublic])
+def list_messages(
+    request: Request, session: SessionDep, tenant: str, customer_id: int,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[MessagePublic]:
+    _customer(request, session, tenant, customer_id)
+    rows = messages_for_customer(session, customer_id=customer_id, limit=limit)
+    return [MessagePublic.model_validate(row) for row in rows]
+
+
+@router.get("/gateways", response_model=list[GatewayHealthPublic])
+def gateways(request: Request, session: SessionDep, tenant: str) -> list[GatewayHealthPublic]:
+    _tenant(request, tenant)
+    rows = list_gateways(session, tenant=tenant)
+    return [GatewayHealthPublic.model_validate(row) for row in rows]
+
+
+def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    """422 naming each field and rule; the submitted values are not echoed back (they may
+    be identifiers that should not travel further)."""
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        problems.append({"loc": location, "msg": item.get("msg", ""), "type": item.get("type", "")})
+    summary = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems[:10])
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": problems, "message": f"invalid request: {summary}"},
+    )
+
+
+def _broker_reachable(settings: Settings) -> str:
+    try:
+        with socket.create_connection(
+            (settings.mqtt.host, settings.mqtt.port), timeout=READINESS_TIMEOUT_S
+        ):
+            return "ok"
+    except OSError as error:
+        return f"unreachable: {error.strerror or type(error).__name__}"
+
+
+def _database_reachable(engine: Engine) -> str:
+    try:
+        ping(engine)
+    except Exception as error:
+        return f"unreachable: {type(error).__name__}"
+    return "ok"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    worker: WorkerState | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The API on `settings`; pass `engine` to share one, `worker` to report its state."""
+    owned_engine = engine is None
+    app_engine = engine if engine is not None else make_engine(settings.database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned_engine:
+            app_engine.dispose()
+
+    app = FastAPI(title="Vitrina orchestrator", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = app_engine
+    app.state.now = now
+    app.state.worker = worker
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(router)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Readiness)
+    def readyz() -> Any:
+        readiness = Readiness(
+            ready=False, database=_database_reachable(app_engine),
+            broker=_broker_reachable(settings),
+        )
+        if worker is not None:
+            readiness.worker = "connected" if worker.connected else "not connected"
+        readiness.ready = (
+            readiness.database == "ok" and readiness.broker == "ok"
+            and readiness.worker in (None, "connected")
+        )
+        code = status.HTTP_200_OK if readiness.ready else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse(readiness.model_dump(), status_code=code)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,1 @@
+"""Customers: profiles, the consent ledger, devices and their pseudonym links."""

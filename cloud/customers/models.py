@@ -1,0 +1,238 @@
+"""Customers, their consent ledger, their devices and the pseudonyms that link devices to them.
+
+Consent is a ledger, never a flag: every grant and withdrawal is a row with when and
+where it was given, and the latest row per channel is the customer's current answer.
+A device a customer hands over as a presence identifier (the app's beacon install id,
+the MAC the guest Wi-Fi saw at login) is stored only as its keyed pseudonyms.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, HttpUrl, StringConstraints
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cloud.db import UtcDateTime
+
+#: Deliberately loose: the shop validated the address when the customer typed it;
+#: this only catches values that cannot be an address at all.
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$"
+#: E.164: "+", country code, subscriber number; what SMS providers accept.
+PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+#: BCP 47-ish: "es", "es-ES", "pt_BR".
+LOCALE_PATTERN = r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+
+AttributeValue = str | int | float | bool
+
+
+# Patterns are declared with pydantic's Annotated constraints: SQLModel's `regex=`
+# argument is not enforced by pydantic 2.
+ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
+Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN)]
+Phone = Annotated[str, StringConstraints(pattern=PHONE_PATTERN)]
+Locale = Annotated[str, StringConstraints(pattern=LOCALE_PATTERN)]
+Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
+
+
+class ConsentChannel(StrEnum):
+    """What a customer can agree to. `location_marketing` covers using in-store presence
+    for marketing at all; the delivery channels cover being contacted on them."""
+
+    PUSH = "push"
+    WEB_PUSH = "web_push"
+    EMAIL = "email"
+    SMS = "sms"
+    LOCATION_MARKETING = "location_marketing"
+
+
+class DeviceKind(StrEnum):
+    FCM = "fcm"
+    WEB_PUSH = "web_push"
+    APP_BEACON = "app_beacon"
+    WIFI_MAC = "wifi_mac"
+
+
+#: Kinds that are presence identifiers (stored as pseudonyms), not delivery addresses.
+LINKABLE_KINDS = frozenset({DeviceKind.APP_BEACON, DeviceKind.WIFI_MAC})
+
+
+class CustomerBase(SQLModel):
+    external_id: ExternalId | None = Field(
+        default=None, max_length=128, description="the shop's own customer id"
+    )
+    email: Email | None = Field(default=None, max_length=254)
+    phone: Phone | None = Field(default=None, max_length=16)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    birth_date: date | None = None
+    locale: Locale | None = Field(default=None, max_length=16)
+    attributes: dict[str, AttributeValue] = Field(
+        default_factory=dict, sa_type=JSON,
+        description="profile fields the shop segments on (loyalty tier, favourite category...)",
+    )
+
+
+class Customer(CustomerBase, table=True):
+    __tablename__ = "customer"
+    __table_args__ = (
+        UniqueConstraint("tenant", "external_id", name="uq_customer_external_id"),
+        # Ids are public (API paths): SQLite must never hand an erased customer's id out again.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class CustomerCreate(CustomerBase):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+
+class CustomerPublic(CustomerBase):
+    id: int
+    tenant: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConsentBase(SQLModel):
+    channel: ConsentChannel = Field(sa_type=String(32))
+    granted: bool
+    source: Source = Field(
+        max_length=64,
+        description="where the answer was given: app, web, store, newsletter-form...",
+    )
+
+
+class ConsentEntry(ConsentBase, table=True):
+    __tablename__ = "consent"
+    __table_args__ = (Index("ix_consent_customer_channel", "customer_id", "channel", "given_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False)
+    )
+    given_at: datetime = Field(sa_type=UtcDateTime)
+    recorded_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ConsentCreate(ConsentBase):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    given_at: AwareDatetime | None = Field(
+        default=None, description="when the customer answered; defaults to now"
+    )
+
+
+class ConsentPublic(ConsentBase):
+    id: int
+    customer_id: int
+    given_at: datetime
+    recorded_at: datetime
+
+
+class Device(SQLModel, table=True):
+    """A registration: a delivery address (FCM token, Web Push subscription) or a
+    presence identifier (then `token` is empty and the identity lives in IdentityLink)."""
+
+    __tablename__ = "device"
+    __table_args__ = (
+        UniqueConstraint("tenant", "kind", "token", name="uq_device_token"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    customer_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    kind: DeviceKind = Field(sa_type=String(16))
+    token: str | None = Field(default=None, sa_type=Text)
+    web_push_p256dh: str | None = Field(default=None, max_length=256)
+    web_push_auth: str | None = Field(default=None, max_length=64)
+    active: bool = True
+    registered_at: datetime = Field(sa_type=UtcDateTime)
+    deactivated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    deactivation_reason: str | None = Field(default=None, max_length=200)
+
+
+class DevicePublic(SQLModel):
+    id: int
+    customer_id: int
+    kind: DeviceKind
+    active: bool
+    registered_at: datetime
+    deactivated_at: datetime | None
+    deactivation_reason: str | None
+    pseudonym_key_ids: list[str] = PydanticField(
+        default_factory=list, description="keys a presence identifier is linked under"
+    )
+
+
+class IdentityLink(SQLModel, table=True):
+    """One pseudonym (under one tenant key) of a device a customer handed over."""
+
+    __tablename__ = "identity_link"
+    __table_args__ = (UniqueConstraint("tenant", "pseudonym", name="uq_identity_link_pseudonym"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    pseudonym: str = Field(max_length=64)
+    key_id: str = Field(max_length=16)
+    device_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("device.id", ondelete="CASCADE"), nullable=False)
+    )
+    customer_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class _Registration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FcmRegistration(_Registration):
+    kind: Literal[DeviceKind.FCM]
+    token: str = PydanticField(min_length=16, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")
+
+
+class WebPushKeys(_Registration):
+    p256dh: str = PydanticField(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_\-=]+$")
+    auth: str = PydanticField(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_\-=]+$")
+
+
+class WebPushRegistration(_Registration):
+    kind: Literal[DeviceKind.WEB_PUSH]
+    endpoint: HttpUrl
+    keys: WebPushKeys
+
+
+class AppBeaconRegistration(_Registration):
+    kind: Literal[DeviceKind.APP_BEACON]
+    install_id: str = PydanticField(description="the install id the app's beacon advertises")
+
+
+class WifiMacRegistration(_Registration):
+    kind: Literal[DeviceKind.WIFI_MAC]
+    mac: str = PydanticField(description="the address the store's guest Wi-Fi saw at login")
+
+
+DeviceRegistration = Annotated[
+    FcmRegistration | WebPushRegistration | AppBeaconRegistration | WifiMacRegistration,
+    PydanticField(discriminator="kind"),
+]
+

@@ -1,0 +1,1 @@
+"""Ingestion: the MQTT consumer that turns gateway messages into stored presence."""

@@ -1,0 +1,236 @@
+"""Turning a batch of received MQTT messages into one database transaction.
+
+Pure of MQTT: the consumer hands over (topic, payload) pairs and acknowledges them only
+after `write_batch` returned, i.e. after the commit. Every message ends up somewhere:
+stored events, a gateway health row, or a dead letter with the reason. A message the
+database itself rejects is isolated by retrying the batch one message at a time, so one
+poison message cannot block the others; an unreachable database raises, and the caller
+waits and retries the whole batch (nothing was acknowledged, nothing is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlmodel import Session
+
+from cloud.db import session_scope
+from cloud.metrics import DEAD_LETTERS, INGEST_EVENTS, INGEST_MESSAGES
+from cloud.presence.store import insert_events, record_dead_letter, upsert_gateway_status
+from cloud.recognition import PlannedPush, plan_recognition_pushes
+from cloud.settings import RecognitionSettings
+from shared.errors import ContractError
+from shared.presence import PresenceBatch, decode_presence_batch
+from shared.status import GatewayStatus, decode_gateway_status
+from shared.topics import TopicChannel, parse_topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One received message. `generation` counts broker connections: a message may only
+    be acknowledged on the connection that delivered it."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 1
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    inbound: Inbound
+    presence: PresenceBatch | None = None
+    status: GatewayStatus | None = None
+    error: str | None = None
+    ignored: bool = False
+
+    @property
+    def channel(self) -> str:
+        parts = self.inbound.topic.rsplit("/", 1)
+        return parts[-1] if parts[-1] in {c.value for c in TopicChannel} else "unknown"
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    events_new: int = 0
+    events_duplicate: int = 0
+    statuses: int = 0
+    dead_letters: int = 0
+    ignored: int = 0
+    planned: list[PlannedPush] = field(default_factory=list)
+
+    def add(self, other: BatchOutcome) -> None:
+        self.events_new += other.events_new
+        self.events_duplicate += other.events_duplicate
+        self.statuses += other.statuses
+        self.dead_letters += other.dead_letters
+        self.ignored += other.ignored
+        self.planned.extend(other.planned)
+
+
+def decode(inbound: Inbound, *, tenants: Collection[str] | None = None) -> Decoded:
+    """Classify one message; never raises (a bad message becomes an error to dead-letter).
+
+    With `tenants`, presence of any other tenant is refused (a misconfigured gateway or
+    broker ACL), and status of other tenants is ignored (retained reports of tenants this
+    orchestrator does not serve).
+    """
+    try:
+        address = parse_topic(inbound.topic)
+        if tenants is not None and address.tenant not in tenants:
+            if address.channel is TopicChannel.STATUS:
+                return Decoded(inbound, ignored=True)
+            raise ContractError(f"tenant {address.tenant!r} is not configured here")
+        if address.channel is TopicChannel.PRESENCE:
+            return Decoded(inbound, presence=decode_presence_batch(inbound.payload, topic=address))
+        if address.channel is TopicChannel.STATUS:
+            if not inbound.payload:  # a cleared retained status: nothing to record
+                return Decoded(inbound, ignored=True)
+            status = decode_gateway_status(inbound.payload)
+            if (status.tenant, status.store, status.gateway) != (
+                address.tenant, address.store, address.gateway,
+            ):
+                raise ContractError("gateway status names a different gateway than its topic")
+            return Decoded(inbound, status=status)
+        raise ContractError(f"the orchestrator does not consume {address.channel.value} messages")
+    except ContractError as error:
+        return Decoded(inbound, error=str(error))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Database unreachable, restarting or busy (retry later), as opposed to refusing the data."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    )
+
+
+def write_batch(
+    engine: Engine,
+    inbounds: Sequence[Inbound],
+    *,
+    recognition: RecognitionSettings,
+    received_at: datetime,
+    plan_pushes: bool = True,
+    tenants: Collection[str] | None = None,
+) -> BatchOutcome:
+    """Store a batch in one transaction; raises only for transient database errors."""
+    decoded = [decode(inbound, tenants=tenants) for inbound in inbounds]
+    try:
+        return _write_committed(
+            engine, decoded, recognition=recognition, received_at=received_at,
+            plan_pushes=plan_pushes,
+        )
+    except Exception as error:
+        if is_transient(error):
+            raise
+        if len(decoded) == 1:
+            return _reject(engine, decoded[0], error, received_at=received_at)
+        log.warning("batch of %d messages rejected by the database (%s); retrying one by one",
+                    len(decoded), type(error).__name__)
+    outcome = BatchOutcome()
+    for item in decoded:
+        try:
+            outcome.add(_write_committed(
+                engine, [item], recognition=recognition, received_at=received_at,
+                plan_pushes=plan_pushes,
+            ))
+        except Exception as error:
+            if is_transient(error):
+                raise
+            outcome.add(_reject(engine, item, error, received_at=received_at))
+    return outcome
+
+
+def _write_committed(
+    engine: Engine,
+    decoded: Sequence[Decoded],
+    *,
+    recognition: RecognitionSettings,
+    received_at: datetime,
+    plan_pushes: bool,
+) -> BatchOutcome:
+    with session_scope(engine) as session:
+        outcome = _write(
+            session, decoded, recognition=recognition, received_at=received_at,
+            plan_pushes=plan_pushes,
+        )
+        session.commit()
+    _count(decoded, outcome)
+    return outcome
+
+
+def _write(
+    session: Session,
+    decoded: Sequence[Decoded],
+    *,
+    recognition: RecognitionSettings,
+    received_at: datetime,
+    plan_pushes: bool,
+) -> BatchOutcome:
+    outcome = BatchOutcome()
+    events = [event for item in decoded if item.presence for event in item.presence.events]
+    new_ids = insert_events(session, events=events, received_at=received_at)
+    outcome.events_new = len(new_ids)
+    outcome.events_duplicate = len(events) - len(new_ids)
+    for item in decoded:
+        if item.status is not None:
+            upsert_gateway_status(session, status=item.status, received_at=received_at)
+            outcome.statuses += 1
+        elif item.error is not None:
+            _dead_letter(session, item, item.error, received_at=received_at)
+            outcome.dead_letters += 1
+        elif item.ignored:
+            outcome.ignored += 1
+    if plan_pushes and new_ids:
+        # Only events stored just now: a redelivered event's decision was committed with it.
+        # The same event may appear twice in one batch (a republished message): keep one.
+        fresh = {event.event_id: event for event in events if event.event_id in new_ids}
+        outcome.planned = plan_recognition_pushes(
+            session, events=list(fresh.values()), settings=recognition, now=received_at
+        )
+    return outcome
+
+
+def _dead_letter(session: Session, item: Decoded, reason: str, *, received_at: datetime) -> None:
+    record_dead_letter(
+        session, topic=item.inbound.topic, payload=item.inbound.payload, reason=reason,
+        received_at=received_at,
+    )
+    DEAD_LETTERS.labels(channel=item.channel).inc()
+    log.warning("dead letter on %s: %s", item.inbound.topic[:200], reason[:500])
+
+
+def _reject(
+    engine: Engine, item: Decoded, error: Exception, *, received_at: datetime
+) -> BatchOutcome:
+    """Storing this message failed for a reason other than an unreachable database (the
+    database refused its data, or a defect): keep it as a dead letter instead."""
+    cause = getattr(error, "orig", None) or error
+    log.error("message on %s could not be stored", item.inbound.topic[:200], exc_info=error)
+    reason = f"storing the message failed: {type(cause).__name__}"
+    with session_scope(engine) as session:
+        _dead_letter(session, item, reason, received_at=received_at)
+        session.commit()
+    INGEST_MESSAGES.labels(channel=item.channel, outcome="dead_letter").inc()
+    return BatchOutcome(dead_letters=1)
+
+
+def _count(decoded: Sequence[Decoded], outcome: BatchOutcome) -> None:
+    for item in decoded:
+        if item.error is not None:
+            result = "dead_letter"
+        elif item.ignored:
+            result = "ignored"
+        else:
+            result = "stored"
+        INGEST_MESSAGES.labels(channel=item.channel, outcome=result).inc()
+    INGEST_EVENTS.labels(outcome="new").inc(outcome.events_new)
+    INGEST_EVENTS.labels(outcome="duplicate").inc(outcome.events_duplicate)

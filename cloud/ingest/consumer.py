@@ -1,0 +1,273 @@
+"""The MQTT consumer: gateway messages in, stored presence and decided pushes out.
+
+paho's network thread only receives and hands each message to the asyncio loop
+(`call_soon_threadsafe`); decoding and database writes run in a worker thread
+(`asyncio.to_thread`) so neither the network nor the loop waits on PostgreSQL.
+
+Delivery guarantee: at least once into the database, exactly once in effect. Messages
+are acknowledged manually, and only after the transaction that stored them committed;
+a crash before that leaves them unacknowledged in the broker's persistent session
+(clean_start=False with a session expiry), and the redelivered copies are skipped by
+the unique event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy import Engine
+
+from cloud.db import utc_now, wait_for_database
+from cloud.delivery.push import PushSender
+from cloud.ingest.batch import BatchOutcome, Inbound, is_transient, write_batch
+from cloud.metrics import BROKER_CONNECTED, DATABASE_RETRIES, INGEST_BATCH_SECONDS
+from cloud.recognition import deliver_pushes
+from cloud.settings import SHARE_GROUP, MqttSettings, Settings
+from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
+
+log = logging.getLogger(__name__)
+
+#: Presence without a shared subscription (MQTT 3.1.1 brokers): one worker gets everything.
+PRESENCE_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/+/presence"
+#: paho retries a lost connection with exponential backoff between these bounds.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+#: A lost database is retried at this pace, after `wait_for_database` said it is back.
+DATABASE_RETRY_PAUSE_S = 1.0
+#: How long a clean stop waits for the network thread to send the last acknowledgements.
+DISCONNECT_GRACE_S = 5.0
+
+
+def presence_subscription(settings: MqttSettings) -> str:
+    if not settings.shared_subscription:
+        return PRESENCE_SUBSCRIPTION
+    if settings.share_group == SHARE_GROUP:
+        return PRESENCE_SHARED_SUBSCRIPTION
+    return f"$share/{settings.share_group}/{PRESENCE_SUBSCRIPTION}"
+
+
+def make_client(settings: MqttSettings, *, client_id: str | None = None) -> mqtt.Client:
+    """A paho client configured for a persistent session and manual acknowledgements."""
+    protocol = MQTTProtocolVersion.MQTTv5 if settings.mqtt_v5 else MQTTProtocolVersion.MQTTv311
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or settings.client_id,
+        protocol=protocol,
+        clean_session=None if settings.mqtt_v5 else False,
+        manual_ack=True,
+    )
+    if settings.username:
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password)
+    if settings.tls:
+        client.tls_set(ca_certs=settings.ca_file, cert_reqs=ssl.CERT_REQUIRED)
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    return client
+
+
+def connect_properties(settings: MqttSettings, receive_maximum: int) -> Properties | None:
+    if not settings.mqtt_v5:
+        return None
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = settings.session_expiry_s
+    properties.ReceiveMaximum = receive_maximum
+    return properties
+
+
+class PresenceConsumer:
+    """Consumes presence and status topics until `stop` is set.
+
+    `sender` delivers the pushes the recognition rule decides; without one the rule
+    is off (nothing is decided that could not be sent). A stopped worker keeps its broker
+    session (a restart resumes it) unless `end_session_on_stop`: a worker leaving for
+    good ends it, or the broker would keep queueing that worker's share of the stream.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: Engine,
+        sender: PushSender | None = None,
+        client_id: str | None = None,
+        now: Callable[[], datetime] = utc_now,
+        end_session_on_stop: bool = False,
+    ) -> None:
+        self._settings = settings
+        self._end_session = end_session_on_stop
+        self._tenants = frozenset(settings.tenants)
+        self._engine = engine
+        self._sender = sender
+        self._now = now
+        self._client = make_client(settings.mqtt, client_id=client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._generation = 0
+        self._connected = False
+        self.batches = 0
+        self.totals = BatchOutcome()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    # --- paho's network thread -------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode, _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        self._generation += 1
+        self._connected = True
+        BROKER_CONNECTED.set(1)
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+        options = SubscribeOptions(qos=1)
+        if self._settings.mqtt.mqtt_v5:
+            presence = presence_subscription(self._settings.mqtt)
+            client.subscribe([(presence, options), (STATUS_SUBSCRIPTION, options)])
+        else:
+            client.subscribe([(PRESENCE_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode, _properties: Properties | None,
+    ) -> None:
+        self._connected = False
+        BROKER_CONNECTED.set(0)
+        log.warning("disconnected from the broker: %s", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "(topic is not valid UTF-8)"
+        inbound = Inbound(
+            topic=topic, payload=bytes(message.payload), mid=message.mid, qos=message.qos,
+            generation=self._generation,
+        )
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound)
+
+    # --- the asyncio side ------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, consume until `stop` is set, then finish the batch in hand and leave."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(wait_for_database, self._engine)
+        mqtt_settings = self._settings.mqtt
+        self._client.connect_async(
+            mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s,
+            clean_start=False if mqtt_settings.mqtt_v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=connect_properties(mqtt_settings, self._settings.ingest.receive_maximum),
+        )
+        self._client.loop_start()
+        try:
+            while not stop.is_set():
+                batch = await self._next_batch(stop)
+                if batch:
+                    await self._handle(batch)
+        finally:
+            await asyncio.to_thread(self._disconnect)
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[Inbound]:
+        """Wait for a first message (or stop), then gather more for up to `batch_wait_s`."""
+        ingest = self._settings.ingest
+        stopper = asyncio.ensure_future(stop.wait())
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait({stopper, getter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+        if not getter.done() or getter.cancelled():
+            return []
+        batch = [getter.result()]
+        deadline = time.monotonic() + ingest.batch_wait_s
+        while len(batch) < ingest.batch_messages:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+        return batch
+
+    async def _handle(self, batch: list[Inbound]) -> None:
+        outcome = await asyncio.to_thread(self._write_until_stored, batch)
+        self._acknowledge(batch)
+        self.batches += 1
+        self.totals.add(BatchOutcome(
+            events_new=outcome.events_new, events_duplicate=outcome.events_duplicate,
+            statuses=outcome.statuses, dead_letters=outcome.dead_letters, ignored=outcome.ignored,
+        ))
+        if outcome.planned and self._sender is not None:
+            await asyncio.to_thread(
+                deliver_pushes, self._engine, sender=self._sender, planned=outcome.planned,
+                now=self._now,
+            )
+
+    def _write_until_stored(self, batch: list[Inbound]) -> BatchOutcome:
+        """Write the batch; while the database is unreachable, wait for it and try again."""
+        while True:
+            started = time.monotonic()
+            try:
+                outcome = write_batch(
+                    self._engine, batch, recognition=self._settings.recognition,
+                    received_at=self._now(), plan_pushes=self._sender is not None,
+                    tenants=self._tenants,
+                )
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                DATABASE_RETRIES.inc()
+                log.warning("database unavailable (%s); waiting for it", type(error).__name__)
+                time.sleep(DATABASE_RETRY_PAUSE_S)
+                try:
+                    wait_for_database(self._engine)
+                except Exception:
+                    log.exception("database still unavailable; retrying the batch")
+                continue
+            INGEST_BATCH_SECONDS.observe(time.monotonic() - started)
+            return outcome
+
+    def _acknowledge(self, batch: list[Inbound]) -> None:
+        """PUBACK in arrival order, for messages of the current connection only: after a
+        reconnect the broker redelivers older ones, and their packet ids may be reused."""
+        generation = self._generation
+        for inbound in batch:
+            if inbound.qos > 0 and inbound.generation == generation:
+                self._client.ack(inbound.mid, inbound.qos)
+
+    def _disconnect(self) -> None:
+        properties = None
+        if self._end_session and self._settings.mqtt.mqtt_v5:
+            properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
+        deadline = time.monotonic() + DISCONNECT_GRACE_S
+        while self._connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._client.loop_stop()
+        self._connected = False
+        BROKER_CONNECTED.set(0)

@@ -1,0 +1,1 @@
+"""Messages decided by rules and scenarios, and their delivery outcome."""

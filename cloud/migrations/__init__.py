@@ -1,0 +1,1 @@
+"""Alembic migrations of the orchestrator schema (see cloud.db.migrate)."""

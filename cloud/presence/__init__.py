@@ -1,0 +1,1 @@
+"""Presence: stored events, dead letters, gateway health and visits."""

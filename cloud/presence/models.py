@@ -1,0 +1,122 @@
+"""Stored presence: events as gateways reported them, messages that could not be read,
+and the last health report of every gateway."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text
+from sqlmodel import Field, SQLModel
+
+from cloud.db import UtcDateTime
+from shared.identifiers import IdentifierKind
+from shared.presence import PseudonymScope, Transition
+
+#: BIGINT on PostgreSQL (billions of events); INTEGER on SQLite, where only an
+#: INTEGER PRIMARY KEY is the auto-incrementing rowid.
+EventRowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class PresenceEventRow(SQLModel, table=True):
+    """One presence transition. `event_id` is the gateway's deterministic id: unique here,
+    so a redelivered or republished message adds nothing."""
+
+    __tablename__ = "presence_event"
+    __table_args__ = (
+        Index("ix_presence_event_store_time", "tenant", "store", "first_seen"),
+        Index("ix_presence_event_pseudonym", "tenant", "pseudonym", "first_seen"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=EventRowId)
+    event_id: str = Field(max_length=32, unique=True)
+    tenant: str = Field(max_length=64)
+    store: str = Field(max_length=64)
+    gateway: str = Field(max_length=64)
+    zone: str = Field(max_length=64)
+    pseudonym: str = Field(max_length=64)
+    key_id: str = Field(max_length=16)
+    scope: PseudonymScope = Field(sa_type=String(8))
+    kind: IdentifierKind = Field(sa_type=String(24))
+    randomized: bool
+    transition: Transition = Field(sa_type=String(8))
+    rssi: float
+    first_seen: datetime = Field(sa_type=UtcDateTime)
+    last_seen: datetime = Field(sa_type=UtcDateTime)
+    dwell_s: float
+    sightings: int
+    received_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class PresenceEventPublic(SQLModel):
+    event_id: str
+    store: str
+    gateway: str
+    zone: str
+    transition: Transition
+    first_seen: datetime
+    last_seen: datetime
+    dwell_s: float
+
+
+class DeadLetter(SQLModel, table=True):
+    """A message the worker could not use, kept (truncated) for an operator to inspect."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(sa_type=UtcDateTime, index=True)
+    topic: str = Field(max_length=512)
+    reason: str = Field(sa_type=Text)
+    payload: bytes = Field(sa_type=LargeBinary)
+    payload_size: int
+    truncated: bool
+
+
+class DeadLetterPublic(SQLModel):
+    id: int
+    received_at: datetime
+    topic: str
+    reason: str
+    payload_size: int
+    truncated: bool
+
+
+class GatewayHealth(SQLModel, table=True):
+    """The newest status report per gateway (retained heartbeat or last will)."""
+
+    __tablename__ = "gateway"
+
+    tenant: str = Field(max_length=64, primary_key=True)
+    store: str = Field(max_length=64, primary_key=True)
+    gateway: str = Field(max_length=64, primary_key=True)
+    online: bool
+    status_sent_at: datetime = Field(sa_type=UtcDateTime)
+    received_at: datetime = Field(sa_type=UtcDateTime)
+    software_version: str = Field(default="", max_length=64)
+    uptime_s: float = 0
+    queue_depth: int = 0
+    published: int = 0
+    dropped: int = 0
+    rejected_frames: int = 0
+    devices_tracked: int = 0
+    active_key_id: str | None = Field(default=None, max_length=16)
+    sources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class GatewayHealthPublic(SQLModel):
+    tenant: str
+    store: str
+    gateway: str
+    online: bool
+    status_sent_at: datetime
+    received_at: datetime
+    software_version: str
+    uptime_s: float
+    queue_depth: int
+    published: int
+    dropped: int
+    rejected_frames: int
+    devices_tracked: int
+    active_key_id: str | None
+    sources: dict[str, Any]

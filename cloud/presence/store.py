@@ -1,0 +1,187 @@
+"""Writing presence: idempotent bulk inserts, dead letters, gateway health; reading visits.
+
+Inserts go through SQLAlchemy Core with `ON CONFLICT DO NOTHING` (both PostgreSQL and
+SQLite speak it), so a redelivered message is harmless and costs one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col, select
+
+from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
+from shared.presence import PresenceEvent
+from shared.status import GatewayStatus
+
+#: Enough of a bad message to see what went wrong; a hostile publisher cannot fill
+#: the database with megabytes per message.
+DEAD_LETTER_MAX_BYTES = 4096
+#: Reasons are our own error messages; the cap only guards against a runaway one.
+DEAD_LETTER_MAX_REASON = 2000
+#: A phone that drops out of range for a few minutes (fitting room, metal shelving,
+#: a second gateway taking over) is still on the same visit.
+VISIT_GAP = timedelta(minutes=5)
+
+EVENT_TABLE: Table = SQLModel.metadata.tables[PresenceEventRow.__tablename__]
+GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
+
+
+DialectInsert = postgresql.Insert | sqlite.Insert
+
+
+def dialect_insert(connection: Connection | Session, table: Table) -> DialectInsert:
+    """An INSERT that supports `on_conflict_*` on the connection's dialect."""
+    bind = connection.get_bind() if isinstance(connection, Session) else connection
+    name = bind.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database dialect {name!r} is not supported")
+
+
+def event_row(event: PresenceEvent, received_at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id, "tenant": event.tenant, "store": event.store,
+        "gateway": event.gateway, "zone": event.zone, "pseudonym": event.pseudonym,
+        "key_id": event.key_id, "scope": event.scope.value, "kind": event.kind.value,
+        "randomized": event.randomized, "transition": event.transition.value,
+        "rssi": event.rssi, "first_seen": event.first_seen, "last_seen": event.last_seen,
+        "dwell_s": event.dwell_s, "sightings": event.sightings, "received_at": received_at,
+    }
+
+
+def insert_events(
+    session: Session, *, events: Sequence[PresenceEvent], received_at: datetime
+) -> set[str]:
+    """Store events, skipping ids already stored; return the ids that were new."""
+    if not events:
+        return set()
+    statement = (
+        dialect_insert(session, EVENT_TABLE)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(EVENT_TABLE.c.event_id)
+    )
+    rows = [event_row(event, received_at) for event in events]
+    result = session.connection().execute(statement, rows)
+    return {row[0] for row in result}
+
+
+def record_dead_letter(
+    session: Session, *, topic: str, payload: bytes, reason: str, received_at: datetime
+) -> DeadLetter:
+    letter = DeadLetter(
+        received_at=received_at, topic=topic[:512], reason=reason[:DEAD_LETTER_MAX_REASON],
+        payload=payload[:DEAD_LETTER_MAX_BYTES], payload_size=len(payload),
+        truncated=len(payload) > DEAD_LETTER_MAX_BYTES,
+    )
+    session.add(letter)
+    return letter
+
+
+def upsert_gateway_status(
+    session: Session, *, status: GatewayStatus, received_at: datetime
+) -> None:
+    """Keep the newest report per gateway; an older one (a late retained copy) is ignored."""
+    values = {
+        "tenant": status.tenant, "store": status.store, "gateway": status.gateway,
+        "online": status.online, "status_sent_at": status.sent_at, "received_at": received_at,
+        "software_version": status.software_version[:64], "uptime_s": status.uptime_s,
+        "queue_depth": status.queue_depth, "published": status.published,
+        "dropped": status.dropped, "rejected_frames": status.rejected_frames,
+        "devices_tracked": status.devices_tracked, "active_key_id": status.active_key_id,
+        "sources": {name: health.model_dump() for name, health in status.sources.items()},
+    }
+    insert = dialect_insert(session, GATEWAY_TABLE).values(values)
+    keys = ("tenant", "store", "gateway")
+    statement = insert.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: insert.excluded[name] for name in values if name not in keys},
+        where=GATEWAY_TABLE.c.status_sent_at <= insert.excluded.status_sent_at,
+    )
+    session.connection().execute(statement)
+
+
+def list_gateways(session: Session, *, tenant: str) -> Sequence[GatewayHealth]:
+    query = (
+        select(GatewayHealth).where(col(GatewayHealth.tenant) == tenant)
+        .order_by(col(GatewayHealth.store), col(GatewayHealth.gateway))
+    )
+    return session.exec(query).all()
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """One device's continuous stay, merged across every gateway that reported it."""
+
+    tenant: str
+    store: str
+    zone: str | None
+    pseudonym: str
+    start: datetime
+    end: datetime
+    gateways: frozenset[str]
+    events: int
+
+    @property
+    def dwell_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+def merge_visits(
+    rows: Iterable[PresenceEventRow], *, by_zone: bool = True, gap: timedelta = VISIT_GAP
+) -> list[Visit]:
+    """Merge events of the same device (and zone) whose spans overlap or lie within `gap`."""
+    groups: dict[tuple[str, str, str | None, str], list[PresenceEventRow]] = {}
+    for row in rows:
+        key = (row.tenant, row.store, row.zone if by_zone else None, row.pseudonym)
+        groups.setdefault(key, []).append(row)
+    visits: list[Visit] = []
+    for (tenant, store, zone, pseudonym), members in groups.items():
+        members.sort(key=lambda row: row.first_seen)
+        start, end = members[0].first_seen, members[0].last_seen
+        gateways, count = {members[0].gateway}, 1
+        for row in members[1:]:
+            if row.first_seen <= end + gap:
+                end = max(end, row.last_seen)
+                gateways.add(row.gateway)
+                count += 1
+                continue
+            visits.append(
+                Visit(tenant, store, zone, pseudonym, start, end, frozenset(gateways), count)
+            )
+            start, end, gateways, count = row.first_seen, row.last_seen, {row.gateway}, 1
+        visits.append(
+            Visit(tenant, store, zone, pseudonym, start, end, frozenset(gateways), count)
+        )
+    visits.sort(key=lambda visit: (visit.start, visit.pseudonym, visit.zone or ""))
+    return visits
+
+
+def store_visits(
+    session: Session,
+    *,
+    tenant: str,
+    store: str,
+    since: datetime,
+    until: datetime,
+    by_zone: bool = True,
+    pseudonyms: Sequence[str] | None = None,
+) -> list[Visit]:
+    """Visits in a store that touch [since, until), per zone or for the store as a whole."""
+    query = select(PresenceEventRow).where(
+        col(PresenceEventRow.tenant) == tenant,
+        col(PresenceEventRow.store) == store,
+        col(PresenceEventRow.first_seen) < until,
+        col(PresenceEventRow.last_seen) >= since - VISIT_GAP,
+    )
+    if pseudonyms is not None:
+        query = query.where(col(PresenceEventRow.pseudonym).in_(list(pseudonyms)))
+    rows = session.exec(query).all()
+    return [visit for visit in merge_visits(rows, by_zone=by_zone) if visit.end >= since]

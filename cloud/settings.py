@@ -1,0 +1,198 @@
+"""Orchestrator settings: environment (`VITRINA_...`, nested with `__`) over an optional TOML file.
+
+Built once at program start through `get_settings()`; nothing reads the environment
+at import time, so tests and tools can build `Settings(...)` explicitly.
+
+Example: `VITRINA_MQTT__HOST=broker.example` or, in the file named by `VITRINA_CONFIG`:
+
+    database_url = "postgresql+psycopg://vitrina@db/vitrina"
+    [mqtt]
+    host = "broker.example"
+    [tenants.acme]
+    keys = [{ key_id = "k1", secret = "<hex or base64>" }]
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cloud.delivery.push import FcmSettings
+from shared.errors import ContractError
+from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
+from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN
+
+#: The environment variable that names an optional TOML settings file.
+CONFIG_FILE_VARIABLE = "VITRINA_CONFIG"
+
+#: A broker keeps a worker's session (and its queued messages) this long after a
+#: disconnect: long enough to ride out a deploy or a host reboot.
+DEFAULT_SESSION_EXPIRY_S = 3600
+
+
+#: The share group named by the wire contract's subscription ("$share/<group>/...").
+SHARE_GROUP = PRESENCE_SHARED_SUBSCRIPTION.split("/")[1]
+
+
+class MqttSettings(BaseModel):
+    """How the worker reaches the broker."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = Field(default="vitrina-orchestrator", min_length=1, max_length=64)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=DEFAULT_SESSION_EXPIRY_S, ge=0)
+    #: MQTT v5 shared subscription; switch off for an MQTT 3.1.1-only broker (one worker then).
+    shared_subscription: bool = True
+    #: Workers in one group share the presence stream; a second group gets its own copy.
+    share_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = SHARE_GROUP
+    #: Protocol 5 by default; 3.1.1 only for brokers that speak nothing newer.
+    mqtt_v5: bool = True
+
+
+class TenantKeySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN.pattern)]
+    secret: SecretStr
+
+    def tenant_key(self) -> TenantKey:
+        return TenantKey.from_text(self.key_id, self.secret.get_secret_value())
+
+
+class TenantSettings(BaseModel):
+    """A tenant's pseudonymization keys: the first is active, the rest are still honoured
+    (gateways rotate at their own pace, so links are kept under every listed key)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keys: list[TenantKeySettings] = Field(min_length=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_keys(cls, keys: list[TenantKeySettings]) -> list[TenantKeySettings]:
+        seen: set[str] = set()
+        for key in keys:
+            if key.key_id in seen:
+                raise ValueError(f"key id {key.key_id!r} is listed twice")
+            seen.add(key.key_id)
+            try:
+                key.tenant_key()
+            except ContractError as error:
+                raise ValueError(str(error)) from None
+        return keys
+
+    def tenant_keys(self) -> list[TenantKey]:
+        return [key.tenant_key() for key in self.keys]
+
+    def pseudonymizers(self) -> list[Pseudonymizer]:
+        return [Pseudonymizer(key) for key in self.tenant_keys()]
+
+
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class IngestSettings(BaseModel):
+    """How the worker batches database writes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Messages per transaction: each can hold up to 500 events, so this bounds a
+    #: transaction to a size PostgreSQL commits in a few tens of milliseconds.
+    batch_messages: int = Field(default=64, ge=1, le=10_000)
+    #: How long a partial batch waits for more messages before it is written anyway.
+    batch_wait_s: float = Field(default=0.05, ge=0, le=10)
+    #: Flow control: the broker sends at most this many unacknowledged messages.
+    receive_maximum: int = Field(default=1024, ge=1, le=65535)
+
+
+class RecognitionSettings(BaseModel):
+    """The "customer recognised in store" push."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    title: str = "Welcome to {store}"
+    body: str = "Good to see you again. Open the app for today's offers in store."
+    deep_link: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VITRINA_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database_url: str = "sqlite:///./vitrina.db"
+    mqtt: MqttSettings = MqttSettings()
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    fcm: FcmSettings | None = None
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
+    api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
+    recognition: RecognitionSettings = RecognitionSettings()
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_ids(cls, tenants: dict[str, TenantSettings]) -> dict[str, TenantSettings]:
+        for tenant in tenants:
+            if not SEGMENT_PATTERN.fullmatch(tenant):
+                raise ValueError(
+                    f"tenant id {tenant!r} must be 1-64 characters of a-z, 0-9, '-' and '_'"
+                )
+        return tenants
+
+    @model_validator(mode="after")
+    def _postgres_driver(self) -> Self:
+        # psycopg 3 is the one PostgreSQL driver installed; a bare postgresql:// URL
+        # would make SQLAlchemy look for psycopg2.
+        if self.database_url.startswith(("postgresql://", "postgres://")):
+            rest = self.database_url.split("://", 1)[1]
+            object.__setattr__(self, "database_url", f"postgresql+psycopg://{rest}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"{CONFIG_FILE_VARIABLE} names {path}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def tenant(self, tenant: str) -> TenantSettings | None:
+        return self.tenants.get(tenant)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, built on first use (at program start) and then reused."""
+    return Settings()

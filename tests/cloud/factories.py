@@ -1,0 +1,122 @@
+"""Builders for what gateways send and what the cloud is configured with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cloud.settings import Settings
+from provisioning.local_broker import LocalBroker
+from shared.identifiers import app_identifier, wifi_identifier
+from shared.presence import (
+    PresenceBatch,
+    PresenceEvent,
+    PseudonymScope,
+    Transition,
+    encode_presence_batch,
+    make_event_id,
+)
+from shared.pseudonym import Pseudonymizer, TenantKey
+from shared.status import GatewayStatus
+from shared.topics import TopicChannel, gateway_topic
+
+KEY_ID = "k1"
+KEY_SECRET = "3c" * 32
+PSEUDONYMIZER = Pseudonymizer(TenantKey.from_text(KEY_ID, KEY_SECRET))
+START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+#: Universally administered (not randomized) addresses: linkable.
+MAC_OF = {"juan": "00:1e:c2:aa:bb:01", "ana": "00:1e:c2:aa:bb:02"}
+
+
+def cloud_settings(
+    *, tenant: str, database_url: str, broker: LocalBroker | None = None, **changes: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "tenants": {tenant: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}},
+        "ingest": {"batch_messages": 64, "batch_wait_s": 0.02},
+    }
+    if broker is not None:
+        values["mqtt"] = {
+            "host": broker.host, "port": broker.port, "client_id": f"worker-{tenant}",
+            "session_expiry_s": 300, "share_group": f"g-{tenant}",
+        }
+    values.update(changes)
+    return Settings(**values)
+
+
+def wifi_pseudonym(mac: str) -> str:
+    return PSEUDONYMIZER.stable(wifi_identifier(mac))
+
+
+def app_pseudonym(install_id: str) -> str:
+    return PSEUDONYMIZER.stable(app_identifier(install_id))
+
+
+def make_event(
+    *,
+    tenant: str,
+    pseudonym: str,
+    store: str = "s1",
+    gateway: str = "g1",
+    zone: str = "floor",
+    transition: Transition = Transition.ENTER,
+    first_seen: datetime = START,
+    last_seen: datetime | None = None,
+    sequence: int = 0,
+    scope: PseudonymScope = PseudonymScope.STABLE,
+    randomized: bool = False,
+) -> PresenceEvent:
+    last = last_seen or first_seen + timedelta(seconds=5)
+    return PresenceEvent(
+        event_id=make_event_id(
+            tenant=tenant, store=store, gateway=gateway, pseudonym=pseudonym,
+            transition=transition, first_seen=first_seen, sequence=sequence,
+        ),
+        tenant=tenant, store=store, gateway=gateway, pseudonym=pseudonym,
+        key_id=pseudonym.split(":", 1)[0], scope=scope, kind="wifi_association",
+        randomized=randomized, transition=transition, zone=zone, rssi=-60.0,
+        first_seen=first_seen, last_seen=last,
+        dwell_s=(last - first_seen).total_seconds(), sightings=3,
+    )
+
+
+def many_events(
+    *, tenant: str, count: int, store: str = "s1", gateway: str = "g1", offset: int = 0
+) -> list[PresenceEvent]:
+    """`count` distinct devices entering, one second apart."""
+    return [
+        make_event(
+            tenant=tenant, store=store, gateway=gateway,
+            pseudonym=wifi_pseudonym(f"00:1b:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:"
+                                     f"{i & 255:02x}:01"),
+            first_seen=START + timedelta(seconds=i),
+        )
+        for i in range(offset, offset + count)
+    ]
+
+
+def batch_payload(events: Sequence[PresenceEvent], *, sent_at: datetime = START) -> bytes:
+    first = events[0]
+    return encode_presence_batch(PresenceBatch(
+        tenant=first.tenant, store=first.store, gateway=first.gateway, sent_at=sent_at,
+        events=list(events),
+    ))
+
+
+def presence_topic(tenant: str, store: str = "s1", gateway: str = "g1") -> str:
+    return gateway_topic(tenant, store, gateway, TopicChannel.PRESENCE)
+
+
+def status_topic(tenant: str, store: str = "s1", gateway: str = "g1") -> str:
+    return gateway_topic(tenant, store, gateway, TopicChannel.STATUS)
+
+
+def status_payload(
+    *, tenant: str, store: str = "s1", gateway: str = "g1", online: bool = True,
+    sent_at: datetime = START, **fields: Any,
+) -> bytes:
+    return GatewayStatus(
+        tenant=tenant, store=store, gateway=gateway, online=online, sent_at=sent_at, **fields
+    ).model_dump_json().encode()

@@ -1,0 +1,122 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError, StatementError
+
+from cloud.db import (
+    alembic_config,
+    current_revision,
+    downgrade,
+    make_engine,
+    migrate,
+    normalize_url,
+    session_scope,
+    wait_for_database,
+)
+from cloud.presence.models import DeadLetter
+from cloud.tables import metadata
+from provisioning.local_broker import free_port
+
+EXPECTED_TABLES = {
+    "presence_event", "dead_letter", "gateway", "customer", "consent", "device",
+    "identity_link", "message",
+}
+
+
+def revisions() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def test_upgrade_from_empty_creates_the_schema_the_models_describe(database_url: str) -> None:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
+        assert current_revision(engine) == revisions()[-1]
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+        migrate(database_url)  # a second run is a no-op
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_the_previous_revision_keeps_data(database_url: str) -> None:
+    chain = revisions()
+    assert len(chain) >= 2
+    migrate(database_url, chain[-2])
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO dead_letter (received_at, topic, reason, payload, payload_size,"
+                     " truncated) VALUES (:at, 't', 'r', :payload, 3, :no)"),
+                {"at": datetime(2026, 1, 1, tzinfo=UTC), "payload": b"abc", "no": False},
+            )
+        migrate(database_url)
+        assert current_revision(engine) == chain[-1]
+        with session_scope(engine) as session:
+            letter = session.get(DeadLetter, 1)
+            assert letter is not None
+            assert letter.payload == b"abc"
+        downgrade(database_url, chain[-2])
+        assert current_revision(engine) == chain[-2]
+        migrate(database_url)
+        assert current_revision(engine) == chain[-1]
+    finally:
+        engine.dispose()
+
+
+def test_datetimes_come_back_aware_and_in_utc(migrated_url: str) -> None:
+    engine = make_engine(migrated_url)
+    madrid = timezone(timedelta(hours=1))
+    try:
+        with session_scope(engine) as session:
+            session.add(DeadLetter(
+                received_at=datetime(2026, 1, 1, 11, 30, tzinfo=madrid), topic="t", reason="r",
+                payload=b"", payload_size=0, truncated=False,
+            ))
+            session.commit()
+        with session_scope(engine) as session:
+            letter = session.get(DeadLetter, 1)
+            assert letter is not None
+            assert letter.received_at == datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
+            assert letter.received_at.utcoffset() == timedelta(0)
+        with session_scope(engine) as session:
+            session.add(DeadLetter(
+                received_at=datetime(2026, 1, 1), topic="t", reason="r", payload=b"",
+                payload_size=0, truncated=False,
+            ))
+            with pytest.raises(StatementError, match="naive"):
+                session.commit()
+    finally:
+        engine.dispose()
+
+
+def test_wait_for_database_gives_up_with_the_driver_error() -> None:
+    port = free_port()  # nothing listens there
+    engine = make_engine(f"postgresql://postgres@127.0.0.1:{port}/nothing")
+    try:
+        with pytest.raises(OperationalError):
+            wait_for_database(engine, timeout_s=0.5)
+    finally:
+        engine.dispose()
+
+
+def test_wait_for_database_returns_when_reachable(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        wait_for_database(engine, timeout_s=5)
+    finally:
+        engine.dispose()
+
+
+def test_plain_postgres_urls_use_psycopg_3() -> None:
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"

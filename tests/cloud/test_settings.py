@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from cloud.settings import CONFIG_FILE_VARIABLE, Settings, get_settings
+from shared.pseudonym import Pseudonymizer
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("VITRINA_"):
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+
+
+def test_defaults_are_the_embedded_setup() -> None:
+    settings = Settings()
+    assert settings.database_url == "sqlite:///./vitrina.db"
+    assert settings.mqtt.port == 1883
+    assert settings.mqtt.shared_subscription is True
+    assert settings.fcm is None
+    assert settings.tenants == {}
+
+
+def test_environment_uses_prefix_and_nested_delimiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINA_MQTT__HOST", "broker.example")
+    monkeypatch.setenv("VITRINA_MQTT__PORT", "8883")
+    monkeypatch.setenv("VITRINA_MQTT__TLS", "true")
+    monkeypatch.setenv("VITRINA_MQTT__SHARED_SUBSCRIPTION", "false")
+    monkeypatch.setenv("VITRINA_DATABASE_URL", "postgresql://vitrina@db/vitrina")
+    monkeypatch.setenv(
+        "VITRINA_TENANTS", '{"acme": {"keys": [{"key_id": "k1", "secret": "' + "ab" * 32 + '"}]}}'
+    )
+    settings = Settings()
+    mqtt = settings.mqtt
+    assert (mqtt.host, mqtt.port, mqtt.tls) == ("broker.example", 8883, True)
+    assert settings.mqtt.shared_subscription is False
+    assert settings.database_url == "postgresql+psycopg://vitrina@db/vitrina"
+    pseudonymizer = settings.tenants["acme"].pseudonymizers()[0]
+    assert isinstance(pseudonymizer, Pseudonymizer)
+    assert pseudonymizer.key_id == "k1"
+
+
+def test_toml_file_named_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "vitrina.toml"
+    config.write_text(
+        'database_url = "sqlite:///x.db"\n'
+        'webhook_secrets = ["s3cret"]\n'
+        "[mqtt]\nhost = \"from-file\"\nport = 1884\n"
+        "[fcm]\nproject_id = \"shop\"\ncredentials_file = \"/etc/vitrina/sa.json\"\n"
+        "[tenants.acme]\n"
+        f'keys = [{{ key_id = "k2", secret = "{"cd" * 16}" }}, '
+        f'{{ key_id = "k1", secret = "{"ef" * 16}" }}]\n'
+    )
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
+    monkeypatch.setenv("VITRINA_MQTT__PORT", "1999")  # the environment wins over the file
+    settings = get_settings()
+    assert settings.mqtt.host == "from-file"
+    assert settings.mqtt.port == 1999
+    assert settings.fcm is not None
+    assert settings.fcm.project_id == "shop"
+    assert [key.key_id for key in settings.tenants["acme"].tenant_keys()] == ["k2", "k1"]
+    assert settings.webhook_secrets[0].get_secret_value() == "s3cret"
+    assert get_settings() is settings  # built once, then reused
+
+
+def test_missing_config_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(tmp_path / "absent.toml"))
+    with pytest.raises(FileNotFoundError, match=r"absent\.toml"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("tenants", "message"),
+    [
+        ({"acme": {"keys": [{"key_id": "k1", "secret": "abcd"}]}}, "16-64 bytes"),
+        ({"acme": {"keys": [{"key_id": "k1", "secret": "not a key!"}]}}, "neither hex nor"),
+        ({"acme": {"keys": []}}, "at least 1"),
+        ({"Bad Tenant": {"keys": [{"key_id": "k1", "secret": "ab" * 16}]}}, "tenant id"),
+        (
+            {"acme": {"keys": [{"key_id": "k1", "secret": "ab" * 16}] * 2}},
+            "listed twice",
+        ),
+    ],
+)
+def test_bad_tenant_keys_are_rejected(tenants: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(tenants=tenants)
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    settings = Settings(
+        tenants={"acme": {"keys": [{"key_id": "k1", "secret": "ab" * 16}]}},
+        mqtt={"password": "hunter2"},
+    )
+    assert "abab" not in repr(settings)
+    assert "hunter2" not in repr(settings)
