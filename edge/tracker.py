@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from edge.pseudonymize import PseudonymousSighting
 from edge.settings import TrackerSettings
-from shared.presence import PresenceEvent, Transition, make_event_id
+from shared.presence import PresenceEvent, PseudonymScope, Transition, make_event_id
 from shared.status import GatewayConfig, ZoneThreshold
 
 #: How often (in sighting-clock seconds) silent devices are looked for between ticks:
@@ -98,17 +98,20 @@ class TrackerThresholds:
 
 
 class _Device:
-    """Per-device state; slotted because a busy store tracks a hundred thousand of these."""
+    """Per-device state; slotted because a busy store tracks a hundred thousand of these.
+
+    Nothing derivable is stored: the key id is the pseudonym's prefix, the scope follows
+    from `randomized`, and a device has entered once `recent` (its pending sightings)
+    is gone. Every slot is 8 bytes times the devices tracked.
+    """
 
     __slots__ = (
-        "dwell_seq", "entered", "first_seen", "key_id", "kind", "last_seen", "next_dwell",
-        "pseudonym", "randomized", "recent", "rssi", "scope", "sightings",
+        "dwell_seq", "first_seen", "kind", "last_seen", "next_dwell", "pseudonym",
+        "randomized", "recent", "rssi", "sightings",
     )
 
     def __init__(self, sighting: PseudonymousSighting) -> None:
         self.pseudonym = sighting.pseudonym
-        self.key_id = sighting.key_id
-        self.scope = sighting.scope
         self.kind = sighting.kind
         self.randomized = sighting.randomized
         self.first_seen = sighting.at
@@ -116,7 +119,6 @@ class _Device:
         self.rssi: float | None = None
         self.sightings = 0
         self.recent: list[float] | None = []
-        self.entered = False
         self.next_dwell = 0.0
         self.dwell_seq = 0
 
@@ -251,7 +253,6 @@ class Tracker:
         if at - start > thresholds.enter_window_s:
             return
         device.recent = None
-        device.entered = True
         device.first_seen = start
         device.sightings = len(recent)
         device.next_dwell = start + thresholds.dwell_interval_s
@@ -268,7 +269,7 @@ class Tracker:
             device.next_dwell += interval
 
     def _leave(self, device: _Device, events: list[PresenceEvent]) -> None:
-        if device.entered:
+        if device.recent is None:  # entered
             self.counters.exits += 1
             events.append(self._event(device, Transition.EXIT, 0))
 
@@ -303,8 +304,8 @@ class Tracker:
             store=identity.store,
             gateway=identity.gateway,
             pseudonym=device.pseudonym,
-            key_id=device.key_id,
-            scope=device.scope,
+            key_id=device.pseudonym.partition(":")[0],
+            scope=PseudonymScope.DAILY if device.randomized else PseudonymScope.STABLE,
             kind=device.kind,
             randomized=device.randomized,
             transition=transition,
