@@ -22,6 +22,7 @@ from typing import Final
 from edge.capture.beacons import BeaconConfig
 from edge.capture.decode import DecodeStats, FrameDecoder
 from edge.capture.pcapfile import CaptureFileError, read_frames
+from edge.capture.source import sleep_unless_stopped
 from edge.sighting import Sighting
 from shared.status import SourceHealth
 
@@ -163,8 +164,4 @@ async def _wait_until(due: float, stop: asyncio.Event) -> bool:
     delay = due - time.monotonic()
     if delay < MIN_PACING_SLEEP_S:
         return stop.is_set()
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=delay)
-    except TimeoutError:
-        return False
-    return True
+    return await sleep_unless_stopped(stop, delay)

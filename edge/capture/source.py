@@ -28,3 +28,18 @@ class Source(Protocol):
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
         """Capture until `stop` is set (live) or the input is exhausted (replay)."""
         ...
+
+
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`, ending early when `stop` is set; True if it was.
+
+    Every wait in a source goes through this, so shutdown never waits out a backoff,
+    a pacing gap or a watchdog period.
+    """
+    if seconds <= 0:
+        return stop.is_set()
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,19 @@
+"""Helpers shared by the capture tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+#: Generous for a loaded 2-core machine; conditions normally hold within milliseconds.
+EVENTUALLY_S = 5.0
+
+
+async def eventually(condition: Callable[[], bool], within: float = EVENTUALLY_S) -> None:
+    """Poll `condition` on the running loop until it holds; fail after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached within {within:g} s")
+        await asyncio.sleep(0.01)
