@@ -11,7 +11,7 @@ import uvicorn
 
 from cloud.api import create_app
 from cloud.db import make_engine, migrate, wait_for_database
-from cloud.service import build_push_sender, install_stop_signals, run_worker, serve
+from cloud.service import install_stop_signals, push_sender, run_worker, serve
 from cloud.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -60,9 +60,8 @@ def worker_command(
         stop = asyncio.Event()
         restore = install_stop_signals(stop)
         try:
-            await run_worker(
-                settings, stop=stop, sender=build_push_sender(settings), client_id=client_id
-            )
+            with push_sender(settings) as sender:
+                await run_worker(settings, stop=stop, sender=sender, client_id=client_id)
         finally:
             restore()
 
@@ -87,12 +86,13 @@ def serve_command(verbose: Verbose = False) -> None:
         stop = asyncio.Event()
         restore = install_stop_signals(stop)
         try:
-            await serve(
-                settings, stop=stop, sender=build_push_sender(settings),
-                started=lambda port: logging.getLogger("cloud").info(
-                    "API listening on %s:%d", settings.api.host, port
-                ),
-            )
+            with push_sender(settings) as sender:
+                await serve(
+                    settings, stop=stop, sender=sender,
+                    started=lambda port: logging.getLogger("cloud").info(
+                        "API listening on %s:%d", settings.api.host, port
+                    ),
+                )
         finally:
             restore()
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import cast
 
 import uvicorn
 from sqlalchemy import Engine
 
 from cloud.api import create_app
 from cloud.db import make_engine, utc_now, wait_for_database
+from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import PushSender
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.settings import Settings
@@ -28,13 +27,16 @@ from cloud.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def build_push_sender(settings: Settings) -> PushSender | None:
-    """The FCM sender when FCM is configured; None (recognition pushes off) otherwise."""
+@contextlib.contextmanager
+def push_sender(settings: Settings) -> Iterator[PushSender | None]:
+    """The FCM sender when FCM is configured (closed on exit); None otherwise, and then
+    the recognition push is off: nothing is decided that could not be sent."""
     if settings.fcm is None:
         log.warning("no FCM settings: the recognition push is off")
-        return None
-    fcm = importlib.import_module("cloud.delivery.fcm")
-    return cast(PushSender, fcm.FcmSender(settings.fcm))
+        yield None
+        return
+    with FcmSender(settings.fcm) as sender:
+        yield sender
 
 
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:

@@ -1,15 +1,25 @@
-"""Fixtures for the orchestrator: migrated databases and a recording push sender."""
+"""Fixtures for the orchestrator: migrated databases and a real FCM sender talking to the
+local FCM v1 server (Google's servers are the one thing these tests do not reach)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from cloud.db import make_engine, migrate
-from cloud.delivery.push import PushMessage, SendResult
+from cloud.delivery.fcm import FcmSender
+from cloud.delivery.push import FcmSettings
+from cloud.delivery.retry import RetryPolicy
+from sandbox.fcm import FcmSandbox, ServiceAccount
+
+FCM_PROJECT = "vitrina-cloud-test"
+#: Short waits keep the suite fast when a test scripts transient FCM errors.
+FAST_RETRY = RetryPolicy(
+    attempts=3, initial_backoff_s=0.05, max_backoff_s=0.2, jitter_s=0.05, max_inline_wait_s=5
+)
 
 
 @pytest.fixture
@@ -30,32 +40,26 @@ def tenant(mqtt_namespace: str) -> str:
     return mqtt_namespace
 
 
-class RecordingSender:
-    """A PushSender that accepts everything except tokens listed as dead (Google's
-    servers are the one thing these tests do not reach)."""
-
-    def __init__(self, dead_tokens: Sequence[str] = ()) -> None:
-        self.sent: list[PushMessage] = []
-        self.dead = set(dead_tokens)
-        self._lock = threading.Lock()
-
-    def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:
-        results = []
-        with self._lock:
-            for message in messages:
-                if message.token in self.dead:
-                    results.append(SendResult(
-                        token=message.token, ok=False, error_code="UNREGISTERED", permanent=True
-                    ))
-                    continue
-                self.sent.append(message)
-                results.append(SendResult(
-                    token=message.token, ok=True,
-                    provider_message_id=f"projects/p/messages/{len(self.sent)}",
-                ))
-        return results
+@pytest.fixture(scope="session")
+def fcm_account() -> ServiceAccount:
+    return ServiceAccount.generate(FCM_PROJECT)  # RSA key generation: once per session
 
 
 @pytest.fixture
-def sender() -> RecordingSender:
-    return RecordingSender()
+def fcm_server(fcm_account: ServiceAccount) -> Iterator[FcmSandbox]:
+    with FcmSandbox(FCM_PROJECT, service_account=fcm_account) as server:
+        yield server
+
+
+@pytest.fixture
+def fcm_settings(fcm_server: FcmSandbox, tmp_path: Path) -> FcmSettings:
+    credentials = fcm_server.write_credentials(tmp_path / "service-account.json")
+    return FcmSettings(
+        project_id=FCM_PROJECT, credentials_file=str(credentials), endpoint=fcm_server.url
+    )
+
+
+@pytest.fixture
+def sender(fcm_settings: FcmSettings) -> Iterator[FcmSender]:
+    with FcmSender(fcm_settings, retry=FAST_RETRY) as sender:
+        yield sender

@@ -1,6 +1,7 @@
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -16,12 +17,13 @@ from cloud.customers.models import (
     WifiMacRegistration,
 )
 from cloud.db import session_scope
+from cloud.delivery.fcm import FcmSender
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.messages.models import Message, MessageStatus
 from cloud.recognition import RULE
 from provisioning.local_broker import LocalBroker
+from sandbox.fcm import FcmSandbox, Outcome, make_token
 from shared.presence import PseudonymScope, Transition
-from tests.cloud.conftest import RecordingSender
 from tests.cloud.factories import (
     PSEUDONYMIZER,
     START,
@@ -31,10 +33,10 @@ from tests.cloud.factories import (
     presence_topic,
     wifi_pseudonym,
 )
-from tests.cloud.running import publish_all, publisher, running_worker, wait_for
+from tests.cloud.running import WAIT_S, publish_all, publisher, running_worker, wait_for
 
 MAC = "00:1e:c2:aa:bb:01"
-TOKENS = ("fcm-token-aaaaaaaaaaaaaaaa", "fcm-token-bbbbbbbbbbbbbbbb")
+TOKENS = (make_token("phone"), make_token("tablet"))
 
 
 def make_customer(
@@ -75,14 +77,19 @@ ALL = (ConsentChannel.PUSH, ConsentChannel.LOCATION_MARKETING)
 
 
 def worker_for(
-    tenant: str, url: str, broker: LocalBroker, engine: Engine, sender: RecordingSender
+    tenant: str, url: str, broker: LocalBroker, engine: Engine, sender: FcmSender
 ) -> AbstractContextManager[PresenceConsumer]:
     settings = cloud_settings(tenant=tenant, database_url=url, broker=broker)
     return running_worker(settings, engine, sender=sender)
 
 
+def received(server: FcmSandbox) -> list[dict[str, Any]]:
+    return [item.message for item in server.received.snapshot()]
+
+
 def test_consenting_customer_entering_gets_one_push_per_token_once(
-    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: RecordingSender
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: FcmSender,
+    fcm_server: FcmSandbox,
 ) -> None:
     customer_id = make_customer(engine, tenant, consents=ALL)
     enter = make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC), store="madrid-1")
@@ -90,17 +97,20 @@ def test_consenting_customer_entering_gets_one_push_per_token_once(
     with worker_for(tenant, migrated_url, broker, engine, sender) as worker, \
             publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant, "madrid-1"), payload)])
-        wait_for(lambda: len(sender.sent) == 2, what="two pushes")
+        fcm_server.wait_for(2, timeout_s=WAIT_S)
         publish_all(client, [(presence_topic(tenant, "madrid-1"), payload)])  # redelivery
         wait_for(lambda: worker.totals.events_duplicate == 1, what="redelivery handled")
-    assert sorted(message.token for message in sender.sent) == sorted(TOKENS)
-    assert "madrid-1" in sender.sent[0].title
+    pushes = received(fcm_server)
+    assert sorted(push["token"] for push in pushes) == sorted(TOKENS)
+    assert "madrid-1" in pushes[0]["notification"]["title"]
+    assert pushes[0]["data"]["rule"] == RULE
     rows = messages(engine, customer_id)
     assert [row.status for row in rows] == [MessageStatus.SENT, MessageStatus.SENT]
-    assert all(row.provider_message_id for row in rows)
+    assert {row.provider_message_id for row in rows} == {
+        item.name for item in fcm_server.received.snapshot()
+    }
     assert {row.visit_start for row in rows} == {enter.first_seen}
-    assert len({row.idempotency_key for row in rows}) == 2
-    assert sender.sent[0].idempotency_key in {row.idempotency_key for row in rows}
+    assert {push["data"]["message_id"] for push in pushes} == {str(row.id) for row in rows}
 
 
 @pytest.mark.parametrize(
@@ -113,8 +123,8 @@ def test_consenting_customer_entering_gets_one_push_per_token_once(
     ids=["none", "push-only", "location-only"],
 )
 def test_without_both_consents_nothing_is_sent(
-    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: RecordingSender,
-    consents: tuple[ConsentChannel, ...],
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: FcmSender,
+    fcm_server: FcmSandbox, consents: tuple[ConsentChannel, ...],
 ) -> None:
     customer_id = make_customer(engine, tenant, consents=consents)
     enter = make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC))
@@ -122,12 +132,13 @@ def test_without_both_consents_nothing_is_sent(
             publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant), batch_payload([enter]))])
         wait_for(lambda: worker.totals.events_new == 1, what="event stored")
-    assert sender.sent == []
+    assert fcm_server.received.snapshot() == []
     assert messages(engine, customer_id) == []
 
 
 def test_withdrawn_consent_stops_the_push(
-    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: RecordingSender
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: FcmSender,
+    fcm_server: FcmSandbox,
 ) -> None:
     customer_id = make_customer(engine, tenant, consents=ALL)
     with session_scope(engine) as session:
@@ -144,11 +155,12 @@ def test_withdrawn_consent_stops_the_push(
             publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant), batch_payload([enter]))])
         wait_for(lambda: worker.totals.events_new == 1, what="event stored")
-    assert sender.sent == []
+    assert fcm_server.received.snapshot() == []
 
 
 def test_one_visit_seen_by_two_gateways_is_greeted_once_and_a_later_visit_again(
-    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: RecordingSender
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: FcmSender,
+    fcm_server: FcmSandbox,
 ) -> None:
     make_customer(engine, tenant, consents=ALL, tokens=TOKENS[:1])
     pseudonym = wifi_pseudonym(MAC)
@@ -161,16 +173,17 @@ def test_one_visit_seen_by_two_gateways_is_greeted_once_and_a_later_visit_again(
     with worker_for(tenant, migrated_url, broker, engine, sender) as worker, \
             publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant, gateway="door"), batch_payload([door]))])
-        wait_for(lambda: len(sender.sent) == 1, what="first greeting")
+        fcm_server.wait_for(1, timeout_s=WAIT_S)
         publish_all(client, [(presence_topic(tenant, gateway="back"), batch_payload([back]))])
         wait_for(lambda: worker.totals.events_new == 2, what="second gateway's enter")
         publish_all(client, [(presence_topic(tenant, gateway="door"), batch_payload([tomorrow]))])
-        wait_for(lambda: len(sender.sent) == 2, what="next day's greeting")
-    assert len(sender.sent) == 2
+        fcm_server.wait_for(2, timeout_s=WAIT_S)
+    assert len(fcm_server.received.snapshot()) == 2
 
 
 def test_only_enters_of_stable_pseudonyms_count(
-    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: RecordingSender
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: FcmSender,
+    fcm_server: FcmSandbox,
 ) -> None:
     make_customer(engine, tenant, consents=ALL)
     pseudonym = wifi_pseudonym(MAC)
@@ -182,13 +195,14 @@ def test_only_enters_of_stable_pseudonyms_count(
             publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant), batch_payload([dwell, exit_, daily]))])
         wait_for(lambda: worker.totals.events_new == 3, what="events stored")
-    assert sender.sent == []
+    assert fcm_server.received.snapshot() == []
 
 
 def test_a_dead_token_is_deactivated_and_the_failure_recorded(
-    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str, sender: FcmSender,
+    fcm_server: FcmSandbox,
 ) -> None:
-    sender = RecordingSender(dead_tokens=[TOKENS[1]])
+    fcm_server.script(TOKENS[1], then=Outcome.UNREGISTERED)
     customer_id = make_customer(engine, tenant, consents=ALL)
     enter = make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC))
     with worker_for(tenant, migrated_url, broker, engine, sender), \

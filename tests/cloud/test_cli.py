@@ -1,0 +1,144 @@
+"""The `vitrina-cloud` command as an operator runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import inspect
+from typer.testing import CliRunner
+
+from cloud.cli import app
+from cloud.db import make_engine
+from cloud.delivery.push import FcmSettings
+from cloud.settings import get_settings
+from provisioning.local_broker import LocalBroker, free_port
+from sandbox.fcm import FcmSandbox, make_token
+from tests.cloud.factories import (
+    KEY_ID,
+    KEY_SECRET,
+    MAC_OF,
+    batch_payload,
+    make_event,
+    presence_topic,
+    wifi_pseudonym,
+)
+from tests.cloud.running import WAIT_S, publish_all, publisher, wait_for
+
+#: A clean stop finishes the batch in hand and disconnects: well under this.
+SHUTDOWN_S = 15.0
+
+
+def environment(
+    *, database_url: str, tenant: str, broker: LocalBroker | None = None, api_port: int = 0,
+    fcm: FcmSettings | None = None,
+) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("VITRINA_")}
+    env.update({
+        "VITRINA_DATABASE_URL": database_url,
+        "VITRINA_TENANTS": json.dumps(
+            {tenant: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}}
+        ),
+        "VITRINA_API__PORT": str(api_port),
+    })
+    if broker is not None:
+        env.update({
+            "VITRINA_MQTT__HOST": broker.host, "VITRINA_MQTT__PORT": str(broker.port),
+            "VITRINA_MQTT__CLIENT_ID": f"cli-{tenant}",
+            "VITRINA_MQTT__SHARE_GROUP": f"g-{tenant}",
+            # The session outlives the process (as in production); not for long here.
+            "VITRINA_MQTT__SESSION_EXPIRY_S": "5",
+        })
+    if fcm is not None:
+        env.update({
+            "VITRINA_FCM__PROJECT_ID": fcm.project_id,
+            "VITRINA_FCM__CREDENTIALS_FILE": fcm.credentials_file,
+            "VITRINA_FCM__ENDPOINT": str(fcm.endpoint),
+        })
+    return env
+
+
+def test_migrate_creates_the_schema(
+    database_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in environment(database_url=database_url, tenant=tenant).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["migrate"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    engine = make_engine(database_url)
+    try:
+        assert "presence_event" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def served(
+    migrated_url: str, tenant: str, broker: LocalBroker, fcm_settings: FcmSettings, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from cloud.cli import main; main()", "serve"],
+        env=environment(database_url=migrated_url, tenant=tenant, broker=broker, api_port=port,
+                        fcm=fcm_settings),
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            return False
+
+    try:
+        wait_for(ready, what="serve ready")
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
+    served: tuple[subprocess.Popen[bytes], str], tenant: str, broker: LocalBroker,
+    fcm_server: FcmSandbox,
+) -> None:
+    process, base = served
+    api = f"{base}/tenants/{tenant}"
+    customer = httpx.post(f"{api}/customers", json={"first_name": "Juan"}).json()
+    url = f"{api}/customers/{customer['id']}"
+    for channel in ("push", "location_marketing"):
+        httpx.post(f"{url}/consent", json={"channel": channel, "granted": True, "source": "app"})
+    token = make_token("juan")
+    assert httpx.post(f"{url}/devices", json={"kind": "fcm", "token": token}).status_code == 201
+    wifi = {"kind": "wifi_mac", "mac": MAC_OF["juan"]}
+    assert httpx.post(f"{url}/devices", json=wifi).status_code == 201
+    enter = make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC_OF["juan"]))
+    with publisher(broker) as client:
+        publish_all(client, [(presence_topic(tenant), batch_payload([enter]))])
+    [push] = fcm_server.wait_for(1, timeout_s=WAIT_S)
+    assert push.token == token
+    messages = wait_for(
+        lambda: [m for m in httpx.get(f"{url}/messages").json() if m["status"] == "sent"],
+        what="message recorded as sent",
+    )
+    assert messages[0]["provider_message_id"] == push.name
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'vitrina_ingest_events_total{outcome="new"} 1.0' in metrics
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=SHUTDOWN_S) == 0
