@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from sqlalchemy import Engine, func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from cloud.db import session_scope
 from cloud.metrics import DEAD_LETTERS, REGISTRY
@@ -65,7 +65,7 @@ def test_bad_payloads_become_dead_letters_and_the_worker_goes_on(
         wait_for(lambda: worker.totals.events_new == 3, what="good batch stored")
         wait_for(lambda: worker.totals.dead_letters == len(bad), what="dead letters")
     with session_scope(engine) as session:
-        letters = session.exec(select(DeadLetter).order_by(DeadLetter.id)).all()  # type: ignore[arg-type]
+        letters = session.exec(select(DeadLetter).order_by(col(DeadLetter.id))).all()
     reasons = [letter.reason for letter in letters]
     assert any("not valid UTF-8 JSON" in reason for reason in reasons)
     assert any("schema_version 2.0 is not supported" in reason for reason in reasons)
@@ -86,20 +86,45 @@ def test_gateway_status_keeps_the_newest_report(
     settings = cloud_settings(tenant=tenant, database_url=migrated_url, broker=broker)
     with publisher(broker) as client:
         # Retained before the worker exists: the subscription delivers it.
-        publish_all(client, [(status_topic(tenant), status_payload(
-            tenant=tenant, sent_at=START, queue_depth=7, software_version="1.2.0",
-        ))], retain=True)
+        publish_all(
+            client,
+            [
+                (
+                    status_topic(tenant),
+                    status_payload(
+                        tenant=tenant,
+                        sent_at=START,
+                        queue_depth=7,
+                        software_version="1.2.0",
+                    ),
+                )
+            ],
+            retain=True,
+        )
         with running_worker(settings, engine) as worker:
             wait_for(lambda: worker.totals.statuses >= 1, what="retained status")
-            publish_all(client, [
-                (status_topic(tenant), status_payload(
-                    tenant=tenant, online=False, sent_at=START + timedelta(minutes=5),
-                )),
-                # An older report arriving late must not overwrite the newer one.
-                (status_topic(tenant), status_payload(
-                    tenant=tenant, online=True, sent_at=START + timedelta(minutes=1),
-                )),
-            ])
+            publish_all(
+                client,
+                [
+                    (
+                        status_topic(tenant),
+                        status_payload(
+                            tenant=tenant,
+                            online=False,
+                            sent_at=START + timedelta(minutes=5),
+                        ),
+                    ),
+                    # An older report arriving late must not overwrite the newer one.
+                    (
+                        status_topic(tenant),
+                        status_payload(
+                            tenant=tenant,
+                            online=True,
+                            sent_at=START + timedelta(minutes=1),
+                        ),
+                    ),
+                ],
+            )
             wait_for(lambda: worker.totals.statuses >= 3, what="two more statuses")
         publish_all(client, [(status_topic(tenant), b"")], retain=True)  # clear the retained copy
     with session_scope(engine) as session:
@@ -117,9 +142,13 @@ def test_messages_published_while_the_worker_is_away_are_delivered_later(
     with running_worker(settings, engine, end_session=False):
         pass  # creates the persistent session and its subscription
     with publisher(broker) as client:
-        publish_all(client, [
-            (presence_topic(tenant), batch_payload(events[i : i + 100])) for i in range(0, 400, 100)
-        ])
+        publish_all(
+            client,
+            [
+                (presence_topic(tenant), batch_payload(events[i : i + 100]))
+                for i in range(0, 400, 100)
+            ],
+        )
     with running_worker(settings, engine) as worker:
         wait_for(lambda: worker.totals.events_new == 400, what="queued messages")
     assert count(engine, PresenceEventRow, tenant) == 400
@@ -131,11 +160,14 @@ def test_presence_of_a_tenant_not_served_here_is_refused(
     settings = cloud_settings(tenant=tenant, database_url=migrated_url, broker=broker)
     stranger = f"{tenant}-x"
     with running_worker(settings, engine) as worker, publisher(broker) as client:
-        publish_all(client, [
-            (presence_topic(stranger), batch_payload(many_events(tenant=stranger, count=2))),
-            (status_topic(stranger), status_payload(tenant=stranger)),
-            (presence_topic(tenant), batch_payload(many_events(tenant=tenant, count=2))),
-        ])
+        publish_all(
+            client,
+            [
+                (presence_topic(stranger), batch_payload(many_events(tenant=stranger, count=2))),
+                (status_topic(stranger), status_payload(tenant=stranger)),
+                (presence_topic(tenant), batch_payload(many_events(tenant=tenant, count=2))),
+            ],
+        )
         wait_for(lambda: worker.totals.events_new == 2, what="own tenant stored")
         wait_for(lambda: worker.totals.dead_letters == 1, what="stranger refused")
         wait_for(lambda: worker.totals.ignored >= 1, what="stranger status ignored")

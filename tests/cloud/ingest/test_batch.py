@@ -1,0 +1,72 @@
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import select
+
+from cloud.db import session_scope
+from cloud.ingest.batch import Inbound, decode, is_transient, write_batch
+from cloud.presence.models import DeadLetter
+from cloud.settings import RecognitionSettings
+from tests.cloud.factories import (
+    START,
+    batch_payload,
+    make_event,
+    many_events,
+    presence_topic,
+    status_payload,
+    status_topic,
+    wifi_pseudonym,
+)
+
+
+def test_decode_classifies_every_message(tenant: str) -> None:
+    events = many_events(tenant=tenant, count=2)
+    assert decode(Inbound(presence_topic(tenant), batch_payload(events))).presence is not None
+    assert decode(Inbound(status_topic(tenant), status_payload(tenant=tenant))).status is not None
+    assert decode(Inbound(status_topic(tenant), b"")).ignored
+    assert "not of the form" in (decode(Inbound("elsewhere/x", b"{}")).error or "")
+    config = presence_topic(tenant).replace("/presence", "/config")
+    assert "does not consume config" in (decode(Inbound(config, b"{}")).error or "")
+    other = status_payload(tenant=tenant, gateway="g9")
+    assert "different gateway" in (decode(Inbound(status_topic(tenant), other)).error or "")
+    assert decode(Inbound(status_topic("nobody"), b"{}"), tenants={tenant}).ignored
+    refused = decode(Inbound(presence_topic("nobody"), b"{}"), tenants={tenant})
+    assert "not configured" in (refused.error or "")
+
+
+def test_transient_errors_are_told_apart_from_refused_data() -> None:
+    assert is_transient(OperationalError("SELECT 1", {}, Exception("server closed")))
+    assert not is_transient(IntegrityError("INSERT", {}, Exception("duplicate")))
+    assert not is_transient(ValueError("bug"))
+
+
+def test_a_message_the_database_refuses_is_isolated_as_a_dead_letter(
+    engine: Engine, tenant: str
+) -> None:
+    # Make the database itself refuse one zone name, as a constraint added later might.
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(
+                text("ALTER TABLE presence_event ADD CONSTRAINT no_poison CHECK (zone <> 'poison')")
+            )
+        else:
+            connection.execute(
+                text(
+                    "CREATE TRIGGER no_poison BEFORE INSERT ON presence_event "
+                    "WHEN NEW.zone = 'poison' BEGIN SELECT RAISE(ABORT, 'poison zone'); END"
+                )
+            )
+    good = many_events(tenant=tenant, count=3)
+    poison = make_event(tenant=tenant, pseudonym=wifi_pseudonym("00:1e:c2:00:00:66"), zone="poison")
+    batch = [
+        Inbound(presence_topic(tenant), batch_payload(good[:2])),
+        Inbound(presence_topic(tenant), batch_payload([poison])),
+        Inbound(presence_topic(tenant), batch_payload(good[2:])),
+        Inbound(presence_topic(tenant), b"garbage"),
+    ]
+    outcome = write_batch(engine, batch, recognition=RecognitionSettings(), received_at=START)
+    assert outcome.events_new == 3
+    assert outcome.dead_letters == 2
+    with session_scope(engine) as session:
+        reasons = sorted(letter.reason for letter in session.exec(select(DeadLetter)).all())
+    assert reasons[0].startswith("presence batch payload is not valid UTF-8 JSON")
+    assert reasons[1].startswith("storing the message failed: ")
