@@ -34,7 +34,8 @@ import requests
 from google.auth.transport import requests as auth_requests
 from google.oauth2 import service_account
 
-from cloud.delivery.fcm import FcmSender, collapse_id
+from cloud.delivery.dedupe import collapse_id
+from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings, PushMessage
 from cloud.delivery.retry import NO_RETRY
 from sandbox.fcm import make_token

@@ -119,7 +119,7 @@ ANDROID_FIELDS = frozenset(
 APNS_FIELDS = frozenset({"headers", "payload", "fcm_options", "live_activity_token"})
 WEBPUSH_FIELDS = frozenset({"headers", "data", "notification", "fcm_options"})
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
-BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequestError"
+BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
 
 class Outcome(StrEnum):

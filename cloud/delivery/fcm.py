@@ -9,7 +9,6 @@ down only its App. Messages go out with `messaging.send_each` in chunks of at mo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
 from urllib3.util.retry import Retry
 
+from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.push import FcmSettings, PushMessage, SendResult
 from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 
@@ -49,8 +49,6 @@ ANDROID_PRIORITY = "high"
 APNS_PRIORITY = "10"
 #: FCM and APNs keep an undelivered message at most four weeks.
 MAX_TTL_S = 28 * 24 * 3600
-#: APNs rejects collapse ids longer than 64 bytes; a 32-hex-digit digest leaves room.
-COLLAPSE_ID_HEX = 32
 DEAD_TOKEN_ERRORS: Mapping[type[Exception], str] = {
     messaging.UnregisteredError: "UNREGISTERED",
     messaging.SenderIdMismatchError: "SENDER_ID_MISMATCH",
@@ -137,11 +135,6 @@ def _messaging_session(app: firebase_admin.App) -> requests.Session:
             "messaging service has no requests session to mount on"
         )
     return session
-
-
-def collapse_id(idempotency_key: str) -> str:
-    """A short stable id from the idempotency key: a replayed send replaces, not duplicates."""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:COLLAPSE_ID_HEX]
 
 
 def build_message(push: PushMessage, *, now: float | None = None) -> messaging.Message:

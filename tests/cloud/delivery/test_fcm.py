@@ -10,6 +10,7 @@ import pytest
 import requests
 from firebase_admin import messaging
 
+from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.fcm import (
     ANDROID_PRIORITY,
     FCM_ORIGIN,
@@ -18,7 +19,6 @@ from cloud.delivery.fcm import (
     FcmSender,
     _messaging_session,
     build_message,
-    collapse_id,
 )
 from cloud.delivery.push import FcmSettings, PushMessage
 from cloud.delivery.retry import RetryPolicy

@@ -1,0 +1,290 @@
+"""Web Push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payload encryption (RFC 8291).
+
+pywebpush encrypts each payload to the subscription's keys and signs the VAPID JWT with
+the tenant's key; this module decides what goes in (a JSON payload the service worker
+under `web/` understands, TTL, Urgency, Topic), refuses payloads the push services would
+refuse, and maps the push service's answer to a SendResult.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+from py_vapid import Vapid, VapidException
+from pywebpush import WebPushException, webpush
+
+from cloud.delivery.dedupe import collapse_id
+from cloud.delivery.push import SendResult
+from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
+from cloud.delivery.vapid import VapidKeys, b64url_decode
+
+logger = logging.getLogger(__name__)
+
+Urgency = Literal["very-low", "low", "normal", "high"]
+URGENCIES = frozenset({"very-low", "low", "normal", "high"})
+#: Push services must accept 4096 bytes of encrypted body (RFC 8030 §7.2). aes128gcm adds
+#: an 86-byte header (salt 16, record size 4, key id length 1, key id 65), a 1-byte padding
+#: delimiter and a 16-byte tag to the single record, which leaves this much for the payload.
+MAX_PLAINTEXT_BYTES = 4096 - 86 - 1 - 16
+#: RFC 8030 §5.4: a Topic is at most 32 characters of the URL-safe base64 alphabet.
+TOPIC_RE = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+#: RFC 8292 allows a JWT for up to 24 h; 12 h leaves room for clock skew at the service.
+VAPID_EXP_S = 12 * 3600
+#: Push services are many (one per browser vendor); a few parallel sends keep a batch
+#: moving while one service is slow, without opening a socket per message.
+DEFAULT_WORKERS = 8
+
+
+class InvalidSubscriptionError(ValueError):
+    """The subscription JSON a browser sent is unusable; the message says why."""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class WebPushSubscription:
+    """What `PushSubscription.toJSON()` gives in the browser: an endpoint and two keys."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WebPushSubscription:
+        """Validate a browser's subscription; raises InvalidSubscriptionError.
+
+        Endpoints must be HTTPS, as every browser's push service is; plain HTTP is
+        accepted for loopback hosts only (a local push service).
+        """
+        endpoint = data.get("endpoint")
+        keys = data.get("keys")
+        if not isinstance(endpoint, str) or not isinstance(keys, Mapping):
+            raise InvalidSubscriptionError("expected {endpoint, keys: {p256dh, auth}}")
+        parts = urlsplit(endpoint)
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and _loopback(parts.hostname or "")
+        )
+        if not parts.hostname or not secure:
+            raise InvalidSubscriptionError(f"endpoint must be an https URL, got {endpoint!r}")
+        p256dh, auth = keys.get("p256dh"), keys.get("auth")
+        if not isinstance(p256dh, str) or not isinstance(auth, str):
+            raise InvalidSubscriptionError("keys.p256dh and keys.auth must be strings")
+        try:
+            point, secret = b64url_decode(p256dh), b64url_decode(auth)
+        except ValueError as exc:
+            raise InvalidSubscriptionError(f"keys are not base64url: {exc}") from exc
+        if len(point) != 65 or point[0] != 4:
+            raise InvalidSubscriptionError("keys.p256dh is not an uncompressed P-256 point")
+        if len(secret) != 16:
+            raise InvalidSubscriptionError("keys.auth must be 16 bytes")
+        return cls(endpoint=endpoint, p256dh=p256dh, auth=auth)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+@dataclass(frozen=True, slots=True)
+class WebPushMessage:
+    subscription: WebPushSubscription
+    title: str
+    body: str
+    #: Stable per (customer, scenario step), as for mobile push.
+    idempotency_key: str
+    url: str | None = None
+    icon_url: str | None = None
+    image_url: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+    ttl_s: int = 3600
+    urgency: Urgency = "normal"
+    #: Replaces an undelivered message with the same topic at the push service; defaults
+    #: to a digest of the idempotency key, so a replayed send replaces its twin.
+    topic: str | None = None
+
+
+class PayloadTooLargeError(ValueError):
+    pass
+
+
+def payload_for(message: WebPushMessage) -> bytes:
+    """The JSON the service worker reads; raises PayloadTooLargeError past the 4 KB record."""
+    tag = collapse_id(message.idempotency_key)
+    document: dict[str, Any] = {"title": message.title, "body": message.body, "tag": tag}
+    for key, value in (
+        ("url", message.url),
+        ("icon", message.icon_url),
+        ("image", message.image_url),
+    ):
+        if value:
+            document[key] = value
+    if message.data:
+        document["data"] = dict(message.data)
+    encoded = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(encoded) > MAX_PLAINTEXT_BYTES:
+        raise PayloadTooLargeError(f"payload is {len(encoded)} bytes, limit {MAX_PLAINTEXT_BYTES}")
+    return encoded
+
+
+def headers_for(message: WebPushMessage) -> dict[str, str]:
+    if message.urgency not in URGENCIES:
+        raise ValueError(f"urgency must be one of {sorted(URGENCIES)}, got {message.urgency!r}")
+    topic = message.topic or collapse_id(message.idempotency_key)
+    if not TOPIC_RE.fullmatch(topic):
+        raise ValueError(f"topic must be 1-32 URL-safe base64 characters, got {topic!r}")
+    return {"Urgency": message.urgency, "Topic": topic}
+
+
+def result_for_response(endpoint: str, response: requests.Response) -> SendResult:
+    """Map a push service's answer (RFC 8030 §5, plus what the big services send)."""
+    status = response.status_code
+    if status in (200, 201, 202):
+        return SendResult(
+            token=endpoint, ok=True, provider_message_id=response.headers.get("Location")
+        )
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status in (404, 410):
+        # The subscription expired or the user revoked permission: forget it.
+        return SendResult(token=endpoint, ok=False, error_code="UNREGISTERED", permanent=True)
+    if status == 413:
+        return SendResult(token=endpoint, ok=False, error_code="PAYLOAD_TOO_LARGE", permanent=True)
+    if status == 429:
+        return SendResult(
+            token=endpoint, ok=False, error_code="QUOTA_EXCEEDED", retry_after_s=retry_after
+        )
+    if status in (401, 403):
+        # The VAPID signature or key was refused: the tenant's configuration, not this address.
+        return SendResult(token=endpoint, ok=False, error_code="UNAUTHENTICATED")
+    if status >= 500:
+        code = "UNAVAILABLE" if status in (502, 503, 504) else "INTERNAL"
+        return SendResult(token=endpoint, ok=False, error_code=code, retry_after_s=retry_after)
+    return SendResult(token=endpoint, ok=False, error_code="INVALID_ARGUMENT", permanent=True)
+
+
+class WebPushSender:
+    """Sends web pushes for one tenant (one VAPID key). Thread-safe."""
+
+    def __init__(
+        self,
+        vapid: VapidKeys,
+        *,
+        subject: str,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        self.subject = subject
+        self.application_server_key = vapid.application_server_key
+        self._vapid = Vapid.from_pem(vapid.private_pem)
+        try:
+            # Push services use `sub` to reach the sender's operator; refuse a bad one now,
+            # at start, rather than on every send.
+            self._vapid.sign({"sub": subject, "aud": "https://push.example"})
+        except VapidException as exc:
+            raise ValueError(
+                f"VAPID subject must be mailto:<address> or https://<host>: {exc}"
+            ) from exc
+        self._timeout_s = timeout_s
+        self._retry = retry
+        self._workers = workers
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers, max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def deliver(self, messages: Sequence[WebPushMessage]) -> list[SendResult]:
+        """One result per message, in order. Never raises for a per-subscription error."""
+        results: dict[int, SendResult] = {}
+        prepared: dict[int, tuple[bytes, dict[str, str]]] = {}
+        for index, message in enumerate(messages):
+            endpoint = message.subscription.endpoint
+            try:
+                prepared[index] = (payload_for(message), headers_for(message))
+            except PayloadTooLargeError as exc:
+                logger.warning("web push %s not sent: %s", message.idempotency_key, exc)
+                results[index] = SendResult(
+                    token=endpoint, ok=False, error_code="PAYLOAD_TOO_LARGE", permanent=True
+                )
+            except ValueError as exc:
+                logger.warning("web push %s not sent: %s", message.idempotency_key, exc)
+                results[index] = SendResult(
+                    token=endpoint, ok=False, error_code="INVALID_ARGUMENT", permanent=True
+                )
+
+        def send_once(pending: Sequence[int]) -> dict[int, SendResult]:
+            with ThreadPoolExecutor(
+                max_workers=self._workers, thread_name_prefix="webpush"
+            ) as pool:
+                outcomes = pool.map(lambda i: self._send_one(messages[i], *prepared[i]), pending)
+                return dict(zip(pending, outcomes, strict=True))
+
+        results.update(send_with_retries(send_once, sorted(prepared), self._retry))
+        return [results[index] for index in range(len(messages))]
+
+    def _send_one(
+        self, message: WebPushMessage, payload: bytes, headers: dict[str, str]
+    ) -> SendResult:
+        endpoint = message.subscription.endpoint
+        try:
+            response = webpush(
+                subscription_info=message.subscription.to_json(),
+                data=payload,  # pywebpush encrypts bytes as well as str
+                vapid_private_key=self._vapid,
+                # A fresh dict per call: pywebpush writes aud and exp into it.
+                vapid_claims={"sub": self.subject, "exp": _vapid_expiry()},
+                content_encoding="aes128gcm",
+                timeout=self._timeout_s,
+                ttl=message.ttl_s,
+                headers=dict(headers),
+                requests_session=self._session,
+            )
+        except WebPushException as exc:
+            if exc.response is None:
+                logger.warning("web push to %s refused before sending: %s", _origin(endpoint), exc)
+                return SendResult(
+                    token=endpoint, ok=False, error_code="INVALID_ARGUMENT", permanent=True
+                )
+            return result_for_response(endpoint, exc.response)
+        except requests.Timeout:
+            return SendResult(token=endpoint, ok=False, error_code="DEADLINE_EXCEEDED")
+        except requests.RequestException as exc:
+            logger.warning("web push service %s unreachable: %s", _origin(endpoint), exc)
+            return SendResult(token=endpoint, ok=False, error_code="UNAVAILABLE")
+        if not isinstance(response, requests.Response):  # pragma: no cover - only with curl=True
+            raise TypeError("pywebpush returned no response")
+        return result_for_response(endpoint, response)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> WebPushSender:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _vapid_expiry() -> int:
+    return int(time.time()) + VAPID_EXP_S
+
+
+def _origin(endpoint: str) -> str:
+    """Scheme and host only: the path of an endpoint is a per-user capability, not for logs."""
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
