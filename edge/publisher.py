@@ -28,18 +28,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from edge.outbox import Outbox, OutboxRow
-from edge.settings import EdgeSettings
+from edge.settings import EdgeSettings, IdentitySettings
 from shared.errors import ContractError
 from shared.presence import (
     MAX_BATCH_EVENTS,
     MAX_PAYLOAD_BYTES,
+    SCHEMA_VERSION,
     PresenceBatch,
-    PresenceEvent,
-    encode_presence_batch,
 )
 from shared.status import GatewayConfig, GatewayStatus, decode_gateway_config
 from shared.topics import TopicChannel, gateway_topic
@@ -53,6 +51,9 @@ ENVELOPE_BYTES = 1024
 REJECTED_RETRY_S = 10.0
 #: How long the pump sleeps when it has nothing to do and nobody wakes it.
 IDLE_POLL_S = 0.5
+
+_EMPTY_EVENTS_TAIL = '"events":[]}'
+_EVENT_HEAD = '{"event_id":"'
 
 
 @dataclass(slots=True)
@@ -101,6 +102,7 @@ class MqttPublisher:
         self.counters = PublisherCounters()
         self.connected = False
         self._inflight: dict[int, _InFlight] = {}
+        self._acks: list[_InFlight] = []
         self._status_mids: set[int] = set()
         self._paused_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,7 +110,9 @@ class MqttPublisher:
         self._connected_event = asyncio.Event()
         self._started_network = False
         self._final_mid: int | None = None
+        self._closing = False
         self._final_acked = asyncio.Event()
+        batch_envelope_head(identity, datetime.now(UTC))  # fails at start, not mid-run
         self._client = self._build_client()
 
     # -- set-up -------------------------------------------------------------------------
@@ -226,7 +230,9 @@ class MqttPublisher:
         elif self.connected:
             self.counters.disconnects += 1
             self._connected_event.clear()
-            log.warning("lost the broker; events wait in the outbox", extra={"reason": reason})
+            if not self._closing:
+                log.warning("lost the broker; events wait in the outbox",
+                            extra={"reason": reason})
         self.connected = connected
         self._wakeup.set()
 
@@ -246,9 +252,23 @@ class MqttPublisher:
                 extra={"reason": reason, "events": batch.events, "retry_s": REJECTED_RETRY_S},
             )
         else:
-            self._outbox.ack(batch.first_seq, batch.last_seq)
-            self.counters.messages += 1
-            self.counters.events += batch.events
+            if not self._acks:
+                self._to_loop_soon(self._commit_acks)
+            self._acks.append(batch)
+        self._wakeup.set()
+
+    def _to_loop_soon(self, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon(callback)
+
+    def _commit_acks(self) -> None:
+        """Delete every batch acknowledged in this loop turn, in one transaction."""
+        acks, self._acks = self._acks, []
+        if not acks:
+            return
+        self._outbox.ack_many((batch.first_seq, batch.last_seq) for batch in acks)
+        self.counters.messages += len(acks)
+        self.counters.events += sum(batch.events for batch in acks)
         self._wakeup.set()
 
     def _apply_config(self, config: GatewayConfig) -> None:
@@ -277,7 +297,7 @@ class MqttPublisher:
     @property
     def idle(self) -> bool:
         """Nothing in flight and nothing waiting in the outbox."""
-        return not self._inflight and self._outbox.depth == 0
+        return not self._inflight and not self._acks and self._outbox.depth == 0
 
     async def pump(self, stop: asyncio.Event) -> None:
         """Publish outbox rows while connected, keeping a bounded window in flight."""
@@ -304,34 +324,32 @@ class MqttPublisher:
         return sent
 
     def _publish_rows(self, rows: list[OutboxRow]) -> bool:
-        events = self._decode_rows(rows)
-        if not events:
+        bodies = self._intact_bodies(rows)
+        if not bodies:
             return True
-        identity = self._settings.identity
-        batch = PresenceBatch(
-            tenant=identity.tenant, store=identity.store, gateway=identity.gateway,
-            sent_at=datetime.now(UTC), events=events,
-        )
-        info = self._client.publish(self.presence_topic, encode_presence_batch(batch), qos=1)
+        payload = splice_batch(self._settings.identity, datetime.now(UTC), bodies)
+        info = self._client.publish(self.presence_topic, payload, qos=1)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._outbox.unclaim_from(rows[0].seq)
             log.warning("could not hand a message to the client", extra={"rc": int(info.rc)})
             return False
-        self._inflight[info.mid] = _InFlight(rows[0].seq, rows[-1].seq, len(events))
+        self._inflight[info.mid] = _InFlight(rows[0].seq, rows[-1].seq, len(bodies))
         return True
 
-    def _decode_rows(self, rows: list[OutboxRow]) -> list[PresenceEvent]:
-        """Re-validate what leaves the gateway; a row that no longer parses is removed."""
-        events = []
+    def _intact_bodies(self, rows: list[OutboxRow]) -> list[str]:
+        """Bodies that still look like what the outbox wrote; others are removed and counted
+        (storage damage must cost one event, not the batch it would poison)."""
+        bodies = []
         for row in rows:
-            try:
-                events.append(PresenceEvent.model_validate_json(row.body))
-            except ValidationError:
+            body = row.body
+            if body.startswith(_EVENT_HEAD) and body.endswith("}"):
+                bodies.append(body)
+            else:
                 self.counters.corrupt_rows += 1
                 self._outbox.ack(row.seq, row.seq)
-                log.error("removed an outbox row that is not a valid event",
+                log.error("removed an outbox row that is not a stored event",
                           extra={"seq": row.seq})
-        return events
+        return bodies
 
     def publish_status(self, status: GatewayStatus) -> None:
         """Retained heartbeat; skipped while offline (the last will speaks for us then)."""
@@ -344,6 +362,7 @@ class MqttPublisher:
 
     async def close(self, final_status: GatewayStatus, *, grace_s: float = 5.0) -> None:
         """Announce going offline (retained), then disconnect cleanly."""
+        self._closing = True
         if self.connected:
             info = self._client.publish(
                 self.status_topic, final_status.model_dump_json(), qos=1, retain=True
@@ -355,6 +374,29 @@ class MqttPublisher:
         if self._started_network:
             await asyncio.to_thread(self._client.loop_stop)
         self.connected = False
+
+
+def splice_batch(identity: IdentitySettings, sent_at: datetime, bodies: list[str]) -> bytes:
+    """The bytes `encode_presence_batch` would produce for these stored events.
+
+    Every body was written to the outbox by `PresenceEvent.model_dump_json()` of a
+    validated event, so the envelope is encoded by the contract's model and the events
+    are spliced in as stored: validating them again would cost ~30 us each and cap the
+    uplink near 30,000 events/s even on a desktop CPU. A test checks the result byte
+    for byte against `encode_presence_batch`.
+    """
+    return f"{batch_envelope_head(identity, sent_at)}[{','.join(bodies)}]}}".encode()
+
+
+def batch_envelope_head(identity: IdentitySettings, sent_at: datetime) -> str:
+    """`PresenceBatch` JSON up to the opening bracket of its event list."""
+    envelope = PresenceBatch.model_construct(
+        schema_version=SCHEMA_VERSION, tenant=identity.tenant, store=identity.store,
+        gateway=identity.gateway, sent_at=sent_at, events=[],
+    ).model_dump_json()
+    if not envelope.endswith(_EMPTY_EVENTS_TAIL):
+        raise RuntimeError("PresenceBatch no longer ends with its event list; fix the splice")
+    return envelope[: -len(_EMPTY_EVENTS_TAIL) + len('"events":')]
 
 
 def _log_connect_retry(state: RetryCallState) -> None:

@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.outbox import Outbox
-from edge.publisher import MqttPublisher
+from edge.publisher import MqttPublisher, splice_batch
 from edge.settings import EdgeSettings
 from provisioning.local_broker import LocalBroker, free_port, start_mosquitto, stop_process
-from shared.presence import MAX_BATCH_EVENTS, decode_presence_batch
+from shared.presence import (
+    MAX_BATCH_EVENTS,
+    PresenceBatch,
+    decode_presence_batch,
+    encode_presence_batch,
+)
 from shared.status import GatewayConfig, GatewayStatus, decode_gateway_status
 from shared.topics import parse_topic
 from tests.edge.mqtt import Collector, publish_retained
@@ -18,15 +24,22 @@ from tests.edge.support import make_event, make_settings, until
 
 def offline(settings: EdgeSettings) -> GatewayStatus:
     identity = settings.identity
-    return GatewayStatus(tenant=identity.tenant, store=identity.store, gateway=identity.gateway,
-                         online=False, sent_at=datetime.now(UTC))
+    return GatewayStatus(
+        tenant=identity.tenant,
+        store=identity.store,
+        gateway=identity.gateway,
+        online=False,
+        sent_at=datetime.now(UTC),
+    )
 
 
 class Harness:
     def __init__(self, settings: EdgeSettings, outbox: Outbox) -> None:
         self.configs: list[GatewayConfig] = []
         self.publisher = MqttPublisher(
-            settings, outbox, on_config=self.on_config,
+            settings,
+            outbox,
+            on_config=self.on_config,
             offline_status=lambda: offline(settings),
         )
 
@@ -120,8 +133,9 @@ def test_retained_config_is_applied_and_bad_ones_are_rejected(
             json.dumps({"schema_version": "1.0", "enter_sightings": 0}).encode(),
             GatewayConfig(active_key_id="bad").model_dump_json().encode(),
         ):
-            await asyncio.to_thread(publish_retained, broker.host, broker.port, config_topic,
-                                    payload)
+            await asyncio.to_thread(
+                publish_retained, broker.host, broker.port, config_topic, payload
+            )
         assert await until(lambda: publisher.counters.configs_rejected == 4)
         assert publisher.counters.configs_applied == 1
         await publisher.close(offline(settings))
@@ -158,3 +172,56 @@ def test_initial_connect_retries_until_the_broker_is_up(
 
     asyncio.run(scenario())
     assert outbox.published == 3
+
+
+def test_spliced_batches_are_exactly_what_the_contract_encodes() -> None:
+    settings = make_settings()
+    events = [make_event(i, daily=i % 2 == 0) for i in range(7)]
+    sent_at = datetime(2024, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
+    spliced = splice_batch(settings.identity, sent_at, [e.model_dump_json() for e in events])
+    expected = encode_presence_batch(
+        PresenceBatch(
+            tenant="demo",
+            store="store-1",
+            gateway="gw-1",
+            sent_at=sent_at,
+            events=events,
+        )
+    )
+    assert spliced == expected
+    assert decode_presence_batch(spliced).events == events
+
+
+def test_a_damaged_outbox_row_is_removed_and_counted_not_published(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=broker.port)
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    good = [make_event(i, tenant=mqtt_namespace) for i in range(3)]
+    outbox.put_many(good[:2])
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        db.execute(
+            "INSERT INTO events (event_id, anonymous, created, body) "
+            "VALUES ('x', 0, 0, '{\"event_id\":\"0123')"
+        )
+    outbox.close()
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    outbox.put_many(good[2:])
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+
+    async def scenario() -> MqttPublisher:
+        publisher = Harness(settings, outbox).publisher
+        stop = asyncio.Event()
+        await publisher.start()
+        pump = asyncio.create_task(publisher.pump(stop))
+        assert await until(lambda: publisher.idle)
+        stop.set()
+        await pump
+        await publisher.close(offline(settings))
+        return publisher
+
+    publisher = asyncio.run(scenario())
+    assert publisher.counters.corrupt_rows == 1
+    assert collector.wait_for(lambda c: len(c.presence_event_ids()) == 3)
+    assert collector.presence_event_ids() == [event.event_id for event in good]
+    collector.close()
