@@ -138,7 +138,9 @@ def outbox_drain(broker: LocalBroker, workdir: Path, batch_events: list[Presence
         stop = asyncio.Event()
         begun = time.perf_counter()
         pump = asyncio.create_task(publisher.pump(stop))
-        while not publisher.idle:
+        while True:
+            if publisher.idle:
+                break
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - begun
         stop.set()
