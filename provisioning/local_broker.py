@@ -9,6 +9,8 @@ which `LocalBroker.mqtt_v5` tells them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import getpass
 import os
 import shutil
 import signal
@@ -24,6 +26,21 @@ from pathlib import Path
 #: Mosquitto on a Pi or a busy CI machine binds in well under a second; this
 #: bound only turns a broken install into a clear error instead of a hang.
 STARTUP_TIMEOUT_S = 15.0
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """For `preexec_fn`: have the kernel SIGTERM the child when its parent dies.
+
+    A demo or a test run that is killed outright (SIGKILL, OOM) cannot clean up;
+    without this its brokers and servers would linger on their ports.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class BrokerStartError(RuntimeError):
@@ -61,6 +78,9 @@ def render_plain_config(*, port: int, workdir: Path, extra: str = "") -> str:
     """A loopback-only listener; anonymous access, since only this host can reach it."""
     return "\n".join(
         [
+            # Stay the invoking user: Mosquitto started as root would switch to the
+            # `mosquitto` user, which clears the parent-death signal set above.
+            f"user {getpass.getuser()}",
             "per_listener_settings true",
             f"listener {port} 127.0.0.1",
             "allow_anonymous true",
@@ -116,7 +136,11 @@ def start_mosquitto(
     config_path.write_text(config_text or render_plain_config(port=port, workdir=workdir))
     log = open(stderr_path or workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by Popen
     process = subprocess.Popen(
-        [binary, "-c", str(config_path)], stdout=log, stderr=log, start_new_session=True
+        [binary, "-c", str(config_path)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     log.close()
     try:
@@ -138,6 +162,7 @@ def start_amqtt(
         stdout=log,
         stderr=log,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     log.close()
     try:

@@ -61,7 +61,7 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems) + suffix
 
 
-def decode_message(payload: bytes, model: type[ModelT], what: str) -> ModelT:
+def decode_message(payload: bytes | bytearray, model: type[ModelT], what: str) -> ModelT:
     """Size check, JSON parse, version check, then validation — each with its own message."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(

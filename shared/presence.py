@@ -140,7 +140,9 @@ def encode_presence_batch(batch: PresenceBatch) -> bytes:
     return batch.model_dump_json().encode()
 
 
-def decode_presence_batch(payload: bytes, *, topic: TopicAddress | None = None) -> PresenceBatch:
+def decode_presence_batch(
+    payload: bytes | bytearray, *, topic: TopicAddress | None = None
+) -> PresenceBatch:
     """Parse and validate a presence message; ContractError says what is wrong.
 
     With `topic`, the batch must also come from the gateway the topic names, so a

@@ -72,9 +72,9 @@ class GatewayConfig(BaseModel):
     active_key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN.pattern)] | None = None
 
 
-def decode_gateway_status(payload: bytes) -> GatewayStatus:
+def decode_gateway_status(payload: bytes | bytearray) -> GatewayStatus:
     return decode_message(payload, GatewayStatus, "gateway status")
 
 
-def decode_gateway_config(payload: bytes) -> GatewayConfig:
+def decode_gateway_config(payload: bytes | bytearray) -> GatewayConfig:
     return decode_message(payload, GatewayConfig, "gateway config")

@@ -1,0 +1,1 @@
+"""`make demo`: the Vitrina story end to end on one machine, with nothing to configure."""

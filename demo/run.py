@@ -1,0 +1,416 @@
+"""`make demo`: a gateway replays a recorded store visit; the orchestrator recognises the
+consenting customer and a push arrives at a local FCM-compatible service.
+
+Everything runs on this machine with embedded defaults: a broker started here
+(Mosquitto, or an in-process MQTT 3.1.1 broker where Mosquitto is missing), SQLite,
+and real processes for the push service, the orchestrator and the gateway. The
+story is narrated from the outside: what crosses MQTT (pseudonyms only), what the
+orchestrator decided, what the phone received.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from demo.processes import Supervisor, supervised
+from edge.captures import (
+    CAPTURES_DIR,
+    DEMO_ANA_INSTALL_ID,
+    DEMO_TENANT,
+    JUAN_INSTALL_ID,
+)
+from provisioning.local_broker import LocalBroker, free_port, local_broker
+from shared.identifiers import app_identifier
+from shared.presence import PresenceBatch, Transition, decode_presence_batch
+from shared.pseudonym import Pseudonymizer, TenantKey
+from shared.status import decode_gateway_status
+from shared.topics import TOPIC_ROOT, TopicChannel, parse_topic
+
+WORKDIR = Path(".demo")
+KEY_ID = "demo-2024"
+#: The recorded visit lasts five minutes; thirty times faster keeps the demo short
+#: while the gateway still sees sightings arrive over time, as in a store.
+REPLAY_SPEED = 30.0
+#: Generous bounds for a slow machine; they only turn a hang into a clear failure.
+STARTUP_TIMEOUT_S = 60.0
+PUSH_WAIT_S = 30.0
+FCM_PROJECT = "vitrina-demo"
+
+
+@dataclass(frozen=True, slots=True)
+class Shopper:
+    name: str
+    email: str
+    install_id: str
+    location_consent: bool
+
+    @property
+    def fcm_token(self) -> str:
+        """Shaped like an FCM registration token (instance id, colon, token)."""
+        return f"demo-instance-{self.install_id}:APA91b-demo-registration-token"
+
+
+SHOPPERS = (
+    Shopper("Juan", "juan@example.com", JUAN_INSTALL_ID, location_consent=True),
+    # Ana uses the app and accepts pushes, but not location-based marketing: she must get nothing.
+    Shopper("Ana", "ana@example.com", DEMO_ANA_INSTALL_ID, location_consent=False),
+)
+
+
+def say(text: str) -> None:
+    print(f"▶ {text}", flush=True)
+
+
+#: Start-up chatter of the orchestrator's libraries; still written to the demo's log files.
+QUIET_LINES = re.compile(r" INFO (alembic|uvicorn)[.:]")
+
+
+def echo_child(name: str, line: str) -> None:
+    if line.strip() and not QUIET_LINES.search(line):
+        print(f"    {name:>6} │ {line}", flush=True)
+
+
+def fresh_workdir() -> Path:
+    if WORKDIR.exists():
+        shutil.rmtree(WORKDIR)
+    WORKDIR.mkdir(parents=True)
+    return WORKDIR.resolve()
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f}s (logs in {WORKDIR}/)")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_push_service(supervisor: Supervisor, workdir: Path) -> tuple[str, Path]:
+    port = free_port()
+    credentials = workdir / "fcm-service-account.json"
+    supervisor.start(
+        "fcm",
+        [
+            sys.executable,
+            "-m",
+            "sandbox.fcm",
+            "--port",
+            str(port),
+            "--project",
+            FCM_PROJECT,
+            "--credentials-out",
+            str(credentials),
+        ],
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: http_ok(f"{url}/_sandbox/health"),
+        timeout=STARTUP_TIMEOUT_S,
+        what="the local push service starting",
+    )
+    return url, credentials
+
+
+def orchestrator_environment(
+    *,
+    workdir: Path,
+    broker: LocalBroker,
+    tenant_key: str,
+    fcm_url: str,
+    credentials: Path,
+    api_port: int,
+) -> dict[str, str]:
+    return {
+        "VITRINA_DATABASE_URL": f"sqlite:///{workdir / 'vitrina.db'}",
+        "VITRINA_MQTT__HOST": broker.host,
+        "VITRINA_MQTT__PORT": str(broker.port),
+        "VITRINA_MQTT__MQTT_V5": "true" if broker.mqtt_v5 else "false",
+        "VITRINA_MQTT__SHARED_SUBSCRIPTION": "true" if broker.mqtt_v5 else "false",
+        "VITRINA_MQTT__CLIENT_ID": "demo-orchestrator",
+        "VITRINA_TENANTS": json.dumps(
+            {DEMO_TENANT: {"keys": [{"key_id": KEY_ID, "secret": tenant_key}]}}
+        ),
+        "VITRINA_FCM__PROJECT_ID": FCM_PROJECT,
+        "VITRINA_FCM__CREDENTIALS_FILE": str(credentials),
+        "VITRINA_FCM__ENDPOINT": fcm_url,
+        "VITRINA_API__PORT": str(api_port),
+    }
+
+
+def start_orchestrator(supervisor: Supervisor, environment: dict[str, str]) -> str:
+    cloud = str(Path(sys.executable).with_name("vitrina-cloud"))
+    migrate = supervisor.start("cloud", [cloud, "migrate"], env=environment)
+    if migrate.wait(timeout=STARTUP_TIMEOUT_S) != 0:
+        raise RuntimeError(f"database migration failed (logs in {WORKDIR}/cloud.log)")
+    supervisor.start("cloud", [cloud, "serve"], env=environment)
+    api = f"http://127.0.0.1:{environment['VITRINA_API__PORT']}"
+    wait_for(
+        lambda: http_ok(f"{api}/readyz"),
+        timeout=STARTUP_TIMEOUT_S,
+        what="the orchestrator becoming ready",
+    )
+    return api
+
+
+def register_shoppers(api: str) -> dict[str, int]:
+    """What the shop's app does at sign-up: profile, consent, push token, beacon id."""
+    ids: dict[str, int] = {}
+    base = f"{api}/tenants/{DEMO_TENANT}/customers"
+    with httpx.Client(timeout=10.0) as client:
+        for shopper in SHOPPERS:
+            created = client.post(base, json={"email": shopper.email, "first_name": shopper.name})
+            created.raise_for_status()
+            customer_id = int(created.json()["id"])
+            ids[shopper.name] = customer_id
+            for channel, granted in (
+                ("push", True),
+                ("location_marketing", shopper.location_consent),
+            ):
+                client.post(
+                    f"{base}/{customer_id}/consent",
+                    json={"channel": channel, "granted": granted, "source": "app.signup"},
+                ).raise_for_status()
+            for device in (
+                {"kind": "fcm", "token": shopper.fcm_token},
+                {"kind": "app_beacon", "install_id": shopper.install_id},
+            ):
+                client.post(f"{base}/{customer_id}/devices", json=device).raise_for_status()
+            consent = "push + in-store offers" if shopper.location_consent else "push only"
+            say(
+                f"{shopper.name} signs up in the shop app ({consent}); "
+                f"the app registers its push token and beacon id"
+            )
+    return ids
+
+
+class PresenceWatcher:
+    """Subscribes like any other MQTT client and narrates what the gateway publishes."""
+
+    def __init__(self, broker: LocalBroker, names: dict[str, str]) -> None:
+        self._names = names
+        self._online: dict[str, bool] = {}
+        self.events = 0
+        self._lock = threading.Lock()
+        protocol = mqtt.MQTTv5 if broker.mqtt_v5 else mqtt.MQTTv311
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"demo-watch-{secrets.token_hex(3)}",
+            protocol=protocol,
+        )
+        self._client.on_message = self._on_message
+        self._client.connect(broker.host, broker.port)
+        self._client.subscribe(f"{TOPIC_ROOT}/{DEMO_TENANT}/+/+/#", qos=1)
+        self._client.loop_start()
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        address = parse_topic(message.topic)
+        if address.channel is TopicChannel.STATUS:
+            status = decode_gateway_status(message.payload)
+            if self._online.get(address.gateway) != status.online:
+                self._online[address.gateway] = status.online
+                say(f"gateway {address.gateway} is {'online' if status.online else 'offline'}")
+        elif address.channel is TopicChannel.PRESENCE:
+            self._narrate(decode_presence_batch(message.payload, topic=address))
+
+    def _narrate(self, batch: PresenceBatch) -> None:
+        for event in batch.events:
+            with self._lock:
+                self.events += 1
+            who = self._names.get(event.pseudonym, f"a device {event.pseudonym[:18]}…")
+            if event.transition is Transition.ENTER:
+                say(
+                    f"gateway {event.gateway} sees {who} enter ({event.kind.value}, "
+                    f"{event.scope.value} pseudonym, zone {event.zone}, {event.rssi:.0f} dBm)"
+                )
+            elif event.transition is Transition.EXIT:
+                say(f"gateway {event.gateway} sees {who} leave after {event.dwell_s:.0f}s")
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def replay_visit(
+    supervisor: Supervisor,
+    *,
+    workdir: Path,
+    broker: LocalBroker,
+    tenant_key: str,
+    narrate_pushes: Callable[[], None],
+) -> int:
+    """Run the gateway's replay to the end, narrating pushes as the phones receive them."""
+    template = (Path(__file__).with_name("edge.toml")).read_text()
+    config = workdir / "edge.toml"
+    config.write_text(
+        template.format(
+            tenant_key=tenant_key,
+            mqtt_port=broker.port,
+            outbox_path=workdir / "outbox.db",
+            mqtt_protocol_line="" if broker.mqtt_v5 else 'protocol = "3.1.1"',
+        )
+    )
+    edge = str(Path(sys.executable).with_name("vitrina-edge"))
+    capture = CAPTURES_DIR / "demo.pcapng"
+    say(f"the gateway replays a recorded five-minute visit ({capture.name}) at {REPLAY_SPEED:.0f}x")
+    process = supervisor.start(
+        "edge",
+        [
+            edge,
+            "replay",
+            "--config",
+            str(config),
+            "--pcap",
+            str(capture),
+            "--speed",
+            str(REPLAY_SPEED),
+        ],
+    )
+    while process.poll() is None:
+        narrate_pushes()
+        time.sleep(0.3)
+    return process.returncode
+
+
+def pushes_received(fcm_url: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{fcm_url}/_sandbox/messages", timeout=5.0)
+    response.raise_for_status()
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+class PushNarrator:
+    """Tells each push once, as the local push service receives it."""
+
+    def __init__(self, fcm_url: str) -> None:
+        self._url = fcm_url
+        self._told = 0
+        self._owners = {shopper.fcm_token: shopper.name for shopper in SHOPPERS}
+
+    @property
+    def told(self) -> int:
+        return self._told
+
+    def __call__(self) -> None:
+        messages = pushes_received(self._url)
+        for received in messages[self._told :]:
+            message = received["message"]
+            notification = message.get("notification", {})
+            owner = self._owners.get(message.get("token", ""), "an unknown device")
+            say(
+                f"📱 {owner}'s phone receives a push: “{notification.get('title')}” — "
+                f"{notification.get('body')}"
+            )
+        self._told = len(messages)
+
+
+def check_outcome(api: str, customer_ids: dict[str, int], fcm_url: str) -> bool:
+    """Juan (consent to in-store offers) gets exactly one push; Ana (no such consent) none.
+
+    Counted on both sides: what the orchestrator recorded as sent, and what the push
+    service actually received for the shopper's token.
+    """
+    received = [m["message"].get("token") for m in pushes_received(fcm_url)]
+    ok = True
+    for shopper in SHOPPERS:
+        response = httpx.get(
+            f"{api}/tenants/{DEMO_TENANT}/customers/{customer_ids[shopper.name]}/messages",
+            timeout=5.0,
+        )
+        response.raise_for_status()
+        recorded = sum(1 for m in response.json() if m.get("status") == "sent")
+        delivered = received.count(shopper.fcm_token)
+        expected = 1 if shopper.location_consent else 0
+        verdict = "as expected" if recorded == delivered == expected else f"expected {expected}"
+        say(f"{shopper.name}: {recorded} push(es) recorded, {delivered} delivered ({verdict})")
+        ok &= recorded == delivered == expected
+    return ok
+
+
+def run_story() -> bool:
+    workdir = fresh_workdir()
+    tenant_key = secrets.token_hex(32)
+    pseudonymizer = Pseudonymizer(TenantKey.from_text(KEY_ID, tenant_key))
+    names = {
+        pseudonymizer.stable(app_identifier(s.install_id)): f"{s.name}'s phone" for s in SHOPPERS
+    }
+    # The broker is entered first so that it is stopped last, after its clients.
+    with local_broker(workdir=workdir) as broker, supervised(echo_child, workdir) as supervisor:
+        flavour = "MQTT v5" if broker.mqtt_v5 else "MQTT 3.1.1, one worker, no shared subscription"
+        say(f"broker: {broker.kind} on 127.0.0.1:{broker.port} ({flavour})")
+        fcm_url, credentials = start_push_service(supervisor, workdir)
+        say(f"local FCM-compatible push service on {fcm_url}")
+        environment = orchestrator_environment(
+            workdir=workdir,
+            broker=broker,
+            tenant_key=tenant_key,
+            fcm_url=fcm_url,
+            credentials=credentials,
+            api_port=free_port(),
+        )
+        api = start_orchestrator(supervisor, environment)
+        say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
+        customer_ids = register_shoppers(api)
+        watcher = PresenceWatcher(broker, names)
+        narrate_pushes = PushNarrator(fcm_url)
+        try:
+            exit_code = replay_visit(
+                supervisor,
+                workdir=workdir,
+                broker=broker,
+                tenant_key=tenant_key,
+                narrate_pushes=narrate_pushes,
+            )
+            if exit_code != 0:
+                say(f"the gateway replay failed with exit code {exit_code}")
+                return False
+            deadline = time.monotonic() + PUSH_WAIT_S
+            while time.monotonic() < deadline and narrate_pushes.told == 0:
+                narrate_pushes()
+                time.sleep(0.3)
+            time.sleep(1.0)  # anything that would wrongly follow (a push to Ana) arrives by now
+            narrate_pushes()
+            say(f"{watcher.events} presence events crossed MQTT, every one under a pseudonym")
+            return check_outcome(api, customer_ids, fcm_url)
+        finally:
+            watcher.close()
+
+
+def main() -> None:
+    try:
+        ok = run_story()
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything the demo started has been stopped", flush=True)
+        raise SystemExit(130) from None
+    except (TimeoutError, RuntimeError, httpx.HTTPError) as error:
+        say(f"the demo failed: {error}")
+        raise SystemExit(1) from None
+    say("demo complete" if ok else "demo finished, but the outcome was not the expected one")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
