@@ -137,7 +137,11 @@ class BeaconSettings(_Section):
 
 class BleSourceSettings(_Section):
     enabled: bool = False
-    adapter: str = "hci0"
+    adapter: str | None = "hci0"
+    #: "auto" scans passively where BlueZ allows it and falls back to active scanning.
+    mode: Literal["auto", "passive", "active"] = "auto"
+    #: Restart scanning when no advert at all arrived for this long (BlueZ hung).
+    watchdog_s: float = Field(default=60.0, gt=0, le=3600)
 
 
 #: Channel 14 is Japan-only 2.4 GHz; 5 GHz channels go up to 177.
@@ -149,6 +153,8 @@ class WifiMonitorSourceSettings(_Section):
     iface: str = "wlan1mon"
     channels: list[int] = Field(default_factory=lambda: [1, 6, 11], min_length=1)
     hop_interval_s: float = Field(default=0.3, gt=0, le=60)
+    #: Let the kernel drop every frame but probe/association requests before Python sees it.
+    kernel_filter: bool = True
 
     @field_validator("channels")
     @classmethod

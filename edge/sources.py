@@ -24,6 +24,26 @@ def build_live_sources(settings: EdgeSettings) -> list[Source]:
     """Every source the config enables, in a fixed order (BLE, Wi-Fi monitor, hostapd, replay)."""
     sources: list[Source] = []
     configured = settings.sources
+    beacons = settings.beacons.to_config()
+    if configured.ble.enabled:
+        from edge.capture.ble_live import BleLiveSource
+
+        ble = configured.ble
+        sources.append(BleLiveSource(beacons=beacons, adapter=ble.adapter, mode=ble.mode,
+                                     watchdog_s=ble.watchdog_s))
+    if configured.wifi_monitor.enabled:
+        from edge.capture.wifi_monitor import MANAGEMENT_REQUESTS_FILTER, WifiMonitorSource
+
+        wifi = configured.wifi_monitor
+        sources.append(WifiMonitorSource(
+            wifi.iface, beacons=beacons, channels=wifi.channels,
+            hop_interval_s=wifi.hop_interval_s,
+            bpf_filter=MANAGEMENT_REQUESTS_FILTER if wifi.kernel_filter else None,
+        ))
+    if configured.hostapd.enabled:
+        from edge.capture.hostapd import HostapdSource
+
+        sources.append(HostapdSource(configured.hostapd.ctrl_path))
     if configured.replay.enabled:
         sources.append(
             build_replay_source(settings, configured.replay.paths, speed=configured.replay.speed)
