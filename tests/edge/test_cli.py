@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from edge.captures import DEMO_CAPTURE
+from edge.cli import main
+from edge.settings import get_settings, load_settings
+from provisioning.local_broker import LocalBroker, free_port
+from shared.status import decode_gateway_status
+from tests.edge.cli import EXAMPLE, expected_event_ids, run_cli, start_cli, write_config
+from tests.edge.mqtt import Collector
+
+SUMMARY_LINE = re.compile(r"  (\S.*?)\s{2,}(\S.*)")
+
+
+def parse_summary(stdout: str) -> dict[str, str]:
+    lines = stdout.splitlines()
+    assert lines[0] == "replay summary"
+    summary = {}
+    for line in lines[1:]:
+        match = SUMMARY_LINE.fullmatch(line)
+        assert match is not None, line
+        summary[match.group(1)] = match.group(2)
+    return summary
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings_cache() -> None:
+    get_settings.cache_clear()
+
+
+def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.startswith("OK: demo/store-1/gw-1")
+
+
+def test_check_config_lists_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace('gateway = "gw-1"', 'gateway = "GW 1"')
+                   .replace("exit_after_s = 120.0", "exit_after_s = -1"))
+    assert main(["check-config", "--config", str(bad)]) == 2
+    out = capsys.readouterr().out
+    assert "identity.gateway: " in out
+    assert "tracker.exit_after_s: Input should be greater than 0" in out
+    assert "4190e298" not in out  # the key never shows
+
+
+def test_replay_publishes_everything_and_prints_a_summary(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, tenant=mqtt_namespace, port=broker.port)
+    expected = expected_event_ids(load_settings(config), [DEMO_CAPTURE])
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    result = run_cli("replay", "--config", config, "--pcap", DEMO_CAPTURE, "--max-speed")
+    assert result.returncode == 0, result.stderr
+    summary = parse_summary(result.stdout)
+    assert summary["events"].startswith(f"{len(expected)} (enter")
+    assert summary["published"].startswith(f"{len(expected)} events")
+    assert summary["drops"] == "0"
+    assert summary["still queued"] == "0"
+    assert int(summary["frames"]) > int(summary["sightings"]) > len(expected)
+    assert "x (sightings per event)" in summary["reduction ratio"]
+    assert collector.wait_for(lambda c: len(c.presence_event_ids()) == len(expected))
+    assert sorted(collector.presence_event_ids()) == sorted(expected)
+    for line in result.stderr.splitlines():
+        json.loads(line)  # structured logs only
+    status = run_cli("status", "--config", config, "--json")
+    report = json.loads(status.stdout)
+    assert report["queue_depth"] == 0
+    assert report["published_total"] == len(expected)
+    assert report["last_status"]["online"] is False
+    collector.close()
+
+
+def test_replay_without_a_broker_keeps_events_and_says_so(
+    mqtt_namespace: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, tenant=mqtt_namespace, port=free_port())
+    result = run_cli("replay", "--config", config, "--pcap", DEMO_CAPTURE, "--max-speed",
+                     "--drain-timeout", "1", "--quiet")
+    assert result.returncode == 1
+    assert "still in the outbox" in result.stderr
+    assert "broker not reachable; retrying" in result.stderr
+    status = run_cli("status", "--config", config)
+    assert status.returncode == 0
+    depth = next(line for line in status.stdout.splitlines() if line.startswith("queue depth"))
+    assert int(depth.split()[-1]) == len(expected_event_ids(load_settings(config),
+                                                              [DEMO_CAPTURE]))
+
+
+def test_replay_rejects_missing_files_and_bad_configs(tmp_path: Path) -> None:
+    assert run_cli("replay", "--config", EXAMPLE, "--pcap", tmp_path / "nope.pcap").returncode == 2
+    assert run_cli("status", "--config", tmp_path / "missing.toml").returncode == 2
+
+
+def test_run_stops_cleanly_on_sigterm(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, tenant=mqtt_namespace, port=broker.port)
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    agent = start_cli("run", "--config", config, stderr=tmp_path / "agent.log")
+
+    def statuses() -> list[bool]:
+        return [decode_gateway_status(m.payload).online for m in collector.snapshot()
+                if m.topic.endswith("/status")]
+
+    assert collector.wait_for(lambda c: True in statuses(), 15)
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(15) == 0
+    assert collector.wait_for(lambda c: statuses()[-1] is False)
+    assert "agent stopped" in (tmp_path / "agent.log").read_text()
+    collector.close()
