@@ -3,10 +3,12 @@ local FCM v1 server (Google's servers are the one thing these tests do not reach
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 from sqlalchemy import Engine
 
 from cloud.db import make_engine, migrate
@@ -14,6 +16,7 @@ from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings
 from cloud.delivery.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, ServiceAccount
+from tests.support.postgres import admin_connection, fresh_database
 
 FCM_PROJECT = "vitrina-cloud-test"
 #: Short waits keep the suite fast when a test scripts transient FCM errors.
@@ -22,9 +25,30 @@ FAST_RETRY = RetryPolicy(
 )
 
 
+@pytest.fixture(scope="session")
+def schema_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A migrated database of each kind, built once; tests get copies of it (migrating
+    every test's database anew would dominate the suite's time). The migrations themselves
+    are tested on empty databases in test_db.py."""
+    sqlite_file = tmp_path_factory.mktemp("schema") / "template.db"
+    migrate(f"sqlite:///{sqlite_file}")
+    with fresh_database("vitrina_template") as url:
+        migrate(url)
+        yield {"sqlite": str(sqlite_file), "postgresql": url.rsplit("/", 1)[1]}
+
+
 @pytest.fixture
-def migrated_url(database_url: str) -> str:
-    migrate(database_url)
+def migrated_url(database_url: str, schema_templates: dict[str, str]) -> str:
+    """`database_url`, holding the current schema (a copy of the migrated template)."""
+    if database_url.startswith("sqlite"):
+        shutil.copyfile(schema_templates["sqlite"], database_url.removeprefix("sqlite:///"))
+        return database_url
+    name = database_url.rsplit("/", 1)[1]
+    with admin_connection() as admin:
+        admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(schema_templates["postgresql"])
+        ))
     return database_url
 
 
