@@ -141,8 +141,8 @@ class PcapReplaySource:
                     return
                 for sighting in batch:
                     if self.speed is not None:
-                        if first_at is None:
-                            first_at = sighting.at
+                        if first_at is None:  # the clock starts with the first sighting
+                            first_at, started = sighting.at, time.monotonic()
                         due = started + (sighting.at - first_at) / self.speed
                         if await _wait_until(due, stop):
                             return

@@ -1,0 +1,80 @@
+"""Dispatch by link type, the caching decoder, and the decode counters."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.capture.beacons import BeaconConfig
+from edge.capture.blell import LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR
+from edge.capture.decode import SUPPORTED_LINKTYPES, DecodeStats, FrameDecoder, decode_frame
+from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP
+from edge.capture.outcomes import RejectReason, SkipReason
+from edge.capture.pcapfile import read_frames
+from edge.captures import DEMO_APP_IBEACON_UUID, DEMO_APP_SERVICE_UUID, DEMO_CAPTURE
+from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind
+
+CONFIG = BeaconConfig(app_ibeacon_uuid=DEMO_APP_IBEACON_UUID,
+                      app_service_uuid=DEMO_APP_SERVICE_UUID)
+DEMO_FRAMES = list(read_frames(DEMO_CAPTURE))
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def first_frame(linktype: int) -> tuple[float, bytes]:
+    return next((at, frame) for at, kind, frame, _ in DEMO_FRAMES if kind == linktype)
+
+
+def test_dispatches_by_link_type() -> None:
+    at, wifi = first_frame(LINKTYPE_IEEE802_11_RADIOTAP)
+    assert isinstance(decode_frame(127, wifi, len(wifi), at, CONFIG, "x"), SkipReason)  # AP beacon
+    at, ble = first_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR)
+    with_phdr = decode_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, ble, len(ble), at, CONFIG, "x")
+    plain = decode_frame(LINKTYPE_BLUETOOTH_LE_LL, ble[10:], len(ble) - 10, at, CONFIG, "x")
+    assert isinstance(with_phdr, Sighting)
+    assert isinstance(plain, Sighting)
+    assert with_phdr.kind is plain.kind is IdentifierKind.BLE_EDDYSTONE
+    assert (with_phdr.rssi is not None, plain.rssi) == (True, None)
+    assert {127, 251, 256} == SUPPORTED_LINKTYPES
+
+
+def test_unsupported_link_types_and_snapped_frames_are_rejected() -> None:
+    at, ble = first_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR)
+    assert decode_frame(1, ble, len(ble), at, CONFIG, "x") is RejectReason.UNSUPPORTED_LINKTYPE
+    assert decode_frame(256, ble, len(ble) + 1, at, CONFIG, "x") is (
+        RejectReason.CAPTURE_TRUNCATED)
+
+
+def test_the_caching_decoder_agrees_with_fresh_decoding_on_the_demo() -> None:
+    decoder = FrameDecoder(CONFIG)
+    for at, linktype, frame, wire in DEMO_FRAMES:
+        assert decoder.decode(linktype, frame, wire, at, "x") == decode_frame(
+            linktype, frame, wire, at, CONFIG, "x")
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(DEMO_FRAMES), st.integers(0, 60), st.integers(0, 255)),
+                min_size=1, max_size=20))
+def test_the_caching_decoder_agrees_on_mutated_frames(
+    picks: list[tuple[tuple[float, int, bytes, int], int, int]]
+) -> None:
+    decoder = FrameDecoder(CONFIG)
+    for (at, linktype, frame, _), position, value in picks:
+        mutated = bytearray(frame)
+        mutated[position % len(mutated)] = value
+        data = bytes(mutated)
+        assert decoder.decode(linktype, data, len(data), at, "x") == decode_frame(
+            linktype, data, len(data), at, CONFIG, "x")
+
+
+def test_stats_keep_their_invariants() -> None:
+    stats = DecodeStats()
+    decoder = FrameDecoder(CONFIG)
+    for at, linktype, frame, _ in DEMO_FRAMES:
+        cut = frame[: len(frame) - (len(frame) % 7)]  # some frames lose a few bytes
+        stats.record(decoder.decode(linktype, cut, len(cut), at, "x"))
+    assert stats.frames == len(DEMO_FRAMES) == stats.decoded + stats.rejected
+    assert stats.decoded == stats.sightings + stats.skipped
+    assert sum(stats.rejects.values()) == stats.rejected > 0
+    assert sum(stats.skips.values()) == stats.skipped > 0
+    assert stats.rejects.keys() <= {reason.value for reason in RejectReason}
