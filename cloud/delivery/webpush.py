@@ -117,6 +117,9 @@ class WebPushMessage:
     #: Replaces an undelivered message with the same topic at the push service; defaults
     #: to a digest of the idempotency key, so a replayed send replaces its twin.
     topic: str | None = None
+    #: Where the service worker under web/ POSTs {tag, opened_at} when the user clicks
+    #: (the tracking endpoint that records the open); https or the site's own origin.
+    open_url: str | None = None
 
 
 class PayloadTooLargeError(ValueError):
@@ -131,6 +134,7 @@ def payload_for(message: WebPushMessage) -> bytes:
         ("url", message.url),
         ("icon", message.icon_url),
         ("image", message.image_url),
+        ("open_url", message.open_url),
     ):
         if value:
             document[key] = value
