@@ -78,9 +78,6 @@ def render_plain_config(*, port: int, workdir: Path, extra: str = "") -> str:
     """A loopback-only listener; anonymous access, since only this host can reach it."""
     return "\n".join(
         [
-            # Stay the invoking user: Mosquitto started as root would switch to the
-            # `mosquitto` user, which clears the parent-death signal set above.
-            f"user {getpass.getuser()}",
             "per_listener_settings true",
             f"listener {port} 127.0.0.1",
             "allow_anonymous true",
@@ -133,7 +130,10 @@ def start_mosquitto(
         raise BrokerStartError("mosquitto is not installed (Debian: apt-get install mosquitto)")
     port = port or free_port()
     config_path = workdir / "mosquitto.conf"
-    config_path.write_text(config_text or render_plain_config(port=port, workdir=workdir))
+    # Stay the invoking user: Mosquitto started as root would switch to the `mosquitto`
+    # user, which clears the parent-death signal, and could not read the private files.
+    config = config_text or render_plain_config(port=port, workdir=workdir)
+    config_path.write_text(f"user {getpass.getuser()}\n{config}")
     log = open(stderr_path or workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by Popen
     process = subprocess.Popen(
         [binary, "-c", str(config_path)],

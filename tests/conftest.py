@@ -1,6 +1,7 @@
 """Fixtures that give each test real infrastructure of its own.
 
 - `broker`: a Mosquitto started for the session on a free port (its own config);
+- `secure_broker`: one with TLS and dynamic security (per-client logins and ACLs);
 - `mqtt_topic_prefix`: a unique topic namespace per test, so tests never see each
   other's retained messages or sessions;
 - `postgres_url`: a database created for the session and dropped afterwards;
@@ -15,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.local_broker import LocalBroker, mosquitto_binary, start_mosquitto, stop_process
+from provisioning.broker_security import BrokerFiles, DynsecAdmin, provision_broker
+from provisioning.local_broker import (
+    LocalBroker,
+    free_port,
+    mosquitto_binary,
+    start_mosquitto,
+    stop_process,
+)
 from tests.support.postgres import fresh_database
 
 
@@ -28,6 +36,28 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     workdir = tmp_path_factory.mktemp("mosquitto")
     running, process = start_mosquitto(workdir=workdir)
     yield running
+    stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFiles]:
+    """A Mosquitto as production runs it: TLS only, logins and ACLs from dynamic security,
+    everything not granted refused. Tests enrol their own gateways under `mqtt_namespace`."""
+    if mosquitto_binary() is None:
+        pytest.fail("mosquitto is not installed: run `apt-get install mosquitto`")
+    files = provision_broker(
+        tmp_path_factory.mktemp("secure-mosquitto"),
+        port=free_port(),
+        hostnames=["localhost", "127.0.0.1"],
+    )
+    _running, process = start_mosquitto(
+        workdir=files.directory, port=files.port, config_text=files.config.read_text()
+    )
+    with DynsecAdmin(
+        host="localhost", port=files.port, admin=files.admin, ca_file=files.ca_certificate
+    ) as control:
+        control.lock_down()
+    yield files
     stop_process(process)
 
 

@@ -1,0 +1,223 @@
+"""Per-gateway credentials and ACLs on a real Mosquitto with TLS and dynamic security."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from provisioning.broker_security import (
+    BrokerFiles,
+    DynsecAdmin,
+    DynsecError,
+    MqttCredentials,
+    load_broker_files,
+)
+from provisioning.certificates import make_certificate_authority
+from shared.topics import gateway_topic
+
+WAIT_S = 10.0
+NOT_AUTHORIZED = 0x87
+
+
+class Session:
+    """A paho MQTT v5 client over TLS that records what happened to it."""
+
+    def __init__(self, files: BrokerFiles, credentials: MqttCredentials, client_id: str) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(credentials.username, credentials.password)
+        self.client.tls_set(ca_certs=str(files.ca_certificate), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.connect_reason: ReasonCode | None = None
+        self.connected = threading.Event()
+        self.messages: list[tuple[str, bytes]] = []
+        self.received = threading.Event()
+        self.granted: list[ReasonCode] = []
+        self.subscribed = threading.Event()
+        self.acks: dict[int, ReasonCode] = {}
+        self.acked = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
+        self.client.connect("localhost", files.port)
+        self.client.loop_start()
+
+    def _on_connect(
+        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        self.connect_reason = reason
+        self.connected.set()
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.messages.append((message.topic, bytes(message.payload)))
+        self.received.set()
+
+    def _on_subscribe(
+        self, _c: object, _u: object, _mid: int, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        self.granted = reasons
+        self.subscribed.set()
+
+    def _on_publish(self, _c: object, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
+        with self.acked:
+            self.acks[mid] = reason
+            self.acked.notify_all()
+
+    def publish(self, topic: str, payload: bytes = b"{}") -> ReasonCode:
+        info = self.client.publish(topic, payload, qos=1)
+        with self.acked:
+            assert self.acked.wait_for(lambda: info.mid in self.acks, WAIT_S), "no PUBACK"
+            return self.acks[info.mid]
+
+    def subscribe(self, topic: str) -> ReasonCode:
+        self.subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        assert self.subscribed.wait(WAIT_S), "no SUBACK"
+        return self.granted[0]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[Session]]:
+    opened: list[Session] = []
+    yield opened
+    for session in opened:
+        session.close()
+
+
+def open_session(
+    sessions: list[Session], files: BrokerFiles, credentials: MqttCredentials, client_id: str
+) -> Session:
+    session = Session(files, credentials, client_id)
+    sessions.append(session)
+    assert session.connected.wait(WAIT_S), "no CONNACK"
+    return session
+
+
+def admin(files: BrokerFiles) -> DynsecAdmin:
+    return DynsecAdmin(
+        host="localhost", port=files.port, admin=files.admin, ca_file=files.ca_certificate
+    )
+
+
+def test_a_gateway_publishes_only_on_its_own_topics(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g2")
+        orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
+    assert gateway.client_id is not None
+    worker = open_session(sessions, secure_broker, orchestrator, f"worker-{mqtt_namespace}")
+    assert worker.connect_reason is not None
+    assert not worker.connect_reason.is_failure
+    shared = f"$share/workers-{mqtt_namespace}/vitrina/v1/+/+/+/presence"
+    assert not worker.subscribe(shared).is_failure
+
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    assert not own.connect_reason.is_failure  # type: ignore[union-attr]
+    presence = gateway_topic(mqtt_namespace, "s1", "g1", "presence")
+    assert own.publish(presence, b'{"ok": true}').value == 0
+    assert worker.received.wait(WAIT_S)
+    assert worker.messages == [(presence, b'{"ok": true}')]
+
+    elsewhere = gateway_topic(mqtt_namespace, "s1", "g2", "presence")
+    assert own.publish(elsewhere).value == NOT_AUTHORIZED
+    assert own.publish(gateway_topic(mqtt_namespace, "s1", "g1", "config")).value == NOT_AUTHORIZED
+    assert own.subscribe(f"vitrina/v1/{mqtt_namespace}/+/+/presence").is_failure
+    assert own.subscribe(gateway_topic(mqtt_namespace, "s1", "g2", "config")).is_failure
+    assert not own.subscribe(gateway_topic(mqtt_namespace, "s1", "g1", "config")).is_failure
+
+
+def test_the_orchestrator_pushes_config_to_the_gateway(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
+    config = gateway_topic(mqtt_namespace, "s1", "g1", "config")
+    assert gateway.client_id is not None
+    receiver = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    assert not receiver.subscribe(config).is_failure
+    sender = open_session(sessions, secure_broker, orchestrator, f"worker-{mqtt_namespace}")
+    assert sender.publish(config, b'{"schema_version": "1.0"}').value == 0
+    assert receiver.received.wait(WAIT_S)
+    assert (
+        sender.publish(gateway_topic(mqtt_namespace, "s1", "g1", "presence")).value
+        == NOT_AUTHORIZED
+    )
+
+
+def test_wrong_password_wrong_client_id_and_revoked_gateways_are_refused(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        assert gateway.client_id is not None
+        wrong = MqttCredentials(gateway.username, "not-the-password")
+        refused = open_session(sessions, secure_broker, wrong, gateway.client_id)
+        assert refused.connect_reason is not None
+        assert refused.connect_reason.is_failure
+
+        hijack = open_session(sessions, secure_broker, gateway, "someone-else")
+        assert hijack.connect_reason is not None
+        assert hijack.connect_reason.is_failure
+
+        control.revoke_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        revoked = open_session(sessions, secure_broker, gateway, gateway.client_id)
+        assert revoked.connect_reason is not None
+        assert revoked.connect_reason.is_failure
+
+
+def test_duplicate_enrolment_is_a_clear_error(
+    secure_broker: BrokerFiles, mqtt_namespace: str
+) -> None:
+    with admin(secure_broker) as control:
+        control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        with pytest.raises(DynsecError, match="createRole: Role already exists"):
+            control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+
+
+#: An MQTT 3.1.1 CONNECT for client id "test", sent in the clear.
+PLAIN_CONNECT = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04test"
+CONNACK = 0x20
+
+
+def test_plain_connections_get_no_connack(secure_broker: BrokerFiles) -> None:
+    with socket.create_connection(("127.0.0.1", secure_broker.port), timeout=WAIT_S) as sock:
+        sock.sendall(PLAIN_CONNECT)
+        try:
+            answer = sock.recv(64)
+        except ConnectionResetError:
+            answer = b""
+    assert not answer.startswith(bytes([CONNACK])), answer
+
+
+def test_a_broker_certificate_from_another_authority_is_refused(
+    secure_broker: BrokerFiles, tmp_path: Path
+) -> None:
+    other_ca = tmp_path / "other-ca.crt"
+    other_ca.write_bytes(make_certificate_authority("Someone else").certificate_pem())
+    stranger = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    stranger.tls_set(ca_certs=str(other_ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stranger.connect("localhost", secure_broker.port)
+
+
+def test_admin_credentials_can_be_loaded_back(secure_broker: BrokerFiles) -> None:
+    loaded = load_broker_files(secure_broker.directory, port=secure_broker.port)
+    assert loaded.admin == secure_broker.admin
+    assert secure_broker.admin_file.stat().st_mode & 0o077 == 0
+    assert secure_broker.ca_key.stat().st_mode & 0o077 == 0
