@@ -9,13 +9,22 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
+from cloud.commerce.models import WebhookEvent, WebhookReceipt
+from cloud.commerce.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    handle_webhook,
+    verify_signature,
+)
 from cloud.customers import crud as customers
+from cloud.customers.erasure import erase_customer
 from cloud.customers.models import (
     ConsentChannel,
     ConsentCreate,
@@ -25,19 +34,25 @@ from cloud.customers.models import (
     CustomerPublic,
     DevicePublic,
     DeviceRegistration,
+    ErasurePublic,
 )
 from cloud.db import SessionDep, make_engine, ping, utc_now
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import MessagePublic
-from cloud.metrics import render
+from cloud.metrics import WEBHOOKS, render
+from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.models import GatewayHealthPublic
 from cloud.presence.store import list_gateways
 from cloud.settings import Settings, TenantSettings
+from shared._schema import describe_validation_error
+from shared.topics import SEGMENT_PATTERN
 
 #: /readyz must answer quickly even when a dependency hangs; a probe times out anyway.
 READINESS_TIMEOUT_S = 2.0
 #: Pages are bounded so one request cannot pull a whole table.
 MAX_PAGE = 500
+
+WEBHOOK_ADAPTER: TypeAdapter[WebhookEvent] = TypeAdapter(WebhookEvent)
 
 
 class WorkerState(Protocol):
@@ -179,11 +194,79 @@ def list_messages(
     return [MessagePublic.model_validate(row) for row in rows]
 
 
+@router.delete("/customers/{customer_id}", response_model=ErasurePublic)
+def erase(request: Request, session: SessionDep, tenant: str, customer_id: int) -> ErasurePublic:
+    """Erase a customer: profile, consents, devices, links, messages, commerce history."""
+    customer = _customer(request, session, tenant, customer_id)
+    record = erase_customer(session, customer=customer, now=_now(request))
+    session.commit()
+    return ErasurePublic.model_validate(record)
+
+
+@router.get("/analytics/footfall", response_model=list[FootfallRow])
+def footfall_report(
+    request: Request, session: SessionDep, tenant: str,
+    since: Annotated[AwareDatetime, Query(description="visits starting at or after")],
+    until: Annotated[AwareDatetime, Query(description="visits starting before")],
+    store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
+    by_zone: bool = False,
+) -> list[FootfallRow]:
+    """Passers-by vs visitors (capture rate), dwell distribution, new vs repeat; per day."""
+    _tenant(request, tenant)
+    try:
+        return footfall(
+            session, tenant=tenant, since=since, until=until, store=store, by_zone=by_zone
+        )
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+
+
 @router.get("/gateways", response_model=list[GatewayHealthPublic])
 def gateways(request: Request, session: SessionDep, tenant: str) -> list[GatewayHealthPublic]:
     _tenant(request, tenant)
     rows = list_gateways(session, tenant=tenant)
     return [GatewayHealthPublic.model_validate(row) for row in rows]
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+webhooks = APIRouter()
+
+
+@webhooks.post(
+    "/webhooks/{tenant}", status_code=status.HTTP_202_ACCEPTED, response_model=WebhookReceipt
+)
+def commerce_webhook(
+    request: Request, session: SessionDep, tenant: str,
+    body: Annotated[bytes, Depends(raw_body)],
+    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER)] = None,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+) -> WebhookReceipt:
+    """Cart, order, newsletter, app-open and push-open events from the shop, HMAC-signed."""
+    _tenant(request, tenant)
+    settings: Settings = request.app.state.settings
+    try:
+        verify_signature(
+            secrets=settings.webhook_secrets_for(tenant), timestamp=timestamp,
+            signature=signature, body=body, now=_now(request),
+        )
+    except SignatureError as error:
+        WEBHOOKS.labels(outcome="unauthorized").inc()
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(error)) from None
+    try:
+        event = WEBHOOK_ADAPTER.validate_json(body)
+    except ValidationError as error:
+        WEBHOOKS.labels(outcome="invalid").inc()
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"invalid webhook: {describe_validation_error(error)}",
+        ) from None
+    receipt = handle_webhook(session, tenant=tenant, event=event, now=_now(request))
+    session.commit()
+    WEBHOOKS.labels(outcome="stored" if receipt.stored else "duplicate").inc()
+    return receipt
 
 
 def _validation_error(_request: Request, error: Exception) -> JSONResponse:
@@ -243,6 +326,7 @@ def create_app(
     app.state.worker = worker
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
+    app.include_router(webhooks)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

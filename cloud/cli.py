@@ -10,7 +10,8 @@ import typer
 import uvicorn
 
 from cloud.api import create_app
-from cloud.db import make_engine, migrate, wait_for_database
+from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
+from cloud.presence.retention import purge_unconsented
 from cloud.service import install_stop_signals, push_sender, run_worker, serve
 from cloud.settings import Settings, get_settings
 
@@ -43,6 +44,21 @@ def migrate_command(verbose: Verbose = False) -> None:
         engine.dispose()
     migrate(settings.database_url)
     typer.echo("database schema is up to date")
+
+
+@app.command("purge")
+def purge_command(verbose: Verbose = False) -> None:
+    """Replace stable pseudonyms that no consenting customer owns and are over a day old
+    (the worker also does this every few minutes)."""
+    settings = _settings(verbose)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            rewritten = purge_unconsented(session, now=utc_now(), tenants=list(settings.tenants))
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"{rewritten} presence events lost their stable pseudonym")
 
 
 @app.command("worker")

@@ -57,5 +57,18 @@ MESSAGES_SENT = Counter(
 )
 
 
+WEBHOOKS = Counter(
+    "vitrina_webhooks",
+    "Commerce webhooks received, by outcome (stored, duplicate, invalid, unauthorized)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PURGED_PSEUDONYMS = Counter(
+    "vitrina_presence_pseudonyms_purged",
+    "Stored presence events whose stable pseudonym was replaced (retention or erasure)",
+    registry=REGISTRY,
+)
+
+
 def render() -> bytes:
     return generate_latest(REGISTRY)

@@ -83,6 +83,8 @@ class TenantSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     keys: list[TenantKeySettings] = Field(min_length=1)
+    #: The shop's webhook signing secrets; when empty, the global `webhook_secrets` apply.
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
 
     @field_validator("keys")
     @classmethod
@@ -190,6 +192,11 @@ class Settings(BaseSettings):
 
     def tenant(self, tenant: str) -> TenantSettings | None:
         return self.tenants.get(tenant)
+
+    def webhook_secrets_for(self, tenant: str) -> list[str]:
+        found = self.tenants.get(tenant)
+        secrets = (found.webhook_secrets if found else []) or self.webhook_secrets
+        return [secret.get_secret_value() for secret in secrets]
 
 
 @functools.cache

@@ -3,20 +3,24 @@
 
 from sqlmodel import SQLModel
 
-from cloud.customers.models import ConsentEntry, Customer, Device, IdentityLink
+from cloud.commerce.models import CommerceEvent, OrderLine
+from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "CommerceEvent",
     "ConsentEntry",
     "Customer",
     "DeadLetter",
     "Device",
+    "ErasureRecord",
     "GatewayHealth",
     "IdentityLink",
     "Message",
+    "OrderLine",
     "PresenceEventRow",
     "metadata",
 ]

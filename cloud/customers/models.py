@@ -236,3 +236,20 @@ DeviceRegistration = Annotated[
     PydanticField(discriminator="kind"),
 ]
 
+
+
+class ErasureRecord(SQLModel, table=True):
+    """Proof that an erasure happened, with nothing that identifies whom it erased."""
+
+    __tablename__ = "erasure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    erased_at: datetime = Field(sa_type=UtcDateTime)
+    counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+
+
+class ErasurePublic(SQLModel):
+    tenant: str
+    erased_at: datetime
+    counts: dict[str, int]

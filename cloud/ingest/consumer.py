@@ -30,10 +30,16 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
 
-from cloud.db import utc_now, wait_for_database
+from cloud.db import session_scope, utc_now, wait_for_database
 from cloud.delivery.push import PushSender
 from cloud.ingest.batch import BatchOutcome, Inbound, is_transient, write_batch
-from cloud.metrics import BROKER_CONNECTED, DATABASE_RETRIES, INGEST_BATCH_SECONDS
+from cloud.metrics import (
+    BROKER_CONNECTED,
+    DATABASE_RETRIES,
+    INGEST_BATCH_SECONDS,
+    PURGED_PSEUDONYMS,
+)
+from cloud.presence.retention import purge_unconsented
 from cloud.recognition import deliver_pushes
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
@@ -48,6 +54,8 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 DATABASE_RETRY_PAUSE_S = 1.0
 #: How long a clean stop waits for the network thread to send the last acknowledgements.
 DISCONNECT_GRACE_S = 5.0
+#: Retention runs this often: stable pseudonyms then live at most a day plus this.
+RETENTION_INTERVAL_S = 15 * 60
 
 
 def presence_subscription(settings: MqttSettings) -> str:
@@ -179,13 +187,34 @@ class PresenceConsumer:
             properties=connect_properties(mqtt_settings, self._settings.ingest.receive_maximum),
         )
         self._client.loop_start()
+        retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
         try:
             while not stop.is_set():
                 batch = await self._next_batch(stop)
                 if batch:
                     await self._handle(batch)
         finally:
+            retention.cancel()
             await asyncio.to_thread(self._disconnect)
+
+    async def _retention(self, stop: asyncio.Event) -> None:
+        """Every so often, replace stable pseudonyms that may no longer be kept."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.purge_once)
+            except Exception:
+                log.exception("retention run failed; trying again next time")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETENTION_INTERVAL_S)
+
+    def purge_once(self) -> int:
+        with session_scope(self._engine) as session:
+            rewritten = purge_unconsented(session, now=self._now(), tenants=self._tenants)
+            session.commit()
+        if rewritten:
+            PURGED_PSEUDONYMS.inc(rewritten)
+            log.info("retention: %d events lost their stable pseudonym", rewritten)
+        return rewritten
 
     async def _next_batch(self, stop: asyncio.Event) -> list[Inbound]:
         """Wait for a first message (or stop), then gather more for up to `batch_wait_s`."""

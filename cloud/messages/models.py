@@ -59,6 +59,7 @@ class Message(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_type=UtcDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    opened_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class MessagePublic(SQLModel):
@@ -76,3 +77,4 @@ class MessagePublic(SQLModel):
     error_code: str | None
     created_at: datetime
     sent_at: datetime | None
+    opened_at: datetime | None

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
-from shared.presence import PresenceEvent
+from shared.presence import PresenceEvent, PseudonymScope
 from shared.status import GatewayStatus
 
 #: Enough of a bad message to see what went wrong; a hostile publisher cannot fill
@@ -128,6 +128,9 @@ class Visit:
     end: datetime
     gateways: frozenset[str]
     events: int
+    #: False once any event was under a daily pseudonym: then nothing ties this visit
+    #: to the same device's other days.
+    stable: bool = True
 
     @property
     def dwell_s(self) -> float:
@@ -145,23 +148,28 @@ def merge_visits(
     visits: list[Visit] = []
     for (tenant, store, zone, pseudonym), members in groups.items():
         members.sort(key=lambda row: row.first_seen)
-        start, end = members[0].first_seen, members[0].last_seen
-        gateways, count = {members[0].gateway}, 1
-        for row in members[1:]:
-            if row.first_seen <= end + gap:
-                end = max(end, row.last_seen)
-                gateways.add(row.gateway)
-                count += 1
-                continue
-            visits.append(
-                Visit(tenant, store, zone, pseudonym, start, end, frozenset(gateways), count)
-            )
-            start, end, gateways, count = row.first_seen, row.last_seen, {row.gateway}, 1
-        visits.append(
-            Visit(tenant, store, zone, pseudonym, start, end, frozenset(gateways), count)
-        )
+        current: list[PresenceEventRow] = []
+        end = members[0].last_seen
+        for row in members:
+            if current and row.first_seen > end + gap:
+                visits.append(_visit(tenant, store, zone, pseudonym, current))
+                current = []
+            end = row.last_seen if not current else max(end, row.last_seen)
+            current.append(row)
+        visits.append(_visit(tenant, store, zone, pseudonym, current))
     visits.sort(key=lambda visit: (visit.start, visit.pseudonym, visit.zone or ""))
     return visits
+
+
+def _visit(
+    tenant: str, store: str, zone: str | None, pseudonym: str, rows: list[PresenceEventRow]
+) -> Visit:
+    return Visit(
+        tenant=tenant, store=store, zone=zone, pseudonym=pseudonym,
+        start=rows[0].first_seen, end=max(row.last_seen for row in rows),
+        gateways=frozenset(row.gateway for row in rows), events=len(rows),
+        stable=all(row.scope == PseudonymScope.STABLE for row in rows),
+    )
 
 
 def store_visits(

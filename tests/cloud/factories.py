@@ -24,7 +24,9 @@ from shared.topics import TopicChannel, gateway_topic
 KEY_ID = "k1"
 KEY_SECRET = "3c" * 32
 PSEUDONYMIZER = Pseudonymizer(TenantKey.from_text(KEY_ID, KEY_SECRET))
-START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+#: Recent, so the worker's retention (which rewrites day-old pseudonyms) leaves test
+#: events alone unless a test means it to act.
+START = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 #: Universally administered (not randomized) addresses: linkable.
 MAC_OF = {"juan": "00:1e:c2:aa:bb:01", "ana": "00:1e:c2:aa:bb:02"}
 

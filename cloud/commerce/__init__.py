@@ -1,0 +1,1 @@
+"""Commerce events from the shop: carts, orders, newsletter, app and push opens."""

@@ -1,0 +1,148 @@
+"""What the shop tells the orchestrator through signed webhooks, and how it is kept.
+
+Every webhook carries the shop's own `event_id`: a retried delivery is stored once.
+Order lines get a table of their own because scenarios ask questions of them ("bought a
+washing machine", "never bought a dryer").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, HttpUrl, StringConstraints
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cloud.customers.models import EMAIL_PATTERN, EXTERNAL_ID_PATTERN
+from cloud.db import UtcDateTime
+
+ShopId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
+Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
+
+
+class CommerceEventType(StrEnum):
+    CART_UPDATED = "cart.updated"
+    CART_ABANDONED = "cart.abandoned"
+    ORDER_CREATED = "order.created"
+    NEWSLETTER_SIGNUP = "newsletter.signup"
+    NEWSLETTER_CONFIRMED = "newsletter.confirmed"
+    APP_OPENED = "app.opened"
+    PUSH_OPENED = "push.opened"
+
+
+class CommerceEvent(SQLModel, table=True):
+    __tablename__ = "commerce_event"
+    __table_args__ = (
+        UniqueConstraint("tenant", "event_id", name="uq_commerce_event_id"),
+        Index("ix_commerce_event_customer", "customer_id", "type", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    event_id: str = Field(max_length=128)
+    type: CommerceEventType = Field(sa_type=String(32))
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=True),
+    )
+    occurred_at: datetime = Field(sa_type=UtcDateTime)
+    received_at: datetime = Field(sa_type=UtcDateTime)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_line"
+    __table_args__ = (
+        UniqueConstraint("tenant", "order_id", "line", name="uq_order_line"),
+        Index("ix_order_line_customer", "customer_id", "category"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    order_id: str = Field(max_length=128)
+    line: int
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=True),
+    )
+    sku: str = Field(max_length=128)
+    name: str = Field(max_length=200)
+    category: str = Field(max_length=128)
+    quantity: int
+    unit_price: Decimal = Field(sa_type=Numeric(12, 2))
+    currency: str = Field(max_length=3)
+    ordered_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# --- webhook bodies ------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CustomerRef(_Body):
+    """Who the event is about, in the shop's terms; at least one of the two."""
+
+    external_id: Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)] | None = None
+    email: Email | None = None
+
+
+class LineItem(_Body):
+    sku: ShopId
+    name: str = PydanticField(min_length=1, max_length=200)
+    category: ShopId
+    quantity: int = PydanticField(ge=1, le=10_000)
+    unit_price: Decimal = PydanticField(ge=0, max_digits=12, decimal_places=2)
+
+
+class _Event(_Body):
+    event_id: ShopId
+    occurred_at: AwareDatetime
+    customer: CustomerRef | None = None
+
+
+class CartEvent(_Event):
+    type: Literal[CommerceEventType.CART_UPDATED, CommerceEventType.CART_ABANDONED]
+    cart_id: ShopId
+    items: list[LineItem] = PydanticField(max_length=500)
+    url: HttpUrl | None = None
+
+
+class OrderCreated(_Event):
+    type: Literal[CommerceEventType.ORDER_CREATED]
+    order_id: ShopId
+    items: list[LineItem] = PydanticField(min_length=1, max_length=500)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    total: Decimal = PydanticField(ge=0, max_digits=14, decimal_places=2)
+
+
+class NewsletterEvent(_Event):
+    type: Literal[CommerceEventType.NEWSLETTER_SIGNUP, CommerceEventType.NEWSLETTER_CONFIRMED]
+    email: Email
+    source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")] = "web"
+
+
+class AppOpened(_Event):
+    type: Literal[CommerceEventType.APP_OPENED]
+
+
+class PushOpened(_Event):
+    type: Literal[CommerceEventType.PUSH_OPENED]
+    message_id: int = PydanticField(ge=1, description="the message_id the push carried")
+
+
+WebhookEvent = Annotated[
+    CartEvent | OrderCreated | NewsletterEvent | AppOpened | PushOpened,
+    PydanticField(discriminator="type"),
+]
+
+
+class WebhookReceipt(BaseModel):
+    event_id: str
+    stored: bool = PydanticField(description="false when this event id was already received")
+    customer_id: int | None

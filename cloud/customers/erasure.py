@@ -1,0 +1,53 @@
+"""Erasing a customer: everything that identifies them goes, an anonymous record stays.
+
+Deleted: the profile, the consent ledger, devices and tokens, identity links, messages,
+commerce events and order lines. Their presence events are kept for footfall counts but
+lose the pseudonym (see `unlink_presence`), so the store's numbers stay right while
+nothing leads back to the person. The record kept says when and how much, not who.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, SQLModel, col, select
+
+from cloud.commerce.models import CommerceEvent, OrderLine
+from cloud.customers.crud import customer_pseudonyms
+from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
+from cloud.messages.models import Message
+from cloud.presence.retention import unlink_presence
+
+#: Children first: the order in which rows are deleted (foreign keys point upwards).
+_OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
+    ("messages", Message),
+    ("order_lines", OrderLine),
+    ("commerce_events", CommerceEvent),
+    ("identity_links", IdentityLink),
+    ("devices", Device),
+    ("consents", ConsentEntry),
+)
+
+
+def erase_customer(session: Session, *, customer: Customer, now: datetime) -> ErasureRecord:
+    """Erase `customer` in the caller's transaction; returns the anonymous record."""
+    assert customer.id is not None
+    counts: dict[str, int] = {}
+    counts["presence_events_unlinked"] = unlink_presence(
+        session, tenant=customer.tenant,
+        pseudonyms=customer_pseudonyms(session, customer_id=customer.id),
+    )
+    for name, model in _OWNED:
+        column: Any = model.customer_id  # type: ignore[attr-defined]
+        counts[name] = int(session.exec(
+            select(func.count()).select_from(model).where(column == customer.id)
+        ).one())
+        session.execute(delete(model).where(col(column) == customer.id))
+    session.execute(delete(Customer).where(col(Customer.id) == customer.id))
+    session.expunge(customer)
+    record = ErasureRecord(tenant=customer.tenant, erased_at=now, counts=counts)
+    session.add(record)
+    session.flush()
+    return record

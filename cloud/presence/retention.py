@@ -1,0 +1,131 @@
+"""Keeping presence only as long as the privacy rules allow.
+
+A stable pseudonym identifies a device across days. That is allowed only for a customer
+who consented to location marketing; for everyone else (non-customers, customers who
+said no or withdrew) a stable pseudonym may live at most a day. After that the events
+keep counting (footfall, dwell) under a replacement that is random per device and day,
+so two days of the same device can no longer be told to be the same device, and nothing
+(not even the tenant key) leads back to it: the randomness is thrown away.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Table, update
+from sqlmodel import Session, SQLModel, col, select
+
+from cloud.customers.models import ConsentChannel, ConsentEntry, IdentityLink
+from cloud.presence.models import PresenceEventRow
+from shared.presence import PseudonymScope
+
+#: The design's limit: nothing identifies a non-consenting device for longer than a day.
+STABLE_RETENTION = timedelta(days=1)
+#: Rows rewritten per statement batch: bounded memory and short locks on a big table.
+CHUNK_ROWS = 5000
+
+EVENT_TABLE: Table = SQLModel.metadata.tables[PresenceEventRow.__tablename__]
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    tenant: str
+    pseudonym: str
+    key_id: str
+    day: date
+
+
+def consenting_pseudonyms(session: Session, *, tenant: str) -> set[str]:
+    """Pseudonyms linked to customers whose current location-marketing answer is yes."""
+    entries = session.exec(
+        select(ConsentEntry)
+        .where(col(ConsentEntry.channel) == ConsentChannel.LOCATION_MARKETING.value)
+        .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
+    ).all()
+    latest: dict[int, bool] = {}
+    for entry in entries:
+        latest[entry.customer_id] = entry.granted
+    consenting = [customer for customer, granted in latest.items() if granted]
+    if not consenting:
+        return set()
+    links = session.exec(
+        select(IdentityLink.pseudonym).where(
+            IdentityLink.tenant == tenant, col(IdentityLink.customer_id).in_(consenting)
+        )
+    ).all()
+    return set(links)
+
+
+def replace_pseudonyms(session: Session, rows: Iterable[_Row]) -> int:
+    """Give each (tenant, pseudonym, day) a fresh random pseudonym; return rows rewritten."""
+    replacement: dict[tuple[str, str, date], str] = {}
+    by_new: dict[str, list[int]] = {}
+    for row in rows:
+        key = (row.tenant, row.pseudonym, row.day)
+        if key not in replacement:
+            replacement[key] = f"{row.key_id}:{secrets.token_hex(16)}"
+        by_new.setdefault(replacement[key], []).append(row.id)
+    for new, ids in by_new.items():
+        session.connection().execute(
+            update(EVENT_TABLE).where(EVENT_TABLE.c.id.in_(ids))
+            .values(pseudonym=new, scope=PseudonymScope.DAILY.value)
+        )
+    return sum(len(ids) for ids in by_new.values())
+
+
+def _rows(session: Session, query: object) -> list[_Row]:
+    result = session.exec(query)  # type: ignore[call-overload]
+    return [
+        _Row(row.id, row.tenant, row.pseudonym, row.key_id, row.first_seen.date())
+        for row in result
+    ]
+
+
+def purge_unconsented(
+    session: Session, *, now: datetime, tenants: Collection[str] | None = None
+) -> int:
+    """Rewrite stable pseudonyms older than a day that no consenting customer owns."""
+    cutoff = now - STABLE_RETENTION
+    tenant_query = select(PresenceEventRow.tenant).distinct().where(
+        col(PresenceEventRow.scope) == PseudonymScope.STABLE.value,
+        col(PresenceEventRow.last_seen) < cutoff,
+    )
+    found = set(session.exec(tenant_query).all())
+    rewritten = 0
+    for tenant in sorted(found if tenants is None else found & set(tenants)):
+        keep = consenting_pseudonyms(session, tenant=tenant)
+        after_id = 0
+        while True:
+            query = (
+                select(PresenceEventRow)
+                .where(
+                    col(PresenceEventRow.tenant) == tenant,
+                    col(PresenceEventRow.scope) == PseudonymScope.STABLE.value,
+                    col(PresenceEventRow.last_seen) < cutoff,
+                    col(PresenceEventRow.id) > after_id,
+                )
+                .order_by(col(PresenceEventRow.id)).limit(CHUNK_ROWS)
+            )
+            chunk = _rows(session, query)
+            if not chunk:
+                break
+            after_id = chunk[-1].id
+            rewritten += replace_pseudonyms(
+                session, [row for row in chunk if row.pseudonym not in keep]
+            )
+    return rewritten
+
+
+def unlink_presence(session: Session, *, tenant: str, pseudonyms: Collection[str]) -> int:
+    """Erasure: every event of these pseudonyms, whatever its age, loses the pseudonym."""
+    if not pseudonyms:
+        return 0
+    query = select(PresenceEventRow).where(
+        col(PresenceEventRow.tenant) == tenant,
+        col(PresenceEventRow.pseudonym).in_(list(pseudonyms)),
+    )
+    return replace_pseudonyms(session, _rows(session, query))
