@@ -20,6 +20,7 @@ from shared.status import GatewayConfig, GatewayStatus, decode_gateway_status
 from shared.topics import parse_topic
 from tests.edge.mqtt import Collector, publish_retained
 from tests.edge.support import make_event, make_settings, until
+from tests.edge.tls import make_pki, tls_broker_config
 
 
 def offline(settings: EdgeSettings) -> GatewayStatus:
@@ -225,3 +226,36 @@ def test_a_damaged_outbox_row_is_removed_and_counted_not_published(
     assert collector.wait_for(lambda c: len(c.presence_event_ids()) == 3)
     assert collector.presence_event_ids() == [event.event_id for event in good]
     collector.close()
+
+
+def test_tls_with_client_certificate_and_password(mqtt_namespace: str, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    port, text = tls_broker_config(tmp_path / "pki", username="gw-1", password="s3cret-gw")
+    _, process = start_mosquitto(workdir=tmp_path / "pki", port=port, config_text=text)
+    tls = {"host": "127.0.0.1", "port": port, "ca_file": str(pki.ca),
+           "cert_file": str(pki.client_cert), "key_file": str(pki.client_key),
+           "username": "gw-1", "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+
+    async def publish_with(password: str, outbox: Outbox) -> MqttPublisher:
+        settings = make_settings(tenant=mqtt_namespace, mqtt={**tls, "password": password})
+        publisher = Harness(settings, outbox).publisher
+        stop = asyncio.Event()
+        await publisher.start()
+        pump = asyncio.create_task(publisher.pump(stop))
+        await until(lambda: publisher.idle, 1.5)
+        stop.set()
+        await pump
+        await publisher.close(offline(settings))
+        return publisher
+
+    try:
+        refused = Outbox(tmp_path / "refused.db", max_events=10)
+        refused.put_many([make_event(1, tenant=mqtt_namespace)])
+        assert asyncio.run(publish_with("wrong", refused)).counters.connects == 0
+        assert refused.depth == 1  # kept for when the credentials are fixed
+        accepted = Outbox(tmp_path / "accepted.db", max_events=10)
+        accepted.put_many([make_event(1, tenant=mqtt_namespace)])
+        assert asyncio.run(publish_with("s3cret-gw", accepted)).counters.connects == 1
+        assert accepted.depth == 0
+    finally:
+        stop_process(process)
