@@ -1,0 +1,109 @@
+"""A gateway's config bundle: the edge TOML and the broker's CA, ready to copy to the device.
+
+The bundle holds the gateway's broker password and the tenant key, so it is written
+readable by its owner only; the installer copies it to /etc/vitrina/ and forgets it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.broker_security import MqttCredentials
+from shared.pseudonym import TenantKey
+
+BUNDLE_CONFIG = "edge.toml"
+BUNDLE_CA = "ca.crt"
+#: Where the systemd unit expects the bundle on the gateway.
+INSTALLED_DIRECTORY = Path("/etc/vitrina")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayIdentity:
+    tenant: str
+    store: str
+    gateway: str
+
+
+def _quoted(value: str) -> str:
+    """A TOML basic string (JSON's escapes are a subset TOML accepts)."""
+    return json.dumps(value)
+
+
+def render_edge_config(
+    *,
+    identity: GatewayIdentity,
+    credentials: MqttCredentials,
+    broker_host: str,
+    broker_port: int,
+    tenant_key: TenantKey,
+    ca_path: Path,
+    timezone: str,
+) -> str:
+    client_id = credentials.client_id or credentials.username
+    return "\n".join(
+        [
+            "# Vitrina gateway configuration, made at enrolment. Readable by the agent only.",
+            f"timezone = {_quoted(timezone)}",
+            "",
+            "[identity]",
+            f"tenant = {_quoted(identity.tenant)}",
+            f"store = {_quoted(identity.store)}",
+            f"gateway = {_quoted(identity.gateway)}",
+            "",
+            "[keys]",
+            f"active = {_quoted(tenant_key.key_id)}",
+            "",
+            "[[keys.key]]",
+            f"key_id = {_quoted(tenant_key.key_id)}",
+            f"secret = {_quoted(tenant_key.secret.hex())}",
+            "",
+            "[mqtt]",
+            f"host = {_quoted(broker_host)}",
+            f"port = {broker_port}",
+            "tls = true",
+            f"ca_file = {_quoted(str(ca_path))}",
+            f"username = {_quoted(credentials.username)}",
+            f"password = {_quoted(credentials.password)}",
+            f"client_id = {_quoted(client_id)}",
+            "",
+        ]
+    )
+
+
+def write_bundle(
+    directory: Path,
+    *,
+    identity: GatewayIdentity,
+    credentials: MqttCredentials,
+    broker_host: str,
+    broker_port: int,
+    tenant_key: TenantKey,
+    ca_certificate: Path,
+    timezone: str = "UTC",
+    installed_directory: Path = INSTALLED_DIRECTORY,
+) -> Path:
+    """Write `edge.toml` and `ca.crt` into `directory`; return the config's path.
+
+    The config names the CA where it will be installed (`installed_directory`), so
+    the bundle works once copied to the gateway.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    shutil.copyfile(ca_certificate, directory / BUNDLE_CA)
+    config = directory / BUNDLE_CONFIG
+    config.touch(mode=0o600)
+    config.write_text(
+        render_edge_config(
+            identity=identity,
+            credentials=credentials,
+            broker_host=broker_host,
+            broker_port=broker_port,
+            tenant_key=tenant_key,
+            ca_path=installed_directory / BUNDLE_CA,
+            timezone=timezone,
+        )
+    )
+    return config
