@@ -20,7 +20,8 @@ import struct
 import time
 from zoneinfo import ZoneInfo
 
-from edge.capture.dot11 import decode_radiotap_frame
+from edge.capture.beacons import BeaconConfig
+from edge.capture.decode import FrameDecoder
 from edge.pseudonymize import SightingPseudonymizer
 from edge.sighting import Sighting
 from edge.tracker import Identity, Tracker, TrackerThresholds
@@ -73,11 +74,15 @@ def crowd_frames(
     return [(at, probe_request(transmitter, rssi)) for at, transmitter, rssi in planned], devices
 
 
+#: Radiotap + 802.11, what a monitor-mode card delivers.
+LINKTYPE_RADIOTAP = 127
+
+
 def identify(frames: list[tuple[float, bytes]]) -> list[Sighting]:
-    cache: dict[bytes, str] = {}
+    decoder = FrameDecoder(BeaconConfig())
     sightings = []
     for at, frame in frames:
-        outcome = decode_radiotap_frame(frame, at, "bench", cache)
+        outcome = decoder.decode(LINKTYPE_RADIOTAP, frame, len(frame), at, "bench")
         assert isinstance(outcome, Sighting)
         sightings.append(outcome)
     return sightings
@@ -98,15 +103,14 @@ def pipeline(frames: list[tuple[float, bytes]]) -> tuple[float, int, int]:
     pseudonymizer = SightingPseudonymizer({KEY.key_id: KEY}, KEY.key_id, ZoneInfo("Europe/Madrid"))
     tracker = Tracker(Identity("bench", "store-1", "gw-1"),
                       TrackerThresholds(exit_after_s=120, dwell_interval_s=300))
-    cache: dict[bytes, str] = {}
-    decode = decode_radiotap_frame
+    decode = FrameDecoder(BeaconConfig()).decode
     pseudonymize = pseudonymizer.pseudonymize
     observe = tracker.observe
     events = 0
     serialized = 0
     started = time.perf_counter()
     for at, frame in frames:
-        sighting = decode(frame, at, "bench", cache)
+        sighting = decode(LINKTYPE_RADIOTAP, frame, len(frame), at, "bench")
         if not isinstance(sighting, Sighting):
             continue
         for event in observe(pseudonymize(sighting)):
