@@ -134,9 +134,10 @@ def _eddystone_uid(service_data: Mapping[str, bytes]) -> str | None:
     return eddystone_identifier(payload[2:12].hex(), payload[12:18].hex())
 
 
-def _beacon_identity(
+def beacon_identity(
     manufacturer_data: Mapping[int, bytes], service_data: Mapping[str, bytes], config: BeaconConfig
 ) -> tuple[IdentifierKind, str] | None:
+    """The beacon identity an advert carries (app, iBeacon, Eddystone-UID, in that order)."""
     if config.app_service_uuid is not None:
         payload = service_data.get(config.app_service_uuid)
         if payload is not None:
@@ -173,7 +174,7 @@ def advert_identity(
     Beacon identities are stable by construction (randomized=False); a bare address is
     randomized unless the advertiser said it is public.
     """
-    identity = _beacon_identity(manufacturer_data, service_data, config)
+    identity = beacon_identity(manufacturer_data, service_data, config)
     if identity is not None:
         return identity[0], identity[1], False
     try:

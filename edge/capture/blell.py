@@ -17,9 +17,15 @@ import struct
 import uuid
 from typing import Final
 
-from edge.capture.beacons import AdvertIdentity, BeaconConfig, advert_identity
-from edge.capture.outcomes import IdentityCache, RejectReason, SkipReason, remember
+from edge.capture.beacons import (
+    AdvertIdentity,
+    BeaconConfig,
+    beacon_identity,
+    ble_address_randomized,
+)
+from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind, ble_address_identifier
 
 LINKTYPE_BLUETOOTH_LE_LL: Final = 251
 LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR: Final = 256
@@ -93,9 +99,13 @@ def parse_ad_structures(
 
 
 def advert_frame_identity(
-    frame: bytes, start: int, config: BeaconConfig
+    frame: bytes, start: int, config: BeaconConfig, addresses: dict[bytes, str] | None = None
 ) -> AdvertIdentity | RejectReason | SkipReason:
-    """Identity carried by the link-layer packet at `frame[start:]` (access address to CRC)."""
+    """Identity carried by the link-layer packet at `frame[start:]` (access address to CRC).
+
+    The same priority as `advert_identity`; `addresses`, if given, remembers canonical
+    identifiers by raw address.
+    """
     size = len(frame)
     if size - start < ACCESS_ADDRESS_LEN + PDU_HEADER_LEN + CRC_LEN:
         return RejectReason.BLE_TRUNCATED
@@ -121,16 +131,19 @@ def advert_frame_identity(
     structures = parse_ad_structures(frame, payload + ADDRESS_LEN, payload_end)
     if isinstance(structures, RejectReason):
         return structures
-    identity = advert_identity(
-        address=frame[payload : payload + ADDRESS_LEN][::-1].hex(":"),
-        random_address=bool(header & 0x40),
-        manufacturer_data=structures[0],
-        service_data=structures[1],
-        config=config,
-    )
-    # A 6-byte address always formats as a valid MAC, so None cannot happen here.
-    assert identity is not None
-    return identity
+    manufacturer, service = structures
+    if manufacturer or service:
+        beacon = beacon_identity(manufacturer, service, config)
+        if beacon is not None:
+            return beacon[0], beacon[1], False
+    address = frame[payload : payload + ADDRESS_LEN]
+    canonical = None if addresses is None else addresses.get(address)
+    if canonical is None:
+        # on air the address is little-endian; six bytes always make a valid MAC
+        canonical = ble_address_identifier(address[::-1].hex(":"))
+        if addresses is not None:
+            remember(addresses, address, canonical)
+    return IdentifierKind.BLE_ADDRESS, canonical, ble_address_randomized(bool(header & 0x40))
 
 
 def decode_ble_ll(
@@ -140,21 +153,22 @@ def decode_ble_ll(
     rssi: float | None,
     config: BeaconConfig,
     source: str,
-    cache: IdentityCache | None = None,
+    caches: IdentityCaches | None = None,
 ) -> Sighting | RejectReason | SkipReason:
     """One link-layer packet starting at `frame[start]` (access address first, CRC last).
 
-    With a `cache`, a packet whose bytes were seen before skips parsing: a phone repeats
+    With `caches`, a packet whose bytes were seen before skips parsing: a phone repeats
     the same advert many times a second, so replay mostly hits it.
     """
-    if cache is None:
+    if caches is None:
         identity = advert_frame_identity(frame, start, config)
     else:
         key = frame[start:] if start else frame
-        found = cache.get(key)
+        adverts = caches.adverts
+        found = adverts.get(key)
         if found is None:
-            found = advert_frame_identity(frame, start, config)
-            remember(cache, key, found)
+            found = advert_frame_identity(frame, start, config, caches.ble_addresses)
+            remember(adverts, key, found)
         identity = found
     if isinstance(identity, tuple):
         return Sighting(at, identity[0], identity[1], identity[2], rssi, source)
@@ -162,14 +176,14 @@ def decode_ble_ll(
 
 
 def decode_ble_ll_frame(
-    frame: bytes, at: float, config: BeaconConfig, source: str, cache: IdentityCache | None = None
+    frame: bytes, at: float, config: BeaconConfig, source: str, caches: IdentityCaches | None = None
 ) -> Sighting | RejectReason | SkipReason:
     """LINKTYPE_BLUETOOTH_LE_LL: no pseudo-header, so no RSSI and no CRC verdict."""
-    return decode_ble_ll(frame, 0, at, None, config, source, cache)
+    return decode_ble_ll(frame, 0, at, None, config, source, caches)
 
 
 def decode_ble_phdr_frame(
-    frame: bytes, at: float, config: BeaconConfig, source: str, cache: IdentityCache | None = None
+    frame: bytes, at: float, config: BeaconConfig, source: str, caches: IdentityCaches | None = None
 ) -> Sighting | RejectReason | SkipReason:
     """LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR: RSSI if marked valid, and the sniffer's CRC verdict."""
     if len(frame) < PHDR_LEN:
@@ -186,4 +200,4 @@ def decode_ble_phdr_frame(
     if flags & _PHDR_SIGNAL_VALID:
         signal = frame[1]
         rssi = float(signal - 256 if signal > 127 else signal)
-    return decode_ble_ll(frame, PHDR_LEN, at, rssi, config, source, cache)
+    return decode_ble_ll(frame, PHDR_LEN, at, rssi, config, source, caches)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from edge.capture.outcomes import RejectReason, SkipReason, remember
+from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
 from shared.identifiers import IdentifierKind, wifi_identifier
 
@@ -175,11 +175,11 @@ def _cached_layout(frame: bytes, header_len: int) -> RadiotapLayout | RejectReas
 
 
 def decode_radiotap_frame(
-    frame: bytes, at: float, source: str, identifiers: dict[bytes, str] | None = None
+    frame: bytes, at: float, source: str, caches: IdentityCaches | None = None
 ) -> Sighting | RejectReason | SkipReason:
     """One radiotap + 802.11 frame to a sighting of the transmitting station.
 
-    `identifiers` optionally caches canonical identifiers by transmitter address.
+    `caches.stations`, if given, remembers canonical identifiers by transmitter address.
     """
     size = len(frame)
     if size < RADIOTAP_HEADER_LEN:
@@ -203,7 +203,8 @@ def decode_radiotap_frame(
     if layout.signal_at is not None:
         signal = frame[layout.signal_at]
         rssi = float(signal - 256 if signal > 127 else signal)
-    return decode_dot11(frame, header_len, end, at, rssi, source, identifiers)
+    return decode_dot11(frame, header_len, end, at, rssi, source,
+                        None if caches is None else caches.stations)
 
 
 def decode_dot11(

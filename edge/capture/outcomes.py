@@ -9,6 +9,7 @@ request). Rejections are errors worth alerting on; skips are normal traffic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, TypeVar
 
@@ -69,3 +70,17 @@ def remember(cache: dict[bytes, _V], key: bytes, value: _V) -> None:
     if len(cache) >= IDENTITY_CACHE_LIMIT:
         cache.clear()
     cache[key] = value
+
+
+@dataclass(slots=True)
+class IdentityCaches:
+    """What a decoder remembers between frames, each keyed by raw bytes off the air.
+
+    `adverts`: a whole BLE advertising packet to what it decodes to (phones repeat the
+    same advert many times a second); `ble_addresses` and `stations`: a device address
+    to its canonical identifier (an address repeats even when its advert payload changes).
+    """
+
+    adverts: IdentityCache = field(default_factory=dict)
+    ble_addresses: dict[bytes, str] = field(default_factory=dict)
+    stations: dict[bytes, str] = field(default_factory=dict)

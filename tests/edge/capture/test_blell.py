@@ -42,7 +42,7 @@ from edge.capture.blell import (
     parse_ad_structures,
 )
 from edge.capture.decode import DecodeStats
-from edge.capture.outcomes import CachedOutcome, RejectReason, SkipReason
+from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason
 from edge.sighting import Sighting
 from shared.identifiers import (
     IdentifierKind,
@@ -177,11 +177,12 @@ def test_cache_returns_the_same_outcomes() -> None:
         with_phdr(link_layer(BTLE_SCAN_REQ(ScanA=RPA, AdvA=PUBLIC))),
         with_phdr(link_layer(BTLE_ADV_IND(AdvA=RPA, data=[FLAGS]))[:-1]),
     ]
-    cache: dict[bytes, CachedOutcome] = {}
-    cached = [decode_ble_phdr_frame(f, AT, CONFIG, "ble", cache) for f in frames]
+    caches = IdentityCaches()
+    cached = [decode_ble_phdr_frame(f, AT, CONFIG, "ble", caches) for f in frames]
     assert cached == [decode(f) for f in frames]
-    assert len(cache) == 3  # same advert bytes at two RSSIs share one entry
-    assert decode_ble_ll(frames[0], PHDR_LEN, AT, None, CONFIG, "ble", cache) == Sighting(
+    assert len(caches.adverts) == 3  # same advert bytes at two RSSIs share one entry
+    assert len(caches.ble_addresses) == 1  # the one advertiser (a scan request names none)
+    assert decode_ble_ll(frames[0], PHDR_LEN, AT, None, CONFIG, "ble", caches) == Sighting(
         AT, IdentifierKind.BLE_ADDRESS, ble_address_identifier(RPA), True, None, "ble")
 
 

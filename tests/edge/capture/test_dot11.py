@@ -25,7 +25,7 @@ from edge.capture.dot11 import (
     decode_radiotap_frame,
     radiotap_layout,
 )
-from edge.capture.outcomes import RejectReason, SkipReason
+from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason
 from edge.sighting import Sighting
 from shared.identifiers import IdentifierKind, wifi_identifier
 
@@ -204,11 +204,11 @@ def test_layouts_are_cached_and_the_cache_is_bounded() -> None:
 
 
 def test_identifier_cache_gives_the_same_sightings() -> None:
-    identifiers: dict[bytes, str] = {}
+    caches = IdentityCaches()
     frames = [probe(), probe(GLOBAL_MAC), probe()]
-    cached = [decode_radiotap_frame(f, AT, "wifi", identifiers) for f in frames]
+    cached = [decode_radiotap_frame(f, AT, "wifi", caches) for f in frames]
     assert cached == [decode(f) for f in frames]
-    assert len(identifiers) == 2
+    assert len(caches.stations) == 2
 
 
 # ---------------------------------------------------------------- skipped, not rejected
