@@ -77,6 +77,19 @@ async def run_command(argv: Sequence[str]) -> CommandResult:
     return CommandResult(process.returncode or 0, stderr.decode(errors="replace").strip())
 
 
+def skip_dissection(sock: Any) -> Any:
+    """Make a radiotap listen socket hand over raw bytes instead of dissected packets.
+
+    The decoder reads the bytes itself; scapy dissecting every frame first (radiotap,
+    802.11, every element) would cost a Pi far more CPU than the decoding. A socket on
+    anything but a monitor-mode (radiotap) interface is left alone, so its frames are
+    still recognised as foreign and rejected.
+    """
+    if getattr(sock, "LL", None) is RadioTap:
+        sock.LL = conf.raw_layer
+    return sock
+
+
 def set_channel_command(iface: str, channel: int) -> list[str]:
     return ["iw", "dev", iface, "set", "channel", str(channel)]
 
@@ -120,7 +133,7 @@ class WifiMonitorSource:
         self._sniffing = False
 
     def _open_socket(self) -> Any:
-        return conf.L2listen(iface=self.iface, filter=self.bpf_filter)
+        return skip_dissection(conf.L2listen(iface=self.iface, filter=self.bpf_filter))
 
     def health(self) -> SourceHealth:
         return SourceHealth(

@@ -29,6 +29,7 @@ from edge.capture.wifi_monitor import (
     WifiMonitorSource,
     run_command,
     set_channel_command,
+    skip_dissection,
 )
 from edge.captures import DEMO_CAPTURE
 from edge.sighting import Sighting
@@ -243,3 +244,12 @@ def test_rejects_nonsense_settings() -> None:
         WifiMonitorSource("wlan1mon", channels=())
     with pytest.raises(ValueError, match="positive"):
         WifiMonitorSource("wlan1mon", hop_interval_s=0)
+
+
+def test_monitor_sockets_hand_over_raw_bytes_and_others_are_left_alone() -> None:
+    class ListenSocket:
+        def __init__(self, link_layer: type) -> None:
+            self.LL = link_layer
+
+    assert skip_dissection(ListenSocket(RadioTap)).LL is conf.raw_layer
+    assert skip_dissection(ListenSocket(Ether)).LL is Ether
