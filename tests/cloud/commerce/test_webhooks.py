@@ -1,0 +1,153 @@
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from cloud.api import create_app
+from cloud.commerce.models import CommerceEvent, OrderLine
+from cloud.commerce.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    sign,
+    verify_signature,
+)
+from cloud.db import session_scope
+from cloud.messages.crud import claim_message
+from cloud.messages.models import Message, MessageChannel
+from tests.cloud.factories import cloud_settings
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+SECRET, OLD_SECRET = "whsec-new-0123456789", "whsec-old-9876543210"
+
+
+@pytest.fixture
+def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClient]:
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url,
+                              webhook_secrets=[SECRET, OLD_SECRET])
+    with TestClient(create_app(settings, engine=engine, now=lambda: NOW)) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, tenant: str, event: dict[str, Any], *, secret: str = SECRET,
+         at: datetime = NOW, signature: str | None = None) -> Any:
+    body = json.dumps(event).encode()
+    timestamp = int(at.timestamp())
+    return client.post(f"/webhooks/{tenant}", content=body, headers={
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature or sign(secret, timestamp, body),
+        "content-type": "application/json",
+    })
+
+
+def order(event_id: str = "evt-1", order_id: str = "o-1001") -> dict[str, Any]:
+    return {
+        "type": "order.created", "event_id": event_id, "occurred_at": "2026-11-23T11:00:00Z",
+        "customer": {"external_id": "shop-42"}, "order_id": order_id, "currency": "EUR",
+        "total": "649.00",
+        "items": [
+            {"sku": "WM-8KG", "name": "Washing machine 8 kg", "category": "washers",
+             "quantity": 1, "unit_price": "599.00"},
+            {"sku": "HOSE-2M", "name": "Inlet hose", "category": "accessories",
+             "quantity": 2, "unit_price": "25.00"},
+        ],
+    }
+
+
+def test_signature_rules() -> None:
+    body = b'{"a": 1}'
+    ok = sign(SECRET, int(NOW.timestamp()), body)
+    stamp = str(int(NOW.timestamp()))
+    verify_signature(secrets=[SECRET], timestamp=stamp, signature=ok, body=body, now=NOW)
+    verify_signature(secrets=["other", SECRET], timestamp=stamp, signature=f"v0=x, {ok}",
+                     body=body, now=NOW)
+    cases = [
+        ([], stamp, ok, body, NOW, "not configured"),
+        ([SECRET], None, ok, body, NOW, "missing"),
+        ([SECRET], "soon", ok, body, NOW, "unix seconds"),
+        ([SECRET], stamp, ok, body + b" ", NOW, "does not match"),
+        ([SECRET], stamp, ok, body, NOW + timedelta(minutes=6), "off"),
+    ]
+    for secrets, timestamp, signature, payload, now, message in cases:
+        with pytest.raises(SignatureError, match=message):
+            verify_signature(secrets=secrets, timestamp=timestamp, signature=signature,
+                             body=payload, now=now)
+
+
+def test_an_order_is_stored_once_with_its_lines(
+    client: TestClient, tenant: str, engine: Engine
+) -> None:
+    customer = client.post(f"/tenants/{tenant}/customers", json={"external_id": "shop-42"}).json()
+    first = post(client, tenant, order())
+    assert first.status_code == 202, first.text
+    assert first.json() == {"event_id": "evt-1", "stored": True, "customer_id": customer["id"]}
+    assert post(client, tenant, order(), secret=OLD_SECRET).json()["stored"] is False
+    # the same order under a new event id does not double the purchase history
+    assert post(client, tenant, order(event_id="evt-2")).json()["stored"] is True
+    with session_scope(engine) as session:
+        lines = session.exec(select(OrderLine).order_by(col(OrderLine.line))).all()
+        events = session.exec(select(CommerceEvent)).all()
+    assert [(line.sku, line.category, line.quantity, str(line.unit_price)) for line in lines] == [
+        ("WM-8KG", "washers", 1, "599.00"), ("HOSE-2M", "accessories", 2, "25.00"),
+    ]
+    assert all(line.customer_id == customer["id"] for line in lines)
+    assert len(events) == 2
+
+
+def test_unsigned_stale_and_malformed_webhooks_are_refused(
+    client: TestClient, tenant: str
+) -> None:
+    assert post(client, tenant, order(), signature="v1=00").status_code == 401
+    assert post(client, tenant, order(), at=NOW - timedelta(hours=1)).status_code == 401
+    assert client.post(f"/webhooks/{tenant}", json=order()).status_code == 401
+    bad = post(client, tenant, {**order(), "currency": "euro"})
+    assert bad.status_code == 422
+    assert "currency" in bad.json()["detail"]
+    unknown = post(client, tenant, {**order(), "type": "order.teleported"})
+    assert unknown.status_code == 422
+    assert post(client, "nobody", order()).status_code == 404
+
+
+def test_newsletter_double_opt_in_records_email_consent_on_confirmation(
+    client: TestClient, tenant: str
+) -> None:
+    signup = {"type": "newsletter.signup", "event_id": "n-1", "email": "juan@example.com",
+              "occurred_at": "2026-11-20T10:00:00Z", "source": "footer-form"}
+    receipt = post(client, tenant, signup).json()
+    customer_id = receipt["customer_id"]
+    assert customer_id is not None
+    consent = f"/tenants/{tenant}/customers/{customer_id}/consent"
+    assert client.get(consent).json()["ledger"] == []  # not before the address is confirmed
+    confirm = {"type": "newsletter.confirmed", "event_id": "n-2", "email": "juan@example.com",
+               "occurred_at": "2026-11-21T08:30:00Z"}
+    assert post(client, tenant, confirm).json()["customer_id"] == customer_id
+    current = client.get(consent).json()["current"]["email"]
+    assert current["granted"] is True
+    assert current["source"] == "newsletter-double-opt-in"
+    assert current["given_at"].startswith("2026-11-21T08:30")
+
+
+def test_push_opened_marks_the_message(client: TestClient, tenant: str, engine: Engine) -> None:
+    customer = client.post(f"/tenants/{tenant}/customers", json={"external_id": "shop-42"}).json()
+    with session_scope(engine) as session:
+        message_id = claim_message(
+            session, tenant=tenant, customer_id=customer["id"], device_id=None,
+            channel=MessageChannel.PUSH, rule="r", idempotency_key="k", title="t", body="b",
+            now=NOW,
+        )
+        session.commit()
+    opened = {"type": "push.opened", "event_id": "p-1", "occurred_at": "2026-11-23T11:59:00Z",
+              "customer": {"external_id": "shop-42"}, "message_id": message_id}
+    assert post(client, tenant, opened).status_code == 202
+    cart = {"type": "cart.abandoned", "event_id": "c-1", "occurred_at": "2026-11-23T11:00:00Z",
+            "customer": {"email": "nobody@example.com"}, "cart_id": "cart-9", "items": []}
+    assert post(client, tenant, cart).json()["customer_id"] is None  # kept, not linked
+    with session_scope(engine) as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        assert message.opened_at == datetime(2026, 11, 23, 11, 59, tzinfo=UTC)

@@ -1,0 +1,96 @@
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, text
+from sqlmodel import select
+
+from cloud.api import create_app
+from cloud.customers import crud
+from cloud.customers.models import (
+    ConsentChannel,
+    ConsentCreate,
+    CustomerCreate,
+    ErasureRecord,
+    FcmRegistration,
+    WifiMacRegistration,
+)
+from cloud.db import session_scope
+from cloud.messages.crud import claim_message
+from cloud.messages.models import MessageChannel
+from cloud.presence.models import PresenceEventRow
+from cloud.presence.store import insert_events
+from tests.cloud.factories import (
+    MAC_OF,
+    PSEUDONYMIZER,
+    START,
+    cloud_settings,
+    make_event,
+    wifi_pseudonym,
+)
+
+TABLES = ("customer", "consent", "device", "identity_link", "message", "commerce_event",
+          "order_line")
+
+
+def seed(engine: Engine, tenant: str, name: str) -> int:
+    with session_scope(engine) as session:
+        customer = crud.create_customer(
+            session, tenant=tenant, now=START,
+            data=CustomerCreate(external_id=f"shop-{name}", email=f"{name}@example.com"),
+        )
+        assert customer.id is not None
+        crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
+            channel=ConsentChannel.PUSH, granted=True, source="app"))
+        device = crud.register_device(
+            session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
+            registration=FcmRegistration(kind="fcm", token=f"fcm-token-{name}-0123456789"))
+        crud.register_device(
+            session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
+            registration=WifiMacRegistration(kind="wifi_mac", mac=MAC_OF[name]))
+        claim_message(
+            session, tenant=tenant, customer_id=customer.id, device_id=device.id,
+            channel=MessageChannel.PUSH, rule="r", idempotency_key=f"k-{name}", title="t",
+            body="b", now=START)
+        insert_events(session, received_at=START, events=[
+            make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC_OF[name]),
+                       first_seen=START + timedelta(days=day), sequence=day)
+            for day in range(3)
+        ])
+        session.commit()
+        return customer.id
+
+
+def test_erasure_removes_everything_personal_and_keeps_the_counts(
+    engine: Engine, migrated_url: str, tenant: str
+) -> None:
+    juan, ana = seed(engine, tenant, "juan"), seed(engine, tenant, "ana")
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        base = f"/tenants/{tenant}/customers/{juan}"
+        erased = client.delete(base)
+        assert erased.status_code == 200, erased.text
+        assert client.get(base).status_code == 404
+        assert client.delete(base).status_code == 404
+    counts = erased.json()["counts"]
+    assert counts == {
+        "presence_events_unlinked": 3, "messages": 1, "order_lines": 0, "commerce_events": 0,
+        "identity_links": 1, "devices": 2, "consents": 1,
+    }
+    with session_scope(engine) as session:
+        connection = session.connection()
+        dump = " ".join(
+            str(row) for table in TABLES
+            for row in connection.execute(text(f"SELECT * FROM {table}"))
+        )
+        assert "juan" not in dump
+        assert "ana@example.com" in dump  # the other customer is untouched
+        pseudonyms = session.exec(select(PresenceEventRow.pseudonym)).all()
+        assert wifi_pseudonym(MAC_OF["juan"]) not in pseudonyms
+        assert pseudonyms.count(wifi_pseudonym(MAC_OF["ana"])) == 3
+        # footfall keeps counting Juan's three visits, each day under its own stand-in
+        assert session.exec(select(func.count()).select_from(PresenceEventRow)).one() == 6
+        assert len(set(pseudonyms)) == 4
+        [record] = session.exec(select(ErasureRecord)).all()
+        assert record.tenant == tenant
+        assert "juan" not in str(record.counts)
+    assert ana != juan
