@@ -6,6 +6,7 @@ exercises exactly the code that runs on the gateway.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from edge.capture.blell import (
 from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP, decode_radiotap_frame
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason
 from edge.sighting import Sighting
+
+logger = logging.getLogger(__name__)
 
 Outcome = Sighting | RejectReason | SkipReason
 
@@ -87,7 +90,11 @@ class DecodeStats:
             return outcome
         if isinstance(outcome, RejectReason):
             self.rejected += 1
-            self.rejects[outcome.value] += 1
+            rejects = self.rejects
+            rejects[outcome.value] += 1
+            if rejects[outcome.value] == 1:  # once per reason: a broken radio must not flood logs
+                logger.warning("rejecting malformed frames (%s); counting them from now on",
+                               outcome.value)
         else:
             self.decoded += 1
             self.skipped += 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +81,17 @@ def test_stats_keep_their_invariants() -> None:
     assert sum(stats.rejects.values()) == stats.rejected > 0
     assert sum(stats.skips.values()) == stats.skipped > 0
     assert stats.rejects.keys() <= {reason.value for reason in RejectReason}
+
+
+def test_each_reject_reason_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    stats = DecodeStats()
+    with caplog.at_level(logging.WARNING, logger="edge.capture.decode"):
+        for _ in range(3):
+            stats.record(RejectReason.BAD_FCS)
+        stats.record(RejectReason.BLE_BAD_CRC)
+        stats.record(SkipReason.DOT11_NOT_MANAGEMENT)
+    assert [record.getMessage() for record in caplog.records] == [
+        "rejecting malformed frames (bad_fcs); counting them from now on",
+        "rejecting malformed frames (ble_bad_crc); counting them from now on",
+    ]
+    assert stats.rejects == {"bad_fcs": 3, "ble_bad_crc": 1}
