@@ -2,8 +2,9 @@
 
 Pseudonymizes and tracks 100,000 distinct phones (each seen often enough to have
 entered), then reads the process's resident set size. The baseline is the same
-process after imports with an empty pipeline, so the ratio shows what the devices
-cost; the target is on the absolute figure, since that is what the Pi has to hold.
+process after the agent's imports with an empty pipeline, so the ratio shows what
+the devices cost; the target is on the absolute figure, since that is what the Pi
+has to hold.
 
     .venv/bin/python -m bench.bench_edge_memory [--devices N]
 
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
+import edge.agent  # noqa: F401  (the agent's imports: paho, tenacity, sqlite3, pydantic)
 from edge.pseudonymize import SightingPseudonymizer
 from edge.sighting import Sighting
 from edge.tracker import Identity, Tracker, TrackerThresholds

@@ -23,10 +23,11 @@ class UnknownKeyError(KeyError):
     """A key id that is not provisioned on this gateway was asked to become active."""
 
 
-#: Pseudonyms remembered per key and scope. A phone is seen hundreds of times per visit,
-#: so it is hashed once per visit rather than per sighting; the bound keeps a street
-#: full of rotating random addresses from growing the cache (it is emptied when full).
-PSEUDONYM_CACHE_LIMIT = 16_384
+#: Pseudonyms remembered per scope. A phone is seen hundreds of times per visit, so it
+#: is hashed once per visit rather than per sighting; a store has far fewer devices at
+#: once than this, and the bound keeps a street of rotating random addresses from
+#: growing the cache (it is emptied when full).
+PSEUDONYM_CACHE_LIMIT = 8192
 
 
 class PseudonymousSighting(NamedTuple):

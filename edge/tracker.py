@@ -100,18 +100,17 @@ class TrackerThresholds:
 class _Device:
     """Per-device state; slotted because a busy store tracks a hundred thousand of these.
 
-    Nothing derivable is stored: the key id is the pseudonym's prefix, the scope follows
-    from `randomized`, and a device has entered once `recent` (its pending sightings)
-    is gone. Every slot is 8 bytes times the devices tracked.
+    Nothing derivable is stored: the pseudonym is the device's key in the tracker's
+    dict, the key id is the pseudonym's prefix, the scope follows from `randomized`,
+    the next dwell is due one interval after the last one (`dwell_seq`), and a device
+    has entered once `recent` (its pending sightings) is gone. Every slot is 8 bytes,
+    every float 24, times the devices tracked.
     """
 
-    __slots__ = (
-        "dwell_seq", "first_seen", "kind", "last_seen", "next_dwell", "pseudonym",
-        "randomized", "recent", "rssi", "sightings",
-    )
+    __slots__ = ("dwell_seq", "first_seen", "kind", "last_seen", "randomized", "recent",
+                 "rssi", "sightings")
 
     def __init__(self, sighting: PseudonymousSighting) -> None:
-        self.pseudonym = sighting.pseudonym
         self.kind = sighting.kind
         self.randomized = sighting.randomized
         self.first_seen = sighting.at
@@ -119,7 +118,6 @@ class _Device:
         self.rssi: float | None = None
         self.sightings = 0
         self.recent: list[float] | None = []
-        self.next_dwell = 0.0
         self.dwell_seq = 0
 
 
@@ -201,7 +199,7 @@ class Tracker:
         key = sighting.pseudonym
         device = devices.pop(key, None)
         if device is not None and at - device.last_seen > thresholds.exit_after_s:
-            self._leave(device, events)  # silent too long: that visit ended, a new one starts
+            self._leave(key, device, events)  # silent too long: that visit ended; a new one
             device = None
         if device is None:
             if len(devices) >= thresholds.max_devices:
@@ -219,9 +217,9 @@ class Tracker:
             device.last_seen = at
         recent = device.recent
         if recent is not None:
-            self._maybe_enter(device, recent, at, events)
-        elif at >= device.next_dwell:
-            self._dwell(device, events)
+            self._maybe_enter(key, device, recent, at, events)
+        elif at - device.first_seen >= (device.dwell_seq + 1) * thresholds.dwell_interval_s:
+            self._dwell(key, device, events)
         return events
 
     def tick(self, now: float) -> list[PresenceEvent]:
@@ -236,12 +234,13 @@ class Tracker:
         """Every device leaves (end of a replay, shutdown); the tracker is empty afterwards."""
         events: list[PresenceEvent] = []
         devices, self._devices = self._devices, {}
-        for device in devices.values():
-            self._leave(device, events)
+        for key, device in devices.items():
+            self._leave(key, device, events)
         return events
 
     def _maybe_enter(
-        self, device: _Device, recent: list[float], at: float, events: list[PresenceEvent]
+        self, key: str, device: _Device, recent: list[float], at: float,
+        events: list[PresenceEvent],
     ) -> None:
         thresholds = self.thresholds
         recent.append(at)
@@ -255,23 +254,21 @@ class Tracker:
         device.recent = None
         device.first_seen = start
         device.sightings = len(recent)
-        device.next_dwell = start + thresholds.dwell_interval_s
         self.counters.enters += 1
-        events.append(self._event(device, Transition.ENTER, 0))
+        events.append(self._event(key, device, Transition.ENTER, 0))
 
-    def _dwell(self, device: _Device, events: list[PresenceEvent]) -> None:
-        interval = self.thresholds.dwell_interval_s
-        device.dwell_seq += 1
+    def _dwell(self, key: str, device: _Device, events: list[PresenceEvent]) -> None:
+        # The sequence is the number of whole intervals present: after a long gap there
+        # is one dwell, not a burst of catch-up dwells, and the next is an interval on.
+        device.dwell_seq = int((device.last_seen - device.first_seen)
+                               // self.thresholds.dwell_interval_s)
         self.counters.dwells += 1
-        events.append(self._event(device, Transition.DWELL, device.dwell_seq))
-        # After a long gap there is one dwell, not a burst of catch-up dwells.
-        while device.next_dwell <= device.last_seen:
-            device.next_dwell += interval
+        events.append(self._event(key, device, Transition.DWELL, device.dwell_seq))
 
-    def _leave(self, device: _Device, events: list[PresenceEvent]) -> None:
+    def _leave(self, key: str, device: _Device, events: list[PresenceEvent]) -> None:
         if device.recent is None:  # entered
             self.counters.exits += 1
-            events.append(self._event(device, Transition.EXIT, 0))
+            events.append(self._event(key, device, Transition.EXIT, 0))
 
     def _sweep(self, now: float, events: list[PresenceEvent]) -> None:
         self._next_sweep = now + SWEEP_INTERVAL_S
@@ -284,27 +281,29 @@ class Tracker:
                 # Ordered by last sighting, up to sources that deliver slightly out of order.
                 break
             del devices[key]
-            self._leave(device, events)
+            self._leave(key, device, events)
 
     def _evict_oldest(self, events: list[PresenceEvent]) -> None:
         key = next(iter(self._devices))
         self.counters.evicted += 1
-        self._leave(self._devices.pop(key), events)
+        self._leave(key, self._devices.pop(key), events)
 
-    def _event(self, device: _Device, transition: Transition, sequence: int) -> PresenceEvent:
+    def _event(
+        self, pseudonym: str, device: _Device, transition: Transition, sequence: int
+    ) -> PresenceEvent:
         identity = self.identity
         first_seen = _utc(device.first_seen)
         return PresenceEvent(
             event_id=make_event_id(
                 tenant=identity.tenant, store=identity.store, gateway=identity.gateway,
-                pseudonym=device.pseudonym, transition=transition, first_seen=first_seen,
+                pseudonym=pseudonym, transition=transition, first_seen=first_seen,
                 sequence=sequence,
             ),
             tenant=identity.tenant,
             store=identity.store,
             gateway=identity.gateway,
-            pseudonym=device.pseudonym,
-            key_id=device.pseudonym.partition(":")[0],
+            pseudonym=pseudonym,
+            key_id=pseudonym.partition(":")[0],
             scope=PseudonymScope.DAILY if device.randomized else PseudonymScope.STABLE,
             kind=device.kind,
             randomized=device.randomized,
