@@ -488,11 +488,18 @@ class FcmSandbox:
         #: Retry-After (seconds) sent with QUOTA_EXCEEDED and UNAVAILABLE; None sends none.
         self.retry_after_s: int | None = 1
         self.received: Journal[ReceivedMessage] = Journal()
+        #: Regional-access-boundary lookups answered (google-auth makes one per token).
+        self.boundary_lookups = 0
         self.attempts: Journal[SendAttempt] = Journal()
         self.token_requests: Journal[TokenRequest] = Journal()
         router = Router()
         router.add("POST", r"/token", self._handle_token)
         router.add("POST", r"/v1/projects/(?P<project>[^/]+)/messages:send", self._handle_send)
+        router.add(
+            "GET",
+            r"/v1/projects/-/serviceAccounts/(?P<account>[^/]+)/allowedLocations",
+            self._handle_allowed_locations,
+        )
         router.add("GET", r"/_sandbox/messages", self._handle_list)
         router.add("POST", r"/_sandbox/script", self._handle_script)
         router.add("GET", r"/_sandbox/health", lambda _request: json_response(200, {"ok": True}))
@@ -603,6 +610,19 @@ class FcmSandbox:
         with self._lock:
             expiry = self._access_tokens.get(token)
         return expiry is not None and expiry > time.monotonic()
+
+    # -- IAM credentials: regional access boundary ----------------------------------------
+
+    def _handle_allowed_locations(self, request: Request) -> Response:
+        """google-auth asks Google's IAM credentials API where a service account may be used
+        after it gets a token. This server's accounts are unrestricted: the no-op boundary."""
+        if not self._authorized(request):
+            return _google_error(401, "UNAUTHENTICATED", "Expected OAuth 2 access token.")
+        if request.params["account"] != self.account.client_email:
+            return _google_error(404, "NOT_FOUND", "Service account not found.")
+        with self._lock:
+            self.boundary_lookups += 1
+        return json_response(200, {"locations": [], "encodedLocations": "0x0"})
 
     # -- FCM v1 send -------------------------------------------------------------------------
 

@@ -35,6 +35,9 @@ from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, 
 logger = logging.getLogger(__name__)
 
 FCM_ORIGIN = "https://fcm.googleapis.com"
+#: google-auth asks this API for a service account's regional access boundary after
+#: fetching a token; with a local endpoint, the local server answers it as well.
+IAM_CREDENTIALS_ORIGIN = "https://iamcredentials.googleapis.com"
 #: FCM's send_each accepts at most 500 messages per call.
 MAX_BATCH = 500
 #: send_each runs one thread per message; a blocking pool of this many keep-alive connections
@@ -70,7 +73,8 @@ def _silence_token_deprecation() -> None:
 
 
 class FcmEndpointAdapter(requests.adapters.HTTPAdapter):
-    """The transport for https://fcm.googleapis.com on the messaging service's session.
+    """The transport for https://fcm.googleapis.com on the messaging service's session
+    (and, with a local endpoint, for the IAM credentials origin on google-auth's sessions).
 
     Why an adapter rather than patching a URL: firebase-admin builds its FCM URLs from a
     hard-coded origin and offers no option for another endpoint, but every request goes
@@ -87,7 +91,11 @@ class FcmEndpointAdapter(requests.adapters.HTTPAdapter):
       failed connect (nothing was sent) and tenacity, above, owns every other retry.
     """
 
-    def __init__(self, endpoint: str | None) -> None:
+    #: Kept when requests copies the adapter (google-auth copies its session for the
+    #: background boundary lookup); HTTPAdapter restores only the names listed here.
+    __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "endpoint", "origin", "_proxies"]
+
+    def __init__(self, endpoint: str | None, *, origin: str = FCM_ORIGIN) -> None:
         super().__init__(
             pool_connections=1,
             pool_maxsize=POOL_CONNECTIONS,
@@ -95,14 +103,15 @@ class FcmEndpointAdapter(requests.adapters.HTTPAdapter):
             max_retries=Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0),
         )
         self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.origin = origin
         #: requests picked proxies for fcm.googleapis.com; the local endpoint needs its own.
         self._proxies = requests.utils.get_environ_proxies(self.endpoint) if self.endpoint else None
 
     def send(
         self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        if self.endpoint and request.url and request.url.startswith(FCM_ORIGIN):
-            request.url = self.endpoint + request.url[len(FCM_ORIGIN) :]
+        if self.endpoint and request.url and request.url.startswith(self.origin):
+            request.url = self.endpoint + request.url[len(self.origin) :]
             kwargs["proxies"] = self._proxies
         return super().send(request, *args, **kwargs)
 
@@ -119,6 +128,16 @@ def pin_environment(session: requests.Session, url: str) -> None:
     if bundle:
         session.verify = bundle
     session.trust_env = False
+
+
+def _auth_request_session(session: requests.Session) -> requests.Session:
+    """The session google-auth uses for its own calls (token refresh, boundary lookup)
+    on behalf of firebase-admin's authorized session."""
+    auth_request = getattr(session, "_auth_request", None)
+    auth_session = getattr(auth_request, "session", None)
+    if not isinstance(auth_session, requests.Session):
+        raise RuntimeError("google-auth's authorized session has no auth request session")
+    return auth_session
 
 
 def _messaging_session(app: firebase_admin.App) -> requests.Session:
@@ -227,6 +246,12 @@ class FcmSender:
         session.mount(FCM_ORIGIN, FcmEndpointAdapter(endpoint))
         self._token_lock = threading.Lock()
         self._token_session = requests.Session()
+        if endpoint:
+            for auth_session in (self._token_session, _auth_request_session(session)):
+                auth_session.mount(
+                    IAM_CREDENTIALS_ORIGIN,
+                    FcmEndpointAdapter(endpoint, origin=IAM_CREDENTIALS_ORIGIN),
+                )
         self._closed = False
 
     def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:

@@ -103,6 +103,18 @@ def test_oauth_token_is_fetched_once_and_checked_by_the_server(
     assert "https://www.googleapis.com/auth/cloud-platform" in grant.scope.split()
 
 
+def test_the_access_boundary_lookup_goes_to_the_local_server_too(
+    sender: FcmSender, fcm_server: FcmSandbox
+) -> None:
+    """google-auth looks up the account's regional access boundary after each token, in a
+    background thread; with a local endpoint nothing may go to Google's IAM API instead."""
+    assert sender.send([push(make_token())])[0].ok
+    deadline = time.monotonic() + 5.0
+    while fcm_server.boundary_lookups == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fcm_server.boundary_lookups == 1
+
+
 def test_credentials_with_a_foreign_key_are_refused(fcm_server: FcmSandbox, tmp_path: Path) -> None:
     impostor = ServiceAccount.generate(PROJECT)
     forged = ServiceAccount(
