@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 #: Events buffered in memory before the outbox write is forced rather than left to the
 #: end of the loop turn: bounds what a crash mid-burst can lose to one small window.
 FLUSH_EVENTS = 1000
+#: Events held in memory while the outbox cannot be written (a full or failing disk):
+#: a few minutes of a busy store, without letting a dead disk exhaust memory.
+MAX_PENDING_EVENTS = 50_000
 #: On a live shutdown, how long in-flight messages get to be acknowledged before the
 #: agent disconnects anyway (the outbox keeps the rest for the next start).
 SHUTDOWN_GRACE_S = 3.0
@@ -109,6 +113,8 @@ class EdgeAgent:
             offline_status=lambda: self.status(online=False),
         )
         self.pipeline_errors = 0
+        self.outbox_errors = 0
+        self.pending_dropped = 0
         self._pending: list[PresenceEvent] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,8 +152,20 @@ class EdgeAgent:
         self._flush_scheduled = False
         if not self._pending:
             return
-        events, self._pending = self._pending, []
-        dropped = self.outbox.put_many(events)
+        try:
+            dropped = self.outbox.put_many(self._pending)
+        except sqlite3.Error as error:
+            # Disk full, storage gone read-only: keep the events in memory (bounded) and
+            # try again on the next tick rather than lose them or stop capturing.
+            self.outbox_errors += 1
+            overflow = len(self._pending) - MAX_PENDING_EVENTS
+            if overflow > 0:
+                del self._pending[:overflow]
+                self.pending_dropped += overflow
+            log.error("cannot write to the outbox; holding events in memory",
+                      extra={"error": str(error), "held": len(self._pending)})
+            return
+        self._pending = []
         if dropped:
             log.warning("outbox full: dropped the oldest events",
                         extra={"dropped": dropped, "max_events": self.outbox.max_events})
@@ -162,6 +180,11 @@ class EdgeAgent:
         self.tracker.apply(config)
         if config.active_key_id is not None:
             self.pseudonymizer.set_active_key(config.active_key_id)
+
+    @property
+    def held_events(self) -> int:
+        """Events produced but not yet written to the outbox."""
+        return len(self._pending)
 
     # -- status -------------------------------------------------------------------------
 

@@ -161,3 +161,23 @@ def test_a_malformed_sighting_is_counted_not_fatal(
     assert summary.pipeline_errors == 1
     assert summary.enters == 4
     assert summary.drained
+
+
+def test_an_unwritable_outbox_holds_events_in_memory_until_it_recovers(
+    mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tenant=mqtt_namespace, outbox=tmp_path / "outbox.db")
+    agent = EdgeAgent(settings, [], live=False)
+    scene = crowd(6)
+    agent.outbox._db.execute("PRAGMA query_only = ON")  # writes now fail like a read-only disk
+    for item in scene.sightings:
+        agent.emit(item)
+    held = agent.held_events
+    assert held > 0
+    assert agent.outbox_errors >= 1
+    assert agent.outbox.depth == 0
+    agent.outbox._db.execute("PRAGMA query_only = OFF")
+    agent.flush()
+    assert agent.outbox.depth == held
+    assert agent.held_events == 0
+    agent.outbox.close()

@@ -1,4 +1,4 @@
-"""The unit file is checked statically and by systemd's own verifier."""
+"""sd_notify, and the unit file: checked statically and by systemd's own verifier."""
 
 from __future__ import annotations
 
