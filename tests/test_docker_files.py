@@ -1,0 +1,187 @@
+"""The container files are checked for syntax and for agreeing with the code they run:
+no Docker engine is needed, and a renamed command, setting or file breaks a test."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.main import get_command
+
+from cloud.cli import app as cloud_cli
+from cloud.settings import Settings
+from provisioning.broker_security import BrokerFiles, MqttCredentials
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+INSTRUCTIONS = {
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+}
+#: Made by `vitrina-provision` on the admin's machine (docker/README.md), never committed.
+GENERATED = Path("secrets")
+
+
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    return document
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs, continuation lines joined, comments dropped."""
+    logical = re.sub(r"\\\n", " ", path.read_text())
+    pairs = []
+    for line in logical.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        instruction, _, arguments = stripped.partition(" ")
+        pairs.append((instruction.upper(), arguments.strip()))
+    return pairs
+
+
+def cloud_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if service.get("image") == "vitrina-cloud:latest"
+    }
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.cloud", "Dockerfile.edge"])
+def test_dockerfiles_use_known_instructions_and_existing_sources(name: str) -> None:
+    instructions = dockerfile_instructions(DOCKER / name)
+    assert instructions[0][0] == "FROM"
+    assert {instruction for instruction, _ in instructions} <= INSTRUCTIONS
+    for instruction, arguments in instructions:
+        if instruction == "COPY" and not arguments.startswith("--from"):
+            *sources, _destination = shlex.split(arguments)
+            for source in sources:
+                assert (ROOT / source).exists(), f"{name}: COPY {source} does not exist"
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "script"),
+    [("Dockerfile.cloud", "cloud", "vitrina-cloud"), ("Dockerfile.edge", "edge", "vitrina-edge")],
+)
+def test_images_install_their_extra_and_run_its_command(name: str, extra: str, script: str) -> None:
+    instructions = dockerfile_instructions(DOCKER / name)
+    runs = " ".join(arguments for instruction, arguments in instructions if instruction == "RUN")
+    assert f"'.[{extra}]'" in runs
+    assert extra in PYPROJECT["project"]["optional-dependencies"]
+    [entrypoint] = [json.loads(a) for i, a in instructions if i == "ENTRYPOINT"]
+    assert entrypoint == [script]
+    assert script in PYPROJECT["project"]["scripts"]
+
+
+def test_edge_image_carries_no_cloud_code() -> None:
+    copied = " ".join(
+        a for i, a in dockerfile_instructions(DOCKER / "Dockerfile.edge") if i == "COPY"
+    )
+    assert "cloud" not in copied
+
+
+def test_compose_builds_and_mounts_what_exists() -> None:
+    document = compose()
+    for name, service in document["services"].items():
+        build = service.get("build")
+        if build:
+            context = (DOCKER / build["context"]).resolve()
+            assert (context / build["dockerfile"]).is_file(), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                relative = Path(source[2:])
+                assert relative.parts[0] == GENERATED.name or (DOCKER / relative).exists(), (
+                    f"{name} mounts {source}, which does not exist"
+                )
+            else:
+                assert source in document["volumes"], f"{name}: unknown volume {source}"
+        for env_file in service.get("env_file", []):
+            assert Path(env_file).parts[0] == GENERATED.name
+
+
+def test_cloud_services_run_real_subcommands() -> None:
+    commands = get_command(cloud_cli).commands  # type: ignore[attr-defined]
+    services = cloud_services()
+    assert {"migrate", "api", "worker-1", "worker-2"} <= set(services)
+    for name, service in services.items():
+        assert service["command"][0] in commands, f"{name}: no such subcommand"
+    client_ids = [s["command"][-1] for s in services.values() if s["command"][0] == "worker"]
+    assert len(client_ids) == len(set(client_ids)) == 2, "each worker needs its own client id"
+
+
+def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TOML and the env files `vitrina-provision` writes make valid settings."""
+    services = cloud_services()
+    environment = services["api"]["environment"]
+    monkeypatch.setenv("VITRINA_CONFIG", str(DOCKER / "cloud.toml"))
+    assert environment["VITRINA_CONFIG"] == "/etc/vitrina/cloud.toml"
+    # What add-orchestrator and the README's tenants.env line write:
+    monkeypatch.setenv("VITRINA_MQTT__USERNAME", "orchestrator")
+    monkeypatch.setenv("VITRINA_MQTT__PASSWORD", "secret")
+    monkeypatch.setenv("VITRINA_MQTT__TLS", "true")
+    readme = (DOCKER / "README.md").read_text()
+    tenants_line = re.search(r"echo '(VITRINA_TENANTS=.*)'", readme)
+    assert tenants_line is not None
+    tenants = tenants_line.group(1).split("=", 1)[1].replace("<64 hex digits>", "ab" * 32)
+    monkeypatch.setenv("VITRINA_TENANTS", tenants)
+    settings = Settings()
+    assert settings.mqtt.host == "mosquitto"
+    assert settings.mqtt.username == "orchestrator"
+    assert settings.mqtt.tls
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    mounted = [v.split(":")[1] for v in services["api"]["volumes"]]
+    assert settings.mqtt.ca_file in mounted
+    assert f"{settings.api.port}:{settings.api.port}" in services["api"]["ports"]
+    assert settings.tenant("demo") is not None
+
+
+def test_broker_config_names_the_files_provisioning_writes() -> None:
+    config = (DOCKER / "mosquitto" / "mosquitto.conf").read_text()
+    provisioned = BrokerFiles(Path("/mosquitto/secrets"), 8883, MqttCredentials("admin", "x"))
+    for option, path in [
+        ("cafile", provisioned.ca_certificate),
+        ("certfile", provisioned.server_certificate),
+        ("keyfile", provisioned.server_key),
+        ("plugin_opt_config_file", provisioned.dynsec),
+    ]:
+        assert f"{option} {path}\n" in config
+    assert "allow_anonymous false" in config
+    listener = re.search(r"^listener (\d+)$", config, re.MULTILINE)
+    assert listener is not None
+    toml = tomllib.loads((DOCKER / "cloud.toml").read_text())
+    assert int(listener.group(1)) == toml["mqtt"]["port"]
+    assert f"{listener.group(1)}:{listener.group(1)}" in compose()["services"]["mosquitto"]["ports"]
+    mounts = compose()["services"]["mosquitto"]["volumes"]
+    assert "./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in mounts
+    assert "./secrets/broker:/mosquitto/secrets" in mounts
+
+
+def test_systemd_unit_runs_the_edge_command() -> None:
+    unit = (ROOT / "provisioning" / "systemd" / "vitrina-edge.service").read_text()
+    exec_start = re.search(r"^ExecStart=(\S+)", unit, re.MULTILINE)
+    assert exec_start is not None
+    assert exec_start.group(1).endswith("vitrina-edge")
