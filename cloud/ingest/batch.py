@@ -112,6 +112,12 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
+def decode_all(
+    inbounds: Sequence[Inbound], *, tenants: Collection[str] | None = None
+) -> list[Decoded]:
+    return [decode(inbound, tenants=tenants) for inbound in inbounds]
+
+
 def write_batch(
     engine: Engine,
     inbounds: Sequence[Inbound],
@@ -121,8 +127,23 @@ def write_batch(
     plan_pushes: bool = True,
     tenants: Collection[str] | None = None,
 ) -> BatchOutcome:
-    """Store a batch in one transaction; raises only for transient database errors."""
-    decoded = [decode(inbound, tenants=tenants) for inbound in inbounds]
+    """Decode and store a batch in one transaction; raises only for transient database
+    errors."""
+    return write_decoded(
+        engine, decode_all(inbounds, tenants=tenants), recognition=recognition,
+        received_at=received_at, plan_pushes=plan_pushes,
+    )
+
+
+def write_decoded(
+    engine: Engine,
+    decoded: Sequence[Decoded],
+    *,
+    recognition: RecognitionSettings,
+    received_at: datetime,
+    plan_pushes: bool = True,
+) -> BatchOutcome:
+    """Store decoded messages in one transaction (see `write_batch`)."""
     try:
         return _write_committed(
             engine, decoded, recognition=recognition, received_at=received_at,

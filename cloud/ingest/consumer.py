@@ -32,7 +32,14 @@ from sqlalchemy import Engine
 
 from cloud.db import session_scope, utc_now, wait_for_database
 from cloud.delivery.push import PushSender
-from cloud.ingest.batch import BatchOutcome, Inbound, is_transient, write_batch
+from cloud.ingest.batch import (
+    BatchOutcome,
+    Decoded,
+    Inbound,
+    decode_all,
+    is_transient,
+    write_decoded,
+)
 from cloud.metrics import (
     BROKER_CONNECTED,
     DATABASE_RETRIES,
@@ -127,6 +134,7 @@ class PresenceConsumer:
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self._generation = 0
         self._connected = False
+        self._deliveries: set[asyncio.Task[Any]] = set()
         self.batches = 0
         self.totals = BatchOutcome()
 
@@ -188,12 +196,26 @@ class PresenceConsumer:
         )
         self._client.loop_start()
         retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
+        storing: asyncio.Task[None] | None = None
         try:
+            # Two-stage pipeline: batch n+1 is decoded (Python, CPU) while batch n is being
+            # written (the database's CPU). Writes stay strictly sequential, so messages are
+            # acknowledged in the order they arrived.
             while not stop.is_set():
                 batch = await self._next_batch(stop)
-                if batch:
-                    await self._handle(batch)
+                if not batch:
+                    continue
+                decoded = await asyncio.to_thread(decode_all, batch, tenants=self._tenants)
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self._handle(batch, decoded))
+            if storing is not None:
+                await storing
+            if self._deliveries:
+                await asyncio.gather(*self._deliveries, return_exceptions=True)
         finally:
+            if storing is not None and not storing.done():
+                storing.cancel()
             retention.cancel()
             await asyncio.to_thread(self._disconnect)
 
@@ -242,8 +264,8 @@ class PresenceConsumer:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
         return batch
 
-    async def _handle(self, batch: list[Inbound]) -> None:
-        outcome = await asyncio.to_thread(self._write_until_stored, batch)
+    async def _handle(self, batch: list[Inbound], decoded: list[Decoded]) -> None:
+        outcome = await asyncio.to_thread(self._write_until_stored, decoded)
         self._acknowledge(batch)
         self.batches += 1
         self.totals.add(BatchOutcome(
@@ -251,20 +273,29 @@ class PresenceConsumer:
             statuses=outcome.statuses, dead_letters=outcome.dead_letters, ignored=outcome.ignored,
         ))
         if outcome.planned and self._sender is not None:
-            await asyncio.to_thread(
+            # Sent beside the ingest, not in its way: a slow push provider must not hold
+            # up presence. The decision is already committed, so a crash here cannot
+            # lead to a second send, only to a message left "pending".
+            delivery = asyncio.create_task(asyncio.to_thread(
                 deliver_pushes, self._engine, sender=self._sender, planned=outcome.planned,
                 now=self._now,
-            )
+            ))
+            self._deliveries.add(delivery)
+            delivery.add_done_callback(self._delivered)
 
-    def _write_until_stored(self, batch: list[Inbound]) -> BatchOutcome:
+    def _delivered(self, task: asyncio.Task[Any]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("push delivery failed", exc_info=task.exception())
+
+    def _write_until_stored(self, decoded: list[Decoded]) -> BatchOutcome:
         """Write the batch; while the database is unreachable, wait for it and try again."""
         while True:
             started = time.monotonic()
             try:
-                outcome = write_batch(
-                    self._engine, batch, recognition=self._settings.recognition,
+                outcome = write_decoded(
+                    self._engine, decoded, recognition=self._settings.recognition,
                     received_at=self._now(), plan_pushes=self._sender is not None,
-                    tenants=self._tenants,
                 )
             except Exception as error:
                 if not is_transient(error):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +18,9 @@ from sqlmodel import Session, SQLModel, col, select
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from shared.presence import PresenceEvent, PseudonymScope
 from shared.status import GatewayStatus
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: Enough of a bad message to see what went wrong; a hostile publisher cannot fill
 #: the database with megabytes per message.
@@ -28,7 +31,28 @@ DEAD_LETTER_MAX_REASON = 2000
 #: a second gateway taking over) is still on the same visit.
 VISIT_GAP = timedelta(minutes=5)
 
+#: From this many events on, PostgreSQL gets COPY: below it, a multi-row INSERT is about
+#: as fast and the staging table is not worth its round trips.
+COPY_MIN_EVENTS = 200
+
 EVENT_TABLE: Table = SQLModel.metadata.tables[PresenceEventRow.__tablename__]
+_COPY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "varchar"), ("tenant", "varchar"), ("store", "varchar"),
+    ("gateway", "varchar"), ("zone", "varchar"), ("pseudonym", "varchar"),
+    ("key_id", "varchar"), ("scope", "varchar"), ("kind", "varchar"), ("randomized", "bool"),
+    ("transition", "varchar"), ("rssi", "float8"), ("first_seen", "timestamptz"),
+    ("last_seen", "timestamptz"), ("dwell_s", "float8"), ("sightings", "int4"),
+    ("received_at", "timestamptz"),
+)
+_COLUMN_LIST = ", ".join(name for name, _ in _COPY_COLUMNS)
+_COPY_TYPES = tuple(kind for _, kind in _COPY_COLUMNS)
+_STAGE = "presence_event_stage"
+#: Temporary: private to the connection, emptied at commit, never WAL-logged.
+_STAGE_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ("
+    + ", ".join(f"{name} {kind} NOT NULL" for name, kind in _COPY_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
 GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
 
 
@@ -60,9 +84,16 @@ def event_row(event: PresenceEvent, received_at: datetime) -> dict[str, Any]:
 def insert_events(
     session: Session, *, events: Sequence[PresenceEvent], received_at: datetime
 ) -> set[str]:
-    """Store events, skipping ids already stored; return the ids that were new."""
+    """Store events, skipping ids already stored; return the ids that were new.
+
+    On PostgreSQL, large batches go through COPY into a session-local staging table and
+    one INSERT ... SELECT ... ON CONFLICT DO NOTHING: several times the speed of a
+    multi-row INSERT, with the same idempotency.
+    """
     if not events:
         return set()
+    if len(events) >= COPY_MIN_EVENTS and session.get_bind().dialect.name == "postgresql":
+        return _copy_events(session, events=events, received_at=received_at)
     statement = (
         dialect_insert(session, EVENT_TABLE)
         .on_conflict_do_nothing(index_elements=["event_id"])
@@ -71,6 +102,33 @@ def insert_events(
     rows = [event_row(event, received_at) for event in events]
     result = session.connection().execute(statement, rows)
     return {row[0] for row in result}
+
+
+def _copy_events(
+    session: Session, *, events: Sequence[PresenceEvent], received_at: datetime
+) -> set[str]:
+    raw = cast("psycopg.Connection[Any]", session.connection().connection.driver_connection)
+    with raw.cursor() as cursor:
+        cursor.execute(_STAGE_DDL)
+        with cursor.copy(f"COPY {_STAGE} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(_COPY_TYPES))
+            for event in events:
+                copy.write_row((
+                    event.event_id, event.tenant, event.store, event.gateway, event.zone,
+                    event.pseudonym, event.key_id, event.scope.value, event.kind.value,
+                    event.randomized, event.transition.value, event.rssi, event.first_seen,
+                    event.last_seen, event.dwell_s, event.sightings, received_at,
+                ))
+        cursor.execute(
+            f"INSERT INTO presence_event ({_COLUMN_LIST}) "
+            f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
+            # DO NOTHING also skips a duplicate within the same statement (a message and
+            # its redelivered copy in one batch).
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        )
+        new = {row[0] for row in cursor.fetchall()}
+        cursor.execute(f"TRUNCATE {_STAGE}")
+    return new
 
 
 def record_dead_letter(
