@@ -103,7 +103,6 @@ class MqttPublisher:
         self.connected = False
         self._inflight: dict[int, _InFlight] = {}
         self._acks: list[_InFlight] = []
-        self._status_mids: set[int] = set()
         self._paused_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
@@ -237,7 +236,6 @@ class MqttPublisher:
         self._wakeup.set()
 
     def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
-        self._status_mids.discard(mid)
         if mid == self._final_mid:
             self._final_acked.set()
         batch = self._inflight.pop(mid, None)
@@ -355,10 +353,7 @@ class MqttPublisher:
         """Retained heartbeat; skipped while offline (the last will speaks for us then)."""
         if not self.connected:
             return
-        info = self._client.publish(
-            self.status_topic, status.model_dump_json(), qos=1, retain=True
-        )
-        self._status_mids.add(info.mid)
+        self._client.publish(self.status_topic, status.model_dump_json(), qos=1, retain=True)
 
     async def close(self, final_status: GatewayStatus, *, grace_s: float = 5.0) -> None:
         """Announce going offline (retained), then disconnect cleanly."""

@@ -9,7 +9,13 @@ from pathlib import Path
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher, splice_batch
 from edge.settings import EdgeSettings
-from provisioning.local_broker import LocalBroker, free_port, start_mosquitto, stop_process
+from provisioning.local_broker import (
+    LocalBroker,
+    free_port,
+    render_plain_config,
+    start_mosquitto,
+    stop_process,
+)
 from shared.presence import (
     MAX_BATCH_EVENTS,
     PresenceBatch,
@@ -259,3 +265,39 @@ def test_tls_with_client_certificate_and_password(mqtt_namespace: str, tmp_path:
         assert accepted.depth == 0
     finally:
         stop_process(process)
+
+
+def test_a_message_the_broker_refuses_stays_in_the_outbox(
+    mqtt_namespace: str, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "acl"
+    workdir.mkdir()
+    acl = workdir / "acl"
+    acl.write_text("topic readwrite vitrina/v1/+/+/+/status\ntopic read vitrina/v1/+/+/+/config\n")
+    port = free_port()
+    text = render_plain_config(port=port, workdir=workdir, extra=f"acl_file {acl}")
+    _, process = start_mosquitto(workdir=workdir, port=port, config_text=text)
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=port)
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    outbox.put_many([make_event(i, tenant=mqtt_namespace) for i in range(3)])
+
+    async def scenario() -> MqttPublisher:
+        publisher = Harness(settings, outbox).publisher
+        stop = asyncio.Event()
+        await publisher.start()
+        pump = asyncio.create_task(publisher.pump(stop))
+        assert await until(lambda: publisher.counters.broker_rejections == 1)
+        await asyncio.sleep(0.3)  # paused: no second attempt straight away
+        stop.set()
+        await pump
+        await publisher.close(offline(settings))
+        return publisher
+
+    try:
+        publisher = asyncio.run(scenario())
+    finally:
+        stop_process(process)
+    assert publisher.counters.broker_rejections == 1
+    assert publisher.counters.events == 0
+    assert outbox.depth == 3
+    assert outbox.unclaimed == 3  # handed out again once the pause is over
