@@ -11,6 +11,7 @@ orchestrator decided, what the phone received.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -41,6 +42,8 @@ from shared.status import decode_gateway_status
 from shared.topics import TOPIC_ROOT, TopicChannel, parse_topic
 
 WORKDIR = Path(".demo")
+#: `amqtt` forces the fallback broker even where Mosquitto is installed.
+BROKER_CHOICE_VARIABLE = "VITRINA_DEMO_BROKER"
 KEY_ID = "demo-2024"
 #: The recorded visit lasts five minutes; thirty times faster keeps the demo short
 #: while the gateway still sees sightings arrive over time, as in a store.
@@ -270,7 +273,7 @@ def replay_visit(
             tenant_key=tenant_key,
             mqtt_port=broker.port,
             outbox_path=workdir / "outbox.db",
-            mqtt_protocol_line="" if broker.mqtt_v5 else 'protocol = "3.1.1"',
+            mqtt_protocol=json.dumps("5" if broker.mqtt_v5 else "3.1.1"),
         )
     )
     edge = str(Path(sys.executable).with_name("vitrina-edge"))
@@ -358,7 +361,11 @@ def run_story() -> bool:
         pseudonymizer.stable(app_identifier(s.install_id)): f"{s.name}'s phone" for s in SHOPPERS
     }
     # The broker is entered first so that it is stopped last, after its clients.
-    with local_broker(workdir=workdir) as broker, supervised(echo_child, workdir) as supervisor:
+    prefer_mosquitto = os.environ.get(BROKER_CHOICE_VARIABLE, "auto") != "amqtt"
+    with (
+        local_broker(workdir=workdir, prefer_mosquitto=prefer_mosquitto) as broker,
+        supervised(echo_child, workdir) as supervisor,
+    ):
         flavour = "MQTT v5" if broker.mqtt_v5 else "MQTT 3.1.1, one worker, no shared subscription"
         say(f"broker: {broker.kind} on 127.0.0.1:{broker.port} ({flavour})")
         fcm_url, credentials = start_push_service(supervisor, workdir)

@@ -82,7 +82,11 @@ class MqttPublisher:
     """Owns the paho client. Create, `await start()`, run `pump()`, `await close()`."""
 
     def __init__(
-        self, settings: EdgeSettings, outbox: Outbox, *, on_config: ConfigHandler,
+        self,
+        settings: EdgeSettings,
+        outbox: Outbox,
+        *,
+        on_config: ConfigHandler,
         offline_status: Callable[[], GatewayStatus],
     ) -> None:
         identity = settings.identity
@@ -121,7 +125,7 @@ class MqttPublisher:
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._settings.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if mqtt_settings.protocol == "5" else mqtt.MQTTv311,
         )
         if mqtt_settings.username is not None:
             password = mqtt_settings.password
@@ -165,7 +169,9 @@ class MqttPublisher:
         async for attempt in retrying:
             with attempt:
                 await asyncio.to_thread(
-                    self._client.connect, mqtt_settings.host, mqtt_settings.port,
+                    self._client.connect,
+                    mqtt_settings.host,
+                    mqtt_settings.port,
                     mqtt_settings.keepalive_s,
                 )
         self._client.loop_start()
@@ -186,8 +192,12 @@ class MqttPublisher:
             loop.call_soon_threadsafe(callback, *args)
 
     def _paho_on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode, _properties: Properties | None,
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
             self._to_loop(_log_refused, str(reason_code))
@@ -196,13 +206,21 @@ class MqttPublisher:
         self._to_loop(self._set_connected, True)
 
     def _paho_on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode, _properties: Properties | None,
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
     ) -> None:
         self._to_loop(self._set_connected, False, str(reason_code))
 
     def _paho_on_publish(
-        self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: ReasonCode,
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
         _properties: Properties,
     ) -> None:
         self._to_loop(self._acknowledged, mid, reason_code.is_failure, str(reason_code))
@@ -230,8 +248,7 @@ class MqttPublisher:
             self.counters.disconnects += 1
             self._connected_event.clear()
             if not self._closing:
-                log.warning("lost the broker; events wait in the outbox",
-                            extra={"reason": reason})
+                log.warning("lost the broker; events wait in the outbox", extra={"reason": reason})
         self.connected = connected
         self._wakeup.set()
 
@@ -310,7 +327,8 @@ class MqttPublisher:
         sent = 0
         window = self._settings.mqtt.max_inflight_batches
         while (
-            self.connected and len(self._inflight) < window
+            self.connected
+            and len(self._inflight) < window
             and time.monotonic() >= self._paused_until
         ):
             rows = self._outbox.claim(MAX_BATCH_EVENTS, MAX_PAYLOAD_BYTES - ENVELOPE_BYTES)
@@ -345,8 +363,9 @@ class MqttPublisher:
             else:
                 self.counters.corrupt_rows += 1
                 self._outbox.ack(row.seq, row.seq)
-                log.error("removed an outbox row that is not a stored event",
-                          extra={"seq": row.seq})
+                log.error(
+                    "removed an outbox row that is not a stored event", extra={"seq": row.seq}
+                )
         return bodies
 
     def publish_status(self, status: GatewayStatus) -> None:
@@ -386,8 +405,12 @@ def splice_batch(identity: IdentitySettings, sent_at: datetime, bodies: list[str
 def batch_envelope_head(identity: IdentitySettings, sent_at: datetime) -> str:
     """`PresenceBatch` JSON up to the opening bracket of its event list."""
     envelope = PresenceBatch.model_construct(
-        schema_version=SCHEMA_VERSION, tenant=identity.tenant, store=identity.store,
-        gateway=identity.gateway, sent_at=sent_at, events=[],
+        schema_version=SCHEMA_VERSION,
+        tenant=identity.tenant,
+        store=identity.store,
+        gateway=identity.gateway,
+        sent_at=sent_at,
+        events=[],
     ).model_dump_json()
     if not envelope.endswith(_EMPTY_EVENTS_TAIL):
         raise RuntimeError("PresenceBatch no longer ends with its event list; fix the splice")
@@ -398,8 +421,11 @@ def _log_connect_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     log.warning(
         "broker not reachable; retrying",
-        extra={"attempt": state.attempt_number, "error": type(error).__name__,
-               "retry_in_s": round(state.upcoming_sleep, 1)},
+        extra={
+            "attempt": state.attempt_number,
+            "error": type(error).__name__,
+            "retry_in_s": round(state.upcoming_sleep, 1),
+        },
     )
 
 

@@ -218,6 +218,9 @@ class MqttSettings(_Section):
     tls: bool = False
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: MQTT v5 everywhere in production; 3.1.1 only for brokers that speak nothing newer
+    #: (the demo's fallback broker). Nothing the gateway does needs a v5 feature to work.
+    protocol: Literal["5", "3.1.1"] = "5"
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
     #: Batches handed to the broker but not yet acknowledged; bounds memory and redelivery.
