@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import socket
 import threading
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 logger = logging.getLogger(__name__)
@@ -313,3 +314,43 @@ class Journal(Generic[T]):
                     )
                 self._changed.wait(remaining)
             return list(self._items)
+
+
+class SandboxService:
+    """The lifecycle every HTTP stand-in shares: a health route, start/stop in a thread (or
+    as a context manager) for tests, and serving in the calling thread for a process."""
+
+    def __init__(self, router: Router, *, host: str, port: int, name: str) -> None:
+        router.add("GET", r"/_sandbox/health", lambda _request: json_response(200, {"ok": True}))
+        self._http = LocalHTTPServer(router, host=host, port=port, name=name)
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    def start(self) -> Self:
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (a process entry point)."""
+        self._http.serve_forever()
+
+    def interrupt(self) -> None:
+        """Make `serve_forever()` return; safe from a signal handler."""
+        self._http.interrupt()
+
+    def serve_until_terminated(self) -> None:
+        """Serve until SIGTERM or Ctrl-C: what each stand-in's `python -m` entry point does."""
+        signal.signal(signal.SIGTERM, lambda *_: self.interrupt())
+        with contextlib.suppress(KeyboardInterrupt):
+            self.serve_forever()

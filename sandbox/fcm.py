@@ -23,11 +23,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import json
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -47,10 +45,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sandbox._http import (
     BadRequestError,
     Journal,
-    LocalHTTPServer,
     Request,
     Response,
     Router,
+    SandboxService,
     json_response,
 )
 
@@ -463,7 +461,7 @@ class TokenRequest:
     error: str | None
 
 
-class FcmSandbox:
+class FcmSandbox(SandboxService):
     """FCM v1 and OAuth2 token endpoint on a loopback port.
 
     In-process: `with FcmSandbox("proj") as fcm: fcm.write_credentials(path) ...`.
@@ -502,39 +500,13 @@ class FcmSandbox:
         )
         router.add("GET", r"/_sandbox/messages", self._handle_list)
         router.add("POST", r"/_sandbox/script", self._handle_script)
-        router.add("GET", r"/_sandbox/health", lambda _request: json_response(200, {"ok": True}))
-        self._http = LocalHTTPServer(router, host=host, port=port, name="fcm")
+        super().__init__(router, host=host, port=port, name="fcm")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        return self._http.url
-
-    @property
     def token_uri(self) -> str:
         return f"{self.url}/token"
-
-    def start(self) -> FcmSandbox:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> FcmSandbox:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread (the process entry point)."""
-        self._http.serve_forever()
-
-    def interrupt(self) -> None:
-        """Make `serve_forever()` return; safe from a signal handler."""
-        self._http.interrupt()
 
     def credentials_info(self) -> dict[str, str]:
         return self.account.info(self.token_uri)
@@ -767,9 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps({"url": sandbox.url, "project": args.project, "credentials": str(path)}),
         flush=True,
     )
-    signal.signal(signal.SIGTERM, lambda *_: sandbox.interrupt())
-    with contextlib.suppress(KeyboardInterrupt):
-        sandbox.serve_forever()
+    sandbox.serve_until_terminated()
     return 0
 
 

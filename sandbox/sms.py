@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -41,10 +39,10 @@ import requests
 from sandbox._http import (
     BadRequestError,
     Journal,
-    LocalHTTPServer,
     Request,
     Response,
     Router,
+    SandboxService,
     json_response,
 )
 
@@ -89,7 +87,7 @@ class CallbackAttempt:
     http_status: int | None
 
 
-class SmsSandbox:
+class SmsSandbox(SandboxService):
     def __init__(
         self,
         *,
@@ -111,32 +109,11 @@ class SmsSandbox:
         router = Router()
         router.add("POST", r"/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json", self._handle_send)
         router.add("GET", r"/_sandbox/messages", self._handle_list)
-        router.add("GET", r"/_sandbox/health", lambda _request: json_response(200, {"ok": True}))
-        self._http = LocalHTTPServer(router, host=host, port=port, name="sms")
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    def start(self) -> SmsSandbox:
-        self._http.start()
-        return self
+        super().__init__(router, host=host, port=port, name="sms")
 
     def stop(self) -> None:
-        self._http.stop()
+        super().stop()
         self._callback_session.close()
-
-    def __enter__(self) -> SmsSandbox:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def serve_forever(self) -> None:
-        self._http.serve_forever()
-
-    def interrupt(self) -> None:
-        self._http.interrupt()
 
     def script(
         self, number: str, *outcomes: SmsOutcome, then: SmsOutcome = SmsOutcome.DELIVER
@@ -296,9 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         flush=True,
     )
-    signal.signal(signal.SIGTERM, lambda *_: sandbox.interrupt())
-    with contextlib.suppress(KeyboardInterrupt):
-        sandbox.serve_forever()
+    sandbox.serve_until_terminated()
     return 0
 
 

@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import json
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -44,10 +42,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from sandbox._http import (
     BadRequestError,
     Journal,
-    LocalHTTPServer,
     Request,
     Response,
     Router,
+    SandboxService,
     json_response,
 )
 
@@ -183,7 +181,7 @@ def verify_vapid(
     return _b64url(point), claims
 
 
-class WebPushSandbox:
+class WebPushSandbox(SandboxService):
     """The push service on a loopback port; `with WebPushSandbox() as push: ...`."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -200,31 +198,7 @@ class WebPushSandbox:
         router.add("POST", r"/push/(?P<sid>[A-Za-z0-9_\-]+)", self._handle_push)
         router.add("POST", r"/_sandbox/subscriptions", self._handle_subscribe)
         router.add("GET", r"/_sandbox/deliveries", self._handle_list)
-        router.add("GET", r"/_sandbox/health", lambda _request: json_response(200, {"ok": True}))
-        self._http = LocalHTTPServer(router, host=host, port=port, name="webpush")
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    def start(self) -> WebPushSandbox:
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> WebPushSandbox:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def serve_forever(self) -> None:
-        self._http.serve_forever()
-
-    def interrupt(self) -> None:
-        self._http.interrupt()
+        super().__init__(router, host=host, port=port, name="webpush")
 
     # -- the browser's side ------------------------------------------------------------------
 
@@ -395,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     service = WebPushSandbox(host=args.host, port=args.port)
     print(json.dumps({"url": service.url}), flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: service.interrupt())
-    with contextlib.suppress(KeyboardInterrupt):
-        service.serve_forever()
+    service.serve_until_terminated()
     return 0
 
 
