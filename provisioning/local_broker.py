@@ -118,12 +118,26 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> N
         process.wait(timeout=timeout)
 
 
+def launch_broker(command: list[str], *, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a broker process in its own session, tied to our life, and wait until it
+    listens on `port`; a broker that dies or never listens is stopped and reported."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
+        )
+    try:
+        wait_until_listening("127.0.0.1", port, process)
+    except BrokerStartError:
+        stop_process(process)
+        raise
+    return process
+
+
 def start_mosquitto(
     *,
     workdir: Path,
     port: int | None = None,
     config_text: str | None = None,
-    stderr_path: Path | None = None,
 ) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
     binary = mosquitto_binary()
     if binary is None:
@@ -134,42 +148,21 @@ def start_mosquitto(
     # user, which clears the parent-death signal, and could not read the private files.
     config = config_text or render_plain_config(port=port, workdir=workdir)
     config_path.write_text(f"user {getpass.getuser()}\n{config}")
-    log = open(stderr_path or workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by Popen
-    process = subprocess.Popen(
-        [binary, "-c", str(config_path)],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
+    process = launch_broker(
+        [binary, "-c", str(config_path)], port=port, log_path=workdir / "mosquitto.log"
     )
-    log.close()
-    try:
-        wait_until_listening("127.0.0.1", port, process)
-    except BrokerStartError:
-        stop_process(process)
-        raise
-    broker = LocalBroker("127.0.0.1", port, "mosquitto", True, workdir, process.pid)
-    return broker, process
+    return LocalBroker("127.0.0.1", port, "mosquitto", True, workdir, process.pid), process
 
 
 def start_amqtt(
     *, workdir: Path, port: int | None = None
 ) -> tuple[LocalBroker, subprocess.Popen[bytes]]:
     port = port or free_port()
-    log = open(workdir / "amqtt.log", "ab")  # noqa: SIM115 - owned by Popen
-    process = subprocess.Popen(
+    process = launch_broker(
         [sys.executable, "-m", "provisioning.amqtt_broker", "--port", str(port)],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
+        port=port,
+        log_path=workdir / "amqtt.log",
     )
-    log.close()
-    try:
-        wait_until_listening("127.0.0.1", port, process)
-    except BrokerStartError:
-        stop_process(process)
-        raise
     return LocalBroker("127.0.0.1", port, "amqtt", False, workdir, process.pid), process
 
 
