@@ -25,11 +25,18 @@ from cloud.customers.crud import (
     deactivate_device,
     has_consent,
 )
-from cloud.customers.models import ConsentChannel, Customer
+from cloud.customers.models import ConsentChannel, Customer, Device
 from cloud.db import session_scope
 from cloud.delivery.push import PushMessage, PushSender, SendResult
-from cloud.messages.crud import claim_message, record_outcome, sent_during
-from cloud.messages.models import MessageChannel
+from cloud.messages.crud import (
+    claim_attempt,
+    claim_message,
+    give_up,
+    record_outcome,
+    sent_during,
+    stale_pending,
+)
+from cloud.messages.models import Message, MessageChannel
 from cloud.metrics import MESSAGES_SENT, RECOGNITIONS
 from cloud.presence.store import store_visits
 from cloud.settings import RecognitionSettings
@@ -41,6 +48,10 @@ RULE = "recognised_in_store"
 #: Presence may be used for marketing only with both answers "yes": being contacted by
 #: push, and having store visits used for marketing at all.
 REQUIRED_CONSENT = (ConsentChannel.PUSH, ConsentChannel.LOCATION_MARKETING)
+#: A welcome push later than this is worse than none: the customer has left the store.
+PENDING_MAX_AGE = timedelta(minutes=30)
+#: Attempts before a message that keeps getting stranded is given up.
+MAX_ATTEMPTS = 3
 #: How far around an event its visit is looked for; longer than any real visit.
 VISIT_LOOKBACK = timedelta(hours=12)
 
@@ -199,3 +210,65 @@ def deliver_pushes(
             MESSAGES_SENT.labels(channel="push", outcome="sent" if result.ok else "failed").inc()
         session.commit()
     return results
+
+
+def resume_pending(
+    engine: Engine,
+    *,
+    sender: PushSender,
+    settings: RecognitionSettings,
+    now: Callable[[], datetime],
+    grace: timedelta,
+) -> int:
+    """Send the pushes a worker decided but did not live to send; returns how many.
+
+    A message counts as abandoned once it has been pending for `grace` (a live worker
+    sends within seconds). Exactly one worker wins each retry (a conditional update), and
+    a retried push carries the same idempotency key, from which the FCM sender derives the
+    notification's collapse id: should the first attempt have reached the phone after
+    all, the retry replaces it on screen instead of showing twice.
+    """
+    current = now()
+    planned: list[PlannedPush] = []
+    with session_scope(engine) as session:
+        for row in stale_pending(session, older_than=current - grace):
+            assert row.id is not None
+            if row.channel != MessageChannel.PUSH:
+                continue  # other channels resume their own messages
+            reason = _abandon_reason(session, row=row, now=current)
+            if reason is not None:
+                give_up(session, message_id=row.id, reason=reason)
+                MESSAGES_SENT.labels(channel="push", outcome=reason).inc()
+                continue
+            device = session.get(Device, row.device_id) if row.device_id is not None else None
+            assert device is not None
+            assert device.id is not None
+            assert device.token is not None
+            if not claim_attempt(
+                session, message_id=row.id, seen_attempt_at=row.last_attempt_at, now=current
+            ):
+                continue
+            planned.append(PlannedPush(message_id=row.id, device_id=device.id, message=PushMessage(
+                token=device.token, title=row.title, body=row.body,
+                idempotency_key=row.idempotency_key, deep_link=settings.deep_link,
+                data={"message_id": str(row.id), "rule": row.rule, "store": row.store or ""},
+            )))
+        session.commit()
+    if planned:
+        log.warning("resending %d pushes left pending by a stopped worker", len(planned))
+        deliver_pushes(engine, sender=sender, planned=planned, now=now)
+    return len(planned)
+
+
+def _abandon_reason(session: Session, *, row: Message, now: datetime) -> str | None:
+    if row.created_at < now - PENDING_MAX_AGE:
+        return "expired"
+    if row.attempts >= MAX_ATTEMPTS:
+        return "abandoned"
+    device = session.get(Device, row.device_id) if row.device_id is not None else None
+    if device is None or not device.active or device.token is None:
+        return "no_device"
+    channels = REQUIRED_CONSENT if row.rule == RULE else (ConsentChannel.PUSH,)
+    if not has_consent(session, customer_id=row.customer_id, channels=channels):
+        return "no_consent"
+    return None

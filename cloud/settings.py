@@ -126,6 +126,9 @@ class IngestSettings(BaseModel):
     batch_wait_s: float = Field(default=0.05, ge=0, le=10)
     #: Flow control: the broker sends at most this many unacknowledged messages.
     receive_maximum: int = Field(default=1024, ge=1, le=65535)
+    #: A decided push still pending after this long was left by a worker that stopped
+    #: (a live one sends within seconds); it is then resent once by whichever worker sees it.
+    pending_grace_s: float = Field(default=60.0, gt=0, le=3600)
 
 
 class RecognitionSettings(BaseModel):

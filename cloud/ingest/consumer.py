@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -47,7 +47,7 @@ from cloud.metrics import (
     PURGED_PSEUDONYMS,
 )
 from cloud.presence.retention import purge_unconsented
-from cloud.recognition import deliver_pushes
+from cloud.recognition import deliver_pushes, resume_pending
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
 
@@ -196,6 +196,7 @@ class PresenceConsumer:
         )
         self._client.loop_start()
         retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
+        resumer = asyncio.create_task(self._resume_pending(stop), name="vitrina-resume")
         storing: asyncio.Task[None] | None = None
         try:
             # Two-stage pipeline: batch n+1 is decoded (Python, CPU) while batch n is being
@@ -217,6 +218,7 @@ class PresenceConsumer:
             if storing is not None and not storing.done():
                 storing.cancel()
             retention.cancel()
+            resumer.cancel()
             await asyncio.to_thread(self._disconnect)
 
     async def _retention(self, stop: asyncio.Event) -> None:
@@ -228,6 +230,24 @@ class PresenceConsumer:
                 log.exception("retention run failed; trying again next time")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RETENTION_INTERVAL_S)
+
+    async def _resume_pending(self, stop: asyncio.Event) -> None:
+        """Every half grace period, resend pushes a stopped worker left pending."""
+        if self._sender is None:
+            return
+        grace = timedelta(seconds=self._settings.ingest.pending_grace_s)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(grace.total_seconds() / 2, 0.5))
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(
+                    resume_pending, self._engine, sender=self._sender,
+                    settings=self._settings.recognition, now=self._now, grace=grace,
+                )
+            except Exception:
+                log.exception("resending pending pushes failed; trying again later")
 
     def purge_once(self) -> int:
         with session_scope(self._engine) as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table
+from sqlalchemy import Table, update
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.messages.models import Message, MessageChannel, MessageStatus
@@ -37,6 +37,7 @@ def claim_message(
             tenant=tenant, customer_id=customer_id, device_id=device_id, channel=channel.value,
             rule=rule, store=store, visit_start=visit_start, idempotency_key=idempotency_key,
             status=MessageStatus.PENDING.value, title=title, body=body, created_at=now,
+            attempts=1, last_attempt_at=now,
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(MESSAGE_TABLE.c.id)
@@ -92,3 +93,45 @@ def sent_during(
         col(Message.visit_start) <= end,
     )
     return session.exec(query.limit(1)).first() is not None
+
+
+def stale_pending(
+    session: Session, *, older_than: datetime, limit: int = 500
+) -> Sequence[Message]:
+    """Messages still pending whose last attempt is older than `older_than`: a worker
+    decided them and died before recording the outcome."""
+    query = (
+        select(Message)
+        .where(
+            col(Message.status) == MessageStatus.PENDING.value,
+            col(Message.last_attempt_at) < older_than,
+        )
+        .order_by(col(Message.id)).limit(limit)
+    )
+    return session.exec(query).all()
+
+
+def claim_attempt(
+    session: Session, *, message_id: int, seen_attempt_at: datetime | None, now: datetime
+) -> bool:
+    """Take the next attempt of a pending message; False if another worker took it first
+    (the conditional update succeeds for exactly one of them)."""
+    statement = (
+        update(MESSAGE_TABLE)
+        .where(
+            MESSAGE_TABLE.c.id == message_id,
+            MESSAGE_TABLE.c.status == MessageStatus.PENDING.value,
+            MESSAGE_TABLE.c.last_attempt_at == seen_attempt_at,
+        )
+        .values(attempts=MESSAGE_TABLE.c.attempts + 1, last_attempt_at=now)
+    )
+    return session.connection().execute(statement).rowcount == 1
+
+
+def give_up(session: Session, *, message_id: int, reason: str) -> None:
+    session.connection().execute(
+        update(MESSAGE_TABLE)
+        .where(MESSAGE_TABLE.c.id == message_id,
+               MESSAGE_TABLE.c.status == MessageStatus.PENDING.value)
+        .values(status=MessageStatus.FAILED.value, error_code=reason[:64])
+    )

@@ -33,6 +33,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         Index("ix_message_customer_rule", "customer_id", "rule", "store", "visit_start"),
+        Index("ix_message_pending", "status", "last_attempt_at"),
         {"sqlite_autoincrement": True},
     )
 
@@ -60,6 +61,8 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UtcDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     opened_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class MessagePublic(SQLModel):
@@ -78,3 +81,4 @@ class MessagePublic(SQLModel):
     created_at: datetime
     sent_at: datetime | None
     opened_at: datetime | None
+    attempts: int

@@ -19,8 +19,10 @@ from cloud.customers.models import (
 from cloud.db import session_scope
 from cloud.delivery.fcm import FcmSender
 from cloud.ingest.consumer import PresenceConsumer
-from cloud.messages.models import Message, MessageStatus
-from cloud.recognition import RULE
+from cloud.messages.crud import claim_message
+from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.recognition import RULE, resume_pending
+from cloud.settings import RecognitionSettings
 from provisioning.local_broker import LocalBroker
 from sandbox.fcm import FcmSandbox, Outcome, make_token
 from shared.presence import PseudonymScope, Transition
@@ -222,3 +224,54 @@ def test_a_dead_token_is_deactivated_and_the_failure_recorded(
         assert device.deactivation_reason is not None
         assert "UNREGISTERED" in device.deactivation_reason
     assert RULE == "recognised_in_store"
+
+
+def test_a_push_left_pending_is_resent_once_and_stale_ones_are_given_up(
+    engine: Engine, tenant: str, sender: FcmSender, fcm_server: FcmSandbox
+) -> None:
+    customer_id = make_customer(engine, tenant, consents=ALL, tokens=TOKENS[:1])
+    with session_scope(engine) as session:
+        [device] = crud.active_push_devices(session, customer_id=customer_id)
+        ids = [
+            claim_message(
+                session, tenant=tenant, customer_id=customer_id, device_id=device.id,
+                channel=MessageChannel.PUSH, rule=RULE, idempotency_key=f"k-{age}",
+                title="Welcome", body="b", now=START - timedelta(minutes=age), store="s1",
+            )
+            for age in (5, 45)  # stranded 5 minutes ago; stranded too long ago
+        ]
+        session.commit()
+    settings = RecognitionSettings()
+    clock = lambda: START  # noqa: E731
+    grace = timedelta(minutes=1)
+    assert resume_pending(engine, sender=sender, settings=settings, now=clock, grace=grace) == 1
+    assert resume_pending(engine, sender=sender, settings=settings, now=clock, grace=grace) == 0
+    [push] = fcm_server.received.snapshot()
+    assert push.message["data"]["message_id"] == str(ids[0])
+    rows = {row.id: row for row in messages(engine, customer_id)}
+    assert rows[ids[0]].status == MessageStatus.SENT
+    assert rows[ids[0]].attempts == 2
+    assert (rows[ids[1]].status, rows[ids[1]].error_code) == (MessageStatus.FAILED, "expired")
+
+
+def test_a_pending_push_is_not_resent_after_consent_is_withdrawn(
+    engine: Engine, tenant: str, sender: FcmSender, fcm_server: FcmSandbox
+) -> None:
+    customer_id = make_customer(engine, tenant, consents=ALL, tokens=TOKENS[:1])
+    with session_scope(engine) as session:
+        [device] = crud.active_push_devices(session, customer_id=customer_id)
+        claim_message(
+            session, tenant=tenant, customer_id=customer_id, device_id=device.id,
+            channel=MessageChannel.PUSH, rule=RULE, idempotency_key="k", title="t", body="b",
+            now=START - timedelta(minutes=5), store="s1",
+        )
+        customer = crud.get_customer(session, tenant=tenant, customer_id=customer_id)
+        assert customer is not None
+        crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
+            channel=ConsentChannel.PUSH, granted=False, source="app-settings"))
+        session.commit()
+    assert resume_pending(engine, sender=sender, settings=RecognitionSettings(),
+                          now=lambda: START, grace=timedelta(minutes=1)) == 0
+    assert fcm_server.received.snapshot() == []
+    [row] = messages(engine, customer_id)
+    assert (row.status, row.error_code) == (MessageStatus.FAILED, "no_consent")

@@ -1,3 +1,7 @@
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import select
@@ -70,3 +74,61 @@ def test_a_message_the_database_refuses_is_isolated_as_a_dead_letter(
         reasons = sorted(letter.reason for letter in session.exec(select(DeadLetter)).all())
     assert reasons[0].startswith("presence batch payload is not valid UTF-8 JSON")
     assert reasons[1].startswith("storing the message failed: ")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=10,
+)
+
+
+def mutated_batch(tenant: str) -> st.SearchStrategy[bytes]:
+    """A valid batch with one field somewhere replaced, removed or added."""
+    base = json.loads(batch_payload(many_events(tenant=tenant, count=2)))
+    event_fields = sorted(base["events"][0])
+    batch_fields = sorted(key for key in base if key != "events")
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        document = json.loads(json.dumps(base))
+        target = draw(st.sampled_from(["batch", "event"]))
+        holder = document if target == "batch" else document["events"][draw(st.integers(0, 1))]
+        field = draw(st.sampled_from(batch_fields if target == "batch" else event_fields))
+        action = draw(st.sampled_from(["replace", "remove", "add"]))
+        if action == "replace":
+            holder[field] = draw(JSON_VALUES)
+        elif action == "remove":
+            holder.pop(field, None)
+        else:
+            holder[draw(st.text(max_size=12))] = draw(JSON_VALUES)
+        return json.dumps(document).encode()
+
+    return build()
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_payloads_end_as_dead_letters_or_valid_events(
+    engine: Engine, tenant: str, data: st.DataObject
+) -> None:
+    payloads = data.draw(st.lists(
+        st.binary(max_size=300) | mutated_batch(tenant) | st.just(b"{}"),
+        min_size=1, max_size=5,
+    ))
+    topics = data.draw(st.lists(
+        st.sampled_from([presence_topic(tenant), status_topic(tenant), "vitrina/v1/x",
+                         presence_topic(tenant, gateway="g2")]),
+        min_size=len(payloads), max_size=len(payloads),
+    ))
+    inbounds = [Inbound(topic, payload) for topic, payload in zip(topics, payloads, strict=True)]
+    outcome = write_batch(engine, inbounds, recognition=RecognitionSettings(),
+                          received_at=START, tenants={tenant})
+    decoded = [decode(inbound, tenants={tenant}) for inbound in inbounds]
+    assert outcome.dead_letters == sum(1 for item in decoded if item.error is not None)
+    assert outcome.dead_letters + outcome.statuses + outcome.ignored + sum(
+        1 for item in decoded if item.presence is not None
+    ) == len(inbounds)
