@@ -171,7 +171,8 @@ def decode_ble_ll(
             remember(adverts, key, found)
         identity = found
     if isinstance(identity, tuple):
-        return Sighting(at, identity[0], identity[1], identity[2], rssi, source)
+        kind, canonical, randomized = identity
+        return _new_tuple(Sighting, (at, kind, canonical, randomized, rssi, source))
     return identity
 
 
@@ -201,3 +202,6 @@ def decode_ble_phdr_frame(
         signal = frame[1]
         rssi = float(signal - 256 if signal > 127 else signal)
     return decode_ble_ll(frame, PHDR_LEN, at, rssi, config, source, caches)
+
+
+_new_tuple = tuple.__new__  # Sighting(...) without NamedTuple's Python-level __new__
