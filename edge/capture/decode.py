@@ -52,10 +52,10 @@ class FrameDecoder:
     ) -> Outcome:
         if wire_len > len(frame):
             return RejectReason.CAPTURE_TRUNCATED
+        if linktype == LINKTYPE_IEEE802_11_RADIOTAP:  # first: a monitor radio's every frame
+            return decode_radiotap_frame(frame, at, source, self._caches)
         if linktype == LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR:
             return decode_ble_phdr_frame(frame, at, self.config, source, self._caches)
-        if linktype == LINKTYPE_IEEE802_11_RADIOTAP:
-            return decode_radiotap_frame(frame, at, source, self._caches)
         if linktype == LINKTYPE_BLUETOOTH_LE_LL:
             return decode_ble_ll_frame(frame, at, self.config, source, self._caches)
         return RejectReason.UNSUPPORTED_LINKTYPE

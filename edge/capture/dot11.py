@@ -75,6 +75,32 @@ _KINDS = {
     _REASSOCIATION_REQUEST: IdentifierKind.WIFI_ASSOCIATION,
 }
 
+
+def _control_reason(control: int) -> RejectReason | SkipReason | None:
+    """Why a frame whose first frame-control octet is `control` names no station, if so."""
+    if control & 0x03:
+        return RejectReason.DOT11_BAD_VERSION
+    if control & 0x0C:  # type bits: 0 = management
+        return SkipReason.DOT11_NOT_MANAGEMENT
+    if control >> 4 not in _KINDS:
+        return SkipReason.DOT11_OTHER_MANAGEMENT
+    return None
+
+
+#: The frame-control octets of a station's request (version 0, management, probe or
+#: (re)association) to its identifier kind and the shortest frame holding its fixed
+#: fields; every other octet to why it names no station. One lookup per frame decides.
+_STATION_CONTROLS: Final = {
+    control: (_KINDS[control >> 4], DOT11_MGMT_HEADER_LEN + _MIN_BODY[control >> 4])
+    for control in range(256)
+    if _control_reason(control) is None
+}
+_CONTROL_REASONS: Final = {
+    control: reason for control in range(256) if (reason := _control_reason(control)) is not None
+}
+#: A radiotap dBm octet (two's complement) to the RSSI as a float, precomputed.
+_DBM: Final = tuple(float(octet - 256 if octet > 127 else octet) for octet in range(256))
+
 #: Enough distinct radiotap layouts for any real mix of drivers; bounded against junk input.
 LAYOUT_CACHE_LIMIT: Final = 512
 
@@ -83,13 +109,15 @@ _U32 = struct.Struct("<I")
 
 
 class RadiotapLayout:
-    """Where Flags and the dBm antenna signal sit (offsets from the header start), if present."""
+    """Where Flags and the dBm antenna signal sit (offsets from the header start), if
+    present, in a radiotap header of `header_len` bytes."""
 
-    __slots__ = ("flags_at", "signal_at")
+    __slots__ = ("flags_at", "header_len", "signal_at")
 
-    def __init__(self, flags_at: int | None, signal_at: int | None) -> None:
+    def __init__(self, flags_at: int | None, signal_at: int | None, header_len: int) -> None:
         self.flags_at = flags_at
         self.signal_at = signal_at
+        self.header_len = header_len
 
 
 _layout_cache: dict[bytes, RadiotapLayout] = {}
@@ -126,8 +154,8 @@ def radiotap_layout(frame: bytes, header_len: int) -> RadiotapLayout | RejectRea
                 if not word & (1 << bit):
                     continue
                 number = base_bit + bit
-                if number >= len(RADIOTAP_FIELDS):
-                    return RadiotapLayout(flags_at, signal_at)  # cannot size it: stop here
+                if number >= len(RADIOTAP_FIELDS):  # cannot size it: stop here
+                    return RadiotapLayout(flags_at, signal_at, header_len)
                 size, alignment = RADIOTAP_FIELDS[number]
                 offset = _align(offset, alignment)
                 if offset + size > header_len:
@@ -154,19 +182,34 @@ def radiotap_layout(frame: bytes, header_len: int) -> RadiotapLayout | RejectRea
             base_bit += 32
     if offset > header_len:
         return RejectReason.RADIOTAP_FIELD_OVERRUN
-    return RadiotapLayout(flags_at, signal_at)
+    return RadiotapLayout(flags_at, signal_at, header_len)
 
 
-def _cached_layout(frame: bytes, header_len: int) -> RadiotapLayout | RejectReason:
+def _layout_of(frame: bytes) -> RadiotapLayout | RejectReason:
+    """Check the fixed radiotap header, then find its layout in the cache or walk it.
+
+    The cache key is the header up to the last presence word: version, length and
+    presence bitmaps fix every offset, unless a vendor namespace's skip length varies.
+    Only valid layouts of version-0 headers are cached, so a hit on a frame's first
+    eight bytes vouches for them (see `decode_radiotap_frame`).
+    """
+    size = len(frame)
+    if size < RADIOTAP_HEADER_LEN:
+        return RejectReason.RADIOTAP_TRUNCATED
+    if frame[0] != 0:
+        return RejectReason.RADIOTAP_BAD_VERSION
+    header_len = frame[2] | frame[3] << 8
+    if header_len < RADIOTAP_HEADER_LEN or header_len > size:
+        return RejectReason.RADIOTAP_BAD_LENGTH
     end = 8
     while frame[end - 1] & 0x80 and end + 4 <= header_len:  # bit 31 of the last word read
         end += 4
-    key = frame[2:end]  # header length + every presence word fixes every offset...
+    key = frame[:end]
     cached = _layout_cache.get(key)
     if cached is not None:
         return cached
     layout = radiotap_layout(frame, header_len)
-    vendor = any(frame[i] & 0x40 for i in range(7, end, 4))  # ...unless a vendor skip varies
+    vendor = any(frame[i] & 0x40 for i in range(7, end, 4))
     if isinstance(layout, RadiotapLayout) and not vendor:
         if len(_layout_cache) >= LAYOUT_CACHE_LIMIT:
             _layout_cache.clear()
@@ -180,68 +223,62 @@ def decode_radiotap_frame(
     """One radiotap + 802.11 frame to a sighting of the transmitting station.
 
     `caches.stations`, if given, remembers canonical identifiers by transmitter address.
+    This runs for every frame a monitor-mode radio hears, so it is one function of byte
+    indexing and table lookups, with the 802.11 part inline rather than a call. A
+    header of one presence word, the usual case, is found by its first eight bytes
+    alone: that cached layout already vouches for its version and length fields.
     """
-    size = len(frame)
-    if size < RADIOTAP_HEADER_LEN:
-        return RejectReason.RADIOTAP_TRUNCATED
-    if frame[0] != 0:
-        return RejectReason.RADIOTAP_BAD_VERSION
-    header_len = frame[2] | frame[3] << 8
-    if header_len < RADIOTAP_HEADER_LEN or header_len > size:
+    layout = _layout_cache.get(frame[:8])
+    if layout is None:
+        walked = _layout_of(frame)
+        if isinstance(walked, RejectReason):
+            return walked
+        layout = walked
+    header_len = layout.header_len
+    end = len(frame)
+    if header_len > end:
         return RejectReason.RADIOTAP_BAD_LENGTH
-    layout = _cached_layout(frame, header_len)
-    if isinstance(layout, RejectReason):
-        return layout
-    end = size
-    if layout.flags_at is not None:
-        flags = frame[layout.flags_at]
+    flags_at = layout.flags_at
+    if flags_at is not None:
+        flags = frame[flags_at]
         if flags & _FLAG_BAD_FCS:
             return RejectReason.BAD_FCS
         if flags & _FLAG_FCS_AT_END:
             end -= FCS_LEN
-    rssi: float | None = None
-    if layout.signal_at is not None:
-        signal = frame[layout.signal_at]
-        rssi = float(signal - 256 if signal > 127 else signal)
-    return decode_dot11(frame, header_len, end, at, rssi, source,
-                        None if caches is None else caches.stations)
-
-
-def decode_dot11(
-    frame: bytes,
-    start: int,
-    end: int,
-    at: float,
-    rssi: float | None,
-    source: str,
-    identifiers: dict[bytes, str] | None = None,
-) -> Sighting | RejectReason | SkipReason:
-    """The 802.11 MAC frame in `frame[start:end]` (FCS already excluded)."""
-    if end - start < 2:
+    signal_at = layout.signal_at
+    rssi = None if signal_at is None else _DBM[frame[signal_at]]
+    # The 802.11 MAC frame in frame[header_len:end] (FCS excluded).
+    length = end - header_len
+    if length < 2:
         return RejectReason.DOT11_TRUNCATED
-    control = frame[start]
-    if control & 0x03:
-        return RejectReason.DOT11_BAD_VERSION
-    if control & 0x0C:  # type bits: 0 = management
-        return SkipReason.DOT11_NOT_MANAGEMENT
-    subtype = control >> 4
-    kind = _KINDS.get(subtype)
-    if kind is None:
-        return SkipReason.DOT11_OTHER_MANAGEMENT
-    if end - start < DOT11_MGMT_HEADER_LEN:
-        return RejectReason.DOT11_TRUNCATED
-    if end - start - DOT11_MGMT_HEADER_LEN < _MIN_BODY[subtype]:
+    control = frame[header_len]
+    station = _STATION_CONTROLS.get(control)
+    if station is None:
+        return _CONTROL_REASONS[control]
+    kind, min_length = station
+    if length < min_length:
+        if length < DOT11_MGMT_HEADER_LEN:
+            return RejectReason.DOT11_TRUNCATED
         return RejectReason.DOT11_BODY_TRUNCATED
-    transmitter = frame[start + 10 : start + 16]
-    first = transmitter[0]
+    first = frame[header_len + 10]
     if first & 0x01:
         return RejectReason.GROUP_SOURCE_ADDRESS
-    if identifiers is None:
-        canonical = wifi_identifier(transmitter.hex(":"))
+    transmitter = frame[header_len + 10 : header_len + 16]
+    if caches is None:
+        canonical = station_identifier(transmitter)
     else:
-        found = identifiers.get(transmitter)
+        stations = caches.stations
+        found = stations.get(transmitter)
         if found is None:
-            found = wifi_identifier(transmitter.hex(":"))
-            remember(identifiers, transmitter, found)
+            found = station_identifier(transmitter)
+            remember(stations, transmitter, found)
         canonical = found
-    return Sighting(at, kind, canonical, bool(first & 0x02), rssi, source)
+    return _new_tuple(Sighting, (at, kind, canonical, (first & 0x02) != 0, rssi, source))
+
+
+def station_identifier(transmitter: bytes) -> str:
+    """The canonical identifier of a station's 6-byte transmitter address."""
+    return wifi_identifier(transmitter.hex(":"))
+
+
+_new_tuple = tuple.__new__

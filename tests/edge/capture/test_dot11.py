@@ -203,6 +203,30 @@ def test_layouts_are_cached_and_the_cache_is_bounded() -> None:
     assert 0 < len(dot11._layout_cache) <= LAYOUT_CACHE_LIMIT
 
 
+def test_a_cached_layout_still_checks_the_frame_against_its_header_length() -> None:
+    """A layout is found by a frame's first eight bytes; the frame may still be too short."""
+    good = probe()
+    assert isinstance(decode(good), Sighting)  # its layout is cached now
+    header_len = good[2] | good[3] << 8
+    assert decode(good[: header_len - 1]) is RejectReason.RADIOTAP_BAD_LENGTH
+    assert decode(good[:8]) is RejectReason.RADIOTAP_BAD_LENGTH
+    assert decode(good[:7]) is RejectReason.RADIOTAP_TRUNCATED
+    assert decode(b"\x01" + good[1:]) is RejectReason.RADIOTAP_BAD_VERSION
+    assert decode(good[:header_len]) is RejectReason.DOT11_TRUNCATED
+
+
+def test_headers_with_several_presence_words_are_cached_by_all_of_them() -> None:
+    dot11._layout_cache.clear()
+    words = struct.pack("<II", _presence(1, 5, 31), _presence(5))
+    header = struct.pack("<BBH", 0, 0, 12 + 2) + words + bytes([0, 0xC4])
+    frame = _frame_after(header)
+    for _ in range(2):
+        sighting = decode(frame)
+        assert isinstance(sighting, Sighting)
+        assert sighting.rssi == -60.0
+    assert list(dot11._layout_cache) == [header[:12]]
+
+
 def test_identifier_cache_gives_the_same_sightings() -> None:
     caches = IdentityCaches()
     frames = [probe(), probe(GLOBAL_MAC), probe()]
@@ -285,6 +309,51 @@ def test_dot11_rejections() -> None:
 
 
 # ---------------------------------------------------------------- fuzz
+
+
+def reference_dot11(frame: bytes, start: int, end: int) -> object:
+    """The 802.11 rules spelled out bit by bit, as the standard states them: the decoder
+    judges the frame control octet by table lookup and must agree with this."""
+    if end - start < 2:
+        return RejectReason.DOT11_TRUNCATED
+    control = frame[start]
+    if control & 0x03:
+        return RejectReason.DOT11_BAD_VERSION
+    if control & 0x0C:
+        return SkipReason.DOT11_NOT_MANAGEMENT
+    subtype = control >> 4
+    kinds = {4: IdentifierKind.WIFI_PROBE, 0: IdentifierKind.WIFI_ASSOCIATION,
+             2: IdentifierKind.WIFI_ASSOCIATION}
+    if subtype not in kinds:
+        return SkipReason.DOT11_OTHER_MANAGEMENT
+    if end - start < 24:
+        return RejectReason.DOT11_TRUNCATED
+    if end - start - 24 < {4: 0, 0: 4, 2: 10}[subtype]:
+        return RejectReason.DOT11_BODY_TRUNCATED
+    transmitter = frame[start + 10 : start + 16]
+    if transmitter[0] & 0x01:
+        return RejectReason.GROUP_SOURCE_ADDRESS
+    return (kinds[subtype], wifi_identifier(transmitter.hex(":")), bool(transmitter[0] & 0x02))
+
+
+def test_every_frame_control_octet_and_length_agrees_with_the_standard() -> None:
+    """Exhaustive over the first frame-control octet and the frame length, with and
+    without an FCS, from a randomized, a global and a group transmitter."""
+    headers = {fcs: bytes(radiotap(flags="FCS" if fcs else 0)) for fcs in (False, True)}
+    for fcs, header in headers.items():
+        for mac in (RANDOM_MAC, GLOBAL_MAC, "01:00:5e:00:00:01"):
+            body = bytes(Dot11(addr1=AP, addr2=mac, addr3=AP))[2:] + bytes(range(20))
+            for control in range(256):
+                full = header + bytes([control, 0]) + body
+                for length in range(len(header), len(full) + 1):
+                    frame = full[:length]
+                    expected = reference_dot11(frame, len(header), length - (4 if fcs else 0))
+                    outcome = decode(frame)
+                    if isinstance(outcome, Sighting):
+                        assert isinstance(expected, tuple), (control, length, fcs, mac)
+                        assert outcome[1:5] == (*expected, -61.0)
+                    else:
+                        assert outcome is expected, (control, length, fcs, mac)
 
 
 @FUZZ
