@@ -69,6 +69,14 @@ class StoreDay:
             self._day, self._start, self._end = day, start, end
         return day
 
+    def span_of(self, at: float) -> tuple[date, float, float]:
+        """The day of `at` and the epoch seconds [start, end) over which it is that day;
+        an empty span (start > end) when the day is irregular and must be recomputed."""
+        day = self.day_of(at)
+        if self._start <= at < self._end:
+            return day, self._start, self._end
+        return day, 0.0, -1.0
+
 
 class SightingPseudonymizer:
     """Pseudonymizes sightings under the active tenant key; the key can switch live.
@@ -79,8 +87,8 @@ class SightingPseudonymizer:
     """
 
     __slots__ = (
-        "_active", "_by_key", "_daily_cache", "_daily_day", "_stable_cache", "_store_day",
-        "pseudonymized",
+        "_active", "_by_key", "_daily_cache", "_daily_day", "_daily_end", "_daily_start",
+        "_key_id", "_stable_cache", "_store_day", "pseudonymized",
     )
 
     def __init__(self, keys: Mapping[str, TenantKey], active_key_id: str, tz: tzinfo) -> None:
@@ -90,10 +98,14 @@ class SightingPseudonymizer:
         if active_key_id not in self._by_key:
             raise UnknownKeyError(active_key_id)
         self._active = self._by_key[active_key_id]
+        self._key_id = self._active.key_id
         self._store_day = StoreDay(tz)
         self._stable_cache: dict[str, str] = {}
         self._daily_cache: dict[str, str] = {}
-        self._daily_day: date | None = None
+        #: The store day the daily cache belongs to, and the span of epoch seconds in
+        #: which a sighting falls on it: one comparison per sighting finds today.
+        self._daily_day = date.min
+        self._daily_start, self._daily_end = 0.0, -1.0
         self.pseudonymized = 0
 
     @property
@@ -113,20 +125,21 @@ class SightingPseudonymizer:
             raise UnknownKeyError(key_id) from None
         if active is not self._active:
             self._active = active
+            self._key_id = active.key_id
             self._stable_cache.clear()
             self._daily_cache.clear()
 
     def pseudonymize(self, sighting: Sighting) -> PseudonymousSighting:
-        canonical = sighting.canonical_id
-        if sighting.randomized:
-            day = self._store_day.day_of(sighting.at)
+        """The sighting with its identifier replaced by the pseudonym, for every sighting
+        a gateway hears: one span comparison finds the day, one dict lookup the pseudonym."""
+        at, kind, canonical, randomized, rssi, source = sighting
+        if randomized:
+            if not self._daily_start <= at < self._daily_end:
+                self._switch_day(at)
             cache = self._daily_cache
-            if day != self._daily_day:
-                cache.clear()
-                self._daily_day = day
             pseudonym = cache.get(canonical)
             if pseudonym is None:
-                pseudonym = self._active.daily(canonical, day)
+                pseudonym = self._active.daily(canonical, self._daily_day)
                 _remember(cache, canonical, pseudonym)
             scope = _DAILY
         else:
@@ -137,10 +150,15 @@ class SightingPseudonymizer:
                 _remember(cache, canonical, pseudonym)
             scope = _STABLE
         self.pseudonymized += 1
-        return PseudonymousSighting(
-            sighting.at, pseudonym, self._active.key_id, scope, sighting.kind,
-            sighting.randomized, sighting.rssi, sighting.source,
-        )
+        return _new_tuple(PseudonymousSighting,
+                          (at, pseudonym, self._key_id, scope, kind, randomized, rssi, source))
+
+    def _switch_day(self, at: float) -> None:
+        """Make the daily cache that of the store day of `at` (emptied when the day changes)."""
+        day, self._daily_start, self._daily_end = self._store_day.span_of(at)
+        if day != self._daily_day:
+            self._daily_cache.clear()
+            self._daily_day = day
 
 
 _DAILY, _STABLE = PseudonymScope.DAILY, PseudonymScope.STABLE
@@ -150,3 +168,6 @@ def _remember(cache: dict[str, str], canonical: str, pseudonym: str) -> None:
     if len(cache) >= PSEUDONYM_CACHE_LIMIT:
         cache.clear()
     cache[canonical] = pseudonym
+
+
+_new_tuple = tuple.__new__  # a NamedTuple without its Python-level __new__

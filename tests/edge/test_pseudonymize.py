@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import date
+import random
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -55,6 +56,27 @@ def test_store_day_handles_dst_and_caches() -> None:
     assert store_day.day_of(start) == date(2024, 3, 31)
     assert store_day.day_of(start + 22.9 * 3600) == date(2024, 3, 31)
     assert store_day.day_of(start + 23 * 3600) == date(2024, 4, 1)
+
+
+def test_store_day_span_says_how_long_the_answer_holds() -> None:
+    store_day = StoreDay(MADRID)
+    start = 1_711_839_600.0  # 2024-03-31T00:00+01:00, a 23-hour day
+    assert store_day.span_of(start + 3600) == (date(2024, 3, 31), start, start + 23 * 3600)
+
+
+def test_daily_pseudonyms_stay_right_when_sightings_cross_midnight_out_of_order() -> None:
+    """The daily cache follows the day of each sighting, even when late frames from
+    before midnight arrive after the first ones of the new day (two radios, a replay)."""
+    pseudonymizer = make()
+    reference = Pseudonymizer(KEYS["k1"])
+    rng = random.Random(3)
+    midnight = 1_709_334_000.0  # 2024-03-02T00:00 Europe/Madrid
+    for _ in range(400):
+        at = midnight + rng.uniform(-120.0, 120.0) + rng.choice([0.0, 86_400.0, 2 * 86_400.0])
+        mac = f"02:00:00:00:00:{rng.randrange(4):02x}"
+        day = datetime.fromtimestamp(at, MADRID).date()
+        result = pseudonymizer.pseudonymize(sighting(mac, at=at))
+        assert result.pseudonym == reference.daily(f"wifi:{mac}", day)
 
 
 def test_key_rotation_switches_new_sightings_to_the_new_key() -> None:
