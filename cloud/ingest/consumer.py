@@ -130,17 +130,21 @@ class PresenceConsumer:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self._generation = 0
         self._connected = False
+        self._subscribed = False
         self._deliveries: set[asyncio.Task[Any]] = set()
         self.batches = 0
         self.totals = BatchOutcome()
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        """Connected and subscribed (the broker acknowledged the subscriptions): only then
+        is a message published from elsewhere sure to reach this worker."""
+        return self._connected and self._subscribed
 
     # --- paho's network thread -------------------------------------------------------
 
@@ -162,11 +166,21 @@ class PresenceConsumer:
         else:
             client.subscribe([(PRESENCE_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
 
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int,
+        reason_codes: list[ReasonCode], _properties: Properties | None,
+    ) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("broker refused a subscription: %s", refused)
+            return
+        self._subscribed = True
+
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode, _properties: Properties | None,
     ) -> None:
-        self._connected = False
+        self._connected = self._subscribed = False
         BROKER_CONNECTED.set(0)
         log.warning("disconnected from the broker: %s", reason_code)
 

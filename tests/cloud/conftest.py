@@ -4,6 +4,7 @@ local FCM v1 server (Google's servers are the one thing these tests do not reach
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings
 from cloud.delivery.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, ServiceAccount
-from tests.support.postgres import admin_connection, fresh_database
+from tests.support.postgres import ADMIN_DSN, admin_connection, fresh_database
 
 FCM_PROJECT = "vitrina-cloud-test"
 #: Short waits keep the suite fast when a test scripts transient FCM errors.
@@ -37,19 +38,30 @@ def schema_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
         yield {"sqlite": str(sqlite_file), "postgresql": url.rsplit("/", 1)[1]}
 
 
-@pytest.fixture
-def migrated_url(database_url: str, schema_templates: dict[str, str]) -> str:
-    """`database_url`, holding the current schema (a copy of the migrated template)."""
-    if database_url.startswith("sqlite"):
-        shutil.copyfile(schema_templates["sqlite"], database_url.removeprefix("sqlite:///"))
-        return database_url
-    name = database_url.rsplit("/", 1)[1]
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path: Path, schema_templates: dict[str, str]
+) -> Iterator[str]:
+    """A new database of each kind holding the current schema (a copy of the template):
+    every storage test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        target = tmp_path / "vitrina.db"
+        shutil.copyfile(schema_templates["sqlite"], target)
+        yield f"sqlite:///{target}"
+        return
+    name = f"vitrina_test_{uuid.uuid4().hex[:12]}"
     with admin_connection() as admin:
-        admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(schema_templates["postgresql"])
         ))
-    return database_url
+    server = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin_connection() as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
 from cloud.cli import app
@@ -71,10 +72,14 @@ def test_migrate_creates_the_schema(
     for name, value in environment(database_url=database_url, tenant=tenant).items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
+    handlers, level = logging.root.handlers[:], logging.root.level
     try:
         result = CliRunner().invoke(app, ["migrate"])
     finally:
         get_settings.cache_clear()
+        # The command configures logging onto the runner's stream, closed after the call.
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
     assert result.exit_code == 0, result.output
     engine = make_engine(database_url)
     try:
@@ -116,7 +121,7 @@ def served(
 
 def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     served: tuple[subprocess.Popen[bytes], str], tenant: str, broker: LocalBroker,
-    fcm_server: FcmSandbox,
+    fcm_server: FcmSandbox, migrated_url: str, tmp_path: Path,
 ) -> None:
     process, base = served
     api = f"{base}/tenants/{tenant}"
@@ -142,3 +147,24 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     assert 'vitrina_ingest_events_total{outcome="new"} 1.0' in metrics
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=SHUTDOWN_S) == 0
+    assert_no_raw_identifier(migrated_url, tmp_path / "serve.log", MAC_OF["juan"])
+
+
+def assert_no_raw_identifier(url: str, log: Path, mac: str) -> None:
+    """The MAC the customer handed over exists nowhere: not in any table, not in the log."""
+    forms = {mac.lower(), mac.upper(), mac.replace(":", "").lower(), mac.replace(":", "-")}
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+            dump = "\n".join(
+                repr(row) for table in tables
+                for row in connection.execute(text(f'SELECT * FROM "{table}"'))
+            )
+    finally:
+        engine.dispose()
+    assert wifi_pseudonym(mac) in dump  # the scan does see the data
+    text_log = log.read_text(errors="replace")
+    for form in forms:
+        assert form not in dump
+        assert form not in text_log
