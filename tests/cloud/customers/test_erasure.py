@@ -1,10 +1,13 @@
 from datetime import timedelta
+from decimal import Decimal
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, text
 from sqlmodel import select
 
 from cloud.api import create_app
+from cloud.commerce.models import CommerceEventType, CustomerRef, LineItem, OrderCreated
+from cloud.commerce.webhooks import handle_webhook
 from cloud.customers import crud
 from cloud.customers.models import (
     ConsentChannel,
@@ -51,6 +54,13 @@ def seed(engine: Engine, tenant: str, name: str) -> int:
             session, tenant=tenant, customer_id=customer.id, device_id=device.id,
             channel=MessageChannel.PUSH, rule="r", idempotency_key=f"k-{name}", title="t",
             body="b", now=START)
+        handle_webhook(session, tenant=tenant, now=START, event=OrderCreated(
+            type=CommerceEventType.ORDER_CREATED, event_id=f"evt-{name}",
+            occurred_at=START, customer=CustomerRef(external_id=f"shop-{name}"),
+            order_id=f"o-{name}", currency="EUR", total=Decimal("599.00"),
+            items=[LineItem(sku="WM-8KG", name="Washer", category="washers", quantity=1,
+                            unit_price=Decimal("599.00"))],
+        ))
         insert_events(session, received_at=START, events=[
             make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC_OF[name]),
                        first_seen=START + timedelta(days=day), sequence=day)
@@ -73,7 +83,7 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
         assert client.delete(base).status_code == 404
     counts = erased.json()["counts"]
     assert counts == {
-        "presence_events_unlinked": 3, "messages": 1, "order_lines": 0, "commerce_events": 0,
+        "presence_events_unlinked": 3, "messages": 1, "order_lines": 1, "commerce_events": 1,
         "identity_links": 1, "devices": 2, "consents": 1,
     }
     with session_scope(engine) as session:
