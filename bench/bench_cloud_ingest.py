@@ -292,6 +292,9 @@ def render(results: Sequence[Result], total: int, messages: int) -> str:
         "customers, commit, then acknowledge (manual PUBACK). Decoding the next batch "
         "overlaps the database write of the previous one.",
         "",
+        "The machine is shared (other suites may be running), so figures move by a fifth or "
+        "so between runs; compare phases within one run, not across runs.",
+        "",
         "On two cores the second worker competes with PostgreSQL and the broker for the same "
         "CPUs, so the 1 -> 2 figure says little about a deployment where workers have cores "
         "of their own; it does show that shared-subscription workers split the stream "

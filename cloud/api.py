@@ -41,8 +41,8 @@ from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import MessagePublic
 from cloud.metrics import WEBHOOKS, render
 from cloud.presence.analytics import FootfallRow, footfall
-from cloud.presence.models import GatewayHealthPublic
-from cloud.presence.store import list_gateways
+from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
+from cloud.presence.store import list_gateways, recent_dead_letters
 from cloud.settings import Settings, TenantSettings
 from shared._schema import describe_validation_error
 from shared.topics import SEGMENT_PATTERN
@@ -346,6 +346,16 @@ def create_app(
         )
         code = status.HTTP_200_OK if readiness.ready else status.HTTP_503_SERVICE_UNAVAILABLE
         return JSONResponse(readiness.model_dump(), status_code=code)
+
+    @app.get("/dead-letters", response_model=list[DeadLetterPublic])
+    def dead_letters(
+        session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100
+    ) -> list[DeadLetterPublic]:
+        """The newest messages the worker could not use, with the reason (payload not shown:
+        it is kept, truncated, in the database for an operator with database access)."""
+        return [DeadLetterPublic.model_validate(row) for row in recent_dead_letters(
+            session, limit=limit
+        )]
 
     @app.get("/metrics")
     def metrics() -> Response:

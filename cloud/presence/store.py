@@ -143,6 +143,11 @@ def record_dead_letter(
     return letter
 
 
+def recent_dead_letters(session: Session, *, limit: int) -> Sequence[DeadLetter]:
+    query = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
+    return session.exec(query).all()
+
+
 def upsert_gateway_status(
     session: Session, *, status: GatewayStatus, received_at: datetime
 ) -> None:

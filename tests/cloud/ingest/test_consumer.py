@@ -1,10 +1,12 @@
 from datetime import timedelta
 
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
+from cloud.api import create_app
 from cloud.db import session_scope
-from cloud.metrics import DEAD_LETTERS, REGISTRY
+from cloud.metrics import REGISTRY
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from provisioning.local_broker import LocalBroker
 from shared.presence import MAX_PAYLOAD_BYTES
@@ -77,7 +79,10 @@ def test_bad_payloads_become_dead_letters_and_the_worker_goes_on(
     assert len(oversized.payload) == 4096
     after = REGISTRY.get_sample_value("vitrina_dead_letters_total", {"channel": "presence"}) or 0
     assert after - before == 5
-    assert DEAD_LETTERS is not None
+    with TestClient(create_app(settings, engine=engine)) as api:
+        listed = api.get("/dead-letters", params={"limit": 3}).json()
+    assert [item["id"] for item in listed] == [letter.id for letter in letters][::-1][:3]
+    assert "payload" not in listed[0]
 
 
 def test_gateway_status_keeps_the_newest_report(
