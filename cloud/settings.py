@@ -124,8 +124,10 @@ class IngestSettings(BaseModel):
     batch_messages: int = Field(default=64, ge=1, le=10_000)
     #: How long a partial batch waits for more messages before it is written anyway.
     batch_wait_s: float = Field(default=0.05, ge=0, le=10)
-    #: Flow control: the broker sends at most this many unacknowledged messages.
-    receive_maximum: int = Field(default=1024, ge=1, le=65535)
+    #: Flow control: the broker sends at most this many unacknowledged messages, which
+    #: bounds what a worker holds in memory (256 x 256 KiB payloads = 64 MiB at worst)
+    #: while leaving room for two batches in the pipeline and the next one queueing.
+    receive_maximum: int = Field(default=256, ge=1, le=65535)
     #: A decided push still pending after this long was left by a worker that stopped
     #: (a live one sends within seconds); it is then resent once by whichever worker sees it.
     pending_grace_s: float = Field(default=60.0, gt=0, le=3600)
