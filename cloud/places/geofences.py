@@ -141,8 +141,9 @@ class Polygon:
     """A polygon with optional holes; rings are closed sequences of (lon, lat), as in GeoJSON.
 
     Edges are straight lines in the polygon's local frame (for store-sized shapes they are
-    the same as geodesics to well under a millimetre). Self-intersections, empty or
-    zero-area shapes, and holes outside the shell are refused with the reason.
+    the same as geodesics to well under a millimetre). Self-intersections, holes outside
+    the shell and outlines under a square metre are refused with the reason (and, for
+    GEOS's findings, the place as lon/lat).
     """
 
     exterior: Ring
@@ -178,6 +179,9 @@ class Polygon:
             raise PlaceError("shape", f"encloses {metric.area:.3g} m^2: less than a square"
                              " metre (collinear or repeated corners?)")
         shapely.prepare(metric)
+        # GEOS builds a prepared polygon's point locator on first use; do it here, once,
+        # so that readers sharing the shape (several threads, several indexes) only read.
+        shapely.contains_xy(metric, 0.0, 0.0)
         object.__setattr__(self, "exterior", exterior)
         object.__setattr__(self, "holes", holes)
         object.__setattr__(self, "frame", frame)

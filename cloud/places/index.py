@@ -123,20 +123,6 @@ class _TenantIndex:
     def __init__(self, geofences: tuple[Geofence, ...]) -> None:
         self.geofences = geofences
         self.by_id = {geofence.id: position for position, geofence in enumerate(geofences)}
-        boxes: list[tuple[float, float, float, float]] = []
-        owners: list[int] = []
-        for position, geofence in enumerate(geofences):
-            shape = geofence.shape
-            bounds = cap_lat_lon_bounds(shape.frame.lat, shape.frame.lon,
-                                        shape.reach_m * BOX_SCALE + BOX_MARGIN_M)
-            for box in split_at_antimeridian(*bounds):
-                boxes.append(box)
-                owners.append(position)
-        corners = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-        self.tree = shapely.STRtree(
-            shapely.box(corners[:, 0], corners[:, 1], corners[:, 2], corners[:, 3])
-        )
-        self.owner: IntArray = np.array(owners, dtype=np.intp)
         frames = [geofence.shape.frame for geofence in geofences]
 
         def column(values: Iterable[float]) -> FloatArray:
@@ -150,19 +136,28 @@ class _TenantIndex:
         self.sin_lon = column(frame.sin_lon for frame in frames)
         self.cos_lon = column(frame.cos_lon for frame in frames)
         self.reach = column(geofence.shape.reach_m for geofence in geofences)
-        self.is_circle: BoolArray = np.array(
-            [isinstance(geofence.shape, Circle) for geofence in geofences], dtype=np.bool_
+        owners, *corners = _boxes(column(frame.lat for frame in frames),
+                                  column(frame.lon for frame in frames),
+                                  self.reach * BOX_SCALE + BOX_MARGIN_M)
+        self.tree = shapely.STRtree(shapely.box(*corners))
+        self.owner: IntArray = owners
+        self.is_circle: BoolArray = np.fromiter(
+            (isinstance(geofence.shape, Circle) for geofence in geofences), dtype=np.bool_,
+            count=len(geofences),
         )
-        self.metric = np.array(
-            [getattr(geofence.shape, "metric", None) for geofence in geofences], dtype=object
+        # fromiter: np.array would probe every shapely geometry as a possible sequence.
+        self.metric = np.fromiter(
+            (getattr(geofence.shape, "metric", None) for geofence in geofences), dtype=object,
+            count=len(geofences),
         )
         edges = [getattr(geofence.shape, "segments", ()) for geofence in geofences]
         self.segment_count: IntArray = np.array([len(e) for e in edges], dtype=np.intp)
         self.segment_start: IntArray = np.concatenate(
             [[0], np.cumsum(self.segment_count)[:-1]]).astype(np.intp)
         #: Columns x, y, dx, dy, squared length of every polygon edge, geofence by geofence.
-        self.segments: FloatArray = np.array(
-            [segment for shape_edges in edges for segment in shape_edges], dtype=np.float64
+        self.segments: FloatArray = np.fromiter(
+            itertools.chain.from_iterable(itertools.chain.from_iterable(edges)),
+            dtype=np.float64, count=5 * int(self.segment_count.sum()),
         ).reshape(-1, 5)
 
     def candidates(self, lat: float, lon: float, accuracy_m: float) -> list[int]:
@@ -259,26 +254,13 @@ class _TenantIndex:
 
     def _candidate_pairs(self, lat: FloatArray, lon: FloatArray, accuracy: FloatArray
                          ) -> tuple[IntArray, IntArray]:
-        min_lon, min_lat, max_lon, max_lat = cap_lat_lon_bounds_many(
-            lat, lon, accuracy * BOX_SCALE + BOX_MARGIN_M
-        )
-        rows = np.arange(lat.size, dtype=np.intp)
-        west = min_lon < -180.0
-        east = max_lon > 180.0
-        split = west | east
-        if split.any():
-            # The part past the antimeridian, wrapped to the other side, as an extra box.
-            extra_min = np.where(west, min_lon + 360.0, -180.0)[split]
-            extra_max = np.where(west, 180.0, max_lon - 360.0)[split]
-            rows = np.concatenate([rows, rows[split]])
-            min_lat = np.concatenate([min_lat, min_lat[split]])
-            max_lat = np.concatenate([max_lat, max_lat[split]])
-            min_lon = np.concatenate([np.maximum(min_lon, -180.0), extra_min])
-            max_lon = np.concatenate([np.minimum(max_lon, 180.0), extra_max])
+        rows, min_lon, min_lat, max_lon, max_lat = _boxes(
+            lat, lon, accuracy * BOX_SCALE + BOX_MARGIN_M)
+        split = rows.size > lat.size
         hits = self.tree.query(shapely.box(min_lon, min_lat, max_lon, max_lat))
         reports = rows[hits[0]]
         positions = self.owner[hits[1]]
-        if split.any() or self.owner.size != len(self.geofences):
+        if split or self.owner.size != len(self.geofences):
             # A pair can be found through two boxes: keep it once.
             keys = np.unique(reports.astype(np.int64) * len(self.geofences) + positions)
             return ((keys // len(self.geofences)).astype(np.intp),
@@ -405,6 +387,27 @@ def _tenant_index(tenant: str, members: list[Geofence]) -> _TenantIndex:
         if previous.id == geofence.id:
             raise PlaceError("id", f"{geofence.id!r} is used twice in tenant {tenant!r}")
     return _TenantIndex(tuple(members))
+
+
+def _boxes(lat: FloatArray, lon: FloatArray, radius_m: FloatArray
+           ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Conservative boxes around caps of `radius_m` (see geodesy.cap_lat_lon_bounds): one
+    per cap, plus one for the part of any cap past the antimeridian, wrapped to the other
+    side. Returns each box's row in the input, then min_lon, min_lat, max_lon, max_lat."""
+    min_lon, min_lat, max_lon, max_lat = cap_lat_lon_bounds_many(lat, lon, radius_m)
+    rows = np.arange(lat.size, dtype=np.intp)
+    west = min_lon < -180.0
+    east = max_lon > 180.0
+    split = west | east
+    if not split.any():
+        return rows, min_lon, min_lat, max_lon, max_lat
+    extra_min = np.where(west, min_lon + 360.0, -180.0)[split]
+    extra_max = np.where(west, 180.0, max_lon - 360.0)[split]
+    return (np.concatenate([rows, rows[split]]),
+            np.concatenate([np.maximum(min_lon, -180.0), extra_min]),
+            np.concatenate([min_lat, min_lat[split]]),
+            np.concatenate([np.minimum(max_lon, 180.0), extra_max]),
+            np.concatenate([max_lat, max_lat[split]]))
 
 
 def _column(name: str, values: Sequence[float] | FloatArray) -> FloatArray:

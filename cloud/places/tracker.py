@@ -9,10 +9,13 @@ so the tracker uses hysteresis:
 - exit only when the disc no longer touches it at all;
 - in between (the disc straddles the border) the subject keeps whatever state it had.
 
-A dwell fires once per stay, at the first report or `tick` at least `dwell_after_s` after
-the enter. Outside a geofence's operating hours (in the store's time zone) neither enter
-nor dwell fires, and no stay begins, so a shopper already inside when the shop opens
-enters with their first report after opening; exits always fire.
+A dwell fires once per stay, at the first report or `tick` that comes `dwell_after_s` or
+more after the enter while the geofence is open; a transition's `at` is the time of the
+report or tick that decided it.
+
+Outside a geofence's operating hours (in the store's time zone) neither enter nor dwell
+fires, and no stay begins, so a shopper already inside when the shop opens enters with
+their first report after opening; exits always fire.
 
 A subject whose geofence disappears from the index (the admin deleted it) exits it with
 its next report, or at the next `tick` after the index changed. A subject silent for
