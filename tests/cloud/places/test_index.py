@@ -200,6 +200,7 @@ def test_readers_see_the_old_or_the_new_index_never_a_mix() -> None:
     stop = threading.Event()
     problems: list[str] = []
     seen: set[str] = set()
+    versions_read: set[int] = set()
 
     def read() -> None:
         while not stop.is_set():
@@ -213,13 +214,16 @@ def test_readers_see_the_old_or_the_new_index_never_a_mix() -> None:
             if len(matches) != 1:
                 problems.append(f"answers of neither set at version {index.version}")
             seen.update(matches)
+            versions_read.add(index.version)
 
     readers = [threading.Thread(target=read) for _ in range(2)]
     for reader in readers:
         reader.start()
     for swap in range(12):
-        registry.replace_all(set_b if swap % 2 == 0 else set_a)
-        time.sleep(0.02)  # let the readers run on this version too
+        version = registry.replace_all(set_b if swap % 2 == 0 else set_a).version
+        deadline = time.monotonic() + 30.0
+        while version not in versions_read and time.monotonic() < deadline:
+            time.sleep(0.001)  # let a reader answer from this version before the next swap
     stop.set()
     for reader in readers:
         reader.join()
