@@ -247,11 +247,40 @@ def decode_radiotap_frame(
             end -= FCS_LEN
     signal_at = layout.signal_at
     rssi = None if signal_at is None else _DBM[frame[signal_at]]
-    # The 802.11 MAC frame in frame[header_len:end] (FCS excluded).
-    length = end - header_len
+    if caches is not None:
+        # A station's request whose header start was seen before: only lengths to check.
+        # (A frame too short for the 16 bytes never matches; one whose FCS completes
+        # them is shorter than any request, and the full path too calls it truncated.)
+        known = caches.station_headers.get(frame[header_len : header_len + _HEADER_KEY_LEN])
+        if known is not None:
+            kind, canonical, randomized, min_length = known
+            length = end - header_len
+            if length >= min_length:
+                return _new_tuple(Sighting, (at, kind, canonical, randomized, rssi, source))
+            if length < DOT11_MGMT_HEADER_LEN:
+                return RejectReason.DOT11_TRUNCATED
+            return RejectReason.DOT11_BODY_TRUNCATED
+    return decode_dot11(frame, header_len, end, at, rssi, source, caches)
+
+
+def decode_dot11(
+    frame: bytes,
+    start: int,
+    end: int,
+    at: float,
+    rssi: float | None,
+    source: str,
+    caches: IdentityCaches | None = None,
+) -> Sighting | RejectReason | SkipReason:
+    """The 802.11 MAC frame in `frame[start:end]` (FCS already excluded).
+
+    With `caches`, remembers a station's canonical identifier by its address, and its
+    whole identity by the first 16 bytes of the header (see `decode_radiotap_frame`).
+    """
+    length = end - start
     if length < 2:
         return RejectReason.DOT11_TRUNCATED
-    control = frame[header_len]
+    control = frame[start]
     station = _STATION_CONTROLS.get(control)
     if station is None:
         return _CONTROL_REASONS[control]
@@ -260,10 +289,11 @@ def decode_radiotap_frame(
         if length < DOT11_MGMT_HEADER_LEN:
             return RejectReason.DOT11_TRUNCATED
         return RejectReason.DOT11_BODY_TRUNCATED
-    first = frame[header_len + 10]
+    first = frame[start + 10]
     if first & 0x01:
         return RejectReason.GROUP_SOURCE_ADDRESS
-    transmitter = frame[header_len + 10 : header_len + 16]
+    transmitter = frame[start + 10 : start + 16]
+    randomized = (first & 0x02) != 0
     if caches is None:
         canonical = station_identifier(transmitter)
     else:
@@ -273,7 +303,9 @@ def decode_radiotap_frame(
             found = station_identifier(transmitter)
             remember(stations, transmitter, found)
         canonical = found
-    return _new_tuple(Sighting, (at, kind, canonical, (first & 0x02) != 0, rssi, source))
+        remember(caches.station_headers, frame[start : start + _HEADER_KEY_LEN],
+                 (kind, canonical, randomized, min_length))
+    return _new_tuple(Sighting, (at, kind, canonical, randomized, rssi, source))
 
 
 def station_identifier(transmitter: bytes) -> str:
@@ -281,4 +313,6 @@ def station_identifier(transmitter: bytes) -> str:
     return wifi_identifier(transmitter.hex(":"))
 
 
+#: Frame control, duration, receiver and transmitter address: what decides a request.
+_HEADER_KEY_LEN: Final = 16
 _new_tuple = tuple.__new__

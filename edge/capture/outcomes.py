@@ -56,9 +56,12 @@ class SkipReason(StrEnum):
 #: What a cached frame decodes to: an identity (kind, canonical id, randomized) or a reason.
 CachedOutcome = tuple[IdentifierKind, str, bool] | RejectReason | SkipReason
 IdentityCache = dict[bytes, CachedOutcome]
+#: A station's request, known by the start of its 802.11 header: its identity (kind,
+#: canonical id, randomized) and the shortest frame that holds that request's fixed fields.
+StationIdentity = tuple[IdentifierKind, str, bool, int]
 
 #: Distinct adverts/addresses remembered per decoder. A busy store has a few thousand;
-#: the bound keeps memory flat (about 5 MB) whatever the input, and raw identifiers
+#: the bound keeps memory flat (about 8 MB) whatever the input, and raw identifiers
 #: are never held longer than the decoder that caches them.
 IDENTITY_CACHE_LIMIT: Final = 16_384
 
@@ -78,9 +81,13 @@ class IdentityCaches:
 
     `adverts`: a whole BLE advertising packet to what it decodes to (phones repeat the
     same advert many times a second); `ble_addresses` and `stations`: a device address
-    to its canonical identifier (an address repeats even when its advert payload changes).
+    to its canonical identifier (an address repeats even when its advert payload changes);
+    `station_headers`: the first 16 bytes of an 802.11 station request (frame control,
+    duration, receiver and transmitter) to its identity, since a phone's probe burst
+    repeats them frame after frame and they decide everything but the length checks.
     """
 
     adverts: IdentityCache = field(default_factory=dict)
     ble_addresses: dict[bytes, str] = field(default_factory=dict)
     stations: dict[bytes, str] = field(default_factory=dict)
+    station_headers: dict[bytes, StationIdentity] = field(default_factory=dict)

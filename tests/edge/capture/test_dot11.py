@@ -235,6 +235,23 @@ def test_identifier_cache_gives_the_same_sightings() -> None:
     assert len(caches.stations) == 2
 
 
+def test_a_known_station_header_still_gets_every_length_check() -> None:
+    """A request is remembered by its first 16 header bytes; later frames sharing them
+    may be cut anywhere, or end in an FCS that completes those 16 bytes."""
+    for flags, mac_header in ((0, Dot11), ("FCS", Dot11FCS)):
+        reassociation = radiotap(flags=flags) / (
+            mac_header(type=0, subtype=2, addr1=AP, addr2=GLOBAL_MAC, addr3=AP)
+            / Dot11ReassoReq(cap=0x0431, listen_interval=10, current_AP=AP)
+        )
+        for packet in (probe(flags=flags), bytes(reassociation)):
+            caches = IdentityCaches()
+            assert isinstance(decode_radiotap_frame(packet, AT, "wifi", caches), Sighting)
+            assert len(caches.station_headers) == 1
+            for cut in range(len(packet) + 1):
+                frame = packet[:cut]
+                assert decode_radiotap_frame(frame, AT, "wifi", caches) == decode(frame), cut
+
+
 # ---------------------------------------------------------------- skipped, not rejected
 
 
