@@ -1,6 +1,10 @@
+from collections.abc import Iterator
 from datetime import timedelta
 
+import paho.mqtt.client as mqtt
+import pytest
 from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
@@ -8,7 +12,7 @@ from cloud.api import create_app
 from cloud.db import session_scope
 from cloud.metrics import REGISTRY
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
-from provisioning.local_broker import LocalBroker
+from provisioning.local_broker import LocalBroker, start_amqtt, stop_process
 from shared.presence import MAX_PAYLOAD_BYTES
 from tests.cloud.factories import (
     START,
@@ -180,3 +184,36 @@ def test_presence_of_a_tenant_not_served_here_is_refused(
         letter = session.exec(select(DeadLetter)).one()
         assert "is not configured here" in letter.reason
         assert session.exec(select(GatewayHealth)).all() == []
+
+
+@pytest.fixture(scope="module")
+def mqtt311_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """amqtt: an MQTT 3.1.1-only broker, what the demo falls back to without Mosquitto."""
+    broker, process = start_amqtt(workdir=tmp_path_factory.mktemp("amqtt"))
+    yield broker
+    stop_process(process)
+
+
+def test_an_mqtt_311_broker_works_without_shared_subscriptions(
+    mqtt311_broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str
+) -> None:
+    settings = cloud_settings(
+        tenant=tenant, database_url=migrated_url,
+        mqtt={"host": mqtt311_broker.host, "port": mqtt311_broker.port, "mqtt_v5": False,
+              "shared_subscription": False, "client_id": f"w311-{tenant}"},
+    )
+    events = many_events(tenant=tenant, count=300)
+    with running_worker(settings, engine) as worker:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
+        client.connect(mqtt311_broker.host, mqtt311_broker.port)
+        client.loop_start()
+        try:
+            publish_all(client, [
+                (presence_topic(tenant), batch_payload(events[i : i + 100]))
+                for i in range(0, 300, 100)
+            ])
+            wait_for(lambda: worker.totals.events_new == 300, what="events over MQTT 3.1.1")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    assert count(engine, PresenceEventRow, tenant) == 300
