@@ -268,7 +268,10 @@ def median_result(runs: Sequence[Result]) -> Result:
     return ordered[len(ordered) // 2]
 
 
-def render(phases: dict[str, list[Result]], total: int, messages: int) -> str:
+def render(
+    phases: dict[str, list[Result]], total: int, messages: int,
+    load: tuple[float, float] = (0.0, 0.0),
+) -> str:
     medians = {name: median_result(runs) for name, runs in phases.items()}
     bare = next(iter(medians.values()))
     rounds = len(next(iter(phases.values())))
@@ -283,7 +286,9 @@ def render(phases: dict[str, list[Result]], total: int, messages: int) -> str:
         f"MQTT messages of {EVENTS_PER_MESSAGE} events, QoS 1, published by one paho client "
         "to a Mosquitto started for the run. The broker, PostgreSQL, the publisher and the "
         f"workers share the machine's cores. {rounds} rounds, phases interleaved within each "
-        "round; the table gives the median round and the range.",
+        "round; the table gives the median round and the range. One-minute load average "
+        f"(other work on the machine included): {load[0]:.1f} at the start, {load[1]:.1f} "
+        "at the end.",
         "",
         "| phase | events/s (median) | range | vs bare subscriber | notes |",
         "| --- | ---: | ---: | ---: | --- |",
@@ -336,6 +341,7 @@ def main() -> None:
     messages = make_stream(args.events)
     total = args.events
     phases: dict[str, list[Result]] = {}
+    load_before = os.getloadavg()[0]
     with local_broker() as broker, tempfile.TemporaryDirectory() as logs:
         for _ in range(args.rounds):
             results = [bare_phase(broker, messages, total)]
@@ -345,7 +351,7 @@ def main() -> None:
             for result in results:
                 phases.setdefault(result.name, []).append(result)
                 print(f"{result.name}: {result.rate:,.0f} events/s", flush=True)
-    report = render(phases, total, len(messages))
+    report = render(phases, total, len(messages), (load_before, os.getloadavg()[0]))
     print(report)
     if args.output is not None:
         args.output.write_text(report)
