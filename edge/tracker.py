@@ -15,7 +15,7 @@ the end), so finding the silent ones never scans the devices that are still pres
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -153,6 +153,10 @@ def _reported_rssi(rssi: float | None) -> float:
     return round(min(max(rssi, UNKNOWN_RSSI_DBM), MAX_RSSI_DBM), 1)
 
 
+#: Told about a sighting that could not be tracked (and the error), so a batch goes on.
+TrackErrorHandler = Callable[[PseudonymousSighting, Exception], None]
+
+
 class Tracker:
     """Per-device presence state machine. Not thread-safe: the agent calls it from its loop."""
 
@@ -179,48 +183,74 @@ class Tracker:
 
     def observe(self, sighting: PseudonymousSighting) -> list[PresenceEvent]:
         """Feed one sighting; returns the events it causes (usually none)."""
+        return self.observe_many((sighting,))
+
+    def observe_many(
+        self, sightings: Iterable[PseudonymousSighting], on_error: TrackErrorHandler | None = None
+    ) -> list[PresenceEvent]:
+        """Feed sightings in order; returns the events they cause, in order.
+
+        The same as observing them one at a time, but this runs for every sighting a
+        gateway hears: thresholds and state are looked up once per batch, not once per
+        sighting. A sighting that fails (garbage a source let through) goes to
+        `on_error` and the batch goes on; without `on_error` the error propagates.
+        """
         events: list[PresenceEvent] = []
-        at = sighting.at
         counters = self.counters
-        counters.sightings += 1
-        if at > self._clock:
-            self._clock = at
-            if at >= self._next_sweep:
-                self._sweep(at, events)
-        rssi = sighting.rssi
-        thresholds = self.thresholds
-        if rssi is not None and not PLAUSIBLE_RSSI_MIN < rssi < PLAUSIBLE_RSSI_MAX:
-            counters.bad_rssi += 1  # NaN, infinities, driver garbage: keep the sighting only
-            rssi = None
-        if rssi is not None and rssi < thresholds.rssi_floor:
-            counters.below_floor += 1
-            return events
         devices = self._devices
-        key = sighting.pseudonym
-        device = devices.pop(key, None)
-        if device is not None and at - device.last_seen > thresholds.exit_after_s:
-            self._leave(key, device, events)  # silent too long: that visit ended; a new one
-            device = None
-        if device is None:
-            if len(devices) >= thresholds.max_devices:
-                self._evict_oldest(events)
-            device = _Device(sighting)
-        devices[key] = device
-        if rssi is not None:
-            smoothed = device.rssi
-            if smoothed is None:
-                device.rssi = rssi
-            else:
-                device.rssi = smoothed + thresholds.smoothing_alpha * (rssi - smoothed)
-        device.sightings += 1
-        if at > device.last_seen:
-            device.last_seen = at
-        recent = device.recent
-        if recent is not None:
-            self._maybe_enter(key, device, recent, at, events)
-        elif at - device.first_seen >= (device.dwell_seq + 1) * thresholds.dwell_interval_s:
-            self._dwell(key, device, events)
+        thresholds = self.thresholds
+        rssi_floor = thresholds.rssi_floor
+        alpha = thresholds.smoothing_alpha
+        exit_after_s = thresholds.exit_after_s
+        dwell_interval_s = thresholds.dwell_interval_s
+        for sighting in sightings:
+            try:
+                at = sighting.at
+                counters.sightings += 1
+                if at > self._clock:
+                    self._clock = at
+                    if at >= self._next_sweep:
+                        self._sweep(at, events)
+                rssi = sighting.rssi
+                if rssi is not None:
+                    if not PLAUSIBLE_RSSI_MIN < rssi < PLAUSIBLE_RSSI_MAX:
+                        counters.bad_rssi += 1  # NaN, infinities, driver garbage: presence only
+                        rssi = None
+                    elif rssi < rssi_floor:
+                        counters.below_floor += 1
+                        continue
+                key = sighting.pseudonym
+                device = devices.pop(key, None)  # re-inserted: the dict stays in sighting order
+                if device is None or at - device.last_seen > exit_after_s:
+                    device = self._arrive(key, device, sighting, events)
+                devices[key] = device
+                if rssi is not None:
+                    smoothed = device.rssi
+                    device.rssi = rssi if smoothed is None else smoothed + alpha * (rssi - smoothed)
+                device.sightings += 1
+                if at > device.last_seen:
+                    device.last_seen = at
+                recent = device.recent
+                if recent is not None:
+                    self._maybe_enter(key, device, recent, at, events)
+                elif at - device.first_seen >= (device.dwell_seq + 1) * dwell_interval_s:
+                    self._dwell(key, device, events)
+            except Exception as error:
+                if on_error is None:
+                    raise
+                on_error(sighting, error)
         return events
+
+    def _arrive(
+        self, key: str, silent: _Device | None, sighting: PseudonymousSighting,
+        events: list[PresenceEvent],
+    ) -> _Device:
+        """A new visit: the device was unknown, or silent too long (that visit ended)."""
+        if silent is not None:
+            self._leave(key, silent, events)
+        if len(self._devices) >= self.thresholds.max_devices:
+            self._evict_oldest(events)
+        return _Device(sighting)
 
     def tick(self, now: float) -> list[PresenceEvent]:
         """Advance the clock without a sighting (live capture): reports due exits."""
@@ -319,16 +349,14 @@ class Tracker:
 
 def feed(tracker: Tracker, sightings: Iterable[PseudonymousSighting]) -> list[PresenceEvent]:
     """All events a sequence of sightings causes (tests, benchmarks, offline analysis)."""
-    events: list[PresenceEvent] = []
-    for sighting in sightings:
-        events.extend(tracker.observe(sighting))
-    return events
+    return tracker.observe_many(sightings)
 
 
 __all__ = [
     "SWEEP_INTERVAL_S",
     "UNKNOWN_RSSI_DBM",
     "Identity",
+    "TrackErrorHandler",
     "Tracker",
     "TrackerCounters",
     "TrackerThresholds",

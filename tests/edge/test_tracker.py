@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer
 from edge.tracker import UNKNOWN_RSSI_DBM, Identity, Tracker, TrackerThresholds, feed
 from shared.identifiers import IdentifierKind
@@ -164,3 +166,31 @@ def test_implausible_rssi_is_ignored_but_the_sighting_counts() -> None:
     assert transitions(events) == [Transition.ENTER]
     assert events[0].rssi == -60
     assert tracker.counters.bad_rssi == 2
+
+
+def test_a_batch_gives_the_events_of_one_sighting_at_a_time() -> None:
+    # five devices, each heard every 5 s; the last one leaves after 100 s
+    sightings = [seen(T0 + i, rssi=-50.0 - i % 45, pseudonym=f"k1:{i % 5:032x}")
+                 for i in range(300) if i % 5 != 4 or i < 100]
+    one_by_one = Tracker(IDENTITY, THRESHOLDS)
+    expected = [event for s in sightings for event in one_by_one.observe(s)]
+    batched = Tracker(IDENTITY, THRESHOLDS)
+    events = [event for start in range(0, len(sightings), 64)
+              for event in batched.observe_many(sightings[start : start + 64])]
+    assert events == expected
+    assert batched.counters == one_by_one.counters
+    assert set(transitions(events)) == {Transition.ENTER, Transition.DWELL, Transition.EXIT}
+
+
+def test_a_sighting_that_fails_is_reported_and_the_batch_goes_on() -> None:
+    broken = seen(T0 + 1)._replace(at=None)  # type: ignore[arg-type]  # garbage let through
+    batch = [seen(T0), broken, seen(T0 + 2), seen(T0 + 3)]
+    failures: list[tuple[PseudonymousSighting, str]] = []
+    tracker = Tracker(IDENTITY, THRESHOLDS)
+    events = tracker.observe_many(
+        batch, lambda sighting, error: failures.append((sighting, type(error).__name__)))
+    assert failures == [(broken, "TypeError")]
+    assert transitions(events) == [Transition.ENTER]
+    assert events[0].sightings == 3
+    with pytest.raises(TypeError):  # without a handler the error is the caller's
+        Tracker(IDENTITY, THRESHOLDS).observe_many(batch)
