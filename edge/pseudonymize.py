@@ -9,7 +9,7 @@ linkable and stops being comparable at the store's midnight.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import NamedTuple
 
@@ -45,6 +45,10 @@ class PseudonymousSighting(NamedTuple):
     randomized: bool
     rssi: float | None
     source: str
+
+
+#: Told about a sighting that could not be pseudonymized (and the error), so a batch goes on.
+SightingErrorHandler = Callable[[Sighting, Exception], None]
 
 
 class StoreDay:
@@ -130,28 +134,51 @@ class SightingPseudonymizer:
             self._daily_cache.clear()
 
     def pseudonymize(self, sighting: Sighting) -> PseudonymousSighting:
-        """The sighting with its identifier replaced by the pseudonym, for every sighting
-        a gateway hears: one span comparison finds the day, one dict lookup the pseudonym."""
-        at, kind, canonical, randomized, rssi, source = sighting
-        if randomized:
-            if not self._daily_start <= at < self._daily_end:
-                self._switch_day(at)
-            cache = self._daily_cache
-            pseudonym = cache.get(canonical)
-            if pseudonym is None:
-                pseudonym = self._active.daily(canonical, self._daily_day)
-                _remember(cache, canonical, pseudonym)
-            scope = _DAILY
-        else:
-            cache = self._stable_cache
-            pseudonym = cache.get(canonical)
-            if pseudonym is None:
-                pseudonym = self._active.stable(canonical)
-                _remember(cache, canonical, pseudonym)
-            scope = _STABLE
-        self.pseudonymized += 1
-        return _new_tuple(PseudonymousSighting,
-                          (at, pseudonym, self._key_id, scope, kind, randomized, rssi, source))
+        """The sighting with its identifier replaced by the pseudonym."""
+        return self.pseudonymize_many((sighting,))[0]
+
+    def pseudonymize_many(
+        self, sightings: Iterable[Sighting], on_error: SightingErrorHandler | None = None
+    ) -> list[PseudonymousSighting]:
+        """The sightings with their identifiers replaced by pseudonyms, in order.
+
+        This runs for every sighting a gateway hears: the caches and today's span are
+        looked up once per batch, then one comparison finds the day and one dict lookup
+        the pseudonym. A malformed sighting goes to `on_error` and is left out; without
+        `on_error` the error propagates.
+        """
+        pseudonymous: list[PseudonymousSighting] = []
+        append = pseudonymous.append
+        key_id = self._key_id
+        stable_cache = self._stable_cache
+        daily_cache = self._daily_cache  # emptied in place, never replaced
+        day_start, day_end = self._daily_start, self._daily_end
+        for sighting in sightings:
+            try:
+                at, kind, canonical, randomized, rssi, source = sighting
+                if randomized:
+                    if not day_start <= at < day_end:
+                        self._switch_day(at)
+                        day_start, day_end = self._daily_start, self._daily_end
+                    pseudonym = daily_cache.get(canonical)
+                    if pseudonym is None:
+                        pseudonym = self._active.daily(canonical, self._daily_day)
+                        _remember(daily_cache, canonical, pseudonym)
+                    scope = _DAILY
+                else:
+                    pseudonym = stable_cache.get(canonical)
+                    if pseudonym is None:
+                        pseudonym = self._active.stable(canonical)
+                        _remember(stable_cache, canonical, pseudonym)
+                    scope = _STABLE
+                append(_new_tuple(PseudonymousSighting, (
+                    at, pseudonym, key_id, scope, kind, randomized, rssi, source)))
+            except Exception as error:
+                if on_error is None:
+                    raise
+                on_error(sighting, error)
+        self.pseudonymized += len(pseudonymous)
+        return pseudonymous
 
     def _switch_day(self, at: float) -> None:
         """Make the daily cache that of the store day of `at` (emptied when the day changes)."""

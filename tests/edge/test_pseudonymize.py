@@ -104,3 +104,19 @@ def test_kind_rssi_and_source_are_carried() -> None:
     assert result.kind is IdentifierKind.BLE_ADDRESS
     assert result.rssi is None
     assert result.source == "test"
+
+
+def test_a_batch_is_pseudonymized_in_order_and_a_malformed_sighting_is_left_out() -> None:
+    good = [sighting("00:1a:11:00:00:03"), sighting("02:1a:11:00:00:04", at=T0 + 1)]
+    broken = good[0]._replace(canonical_id=None)  # type: ignore[arg-type]  # garbage let through
+    failures: list[tuple[str | None, str]] = []
+    pseudonymizer = make()
+    results = pseudonymizer.pseudonymize_many(
+        [good[0], broken, good[1]],
+        lambda item, error: failures.append((item.canonical_id, type(error).__name__)),
+    )
+    assert results == [make().pseudonymize(item) for item in good]
+    assert failures == [(None, "AttributeError")]
+    assert pseudonymizer.pseudonymized == 2
+    with pytest.raises(AttributeError):  # without a handler the error is the caller's
+        make().pseudonymize_many([broken])
