@@ -1,8 +1,9 @@
 """The gateway agent: sources -> pseudonymize -> track -> outbox -> MQTT, under asyncio.
 
-Sources call `emit` on the event loop for every sighting. The sighting is pseudonymized
-at once (the raw identifier ends there), fed to the tracker, and the events it causes
-are written to the outbox in one transaction per loop turn. The publisher drains the
+Sources call `emit` on the event loop for every sighting. The sightings of one loop
+turn are pseudonymized together at the end of it (the raw identifiers end there), fed
+to the tracker, and the events they cause are written to the outbox in one transaction
+per loop turn. The publisher drains the
 outbox in the background. A ticker drives exits from the wall clock (live capture
 only: a replay runs on its own capture clock), the retained status heartbeat and the
 systemd watchdog.
@@ -29,7 +30,7 @@ from typing import Any
 from edge import systemd
 from edge.capture.source import Source
 from edge.outbox import Outbox
-from edge.pseudonymize import SightingPseudonymizer, UnknownKeyError
+from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer, UnknownKeyError
 from edge.publisher import MqttPublisher
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
@@ -42,6 +43,11 @@ log = logging.getLogger(__name__)
 #: Events buffered in memory before the outbox write is forced rather than left to the
 #: end of the loop turn: bounds what a crash mid-burst can lose to one small window.
 FLUSH_EVENTS = 1000
+#: Sightings gathered before they are processed without waiting for the end of the loop
+#: turn. Batches of 64-256 ran fastest on a 2-core gateway (a batch's objects stay in the
+#: CPU caches; 2,048 at once ran about 10% slower), and the bound keeps a burst from a
+#: radio from piling up raw identifiers in memory.
+PROCESS_SIGHTINGS = 256
 #: Events held in memory while the outbox cannot be written (a full or failing disk):
 #: a few minutes of a busy store, without letting a dead disk exhaust memory.
 MAX_PENDING_EVENTS = 50_000
@@ -115,6 +121,7 @@ class EdgeAgent:
         self.pipeline_errors = 0
         self.outbox_errors = 0
         self.pending_dropped = 0
+        self._incoming: list[Sighting] = []
         self._pending: list[PresenceEvent] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -125,19 +132,47 @@ class EdgeAgent:
     # -- the pipeline -------------------------------------------------------------------
 
     def emit(self, sighting: Sighting) -> None:
-        """A source saw a device. Runs on the loop; never raises."""
-        try:
-            pseudonymous = self.pseudonymizer.pseudonymize(sighting)
-            events = self.tracker.observe(pseudonymous)
-        except Exception as error:  # a malformed sighting must not take its source down
-            self.pipeline_errors += 1
-            log.error("could not process a sighting", extra={"error": type(error).__name__,
-                                                              "source": sighting.source})
+        """A source saw a device. Runs on the loop; never raises.
+
+        The sighting waits (in memory only) for the end of the loop turn, when the turn's
+        sightings are processed as one batch; without a running loop, at once.
+        """
+        incoming = self._incoming
+        incoming.append(sighting)
+        if self._loop is None or len(incoming) >= PROCESS_SIGHTINGS:
+            self.process()
+        elif len(incoming) == 1:
+            self._loop.call_soon(self.process)
+
+    def process(self) -> None:
+        """Pseudonymize and track the sightings gathered so far, in order; never raises.
+
+        A malformed sighting is counted and logged, and the others go on.
+        """
+        batch = self._incoming
+        if not batch:
             return
+        self._incoming = []
+        pseudonymous = self.pseudonymizer.pseudonymize_many(batch, self._pipeline_error)
+        failed: list[PseudonymousSighting] = []
+
+        def tracking_failed(sighting: PseudonymousSighting, error: Exception) -> None:
+            failed.append(sighting)
+            self._pipeline_error(sighting, error)
+
+        events = self.tracker.observe_many(pseudonymous, tracking_failed)
         if self._seen is not None:
-            self._seen.add(pseudonymous.pseudonym)
+            failed_ids = {id(sighting) for sighting in failed}
+            self._seen.update(sighting.pseudonym for sighting in pseudonymous
+                              if id(sighting) not in failed_ids)
         if events:
             self._queue(events)
+
+    def _pipeline_error(self, sighting: Sighting | PseudonymousSighting, error: Exception) -> None:
+        # a malformed sighting must not take its source down
+        self.pipeline_errors += 1
+        log.error("could not process a sighting", extra={"error": type(error).__name__,
+                                                          "source": sighting.source})
 
     def _queue(self, events: list[PresenceEvent]) -> None:
         self._pending.extend(events)
@@ -148,8 +183,10 @@ class EdgeAgent:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write buffered events to the outbox (one transaction) and wake the publisher."""
+        """Write buffered events to the outbox (one transaction) and wake the publisher;
+        sightings still waiting are processed first."""
         self._flush_scheduled = False
+        self.process()
         if not self._pending:
             return
         try:
@@ -172,11 +209,13 @@ class EdgeAgent:
         self.publisher.wake()
 
     def apply_config(self, config: GatewayConfig) -> None:
-        """The cloud's retained config; all or nothing (an unknown key id rejects it)."""
+        """The cloud's retained config; all or nothing (an unknown key id rejects it).
+        Sightings that arrived before it are processed under the settings they came with."""
         if config.active_key_id is not None and config.active_key_id not in (
             self.pseudonymizer.key_ids
         ):
             raise UnknownKeyError(f"active key id {config.active_key_id!r} is not provisioned")
+        self.process()
         self.tracker.apply(config)
         if config.active_key_id is not None:
             self.pseudonymizer.set_active_key(config.active_key_id)
@@ -261,6 +300,7 @@ class EdgeAgent:
             await self._until_done(stop, source_tasks)
             sources_stop.set()
             await asyncio.gather(*source_tasks, return_exceptions=True)
+            self.process()
             self._queue(self.tracker.close())
             self.flush()
             systemd.notify("STOPPING=1")
@@ -278,6 +318,7 @@ class EdgeAgent:
             await self.publisher.close(self.status(online=False))
             summary = self.summary(drained=drained)
             self.outbox.close()
+            self._loop = None  # the loop is ending: nothing may be scheduled on it any more
         log.info("agent stopped", extra={"queue_depth": summary.queue_depth,
                                          "published": summary.published_events})
         return summary
@@ -321,6 +362,7 @@ class EdgeAgent:
         next_status = time.monotonic()
         while not stop.is_set():
             if self.wall_clock:
+                self.process()  # the tracker's clock must not pass sightings still waiting
                 self._queue(self.tracker.tick(time.time()))
             self.flush()
             if time.monotonic() >= next_status and self.publisher.connected:

@@ -148,6 +148,43 @@ def test_cloud_config_rotates_the_key_and_moves_zones_live(
     collector.close()
 
 
+def test_a_loop_turns_sightings_are_processed_together_and_before_a_key_rotation(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = agent_settings(broker, mqtt_namespace, tmp_path)
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    scene = crowd(6)
+    half = len(scene.sightings) // 2
+
+    async def scenario() -> tuple[EdgeAgent, int, int]:
+        agent = EdgeAgent(settings, [], live=False)
+        stop = asyncio.Event()
+        running = asyncio.create_task(agent.run(stop))
+        assert await agent.publisher.wait_connected(5)
+        for item in scene.sightings[:half]:
+            agent.emit(item)
+        waiting = agent.tracker.counters.sightings  # the loop turn has not ended yet
+        agent.apply_config(GatewayConfig(active_key_id="k2"))
+        before_rotation = agent.tracker.counters.sightings
+        for item in scene.sightings[half:]:
+            agent.emit(item)
+        await asyncio.sleep(0)
+        stop.set()
+        await running
+        return agent, waiting, before_rotation
+
+    agent, waiting, before_rotation = asyncio.run(scenario())
+    assert (waiting, before_rotation) == (0, half)
+    assert agent.tracker.counters.sightings == len(scene.sightings)
+    events = agent.tracker.counters.events
+    assert collector.wait_for(lambda c: len(c.presence_event_ids()) == events)
+    key_ids = {event.key_id for message in collector.snapshot()
+               if message.topic.endswith("/presence")
+               for event in decode_presence_batch(message.payload).events}
+    assert key_ids == {"k1", "k2"}
+    collector.close()
+
+
 def test_a_malformed_sighting_is_counted_not_fatal(
     broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
 ) -> None:
