@@ -5,7 +5,7 @@ the versioned presence/status/config schemas, and pseudonymization. This package
 imports nothing of ours, so the gateway can install it without the cloud stack.
 """
 
-from shared.errors import ContractError
+from shared.errors import ContractError, describe_validation_error
 from shared.identifiers import IdentifierKind, canonical_identifier, is_randomized_mac
 from shared.presence import (
     MAX_BATCH_EVENTS,
@@ -50,6 +50,7 @@ __all__ = [
     "decode_gateway_config",
     "decode_gateway_status",
     "decode_presence_batch",
+    "describe_validation_error",
     "encode_presence_batch",
     "gateway_topic",
     "is_randomized_mac",

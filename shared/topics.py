@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.errors import ContractError
+from shared.errors import SEGMENT_RULE, ContractError
 
 TOPIC_ROOT = "vitrina/v1"
 
@@ -43,10 +43,7 @@ class TopicAddress:
 def validate_segment(name: str, value: str) -> str:
     """Return `value` if it is a valid tenant/store/gateway id, else raise ContractError."""
     if not SEGMENT_PATTERN.fullmatch(value):
-        raise ContractError(
-            f"{name} {value!r} is not a valid id: use 1-64 characters of a-z, 0-9, '-' and '_',"
-            " starting with a letter or digit"
-        )
+        raise ContractError(f"{name} is not a valid id: {SEGMENT_RULE}")
     return value
 
 
@@ -64,14 +61,14 @@ def parse_topic(topic: str) -> TopicAddress:
     parts = topic.split("/")
     if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT:
         raise ContractError(
-            f"topic {topic!r} is not of the form {TOPIC_ROOT}/<tenant>/<store>/<gateway>/<channel>"
+            f"topic is not of the form {TOPIC_ROOT}/<tenant>/<store>/<gateway>/<channel>"
         )
     tenant, store, gateway, channel = parts[2:]
     try:
         parsed_channel = TopicChannel(channel)
     except ValueError:
         known = ", ".join(c.value for c in TopicChannel)
-        raise ContractError(f"topic channel {channel!r} is unknown (expected {known})") from None
+        raise ContractError(f"topic channel is unknown (expected {known})") from None
     return TopicAddress(
         tenant=validate_segment("tenant", tenant),
         store=validate_segment("store", store),

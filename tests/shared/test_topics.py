@@ -27,20 +27,13 @@ def test_shared_subscription_matches_presence_topics_only() -> None:
     assert PRESENCE_SHARED_SUBSCRIPTION == "$share/orchestrator/vitrina/v1/+/+/+/presence"
 
 
-@pytest.mark.parametrize(
-    ("tenant", "message"),
-    [
-        ("", "tenant '' is not a valid id"),
-        ("Acme", "tenant 'Acme' is not a valid id"),
-        ("a+b", r"tenant 'a\+b' is not a valid id"),
-        ("a#", "tenant 'a#' is not a valid id"),
-        ("a/b", "tenant 'a/b' is not a valid id"),
-        ("x" * 65, "is not a valid id"),
-    ],
-)
-def test_builder_rejects_bad_segments(tenant: str, message: str) -> None:
-    with pytest.raises(ContractError, match=message):
+@pytest.mark.parametrize("tenant", ["", "Acme", "a+b", "a#", "a/b", "x" * 65])
+def test_builder_rejects_bad_segments_without_echoing_them(tenant: str) -> None:
+    with pytest.raises(
+        ContractError, match=r"^tenant is not a valid id: use 1-64 characters"
+    ) as caught:
         gateway_topic(tenant, "s", "g", "presence")
+    assert tenant == "" or tenant not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -49,8 +42,8 @@ def test_builder_rejects_bad_segments(tenant: str, message: str) -> None:
         ("vitrina/v2/a/b/c/presence", "is not of the form"),
         ("vitrina/v1/a/b/presence", "is not of the form"),
         ("vitrina/v1/a/b/c/presence/extra", "is not of the form"),
-        ("vitrina/v1/a/b/c/telemetry", "channel 'telemetry' is unknown"),
-        ("vitrina/v1/a/B/c/status", "store 'B' is not a valid id"),
+        ("vitrina/v1/a/b/c/telemetry", r"channel is unknown \(expected presence, status, config\)"),
+        ("vitrina/v1/a/B/c/status", "^store is not a valid id"),
     ],
 )
 def test_parser_rejects_foreign_topics(topic: str, message: str) -> None:
