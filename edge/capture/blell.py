@@ -17,6 +17,7 @@ import struct
 import uuid
 from typing import Final
 
+from edge.capture.addresses import ble_identifier
 from edge.capture.beacons import (
     AdvertIdentity,
     BeaconConfig,
@@ -25,7 +26,7 @@ from edge.capture.beacons import (
 )
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
-from shared.identifiers import IdentifierKind, ble_address_identifier
+from shared.identifiers import IdentifierKind
 
 LINKTYPE_BLUETOOTH_LE_LL: Final = 251
 LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR: Final = 256
@@ -139,8 +140,7 @@ def advert_frame_identity(
     address = frame[payload : payload + ADDRESS_LEN]
     canonical = None if addresses is None else addresses.get(address)
     if canonical is None:
-        # on air the address is little-endian; six bytes always make a valid MAC
-        canonical = ble_address_identifier(address[::-1].hex(":"))
+        canonical = ble_identifier(address)  # six bytes always make a valid MAC
         if addresses is not None:
             remember(addresses, address, canonical)
     return IdentifierKind.BLE_ADDRESS, canonical, ble_address_randomized(bool(header & 0x40))

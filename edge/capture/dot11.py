@@ -17,9 +17,10 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+from edge.capture.addresses import station_identifier
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
-from shared.identifiers import IdentifierKind, wifi_identifier
+from shared.identifiers import IdentifierKind
 
 LINKTYPE_IEEE802_11_RADIOTAP: Final = 127
 
@@ -306,11 +307,6 @@ def decode_dot11(
         remember(caches.station_headers, frame[start : start + _HEADER_KEY_LEN],
                  (kind, canonical, randomized, min_length))
     return _new_tuple(Sighting, (at, kind, canonical, randomized, rssi, source))
-
-
-def station_identifier(transmitter: bytes) -> str:
-    """The canonical identifier of a station's 6-byte transmitter address."""
-    return wifi_identifier(transmitter.hex(":"))
 
 
 #: Frame control, duration, receiver and transmitter address: what decides a request.
