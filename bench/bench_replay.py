@@ -10,7 +10,8 @@ Measures, in one run on the shipped busy-store capture (57,617 frames of radiota
   the floor for captures where no advert and no address ever repeats;
 - scapy-dissect: scapy's PcapNgReader dissecting every frame (on the first frames
   only, it is slow), for contrast with a generic dissector.
-Each phase runs `--repeat` times; the best run counts (least disturbed by other load).
+The phases run interleaved, `--repeat` rounds of one run each, so every phase sees the
+same machine load; the best run of each counts (least disturbed by other load).
 
     .venv/bin/python -m bench.bench_replay [--repeat N] [--dissect-frames N] [--out PATH]
 
@@ -90,28 +91,27 @@ def scapy_dissect(path: Path, limit: int) -> int:
     return count
 
 
-def measure(name: str, work: Callable[[Path, int], int], path: Path, limit: int,
-            repeat: int) -> Phase:
-    best: Phase | None = None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        frames = work(path, limit)
-        phase = Phase(name, frames, time.perf_counter() - started)
-        if best is None or phase.per_s > best.per_s:
-            best = phase
-    assert best is not None
-    return best
+def measure_once(name: str, work: Callable[[Path, int], int], path: Path, limit: int) -> Phase:
+    started = time.perf_counter()
+    frames = work(path, limit)
+    return Phase(name, frames, time.perf_counter() - started)
 
 
 def run(repeat: int, dissect_frames: int) -> list[Phase]:
     path = BUSY_STORE_CAPTURE
-    return [
-        measure("scapy-iterate", scapy_iterate, path, 0, repeat),
-        measure("read-frames", our_reader, path, 0, repeat),
-        measure("replay", replay, path, 0, repeat),
-        measure("replay-uncached", replay_uncached, path, 0, repeat),
-        measure("scapy-dissect", scapy_dissect, path, dissect_frames, 1),
+    phases: list[tuple[str, Callable[[Path, int], int]]] = [
+        ("scapy-iterate", scapy_iterate),
+        ("read-frames", our_reader),
+        ("replay", replay),
+        ("replay-uncached", replay_uncached),
     ]
+    best: dict[str, Phase] = {}
+    for _ in range(repeat):
+        for name, work in phases:
+            phase = measure_once(name, work, path, 0)
+            if name not in best or phase.per_s > best[name].per_s:
+                best[name] = phase
+    return [*best.values(), measure_once("scapy-dissect", scapy_dissect, path, dissect_frames)]
 
 
 def report(phases: list[Phase], repeat: int) -> str:
@@ -126,7 +126,7 @@ def report(phases: list[Phase], repeat: int) -> str:
         f"{by_name['scapy-dissect'].frames:,} frames).",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}.",
+        f"{platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| phase | frames | seconds | frames/s | vs scapy-iterate |",
         "| --- | --- | --- | --- | --- |",
