@@ -112,6 +112,10 @@ class ApiSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    #: /metrics holds counters only (no tenant or personal data) and Prometheus scrapes it
+    #: from inside the network, so it is open by default; set false when the API port is
+    #: reachable from outside, and /metrics then needs an operator key.
+    metrics_public: bool = True
 
 
 class IngestSettings(BaseModel):
@@ -157,6 +161,10 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     recognition: RecognitionSettings = RecognitionSettings()
+    #: SHA-256 (hex) of the deployment's bootstrap operator key (`vitrina-cloud keys
+    #: bootstrap` makes one): lets a fresh deployment issue its first tenant keys over
+    #: the API. Only the hash is configured, so a leaked setting grants nothing.
+    operator_key_hash: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
 
     @field_validator("tenants")
     @classmethod
@@ -167,6 +175,11 @@ class Settings(BaseSettings):
                     f"tenant id {tenant!r} must be 1-64 characters of a-z, 0-9, '-' and '_'"
                 )
         return tenants
+
+    @field_validator("operator_key_hash")
+    @classmethod
+    def _lowercase_hash(cls, value: str | None) -> str | None:
+        return value.lower() if value is not None else None
 
     @model_validator(mode="after")
     def _postgres_driver(self) -> Self:

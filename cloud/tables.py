@@ -3,6 +3,7 @@
 
 from sqlmodel import SQLModel
 
+from cloud.auth.models import ApiKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
@@ -11,6 +12,7 @@ from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 metadata = SQLModel.metadata
 
 __all__ = [
+    "ApiKey",
     "CommerceEvent",
     "ConsentEntry",
     "Customer",

@@ -23,7 +23,7 @@ from provisioning.local_broker import free_port
 
 EXPECTED_TABLES = {
     "presence_event", "dead_letter", "gateway", "customer", "consent", "device",
-    "identity_link", "message",
+    "identity_link", "message", "api_key",
 }
 
 

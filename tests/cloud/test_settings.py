@@ -103,3 +103,19 @@ def test_secrets_do_not_show_in_repr() -> None:
     )
     assert "abab" not in repr(settings)
     assert "hunter2" not in repr(settings)
+
+
+def test_the_operator_key_is_configured_by_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().operator_key_hash is None
+    assert Settings().api.metrics_public is True
+    monkeypatch.setenv("VITRINA_OPERATOR_KEY_HASH", "AB" * 32)
+    monkeypatch.setenv("VITRINA_API__METRICS_PUBLIC", "false")
+    settings = Settings()
+    assert settings.operator_key_hash == "ab" * 32
+    assert settings.api.metrics_public is False
+
+
+@pytest.mark.parametrize("value", ["ab" * 31, "vk_0123456789ab_" + "a" * 43, "zz" * 32])
+def test_anything_but_a_sha256_is_refused_as_the_operator_key_hash(value: str) -> None:
+    with pytest.raises(ValidationError, match="operator_key_hash"):
+        Settings(operator_key_hash=value)

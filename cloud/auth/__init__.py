@@ -1,0 +1,1 @@
+"""API keys and the roles they carry: who may call the HTTP API, and for which tenant."""

@@ -1,0 +1,93 @@
+"""API keys: who may call the orchestrator's HTTP API, for which tenant, in which role.
+
+Roles, from most to least trusted:
+- `operator`: runs the deployment; cross-tenant operations (dead letters, issuing keys for
+  any tenant). It holds no tenant, and it does not read tenant data: customer data is
+  reached with that tenant's own keys, so every such access is attributable to the tenant.
+- `admin`: the shop's back office; everything of its tenant.
+- `app`: the shop's mobile app and web shop, acting for the shopper in front of it. An app
+  key ships inside an app or a web page, so it must be assumed extractable: it can only
+  sign a customer up, record consent, register devices and read back that customer's
+  consent and devices, nothing that lists the tenant or reveals a profile.
+
+A key row keeps only the SHA-256 of the key (see `cloud.auth.keys`), never the key itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, StringConstraints
+from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cloud.db import UtcDateTime
+
+#: Printable text only: names show up in listings and terminals.
+KEY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+KeyName = Annotated[str, StringConstraints(pattern=KEY_NAME_PATTERN, max_length=100)]
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    APP = "app"
+
+
+#: The roles a tenant's admin may hand out; operator keys come only from the command line.
+TenantRole = Literal[Role.ADMIN, Role.APP]
+
+
+class ApiKeyBase(SQLModel):
+    role: Role = Field(sa_type=String(16))
+    name: KeyName = Field(
+        default="", max_length=100, description="what the key is for: 'android app', 'CRM sync'"
+    )
+
+
+class ApiKey(ApiKeyBase, table=True):
+    __tablename__ = "api_key"
+    __table_args__ = (
+        UniqueConstraint("key_id", name="uq_api_key_key_id"),
+        CheckConstraint(
+            "(role = 'operator' AND tenant IS NULL) OR (role <> 'operator' AND tenant IS NOT NULL)",
+            name="ck_api_key_tenant_role",
+        ),
+        Index("ix_api_key_tenant", "tenant"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_id: str = Field(max_length=16, description="public part of the key; finds the row")
+    tenant: str | None = Field(default=None, max_length=64)
+    secret_hash: str = Field(max_length=64, description="SHA-256 (hex) of the whole key")
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    created_by: str = Field(max_length=64, description="'cli', or the key id that issued it")
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ApiKeyCreate(SQLModel):
+    """What a tenant admin asks for; the tenant is the one in the path."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    role: TenantRole
+    name: KeyName = ""
+
+
+class ApiKeyPublic(ApiKeyBase):
+    key_id: str
+    tenant: str | None
+    created_at: datetime
+    created_by: str
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(
+        description="the key to send as 'Authorization: Bearer <key>'; shown only in this "
+        "response and never again (only its hash is stored)"
+    )
