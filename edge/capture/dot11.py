@@ -223,11 +223,11 @@ def decode_radiotap_frame(
 ) -> Sighting | RejectReason | SkipReason:
     """One radiotap + 802.11 frame to a sighting of the transmitting station.
 
-    `caches.stations`, if given, remembers canonical identifiers by transmitter address.
-    This runs for every frame a monitor-mode radio hears, so it is one function of byte
-    indexing and table lookups, with the 802.11 part inline rather than a call. A
-    header of one presence word, the usual case, is found by its first eight bytes
-    alone: that cached layout already vouches for its version and length fields.
+    This runs for every frame a monitor-mode radio hears. A header of one presence word,
+    the usual case, finds its layout by its first eight bytes alone (that cached layout
+    already vouches for its version and length fields); with `caches`, a station request
+    seen before is known by the first 16 bytes of its 802.11 header, leaving only its
+    length to check. Everything else goes through `decode_dot11`.
     """
     layout = _layout_cache.get(frame[:8])
     if layout is None:
@@ -275,8 +275,9 @@ def decode_dot11(
 ) -> Sighting | RejectReason | SkipReason:
     """The 802.11 MAC frame in `frame[start:end]` (FCS already excluded).
 
-    With `caches`, remembers a station's canonical identifier by its address, and its
-    whole identity by the first 16 bytes of the header (see `decode_radiotap_frame`).
+    The first frame-control octet is judged by one table lookup. With `caches`, a
+    station's canonical identifier is remembered by its address, and its whole identity
+    by the first 16 bytes of the header (see `decode_radiotap_frame`).
     """
     length = end - start
     if length < 2:
