@@ -78,19 +78,24 @@ def passive_or_patterns(config: BeaconConfig) -> list[OrPattern]:
         for flags in (0x02, 0x04, 0x05, 0x06, 0x1A, 0x1E, 0x18)
     ]
     patterns.append(
-        OrPattern(0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA,
-                  APPLE_COMPANY_ID.to_bytes(2, "little"))
+        OrPattern(
+            0,
+            AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA,
+            APPLE_COMPANY_ID.to_bytes(2, "little"),
+        )
     )
     patterns.append(OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xaa\xfe"))
     if config.app_service_uuid is not None:
         app_uuid = uuid.UUID(config.app_service_uuid)
         short = app_uuid.int >> 96
         if config.app_service_uuid.endswith(_BLUETOOTH_BASE_SUFFIX) and short <= 0xFFFF:
-            patterns.append(OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16,
-                                      short.to_bytes(2, "little")))
+            patterns.append(
+                OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, short.to_bytes(2, "little"))
+            )
         else:
-            patterns.append(OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID128,
-                                      app_uuid.bytes[::-1]))
+            patterns.append(
+                OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID128, app_uuid.bytes[::-1])
+            )
     return patterns
 
 
@@ -107,8 +112,9 @@ class BleakScannerFactory:
             bluez["adapter"] = self.adapter
         if mode == "passive":
             bluez["or_patterns"] = list(self.or_patterns)
-        scanner: Scanner = BleakScanner(detection_callback=callback, scanning_mode=mode,
-                                        bluez=bluez)
+        scanner: Scanner = BleakScanner(
+            detection_callback=callback, scanning_mode=mode, bluez=bluez
+        )
         return scanner
 
 
@@ -237,8 +243,9 @@ class BleLiveSource:
 
     async def _start_with_backoff(self, stop: asyncio.Event) -> Scanner | None:
         retrying = AsyncRetrying(
-            wait=wait_exponential(multiplier=self.retry_min_s, min=self.retry_min_s,
-                                  max=self.retry_max_s),
+            wait=wait_exponential(
+                multiplier=self.retry_min_s, min=self.retry_min_s, max=self.retry_max_s
+            ),
             retry=retry_if_exception_type(Exception),
             stop=lambda _state: stop.is_set(),
             sleep=partial(_backoff_sleep, stop),

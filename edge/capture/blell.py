@@ -17,7 +17,6 @@ import struct
 import uuid
 from typing import Final
 
-from edge.capture.addresses import ble_identifier
 from edge.capture.beacons import (
     AdvertIdentity,
     BeaconConfig,
@@ -26,7 +25,7 @@ from edge.capture.beacons import (
 )
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
-from shared.identifiers import IdentifierKind
+from shared.identifiers import IdentifierKind, ble_address_identifier_from_bytes
 
 LINKTYPE_BLUETOOTH_LE_LL: Final = 251
 LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR: Final = 256
@@ -140,7 +139,9 @@ def advert_frame_identity(
     address = frame[payload : payload + ADDRESS_LEN]
     canonical = None if addresses is None else addresses.get(address)
     if canonical is None:
-        canonical = ble_identifier(address)  # six bytes always make a valid MAC
+        canonical = ble_address_identifier_from_bytes(
+            address[::-1]
+        )  # on air: least significant first
         if addresses is not None:
             remember(addresses, address, canonical)
     return IdentifierKind.BLE_ADDRESS, canonical, ble_address_randomized(bool(header & 0x40))

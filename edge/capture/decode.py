@@ -47,9 +47,7 @@ class FrameDecoder:
         self.config = config
         self._caches = IdentityCaches() if caching else None
 
-    def decode(
-        self, linktype: int, frame: bytes, wire_len: int, at: float, source: str
-    ) -> Outcome:
+    def decode(self, linktype: int, frame: bytes, wire_len: int, at: float, source: str) -> Outcome:
         if wire_len > len(frame):
             return RejectReason.CAPTURE_TRUNCATED
         if linktype == LINKTYPE_IEEE802_11_RADIOTAP:  # first: a monitor radio's every frame
@@ -93,8 +91,9 @@ class DecodeStats:
             rejects = self.rejects
             rejects[outcome.value] += 1
             if rejects[outcome.value] == 1:  # once per reason: a broken radio must not flood logs
-                logger.warning("rejecting malformed frames (%s); counting them from now on",
-                               outcome.value)
+                logger.warning(
+                    "rejecting malformed frames (%s); counting them from now on", outcome.value
+                )
         else:
             self.decoded += 1
             self.skipped += 1

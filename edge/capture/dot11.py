@@ -17,10 +17,9 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from edge.capture.addresses import station_identifier
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
-from shared.identifiers import IdentifierKind
+from shared.identifiers import IdentifierKind, wifi_identifier_from_bytes
 
 LINKTYPE_IEEE802_11_RADIOTAP: Final = 127
 
@@ -297,16 +296,19 @@ def decode_dot11(
     transmitter = frame[start + 10 : start + 16]
     randomized = (first & 0x02) != 0
     if caches is None:
-        canonical = station_identifier(transmitter)
+        canonical = wifi_identifier_from_bytes(transmitter)
     else:
         stations = caches.stations
         found = stations.get(transmitter)
         if found is None:
-            found = station_identifier(transmitter)
+            found = wifi_identifier_from_bytes(transmitter)
             remember(stations, transmitter, found)
         canonical = found
-        remember(caches.station_headers, frame[start : start + _HEADER_KEY_LEN],
-                 (kind, canonical, randomized, min_length))
+        remember(
+            caches.station_headers,
+            frame[start : start + _HEADER_KEY_LEN],
+            (kind, canonical, randomized, min_length),
+        )
     return _new_tuple(Sighting, (at, kind, canonical, randomized, rssi, source))
 
 

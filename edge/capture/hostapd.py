@@ -106,12 +106,15 @@ def event_sighting(event: HostapdEvent, at: float, source: str) -> Sighting | No
     """Connections and probes are sightings; a disconnection is not (the station is leaving)."""
     if event.kind is EventKind.DISCONNECTED:
         return None
-    kind = IdentifierKind.WIFI_ASSOCIATION if event.kind is EventKind.CONNECTED else (
-        IdentifierKind.WIFI_PROBE
+    kind = (
+        IdentifierKind.WIFI_ASSOCIATION
+        if event.kind is EventKind.CONNECTED
+        else (IdentifierKind.WIFI_PROBE)
     )
     rssi = float(event.signal) if event.signal is not None else None
-    return Sighting(at, kind, wifi_identifier(event.mac), is_randomized_mac(event.mac), rssi,
-                    source)
+    return Sighting(
+        at, kind, wifi_identifier(event.mac), is_randomized_mac(event.mac), rssi, source
+    )
 
 
 class _ConnectionLostError(Exception):
@@ -234,7 +237,8 @@ class HostapdSource:
                 wake = pong_due if pong_due is not None else next_ping
                 receiving = asyncio.ensure_future(loop.sock_recv(sock, MAX_MESSAGE))
                 done, _ = await asyncio.wait(
-                    {receiving, stopping}, timeout=max(wake - time.monotonic(), 0),
+                    {receiving, stopping},
+                    timeout=max(wake - time.monotonic(), 0),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if receiving not in done:

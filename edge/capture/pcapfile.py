@@ -144,8 +144,9 @@ def _read_pcapng(data: mmap.mmap) -> Iterator[Frame]:
         elif block_type == _PCAPNG_IDB:
             interfaces.append(_parse_interface(data[offset + 8 : end - 4], endian, index))
         elif block_type == _PCAPNG_SPB:
-            yield _parse_simple_packet(data[offset + 8 : end - 4], endian, interfaces, last_time,
-                                       index)
+            yield _parse_simple_packet(
+                data[offset + 8 : end - 4], endian, interfaces, last_time, index
+            )
         elif block_type == _PCAPNG_SHB and total < 28:
             raise CaptureFileError(f"block {index} (section header) is too short")
         # other blocks (name resolution, statistics, custom...) carry no frames

@@ -35,7 +35,6 @@ REPLAY_BATCH: Final = 2048
 MIN_PACING_SLEEP_S: Final = 0.002
 
 
-
 @dataclass(slots=True)
 class ReplayStats(DecodeStats):
     """Decode counters plus file-level ones; mutated while a replay runs, so it shows progress."""

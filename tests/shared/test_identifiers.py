@@ -1,19 +1,22 @@
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.errors import ContractError
 from shared.identifiers import (
     IdentifierKind,
     app_identifier,
+    ble_address_identifier,
+    ble_address_identifier_from_bytes,
     canonical_identifier,
     canonical_mac,
     eddystone_identifier,
     ibeacon_identifier,
     is_randomized_mac,
     wifi_identifier,
+    wifi_identifier_from_bytes,
 )
 
 
@@ -79,3 +82,16 @@ def test_canonical_mac_never_raises_anything_but_contract_error(text: str) -> No
     except ContractError:
         return
     assert len(result) == 17
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=6, max_size=6))
+def test_identifiers_from_bytes_equal_those_from_text(address: bytes) -> None:
+    assert wifi_identifier_from_bytes(address) == wifi_identifier(address.hex().upper())
+    assert ble_address_identifier_from_bytes(address) == ble_address_identifier(address.hex("-"))
+
+
+def test_identifiers_from_bytes_need_six_bytes() -> None:
+    assert wifi_identifier_from_bytes(bytes.fromhex("DAA1195E0001")) == "wifi:da:a1:19:5e:00:01"
+    with pytest.raises(ContractError, match="six bytes"):
+        wifi_identifier_from_bytes(b"\x00" * 5)
