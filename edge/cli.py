@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.agent import AgentSummary, EdgeAgent
-from edge.logs import configure_logging
 from edge.outbox import read_stats
 from edge.settings import EdgeSettings, SettingsError, config_path_from_env, get_settings
 from edge.sources import build_live_sources, build_replay_source, sightings_carry_wall_time
+from shared.logs import configure_logging
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
 #: How long `replay` waits, after the capture ends, for the broker to take every event.
@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
-            "--config", type=Path, default=None,
+            "--config",
+            type=Path,
+            default=None,
             help="TOML config file (default: $VITRINA_EDGE_CONFIG or /etc/vitrina/edge.toml)",
         )
         return command
@@ -48,13 +50,25 @@ def _parser() -> argparse.ArgumentParser:
     replay = with_config("replay", "Replay pcap captures through the pipeline and publish.")
     replay.add_argument("--pcap", type=Path, nargs="+", required=True, metavar="FILE")
     pace = replay.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, default=None,
-                      help="replay speed (1 = as recorded, 10 = ten times faster)")
+    pace.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="replay speed (1 = as recorded, 10 = ten times faster)",
+    )
     pace.add_argument("--max-speed", action="store_true", help="replay as fast as possible")
-    replay.add_argument("--outbox", type=Path, default=None,
-                        help="outbox database to use instead of the configured one")
-    replay.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
-                        help="seconds to wait for the broker to take every event")
+    replay.add_argument(
+        "--outbox",
+        type=Path,
+        default=None,
+        help="outbox database to use instead of the configured one",
+    )
+    replay.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DEFAULT_DRAIN_TIMEOUT_S,
+        help="seconds to wait for the broker to take every event",
+    )
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
     with_config("check-config", "Validate a config file and print OK or the problems.")
     status = with_config("status", "Show the outbox and the last heartbeat of this gateway.")
@@ -77,8 +91,10 @@ def check_config(path: Path | None) -> int:
     if settings is None:
         return EXIT_CONFIG
     identity = settings.identity
-    print(f"OK: {identity.tenant}/{identity.store}/{identity.gateway}, "
-          f"{len(settings.keys.key)} key(s), active {settings.keys.active}")
+    print(
+        f"OK: {identity.tenant}/{identity.store}/{identity.gateway}, "
+        f"{len(settings.keys.key)} key(s), active {settings.keys.active}"
+    )
     return EXIT_OK
 
 
@@ -111,15 +127,19 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
     print(f"published (total) {stats.published}")
     print(f"dropped (total)   {stats.dropped}")
     if status:
-        print(f"last heartbeat    {status.get('sent_at')} "
-              f"({'online' if status.get('online') else 'offline'})")
+        print(
+            f"last heartbeat    {status.get('sent_at')} "
+            f"({'online' if status.get('online') else 'offline'})"
+        )
         print(f"uptime            {status.get('uptime_s')} s")
         print(f"devices tracked   {status.get('devices_tracked')}")
         print(f"rejected frames   {status.get('rejected_frames')}")
         print(f"active key        {status.get('active_key_id')}")
         for name, health in (status.get("sources") or {}).items():
-            print(f"source {name:<10} alive={health.get('alive')} frames={health.get('frames')} "
-                  f"errors={health.get('errors')} restarts={health.get('restarts')}")
+            print(
+                f"source {name:<10} alive={health.get('alive')} frames={health.get('frames')} "
+                f"errors={health.get('errors')} restarts={health.get('restarts')}"
+            )
     return EXIT_OK
 
 
@@ -144,9 +164,13 @@ async def _progress(agent: EdgeAgent, out: TextIO, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), PROGRESS_INTERVAL_S)
         except TimeoutError:
             summary = agent.summary(drained=False)
-            print(f"frames {summary.frames}  sightings {summary.sightings}  "
-                  f"events {summary.events}  queued {summary.queue_depth}  "
-                  f"published {summary.published_events}", file=out, flush=True)
+            print(
+                f"frames {summary.frames}  sightings {summary.sightings}  "
+                f"events {summary.events}  queued {summary.queue_depth}  "
+                f"published {summary.published_events}",
+                file=out,
+                flush=True,
+            )
 
 
 async def _replay(settings: EdgeSettings, args: argparse.Namespace) -> int:
@@ -174,8 +198,11 @@ async def _replay(settings: EdgeSettings, args: argparse.Namespace) -> int:
         await progress
     print_summary(summary, time.monotonic() - started, sys.stdout)
     if not summary.drained:
-        print(f"{summary.queue_depth} events are still in the outbox "
-              "(they are published on the next start)", file=sys.stderr)
+        print(
+            f"{summary.queue_depth} events are still in the outbox "
+            "(they are published on the next start)",
+            file=sys.stderr,
+        )
         return EXIT_INCOMPLETE
     return EXIT_OK
 
@@ -187,11 +214,16 @@ def print_summary(summary: AgentSummary, elapsed_s: float, out: TextIO) -> None:
         ("rejected frames", summary.rejected_frames),
         ("sightings", summary.sightings),
         ("devices", summary.devices),
-        ("events", f"{summary.events} (enter {summary.enters}, dwell {summary.dwells}, "
-                   f"exit {summary.exits})"),
+        (
+            "events",
+            f"{summary.events} (enter {summary.enters}, dwell {summary.dwells}, "
+            f"exit {summary.exits})",
+        ),
         ("reduction ratio", f"{ratio} (sightings per event)"),
-        ("published", f"{summary.published_events} events in "
-                      f"{summary.published_messages} messages"),
+        (
+            "published",
+            f"{summary.published_events} events in {summary.published_messages} messages",
+        ),
         ("drops", summary.dropped),
         ("still queued", summary.queue_depth),
         ("elapsed", f"{elapsed_s:.1f} s"),
@@ -210,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _load(args.config, sys.stderr)
     if settings is None:
         return EXIT_CONFIG
-    configure_logging(settings.logging)
+    configure_logging(level=settings.logging.level, json_lines=settings.logging.format == "json")
     if args.command == "run":
         return asyncio.run(_run_live(settings))
     return asyncio.run(_replay(settings, args))

@@ -1,9 +1,10 @@
-"""Structured logs: one JSON object per line, through the standard library.
+"""One log format for every Vitrina process: a JSON object per line (or plain text at a
+terminal), through the standard library so the gateway needs nothing more.
 
-The pipeline never logs an identifier, raw or pseudonymous. As a second line of
-defence a filter masks anything in a log record that looks like a MAC address, a
-UUID (beacon ids) or an app install id, so a careless message in a library or a
-future change cannot leak one into the journal.
+Neither the gateway nor the orchestrator logs an identifier, raw or pseudonymous. As a
+second line of defence a filter masks anything in a log record that looks like a MAC
+address, a UUID (beacon ids) or an app install id, so a careless message in a library
+or a future change cannot leak one into the journal.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
-
-from edge.settings import LoggingSettings
+from typing import Any, Literal, TextIO
 
 #: Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD_ATTRS = frozenset(
@@ -66,11 +65,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
-def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -> logging.Handler:
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def configure_logging(
+    *, level: LogLevel, json_lines: bool, stream: TextIO | None = None
+) -> logging.Handler:
     """Route every logger to one handler on stderr (the journal, under systemd)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
-    if settings.format == "json":
+    if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -78,5 +82,5 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
-    root.setLevel(settings.level)
+    root.setLevel(level)
     return handler

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.logs import REDACTED, configure_logging, redact
-from edge.settings import LoggingSettings
+from shared.logs import REDACTED, configure_logging, redact
 
 
 @pytest.fixture
@@ -16,7 +15,7 @@ def stream() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     buffer = io.StringIO()
-    configure_logging(LoggingSettings(level="DEBUG", format="json"), buffer)
+    configure_logging(level="DEBUG", json_lines=True, stream=buffer)
     yield buffer
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -30,11 +29,11 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 
 def test_one_json_object_per_line_with_extras(stream: io.StringIO) -> None:
-    logging.getLogger("edge.test").info("outbox full", extra={"dropped": 3, "max_events": 10})
+    logging.getLogger("vitrina.test").info("outbox full", extra={"dropped": 3, "max_events": 10})
     (record,) = lines(stream)
     assert record["msg"] == "outbox full"
     assert record["level"] == "INFO"
-    assert record["logger"] == "edge.test"
+    assert record["logger"] == "vitrina.test"
     assert (record["dropped"], record["max_events"]) == (3, 10)
     assert str(record["ts"]).endswith("+00:00")
 
@@ -52,7 +51,7 @@ def test_one_json_object_per_line_with_extras(stream: io.StringIO) -> None:
     ],
 )
 def test_identifiers_are_masked_wherever_they_hide(stream: io.StringIO, leak: str) -> None:
-    logger = logging.getLogger("edge.test")
+    logger = logging.getLogger("vitrina.test")
     logger.warning("saw %s", leak, extra={"detail": f"device {leak}"})
     try:
         raise ValueError(f"bad frame from {leak}")
@@ -74,9 +73,9 @@ def test_text_format_for_a_terminal() -> None:
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     try:
-        configure_logging(LoggingSettings(level="WARNING", format="text"), buffer)
-        logging.getLogger("edge.test").info("hidden")
-        logging.getLogger("edge.test").warning("shown for 3c:5a:b4:01:02:03")
+        configure_logging(level="WARNING", json_lines=False, stream=buffer)
+        logging.getLogger("vitrina.test").info("hidden")
+        logging.getLogger("vitrina.test").warning("shown for 3c:5a:b4:01:02:03")
     finally:
         for handler in list(root.handlers):
             root.removeHandler(handler)
@@ -85,4 +84,4 @@ def test_text_format_for_a_terminal() -> None:
         root.setLevel(saved_level)
     text = buffer.getvalue()
     assert "hidden" not in text
-    assert "WARNING edge.test shown for [redacted]" in text
+    assert "WARNING vitrina.test shown for [redacted]" in text
