@@ -1,5 +1,10 @@
 """The orchestrator's HTTP API: customers, consent, devices, messages, gateway health,
-and the operational endpoints (/healthz, /readyz, /metrics)."""
+API keys, and the operational endpoints (/healthz, /readyz, /metrics, /dead-letters).
+
+Every route under /tenants/{tenant} and /dead-letters names the role it needs through
+one parameter (`TenantAdmin`, `AppOrAdmin`, `AdminOrOperator`, `Operator`, see
+`cloud.auth.dependencies`); /webhooks/{tenant} is authenticated by its HMAC signature;
+/healthz and /readyz are open for probes, /metrics too unless `api.metrics_public` is off."""
 
 from __future__ import annotations
 
@@ -15,6 +20,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
+from cloud.auth.dependencies import (
+    AdminOrOperator,
+    AppOrAdmin,
+    Operator,
+    TenantAdmin,
+    operator_access,
+)
+from cloud.auth.keys import create_key, list_keys, revoke_key
+from cloud.auth.models import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cloud.commerce.models import WebhookEvent, WebhookReceipt
 from cloud.commerce.webhooks import (
     SIGNATURE_HEADER,
@@ -44,7 +58,7 @@ from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
 from cloud.presence.store import list_gateways, recent_dead_letters
 from cloud.settings import Settings, TenantSettings
-from shared._schema import describe_validation_error
+from shared.errors import describe_validation_error
 from shared.topics import SEGMENT_PATTERN
 
 #: /readyz must answer quickly even when a dependency hangs; a probe times out anyway.
@@ -100,7 +114,7 @@ router = APIRouter(prefix="/tenants/{tenant}")
 
 @router.post("/customers", status_code=status.HTTP_201_CREATED, response_model=CustomerPublic)
 def create_customer(
-    request: Request, session: SessionDep, tenant: str, data: CustomerCreate
+    request: Request, session: SessionDep, tenant: str, data: CustomerCreate, caller: AppOrAdmin
 ) -> Customer:
     _tenant(request, tenant)
     try:
@@ -115,7 +129,7 @@ def create_customer(
 
 @router.get("/customers", response_model=list[CustomerPublic])
 def list_customers(
-    request: Request, session: SessionDep, tenant: str,
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Sequence[Customer]:
@@ -124,7 +138,9 @@ def list_customers(
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerPublic)
-def get_customer(request: Request, session: SessionDep, tenant: str, customer_id: int) -> Customer:
+def get_customer(
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: TenantAdmin
+) -> Customer:
     return _customer(request, session, tenant, customer_id)
 
 
@@ -133,7 +149,8 @@ def get_customer(request: Request, session: SessionDep, tenant: str, customer_id
     status_code=status.HTTP_201_CREATED, response_model=ConsentPublic,
 )
 def record_consent(
-    request: Request, session: SessionDep, tenant: str, customer_id: int, data: ConsentCreate
+    request: Request, session: SessionDep, tenant: str, customer_id: int, data: ConsentCreate,
+    caller: AppOrAdmin,
 ) -> ConsentPublic:
     customer = _customer(request, session, tenant, customer_id)
     entry = customers.record_consent(session, customer=customer, data=data, now=_now(request))
@@ -143,7 +160,7 @@ def record_consent(
 
 @router.get("/customers/{customer_id}/consent", response_model=ConsentState)
 def get_consent(
-    request: Request, session: SessionDep, tenant: str, customer_id: int
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: AppOrAdmin
 ) -> ConsentState:
     _customer(request, session, tenant, customer_id)
     ledger = customers.consent_ledger(session, customer_id=customer_id)
@@ -160,7 +177,7 @@ def get_consent(
 )
 def register_device(
     request: Request, session: SessionDep, tenant: str, customer_id: int,
-    registration: Annotated[DeviceRegistration, Body()],
+    registration: Annotated[DeviceRegistration, Body()], caller: AppOrAdmin,
 ) -> DevicePublic:
     tenant_settings = _tenant(request, tenant)
     customer = _customer(request, session, tenant, customer_id)
@@ -178,7 +195,7 @@ def register_device(
 
 @router.get("/customers/{customer_id}/devices", response_model=list[DevicePublic])
 def list_devices(
-    request: Request, session: SessionDep, tenant: str, customer_id: int
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: AppOrAdmin
 ) -> list[DevicePublic]:
     _customer(request, session, tenant, customer_id)
     return customers.list_devices(session, customer_id=customer_id)
@@ -186,7 +203,7 @@ def list_devices(
 
 @router.get("/customers/{customer_id}/messages", response_model=list[MessagePublic])
 def list_messages(
-    request: Request, session: SessionDep, tenant: str, customer_id: int,
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: TenantAdmin,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[MessagePublic]:
     _customer(request, session, tenant, customer_id)
@@ -195,7 +212,9 @@ def list_messages(
 
 
 @router.delete("/customers/{customer_id}", response_model=ErasurePublic)
-def erase(request: Request, session: SessionDep, tenant: str, customer_id: int) -> ErasurePublic:
+def erase(
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: TenantAdmin
+) -> ErasurePublic:
     """Erase a customer: profile, consents, devices, links, messages, commerce history."""
     customer = _customer(request, session, tenant, customer_id)
     record = erase_customer(session, customer=customer, now=_now(request))
@@ -205,7 +224,7 @@ def erase(request: Request, session: SessionDep, tenant: str, customer_id: int) 
 
 @router.get("/analytics/footfall", response_model=list[FootfallRow])
 def footfall_report(
-    request: Request, session: SessionDep, tenant: str,
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin,
     since: Annotated[AwareDatetime, Query(description="visits starting at or after")],
     until: Annotated[AwareDatetime, Query(description="visits starting before")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
@@ -222,10 +241,55 @@ def footfall_report(
 
 
 @router.get("/gateways", response_model=list[GatewayHealthPublic])
-def gateways(request: Request, session: SessionDep, tenant: str) -> list[GatewayHealthPublic]:
+def gateways(
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+) -> list[GatewayHealthPublic]:
     _tenant(request, tenant)
     rows = list_gateways(session, tenant=tenant)
     return [GatewayHealthPublic.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
+    tags=["api keys"],
+)
+def create_api_key(
+    request: Request, session: SessionDep, tenant: str, data: ApiKeyCreate,
+    caller: AdminOrOperator,
+) -> ApiKeyCreated:
+    """Issue an admin or app key for this tenant. The response carries the key itself,
+    this once: only its hash is kept."""
+    _tenant(request, tenant)
+    row, key = create_key(
+        session, role=data.role, tenant=tenant, name=data.name, created_by=caller.key_id,
+        now=_now(request),
+    )
+    session.commit()
+    return ApiKeyCreated.model_validate(row, update={"key": key})
+
+
+@router.get("/api-keys", response_model=list[ApiKeyPublic], tags=["api keys"])
+def list_api_keys(
+    request: Request, session: SessionDep, tenant: str, caller: AdminOrOperator
+) -> Sequence[ApiKey]:
+    """This tenant's keys, revoked ones included; never a key or its hash."""
+    _tenant(request, tenant)
+    return list_keys(session, tenant=tenant)
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyPublic, tags=["api keys"])
+def revoke_api_key(
+    request: Request, session: SessionDep, tenant: str, key_id: str, caller: AdminOrOperator
+) -> ApiKey:
+    """Revoke one of this tenant's keys: it is refused from the next request on."""
+    _tenant(request, tenant)
+    row = revoke_key(session, key_id=key_id, tenant=tenant, now=_now(request))
+    if row is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"API key {key_id!r} of tenant {tenant!r} not found"
+        )
+    session.commit()
+    return row
 
 
 async def raw_body(request: Request) -> bytes:
@@ -349,7 +413,8 @@ def create_app(
 
     @app.get("/dead-letters", response_model=list[DeadLetterPublic])
     def dead_letters(
-        session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100
+        session: SessionDep, caller: Operator,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> list[DeadLetterPublic]:
         """The newest messages the worker could not use, with the reason (payload not shown:
         it is kept, truncated, in the database for an operator with database access)."""
@@ -357,7 +422,9 @@ def create_app(
             session, limit=limit
         )]
 
-    @app.get("/metrics")
+    metrics_guard = [] if settings.api.metrics_public else [Depends(operator_access)]
+
+    @app.get("/metrics", dependencies=metrics_guard)
     def metrics() -> Response:
         return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

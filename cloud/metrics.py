@@ -63,6 +63,13 @@ WEBHOOKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+API_AUTH_REFUSALS = Counter(
+    "vitrina_api_auth_refusals",
+    "API requests refused: missing, malformed, unknown, mismatch (wrong secret), revoked "
+    "(all 401) or forbidden (valid key, wrong tenant or role: 403)",
+    ["reason"],
+    registry=REGISTRY,
+)
 PURGED_PSEUDONYMS = Counter(
     "vitrina_presence_pseudonyms_purged",
     "Stored presence events whose stable pseudonym was replaced (retention or erasure)",

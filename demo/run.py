@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -177,11 +178,46 @@ def start_orchestrator(supervisor: Supervisor, environment: dict[str, str]) -> s
     return api
 
 
-def register_shoppers(api: str) -> dict[str, int]:
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def issue_keys(api: str, environment: dict[str, str]) -> tuple[str, str]:
+    """The shop's keys, as an operator and the shop's admin make them: an admin key from
+    the command line, then an app key the admin issues over the API. The keys are kept
+    in memory only: never printed, never written to the demo's logs."""
+    cloud = str(Path(sys.executable).with_name("vitrina-cloud"))
+    made = subprocess.run(
+        [cloud, "keys", "create", "--tenant", DEMO_TENANT, "--role", "admin",
+         "--name", "demo back office"],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise RuntimeError(f"could not create the admin key: {made.stderr.strip()}")
+    admin_key = made.stdout.strip()
+    say("the shop's back office gets an admin key (`vitrina-cloud keys create`; "
+        "shown once, stored only as a hash)")
+    issued = httpx.post(
+        f"{api}/tenants/{DEMO_TENANT}/api-keys",
+        json={"role": "app", "name": "demo shop app"},
+        headers=bearer(admin_key),
+        timeout=10.0,
+    )
+    issued.raise_for_status()
+    app_key: str = issued.json()["key"]
+    say("the back office issues the shop app its own key: it may sign shoppers up, nothing more")
+    return admin_key, app_key
+
+
+def register_shoppers(api: str, app_key: str) -> dict[str, int]:
     """What the shop's app does at sign-up: profile, consent, push token, beacon id."""
     ids: dict[str, int] = {}
     base = f"{api}/tenants/{DEMO_TENANT}/customers"
-    with httpx.Client(timeout=10.0) as client:
+    with httpx.Client(timeout=10.0, headers=bearer(app_key)) as client:
         for shopper in SHOPPERS:
             created = client.post(base, json={"email": shopper.email, "first_name": shopper.name})
             created.raise_for_status()
@@ -330,7 +366,7 @@ class PushNarrator:
         self._told = len(messages)
 
 
-def check_outcome(api: str, customer_ids: dict[str, int], fcm_url: str) -> bool:
+def check_outcome(api: str, admin_key: str, customer_ids: dict[str, int], fcm_url: str) -> bool:
     """Juan (consent to in-store offers) gets exactly one push; Ana (no such consent) none.
 
     Counted on both sides: what the orchestrator recorded as sent, and what the push
@@ -341,6 +377,7 @@ def check_outcome(api: str, customer_ids: dict[str, int], fcm_url: str) -> bool:
     for shopper in SHOPPERS:
         response = httpx.get(
             f"{api}/tenants/{DEMO_TENANT}/customers/{customer_ids[shopper.name]}/messages",
+            headers=bearer(admin_key),
             timeout=5.0,
         )
         response.raise_for_status()
@@ -380,7 +417,8 @@ def run_story() -> bool:
         )
         api = start_orchestrator(supervisor, environment)
         say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
-        customer_ids = register_shoppers(api)
+        admin_key, app_key = issue_keys(api, environment)
+        customer_ids = register_shoppers(api, app_key)
         watcher = PresenceWatcher(broker, names)
         narrate_pushes = PushNarrator(fcm_url)
         try:
@@ -401,7 +439,7 @@ def run_story() -> bool:
             time.sleep(1.0)  # anything that would wrongly follow (a push to Ana) arrives by now
             narrate_pushes()
             say(f"{watcher.events} presence events crossed MQTT, every one under a pseudonym")
-            return check_outcome(api, customer_ids, fcm_url)
+            return check_outcome(api, admin_key, customer_ids, fcm_url)
         finally:
             watcher.close()
 

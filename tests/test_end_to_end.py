@@ -4,7 +4,9 @@ recorded capture -> `vitrina-edge replay` -> Mosquitto -> `vitrina-cloud serve`
 -> PostgreSQL or SQLite -> a push request at the local FCM server.
 
 It also checks the privacy rule across the whole path: no raw MAC, beacon id or
-app install id in any MQTT payload, database row or log line.
+app install id in any MQTT payload, database row or log line; and that the API keys the
+shop uses (an admin key made with `vitrina-cloud keys create`, an app key the admin
+issues over the API) appear in none of them either.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ class Stack:
     database_url: str
     fcm: FcmSandbox
     logs: Path
+    admin_key: str
+    app_key: str
+
+    def as_app(self) -> httpx.Client:
+        """What the shop's app holds: a key that can sign shoppers up, nothing more."""
+        return httpx.Client(headers={"Authorization": f"Bearer {self.app_key}"}, timeout=10.0)
+
+    def secrets(self) -> set[str]:
+        return {key.split("_", 2)[2] for key in (self.admin_key, self.app_key)}
 
 
 def raw_identifiers_in_capture() -> set[str]:
@@ -183,6 +194,17 @@ def stack(
             check=False,
         )
         assert migrate.returncode == 0, migrate.stderr.decode()
+        made = subprocess.run(
+            [str(BIN / "vitrina-cloud"), "keys", "create", "--tenant", tenant, "--role", "admin",
+             "--name", "back office"],
+            env={**os.environ, **environment},
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT_S,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr
+        admin_key = made.stdout.strip()
         cloud = start(
             [str(BIN / "vitrina-cloud"), "serve"], env=environment, log=logs / "cloud.log"
         )
@@ -193,7 +215,16 @@ def stack(
                 timeout=STARTUP_TIMEOUT_S,
                 what="orchestrator ready",
             )
-            yield Stack(tenant=tenant, api=api, database_url=database_url, fcm=fcm, logs=logs)
+            issued = httpx.post(
+                f"{api}/tenants/{tenant}/api-keys",
+                json={"role": "app", "name": "shop app"},
+                headers={"Authorization": f"Bearer {admin_key}"},
+            )
+            assert issued.status_code == 201, issued.text
+            yield Stack(
+                tenant=tenant, api=api, database_url=database_url, fcm=fcm, logs=logs,
+                admin_key=admin_key, app_key=issued.json()["key"],
+            )
         finally:
             stop(cloud)
 
@@ -202,7 +233,7 @@ def register(stack: Stack, *, name: str, install_id: str, location_consent: bool
     """Sign a shopper up the way the shop's app does; return the push token."""
     base = f"{stack.api}/tenants/{stack.tenant}/customers"
     token = make_token(name)
-    with httpx.Client(timeout=10.0) as client:
+    with stack.as_app() as client:
         created = client.post(base, json={"email": f"{name}@example.com", "first_name": name})
         assert created.status_code == 201, created.text
         customer = created.json()["id"]
@@ -328,6 +359,7 @@ def test_a_consenting_shopper_seen_in_store_gets_one_push(
     for where, text in texts.items():
         found = sorted(value for value in leaks if value.lower() in text.lower())
         assert found == [], f"raw identifiers in {where}: {found[:5]}"
+        assert not any(secret in text for secret in stack.secrets()), f"an API key in {where}"
 
 
 def test_the_privacy_scan_would_notice_a_leak() -> None:

@@ -6,6 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Engine
+
+from cloud.auth.keys import create_key, generate_key, hash_key
+from cloud.auth.models import Role
+from cloud.db import session_scope
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
 from shared.identifiers import app_identifier, wifi_identifier
@@ -29,6 +34,8 @@ PSEUDONYMIZER = Pseudonymizer(TenantKey.from_text(KEY_ID, KEY_SECRET))
 START = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 #: Universally administered (not randomized) addresses: linkable.
 MAC_OF = {"juan": "00:1e:c2:aa:bb:01", "ana": "00:1e:c2:aa:bb:02"}
+#: The deployment's bootstrap operator key; `cloud_settings` configures its hash.
+OPERATOR_KEY = generate_key()
 
 
 def cloud_settings(
@@ -38,6 +45,7 @@ def cloud_settings(
         "database_url": database_url,
         "tenants": {tenant: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}},
         "ingest": {"batch_messages": 64, "batch_wait_s": 0.02},
+        "operator_key_hash": hash_key(OPERATOR_KEY),
     }
     if broker is not None:
         values["mqtt"] = {
@@ -46,6 +54,23 @@ def cloud_settings(
         }
     values.update(changes)
     return Settings(**values)
+
+
+def issue_key(
+    engine: Engine, *, tenant: str | None, role: Role = Role.ADMIN, name: str = "test"
+) -> str:
+    """A stored key (what `vitrina-cloud keys create` makes); returns the key itself."""
+    with session_scope(engine) as session:
+        _row, key = create_key(
+            session, role=role, tenant=tenant, name=name, created_by="test",
+            now=datetime.now(UTC),
+        )
+        session.commit()
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def wifi_pseudonym(mac: str) -> str:

@@ -10,7 +10,14 @@ from cloud.db import session_scope
 from cloud.presence.store import upsert_gateway_status
 from provisioning.local_broker import LocalBroker, free_port
 from shared.status import GatewayStatus
-from tests.cloud.factories import MAC_OF, cloud_settings, wifi_pseudonym
+from tests.cloud.factories import (
+    MAC_OF,
+    OPERATOR_KEY,
+    bearer,
+    cloud_settings,
+    issue_key,
+    wifi_pseudonym,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -19,8 +26,10 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def client(
     engine: Engine, migrated_url: str, tenant: str, broker: LocalBroker
 ) -> Iterator[TestClient]:
+    """Calls the API as the tenant's admin."""
     settings = cloud_settings(tenant=tenant, database_url=migrated_url, broker=broker)
-    with TestClient(create_app(settings, engine=engine, now=lambda: NOW)) as test_client:
+    app = create_app(settings, engine=engine, now=lambda: NOW)
+    with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as test_client:
         yield test_client
 
 
@@ -142,10 +151,19 @@ def test_registering_the_same_identifier_for_another_customer_moves_it(
     assert client.get(f"/tenants/{tenant}/customers/{first}/devices").json() == []
 
 
-def test_unknown_tenant_and_customer_are_404(client: TestClient, tenant: str) -> None:
-    assert client.get("/tenants/nobody/customers").status_code == 404
+def test_unknown_tenant_and_customer_are_404(
+    client: TestClient, tenant: str, engine: Engine
+) -> None:
+    # A tenant key is not told whether another tenant exists: 403 either way.
+    assert client.get("/tenants/nobody/customers").status_code == 403
     assert client.get(f"/tenants/{tenant}/customers/999").status_code == 404
     assert client.get(f"/tenants/{tenant}/customers/999/messages").status_code == 404
+    operator = client.get("/tenants/nobody/api-keys", headers=bearer(OPERATOR_KEY))
+    assert operator.status_code == 404
+    assert "not configured" in operator.json()["detail"]
+    # A key left over from a tenant since removed from the settings.
+    orphan = bearer(issue_key(engine, tenant="nobody"))
+    assert client.get("/tenants/nobody/customers", headers=orphan).status_code == 404
 
 
 def test_gateways_and_messages(client: TestClient, tenant: str, engine: Engine) -> None:
@@ -182,3 +200,66 @@ def test_readiness_fails_when_the_broker_is_unreachable(
     assert ready.status_code == 503
     assert ready.json()["database"] == "ok"
     assert ready.json()["broker"].startswith("unreachable")
+
+
+def test_an_admin_issues_lists_and_revokes_its_tenant_keys(
+    client: TestClient, tenant: str, engine: Engine
+) -> None:
+    keys = f"/tenants/{tenant}/api-keys"
+    made = client.post(keys, json={"role": "app", "name": "android app"})
+    assert made.status_code == 201, made.text
+    created = made.json()
+    key, key_id = created["key"], created["key_id"]
+    assert key.startswith(f"vk_{key_id}_")
+    assert (created["role"], created["tenant"], created["name"]) == ("app", tenant, "android app")
+    assert created["created_at"].startswith("2026-11-23T12:00")
+    assert created["last_used_at"] is None
+    assert created["revoked_at"] is None
+    assert "secret_hash" not in created
+    shop_app = bearer(key)
+    assert client.post(f"/tenants/{tenant}/customers", json={}, headers=shop_app).status_code == 201
+
+    listed = client.get(keys)
+    assert listed.status_code == 200
+    [entry] = [item for item in listed.json() if item["key_id"] == key_id]
+    assert entry["last_used_at"].startswith("2026-11-23T12:00")
+    assert {"key", "secret_hash"}.isdisjoint(entry)
+    assert key.split("_", 2)[2] not in listed.text
+    assert len(listed.json()) == 2  # the admin's own key and the new one
+
+    revoked = client.delete(f"{keys}/{key_id}")
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"].startswith("2026-11-23T12:00")
+    refused = client.post(f"/tenants/{tenant}/customers", json={}, headers=shop_app)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "API key has been revoked"
+    assert client.delete(f"{keys}/{key_id}").status_code == 200  # revoking again is harmless
+    assert client.delete(f"{keys}/0123456789ab").status_code == 404
+    others = issue_key(engine, tenant="another-shop").split("_", 2)[1]
+    assert client.delete(f"{keys}/{others}").status_code == 404  # not through this tenant
+
+
+@pytest.mark.parametrize("body", [
+    {"role": "operator"}, {"role": "root"}, {"role": "app", "tenant": "another-shop"},
+    {"role": "app", "name": "line\nbreak"}, {"role": "app", "name": "x" * 101},
+])
+def test_an_admin_cannot_issue_keys_beyond_its_tenant_roles(
+    client: TestClient, tenant: str, body: dict[str, str]
+) -> None:
+    response = client.post(f"/tenants/{tenant}/api-keys", json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_a_fresh_deployment_starts_from_the_operator_key_in_settings(
+    client: TestClient, tenant: str
+) -> None:
+    operator = bearer(OPERATOR_KEY)
+    made = client.post(f"/tenants/{tenant}/api-keys", json={"role": "admin"}, headers=operator)
+    assert made.status_code == 201, made.text
+    assert made.json()["created_by"] == OPERATOR_KEY.split("_", 2)[1]
+    admin = bearer(made.json()["key"])
+    assert client.get(f"/tenants/{tenant}/customers", headers=admin).status_code == 200
+    # The operator manages keys, not the tenant's data.
+    assert client.get(f"/tenants/{tenant}/customers", headers=operator).status_code == 403
+    assert client.get("/dead-letters", headers=operator).status_code == 200
+    assert client.get("/dead-letters", headers=admin).status_code == 403

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import inspect, text
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
+from cloud.auth.keys import hash_key, key_id_of
 from cloud.cli import app
 from cloud.db import make_engine
 from cloud.delivery.push import FcmSettings
@@ -66,26 +68,135 @@ def environment(
     return env
 
 
+def invoke(
+    arguments: list[str], *, database_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> Result:
+    """Run the command in this process with the environment an operator would set."""
+    with monkeypatch.context() as patch:
+        for name, value in environment(database_url=database_url, tenant=tenant).items():
+            patch.setenv(name, value)
+        get_settings.cache_clear()
+        handlers, level = logging.root.handlers[:], logging.root.level
+        try:
+            return CliRunner().invoke(app, arguments)
+        finally:
+            get_settings.cache_clear()
+            # The command configures logging onto the runner's stream, closed after the call.
+            logging.root.handlers[:] = handlers
+            logging.root.setLevel(level)
+
+
 def test_migrate_creates_the_schema(
     database_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in environment(database_url=database_url, tenant=tenant).items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    handlers, level = logging.root.handlers[:], logging.root.level
-    try:
-        result = CliRunner().invoke(app, ["migrate"])
-    finally:
-        get_settings.cache_clear()
-        # The command configures logging onto the runner's stream, closed after the call.
-        logging.root.handlers[:] = handlers
-        logging.root.setLevel(level)
+    result = invoke(["migrate"], database_url=database_url, tenant=tenant, monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
     engine = make_engine(database_url)
     try:
         assert "presence_event" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_keys_create_list_and_revoke(
+    migrated_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(*arguments: str) -> Result:
+        return invoke(
+            ["keys", *arguments], database_url=migrated_url, tenant=tenant,
+            monkeypatch=monkeypatch,
+        )
+
+    made = run("create", "--tenant", tenant, "--role", "admin", "--name", "back office")
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()  # the key alone on standard output, for scripts
+    key_id = key_id_of(key)
+    assert key_id is not None
+    assert f"created admin key {key_id} for tenant {tenant}" in made.stderr
+    operator = run("create", "--role", "operator", "--name", "on-call")
+    assert operator.exit_code == 0, operator.output
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith(key_id)]
+    assert line.split()[:3] == [key_id, "admin", tenant]
+    assert line.endswith("back office")
+    assert "operator  -" in listed.stdout
+    assert key not in listed.output
+    assert key.split("_", 2)[2][:12] not in listed.output
+
+    revoked = run("revoke", key_id)
+    assert revoked.exit_code == 0, revoked.output
+    [line] = [line for line in run("list", "--tenant", tenant).stdout.splitlines()
+              if line.startswith(key_id)]
+    # id, role, tenant, created (date, time), last used, revoked (date, time), name
+    fields = line.split()
+    assert fields[5] == "-"  # never used
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", fields[6]), line  # revoked now
+    assert run("revoke", "0123456789ab").exit_code == 1
+
+    engine = make_engine(migrated_url)
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT key_id, secret_hash FROM api_key")).all()
+    finally:
+        engine.dispose()
+    assert (key_id, hash_key(key)) in [tuple(row) for row in stored]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--role", "app"], "an app key needs a tenant"),
+        (["--role", "operator", "--tenant", "TENANT"], "an operator key belongs to no tenant"),
+        (["--role", "admin", "--tenant", "nobody"], "tenant 'nobody' is not configured"),
+        (["--role", "root", "--tenant", "TENANT"], "'root' is not one of"),
+    ],
+)
+def test_keys_create_refuses_what_makes_no_sense(
+    arguments: list[str], message: str, tmp_path: Path, tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'vitrina.db'}"
+    arguments = [tenant if argument == "TENANT" else argument for argument in arguments]
+    result = invoke(["keys", "create", *arguments], database_url=url, tenant=tenant,
+                    monkeypatch=monkeypatch)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert result.stdout == ""
+
+
+def test_keys_on_an_unmigrated_database_say_what_to_do(
+    tmp_path: Path, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'vitrina.db'}"
+    result = invoke(["keys", "list"], database_url=url, tenant=tenant, monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert "run `vitrina-cloud migrate`" in result.output
+
+
+def test_keys_bootstrap_prints_an_operator_key_and_the_hash_to_configure(
+    tmp_path: Path, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'vitrina.db'}"
+    result = invoke(["keys", "bootstrap"], database_url=url, tenant=tenant,
+                    monkeypatch=monkeypatch)
+    assert result.exit_code == 0, result.output
+    name, _, digest = result.stdout.strip().partition("=")
+    assert name == "VITRINA_OPERATOR_KEY_HASH"
+    key = result.stderr.strip().rsplit(" ", 1)[1]
+    assert key_id_of(key) is not None
+    assert hash_key(key) == digest
+    assert not (tmp_path / "vitrina.db").exists()  # nothing stored
+
+
+def create_key_with_the_command(env: dict[str, str], *arguments: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", "from cloud.cli import main; main()", "keys", "create",
+         *arguments],
+        env=env, capture_output=True, text=True, timeout=WAIT_S * 3, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 @pytest.fixture
@@ -124,22 +235,29 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     fcm_server: FcmSandbox, migrated_url: str, tmp_path: Path,
 ) -> None:
     process, base = served
+    env = environment(database_url=migrated_url, tenant=tenant)
+    admin_key = create_key_with_the_command(env, "--tenant", tenant, "--role", "admin")
+    app_key = create_key_with_the_command(env, "--tenant", tenant, "--role", "app")
+    shop_app = httpx.Client(headers={"Authorization": f"Bearer {app_key}"})
+    back_office = httpx.Client(headers={"Authorization": f"Bearer {admin_key}"})
     api = f"{base}/tenants/{tenant}"
-    customer = httpx.post(f"{api}/customers", json={"first_name": "Juan"}).json()
+    assert httpx.post(f"{api}/customers", json={"first_name": "Juan"}).status_code == 401
+    customer = shop_app.post(f"{api}/customers", json={"first_name": "Juan"}).json()
     url = f"{api}/customers/{customer['id']}"
     for channel in ("push", "location_marketing"):
-        httpx.post(f"{url}/consent", json={"channel": channel, "granted": True, "source": "app"})
+        shop_app.post(f"{url}/consent", json={"channel": channel, "granted": True, "source": "app"})
     token = make_token("juan")
-    assert httpx.post(f"{url}/devices", json={"kind": "fcm", "token": token}).status_code == 201
+    assert shop_app.post(f"{url}/devices", json={"kind": "fcm", "token": token}).status_code == 201
     wifi = {"kind": "wifi_mac", "mac": MAC_OF["juan"]}
-    assert httpx.post(f"{url}/devices", json=wifi).status_code == 201
+    assert shop_app.post(f"{url}/devices", json=wifi).status_code == 201
+    assert shop_app.get(f"{url}/messages").status_code == 403
     enter = make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC_OF["juan"]))
     with publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant), batch_payload([enter]))])
     [push] = fcm_server.wait_for(1, timeout_s=WAIT_S)
     assert push.token == token
     messages = wait_for(
-        lambda: [m for m in httpx.get(f"{url}/messages").json() if m["status"] == "sent"],
+        lambda: [m for m in back_office.get(f"{url}/messages").json() if m["status"] == "sent"],
         what="message recorded as sent",
     )
     assert messages[0]["provider_message_id"] == push.name
@@ -147,7 +265,12 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     assert 'vitrina_ingest_events_total{outcome="new"} 1.0' in metrics
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=SHUTDOWN_S) == 0
+    shop_app.close()
+    back_office.close()
     assert_no_raw_identifier(migrated_url, tmp_path / "serve.log", MAC_OF["juan"])
+    log = (tmp_path / "serve.log").read_text(errors="replace")
+    for key in (admin_key, app_key):
+        assert key.split("_", 2)[2] not in log
 
 
 def assert_no_raw_identifier(url: str, log: Path, mac: str) -> None:

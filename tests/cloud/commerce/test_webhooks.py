@@ -20,7 +20,7 @@ from cloud.commerce.webhooks import (
 from cloud.db import session_scope
 from cloud.messages.crud import claim_message
 from cloud.messages.models import Message, MessageChannel
-from tests.cloud.factories import cloud_settings
+from tests.cloud.factories import bearer, cloud_settings, issue_key
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SECRET, OLD_SECRET = "whsec-new-0123456789", "whsec-old-9876543210"
@@ -30,7 +30,9 @@ SECRET, OLD_SECRET = "whsec-new-0123456789", "whsec-old-9876543210"
 def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClient]:
     settings = cloud_settings(tenant=tenant, database_url=migrated_url,
                               webhook_secrets=[SECRET, OLD_SECRET])
-    with TestClient(create_app(settings, engine=engine, now=lambda: NOW)) as test_client:
+    app = create_app(settings, engine=engine, now=lambda: NOW)
+    # The admin key is for the customer routes; webhooks go by their signature alone.
+    with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as test_client:
         yield test_client
 
 

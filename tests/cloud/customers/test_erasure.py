@@ -26,7 +26,9 @@ from tests.cloud.factories import (
     MAC_OF,
     PSEUDONYMIZER,
     START,
+    bearer,
     cloud_settings,
+    issue_key,
     make_event,
     wifi_pseudonym,
 )
@@ -75,7 +77,8 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
 ) -> None:
     juan, ana = seed(engine, tenant, "juan"), seed(engine, tenant, "ana")
     settings = cloud_settings(tenant=tenant, database_url=migrated_url)
-    with TestClient(create_app(settings, engine=engine)) as client:
+    admin = bearer(issue_key(engine, tenant=tenant))
+    with TestClient(create_app(settings, engine=engine), headers=admin) as client:
         base = f"/tenants/{tenant}/customers/{juan}"
         erased = client.delete(base)
         assert erased.status_code == 200, erased.text

@@ -15,8 +15,10 @@ from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from provisioning.local_broker import LocalBroker, start_amqtt, stop_process
 from shared.presence import MAX_PAYLOAD_BYTES
 from tests.cloud.factories import (
+    OPERATOR_KEY,
     START,
     batch_payload,
+    bearer,
     cloud_settings,
     many_events,
     presence_topic,
@@ -83,7 +85,7 @@ def test_bad_payloads_become_dead_letters_and_the_worker_goes_on(
     assert len(oversized.payload) == 4096
     after = REGISTRY.get_sample_value("vitrina_dead_letters_total", {"channel": "presence"}) or 0
     assert after - before == 5
-    with TestClient(create_app(settings, engine=engine)) as api:
+    with TestClient(create_app(settings, engine=engine), headers=bearer(OPERATOR_KEY)) as api:
         listed = api.get("/dead-letters", params={"limit": 3}).json()
     assert [item["id"] for item in listed] == [letter.id for letter in letters][::-1][:3]
     assert "payload" not in listed[0]

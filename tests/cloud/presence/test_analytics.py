@@ -9,7 +9,14 @@ from cloud.db import session_scope
 from cloud.presence.analytics import dwell_bucket, footfall
 from cloud.presence.store import insert_events
 from shared.presence import PresenceEvent, PseudonymScope
-from tests.cloud.factories import START, cloud_settings, make_event, wifi_pseudonym
+from tests.cloud.factories import (
+    START,
+    bearer,
+    cloud_settings,
+    issue_key,
+    make_event,
+    wifi_pseudonym,
+)
 
 DAY = START.replace(hour=0)
 
@@ -70,7 +77,8 @@ def test_store_day_figures(stored: Engine, tenant: str) -> None:
 
 def test_zone_figures_and_the_api(stored: Engine, tenant: str, migrated_url: str) -> None:
     settings = cloud_settings(tenant=tenant, database_url=migrated_url)
-    with TestClient(create_app(settings, engine=stored)) as client:
+    admin = bearer(issue_key(stored, tenant=tenant))
+    with TestClient(create_app(settings, engine=stored), headers=admin) as client:
         url = f"/tenants/{tenant}/analytics/footfall"
         params = {"since": DAY.isoformat(), "until": (DAY + timedelta(days=1)).isoformat(),
                   "store": "s1", "by_zone": "true"}

@@ -1,0 +1,287 @@
+"""Who may call what: every protected route of the API, called by every kind of caller.
+
+The table below is the access policy. A route added to the API without an entry here
+fails `test_every_route_is_in_the_policy`, so none can be left open by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect, text
+
+from cloud.api import create_app
+from cloud.auth.keys import create_key, generate_key, revoke_key
+from cloud.auth.models import Role
+from cloud.customers.crud import create_customer
+from cloud.customers.models import CustomerCreate
+from cloud.db import session_scope
+from cloud.metrics import REGISTRY
+from tests.cloud.factories import KEY_ID, KEY_SECRET, OPERATOR_KEY, cloud_settings
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+OTHER_TENANT = "other-shop"
+
+ADMIN = frozenset({Role.ADMIN})
+APP_OR_ADMIN = frozenset({Role.APP, Role.ADMIN})
+ADMIN_OR_OPERATOR = frozenset({Role.ADMIN, Role.OPERATOR})
+OPERATOR = frozenset({Role.OPERATOR})
+CUSTOMER = "/tenants/{tenant}/customers/{customer_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    allowed: frozenset[Role]
+    success: int
+    body: dict[str, Any] | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+POLICY = [
+    Route("POST", "/tenants/{tenant}/customers", APP_OR_ADMIN, 201, {"first_name": "Ana"}),
+    Route("GET", "/tenants/{tenant}/customers", ADMIN, 200),
+    Route("GET", CUSTOMER, ADMIN, 200),
+    Route("DELETE", CUSTOMER, ADMIN, 200),
+    Route("POST", f"{CUSTOMER}/consent", APP_OR_ADMIN, 201,
+          {"channel": "push", "granted": True, "source": "app"}),
+    Route("GET", f"{CUSTOMER}/consent", APP_OR_ADMIN, 200),
+    Route("POST", f"{CUSTOMER}/devices", APP_OR_ADMIN, 201,
+          {"kind": "fcm", "token": "fcm-token-aaaaaaaaaaaaaaaa"}),
+    Route("GET", f"{CUSTOMER}/devices", APP_OR_ADMIN, 200),
+    Route("GET", f"{CUSTOMER}/messages", ADMIN, 200),
+    Route("GET", "/tenants/{tenant}/analytics/footfall", ADMIN, 200,
+          params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
+    Route("GET", "/tenants/{tenant}/gateways", ADMIN, 200),
+    Route("POST", "/tenants/{tenant}/api-keys", ADMIN_OR_OPERATOR, 201,
+          {"role": "app", "name": "web shop"}),
+    Route("GET", "/tenants/{tenant}/api-keys", ADMIN_OR_OPERATOR, 200),
+    Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", ADMIN_OR_OPERATOR, 200),
+    Route("GET", "/dead-letters", OPERATOR, 200),
+]
+#: What the shop's app may do, and nothing else.
+APP_MAY = {
+    ("POST", "/tenants/{tenant}/customers"),
+    ("POST", f"{CUSTOMER}/consent"),
+    ("GET", f"{CUSTOMER}/consent"),
+    ("POST", f"{CUSTOMER}/devices"),
+    ("GET", f"{CUSTOMER}/devices"),
+}
+OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
+        ("POST", "/webhooks/{tenant}")}
+
+
+@dataclass
+class Api:
+    """The API on a real database, with keys of every kind, and everything it answered."""
+
+    client: TestClient
+    engine: Engine
+    tenant: str
+    keys: dict[str, str]
+    responses: list[httpx.Response] = field(default_factory=list)
+    #: Keys made through the API, each with the one response allowed to show it.
+    created: list[tuple[str, httpx.Response]] = field(default_factory=list)
+
+    def fresh_customer(self) -> int:
+        with session_scope(self.engine) as session:
+            customer = create_customer(
+                session, tenant=self.tenant, data=CustomerCreate(first_name="Juan"), now=NOW
+            )
+            session.commit()
+            assert customer.id is not None
+            return customer.id
+
+    def fresh_key(self, role: Role = Role.APP, tenant: str | None = None) -> str:
+        with session_scope(self.engine) as session:
+            _row, key = create_key(
+                session, role=role, tenant=tenant if tenant is not None else self.tenant,
+                created_by="test", now=NOW,
+            )
+            session.commit()
+        self.keys[f"made-{len(self.keys)}"] = key
+        return key
+
+    def call(self, route: Route, *, authorization: str | None) -> httpx.Response:
+        """`route` with a customer and a key of its own, so that erasing or revoking
+        one does not change what the next call sees."""
+        victim = self.fresh_key()
+        path = route.path.format(
+            tenant=self.tenant, customer_id=self.fresh_customer(),
+            key_id=victim.split("_", 2)[1],
+        )
+        headers = {"Authorization": authorization} if authorization is not None else {}
+        response: httpx.Response = self.client.request(
+            route.method, path, json=route.body, params=route.params, headers=headers
+        )
+        if route.id == "POST /tenants/{tenant}/api-keys" and response.status_code == 201:
+            self.created.append((response.json()["key"], response))
+        else:
+            self.responses.append(response)
+        return response
+
+
+@pytest.fixture
+def api(engine: Engine, migrated_url: str, tenant: str) -> Iterator[Api]:
+    secret = {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}
+    settings = cloud_settings(
+        tenant=tenant, database_url=migrated_url, tenants={tenant: secret, OTHER_TENANT: secret}
+    )
+    with TestClient(create_app(settings, engine=engine, now=lambda: NOW)) as client:
+        api = Api(client=client, engine=engine, tenant=tenant, keys={})
+        for name, role, owner in [
+            ("admin", Role.ADMIN, tenant), ("app", Role.APP, tenant),
+            ("other admin", Role.ADMIN, OTHER_TENANT), ("other app", Role.APP, OTHER_TENANT),
+            ("operator", Role.OPERATOR, None), ("revoked admin", Role.ADMIN, tenant),
+        ]:
+            with session_scope(engine) as session:
+                _row, api.keys[name] = create_key(
+                    session, role=role, tenant=owner, created_by="test", now=NOW
+                )
+                session.commit()
+        with session_scope(engine) as session:
+            revoke_key(session, key_id=api.keys["revoked admin"].split("_", 2)[1], now=NOW)
+            session.commit()
+        api.keys["settings operator"] = OPERATOR_KEY
+        yield api
+
+
+#: Callers whose key does not authenticate, with how they present it.
+UNAUTHENTICATED: dict[str, Callable[[Api], str | None]] = {
+    "no header": lambda api: None,
+    "empty bearer": lambda api: "Bearer ",
+    "another scheme": lambda api: f"Basic {api.keys['admin']}",
+    "malformed": lambda api: "Bearer not-a-key",
+    "unknown key": lambda api: f"Bearer {generate_key()}",
+    "wrong secret": lambda api: f"Bearer {api.keys['admin'][:16]}{'A' * 43}",
+    "revoked key": lambda api: f"Bearer {api.keys['revoked admin']}",
+}
+#: Callers with a valid key, and the role it carries for the tenant in the path (None:
+#: a key of another tenant, which carries nothing here).
+AUTHENTICATED = {
+    "admin": Role.ADMIN, "app": Role.APP, "operator": Role.OPERATOR,
+    "settings operator": Role.OPERATOR, "other admin": None, "other app": None,
+}
+
+
+@pytest.mark.parametrize("route", POLICY, ids=lambda route: route.id)
+def test_each_route_admits_exactly_its_roles(api: Api, route: Route) -> None:
+    for caller, authorization in UNAUTHENTICATED.items():
+        response = api.call(route, authorization=authorization(api))
+        assert response.status_code == 401, (caller, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+    for caller, role in AUTHENTICATED.items():
+        response = api.call(route, authorization=f"Bearer {api.keys[caller]}")
+        expected = route.success if role is not None and role in route.allowed else 403
+        assert response.status_code == expected, (caller, response.text)
+        if expected == 403:
+            assert "www-authenticate" not in response.headers
+
+
+def test_every_route_is_in_the_policy(api: Api) -> None:
+    """Read from the OpenAPI document: it lists every operation, included routers too."""
+    paths: dict[str, dict[str, Any]] = api.client.get("/openapi.json").json()["paths"]
+    operations = {(method.upper(), path) for path, item in paths.items() for method in item}
+    assert operations == {(route.method, route.path) for route in POLICY} | OPEN
+    for route in POLICY:
+        security = paths[route.path][route.method.lower()].get("security")
+        assert security == [{"HTTPBearer": []}], route.id  # documented for API clients
+
+
+def test_the_app_role_can_do_exactly_its_list(api: Api) -> None:
+    done = {
+        (route.method, route.path) for route in POLICY
+        if api.call(route, authorization=f"Bearer {api.keys['app']}").status_code < 400
+    }
+    assert done == APP_MAY
+
+
+def test_keys_appear_nowhere_but_in_their_creation_response(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for route in POLICY:
+        for authorization in UNAUTHENTICATED.values():
+            api.call(route, authorization=authorization(api))
+        for caller in AUTHENTICATED:
+            api.call(route, authorization=f"Bearer {api.keys[caller]}")
+    assert len(api.created) == 3  # by the admin and both operators
+    for key, response in api.created:
+        assert response.json()["key"] == key
+        assert api.client.get(
+            f"/tenants/{api.tenant}/gateways", headers={"Authorization": f"Bearer {key}"}
+        ).status_code == 403  # made as app keys
+    with api.engine.connect() as connection:
+        database = "\n".join(
+            repr(tuple(row)) for table in inspect(connection).get_table_names()
+            for row in connection.execute(text(f'SELECT * FROM "{table}"'))
+        )
+    answered = "\n".join(response.text for response in api.responses)
+    assert "refused" in caplog.text  # the scan does see the log
+    every_key = [*api.keys.values(), *(key for key, _response in api.created)]
+    assert len(every_key) > 100
+    for key in every_key:
+        secret = key.split("_", 2)[2]
+        for where, content in [("log", caplog.text), ("responses", answered),
+                               ("database", database)]:
+            assert secret[:16] not in content, f"a key's secret is in the {where}"
+
+
+def test_refusals_are_counted_by_reason(api: Api) -> None:
+    def count(reason: str) -> float:
+        return REGISTRY.get_sample_value(
+            "vitrina_api_auth_refusals_total", {"reason": reason}
+        ) or 0.0
+
+    route = POLICY[1]  # GET customers: admin only
+    before = {reason: count(reason) for reason in ("missing", "malformed", "unknown",
+                                                   "mismatch", "revoked", "forbidden")}
+    for caller in ("no header", "malformed", "unknown key", "wrong secret", "revoked key"):
+        api.call(route, authorization=UNAUTHENTICATED[caller](api))
+    api.call(route, authorization=f"Bearer {api.keys['app']}")
+    assert {reason: count(reason) - value for reason, value in before.items()} == {
+        "missing": 1, "malformed": 1, "unknown": 1, "mismatch": 1, "revoked": 1, "forbidden": 1,
+    }
+
+
+def test_refusals_say_what_is_wrong(api: Api) -> None:
+    customers = Route("GET", "/tenants/{tenant}/customers", ADMIN, 200)
+    missing = api.call(customers, authorization=None).json()["detail"]
+    assert missing == "missing API key: send 'Authorization: Bearer <key>'"
+    invalid = api.call(customers, authorization="Bearer not-a-key").json()["detail"]
+    assert invalid == "invalid API key"
+    revoked = api.call(customers, authorization=f"Bearer {api.keys['revoked admin']}")
+    assert revoked.json()["detail"] == "API key has been revoked"
+    other = api.call(customers, authorization=f"Bearer {api.keys['other admin']}")
+    assert other.json()["detail"] == f"this API key is not valid for tenant {api.tenant!r}"
+    app = api.call(customers, authorization=f"Bearer {api.keys['app']}")
+    assert app.json()["detail"] == "this needs an admin key; this is an app key"
+    operator = api.call(customers, authorization=f"Bearer {api.keys['operator']}")
+    assert "operator keys do not reach tenant data" in operator.json()["detail"]
+
+
+@pytest.mark.parametrize("public", [True, False])
+def test_metrics_are_open_unless_configured_otherwise(
+    engine: Engine, migrated_url: str, tenant: str, public: bool
+) -> None:
+    settings = cloud_settings(
+        tenant=tenant, database_url=migrated_url, api={"metrics_public": public}
+    )
+    with TestClient(create_app(settings, engine=engine)) as client:
+        anonymous = client.get("/metrics")
+        operator = client.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+        assert client.get("/healthz").status_code == 200
+    assert operator.status_code == 200
+    assert anonymous.status_code == (200 if public else 401)
