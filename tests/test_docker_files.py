@@ -159,6 +159,22 @@ def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPa
     assert settings.tenant("demo") is not None
 
 
+def test_readme_key_commands_and_settings_exist() -> None:
+    """The README's key commands are real `vitrina-cloud keys` subcommands with real
+    options, and the setting the bootstrap writes is one the orchestrator reads."""
+    readme = re.sub(r"\\\n\s*", "", (DOCKER / "README.md").read_text())
+    used = re.findall(r"run --rm -T (?:--no-deps )?api keys (\w+)(.*)", readme)
+    assert {name for name, _rest in used} == {"create", "bootstrap"}
+    keys = get_command(cloud_cli).commands["keys"]  # type: ignore[attr-defined]
+    for name, rest in used:
+        command = keys.commands[name]
+        options = {option for parameter in command.params for option in parameter.opts}
+        assert set(re.findall(r"--[a-z-]+", rest.split(">>")[0])) <= options, name
+    assert "VITRINA_OPERATOR_KEY_HASH" in readme
+    assert "operator_key_hash" in Settings.model_fields
+    assert "api" in cloud_services()
+
+
 def test_broker_config_names_the_files_provisioning_writes() -> None:
     config = (DOCKER / "mosquitto" / "mosquitto.conf").read_text()
     provisioned = BrokerFiles(Path("/mosquitto/secrets"), 8883, MqttCredentials("admin", "x"))
