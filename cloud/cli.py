@@ -28,6 +28,7 @@ from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_data
 from cloud.presence.retention import purge_unconsented
 from cloud.service import install_stop_signals, push_sender, run_worker, serve
 from cloud.settings import Settings, get_settings
+from shared.logs import configure_logging
 
 app = typer.Typer(
     help="Vitrina orchestrator. Settings come from VITRINA_* variables and the TOML file "
@@ -36,12 +37,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def _settings(verbose: bool) -> Settings:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
-    return get_settings()
+    """The process's settings, and its logs set up as they say (JSON lines by default)."""
+    settings = get_settings()
+    configure_logging(
+        level="DEBUG" if verbose else "INFO", json_lines=settings.log_format == "json"
+    )
+    return settings
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")]
@@ -118,7 +121,9 @@ def serve_command(verbose: Verbose = False) -> None:
         try:
             with push_sender(settings) as sender:
                 await serve(
-                    settings, stop=stop, sender=sender,
+                    settings,
+                    stop=stop,
+                    sender=sender,
                     started=lambda port: logging.getLogger("cloud").info(
                         "API listening on %s:%d", settings.api.host, port
                     ),
@@ -177,8 +182,9 @@ def keys_create(
         )
         session.commit()
     whose = f" for tenant {tenant}" if tenant else ""
-    typer.echo(f"created {role.value} key {row.key_id}{whose}; it is shown only this once:",
-               err=True)
+    typer.echo(
+        f"created {role.value} key {row.key_id}{whose}; it is shown only this once:", err=True
+    )
     typer.echo(key)
 
 
@@ -195,8 +201,10 @@ def keys_list(
     settings = _settings(verbose)
     with _key_session(settings) as session:
         rows = list_keys(session, tenant=tenant)
-    typer.echo(f"{'KEY ID':<12}  {'ROLE':<8}  {'TENANT':<20}  {'CREATED':<16}  "
-               f"{'LAST USED':<16}  {'REVOKED':<16}  NAME")
+    typer.echo(
+        f"{'KEY ID':<12}  {'ROLE':<8}  {'TENANT':<20}  {'CREATED':<16}  "
+        f"{'LAST USED':<16}  {'REVOKED':<16}  NAME"
+    )
     for row in rows:
         typer.echo(
             f"{row.key_id:<12}  {row.role:<8}  {row.tenant or '-':<20}  "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     recognition: RecognitionSettings = RecognitionSettings()
+    #: JSON lines for log shippers in production; "text" for a person at a terminal.
+    log_format: Literal["json", "text"] = "json"
     #: SHA-256 (hex) of the deployment's bootstrap operator key (`vitrina-cloud keys
     #: bootstrap` makes one): lets a fresh deployment issue its first tenant keys over
     #: the API. Only the hash is configured, so a leaked setting grants nothing.

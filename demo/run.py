@@ -160,6 +160,7 @@ def orchestrator_environment(
         "VITRINA_FCM__CREDENTIALS_FILE": str(credentials),
         "VITRINA_FCM__ENDPOINT": fcm_url,
         "VITRINA_API__PORT": str(api_port),
+        "VITRINA_LOG_FORMAT": "text",  # read by a person, not a log shipper
     }
 
 

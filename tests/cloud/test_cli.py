@@ -271,6 +271,9 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     log = (tmp_path / "serve.log").read_text(errors="replace")
     for key in (admin_key, app_key):
         assert key.split("_", 2)[2] not in log
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(record["logger"] == "cloud.ingest.consumer" for record in records)
+    assert all({"ts", "level", "logger", "msg"} <= record.keys() for record in records)
 
 
 def assert_no_raw_identifier(url: str, log: Path, mac: str) -> None:
