@@ -18,7 +18,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -354,3 +355,28 @@ class SandboxService:
         signal.signal(signal.SIGTERM, lambda *_: self.interrupt())
         with contextlib.suppress(KeyboardInterrupt):
             self.serve_forever()
+
+
+OutcomeT = TypeVar("OutcomeT")
+
+
+class OutcomeScript(Generic[OutcomeT]):
+    """Scripted answers per address (token, subscription, number): the given ones in
+    order, then a standing one; addresses never scripted get the default. Thread-safe."""
+
+    def __init__(self, default: OutcomeT) -> None:
+        self._default = default
+        self._lock = threading.Lock()
+        self._scripts: dict[str, tuple[deque[OutcomeT], OutcomeT]] = {}
+
+    def set(self, address: str, outcomes: Sequence[OutcomeT], then: OutcomeT) -> None:
+        with self._lock:
+            self._scripts[address] = (deque(outcomes), then)
+
+    def next(self, address: str) -> OutcomeT:
+        with self._lock:
+            scripted = self._scripts.get(address)
+            if scripted is None:
+                return self._default
+            queue, then = scripted
+            return queue.popleft() if queue else then

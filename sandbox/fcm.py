@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import types
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sandbox._http import (
     BadRequestError,
     Journal,
+    OutcomeScript,
     Request,
     Response,
     Router,
@@ -482,7 +482,7 @@ class FcmSandbox(SandboxService):
         self._token_lifetime_s = token_lifetime_s
         self._lock = threading.Lock()
         self._access_tokens: dict[str, float] = {}
-        self._scripts: dict[str, tuple[deque[Outcome], Outcome]] = {}
+        self._outcomes = OutcomeScript(Outcome.SUCCESS)
         #: Retry-After (seconds) sent with QUOTA_EXCEEDED and UNAVAILABLE; None sends none.
         self.retry_after_s: int | None = 1
         self.received: Journal[ReceivedMessage] = Journal()
@@ -522,8 +522,7 @@ class FcmSandbox(SandboxService):
 
     def script(self, token: str, *outcomes: Outcome, then: Outcome = Outcome.SUCCESS) -> None:
         """Answer the next sends to `token` with `outcomes` in order, then `then` for ever."""
-        with self._lock:
-            self._scripts[token] = (deque(outcomes), then)
+        self._outcomes.set(token, outcomes, then)
 
     def expire_access_tokens(self) -> None:
         """Forget every issued access token, as if they had all expired."""
@@ -532,14 +531,6 @@ class FcmSandbox(SandboxService):
 
     def wait_for(self, count: int, timeout_s: float = 5.0) -> list[ReceivedMessage]:
         return self.received.wait_for(count, timeout_s, what="FCM messages")
-
-    def _next_outcome(self, token: str) -> Outcome:
-        with self._lock:
-            scripted = self._scripts.get(token)
-            if scripted is None:
-                return Outcome.SUCCESS
-            queue, then = scripted
-            return queue.popleft() if queue else then
 
     # -- OAuth2 token endpoint ---------------------------------------------------------------
 
@@ -626,7 +617,7 @@ class FcmSandbox(SandboxService):
         except MessageRejectedError as exc:
             return self._reject("", exc)
         message: dict[str, Any] = body["message"]
-        outcome = self._next_outcome(str(message.get("token") or message.get("fid") or ""))
+        outcome = self._outcomes.next(str(message.get("token") or message.get("fid") or ""))
         if outcome is not Outcome.SUCCESS:
             return self._scripted_error(target, outcome)
         name = f"projects/{project}/messages/0:{time.time_ns() // 1000}%{secrets.token_hex(8)}"

@@ -27,7 +27,6 @@ import secrets
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +38,7 @@ import requests
 from sandbox._http import (
     BadRequestError,
     Journal,
+    OutcomeScript,
     Request,
     Response,
     Router,
@@ -101,8 +101,7 @@ class SmsSandbox(SandboxService):
         self.auth_token = auth_token or secrets.token_hex(16)
         self.from_number = from_number
         self.retry_after_s: int | None = 1
-        self._lock = threading.Lock()
-        self._scripts: dict[str, tuple[deque[SmsOutcome], SmsOutcome]] = {}
+        self._outcomes = OutcomeScript(SmsOutcome.DELIVER)
         self.received: Journal[SentSms] = Journal()
         self.callbacks: Journal[CallbackAttempt] = Journal()
         self._callback_session = requests.Session()
@@ -118,19 +117,10 @@ class SmsSandbox(SandboxService):
     def script(
         self, number: str, *outcomes: SmsOutcome, then: SmsOutcome = SmsOutcome.DELIVER
     ) -> None:
-        with self._lock:
-            self._scripts[number] = (deque(outcomes), then)
+        self._outcomes.set(number, outcomes, then)
 
     def wait_for(self, count: int, timeout_s: float = 5.0) -> list[SentSms]:
         return self.received.wait_for(count, timeout_s, what="texts")
-
-    def _next_outcome(self, number: str) -> SmsOutcome:
-        with self._lock:
-            scripted = self._scripts.get(number)
-            if scripted is None:
-                return SmsOutcome.DELIVER
-            queue, then = scripted
-            return queue.popleft() if queue else then
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, encoded = request.header("Authorization").partition(" ")
@@ -163,7 +153,7 @@ class SmsSandbox(SandboxService):
             return _error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
             )
-        outcome = self._next_outcome(to)
+        outcome = self._outcomes.next(to)
         if outcome is SmsOutcome.STOP:
             return _error(400, 21610, "Attempt to send to unsubscribed recipient")
         if outcome is SmsOutcome.NOT_MOBILE:

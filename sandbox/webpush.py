@@ -28,7 +28,6 @@ import secrets
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from sandbox._http import (
     BadRequestError,
     Journal,
+    OutcomeScript,
     Request,
     Response,
     Router,
@@ -188,7 +188,7 @@ class WebPushSandbox(SandboxService):
         self._lock = threading.Lock()
         self._subscriptions: dict[str, BrowserSubscription] = {}
         self._gone: set[str] = set()
-        self._scripts: dict[str, tuple[deque[PushOutcome], PushOutcome]] = {}
+        self._outcomes = OutcomeScript(PushOutcome.DELIVER)
         #: Retry-After (seconds) sent with 429 and 503; None sends none.
         self.retry_after_s: int | None = 1
         self.received: Journal[PushDelivery] = Journal()
@@ -232,19 +232,10 @@ class WebPushSandbox(SandboxService):
         *outcomes: PushOutcome,
         then: PushOutcome = PushOutcome.DELIVER,
     ) -> None:
-        with self._lock:
-            self._scripts[subscription.id] = (deque(outcomes), then)
+        self._outcomes.set(subscription.id, outcomes, then)
 
     def wait_for(self, count: int, timeout_s: float = 5.0) -> list[PushDelivery]:
         return self.received.wait_for(count, timeout_s, what="web pushes")
-
-    def _next_outcome(self, sid: str) -> PushOutcome:
-        with self._lock:
-            scripted = self._scripts.get(sid)
-            if scripted is None:
-                return PushOutcome.DELIVER
-            queue, then = scripted
-            return queue.popleft() if queue else then
 
     # -- the push service's side -------------------------------------------------------------
 
@@ -309,7 +300,7 @@ class WebPushSandbox(SandboxService):
                 )
             except Exception as exc:  # http_ece raises bare ECE errors and cryptography's
                 raise PushRefusedError(400, f"payload does not decrypt: {exc!r}") from exc
-        outcome = self._next_outcome(sid)
+        outcome = self._outcomes.next(sid)
         if outcome is not PushOutcome.DELIVER:
             raise PushRefusedError(_STATUS[outcome], f"scripted {outcome.value}")
         return PushDelivery(
