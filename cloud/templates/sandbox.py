@@ -67,15 +67,19 @@ def parse(env: SandboxedEnvironment, source: str, part: str) -> nodes.Template:
         raise TemplateError(f"cannot be parsed: {exc}", part=part) from exc
 
 
-def compile_part(env: SandboxedEnvironment, source: str, part: str) -> jinja2.Template:
+def compile_part(
+    env: SandboxedEnvironment, source: str | nodes.Template, part: str
+) -> jinja2.Template:
+    """Compile a part from its source or from the tree `parse` gave (not parsed again)."""
     try:
-        return env.from_string(source)
+        code = env.compile(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "syntax error", part=part, line=exc.lineno) from exc
     except (RecursionError, SyntaxError) as exc:  # Python's own nesting limits, as a guard
         raise TemplateError("expressions are nested too deeply", part=part) from exc
     except (ValueError, OverflowError) as exc:
         raise TemplateError(f"cannot be compiled: {exc}", part=part) from exc
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
 
 
 def render_part(template: jinja2.Template, variables: Mapping[str, Any], part: str) -> str:
