@@ -43,6 +43,9 @@ from shared.status import decode_gateway_status
 from shared.topics import TOPIC_ROOT, TopicChannel, parse_topic
 
 WORKDIR = Path(".demo")
+#: The installed commands, from the environment the demo itself runs in.
+CLOUD_COMMAND = str(Path(sys.executable).with_name("vitrina-cloud"))
+EDGE_COMMAND = str(Path(sys.executable).with_name("vitrina-edge"))
 #: `amqtt` forces the fallback broker even where Mosquitto is installed.
 BROKER_CHOICE_VARIABLE = "VITRINA_DEMO_BROKER"
 KEY_ID = "demo-2024"
@@ -165,11 +168,10 @@ def orchestrator_environment(
 
 
 def start_orchestrator(supervisor: Supervisor, environment: dict[str, str]) -> str:
-    cloud = str(Path(sys.executable).with_name("vitrina-cloud"))
-    migrate = supervisor.start("cloud", [cloud, "migrate"], env=environment)
+    migrate = supervisor.start("cloud", [CLOUD_COMMAND, "migrate"], env=environment)
     if migrate.wait(timeout=STARTUP_TIMEOUT_S) != 0:
         raise RuntimeError(f"database migration failed (logs in {WORKDIR}/cloud.log)")
-    supervisor.start("cloud", [cloud, "serve"], env=environment)
+    supervisor.start("cloud", [CLOUD_COMMAND, "serve"], env=environment)
     api = f"http://127.0.0.1:{environment['VITRINA_API__PORT']}"
     wait_for(
         lambda: http_ok(f"{api}/readyz"),
@@ -187,9 +189,8 @@ def issue_keys(api: str, environment: dict[str, str]) -> tuple[str, str]:
     """The shop's keys, as an operator and the shop's admin make them: an admin key from
     the command line, then an app key the admin issues over the API. The keys are kept
     in memory only: never printed, never written to the demo's logs."""
-    cloud = str(Path(sys.executable).with_name("vitrina-cloud"))
     made = subprocess.run(
-        [cloud, "keys", "create", "--tenant", DEMO_TENANT, "--role", "admin",
+        [CLOUD_COMMAND, "keys", "create", "--tenant", DEMO_TENANT, "--role", "admin",
          "--name", "demo back office"],
         env={**os.environ, **environment},
         capture_output=True,
@@ -313,13 +314,12 @@ def replay_visit(
             mqtt_protocol=json.dumps("5" if broker.mqtt_v5 else "3.1.1"),
         )
     )
-    edge = str(Path(sys.executable).with_name("vitrina-edge"))
     capture = CAPTURES_DIR / "demo.pcapng"
     say(f"the gateway replays a recorded five-minute visit ({capture.name}) at {REPLAY_SPEED:.0f}x")
     process = supervisor.start(
         "edge",
         [
-            edge,
+            EDGE_COMMAND,
             "replay",
             "--config",
             str(config),

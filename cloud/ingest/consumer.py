@@ -182,7 +182,9 @@ class PresenceConsumer:
     ) -> None:
         self._connected = self._subscribed = False
         BROKER_CONNECTED.set(0)
-        log.warning("disconnected from the broker: %s", reason_code)
+        # A normal disconnection is our own clean stop; anything else is worth a warning.
+        level = logging.INFO if reason_code.value == 0 else logging.WARNING
+        log.log(level, "disconnected from the broker: %s", reason_code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
