@@ -34,6 +34,19 @@ INGEST_BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+INGEST_BATCH_MESSAGES = Histogram(
+    "vitrina_ingest_batch_messages",
+    "Messages written per database transaction (each holds up to 500 events)",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+    registry=REGISTRY,
+)
+INGEST_LAG_SECONDS = Histogram(
+    "vitrina_ingest_lag_seconds",
+    "From a presence batch leaving its gateway (its sent_at) to its commit here: how far "
+    "behind the workers run (gateway clock skew shows up here too)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+    registry=REGISTRY,
+)
 DATABASE_RETRIES = Counter(
     "vitrina_database_retries",
     "Batches retried because the database was unreachable",

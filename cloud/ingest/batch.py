@@ -13,14 +13,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from cloud.db import session_scope
-from cloud.metrics import DEAD_LETTERS, INGEST_EVENTS, INGEST_MESSAGES
+from cloud.metrics import (
+    DEAD_LETTERS,
+    INGEST_BATCH_MESSAGES,
+    INGEST_EVENTS,
+    INGEST_LAG_SECONDS,
+    INGEST_MESSAGES,
+)
 from cloud.presence.store import insert_events, record_dead_letter, upsert_gateway_status
 from cloud.recognition import PlannedPush, plan_recognition_pushes
 from cloud.settings import RecognitionSettings
@@ -255,3 +261,10 @@ def _count(decoded: Sequence[Decoded], outcome: BatchOutcome) -> None:
         INGEST_MESSAGES.labels(channel=item.channel, outcome=result).inc()
     INGEST_EVENTS.labels(outcome="new").inc(outcome.events_new)
     INGEST_EVENTS.labels(outcome="duplicate").inc(outcome.events_duplicate)
+    INGEST_BATCH_MESSAGES.observe(len(decoded))
+    committed_at = datetime.now(UTC)
+    for item in decoded:
+        if item.presence is not None:
+            INGEST_LAG_SECONDS.observe(
+                max(0.0, (committed_at - item.presence.sent_at).total_seconds())
+            )

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -8,6 +9,7 @@ from sqlmodel import select
 
 from cloud.db import session_scope
 from cloud.ingest.batch import Inbound, decode, is_transient, write_batch
+from cloud.metrics import REGISTRY
 from cloud.presence.models import DeadLetter
 from cloud.settings import RecognitionSettings
 from tests.cloud.factories import (
@@ -77,10 +79,10 @@ def test_a_message_the_database_refuses_is_isolated_as_a_dead_letter(
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -109,26 +111,79 @@ def mutated_batch(tenant: str) -> st.SearchStrategy[bytes]:
     return build()
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_fuzzed_payloads_end_as_dead_letters_or_valid_events(
     engine: Engine, tenant: str, data: st.DataObject
 ) -> None:
-    payloads = data.draw(st.lists(
-        st.binary(max_size=300) | mutated_batch(tenant) | st.just(b"{}"),
-        min_size=1, max_size=5,
-    ))
-    topics = data.draw(st.lists(
-        st.sampled_from([presence_topic(tenant), status_topic(tenant), "vitrina/v1/x",
-                         presence_topic(tenant, gateway="g2")]),
-        min_size=len(payloads), max_size=len(payloads),
-    ))
+    payloads = data.draw(
+        st.lists(
+            st.binary(max_size=300) | mutated_batch(tenant) | st.just(b"{}"),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    topics = data.draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    presence_topic(tenant),
+                    status_topic(tenant),
+                    "vitrina/v1/x",
+                    presence_topic(tenant, gateway="g2"),
+                ]
+            ),
+            min_size=len(payloads),
+            max_size=len(payloads),
+        )
+    )
     inbounds = [Inbound(topic, payload) for topic, payload in zip(topics, payloads, strict=True)]
-    outcome = write_batch(engine, inbounds, recognition=RecognitionSettings(),
-                          received_at=START, tenants={tenant})
+    outcome = write_batch(
+        engine, inbounds, recognition=RecognitionSettings(), received_at=START, tenants={tenant}
+    )
     decoded = [decode(inbound, tenants={tenant}) for inbound in inbounds]
     assert outcome.dead_letters == sum(1 for item in decoded if item.error is not None)
     assert outcome.dead_letters + outcome.statuses + outcome.ignored + sum(
         1 for item in decoded if item.presence is not None
     ) == len(inbounds)
+
+
+def test_batch_size_and_lag_are_measured(engine: Engine, tenant: str) -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {
+        name: sample(name)
+        for name in (
+            "vitrina_ingest_batch_messages_count",
+            "vitrina_ingest_batch_messages_sum",
+            "vitrina_ingest_lag_seconds_count",
+            "vitrina_ingest_lag_seconds_sum",
+        )
+    }
+    sent_at = datetime.now(UTC) - timedelta(seconds=30)
+    inbounds = [
+        Inbound(
+            presence_topic(tenant),
+            batch_payload(many_events(tenant=tenant, count=2, offset=i), sent_at=sent_at),
+        )
+        for i in (0, 10, 20)
+    ]
+    write_batch(engine, inbounds, recognition=RecognitionSettings(), received_at=sent_at)
+    assert (
+        sample("vitrina_ingest_batch_messages_count")
+        == before["vitrina_ingest_batch_messages_count"] + 1
+    )
+    assert (
+        sample("vitrina_ingest_batch_messages_sum")
+        == before["vitrina_ingest_batch_messages_sum"] + 3
+    )
+    assert (
+        sample("vitrina_ingest_lag_seconds_count") == before["vitrina_ingest_lag_seconds_count"] + 3
+    )
+    lag = sample("vitrina_ingest_lag_seconds_sum") - before["vitrina_ingest_lag_seconds_sum"]
+    assert 3 * 30 <= lag < 3 * 60
