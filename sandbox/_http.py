@@ -380,3 +380,16 @@ class OutcomeScript(Generic[OutcomeT]):
                 return self._default
             queue, then = scripted
             return queue.popleft() if queue else then
+
+
+def journal_page(
+    request: Request, journal: Journal[T], *, key: str, describe: Callable[[T], dict[str, Any]]
+) -> Response:
+    """`GET ...?since=N`: what was recorded from index N on, and the index to ask from next,
+    so a demo or test in another process can follow along without missing anything."""
+    try:
+        since = int(request.query.get("since", ["0"])[0])
+    except ValueError as exc:
+        raise BadRequestError("since must be an integer") from exc
+    items = journal.snapshot()
+    return json_response(200, {key: [describe(item) for item in items[since:]], "next": len(items)})

@@ -49,6 +49,7 @@ from sandbox._http import (
     Response,
     Router,
     SandboxService,
+    journal_page,
     json_response,
 )
 
@@ -665,24 +666,15 @@ class FcmSandbox(SandboxService):
     # -- inspection for other processes ------------------------------------------------------
 
     def _handle_list(self, request: Request) -> Response:
-        try:
-            since = int(request.query.get("since", ["0"])[0])
-        except ValueError as exc:
-            raise BadRequestError("since must be an integer") from exc
-        items = self.received.snapshot()
-        return json_response(
-            200,
-            {
-                "messages": [
-                    {
-                        "name": m.name,
-                        "target": m.target,
-                        "message": m.message,
-                        "received_at": m.received_at,
-                    }
-                    for m in items[since:]
-                ],
-                "next": len(items),
+        return journal_page(
+            request,
+            self.received,
+            key="messages",
+            describe=lambda m: {
+                "name": m.name,
+                "target": m.target,
+                "message": m.message,
+                "received_at": m.received_at,
             },
         )
 

@@ -36,13 +36,13 @@ from urllib.parse import parse_qsl
 import requests
 
 from sandbox._http import (
-    BadRequestError,
     Journal,
     OutcomeScript,
     Request,
     Response,
     Router,
     SandboxService,
+    journal_page,
     json_response,
 )
 
@@ -216,19 +216,15 @@ class SmsSandbox(SandboxService):
                 self.callbacks.append(CallbackAttempt(sid, status, None))
 
     def _handle_list(self, request: Request) -> Response:
-        try:
-            since = int(request.query.get("since", ["0"])[0])
-        except ValueError as exc:
-            raise BadRequestError("since must be an integer") from exc
-        items = self.received.snapshot()
-        return json_response(
-            200,
-            {
-                "messages": [
-                    {"sid": m.sid, "to": m.to, "body": m.body, "received_at": m.received_at}
-                    for m in items[since:]
-                ],
-                "next": len(items),
+        return journal_page(
+            request,
+            self.received,
+            key="messages",
+            describe=lambda m: {
+                "sid": m.sid,
+                "to": m.to,
+                "body": m.body,
+                "received_at": m.received_at,
             },
         )
 

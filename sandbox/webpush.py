@@ -46,6 +46,7 @@ from sandbox._http import (
     Response,
     Router,
     SandboxService,
+    journal_page,
     json_response,
 )
 
@@ -327,26 +328,17 @@ class WebPushSandbox(SandboxService):
         return json_response(201, {"id": subscription.id, **subscription.to_json()})
 
     def _handle_list(self, request: Request) -> Response:
-        try:
-            since = int(request.query.get("since", ["0"])[0])
-        except ValueError as exc:
-            raise BadRequestError("since must be an integer") from exc
-        items = self.received.snapshot()
-        return json_response(
-            200,
-            {
-                "deliveries": [
-                    {
-                        "subscription_id": d.subscription_id,
-                        "payload": d.payload.decode("utf-8", "replace"),
-                        "ttl": d.ttl_s,
-                        "urgency": d.urgency,
-                        "topic": d.topic,
-                        "received_at": d.received_at,
-                    }
-                    for d in items[since:]
-                ],
-                "next": len(items),
+        return journal_page(
+            request,
+            self.received,
+            key="deliveries",
+            describe=lambda d: {
+                "subscription_id": d.subscription_id,
+                "payload": d.payload.decode("utf-8", "replace"),
+                "ttl": d.ttl_s,
+                "urgency": d.urgency,
+                "topic": d.topic,
+                "received_at": d.received_at,
             },
         )
 
