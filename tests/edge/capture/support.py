@@ -17,3 +17,13 @@ async def eventually(condition: Callable[[], bool], within: float = EVENTUALLY_S
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {within:g} s")
         await asyncio.sleep(0.01)
+
+
+def mutate(frame: bytes, flips: list[tuple[int, int]], cut: int) -> bytes:
+    """`frame` with bytes overwritten at (position, value) pairs that fall inside it,
+    then `cut` bytes dropped from its end: a damaged copy of a valid frame for fuzzing."""
+    mutated = bytearray(frame)
+    for position, value in flips:
+        if position < len(mutated):
+            mutated[position] = value
+    return bytes(mutated[: len(mutated) - cut])

@@ -51,6 +51,7 @@ from shared.identifiers import (
     eddystone_identifier,
     ibeacon_identifier,
 )
+from tests.edge.capture.support import mutate
 
 AT = 1_709_373_600.5
 RPA = "4a:22:33:44:55:66"
@@ -273,11 +274,7 @@ _VALID = [
 def test_mutated_valid_frames_never_raise(
     frame: bytes, flips: list[tuple[int, int]], cut: int
 ) -> None:
-    mutated = bytearray(frame)
-    for position, value in flips:
-        if position < len(mutated):
-            mutated[position] = value
-    outcome = decode(bytes(mutated[: len(mutated) - cut]))
+    outcome = decode(mutate(frame, flips, cut))
     assert isinstance(outcome, Sighting | RejectReason | SkipReason)
     if isinstance(outcome, Sighting):
         assert outcome.canonical_id.split(":", 1)[0] in {"ble", "app", "ibeacon", "eddystone"}

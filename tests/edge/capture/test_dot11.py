@@ -28,6 +28,7 @@ from edge.capture.dot11 import (
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason
 from edge.sighting import Sighting
 from shared.identifiers import IdentifierKind, wifi_identifier
+from tests.edge.capture.support import mutate
 
 RANDOM_MAC = "da:a1:19:5e:00:01"
 GLOBAL_MAC = "3c:5a:b4:12:34:56"
@@ -393,11 +394,7 @@ _VALID = [probe(), probe(GLOBAL_MAC, tsft=True), probe(flags="FCS"), probe(signa
 def test_mutated_valid_frames_never_raise(
     frame: bytes, flips: list[tuple[int, int]], cut: int
 ) -> None:
-    mutated = bytearray(frame)
-    for position, value in flips:
-        if position < len(mutated):
-            mutated[position] = value
-    outcome = decode(bytes(mutated[: len(mutated) - cut]))
+    outcome = decode(mutate(frame, flips, cut))
     assert isinstance(outcome, Sighting | RejectReason | SkipReason)
     if isinstance(outcome, Sighting):
         assert outcome.canonical_id.startswith("wifi:")
