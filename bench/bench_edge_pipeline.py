@@ -23,6 +23,7 @@ import os
 import random
 import struct
 import time
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from edge.agent import PROCESS_SIGHTINGS
@@ -104,15 +105,20 @@ def bare_hmac(identifiers: list[str]) -> float:
     return len(identifiers) / (time.perf_counter() - started)
 
 
+def fresh_stages() -> tuple[SightingPseudonymizer, Tracker, Callable[..., object]]:
+    """A new pseudonymizer, tracker and decoder, as every measured variant starts from."""
+    pseudonymizer = SightingPseudonymizer({KEY.key_id: KEY}, KEY.key_id, ZoneInfo("Europe/Madrid"))
+    tracker = Tracker(Identity("bench", "store-1", "gw-1"),
+                      TrackerThresholds(exit_after_s=120, dwell_interval_s=300))
+    return pseudonymizer, tracker, FrameDecoder(BeaconConfig()).decode
+
+
 def pipeline(frames: list[tuple[float, bytes]], batch: int) -> tuple[float, int, int]:
     """Observations per second of the full pipeline; also events and bytes serialized.
 
     Decodes frame by frame and hands the sightings on `batch` at a time (as the agent does).
     """
-    pseudonymizer = SightingPseudonymizer({KEY.key_id: KEY}, KEY.key_id, ZoneInfo("Europe/Madrid"))
-    tracker = Tracker(Identity("bench", "store-1", "gw-1"),
-                      TrackerThresholds(exit_after_s=120, dwell_interval_s=300))
-    decode = FrameDecoder(BeaconConfig()).decode
+    pseudonymizer, tracker, decode = fresh_stages()
     pseudonymize = pseudonymizer.pseudonymize_many
     observe = tracker.observe_many
     events = 0
@@ -136,10 +142,7 @@ def pipeline(frames: list[tuple[float, bytes]], batch: int) -> tuple[float, int,
 
 def one_at_a_time(frames: list[tuple[float, bytes]]) -> tuple[float, int, int]:
     """The same pipeline, each sighting pseudonymized and tracked on its own."""
-    pseudonymizer = SightingPseudonymizer({KEY.key_id: KEY}, KEY.key_id, ZoneInfo("Europe/Madrid"))
-    tracker = Tracker(Identity("bench", "store-1", "gw-1"),
-                      TrackerThresholds(exit_after_s=120, dwell_interval_s=300))
-    decode = FrameDecoder(BeaconConfig()).decode
+    pseudonymizer, tracker, decode = fresh_stages()
     pseudonymize = pseudonymizer.pseudonymize
     observe = tracker.observe
     events = 0
@@ -161,9 +164,7 @@ def one_at_a_time(frames: list[tuple[float, bytes]]) -> tuple[float, int, int]:
 
 def after_identify(sightings: list[Sighting], batch: int) -> float:
     """Observations per second of pseudonymize -> track -> serialize alone (our part)."""
-    pseudonymizer = SightingPseudonymizer({KEY.key_id: KEY}, KEY.key_id, ZoneInfo("Europe/Madrid"))
-    tracker = Tracker(Identity("bench", "store-1", "gw-1"),
-                      TrackerThresholds(exit_after_s=120, dwell_interval_s=300))
+    pseudonymizer, tracker, _decode = fresh_stages()
     pseudonymize = pseudonymizer.pseudonymize_many
     observe = tracker.observe_many
     started = time.perf_counter()
