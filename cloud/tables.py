@@ -8,6 +8,7 @@ from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
+from cloud.scenarios.triggers import Trigger
 
 metadata = SQLModel.metadata
 
@@ -24,5 +25,6 @@ __all__ = [
     "Message",
     "OrderLine",
     "PresenceEventRow",
+    "Trigger",
     "metadata",
 ]

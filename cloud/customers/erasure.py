@@ -19,9 +19,11 @@ from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.presence.retention import unlink_presence
+from cloud.scenarios.triggers import Trigger
 
 #: Children first: the order in which rows are deleted (foreign keys point upwards).
 _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
+    ("triggers", Trigger),
     ("messages", Message),
     ("order_lines", OrderLine),
     ("commerce_events", CommerceEvent),

@@ -1,0 +1,113 @@
+"""The engine's inbox: one row per thing that happened to a customer.
+
+Whatever can start or resume a scenario (a presence or geofence transition, a webhook, an
+opened message, a birthday) is recorded here in the same transaction as its cause, under a
+key derived from that cause, so a replayed cause records nothing new and a crash between
+the cause and the engine loses nothing: the engine picks up every unprocessed row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
+from sqlmodel import Field, Session, SQLModel
+
+from cloud.db import UtcDateTime
+from cloud.presence.store import dialect_insert
+
+#: A trigger's attributes are JSON: strings, numbers, booleans, lists and objects of them.
+JsonValue = Any
+
+
+class TriggerKind(StrEnum):
+    """Every entry point a scenario can name."""
+
+    PRESENCE_ENTER = "presence.enter"
+    PRESENCE_DWELL = "presence.dwell"
+    PRESENCE_EXIT = "presence.exit"
+    GEOFENCE_ENTER = "geofence.enter"
+    GEOFENCE_DWELL = "geofence.dwell"
+    GEOFENCE_EXIT = "geofence.exit"
+    CUSTOMER_SIGNUP = "customer.signup"
+    NEWSLETTER_SIGNUP = "newsletter.signup"
+    NEWSLETTER_CONFIRMED = "newsletter.confirmed"
+    CART_ABANDONED = "cart.abandoned"
+    ORDER_CREATED = "order.created"
+    COUPON_REDEEMED = "coupon.redeemed"
+    MESSAGE_OPENED = "message.opened"
+    MESSAGE_CLICKED = "message.clicked"
+    MESSAGE_CONVERTED = "message.converted"
+    PUSH_SUBSCRIBED = "push.subscribed"
+    WEB_PUSH_SUBSCRIBED = "web_push.subscribed"
+    APP_OPENED = "app.opened"
+    #: A date field (birthday, a custom date attribute) came round; attributes name it.
+    DATE = "date"
+    #: No order and no visit for a number of days; attributes say how many.
+    INACTIVITY = "inactivity"
+    #: Lifetime spend changed; attributes hold the amounts before and after.
+    SPEND_CHANGED = "spend.changed"
+
+
+#: Kinds that stem from where a customer physically is: scenarios entered by them need
+#: the customer's consent to location-based marketing on top of the channel's.
+LOCATION_KINDS = frozenset({
+    TriggerKind.PRESENCE_ENTER, TriggerKind.PRESENCE_DWELL, TriggerKind.PRESENCE_EXIT,
+    TriggerKind.GEOFENCE_ENTER, TriggerKind.GEOFENCE_DWELL, TriggerKind.GEOFENCE_EXIT,
+})
+
+
+class Trigger(SQLModel, table=True):
+    __tablename__ = "scenario_trigger"
+    __table_args__ = (
+        UniqueConstraint("tenant", "source_key", name="uq_scenario_trigger_source"),
+        Index("ix_scenario_trigger_unprocessed", "processed_at", "id"),
+        Index("ix_scenario_trigger_customer", "customer_id", "kind", "occurred_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False)
+    )
+    kind: TriggerKind = Field(sa_type=String(32))
+    occurred_at: datetime = Field(sa_type=UtcDateTime)
+    recorded_at: datetime = Field(sa_type=UtcDateTime)
+    #: What caused it, e.g. "webhook:<event id>" or "presence:<event id>": the same cause
+    #: recorded twice is one trigger.
+    source_key: str = Field(max_length=255)
+    attributes: dict[str, JsonValue] = Field(default_factory=dict, sa_type=JSON)
+    processed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+TRIGGER_TABLE: Table = SQLModel.metadata.tables[Trigger.__tablename__]
+
+
+def record_trigger(
+    session: Session,
+    *,
+    tenant: str,
+    customer_id: int,
+    kind: TriggerKind,
+    occurred_at: datetime,
+    source_key: str,
+    now: datetime,
+    attributes: Mapping[str, JsonValue] | None = None,
+) -> int | None:
+    """Record that `kind` happened to a customer; returns the new row's id, or None when
+    `source_key` was recorded before (a replayed cause)."""
+    statement = (
+        dialect_insert(session, TRIGGER_TABLE)
+        .values(
+            tenant=tenant, customer_id=customer_id, kind=kind.value, occurred_at=occurred_at,
+            recorded_at=now, source_key=source_key[:255], attributes=dict(attributes or {}),
+        )
+        .on_conflict_do_nothing(index_elements=["tenant", "source_key"])
+        .returning(TRIGGER_TABLE.c.id)
+    )
+    row = session.connection().execute(statement).first()
+    return None if row is None else int(row[0])
