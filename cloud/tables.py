@@ -8,6 +8,7 @@ from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
+from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.scenarios.triggers import Trigger
 
 metadata = SQLModel.metadata
@@ -17,14 +18,19 @@ __all__ = [
     "CommerceEvent",
     "ConsentEntry",
     "Customer",
+    "CustomerTag",
     "DeadLetter",
     "Device",
     "ErasureRecord",
     "GatewayHealth",
     "IdentityLink",
+    "Journey",
+    "JourneyLog",
+    "LoyaltyEntry",
     "Message",
     "OrderLine",
     "PresenceEventRow",
+    "Scenario",
     "Trigger",
     "metadata",
 ]

@@ -8,11 +8,20 @@ the MAC the guest Wi-Fi saw at login) is stored only as its keyed pseudonyms.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, HttpUrl, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    HttpUrl,
+    StringConstraints,
+)
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -39,6 +48,20 @@ Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN)]
 Phone = Annotated[str, StringConstraints(pattern=PHONE_PATTERN)]
 Locale = Annotated[str, StringConstraints(pattern=LOCALE_PATTERN)]
 Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
+
+
+def _known_time_zone(value: str) -> str:
+    if value not in _time_zones():
+        raise ValueError("is not a known IANA time zone (e.g. Europe/Madrid)")
+    return value
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+TimeZone = Annotated[str, AfterValidator(_known_time_zone)]
 
 
 class ConsentChannel(StrEnum):
@@ -73,6 +96,10 @@ class CustomerBase(SQLModel):
     last_name: str | None = Field(default=None, max_length=100)
     birth_date: date | None = None
     locale: Locale | None = Field(default=None, max_length=16)
+    time_zone: TimeZone | None = Field(
+        default=None, max_length=64,
+        description="IANA zone: quiet hours and dates (birthdays) follow the customer's clock",
+    )
     attributes: dict[str, AttributeValue] = Field(
         default_factory=dict, sa_type=JSON,
         description="profile fields the shop segments on (loyalty tier, favourite category...)",

@@ -1,0 +1,323 @@
+"""Conditions a customer must meet, as data, and their evaluation against `CustomerFacts`.
+
+    {"all": [{"tag": "newsletter"},
+             {"purchased": {"category": "washers", "within": "P30D"}},
+             {"not": {"purchased": {"category": "dryers"}}},
+             {"message": {"scenario": "store-cross-sell", "opened": true, "converted": false}}]}
+
+Evaluation is pure: facts are loaded once per batch of triggers (see `facts`), so
+checking a hundred scenarios against one trigger costs no query.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from cloud.customers.models import ConsentChannel
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+Comparison = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte", "exists"]
+#: How far back a condition may look; beyond it, facts are not loaded.
+MAX_LOOKBACK = timedelta(days=3 * 366)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- facts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    sku: str
+    category: str
+    ordered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message the customer was sent (or will be: held for quiet hours)."""
+
+    message_id: int
+    scenario: str | None
+    step: str | None
+    channel: str
+    created_at: datetime
+    opened_at: datetime | None
+    clicked_at: datetime | None
+    converted_at: datetime | None
+    product_category: str | None
+    product_sku: str | None
+    offer_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    """What conditions may ask about one customer, loaded in bulk for a batch."""
+
+    customer_id: int
+    tenant: str
+    profile: Mapping[str, Any]
+    tags: frozenset[str] = frozenset()
+    consents: frozenset[ConsentChannel] = frozenset()
+    purchases: tuple[Purchase, ...] = ()
+    spend: Decimal = Decimal(0)
+    messages: tuple[SentMessage, ...] = ()
+    #: Latest time of each kind of activity: "order", "visit", "click", "signup".
+    last: Mapping[str, datetime] = field(default_factory=dict)
+
+
+# --- condition models ----------------------------------------------------------------------
+
+
+class AttributeFilter(_Model):
+    """A test on a trigger's attributes (which store, which geofence, which field)."""
+
+    attribute: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
+    op: Comparison = "eq"
+    value: Any = None
+
+
+class TagCondition(_Model):
+    tag: Name
+
+
+class ProfileCondition(_Model):
+    """A profile field ("first_name", "locale") or attribute ("attributes.tier")."""
+
+    profile: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)?$")]
+    op: Comparison = "eq"
+    value: Any = None
+
+
+class ConsentCondition(_Model):
+    consent: ConsentChannel
+
+
+class PurchaseQuery(_Model):
+    category: Name | None = None
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    within: timedelta | None = Field(default=None, le=MAX_LOOKBACK)
+
+
+class PurchasedCondition(_Model):
+    """Bought something (of a category or sku), ever or within a time."""
+
+    purchased: PurchaseQuery
+
+
+class MessageQuery(_Model):
+    scenario: Name | None = None
+    step: Name | None = None
+    channel: Literal["push", "web_push", "email", "sms"] | None = None
+    opened: bool | None = None
+    clicked: bool | None = None
+    converted: bool | None = None
+    within: timedelta | None = Field(default=None, le=MAX_LOOKBACK)
+
+
+class MessageCondition(_Model):
+    """A message matching every given property exists ("opened but not converted")."""
+
+    message: MessageQuery
+
+
+class SpendQuery(_Model):
+    op: Literal["gt", "gte", "lt", "lte"] = "gte"
+    value: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+
+
+class SpendCondition(_Model):
+    spend: SpendQuery
+
+
+class SinceQuery(_Model):
+    event: Literal["order", "visit", "click", "signup"]
+    more_than: timedelta | None = None
+    less_than: timedelta | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> Self:
+        if self.more_than is None and self.less_than is None:
+            raise ValueError("since needs more_than or less_than")
+        return self
+
+
+class SinceCondition(_Model):
+    """Time since the customer last ordered / visited / clicked / signed up."""
+
+    since: SinceQuery
+
+
+class TriggerCondition(_Model):
+    trigger: AttributeFilter
+
+
+class AllCondition(_Model):
+    all: list[Condition] = Field(min_length=1, max_length=20)
+
+
+class AnyCondition(_Model):
+    any: list[Condition] = Field(min_length=1, max_length=20)
+
+
+class NotCondition(_Model):
+    not_: Condition = Field(alias="not")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Condition = (
+    AllCondition | AnyCondition | NotCondition | TagCondition | ProfileCondition
+    | ConsentCondition | PurchasedCondition | MessageCondition | SpendCondition
+    | SinceCondition | TriggerCondition
+)
+
+for _model in (AllCondition, AnyCondition, NotCondition):
+    _model.model_rebuild()
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
+}
+
+
+def compare(actual: Any, op: str, expected: Any) -> bool:
+    """`actual op expected`; False (not an error) when the two cannot be compared, since a
+    profile field a customer never filled in simply does not match."""
+    if op == "exists":
+        present = actual is not None and actual != ""
+        return present if expected in (None, True) else not present
+    if op == "eq":
+        return bool(_normalise(actual) == _normalise(expected))
+    if op == "ne":
+        return bool(_normalise(actual) != _normalise(expected))
+    if op == "in":
+        return isinstance(expected, list) and _normalise(actual) in [
+            _normalise(item) for item in expected
+        ]
+    if actual is None:
+        return False
+    try:
+        return _ORDER[op](_comparable(actual), _comparable(expected))
+    except (TypeError, InvalidOperation, ValueError):
+        return False
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return Decimal(str(value))
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise TypeError("booleans are not ordered")
+    if isinstance(value, int | float | Decimal):
+        return Decimal(str(value))
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return value
+    raise TypeError(type(value).__name__)
+
+
+def matches_attributes(
+    filters: list[AttributeFilter], attributes: Mapping[str, Any]
+) -> bool:
+    return all(compare(attributes.get(f.attribute), f.op, f.value) for f in filters)
+
+
+def profile_value(facts: CustomerFacts, path: str) -> Any:
+    head, _, rest = path.partition(".")
+    value = facts.profile.get(head)
+    if rest:
+        return value.get(rest) if isinstance(value, Mapping) else None
+    return value
+
+
+def evaluate(
+    condition: Condition, facts: CustomerFacts, trigger: Mapping[str, Any], now: datetime
+) -> bool:
+    """Whether `facts` (and the trigger's attributes) meet `condition` at `now`."""
+    if isinstance(condition, AllCondition):
+        return all(evaluate(part, facts, trigger, now) for part in condition.all)
+    if isinstance(condition, AnyCondition):
+        return any(evaluate(part, facts, trigger, now) for part in condition.any)
+    if isinstance(condition, NotCondition):
+        return not evaluate(condition.not_, facts, trigger, now)
+    if isinstance(condition, TagCondition):
+        return condition.tag in facts.tags
+    if isinstance(condition, ProfileCondition):
+        return compare(profile_value(facts, condition.profile), condition.op, condition.value)
+    if isinstance(condition, ConsentCondition):
+        return condition.consent in facts.consents
+    if isinstance(condition, PurchasedCondition):
+        return _purchased(condition.purchased, facts, now)
+    if isinstance(condition, MessageCondition):
+        return find_message(condition.message, facts, now) is not None
+    if isinstance(condition, SpendCondition):
+        return _ORDER[condition.spend.op](facts.spend, condition.spend.value)
+    if isinstance(condition, SinceCondition):
+        return _since(condition.since, facts, now)
+    return compare(trigger.get(condition.trigger.attribute), condition.trigger.op,
+                   condition.trigger.value)
+
+
+def _purchased(query: PurchaseQuery, facts: CustomerFacts, now: datetime) -> bool:
+    after = now - query.within if query.within is not None else None
+    return any(
+        (query.category is None or purchase.category == query.category)
+        and (query.sku is None or purchase.sku == query.sku)
+        and (after is None or purchase.ordered_at >= after)
+        for purchase in facts.purchases
+    )
+
+
+def find_message(query: MessageQuery, facts: CustomerFacts, now: datetime) -> SentMessage | None:
+    """The newest message matching `query`, if any."""
+    after = now - query.within if query.within is not None else None
+    for message in facts.messages:  # newest first
+        if after is not None and message.created_at < after:
+            break
+        if query.scenario is not None and message.scenario != query.scenario:
+            continue
+        if query.step is not None and message.step != query.step:
+            continue
+        if query.channel is not None and message.channel != query.channel:
+            continue
+        if not _flag(query.opened, message.opened_at or message.clicked_at):
+            continue
+        if not _flag(query.clicked, message.clicked_at):
+            continue
+        if not _flag(query.converted, message.converted_at):
+            continue
+        return message
+    return None
+
+
+def _flag(wanted: bool | None, moment: datetime | None) -> bool:
+    return wanted is None or wanted == (moment is not None)
+
+
+def _since(query: SinceQuery, facts: CustomerFacts, now: datetime) -> bool:
+    last = facts.last.get(query.event)
+    elapsed = None if last is None else now - last
+    if query.more_than is not None and elapsed is not None and elapsed <= query.more_than:
+        return False
+    return not (query.less_than is not None and (elapsed is None or elapsed >= query.less_than))

@@ -1,0 +1,312 @@
+"""A scenario as the shop's admin writes it: an entry point, conditions, and steps.
+
+    {"key": "cart-abandoned", "name": "Coupon 15 minutes after an abandoned cart",
+     "entry": {"event": "cart.abandoned"},
+     "exit_on": ["order.created"],
+     "steps": [
+       {"id": "wait", "type": "wait", "for": "PT15M"},
+       {"id": "coupon", "type": "send", "channels": ["sms", "push"], "template": "cart",
+        "offer": {"trigger_category": true, "min_discount": 15},
+        "coupon": {"valid_for": "PT24H"}}]}
+
+Durations are ISO 8601 ("PT15M", "P1D") or seconds. Steps run in order; `next` (and the
+`then`/`else`, `yes`/`no` of branches and waits) jump to another step's id, "end" ends.
+Everything is validated when the scenario is saved: unknown step ids, unreachable jumps,
+an empty channel list, a wait without a timeout are refused there, not found at run time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+
+from cloud.scenarios.conditions import AttributeFilter, Condition
+from cloud.scenarios.triggers import TriggerKind
+from cloud.templates.spec import Channel
+
+#: The step id every jump may name to end a journey.
+END = "end"
+#: Bounds that keep one scenario cheap to evaluate and to read.
+MAX_STEPS = 50
+#: A journey longer than this is a mistake (a wait typed in seconds instead of days).
+MAX_WAIT = timedelta(days=400)
+
+Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+StepId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+Duration = Annotated[timedelta, Field(gt=timedelta(0), le=MAX_WAIT)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Reentry(StrEnum):
+    """When the same customer may start the scenario again."""
+
+    #: Once per customer, ever (a welcome series).
+    ONCE = "once"
+    #: Again once the previous journey has finished (and the cooldown has passed).
+    AFTER_EXIT = "after_exit"
+    #: On every matching trigger (after the cooldown).
+    ALWAYS = "always"
+
+
+class Entry(_Model):
+    event: TriggerKind
+    where: list[AttributeFilter] = Field(default_factory=list, max_length=10)
+    reentry: Reentry = Reentry.AFTER_EXIT
+    #: No new journey within this time of the previous one's start (a customer seen by
+    #: three gateways in one visit is one visit, not three greetings).
+    cooldown: Duration | None = None
+    #: For `inactivity`: how many days without an order, visit or click.
+    inactive_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    #: For `date`: which date field (a profile field such as birth_date).
+    date_field: Literal["birth_date"] | None = None
+    #: For `spend.changed`: the amount lifetime spend must cross.
+    spend_crosses: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)] | None = None
+
+    @model_validator(mode="after")
+    def _event_parameters(self) -> Self:
+        needs = {
+            TriggerKind.INACTIVITY: ("inactive_days", self.inactive_days),
+            TriggerKind.DATE: ("date_field", self.date_field),
+            TriggerKind.SPEND_CHANGED: ("spend_crosses", self.spend_crosses),
+        }
+        for kind, (name, value) in needs.items():
+            if self.event is kind and value is None:
+                raise ValueError(f"an entry on {kind.value!r} needs {name}")
+            if self.event is not kind and value is not None:
+                raise ValueError(f"{name} applies only to entries on {kind.value!r}")
+        return self
+
+
+class OfferChoice(_Model):
+    """Which offer a send carries. Exactly one way of choosing:
+
+    - `key`: a named offer;
+    - `cross_sell`: the best offer on a category complementary to what the trigger's
+      order (or, without one, the customer's recent purchases) contained;
+    - `trigger_category`: an offer on the category of the trigger's items (the cart);
+    - `message_category`: an offer on the category of the latest message of that
+      scenario the customer opened without buying (an escalation).
+
+    `min_discount` keeps only offers at least that generous. Never an offer on
+    something the customer already bought.
+    """
+
+    key: Key | None = None
+    cross_sell: bool = False
+    trigger_category: bool = False
+    message_category: Key | None = None
+    min_discount: Annotated[int, Field(ge=1, le=100)] | None = None
+    #: What counts as "recent purchases" for cross-sell without an order trigger.
+    purchased_within: Duration = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        ways = [self.key is not None, self.cross_sell, self.trigger_category,
+                self.message_category is not None]
+        if sum(ways) != 1:
+            raise ValueError(
+                "choose the offer one way: key, cross_sell, trigger_category or message_category"
+            )
+        return self
+
+
+class CouponChoice(_Model):
+    valid_for: Duration
+
+
+class SendOverride(_Model):
+    """What an A/B variant changes in a send step."""
+
+    template: Key | None = None
+    offer: OfferChoice | None = None
+
+
+class SendStep(_Model):
+    id: StepId
+    type: Literal["send"]
+    #: In order of preference: the first channel with consent and an address is used.
+    channels: list[Channel] = Field(min_length=1, max_length=4)
+    template: Key
+    offer: OfferChoice | None = None
+    coupon: CouponChoice | None = None
+    #: Where the message's link leads: the offer's product page by default.
+    link_url: HttpUrl | None = None
+    #: A message that is pointless later (a store greeting) expires unsent after this.
+    expires_after: Duration | None = None
+    #: Requests for consent itself (the double opt-in email) need no marketing consent
+    #: on the channel; they go only to an address the customer just gave.
+    transactional: bool = False
+    variants: dict[Key, SendOverride] = Field(default_factory=dict)
+    next: StepId | None = None
+
+    @model_validator(mode="after")
+    def _coupon_needs_offer(self) -> Self:
+        if self.coupon is not None and self.offer is None:
+            raise ValueError(f"step {self.id!r}: a coupon needs an offer")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"step {self.id!r}: a channel is listed twice")
+        return self
+
+
+class WaitStep(_Model):
+    id: StepId
+    type: Literal["wait"]
+    wait_for: Duration = Field(alias="for")
+    next: StepId | None = None
+
+
+class WaitForEventStep(_Model):
+    """Wait until the customer does `event` (yes branch) or `timeout` passes (no branch)."""
+
+    id: StepId
+    type: Literal["wait_for"]
+    event: TriggerKind
+    where: list[AttributeFilter] = Field(default_factory=list, max_length=10)
+    timeout: Duration
+    yes: StepId | None = None
+    no: StepId | None = None
+
+
+class BranchStep(_Model):
+    id: StepId
+    type: Literal["branch"]
+    condition: Condition = Field(alias="if")
+    then: StepId | None = None
+    otherwise: StepId | None = Field(default=None, alias="else")
+
+
+class TagStep(_Model):
+    id: StepId
+    type: Literal["tag"]
+    add: list[Tag] = Field(default_factory=list, max_length=20)
+    remove: list[Tag] = Field(default_factory=list, max_length=20)
+    next: StepId | None = None
+
+
+class RemoveFromListStep(_Model):
+    """Take the customer off a mailing list: its tag goes and, for the newsletter, the
+    email consent is withdrawn in the ledger (source: this scenario)."""
+
+    id: StepId
+    type: Literal["remove_from_list"]
+    list: Tag
+    next: StepId | None = None
+
+
+class IssueCouponStep(_Model):
+    id: StepId
+    type: Literal["issue_coupon"]
+    offer: OfferChoice
+    coupon: CouponChoice
+    next: StepId | None = None
+
+
+class LoyaltyCreditStep(_Model):
+    id: StepId
+    type: Literal["loyalty_credit"]
+    amount: Annotated[Decimal, Field(gt=0, max_digits=9, decimal_places=2)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    next: StepId | None = None
+
+
+class WebhookStep(_Model):
+    """POST the journey's facts (customer id, scenario, step, trigger) to the shop."""
+
+    id: StepId
+    type: Literal["webhook"]
+    url: HttpUrl
+    next: StepId | None = None
+
+
+Step = Annotated[
+    SendStep | WaitStep | WaitForEventStep | BranchStep | TagStep | RemoveFromListStep
+    | IssueCouponStep | LoyaltyCreditStep | WebhookStep,
+    Field(discriminator="type"),
+]
+
+
+class Variant(_Model):
+    key: Key
+    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+
+
+class Cap(_Model):
+    """At most `max` messages from this scenario per customer within `per`."""
+
+    max: Annotated[int, Field(ge=1, le=1000)]
+    per: Duration
+
+
+class ScenarioSpec(_Model):
+    key: Key
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    entry: Entry
+    #: Checked when a journey would start; a customer who fails them does not enter.
+    conditions: Condition | None = None
+    #: Events that end a running journey (a purchase ends the cart reminders).
+    exit_on: list[TriggerKind] = Field(default_factory=list, max_length=10)
+    #: Percent of customers kept out of the scenario to measure what it changes.
+    holdout_percent: Annotated[int, Field(ge=0, le=90)] = 0
+    variants: list[Variant] = Field(default_factory=list, max_length=10)
+    caps: list[Cap] = Field(default_factory=list, max_length=5)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        ids = [step.id for step in self.steps]
+        duplicated = sorted({step_id for step_id in ids if ids.count(step_id) > 1})
+        if duplicated:
+            raise ValueError(f"step ids must be unique: {', '.join(duplicated)}")
+        if END in ids:
+            raise ValueError(f"{END!r} is reserved for ending the journey")
+        known = set(ids) | {END}
+        for step in self.steps:
+            for target in jump_targets(step):
+                if target not in known:
+                    raise ValueError(f"step {step.id!r} jumps to unknown step {target!r}")
+        variant_keys = [variant.key for variant in self.variants]
+        if len(set(variant_keys)) != len(variant_keys):
+            raise ValueError("variant keys must be unique")
+        for step in self.steps:
+            if isinstance(step, SendStep):
+                unknown = sorted(set(step.variants) - set(variant_keys))
+                if unknown:
+                    raise ValueError(
+                        f"step {step.id!r} overrides unknown variants: {', '.join(unknown)}"
+                    )
+        return self
+
+    def step_index(self, step_id: str) -> int:
+        for index, step in enumerate(self.steps):
+            if step.id == step_id:
+                return index
+        raise KeyError(step_id)
+
+    def templates(self) -> set[tuple[str, Channel]]:
+        """Every (template key, channel) a send of this scenario may use."""
+        found: set[tuple[str, Channel]] = set()
+        for step in self.steps:
+            if isinstance(step, SendStep):
+                keys = {step.template} | {
+                    override.template for override in step.variants.values() if override.template
+                }
+                found.update((key, channel) for key in keys for channel in step.channels)
+        return found
+
+
+def jump_targets(step: Step) -> list[str]:
+    if isinstance(step, WaitForEventStep):
+        targets = [step.yes, step.no]
+    elif isinstance(step, BranchStep):
+        targets = [step.then, step.otherwise]
+    else:
+        targets = [step.next]
+    return [target for target in targets if target is not None]
