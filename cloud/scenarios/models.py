@@ -76,7 +76,9 @@ class Journey(SQLModel, table=True):
     __table_args__ = (
         Index("ix_journey_due", "status", "wake_at"),
         Index("ix_journey_customer", "customer_id", "status"),
-        Index("ix_journey_scenario_customer", "tenant", "scenario_key", "customer_id", "started_at"),
+        Index(
+            "ix_journey_scenario_customer", "tenant", "scenario_key", "customer_id", "started_at"
+        ),
         {"sqlite_autoincrement": True},
     )
 

@@ -86,7 +86,8 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
         assert client.delete(base).status_code == 404
     counts = erased.json()["counts"]
     assert counts == {
-        "presence_events_unlinked": 3, "journey_log": 0, "journeys": 0, "tags": 0, "loyalty_entries": 0, "triggers": 0, "messages": 1, "order_lines": 1, "commerce_events": 1,
+        "presence_events_unlinked": 3, "journey_log": 0, "journeys": 0, "tags": 0,
+        "loyalty_entries": 0, "triggers": 0, "messages": 1, "order_lines": 1, "commerce_events": 1,
         "identity_links": 1, "devices": 2, "consents": 1,
     }
     with session_scope(engine) as session:
