@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cloud.places.geofences import Geofence
@@ -94,8 +94,11 @@ class GeofenceTransition:
     accuracy_m: float | None
 
 
-@dataclass(slots=True)
-class _Stay:
+@dataclass(frozen=True, slots=True)
+class Stay:
+    """A subject's stay in one geofence: all the tracker remembers of it, so a caller that
+    keeps stays elsewhere (a database) can run the same state machine with `advance`."""
+
     store: str
     entered_at: datetime
     dwelt: bool = False
@@ -106,7 +109,7 @@ class _Subject:
     last_at: datetime
     #: Tells this state from an earlier one of the same subject in the silence queue.
     generation: int
-    stays: dict[str, _Stay] = field(default_factory=dict)
+    stays: dict[str, Stay] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -198,45 +201,28 @@ class GeofenceTracker:
 
     def _apply(self, report: LocationReport, location: Location, index: GeofenceIndex
                ) -> list[GeofenceTransition]:
-        """The state machine of one report, given where it is."""
+        """The state machine of one report (`advance`), and the queues it feeds."""
         self.counters.reports += 1
         key = (report.tenant, report.subject)
         state = self._subjects.get(key)
-        touching = {geofence.id for geofence in location.intersecting}
-        transitions: list[GeofenceTransition] = []
         if state is not None:
             state.last_at = report.at
-            for geofence_id in sorted(state.stays):
-                if geofence_id in touching:
-                    continue
-                stay = state.stays.pop(geofence_id)
-                transitions.append(self._transition(key, geofence_id, stay, Transition.EXIT,
-                                                    report.at, report.accuracy_m))
-        for geofence in location.containing:
-            if state is not None and geofence.id in state.stays:
-                continue
-            if not geofence.is_active(report.at):
-                continue
+        stays, transitions = advance({} if state is None else state.stays, report, location,
+                                     index)
+        if stays:
             if state is None:
                 state = self._new_subject(key, report.at)
-            stay = state.stays[geofence.id] = _Stay(geofence.store, report.at)
-            heapq.heappush(self._dwell_heap, (
-                report.at + timedelta(seconds=geofence.dwell_after_s), report.tenant,
-                report.subject, geofence.id, report.at,
-            ))
-            transitions.append(self._transition(key, geofence.id, stay, Transition.ENTER,
-                                                report.at, report.accuracy_m))
-        if state is not None:
-            for geofence_id in sorted(state.stays):
-                stay = state.stays[geofence_id]
-                current = index.get(report.tenant, geofence_id)
-                if current is not None and self._dwell_due(current, stay, report.at):
-                    stay.dwelt = True
-                    transitions.append(self._transition(key, geofence_id, stay,
-                                                        Transition.DWELL, report.at,
-                                                        report.accuracy_m))
-            if not state.stays:
-                del self._subjects[key]
+            state.stays = stays
+        elif state is not None:
+            del self._subjects[key]
+        for transition in transitions:
+            self._count(transition.kind)
+            geofence = index.get(report.tenant, transition.geofence_id)
+            if transition.kind is Transition.ENTER and geofence is not None:
+                heapq.heappush(self._dwell_heap, (
+                    report.at + timedelta(seconds=geofence.dwell_after_s), report.tenant,
+                    report.subject, geofence.id, report.at,
+                ))
         return transitions
 
     def tick(self, now: datetime) -> list[GeofenceTransition]:
@@ -303,14 +289,16 @@ class GeofenceTracker:
             entry = heapq.heappop(self._dwell_heap)
             _due, tenant, subject, geofence_id, entered_at = entry
             state = self._subjects.get((tenant, subject))
-            stay = None if state is None else state.stays.get(geofence_id)
+            if state is None:
+                continue
+            stay = state.stays.get(geofence_id)
             if stay is None or stay.entered_at != entered_at or stay.dwelt:
                 continue
             geofence = index.get(tenant, geofence_id)
             if geofence is None:
                 continue
-            if self._dwell_due(geofence, stay, now):
-                stay.dwelt = True
+            if dwell_due(geofence, stay, now):
+                stay = state.stays[geofence_id] = replace(stay, dwelt=True)
                 transitions.append(self._transition((tenant, subject), geofence_id, stay,
                                                     Transition.DWELL, now, None))
                 continue
@@ -325,22 +313,64 @@ class GeofenceTracker:
                                                  transition.geofence_id))
         return transitions
 
-    @staticmethod
-    def _dwell_due(geofence: Geofence, stay: _Stay, at: datetime) -> bool:
-        return (not stay.dwelt
-                and at - stay.entered_at >= timedelta(seconds=geofence.dwell_after_s)
-                and geofence.is_active(at))
-
-    def _transition(self, key: SubjectKey, geofence_id: str, stay: _Stay, kind: Transition,
-                    at: datetime, accuracy_m: float | None) -> GeofenceTransition:
+    def _count(self, kind: Transition) -> None:
         if kind is Transition.ENTER:
             self.counters.enters += 1
         elif kind is Transition.DWELL:
             self.counters.dwells += 1
         else:
             self.counters.exits += 1
+
+    def _transition(self, key: SubjectKey, geofence_id: str, stay: Stay, kind: Transition,
+                    at: datetime, accuracy_m: float | None) -> GeofenceTransition:
+        self._count(kind)
         return GeofenceTransition(key[0], key[1], geofence_id, stay.store, kind, at,
                                   stay.entered_at, accuracy_m)
+
+
+def dwell_due(geofence: Geofence, stay: Stay, at: datetime) -> bool:
+    """Whether `stay` dwells at `at`: not yet dwelt, long enough inside by the geofence's
+    current threshold, and the geofence open."""
+    return (not stay.dwelt
+            and at - stay.entered_at >= timedelta(seconds=geofence.dwell_after_s)
+            and geofence.is_active(at))
+
+
+def advance(stays: Mapping[str, Stay], report: LocationReport, location: Location,
+            index: GeofenceIndex) -> tuple[dict[str, Stay], list[GeofenceTransition]]:
+    """One report's step of the state machine, without side effects: the subject's stays
+    after `report` (which lies at `location` in `index`) and the transitions it causes,
+    exits, then enters, then dwells, each in geofence id order.
+
+    `GeofenceTracker` keeps stays in memory; `cloud.places.locations` keeps them in the
+    database. Both decide through this function, so they cannot drift apart.
+    """
+    touching = {geofence.id for geofence in location.intersecting}
+    kept: dict[str, Stay] = {}
+    transitions: list[GeofenceTransition] = []
+
+    def transition(geofence_id: str, stay: Stay, kind: Transition) -> None:
+        transitions.append(GeofenceTransition(
+            report.tenant, report.subject, geofence_id, stay.store, kind, report.at,
+            stay.entered_at, report.accuracy_m,
+        ))
+
+    for geofence_id in sorted(stays):
+        if geofence_id in touching:
+            kept[geofence_id] = stays[geofence_id]
+        else:
+            transition(geofence_id, stays[geofence_id], Transition.EXIT)
+    for geofence in location.containing:
+        if geofence.id in kept or not geofence.is_active(report.at):
+            continue
+        kept[geofence.id] = Stay(geofence.store, report.at)
+        transition(geofence.id, kept[geofence.id], Transition.ENTER)
+    for geofence_id in sorted(kept):
+        current = index.get(report.tenant, geofence_id)
+        if current is not None and dwell_due(current, kept[geofence_id], report.at):
+            kept[geofence_id] = replace(kept[geofence_id], dwelt=True)
+            transition(geofence_id, kept[geofence_id], Transition.DWELL)
+    return kept, transitions
 
 
 def _check_report(report: object) -> None:
