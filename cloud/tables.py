@@ -7,6 +7,7 @@ from cloud.auth.models import ApiKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
+from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.scenarios.triggers import Trigger
@@ -16,7 +17,9 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "CommerceEvent",
+    "ComplementRule",
     "ConsentEntry",
+    "Coupon",
     "Customer",
     "CustomerTag",
     "DeadLetter",
@@ -28,6 +31,7 @@ __all__ = [
     "JourneyLog",
     "LoyaltyEntry",
     "Message",
+    "Offer",
     "OrderLine",
     "PresenceEventRow",
     "Scenario",
