@@ -182,7 +182,8 @@ class _Section(BaseModel):
 
 class Customer(_Section):
     first_name: FirstName
-    last_name: LastName
+    #: Not every customer gave one; a template that uses it is refused for those who did not.
+    last_name: LastName | None = None
     #: Where moments are shown; not itself a template field.
     time_zone: TimeZoneName = "UTC"
 
