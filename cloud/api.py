@@ -54,6 +54,7 @@ from cloud.db import SessionDep, make_engine, ping, utc_now
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import MessagePublic
 from cloud.metrics import WEBHOOKS, render
+from cloud.offers.api import router as offers_router
 from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
 from cloud.presence.store import list_gateways, recent_dead_letters
@@ -391,6 +392,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
     app.include_router(webhooks)
+    app.include_router(offers_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

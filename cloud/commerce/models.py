@@ -22,6 +22,11 @@ from cloud.db import UtcDateTime
 
 ShopId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
 Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
+#: A code as the shop's checkout took it: ours (cloud.offers.codes) or the shop's own, in
+#: either case; loose enough that a foreign code does not cost the order its webhook.
+CouponCodeText = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+]
 
 
 class CommerceEventType(StrEnum):
@@ -119,6 +124,11 @@ class OrderCreated(_Event):
     items: list[LineItem] = PydanticField(min_length=1, max_length=500)
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     total: Decimal = PydanticField(ge=0, max_digits=14, decimal_places=2)
+    coupons: list[CouponCodeText] = PydanticField(
+        default_factory=list, max_length=20,
+        description="codes the customer entered at checkout; ours are redeemed once, "
+        "others are ignored (and counted)",
+    )
 
 
 class NewsletterEvent(_Event):

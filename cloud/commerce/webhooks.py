@@ -31,6 +31,7 @@ from cloud.commerce.models import (
 from cloud.customers import crud
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
 from cloud.messages.models import Message
+from cloud.offers.crud import redeem_coupons
 from cloud.presence.store import dialect_insert
 
 SIGNATURE_HEADER = "X-Vitrina-Signature"
@@ -128,6 +129,11 @@ def handle_webhook(
         return WebhookReceipt(event_id=event.event_id, stored=False, customer_id=customer_id)
     if isinstance(event, OrderCreated):
         _record_order(session, tenant=tenant, event=event, customer_id=customer_id)
+        # The order's coupons, each redeemed once (attribution reads `redeemed`).
+        redeemed = redeem_coupons(  # noqa: F841 (read by conversion attribution)
+            session, tenant=tenant, customer_id=customer_id, order_id=event.order_id,
+            codes=event.coupons, items=event.items, ordered_at=event.occurred_at, now=now,
+        )
     elif isinstance(event, NewsletterEvent) and customer is not None and (
         event.type is CommerceEventType.NEWSLETTER_CONFIRMED
     ):

@@ -1,7 +1,7 @@
 """Erasing a customer: everything that identifies them goes, an anonymous record stays.
 
 Deleted: the profile, the consent ledger, devices and tokens, identity links, messages,
-commerce events and order lines. Their presence events are kept for footfall counts but
+coupons, commerce events and order lines. Their presence events are kept for footfall counts but
 lose the pseudonym (see `unlink_presence`), so the store's numbers stay right while
 nothing leads back to the person. The record kept says when and how much, not who.
 """
@@ -18,6 +18,7 @@ from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
+from cloud.offers.models import Coupon
 from cloud.presence.retention import unlink_presence
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
 from cloud.scenarios.triggers import Trigger
@@ -30,6 +31,7 @@ _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
     ("loyalty_entries", LoyaltyEntry),
     ("triggers", Trigger),
     ("messages", Message),
+    ("coupons", Coupon),
     ("order_lines", OrderLine),
     ("commerce_events", CommerceEvent),
     ("identity_links", IdentityLink),

@@ -1,0 +1,160 @@
+"""Routes for the offer catalogue, the complement rules and a customer's coupons.
+
+Offers and rules are the tenant admin's (`TenantAdmin`); a customer's coupons are also
+readable with an app key (`AppOrAdmin`), so the shop's app can show them. An offer is
+never deleted: DELETE deactivates it (no new coupons, never chosen again) while the
+coupons already issued stay redeemable and auditable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
+
+from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.customers import crud as customers
+from cloud.db import SessionDep
+from cloud.offers import crud
+from cloud.offers.models import (
+    MAX_COMPLEMENT_RULES,
+    OFFER_KEY_PATTERN,
+    ComplementRule,
+    ComplementRuleCreate,
+    ComplementRulePublic,
+    CouponPublic,
+    Offer,
+    OfferCreate,
+    OfferPublic,
+)
+from cloud.settings import Settings
+
+#: Pages are bounded so one request cannot pull a whole table.
+MAX_PAGE = 500
+
+router = APIRouter(prefix="/tenants/{tenant}", tags=["offers"])
+
+KeyPath = Annotated[str, Path(pattern=OFFER_KEY_PATTERN, description="the offer's key")]
+
+
+def _tenant(request: Request, tenant: str) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.tenant(tenant) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.now
+    return clock()
+
+
+def _not_found(tenant: str, key: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"offer {key!r} of tenant {tenant!r} not found")
+
+
+@router.put("/offers/{key}", response_model=OfferPublic)
+def put_offer(
+    request: Request, response: Response, session: SessionDep, tenant: str, key: KeyPath,
+    data: OfferCreate, caller: TenantAdmin,
+) -> Offer:
+    """Create or replace an offer (201 when new). Counters are kept; once coupons exist
+    its discount, sku, category, price and currency are fixed (409)."""
+    _tenant(request, tenant)
+    try:
+        offer, created = crud.upsert_offer(
+            session, tenant=tenant, key=key, data=data, now=_now(request)
+        )
+    except crud.OfferTermsFixedError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    except crud.OfferError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    session.commit()
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return offer
+
+
+@router.get("/offers", response_model=list[OfferPublic])
+def list_offers(
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin,
+    active_only: bool = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Sequence[Offer]:
+    """The tenant's offers by key, deactivated ones too unless `active_only`."""
+    _tenant(request, tenant)
+    return crud.list_offers(
+        session, tenant=tenant, limit=limit, offset=offset, active_only=active_only
+    )
+
+
+@router.get("/offers/{key}", response_model=OfferPublic)
+def get_offer(
+    request: Request, session: SessionDep, tenant: str, key: KeyPath, caller: TenantAdmin
+) -> Offer:
+    _tenant(request, tenant)
+    offer = crud.get_offer(session, tenant=tenant, key=key)
+    if offer is None:
+        raise _not_found(tenant, key)
+    return offer
+
+
+@router.delete("/offers/{key}", response_model=OfferPublic)
+def delete_offer(
+    request: Request, session: SessionDep, tenant: str, key: KeyPath, caller: TenantAdmin
+) -> Offer:
+    """Deactivate the offer; issued coupons stay valid. PUT it again to reactivate."""
+    _tenant(request, tenant)
+    offer = crud.deactivate_offer(session, tenant=tenant, key=key, now=_now(request))
+    if offer is None:
+        raise _not_found(tenant, key)
+    session.commit()
+    return offer
+
+
+@router.put("/complements", response_model=list[ComplementRulePublic])
+def put_complements(
+    request: Request, session: SessionDep, tenant: str,
+    rules: Annotated[list[ComplementRuleCreate], Body(max_length=MAX_COMPLEMENT_RULES)],
+    caller: TenantAdmin,
+) -> list[ComplementRule]:
+    """Replace the tenant's complement rules (washers -> dryers) with this list."""
+    _tenant(request, tenant)
+    try:
+        saved = crud.replace_complements(session, tenant=tenant, rules=rules)
+    except crud.OfferError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    session.commit()
+    return saved
+
+
+@router.get("/complements", response_model=list[ComplementRulePublic])
+def get_complements(
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+) -> Sequence[ComplementRule]:
+    _tenant(request, tenant)
+    return crud.list_complements(session, tenant=tenant)
+
+
+@router.get("/customers/{customer_id}/coupons", response_model=list[CouponPublic])
+def customer_coupons(
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: AppOrAdmin,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[CouponPublic]:
+    """The customer's coupons, newest first, with their offer and state at this moment."""
+    _tenant(request, tenant)
+    if customers.get_customer(session, tenant=tenant, customer_id=customer_id) is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
+        )
+    now = _now(request)
+    return [
+        CouponPublic.model_validate(coupon, update={
+            "offer_key": offer.key, "discount_percent": offer.discount_percent,
+            "sku": offer.sku, "category": offer.category,
+            "status": crud.coupon_status(coupon, now=now),
+        })
+        for coupon, offer in crud.customer_coupons(session, customer_id=customer_id, limit=limit)
+    ]
