@@ -8,9 +8,11 @@ from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.offers.models import ComplementRule, Coupon, Offer
+from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.scenarios.triggers import Trigger
+from cloud.templates.storage import MessageTemplate
 
 metadata = SQLModel.metadata
 
@@ -26,15 +28,20 @@ __all__ = [
     "Device",
     "ErasureRecord",
     "GatewayHealth",
+    "GeofenceDefinition",
+    "GeofencePresence",
+    "GeofenceVersion",
     "IdentityLink",
     "Journey",
     "JourneyLog",
     "LoyaltyEntry",
     "Message",
+    "MessageTemplate",
     "Offer",
     "OrderLine",
     "PresenceEventRow",
     "Scenario",
+    "StoreRow",
     "Trigger",
     "metadata",
 ]

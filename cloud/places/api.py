@@ -1,0 +1,296 @@
+"""Stores, geofences and location reports over HTTP.
+
+Admins define stores (PUT/GET/DELETE /tenants/{tenant}/stores/{key}) and geofences
+(PUT/GET/DELETE /tenants/{tenant}/geofences/{id}, the JSON of `cloud.places.parse`); a bad
+definition is a 422 naming the first problem. The app reports its customer's location
+(POST /tenants/{tenant}/customers/{id}/locations, one fix or a list) and gets back the
+geofences the customer is in and the transitions the report caused.
+
+Each app instance keeps a `StoredGeofences` (made on first use) and checks the tenant's
+geofence version on every location report, so an instance notices a change made through
+another one at its next request.
+
+A customer whose latest location_marketing answer is "no" gets 403 and nothing of the
+report is kept; their stays are forgotten too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, Request, status
+from pydantic import Field as FieldInfo
+
+from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.customers.crud import current_consent, get_customer
+from cloud.customers.models import ConsentChannel
+from cloud.db import SessionDep
+from cloud.places.locations import LocationUpdate, report_locations
+from cloud.places.models import (
+    GeofenceDefinition,
+    GeofenceList,
+    GeofencePublic,
+    LocationFix,
+    LocationOutcome,
+    StayPublic,
+    StoreCreate,
+    StorePublic,
+    StoreRow,
+    TransitionPublic,
+)
+from cloud.places.storage import (
+    StoredGeofences,
+    StoreInUseError,
+    delete_geofence,
+    delete_store,
+    forget_stays,
+    get_geofence,
+    get_store,
+    list_geofences,
+    list_stores,
+    put_geofence,
+    put_store,
+    store_geofence_ids,
+    tenant_geofence_version,
+)
+from cloud.places.tracker import LocationReport
+from cloud.places.validation import ID_PATTERN, PlaceError
+from cloud.settings import Settings
+from shared.topics import SEGMENT_PATTERN
+
+#: An app flushing fixes it buffered offline sends them together; a bound keeps one
+#: request's work (and its transaction) small.
+MAX_FIXES_PER_REQUEST = 100
+
+StoreKey = Annotated[str, Path(pattern=SEGMENT_PATTERN.pattern)]
+GeofenceId = Annotated[str, Path(pattern=ID_PATTERN.pattern)]
+Fixes = Annotated[list[LocationFix], FieldInfo(min_length=1, max_length=MAX_FIXES_PER_REQUEST)]
+
+router = APIRouter(prefix="/tenants/{tenant}", tags=["places"])
+
+_STATE_LOCK = threading.Lock()
+
+
+def _known_tenant(request: Request, tenant: str) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.tenant(tenant) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.now
+    return clock()
+
+
+def stored_geofences(request: Request) -> StoredGeofences:
+    """This app's geofence index (one per app: made on first use)."""
+    state = request.app.state
+    found: StoredGeofences | None = getattr(state, "stored_geofences", None)
+    if found is None:
+        with _STATE_LOCK:
+            found = getattr(state, "stored_geofences", None)
+            if found is None:
+                found = StoredGeofences()
+                state.stored_geofences = found
+    return found
+
+
+def _unprocessable(error: ValueError) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error))
+
+
+# Stores
+
+
+def _store_public(session: SessionDep, store: StoreRow) -> StorePublic:
+    return StorePublic.model_validate(store, update={
+        "geofences": store_geofence_ids(session, tenant=store.tenant, key=store.key),
+    })
+
+
+@router.put("/stores/{key}", response_model=StorePublic)
+def put_store_route(
+    request: Request, session: SessionDep, tenant: str, key: StoreKey, data: StoreCreate,
+    caller: TenantAdmin,
+) -> StorePublic:
+    """Create or update a store: its name and the IANA zone of its opening hours."""
+    _known_tenant(request, tenant)
+    try:
+        store = put_store(session, tenant=tenant, key=key, data=data, now=_now(request))
+    except PlaceError as error:
+        raise _unprocessable(error) from None
+    session.commit()
+    return _store_public(session, store)
+
+
+@router.get("/stores", response_model=list[StorePublic])
+def list_stores_route(
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+) -> list[StorePublic]:
+    _known_tenant(request, tenant)
+    return [_store_public(session, store) for store in list_stores(session, tenant=tenant)]
+
+
+def _store_or_404(session: SessionDep, tenant: str, key: str) -> StoreRow:
+    store = get_store(session, tenant=tenant, key=key)
+    if store is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"store {key!r} not found")
+    return store
+
+
+@router.get("/stores/{key}", response_model=StorePublic)
+def get_store_route(
+    request: Request, session: SessionDep, tenant: str, key: StoreKey, caller: TenantAdmin
+) -> StorePublic:
+    _known_tenant(request, tenant)
+    return _store_public(session, _store_or_404(session, tenant, key))
+
+
+@router.delete("/stores/{key}", response_model=StorePublic)
+def delete_store_route(
+    request: Request, session: SessionDep, tenant: str, key: StoreKey, caller: TenantAdmin
+) -> StorePublic:
+    """Delete a store that has no geofences left (409 otherwise)."""
+    _known_tenant(request, tenant)
+    public = _store_public(session, _store_or_404(session, tenant, key))
+    try:
+        delete_store(session, tenant=tenant, key=key)
+    except StoreInUseError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    session.commit()
+    return public
+
+
+# Geofences
+
+
+def _geofence_public(row: GeofenceDefinition) -> GeofencePublic:
+    return GeofencePublic(id=row.geofence_id, store=row.store, definition=row.spec,
+                          version=row.version, created_at=row.created_at,
+                          updated_at=row.updated_at)
+
+
+@router.put("/geofences/{geofence_id}", response_model=GeofencePublic)
+def put_geofence_route(
+    request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
+    definition: Annotated[dict[str, Any], Body()], caller: TenantAdmin,
+) -> GeofencePublic:
+    """Create or replace a geofence: a circle or GeoJSON polygon, dwell time, optional
+    opening hours and its store (see cloud.places.parse); `id`, `tenant` and `timezone`
+    may be left out (the path and the store give them)."""
+    _known_tenant(request, tenant)
+    try:
+        row = put_geofence(session, tenant=tenant, geofence_id=geofence_id,
+                           definition=definition, now=_now(request))
+    except PlaceError as error:
+        raise _unprocessable(error) from None
+    session.commit()
+    stored_geofences(request).index(session, tenant=tenant)
+    return _geofence_public(row)
+
+
+@router.get("/geofences", response_model=GeofenceList)
+def list_geofences_route(
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+) -> GeofenceList:
+    _known_tenant(request, tenant)
+    return GeofenceList(
+        version=tenant_geofence_version(session, tenant=tenant),
+        geofences=[_geofence_public(row) for row in list_geofences(session, tenant=tenant)],
+    )
+
+
+@router.get("/geofences/{geofence_id}", response_model=GeofencePublic)
+def get_geofence_route(
+    request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
+    caller: TenantAdmin,
+) -> GeofencePublic:
+    _known_tenant(request, tenant)
+    row = get_geofence(session, tenant=tenant, geofence_id=geofence_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
+    return _geofence_public(row)
+
+
+@router.delete("/geofences/{geofence_id}", response_model=GeofencePublic)
+def delete_geofence_route(
+    request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
+    caller: TenantAdmin,
+) -> GeofencePublic:
+    """Delete a geofence; customers inside it exit now."""
+    _known_tenant(request, tenant)
+    row = delete_geofence(session, tenant=tenant, geofence_id=geofence_id, now=_now(request))
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
+    session.commit()
+    stored_geofences(request).index(session, tenant=tenant)
+    return _geofence_public(row)
+
+
+# Location reports
+
+
+def _location_refused(session: SessionDep, customer_id: int) -> bool:
+    """Whether the customer's latest location_marketing answer is "no"."""
+    entry = current_consent(session, customer_id=customer_id).get(
+        ConsentChannel.LOCATION_MARKETING
+    )
+    return entry is not None and not entry.granted
+
+
+def _outcome(customer_id: int, version: int, update: LocationUpdate) -> LocationOutcome:
+    return LocationOutcome(
+        customer_id=customer_id, geofence_version=version, ignored=update.ignored,
+        inside=[StayPublic(geofence=geofence_id, store=stay.store, entered_at=stay.entered_at,
+                           dwelt=stay.dwelt)
+                for geofence_id, stay in sorted(update.stays.items())],
+        transitions=[TransitionPublic(
+            geofence=item.transition.geofence_id, store=item.transition.store,
+            kind=item.transition.kind, at=item.transition.at,
+            entered_at=item.transition.entered_at, trigger_id=item.trigger_id,
+        ) for item in update.transitions],
+    )
+
+
+@router.post("/customers/{customer_id}/locations", response_model=LocationOutcome)
+def report_locations_route(
+    request: Request, session: SessionDep, tenant: str, customer_id: int,
+    fixes: Annotated[LocationFix | Fixes, Body()], caller: AppOrAdmin,
+) -> LocationOutcome:
+    """The app's location fix (or fixes, oldest first or not: they are sorted) for its
+    customer: enter when the whole accuracy disc is inside a geofence, exit when it no
+    longer touches it, dwell after the geofence's dwell time while it is open. Each
+    transition becomes a scenario trigger. 403, keeping nothing, when the customer said
+    no to location-based marketing."""
+    _known_tenant(request, tenant)
+    customer = get_customer(session, tenant=tenant, customer_id=customer_id)
+    if customer is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
+        )
+    if _location_refused(session, customer_id):
+        forget_stays(session, customer_id=customer_id)
+        session.commit()
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "the customer withdrew consent to location-based marketing: location reports"
+            " are not accepted (nothing was stored)",
+        )
+    now = _now(request)
+    batch: Sequence[LocationFix] = fixes if isinstance(fixes, list) else [fixes]
+    try:
+        reports = [
+            LocationReport(tenant, str(customer_id), fix.lat, fix.lon, fix.accuracy_m,
+                           fix.at or now)
+            for fix in batch
+        ]
+    except PlaceError as error:
+        raise _unprocessable(error) from None
+    index, version = stored_geofences(request).index(session, tenant=tenant)
+    update = report_locations(session, tenant=tenant, customer_id=customer_id,
+                              reports=reports, index=index, now=now)
+    session.commit()
+    return _outcome(customer_id, version, update)

@@ -1,0 +1,168 @@
+"""Stores, geofence definitions and who is inside them, as tables and API bodies.
+
+- `store`: a shop of the tenant, with the IANA zone its opening hours are written in; its
+  key is the same string its gateways publish under (an MQTT topic segment).
+- `geofence_definition`: a geofence as JSON (`cloud.places.parse`), normalised by parsing
+  it back out (`geofence_to_dict`), so what is stored always parses. `version` is the
+  tenant's geofence version at the row's last change.
+- `geofence_version`: one counter per tenant, bumped by every geofence change (deletions
+  included); a process compares it with the version of its in-memory index to know it
+  must rebuild, with one primary-key read per request.
+- `geofence_presence`: the tracker's state (`cloud.places.tracker.Stay`) per customer and
+  geofence, so every API process and worker decides from the same stays. It is customer
+  data: it goes with the customer (foreign key, cascade, and `erase_customer`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, ConfigDict, StringConstraints
+from pydantic import Field as FieldInfo
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cloud.db import UtcDateTime
+from cloud.places.validation import MAX_ACCURACY_M
+from shared.presence import Transition
+
+#: Store names show up in messages (`store.name` is a template field of up to 60
+#: characters); printable text only.
+StoreName = Annotated[
+    str, StringConstraints(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f\x7f]*$")
+]
+
+
+class StoreRow(SQLModel, table=True):
+    __tablename__ = "store"
+    __table_args__ = (UniqueConstraint("tenant", "key", name="uq_store_tenant_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    key: str = Field(max_length=64)
+    name: str = Field(max_length=60)
+    time_zone: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class StoreCreate(SQLModel):
+    """What an admin sends to define a store; the key is the one in the path."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    name: StoreName
+    time_zone: str = Field(max_length=64, description="IANA time zone, e.g. Europe/Madrid")
+
+
+class StorePublic(SQLModel):
+    key: str
+    name: str
+    time_zone: str
+    geofences: list[str] = Field(description="ids of the geofences of this store")
+    created_at: datetime
+    updated_at: datetime
+
+
+class GeofenceDefinition(SQLModel, table=True):
+    __tablename__ = "geofence_definition"
+    __table_args__ = (
+        UniqueConstraint("tenant", "geofence_id", name="uq_geofence_definition_id"),
+        Index("ix_geofence_definition_store", "tenant", "store"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    geofence_id: str = Field(max_length=128)
+    store: str = Field(max_length=64)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    version: int
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class GeofencePublic(SQLModel):
+    id: str
+    store: str
+    definition: dict[str, Any] = Field(description="the definition, as parse_geofence reads it")
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class GeofenceList(SQLModel):
+    version: int = Field(description="the tenant's geofence version: bumped by every change")
+    geofences: list[GeofencePublic]
+
+
+class GeofenceVersion(SQLModel, table=True):
+    __tablename__ = "geofence_version"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    version: int
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class GeofencePresence(SQLModel, table=True):
+    __tablename__ = "geofence_presence"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "geofence_id", name="uq_geofence_presence_stay"),
+        Index("ix_geofence_presence_dwell", "dwell_emitted", "dwell_due_at"),
+        Index("ix_geofence_presence_seen", "last_seen_at"),
+        Index("ix_geofence_presence_geofence", "tenant", "geofence_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False)
+    )
+    geofence_id: str = Field(max_length=128)
+    #: The store of the geofence when the stay began (its exit names the same store).
+    store: str = Field(max_length=64)
+    entered_at: datetime = Field(sa_type=UtcDateTime)
+    #: The customer's latest report (the same on every row of the customer: the tracker's
+    #: silence rule and out-of-order check are per customer).
+    last_seen_at: datetime = Field(sa_type=UtcDateTime)
+    #: entered_at + the geofence's dwell threshold: lets the worker find due dwells with
+    #: an index (kept up to date when the threshold changes).
+    dwell_due_at: datetime = Field(sa_type=UtcDateTime)
+    dwell_emitted: bool = False
+
+
+class LocationFix(SQLModel):
+    """One location fix from the app: the disc of `accuracy_m` metres around the point."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    lat: Annotated[float, FieldInfo(ge=-90.0, le=90.0, allow_inf_nan=False)]
+    lon: Annotated[float, FieldInfo(ge=-180.0, le=180.0, allow_inf_nan=False)]
+    accuracy_m: Annotated[float, FieldInfo(ge=0.0, le=MAX_ACCURACY_M, allow_inf_nan=False)]
+    at: AwareDatetime | None = Field(
+        default=None, description="when the phone took the fix (aware); defaults to now"
+    )
+
+
+class StayPublic(SQLModel):
+    geofence: str
+    store: str
+    entered_at: datetime
+    dwelt: bool
+
+
+class TransitionPublic(SQLModel):
+    geofence: str
+    store: str
+    kind: Transition
+    at: datetime
+    entered_at: datetime
+    trigger_id: int | None = Field(description="the scenario trigger recorded, None if replayed")
+
+
+class LocationOutcome(SQLModel):
+    customer_id: int
+    geofence_version: int
+    inside: list[StayPublic]
+    transitions: list[TransitionPublic]
+    ignored: int = Field(description="fixes older than the customer's latest, not used")
