@@ -92,3 +92,16 @@ PURGED_PSEUDONYMS = Counter(
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+
+SCENARIO_TRIGGERS = Counter(
+    "vitrina_scenario_triggers",
+    "Triggers the scenario engine read, by outcome (handled, unmatched, failed)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SCENARIO_STEPS = Counter(
+    "vitrina_scenario_steps",
+    "Journey steps run, by step type",
+    ["type"],
+    registry=REGISTRY,
+)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -27,7 +29,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from cloud.delivery.mail import SmtpSettings
 from cloud.delivery.push import FcmSettings
+from cloud.delivery.sms import TwilioSettings
 from shared.errors import ContractError
 from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN
@@ -148,6 +152,107 @@ class RecognitionSettings(BaseModel):
     deep_link: str | None = None
 
 
+#: RFC 8292: the VAPID subject is a mailto: or an https: URL.
+VAPID_SUBJECT_PATTERN = r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$"
+#: A tracked link ("<base>/c/<16-character token>") must fit the 60 characters of `link`.
+MAX_PUBLIC_BASE_CHARS = 41
+
+
+class DeliverySettings(BaseModel):
+    """The durable send queue's worker and the channels other than FCM (see `fcm`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    smtp: SmtpSettings | None = None
+    sms: TwilioSettings | None = None
+    #: VAPID `sub` (mailto: or https:) push services use to reach the sender's operator;
+    #: web push is off until it is set. Keys are generated per tenant and kept in the database.
+    web_push_subject: Annotated[str, Field(pattern=VAPID_SUBJECT_PATTERN)] | None = None
+    #: Added to List-Unsubscribe beside the one-click link.
+    unsubscribe_mailto: str | None = None
+    #: Messages claimed per round; FCM sends them in batches of up to 500.
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    #: How often an idle worker looks for due messages (a busy one goes on at once).
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class TrackingSettings(BaseModel):
+    """Tracked links, open pixels and attribution."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Where customers reach this API (links in messages point here); https in production
+    #: (email one-click unsubscribe requires it), and short: a tracked link is at most 60
+    #: characters, of which the token and "/c/" take 19.
+    public_base_url: Annotated[
+        str, Field(pattern=r"^https?://[^/\s]+(/[^\s]*)?$", max_length=MAX_PUBLIC_BASE_CHARS)
+    ] = "http://127.0.0.1:8000"
+    #: Keys tracking tokens. Without it, each process makes up its own: tokens still work
+    #: (they are stored with the message) but are no longer the same across processes.
+    secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    #: An order this long after a message was sent, opened or clicked counts as its conversion.
+    attribution_window_days: int = Field(default=7, ge=1, le=90)
+
+
+class QuietHours(BaseModel):
+    """Hours, on the customer's own clock, when marketing waits: messages decided then are
+    held until `end`, not dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: time = time(21, 0)
+    end: time = time(9, 0)
+
+
+class ChannelCap(BaseModel):
+    """At most `max` marketing messages on one channel per customer within `per`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max: int = Field(ge=1, le=1000)
+    per: timedelta = Field(gt=timedelta(0), le=timedelta(days=366))
+
+
+CappedChannel = Literal["push", "web_push", "email", "sms"]
+
+
+def _default_caps() -> dict[CappedChannel, ChannelCap]:
+    # A shop's own customers tolerate a few pushes a day and very few texts a week; past
+    # that they switch notifications off, which costs every later message.
+    return {
+        "push": ChannelCap(max=3, per=timedelta(days=1)),
+        "web_push": ChannelCap(max=3, per=timedelta(days=1)),
+        "email": ChannelCap(max=2, per=timedelta(days=1)),
+        "sms": ChannelCap(max=2, per=timedelta(days=7)),
+    }
+
+
+class ScenarioSettings(BaseModel):
+    """How the scenario engine runs and what every send must respect."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    quiet_hours: QuietHours | None = QuietHours()
+    #: The clock for customers who gave no time zone (and whose store has none).
+    default_time_zone: str = "UTC"
+    channel_caps: dict[CappedChannel, ChannelCap] = Field(
+        default_factory=_default_caps
+    )
+    #: Greeting for customers who gave no first name ("Hi there").
+    fallback_first_name: str = Field(default="there", min_length=1, max_length=30)
+    #: Triggers handled per transaction: large enough to amortise the queries that load
+    #: customer facts, small enough that a transaction stays short.
+    trigger_batch: int = Field(default=500, ge=1, le=10_000)
+    #: How often a worker looks for due timers and unprocessed triggers when nothing
+    #: woke it (ingest and the API wake it at once).
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    #: How often date (birthday) and inactivity triggers are looked for.
+    schedule_interval_s: float = Field(default=3600.0, gt=0, le=86_400)
+    #: An outbound webhook step waits at most this long for the shop's server.
+    webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VITRINA_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -161,6 +266,9 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     recognition: RecognitionSettings = RecognitionSettings()
+    scenarios: ScenarioSettings = ScenarioSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    tracking: TrackingSettings = TrackingSettings()
     #: JSON lines for log shippers in production; "text" for a person at a terminal.
     log_format: Literal["json", "text"] = "json"
     #: SHA-256 (hex) of the deployment's bootstrap operator key (`vitrina-cloud keys

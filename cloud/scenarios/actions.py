@@ -1,0 +1,134 @@
+"""The steps that change a customer rather than message them: tags, list removal, loyalty
+credit, and a webhook to the shop. Each is idempotent per (journey, step)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+from decimal import Decimal
+
+import requests
+from sqlalchemy import Table, delete, func
+from sqlmodel import Session, SQLModel, col, select
+
+from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from cloud.customers.crud import record_consent
+from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
+from cloud.presence.store import dialect_insert
+from cloud.scenarios.models import CustomerTag, Journey, LoyaltyEntry
+from cloud.scenarios.sending import StepResult
+from cloud.scenarios.spec import LoyaltyCreditStep, RemoveFromListStep, TagStep, WebhookStep
+
+log = logging.getLogger(__name__)
+
+TAG_TABLE: Table = SQLModel.metadata.tables[CustomerTag.__tablename__]
+LOYALTY_TABLE: Table = SQLModel.metadata.tables[LoyaltyEntry.__tablename__]
+#: The list whose removal also withdraws email consent in the ledger.
+NEWSLETTER_LIST = "newsletter"
+
+
+def add_tags(session: Session, *, customer_id: int, tags: list[str], now: datetime) -> None:
+    if tags:
+        session.connection().execute(
+            dialect_insert(session, TAG_TABLE).on_conflict_do_nothing(
+                index_elements=["customer_id", "tag"]
+            ),
+            [{"customer_id": customer_id, "tag": tag, "added_at": now} for tag in tags],
+        )
+
+
+def remove_tags(session: Session, *, customer_id: int, tags: list[str]) -> None:
+    if tags:
+        session.connection().execute(
+            delete(CustomerTag).where(
+                col(CustomerTag.customer_id) == customer_id, col(CustomerTag.tag).in_(tags)
+            )
+        )
+
+
+def customer_tags(session: Session, *, customer_id: int) -> list[str]:
+    return sorted(session.exec(
+        select(CustomerTag.tag).where(CustomerTag.customer_id == customer_id)
+    ).all())
+
+
+def tag_step(session: Session, *, journey: Journey, step: TagStep, now: datetime) -> StepResult:
+    add_tags(session, customer_id=journey.customer_id, tags=step.add, now=now)
+    remove_tags(session, customer_id=journey.customer_id, tags=step.remove)
+    return StepResult("tagged", f"+{','.join(step.add)} -{','.join(step.remove)}")
+
+
+def remove_from_list_step(
+    session: Session, *, journey: Journey, step: RemoveFromListStep, now: datetime
+) -> StepResult:
+    remove_tags(session, customer_id=journey.customer_id, tags=[step.list])
+    if step.list == NEWSLETTER_LIST:
+        customer = session.get(Customer, journey.customer_id)
+        if customer is not None:
+            record_consent(session, customer=customer, now=now, data=ConsentCreate(
+                channel=ConsentChannel.EMAIL, granted=False,
+                source=f"scenario:{journey.scenario_key}"[:64],
+            ))
+    return StepResult("removed_from_list", step.list)
+
+
+def loyalty_balance(session: Session, *, customer_id: int, currency: str) -> Decimal:
+    total = session.exec(
+        select(func.coalesce(func.sum(LoyaltyEntry.amount), 0)).where(
+            LoyaltyEntry.customer_id == customer_id, LoyaltyEntry.currency == currency
+        )
+    ).one()
+    return Decimal(str(total)).quantize(Decimal("0.01"))
+
+
+def loyalty_step(
+    session: Session, *, journey: Journey, step: LoyaltyCreditStep, now: datetime
+) -> StepResult:
+    """Credit once per (journey, step); later sends of the journey can show the credit
+    and the new balance (`loyalty.credit`, `loyalty.balance`)."""
+    session.connection().execute(
+        dialect_insert(session, LOYALTY_TABLE)
+        .values(
+            tenant=journey.tenant, customer_id=journey.customer_id, amount=step.amount,
+            currency=step.currency, reason=f"scenario {journey.scenario_key} step {step.id}",
+            idempotency_key=f"j{journey.id}:{step.id}", created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    balance = loyalty_balance(session, customer_id=journey.customer_id, currency=step.currency)
+    journey.context = {**journey.context, "loyalty": {
+        "credit": str(step.amount), "balance": str(balance), "currency": step.currency,
+    }}
+    return StepResult("credited", f"{step.amount} {step.currency}, balance {balance}")
+
+
+def webhook_step(
+    *, journey: Journey, step: WebhookStep, secrets: list[str], timeout_s: float,
+    now: datetime,
+) -> StepResult:
+    """POST the journey's facts to the shop, signed like the shop's own webhooks to us.
+
+    Only ids and names travel (customer id, scenario, step, trigger kind): nothing the
+    shop does not already have. Failures are returned as `webhook_failed`; the engine
+    retries the step later.
+    """
+    body = json.dumps({
+        "type": "scenario.step", "tenant": journey.tenant, "customer_id": journey.customer_id,
+        "scenario": journey.scenario_key, "step": step.id, "journey_id": journey.id,
+        "entry": journey.entry_kind, "variant": journey.variant, "at": now.isoformat(),
+    }, separators=(",", ":")).encode()
+    stamp = int(now.timestamp())
+    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(stamp)}
+    if secrets:
+        headers[SIGNATURE_HEADER] = sign(secrets[0], stamp, body)
+    started = time.monotonic()
+    try:
+        response = requests.post(str(step.url), data=body, headers=headers, timeout=timeout_s)
+    except requests.RequestException as error:
+        return StepResult("webhook_failed", type(error).__name__)
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    if response.status_code >= 300:
+        return StepResult("webhook_failed", f"HTTP {response.status_code}")
+    return StepResult("webhook_sent", f"HTTP {response.status_code} in {elapsed_ms} ms")

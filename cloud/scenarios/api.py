@@ -1,0 +1,224 @@
+"""Scenario routes: save (a new version), list, switch off, a customer's journeys with what
+each step did, and a scenario's report (variants and holdout side by side)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.customers.crud import get_customer
+from cloud.db import SessionDep
+from cloud.offers.crud import get_offer
+from cloud.scenarios.catalog import (
+    deactivate_scenario,
+    get_scenario,
+    list_scenarios,
+    save_scenario,
+)
+from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
+from cloud.scenarios.spec import IssueCouponStep, OfferChoice, ScenarioSpec, SendStep
+from cloud.scenarios.triggers import Trigger, TriggerKind
+from cloud.settings import Settings
+from cloud.templates.storage import load_template
+
+router = APIRouter(prefix="/tenants/{tenant}", tags=["scenarios"])
+
+#: How long after entering a scenario an order still counts for its report.
+REPORT_WINDOW = timedelta(days=30)
+
+
+class ScenarioSaved(BaseModel):
+    key: str
+    version: int
+    active: bool
+    spec: ScenarioSpec
+    updated_at: datetime
+
+
+class ScenarioDeactivated(BaseModel):
+    key: str
+    version: int
+    journeys_ended: int
+
+
+class JourneyDetail(JourneyPublic):
+    log: list[JourneyLogPublic]
+
+
+class ReportRow(BaseModel):
+    group: str
+    journeys: int
+    converted: int
+    conversion_rate: float
+    statuses: dict[str, int]
+
+
+def _check_tenant(request: Request, tenant: str) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.tenant(tenant) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.now
+    return clock()
+
+
+def _public(row: Scenario) -> ScenarioSaved:
+    return ScenarioSaved(
+        key=row.key, version=row.version, active=row.active,
+        spec=ScenarioSpec.model_validate(row.spec), updated_at=row.updated_at,
+    )
+
+
+def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> list[str]:
+    """Templates and offers a scenario names that do not exist: refused at save time, not
+    discovered when the first customer should have got the message."""
+    problems = [
+        f"template {key!r} has no {channel.value} version"
+        for key, channel in sorted(spec.templates())
+        if load_template(session, tenant=tenant, key=key, channel=channel, locale=None) is None
+    ]
+    choices: list[OfferChoice] = []
+    for step in spec.steps:
+        if isinstance(step, SendStep):
+            choices += [step.offer] if step.offer else []
+            choices += [o.offer for o in step.variants.values() if o.offer]
+        elif isinstance(step, IssueCouponStep):
+            choices.append(step.offer)
+    for choice in choices:
+        if choice.key is not None and get_offer(session, tenant=tenant, key=choice.key) is None:
+            problems.append(f"offer {choice.key!r} does not exist")
+    return problems
+
+
+@router.put("/scenarios/{key}", response_model=ScenarioSaved)
+def put_scenario(
+    request: Request, session: SessionDep, tenant: str, key: str, spec: ScenarioSpec,
+    caller: TenantAdmin,
+) -> ScenarioSaved:
+    """Save a scenario (a new version when it exists) and switch it on."""
+    _check_tenant(request, tenant)
+    if spec.key != key:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"the body's key must be {key!r}"
+        )
+    problems = missing_references(session, tenant=tenant, spec=spec)
+    if problems:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
+    row = save_scenario(session, tenant=tenant, spec=spec, now=_now(request))
+    session.commit()
+    return _public(row)
+
+
+@router.get("/scenarios", response_model=list[ScenarioSaved])
+def get_scenarios(
+    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+) -> list[ScenarioSaved]:
+    _check_tenant(request, tenant)
+    return [_public(row) for row in list_scenarios(session, tenant=tenant)]
+
+
+def _scenario(session: Session, tenant: str, key: str) -> Scenario:
+    row = get_scenario(session, tenant=tenant, key=key)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"scenario {key!r} not found")
+    return row
+
+
+@router.get("/scenarios/{key}", response_model=ScenarioSaved)
+def get_one_scenario(
+    request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
+) -> ScenarioSaved:
+    _check_tenant(request, tenant)
+    return _public(_scenario(session, tenant, key))
+
+
+@router.delete("/scenarios/{key}", response_model=ScenarioDeactivated)
+def switch_off(
+    request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
+) -> ScenarioDeactivated:
+    """Switch a scenario off: no new journeys; running ones end. Kept for its history."""
+    _check_tenant(request, tenant)
+    row = _scenario(session, tenant, key)
+    ended = deactivate_scenario(session, scenario=row, now=_now(request))
+    session.commit()
+    return ScenarioDeactivated(key=row.key, version=row.version, journeys_ended=ended)
+
+
+@router.get("/customers/{customer_id}/journeys", response_model=list[JourneyDetail])
+def customer_journeys(
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: AppOrAdmin,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[JourneyDetail]:
+    """The customer's journeys, newest first, each with what every step did and why."""
+    _check_tenant(request, tenant)
+    if get_customer(session, tenant=tenant, customer_id=customer_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id} not found")
+    journeys = session.exec(
+        select(Journey).where(Journey.customer_id == customer_id)
+        .order_by(col(Journey.id).desc()).limit(limit)
+    ).all()
+    logs: dict[int, list[JourneyLogPublic]] = {}
+    if journeys:
+        for entry in session.exec(
+            select(JourneyLog).where(col(JourneyLog.journey_id).in_([j.id for j in journeys]))
+            .order_by(col(JourneyLog.id))
+        ).all():
+            logs.setdefault(entry.journey_id, []).append(JourneyLogPublic.model_validate(entry))
+    return [
+        JourneyDetail.model_validate(journey, update={"log": logs.get(journey.id or 0, [])})
+        for journey in journeys
+    ]
+
+
+@router.get("/scenarios/{key}/report", response_model=list[ReportRow])
+def scenario_report(
+    request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
+) -> list[ReportRow]:
+    """Journeys per variant and for the holdout group, with the share of customers who
+    ordered within 30 days of entering: the holdout row is what happens without the
+    scenario."""
+    _check_tenant(request, tenant)
+    _scenario(session, tenant, key)
+    journeys = session.exec(
+        select(Journey).where(Journey.tenant == tenant, Journey.scenario_key == key)
+    ).all()
+    return report_rows(session, journeys)
+
+
+def report_rows(session: Session, journeys: Sequence[Journey]) -> list[ReportRow]:
+    orders: dict[int, list[datetime]] = {}
+    customer_ids = sorted({journey.customer_id for journey in journeys})
+    if customer_ids:
+        for customer_id, at in session.exec(
+            select(Trigger.customer_id, Trigger.occurred_at).where(
+                col(Trigger.customer_id).in_(customer_ids),
+                Trigger.kind == TriggerKind.ORDER_CREATED.value,
+            )
+        ).all():
+            orders.setdefault(customer_id, []).append(at)
+    groups: dict[str, list[Journey]] = {}
+    for journey in journeys:
+        group = "holdout" if journey.holdout else (journey.variant or "all")
+        groups.setdefault(group, []).append(journey)
+    rows = []
+    for group, members in sorted(groups.items()):
+        converted = sum(
+            any(j.started_at <= at <= j.started_at + REPORT_WINDOW
+                for at in orders.get(j.customer_id, []))
+            for j in members
+        )
+        rows.append(ReportRow(
+            group=group, journeys=len(members), converted=converted,
+            conversion_rate=round(converted / len(members), 4),
+            statuses=dict(Counter(str(j.status) for j in members)),
+        ))
+    return rows

@@ -1,0 +1,99 @@
+"""Choosing the offer a step carries (see `OfferChoice`): never one for something the
+customer already bought, never one that has run out or is not valid now."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from cloud.offers.crud import (
+    cross_sell_offer,
+    get_offer,
+    is_exhausted,
+    is_valid_at,
+    purchased_categories,
+    purchased_skus,
+)
+from cloud.offers.models import Offer
+from cloud.scenarios.conditions import CustomerFacts, MessageQuery, find_message
+from cloud.scenarios.models import Journey
+from cloud.scenarios.spec import OfferChoice
+
+
+def choose_offer(
+    session: Session, *, choice: OfferChoice, journey: Journey, facts: CustomerFacts,
+    now: datetime,
+) -> Offer | None:
+    tenant, customer_id = journey.tenant, journey.customer_id
+    if choice.key is not None:
+        offer = get_offer(session, tenant=tenant, key=choice.key)
+        candidates = [offer] if offer is not None else []
+    elif choice.cross_sell:
+        offer = cross_sell_offer(
+            session, tenant=tenant, customer_id=customer_id,
+            from_categories=_cross_sell_sources(choice, journey, facts, now), now=now,
+        )
+        candidates = [offer] if offer is not None else []
+    elif choice.trigger_category:
+        candidates = _offers_on(session, tenant=tenant,
+                                categories=trigger_categories(journey), now=now)
+    else:
+        earlier = find_message(
+            MessageQuery(scenario=choice.message_category, opened=True, converted=False),
+            facts, now,
+        )
+        category = earlier.product_category if earlier is not None else None
+        candidates = _offers_on(session, tenant=tenant,
+                                categories=[category] if category else [], now=now)
+    return _best(session, candidates, choice=choice, customer_id=customer_id, now=now)
+
+
+def trigger_categories(journey: Journey) -> list[str]:
+    """The categories of the items of the trigger that started the journey (cart, order)."""
+    found = journey.context.get("trigger", {}).get("categories", [])
+    return [category for category in found if isinstance(category, str)]
+
+
+def _cross_sell_sources(
+    choice: OfferChoice, journey: Journey, facts: CustomerFacts, now: datetime
+) -> list[str]:
+    from_trigger = trigger_categories(journey)
+    if from_trigger:
+        return from_trigger
+    since = now - choice.purchased_within
+    return sorted({p.category for p in facts.purchases if p.ordered_at >= since})
+
+
+def _offers_on(
+    session: Session, *, tenant: str, categories: Iterable[str], now: datetime
+) -> list[Offer]:
+    wanted = sorted(set(categories))
+    if not wanted:
+        return []
+    return list(session.exec(
+        select(Offer).where(Offer.tenant == tenant, col(Offer.category).in_(wanted))
+    ).all())
+
+
+def _best(
+    session: Session, candidates: list[Offer], *, choice: OfferChoice, customer_id: int,
+    now: datetime,
+) -> Offer | None:
+    """The most generous eligible offer (an escalation should escalate), then by key."""
+    usable = [
+        offer for offer in candidates
+        if is_valid_at(offer, now) and not is_exhausted(offer)
+        and (choice.min_discount is None or offer.discount_percent >= choice.min_discount)
+    ]
+    if not usable:
+        return None
+    bought_categories = purchased_categories(session, customer_id=customer_id)
+    bought_skus = purchased_skus(session, customer_id=customer_id)
+    eligible = [
+        offer for offer in usable
+        if (offer.category is None or offer.category not in bought_categories)
+        and (offer.sku is None or offer.sku not in bought_skus)
+    ]
+    return min(eligible, key=lambda o: (-o.discount_percent, o.key), default=None)

@@ -1,0 +1,365 @@
+"""A send step, through every rule a send must pass, into the durable send queue.
+
+In order: the variant's template and offer; the offer itself (none left, or only for
+something the customer already bought: nothing is sent); the first channel with consent
+(plus consent to location marketing when a store visit or geofence started the journey)
+and an address; the frequency caps (per channel, and the scenario's own); the template
+for the customer's language with every field it needs; quiet hours on the customer's
+clock (held until they end, not dropped); and an idempotency key made of journey and step,
+so a step run twice (a replayed trigger, a worker that died before committing) queues
+one message. Every decision, sent or not, is written to the journey log.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
+from cloud.delivery.queue import Outgoing, enqueue
+from cloud.messages.models import Message, MessageChannel
+from cloud.offers.crud import issue_coupon
+from cloud.offers.models import Coupon, Offer
+from cloud.places.storage import get_store
+from cloud.scenarios.conditions import CustomerFacts
+from cloud.scenarios.facts import NOT_SENT
+from cloud.scenarios.models import Journey
+from cloud.scenarios.offers import choose_offer
+from cloud.scenarios.spec import Cap, CouponChoice, OfferChoice, SendStep
+from cloud.scenarios.triggers import LOCATION_KINDS
+from cloud.settings import ScenarioSettings
+from cloud.templates import (
+    Channel,
+    Loyalty,
+    Money,
+    PersonalisationContext,
+    Product,
+    Store,
+    TemplateError,
+    render,
+)
+from cloud.templates import (
+    Coupon as CouponContext,
+)
+from cloud.templates import (
+    Customer as CustomerContext,
+)
+from cloud.templates import (
+    Offer as OfferContext,
+)
+from cloud.templates.context import present_fields
+from cloud.templates.storage import load_template
+from cloud.tracking.tokens import new_tracking_token, tracked_link, unsubscribe_url
+
+CONSENT_FOR: dict[Channel, ConsentChannel] = {
+    Channel.PUSH: ConsentChannel.PUSH,
+    Channel.WEB_PUSH: ConsentChannel.WEB_PUSH,
+    Channel.EMAIL: ConsentChannel.EMAIL,
+    Channel.SMS: ConsentChannel.SMS,
+}
+DEVICE_FOR: dict[Channel, DeviceKind] = {
+    Channel.PUSH: DeviceKind.FCM, Channel.WEB_PUSH: DeviceKind.WEB_PUSH,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """How tracked links and unsubscribe pages are addressed."""
+
+    base_url: str
+    secret: str
+
+    def token(self, idempotency_key: str) -> str:
+        return new_tracking_token(idempotency_key, self.secret)
+
+    def click(self, token: str) -> str:
+        return tracked_link(self.base_url, token)
+
+    def unsubscribe(self, token: str) -> str:
+        return unsubscribe_url(self.base_url, token)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What a step did: `outcome` goes to the journey log, `message_id` if one was queued."""
+
+    outcome: str
+    detail: str | None = None
+    message_id: int | None = None
+
+
+def send_step(
+    session: Session,
+    *,
+    journey: Journey,
+    step: SendStep,
+    spec_caps: Sequence[Cap],
+    facts: CustomerFacts,
+    settings: ScenarioSettings,
+    links: Links,
+    now: datetime,
+) -> StepResult:
+    """Run one send step for `journey`; see the module docstring for the order of checks."""
+    assert journey.id is not None
+    override = step.variants.get(journey.variant or "") if journey.variant else None
+    template_key = (override.template if override and override.template else step.template)
+    offer_choice = override.offer if override and override.offer else step.offer
+    key = f"j{journey.id}:{step.id}"
+
+    offer: Offer | None = None
+    if offer_choice is not None:
+        offer = choose_offer(
+            session, choice=offer_choice, journey=journey, facts=facts, now=now
+        )
+        if offer is None:
+            return StepResult("no_offer", _describe_choice(offer_choice))
+
+    customer = session.get(Customer, journey.customer_id)
+    if customer is None:
+        return StepResult("no_customer")
+    channel, refusal = _pick_channel(
+        session, step=step, journey=journey, customer=customer, facts=facts
+    )
+    if channel is None:
+        return StepResult(refusal or "no_channel", ", ".join(c.value for c in step.channels))
+    if not step.transactional:
+        capped = _capped(session, journey=journey, channel=channel, scenario_caps=spec_caps,
+                         settings=settings, now=now)
+        if capped is not None:
+            return StepResult("capped", capped)
+
+    template = load_template(
+        session, tenant=journey.tenant, key=template_key, channel=channel,
+        locale=customer.locale,
+    )
+    if template is None:
+        return StepResult("no_template", f"{template_key} ({channel.value})")
+
+    coupon: Coupon | None = None
+    if offer is not None and step.coupon is not None:
+        coupon = _coupon(session, journey=journey, offer=offer, choice=step.coupon, key=key,
+                         now=now)
+        if coupon is None:
+            return StepResult("offer_exhausted", offer.key)
+
+    zone = customer_zone(session, customer=customer, journey=journey, settings=settings)
+    token = links.token(key)
+    context = _context(
+        session, customer=customer, journey=journey, offer=offer, coupon=coupon, zone=zone,
+        link=links.click(token), unsubscribe=links.unsubscribe(token), settings=settings,
+    )
+    missing = sorted(template.fields - present_fields(context))
+    if missing:
+        return StepResult("missing_field", ", ".join(missing))
+    try:
+        content = render(template, context)
+    except TemplateError as error:
+        return StepResult("render_failed", str(error)[:500])
+
+    not_before = hold_until(now, zone=zone, settings=settings)
+    expires_at = not_before + step.expires_after if step.expires_after else None
+    target = str(step.link_url) if step.link_url else (offer.product_url if offer else None)
+    message_id = enqueue(session, now=now, outgoing=Outgoing(
+        tenant=journey.tenant, customer_id=journey.customer_id,
+        channel=MessageChannel(channel.value), content=content, idempotency_key=key,
+        rule=f"scenario:{journey.scenario_key}", not_before=not_before, expires_at=expires_at,
+        tracking_token=token, target_url=target, scenario=journey.scenario_key, step=step.id,
+        journey_id=journey.id, variant=journey.variant,
+        offer_id=offer.id if offer else None, coupon_id=coupon.id if coupon else None,
+        product_sku=offer.sku if offer else None,
+        product_category=offer.category if offer else None,
+        store=journey.context.get("trigger", {}).get("store"),
+    ))
+    if message_id is None:
+        return StepResult("duplicate", key)
+    _remember(journey, offer=offer, coupon=coupon, message_id=message_id)
+    held = not_before > now
+    detail = f"{channel.value}" + (f", held until {not_before.isoformat()}" if held else "")
+    return StepResult("held" if held else "queued", detail, message_id)
+
+
+def issue_coupon_step(
+    session: Session, *, journey: Journey, step_id: str, choice: OfferChoice,
+    coupon: CouponChoice, facts: CustomerFacts, now: datetime,
+) -> StepResult:
+    offer = choose_offer(session, choice=choice, journey=journey, facts=facts, now=now)
+    if offer is None:
+        return StepResult("no_offer", _describe_choice(choice))
+    issued = _coupon(session, journey=journey, offer=offer, choice=coupon,
+                     key=f"j{journey.id}:{step_id}", now=now)
+    if issued is None:
+        return StepResult("offer_exhausted", offer.key)
+    _remember(journey, offer=offer, coupon=issued, message_id=None)
+    return StepResult("coupon_issued", offer.key)
+
+
+def _describe_choice(choice: OfferChoice) -> str:
+    return choice.model_dump_json(exclude_defaults=True)[:500]
+
+
+def _coupon(session: Session, *, journey: Journey, offer: Offer, choice: CouponChoice,
+            key: str, now: datetime) -> Coupon | None:
+    return issue_coupon(
+        session, tenant=journey.tenant, customer_id=journey.customer_id, offer=offer,
+        valid_for=choice.valid_for, idempotency_key=key, now=now,
+    )
+
+
+def _remember(journey: Journey, *, offer: Offer | None, coupon: Coupon | None,
+              message_id: int | None) -> None:
+    context = dict(journey.context)
+    if offer is not None:
+        context["offer_id"] = offer.id
+    if coupon is not None:
+        context["coupon_id"] = coupon.id
+    if message_id is not None:
+        context["messages"] = [*context.get("messages", []), message_id]
+    journey.context = context
+
+
+def _pick_channel(
+    session: Session, *, step: SendStep, journey: Journey, customer: Customer,
+    facts: CustomerFacts,
+) -> tuple[Channel | None, str | None]:
+    """The first channel of the step's list the customer may and can be reached on."""
+    location = journey.entry_kind in {kind.value for kind in LOCATION_KINDS}
+    if location and ConsentChannel.LOCATION_MARKETING not in facts.consents:
+        return None, "no_location_consent"
+    refusal = "no_consent"
+    for channel in step.channels:
+        if not step.transactional and CONSENT_FOR[channel] not in facts.consents:
+            continue
+        if has_address(session, customer=customer, channel=channel):
+            return channel, None
+        refusal = "no_address"
+    return None, refusal
+
+
+def has_address(session: Session, *, customer: Customer, channel: Channel) -> bool:
+    if channel is Channel.EMAIL:
+        return bool(customer.email)
+    if channel is Channel.SMS:
+        return bool(customer.phone)
+    found = session.exec(
+        select(Device.id).where(
+            Device.customer_id == customer.id, Device.kind == DEVICE_FOR[channel],
+            col(Device.active),
+        ).limit(1)
+    ).first()
+    return found is not None
+
+
+def _sent_since(
+    session: Session, *, customer_id: int, since: datetime, channel: Channel | None = None,
+    scenario: str | None = None,
+) -> int:
+    query = select(func.count()).select_from(Message).where(
+        Message.customer_id == customer_id, col(Message.created_at) > since,
+        col(Message.status).not_in(sorted(NOT_SENT)),
+    )
+    if channel is not None:
+        query = query.where(Message.channel == channel.value)
+    if scenario is not None:
+        query = query.where(Message.scenario == scenario)
+    return int(session.exec(query).one())
+
+
+def _capped(
+    session: Session, *, journey: Journey, channel: Channel, scenario_caps: Sequence[Cap],
+    settings: ScenarioSettings, now: datetime,
+) -> str | None:
+    """Which cap this send would break, if any (rolling windows ending now)."""
+    channel_cap = next(
+        (cap for name, cap in settings.channel_caps.items() if name == channel.value), None
+    )
+    if channel_cap is not None:
+        sent = _sent_since(session, customer_id=journey.customer_id,
+                           since=now - channel_cap.per, channel=channel)
+        if sent >= channel_cap.max:
+            return f"{channel.value}: {sent} of {channel_cap.max} per {channel_cap.per}"
+    for cap in scenario_caps:
+        sent = _sent_since(session, customer_id=journey.customer_id, since=now - cap.per,
+                           scenario=journey.scenario_key)
+        if sent >= cap.max:
+            return f"scenario: {sent} of {cap.max} per {cap.per}"
+    return None
+
+
+def customer_zone(session: Session, *, customer: Customer, journey: Journey,
+                  settings: ScenarioSettings) -> zoneinfo.ZoneInfo:
+    """The customer's clock: their own zone, else the store's the journey is about, else
+    the deployment's default."""
+    name = customer.time_zone
+    store_key = journey.context.get("trigger", {}).get("store")
+    if name is None and isinstance(store_key, str):
+        store = get_store(session, tenant=journey.tenant, key=store_key)
+        name = store.time_zone if store is not None else None
+    try:
+        return zoneinfo.ZoneInfo(name or settings.default_time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings) -> datetime:
+    """`now`, or when the customer's quiet hours end if `now` falls inside them."""
+    quiet = settings.quiet_hours
+    if quiet is None or quiet.start == quiet.end:
+        return now
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    if not in_window(clock, quiet.start, quiet.end):
+        return now
+    day = local.date() if clock < quiet.end else local.date() + timedelta(days=1)
+    opens = datetime.combine(day, quiet.end, tzinfo=zone)
+    # On a DST change the wall-clock time may not exist; normalising through UTC picks
+    # the instant after the gap.
+    return max(now, opens.astimezone(UTC))
+
+
+def in_window(clock: time, start: time, end: time) -> bool:
+    if start < end:
+        return start <= clock < end
+    return clock >= start or clock < end  # the window spans midnight
+
+
+def _context(
+    session: Session, *, customer: Customer, journey: Journey, offer: Offer | None,
+    coupon: Coupon | None, zone: zoneinfo.ZoneInfo, link: str, unsubscribe: str,
+    settings: ScenarioSettings,
+) -> PersonalisationContext:
+    values: dict[str, Any] = {
+        "customer": CustomerContext(
+            first_name=(customer.first_name or settings.fallback_first_name)[:30],
+            last_name=customer.last_name[:40] if customer.last_name else None,
+            time_zone=zone.key,
+        ),
+        "link": link,
+        "unsubscribe_url": unsubscribe,
+    }
+    store_key = journey.context.get("trigger", {}).get("store")
+    if isinstance(store_key, str):
+        store = get_store(session, tenant=journey.tenant, key=store_key)
+        values["store"] = Store(name=(store.name if store is not None else store_key)[:60])
+    if offer is not None:
+        values["product"] = Product(
+            name=offer.product_name, url=offer.product_url, image_url=offer.image_url,
+            price=Money(amount=offer.price, currency=offer.currency),
+        )
+        values["offer"] = OfferContext(discount_percent=offer.discount_percent)
+    if coupon is not None:
+        values["coupon"] = CouponContext(code=coupon.code, expires_at=coupon.expires_at)
+    loyalty = journey.context.get("loyalty")
+    if isinstance(loyalty, dict):
+        currency = loyalty["currency"]
+        values["loyalty"] = Loyalty(
+            credit=Money(amount=Decimal(loyalty["credit"]), currency=currency),
+            balance=Money(amount=Decimal(loyalty["balance"]), currency=currency),
+        )
+    return PersonalisationContext(**values)

@@ -1,0 +1,123 @@
+"""The scenario worker: rounds of calendar triggers, due geofence dwells, triggers and
+timers, each in its own transaction, off the event loop.
+
+A round runs when something woke the worker (ingest stored presence, the API stored a
+webhook: `wake()`, safe from any thread) or every `poll_interval_s` otherwise, which is
+also how waits end: timers live in the database, not in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from cloud.db import session_scope
+from cloud.places.locations import due_geofence_dwells
+from cloud.scenarios.catalog import Catalog
+from cloud.scenarios.engine import EngineConfig, RunReport, process_triggers, wake_due_journeys
+from cloud.scenarios.schedule import record_calendar_triggers
+from cloud.settings import ScenarioSettings
+
+log = logging.getLogger(__name__)
+
+
+class ScenarioWorker:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        config: EngineConfig,
+        now: Callable[[], datetime],
+        on_queued: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._now = now
+        self._on_queued = on_queued
+        self.catalog = Catalog()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._last_schedule = float("-inf")
+        self.totals = RunReport()
+
+    @property
+    def settings(self) -> ScenarioSettings:
+        return self._config.settings
+
+    def run_once(self, *, calendar: bool = True) -> RunReport:
+        """One full round at the clock's current time; returns what it did."""
+        report = RunReport()
+        now = self._now()
+        if calendar:
+            self.record_calendar(now)
+        with session_scope(self._engine) as session:
+            due_geofence_dwells(session, now=now)
+            session.commit()
+        while True:
+            with session_scope(self._engine) as session:
+                batch = process_triggers(
+                    session, catalog=self.catalog, config=self._config, now=now,
+                    limit=self.settings.trigger_batch,
+                )
+                session.commit()
+            report.add(batch)
+            if batch.triggers < self.settings.trigger_batch:
+                break
+        while True:
+            with session_scope(self._engine) as session:
+                woken = wake_due_journeys(
+                    session, catalog=self.catalog, config=self._config, now=now,
+                    limit=self.settings.trigger_batch,
+                )
+                session.commit()
+            report.add(woken)
+            if woken.woken < self.settings.trigger_batch:
+                break
+        self.totals.add(report)
+        if report.queued and self._on_queued is not None:
+            self._on_queued(report.queued)
+        return report
+
+    def record_calendar(self, now: datetime) -> int:
+        """Birthday and inactivity triggers for every tenant with scenarios on them."""
+        recorded = 0
+        with session_scope(self._engine) as session:
+            for tenant in self.catalog.all_tenants(session):
+                recorded += record_calendar_triggers(
+                    session, tenant=tenant, catalog=self.catalog.tenant(session, tenant),
+                    default_zone=self.settings.default_time_zone, now=now,
+                )
+            session.commit()
+        return recorded
+
+    def wake(self) -> None:
+        """Run a round soon; callable from any thread."""
+        if self._loop is not None and self._wakeup is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        while not stop.is_set():
+            calendar = time.monotonic() - self._last_schedule >= self.settings.schedule_interval_s
+            if calendar:
+                self._last_schedule = time.monotonic()
+            self._wakeup.clear()  # before the round: a wake during it means "go again"
+            try:
+                await asyncio.to_thread(self.run_once, calendar=calendar)
+            except Exception:  # the database may be away; the next round retries
+                log.exception("scenario round failed")
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(
+                self._wakeup.wait()
+            )}
+            _done, pending = await asyncio.wait(
+                waiters, timeout=self.settings.poll_interval_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in pending:
+                task.cancel()
