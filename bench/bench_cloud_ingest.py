@@ -7,7 +7,7 @@ devices, 250 events per message):
 1. bare: a paho subscriber (MQTT v5, QoS 1, shared subscription) that only counts what
    it receives: how fast the broker and the publisher can go on this machine;
 2. one worker: `vitrina-cloud worker` in its own process, storing into PostgreSQL
-   (decode, COPY, recognition lookups, manual acknowledgement after commit);
+   (decode, COPY, scenario trigger lookups, manual acknowledgement after commit);
 3. two workers: two such processes in one share group.
 
 A phase's time runs from the first publish to the last event received (bare) or

@@ -46,6 +46,7 @@ from cloud.customers.models import (
     Customer,
     CustomerCreate,
     CustomerPublic,
+    DeviceKind,
     DevicePublic,
     DeviceRegistration,
     ErasurePublic,
@@ -55,10 +56,14 @@ from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import MessagePublic
 from cloud.metrics import WEBHOOKS, render
 from cloud.offers.api import router as offers_router
+from cloud.places.api import router as places_router
 from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
 from cloud.presence.store import list_gateways, recent_dead_letters
+from cloud.scenarios.api import router as scenarios_router
+from cloud.scenarios.sources import record_signup, record_subscription
 from cloud.settings import Settings, TenantSettings
+from cloud.templates.api import router as templates_router
 from shared.errors import describe_validation_error
 from shared.topics import SEGMENT_PATTERN
 
@@ -105,6 +110,12 @@ def _customer(request: Request, session: SessionDep, tenant: str, customer_id: i
     return customer
 
 
+def _triggers_recorded(request: Request) -> None:
+    wake: Callable[[], None] | None = request.app.state.on_triggers
+    if wake is not None:
+        wake()
+
+
 def _now(request: Request) -> datetime:
     clock: Callable[[], datetime] = request.app.state.now
     return clock()
@@ -124,6 +135,8 @@ def create_customer(
         )
     except customers.DuplicateCustomerError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    assert customer.id is not None
+    record_signup(session, tenant=tenant, customer_id=customer.id, now=_now(request))
     session.commit()
     return customer
 
@@ -189,8 +202,12 @@ def register_device(
         )
     except customers.RegistrationError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    session.commit()
     assert device.id is not None
+    record_subscription(
+        session, tenant=tenant, customer_id=customer_id, device_id=device.id,
+        kind=DeviceKind(device.kind), now=_now(request),
+    )
+    session.commit()
     return customers.public_device(device, customers.link_key_ids(session, device_id=device.id))
 
 
@@ -330,6 +347,7 @@ def commerce_webhook(
         ) from None
     receipt = handle_webhook(session, tenant=tenant, event=event, now=_now(request))
     session.commit()
+    _triggers_recorded(request)
     WEBHOOKS.labels(outcome="stored" if receipt.stored else "duplicate").inc()
     return receipt
 
@@ -373,8 +391,11 @@ def create_app(
     engine: Engine | None = None,
     worker: WorkerState | None = None,
     now: Callable[[], datetime] = utc_now,
+    on_triggers: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The API on `settings`; pass `engine` to share one, `worker` to report its state."""
+    """The API on `settings`; pass `engine` to share one, `worker` to report its state,
+    `on_triggers` to hear when a request recorded scenario triggers (a worker in the same
+    process then runs at once instead of at its next poll)."""
     owned_engine = engine is None
     app_engine = engine if engine is not None else make_engine(settings.database_url)
 
@@ -389,10 +410,14 @@ def create_app(
     app.state.engine = app_engine
     app.state.now = now
     app.state.worker = worker
+    app.state.on_triggers = on_triggers
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
     app.include_router(webhooks)
     app.include_router(offers_router)
+    app.include_router(scenarios_router)
+    app.include_router(places_router)
+    app.include_router(templates_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -86,7 +86,7 @@ def worker_command(
     ] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Consume presence and gateway status from the broker; run the recognition push."""
+    """Consume presence and gateway status, run scenarios, deliver their messages."""
     settings = _settings(verbose)
 
     async def main() -> None:

@@ -56,12 +56,6 @@ BROKER_CONNECTED = Gauge(
     "vitrina_broker_connected", "1 while the worker is connected to the broker",
     registry=REGISTRY,
 )
-RECOGNITIONS = Counter(
-    "vitrina_recognitions",
-    "Customers recognised in a store, by what the rule decided",
-    ["outcome"],
-    registry=REGISTRY,
-)
 MESSAGES_SENT = Counter(
     "vitrina_messages",
     "Messages handed to a delivery channel, by outcome",

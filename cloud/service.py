@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import uvicorn
@@ -21,7 +22,11 @@ from cloud.api import create_app
 from cloud.db import make_engine, utc_now, wait_for_database
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import PushSender
+from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
+from cloud.scenarios.engine import EngineConfig
+from cloud.scenarios.sending import Links
+from cloud.scenarios.worker import ScenarioWorker
 from cloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,13 +35,71 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def push_sender(settings: Settings) -> Iterator[PushSender | None]:
     """The FCM sender when FCM is configured (closed on exit); None otherwise, and then
-    the recognition push is off: nothing is decided that could not be sent."""
+    mobile pushes wait in the send queue until a worker with FCM settings sends them."""
     if settings.fcm is None:
-        log.warning("no FCM settings: the recognition push is off")
+        log.warning("no FCM settings: mobile pushes stay queued")
         yield None
         return
     with FcmSender(settings.fcm) as sender:
         yield sender
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """What the scenario engine needs of the settings: its own section, how to address
+    tracked links, and the secrets outbound webhooks are signed with."""
+    return EngineConfig(
+        settings=settings.scenarios,
+        links=Links(
+            base_url=settings.tracking.public_base_url,
+            secret=settings.tracking.secret.get_secret_value(),
+        ),
+        webhook_secrets=settings.webhook_secrets_for,
+    )
+
+
+@dataclass(slots=True)
+class Workers:
+    """The three loops of a worker process: presence ingest, scenarios, delivery."""
+
+    consumer: PresenceConsumer
+    scenarios: ScenarioWorker
+    delivery: DeliveryWorker
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [
+            asyncio.create_task(self.consumer.run(stop), name="vitrina-ingest"),
+            asyncio.create_task(self.scenarios.run(stop), name="vitrina-scenarios"),
+            asyncio.create_task(self.delivery.run(stop), name="vitrina-delivery"),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # one loop ended (stop, or a failure): end the others too
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+
+
+@contextlib.contextmanager
+def workers(
+    settings: Settings,
+    *,
+    engine: Engine,
+    sender: PushSender | None,
+    now: Callable[[], datetime],
+    client_id: str | None = None,
+) -> Iterator[Workers]:
+    with delivery_worker(settings, engine=engine, push=sender, now=now) as delivery:
+        scenarios = ScenarioWorker(
+            engine=engine, config=engine_config(settings), now=now,
+            on_queued=lambda _ids: delivery.wake(),
+        )
+        consumer = PresenceConsumer(
+            settings=settings, engine=engine, on_triggers=scenarios.wake, client_id=client_id,
+            now=now,
+        )
+        yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery)
 
 
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
@@ -71,18 +134,18 @@ async def run_worker(
     client_id: str | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> PresenceConsumer:
-    """Consume until `stop` is set; returns the consumer (its totals) when done."""
+    """Ingest, scenarios and delivery until `stop` is set; returns the consumer (its
+    totals) when done."""
     own_engine = engine is None
     engine = engine if engine is not None else make_engine(settings.database_url)
-    consumer = PresenceConsumer(
-        settings=settings, engine=engine, sender=sender, client_id=client_id, now=now
-    )
     try:
-        await consumer.run(stop)
+        with workers(settings, engine=engine, sender=sender, now=now,
+                     client_id=client_id) as running:
+            await running.run(stop)
     finally:
         if own_engine:
             engine.dispose()
-    return consumer
+    return running.consumer
 
 
 async def serve(
@@ -93,42 +156,43 @@ async def serve(
     now: Callable[[], datetime] = utc_now,
     started: Callable[[int], None] | None = None,
 ) -> None:
-    """API and worker in one process, sharing one engine; returns after both stopped.
+    """API and workers in one process, sharing one engine; returns after all stopped.
 
     `started` is called with the API's bound port once it listens (port 0 picks one).
     """
     engine = make_engine(settings.database_url)
     await asyncio.to_thread(wait_for_database, engine)
-    consumer = PresenceConsumer(settings=settings, engine=engine, sender=sender, now=now)
-    app = create_app(settings, engine=engine, worker=consumer, now=now)
-    server = _Server(uvicorn.Config(
-        app, host=settings.api.host, port=settings.api.port, log_config=None,
-        lifespan="on", access_log=False,
-    ))
-    worker = asyncio.create_task(consumer.run(stop), name="vitrina-worker")
-    api = asyncio.create_task(server.serve(), name="vitrina-api")
+    with workers(settings, engine=engine, sender=sender, now=now) as running:
+        app = create_app(settings, engine=engine, worker=running.consumer, now=now,
+                         on_triggers=running.scenarios.wake)
+        server = _Server(uvicorn.Config(
+            app, host=settings.api.host, port=settings.api.port, log_config=None,
+            lifespan="on", access_log=False,
+        ))
+        worker = asyncio.create_task(running.run(stop), name="vitrina-workers")
+        api = asyncio.create_task(server.serve(), name="vitrina-api")
 
-    async def stop_api_on_signal() -> None:
-        await stop.wait()
-        server.should_exit = True
+        async def stop_api_on_signal() -> None:
+            await stop.wait()
+            server.should_exit = True
 
-    watcher = asyncio.create_task(stop_api_on_signal())
-    try:
-        # uvicorn exposes startup only as a flag, so it is polled.
-        while not server.started and not api.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        if server.started and started is not None:
-            started(_bound_port(server))
-        await asyncio.wait({worker, api}, return_when=asyncio.FIRST_COMPLETED)
-        stop.set()  # one part ended (stop, or a failure): end the other too
-        await asyncio.gather(worker, api, return_exceptions=False)
-    finally:
-        stop.set()
-        watcher.cancel()
-        for task in (worker, api):
-            if not task.done():
-                task.cancel()
-        engine.dispose()
+        watcher = asyncio.create_task(stop_api_on_signal())
+        try:
+            # uvicorn exposes startup only as a flag, so it is polled.
+            while not server.started and not api.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            if server.started and started is not None:
+                started(_bound_port(server))
+            await asyncio.wait({worker, api}, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # one part ended (stop, or a failure): end the other too
+            await asyncio.gather(worker, api, return_exceptions=False)
+        finally:
+            stop.set()
+            watcher.cancel()
+            for task in (worker, api):
+                if not task.done():
+                    task.cancel()
+            engine.dispose()
 
 
 def _bound_port(server: uvicorn.Server) -> int:

@@ -136,20 +136,6 @@ class IngestSettings(BaseModel):
     #: bounds what a worker holds in memory (256 x 256 KiB payloads = 64 MiB at worst)
     #: while leaving room for two batches in the pipeline and the next one queueing.
     receive_maximum: int = Field(default=256, ge=1, le=65535)
-    #: A decided push still pending after this long was left by a worker that stopped
-    #: (a live one sends within seconds); it is then resent once by whichever worker sees it.
-    pending_grace_s: float = Field(default=60.0, gt=0, le=3600)
-
-
-class RecognitionSettings(BaseModel):
-    """The "customer recognised in store" push."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    enabled: bool = True
-    title: str = "Welcome to {store}"
-    body: str = "Good to see you again. Open the app for today's offers in store."
-    deep_link: str | None = None
 
 
 #: RFC 8292: the VAPID subject is a mailto: or an https: URL.
@@ -265,7 +251,6 @@ class Settings(BaseSettings):
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
-    recognition: RecognitionSettings = RecognitionSettings()
     scenarios: ScenarioSettings = ScenarioSettings()
     delivery: DeliverySettings = DeliverySettings()
     tracking: TrackingSettings = TrackingSettings()

@@ -17,7 +17,6 @@ from sqlalchemy import Table
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.commerce.models import (
-    CartEvent,
     CommerceEvent,
     CommerceEventType,
     CustomerRef,
@@ -33,6 +32,7 @@ from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, Cust
 from cloud.messages.models import Message
 from cloud.offers.crud import redeem_coupons
 from cloud.presence.store import dialect_insert
+from cloud.scenarios.sources import record_webhook_triggers
 
 SIGNATURE_HEADER = "X-Vitrina-Signature"
 TIMESTAMP_HEADER = "X-Vitrina-Timestamp"
@@ -143,8 +143,10 @@ def handle_webhook(
         ))
     elif isinstance(event, PushOpened) and customer_id is not None:
         _record_open(session, customer_id=customer_id, event=event)
-    elif isinstance(event, CartEvent):
-        pass  # kept as an event: the scenario engine's abandoned-cart trigger reads it
+    # What scenarios react to (cart abandoned, order and spend, newsletter, app opened).
+    record_webhook_triggers(
+        session, tenant=tenant, customer_id=customer_id, event=event, now=now
+    )
     session.flush()
     return WebhookReceipt(event_id=event.event_id, stored=True, customer_id=customer_id)
 

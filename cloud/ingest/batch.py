@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -28,8 +28,7 @@ from cloud.metrics import (
     INGEST_MESSAGES,
 )
 from cloud.presence.store import insert_events, record_dead_letter, upsert_gateway_status
-from cloud.recognition import PlannedPush, plan_recognition_pushes
-from cloud.settings import RecognitionSettings
+from cloud.scenarios.sources import record_presence_triggers
 from shared.errors import ContractError
 from shared.presence import PresenceBatch, decode_presence_batch
 from shared.status import GatewayStatus, decode_gateway_status
@@ -71,7 +70,8 @@ class BatchOutcome:
     statuses: int = 0
     dead_letters: int = 0
     ignored: int = 0
-    planned: list[PlannedPush] = field(default_factory=list)
+    #: Scenario triggers recorded for customers' presence (the scenario worker's cue).
+    triggers: int = 0
 
     def add(self, other: BatchOutcome) -> None:
         self.events_new += other.events_new
@@ -79,7 +79,7 @@ class BatchOutcome:
         self.statuses += other.statuses
         self.dead_letters += other.dead_letters
         self.ignored += other.ignored
-        self.planned.extend(other.planned)
+        self.triggers += other.triggers
 
 
 def decode(inbound: Inbound, *, tenants: Collection[str] | None = None) -> Decoded:
@@ -128,33 +128,22 @@ def write_batch(
     engine: Engine,
     inbounds: Sequence[Inbound],
     *,
-    recognition: RecognitionSettings,
     received_at: datetime,
-    plan_pushes: bool = True,
     tenants: Collection[str] | None = None,
 ) -> BatchOutcome:
     """Decode and store a batch in one transaction; raises only for transient database
     errors."""
     return write_decoded(
-        engine, decode_all(inbounds, tenants=tenants), recognition=recognition,
-        received_at=received_at, plan_pushes=plan_pushes,
+        engine, decode_all(inbounds, tenants=tenants), received_at=received_at
     )
 
 
 def write_decoded(
-    engine: Engine,
-    decoded: Sequence[Decoded],
-    *,
-    recognition: RecognitionSettings,
-    received_at: datetime,
-    plan_pushes: bool = True,
+    engine: Engine, decoded: Sequence[Decoded], *, received_at: datetime
 ) -> BatchOutcome:
     """Store decoded messages in one transaction (see `write_batch`)."""
     try:
-        return _write_committed(
-            engine, decoded, recognition=recognition, received_at=received_at,
-            plan_pushes=plan_pushes,
-        )
+        return _write_committed(engine, decoded, received_at=received_at)
     except Exception as error:
         if is_transient(error):
             raise
@@ -165,10 +154,7 @@ def write_decoded(
     outcome = BatchOutcome()
     for item in decoded:
         try:
-            outcome.add(_write_committed(
-                engine, [item], recognition=recognition, received_at=received_at,
-                plan_pushes=plan_pushes,
-            ))
+            outcome.add(_write_committed(engine, [item], received_at=received_at))
         except Exception as error:
             if is_transient(error):
                 raise
@@ -177,31 +163,17 @@ def write_decoded(
 
 
 def _write_committed(
-    engine: Engine,
-    decoded: Sequence[Decoded],
-    *,
-    recognition: RecognitionSettings,
-    received_at: datetime,
-    plan_pushes: bool,
+    engine: Engine, decoded: Sequence[Decoded], *, received_at: datetime
 ) -> BatchOutcome:
     with session_scope(engine) as session:
-        outcome = _write(
-            session, decoded, recognition=recognition, received_at=received_at,
-            plan_pushes=plan_pushes,
-        )
+        outcome = _write(session, decoded, received_at=received_at)
         session.commit()
     _count(decoded, outcome)
     return outcome
 
 
-def _write(
-    session: Session,
-    decoded: Sequence[Decoded],
-    *,
-    recognition: RecognitionSettings,
-    received_at: datetime,
-    plan_pushes: bool,
-) -> BatchOutcome:
+def _write(session: Session, decoded: Sequence[Decoded], *, received_at: datetime
+           ) -> BatchOutcome:
     outcome = BatchOutcome()
     events = [event for item in decoded if item.presence for event in item.presence.events]
     new_ids = insert_events(session, events=events, received_at=received_at)
@@ -216,12 +188,11 @@ def _write(
             outcome.dead_letters += 1
         elif item.ignored:
             outcome.ignored += 1
-    if plan_pushes and new_ids:
-        # Only events stored just now: a redelivered event's decision was committed with it.
-        # The same event may appear twice in one batch (a republished message): keep one.
+    if new_ids:
+        # Only events stored just now: a redelivered event's triggers were committed with it.
         fresh = {event.event_id: event for event in events if event.event_id in new_ids}
-        outcome.planned = plan_recognition_pushes(
-            session, events=list(fresh.values()), settings=recognition, now=received_at
+        outcome.triggers = record_presence_triggers(
+            session, events=list(fresh.values()), now=received_at
         )
     return outcome
 

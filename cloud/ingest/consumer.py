@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,7 +31,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
 
 from cloud.db import session_scope, utc_now, wait_for_database
-from cloud.delivery.push import PushSender
 from cloud.ingest.batch import (
     BatchOutcome,
     Decoded,
@@ -47,7 +46,6 @@ from cloud.metrics import (
     PURGED_PSEUDONYMS,
 )
 from cloud.presence.retention import purge_unconsented
-from cloud.recognition import deliver_pushes, resume_pending
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
 
@@ -104,8 +102,9 @@ def connect_properties(settings: MqttSettings, receive_maximum: int) -> Properti
 class PresenceConsumer:
     """Consumes presence and status topics until `stop` is set.
 
-    `sender` delivers the pushes the recognition rule decides; without one the rule
-    is off (nothing is decided that could not be sent). A stopped worker keeps its broker
+    Presence of known customers becomes scenario triggers in the ingest transaction;
+    `on_triggers` is called after each commit that recorded some (the scenario worker's
+    cue to run at once rather than at its next poll). A stopped worker keeps its broker
     session (a restart resumes it) unless `end_session_on_stop`: a worker leaving for
     good ends it, or the broker would keep queueing that worker's share of the stream.
     """
@@ -115,7 +114,7 @@ class PresenceConsumer:
         *,
         settings: Settings,
         engine: Engine,
-        sender: PushSender | None = None,
+        on_triggers: Callable[[], None] | None = None,
         client_id: str | None = None,
         now: Callable[[], datetime] = utc_now,
         end_session_on_stop: bool = False,
@@ -124,7 +123,7 @@ class PresenceConsumer:
         self._end_session = end_session_on_stop
         self._tenants = frozenset(settings.tenants)
         self._engine = engine
-        self._sender = sender
+        self._on_triggers = on_triggers
         self._now = now
         self._client = make_client(settings.mqtt, client_id=client_id)
         self._client.on_connect = self._on_connect
@@ -136,7 +135,6 @@ class PresenceConsumer:
         self._generation = 0
         self._connected = False
         self._subscribed = False
-        self._deliveries: set[asyncio.Task[Any]] = set()
         self.batches = 0
         self.totals = BatchOutcome()
 
@@ -212,7 +210,6 @@ class PresenceConsumer:
         )
         self._client.loop_start()
         retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
-        resumer = asyncio.create_task(self._resume_pending(stop), name="vitrina-resume")
         storing: asyncio.Task[None] | None = None
         try:
             # Two-stage pipeline: batch n+1 is decoded (Python, CPU) while batch n is being
@@ -228,13 +225,10 @@ class PresenceConsumer:
                 storing = asyncio.create_task(self._handle(batch, decoded))
             if storing is not None:
                 await storing
-            if self._deliveries:
-                await asyncio.gather(*self._deliveries, return_exceptions=True)
         finally:
             if storing is not None and not storing.done():
                 storing.cancel()
             retention.cancel()
-            resumer.cancel()
             await asyncio.to_thread(self._disconnect)
 
     async def _retention(self, stop: asyncio.Event) -> None:
@@ -246,24 +240,6 @@ class PresenceConsumer:
                 log.exception("retention run failed; trying again next time")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RETENTION_INTERVAL_S)
-
-    async def _resume_pending(self, stop: asyncio.Event) -> None:
-        """Every half grace period, resend pushes a stopped worker left pending."""
-        if self._sender is None:
-            return
-        grace = timedelta(seconds=self._settings.ingest.pending_grace_s)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(grace.total_seconds() / 2, 0.5))
-            if stop.is_set():
-                return
-            try:
-                await asyncio.to_thread(
-                    resume_pending, self._engine, sender=self._sender,
-                    settings=self._settings.recognition, now=self._now, grace=grace,
-                )
-            except Exception:
-                log.exception("resending pending pushes failed; trying again later")
 
     def purge_once(self) -> int:
         with session_scope(self._engine) as session:
@@ -308,31 +284,15 @@ class PresenceConsumer:
             events_new=outcome.events_new, events_duplicate=outcome.events_duplicate,
             statuses=outcome.statuses, dead_letters=outcome.dead_letters, ignored=outcome.ignored,
         ))
-        if outcome.planned and self._sender is not None:
-            # Sent beside the ingest, not in its way: a slow push provider must not hold
-            # up presence. The decision is already committed, so a crash here cannot
-            # lead to a second send, only to a message left "pending".
-            delivery = asyncio.create_task(asyncio.to_thread(
-                deliver_pushes, self._engine, sender=self._sender, planned=outcome.planned,
-                now=self._now,
-            ))
-            self._deliveries.add(delivery)
-            delivery.add_done_callback(self._delivered)
-
-    def _delivered(self, task: asyncio.Task[Any]) -> None:
-        self._deliveries.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("push delivery failed", exc_info=task.exception())
+        if outcome.triggers and self._on_triggers is not None:
+            self._on_triggers()
 
     def _write_until_stored(self, decoded: list[Decoded]) -> BatchOutcome:
         """Write the batch; while the database is unreachable, wait for it and try again."""
         while True:
             started = time.monotonic()
             try:
-                outcome = write_decoded(
-                    self._engine, decoded, recognition=self._settings.recognition,
-                    received_at=self._now(), plan_pushes=self._sender is not None,
-                )
+                outcome = write_decoded(self._engine, decoded, received_at=self._now())
             except Exception as error:
                 if not is_transient(error):
                     raise

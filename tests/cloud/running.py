@@ -13,7 +13,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import Engine
 
-from cloud.delivery.push import PushSender
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
@@ -26,8 +25,8 @@ WAIT_S = 20.0
 
 @contextlib.contextmanager
 def running_worker(
-    settings: Settings, engine: Engine, *, sender: PushSender | None = None,
-    client_id: str | None = None, end_session: bool = True,
+    settings: Settings, engine: Engine, *, client_id: str | None = None,
+    end_session: bool = True,
 ) -> Iterator[PresenceConsumer]:
     """A consumer on its own event loop in a thread; stopped (cleanly) on exit."""
     loop = asyncio.new_event_loop()
@@ -40,7 +39,7 @@ def running_worker(
 
         async def go() -> None:
             consumer = PresenceConsumer(
-                settings=settings, engine=engine, sender=sender, client_id=client_id,
+                settings=settings, engine=engine, client_id=client_id,
                 end_session_on_stop=end_session,
             )
             holder.append(consumer)

@@ -19,10 +19,10 @@ depends_on = None
 _TIME = sa.DateTime(timezone=True)
 
 
-def _customer_fk(**kwargs: bool) -> sa.Column[int]:
+def _customer_fk(*, primary_key: bool = False) -> sa.Column[int]:
     return sa.Column(
         "customer_id", sa.Integer(), sa.ForeignKey("customer.id", ondelete="CASCADE"),
-        nullable=False, **kwargs,
+        nullable=False, primary_key=primary_key,
     )
 
 

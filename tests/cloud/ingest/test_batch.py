@@ -11,7 +11,6 @@ from cloud.db import session_scope
 from cloud.ingest.batch import Inbound, decode, is_transient, write_batch
 from cloud.metrics import REGISTRY
 from cloud.presence.models import DeadLetter
-from cloud.settings import RecognitionSettings
 from tests.cloud.factories import (
     START,
     batch_payload,
@@ -69,7 +68,7 @@ def test_a_message_the_database_refuses_is_isolated_as_a_dead_letter(
         Inbound(presence_topic(tenant), batch_payload(good[2:])),
         Inbound(presence_topic(tenant), b"garbage"),
     ]
-    outcome = write_batch(engine, batch, recognition=RecognitionSettings(), received_at=START)
+    outcome = write_batch(engine, batch, received_at=START)
     assert outcome.events_new == 3
     assert outcome.dead_letters == 2
     with session_scope(engine) as session:
@@ -143,7 +142,7 @@ def test_fuzzed_payloads_end_as_dead_letters_or_valid_events(
     )
     inbounds = [Inbound(topic, payload) for topic, payload in zip(topics, payloads, strict=True)]
     outcome = write_batch(
-        engine, inbounds, recognition=RecognitionSettings(), received_at=START, tenants={tenant}
+        engine, inbounds, received_at=START, tenants={tenant}
     )
     decoded = [decode(inbound, tenants={tenant}) for inbound in inbounds]
     assert outcome.dead_letters == sum(1 for item in decoded if item.error is not None)
@@ -173,7 +172,7 @@ def test_batch_size_and_lag_are_measured(engine: Engine, tenant: str) -> None:
         )
         for i in (0, 10, 20)
     ]
-    write_batch(engine, inbounds, recognition=RecognitionSettings(), received_at=sent_at)
+    write_batch(engine, inbounds, received_at=sent_at)
     assert (
         sample("vitrina_ingest_batch_messages_count")
         == before["vitrina_ingest_batch_messages_count"] + 1
