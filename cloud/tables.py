@@ -6,7 +6,9 @@ from sqlmodel import SQLModel
 from cloud.auth.models import ApiKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
-from cloud.messages.models import Message
+from cloud.delivery.receipts import SmsReceipt
+from cloud.delivery.vapid_store import WebPushKey
+from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
@@ -36,12 +38,15 @@ __all__ = [
     "JourneyLog",
     "LoyaltyEntry",
     "Message",
+    "MessageAttempt",
     "MessageTemplate",
     "Offer",
     "OrderLine",
     "PresenceEventRow",
     "Scenario",
+    "SmsReceipt",
     "StoreRow",
     "Trigger",
+    "WebPushKey",
     "metadata",
 ]

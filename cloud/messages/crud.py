@@ -99,12 +99,15 @@ def stale_pending(
     session: Session, *, older_than: datetime, limit: int = 500
 ) -> Sequence[Message]:
     """Messages still pending whose last attempt is older than `older_than`: a worker
-    decided them and died before recording the outcome."""
+    decided them and died before recording the outcome. Only the claim-then-send rows
+    (`claim_message`) are meant: messages of the send queue (`next_attempt_at` set) are
+    resumed by the delivery worker's own lease."""
     query = (
         select(Message)
         .where(
             col(Message.status) == MessageStatus.PENDING.value,
             col(Message.last_attempt_at) < older_than,
+            col(Message.next_attempt_at).is_(None),
         )
         .order_by(col(Message.id)).limit(limit)
     )

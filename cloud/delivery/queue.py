@@ -1,0 +1,272 @@
+"""The durable send queue: decided messages wait in the `message` table until sent.
+
+The scenario engine queues a message with `enqueue` in the transaction of its decision;
+the delivery worker (`cloud.delivery.worker.DeliveryWorker`) takes due messages with the
+functions below. Nothing of the queue lives in memory: a provider outage backs work up
+in the table, and a worker that restarts (or another one) carries on where it was.
+
+How a message is never sent twice:
+- `enqueue` inserts under the unique idempotency key; a replayed decision inserts nothing.
+- `claim_due` takes due rows with `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite has one
+  writer at a time) in a single UPDATE that also moves `next_attempt_at` to the end of a
+  lease and counts the attempt; the claim commits before anything is sent, so another
+  worker sees the row as not due until the lease ends.
+- every outcome is written with a conditional UPDATE on (status pending, attempt number):
+  a worker whose lease ran out cannot overwrite the outcome of the one that took over.
+- a worker killed between sending and recording leaves the row pending; after the lease
+  it is sent again under the same idempotency key, from which FCM's collapse id (Android
+  tag, APNs collapse id), the Web Push Topic and the email Message-ID are derived: the
+  device or mailbox replaces the first copy instead of showing two.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, update
+from sqlalchemy import select as core_select
+from sqlmodel import Session, SQLModel, col, select
+
+from cloud.delivery.content import channel_matches, content_json, summary
+from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.presence.store import dialect_insert
+from cloud.templates.rendering import Rendered
+from cloud.tracking.tokens import TOKEN_RE
+
+MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
+
+#: How long a claimed message is left to the worker that claimed it. Longer than any send
+#: round can take (senders retry in-call for up to about a minute: four tries with
+#: 10-second timeouts and a Retry-After of up to 30 s), so a live worker never loses a
+#: message to another; short enough that a killed worker's messages go out minutes later.
+LEASE = timedelta(minutes=5)
+#: Durable retries back off exponentially from this...
+BACKOFF_BASE = timedelta(seconds=30)
+#: ...to at most this, so a long outage is probed every hour, not every few days.
+BACKOFF_CAP = timedelta(hours=1)
+#: Configuration errors (refused credentials, a channel not set up) need an operator:
+#: retrying sooner than this only fills the attempt log.
+CONFIGURATION_BACKOFF = timedelta(minutes=15)
+#: Attempts before a message is given up; with the backoff above about a day of trying.
+MAX_ATTEMPTS = 30
+#: Keys the delivery layer puts in a push's data itself.
+RESERVED_DATA_KEYS = frozenset({"message_id", "open_url", "dedupe_key", "deep_link"})
+_WAITING = [MessageStatus.PENDING.value, MessageStatus.HELD.value]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """One decided message, rendered, with what tracking and analytics need to know."""
+
+    tenant: str
+    customer_id: int
+    channel: MessageChannel
+    content: Rendered
+    idempotency_key: str
+    #: What decided it: the scenario step ("<scenario>:<step>") or a rule's name.
+    rule: str
+    #: Earliest send: quiet hours move it to their end (the message is held, not dropped).
+    not_before: datetime
+    #: After this it is not worth sending any more (the coupon ran out, the visit ended).
+    expires_at: datetime | None = None
+    tracking_token: str
+    #: Where the tracked link (`tracked_link(base, tracking_token)`) leads.
+    target_url: str | None = None
+    scenario: str | None = None
+    step: str | None = None
+    journey_id: int | None = None
+    variant: str | None = None
+    offer_id: int | None = None
+    coupon_id: int | None = None
+    product_sku: str | None = None
+    product_category: str | None = None
+    store: str | None = None
+    #: Extra key/values for the app or service worker (push channels only).
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+def enqueue(session: Session, *, outgoing: Outgoing, now: datetime) -> int | None:
+    """Queue a message in the caller's transaction; its id, or None when the idempotency
+    key was taken (the decision was made before: nothing more is sent).
+
+    Raises ValueError for a message that could never be sent (content of another channel,
+    a malformed token, reserved data keys, naive times).
+    """
+    _check(outgoing)
+    title, body = summary(outgoing.content)
+    status = MessageStatus.HELD if outgoing.not_before > now else MessageStatus.PENDING
+    statement = (
+        dialect_insert(session, MESSAGE_TABLE)
+        .values(
+            tenant=outgoing.tenant, customer_id=outgoing.customer_id,
+            channel=outgoing.channel.value, rule=outgoing.rule[:64], store=outgoing.store,
+            idempotency_key=outgoing.idempotency_key, status=status.value,
+            title=title[:200], body=body,
+            content=content_json(
+                outgoing.content, data=outgoing.data, token=outgoing.tracking_token
+            ),
+            created_at=now, not_before=outgoing.not_before,
+            next_attempt_at=outgoing.not_before, expires_at=outgoing.expires_at,
+            scenario=outgoing.scenario, step=outgoing.step, journey_id=outgoing.journey_id,
+            variant=outgoing.variant, offer_id=outgoing.offer_id, coupon_id=outgoing.coupon_id,
+            product_sku=outgoing.product_sku, product_category=outgoing.product_category,
+            target_url=outgoing.target_url, tracking_token=outgoing.tracking_token,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(MESSAGE_TABLE.c.id)
+    )
+    row = session.connection().execute(statement).first()
+    return None if row is None else int(row[0])
+
+
+def _check(outgoing: Outgoing) -> None:
+    if not channel_matches(outgoing.channel, outgoing.content):
+        raise ValueError(
+            f"{type(outgoing.content).__name__} cannot be sent on channel {outgoing.channel}"
+        )
+    if not TOKEN_RE.fullmatch(outgoing.tracking_token):
+        raise ValueError("tracking_token must come from new_tracking_token()")
+    if not outgoing.idempotency_key or len(outgoing.idempotency_key) > 255:
+        raise ValueError("idempotency_key must be 1-255 characters")
+    for moment in (outgoing.not_before, outgoing.expires_at):
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("not_before and expires_at must be timezone-aware")
+    clash = sorted(RESERVED_DATA_KEYS & set(outgoing.data))
+    if clash:
+        raise ValueError(f"data keys {clash} are reserved for the delivery layer")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Claim:
+    """A message this worker may send now: `attempt` is its attempt number."""
+
+    message_id: int
+    attempt: int
+
+
+def expire_due(session: Session, *, now: datetime) -> int:
+    """Messages whose `expires_at` passed before they could be sent become expired."""
+    result = session.connection().execute(
+        update(MESSAGE_TABLE)
+        .where(
+            MESSAGE_TABLE.c.status.in_(_WAITING),
+            MESSAGE_TABLE.c.next_attempt_at <= now,
+            MESSAGE_TABLE.c.expires_at <= now,
+        )
+        .values(status=MessageStatus.EXPIRED.value, error_code="expired")
+    )
+    return int(result.rowcount or 0)
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, lease: timedelta = LEASE
+) -> list[Claim]:
+    """Take up to `limit` due messages for this worker (oldest due first).
+
+    One statement: `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING`,
+    so two workers never take the same row and neither waits for the other's rows.
+    The caller commits before sending.
+    """
+    due = (
+        core_select(MESSAGE_TABLE.c.id)
+        .where(
+            MESSAGE_TABLE.c.status.in_(_WAITING),
+            MESSAGE_TABLE.c.next_attempt_at <= now,
+            MESSAGE_TABLE.c.not_before <= now,
+        )
+        .order_by(MESSAGE_TABLE.c.next_attempt_at, MESSAGE_TABLE.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    statement = (
+        update(MESSAGE_TABLE)
+        .where(
+            MESSAGE_TABLE.c.id.in_(core_select(due.c.id)),
+            MESSAGE_TABLE.c.status.in_(_WAITING),
+            MESSAGE_TABLE.c.next_attempt_at <= now,
+        )
+        .values(
+            status=MessageStatus.PENDING.value, attempts=MESSAGE_TABLE.c.attempts + 1,
+            last_attempt_at=now, next_attempt_at=now + lease,
+        )
+        .returning(MESSAGE_TABLE.c.id, MESSAGE_TABLE.c.attempts)
+    )
+    rows = session.connection().execute(statement).all()
+    return sorted(Claim(int(row[0]), int(row[1])) for row in rows)
+
+
+def _settle(session: Session, claim: Claim, **values: object) -> bool:
+    """Write an outcome if the claim still holds; False if another worker took over."""
+    result = session.connection().execute(
+        update(MESSAGE_TABLE)
+        .where(
+            MESSAGE_TABLE.c.id == claim.message_id,
+            MESSAGE_TABLE.c.status == MessageStatus.PENDING.value,
+            MESSAGE_TABLE.c.attempts == claim.attempt,
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def mark_sent(
+    session: Session, *, claim: Claim, provider_message_id: str | None, delivered: bool,
+    now: datetime,
+) -> bool:
+    """Sent (and, when the provider's acceptance is delivery, delivered)."""
+    values: dict[str, object] = {
+        "status": (MessageStatus.DELIVERED if delivered else MessageStatus.SENT).value,
+        "sent_at": now, "provider_message_id": provider_message_id, "error_code": None,
+    }
+    if delivered:
+        values["delivered_at"] = now
+    return _settle(session, claim, **values)
+
+
+def mark_final(
+    session: Session, *, claim: Claim, status: MessageStatus, error_code: str
+) -> bool:
+    """Failed, suppressed or expired: never retried."""
+    return _settle(session, claim, status=status.value, error_code=error_code[:64])
+
+
+def retry_at(
+    *, attempt: int, now: datetime, retry_after_s: float | None, configuration: bool,
+    rng: random.Random,
+) -> datetime:
+    """When to try again: exponential backoff with jitter (so workers that hit the same
+    outage do not return in lockstep), never sooner than the provider's Retry-After."""
+    doublings = min(max(attempt - 1, 0), 20)  # past 20 the cap has long been reached
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << doublings))
+    # "Equal jitter": at least half the backoff, so retries still spread out in time.
+    delay = ceiling / 2 + ceiling / 2 * rng.random()
+    if configuration:
+        delay = max(delay, CONFIGURATION_BACKOFF)
+    if retry_after_s is not None:
+        delay = max(delay, timedelta(seconds=retry_after_s))
+    return now + delay
+
+
+def mark_retry(
+    session: Session, *, claim: Claim, error_code: str, next_attempt_at: datetime,
+    expires_at: datetime | None,
+) -> bool:
+    """Back to pending until `next_attempt_at` (or expiry, whichever is first)."""
+    if expires_at is not None and next_attempt_at > expires_at:
+        next_attempt_at = expires_at  # the expiry pass then marks it expired on time
+    return _settle(
+        session, claim, status=MessageStatus.PENDING.value, error_code=error_code[:64],
+        next_attempt_at=next_attempt_at,
+    )
+
+
+def queued_messages(session: Session, *, ids: Sequence[int]) -> dict[int, Message]:
+    if not ids:
+        return {}
+    rows = session.exec(select(Message).where(col(Message.id).in_(ids))).all()
+    return {message.id: message for message in rows if message.id is not None}

@@ -1,0 +1,648 @@
+"""The delivery worker: sends what the queue holds, through every channel, and records it.
+
+One round (`run_once`): expire what is past its `expires_at`, claim up to `batch_size`
+due messages (committed before anything is sent, see `cloud.delivery.queue`), re-check
+each customer's consent for the channel (withdrawn since the decision: suppressed),
+resolve the addresses as they are now (active FCM devices, web push subscriptions, the
+customer's email and phone; none: failed 'no_address'), send grouped by channel (FCM in
+calls of at most 500), then record one `message_attempt` per address and provider call,
+deactivate dead tokens and subscriptions, and settle each message: sent, retried later
+(transient errors back off exponentially with jitter, never sooner than Retry-After),
+or failed for good. No transaction is open while a provider is being called.
+
+Delivery receipts: FCM has none (a 200 means Google accepted the message, not that a
+phone showed it), so FCM pushes stay "sent"; a web push service's 201 is the closest a
+sender gets and counts as delivered; SMS receipts arrive later by webhook
+(`cloud.delivery.receipts`); SMTP acceptance is "sent".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from cloud.customers.crud import deactivate_device
+from cloud.customers.models import ConsentChannel, ConsentEntry, Customer, Device, DeviceKind
+from cloud.db import session_scope, utc_now, wait_for_database
+from cloud.delivery.content import tracked_html
+from cloud.delivery.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
+from cloud.delivery.mail import EmailMessage, EmailSender
+from cloud.delivery.push import PushMessage, PushSender, SendResult
+from cloud.delivery.queue import (
+    LEASE,
+    MAX_ATTEMPTS,
+    Claim,
+    claim_due,
+    expire_due,
+    mark_final,
+    mark_retry,
+    mark_sent,
+    queued_messages,
+    retry_at,
+)
+from cloud.delivery.receipts import apply_stored_receipt
+from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
+from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
+from cloud.delivery.vapid_store import tenant_vapid_keys
+from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
+from cloud.messages.models import (
+    AttemptOutcome,
+    Message,
+    MessageAttempt,
+    MessageChannel,
+    MessageStatus,
+)
+from cloud.metrics import MESSAGES_SENT
+from cloud.settings import Settings
+from cloud.tracking.tokens import open_report_url, tracked_link, unsubscribe_url
+
+log = logging.getLogger(__name__)
+
+#: A push nobody set an expiry for is still worth showing within a day, not after.
+DEFAULT_TTL = timedelta(hours=24)
+#: Push services and FCM need a TTL of at least a little: a message about to expire
+#: still gets this long.
+MIN_TTL = timedelta(minutes=1)
+#: Pause after an unexpected failure of a whole round (the database went away).
+ERROR_PAUSE_S = 5.0
+
+M = TypeVar("M", contravariant=True)
+
+
+class Deliverer(Protocol[M]):
+    def deliver(self, messages: Sequence[M]) -> list[SendResult]:
+        """One result per message, in order; never raises for a per-address error."""
+        ...
+
+
+class WebPushDirectory(Protocol):
+    def sender_for(self, tenant: str) -> Deliverer[WebPushMessage] | None:
+        """The tenant's web push sender (its own VAPID key), or None when web push is off."""
+        ...
+
+
+class TenantWebPushSenders:
+    """One WebPushSender per tenant, with the tenant's VAPID key from the database
+    (generated and stored on first use). Thread-safe enough for one worker thread."""
+
+    def __init__(
+        self, engine: Engine, *, subject: str, now: Callable[[], datetime] = utc_now,
+        retry: RetryPolicy = DEFAULT_RETRY, timeout_s: float = 10.0,
+    ) -> None:
+        self._engine = engine
+        self._subject = subject
+        self._now = now
+        self._retry = retry
+        self._timeout_s = timeout_s
+        self._senders: dict[str, WebPushSender] = {}
+
+    def sender_for(self, tenant: str) -> WebPushSender:
+        sender = self._senders.get(tenant)
+        if sender is None:
+            with session_scope(self._engine) as session:
+                keys = tenant_vapid_keys(session, tenant=tenant, now=self._now())
+                session.commit()
+            sender = WebPushSender(
+                keys, subject=self._subject, timeout_s=self._timeout_s, retry=self._retry
+            )
+            self._senders[tenant] = sender
+        return sender
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            sender.close()
+        self._senders.clear()
+
+
+@dataclass
+class DeliveryChannels:
+    """The senders the worker uses; a channel left None is not configured (its messages
+    wait, retried every `CONFIGURATION_BACKOFF`, until it is or they expire)."""
+
+    push: PushSender | None = None
+    web_push: WebPushDirectory | None = None
+    email: Deliverer[EmailMessage] | None = None
+    sms: Deliverer[SmsMessage] | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, engine: Engine, push: PushSender | None = None,
+        now: Callable[[], datetime] = utc_now,
+    ) -> DeliveryChannels:
+        """Senders for every configured channel; `push` reuses an FCM sender the caller
+        already has (otherwise one is made from `settings.fcm`). Close when done."""
+        channels = cls(push=push)
+        if push is None and settings.fcm is not None:
+            fcm = FcmSender(settings.fcm)
+            channels.push = fcm
+            channels._closers.append(fcm.close)
+        delivery = settings.delivery
+        if delivery.web_push_subject is not None:
+            web = TenantWebPushSenders(engine, subject=delivery.web_push_subject, now=now)
+            channels.web_push = web
+            channels._closers.append(web.close)
+        if delivery.smtp is not None:
+            channels.email = EmailSender(delivery.smtp)
+        if delivery.sms is not None:
+            sms_settings = delivery.sms
+            if sms_settings.status_callback_url is None:
+                # Receipts come back to this API unless another address is configured.
+                base = settings.tracking.public_base_url.rstrip("/")
+                sms_settings = sms_settings.model_copy(
+                    update={"status_callback_url": f"{base}/sms/receipts"}
+                )
+            provider = TwilioSms(sms_settings)
+            channels.sms = SmsSender(provider)
+            channels._closers.append(provider.close)
+        return channels
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            closer()
+        self._closers.clear()
+
+    def __enter__(self) -> DeliveryChannels:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+#: The provider name recorded on attempts, per channel.
+PROVIDERS = {
+    MessageChannel.PUSH: "fcm",
+    MessageChannel.WEB_PUSH: "webpush",
+    MessageChannel.EMAIL: "smtp",
+    MessageChannel.SMS: "sms",
+}
+_Payload = PushMessage | WebPushMessage | EmailMessage | SmsMessage
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One provider call's worth for one address of one claimed message."""
+
+    claim: Claim
+    channel: MessageChannel
+    tenant: str
+    device_id: int | None
+    payload: _Payload
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    item: _Item
+    result: SendResult
+    latency_ms: int
+
+
+def classify(result: SendResult) -> AttemptOutcome:
+    if result.ok:
+        return AttemptOutcome.SENT
+    if result.address_dead:
+        return AttemptOutcome.DEAD_ADDRESS
+    if result.permanent:
+        return AttemptOutcome.PERMANENT
+    if result.transient:
+        return AttemptOutcome.TRANSIENT
+    return AttemptOutcome.CONFIGURATION
+
+
+class _NotConfiguredError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class DeliveryWorker:
+    """Sends due messages until stopped. Several may run at once, in one process or many.
+
+        channels = DeliveryChannels.from_settings(settings, engine=engine)
+        worker = DeliveryWorker(engine=engine, channels=channels, settings=settings)
+        sent = worker.run_once(now)          # one round; or
+        await worker.run(stop)               # rounds until `stop` is set
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        channels: DeliveryChannels,
+        settings: Settings,
+        now: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+        lease: timedelta = LEASE,
+    ) -> None:
+        self._engine = engine
+        self._channels = channels
+        self._settings = settings
+        self._base = settings.tracking.public_base_url
+        self._now = now
+        self._rng = rng or random.Random()
+        self._lease = lease
+        self.batch_size = settings.delivery.batch_size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Run a round now rather than at the next poll (new messages were queued);
+        callable from any thread."""
+        if self._loop is not None and self._wakeup is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until `stop` is set: at once again while a round was full, else after
+        `delivery.poll_interval_s`."""
+        await asyncio.to_thread(wait_for_database, self._engine)
+        pause = self._settings.delivery.poll_interval_s
+        self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
+        while not stop.is_set():
+            self._wakeup.clear()  # before the round: a wake during it means "go again"
+            try:
+                handled = await asyncio.to_thread(self.run_once, self._now())
+            except Exception:
+                log.exception("delivery round failed; trying again shortly")
+                handled, wait = 0, ERROR_PAUSE_S
+            else:
+                wait = pause
+            if handled >= self.batch_size:
+                continue
+            waiters = {asyncio.ensure_future(stop.wait()),
+                       asyncio.ensure_future(self._wakeup.wait())}
+            _done, pending = await asyncio.wait(
+                waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+
+    def run_once(self, now: datetime) -> int:
+        """One round at `now`; returns how many messages it claimed."""
+        with session_scope(self._engine) as session:
+            expired = expire_due(session, now=now)
+            claims = claim_due(session, now=now, limit=self.batch_size, lease=self._lease)
+            session.commit()
+        if expired:
+            MESSAGES_SENT.labels(channel="any", outcome="expired").inc(expired)
+        if not claims:
+            return 0
+        with session_scope(self._engine) as session:
+            items = self._prepare(session, claims, now=now)
+            session.commit()
+        sent = self._send(items)
+        with session_scope(self._engine) as session:
+            self._record(session, sent, now=now)
+            session.commit()
+        return len(claims)
+
+    # --- before sending: consent, addresses, payloads ------------------------------------
+
+    def _prepare(self, session: Session, claims: Sequence[Claim], *, now: datetime) -> list[_Item]:
+        messages = queued_messages(session, ids=[claim.message_id for claim in claims])
+        customer_ids = sorted({message.customer_id for message in messages.values()})
+        customers = _customers(session, customer_ids)
+        granted = _granted(session, customer_ids)
+        devices = _devices(session, customer_ids)
+        items: list[_Item] = []
+        for claim in claims:
+            message = messages.get(claim.message_id)
+            if message is None:  # erased since the claim
+                continue
+            channel = MessageChannel(message.channel)
+            customer = customers.get(message.customer_id)
+            if message.expires_at is not None and message.expires_at <= now:
+                mark_final(
+                    session, claim=claim, status=MessageStatus.EXPIRED, error_code="expired"
+                )
+                _count(channel, "expired")
+                continue
+            if ConsentChannel(channel.value) not in granted.get(message.customer_id, set()):
+                mark_final(
+                    session, claim=claim, status=MessageStatus.SUPPRESSED,
+                    error_code="no_consent",
+                )
+                _count(channel, "suppressed")
+                continue
+            try:
+                built = self._payloads(message, claim, customer, devices, now=now)
+            except _NotConfiguredError as error:
+                self._not_configured(session, claim, message, error.code, now=now)
+                continue
+            if not built:
+                mark_final(
+                    session, claim=claim, status=MessageStatus.FAILED, error_code="no_address"
+                )
+                _count(channel, "no_address")
+                continue
+            items.extend(built)
+        return items
+
+    def _payloads(
+        self, message: Message, claim: Claim, customer: Customer | None,
+        devices: dict[tuple[int, DeviceKind], list[Device]], *, now: datetime,
+    ) -> list[_Item]:
+        channel = MessageChannel(message.channel)
+        content = message.content
+        token = message.tracking_token
+        open_url = open_report_url(self._base, token) if token else None
+        click_url = tracked_link(self._base, token) if token and message.target_url else None
+        ttl_s = _ttl_s(message, now)
+        data = {str(k): str(v) for k, v in dict(content.get("data") or {}).items()}
+        data["message_id"] = str(message.id)
+        if open_url:
+            data["open_url"] = open_url
+
+        def item(device_id: int | None, payload: _Payload) -> _Item:
+            return _Item(claim, channel, message.tenant, device_id, payload)
+
+        if channel is MessageChannel.PUSH:
+            if self._channels.push is None:
+                raise _NotConfiguredError("NOT_CONFIGURED")
+            deep_link = content.get("deep_link") or click_url
+            return [
+                item(device.id, PushMessage(
+                    token=device.token, title=content.get("title", message.title),
+                    body=content.get("body", message.body),
+                    idempotency_key=message.idempotency_key, image_url=content.get("image_url"),
+                    deep_link=deep_link, data=data, ttl_s=ttl_s,
+                ))
+                for device in devices.get((message.customer_id, DeviceKind.FCM), [])
+                if device.token
+            ]
+        if channel is MessageChannel.WEB_PUSH:
+            directory = self._channels.web_push
+            if directory is None or directory.sender_for(message.tenant) is None:
+                raise _NotConfiguredError("NOT_CONFIGURED")
+            return [
+                item(device.id, WebPushMessage(
+                    subscription=WebPushSubscription(
+                        endpoint=device.token, p256dh=device.web_push_p256dh,
+                        auth=device.web_push_auth,
+                    ),
+                    title=content.get("title", message.title),
+                    body=content.get("body", message.body),
+                    idempotency_key=message.idempotency_key,
+                    url=click_url or content.get("deep_link"),
+                    image_url=content.get("image_url"), data=data, ttl_s=ttl_s,
+                    open_url=open_url,
+                ))
+                for device in devices.get((message.customer_id, DeviceKind.WEB_PUSH), [])
+                if device.token and device.web_push_p256dh and device.web_push_auth
+            ]
+        if customer is None:
+            return []
+        if channel is MessageChannel.EMAIL:
+            if self._channels.email is None:
+                raise _NotConfiguredError("NOT_CONFIGURED")
+            if not customer.email:
+                return []
+            if token is None or not self._base.startswith("https://"):
+                # RFC 8058 one-click unsubscribe needs an https link; without it, mailbox
+                # providers junk the mail, so it waits for the setting to be fixed.
+                raise _NotConfiguredError("UNSUBSCRIBE_NOT_HTTPS")
+            html = str(content.get("html", ""))
+            links = [str(link) for link in content.get("links", [])]
+            return [item(None, EmailMessage(
+                to=customer.email, subject=str(content.get("subject", message.title)),
+                text=str(content.get("text", message.body)),
+                html=tracked_html(html, links=links, base_url=self._base, token=token),
+                idempotency_key=message.idempotency_key,
+                unsubscribe_url=unsubscribe_url(self._base, token),
+                unsubscribe_mailto=self._settings.delivery.unsubscribe_mailto,
+            ))]
+        if self._channels.sms is None:
+            raise _NotConfiguredError("NOT_CONFIGURED")
+        if not customer.phone:
+            return []
+        return [item(None, SmsMessage(
+            to=customer.phone, body=str(content.get("text", message.body)),
+            idempotency_key=message.idempotency_key,
+        ))]
+
+    def _not_configured(
+        self, session: Session, claim: Claim, message: Message, code: str, *, now: datetime
+    ) -> None:
+        channel = MessageChannel(message.channel)
+        session.add(MessageAttempt(
+            message_id=claim.message_id, attempt=claim.attempt, attempted_at=now,
+            provider=PROVIDERS[channel], outcome=AttemptOutcome.CONFIGURATION,
+            error_code=code, latency_ms=0,
+        ))
+        self._retry_or_fail(
+            session, claim, message, code=code, retry_after_s=None, configuration=True, now=now
+        )
+        log.warning("%s messages cannot be sent: %s", channel.value, code)
+
+    # --- sending: no transaction open ----------------------------------------------------
+
+    def _send(self, items: Sequence[_Item]) -> list[_Sent]:
+        groups: dict[tuple[MessageChannel, str | None], list[_Item]] = {}
+        for item in items:
+            tenant = item.tenant if item.channel is MessageChannel.WEB_PUSH else None
+            groups.setdefault((item.channel, tenant), []).append(item)
+        sent: list[_Sent] = []
+        for (channel, tenant), group in groups.items():
+            for start in range(0, len(group), MAX_BATCH):
+                chunk = group[start : start + MAX_BATCH]
+                sent.extend(self._call(channel, tenant, chunk))
+        return sent
+
+    def _call(
+        self, channel: MessageChannel, tenant: str | None, chunk: Sequence[_Item]
+    ) -> list[_Sent]:
+        payloads = [item.payload for item in chunk]
+        started = time.monotonic()
+        try:
+            results = self._deliver(channel, tenant, payloads)
+        except Exception as error:  # a sender must not raise; if one does, the batch waits
+            log.exception("%s sender failed for %d messages", channel.value, len(chunk))
+            results = [
+                SendResult(token="", ok=False, error_code=type(error).__name__[:64])
+                for _ in chunk
+            ]
+        latency_ms = round((time.monotonic() - started) * 1000)
+        if len(results) != len(chunk):
+            log.error("%s sender returned %d results for %d messages",
+                      channel.value, len(results), len(chunk))
+            results = [*results[: len(chunk)], *[
+                SendResult(token="", ok=False, error_code="NO_RESULT")
+                for _ in chunk[len(results):]
+            ]]
+        return [
+            _Sent(item, result, latency_ms)
+            for item, result in zip(chunk, results, strict=True)
+        ]
+
+    def _deliver(
+        self, channel: MessageChannel, tenant: str | None, payloads: Sequence[_Payload]
+    ) -> list[SendResult]:
+        channels = self._channels
+        if channel is MessageChannel.PUSH:
+            assert channels.push is not None
+            return channels.push.send([p for p in payloads if isinstance(p, PushMessage)])
+        if channel is MessageChannel.WEB_PUSH:
+            assert channels.web_push is not None
+            assert tenant is not None
+            sender = channels.web_push.sender_for(tenant)
+            assert sender is not None
+            return sender.deliver([p for p in payloads if isinstance(p, WebPushMessage)])
+        if channel is MessageChannel.EMAIL:
+            assert channels.email is not None
+            return channels.email.deliver([p for p in payloads if isinstance(p, EmailMessage)])
+        assert channels.sms is not None
+        return channels.sms.deliver([p for p in payloads if isinstance(p, SmsMessage)])
+
+    # --- after sending: attempts, dead addresses, outcomes ---------------------------------
+
+    def _record(self, session: Session, sent: Sequence[_Sent], *, now: datetime) -> None:
+        by_claim: dict[Claim, list[_Sent]] = {}
+        for entry in sent:
+            by_claim.setdefault(entry.item.claim, []).append(entry)
+            outcome = classify(entry.result)
+            session.add(MessageAttempt(
+                message_id=entry.item.claim.message_id, device_id=entry.item.device_id,
+                attempt=entry.item.claim.attempt, attempted_at=now,
+                provider=PROVIDERS[entry.item.channel], outcome=outcome,
+                error_code=(entry.result.error_code or None) and entry.result.error_code[:64],
+                provider_message_id=entry.result.provider_message_id,
+                retry_after_s=entry.result.retry_after_s, latency_ms=entry.latency_ms,
+            ))
+            if outcome is AttemptOutcome.DEAD_ADDRESS and entry.item.device_id is not None:
+                deactivate_device(
+                    session, device_id=entry.item.device_id,
+                    reason=f"{PROVIDERS[entry.item.channel]}: {entry.result.error_code}", now=now,
+                )
+        session.flush()
+        messages = queued_messages(session, ids=[claim.message_id for claim in by_claim])
+        for claim, entries in by_claim.items():
+            message = messages.get(claim.message_id)
+            if message is None:
+                continue
+            self._settle(session, claim, message, entries, now=now)
+
+    def _settle(
+        self, session: Session, claim: Claim, message: Message, entries: Sequence[_Sent],
+        *, now: datetime,
+    ) -> None:
+        """Reached on any address: sent (the customer has it; the other devices are not
+        tried again). Else retried if any address may still work, else failed."""
+        channel = MessageChannel(message.channel)
+        results = [entry.result for entry in entries]
+        accepted = [result for result in results if result.ok]
+        if accepted:
+            if mark_sent(
+                session, claim=claim, provider_message_id=accepted[0].provider_message_id,
+                delivered=channel is MessageChannel.WEB_PUSH, now=now,
+            ) and channel is MessageChannel.SMS and accepted[0].provider_message_id:
+                apply_stored_receipt(
+                    session, provider_message_id=accepted[0].provider_message_id, now=now
+                )
+            _count(channel, "sent")
+            return
+        outcomes = [classify(result) for result in results]
+        retryable = [
+            result for result, outcome in zip(results, outcomes, strict=True)
+            if outcome in (AttemptOutcome.TRANSIENT, AttemptOutcome.CONFIGURATION)
+        ]
+        if retryable:
+            hint = max((r.retry_after_s or 0.0 for r in retryable), default=0.0) or None
+            self._retry_or_fail(
+                session, claim, message, code=retryable[0].error_code or "UNKNOWN",
+                retry_after_s=hint,
+                configuration=all(classify(r) is AttemptOutcome.CONFIGURATION for r in retryable),
+                now=now,
+            )
+            return
+        code = results[0].error_code or "UNKNOWN"
+        mark_final(session, claim=claim, status=MessageStatus.FAILED, error_code=code)
+        _count(channel, "failed")
+
+    def _retry_or_fail(
+        self, session: Session, claim: Claim, message: Message, *, code: str,
+        retry_after_s: float | None, configuration: bool, now: datetime,
+    ) -> None:
+        channel = MessageChannel(message.channel)
+        if claim.attempt >= MAX_ATTEMPTS:
+            mark_final(
+                session, claim=claim, status=MessageStatus.FAILED, error_code=f"gave_up:{code}"
+            )
+            _count(channel, "failed")
+            return
+        mark_retry(
+            session, claim=claim, error_code=code, expires_at=message.expires_at,
+            next_attempt_at=retry_at(
+                attempt=claim.attempt, now=now, retry_after_s=retry_after_s,
+                configuration=configuration, rng=self._rng,
+            ),
+        )
+        _count(channel, "retry")
+
+
+def _count(channel: MessageChannel, outcome: str) -> None:
+    MESSAGES_SENT.labels(channel=channel.value, outcome=outcome).inc()
+
+
+def _ttl_s(message: Message, now: datetime) -> int:
+    left = DEFAULT_TTL if message.expires_at is None else message.expires_at - now
+    return int(min(max(left, MIN_TTL).total_seconds(), MAX_TTL_S))
+
+
+def _customers(session: Session, ids: Sequence[int]) -> dict[int, Customer]:
+    if not ids:
+        return {}
+    rows = session.exec(select(Customer).where(col(Customer.id).in_(ids))).all()
+    return {row.id: row for row in rows if row.id is not None}
+
+
+def _granted(session: Session, ids: Sequence[int]) -> dict[int, set[ConsentChannel]]:
+    """Each customer's channels whose latest answer is "granted" (the ledger's rule:
+    later given_at wins, ties go to the later row)."""
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(ConsentEntry).where(col(ConsentEntry.customer_id).in_(ids))
+        .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
+    ).all()
+    latest: dict[tuple[int, ConsentChannel], bool] = {}
+    for entry in rows:
+        latest[(entry.customer_id, ConsentChannel(entry.channel))] = entry.granted
+    granted: dict[int, set[ConsentChannel]] = {}
+    for (customer_id, channel), yes in latest.items():
+        if yes:
+            granted.setdefault(customer_id, set()).add(channel)
+    return granted
+
+
+def _devices(session: Session, ids: Sequence[int]) -> dict[tuple[int, DeviceKind], list[Device]]:
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(Device).where(
+            col(Device.customer_id).in_(ids), col(Device.active),
+            col(Device.kind).in_([DeviceKind.FCM.value, DeviceKind.WEB_PUSH.value]),
+        ).order_by(col(Device.id))
+    ).all()
+    found: dict[tuple[int, DeviceKind], list[Device]] = {}
+    for device in rows:
+        found.setdefault((device.customer_id, DeviceKind(device.kind)), []).append(device)
+    return found
+
+
+@contextlib.contextmanager
+def delivery_worker(
+    settings: Settings, *, engine: Engine, push: PushSender | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> Iterator[DeliveryWorker]:
+    """A worker with senders for every configured channel, closed on exit."""
+    with DeliveryChannels.from_settings(settings, engine=engine, push=push, now=now) as channels:
+        yield DeliveryWorker(engine=engine, channels=channels, settings=settings, now=now)

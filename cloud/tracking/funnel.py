@@ -1,0 +1,109 @@
+"""The message funnel per scenario, step and variant: how far messages got.
+
+Counts are of messages created in [since, until). Each stage counts the messages that
+reached it, whatever happened after (a delivered message was also sent, a clicked one
+may not have loaded the open pixel), so the stages read as a funnel; the terminal
+statuses (failed, suppressed, expired) and the still waiting (pending, held) are counted
+by status. FCM gives no delivery receipt, so its pushes never count as delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import Integer, case, func
+from sqlalchemy import select as core_select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from cloud.messages.models import Message, MessageStatus
+
+#: (scenario, step, variant): rules outside scenarios have no scenario (None).
+FunnelKey = tuple[str | None, str | None, str | None]
+
+
+class FunnelRow(BaseModel):
+    scenario: str | None
+    step: str | None
+    variant: str | None
+    queued: int
+    pending: int
+    held: int
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    converted: int
+    failed: int
+    suppressed: int
+    expired: int
+    #: Journeys the scenario engine held out (the control group): nothing was queued for
+    #: them, so this comes from the engine, not from messages.
+    held_out: int = 0
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0, type_=Integer)
+
+
+def _status(status: MessageStatus) -> ColumnElement[bool]:
+    return col(Message.status) == status.value
+
+
+def funnel(
+    session: Session,
+    *,
+    tenant: str,
+    since: datetime,
+    until: datetime,
+    scenario: str | None = None,
+    held_out: Mapping[FunnelKey, int] | None = None,
+) -> list[FunnelRow]:
+    """One row per (scenario, step, variant) with messages in the period."""
+    if until <= since:
+        raise ValueError("until must be after since")
+    query = (
+        core_select(
+            col(Message.scenario), col(Message.step), col(Message.variant),
+            func.count(),
+            _count_if(_status(MessageStatus.PENDING)),
+            _count_if(_status(MessageStatus.HELD)),
+            _count_if(col(Message.sent_at).is_not(None)),
+            _count_if(col(Message.delivered_at).is_not(None)),
+            _count_if(col(Message.opened_at).is_not(None)),
+            _count_if(col(Message.clicked_at).is_not(None)),
+            _count_if(col(Message.converted_at).is_not(None)),
+            _count_if(_status(MessageStatus.FAILED)),
+            _count_if(_status(MessageStatus.SUPPRESSED)),
+            _count_if(_status(MessageStatus.EXPIRED)),
+        )
+        .where(
+            col(Message.tenant) == tenant,
+            col(Message.created_at) >= since,
+            col(Message.created_at) < until,
+        )
+        .group_by(col(Message.scenario), col(Message.step), col(Message.variant))
+    )
+    if scenario is not None:
+        query = query.where(col(Message.scenario) == scenario)
+    rows: dict[FunnelKey, FunnelRow] = {}
+    for found in session.connection().execute(query).all():
+        key: FunnelKey = (found[0], found[1], found[2])
+        rows[key] = FunnelRow(
+            scenario=found[0], step=found[1], variant=found[2], queued=found[3],
+            pending=found[4], held=found[5], sent=found[6], delivered=found[7],
+            opened=found[8], clicked=found[9], converted=found[10], failed=found[11],
+            suppressed=found[12], expired=found[13],
+        )
+    for key, count in (held_out or {}).items():
+        if scenario is not None and key[0] != scenario:
+            continue
+        row = rows.get(key) or FunnelRow(
+            scenario=key[0], step=key[1], variant=key[2], queued=0, pending=0, held=0,
+            sent=0, delivered=0, opened=0, clicked=0, converted=0, failed=0, suppressed=0,
+            expired=0,
+        )
+        rows[key] = row.model_copy(update={"held_out": count})
+    return sorted(rows.values(), key=lambda r: (r.scenario or "", r.step or "", r.variant or ""))
