@@ -1,4 +1,5 @@
 import functools
+import logging
 import re
 import threading
 import time
@@ -209,8 +210,9 @@ def test_the_budget_counts_in_cents_on_both_databases(engine: Engine, tenant: st
 
 
 def test_redemption_is_once_for_the_own_customer_on_an_order_with_the_offer(
-    engine: Engine, tenant: str
+    engine: Engine, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="cloud.offers")
     with session_scope(engine) as session:
         juan = new_customer(session, tenant=tenant, name="juan")
         ana = new_customer(session, tenant=tenant, name="ana")
@@ -249,6 +251,9 @@ def test_redemption_is_once_for_the_own_customer_on_an_order_with_the_offer(
             "malformed": 1, "unknown": 1, "not_owner": 2, "expired": 1, "redeemed": 1,
             "not_in_order": 1,
         }
+        assert "not_owner" in caplog.text
+        for code in (first.code, hers.code, product.code, "UNKNOWN-1", "NOPE"):
+            assert code not in caplog.text.upper()  # codes are bearer tokens: never logged
         session.refresh(first)
         assert (first.order_id, first.redeemed_at) == ("o-1", NOW + timedelta(minutes=30))
         listed = crud.customer_coupons(session, customer_id=juan)
