@@ -199,19 +199,24 @@ def compare(actual: Any, op: str, expected: Any) -> bool:
         present = actual is not None and actual != ""
         return present if expected in (None, True) else not present
     if op == "eq":
-        return bool(_normalise(actual) == _normalise(expected))
+        return _equal(actual, expected)
     if op == "ne":
-        return bool(_normalise(actual) != _normalise(expected))
+        return not _equal(actual, expected)
     if op == "in":
-        return isinstance(expected, list) and _normalise(actual) in [
-            _normalise(item) for item in expected
-        ]
+        return isinstance(expected, list) and any(_equal(actual, item) for item in expected)
     if actual is None:
         return False
     try:
         return _ORDER[op](_comparable(actual), _comparable(expected))
     except (TypeError, InvalidOperation, ValueError):
         return False
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    # A boolean is not the number 1 (Python says True == 1): `true` must not match 1.
+    if isinstance(actual, bool) != isinstance(expected, bool):
+        return False
+    return bool(_normalise(actual) == _normalise(expected))
 
 
 def _normalise(value: Any) -> Any:

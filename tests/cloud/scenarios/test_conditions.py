@@ -1,0 +1,161 @@
+"""Conditions evaluated against customer facts: every leaf, the combinators, and the
+comparisons a profile field or trigger attribute goes through."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from cloud.customers.models import ConsentChannel
+from cloud.scenarios.conditions import (
+    AttributeFilter,
+    Condition,
+    CustomerFacts,
+    Purchase,
+    SentMessage,
+    compare,
+    evaluate,
+    matches_attributes,
+)
+
+NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
+CONDITION: TypeAdapter[Condition] = TypeAdapter(Condition)
+
+
+def message(**changes: Any) -> SentMessage:
+    values: dict[str, Any] = {
+        "message_id": 1, "scenario": "store-cross-sell", "step": "send", "channel": "push",
+        "created_at": NOW - timedelta(days=2), "opened_at": None, "clicked_at": None,
+        "converted_at": None, "product_category": "dryers", "product_sku": "D1",
+        "offer_id": 7,
+    }
+    values.update(changes)
+    return SentMessage(**values)
+
+
+FACTS = CustomerFacts(
+    customer_id=1, tenant="t",
+    profile={"first_name": "Ana", "locale": "es", "email": "", "birth_date": date(1990, 2, 1),
+             "attributes": {"tier": "gold", "visits": 12}},
+    tags=frozenset({"newsletter", "vip"}),
+    consents=frozenset({ConsentChannel.EMAIL}),
+    purchases=(Purchase("W1", "washers", NOW - timedelta(days=10)),
+               Purchase("F1", "fridges", NOW - timedelta(days=400))),
+    spend=Decimal("950.00"),
+    messages=(
+        message(message_id=3, created_at=NOW - timedelta(hours=1), channel="email",
+                opened_at=NOW - timedelta(minutes=30)),
+        message(message_id=2, created_at=NOW - timedelta(days=5), scenario="welcome",
+                clicked_at=NOW - timedelta(days=4), converted_at=NOW - timedelta(days=4)),
+    ),
+    last={"order": NOW - timedelta(days=10), "signup": NOW - timedelta(days=900),
+          "click": NOW - timedelta(days=4)},
+)
+
+
+def check(document: Any, trigger: dict[str, Any] | None = None) -> bool:
+    return evaluate(CONDITION.validate_python(document), FACTS, trigger or {}, NOW)
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    ({"tag": "vip"}, True),
+    ({"tag": "lapsed"}, False),
+    ({"profile": "first_name", "value": "Ana"}, True),
+    ({"profile": "attributes.tier", "op": "in", "value": ["gold", "silver"]}, True),
+    ({"profile": "attributes.visits", "op": "gte", "value": 12}, True),
+    ({"profile": "attributes.visits", "op": "gt", "value": "12"}, False),
+    ({"profile": "attributes.missing", "op": "exists"}, False),
+    ({"profile": "email", "op": "exists"}, False),
+    ({"profile": "email", "op": "exists", "value": False}, True),
+    ({"profile": "first_name.sub", "value": None}, True),
+    ({"profile": "birth_date", "op": "lt", "value": "2000-01-01"}, True),
+    ({"consent": "email"}, True),
+    ({"consent": "sms"}, False),
+    ({"purchased": {"category": "washers"}}, True),
+    ({"purchased": {"category": "washers", "within": "P7D"}}, False),
+    ({"purchased": {"sku": "F1"}}, True),
+    ({"purchased": {"sku": "F1", "within": "P30D"}}, False),
+    ({"purchased": {"category": "dryers"}}, False),
+    ({"purchased": {}}, True),
+    ({"message": {"scenario": "store-cross-sell", "opened": True, "converted": False}}, True),
+    ({"message": {"scenario": "welcome", "opened": True}}, True),  # a click counts as open
+    ({"message": {"scenario": "welcome", "converted": True, "within": "P1D"}}, False),
+    ({"message": {"channel": "sms"}}, False),
+    ({"message": {"step": "send", "clicked": False, "channel": "email"}}, True),
+    ({"spend": {"value": "950"}}, True),
+    ({"spend": {"op": "gt", "value": "950"}}, False),
+    ({"spend": {"op": "lt", "value": "1000"}}, True),
+    ({"since": {"event": "order", "more_than": "P7D"}}, True),
+    ({"since": {"event": "order", "less_than": "P7D"}}, False),
+    ({"since": {"event": "visit", "more_than": "P7D"}}, True),  # never visited
+    ({"since": {"event": "visit", "less_than": "P7D"}}, False),
+    ({"since": {"event": "click", "more_than": "P1D", "less_than": "P5D"}}, True),
+    ({"trigger": {"attribute": "store", "value": "s1"}}, True),
+    ({"trigger": {"attribute": "store", "op": "ne", "value": "s1"}}, False),
+])
+def test_each_leaf(document: dict[str, Any], expected: bool) -> None:
+    assert check(document, {"store": "s1"}) is expected
+
+
+def test_all_any_not() -> None:
+    assert check({"all": [{"tag": "vip"}, {"consent": "email"}]})
+    assert not check({"all": [{"tag": "vip"}, {"consent": "sms"}]})
+    assert check({"any": [{"tag": "nope"}, {"consent": "email"}]})
+    assert not check({"any": [{"tag": "nope"}, {"consent": "sms"}]})
+    assert check({"not": {"tag": "nope"}})
+    assert not check({"not": {"not": {"tag": "nope"}}})
+    assert check({"all": [{"tag": "newsletter"}, {"purchased": {"category": "washers"}},
+                          {"not": {"purchased": {"category": "dryers"}}},
+                          {"any": [{"spend": {"value": "10000"}}, {"tag": "vip"}]}]})
+
+
+@pytest.mark.parametrize("document", [
+    {"all": []}, {"tag": "Upper Case"}, {"since": {"event": "order"}},
+    {"spend": {"value": "-1"}}, {"tag": "x", "extra": 1}, {"unknown": 1},
+    {"purchased": {"within": "P2000D"}},
+])
+def test_malformed_conditions_are_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        CONDITION.validate_python(document)
+
+
+@pytest.mark.parametrize(("actual", "op", "expected", "result"), [
+    (1, "eq", 1.0, True),
+    (1, "eq", "1", False),  # a number is not its text
+    (True, "eq", 1, False),  # nor is a boolean a number
+    (True, "eq", True, True),
+    (None, "eq", None, True),
+    (None, "ne", "x", True),
+    ("a", "in", ["a", "b"], True),
+    ("a", "in", "abc", False),  # `in` needs a list
+    (2, "in", [1.0, 2.0], True),
+    (None, "gt", 1, False),
+    ("abc", "gt", 1, False),  # text against a number: not comparable, not an error
+    ("10", "gt", 9, True),  # numeric text compares as a number
+    ("b", "gt", "a", True),
+    (True, "gt", False, False),  # booleans are not ordered
+    (Decimal("1.10"), "lte", 1.1, True),
+    (date(2026, 1, 2), "gt", "2026-01-01", True),
+    (datetime(2026, 1, 1, tzinfo=UTC), "lt", "2027-01-01", True),
+    ([1], "gt", 0, False),
+    ("", "exists", None, False),
+    (0, "exists", True, True),
+    ("x", "exists", False, False),
+    (1e400, "gt", 1, True),
+    (float("nan"), "gt", 1, False),
+])
+def test_compare_edge_cases(actual: Any, op: str, expected: Any, result: bool) -> None:
+    assert compare(actual, op, expected) is result
+
+
+def test_attribute_filters_all_must_hold() -> None:
+    filters = [AttributeFilter(attribute="store", value="s1"),
+               AttributeFilter(attribute="dwell_s", op="gte", value=300)]
+    assert matches_attributes(filters, {"store": "s1", "dwell_s": 301})
+    assert not matches_attributes(filters, {"store": "s1", "dwell_s": 10})
+    assert not matches_attributes(filters, {"store": "s1"})
+    assert matches_attributes([], {})

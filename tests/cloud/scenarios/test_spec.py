@@ -1,0 +1,168 @@
+"""Scenario documents: what is accepted, what is refused at save time, and that no input
+whatsoever escapes as anything but a validation error."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from cloud.scenarios.spec import Entry, OfferChoice, ScenarioSpec, SendStep, WaitStep
+
+
+def scenario(**changes: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "key": "cart-abandoned", "name": "Cart reminder",
+        "entry": {"event": "cart.abandoned"},
+        "exit_on": ["order.created"],
+        "steps": [
+            {"id": "wait", "type": "wait", "for": "PT15M"},
+            {"id": "coupon", "type": "send", "channels": ["sms", "push"], "template": "cart",
+             "offer": {"trigger_category": True, "min_discount": 15},
+             "coupon": {"valid_for": "PT24H"}},
+        ],
+    }
+    document.update(changes)
+    return document
+
+
+def test_a_valid_scenario_parses_with_its_durations_and_steps() -> None:
+    spec = ScenarioSpec.model_validate(scenario())
+    wait, send = spec.steps
+    assert isinstance(wait, WaitStep)
+    assert wait.wait_for == timedelta(minutes=15)
+    assert isinstance(send, SendStep)
+    assert send.coupon is not None
+    assert send.coupon.valid_for == timedelta(hours=24)
+    assert spec.step_index("coupon") == 1
+
+
+def test_every_step_type_and_jump_is_accepted() -> None:
+    spec = ScenarioSpec.model_validate(scenario(
+        variants=[{"key": "a"}, {"key": "b", "weight": 3}],
+        steps=[
+            {"id": "t", "type": "tag", "add": ["vip"], "next": "w"},
+            {"id": "w", "type": "wait_for", "event": "order.created", "timeout": "P1D",
+             "yes": "l", "no": "b"},
+            {"id": "b", "type": "branch", "if": {"tag": "vip"}, "then": "s", "else": "end"},
+            {"id": "s", "type": "send", "channels": ["email"], "template": "t",
+             "variants": {"b": {"template": "t2"}}, "next": "end"},
+            {"id": "l", "type": "loyalty_credit", "amount": "5.00", "currency": "EUR"},
+            {"id": "r", "type": "remove_from_list", "list": "newsletter"},
+            {"id": "h", "type": "webhook", "url": "https://shop.example/hook"},
+            {"id": "c", "type": "issue_coupon", "offer": {"key": "x"},
+             "coupon": {"valid_for": 3600}},
+        ],
+    ))
+    assert ("t2", "email") in {(k, c.value) for k, c in spec.templates()}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"steps": [{"id": "a", "type": "wait", "for": "PT1M", "next": "nowhere"}]},
+     "unknown step"),
+    ({"steps": [{"id": "a", "type": "wait", "for": "PT1M"},
+                {"id": "a", "type": "wait", "for": "PT2M"}]}, "unique"),
+    ({"steps": [{"id": "end", "type": "wait", "for": "PT1M"}]}, "reserved"),
+    ({"steps": [{"id": "w", "type": "wait_for", "event": "order.created", "timeout": "P1D",
+                 "no": "gone"}]}, "unknown step"),
+    ({"steps": [{"id": "b", "type": "branch", "if": {"tag": "x"}, "else": "gone"}]},
+     "unknown step"),
+    ({"steps": []}, "at least 1"),
+    ({"steps": [{"id": "a", "type": "wait", "for": "P500D"}]}, "less than or equal"),
+    ({"steps": [{"id": "a", "type": "wait", "for": "PT0S"}]}, "greater than"),
+    ({"steps": [{"id": "a", "type": "wait_for", "event": "order.created"}]}, "timeout"),
+    ({"steps": [{"id": "a", "type": "send", "channels": [], "template": "t"}]}, "at least 1"),
+    ({"steps": [{"id": "a", "type": "send", "channels": ["sms", "sms"], "template": "t"}]},
+     "twice"),
+    ({"steps": [{"id": "a", "type": "send", "channels": ["sms"], "template": "t",
+                 "coupon": {"valid_for": "P1D"}}]}, "needs an offer"),
+    ({"steps": [{"id": "a", "type": "send", "channels": ["sms"], "template": "t",
+                 "variants": {"z": {"template": "u"}}}]}, "unknown variants"),
+    ({"variants": [{"key": "a"}, {"key": "a"}]}, "variant keys"),
+    ({"holdout_percent": 95}, "less than or equal"),
+    ({"surprise": 1}, "Extra inputs"),
+])
+def test_inconsistent_scenarios_are_refused(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ScenarioSpec.model_validate(scenario(**changes))
+
+
+@pytest.mark.parametrize(("entry", "ok"), [
+    ({"event": "inactivity", "inactive_days": 30}, True),
+    ({"event": "inactivity"}, False),
+    ({"event": "date", "date_field": "birth_date"}, True),
+    ({"event": "date"}, False),
+    ({"event": "spend.changed", "spend_crosses": "500.00"}, True),
+    ({"event": "spend.changed"}, False),
+    ({"event": "order.created", "inactive_days": 30}, False),
+    ({"event": "order.created", "date_field": "birth_date"}, False),
+    ({"event": "cart.abandoned", "spend_crosses": "1"}, False),
+    ({"event": "presence.enter", "where": [{"attribute": "store", "value": "s1"}],
+      "reentry": "always", "cooldown": "PT4H"}, True),
+    ({"event": "presence.enter", "reentry": "sometimes"}, False),
+    ({"event": "no.such.kind"}, False),
+])
+def test_entry_parameters_belong_to_their_event(entry: dict[str, Any], ok: bool) -> None:
+    if ok:
+        Entry.model_validate(entry)
+    else:
+        with pytest.raises(ValidationError):
+            Entry.model_validate(entry)
+
+
+@pytest.mark.parametrize(("choice", "ok"), [
+    ({"key": "washer-10"}, True),
+    ({"cross_sell": True}, True),
+    ({"trigger_category": True, "min_discount": 10}, True),
+    ({"message_category": "store-cross-sell"}, True),
+    ({}, False),
+    ({"min_discount": 10}, False),
+    ({"key": "a", "cross_sell": True}, False),
+    ({"trigger_category": True, "message_category": "x"}, False),
+    ({"cross_sell": True, "trigger_category": True}, False),
+])
+def test_an_offer_is_chosen_exactly_one_way(choice: dict[str, Any], ok: bool) -> None:
+    if ok:
+        OfferChoice.model_validate(choice)
+    else:
+        with pytest.raises(ValidationError, match="one way"):
+            OfferChoice.model_validate(choice)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["wait", "send", "branch", "wait_for", "PT1M", "end", "order.created",
+                       "email", "tag", "not", "all"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(["key", "name", "entry", "event", "steps", "id", "type", "for",
+                         "next", "if", "then", "else", "channels", "template", "offer",
+                         "coupon", "variants", "all", "any", "not", "tag", "timeout",
+                         "where", "attribute", "op", "value", "yes", "no"])
+        | st.text(max_size=6),
+        inner, max_size=6,
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=JSON)
+def test_arbitrary_json_raises_nothing_but_a_validation_error(document: Any) -> None:
+    with contextlib.suppress(ValidationError):
+        ScenarioSpec.model_validate(document)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(JSON, min_size=1, max_size=3), entry=JSON)
+def test_arbitrary_steps_in_a_scenario_raise_only_validation_errors(
+    steps: list[Any], entry: Any
+) -> None:
+    with contextlib.suppress(ValidationError):
+        ScenarioSpec.model_validate(scenario(steps=steps, entry=entry))
