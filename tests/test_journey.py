@@ -179,3 +179,63 @@ def shop(postgres_url: str, mqtt_namespace: str, sender: FcmSender) -> Iterator[
 def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     loaded = load_shop(shop.client, tenant=shop.tenant)
     assert loaded.scenarios >= 7
+
+    # --- 1. Newsletter: double opt-in, reminders, welcome series ----------------------------
+    juan = shop.api("POST", "/customers", {
+        "external_id": "juan", "email": "juan@example.com", "phone": "+34600111222",
+        "first_name": "Juan", "birth_date": "1990-07-02", "time_zone": "Europe/Madrid",
+        "locale": "es-ES",
+    })["id"]
+    signup = shop.webhook({"type": "newsletter.signup", "email": "juan@example.com"})
+    assert signup["customer_id"] == juan
+    shop.at(T0)
+    [confirm] = shop.new_messages()
+    assert summary(shop, [confirm]) == [("double-opt-in", "confirm", "email", None)]
+    assert confirm.not_before == T0  # transactional: needs no marketing consent
+    shop.at(T0 + timedelta(days=1))
+    assert shop.new_messages() == []
+    shop.at(T0 + timedelta(days=2))
+    [reminder] = shop.new_messages()
+    assert (reminder.step, reminder.not_before) == ("reminder-1", T0 + timedelta(days=2))
+    confirmed_at = T0 + timedelta(days=3)
+    shop.clock.now = confirmed_at
+    shop.webhook({"type": "newsletter.confirmed", "email": "juan@example.com"})
+    shop.at(confirmed_at)
+    [welcome] = shop.new_messages()
+    assert summary(shop, [welcome]) == [("welcome-series", "welcome-1", "email", None)]
+    shop.at(T0 + timedelta(days=9))  # the week after signup: no second reminder
+    assert shop.new_messages() == []
+    shop.at(confirmed_at + timedelta(days=7))
+    assert [m.step for m in shop.new_messages()] == ["welcome-2"]
+
+    # --- 2. Abandoned cart late in the evening: SMS held for quiet hours, then bought -------
+    shop.api("POST", f"/customers/{juan}/consent",
+             {"channel": "sms", "granted": True, "source": "web"})
+    abandoned = datetime(2026, 3, 13, 21, 30, tzinfo=UTC)  # 22:30 in Madrid
+    shop.clock.now = abandoned
+    washer = {"sku": "WM-8KG", "name": "Washing machine 8 kg", "category": "washers",
+              "quantity": 1, "unit_price": "599.00"}
+    shop.webhook({"type": "cart.abandoned", "customer": {"external_id": "juan"},
+                  "cart_id": "cart-1", "items": [washer]})
+    shop.at(abandoned)
+    assert shop.new_messages() == []
+    decided = abandoned + timedelta(minutes=15)
+    shop.at(decided)
+    [cart] = shop.new_messages()
+    assert summary(shop, [cart]) == [("cart-abandoned", "coupon", "sms", "washers-15")]
+    nine_in_madrid = datetime(2026, 3, 14, 8, 0, tzinfo=UTC)
+    assert cart.not_before == nine_in_madrid  # held, not dropped
+    coupon = shop.coupon(cart.coupon_id)
+    assert coupon.expires_at == decided + timedelta(hours=24)
+    assert shop.message(cart.id or 0).sent_at is None
+    shop.at(nine_in_madrid)
+    sent = shop.message(cart.id or 0)
+    assert sent.sent_at is None or sent.sent_at >= nine_in_madrid
+    bought = nine_in_madrid + timedelta(hours=2)
+    shop.clock.now = bought
+    shop.webhook({"type": "order.created", "customer": {"external_id": "juan"},
+                  "order_id": "o-1", "currency": "EUR", "total": "509.15",
+                  "items": [washer], "coupons": [coupon.code]})
+    shop.at(bought)
+    assert shop.coupon(cart.coupon_id).redeemed_at == bought
+    assert summary(shop, shop.new_messages()) == [("post-purchase", "thanks", "email", None)]
