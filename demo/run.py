@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from demo.processes import Supervisor, supervised
+from demo.welcome import configure_welcome
 from edge.captures import (
     CAPTURES_DIR,
     DEMO_ANA_INSTALL_ID,
@@ -164,6 +165,8 @@ def orchestrator_environment(
         "VITRINA_FCM__ENDPOINT": fcm_url,
         "VITRINA_API__PORT": str(api_port),
         "VITRINA_LOG_FORMAT": "text",  # read by a person, not a log shipper
+        # The demo runs whenever someone starts it: quiet hours would hold the push at night.
+        "VITRINA_SCENARIOS": json.dumps({"quiet_hours": None}),
     }
 
 
@@ -419,6 +422,10 @@ def run_story() -> bool:
         api = start_orchestrator(supervisor, environment)
         say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
         admin_key, app_key = issue_keys(api, environment)
+        configure_welcome(api, DEMO_TENANT, admin_key)
+        say("the back office saves a push template and the scenario \"greet app users who "
+            "walk into a store\" (entry: presence.enter; consent to push and to in-store "
+            "offers checked on every send)")
         customer_ids = register_shoppers(api, app_key)
         watcher = PresenceWatcher(broker, names)
         narrate_pushes = PushNarrator(fcm_url)

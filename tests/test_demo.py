@@ -63,7 +63,7 @@ def test_the_demo_tells_the_whole_story(broker: str, tmp_path: Path) -> None:
     for line in [
         f"broker: {expected_broker} on 127.0.0.1:",
         "gateway gw-1 sees Juan's phone enter (ble_app, stable pseudonym",
-        "Juan's phone receives a push: “Welcome to store-1”",
+        "Juan's phone receives a push: “store-1”",
         "Juan: 1 push(es) recorded, 1 delivered (as expected)",
         "Ana: 0 push(es) recorded, 0 delivered (as expected)",
         "every one under a pseudonym",

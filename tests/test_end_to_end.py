@@ -29,6 +29,7 @@ import pytest
 import sqlalchemy
 from paho.mqtt.enums import CallbackAPIVersion
 
+from demo.welcome import configure_welcome
 from edge.capture.beacons import BeaconConfig
 from edge.capture.replay import read_pcap_sightings
 from edge.captures import (
@@ -230,29 +231,6 @@ def stack(
             )
         finally:
             stop(cloud)
-
-
-#: The shop's in-store greeting, as data: one push per visit (three gateways seeing one
-#: shopper are one visit: the cooldown), pointless once the shopper has left (expiry).
-WELCOME_SCENARIO = {
-    "key": "store-welcome", "name": "Greet app users who walk into a store",
-    "entry": {"event": "presence.enter", "reentry": "always", "cooldown": "PT12H"},
-    "steps": [{"id": "greet", "type": "send", "channels": ["push"], "template": "welcome",
-               "expires_after": "PT30M"}],
-}
-
-
-def configure_welcome(api: str, tenant: str, admin_key: str) -> None:
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    saved = httpx.put(
-        f"{api}/tenants/{tenant}/templates/welcome/push/en-GB", headers=headers,
-        json={"parts": {"title": "{{ store.name }}",
-                        "body": "Welcome, {{ customer.first_name }}! Good to see you."}},
-    )
-    assert saved.status_code == 200, saved.text
-    saved = httpx.put(f"{api}/tenants/{tenant}/scenarios/store-welcome", headers=headers,
-                      json=WELCOME_SCENARIO)
-    assert saved.status_code == 200, saved.text
 
 
 def register(stack: Stack, *, name: str, install_id: str, location_consent: bool) -> str:
