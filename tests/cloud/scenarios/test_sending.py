@@ -15,8 +15,8 @@ MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 SETTINGS = ScenarioSettings()  # quiet 21:00-09:00
 
 
-def madrid(*args: int) -> datetime:
-    return datetime(*args, tzinfo=MADRID)  # type: ignore[misc]
+def madrid(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=MADRID)
 
 
 @pytest.mark.parametrize(("clock", "start", "end", "expected"), [
