@@ -87,8 +87,9 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
     counts = erased.json()["counts"]
     assert counts == {
         "presence_events_unlinked": 3, "journey_log": 0, "journeys": 0, "tags": 0,
-        "loyalty_entries": 0, "triggers": 0, "messages": 1, "coupons": 0, "order_lines": 1,
+        "loyalty_entries": 0, "triggers": 2, "messages": 1, "coupons": 0, "order_lines": 1,
         "commerce_events": 1, "identity_links": 1, "devices": 2, "consents": 1,
+        "geofence_stays": 0,
     }
     with session_scope(engine) as session:
         connection = session.connection()
