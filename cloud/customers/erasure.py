@@ -19,12 +19,14 @@ from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon
+from cloud.places.models import GeofencePresence
 from cloud.presence.retention import unlink_presence
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
 from cloud.scenarios.triggers import Trigger
 
 #: Children first: the order in which rows are deleted (foreign keys point upwards).
 _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
+    ("geofence_stays", GeofencePresence),
     ("journey_log", JourneyLog),
     ("journeys", Journey),
     ("tags", CustomerTag),

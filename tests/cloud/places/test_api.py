@@ -1,0 +1,187 @@
+"""Stores, geofences and location reports over HTTP, as admins and apps use them; two app
+instances on one database agreeing on geofences and on who is inside."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func
+from sqlmodel import col, select
+
+from cloud.api import create_app
+from cloud.auth.models import Role
+from cloud.db import session_scope
+from cloud.places.models import GeofencePresence
+from cloud.scenarios.triggers import Trigger
+from tests.cloud.factories import bearer, cloud_settings, issue_key
+from tests.cloud.places.factories import at_offset
+
+MADRID = (40.4168, -3.7038)
+NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+CIRCLE = {"store": "madrid-01", "dwell_after_s": 300,
+          "shape": {"circle": {"lat": MADRID[0], "lon": MADRID[1], "radius_m": 100}}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def app_client(engine: Engine, migrated_url: str, tenant: str, clock: Clock, role: Role
+               ) -> TestClient:
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url)
+    app = create_app(settings, engine=engine, now=clock)
+    return TestClient(app, headers=bearer(issue_key(engine, tenant=tenant, role=role)))
+
+
+@pytest.fixture
+def admin(engine: Engine, migrated_url: str, tenant: str, clock: Clock
+          ) -> Iterator[TestClient]:
+    with app_client(engine, migrated_url, tenant, clock, Role.ADMIN) as client:
+        yield client
+
+
+def fix(east_m: float, accuracy_m: float = 5.0, **fields: object) -> dict[str, object]:
+    lat, lon = at_offset(*MADRID, east_m, 0.0)
+    return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, **fields}
+
+
+def new_customer(client: TestClient, tenant: str) -> int:
+    response = client.post(f"/tenants/{tenant}/customers", json={"first_name": "Juan"})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> None:
+    base = f"/tenants/{tenant}"
+    store = admin.put(f"{base}/stores/madrid-01",
+                      json={"name": "Madrid Centro", "time_zone": "Europe/Madrid"})
+    assert store.status_code == 200, store.text
+    assert store.json()["geofences"] == []
+    bad_zone = admin.put(f"{base}/stores/x", json={"name": "X", "time_zone": "Nowhere/Land"})
+    assert bad_zone.status_code == 422
+    assert bad_zone.json()["detail"].startswith("time_zone: ")
+    assert admin.put(f"{base}/stores/Bad Key", json={"name": "X", "time_zone": "UTC"}
+                     ).status_code == 422
+    saved = admin.put(f"{base}/geofences/centro", json=CIRCLE)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["definition"]["timezone"] == "Europe/Madrid"
+    assert saved.json()["version"] == 1
+    bad = admin.put(f"{base}/geofences/ring",
+                    json={**CIRCLE, "shape": {"circle": {"lat": 91.0, "lon": 0.0,
+                                                         "radius_m": 10}}})
+    assert bad.status_code == 422
+    assert bad.json()["detail"].startswith("shape.circle.lat: must be within [-90, 90]")
+    no_store = admin.put(f"{base}/geofences/ring", json={**CIRCLE, "store": "nowhere"})
+    assert no_store.status_code == 422
+    assert no_store.json()["detail"].startswith("store: is not a store of this tenant")
+    assert admin.put(f"{base}/geofences/ring", json=[1, 2]).status_code == 422
+    listed = admin.get(f"{base}/geofences").json()
+    assert (listed["version"], [g["id"] for g in listed["geofences"]]) == (1, ["centro"])
+    assert admin.get(f"{base}/stores/madrid-01").json()["geofences"] == ["centro"]
+    assert admin.get(f"{base}/geofences/centro").json()["store"] == "madrid-01"
+    in_use = admin.delete(f"{base}/stores/madrid-01")
+    assert in_use.status_code == 409
+    assert "centro" in in_use.json()["detail"]
+    assert admin.delete(f"{base}/geofences/centro").status_code == 200
+    assert admin.get(f"{base}/geofences/centro").status_code == 404
+    assert admin.delete(f"{base}/geofences/centro").status_code == 404
+    assert admin.get(f"{base}/geofences").json() == {"version": 2, "geofences": []}
+    assert admin.delete(f"{base}/stores/madrid-01").status_code == 200
+    assert admin.get(f"{base}/stores").json() == []
+    assert admin.get("/tenants/unknown-tenant/stores").status_code in (403, 404)
+
+
+def test_two_app_instances_agree_on_geofences_and_stays(
+    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
+) -> None:
+    """Two create_app on one database stand for two API processes: each has its own
+    index, rebuilt when the tenant's version moves, and the stays are in the database."""
+    base = f"/tenants/{tenant}"
+    admin.put(f"{base}/stores/madrid-01",
+              json={"name": "Madrid Centro", "time_zone": "Europe/Madrid"})
+    customer = new_customer(admin, tenant)
+    locations = f"{base}/customers/{customer}/locations"
+    with app_client(engine, migrated_url, tenant, clock, Role.APP) as app_one, \
+            app_client(engine, migrated_url, tenant, clock, Role.APP) as app_two:
+        assert app_one.post(locations, json=fix(0.0)).json()["geofence_version"] == 0
+        assert admin.put(f"{base}/geofences/centro", json=CIRCLE).status_code == 200
+        entered = app_two.post(locations, json=fix(0.0))
+        assert entered.status_code == 200, entered.text
+        body = entered.json()
+        assert body["geofence_version"] == 1
+        assert [(t["geofence"], t["kind"]) for t in body["transitions"]] == [("centro", "enter")]
+        assert body["transitions"][0]["trigger_id"] is not None
+        clock.now = NOW + timedelta(seconds=30)
+        # the other instance sees the same stay (no second enter) and the same version
+        same = app_one.post(locations, json=fix(10.0)).json()
+        assert (same["geofence_version"], same["transitions"]) == (1, [])
+        assert [stay["geofence"] for stay in same["inside"]] == ["centro"]
+        # a bigger circle, saved through the admin's instance, is what both now use
+        bigger = {**CIRCLE, "shape": {"circle": {"lat": MADRID[0], "lon": MADRID[1],
+                                                 "radius_m": 300}}}
+        assert admin.put(f"{base}/geofences/centro", json=bigger).status_code == 200
+        clock.now = NOW + timedelta(seconds=60)
+        still = app_two.post(locations, json=fix(250.0)).json()
+        assert (still["geofence_version"], still["transitions"]) == (2, [])
+        clock.now = NOW + timedelta(seconds=400)
+        batch = app_one.post(locations, json=[
+            fix(250.0, at=(NOW + timedelta(seconds=320)).isoformat()),
+            fix(1_000.0, accuracy_m=50.0),
+        ]).json()
+        assert [(t["kind"], t["at"][:19]) for t in batch["transitions"]] == [
+            ("dwell", "2026-06-01T10:05:20"), ("exit", "2026-06-01T10:06:40")]
+        assert batch["inside"] == []
+        assert app_two.get(f"{base}/geofences").status_code == 403  # an app key: no admin
+    with session_scope(engine) as session:
+        kinds = session.exec(select(Trigger.kind).where(Trigger.customer_id == customer)
+                             .where(Trigger.kind != "customer.signup")
+                             .order_by(col(Trigger.id))).all()
+    assert kinds == ["geofence.enter", "geofence.dwell", "geofence.exit"]
+
+
+def test_location_reports_are_refused_for_customers_who_said_no(
+    admin: TestClient, tenant: str, engine: Engine
+) -> None:
+    base = f"/tenants/{tenant}"
+    admin.put(f"{base}/stores/madrid-01", json={"name": "Madrid", "time_zone": "Europe/Madrid"})
+    admin.put(f"{base}/geofences/centro", json=CIRCLE)
+    customer = new_customer(admin, tenant)
+    locations = f"{base}/customers/{customer}/locations"
+    consent = f"{base}/customers/{customer}/consent"
+    assert admin.post(locations, json=fix(0.0)).json()["inside"] != []  # no answer yet
+    assert admin.post(consent, json={"channel": "location_marketing", "granted": False,
+                                     "source": "app"}).status_code == 201
+    refused = admin.post(locations, json=fix(0.0))
+    assert refused.status_code == 403
+    assert "nothing was stored" in refused.json()["detail"]
+    with session_scope(engine) as session:
+        stays = session.exec(select(func.count()).select_from(GeofencePresence)
+                             .where(GeofencePresence.customer_id == customer)).one()
+        geofence_triggers = session.exec(
+            select(func.count()).select_from(Trigger)
+            .where(Trigger.customer_id == customer, Trigger.kind == "geofence.enter")).one()
+    assert (stays, geofence_triggers) == (0, 1)  # the earlier enter stays a fact
+    assert admin.post(consent, json={"channel": "location_marketing", "granted": True,
+                                     "source": "app"}).status_code == 201
+    assert admin.post(locations, json=fix(0.0)).status_code == 200
+    for body in ({"lat": 91.0, "lon": 0.0, "accuracy_m": 5.0},
+                 {**fix(0.0), "accuracy_m": -1.0},
+                 {**fix(0.0), "at": "2026-06-01T10:00:00"},  # naive
+                 {**fix(0.0), "speed": 3},
+                 [fix(0.0)] * 101, []):
+        bad = admin.post(locations, json=body)
+        assert bad.status_code == 422, body
+        assert "91.0" not in bad.text
+    assert admin.post(f"{base}/customers/999999/locations", json=fix(0.0)).status_code == 404
