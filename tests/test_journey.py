@@ -49,6 +49,9 @@ from tests.support.postgres import fresh_database
 
 SECRET = "whsec-journey-0123456789"
 STORE = "madrid-centro"
+JUAN_APP, ANA_APP = "juan-install-0001", "ana-install-0002"
+JUAN_FCM = "juan-phone-0001:APA91bJuanJuanJuanJuanJuanJuan"
+ANA_FCM = "ana-phone-00002:APA91bAnaAnaAnaAnaAnaAnaAnaAna"
 #: Monday 2 March 2026, 11:00 in Madrid (CET, UTC+1).
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -239,3 +242,42 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     shop.at(bought)
     assert shop.coupon(cart.coupon_id).redeemed_at == bought
     assert summary(shop, shop.new_messages()) == [("post-purchase", "thanks", "email", None)]
+
+    # --- 3. Next day in the store: a cross-sell push with 20% off a dryer; opened, not bought
+    for channel in ("push", "location_marketing"):
+        shop.api("POST", f"/customers/{juan}/consent",
+                 {"channel": channel, "granted": True, "source": "app"})
+    shop.api("POST", f"/customers/{juan}/devices", {"kind": "app_beacon", "install_id": JUAN_APP})
+    shop.api("POST", f"/customers/{juan}/devices", {"kind": "fcm", "token": JUAN_FCM})
+    ana = shop.api("POST", "/customers", {"external_id": "ana", "first_name": "Ana",
+                                          "time_zone": "Europe/Madrid"})["id"]
+    shop.api("POST", f"/customers/{ana}/consent",
+             {"channel": "location_marketing", "granted": True, "source": "app"})
+    shop.api("POST", f"/customers/{ana}/devices", {"kind": "app_beacon", "install_id": ANA_APP})
+    shop.api("POST", f"/customers/{ana}/devices", {"kind": "fcm", "token": ANA_FCM})
+    shop.webhook({"type": "order.created", "customer": {"external_id": "ana"},
+                  "order_id": "o-2", "currency": "EUR", "total": "599.00", "items": [washer]})
+    shop.at(shop.clock.now)
+    assert shop.new_messages() == []  # Ana gave no email consent: no thanks either
+
+    visit = datetime(2026, 3, 15, 11, 0, tzinfo=UTC)  # Sunday, 12:00 in Madrid
+    shop.clock.now = visit
+    shop.presence(JUAN_APP)
+    shop.presence(ANA_APP)  # bought a washer too, but gave no push consent: nothing
+    shop.at(visit)
+    [store_push] = shop.new_messages()
+    assert summary(shop, [store_push]) == [("store-cross-sell", "push", "push", "dryer20")]
+    assert store_push.customer_id == juan
+    assert store_push.store == STORE
+    assert store_push.expires_at == visit + timedelta(hours=2)
+    dryer20 = shop.coupon(store_push.coupon_id)
+    assert dryer20.customer_id == juan
+    [received] = fcm_server.wait_for(1)
+    assert received.token == JUAN_FCM
+    assert shop.message(store_push.id or 0).sent_at == visit
+    shop.clock.now = visit + timedelta(minutes=3)
+    shop.presence(JUAN_APP)  # a second gateway, same visit: the cooldown keeps it to one
+    opened = shop.api("POST", f"/messages/{store_push.id}/opened")
+    assert opened["opened_at"] is not None
+    shop.at(shop.clock.now)
+    assert shop.new_messages() == []
