@@ -149,6 +149,12 @@ class Shop:
             return coupon
 
 
+def web_push_device(name: str) -> dict[str, Any]:
+    return {"kind": "web_push", "endpoint": f"https://push.example.net/send/{name}",
+            "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                     "auth": "tBHItJI5svbpez7KI4CCXg"}}
+
+
 def summary(shop: Shop, messages: list[Message]) -> list[tuple[str | None, str | None, str, str | None]]:
     return [(m.scenario, m.step, str(m.channel), shop.offer_key(m.offer_id)) for m in messages]
 
@@ -281,3 +287,63 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert opened["opened_at"] is not None
     shop.at(shop.clock.now)
     assert shop.new_messages() == []
+
+    # --- the rest of the first month: the welcome series ends, a review request follows ---
+    shop.at(confirmed_at + timedelta(days=28))
+    assert summary(shop, shop.new_messages()) == [("welcome-series", "welcome-3", "email", None)]
+    shop.at(bought + timedelta(days=30))
+    assert summary(shop, shop.new_messages()) == [("post-purchase", "review", "email", None)]
+
+    # --- 4. Months later on the web shop: web push, and 50% off the dryer minutes later ----
+    back = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # 18:00 in Madrid (CEST)
+    shop.clock.now = back
+    shop.api("POST", f"/customers/{juan}/consent",
+             {"channel": "web_push", "granted": True, "source": "web"})
+    shop.api("POST", f"/customers/{juan}/devices", web_push_device("juan-browser-1"))
+    shop.at(back)
+    assert shop.new_messages() == []
+    shop.at(back + timedelta(minutes=5))
+    [escalation] = shop.new_messages()
+    assert summary(shop, [escalation]) == [
+        ("web-push-escalation", "escalate", "web_push", "dryer50")
+    ]
+    dryer50 = shop.coupon(escalation.coupon_id)
+    assert dryer50.expires_at == back + timedelta(minutes=5, days=3)
+
+    # --- 5. He buys the dryer: spend passes 1000, 27 EUR credit confirmed by email ---------
+    dryer = {"sku": "TD-8KG-HP", "name": "Heat-pump dryer 8 kg", "category": "dryers",
+             "quantity": 1, "unit_price": "699.00"}
+    dryer_bought = back + timedelta(minutes=20)
+    shop.clock.now = dryer_bought
+    shop.webhook({"type": "order.created", "customer": {"external_id": "juan"},
+                  "order_id": "o-3", "currency": "EUR", "total": "349.50",
+                  "items": [dryer], "coupons": [dryer50.code]})
+    shop.at(dryer_bought)
+    after_dryer = shop.new_messages()
+    assert sorted(summary(shop, after_dryer)) == [
+        ("loyalty", "email", "email", None), ("post-purchase", "thanks", "email", None),
+    ]
+    credit = next(m for m in after_dryer if m.scenario == "loyalty")
+    assert "27" in credit.content["subject"]
+    assert shop.coupon(escalation.coupon_id).redeemed_at == dryer_bought
+
+    # Never a dryer offer once he has a dryer: not on a new browser, not in the store.
+    shop.api("POST", f"/customers/{juan}/devices", web_push_device("juan-browser-2"))
+    shop.at(dryer_bought + timedelta(minutes=10))
+    later_visit = datetime(2026, 6, 12, 10, 0, tzinfo=UTC)
+    shop.clock.now = later_visit
+    shop.presence(JUAN_APP)
+    shop.at(later_visit)
+    assert shop.new_messages() == []
+
+    # --- his birthday: a gift push, held until 09:00 on his clock ---------------------------
+    birthday = datetime(2026, 7, 2, 5, 0, tzinfo=UTC)  # 07:00 in Madrid
+    shop.at(birthday)
+    [gift] = shop.new_messages()
+    assert summary(shop, [gift]) == [("birthday", "gift", "push", None)]
+    assert gift.not_before == datetime(2026, 7, 2, 7, 0, tzinfo=UTC)
+    assert shop.message(gift.id or 0).sent_at is None
+    shop.at(gift.not_before)
+    assert shop.message(gift.id or 0).sent_at == gift.not_before
+    tokens = [message.token for message in fcm_server.wait_for(2)]
+    assert tokens == [JUAN_FCM, JUAN_FCM]  # the store push and the gift; Ana got nothing
