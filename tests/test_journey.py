@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from cloud.api import create_app
 from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.fcm import FcmSender
+from cloud.delivery.push import FcmSettings
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.batch import Inbound, write_batch
 from cloud.messages.models import Message
@@ -33,9 +35,8 @@ from cloud.scenarios.worker import ScenarioWorker
 from cloud.service import engine_config
 from cloud.settings import Settings
 from demo.shop_config import load_shop
-from sandbox.fcm import FcmSandbox
+from sandbox.fcm import FcmSandbox, ServiceAccount
 from shared.presence import Transition
-from tests.cloud.conftest import fcm_account, fcm_server, fcm_settings, sender  # noqa: F401
 from tests.cloud.factories import (
     app_pseudonym,
     batch_payload,
@@ -52,6 +53,10 @@ STORE = "madrid-centro"
 JUAN_APP, ANA_APP = "juan-install-0001", "ana-install-0002"
 JUAN_FCM = "juan-phone-0001:APA91bJuanJuanJuanJuanJuanJuan"
 ANA_FCM = "ana-phone-00002:APA91bAnaAnaAnaAnaAnaAnaAnaAna"
+#: A browser's public key (RFC 8291), as a subscription carries it.
+P256DH = ("BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcY"
+          "P7DkM")
+FCM_PROJECT = "vitrina-journey"
 #: Monday 2 March 2026, 11:00 in Madrid (CET, UTC+1).
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -110,8 +115,8 @@ class Shop:
             last_seen=self.clock.now,
         )
         payload = batch_payload([event], sent_at=self.clock.now)
-        write_batch(self.engine, [Inbound(topic=presence_topic(self.tenant, STORE), payload=payload)],
-                    received_at=self.clock.now)
+        inbound = Inbound(topic=presence_topic(self.tenant, STORE), payload=payload)
+        write_batch(self.engine, [inbound], received_at=self.clock.now)
 
     def new_messages(self) -> list[Message]:
         """Messages queued since the last call, oldest first."""
@@ -151,12 +156,30 @@ class Shop:
 
 def web_push_device(name: str) -> dict[str, Any]:
     return {"kind": "web_push", "endpoint": f"https://push.example.net/send/{name}",
-            "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
-                     "auth": "tBHItJI5svbpez7KI4CCXg"}}
+            "keys": {"p256dh": P256DH, "auth": "tBHItJI5svbpez7KI4CCXg"}}
 
 
-def summary(shop: Shop, messages: list[Message]) -> list[tuple[str | None, str | None, str, str | None]]:
+Summary = tuple[str | None, str | None, str, str | None]
+
+
+def summary(shop: Shop, messages: list[Message]) -> list[Summary]:
     return [(m.scenario, m.step, str(m.channel), shop.offer_key(m.offer_id)) for m in messages]
+
+
+@pytest.fixture
+def fcm_server() -> Iterator[FcmSandbox]:
+    account = ServiceAccount.generate(FCM_PROJECT)
+    with FcmSandbox(FCM_PROJECT, service_account=account) as server:
+        yield server
+
+
+@pytest.fixture
+def sender(fcm_server: FcmSandbox, tmp_path: Path) -> Iterator[FcmSender]:
+    credentials = fcm_server.write_credentials(tmp_path / "service-account.json")
+    settings = FcmSettings(project_id=FCM_PROJECT, credentials_file=str(credentials),
+                           endpoint=fcm_server.url)
+    with FcmSender(settings) as sender:
+        yield sender
 
 
 @pytest.fixture
