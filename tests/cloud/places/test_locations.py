@@ -4,6 +4,7 @@ silence rules with stays kept in the database, every transition a scenario trigg
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -229,3 +230,25 @@ def test_stored_stays_decide_exactly_as_the_in_memory_tracker(
                    for i in update.transitions)
     assert got == expected
     assert {kind for _id, kind, _at in expected} == {ENTER, DWELL, EXIT}
+
+
+def test_concurrent_reports_for_one_customer_take_turns(engine: Engine, tenant: str) -> None:
+    """Two processes handling the same customer at once: the customer's row lock makes
+    them take turns, so the stay is entered once and nothing fails."""
+    customer = setup(engine, tenant, shop=circle())
+    barrier = threading.Barrier(2)
+    updates: list[LocationUpdate] = []
+
+    def report(seconds: int) -> None:
+        reporter = Reporter(engine, tenant, customer)
+        barrier.wait()
+        updates.append(reporter(0.0, 5.0, T0 + timedelta(seconds=seconds)))
+
+    threads = [threading.Thread(target=report, args=(seconds,)) for seconds in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(update.transitions) for update in updates) == [0, 1]
+    with session_scope(engine) as session:
+        assert [row.kind for row in triggers(session, customer)] == ["geofence.enter"]
