@@ -29,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from demo.processes import Supervisor, supervised
+from demo.shop_config import load_shop
 from demo.welcome import configure_welcome
 from edge.captures import (
     CAPTURES_DIR,
@@ -423,6 +424,10 @@ def run_story() -> bool:
         say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
         admin_key, app_key = issue_keys(api, environment)
         configure_welcome(api, DEMO_TENANT, admin_key)
+        with httpx.Client(base_url=api, headers=bearer(admin_key), timeout=10.0) as back_office:
+            shop = load_shop(back_office, tenant=DEMO_TENANT)
+        say(f"the back office loads the shop's catalogue of journeys: {shop.offers} offers, "
+            f"{shop.templates} templates, {shop.scenarios} scenarios (demo/scenarios/shop.json)")
         say("the back office saves a push template and the scenario \"greet app users who "
             "walk into a store\" (entry: presence.enter; consent to push and to in-store "
             "offers checked on every send)")
