@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Query, Request, status
@@ -64,6 +64,8 @@ from cloud.scenarios.api import router as scenarios_router
 from cloud.scenarios.sources import record_signup, record_subscription
 from cloud.settings import Settings, TenantSettings
 from cloud.templates.api import router as templates_router
+from cloud.tracking.routes import public as tracking_public
+from cloud.tracking.routes import router as tracking_router
 from shared.errors import describe_validation_error
 from shared.topics import SEGMENT_PATTERN
 
@@ -345,7 +347,10 @@ def commerce_webhook(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"invalid webhook: {describe_validation_error(error)}",
         ) from None
-    receipt = handle_webhook(session, tenant=tenant, event=event, now=_now(request))
+    receipt = handle_webhook(
+        session, tenant=tenant, event=event, now=_now(request),
+        attribution_window=timedelta(days=settings.tracking.attribution_window_days),
+    )
     session.commit()
     _triggers_recorded(request)
     WEBHOOKS.labels(outcome="stored" if receipt.stored else "duplicate").inc()
@@ -418,6 +423,8 @@ def create_app(
     app.include_router(scenarios_router)
     app.include_router(places_router)
     app.include_router(templates_router)
+    app.include_router(tracking_router)
+    app.include_router(tracking_public)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

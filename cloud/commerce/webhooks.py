@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Table
 from sqlmodel import Session, SQLModel, col, select
@@ -29,10 +29,11 @@ from cloud.commerce.models import (
 )
 from cloud.customers import crud
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
-from cloud.messages.models import Message
 from cloud.offers.crud import redeem_coupons
 from cloud.presence.store import dialect_insert
 from cloud.scenarios.sources import record_webhook_triggers
+from cloud.tracking.attribution import ATTRIBUTION_WINDOW, attribute_order
+from cloud.tracking.events import record_open_by_id
 
 SIGNATURE_HEADER = "X-Vitrina-Signature"
 TIMESTAMP_HEADER = "X-Vitrina-Timestamp"
@@ -105,7 +106,8 @@ def resolve_customer(
 
 
 def handle_webhook(
-    session: Session, *, tenant: str, event: WebhookEvent, now: datetime
+    session: Session, *, tenant: str, event: WebhookEvent, now: datetime,
+    attribution_window: timedelta = ATTRIBUTION_WINDOW,
 ) -> WebhookReceipt:
     """Store the event once (by the shop's event id) and apply its effects once."""
     email = event.email if isinstance(event, NewsletterEvent) else None
@@ -130,10 +132,18 @@ def handle_webhook(
     if isinstance(event, OrderCreated):
         _record_order(session, tenant=tenant, event=event, customer_id=customer_id)
         # The order's coupons, each redeemed once (attribution reads `redeemed`).
-        redeemed = redeem_coupons(  # noqa: F841 (read by conversion attribution)
+        redeemed = redeem_coupons(
             session, tenant=tenant, customer_id=customer_id, order_id=event.order_id,
             codes=event.coupons, items=event.items, ordered_at=event.occurred_at, now=now,
         )
+        if customer_id is not None:
+            # A redeemed coupon converts the message that carried it; else the last touch.
+            attribute_order(
+                session, tenant=tenant, customer_id=customer_id, order_id=event.order_id,
+                ordered_at=event.occurred_at,
+                redeemed_coupon_ids=[coupon.id for coupon in redeemed if coupon.id is not None],
+                now=now, window=attribution_window,
+            )
     elif isinstance(event, NewsletterEvent) and customer is not None and (
         event.type is CommerceEventType.NEWSLETTER_CONFIRMED
     ):
@@ -142,7 +152,10 @@ def handle_webhook(
             given_at=event.occurred_at,
         ))
     elif isinstance(event, PushOpened) and customer_id is not None:
-        _record_open(session, customer_id=customer_id, event=event)
+        record_open_by_id(
+            session, tenant=tenant, message_id=event.message_id, customer_id=customer_id,
+            opened_at=event.occurred_at, now=now,
+        )
     # What scenarios react to (cart abandoned, order and spend, newsletter, app opened).
     record_webhook_triggers(
         session, tenant=tenant, customer_id=customer_id, event=event, now=now
@@ -171,10 +184,3 @@ def _record_order(
         .on_conflict_do_nothing(index_elements=["tenant", "order_id", "line"]),
         rows,
     )
-
-
-def _record_open(session: Session, *, customer_id: int, event: PushOpened) -> None:
-    message = session.get(Message, event.message_id)
-    if message is not None and message.customer_id == customer_id and message.opened_at is None:
-        message.opened_at = event.occurred_at
-        session.add(message)

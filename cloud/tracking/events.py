@@ -9,7 +9,7 @@ and a repeated report changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, update
@@ -23,6 +23,8 @@ from cloud.scenarios.triggers import TriggerKind, record_trigger
 from cloud.tracking.tokens import TOKEN_RE
 
 MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
+#: Phones' and shops' clocks are off by this much at most (signed webhooks allow as much).
+CLOCK_SKEW = timedelta(minutes=5)
 #: The consent ledger's source for answers given through a message's unsubscribe link.
 UNSUBSCRIBE_SOURCE = "unsubscribe-link"
 
@@ -66,12 +68,12 @@ def _trigger(
 
 
 def _plausible(at: datetime | None, message: Message, now: datetime) -> datetime:
-    """A client's own time for an event, kept only if it could be true (after the send,
-    not in the future); otherwise the time the report arrived."""
+    """A client's own time for an event, kept only if it could be true (not before the
+    message existed, give or take clock skew; not in the future); otherwise the time the
+    report arrived."""
     if at is None or at > now:
         return now
-    earliest = message.sent_at or message.created_at
-    return at if at >= earliest else now
+    return at if at >= message.created_at - CLOCK_SKEW else now
 
 
 def record_open(

@@ -63,6 +63,13 @@ def _now(request: Request) -> datetime:
     return clock()
 
 
+def _triggers_recorded(request: Request) -> None:
+    """Tell a scenario worker in this process that triggers wait (opens, clicks)."""
+    wake: Callable[[], None] | None = getattr(request.app.state, "on_triggers", None)
+    if wake is not None:
+        wake()
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -98,6 +105,7 @@ def click(request: Request, session: SessionDep, token: str) -> RedirectResponse
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this message links nowhere")
     record_click(session, message=message, now=_now(request))
     session.commit()
+    _triggers_recorded(request)
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_STORE)
 
 
@@ -115,6 +123,7 @@ def click_email_link(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown link")
     record_click(session, message=message, now=_now(request))
     session.commit()
+    _triggers_recorded(request)
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_STORE)
 
 
@@ -125,6 +134,7 @@ def open_pixel(request: Request, session: SessionDep, token: str) -> Response:
     message = _by_token(session, token)
     record_open(session, message=message, now=_now(request))
     session.commit()
+    _triggers_recorded(request)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
@@ -170,6 +180,7 @@ def open_report(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown link")
     record_open(session, message=message, now=_now(request), opened_at=report.opened_at)
     session.commit()
+    _triggers_recorded(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=NO_STORE)
 
 
@@ -269,6 +280,7 @@ def message_opened(
             status.HTTP_404_NOT_FOUND, f"message {message_id} of tenant {tenant!r} not found"
         )
     session.commit()
+    _triggers_recorded(request)
     return MessageOpened(message_id=message_id, opened_at=message.opened_at)
 
 

@@ -12,6 +12,8 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,7 +25,7 @@ depends_on = None
 _TIME = sa.DateTime(timezone=True)
 
 #: (name, type) of the columns the message table gains, all nullable but `content`.
-_MESSAGE_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[object]], ...] = (
+_MESSAGE_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("not_before", _TIME),
     ("next_attempt_at", _TIME),
     ("expires_at", _TIME),

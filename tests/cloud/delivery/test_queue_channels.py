@@ -1,0 +1,234 @@
+"""The send queue's other channels against their local providers, on SQLite and
+PostgreSQL: web push through a push service that checks VAPID and decrypts, email through
+an SMTP relay (tracked links, open pixel, one-click unsubscribe), SMS through an HTTP
+provider whose signed delivery receipts come back to the running API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from cloud.api import create_app
+from cloud.customers.models import ConsentChannel
+from cloud.db import session_scope
+from cloud.delivery.dedupe import collapse_id
+from cloud.delivery.mail import EmailSender, SmtpSettings
+from cloud.delivery.retry import NO_RETRY
+from cloud.delivery.sms import SmsSender, TwilioSettings, TwilioSms
+from cloud.delivery.vapid_store import tenant_vapid_keys
+from cloud.delivery.worker import DeliveryChannels, DeliveryWorker, TenantWebPushSenders
+from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
+from provisioning.local_broker import free_port
+from sandbox.sms import SmsOutcome, SmsSandbox
+from sandbox.smtp import TRY_LATER, SmtpSandbox
+from sandbox.webpush import PushOutcome, WebPushSandbox
+from tests.cloud.delivery.queue_helpers import (
+    BASE_URL,
+    NOW,
+    attempts,
+    device,
+    message,
+    new_customer,
+    outgoing,
+    queue,
+    queue_settings,
+    token_for,
+)
+
+SUBJECT = "mailto:ops@shop.example"
+
+
+def test_web_push_is_encrypted_to_the_subscription_tracked_and_dead_ones_dropped(
+    engine: Engine, migrated_url: str, tenant: str
+) -> None:
+    settings = queue_settings(tenant=tenant, database_url=migrated_url, web_push_subject=SUBJECT)
+    with session_scope(engine) as session:
+        keys = tenant_vapid_keys(session, tenant=tenant, now=NOW)  # what the shop subscribes with
+        session.commit()
+    web = TenantWebPushSenders(engine, subject=SUBJECT, retry=NO_RETRY)
+    with WebPushSandbox() as service:
+        browser, revoked, busy = (service.subscribe(keys.application_server_key) for _ in "abc")
+        service.unsubscribe(revoked)
+        service.script(busy, PushOutcome.TOO_MANY_REQUESTS)
+        service.retry_after_s = 60
+        consent = (ConsentChannel.WEB_PUSH,)
+        juan = new_customer(engine, tenant, consent=consent, web_push=[browser.to_json()])
+        gone = new_customer(engine, tenant, consent=consent, web_push=[revoked.to_json()])
+        later = new_customer(engine, tenant, consent=consent, web_push=[busy.to_json()])
+        delivered, unsubscribed, limited = (i or 0 for i in queue(
+            engine, *(
+                outgoing(tenant, customer, f"web:{n}", channel=MessageChannel.WEB_PUSH,
+                         data={"offer": "dryer-50"})
+                for n, customer in enumerate((juan, gone, later))
+            ),
+        ))
+        worker = DeliveryWorker(
+            engine=engine, channels=DeliveryChannels(web_push=web), settings=settings,
+            rng=random.Random(3),
+        )
+
+        assert worker.run_once(NOW) == 3
+        [push] = service.wait_for(1)
+        assert worker.run_once(NOW + timedelta(seconds=60)) == 1
+        web.close()
+
+    row = message(engine, delivered)
+    assert row.status == MessageStatus.DELIVERED  # the push service's 201 is all there is
+    assert row.sent_at == row.delivered_at == NOW
+    assert push.subscription_id == browser.id
+    assert push.topic == collapse_id("web:0")  # a resend replaces it at the push service
+    payload = push.json()
+    token = token_for("web:0")
+    assert payload["title"] == "20% off the dryer"
+    assert payload["tag"] == collapse_id("web:0")
+    assert payload["url"] == f"{BASE_URL}/c/{token}"
+    assert payload["open_url"] == f"{BASE_URL}/o/{token}"
+    assert payload["data"] == {"offer": "dryer-50", "message_id": str(delivered),
+                               "open_url": f"{BASE_URL}/o/{token}"}
+    assert message(engine, unsubscribed).status == MessageStatus.FAILED
+    assert message(engine, unsubscribed).error_code == "UNREGISTERED"
+    assert not device(engine, revoked.endpoint).active
+    assert [a.outcome for a in attempts(engine, limited)] == [
+        AttemptOutcome.TRANSIENT, AttemptOutcome.SENT,
+    ]
+    assert attempts(engine, limited)[0].provider == "webpush"
+
+    # The service worker reports the click's open to open_url, as a CORS-simple request.
+    app = create_app(settings, engine=engine, now=lambda: NOW + timedelta(minutes=5))
+    with TestClient(app) as client:
+        report = client.post(
+            f"/o/{token}", content=json.dumps({"tag": payload["tag"], "opened_at": "x"}),
+            headers={"Content-Type": "text/plain;charset=UTF-8"},
+        )
+        assert report.status_code == 422  # a bad time is refused, not guessed
+        report = client.post(
+            f"/o/{token}", headers={"Content-Type": "text/plain;charset=UTF-8"},
+            content=json.dumps({"tag": payload["tag"],
+                                "opened_at": (NOW + timedelta(minutes=4)).isoformat()}),
+        )
+        assert report.status_code == 204
+    assert message(engine, delivered).opened_at == NOW + timedelta(minutes=4)
+
+
+@contextlib.contextmanager
+def running_api(app: FastAPI, port: int) -> Iterator[str]:
+    """The API on a real port in a thread: the SMS provider posts receipts to it."""
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",
+    ))
+    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "API did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
+    engine: Engine, migrated_url: str, tenant: str
+) -> None:
+    port = free_port()
+    with (
+        SmtpSandbox(username="shop", password="s3cret") as relay,
+        SmsSandbox() as provider,
+    ):
+        smtp = SmtpSettings(
+            host="127.0.0.1", port=relay.port, username="shop", password="s3cret",
+            ca_file=str(relay.ca_file), from_address="news@shop.example",
+        )
+        twilio = TwilioSettings(
+            account_sid=provider.account_sid, auth_token=provider.auth_token,
+            from_number=provider.from_number, base_url=provider.url,
+            status_callback_url=f"http://127.0.0.1:{port}/sms/receipts",
+        )
+        settings = queue_settings(
+            tenant=tenant, database_url=migrated_url, smtp=smtp.model_dump(),
+            sms=twilio.model_dump(), unsubscribe_mailto="unsubscribe@shop.example",
+        )
+        relay.reject("gone@example.net")
+        relay.reject("busy@example.net", TRY_LATER, times=1)
+        provider.script("+34600000002", SmsOutcome.UNDELIVERABLE)
+        provider.script("+34600000003", SmsOutcome.STOP)
+        email, sms = (ConsentChannel.EMAIL,), (ConsentChannel.SMS,)
+        customers = [
+            new_customer(engine, tenant, consent=email, email="juan@example.net"),
+            new_customer(engine, tenant, consent=email, email="gone@example.net"),
+            new_customer(engine, tenant, consent=email, email="busy@example.net"),
+            new_customer(engine, tenant, consent=sms, phone="+34600000001"),
+            new_customer(engine, tenant, consent=sms, phone="+34600000002"),
+            new_customer(engine, tenant, consent=sms, phone="+34600000003"),
+        ]
+        channels = [MessageChannel.EMAIL] * 3 + [MessageChannel.SMS] * 3
+        mailed, bounced, deferred, texted, undelivered, stopped = (i or 0 for i in queue(
+            engine, *(
+                outgoing(tenant, customer, f"m:{n}", channel=channel)
+                for n, (customer, channel) in enumerate(zip(customers, channels, strict=True))
+            ),
+        ))
+        sms_provider = TwilioSms(twilio)
+        worker = DeliveryWorker(
+            engine=engine, settings=settings, rng=random.Random(5),
+            channels=DeliveryChannels(
+                email=EmailSender(smtp, retry=NO_RETRY),
+                sms=SmsSender(sms_provider, retry=NO_RETRY),
+            ),
+        )
+        app = create_app(settings, engine=engine, now=lambda: NOW + timedelta(seconds=30))
+        with running_api(app, port):
+            assert worker.run_once(NOW) == 6
+            provider.callbacks.wait_for(4)  # "sent" and a final receipt for two texts
+            assert worker.run_once(NOW + timedelta(minutes=5)) == 1  # the deferred email
+        sms_provider.close()
+        received = relay.wait_for(2)
+        with TestClient(app) as client:
+            forged = client.post(
+                "/sms/receipts", data={"AccountSid": provider.account_sid, "MessageSid": "SMx",
+                                       "MessageStatus": "delivered"},
+                headers={"X-Twilio-Signature": "Zm9yZ2Vk"},
+            )
+            assert forged.status_code == 403
+
+    # Email: tracked links and an open pixel in the HTML, one-click unsubscribe in the headers.
+    token = token_for("m:0")
+    first = next(mail for mail in received if mail.recipients == ("juan@example.net",))
+    assert message(engine, mailed).status == MessageStatus.SENT
+    assert first.message["List-Unsubscribe"] == (
+        f"<{BASE_URL}/u/{token}>, <mailto:unsubscribe@shop.example?subject=unsubscribe>"
+    )
+    assert first.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert collapse_id("m:0") in first.message["Message-ID"]
+    html = first.part("html")
+    assert html.count(f'href="{BASE_URL}/c/{token}/0"') == 2  # the same link twice
+    assert "shop.example/dryers" not in html
+    assert f'href="{BASE_URL}/u/{token}"' in html  # the unsubscribe link stays direct
+    assert f'src="{BASE_URL}/o/{token}.gif"' in html
+    assert message(engine, bounced).status == MessageStatus.FAILED
+    assert message(engine, bounced).error_code == "UNREGISTERED"
+    assert [a.outcome for a in attempts(engine, deferred)] == [
+        AttemptOutcome.TRANSIENT, AttemptOutcome.SENT,
+    ]
+    # SMS: the provider's receipts set delivered_at, or fail the message.
+    row = message(engine, texted)
+    assert row.status == MessageStatus.DELIVERED
+    assert row.delivered_at is not None
+    assert provider.received.snapshot()[0].body.endswith(f"/c/{token_for('m:3')}")
+    assert message(engine, undelivered).status == MessageStatus.FAILED
+    assert message(engine, undelivered).error_code == "undelivered:30003"
+    assert message(engine, stopped).status == MessageStatus.FAILED
+    assert message(engine, stopped).error_code == "UNREGISTERED"
+    assert attempts(engine, stopped)[0].provider == "sms"
