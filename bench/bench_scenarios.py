@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, text
 from sqlmodel import Session, SQLModel, select
 
-from cloud.customers.models import ConsentEntry, Customer
+from cloud.customers.models import ConsentEntry
 from cloud.db import make_engine, migrate, session_scope
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.conditions import evaluate
@@ -211,15 +211,18 @@ def main() -> None:
             baselines.append(drain(engine, "baseline"))
             reset(engine)
         save_scenarios(engine)
-        measured = []
-        for _ in range(args.rounds):
-            measured.append(drain(engine, "100 scenarios"))
+        # Only the first pass starts journeys; later ones replay the same triggers, whose
+        # journeys exist already (their entry keys refuse a second start).
+        measured = [drain(engine, "100 scenarios")]
+        reset(engine)
+        for _ in range(1, args.rounds):
+            measured.append(drain(engine, "100 scenarios, replayed (no new journeys)"))
             reset(engine)
         memory, _ = in_memory(engine, rounds=3)
         total_journeys = journeys(engine)
         engine.dispose()
     base = max(baselines, key=lambda phase: phase.rate)
-    best = max(measured, key=lambda phase: phase.rate)
+    best = measured[0]
     load = os.getloadavg()[0]
     lines = [
         "# Scenario benchmarks", "",
