@@ -103,7 +103,7 @@ def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> N
     assert admin.get("/tenants/unknown-tenant/stores").status_code in (403, 404)
 
 
-def test_two_app_instances_agree_on_geofences_and_stays(
+def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
     engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
 ) -> None:
     """Two create_app on one database stand for two API processes: each has its own
@@ -150,13 +150,8 @@ def test_two_app_instances_agree_on_geofences_and_stays(
                              .order_by(col(Trigger.id))).all()
     assert kinds == ["geofence.enter", "geofence.dwell", "geofence.exit"]
 
-
-def test_location_reports_are_refused_for_customers_who_said_no(
-    admin: TestClient, tenant: str, engine: Engine
-) -> None:
-    base = f"/tenants/{tenant}"
-    admin.put(f"{base}/stores/madrid-01", json={"name": "Madrid", "time_zone": "Europe/Madrid"})
-    admin.put(f"{base}/geofences/centro", json=CIRCLE)
+    # location reports are refused, and nothing kept, for customers who said no
+    clock.now = NOW
     customer = new_customer(admin, tenant)
     locations = f"{base}/customers/{customer}/locations"
     consent = f"{base}/customers/{customer}/consent"

@@ -129,6 +129,29 @@ def test_enter_dwell_exit_with_hysteresis_become_triggers(engine: Engine, tenant
     assert rows[0].source_key == (
         f"geofence:{customer}:shop:enter:{(T0 + timedelta(seconds=10)).isoformat()}")
     assert [item.trigger_id for item in left.transitions] == [rows[2].id]
+    concurrent_reports_take_turns(engine, tenant)
+
+
+def concurrent_reports_take_turns(engine: Engine, tenant: str) -> None:
+    """Two processes handling the same customer at once: the customer's row lock makes
+    them take turns, so the stay is entered once and nothing fails."""
+    customer = setup(engine, tenant)
+    barrier = threading.Barrier(2)
+    updates: list[LocationUpdate] = []
+
+    def report(seconds: int) -> None:
+        reporter = Reporter(engine, tenant, customer)
+        barrier.wait()
+        updates.append(reporter(0.0, 5.0, T0 + timedelta(seconds=seconds)))
+
+    threads = [threading.Thread(target=report, args=(seconds,)) for seconds in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(len(update.transitions) for update in updates) == [0, 1]
+    with session_scope(engine) as session:
+        assert [row.kind for row in triggers(session, customer)] == ["geofence.enter"]
 
 
 def test_due_dwells_fire_without_a_report_once_while_open_at_the_current_threshold(
@@ -231,24 +254,3 @@ def test_stored_stays_decide_exactly_as_the_in_memory_tracker(
     assert got == expected
     assert {kind for _id, kind, _at in expected} == {ENTER, DWELL, EXIT}
 
-
-def test_concurrent_reports_for_one_customer_take_turns(engine: Engine, tenant: str) -> None:
-    """Two processes handling the same customer at once: the customer's row lock makes
-    them take turns, so the stay is entered once and nothing fails."""
-    customer = setup(engine, tenant, shop=circle())
-    barrier = threading.Barrier(2)
-    updates: list[LocationUpdate] = []
-
-    def report(seconds: int) -> None:
-        reporter = Reporter(engine, tenant, customer)
-        barrier.wait()
-        updates.append(reporter(0.0, 5.0, T0 + timedelta(seconds=seconds)))
-
-    threads = [threading.Thread(target=report, args=(seconds,)) for seconds in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(len(update.transitions) for update in updates) == [0, 1]
-    with session_scope(engine) as session:
-        assert [row.kind for row in triggers(session, customer)] == ["geofence.enter"]

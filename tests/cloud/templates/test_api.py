@@ -28,8 +28,9 @@ def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClien
         yield test_client
 
 
-def test_templates_are_checked_when_saved(client: TestClient, tenant: str, engine: Engine
-                                          ) -> None:
+def test_templates_are_checked_when_saved_and_previewed(
+    client: TestClient, tenant: str, engine: Engine
+) -> None:
     url = f"/tenants/{tenant}/templates/cart/sms/es-ES"
     saved = client.put(url, json=SMS)
     assert saved.status_code == 200, saved.text
@@ -70,8 +71,7 @@ def test_templates_are_checked_when_saved(client: TestClient, tenant: str, engin
     app_key = bearer(issue_key(engine, tenant=tenant, role=Role.APP))
     assert client.put(url, json=SMS, headers=app_key).status_code == 403
 
-
-def test_preview_given_or_saved_templates(client: TestClient, tenant: str) -> None:
+    # previews: of a template given in the request, or of a saved one
     preview = f"/tenants/{tenant}/templates/preview"
     given = client.post(preview, json={
         "spec": {"channel": "sms", "locale": "es-ES", **SMS},

@@ -50,7 +50,9 @@ def test_locale_choice() -> None:
     assert choose_locale([], "es-ES") is None
 
 
-def test_templates_are_compiled_before_saving_and_versioned(engine: Engine, tenant: str) -> None:
+def test_templates_are_checked_saved_versioned_and_loaded_compiled(
+    engine: Engine, tenant: str
+) -> None:
     with session_scope(engine) as session:
         with pytest.raises(TemplateError, match=r"unknown field 'customer\.nickname'") as refused:
             save_template(session, tenant=tenant, key="cart", now=T0,
@@ -84,16 +86,12 @@ def test_templates_are_compiled_before_saving_and_versioned(engine: Engine, tena
                                locale="es-ES") is not None
         assert delete_template(session, tenant=tenant, key="welcome", channel=Channel.PUSH,
                                locale="es-ES") is None
-        session.commit()
-
-
-def test_load_template_falls_back_and_compiles_once_per_version(
-    engine: Engine, tenant: str
-) -> None:
-    with session_scope(engine) as session:
+        # deleted and saved again: a new row, now saved after the en-GB one
+        assert delete_template(session, tenant=tenant, key="cart", channel=Channel.SMS,
+                               locale="es-ES") is not None
         save_template(session, tenant=tenant, key="cart", now=T0, spec=sms("Hola", "es-ES"))
-        save_template(session, tenant=tenant, key="cart", now=T0, spec=sms("Hi", "en-GB"))
         session.commit()
+    # loading: the best locale for the customer, compiled once per version
 
     def load(locale: str | None, channel: Channel = Channel.SMS, **options: str) -> str | None:
         with session_scope(engine) as session:
@@ -102,12 +100,12 @@ def test_load_template_falls_back_and_compiles_once_per_version(
         return None if template is None else template.spec.parts.sources()["text"]
 
     assert load("es-ES") == "Hola"
-    assert load("en") == "Hi"
-    assert load("en_US") == "Hi"
-    assert load("fr-FR") == "Hola"  # the first saved
-    assert load("fr-FR", default_locale="en-GB") == "Hi"
-    assert load(None) == "Hola"
-    assert load("es-ES", Channel.PUSH) is None
+    assert load("en") == "Hi!"
+    assert load("en_US") == "Hi!"
+    assert load("fr-FR") == "Hi!"  # the first saved of those there are
+    assert load("fr-FR", default_locale="es_es") == "Hola"
+    assert load(None) == "Hi!"
+    assert load("es-ES", Channel.EMAIL) is None
     with session_scope(engine) as session:
         first = load_template(session, tenant=tenant, key="cart", channel=Channel.SMS,
                               locale="es-ES")
