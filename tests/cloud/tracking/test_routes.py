@@ -1,0 +1,197 @@
+"""Tracking endpoints through the API, on SQLite and PostgreSQL: clicks, opens (pixel,
+service worker, app), unsubscribe, attempts, the VAPID key and the funnel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
+from sqlmodel import col, select
+
+from cloud.api import create_app
+from cloud.auth.models import Role
+from cloud.customers.crud import current_consent
+from cloud.customers.models import ConsentChannel
+from cloud.db import session_scope
+from cloud.delivery.vapid import b64url_decode
+from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.scenarios.triggers import Trigger, TriggerKind
+from tests.cloud.delivery.queue_helpers import (
+    NOW,
+    message,
+    new_customer,
+    outgoing,
+    queue,
+    queue_settings,
+    token_for,
+)
+from tests.cloud.factories import bearer, issue_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(engine: Engine, migrated_url: str, tenant: str, clock: Clock) -> Iterator[TestClient]:
+    """No key by default: the public routes need none; others pass theirs."""
+    app = create_app(queue_settings(tenant=tenant, database_url=migrated_url), engine=engine,
+                     now=clock)
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+def mark_sent(engine: Engine, message_id: int, at: datetime, **values: Any) -> None:
+    with session_scope(engine) as session:
+        session.execute(
+            update(Message).where(col(Message.id) == message_id)
+            .values(status=MessageStatus.SENT.value, sent_at=at, **values)
+        )
+        session.commit()
+
+
+def triggers(engine: Engine, customer_id: int) -> list[Trigger]:
+    with session_scope(engine) as session:
+        return list(session.exec(
+            select(Trigger).where(Trigger.customer_id == customer_id).order_by(col(Trigger.id))
+        ).all())
+
+
+def test_clicks_opens_and_unsubscribes_are_recorded_once_and_become_triggers(
+    client: TestClient, engine: Engine, tenant: str, clock: Clock
+) -> None:
+    customer = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,),
+                            email="juan@example.net")
+    [email_id] = queue(engine, outgoing(tenant, customer, "e:1", channel=MessageChannel.EMAIL,
+                                        offer_id=7, product_sku="DRY-8",
+                                        product_category="dryers"))
+    assert email_id is not None
+    mark_sent(engine, email_id, NOW)
+    token = token_for("e:1")
+
+    clock.now = NOW + timedelta(minutes=1)
+    pixel = client.get(f"/o/{token}.gif")
+    assert pixel.status_code == 200
+    assert pixel.headers["content-type"] == "image/gif"
+    assert pixel.headers["cache-control"].startswith("no-store")
+    clock.now = NOW + timedelta(minutes=2)
+    click = client.get(f"/c/{token}")
+    assert click.status_code == 302
+    assert click.headers["location"] == "https://shop.example/dryers"
+    clock.now = NOW + timedelta(minutes=3)
+    assert client.get(f"/o/{token}.gif").status_code == 200  # reopened: counted once
+    link = client.get(f"/c/{token}/0")
+    assert (link.status_code, link.headers["location"]) == (
+        302, "https://shop.example/dryers?a=1&b=2"
+    )
+    assert client.get(f"/c/{token}/1").status_code == 404
+    assert client.get("/c/AAAAAAAAAAAAAAAA").status_code == 404
+    assert client.get("/c/not-a-token").status_code == 404
+    assert client.get("/o/AAAAAAAAAAAAAAAA.gif").status_code == 404
+
+    row = message(engine, email_id)
+    assert row.opened_at == NOW + timedelta(minutes=1)
+    assert row.clicked_at == NOW + timedelta(minutes=2)
+    recorded = [t for t in triggers(engine, customer) if t.kind.startswith("message.")]
+    assert [(t.kind, t.occurred_at) for t in recorded] == [
+        (TriggerKind.MESSAGE_OPENED, NOW + timedelta(minutes=1)),
+        (TriggerKind.MESSAGE_CLICKED, NOW + timedelta(minutes=2)),
+    ]
+    assert recorded[0].attributes == {
+        "message_id": email_id, "scenario": "cross-sell", "step": "push", "offer_id": 7,
+        "product_sku": "DRY-8", "product_category": "dryers", "channel": "email",
+    }
+
+    # Unsubscribe: a page first (link scanners GET every link), the POST withdraws.
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    assert '<form method="post">' in page.text
+    with session_scope(engine) as session:
+        assert current_consent(session, customer_id=customer)[ConsentChannel.EMAIL].granted
+    one_click = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    with session_scope(engine) as session:
+        entry = current_consent(session, customer_id=customer)[ConsentChannel.EMAIL]
+    assert (entry.granted, entry.source) == (False, "unsubscribe-link")
+    assert client.post("/u/AAAAAAAAAAAAAAAA").status_code == 404
+
+
+def test_app_opens_attempts_vapid_key_and_the_funnel(
+    client: TestClient, engine: Engine, tenant: str, clock: Clock
+) -> None:
+    app_key = bearer(issue_key(engine, tenant=tenant, role=Role.APP))
+    admin = bearer(issue_key(engine, tenant=tenant))
+    customer = new_customer(engine, tenant)
+    ids = queue(engine, *(
+        outgoing(tenant, customer, f"f:{n}", step=step, variant=variant)
+        for n, (step, variant) in enumerate(
+            [("push", "a"), ("push", "a"), ("push", "b"), ("reminder", None)]
+        )
+    ), outgoing(tenant, customer, "other", scenario="welcome"))
+    opened, clicked, failed, _pending, other = (i or 0 for i in ids)
+    for message_id in (opened, clicked, other):
+        mark_sent(engine, message_id, NOW)
+    with session_scope(engine) as session:
+        session.execute(update(Message).where(col(Message.id) == failed)
+                        .values(status=MessageStatus.FAILED.value, error_code="no_address"))
+        session.commit()
+
+    clock.now = NOW + timedelta(minutes=10)
+    url = f"/tenants/{tenant}/messages/{opened}/opened"
+    assert client.post(url).status_code == 401
+    reported = client.post(url, json={"opened_at": (NOW + timedelta(minutes=9)).isoformat()},
+                           headers=app_key)
+    assert reported.status_code == 200, reported.text
+    assert reported.json()["opened_at"].startswith("2026-11-24T10:09:00")
+    again = client.post(url, headers=app_key)  # a second report changes nothing
+    assert again.json()["opened_at"].startswith("2026-11-24T10:09:00")
+    assert client.post(url, json={"shoe": 1}, headers=app_key).status_code == 422
+    assert client.post(f"/tenants/{tenant}/messages/999999/opened",
+                       headers=app_key).status_code == 404
+    assert client.get(f"/c/{token_for('f:1')}").status_code == 302
+
+    attempts = client.get(f"/tenants/{tenant}/messages/{opened}/attempts", headers=admin)
+    assert (attempts.status_code, attempts.json()) == (200, [])
+    assert client.get(f"/tenants/{tenant}/messages/{opened}/attempts",
+                      headers=app_key).status_code == 403
+
+    key = client.get(f"/tenants/{tenant}/web-push/public-key", headers=app_key)
+    assert key.status_code == 200
+    point = b64url_decode(key.json()["application_server_key"])
+    assert (len(point), point[0]) == (65, 4)
+    assert client.get(f"/tenants/{tenant}/web-push/public-key",
+                      headers=app_key).json() == key.json()  # kept, not remade
+
+    period = {"since": NOW.isoformat(), "until": (NOW + timedelta(days=1)).isoformat()}
+    rows = client.get(f"/tenants/{tenant}/analytics/funnel", params=period, headers=admin)
+    assert rows.status_code == 200, rows.text
+    by_key = {(r["scenario"], r["step"], r["variant"]): r for r in rows.json()}
+    assert set(by_key) == {
+        ("cross-sell", "push", "a"), ("cross-sell", "push", "b"),
+        ("cross-sell", "reminder", None), ("welcome", "push", None),
+    }
+    variant_a = by_key[("cross-sell", "push", "a")]
+    assert {k: variant_a[k] for k in ("queued", "sent", "opened", "clicked", "failed")} == {
+        "queued": 2, "sent": 2, "opened": 1, "clicked": 1, "failed": 0,
+    }
+    assert by_key[("cross-sell", "push", "b")]["failed"] == 1
+    assert by_key[("cross-sell", "reminder", None)]["pending"] == 1
+    only = client.get(f"/tenants/{tenant}/analytics/funnel",
+                      params={**period, "scenario": "welcome"}, headers=admin).json()
+    assert [(r["scenario"], r["sent"]) for r in only] == [("welcome", 1)]
+    backwards = {"since": period["until"], "until": period["since"]}
+    assert client.get(f"/tenants/{tenant}/analytics/funnel", params=backwards,
+                      headers=admin).status_code == 422
