@@ -98,7 +98,8 @@ def report_locations(
     check runs. The caller commits.
     """
     subject = str(customer_id)
-    lock_customer(session, customer_id=customer_id)
+    if not lock_customer(session, customer_id=customer_id):
+        return LocationUpdate({}, (), len(reports))  # erased meanwhile: nothing to keep
     rows = _rows(session, customer_id)
     stays = _stays(rows)
     last_at = max((row.last_seen_at for row in rows), default=None)
