@@ -2,7 +2,8 @@
 clock against PostgreSQL, with the demo shop's own configuration loaded through the API.
 
 Triggers come in as they would in production (signed shop webhooks, device registrations
-and push opens over the API, presence batches through the ingest writer); the scenario
+and push opens over the API, presence batches published through a real broker to the
+ingest consumer); the scenario
 worker and the delivery worker are driven round by round as the clock advances. Every
 message is checked (channel, due time, offer, coupon) and so is every message that must
 not exist (quiet hours, consent, offers for things already bought).
@@ -10,13 +11,17 @@ not exist (quiet hours, consent, offers for things already bought).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -28,13 +33,14 @@ from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
-from cloud.ingest.batch import Inbound, write_batch
+from cloud.ingest.consumer import PresenceConsumer
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon, Offer
 from cloud.scenarios.worker import ScenarioWorker
 from cloud.service import engine_config
 from cloud.settings import Settings
 from demo.shop_config import load_shop
+from provisioning.local_broker import LocalBroker
 from sandbox.fcm import FcmSandbox, ServiceAccount
 from sandbox.sms import SmsSandbox
 from sandbox.smtp import SmtpSandbox
@@ -48,6 +54,7 @@ from tests.cloud.factories import (
     make_event,
     presence_topic,
 )
+from tests.cloud.running import WAIT_S, publish_all, publisher, wait_for
 from tests.support.postgres import fresh_database
 
 SECRET = "whsec-journey-0123456789"
@@ -85,6 +92,8 @@ class Shop:
     delivery: DeliveryWorker
     smtp: SmtpSandbox
     sms: SmsSandbox
+    ingest: PresenceConsumer
+    gateway: mqtt.Client
     events: int = 0
     seen: set[int] = field(default_factory=set)
 
@@ -114,15 +123,17 @@ class Shop:
         return response.json()
 
     def presence(self, install_id: str, transition: Transition = Transition.ENTER) -> None:
-        """A presence batch from the store's gateway, as the broker would hand it over."""
+        """A presence batch published by the store's gateway through the broker; returns
+        once the ingest consumer has stored it (and recorded its triggers)."""
         event = make_event(
             tenant=self.tenant, pseudonym=app_pseudonym(install_id), store=STORE,
             transition=transition, first_seen=self.clock.now - timedelta(seconds=30),
             last_seen=self.clock.now,
         )
         payload = batch_payload([event], sent_at=self.clock.now)
-        inbound = Inbound(topic=presence_topic(self.tenant, STORE), payload=payload)
-        write_batch(self.engine, [inbound], received_at=self.clock.now)
+        stored = self.ingest.totals.events_new
+        publish_all(self.gateway, [(presence_topic(self.tenant, STORE), payload)])
+        wait_for(lambda: self.ingest.totals.events_new > stored, what="presence stored")
 
     def new_messages(self) -> list[Message]:
         """Messages queued since the last call, oldest first."""
@@ -172,6 +183,27 @@ def summary(shop: Shop, messages: list[Message]) -> list[Summary]:
     return [(m.scenario, m.step, str(m.channel), shop.offer_key(m.offer_id)) for m in messages]
 
 
+@contextlib.contextmanager
+def presence_consumer(
+    settings: Settings, engine: Engine, clock: Clock
+) -> Iterator[PresenceConsumer]:
+    """The ingest consumer on its own event loop in a thread, on the test's clock."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    consumer = PresenceConsumer(settings=settings, engine=engine, now=clock,
+                                end_session_on_stop=True)
+    thread = threading.Thread(target=loop.run_until_complete, args=(consumer.run(stop),),
+                              name="journey-ingest", daemon=True)
+    thread.start()
+    wait_for(lambda: consumer.connected, what="ingest connected")
+    try:
+        yield consumer
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=WAIT_S)
+        loop.close()
+
+
 @pytest.fixture
 def fcm_server() -> Iterator[FcmSandbox]:
     account = ServiceAccount.generate(FCM_PROJECT)
@@ -197,7 +229,9 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def shop(postgres_url: str, mqtt_namespace: str, sender: FcmSender) -> Iterator[Shop]:
+def shop(
+    postgres_url: str, mqtt_namespace: str, sender: FcmSender, broker: LocalBroker
+) -> Iterator[Shop]:
     tenant = mqtt_namespace
     with SmtpSandbox(username="shop", password="s3cret") as smtp, SmsSandbox() as sms:
         delivery = {
@@ -209,16 +243,20 @@ def shop(postgres_url: str, mqtt_namespace: str, sender: FcmSender) -> Iterator[
         }
         settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
                                             webhook_secrets=[SECRET], delivery=delivery,
-                                            tracking={"public_base_url": PUBLIC_URL})
+                                            tracking={"public_base_url": PUBLIC_URL},
+                                            broker=broker)
         engine = make_engine(postgres_url)
         clock = Clock()
         app = create_app(settings, engine=engine, now=clock)
         scenarios = ScenarioWorker(engine=engine, config=engine_config(settings), now=clock)
         try:
             with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as client, \
-                    delivery_worker(settings, engine=engine, push=sender, now=clock) as worker:
+                    delivery_worker(settings, engine=engine, push=sender, now=clock) as worker, \
+                    presence_consumer(settings, engine, clock) as ingest, \
+                    publisher(broker) as gateway:
                 yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,
-                           scenarios=scenarios, delivery=worker, smtp=smtp, sms=sms)
+                           scenarios=scenarios, delivery=worker, smtp=smtp, sms=sms,
+                           ingest=ingest, gateway=gateway)
         finally:
             engine.dispose()
 
