@@ -3,10 +3,9 @@ clock against PostgreSQL, with the demo shop's own configuration loaded through 
 
 Triggers come in as they would in production (signed shop webhooks, device registrations
 and push opens over the API, presence batches published through a real broker to the
-ingest consumer); the scenario
-worker and the delivery worker are driven round by round as the clock advances. Every
-message is checked (channel, due time, offer, coupon) and so is every message that must
-not exist (quiet hours, consent, offers for things already bought).
+ingest consumer); the scenario worker and the delivery worker are driven round by round
+as the clock advances. Every message is checked (channel, due time, offer, coupon) and so
+is every message that must not exist (quiet hours, consent, offers for things bought).
 """
 
 from __future__ import annotations
