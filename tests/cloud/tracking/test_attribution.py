@@ -101,10 +101,10 @@ def test_an_order_webhook_converts_the_last_touch_within_the_configured_window(
                               tracking={"attribution_window_days": 1})
     customer = new_customer(engine, tenant)
     with session_scope(engine) as session:
-        row = session.get(Customer, customer)
-        assert row is not None
-        row.external_id = "shop-42"
-        session.add(row)
+        profile = session.get(Customer, customer)
+        assert profile is not None
+        profile.external_id = "shop-42"
+        session.add(profile)
         session.commit()
     stale, recent = queue(engine, outgoing(tenant, customer, "two-days"),
                           outgoing(tenant, customer, "an-hour"), now=NOW - timedelta(days=3))
