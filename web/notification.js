@@ -43,7 +43,23 @@
     }
   }
 
-  const api = { parsePayload, notificationFor, safeOpenUrl };
+  /** The fetch() options of an open report to the message's open_url (POST /o/<token>).
+   *
+   * The tracker is on another origin than the shop, so the report is a CORS "simple"
+   * request (text/plain, no-cors): no preflight, nothing to read back, and the API reads
+   * the body as JSON whatever its type. The token in the URL is the credential. */
+  function openReport(tag, openedAt) {
+    return {
+      method: "POST",
+      mode: "no-cors",
+      keepalive: true,
+      credentials: "omit",
+      headers: { "Content-Type": "text/plain;charset=UTF-8" },
+      body: JSON.stringify({ tag: tag || null, opened_at: openedAt.toISOString() }),
+    };
+  }
+
+  const api = { parsePayload, notificationFor, safeOpenUrl, openReport };
   if (typeof module === "object" && module.exports) module.exports = api;
   else root.VitrinaNotification = api;
 })(typeof self !== "undefined" ? self : globalThis);

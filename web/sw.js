@@ -16,12 +16,8 @@ self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const openUrl = VitrinaNotification.safeOpenUrl(data.openUrl, self.location.origin);
   const report = openUrl
-    ? fetch(openUrl, {
-        method: "POST",
-        keepalive: true,
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ tag: data.tag, opened_at: new Date().toISOString() }),
-      }).catch(() => undefined) // an unreachable tracker must not block the click
+    ? fetch(openUrl, VitrinaNotification.openReport(data.tag, new Date()))
+        .catch(() => undefined) // an unreachable tracker must not block the click
     : Promise.resolve();
   const target = new URL(data.url || "/", self.location.origin).href;
   const focus = clients.matchAll({ type: "window", includeUncontrolled: true }).then((windows) => {

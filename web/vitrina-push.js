@@ -1,7 +1,11 @@
 /* Subscribe this browser to a shop's web pushes and register it with the Vitrina API.
  *
  *   import { enableWebPush } from "./vitrina-push.js";
- *   button.onclick = () => enableWebPush({ apiBase, tenant, customerId, applicationServerKey });
+ *   button.onclick = () => enableWebPush({ apiBase, tenant, customerId, apiKey });
+ *
+ * `apiKey` is the tenant's app key (the API's device and key routes want one);
+ * `applicationServerKey` may be given, else it is fetched from the API (the tenant's
+ * VAPID key, made once and kept: subscriptions are bound to it).
  *
  * Call it from a user gesture: browsers only ask for notification permission then. */
 
@@ -21,15 +25,30 @@ export function registrationBody(subscriptionJson) {
   return { kind: "web_push", endpoint: subscriptionJson.endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } };
 }
 
+function tenantUrl(apiBase, tenant) {
+  return `${apiBase.replace(/\/+$/, "")}/tenants/${encodeURIComponent(tenant)}`;
+}
+
 export function devicesUrl(apiBase, tenant, customerId) {
-  const base = apiBase.replace(/\/+$/, "");
-  return `${base}/v1/tenants/${encodeURIComponent(tenant)}/customers/${encodeURIComponent(customerId)}/devices`;
+  return `${tenantUrl(apiBase, tenant)}/customers/${encodeURIComponent(customerId)}/devices`;
+}
+
+export function publicKeyUrl(apiBase, tenant) {
+  return `${tenantUrl(apiBase, tenant)}/web-push/public-key`;
+}
+
+/** Request headers for the API: JSON, and the app key when one is given. */
+export function apiHeaders(apiKey) {
+  const headers = { "Content-Type": "application/json" };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  return headers;
 }
 
 export async function enableWebPush({
   apiBase,
   tenant,
   customerId,
+  apiKey,
   applicationServerKey,
   serviceWorkerUrl = "/sw.js",
   fetchImpl = fetch,
@@ -41,6 +60,11 @@ export async function enableWebPush({
   if (permission !== "granted") throw new Error(`notification permission ${permission}`);
   const registration = await navigator.serviceWorker.register(serviceWorkerUrl);
   await navigator.serviceWorker.ready;
+  if (!applicationServerKey) {
+    const answer = await fetchImpl(publicKeyUrl(apiBase, tenant), { headers: apiHeaders(apiKey) });
+    if (!answer.ok) throw new Error(`VAPID key lookup failed: HTTP ${answer.status}`);
+    applicationServerKey = (await answer.json()).application_server_key;
+  }
   const key = urlBase64ToUint8Array(applicationServerKey);
   let subscription = await registration.pushManager.getSubscription();
   if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
@@ -53,7 +77,7 @@ export async function enableWebPush({
   }
   const response = await fetchImpl(devicesUrl(apiBase, tenant, customerId), {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: apiHeaders(apiKey),
     body: JSON.stringify(registrationBody(subscription.toJSON())),
   });
   if (!response.ok) throw new Error(`device registration failed: HTTP ${response.status}`);

@@ -1,7 +1,7 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { parsePayload, notificationFor, safeOpenUrl } = require("../notification.js");
+const { parsePayload, notificationFor, safeOpenUrl, openReport } = require("../notification.js");
 
 test("payload becomes a tagged notification with its link", () => {
   const doc = parsePayload(JSON.stringify({
@@ -31,4 +31,13 @@ test("opens are reported only to https or to the site itself", () => {
   assert.equal(safeOpenUrl("http://tracker.example/o", "https://shop.example"), null);
   assert.equal(safeOpenUrl("javascript:alert(1)", "https://shop.example"), null);
   assert.equal(safeOpenUrl(null, "https://shop.example"), null);
+});
+
+test("an open report is a CORS-simple POST the tracker reads as JSON", () => {
+  const options = openReport("abc", new Date("2026-11-24T10:09:00Z"));
+  assert.equal(options.method, "POST");
+  assert.equal(options.mode, "no-cors");
+  assert.equal(options.credentials, "omit");
+  assert.deepEqual(options.headers, { "Content-Type": "text/plain;charset=UTF-8" });
+  assert.deepEqual(JSON.parse(options.body), { tag: "abc", opened_at: "2026-11-24T10:09:00.000Z" });
 });

@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { urlBase64ToUint8Array, registrationBody, devicesUrl } from "../vitrina-push.js";
+import { urlBase64ToUint8Array, registrationBody, devicesUrl, publicKeyUrl, apiHeaders } from "../vitrina-push.js";
 
 test("VAPID key decodes to the 65-byte uncompressed point", () => {
   const key = "BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U";
@@ -18,5 +18,11 @@ test("registration body is what the devices endpoint accepts, nothing more", () 
 });
 
 test("devices URL escapes tenant and customer", () => {
-  assert.equal(devicesUrl("https://api.example/", "shop a", 7), "https://api.example/v1/tenants/shop%20a/customers/7/devices");
+  assert.equal(devicesUrl("https://api.example/", "shop a", 7), "https://api.example/tenants/shop%20a/customers/7/devices");
+  assert.equal(publicKeyUrl("https://api.example", "shop a"), "https://api.example/tenants/shop%20a/web-push/public-key");
+});
+
+test("the app key goes in a bearer header, and only when given", () => {
+  assert.deepEqual(apiHeaders("vk_abc_def"), { "Content-Type": "application/json", Authorization: "Bearer vk_abc_def" });
+  assert.deepEqual(apiHeaders(undefined), { "Content-Type": "application/json" });
 });
