@@ -43,6 +43,7 @@ from provisioning.local_broker import LocalBroker
 from sandbox.fcm import FcmSandbox, ServiceAccount
 from sandbox.sms import SmsSandbox
 from sandbox.smtp import SmtpSandbox
+from sandbox.webpush import BrowserSubscription, WebPushSandbox
 from shared.presence import Transition
 from tests.cloud.factories import (
     app_pseudonym,
@@ -61,9 +62,6 @@ STORE = "madrid-centro"
 JUAN_APP, ANA_APP = "juan-install-0001", "ana-install-0002"
 JUAN_FCM = "juan-phone-0001:APA91bJuanJuanJuanJuanJuanJuan"
 ANA_FCM = "ana-phone-00002:APA91bAnaAnaAnaAnaAnaAnaAnaAna"
-#: A browser's public key (RFC 8291), as a subscription carries it.
-P256DH = ("BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcY"
-          "P7DkM")
 FCM_PROJECT = "vitrina-journey"
 #: Where tracked links and unsubscribe pages point: https, as email one-click requires.
 PUBLIC_URL = "https://t.shop.example"
@@ -91,6 +89,7 @@ class Shop:
     delivery: DeliveryWorker
     smtp: SmtpSandbox
     sms: SmsSandbox
+    web_push: WebPushSandbox
     ingest: PresenceConsumer
     gateway: mqtt.Client
     events: int = 0
@@ -170,9 +169,11 @@ class Shop:
             return coupon
 
 
-def web_push_device(name: str) -> dict[str, Any]:
-    return {"kind": "web_push", "endpoint": f"https://push.example.net/send/{name}",
-            "keys": {"p256dh": P256DH, "auth": "tBHItJI5svbpez7KI4CCXg"}}
+def web_push_device(browser: BrowserSubscription) -> dict[str, Any]:
+    """The registration a browser's service worker posts after `pushManager.subscribe`."""
+    subscription = browser.to_json()
+    return {"kind": "web_push", "endpoint": subscription["endpoint"],
+            "keys": subscription["keys"]}
 
 
 Summary = tuple[str | None, str | None, str, str | None]
@@ -232,13 +233,15 @@ def shop(
     postgres_url: str, mqtt_namespace: str, sender: FcmSender, broker: LocalBroker
 ) -> Iterator[Shop]:
     tenant = mqtt_namespace
-    with SmtpSandbox(username="shop", password="s3cret") as smtp, SmsSandbox() as sms:
+    with SmtpSandbox(username="shop", password="s3cret") as smtp, SmsSandbox() as sms, \
+            WebPushSandbox() as web_push:
         delivery = {
             "smtp": {"host": "127.0.0.1", "port": smtp.port, "username": "shop",
                      "password": "s3cret", "ca_file": str(smtp.ca_file),
                      "from_address": "news@shop.example", "from_name": "The Shop"},
             "sms": {"account_sid": sms.account_sid, "auth_token": sms.auth_token,
                     "from_number": sms.from_number, "base_url": sms.url},
+            "web_push_subject": "mailto:ops@shop.example",
         }
         settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
                                             webhook_secrets=[SECRET], delivery=delivery,
@@ -255,7 +258,7 @@ def shop(
                     publisher(broker) as gateway:
                 yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,
                            scenarios=scenarios, delivery=worker, smtp=smtp, sms=sms,
-                           ingest=ingest, gateway=gateway)
+                           ingest=ingest, gateway=gateway, web_push=web_push)
         finally:
             engine.dispose()
 
@@ -376,7 +379,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     shop.clock.now = back
     shop.api("POST", f"/customers/{juan}/consent",
              {"channel": "web_push", "granted": True, "source": "web"})
-    shop.api("POST", f"/customers/{juan}/devices", web_push_device("juan-browser-1"))
+    shop.api("POST", f"/customers/{juan}/devices", web_push_device(shop.web_push.subscribe()))
     shop.at(back)
     assert shop.new_messages() == []
     shop.at(back + timedelta(minutes=5))
@@ -385,6 +388,9 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
         ("web-push-escalation", "escalate", "web_push", "dryer50")
     ]
     dryer50 = shop.coupon(escalation.coupon_id)
+    [pushed] = shop.web_push.wait_for(1)
+    assert dryer50.code in pushed.payload.decode()
+    assert shop.message(escalation.id or 0).sent_at == back + timedelta(minutes=5)
     assert dryer50.expires_at == back + timedelta(minutes=5, days=3)
 
     # --- 5. He buys the dryer: spend passes 1000, 27 EUR credit confirmed by email ---------
@@ -405,7 +411,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert shop.coupon(escalation.coupon_id).redeemed_at == dryer_bought
 
     # Never a dryer offer once he has a dryer: not on a new browser, not in the store.
-    shop.api("POST", f"/customers/{juan}/devices", web_push_device("juan-browser-2"))
+    shop.api("POST", f"/customers/{juan}/devices", web_push_device(shop.web_push.subscribe()))
     shop.at(dryer_bought + timedelta(minutes=10))
     later_visit = datetime(2026, 6, 12, 10, 0, tzinfo=UTC)
     shop.clock.now = later_visit
@@ -443,3 +449,4 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
         assert f"{PUBLIC_URL}/" in email.part("plain")
         assert email.message["List-Unsubscribe"]
     assert len(shop.sms.received) == 1
+    assert len(shop.web_push.received) == 1  # the second browser got no dryer offer
