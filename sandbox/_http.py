@@ -238,6 +238,8 @@ class LocalHTTPServer:
         finally:
             self._loop = None
             server.close()
+            # Idle kept-alive connections close at once; a request in progress gets the grace.
+            protocol.pre_shutdown()
             await protocol.shutdown(SHUTDOWN_GRACE_S)
             await server.wait_closed()
 

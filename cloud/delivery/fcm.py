@@ -2,28 +2,43 @@
 
 Each `FcmSender` owns a named firebase App built from the service-account file, so several
 tenants' projects (and the tests) coexist in one process, and closing one sender tears
-down only its App. Messages go out with `messaging.send_each` in chunks of at most 500
-(the API's limit); per-token failures come back as SendResults, never as exceptions.
+down only its App. Messages go out with `messaging.send_each_async` in chunks of at most
+500 (the API's limit), on an event loop in a thread the sender owns, so `send()` stays a
+plain blocking call for worker threads; per-token failures come back as SendResults,
+never as exceptions.
+
+Why the async path, and why its HTTP client is ours (`FcmHttpClient`): the synchronous
+`send_each` fans out to a thread per message over requests/urllib3, and the threads only
+take turns at the GIL; firebase-admin's async client (httpx) costs about 1 ms of CPU per
+request here, most of it in the client's own layers. The SDK still builds, validates and
+encodes every message, fans the batch out and classifies FCM's errors; we only swap the
+object it sends through, as we already swap its requests adapter. See
+docs/benchmarks/delivery.md for the measurements.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import ssl
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import firebase_admin
+import httpx
 import requests
 import requests.adapters
 import requests.utils
-from firebase_admin import credentials, exceptions, messaging
+from firebase_admin import _http_client, credentials, exceptions, messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
 from urllib3.util.retry import Retry
@@ -40,9 +55,10 @@ FCM_ORIGIN = "https://fcm.googleapis.com"
 IAM_CREDENTIALS_ORIGIN = "https://iamcredentials.googleapis.com"
 #: FCM's send_each accepts at most 500 messages per call.
 MAX_BATCH = 500
-#: send_each runs one thread per message; a blocking pool of this many keep-alive connections
-#: caps the sockets instead of opening (and discarding) one per thread. firebase-admin's
-#: own adapter uses the same size.
+#: Keep-alive connections per sender. send_each_async starts up to 500 requests at once; the
+#: rest wait for a free connection. An HTTP/1.1 connection carries one request per round
+#: trip, so against Google (tens of ms away) 100 connections allow a few thousand sends/s,
+#: which one worker's CPU cannot outrun anyway. firebase-admin's own pool has this size.
 POOL_CONNECTIONS = 100
 #: Every Vitrina push is user-visible and time-bound (the shopper is in front of the store
 #: now), which is what FCM's high priority is for: it wakes a dozing device at once. FCM
@@ -156,6 +172,203 @@ def _messaging_session(app: firebase_admin.App) -> requests.Session:
     return session
 
 
+T = TypeVar("T")
+
+#: What FcmHttpClient calls (in a worker thread) when FCM refuses an access token: it gets
+#: the refused Authorization value and returns the headers to try again with, or None.
+Reauthorize = Callable[[str], Mapping[str, str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FcmReply:
+    """A successful FCM answer: all firebase-admin reads of it is the JSON body."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _encode_json(payload: Any) -> bytes:
+    """The request body exactly as httpx (firebase-admin's own client) would encode it."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """Verify Google's certificate against the CA bundle requests would use."""
+    bundle = (
+        os.environ.get("REQUESTS_CA_BUNDLE")
+        or os.environ.get("CURL_CA_BUNDLE")
+        or requests.utils.DEFAULT_CA_BUNDLE_PATH
+    )
+    return ssl.create_default_context(cafile=bundle)
+
+
+class FcmHttpClient:
+    """The HTTP client firebase-admin's messaging service sends through on the async path.
+
+    It stands in for the SDK's `HttpxAsyncClient` (same `request()`/`aclose()` contract:
+    a reply with `.json()`, `httpx.HTTPStatusError` carrying an `httpx.Response` for an
+    HTTP error, httpx transport errors for the rest, so the SDK's error classification
+    runs unchanged) and owns the policies that matter per request:
+
+    - transport: aiohttp (a C HTTP parser) over a pool of `POOL_CONNECTIONS` keep-alive
+      HTTP/1.1 connections, about a third of httpx's CPU per request;
+    - redirection: with `endpoint` set, FCM's origin is swapped for a local FCM-compatible
+      server (firebase-admin hard-codes the origin);
+    - authorization: the sender puts a ready-made header set in `auth_headers` once per
+      batch, so no request pays for a credential check; a 401 asks `reauthorize` once
+      (one refresh per refused token however many requests saw it), then tries again;
+    - retries: none here. firebase-admin's client retries 500/503 four times on its own,
+      which would multiply with the sender's policy and ignore Retry-After.
+
+    Not thread-safe: it lives on the sender's event loop (`open` and `aclose` run there).
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None,
+        *,
+        timeout_s: float,
+        reauthorize: Reauthorize,
+        origin: str = FCM_ORIGIN,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.origin = origin
+        self.timeout_s = timeout_s
+        self.auth_headers: Mapping[str, str] = {}
+        self._reauthorize = reauthorize
+        target = self.endpoint or origin
+        # Settled once, as pin_environment does for requests: proxies and CA bundle.
+        proxies = requests.utils.get_environ_proxies(target)
+        self._proxy = proxies.get(target.split(":", 1)[0]) or proxies.get("all")
+        self._session: aiohttp.ClientSession | None = None
+
+    def route(self, url: str) -> str:
+        """Where a request for `url` goes: the local endpoint for FCM's origin, if set."""
+        if self.endpoint and url.startswith(self.origin):
+            return self.endpoint + url[len(self.origin) :]
+        return url
+
+    async def open(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=POOL_CONNECTIONS, ssl=_ssl_context())
+            self._session = aiohttp.ClientSession(connector=connector)
+
+    async def aclose(self) -> None:
+        """Close the pool (firebase-admin's delete_app calls this too, then it is a no-op)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK client's keyword, per request
+    ) -> FcmReply:
+        target = self.route(url)
+        fixed = dict(headers or {})
+        body = None
+        if json is not None:
+            body = _encode_json(json)
+            fixed["Content-Type"] = "application/json"
+        auth = self.auth_headers
+        status, raw_headers, content = await self._exchange(
+            method, target, body, {**fixed, **auth}, timeout
+        )
+        if status == 401:
+            refused = auth.get("authorization", "")
+            fresh = await asyncio.get_running_loop().run_in_executor(
+                None, self._reauthorize, refused
+            )
+            if fresh is not None:
+                status, raw_headers, content = await self._exchange(
+                    method, target, body, {**fixed, **fresh}, timeout
+                )
+        if status >= 400:
+            request = httpx.Request(method.upper(), target)
+            response = httpx.Response(status, headers=raw_headers, content=content, request=request)
+            raise httpx.HTTPStatusError(
+                f"HTTP {status} from {target}", request=request, response=response
+            )
+        return FcmReply(status, content)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout_s: float | None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One HTTP exchange; transport failures become the httpx errors the SDK maps:
+        a timeout DEADLINE_EXCEEDED, a refused or broken connection UNAVAILABLE (as the
+        requests path reported them), anything else UNKNOWN."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("FcmHttpClient is not open")
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            async with session.request(
+                method.upper(),
+                url,
+                data=body,
+                headers=headers,
+                proxy=self._proxy,
+                allow_redirects=False,
+                # Per socket operation, like requests' (connect, read) timeout: a request
+                # waiting for a pooled connection is not timed out by the wait.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=limit, sock_read=limit),
+            ) as response:
+                return response.status, list(response.raw_headers), await response.read()
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(
+                f"no answer within {limit}s", request=httpx.Request(method, url)
+            ) from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise httpx.ConnectError(str(exc), request=httpx.Request(method, url)) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=httpx.Request(method, url)) from exc
+
+
+def _install_http_client(app: firebase_admin.App, client: FcmHttpClient) -> Any:
+    """Make firebase-admin's messaging service send through `client`; returns the SDK's
+    own async client (for closing). Like `_messaging_session`, a changed SDK shape fails
+    here, loudly, rather than sending through a client without our policies."""
+    service = messaging._get_messaging_service(app)
+    original = getattr(service, "_async_client", None)
+    if not isinstance(original, _http_client.HttpxAsyncClient):
+        raise RuntimeError(
+            f"firebase-admin {firebase_admin.__version__}: "
+            "messaging service has no async HTTP client to replace"
+        )
+    service._async_client = client
+    return original
+
+
+class _LoopThread:
+    """An asyncio event loop running in a daemon thread that one sender owns."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the loop and block the calling thread until it is done."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
 def build_message(push: PushMessage, *, now: float | None = None) -> messaging.Message:
     """The FCM message for one PushMessage; raises ValueError for content FCM would refuse."""
     if not 0 <= push.ttl_s <= MAX_TTL_S:
@@ -227,7 +440,9 @@ class FcmSender:
     """`PushSender` for FCM HTTP v1. Thread-safe; one per (tenant) Firebase project.
 
     `settings.endpoint` sends to a local FCM-compatible server instead of Google's (see
-    FcmEndpointAdapter for how and why).
+    FcmHttpClient, and FcmEndpointAdapter for the SDK's synchronous requests session and
+    google-auth's calls). The sender owns an event loop thread for firebase-admin's async
+    send; `close()` (or leaving the `with` block) stops it and deletes the App.
     """
 
     def __init__(self, settings: FcmSettings, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
@@ -240,8 +455,11 @@ class FcmSender:
             name=f"vitrina-fcm-{settings.project_id}-{uuid.uuid4().hex[:8]}",
         )
         self._credential = self._app.credential.get_credential()
+        self._send_url = f"{FCM_ORIGIN}/v1/projects/{settings.project_id}/messages:send"
         session = _messaging_session(self._app)
         endpoint = str(settings.endpoint) if settings.endpoint else None
+        # The SDK's synchronous path is not used for sending, but no call of it may leak
+        # to Google when a local endpoint is set.
         pin_environment(session, FCM_ORIGIN)
         session.mount(FCM_ORIGIN, FcmEndpointAdapter(endpoint))
         self._token_lock = threading.Lock()
@@ -252,10 +470,19 @@ class FcmSender:
                     IAM_CREDENTIALS_ORIGIN,
                     FcmEndpointAdapter(endpoint, origin=IAM_CREDENTIALS_ORIGIN),
                 )
+        self._token_request = auth_requests.Request(self._token_session)
+        self._http = FcmHttpClient(
+            endpoint, timeout_s=settings.timeout_s, reauthorize=self._reauthorize
+        )
+        self._loop = _LoopThread(f"fcm-{settings.project_id}")
+        self._loop.run(self._http.open())
+        self._sdk_client = _install_http_client(self._app, self._http)
         self._closed = False
 
     def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:
         """Send a batch; one result per message, in order. Never raises for a per-token error."""
+        if self._closed:
+            raise RuntimeError("FcmSender is closed")
         results: dict[int, SendResult] = {}
         built: dict[int, messaging.Message] = {}
         for index, push in enumerate(messages):
@@ -290,9 +517,11 @@ class FcmSender:
         if batch_error is not None:
             return {i: _replace_token(batch_error, messages[i].token) for i in pending}
         try:
-            response = messaging.send_each([built[i] for i in pending], app=self._app)
+            response = self._loop.run(
+                messaging.send_each_async([built[i] for i in pending], app=self._app)
+            )
         except exceptions.FirebaseError as exc:
-            # send_each raises only when something outside an HTTP exchange broke (e.g. auth).
+            # send_each_async raises only when something outside an HTTP exchange broke.
             logger.error("FCM batch of %d failed: %s", len(pending), exc)
             return {i: result_for_error(messages[i].token, exc) for i in pending}
         outcome: dict[int, SendResult] = {}
@@ -307,38 +536,67 @@ class FcmSender:
         return outcome
 
     def _ensure_access_token(self) -> SendResult | None:
-        """Fetch the OAuth token once, here, before send_each fans out to its threads.
-
-        google-auth refreshes without a lock, so a cold credential would otherwise make each
-        of up to 500 threads ask the token endpoint at the same moment.
-        """
+        """Fetch the OAuth token if needed and hand its headers to the HTTP client, once
+        per batch: the requests of a batch then carry ready-made headers instead of each
+        asking the credential (and a cold credential is refreshed once, not per request)."""
         with self._token_lock:
-            if self._credential.valid:
-                return None
-            try:
-                self._credential.refresh(auth_requests.Request(self._token_session))
-            except auth_exceptions.TransportError as exc:
-                logger.error("FCM token endpoint unreachable: %s", exc)
-                return SendResult(token="", ok=False, error_code="UNAVAILABLE")
-            except auth_exceptions.RefreshError as exc:
-                logger.error("FCM credentials refused: %s", exc)
-                code = "UNAVAILABLE" if exc.retryable else "UNAUTHENTICATED"
-                return SendResult(token="", ok=False, error_code=code)
+            if not self._credential.valid:
+                failure = self._refresh()
+                if failure is not None:
+                    return failure
+            self._http.auth_headers = self._authorization()
         return None
 
+    def _refresh(self) -> SendResult | None:
+        """Refresh the access token (caller holds `_token_lock`); a SendResult on failure."""
+        try:
+            self._credential.refresh(self._token_request)
+        except auth_exceptions.TransportError as exc:
+            logger.error("FCM token endpoint unreachable: %s", exc)
+            return SendResult(token="", ok=False, error_code="UNAVAILABLE")
+        except auth_exceptions.RefreshError as exc:
+            logger.error("FCM credentials refused: %s", exc)
+            code = "UNAVAILABLE" if exc.retryable else "UNAUTHENTICATED"
+            return SendResult(token="", ok=False, error_code=code)
+        return None
+
+    def _authorization(self) -> dict[str, str]:
+        """The headers google-auth puts on a request to FCM: the bearer token, its metrics
+        header, and the regional access boundary. before_request also starts google-auth's
+        boundary lookup (once per token, through the token session)."""
+        headers = dict(_http_client.METRICS_HEADERS)
+        self._credential.before_request(self._token_request, "POST", self._send_url, headers)
+        return headers
+
+    def _reauthorize(self, refused: str) -> Mapping[str, str] | None:
+        """FCM answered 401 to a request sent with `refused`: refresh the token unless a
+        request that saw the same 401 already did, and return the headers to retry with."""
+        with self._token_lock:
+            current = self._http.auth_headers
+            if current.get("authorization") != refused:
+                return current
+            if self._refresh() is not None:
+                return None
+            fresh = self._authorization()
+            self._http.auth_headers = fresh
+            return fresh
+
     def close(self) -> None:
-        """Delete this sender's firebase App (its HTTP clients with it)."""
+        """Stop the event loop thread, then delete this sender's firebase App."""
         if self._closed:
             return
         self._closed = True
-        app = self._app
+        self._loop.run(self._http.aclose())
+        self._loop.run(self._sdk_client.aclose())
+        self._loop.close()
         self._token_session.close()
+        app = self._app
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             firebase_admin.delete_app(app)
             return
-        # delete_app closes an async client with asyncio.run(), which a running loop forbids.
+        # delete_app closes the async client with asyncio.run(), which a running loop forbids.
         closer = threading.Thread(target=firebase_admin.delete_app, args=(app,), name="fcm-close")
         closer.start()
         closer.join()

@@ -271,19 +271,19 @@ def test_content_refused_before_sending_gets_a_result_too(
     assert len(fcm_server.received.snapshot()) == 1
 
 
-def test_1200_messages_go_out_in_three_send_each_calls(
+def test_1200_messages_go_out_in_three_send_each_async_calls(
     sender: FcmSender, fcm_server: FcmSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batch_sizes: list[int] = []
-    real_send_each = messaging.send_each
+    real_send_each = messaging.send_each_async
 
-    def counting_send_each(
+    async def counting_send_each(
         messages: list[messaging.Message], **kwargs: object
     ) -> messaging.BatchResponse:
         batch_sizes.append(len(messages))
-        return real_send_each(messages, **kwargs)
+        return await real_send_each(messages, **kwargs)
 
-    monkeypatch.setattr(messaging, "send_each", counting_send_each)
+    monkeypatch.setattr(messaging, "send_each_async", counting_send_each)
     tokens = [make_token() for _ in range(1200)]
 
     results = sender.send([push(t, key=f"k{i}") for i, t in enumerate(tokens)])
