@@ -312,6 +312,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert summary(shop, [cart]) == [("cart-abandoned", "coupon", "sms", "washers-15")]
     nine_in_madrid = datetime(2026, 3, 14, 8, 0, tzinfo=UTC)
     assert cart.not_before == nine_in_madrid  # held, not dropped
+    assert cart.target_url == "https://shop.example/c/washers"  # the category's page
     coupon = shop.coupon(cart.coupon_id)
     assert coupon.expires_at == decided + timedelta(hours=24)
     assert shop.message(cart.id or 0).sent_at is None
@@ -360,6 +361,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert dryer20.customer_id == juan
     [received] = fcm_server.wait_for(1)
     assert received.token == JUAN_FCM
+    assert dryer20.code in json.dumps(received.message)
     assert shop.message(store_push.id or 0).sent_at == visit
     shop.clock.now = visit + timedelta(minutes=3)
     shop.presence(JUAN_APP)  # a second gateway, same visit: the cooldown keeps it to one
@@ -409,6 +411,8 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     credit = next(m for m in after_dryer if m.scenario == "loyalty")
     assert "27" in credit.content["subject"]
     assert shop.coupon(escalation.coupon_id).redeemed_at == dryer_bought
+    assert shop.message(escalation.id or 0).converted_at == dryer_bought
+    assert shop.message(store_push.id or 0).converted_at is None
 
     # Never a dryer offer once he has a dryer: not on a new browser, not in the store.
     shop.api("POST", f"/customers/{juan}/devices", web_push_device(shop.web_push.subscribe()))
