@@ -435,6 +435,19 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     tokens = [message.token for message in fcm_server.wait_for(2)]
     assert tokens == [JUAN_FCM, JUAN_FCM]  # the store push and the gift; Ana got nothing
 
+    shop.at(dryer_bought + timedelta(days=30))
+    assert summary(shop, shop.new_messages()) == [("post-purchase", "review", "email", None)]
+
+    # --- a year without a visit, an order or a click: reactivation, then a reminder -------
+    # (Ana, inactive longer, gave no email consent: she gets nothing.)
+    year_later = datetime(2027, 6, 14, 10, 0, tzinfo=UTC)
+    shop.at(year_later)
+    [miss_you] = shop.new_messages()
+    assert summary(shop, [miss_you]) == [("reactivation", "miss-you", "email", None)]
+    assert miss_you.customer_id == juan
+    shop.at(year_later + timedelta(days=15))
+    assert [m.step for m in shop.new_messages()] == ["reminder"]
+
     # Every email went to Juan, in this order, each with its unsubscribe link. KNOWN GAP:
     # the double opt-in requests (transactional, queued above at the right times) are
     # suppressed by the delivery worker's consent re-check, which does not know a
@@ -443,11 +456,13 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
         "Welcome to Vitrina", "How to choose a washing machine", "Thank you for your order",
         "Care tips for your appliances", "How is it going?",
     ]
-    emails = shop.smtp.wait_for(len(subjects) + 2)
-    assert [email.message["Subject"] for email in emails[:len(subjects)]] == subjects
-    assert sorted(email.message["Subject"] for email in emails[len(subjects):]) == [
-        "Thank you for your order", "You have €27.00 of credit",
-    ]
+    later = ["Thank you for your order", "You have €27.00 of credit"]
+    last = ["How is it going?", "We miss you, Juan", "We miss you, Juan"]
+    emails = shop.smtp.wait_for(len(subjects) + len(later) + len(last))
+    received = [email.message["Subject"] for email in emails]
+    assert received[:len(subjects)] == subjects
+    assert sorted(received[len(subjects):-len(last)]) == later
+    assert received[-len(last):] == last
     for email in emails:
         assert email.recipients == ("juan@example.com",)
         assert f"{PUBLIC_URL}/" in email.part("plain")
