@@ -459,10 +459,10 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     later = ["Thank you for your order", "You have €27.00 of credit"]
     last = ["How is it going?", "We miss you, Juan", "We miss you, Juan"]
     emails = shop.smtp.wait_for(len(subjects) + len(later) + len(last))
-    received = [email.message["Subject"] for email in emails]
-    assert received[:len(subjects)] == subjects
-    assert sorted(received[len(subjects):-len(last)]) == later
-    assert received[-len(last):] == last
+    titles = [email.message["Subject"] for email in emails]
+    assert titles[:len(subjects)] == subjects
+    assert sorted(titles[len(subjects):-len(last)]) == later
+    assert titles[-len(last):] == last
     for email in emails:
         assert email.recipients == ("juan@example.com",)
         assert f"{PUBLIC_URL}/" in email.part("plain")
