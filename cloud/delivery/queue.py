@@ -148,18 +148,32 @@ class Claim:
     attempt: int
 
 
-def expire_due(session: Session, *, now: datetime) -> int:
-    """Messages whose `expires_at` passed before they could be sent become expired."""
-    result = session.connection().execute(
-        update(MESSAGE_TABLE)
+def expire_due(session: Session, *, now: datetime, limit: int = 1000) -> int:
+    """Messages whose `expires_at` passed before they could be sent become expired (up to
+    `limit` per call; rows another worker holds are skipped, so workers never wait on
+    each other here either)."""
+    lapsed = (
+        core_select(MESSAGE_TABLE.c.id)
         .where(
             MESSAGE_TABLE.c.status.in_(_WAITING),
             MESSAGE_TABLE.c.next_attempt_at <= now,
             MESSAGE_TABLE.c.expires_at <= now,
         )
-        .values(status=MessageStatus.EXPIRED.value, error_code="expired")
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("lapsed")
     )
-    return int(result.rowcount or 0)
+    result = session.connection().execute(
+        update(MESSAGE_TABLE)
+        .where(
+            MESSAGE_TABLE.c.id.in_(core_select(lapsed.c.id)),
+            MESSAGE_TABLE.c.status.in_(_WAITING),
+            MESSAGE_TABLE.c.next_attempt_at <= now,
+        )
+        .values(status=MessageStatus.EXPIRED.value, error_code="expired")
+        .returning(MESSAGE_TABLE.c.id)  # counted from the rows: SQLite reports no rowcount
+    )
+    return len(result.all())
 
 
 def claim_due(

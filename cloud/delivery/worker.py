@@ -380,8 +380,7 @@ class DeliveryWorker:
                 if device.token
             ]
         if channel is MessageChannel.WEB_PUSH:
-            directory = self._channels.web_push
-            if directory is None or directory.sender_for(message.tenant) is None:
+            if self._channels.web_push is None:
                 raise _NotConfiguredError("NOT_CONFIGURED")
             return [
                 item(device.id, WebPushMessage(
@@ -493,8 +492,11 @@ class DeliveryWorker:
         if channel is MessageChannel.WEB_PUSH:
             assert channels.web_push is not None
             assert tenant is not None
+            # Looked up here, outside any transaction: the first use makes the tenant's key.
             sender = channels.web_push.sender_for(tenant)
-            assert sender is not None
+            if sender is None:
+                return [SendResult(token="", ok=False, error_code="NOT_CONFIGURED")
+                        for _ in payloads]
             return sender.deliver([p for p in payloads if isinstance(p, WebPushMessage)])
         if channel is MessageChannel.EMAIL:
             assert channels.email is not None
