@@ -1,0 +1,1 @@
+"""The demo shop's configuration as data (shop.json), shipped with the package."""
