@@ -312,6 +312,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert summary(shop, [cart]) == [("cart-abandoned", "coupon", "sms", "washers-15")]
     nine_in_madrid = datetime(2026, 3, 14, 8, 0, tzinfo=UTC)
     assert cart.not_before == nine_in_madrid  # held, not dropped
+    assert cart.status == "held"
     assert cart.target_url == "https://shop.example/c/washers"  # the category's page
     coupon = shop.coupon(cart.coupon_id)
     assert coupon.expires_at == decided + timedelta(hours=24)
@@ -429,6 +430,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     [gift] = shop.new_messages()
     assert summary(shop, [gift]) == [("birthday", "gift", "push", None)]
     assert gift.not_before == datetime(2026, 7, 2, 7, 0, tzinfo=UTC)
+    assert gift.status == "held"
     assert shop.message(gift.id or 0).sent_at is None
     shop.at(gift.not_before)
     assert shop.message(gift.id or 0).sent_at == gift.not_before
