@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import Engine
 
-from cloud.customers.models import ConsentChannel
+from cloud.customers.erasure import erase_customer
+from cloud.customers.models import ConsentChannel, Customer
 from cloud.db import session_scope
 from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.fcm import FcmSender
@@ -155,6 +156,13 @@ def test_failures_are_settled_dead_tokens_deactivated_and_nothing_sent_without_c
     [after] = queue(engine, outgoing(tenant, gone, "k:4"))
     assert worker.run_once(NOW + timedelta(days=1)) == 1
     assert message(engine, after or 0).error_code == "no_address"
+    # Erasing a customer takes their messages' attempts along.
+    with session_scope(engine) as session:
+        profile = session.get(Customer, two_phones)
+        assert profile is not None
+        erase_customer(session, customer=profile, now=NOW + timedelta(days=2))
+        session.commit()
+    assert attempts(engine, reached) == []
 
 
 def test_transient_failures_back_off_in_the_table_until_the_provider_is_back(
