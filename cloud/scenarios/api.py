@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.auth.dependencies import TenantAdmin
 from cloud.customers.crud import get_customer
 from cloud.db import SessionDep
 from cloud.offers.crud import get_offer
@@ -155,7 +155,7 @@ def switch_off(
 
 @router.get("/customers/{customer_id}/journeys", response_model=list[JourneyDetail])
 def customer_journeys(
-    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: AppOrAdmin,
+    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: TenantAdmin,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[JourneyDetail]:
     """The customer's journeys, newest first, each with what every step did and why."""

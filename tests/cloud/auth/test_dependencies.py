@@ -34,6 +34,7 @@ APP_OR_ADMIN = frozenset({Role.APP, Role.ADMIN})
 ADMIN_OR_OPERATOR = frozenset({Role.ADMIN, Role.OPERATOR})
 OPERATOR = frozenset({Role.OPERATOR})
 CUSTOMER = "/tenants/{tenant}/customers/{customer_id}"
+TEMPLATE = "/tenants/{tenant}/templates/{key}/{channel}/{locale}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,39 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/api-keys", ADMIN_OR_OPERATOR, 200),
     Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", ADMIN_OR_OPERATOR, 200),
     Route("GET", "/dead-letters", OPERATOR, 200),
+    # The routes below answer an allowed caller with 404 (nothing by that key) or 422 (no
+    # body): what matters here is that the key got the caller that far, or not.
+    Route("GET", "/tenants/{tenant}/analytics/funnel", ADMIN, 422),
+    Route("PUT", "/tenants/{tenant}/complements", ADMIN, 422),
+    Route("GET", "/tenants/{tenant}/complements", ADMIN, 200),
+    Route("GET", f"{CUSTOMER}/coupons", APP_OR_ADMIN, 200),
+    Route("GET", f"{CUSTOMER}/journeys", ADMIN, 200),
+    Route("POST", f"{CUSTOMER}/locations", APP_OR_ADMIN, 422),
+    Route("GET", "/tenants/{tenant}/geofences", ADMIN, 200),
+    Route("PUT", "/tenants/{tenant}/geofences/{geofence_id}", ADMIN, 422),
+    Route("GET", "/tenants/{tenant}/geofences/{geofence_id}", ADMIN, 404),
+    Route("DELETE", "/tenants/{tenant}/geofences/{geofence_id}", ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/messages/{message_id}/attempts", ADMIN, 404),
+    Route("POST", "/tenants/{tenant}/messages/{message_id}/opened", APP_OR_ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/offers", ADMIN, 200),
+    Route("PUT", "/tenants/{tenant}/offers/{key}", ADMIN, 422),
+    Route("GET", "/tenants/{tenant}/offers/{key}", ADMIN, 404),
+    Route("DELETE", "/tenants/{tenant}/offers/{key}", ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/scenarios", ADMIN, 200),
+    Route("PUT", "/tenants/{tenant}/scenarios/{key}", ADMIN, 422),
+    Route("GET", "/tenants/{tenant}/scenarios/{key}", ADMIN, 404),
+    Route("DELETE", "/tenants/{tenant}/scenarios/{key}", ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/scenarios/{key}/report", ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/stores", ADMIN, 200),
+    Route("PUT", "/tenants/{tenant}/stores/{key}", ADMIN, 422),
+    Route("GET", "/tenants/{tenant}/stores/{key}", ADMIN, 404),
+    Route("DELETE", "/tenants/{tenant}/stores/{key}", ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/templates", ADMIN, 200),
+    Route("POST", "/tenants/{tenant}/templates/preview", ADMIN, 422),
+    Route("PUT", TEMPLATE, ADMIN, 422),
+    Route("GET", TEMPLATE, ADMIN, 404),
+    Route("DELETE", TEMPLATE, ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/web-push/public-key", APP_OR_ADMIN, 200),
 ]
 #: What the shop's app may do, and nothing else.
 APP_MAY = {
@@ -78,9 +112,16 @@ APP_MAY = {
     ("GET", f"{CUSTOMER}/consent"),
     ("POST", f"{CUSTOMER}/devices"),
     ("GET", f"{CUSTOMER}/devices"),
+    ("GET", f"{CUSTOMER}/coupons"),
+    ("GET", "/tenants/{tenant}/web-push/public-key"),
 }
+#: Open to anyone, or authenticated otherwise: the message's token is the capability
+#: (tracked links, opens, unsubscribe), the provider's signature (SMS receipts), the
+#: shop's HMAC (webhooks).
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
-        ("POST", "/webhooks/{tenant}")}
+        ("POST", "/webhooks/{tenant}"), ("GET", "/c/{token}"), ("GET", "/c/{token}/{index}"),
+        ("POST", "/o/{token}"), ("GET", "/o/{token}.gif"), ("POST", "/sms/receipts"),
+        ("GET", "/u/{token}"), ("POST", "/u/{token}")}
 
 
 @dataclass
@@ -120,7 +161,8 @@ class Api:
         victim = self.fresh_key()
         path = route.path.format(
             tenant=self.tenant, customer_id=self.fresh_customer(),
-            key_id=victim.split("_", 2)[1],
+            key_id=victim.split("_", 2)[1], key="nothing-here", geofence_id="nothing-here",
+            channel="push", locale="en-GB", message_id=999_999,
         )
         headers = {"Authorization": authorization} if authorization is not None else {}
         response: httpx.Response = self.client.request(
