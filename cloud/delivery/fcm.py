@@ -190,9 +190,12 @@ class FcmReply:
         return json.loads(self.content)
 
 
+#: Encodes request bodies exactly as httpx (firebase-admin's own client) would.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _encode_json(payload: Any) -> bytes:
-    """The request body exactly as httpx (firebase-admin's own client) would encode it."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _JSON.encode(payload).encode()
 
 
 def _ssl_context() -> ssl.SSLContext:
@@ -243,7 +246,14 @@ class FcmHttpClient:
         # Settled once, as pin_environment does for requests: proxies and CA bundle.
         proxies = requests.utils.get_environ_proxies(target)
         self._proxy = proxies.get(target.split(":", 1)[0]) or proxies.get("all")
+        self._timeout = self._socket_timeout(timeout_s)
         self._session: aiohttp.ClientSession | None = None
+
+    @staticmethod
+    def _socket_timeout(seconds: float) -> aiohttp.ClientTimeout:
+        """Per socket operation, like requests' (connect, read) timeout: a request waiting
+        for a pooled connection is not timed out by the wait."""
+        return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
 
     def route(self, url: str) -> str:
         """Where a request for `url` goes: the local endpoint for FCM's origin, if set."""
@@ -254,7 +264,10 @@ class FcmHttpClient:
     async def open(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=POOL_CONNECTIONS, ssl=_ssl_context())
-            self._session = aiohttp.ClientSession(connector=connector)
+            # FCM sets no cookies: no jar to consult and update on every exchange.
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
 
     async def aclose(self) -> None:
         """Close the pool (firebase-admin's delete_app calls this too, then it is a no-op)."""
@@ -305,14 +318,13 @@ class FcmHttpClient:
         body: bytes | None,
         headers: Mapping[str, str],
         timeout_s: float | None,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes]:
         """One HTTP exchange; transport failures become the httpx errors the SDK maps:
         a timeout DEADLINE_EXCEEDED, a refused or broken connection UNAVAILABLE (as the
         requests path reported them), anything else UNKNOWN."""
         session = self._session
         if session is None:
             raise RuntimeError("FcmHttpClient is not open")
-        limit = self.timeout_s if timeout_s is None else timeout_s
         try:
             async with session.request(
                 method.upper(),
@@ -321,14 +333,13 @@ class FcmHttpClient:
                 headers=headers,
                 proxy=self._proxy,
                 allow_redirects=False,
-                # Per socket operation, like requests' (connect, read) timeout: a request
-                # waiting for a pooled connection is not timed out by the wait.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=limit, sock_read=limit),
+                timeout=self._timeout if timeout_s is None else self._socket_timeout(timeout_s),
             ) as response:
-                return response.status, list(response.raw_headers), await response.read()
+                return response.status, response.raw_headers, await response.read()
         except TimeoutError as exc:
             raise httpx.ReadTimeout(
-                f"no answer within {limit}s", request=httpx.Request(method, url)
+                f"no answer within {timeout_s or self.timeout_s}s",
+                request=httpx.Request(method, url),
             ) from exc
         except aiohttp.ClientConnectionError as exc:
             raise httpx.ConnectError(str(exc), request=httpx.Request(method, url)) from exc
