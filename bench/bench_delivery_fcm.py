@@ -1,14 +1,25 @@
 """Mobile push throughput: FcmSender (firebase-admin) against the local FCM server.
 
-Starts the local FCM server as a process of its own (so it has a core of its own, as
-Google's would), then in one run measures:
-- bare: a keep-alive `requests.Session` POSTing a ready-made FCM v1 body in a loop,
-  with an access token fetched once (the cheapest client that could send these pushes);
+Starts the local FCM server as a process of its own (it stands in for Google, so it gets
+its own process, as Google would have its own machines), then in one run measures:
+- raw: http.client on one connection, ready-made bodies (what the server takes from the
+  simplest client: a reference for the server, not for the sender);
+- requests: a keep-alive `requests.Session` POST loop (the previous baseline);
+- bare: aiohttp POSTing ready-made FCM v1 bodies, 500 at a time over the sender's pool
+  size, with an access token fetched once: the cheapest client that could send these
+  pushes the way the sender does (same transport, no SDK, no message building);
 - fcm: one worker thread calling `FcmSender.send` on batches of messages (message
-  building, firebase-admin's send_each fan-out, OAuth, result mapping included).
-The ratio fcm/bare says what the SDK and our layer cost over the wire protocol.
+  building, firebase-admin's encoding and send_each_async fan-out, OAuth, result mapping).
+The bare and fcm phases alternate for a few rounds and the medians are reported; the
+ratio fcm/bare says what the SDK and our layer cost over the same wire and transport.
 
-    .venv/bin/python -m bench.bench_delivery_fcm [--messages N] [--batch N] [--out PATH]
+Beside the rates it reports CPU time per send in the client process and in the server
+process (from /proc): on a shared machine the rates move with everyone else's load, the
+CPU cost per send much less, and 1e6 / max(client µs, server µs) is the rate the pair
+would reach with a free core each.
+
+    .venv/bin/python -m bench.bench_delivery_fcm [--messages N] [--batch N] [--rounds N]
+        [--out PATH]
 
 Target: >= 2,000 pushes/s with one worker.
 """
@@ -16,26 +27,28 @@ Target: >= 2,000 pushes/s with one worker.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import http.client
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import requests
 from google.auth.transport import requests as auth_requests
 from google.oauth2 import service_account
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.fcm import FcmSender
+from cloud.delivery.fcm import POOL_CONNECTIONS, FcmSender, build_message
 from cloud.delivery.push import FcmSettings, PushMessage
 from cloud.delivery.retry import NO_RETRY
 from sandbox.fcm import make_token
@@ -48,20 +61,75 @@ PHASE_LIMIT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """One measured phase: sends per second and CPU µs per send on each side."""
+
+    per_s: float
+    client_us: float
+    server_us: float | None
+
+    @property
+    def capacity_per_s(self) -> float | None:
+        """The rate with a free core for the client and one for the server."""
+        if self.server_us is None:
+            return None
+        return 1e6 / max(self.client_us, self.server_us)
+
+
+@dataclass(frozen=True, slots=True)
 class Figures:
     messages: int
-    bare_per_s: float
-    raw_per_s: float
-    fcm_per_s: float
     batch: int
+    rounds: int
+    raw: Phase
+    requests_loop: Phase
+    bare: Phase
+    fcm: Phase
+    fcm_rounds: tuple[float, ...]
+    load_before: float
+    load_after: float
 
     @property
     def ratio(self) -> float:
-        return self.fcm_per_s / self.bare_per_s
+        return self.fcm.per_s / self.bare.per_s
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User plus system CPU seconds of a process (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(count: int, server_pid: int, run: Callable[[], None]) -> Phase:
+    server_before = process_cpu_s(server_pid)
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - started
+    client_us = (time.process_time() - cpu_before) / count * 1e6
+    server_after = process_cpu_s(server_pid)
+    server_us = (
+        None
+        if server_before is None or server_after is None
+        else (server_after - server_before) / count * 1e6
+    )
+    return Phase(per_s=count / elapsed, client_us=client_us, server_us=server_us)
+
+
+def median_phase(phases: list[Phase]) -> Phase:
+    servers = [p.server_us for p in phases if p.server_us is not None]
+    return Phase(
+        per_s=statistics.median(p.per_s for p in phases),
+        client_us=statistics.median(p.client_us for p in phases),
+        server_us=statistics.median(servers) if servers else None,
+    )
 
 
 @contextlib.contextmanager
-def fcm_server_process(workdir: Path) -> Iterator[tuple[str, Path]]:
+def fcm_server_process(workdir: Path) -> Iterator[tuple[str, Path, int]]:
     credentials = workdir / "service-account.json"
     process = subprocess.Popen(
         [
@@ -82,10 +150,12 @@ def fcm_server_process(workdir: Path) -> Iterator[tuple[str, Path]]:
     try:
         assert process.stdout is not None
         announced = json.loads(process.stdout.readline())
-        yield str(announced["url"]), credentials
+        yield str(announced["url"]), credentials, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def pushes(count: int) -> list[PushMessage]:
@@ -103,124 +173,175 @@ def pushes(count: int) -> list[PushMessage]:
     ]
 
 
-def bare_loops(url: str, credentials: Path, messages: list[PushMessage]) -> tuple[float, float]:
-    """Messages per second for a keep-alive requests POST loop, then for raw http.client."""
+def access_token(credentials: Path) -> str:
     scoped = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
         str(credentials), scopes=["https://www.googleapis.com/auth/firebase.messaging"]
     )
     scoped.refresh(auth_requests.Request())
-    endpoint = f"{url}/v1/projects/{PROJECT}/messages:send"
-    bodies = [
+    return str(scoped.token)
+
+
+def ready_bodies(messages: list[PushMessage]) -> list[bytes]:
+    """The bodies the sender would send (same message building, encoded once, up front)."""
+    from firebase_admin import messaging
+
+    return [
         json.dumps(
-            {
-                "message": {
-                    "token": m.token,
-                    "notification": {"title": m.title, "body": m.body, "image": m.image_url},
-                    "data": {
-                        **m.data,
-                        "deep_link": m.deep_link,
-                        "dedupe_key": collapse_id(m.idempotency_key),
-                    },
-                }
-            }
-        )
+            {"message": messaging._MessagingService.encode_message(build_message(m))},
+            separators=(",", ":"),
+        ).encode()
         for m in messages
     ]
-    headers = {"Authorization": f"Bearer {scoped.token}", "Content-Type": "application/json"}
-    deadline = time.monotonic() + PHASE_LIMIT_S
-    with requests.Session() as session:
-        session.trust_env = False
-        session.post(endpoint, data=bodies[0], headers=headers, timeout=10).raise_for_status()
-        started = time.perf_counter()
-        for body in bodies:
-            session.post(endpoint, data=body, headers=headers, timeout=10).raise_for_status()
-            if time.monotonic() > deadline:
-                raise RuntimeError("bare loop exceeded its time limit")
-        bare = len(bodies) / (time.perf_counter() - started)
-    return bare, raw_loop(url, str(scoped.token), bodies)
 
 
-def raw_loop(url: str, token: str, bodies: list[str]) -> float:
-    """Messages per second for http.client on one connection: what the server can take."""
+def raw_loop(url: str, token: str, bodies: list[bytes]) -> None:
+    """http.client on one connection: what the server takes from the simplest client."""
     parsed = urlsplit(url)
     path = f"/v1/projects/{PROJECT}/messages:send"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
+    deadline = time.monotonic() + PHASE_LIMIT_S
     try:
-        started = time.perf_counter()
         for body in bodies:
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
             if response.status != 200:
                 raise RuntimeError(f"raw loop got HTTP {response.status}")
-        return len(bodies) / (time.perf_counter() - started)
+            if time.monotonic() > deadline:
+                raise RuntimeError("raw loop exceeded its time limit")
     finally:
         connection.close()
 
 
-def sender_loop(url: str, credentials: Path, messages: list[PushMessage], batch: int) -> float:
-    settings = FcmSettings(project_id=PROJECT, credentials_file=str(credentials), endpoint=url)
-    with FcmSender(settings, retry=NO_RETRY) as sender:
-        warm = sender.send(messages[:batch])
-        if not all(r.ok for r in warm):
-            raise RuntimeError(f"warm-up failed: {[r for r in warm if not r.ok][:3]}")
-        deadline = time.monotonic() + PHASE_LIMIT_S
-        started = time.perf_counter()
-        for start in range(0, len(messages), batch):
-            results = sender.send(messages[start : start + batch])
-            failed = [r for r in results if not r.ok]
-            if failed:
-                raise RuntimeError(f"{len(failed)} sends failed, first: {failed[0]}")
+def requests_loop(url: str, token: str, bodies: list[bytes]) -> None:
+    endpoint = f"{url}/v1/projects/{PROJECT}/messages:send"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + PHASE_LIMIT_S
+    with requests.Session() as session:
+        session.trust_env = False
+        for body in bodies:
+            session.post(endpoint, data=body, headers=headers, timeout=10).raise_for_status()
             if time.monotonic() > deadline:
-                raise RuntimeError("sender loop exceeded its time limit")
-        return len(messages) / (time.perf_counter() - started)
+                raise RuntimeError("requests loop exceeded its time limit")
 
 
-def run(messages: int, batch: int) -> Figures:
-    with tempfile.TemporaryDirectory() as tmp, fcm_server_process(Path(tmp)) as (url, credentials):
+async def bare_async(url: str, token: str, bodies: list[bytes], batch: int) -> None:
+    """aiohttp, `batch` requests at a time over a pool of the sender's size."""
+    endpoint = f"{url}/v1/projects/{PROJECT}/messages:send"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=POOL_CONNECTIONS)
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
+
+        async def one(body: bytes) -> None:
+            async with session.post(endpoint, data=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"bare loop got HTTP {response.status}")
+
+        async with asyncio.timeout(PHASE_LIMIT_S):
+            for start in range(0, len(bodies), batch):
+                await asyncio.gather(*(one(body) for body in bodies[start : start + batch]))
+
+
+def sender_loop(sender: FcmSender, messages: list[PushMessage], batch: int) -> None:
+    deadline = time.monotonic() + PHASE_LIMIT_S
+    for start in range(0, len(messages), batch):
+        results = sender.send(messages[start : start + batch])
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise RuntimeError(f"{len(failed)} sends failed, first: {failed[0]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("sender loop exceeded its time limit")
+
+
+def run(messages: int, batch: int, rounds: int) -> Figures:
+    load_before = os.getloadavg()[0]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fcm_server_process(Path(tmp)) as (url, credentials, server_pid),
+    ):
         load = pushes(messages)
-        bare, raw = bare_loops(url, credentials, load)
-        fcm = sender_loop(url, credentials, load, batch)
-    return Figures(messages=messages, bare_per_s=bare, raw_per_s=raw, fcm_per_s=fcm, batch=batch)
+        bodies = ready_bodies(load)
+        token = access_token(credentials)
+        raw_loop(url, token, bodies[:100])  # warm-up: imports, first connection
+        raw = measure(messages, server_pid, lambda: raw_loop(url, token, bodies))
+        requests_phase = measure(messages, server_pid, lambda: requests_loop(url, token, bodies))
+        settings = FcmSettings(project_id=PROJECT, credentials_file=str(credentials), endpoint=url)
+        bare_phases: list[Phase] = []
+        fcm_phases: list[Phase] = []
+        with FcmSender(settings, retry=NO_RETRY) as sender:
+            sender_loop(sender, load[:batch], batch)  # warm-up: token, pool, first batch
+            asyncio.run(bare_async(url, token, bodies[:batch], batch))
+            for _ in range(rounds):
+                bare_phases.append(
+                    measure(
+                        messages,
+                        server_pid,
+                        lambda: asyncio.run(bare_async(url, token, bodies, batch)),
+                    )
+                )
+                fcm_phases.append(
+                    measure(messages, server_pid, lambda: sender_loop(sender, load, batch))
+                )
+    return Figures(
+        messages=messages,
+        batch=batch,
+        rounds=rounds,
+        raw=raw,
+        requests_loop=requests_phase,
+        bare=median_phase(bare_phases),
+        fcm=median_phase(fcm_phases),
+        fcm_rounds=tuple(p.per_s for p in fcm_phases),
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+    )
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} µs"
+
+
+def _capacity(phase: Phase) -> str:
+    capacity = phase.capacity_per_s
+    return "n/a" if capacity is None else f"{capacity:,.0f} /s"
 
 
 def report(figures: Figures) -> str:
-    verdict = "meets" if figures.fcm_per_s >= TARGET_PUSHES_PER_S else "misses"
+    verdict = "meets" if figures.fcm.per_s >= TARGET_PUSHES_PER_S else "misses"
+    rows = [
+        ("raw http.client, one connection", figures.raw),
+        ("requests keep-alive loop", figures.requests_loop),
+        ("bare aiohttp, same pool (baseline)", figures.bare),
+        ("FcmSender", figures.fcm),
+    ]
+    lines = [
+        "| phase | sends/s | client CPU per send | server CPU per send | "
+        "rate with a free core each |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {name} | {phase.per_s:,.0f} | {_us(phase.client_us)} | "
+            f"{_us(phase.server_us)} | {_capacity(phase)} |"
+            for name, phase in rows
+        ),
+    ]
     return "\n".join(
         [
-            "# Delivery benchmarks",
-            "",
-            "## FCM push throughput (`bench/bench_delivery_fcm.py`)",
-            "",
-            "One worker thread calls `FcmSender.send` on batches of pushes (notification, image,",
-            "deep link, Android and APNs options) against the local FCM v1 server running as a",
-            "separate process; the baseline is a keep-alive `requests` POST loop of ready-made",
-            "bodies against the same server in the same run.",
+            "## Run",
             "",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}.",
+            f"Python {platform.python_version()}; load average {figures.load_before:.1f} "
+            f"before, {figures.load_after:.1f} after.",
+            f"{figures.messages} messages per phase, batches of {figures.batch} passed to "
+            f"`send`, medians of {figures.rounds} alternating bare/FcmSender rounds "
+            f"(FcmSender rounds: {', '.join(f'{r:,.0f}' for r in figures.fcm_rounds)} /s).",
             "",
-            "| measure | value |",
-            "| --- | --- |",
-            f"| messages per phase | {figures.messages} |",
-            f"| batch passed to `send` | {figures.batch} |",
-            f"| bare POST loop | {figures.bare_per_s:,.0f} /s |",
-            f"| raw http.client loop, one connection | {figures.raw_per_s:,.0f} /s |",
-            f"| FcmSender | {figures.fcm_per_s:,.0f} /s |",
-            f"| ratio FcmSender / bare | {figures.ratio:.2f} |",
-            f"| target | >= {TARGET_PUSHES_PER_S:,} /s ({verdict}) |",
+            *lines,
             "",
-            "Reading the figures: every FCM v1 send is one HTTP/1.1 request, and",
-            "firebase-admin's synchronous path goes through requests/urllib3 plus",
-            "google-auth's AuthorizedSession. The bare requests loop reaches",
-            f"{figures.bare_per_s / figures.raw_per_s:.0%} of the raw http.client loop, so the",
-            "client library's per-request CPU, not the wire or the server, sets the ceiling;",
-            "send_each's thread fan-out cannot beat the GIL. The sender's own layer (message",
-            f"building, OAuth, result mapping) keeps {figures.ratio:.0%} of the bare loop.",
-            "Capacity grows by adding workers (processes), which the orchestrator's shared",
-            "MQTT subscription is built for; on this 2-core machine the local server shares",
-            "the cores with the client.",
+            f"Ratio FcmSender / bare aiohttp: {figures.ratio:.2f}. "
+            f"Target >= {TARGET_PUSHES_PER_S:,} /s: {verdict} as measured.",
             "",
         ]
     )
@@ -230,9 +351,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="write the markdown run here")
     args = parser.parse_args()
-    figures = run(args.messages, args.batch)
+    figures = run(args.messages, args.batch, args.rounds)
     text = report(figures)
     print(text)
     if args.out is not None:

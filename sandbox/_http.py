@@ -1,22 +1,27 @@
 """A small asyncio HTTP/1.1 server that the provider stand-ins share.
 
 The stand-ins answer clients that send hundreds of requests at once (firebase-admin's
-batch send keeps a hundred connections busy), so the server is event-driven: one thread
-runs an asyncio loop with aiohttp's low-level HTTP server (a C parser, keep-alive,
-TCP_NODELAY), where a thread per connection would spend its core switching threads.
-Handlers stay plain synchronous functions from Request to Response; they run on the loop
-and must not block (the stand-ins' handlers only check, record and answer). Settings
-that matter for realistic clients:
-- keep-alive (HTTP/1.1) with TCP_NODELAY, otherwise Nagle plus delayed ACK cost ~40 ms
-  per request;
+batch send keeps a hundred connections busy), and a benchmark measures our senders
+against them, so the server is event-driven and lean: one thread runs an asyncio loop,
+each connection is a protocol object fed by httptools (the llhttp C parser), and a
+complete request is answered from the parser's callback with one write. A thread per
+connection would spend its core switching threads; a framework's per-request objects
+would cost more than the stand-ins' handlers. Handlers stay plain synchronous functions
+from Request to Response; they run on the loop and must not block (the stand-ins'
+handlers only check, record and answer). Settings that matter for realistic clients:
+- keep-alive (HTTP/1.1, pipelining answered in order) with TCP_NODELAY, otherwise Nagle
+  plus delayed ACK cost ~40 ms per request;
 - a deep listen backlog, because firebase-admin opens up to 100 connections at once;
-- bounded request bodies, so a broken client gets a 413 instead of exhausting memory.
+- bounded request heads and bodies, so a broken client gets a 431 or 413 instead of
+  exhausting memory; chunked bodies are refused (411) as the providers' APIs never need them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import http
 import json
 import logging
 import re
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from aiohttp import web
+import httptools
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +43,43 @@ logger = logging.getLogger(__name__)
 #: that a runaway client cannot hurt the process.
 MAX_BODY_BYTES = 1 << 20
 
+#: Request line plus headers; real clients send a few hundred bytes.
+MAX_HEAD_BYTES = 64 * 1024
+
 #: firebase-admin's send_each opens up to 100 pooled connections in the same instant.
 LISTEN_BACKLOG = 1024
+
+#: After refusing a request the server closes its side but keeps reading (and dropping)
+#: what the client still sends for this long: closing a socket with unread data resets
+#: the connection, and the client would lose the answer that says why.
+LINGER_S = 2.0
 
 #: How long `start()` waits for the listening thread before calling the start broken.
 STARTUP_TIMEOUT_S = 5.0
 
-#: How long `stop()` lets a request in progress finish before its connection is cut.
-SHUTDOWN_GRACE_S = 1.0
-
 T = TypeVar("T")
+
+
+class Headers(Mapping[str, str]):
+    """Request headers, looked up case-insensitively; repeated fields joined by ", "."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Sequence[tuple[str, str]] = ()) -> None:
+        self._fields: dict[str, str] = {}
+        for name, value in fields:
+            key = name.lower()
+            previous = self._fields.get(key)
+            self._fields[key] = value if previous is None else f"{previous}, {value}"
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +87,7 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
-    #: Case-insensitive, as HTTP header names are.
+    #: Case-insensitive, as HTTP header names are (see Headers).
     headers: Mapping[str, str]
     body: bytes
     #: Groups captured by the route pattern.
@@ -141,6 +173,147 @@ def _refuse_body(headers: Mapping[str, str]) -> Response | None:
     return None
 
 
+class _RefusedError(Exception):
+    """Raised from a parser callback to stop reading a request that is answered already."""
+
+
+class _HttpDate:
+    """The Date header, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = email.utils.formatdate(second, usegmt=True)
+        return self._text
+
+
+def _encode(response: Response, *, close: bool, date: str) -> bytes:
+    """Status line, headers and body in one buffer: one write, one TCP segment."""
+    try:
+        reason = http.HTTPStatus(response.status).phrase
+    except ValueError:
+        reason = "Unknown"
+    head = [f"HTTP/1.1 {response.status} {reason}", f"Date: {date}", "Server: vitrina-sandbox"]
+    head.extend(f"{name}: {value}" for name, value in response.headers.items())
+    head.append(f"Content-Length: {len(response.body)}")
+    if close:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: httptools parses, each complete request is answered in order.
+
+    Answers are written from the parser's callbacks, so pipelined requests get their
+    answers in order without any per-request task. A request the server will not read
+    (chunked or oversized body, oversized head, malformed) is answered and the connection
+    closed, since the rest of its bytes cannot be framed.
+    """
+
+    def __init__(self, server: LocalHTTPServer) -> None:
+        self._server = server
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._closing = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._fields: list[tuple[str, str]] = []
+        self._head_bytes = 0
+        self._body: list[bytes] = []
+        self._headers = Headers()
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._server._connections.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._server._connections.discard(self._transport)
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # lingering after a refusal: drop what the client still sends
+        try:
+            self._parser.feed_data(data)
+        except _RefusedError:
+            pass
+        except httptools.HttpParserError as exc:
+            if not isinstance(exc.__context__, _RefusedError):
+                self._answer(json_response(400, {"error": f"bad request: {exc}"}), close=True)
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._grow_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._grow_head(len(name) + len(value))
+
+    def on_headers_complete(self) -> None:
+        self._headers = Headers(self._fields)
+        refusal = _refuse_body(self._headers)
+        if refusal is not None:
+            self._refuse(refusal)
+        if self._headers.get("Expect", "").lower() == "100-continue" and self._transport:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method().decode("ascii", "replace")
+        target = self._url.decode("latin-1")
+        body = b"".join(self._body)
+        response = self._server._respond(method, target, self._headers, body)
+        self._answer(response, close=not self._parser.should_keep_alive())
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _grow_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(
+                json_response(431, {"error": f"request head exceeds {MAX_HEAD_BYTES} bytes"})
+            )
+
+    def _refuse(self, response: Response) -> None:
+        self._answer(response, close=True)
+        raise _RefusedError
+
+    def _answer(self, response: Response, *, close: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._closing:
+            return
+        transport.write(_encode(response, close=close, date=self._server._date.now()))
+        if close:
+            self._closing = True
+            if transport.can_write_eof():
+                transport.write_eof()
+                asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+            else:
+                transport.close()
+
+
 def _listening_socket(host: str, port: int) -> socket.socket:
     """Bind now, so that the port (and the url) are known before the loop starts."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -173,6 +346,8 @@ class LocalHTTPServer:
         self._stopping: asyncio.Event | None = None
         #: Set by `interrupt()`, so that one arriving before the loop runs is not lost.
         self._interrupted = False
+        self._connections: set[asyncio.Transport] = set()
+        self._date = _HttpDate()
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         self.name = name
@@ -196,7 +371,7 @@ class LocalHTTPServer:
         """Stop serving and close kept-alive connections, so the server really stops answering."""
         if self._thread is not None:
             self.interrupt()
-            self._thread.join(timeout=STARTUP_TIMEOUT_S + SHUTDOWN_GRACE_S)
+            self._thread.join(timeout=STARTUP_TIMEOUT_S)
             self._thread = None
         self._close_socket()
 
@@ -225,9 +400,9 @@ class LocalHTTPServer:
             raise RuntimeError(f"{self.name}: the server was stopped")
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        # access_log=None: no log line per request (the stand-ins keep their own journals).
-        protocol = web.Server(self._handle, access_log=None)
-        server = await loop.create_server(protocol, sock=self._socket, backlog=LISTEN_BACKLOG)
+        server = await loop.create_server(
+            lambda: _Connection(self), sock=self._socket, backlog=LISTEN_BACKLOG
+        )
         self._loop = loop
         if self._interrupted:
             self._stopping.set()
@@ -238,24 +413,13 @@ class LocalHTTPServer:
         finally:
             self._loop = None
             server.close()
-            # Idle kept-alive connections close at once; a request in progress gets the grace.
-            protocol.pre_shutdown()
-            await protocol.shutdown(SHUTDOWN_GRACE_S)
+            # Handlers run to completion inside a callback: no request is half-answered.
+            for transport in list(self._connections):
+                transport.abort()
+            self._connections.clear()
             await server.wait_closed()
 
-    async def _handle(self, raw: web.BaseRequest) -> web.StreamResponse:
-        refusal = _refuse_body(raw.headers)
-        if refusal is not None:
-            # The unread body makes the connection unusable: answer, then close it.
-            answer = _to_web(refusal)
-            answer.force_close()
-            return answer
-        body = await raw.read() if raw.body_exists else b""
-        return _to_web(self._respond(raw.method, raw.raw_path, raw.headers, body))
-
-    def _respond(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> Response:
+    def _respond(self, method: str, target: str, headers: Headers, body: bytes) -> Response:
         split = urlsplit(target)
         handler, params, path_known = self._router.dispatch(method, split.path)
         if handler is None:
@@ -276,10 +440,6 @@ class LocalHTTPServer:
         except Exception:
             logger.exception("%s: handler for %s %s failed", self.name, method, split.path)
             return json_response(500, {"error": "internal error in the local server"})
-
-
-def _to_web(response: Response) -> web.Response:
-    return web.Response(status=response.status, body=response.body, headers=response.headers)
 
 
 class Journal(Generic[T]):
