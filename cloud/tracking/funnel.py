@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from cloud.messages.models import Message, MessageStatus
+from cloud.scenarios.models import Journey
 
 #: (scenario, step, variant): rules outside scenarios have no scenario (None).
 FunnelKey = tuple[str | None, str | None, str | None]
@@ -39,8 +40,8 @@ class FunnelRow(BaseModel):
     failed: int
     suppressed: int
     expired: int
-    #: Journeys the scenario engine held out (the control group): nothing was queued for
-    #: them, so this comes from the engine, not from messages.
+    #: Journeys held out (the control group) in the period: nothing was queued for them,
+    #: so they are counted from the scenario engine's journeys, on the scenario's own row.
     held_out: int = 0
 
 
@@ -59,9 +60,9 @@ def funnel(
     since: datetime,
     until: datetime,
     scenario: str | None = None,
-    held_out: Mapping[FunnelKey, int] | None = None,
 ) -> list[FunnelRow]:
-    """One row per (scenario, step, variant) with messages in the period."""
+    """One row per (scenario, step, variant) with messages in the period, and per
+    scenario a (scenario, None, None) row counting the journeys held out in it."""
     if until <= since:
         raise ValueError("until must be after since")
     query = (
@@ -97,9 +98,10 @@ def funnel(
             opened=found[8], clicked=found[9], converted=found[10], failed=found[11],
             suppressed=found[12], expired=found[13],
         )
-    for key, count in (held_out or {}).items():
-        if scenario is not None and key[0] != scenario:
-            continue
+    held_out = held_out_journeys(
+        session, tenant=tenant, since=since, until=until, scenario=scenario
+    )
+    for key, count in held_out.items():
         row = rows.get(key) or FunnelRow(
             scenario=key[0], step=key[1], variant=key[2], queued=0, pending=0, held=0,
             sent=0, delivered=0, opened=0, clicked=0, converted=0, failed=0, suppressed=0,
@@ -107,3 +109,25 @@ def funnel(
         )
         rows[key] = row.model_copy(update={"held_out": count})
     return sorted(rows.values(), key=lambda r: (r.scenario or "", r.step or "", r.variant or ""))
+
+
+def held_out_journeys(
+    session: Session, *, tenant: str, since: datetime, until: datetime,
+    scenario: str | None = None,
+) -> Mapping[FunnelKey, int]:
+    """Journeys started in the period in each scenario's holdout group (no step, no
+    variant: nothing ran for them)."""
+    query = (
+        core_select(col(Journey.scenario_key), func.count())
+        .where(
+            col(Journey.tenant) == tenant, col(Journey.holdout),
+            col(Journey.started_at) >= since, col(Journey.started_at) < until,
+        )
+        .group_by(col(Journey.scenario_key))
+    )
+    if scenario is not None:
+        query = query.where(col(Journey.scenario_key) == scenario)
+    return {
+        (key, None, None): int(count)
+        for key, count in session.connection().execute(query).all()
+    }

@@ -19,6 +19,7 @@ from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
 from cloud.delivery.vapid import b64url_decode
 from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.scenarios.triggers import Trigger, TriggerKind
 from tests.cloud.delivery.queue_helpers import (
     NOW,
@@ -144,9 +145,15 @@ def test_app_opens_attempts_vapid_key_and_the_funnel(
     opened, clicked, failed, _pending, other = (i or 0 for i in ids)
     for message_id in (opened, clicked, other):
         mark_sent(engine, message_id, NOW)
+    held = new_customer(engine, tenant)
     with session_scope(engine) as session:
         session.execute(update(Message).where(col(Message.id) == failed)
                         .values(status=MessageStatus.FAILED.value, error_code="no_address"))
+        session.add(Journey(  # a customer in the holdout group: nothing is ever queued
+            tenant=tenant, scenario_key="cross-sell", scenario_version=1,
+            customer_id=held, entry_key="held", entry_kind="order.created",
+            holdout=True, status=JourneyStatus.HELD_OUT, started_at=NOW, updated_at=NOW,
+        ))
         session.commit()
 
     clock.now = NOW + timedelta(minutes=10)
@@ -181,8 +188,10 @@ def test_app_opens_attempts_vapid_key_and_the_funnel(
     by_key = {(r["scenario"], r["step"], r["variant"]): r for r in rows.json()}
     assert set(by_key) == {
         ("cross-sell", "push", "a"), ("cross-sell", "push", "b"),
-        ("cross-sell", "reminder", None), ("welcome", "push", None),
+        ("cross-sell", "reminder", None), ("welcome", "push", None), ("cross-sell", None, None),
     }
+    assert by_key[("cross-sell", None, None)]["held_out"] == 1
+    assert by_key[("cross-sell", None, None)]["queued"] == 0
     variant_a = by_key[("cross-sell", "push", "a")]
     assert {k: variant_a[k] for k in ("queued", "sent", "opened", "clicked", "failed")} == {
         "queued": 2, "sent": 2, "opened": 1, "clicked": 1, "failed": 0,
