@@ -328,6 +328,23 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _ProxyHandshake(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT; the tunnel then gets the real protocol."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answer: asyncio.Future[bytes] = loop.create_future()
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if b"\r\n\r\n" in self._buffer and not self.answer.done():
+            self.answer.set_result(self._buffer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectionClosedError("the proxy closed the connection"))
+
+
 class _ConnectionPool:
     """Up to `limit` keep-alive connections to one origin; requests beyond that wait for
     a free connection. The most recently used idle connection is reused first (its TCP
@@ -396,19 +413,23 @@ class _ConnectionPool:
     async def _tunnel(self, loop: asyncio.AbstractEventLoop, connection: _Connection) -> None:
         """Reach the origin through an HTTP proxy with CONNECT (then TLS, for https)."""
         assert self._proxy is not None
-        reader, writer = await asyncio.open_connection(self._proxy.hostname, self._proxy.port or 80)
+        transport, handshake = await loop.create_connection(
+            lambda: _ProxyHandshake(loop), self._proxy.hostname or "", self._proxy.port or 80
+        )
         target = f"{self.host}:{self.port}"
         head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
         if self._proxy.username:
             secret = f"{unquote(self._proxy.username)}:{unquote(self._proxy.password or '')}"
             head += f"Proxy-Authorization: Basic {base64.b64encode(secret.encode()).decode()}\r\n"
-        writer.write((head + "\r\n").encode("latin-1"))
-        answer = await reader.readuntil(b"\r\n\r\n")
-        status = answer.split(b" ", 2)[1:2]
-        if status != [b"200"]:
-            writer.close()
+        transport.write((head + "\r\n").encode("latin-1"))
+        try:
+            answer = await handshake.answer
+        except BaseException:
+            transport.abort()
+            raise
+        if answer.split(b" ", 2)[1:2] != [b"200"]:
+            transport.abort()
             raise ConnectionRefusedError(f"proxy refused CONNECT {target}: {answer[:60]!r}")
-        transport = writer.transport
         if self._ssl is not None:
             tls = await loop.start_tls(transport, connection, self._ssl, server_hostname=self.host)
             if tls is None:  # pragma: no cover - only for transports that cannot do TLS
