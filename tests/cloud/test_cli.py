@@ -22,6 +22,7 @@ from cloud.cli import app
 from cloud.db import make_engine
 from cloud.delivery.push import FcmSettings
 from cloud.settings import get_settings
+from demo.welcome import configure_welcome
 from provisioning.local_broker import LocalBroker, free_port
 from sandbox.fcm import FcmSandbox, make_token
 from tests.cloud.factories import (
@@ -50,6 +51,8 @@ def environment(
             {tenant: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}}
         ),
         "VITRINA_API__PORT": str(api_port),
+        # Tests run at any hour: quiet hours would hold the greeting at night.
+        "VITRINA_SCENARIOS": json.dumps({"quiet_hours": None}),
     })
     if broker is not None:
         env.update({
@@ -238,6 +241,7 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     env = environment(database_url=migrated_url, tenant=tenant)
     admin_key = create_key_with_the_command(env, "--tenant", tenant, "--role", "admin")
     app_key = create_key_with_the_command(env, "--tenant", tenant, "--role", "app")
+    configure_welcome(base, tenant, admin_key)
     shop_app = httpx.Client(headers={"Authorization": f"Bearer {app_key}"})
     back_office = httpx.Client(headers={"Authorization": f"Bearer {admin_key}"})
     api = f"{base}/tenants/{tenant}"

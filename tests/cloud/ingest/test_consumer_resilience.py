@@ -29,6 +29,11 @@ from cloud.messages.models import Message, MessageStatus
 from cloud.metrics import REGISTRY
 from cloud.presence.models import PresenceEventRow
 from cloud.presence.store import list_gateways
+from cloud.scenarios.catalog import save_scenario
+from cloud.scenarios.spec import ScenarioSpec
+from cloud.templates import TemplateSpec
+from cloud.templates.storage import save_template
+from demo.welcome import SCENARIO, TEMPLATE_KEY, TEMPLATE_PARTS
 from provisioning.local_broker import LocalBroker
 from sandbox.fcm import FcmSandbox, make_token
 from shared.presence import PresenceEvent
@@ -95,6 +100,11 @@ def customer_in_stream(engine: Engine, tenant: str, token: str) -> PresenceEvent
         crud.register_device(session, customer=customer, pseudonymizers=[PSEUDONYMIZER],
                              now=START, registration=WifiMacRegistration(
                                  kind="wifi_mac", mac=MAC_OF["juan"]))
+        save_template(session, tenant=tenant, key=TEMPLATE_KEY, now=START,
+                      spec=TemplateSpec.model_validate({"channel": "push", "locale": "en-GB",
+                                                        "parts": TEMPLATE_PARTS}))
+        save_scenario(session, tenant=tenant, spec=ScenarioSpec.model_validate(SCENARIO),
+                      now=START)
         session.commit()
     return make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC_OF["juan"]))
 
@@ -108,7 +118,7 @@ def worker_process(
     processes: list[subprocess.Popen[bytes]] = []
     env = environment(database_url=migrated_url, tenant=tenant, broker=broker, fcm=fcm_settings)
     env["VITRINA_MQTT__SESSION_EXPIRY_S"] = "300"
-    env["VITRINA_INGEST__PENDING_GRACE_S"] = "2"  # resend a stranded push soon
+    env["VITRINA_DELIVERY__POLL_INTERVAL_S"] = "0.2"  # a stranded push is resent soon
     # Small transactions, so the kill lands between commits rather than after the last.
     env["VITRINA_INGEST__BATCH_MESSAGES"] = "4"
 
