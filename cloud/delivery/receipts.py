@@ -2,16 +2,17 @@
 
 A receipt can arrive before the worker has recorded the send it belongs to (providers
 post within milliseconds of accepting a text, while the worker is still sending the
-rest of its batch), so every receipt is kept under the provider's message id and
-applied from both sides: by the webhook when the message is already known, and by the
-worker when it records the send.
+rest of its batch). A receipt for a known message is applied at once; one for a message
+not known yet is kept under the provider's message id and applied by the worker, both
+when it records the send and in a sweep every round (which also catches a receipt kept
+by one transaction while the other was recording). Applied receipts are not kept.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, delete, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from cloud.db import UtcDateTime
@@ -19,9 +20,13 @@ from cloud.delivery.sms import FINAL_STATUSES, DeliveryReceipt
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.presence.store import dialect_insert
 
+#: Receipts applied per sweep; a backlog larger than this drains over a few rounds.
+SWEEP_LIMIT = 500
+
 
 class SmsReceipt(SQLModel, table=True):
-    """The latest receipt per provider message id (a final status is never overwritten)."""
+    """A receipt that came before its message was recorded (a final status is never
+    overwritten by a later, non-final one)."""
 
     __tablename__ = "sms_receipt"
 
@@ -35,55 +40,27 @@ RECEIPT_TABLE: Table = SQLModel.metadata.tables[SmsReceipt.__tablename__]
 MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
 
 
-def store_receipt(session: Session, *, receipt: DeliveryReceipt, now: datetime) -> int | None:
-    """Keep the receipt and apply it to its message if that is known; returns the
-    message id it applied to."""
-    session.connection().execute(
-        dialect_insert(session, RECEIPT_TABLE)
-        .values(
-            provider_message_id=receipt.provider_message_id[:64], status=receipt.status[:16],
-            error_code=(receipt.error_code or None) and receipt.error_code[:32], received_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["provider_message_id"])
-    )
-    if receipt.final:
-        # Later receipts replace earlier ones, but nothing replaces a final one.
-        session.connection().execute(
-            update(RECEIPT_TABLE)
-            .where(
-                RECEIPT_TABLE.c.provider_message_id == receipt.provider_message_id[:64],
-                RECEIPT_TABLE.c.status.not_in(sorted(FINAL_STATUSES)),
-            )
-            .values(status=receipt.status, error_code=receipt.error_code, received_at=now)
-        )
-    return apply_stored_receipt(
-        session, provider_message_id=receipt.provider_message_id, now=now
-    )
-
-
-def apply_stored_receipt(
-    session: Session, *, provider_message_id: str, now: datetime
-) -> int | None:
-    """Apply the kept receipt for `provider_message_id` to its sent SMS, if both exist."""
-    stored = session.get(SmsReceipt, provider_message_id[:64])
-    if stored is None or stored.status not in FINAL_STATUSES:
-        return None
-    message_id = session.exec(
+def _sms_message_id(session: Session, provider_message_id: str) -> int | None:
+    return session.exec(
         select(Message.id).where(
             Message.provider_message_id == provider_message_id,
             Message.channel == MessageChannel.SMS,
         ).order_by(col(Message.id))
     ).first()
-    if message_id is None:
-        return None
-    if stored.status == "delivered":
+
+
+def _apply(
+    session: Session, *, message_id: int, status: str, error_code: str | None, at: datetime
+) -> None:
+    """A final status onto a sent text: delivered, or failed with the carrier's code."""
+    if status == "delivered":
         values: dict[str, object] = {
-            "status": MessageStatus.DELIVERED.value, "delivered_at": stored.received_at,
+            "status": MessageStatus.DELIVERED.value, "delivered_at": at,
         }
     else:
         values = {
             "status": MessageStatus.FAILED.value,
-            "error_code": f"{stored.status}:{stored.error_code or 'unknown'}"[:64],
+            "error_code": f"{status}:{error_code or 'unknown'}"[:64],
         }
     session.connection().execute(
         update(MESSAGE_TABLE)
@@ -93,4 +70,68 @@ def apply_stored_receipt(
         )
         .values(**values)
     )
+
+
+def store_receipt(session: Session, *, receipt: DeliveryReceipt, now: datetime) -> int | None:
+    """Apply the receipt to its message, or keep it until the message is recorded;
+    returns the message id it applied to."""
+    sid = receipt.provider_message_id[:64]
+    error_code = (receipt.error_code or None) and receipt.error_code[:32]
+    message_id = _sms_message_id(session, receipt.provider_message_id)
+    if message_id is not None:
+        if receipt.final:
+            _apply(session, message_id=message_id, status=receipt.status,
+                   error_code=error_code, at=now)
+        return message_id
+    session.connection().execute(
+        dialect_insert(session, RECEIPT_TABLE)
+        .values(provider_message_id=sid, status=receipt.status[:16], error_code=error_code,
+                received_at=now)
+        .on_conflict_do_nothing(index_elements=["provider_message_id"])
+    )
+    if receipt.final:
+        # Later receipts replace earlier ones, but nothing replaces a final one.
+        session.connection().execute(
+            update(RECEIPT_TABLE)
+            .where(
+                RECEIPT_TABLE.c.provider_message_id == sid,
+                RECEIPT_TABLE.c.status.not_in(sorted(FINAL_STATUSES)),
+            )
+            .values(status=receipt.status[:16], error_code=error_code, received_at=now)
+        )
+    return None
+
+
+def apply_stored_receipt(
+    session: Session, *, provider_message_id: str, now: datetime
+) -> int | None:
+    """Apply (and forget) a kept final receipt for `provider_message_id`, if there is one
+    and its text is recorded; returns the message id."""
+    stored = session.get(SmsReceipt, provider_message_id[:64])
+    if stored is None or stored.status not in FINAL_STATUSES:
+        return None
+    message_id = _sms_message_id(session, provider_message_id)
+    if message_id is None:
+        return None
+    _apply(session, message_id=message_id, status=stored.status, error_code=stored.error_code,
+           at=stored.received_at)
+    session.connection().execute(delete(RECEIPT_TABLE).where(
+        RECEIPT_TABLE.c.provider_message_id == stored.provider_message_id
+    ))
     return message_id
+
+
+def apply_kept_receipts(session: Session, *, now: datetime, limit: int = SWEEP_LIMIT) -> int:
+    """Apply every kept final receipt whose text is now recorded; how many."""
+    sids = session.exec(
+        select(SmsReceipt.provider_message_id)
+        .where(col(SmsReceipt.status).in_(sorted(FINAL_STATUSES)))
+        .where(col(SmsReceipt.provider_message_id).in_(
+            select(Message.provider_message_id).where(Message.channel == MessageChannel.SMS)
+        ))
+        .limit(limit)
+    ).all()
+    return sum(
+        apply_stored_receipt(session, provider_message_id=sid, now=now) is not None
+        for sid in sids
+    )

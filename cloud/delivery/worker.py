@@ -50,7 +50,7 @@ from cloud.delivery.queue import (
     queued_messages,
     retry_at,
 )
-from cloud.delivery.receipts import apply_stored_receipt
+from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
 from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
 from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
 from cloud.delivery.vapid_store import tenant_vapid_keys
@@ -291,6 +291,7 @@ class DeliveryWorker:
         with session_scope(self._engine) as session:
             expired = expire_due(session, now=now)
             claims = claim_due(session, now=now, limit=self.batch_size, lease=self._lease)
+            apply_kept_receipts(session, now=now)
             session.commit()
         if expired:
             MESSAGES_SENT.labels(channel="any", outcome="expired").inc(expired)

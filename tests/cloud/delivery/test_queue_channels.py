@@ -16,7 +16,8 @@ from datetime import timedelta
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlmodel import col
 
 from cloud.api import create_app
 from cloud.customers.models import ConsentChannel
@@ -27,9 +28,9 @@ from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.sms import SmsSender, TwilioSettings, TwilioSms
 from cloud.delivery.vapid_store import tenant_vapid_keys
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker, TenantWebPushSenders
-from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
+from cloud.messages.models import AttemptOutcome, Message, MessageChannel, MessageStatus
 from provisioning.local_broker import free_port
-from sandbox.sms import SmsOutcome, SmsSandbox
+from sandbox.sms import SmsOutcome, SmsSandbox, twilio_signature
 from sandbox.smtp import TRY_LATER, SmtpSandbox
 from sandbox.webpush import PushOutcome, WebPushSandbox
 from tests.cloud.delivery.queue_helpers import (
@@ -196,12 +197,27 @@ def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
         sms_provider.close()
         received = relay.wait_for(2)
         with TestClient(app) as client:
-            forged = client.post(
-                "/sms/receipts", data={"AccountSid": provider.account_sid, "MessageSid": "SMx",
-                                       "MessageStatus": "delivered"},
-                headers={"X-Twilio-Signature": "Zm9yZ2Vk"},
-            )
+            receipt = {"AccountSid": provider.account_sid, "MessageSid": "SMearly",
+                       "MessageStatus": "delivered"}
+            forged = client.post("/sms/receipts", data=receipt,
+                                 headers={"X-Twilio-Signature": "Zm9yZ2Vk"})
             assert forged.status_code == 403
+            # A receipt ahead of its text's record is kept, and applied once it is recorded.
+            callback = f"http://127.0.0.1:{port}/sms/receipts"
+            signature = twilio_signature(provider.auth_token, callback, receipt)
+            early = client.post("/sms/receipts", data=receipt,
+                                headers={"X-Twilio-Signature": signature})
+            assert early.status_code == 204
+        [ahead] = queue(engine, outgoing(tenant, customers[3], "m:6", channel=MessageChannel.SMS))
+        with session_scope(engine) as session:
+            session.execute(update(Message).where(col(Message.id) == ahead).values(
+                status=MessageStatus.SENT.value, sent_at=NOW, provider_message_id="SMearly",
+                next_attempt_at=NOW + timedelta(days=1),
+            ))
+            session.commit()
+        assert message(engine, ahead or 0).status == MessageStatus.SENT
+        worker.run_once(NOW + timedelta(minutes=6))
+        assert message(engine, ahead or 0).status == MessageStatus.DELIVERED
 
     # Email: tracked links and an open pixel in the HTML, one-click unsubscribe in the headers.
     token = token_for("m:0")
