@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
+import socketserver
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,10 +34,10 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 class ScriptedServer:
     """An asyncio TCP server in a thread; each connection runs `script`. Counts connections."""
 
-    def __init__(self, script: Script, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, script: Script) -> None:
         self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
         self._script = script
-        self._ssl = ssl_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -42,10 +45,11 @@ class ScriptedServer:
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def _start(self) -> asyncio.Server:
-        return await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
+        return await asyncio.start_server(self._serve, "127.0.0.1", 0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._writers.append(writer)
         try:
             await self._script(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -60,6 +64,9 @@ class ScriptedServer:
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
+            for writer in self._writers:
+                writer.transport.abort()
+            await asyncio.sleep(0)  # let the closed transports' callbacks release their sockets
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -322,25 +329,41 @@ def test_the_sender_reaches_an_https_endpoint_with_the_configured_ca_bundle(
     cert, key = self_signed_certificate(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
+    upstream = ("127.0.0.1", urlsplit(fcm_server.url).port or 80)
 
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(
-            "127.0.0.1", urlsplit(fcm_server.url).port
-        )
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+    class Relay(socketserver.BaseRequestHandler):
+        """TLS in front, the plain local FCM server behind."""
 
-    tls_front = ScriptedServer(relay, ssl_context=server_tls)
+        def handle(self) -> None:
+            with (
+                server_tls.wrap_socket(self.request, server_side=True) as front,
+                socket.create_connection(upstream) as back,
+            ):
+                while True:
+                    readable, _, _ = select.select([front, back], [], [], 5)
+                    if not readable:
+                        return
+                    for source in readable:
+                        data = source.recv(65536)
+                        if not data:
+                            return
+                        (back if source is front else front).sendall(data)
+
+    tls_front = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)
+    tls_front.daemon_threads = True
+    threading.Thread(target=tls_front.serve_forever, daemon=True).start()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     settings = FcmSettings(
         project_id=PROJECT,
         credentials_file=str(fcm_credentials),
-        endpoint=f"https://127.0.0.1:{tls_front.port}",
+        endpoint=f"https://127.0.0.1:{tls_front.server_address[1]}",
     )
     try:
         with FcmSender(settings, retry=NO_RETRY) as sender:
             [result] = sender.send([push(make_token())])
     finally:
-        tls_front.close()
+        tls_front.shutdown()
+        tls_front.server_close()
 
     assert result.ok, result
     assert len(fcm_server.received.snapshot()) == 1
