@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -358,3 +361,64 @@ def test_sandbox_rejects_what_is_not_an_fcm_request(fcm_server: FcmSandbox) -> N
         f"{fcm_server.url}/v1/projects/{PROJECT}/messages:send", json={}, timeout=5
     )
     assert response.status_code == 401
+
+
+def test_a_token_refused_mid_batch_is_refreshed_once_for_the_whole_batch(
+    sender: FcmSender, fcm_server: FcmSandbox
+) -> None:
+    assert sender.send([push(make_token())])[0].ok
+    fcm_server.expire_access_tokens()
+
+    results = sender.send([push(make_token(), key=f"k{i}") for i in range(60)])
+
+    assert all(r.ok for r in results)
+    # Sixty requests saw the 401 at about the same time; one of them refreshed.
+    assert len(fcm_server.token_requests.snapshot()) == 2
+    assert len(fcm_server.received.snapshot()) == 61
+
+
+def test_worker_threads_share_one_sender(sender: FcmSender, fcm_server: FcmSandbox) -> None:
+    def batch(worker: int) -> list[bool]:
+        messages = [push(make_token(), key=f"w{worker}-{i}") for i in range(25)]
+        return [r.ok for r in sender.send(messages)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(batch, range(4)))
+
+    assert all(all(ok) for ok in outcomes)
+    assert len(fcm_server.received.snapshot()) == 100
+    assert len(fcm_server.token_requests.snapshot()) == 1
+
+
+def test_close_stops_the_senders_loop_thread(fcm_server: FcmSandbox, fcm_credentials: Path) -> None:
+    settings = FcmSettings(
+        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=fcm_server.url
+    )
+    before = set(threading.enumerate())
+    sender = FcmSender(settings, retry=FAST_RETRY)
+    assert sender.send([push(make_token())])[0].ok
+    started = [t for t in threading.enumerate() if t not in before and t.name.startswith("fcm-")]
+
+    sender.close()
+    sender.close()  # closing twice is harmless
+
+    assert started
+    assert not any(t.is_alive() for t in started)
+    with pytest.raises(RuntimeError, match="closed"):
+        sender.send([push(make_token())])
+
+
+def test_a_sender_can_be_closed_from_async_code(
+    fcm_server: FcmSandbox, fcm_credentials: Path
+) -> None:
+    settings = FcmSettings(
+        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=fcm_server.url
+    )
+    sender = FcmSender(settings, retry=FAST_RETRY)
+
+    async def in_a_request_handler() -> bool:
+        ok = sender.send([push(make_token())])[0].ok
+        sender.close()
+        return ok
+
+    assert asyncio.run(in_a_request_handler())

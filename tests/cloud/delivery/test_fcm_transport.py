@@ -422,3 +422,25 @@ def test_the_sender_tunnels_through_the_environment_proxy(
     # A tunnel per pooled connection (the two sends go out at once).
     assert tunnels
     assert set(tunnels) == {f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode()}
+
+
+def test_a_silent_server_gives_deadline_exceeded_which_is_transient(
+    serve: Callable[[Script], ScriptedServer], fcm_server: FcmSandbox, fcm_credentials: Path
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    silent = serve(script)
+    settings = FcmSettings(
+        project_id=PROJECT,
+        credentials_file=str(fcm_credentials),
+        endpoint=f"http://127.0.0.1:{silent.port}",
+        timeout_s=0.2,
+    )
+
+    with FcmSender(settings, retry=NO_RETRY) as sender:
+        [result] = sender.send([push(make_token())])
+
+    assert result.error_code == "DEADLINE_EXCEEDED"
+    assert result.transient
