@@ -59,8 +59,9 @@ IAM_CREDENTIALS_ORIGIN = "https://iamcredentials.googleapis.com"
 MAX_BATCH = 500
 #: Keep-alive connections per sender. send_each_async starts up to 500 requests at once; the
 #: rest wait for a free connection. An HTTP/1.1 connection carries one request per round
-#: trip, so against Google (tens of ms away) 100 connections allow a few thousand sends/s,
-#: which one worker's CPU cannot outrun anyway. firebase-admin's own pool has this size.
+#: trip, so the rate to Google is at most this many per round trip: 2,000 sends/s at 50 ms,
+#: about what one worker's CPU sends (docs/benchmarks/delivery.md). Raise it if FCM is
+#: further away. firebase-admin's own pools have this size.
 POOL_CONNECTIONS = 100
 #: Every Vitrina push is user-visible and time-bound (the shopper is in front of the store
 #: now), which is what FCM's high priority is for: it wakes a dozing device at once. FCM
@@ -183,7 +184,7 @@ Reauthorize = Callable[[str], Mapping[str, str] | None]
 
 @dataclass(frozen=True, slots=True)
 class FcmReply:
-    """A successful FCM answer: all firebase-admin reads of it is the JSON body."""
+    """A successful FCM answer; firebase-admin reads only its JSON body."""
 
     status_code: int
     content: bytes
@@ -214,8 +215,8 @@ def _ssl_context() -> ssl.SSLContext:
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 #: A pooled connection idle longer than this is closed instead of reused: servers drop
-#: idle keep-alive connections after a while (Google after minutes), and reusing one just
-#: as the server closes it would fail the request.
+#: idle keep-alive connections after a while, and reusing one just as the server closes
+#: it would fail the request.
 IDLE_CLOSE_S = 30.0
 
 
@@ -396,17 +397,21 @@ class _ConnectionPool:
     async def _connect(self, timeout_s: float) -> _Connection:
         loop = asyncio.get_running_loop()
         connection = _Connection(loop)
-        async with asyncio.timeout(timeout_s):
-            if self._proxy is None:
-                await loop.create_connection(
-                    lambda: connection,
-                    self.host,
-                    self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.host if self.tls else None,
-                )
-            else:
-                await self._tunnel(loop, connection)
+        try:
+            async with asyncio.timeout(timeout_s):
+                if self._proxy is None:
+                    await loop.create_connection(
+                        lambda: connection,
+                        self.host,
+                        self.port,
+                        ssl=self._ssl,
+                        server_hostname=self.host if self.tls else None,
+                    )
+                else:
+                    await self._tunnel(loop, connection)
+        except BaseException:
+            connection.close()  # whatever was opened before the failure
+            raise
         self._open.add(connection)
         return connection
 
@@ -431,8 +436,15 @@ class _ConnectionPool:
             transport.abort()
             raise ConnectionRefusedError(f"proxy refused CONNECT {target}: {answer[:60]!r}")
         if self._ssl is not None:
-            tls = await loop.start_tls(transport, connection, self._ssl, server_hostname=self.host)
+            try:
+                tls = await loop.start_tls(
+                    transport, connection, self._ssl, server_hostname=self.host
+                )
+            except BaseException:
+                transport.abort()
+                raise
             if tls is None:  # pragma: no cover - only for transports that cannot do TLS
+                transport.abort()
                 raise ConnectionError("proxy connection cannot carry TLS")
             transport = tls
         else:
@@ -455,15 +467,15 @@ class FcmHttpClient:
 
     - transport: a pool of `POOL_CONNECTIONS` keep-alive HTTP/1.1 connections on asyncio
       with httptools' C parser, one write per request. It speaks only what FCM's send
-      needs (one origin, small JSON bodies) and costs about 60 µs per request here,
-      where aiohttp costs 200 and httpx 800;
+      needs (one origin, small JSON bodies) and costs about 60 µs of CPU per request
+      here, where aiohttp costs 200 and httpx 900;
     - redirection: with `endpoint` set, FCM's origin is swapped for a local FCM-compatible
       server (firebase-admin hard-codes the origin);
     - authorization: the sender puts a ready-made header set in `auth_headers` once per
       batch, so no request pays for a credential check; a 401 asks `reauthorize` once
       (one refresh per refused token however many requests saw it), then tries again;
     - proxies and CA bundle: read from the environment once, as requests would (an
-      HTTP proxy is used with CONNECT);
+      http:// proxy, used with CONNECT);
     - retries: none here. firebase-admin's client retries 500/503 four times on its own,
       which would multiply with the sender's policy and ignore Retry-After.
 
@@ -483,9 +495,13 @@ class FcmHttpClient:
         self.timeout_s = timeout_s
         self.auth_headers: Mapping[str, str] = {}
         self._reauthorize = reauthorize
-        self._target = self.endpoint or origin
-        proxies = requests.utils.get_environ_proxies(self._target)
-        self._proxy = proxies.get(urlsplit(self._target).scheme) or proxies.get("all")
+        target = urlsplit(self.endpoint or origin)
+        #: Scheme and authority this client sends to (an endpoint's path is kept in route()).
+        self._target = (target.scheme, target.netloc)
+        origin_url = f"{target.scheme}://{target.netloc}"
+        proxies = requests.utils.get_environ_proxies(origin_url)
+        self._proxy = proxies.get(target.scheme) or proxies.get("all")
+        self._origin_url = origin_url
         self._pool: _ConnectionPool | None = None
 
     def route(self, url: str) -> str:
@@ -497,7 +513,10 @@ class FcmHttpClient:
     async def open(self) -> None:
         if self._pool is None:
             self._pool = _ConnectionPool(
-                self._target, limit=POOL_CONNECTIONS, ssl_context=_ssl_context(), proxy=self._proxy
+                self._origin_url,
+                limit=POOL_CONNECTIONS,
+                ssl_context=_ssl_context(),
+                proxy=self._proxy,
             )
 
     async def aclose(self) -> None:
@@ -519,9 +538,10 @@ class FcmHttpClient:
         pool = self._pool
         if pool is None:
             raise RuntimeError("FcmHttpClient is not open")
-        if not target.startswith(self._target):
-            raise ValueError(f"this client only sends to {self._target}, not {target}")
-        path = target[len(self._target) :] or "/"
+        split = urlsplit(target)
+        if (split.scheme, split.netloc) != self._target:
+            raise ValueError(f"this client only sends to {self._origin_url}, not {target}")
+        path = (split.path or "/") + (f"?{split.query}" if split.query else "")
         body = b"" if json is None else _encode_json(json)
         fixed = dict(headers or {})
         if json is not None:

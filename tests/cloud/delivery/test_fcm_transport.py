@@ -444,3 +444,21 @@ def test_a_silent_server_gives_deadline_exceeded_which_is_transient(
 
     assert result.error_code == "DEADLINE_EXCEEDED"
     assert result.transient
+
+
+def test_an_endpoint_with_a_path_keeps_it(serve: Callable[[Script], ScriptedServer]) -> None:
+    seen: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(OK_BODY) + OK_BODY)
+        await reader.read()
+
+    server = serve(script)
+    client = FcmHttpClient(
+        f"http://127.0.0.1:{server.port}/fcm/", timeout_s=5, reauthorize=never_reauthorize
+    )
+
+    run(exchange(client))
+
+    assert seen[0].startswith(f"POST /fcm/v1/projects/{PROJECT}/messages:send ".encode())
