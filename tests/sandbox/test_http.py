@@ -12,6 +12,7 @@ import requests
 
 from sandbox._http import (
     MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
     Journal,
     LocalHTTPServer,
     Request,
@@ -102,3 +103,72 @@ def test_journal_wait_for_wakes_on_append() -> None:
     assert len(journal) == 1
     journal.clear()
     assert journal.snapshot() == []
+
+
+def read_answers(sock: socket.socket, count: int) -> list[bytes]:
+    """Read `count` whole answers (each with a Content-Length) from a raw socket."""
+    buffer = b""
+    answers: list[bytes] = []
+    while len(answers) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end]
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            end = head_end + 4 + length
+            if len(buffer) >= end:
+                answers.append(buffer[:end])
+                buffer = buffer[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} answers"
+        buffer += chunk
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order(server: LocalHTTPServer) -> None:
+    requests_bytes = b"".join(
+        b"POST /items/p%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n%d" % (n, n)
+        for n in range(3)
+    )
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(requests_bytes)
+        answers = read_answers(sock, 3)
+
+    bodies = [answer.split(b"\r\n\r\n", 1)[1] for answer in answers]
+    assert [b'"id":"p%d"' % n in body for n, body in enumerate(bodies)] == [True] * 3
+
+
+def test_an_oversized_head_is_refused(server: LocalHTTPServer) -> None:
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"GET /boom HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 431")
+
+
+def test_expect_continue_and_http_1_0_close(server: LocalHTTPServer) -> None:
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(b"POST /items/q HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"{}")
+        [answer] = read_answers(sock, 1)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b"Connection: close" in answer
+        assert sock.recv(100) == b""  # the server closed its side
+
+
+def test_headers_are_case_insensitive() -> None:
+    router = Router()
+    router.add(
+        "GET",
+        r"/h",
+        lambda request: json_response(
+            200, {"agent": request.header("x-agent"), "Agent": request.headers["X-AGENT"]}
+        ),
+    )
+    with_server = LocalHTTPServer(router)
+    with_server.start()
+    try:
+        answer = requests.get(f"{with_server.url}/h", headers={"X-Agent": "a"}, timeout=5)
+    finally:
+        with_server.stop()
+
+    assert answer.json() == {"agent": "a", "Agent": "a"}
