@@ -77,8 +77,7 @@ def test_oversized_and_chunked_bodies_are_refused(server: LocalHTTPServer) -> No
 def test_bad_content_length_is_a_400(server: LocalHTTPServer) -> None:
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         sock.sendall(b"POST /items/d HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
-        # The parser refuses the head before it has settled the version it answers with.
-        assert sock.recv(100).split(b" ")[:2] in ([b"HTTP/1.1", b"400"], [b"HTTP/1.0", b"400"])
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
 
 
 def test_stop_closes_kept_alive_connections() -> None:
