@@ -60,9 +60,10 @@ from cloud.places.api import router as places_router
 from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
 from cloud.presence.store import list_gateways, recent_dead_letters
+from cloud.request_context import known_tenant, request_now, triggers_recorded
 from cloud.scenarios.api import router as scenarios_router
 from cloud.scenarios.sources import record_signup, record_subscription
-from cloud.settings import Settings, TenantSettings
+from cloud.settings import Settings
 from cloud.templates.api import router as templates_router
 from cloud.tracking.routes import public as tracking_public
 from cloud.tracking.routes import router as tracking_router
@@ -94,33 +95,14 @@ class Readiness(BaseModel):
     worker: str | None = None
 
 
-def _tenant(request: Request, tenant: str) -> TenantSettings:
-    settings: Settings = request.app.state.settings
-    found = settings.tenant(tenant)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
-    return found
-
-
 def _customer(request: Request, session: SessionDep, tenant: str, customer_id: int) -> Customer:
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     customer = customers.get_customer(session, tenant=tenant, customer_id=customer_id)
     if customer is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
         )
     return customer
-
-
-def _triggers_recorded(request: Request) -> None:
-    wake: Callable[[], None] | None = request.app.state.on_triggers
-    if wake is not None:
-        wake()
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.now
-    return clock()
 
 
 router = APIRouter(prefix="/tenants/{tenant}")
@@ -130,15 +112,15 @@ router = APIRouter(prefix="/tenants/{tenant}")
 def create_customer(
     request: Request, session: SessionDep, tenant: str, data: CustomerCreate, caller: AppOrAdmin
 ) -> Customer:
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         customer = customers.create_customer(
-            session, tenant=tenant, data=data, now=_now(request)
+            session, tenant=tenant, data=data, now=request_now(request)
         )
     except customers.DuplicateCustomerError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     assert customer.id is not None
-    record_signup(session, tenant=tenant, customer_id=customer.id, now=_now(request))
+    record_signup(session, tenant=tenant, customer_id=customer.id, now=request_now(request))
     session.commit()
     return customer
 
@@ -149,7 +131,7 @@ def list_customers(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Sequence[Customer]:
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     return customers.list_customers(session, tenant=tenant, limit=limit, offset=offset)
 
 
@@ -169,7 +151,9 @@ def record_consent(
     caller: AppOrAdmin,
 ) -> ConsentPublic:
     customer = _customer(request, session, tenant, customer_id)
-    entry = customers.record_consent(session, customer=customer, data=data, now=_now(request))
+    entry = customers.record_consent(
+        session, customer=customer, data=data, now=request_now(request)
+    )
     session.commit()
     return ConsentPublic.model_validate(entry)
 
@@ -195,19 +179,19 @@ def register_device(
     request: Request, session: SessionDep, tenant: str, customer_id: int,
     registration: Annotated[DeviceRegistration, Body()], caller: AppOrAdmin,
 ) -> DevicePublic:
-    tenant_settings = _tenant(request, tenant)
+    tenant_settings = known_tenant(request, tenant)
     customer = _customer(request, session, tenant, customer_id)
     try:
         device = customers.register_device(
             session, customer=customer, registration=registration,
-            pseudonymizers=tenant_settings.pseudonymizers(), now=_now(request),
+            pseudonymizers=tenant_settings.pseudonymizers(), now=request_now(request),
         )
     except customers.RegistrationError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     assert device.id is not None
     record_subscription(
         session, tenant=tenant, customer_id=customer_id, device_id=device.id,
-        kind=DeviceKind(device.kind), now=_now(request),
+        kind=DeviceKind(device.kind), now=request_now(request),
     )
     session.commit()
     return customers.public_device(device, customers.link_key_ids(session, device_id=device.id))
@@ -237,7 +221,7 @@ def erase(
 ) -> ErasurePublic:
     """Erase a customer: profile, consents, devices, links, messages, commerce history."""
     customer = _customer(request, session, tenant, customer_id)
-    record = erase_customer(session, customer=customer, now=_now(request))
+    record = erase_customer(session, customer=customer, now=request_now(request))
     session.commit()
     return ErasurePublic.model_validate(record)
 
@@ -251,7 +235,7 @@ def footfall_report(
     by_zone: bool = False,
 ) -> list[FootfallRow]:
     """Passers-by vs visitors (capture rate), dwell distribution, new vs repeat; per day."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         return footfall(
             session, tenant=tenant, since=since, until=until, store=store, by_zone=by_zone
@@ -264,7 +248,7 @@ def footfall_report(
 def gateways(
     request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
 ) -> list[GatewayHealthPublic]:
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     rows = list_gateways(session, tenant=tenant)
     return [GatewayHealthPublic.model_validate(row) for row in rows]
 
@@ -279,10 +263,10 @@ def create_api_key(
 ) -> ApiKeyCreated:
     """Issue an admin or app key for this tenant. The response carries the key itself,
     this once: only its hash is kept."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     row, key = create_key(
         session, role=data.role, tenant=tenant, name=data.name, created_by=caller.key_id,
-        now=_now(request),
+        now=request_now(request),
     )
     session.commit()
     return ApiKeyCreated.model_validate(row, update={"key": key})
@@ -293,7 +277,7 @@ def list_api_keys(
     request: Request, session: SessionDep, tenant: str, caller: AdminOrOperator
 ) -> Sequence[ApiKey]:
     """This tenant's keys, revoked ones included; never a key or its hash."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     return list_keys(session, tenant=tenant)
 
 
@@ -302,8 +286,8 @@ def revoke_api_key(
     request: Request, session: SessionDep, tenant: str, key_id: str, caller: AdminOrOperator
 ) -> ApiKey:
     """Revoke one of this tenant's keys: it is refused from the next request on."""
-    _tenant(request, tenant)
-    row = revoke_key(session, key_id=key_id, tenant=tenant, now=_now(request))
+    known_tenant(request, tenant)
+    row = revoke_key(session, key_id=key_id, tenant=tenant, now=request_now(request))
     if row is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"API key {key_id!r} of tenant {tenant!r} not found"
@@ -329,12 +313,12 @@ def commerce_webhook(
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> WebhookReceipt:
     """Cart, order, newsletter, app-open and push-open events from the shop, HMAC-signed."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     settings: Settings = request.app.state.settings
     try:
         verify_signature(
             secrets=settings.webhook_secrets_for(tenant), timestamp=timestamp,
-            signature=signature, body=body, now=_now(request),
+            signature=signature, body=body, now=request_now(request),
         )
     except SignatureError as error:
         WEBHOOKS.labels(outcome="unauthorized").inc()
@@ -348,11 +332,11 @@ def commerce_webhook(
             f"invalid webhook: {describe_validation_error(error)}",
         ) from None
     receipt = handle_webhook(
-        session, tenant=tenant, event=event, now=_now(request),
+        session, tenant=tenant, event=event, now=request_now(request),
         attribution_window=timedelta(days=settings.tracking.attribution_window_days),
     )
     session.commit()
-    _triggers_recorded(request)
+    triggers_recorded(request)
     WEBHOOKS.labels(outcome="stored" if receipt.stored else "duplicate").inc()
     return receipt
 

@@ -8,8 +8,7 @@ coupons already issued stay redeemable and auditable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
@@ -29,7 +28,7 @@ from cloud.offers.models import (
     OfferCreate,
     OfferPublic,
 )
-from cloud.settings import Settings
+from cloud.request_context import known_tenant, request_now
 
 #: Pages are bounded so one request cannot pull a whole table.
 MAX_PAGE = 500
@@ -37,17 +36,6 @@ MAX_PAGE = 500
 router = APIRouter(prefix="/tenants/{tenant}", tags=["offers"])
 
 KeyPath = Annotated[str, Path(pattern=OFFER_KEY_PATTERN, description="the offer's key")]
-
-
-def _tenant(request: Request, tenant: str) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.tenant(tenant) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.now
-    return clock()
 
 
 def _not_found(tenant: str, key: str) -> HTTPException:
@@ -61,10 +49,10 @@ def put_offer(
 ) -> Offer:
     """Create or replace an offer (201 when new). Counters are kept; once coupons exist
     its discount, sku, category, price and currency are fixed (409)."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         offer, created = crud.upsert_offer(
-            session, tenant=tenant, key=key, data=data, now=_now(request)
+            session, tenant=tenant, key=key, data=data, now=request_now(request)
         )
     except crud.OfferTermsFixedError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
@@ -84,7 +72,7 @@ def list_offers(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Sequence[Offer]:
     """The tenant's offers by key, deactivated ones too unless `active_only`."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     return crud.list_offers(
         session, tenant=tenant, limit=limit, offset=offset, active_only=active_only
     )
@@ -94,7 +82,7 @@ def list_offers(
 def get_offer(
     request: Request, session: SessionDep, tenant: str, key: KeyPath, caller: TenantAdmin
 ) -> Offer:
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     offer = crud.get_offer(session, tenant=tenant, key=key)
     if offer is None:
         raise _not_found(tenant, key)
@@ -106,8 +94,8 @@ def delete_offer(
     request: Request, session: SessionDep, tenant: str, key: KeyPath, caller: TenantAdmin
 ) -> Offer:
     """Deactivate the offer; issued coupons stay valid. PUT it again to reactivate."""
-    _tenant(request, tenant)
-    offer = crud.deactivate_offer(session, tenant=tenant, key=key, now=_now(request))
+    known_tenant(request, tenant)
+    offer = crud.deactivate_offer(session, tenant=tenant, key=key, now=request_now(request))
     if offer is None:
         raise _not_found(tenant, key)
     session.commit()
@@ -121,7 +109,7 @@ def put_complements(
     caller: TenantAdmin,
 ) -> list[ComplementRule]:
     """Replace the tenant's complement rules (washers -> dryers) with this list."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         saved = crud.replace_complements(session, tenant=tenant, rules=rules)
     except crud.OfferError as error:
@@ -134,7 +122,7 @@ def put_complements(
 def get_complements(
     request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
 ) -> Sequence[ComplementRule]:
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     return crud.list_complements(session, tenant=tenant)
 
 
@@ -144,12 +132,12 @@ def customer_coupons(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[CouponPublic]:
     """The customer's coupons, newest first, with their offer and state at this moment."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     if customers.get_customer(session, tenant=tenant, customer_id=customer_id) is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
         )
-    now = _now(request)
+    now = request_now(request)
     return [
         CouponPublic.model_validate(coupon, update={
             "offer_key": offer.key, "discount_percent": offer.discount_percent,

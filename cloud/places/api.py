@@ -17,8 +17,7 @@ report is kept; their stays are forgotten too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request, status
@@ -58,7 +57,7 @@ from cloud.places.storage import (
 )
 from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError
-from cloud.settings import Settings
+from cloud.request_context import known_tenant, request_now
 from shared.topics import SEGMENT_PATTERN
 
 #: An app flushing fixes it buffered offline sends them together; a bound keeps one
@@ -72,17 +71,6 @@ Fixes = Annotated[list[LocationFix], FieldInfo(min_length=1, max_length=MAX_FIXE
 router = APIRouter(prefix="/tenants/{tenant}", tags=["places"])
 
 _STATE_LOCK = threading.Lock()
-
-
-def _known_tenant(request: Request, tenant: str) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.tenant(tenant) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.now
-    return clock()
 
 
 def stored_geofences(request: Request) -> StoredGeofences:
@@ -117,9 +105,9 @@ def put_store_route(
     caller: TenantAdmin,
 ) -> StorePublic:
     """Create or update a store: its name and the IANA zone of its opening hours."""
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
-        store = put_store(session, tenant=tenant, key=key, data=data, now=_now(request))
+        store = put_store(session, tenant=tenant, key=key, data=data, now=request_now(request))
     except PlaceError as error:
         raise _unprocessable(error) from None
     session.commit()
@@ -130,7 +118,7 @@ def put_store_route(
 def list_stores_route(
     request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
 ) -> list[StorePublic]:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     return [_store_public(session, store) for store in list_stores(session, tenant=tenant)]
 
 
@@ -145,7 +133,7 @@ def _store_or_404(session: SessionDep, tenant: str, key: str) -> StoreRow:
 def get_store_route(
     request: Request, session: SessionDep, tenant: str, key: StoreKey, caller: TenantAdmin
 ) -> StorePublic:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     return _store_public(session, _store_or_404(session, tenant, key))
 
 
@@ -154,7 +142,7 @@ def delete_store_route(
     request: Request, session: SessionDep, tenant: str, key: StoreKey, caller: TenantAdmin
 ) -> StorePublic:
     """Delete a store that has no geofences left (409 otherwise)."""
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     public = _store_public(session, _store_or_404(session, tenant, key))
     try:
         delete_store(session, tenant=tenant, key=key)
@@ -181,10 +169,10 @@ def put_geofence_route(
     """Create or replace a geofence: a circle or GeoJSON polygon, dwell time, optional
     opening hours and its store (see cloud.places.parse); `id`, `tenant` and `timezone`
     may be left out (the path and the store give them)."""
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         row = put_geofence(session, tenant=tenant, geofence_id=geofence_id,
-                           definition=definition, now=_now(request))
+                           definition=definition, now=request_now(request))
     except PlaceError as error:
         raise _unprocessable(error) from None
     session.commit()
@@ -196,7 +184,7 @@ def put_geofence_route(
 def list_geofences_route(
     request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
 ) -> GeofenceList:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     return GeofenceList(
         version=tenant_geofence_version(session, tenant=tenant),
         geofences=[_geofence_public(row) for row in list_geofences(session, tenant=tenant)],
@@ -208,7 +196,7 @@ def get_geofence_route(
     request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
     caller: TenantAdmin,
 ) -> GeofencePublic:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     row = get_geofence(session, tenant=tenant, geofence_id=geofence_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
@@ -221,8 +209,8 @@ def delete_geofence_route(
     caller: TenantAdmin,
 ) -> GeofencePublic:
     """Delete a geofence; customers inside it exit now."""
-    _known_tenant(request, tenant)
-    row = delete_geofence(session, tenant=tenant, geofence_id=geofence_id, now=_now(request))
+    known_tenant(request, tenant)
+    row = delete_geofence(session, tenant=tenant, geofence_id=geofence_id, now=request_now(request))
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
     session.commit()
@@ -265,7 +253,7 @@ def report_locations_route(
     longer touches it, dwell after the geofence's dwell time while it is open. Each
     transition becomes a scenario trigger. 403, keeping nothing, when the customer said
     no to location-based marketing."""
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     customer = get_customer(session, tenant=tenant, customer_id=customer_id)
     if customer is None:
         raise HTTPException(
@@ -279,7 +267,7 @@ def report_locations_route(
             "the customer withdrew consent to location-based marketing: location reports"
             " are not accepted (nothing was stored)",
         )
-    now = _now(request)
+    now = request_now(request)
     batch: Sequence[LocationFix] = fixes if isinstance(fixes, list) else [fixes]
     try:
         reports = [

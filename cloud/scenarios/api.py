@@ -4,7 +4,7 @@ each step did, and a scenario's report (variants and holdout side by side)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from cloud.auth.dependencies import TenantAdmin
 from cloud.customers.crud import get_customer
 from cloud.db import SessionDep
 from cloud.offers.crud import get_offer
+from cloud.request_context import known_tenant, request_now
 from cloud.scenarios.catalog import (
     deactivate_scenario,
     get_scenario,
@@ -25,7 +26,6 @@ from cloud.scenarios.catalog import (
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
 from cloud.scenarios.spec import IssueCouponStep, OfferChoice, ScenarioSpec, SendStep
 from cloud.scenarios.triggers import Trigger, TriggerKind
-from cloud.settings import Settings
 from cloud.templates.storage import load_template
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["scenarios"])
@@ -58,17 +58,6 @@ class ReportRow(BaseModel):
     converted: int
     conversion_rate: float
     statuses: dict[str, int]
-
-
-def _check_tenant(request: Request, tenant: str) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.tenant(tenant) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.now
-    return clock()
 
 
 def _public(row: Scenario) -> ScenarioSaved:
@@ -105,7 +94,7 @@ def put_scenario(
     caller: TenantAdmin,
 ) -> ScenarioSaved:
     """Save a scenario (a new version when it exists) and switch it on."""
-    _check_tenant(request, tenant)
+    known_tenant(request, tenant)
     if spec.key != key:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"the body's key must be {key!r}"
@@ -113,7 +102,7 @@ def put_scenario(
     problems = missing_references(session, tenant=tenant, spec=spec)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
-    row = save_scenario(session, tenant=tenant, spec=spec, now=_now(request))
+    row = save_scenario(session, tenant=tenant, spec=spec, now=request_now(request))
     session.commit()
     return _public(row)
 
@@ -122,7 +111,7 @@ def put_scenario(
 def get_scenarios(
     request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
 ) -> list[ScenarioSaved]:
-    _check_tenant(request, tenant)
+    known_tenant(request, tenant)
     return [_public(row) for row in list_scenarios(session, tenant=tenant)]
 
 
@@ -137,7 +126,7 @@ def _scenario(session: Session, tenant: str, key: str) -> Scenario:
 def get_one_scenario(
     request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
 ) -> ScenarioSaved:
-    _check_tenant(request, tenant)
+    known_tenant(request, tenant)
     return _public(_scenario(session, tenant, key))
 
 
@@ -146,9 +135,9 @@ def switch_off(
     request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
 ) -> ScenarioDeactivated:
     """Switch a scenario off: no new journeys; running ones end. Kept for its history."""
-    _check_tenant(request, tenant)
+    known_tenant(request, tenant)
     row = _scenario(session, tenant, key)
-    ended = deactivate_scenario(session, scenario=row, now=_now(request))
+    ended = deactivate_scenario(session, scenario=row, now=request_now(request))
     session.commit()
     return ScenarioDeactivated(key=row.key, version=row.version, journeys_ended=ended)
 
@@ -159,7 +148,7 @@ def customer_journeys(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[JourneyDetail]:
     """The customer's journeys, newest first, each with what every step did and why."""
-    _check_tenant(request, tenant)
+    known_tenant(request, tenant)
     if get_customer(session, tenant=tenant, customer_id=customer_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id} not found")
     journeys = session.exec(
@@ -186,7 +175,7 @@ def scenario_report(
     """Journeys per variant and for the holdout group, with the share of customers who
     ordered within 30 days of entering: the holdout row is what happens without the
     scenario."""
-    _check_tenant(request, tenant)
+    known_tenant(request, tenant)
     _scenario(session, tenant, key)
     journeys = session.exec(
         select(Journey).where(Journey.tenant == tenant, Journey.scenario_key == key)

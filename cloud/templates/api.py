@@ -10,7 +10,6 @@ customer with whatever context the admin lays over it, and says what to watch fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 from cloud.auth.dependencies import TenantAdmin
 from cloud.customers.models import LOCALE_PATTERN
 from cloud.db import SessionDep
-from cloud.settings import Settings
+from cloud.request_context import known_tenant, request_now
 from cloud.templates.compiler import Template, compile_template
 from cloud.templates.errors import TemplateError
 from cloud.templates.formatting import Locale
@@ -97,17 +96,6 @@ class PreviewPublic(BaseModel):
     warnings: list[str]
 
 
-def _known_tenant(request: Request, tenant: str) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.tenant(tenant) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.now
-    return clock()
-
-
 def _template_error(error: TemplateError) -> HTTPException:
     """422 with the message and where it is, so an admin screen can point at it."""
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {
@@ -138,7 +126,7 @@ def put_template_route(
     locale: Locale, data: TemplateSave, caller: TenantAdmin,
 ) -> TemplatePublic:
     """Save a template after checking everything a send could trip on (422 otherwise)."""
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         spec = TemplateSpec.model_validate(
             {"channel": channel, "locale": locale, "parts": data.parts}
@@ -148,7 +136,7 @@ def put_template_route(
                             f"invalid template: {describe_validation_error(error)}") from None
     try:
         row, template = save_template(session, tenant=tenant, key=key, spec=spec,
-                                      now=_now(request))
+                                      now=request_now(request))
     except TemplateError as error:
         raise _template_error(error) from None
     session.commit()
@@ -160,7 +148,7 @@ def list_templates_route(
     request: Request, session: SessionDep, tenant: str, caller: TenantAdmin,
     key: Annotated[str | None, Query(pattern=TEMPLATE_KEY_PATTERN)] = None,
 ) -> list[TemplatePublic]:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     return [_public(row, compiled(row))
             for row in list_templates(session, tenant=tenant, key=key)]
 
@@ -170,7 +158,7 @@ def get_template_route(
     request: Request, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
     locale: Locale, caller: TenantAdmin,
 ) -> TemplatePublic:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     row = _row_or_404(session, tenant, key, channel, locale)
     return _public(row, compiled(row))
 
@@ -180,7 +168,7 @@ def delete_template_route(
     request: Request, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
     locale: Locale, caller: TenantAdmin,
 ) -> TemplatePublic:
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     row = _row_or_404(session, tenant, key, channel, locale)
     public = _public(row, compiled(row))
     delete_template(session, tenant=tenant, key=key, channel=channel, locale=locale.value)
@@ -220,7 +208,7 @@ def preview_route(
 ) -> PreviewPublic:
     """The template rendered for the sample customer (with `context` laid over it), and
     warnings: SMS segments and encoding, texts that some screens cut."""
-    _known_tenant(request, tenant)
+    known_tenant(request, tenant)
     key: str | None = None
     version: int | None = None
     try:

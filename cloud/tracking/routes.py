@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
@@ -36,6 +35,7 @@ from cloud.delivery.receipts import store_receipt
 from cloud.delivery.sms import InvalidReceiptError, TwilioSms
 from cloud.delivery.vapid_store import tenant_vapid_keys
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic
+from cloud.request_context import known_tenant, request_now, triggers_recorded
 from cloud.settings import Settings
 from cloud.tracking.events import (
     message_by_token,
@@ -58,26 +58,9 @@ MAX_REPORT_BYTES = 2048
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.now
-    return clock()
-
-
-def _triggers_recorded(request: Request) -> None:
-    """Tell a scenario worker in this process that triggers wait (opens, clicks)."""
-    wake: Callable[[], None] | None = getattr(request.app.state, "on_triggers", None)
-    if wake is not None:
-        wake()
-
-
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def _tenant(request: Request, tenant: str) -> None:
-    if _settings(request).tenant(tenant) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
 
 
 def _by_token(session: SessionDep, token: str) -> Message:
@@ -103,9 +86,9 @@ def click(request: Request, session: SessionDep, token: str) -> RedirectResponse
     target = _web_url(message.target_url)
     if target is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this message links nowhere")
-    record_click(session, message=message, now=_now(request))
+    record_click(session, message=message, now=request_now(request))
     session.commit()
-    _triggers_recorded(request)
+    triggers_recorded(request)
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_STORE)
 
 
@@ -121,9 +104,9 @@ def click_email_link(
     target = _web_url(links[index]) if 0 <= index < len(links) else None
     if target is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown link")
-    record_click(session, message=message, now=_now(request))
+    record_click(session, message=message, now=request_now(request))
     session.commit()
-    _triggers_recorded(request)
+    triggers_recorded(request)
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_STORE)
 
 
@@ -132,9 +115,9 @@ def open_pixel(request: Request, session: SessionDep, token: str) -> Response:
     """An email's open pixel. (Mail privacy proxies load every pixel when the mail
     arrives, so email opens are an upper bound.)"""
     message = _by_token(session, token)
-    record_open(session, message=message, now=_now(request))
+    record_open(session, message=message, now=request_now(request))
     session.commit()
-    _triggers_recorded(request)
+    triggers_recorded(request)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
@@ -178,9 +161,9 @@ def open_report(
         ) from None
     if report.tag is not None and report.tag != collapse_id(message.idempotency_key):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown link")
-    record_open(session, message=message, now=_now(request), opened_at=report.opened_at)
+    record_open(session, message=message, now=request_now(request), opened_at=report.opened_at)
     session.commit()
-    _triggers_recorded(request)
+    triggers_recorded(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=NO_STORE)
 
 
@@ -208,7 +191,7 @@ def unsubscribe_page(session: SessionDep, token: str) -> HTMLResponse:
 def unsubscribe(request: Request, session: SessionDep, token: str) -> HTMLResponse:
     """Withdraw consent for the channel this message came on (RFC 8058 one-click)."""
     message = _by_token(session, token)
-    record_unsubscribe(session, message=message, now=_now(request))
+    record_unsubscribe(session, message=message, now=request_now(request))
     session.commit()
     return HTMLResponse(
         _PAGE.format(title="Unsubscribed", body="<p>You will not get these any more.</p>"),
@@ -243,7 +226,7 @@ def sms_receipt(
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
     finally:
         provider.close()
-    store_receipt(session, receipt=receipt, now=_now(request))
+    store_receipt(session, receipt=receipt, now=request_now(request))
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -270,9 +253,9 @@ def message_opened(
     body: OpenedBody | None = None,
 ) -> MessageOpened:
     """The app reports that the customer opened a push (the first open counts)."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     message = record_open_by_id(
-        session, tenant=tenant, message_id=message_id, now=_now(request),
+        session, tenant=tenant, message_id=message_id, now=request_now(request),
         opened_at=body.opened_at if body else None,
     )
     if message is None:
@@ -280,7 +263,7 @@ def message_opened(
             status.HTTP_404_NOT_FOUND, f"message {message_id} of tenant {tenant!r} not found"
         )
     session.commit()
-    _triggers_recorded(request)
+    triggers_recorded(request)
     return MessageOpened(message_id=message_id, opened_at=message.opened_at)
 
 
@@ -289,7 +272,7 @@ def message_attempts(
     request: Request, session: SessionDep, tenant: str, message_id: int, caller: TenantAdmin
 ) -> list[MessageAttemptPublic]:
     """Every provider call made for a message: when, where, what came back, how long."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     message = session.get(Message, message_id)
     if message is None or message.tenant != tenant:
         raise HTTPException(
@@ -313,8 +296,8 @@ def web_push_public_key(
 ) -> WebPushKey:
     """The tenant's VAPID public key (made on first use and kept: subscriptions are
     bound to it)."""
-    _tenant(request, tenant)
-    keys = tenant_vapid_keys(session, tenant=tenant, now=_now(request))
+    known_tenant(request, tenant)
+    keys = tenant_vapid_keys(session, tenant=tenant, now=request_now(request))
     session.commit()
     return WebPushKey(application_server_key=keys.application_server_key)
 
@@ -328,7 +311,7 @@ def funnel_report(
 ) -> list[FunnelRow]:
     """Per scenario, step and variant: queued, sent, delivered, opened, clicked,
     converted, failed, suppressed, expired, still pending or held."""
-    _tenant(request, tenant)
+    known_tenant(request, tenant)
     try:
         return funnel(session, tenant=tenant, since=since, until=until, scenario=scenario)
     except ValueError as error:
