@@ -26,17 +26,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, update
 from sqlalchemy import select as core_select
-from sqlmodel import Session, SQLModel, col, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from cloud.delivery.content import channel_matches, content_json, summary
+from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.presence.store import dialect_insert
 from cloud.templates.rendering import Rendered
 from cloud.tracking.tokens import TOKEN_RE
-
-MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
 
 #: How long a claimed message is left to the worker that claimed it. Longer than any send
 #: round can take (senders retry in-call for up to about a minute: four tries with

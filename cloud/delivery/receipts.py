@@ -17,6 +17,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from cloud.db import UtcDateTime
 from cloud.delivery.sms import FINAL_STATUSES, DeliveryReceipt
+from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.presence.store import dialect_insert
 
@@ -37,7 +38,6 @@ class SmsReceipt(SQLModel, table=True):
 
 
 RECEIPT_TABLE: Table = SQLModel.metadata.tables[SmsReceipt.__tablename__]
-MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
 
 
 def _sms_message_id(session: Session, provider_message_id: str) -> int | None:

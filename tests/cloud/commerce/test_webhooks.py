@@ -18,8 +18,9 @@ from cloud.commerce.webhooks import (
     verify_signature,
 )
 from cloud.db import session_scope
-from cloud.messages.crud import claim_message
-from cloud.messages.models import Message, MessageChannel
+from cloud.delivery.queue import enqueue
+from cloud.messages.models import Message
+from tests.cloud.delivery.queue_helpers import outgoing
 from tests.cloud.factories import bearer, cloud_settings, issue_key
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -137,11 +138,7 @@ def test_newsletter_double_opt_in_records_email_consent_on_confirmation(
 def test_push_opened_marks_the_message(client: TestClient, tenant: str, engine: Engine) -> None:
     customer = client.post(f"/tenants/{tenant}/customers", json={"external_id": "shop-42"}).json()
     with session_scope(engine) as session:
-        message_id = claim_message(
-            session, tenant=tenant, customer_id=customer["id"], device_id=None,
-            channel=MessageChannel.PUSH, rule="r", idempotency_key="k", title="t", body="b",
-            now=NOW,
-        )
+        message_id = enqueue(session, now=NOW, outgoing=outgoing(tenant, customer["id"], "k"))
         session.commit()
     opened = {"type": "push.opened", "event_id": "p-1", "occurred_at": "2026-11-23T11:59:00Z",
               "customer": {"external_id": "shop-42"}, "message_id": message_id}

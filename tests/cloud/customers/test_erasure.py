@@ -18,10 +18,10 @@ from cloud.customers.models import (
     WifiMacRegistration,
 )
 from cloud.db import session_scope
-from cloud.messages.crud import claim_message
-from cloud.messages.models import MessageChannel
+from cloud.delivery.queue import enqueue
 from cloud.presence.models import PresenceEventRow
 from cloud.presence.store import insert_events
+from tests.cloud.delivery.queue_helpers import outgoing
 from tests.cloud.factories import (
     MAC_OF,
     PSEUDONYMIZER,
@@ -46,16 +46,13 @@ def seed(engine: Engine, tenant: str, name: str) -> int:
         assert customer.id is not None
         crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
             channel=ConsentChannel.PUSH, granted=True, source="app"))
-        device = crud.register_device(
+        crud.register_device(
             session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
             registration=FcmRegistration(kind="fcm", token=f"fcm-token-{name}-0123456789"))
         crud.register_device(
             session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
             registration=WifiMacRegistration(kind="wifi_mac", mac=MAC_OF[name]))
-        claim_message(
-            session, tenant=tenant, customer_id=customer.id, device_id=device.id,
-            channel=MessageChannel.PUSH, rule="r", idempotency_key=f"k-{name}", title="t",
-            body="b", now=START)
+        enqueue(session, now=START, outgoing=outgoing(tenant, customer.id, f"k-{name}"))
         handle_webhook(session, tenant=tenant, now=START, event=OrderCreated(
             type=CommerceEventType.ORDER_CREATED, event_id=f"evt-{name}",
             occurred_at=START, customer=CustomerRef(external_id=f"shop-{name}"),
