@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import ColumnElement, Table, update
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.customers.models import Customer
@@ -284,13 +284,14 @@ def _start(
     spec, tenant, customer_id = scenario.spec, trigger.tenant, trigger.customer_id
     entry = spec.entry
     if entry.reentry is not Reentry.ONCE:
-        if entry.reentry is Reentry.AFTER_EXIT and _has_open_journey(
-            session, tenant=tenant, key=spec.key, customer_id=customer_id
+        if entry.reentry is Reentry.AFTER_EXIT and _journey_exists(
+            session, tenant=tenant, key=spec.key, customer_id=customer_id,
+            condition=col(Journey.status).in_(OPEN_STATUSES),
         ):
             return
-        if entry.cooldown is not None and _started_since(
+        if entry.cooldown is not None and _journey_exists(
             session, tenant=tenant, key=spec.key, customer_id=customer_id,
-            since=now - entry.cooldown,
+            condition=col(Journey.started_at) > now - entry.cooldown,
         ):
             return
     customer_facts = facts.get(customer_id)
@@ -333,22 +334,15 @@ def _start(
              report=report)
 
 
-def _has_open_journey(session: Session, *, tenant: str, key: str, customer_id: int) -> bool:
-    return session.exec(
-        select(Journey.id).where(
-            Journey.tenant == tenant, Journey.scenario_key == key,
-            Journey.customer_id == customer_id, col(Journey.status).in_(OPEN_STATUSES),
-        ).limit(1)
-    ).first() is not None
-
-
-def _started_since(
-    session: Session, *, tenant: str, key: str, customer_id: int, since: datetime
+def _journey_exists(
+    session: Session, *, tenant: str, key: str, customer_id: int,
+    condition: ColumnElement[bool],
 ) -> bool:
+    """Whether this customer has a journey through scenario `key` meeting `condition`."""
     return session.exec(
         select(Journey.id).where(
             Journey.tenant == tenant, Journey.scenario_key == key,
-            Journey.customer_id == customer_id, col(Journey.started_at) > since,
+            Journey.customer_id == customer_id, condition,
         ).limit(1)
     ).first() is not None
 

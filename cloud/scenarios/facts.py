@@ -66,7 +66,7 @@ def _load_chunk(session: Session, ids: Sequence[int], now: datetime) -> dict[int
         tags[customer_id].add(tag)
     consents = _current_consents(session, ids)
     purchases, last_order = _purchases(session, ids, now)
-    spend = _spend(session, ids)
+    spend = lifetime_spend(session, ids)
     messages, last_click = _messages(session, ids, now)
     visits = dict(session.exec(
         select(Trigger.customer_id, func.max(Trigger.occurred_at))
@@ -123,7 +123,7 @@ def _purchases(
     return purchases, last
 
 
-def _spend(session: Session, ids: Sequence[int]) -> dict[int, Decimal]:
+def lifetime_spend(session: Session, ids: Sequence[int]) -> dict[int, Decimal]:
     """Lifetime spend: the sum of every order line the customer ever bought."""
     total = func.sum(col(OrderLine.unit_price) * col(OrderLine.quantity))
     rows = session.exec(

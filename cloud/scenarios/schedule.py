@@ -38,7 +38,8 @@ def record_calendar_triggers(
     return recorded
 
 
-def _zone(name: str | None, default: str) -> zoneinfo.ZoneInfo:
+def zone_or_default(name: str | None, default: str) -> zoneinfo.ZoneInfo:
+    """The named zone, else the default, else UTC (a zone database without the name)."""
     try:
         return zoneinfo.ZoneInfo(name or default)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -69,7 +70,7 @@ def _birthdays(session: Session, *, tenant: str, default_zone: str, now: datetim
     for customer in candidates:
         assert customer.id is not None
         assert customer.birth_date is not None
-        today = now.astimezone(_zone(customer.time_zone, default_zone)).date()
+        today = now.astimezone(zone_or_default(customer.time_zone, default_zone)).date()
         if not is_birthday(customer.birth_date, today):
             continue
         found = record_trigger(

@@ -32,6 +32,7 @@ from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.facts import NOT_SENT
 from cloud.scenarios.models import Journey
 from cloud.scenarios.offers import choose_offer
+from cloud.scenarios.schedule import zone_or_default
 from cloud.scenarios.spec import Cap, CouponChoice, OfferChoice, SendStep
 from cloud.scenarios.triggers import LOCATION_KINDS
 from cloud.settings import ScenarioSettings
@@ -301,10 +302,7 @@ def customer_zone(session: Session, *, customer: Customer, journey: Journey,
     if name is None and isinstance(store_key, str):
         store = get_store(session, tenant=journey.tenant, key=store_key)
         name = store.time_zone if store is not None else None
-    try:
-        return zoneinfo.ZoneInfo(name or settings.default_time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
+    return zone_or_default(name, settings.default_time_zone)
 
 
 def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings) -> datetime:

@@ -7,18 +7,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud.commerce.models import (
     CartEvent,
     CommerceEventType,
     OrderCreated,
-    OrderLine,
     WebhookEvent,
 )
 from cloud.customers.crud import customers_for_pseudonyms
 from cloud.customers.models import DeviceKind
+from cloud.scenarios.facts import lifetime_spend
 from cloud.scenarios.triggers import TriggerKind, record_trigger
 from shared.presence import PresenceEvent, PseudonymScope, Transition
 
@@ -70,10 +69,7 @@ def _record_spend(
     session: Session, *, tenant: str, customer_id: int, event: OrderCreated, now: datetime
 ) -> None:
     """Lifetime spend before and after this order, for "spend crosses X" scenarios."""
-    after = Decimal(str(session.exec(
-        select(func.coalesce(func.sum(col(OrderLine.unit_price) * col(OrderLine.quantity)), 0))
-        .where(OrderLine.customer_id == customer_id)
-    ).one()))
+    after = lifetime_spend(session, [customer_id]).get(customer_id, Decimal(0))
     order = sum((item.unit_price * item.quantity for item in event.items), Decimal(0))
     record_trigger(
         session, tenant=tenant, customer_id=customer_id, kind=TriggerKind.SPEND_CHANGED,
