@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, update
+from sqlalchemy import Table, func, insert, update
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.customers.models import Customer
@@ -32,7 +35,7 @@ from cloud.scenarios.actions import (
 )
 from cloud.scenarios.catalog import Catalog, LoadedScenario, TenantCatalog
 from cloud.scenarios.conditions import CustomerFacts, evaluate, matches_attributes
-from cloud.scenarios.facts import load_facts
+from cloud.scenarios.facts import chunks, load_facts
 from cloud.scenarios.models import (
     OPEN_STATUSES,
     Journey,
@@ -61,6 +64,7 @@ from cloud.settings import ScenarioSettings
 log = logging.getLogger(__name__)
 
 JOURNEY_TABLE: Table = SQLModel.metadata.tables[Journey.__tablename__]
+JOURNEY_LOG_TABLE: Table = SQLModel.metadata.tables[JourneyLog.__tablename__]
 TRIGGER_TABLE: Table = SQLModel.metadata.tables[Trigger.__tablename__]
 #: Steps one journey may run without waiting: a branch looping on itself is a mistake
 #: that must not hold a worker.
@@ -117,6 +121,40 @@ class _Facts:
         self._facts.pop(customer_id, None)
 
 
+@dataclass(slots=True)
+class _Run:
+    """What one attempt at a batch shares. Its journal of step outcomes is written in
+    one statement when the attempt succeeds (`write_journal`), not a row at a time, and
+    is simply dropped with the attempt when it fails."""
+
+    session: Session
+    config: EngineConfig
+    now: datetime
+    report: RunReport
+    facts: _Facts
+    journal: list[tuple[Journey, str, str, str | None]] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, session: Session, config: EngineConfig, now: datetime) -> _Run:
+        return cls(session=session, config=config, now=now, report=RunReport(),
+                   facts=_Facts(session, now))
+
+    def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
+        journey.updated_at = self.now
+        self.journal.append((journey, step, outcome, (detail or None) and detail[:500]))
+
+    def write_journal(self) -> None:
+        """Write the journal; lines of journeys never inserted (refused starts) are left out."""
+        rows = [
+            {"journey_id": journey.id, "customer_id": journey.customer_id, "step": step,
+             "at": self.now, "outcome": outcome, "detail": detail}
+            for journey, step, outcome, detail in self.journal if journey.id is not None
+        ]
+        self.journal.clear()
+        if rows:
+            self.session.connection().execute(insert(JOURNEY_LOG_TABLE), rows)
+
+
 # --- triggers ------------------------------------------------------------------------------
 
 
@@ -124,7 +162,12 @@ def process_triggers(
     session: Session, *, catalog: Catalog, config: EngineConfig, now: datetime, limit: int
 ) -> RunReport:
     """Handle up to `limit` unprocessed triggers, oldest first, in the caller's transaction
-    (the caller commits)."""
+    (the caller commits).
+
+    A tenant's share of the batch is decided in memory and written in bulk inside one
+    savepoint; should anything in it fail, the savepoint is rolled back and the share is
+    handled again one trigger at a time, each in its own savepoint, so one bad trigger
+    costs only itself (it is logged and marked processed)."""
     report = RunReport()
     rows = session.exec(
         select(Trigger).where(col(Trigger.processed_at).is_(None))
@@ -133,7 +176,6 @@ def process_triggers(
     if not rows:
         return report
     report.triggers = len(rows)
-    facts = _Facts(session, now)
     for tenant in sorted({row.tenant for row in rows}):
         tenant_catalog = catalog.tenant(session, tenant)
         relevant = [
@@ -146,24 +188,10 @@ def process_triggers(
         unmatched = sum(row.tenant == tenant for row in rows) - len(relevant)
         if unmatched:
             SCENARIO_TRIGGERS.labels(outcome="unmatched").inc(unmatched)
-        if not relevant:
-            continue
-        customer_ids = sorted({row.customer_id for row in relevant})
-        _lock_customers(session, customer_ids)
-        facts.preload(customer_ids)
-        for row in relevant:
-            try:
-                with session.begin_nested():
-                    _handle_trigger(
-                        session, trigger=row, catalog=tenant_catalog, facts=facts,
-                        config=config, now=now, report=report,
-                    )
-                SCENARIO_TRIGGERS.labels(outcome="handled").inc()
-            except Exception:  # one bad trigger must not block every later one
-                log.exception("trigger %s (%s) failed; marked processed", row.id, row.kind)
-                facts.forget(row.customer_id)
-                report.failed += 1
-                SCENARIO_TRIGGERS.labels(outcome="failed").inc()
+        if relevant:
+            _lock_customers(session, sorted({row.customer_id for row in relevant}))
+            _handle_share(session, rows=relevant, catalog=tenant_catalog, config=config,
+                          now=now, report=report)
     session.connection().execute(
         update(TRIGGER_TABLE)
         .where(TRIGGER_TABLE.c.id.in_([row.id for row in rows]))
@@ -172,9 +200,50 @@ def process_triggers(
     return report
 
 
+def _handle_share(
+    session: Session, *, rows: Sequence[Trigger], catalog: TenantCatalog,
+    config: EngineConfig, now: datetime, report: RunReport,
+) -> None:
+    if _attempt(session, config, now, report, partial(_run_batch, catalog=catalog, rows=rows)):
+        SCENARIO_TRIGGERS.labels(outcome="handled").inc(len(rows))
+        return
+    log.warning("a batch of %d triggers failed; handling them one by one", len(rows))
+    for row in rows:
+        if _attempt(session, config, now, report,
+                    partial(_run_batch, catalog=catalog, rows=[row])):
+            SCENARIO_TRIGGERS.labels(outcome="handled").inc()
+        else:  # one bad trigger must not block every later one
+            log.error("trigger %s (%s) failed; marked processed", row.id, row.kind)
+            report.failed += 1
+            SCENARIO_TRIGGERS.labels(outcome="failed").inc()
+
+
+def _run_batch(run: _Run, *, catalog: TenantCatalog, rows: Sequence[Trigger]) -> None:
+    _Batch(run, catalog).run(rows)
+
+
+def _attempt(
+    session: Session, config: EngineConfig, now: datetime, report: RunReport,
+    work: Callable[[_Run], None],
+) -> bool:
+    """Run `work` in a savepoint; on success add what it did to `report`. On failure
+    everything it wrote is rolled back and its report dropped."""
+    run = _Run.begin(session, config, now)
+    try:
+        with session.begin_nested():
+            work(run)
+            run.write_journal()
+    except Exception:
+        log.exception("scenario work failed; rolled back")
+        return False
+    report.add(run.report)
+    return True
+
+
 def _lock_customers(session: Session, customer_ids: Sequence[int]) -> None:
     """Serialise decisions per customer across workers (in id order: no deadlocks), so
-    "only if no journey is running" cannot be true for two workers at once."""
+    "only if no journey is running" cannot be true for two workers at once, and the
+    journeys a batch looked up cannot change under it."""
     if session.get_bind().dialect.name == "postgresql":
         session.exec(
             select(Customer.id).where(col(Customer.id).in_(customer_ids))
@@ -182,18 +251,257 @@ def _lock_customers(session: Session, customer_ids: Sequence[int]) -> None:
         ).all()
 
 
-def _handle_trigger(
-    session: Session, *, trigger: Trigger, catalog: TenantCatalog, facts: _Facts,
-    config: EngineConfig, now: datetime, report: RunReport,
-) -> None:
-    kind = TriggerKind(trigger.kind)
-    if kind in catalog.resuming_kinds:
-        _resume_or_exit(session, trigger=trigger, catalog=catalog, facts=facts, config=config,
-                        now=now, report=report)
-    for scenario in catalog.by_entry.get(kind, ()):
-        if _entry_matches(scenario.spec.entry, trigger):
-            _start(session, scenario=scenario, trigger=trigger, facts=facts, config=config,
-                   now=now, report=report)
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """A journey decided on, not yet written."""
+
+    trigger: Trigger
+    scenario: LoadedScenario
+    entry_key: str
+    held_out: bool
+
+    @property
+    def quiet(self) -> bool:
+        """Whether starting changes nothing a later trigger could read but the journey
+        itself: held out, or first waiting (no tag, message, coupon or credit yet)."""
+        return self.held_out or isinstance(self.scenario.spec.steps[0],
+                                           WaitStep | WaitForEventStep)
+
+
+class _Batch:
+    """Triggers of one tenant, in order, with as few round trips as that order allows.
+
+    What a trigger decides is read from state loaded once for the whole batch: customer
+    facts, the customers' open journeys, when each last entered each scenario. Journeys
+    to start are collected and inserted together. The collection is written out early
+    only when a later trigger could see a difference: it may resume or end a journey of
+    a customer with starts still pending, or one of those starts runs a step that
+    changes the customer's facts. So each trigger sees every effect of the ones before
+    it, exactly as if handled alone.
+    """
+
+    def __init__(self, run: _Run, catalog: TenantCatalog) -> None:
+        self._run, self._catalog = run, catalog
+        self._open: dict[int, list[Journey]] = defaultdict(list)
+        self._last_entry: dict[tuple[str, int], datetime] = {}
+        self._pending: dict[str, _Start] = {}
+        self._pending_for: dict[int, list[_Start]] = defaultdict(list)
+
+    def run(self, rows: Sequence[Trigger]) -> None:
+        # Entry filters read only the trigger: scenarios it cannot enter cost no lookups.
+        entering = [
+            tuple(scenario for scenario in self._catalog.by_entry.get(TriggerKind(row.kind), ())
+                  if _entry_matches(scenario.spec.entry, row))
+            for row in rows
+        ]
+        self._load_open_journeys(rows, entering)
+        self._load_last_entries(rows, entering)
+        self._run.facts.preload(
+            row.customer_id for row, scenarios in zip(rows, entering, strict=True)
+            if scenarios or self._open.get(row.customer_id)
+        )
+        for trigger, scenarios in zip(rows, entering, strict=True):
+            if self._must_start_before(trigger):
+                self._start_pending()
+            self._handle(trigger, scenarios)
+        self._start_pending()
+
+    # -- state loaded once ------------------------------------------------------------------
+
+    def _load_open_journeys(
+        self, rows: Sequence[Trigger], entering: Sequence[tuple[LoadedScenario, ...]]
+    ) -> None:
+        """Open journeys of every customer a trigger may resume, end, or be kept out of
+        by one ("after_exit"), locked against the timer workers."""
+        customers = sorted({
+            row.customer_id for row, scenarios in zip(rows, entering, strict=True)
+            if row.kind in self._catalog.resuming_kinds or any(
+                scenario.spec.entry.reentry is Reentry.AFTER_EXIT for scenario in scenarios
+            )
+        })
+        for chunk in chunks(customers):
+            found = self._run.session.exec(
+                select(Journey).where(
+                    col(Journey.customer_id).in_(chunk), col(Journey.status).in_(OPEN_STATUSES)
+                ).order_by(col(Journey.id)).with_for_update()
+            )
+            for journey in found:
+                self._open[journey.customer_id].append(journey)
+
+    def _load_last_entries(
+        self, rows: Sequence[Trigger], entering: Sequence[tuple[LoadedScenario, ...]]
+    ) -> None:
+        """When each customer last entered each scenario with a cooldown."""
+        keys = sorted({
+            scenario.key for scenarios in entering for scenario in scenarios
+            if scenario.spec.entry.cooldown is not None
+        })
+        if not keys:
+            return
+        customers = sorted({row.customer_id for row in rows})
+        for chunk in chunks(customers):
+            found = self._run.session.exec(
+                select(Journey.scenario_key, Journey.customer_id, func.max(Journey.started_at))
+                .where(Journey.tenant == rows[0].tenant, col(Journey.scenario_key).in_(keys),
+                       col(Journey.customer_id).in_(chunk))
+                .group_by(col(Journey.scenario_key), col(Journey.customer_id))
+            )
+            for key, customer_id, started in found:
+                self._last_entry[(key, customer_id)] = started
+
+    # -- one trigger ------------------------------------------------------------------------
+
+    def _must_start_before(self, trigger: Trigger) -> bool:
+        pending = self._pending_for.get(trigger.customer_id, [])
+        return bool(pending) and (
+            trigger.kind in self._catalog.resuming_kinds
+            or not all(start.quiet for start in pending)
+        )
+
+    def _handle(self, trigger: Trigger, scenarios: tuple[LoadedScenario, ...]) -> None:
+        if trigger.kind in self._catalog.resuming_kinds:
+            for journey in list(self._open.get(trigger.customer_id, ())):
+                if journey.status in OPEN_STATUSES:
+                    self._resume_or_exit(journey, trigger)
+        for scenario in scenarios:
+            if self._may_enter(scenario, trigger):
+                self._decide_start(scenario, trigger)
+
+    def _resume_or_exit(self, journey: Journey, trigger: Trigger) -> None:
+        run = self._run
+        loaded = self._catalog.scenarios.get(journey.scenario_key)
+        if loaded is None or trigger.occurred_at < _entered_at(journey):
+            return
+        spec = loaded.spec
+        if trigger.kind in spec.exit_on:
+            _finish(journey, JourneyStatus.EXITED, f"exit:{trigger.kind}", run.now)
+            run.log(journey, journey.step or "-", "exited", f"on {trigger.kind}")
+            run.report.exited += 1
+            return
+        if journey.waiting_for != trigger.kind or journey.step is None:
+            return
+        step = _step(spec, journey.step)
+        since = _wait_started(journey)
+        if not isinstance(step, WaitForEventStep) or (since and trigger.occurred_at < since):
+            return
+        if not matches_attributes(step.where, trigger.attributes or {}):
+            return
+        journey.waiting_for, journey.wake_at = None, None
+        journey.status = JourneyStatus.RUNNING
+        journey.step = step.yes or _following(spec, step.id)
+        run.log(journey, step.id, "event", f"{trigger.kind} arrived")
+        run.report.resumed += 1
+        _advance(run, journey, loaded, as_of=trigger.occurred_at)
+
+    def _may_enter(self, scenario: LoadedScenario, trigger: Trigger) -> bool:
+        entry, customer_id = scenario.spec.entry, trigger.customer_id
+        if entry.reentry is Reentry.AFTER_EXIT and (any(
+            journey.scenario_key == scenario.key and journey.status in OPEN_STATUSES
+            for journey in self._open.get(customer_id, ())
+        ) or any(  # pending starts that stay open are open journeys already
+            start.scenario.key == scenario.key and not start.held_out
+            for start in self._pending_for.get(customer_id, ())
+        )):
+            return False
+        if entry.cooldown is not None:
+            last = self._last_entry.get((scenario.key, customer_id))
+            if last is not None and last > self._run.now - entry.cooldown:
+                return False
+        customer_facts = self._run.facts.get(customer_id)
+        if customer_facts is None:
+            return False  # erased meanwhile
+        conditions = scenario.spec.conditions
+        return conditions is None or evaluate(
+            conditions, customer_facts, trigger.attributes or {}, self._run.now
+        )
+
+    def _decide_start(self, scenario: LoadedScenario, trigger: Trigger) -> None:
+        tenant, key, customer_id = trigger.tenant, scenario.key, trigger.customer_id
+        entry_key = (
+            f"{tenant}:{key}:{customer_id}" if scenario.spec.entry.reentry is Reentry.ONCE
+            else f"{tenant}:{key}:{customer_id}:t{trigger.id}"
+        )
+        if entry_key in self._pending:
+            return  # once-only, and already about to start
+        start = _Start(trigger=trigger, scenario=scenario, entry_key=entry_key,
+                       held_out=in_holdout(scenario.spec, tenant, customer_id))
+        self._pending[entry_key] = start
+        self._pending_for[customer_id].append(start)
+        self._last_entry[(key, customer_id)] = self._run.now
+
+    # -- starting journeys ------------------------------------------------------------------
+
+    def _start_pending(self) -> None:
+        """Start the journeys decided on. Each first runs, in memory, the steps that need
+        no database (waits, branches), so most are inserted already waiting: one row
+        each, in one statement, no update after. An entry key used before refuses a
+        start (a replayed trigger, a once-only scenario). Journeys left at a step that
+        acts then run on."""
+        starts = list(self._pending.values())
+        self._pending.clear()
+        self._pending_for.clear()
+        if not starts:
+            return
+        run = self._run
+        journeys = [_new_journey(start, run.now) for start in starts]
+        for start, journey in zip(starts, journeys, strict=True):
+            if start.held_out:
+                run.log(journey, "-", "held_out", f"holdout {start.scenario.spec.holdout_percent}%")
+            else:
+                _advance(run, journey, start.scenario, as_of=start.trigger.occurred_at,
+                         database=False)
+        inserted = _insert_journeys(run.session, journeys)
+        for start, journey in zip(starts, journeys, strict=True):
+            if journey.entry_key not in inserted:
+                continue
+            if start.held_out:
+                run.report.held_out += 1
+                continue
+            run.report.started += 1
+            if journey.status in OPEN_STATUSES:
+                self._open[journey.customer_id].append(journey)
+            if journey.status == JourneyStatus.RUNNING:
+                _advance(run, journey, start.scenario, as_of=start.trigger.occurred_at)
+
+
+def _new_journey(start: _Start, now: datetime) -> Journey:
+    spec, trigger, held_out = start.scenario.spec, start.trigger, start.held_out
+    tenant, customer_id = trigger.tenant, trigger.customer_id
+    return Journey(
+        tenant=tenant, scenario_key=spec.key, scenario_version=start.scenario.version,
+        customer_id=customer_id, entry_key=start.entry_key, entry_kind=trigger.kind,
+        variant=assign_variant(spec, tenant, customer_id), holdout=held_out,
+        status=JourneyStatus.HELD_OUT if held_out else JourneyStatus.RUNNING,
+        step=spec.steps[0].id, started_at=now, updated_at=now,
+        finished_at=now if held_out else None,
+        context={
+            "trigger": {**(trigger.attributes or {}), "kind": trigger.kind, "id": trigger.id},
+            "entered_at": trigger.occurred_at.isoformat(),
+        },
+    )
+
+
+#: What `_insert_journeys` writes: every column but the id.
+_JOURNEY_COLUMNS = tuple(column.name for column in JOURNEY_TABLE.c if column.name != "id")
+
+
+def _insert_journeys(session: Session, journeys: Sequence[Journey]) -> set[str]:
+    """Insert new journeys (a few hundred rows per statement) unless their entry key was
+    used before; the inserted ones get their ids and join the session as if loaded.
+    Returns their entry keys."""
+    by_key = {journey.entry_key: journey for journey in journeys}
+    rows = session.connection().execute(
+        dialect_insert(session, JOURNEY_TABLE)
+        .on_conflict_do_nothing(index_elements=["entry_key"])
+        .returning(JOURNEY_TABLE.c.id, JOURNEY_TABLE.c.entry_key),
+        [{name: getattr(journey, name) for name in _JOURNEY_COLUMNS} for journey in journeys],
+    ).all()
+    for journey_id, entry_key in rows:
+        journey = by_key[entry_key]
+        journey.id = int(journey_id)
+        make_transient_to_detached(journey)
+        session.add(journey)
+    return {str(entry_key) for _id, entry_key in rows}
 
 
 def _entry_matches(entry: Entry, trigger: Trigger) -> bool:
@@ -213,40 +521,11 @@ def _entry_matches(entry: Entry, trigger: Trigger) -> bool:
     return True
 
 
-def _resume_or_exit(
-    session: Session, *, trigger: Trigger, catalog: TenantCatalog, facts: _Facts,
-    config: EngineConfig, now: datetime, report: RunReport,
-) -> None:
-    journeys = session.exec(
-        select(Journey).where(
-            Journey.customer_id == trigger.customer_id, col(Journey.status).in_(OPEN_STATUSES)
-        ).order_by(col(Journey.id)).with_for_update()
-    ).all()
-    for journey in journeys:
-        loaded = catalog.scenarios.get(journey.scenario_key)
-        if loaded is None or trigger.occurred_at < journey.started_at:
-            continue
-        spec = loaded.spec
-        if trigger.kind in spec.exit_on:
-            _finish(session, journey, JourneyStatus.EXITED, f"exit:{trigger.kind}", now)
-            _log(session, journey, journey.step or "-", "exited", f"on {trigger.kind}", now)
-            report.exited += 1
-            continue
-        if journey.waiting_for != trigger.kind or journey.step is None:
-            continue
-        step = _step(spec, journey.step)
-        since = _wait_started(journey)
-        if not isinstance(step, WaitForEventStep) or (since and trigger.occurred_at < since):
-            continue
-        if not matches_attributes(step.where, trigger.attributes or {}):
-            continue
-        journey.waiting_for, journey.wake_at = None, None
-        journey.status = JourneyStatus.RUNNING
-        journey.step = step.yes or _following(spec, step.id)
-        _log(session, journey, step.id, "event", f"{trigger.kind} arrived", now)
-        report.resumed += 1
-        _advance(session, journey=journey, loaded=loaded, facts=facts, config=config,
-                 now=now, report=report)
+def _entered_at(journey: Journey) -> datetime:
+    """When the trigger that started the journey happened: events before it are not its
+    business (journeys from before this was recorded fall back to their start)."""
+    value = journey.context.get("entered_at")
+    return datetime.fromisoformat(value) if isinstance(value, str) else journey.started_at
 
 
 def _wait_started(journey: Journey) -> datetime | None:
@@ -277,83 +556,15 @@ def in_holdout(spec: ScenarioSpec, tenant: str, customer_id: int) -> bool:
     return bucket(tenant, spec.key, customer_id, "holdout") < spec.holdout_percent * 100
 
 
-def _start(
-    session: Session, *, scenario: LoadedScenario, trigger: Trigger, facts: _Facts,
-    config: EngineConfig, now: datetime, report: RunReport,
-) -> None:
-    spec, tenant, customer_id = scenario.spec, trigger.tenant, trigger.customer_id
-    entry = spec.entry
-    if entry.reentry is not Reentry.ONCE:
-        if entry.reentry is Reentry.AFTER_EXIT and _journey_exists(
-            session, tenant=tenant, key=spec.key, customer_id=customer_id,
-            condition=col(Journey.status).in_(OPEN_STATUSES),
-        ):
-            return
-        if entry.cooldown is not None and _journey_exists(
-            session, tenant=tenant, key=spec.key, customer_id=customer_id,
-            condition=col(Journey.started_at) > now - entry.cooldown,
-        ):
-            return
-    customer_facts = facts.get(customer_id)
-    if customer_facts is None:
-        return
-    if spec.conditions is not None and not evaluate(
-        spec.conditions, customer_facts, trigger.attributes or {}, now
-    ):
-        return
-    entry_key = (
-        f"{tenant}:{spec.key}:{customer_id}" if entry.reentry is Reentry.ONCE
-        else f"{tenant}:{spec.key}:{customer_id}:t{trigger.id}"
-    )
-    held_out = in_holdout(spec, tenant, customer_id)
-    journey_id = session.connection().execute(
-        dialect_insert(session, JOURNEY_TABLE)
-        .values(
-            tenant=tenant, scenario_key=spec.key, scenario_version=scenario.version,
-            customer_id=customer_id, entry_key=entry_key, entry_kind=trigger.kind,
-            variant=assign_variant(spec, tenant, customer_id), holdout=held_out,
-            status=(JourneyStatus.HELD_OUT if held_out else JourneyStatus.RUNNING).value,
-            step=spec.steps[0].id, started_at=now, updated_at=now,
-            finished_at=now if held_out else None,
-            context={"trigger": {**(trigger.attributes or {}), "kind": trigger.kind,
-                                 "id": trigger.id}},
-        )
-        .on_conflict_do_nothing(index_elements=["entry_key"])
-        .returning(JOURNEY_TABLE.c.id)
-    ).first()
-    if journey_id is None:
-        return  # started before: a replayed trigger, or a once-only scenario
-    journey = session.get(Journey, int(journey_id[0]))
-    assert journey is not None
-    if held_out:
-        _log(session, journey, "-", "held_out", f"holdout {spec.holdout_percent}%", now)
-        report.held_out += 1
-        return
-    report.started += 1
-    _advance(session, journey=journey, loaded=scenario, facts=facts, config=config, now=now,
-             report=report)
-
-
-def _journey_exists(
-    session: Session, *, tenant: str, key: str, customer_id: int,
-    condition: ColumnElement[bool],
-) -> bool:
-    """Whether this customer has a journey through scenario `key` meeting `condition`."""
-    return session.exec(
-        select(Journey.id).where(
-            Journey.tenant == tenant, Journey.scenario_key == key,
-            Journey.customer_id == customer_id, condition,
-        ).limit(1)
-    ).first() is not None
-
-
 # --- timers --------------------------------------------------------------------------------
 
 
 def wake_due_journeys(
     session: Session, *, catalog: Catalog, config: EngineConfig, now: datetime, limit: int
 ) -> RunReport:
-    """Continue up to `limit` journeys whose wait is over, in the caller's transaction."""
+    """Continue up to `limit` journeys whose wait is over, in the caller's transaction:
+    all in one savepoint, or, should one fail, each in its own (a journey that fails
+    alone is ended)."""
     report = RunReport()
     due = session.exec(
         select(Journey).where(
@@ -361,39 +572,49 @@ def wake_due_journeys(
         ).order_by(col(Journey.wake_at), col(Journey.id)).limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    facts = _Facts(session, now)
-    facts.preload(journey.customer_id for journey in due)
-    for journey in due:
-        report.woken += 1
-        try:
-            with session.begin_nested():
-                _wake(session, journey=journey, catalog=catalog.tenant(session, journey.tenant),
-                      facts=facts, config=config, now=now, report=report)
-        except Exception:
-            log.exception("journey %s failed to continue; ended", journey.id)
+    if not due:
+        return report
+    catalogs = {tenant: catalog.tenant(session, tenant)
+                for tenant in sorted({journey.tenant for journey in due})}
+    ids = [journey.id for journey in due]
+    if _attempt(session, config, now, report, partial(_wake_all, due=due, catalogs=catalogs)):
+        return report
+    log.warning("waking %d journeys failed; waking them one by one", len(ids))
+    for journey_id in ids:
+        journey = session.get(Journey, journey_id)
+        if journey is None or journey.status != JourneyStatus.WAITING:
+            continue
+        if not _attempt(session, config, now, report,
+                        partial(_wake_all, due=[journey], catalogs=catalogs)):
+            log.error("journey %s failed to continue; ended", journey_id)
+            report.woken += 1
             report.failed += 1
-            with session.begin_nested():
-                _finish(session, journey, JourneyStatus.EXITED, "error", now)
+            _finish(journey, JourneyStatus.EXITED, "error", now)
     return report
 
 
-def _wake(
-    session: Session, *, journey: Journey, catalog: TenantCatalog, facts: _Facts,
-    config: EngineConfig, now: datetime, report: RunReport,
+def _wake_all(
+    run: _Run, *, due: Sequence[Journey], catalogs: Mapping[str, TenantCatalog]
 ) -> None:
+    run.facts.preload(journey.customer_id for journey in due)
+    for journey in due:
+        run.report.woken += 1
+        _wake(run, journey, catalogs[journey.tenant])
+
+
+def _wake(run: _Run, journey: Journey, catalog: TenantCatalog) -> None:
     loaded = catalog.scenarios.get(journey.scenario_key)
     if loaded is None:
-        _finish(session, journey, JourneyStatus.EXITED, "scenario_removed", now)
+        _finish(journey, JourneyStatus.EXITED, "scenario_removed", run.now)
         return
     if journey.waiting_for is not None and journey.step is not None:
         step = _step(loaded.spec, journey.step)
         if isinstance(step, WaitForEventStep):
-            _log(session, journey, step.id, "timeout", f"no {step.event.value}", now)
+            run.log(journey, step.id, "timeout", f"no {step.event.value}")
             journey.step = step.no or _following(loaded.spec, step.id)
     journey.waiting_for, journey.wake_at = None, None
     journey.status = JourneyStatus.RUNNING
-    _advance(session, journey=journey, loaded=loaded, facts=facts, config=config, now=now,
-             report=report)
+    _advance(run, journey, loaded, as_of=run.now)
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -412,60 +633,64 @@ def _following(spec: ScenarioSpec, step_id: str) -> str:
 
 
 def _advance(
-    session: Session, *, journey: Journey, loaded: LoadedScenario, facts: _Facts,
-    config: EngineConfig, now: datetime, report: RunReport,
+    run: _Run, journey: Journey, loaded: LoadedScenario, *, as_of: datetime,
+    database: bool = True,
 ) -> None:
-    """Run steps from `journey.step` until a wait or the end."""
-    spec = loaded.spec
+    """Run steps from `journey.step` until a wait or the end. `as_of` is when what moved
+    the journey happened (its trigger; `now` for a timer): an awaited event counts from
+    then, so one that happened after the trigger but is handled in the same batch is not
+    missed. With `database` false, stop (still running) at the first step that acts: the
+    journey is not stored yet."""
+    spec, now = loaded.spec, run.now
     journey.scenario_version = loaded.version
     for _ in range(MAX_STEPS_PER_RUN):
         step_id = journey.step or END
         if step_id == END:
-            _finish(session, journey, JourneyStatus.DONE, "completed", now)
+            _finish(journey, JourneyStatus.DONE, "completed", now)
             return
         step = _step(spec, step_id)
         if step is None:
-            _finish(session, journey, JourneyStatus.EXITED, "step_removed", now)
+            _finish(journey, JourneyStatus.EXITED, "step_removed", now)
             return
-        customer_facts = facts.get(journey.customer_id)
+        if not database and not isinstance(step, WaitStep | WaitForEventStep | BranchStep):
+            return
+        customer_facts = run.facts.get(journey.customer_id)
         if customer_facts is None:
             return  # erased meanwhile
         SCENARIO_STEPS.labels(type=step.type).inc()
         if isinstance(step, WaitStep):
             _wait(journey, until=now + step.wait_for, step=step.next or _following(spec, step.id),
                   now=now)
-            _log(session, journey, step.id, "waiting", f"until {journey.wake_at}", now)
+            run.log(journey, step.id, "waiting", f"until {journey.wake_at}")
             return
         if isinstance(step, WaitForEventStep):
             _wait(journey, until=now + step.timeout, step=step.id, now=now)
             journey.waiting_for = step.event.value
-            journey.context = {**journey.context, "wait_since": now.isoformat()}
-            _log(session, journey, step.id, "waiting",
-                 f"for {step.event.value} until {journey.wake_at}", now)
+            journey.context = {**journey.context, "wait_since": as_of.isoformat()}
+            run.log(journey, step.id, "waiting", f"for {step.event.value} until {journey.wake_at}")
             return
         if isinstance(step, BranchStep):
             trigger = journey.context.get("trigger", {})
             taken = evaluate(step.condition, customer_facts, trigger, now)
-            _log(session, journey, step.id, "branch", "then" if taken else "else", now)
+            run.log(journey, step.id, "branch", "then" if taken else "else")
             target = step.then if taken else step.otherwise
             journey.step = target or _following(spec, step.id)
             continue
-        result = _act(session, journey=journey, step=step, spec=spec, facts=customer_facts,
-                      config=config, now=now)
-        _log(session, journey, step.id, result.outcome, result.detail, now)
+        result = _act(run, journey=journey, step=step, spec=spec, facts=customer_facts)
+        run.log(journey, step.id, result.outcome, result.detail)
         if result.message_id is not None:
-            report.queued.append(result.message_id)
-        facts.forget(journey.customer_id)
+            run.report.queued.append(result.message_id)
+        run.facts.forget(journey.customer_id)
         if result.outcome == "webhook_failed" and _retry_webhook(journey, step.id, now):
             return
         journey.step = step.next or _following(spec, step.id)
-    _finish(session, journey, JourneyStatus.EXITED, "too_many_steps", now)
+    _finish(journey, JourneyStatus.EXITED, "too_many_steps", now)
 
 
 def _act(
-    session: Session, *, journey: Journey, step: Any, spec: ScenarioSpec,
-    facts: CustomerFacts, config: EngineConfig, now: datetime,
+    run: _Run, *, journey: Journey, step: Any, spec: ScenarioSpec, facts: CustomerFacts
 ) -> StepResult:
+    session, config, now = run.session, run.config, run.now
     if isinstance(step, SendStep):
         return send_step(session, journey=journey, step=step, spec_caps=spec.caps, facts=facts,
                          settings=config.settings, links=config.links, now=now)
@@ -502,23 +727,7 @@ def _wait(journey: Journey, *, until: datetime, step: str, now: datetime) -> Non
     journey.updated_at = now
 
 
-def _finish(
-    session: Session, journey: Journey, status: JourneyStatus, reason: str, now: datetime
-) -> None:
+def _finish(journey: Journey, status: JourneyStatus, reason: str, now: datetime) -> None:
     journey.status, journey.reason = status, reason[:64]
     journey.finished_at = journey.updated_at = now
     journey.wake_at = journey.waiting_for = None
-    session.add(journey)
-
-
-def _log(
-    session: Session, journey: Journey, step: str, outcome: str, detail: str | None,
-    now: datetime,
-) -> None:
-    assert journey.id is not None
-    journey.updated_at = now
-    session.add(journey)
-    session.add(JourneyLog(
-        journey_id=journey.id, customer_id=journey.customer_id, step=step, at=now,
-        outcome=outcome, detail=(detail or None) and detail[:500],
-    ))

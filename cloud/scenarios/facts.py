@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -21,15 +21,16 @@ from cloud.scenarios.triggers import Trigger, TriggerKind
 
 #: SQLite limits the parameters of one statement; PostgreSQL copes but gains nothing more.
 CHUNK = 500
+T = TypeVar("T")
 #: Messages that never reached the customer do not count as "sent" in conditions or caps.
 NOT_SENT = frozenset({"failed", "suppressed", "expired"})
 #: Triggers that count as the customer being active (reactivation scenarios ask).
 VISIT_KINDS = (TriggerKind.PRESENCE_ENTER.value, TriggerKind.GEOFENCE_ENTER.value)
 
 
-def chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
+def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def profile_of(customer: Customer) -> dict[str, Any]:
