@@ -59,11 +59,8 @@ GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
 DialectInsert = postgresql.Insert | sqlite.Insert
 
 
-def dialect_insert(
-    connection: Connection | Session, table: Table | type[SQLModel]
-) -> DialectInsert:
-    """An INSERT that supports `on_conflict_*` on the connection's dialect (into a mapped
-    class, it is an ORM insert that can return objects)."""
+def dialect_insert(connection: Connection | Session, table: Table) -> DialectInsert:
+    """An INSERT that supports `on_conflict_*` on the connection's dialect."""
     bind = connection.get_bind() if isinstance(connection, Session) else connection
     name = bind.dialect.name
     if name == "postgresql":
