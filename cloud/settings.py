@@ -162,6 +162,20 @@ class DeliverySettings(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
 
 
+#: Why email needs an https public base URL, said where the configuration is refused.
+EMAIL_NEEDS_HTTPS = (
+    "email is configured (delivery.smtp) but tracking.public_base_url is not https: every "
+    "email carries a one-click unsubscribe link (RFC 8058, List-Unsubscribe-Post), which "
+    "must be https, and mailbox providers junk bulk mail without one. Set "
+    "VITRINA_TRACKING__PUBLIC_BASE_URL (or [tracking] public_base_url) to the https "
+    "address customers reach this API at."
+)
+
+
+def is_https(url: str) -> bool:
+    return url.startswith("https://")
+
+
 class TrackingSettings(BaseModel):
     """Tracked links, open pixels and attribution."""
 
@@ -275,6 +289,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_hash(cls, value: str | None) -> str | None:
         return value.lower() if value is not None else None
+
+    @model_validator(mode="after")
+    def _email_needs_https(self) -> Self:
+        # Refused at start-up: otherwise every email would wait in the queue, retried
+        # for hours, until the setting is fixed or the messages give up.
+        if self.delivery.smtp is not None and not is_https(self.tracking.public_base_url):
+            raise ValueError(EMAIL_NEEDS_HTTPS)
+        return self
 
     @model_validator(mode="after")
     def _postgres_driver(self) -> Self:

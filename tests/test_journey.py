@@ -278,12 +278,18 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     shop.at(T0)
     [confirm] = shop.new_messages()
     assert summary(shop, [confirm]) == [("double-opt-in", "confirm", "email", None)]
-    assert confirm.not_before == T0  # transactional: needs no marketing consent
+    # A request for consent: sent at once without marketing consent (Juan gave none).
+    assert confirm.transactional
+    assert (confirm.status, confirm.sent_at) == ("sent", T0)
+    [request] = shop.smtp.wait_for(1)
+    assert request.message["Subject"] == "Confirm your subscription"
+    assert request.recipients == ("juan@example.com",)
     shop.at(T0 + timedelta(days=1))
     assert shop.new_messages() == []
     shop.at(T0 + timedelta(days=2))
     [reminder] = shop.new_messages()
     assert (reminder.step, reminder.not_before) == ("reminder-1", T0 + timedelta(days=2))
+    assert (reminder.transactional, reminder.sent_at) == (True, T0 + timedelta(days=2))
     confirmed_at = T0 + timedelta(days=3)
     shop.clock.now = confirmed_at
     shop.webhook({"type": "newsletter.confirmed", "email": "juan@example.com"})
@@ -450,11 +456,10 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     shop.at(year_later + timedelta(days=15))
     assert [m.step for m in shop.new_messages()] == ["reminder"]
 
-    # Every email went to Juan, in this order, each with its unsubscribe link. KNOWN GAP:
-    # the double opt-in requests (transactional, queued above at the right times) are
-    # suppressed by the delivery worker's consent re-check, which does not know a
-    # message is transactional; they are not among the emails received.
+    # Every email went to Juan, in this order, each with its unsubscribe link: the double
+    # opt-in request and its reminder first, then the marketing he consented to.
     subjects = [
+        "Confirm your subscription", "Still interested? Confirm your subscription",
         "Welcome to Vitrina", "How to choose a washing machine", "Thank you for your order",
         "Care tips for your appliances", "How is it going?",
     ]
@@ -471,3 +476,10 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
         assert email.message["List-Unsubscribe"]
     assert len(shop.sms.received) == 1
     assert len(shop.web_push.received) == 1  # the second browser got no dryer offer
+
+    # The funnel keeps the consent requests apart from the marketing figures.
+    funnel = shop.api("GET", "/analytics/funnel?since=2026-03-01T00:00:00Z"
+                             "&until=2027-07-01T00:00:00Z")
+    transactional = {(row["scenario"], row["step"]): row["sent"]
+                     for row in funnel if row["transactional"]}
+    assert transactional == {("double-opt-in", "confirm"): 1, ("double-opt-in", "reminder-1"): 1}

@@ -1,9 +1,14 @@
 """Email over SMTP: TLS, authentication, HTML with a text part, one-click unsubscribe.
 
-Every marketing email carries `List-Unsubscribe` (an HTTPS link, optionally a mailto:)
-and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): mailbox providers
-show an unsubscribe button from them and demand them of bulk senders. The Message-ID is
-derived from the idempotency key, so a resend of the same step is recognisable as such.
+Every email carries `List-Unsubscribe` (an HTTPS link, optionally a mailto:) and
+`List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): mailbox providers show an
+unsubscribe button from them and demand them of bulk senders. Transactional emails (the
+double opt-in request and its reminders) carry them too: RFC 8058 does not restrict them
+to marketing, and such a request goes to an address nobody has confirmed yet, so whoever
+did not sign up gets the mailbox's own "unsubscribe" instead of only "report spam", and
+using it records the "no" that stops the reminders (`cloud.delivery.consent`). The
+Message-ID is derived from the idempotency key, so a resend of the same step is
+recognisable as such.
 """
 
 from __future__ import annotations

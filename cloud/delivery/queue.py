@@ -54,6 +54,8 @@ MAX_ATTEMPTS = 30
 #: Keys the delivery layer puts in a push's data itself.
 RESERVED_DATA_KEYS = frozenset({"message_id", "open_url", "dedupe_key", "deep_link"})
 _WAITING = [MessageStatus.PENDING.value, MessageStatus.HELD.value]
+#: What makes a message an offer: a transactional message may carry none of it.
+_MARKETING_FIELDS = ("offer_id", "coupon_id", "product_sku", "product_category")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +69,10 @@ class Outgoing:
     idempotency_key: str
     #: What decided it: the scenario step ("<scenario>:<step>") or a rule's name.
     rule: str
+    #: A request for consent itself (the double opt-in email), not marketing: the worker
+    #: sends it without marketing consent (`cloud.delivery.consent`), caps do not count
+    #: it, and it may carry no offer, coupon or product.
+    transactional: bool = False
     #: Earliest send: quiet hours move it to their end (the message is held, not dropped).
     not_before: datetime
     #: After this it is not worth sending any more (the coupon ran out, the visit ended).
@@ -92,7 +98,8 @@ def enqueue(session: Session, *, outgoing: Outgoing, now: datetime) -> int | Non
     key was taken (the decision was made before: nothing more is sent).
 
     Raises ValueError for a message that could never be sent (content of another channel,
-    a malformed token, reserved data keys, naive times).
+    a malformed token, reserved data keys, naive times, a transactional message carrying
+    an offer).
     """
     _check(outgoing)
     title, body = summary(outgoing.content)
@@ -102,6 +109,7 @@ def enqueue(session: Session, *, outgoing: Outgoing, now: datetime) -> int | Non
         .values(
             tenant=outgoing.tenant, customer_id=outgoing.customer_id,
             channel=outgoing.channel.value, rule=outgoing.rule[:64], store=outgoing.store,
+            transactional=outgoing.transactional,
             idempotency_key=outgoing.idempotency_key, status=status.value,
             title=title[:200], body=body,
             content=content_json(
@@ -137,6 +145,11 @@ def _check(outgoing: Outgoing) -> None:
     clash = sorted(RESERVED_DATA_KEYS & set(outgoing.data))
     if clash:
         raise ValueError(f"data keys {clash} are reserved for the delivery layer")
+    if outgoing.transactional:
+        marketing = [name for name in _MARKETING_FIELDS if getattr(outgoing, name) is not None]
+        if marketing:
+            # Sent without marketing consent, it must not become marketing by the back door.
+            raise ValueError(f"a transactional message carries no {', '.join(marketing)}")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -2,7 +2,8 @@
 
 One round (`run_once`): expire what is past its `expires_at`, claim up to `batch_size`
 due messages (committed before anything is sent, see `cloud.delivery.queue`), re-check
-each customer's consent for the channel (withdrawn since the decision: suppressed),
+each customer's consent for the channel (`cloud.delivery.consent`: marketing withdrawn
+since the decision, or a consent request answered "no" since it was made: suppressed),
 resolve the addresses as they are now (active FCM devices, web push subscriptions, the
 customer's email and phone; none: failed 'no_address'), send grouped by channel (FCM in
 calls of at most 500), then record one `message_attempt` per address and provider call,
@@ -32,8 +33,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cloud.customers.crud import deactivate_device
-from cloud.customers.models import ConsentChannel, ConsentEntry, Customer, Device, DeviceKind
+from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
 from cloud.db import session_scope, utc_now, wait_for_database
+from cloud.delivery.consent import latest_answers, refusal
 from cloud.delivery.content import tracked_html
 from cloud.delivery.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
 from cloud.delivery.mail import EmailMessage, EmailSender
@@ -63,7 +65,8 @@ from cloud.messages.models import (
     MessageStatus,
 )
 from cloud.metrics import MESSAGES_SENT
-from cloud.settings import Settings
+from cloud.scenarios.models import Journey
+from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
 from cloud.tracking.tokens import open_report_url, tracked_link, unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -225,6 +228,14 @@ class _NotConfiguredError(Exception):
         self.code = code
 
 
+class _UnsendableError(Exception):
+    """This message can never be sent as stored (retrying cannot help): failed for good."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class DeliveryWorker:
     """Sends due messages until stopped. Several may run at once, in one process or many.
 
@@ -244,6 +255,12 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         lease: timedelta = LEASE,
     ) -> None:
+        """Raises ValueError when email is configured but the public base URL is not https:
+        no email could be sent (see `EMAIL_NEEDS_HTTPS`), so the worker refuses to start
+        rather than fail every email at send time. `Settings` refuses the same
+        configuration; this covers an email sender handed in directly."""
+        if channels.email is not None and not is_https(settings.tracking.public_base_url):
+            raise ValueError(EMAIL_NEEDS_HTTPS)
         self._engine = engine
         self._channels = channels
         self._settings = settings
@@ -312,7 +329,11 @@ class DeliveryWorker:
         messages = queued_messages(session, ids=[claim.message_id for claim in claims])
         customer_ids = sorted({message.customer_id for message in messages.values()})
         customers = _customers(session, customer_ids)
-        granted = _granted(session, customer_ids)
+        answers = latest_answers(session, customer_ids)
+        asked = _journey_starts(session, [
+            message.journey_id for message in messages.values()
+            if message.transactional and message.journey_id is not None
+        ])
         devices = _devices(session, customer_ids)
         items: list[_Item] = []
         for claim in claims:
@@ -327,10 +348,14 @@ class DeliveryWorker:
                 )
                 _count(channel, "expired")
                 continue
-            if ConsentChannel(channel.value) not in granted.get(message.customer_id, set()):
+            refused = refusal(
+                transactional=message.transactional,
+                latest=answers.get((message.customer_id, ConsentChannel(channel.value))),
+                asked_at=_asked_at(message, asked),
+            )
+            if refused is not None:
                 mark_final(
-                    session, claim=claim, status=MessageStatus.SUPPRESSED,
-                    error_code="no_consent",
+                    session, claim=claim, status=MessageStatus.SUPPRESSED, error_code=refused
                 )
                 _count(channel, "suppressed")
                 continue
@@ -338,6 +363,13 @@ class DeliveryWorker:
                 built = self._payloads(message, claim, customer, devices, now=now)
             except _NotConfiguredError as error:
                 self._not_configured(session, claim, message, error.code, now=now)
+                continue
+            except _UnsendableError as error:
+                log.error("message %s cannot be sent: %s", message.id, error.code)
+                mark_final(
+                    session, claim=claim, status=MessageStatus.FAILED, error_code=error.code
+                )
+                _count(channel, "failed")
                 continue
             if not built:
                 mark_final(
@@ -406,10 +438,11 @@ class DeliveryWorker:
                 raise _NotConfiguredError("NOT_CONFIGURED")
             if not customer.email:
                 return []
-            if token is None or not self._base.startswith("https://"):
-                # RFC 8058 one-click unsubscribe needs an https link; without it, mailbox
-                # providers junk the mail, so it waits for the setting to be fixed.
-                raise _NotConfiguredError("UNSUBSCRIBE_NOT_HTTPS")
+            if token is None:
+                # Every email carries a one-click unsubscribe link made from its token
+                # (the base URL was checked to be https when the worker started); a row
+                # without one was not written by `enqueue` and never will have one.
+                raise _UnsendableError("no_unsubscribe_link")
             html = str(content.get("html", ""))
             links = [str(link) for link in content.get("links", [])]
             return [item(None, EmailMessage(
@@ -607,23 +640,21 @@ def _customers(session: Session, ids: Sequence[int]) -> dict[int, Customer]:
     return {row.id: row for row in rows if row.id is not None}
 
 
-def _granted(session: Session, ids: Sequence[int]) -> dict[int, set[ConsentChannel]]:
-    """Each customer's channels whose latest answer is "granted" (the ledger's rule:
-    later given_at wins, ties go to the later row)."""
+def _asked_at(message: Message, journey_starts: dict[int, datetime]) -> datetime:
+    if message.journey_id is None:
+        return message.created_at
+    return journey_starts.get(message.journey_id, message.created_at)
+
+
+def _journey_starts(session: Session, ids: Sequence[int]) -> dict[int, datetime]:
+    """When each journey began: a transactional message's consent request dates from then
+    (a message whose journey is gone falls back to its own creation)."""
     if not ids:
         return {}
     rows = session.exec(
-        select(ConsentEntry).where(col(ConsentEntry.customer_id).in_(ids))
-        .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
+        select(Journey.id, Journey.started_at).where(col(Journey.id).in_(sorted(set(ids))))
     ).all()
-    latest: dict[tuple[int, ConsentChannel], bool] = {}
-    for entry in rows:
-        latest[(entry.customer_id, ConsentChannel(entry.channel))] = entry.granted
-    granted: dict[int, set[ConsentChannel]] = {}
-    for (customer_id, channel), yes in latest.items():
-        if yes:
-            granted.setdefault(customer_id, set()).add(channel)
-    return granted
+    return {journey_id: started for journey_id, started in rows if journey_id is not None}
 
 
 def _devices(session: Session, ids: Sequence[int]) -> dict[tuple[int, DeviceKind], list[Device]]:

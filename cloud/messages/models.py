@@ -19,7 +19,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
@@ -71,6 +81,10 @@ class Message(SQLModel, table=True):
     )
     channel: MessageChannel = Field(sa_type=String(16))
     rule: str = Field(max_length=64, description="what decided the send (rule or scenario step)")
+    #: A request for consent itself (the double opt-in email and its reminders), not
+    #: marketing: it needs no marketing consent, counts towards no frequency cap, carries
+    #: no offer, is credited with no order, and the funnel shows it apart.
+    transactional: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     store: str | None = Field(default=None, max_length=64)
     visit_start: datetime | None = Field(default=None, sa_type=UtcDateTime)
     idempotency_key: str = Field(max_length=255, unique=True)
@@ -119,6 +133,7 @@ class MessagePublic(SQLModel):
     store: str | None
     visit_start: datetime | None
     status: MessageStatus
+    transactional: bool = False
     title: str
     body: str
     provider_message_id: str | None

@@ -8,6 +8,11 @@ for the customer's language with every field it needs; quiet hours on the custom
 clock (held until they end, not dropped); and an idempotency key made of journey and step,
 so a step run twice (a replayed trigger, a worker that died before committing) queues
 one message. Every decision, sent or not, is written to the journey log.
+
+A transactional step (a request for consent itself: the double opt-in email) needs no
+marketing consent on the channel, only no "no" since the journey began (the rule is
+`cloud.delivery.consent`'s, which the delivery worker applies again at send time); it is
+never capped, and the messages it queues count towards no cap.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
+from cloud.delivery.consent import latest_answers, refusal
 from cloud.delivery.queue import Outgoing, enqueue
 from cloud.messages.models import Message, MessageChannel
 from cloud.offers.crud import issue_coupon
@@ -170,7 +176,8 @@ def send_step(
     message_id = enqueue(session, now=now, outgoing=Outgoing(
         tenant=journey.tenant, customer_id=journey.customer_id,
         channel=MessageChannel(channel.value), content=content, idempotency_key=key,
-        rule=f"scenario:{journey.scenario_key}", not_before=not_before, expires_at=expires_at,
+        rule=f"scenario:{journey.scenario_key}", transactional=step.transactional,
+        not_before=not_before, expires_at=expires_at,
         tracking_token=token, target_url=target, scenario=journey.scenario_key, step=step.id,
         journey_id=journey.id, variant=journey.variant,
         offer_id=offer.id if offer else None, coupon_id=coupon.id if coupon else None,
@@ -233,14 +240,23 @@ def _pick_channel(
     location = journey.entry_kind in {kind.value for kind in LOCATION_KINDS}
     if location and ConsentChannel.LOCATION_MARKETING not in facts.consents:
         return None, "no_location_consent"
-    refusal = "no_consent"
+    refused = "no_consent"
+    answers = latest_answers(session, [journey.customer_id]) if step.transactional else {}
     for channel in step.channels:
-        if not step.transactional and CONSENT_FOR[channel] not in facts.consents:
+        if step.transactional:
+            why = refusal(
+                transactional=True, asked_at=journey.started_at,
+                latest=answers.get((journey.customer_id, CONSENT_FOR[channel])),
+            )
+            if why is not None:
+                refused = why
+                continue
+        elif CONSENT_FOR[channel] not in facts.consents:
             continue
         if has_address(session, customer=customer, channel=channel):
             return channel, None
-        refusal = "no_address"
-    return None, refusal
+        refused = "no_address"
+    return None, refused
 
 
 def has_address(session: Session, *, customer: Customer, channel: Channel) -> bool:
@@ -264,6 +280,7 @@ def _sent_since(
     query = select(func.count()).select_from(Message).where(
         Message.customer_id == customer_id, col(Message.created_at) > since,
         col(Message.status).not_in(sorted(NOT_SENT)),
+        col(Message.transactional).is_(False),  # consent requests are not marketing
     )
     if channel is not None:
         query = query.where(Message.channel == channel.value)

@@ -142,7 +142,8 @@ class SendStep(_Model):
     #: A message that is pointless later (a store greeting) expires unsent after this.
     expires_after: Duration | None = None
     #: Requests for consent itself (the double opt-in email) need no marketing consent
-    #: on the channel; they go only to an address the customer just gave.
+    #: on the channel; they go only to an address the customer just gave, are never
+    #: capped, and carry no offer (sent without marketing consent, they must not market).
     transactional: bool = False
     variants: dict[Key, SendOverride] = Field(default_factory=dict)
     next: StepId | None = None
@@ -153,6 +154,11 @@ class SendStep(_Model):
             raise ValueError(f"step {self.id!r}: a coupon needs an offer")
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"step {self.id!r}: a channel is listed twice")
+        offers = self.offer is not None or any(
+            override.offer is not None for override in self.variants.values()
+        )
+        if self.transactional and offers:
+            raise ValueError(f"step {self.id!r}: a transactional send carries no offer")
         return self
 
 

@@ -4,7 +4,9 @@ A redeemed coupon is proof: the message that carried it converted. Without one, 
 order goes to the customer's last touch: the message most recently sent, opened or
 clicked within the attribution window before the order (last-touch attribution, what
 shops expect from marketing tools). A message converts once; a second order after the
-same touch credits nothing new.
+same touch credits nothing new. Transactional messages (requests for consent: the double
+opt-in email) are not marketing and are never credited: a click on "confirm your
+subscription" did not sell the washing machine.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def attribute_order(
     touched = session.exec(
         select(Message).where(
             Message.tenant == tenant, Message.customer_id == customer_id,
-            col(Message.sent_at).is_not(None),
+            col(Message.sent_at).is_not(None), col(Message.transactional).is_(False),
             or_(
                 col(Message.sent_at).between(since, ordered_at),
                 col(Message.opened_at).between(since, ordered_at),

@@ -5,6 +5,10 @@ reached it, whatever happened after (a delivered message was also sent, a clicke
 may not have loaded the open pixel), so the stages read as a funnel; the terminal
 statuses (failed, suppressed, expired) and the still waiting (pending, held) are counted
 by status. FCM gives no delivery receipt, so its pushes never count as delivered.
+
+Transactional messages (requests for consent: the double opt-in email and its reminders)
+are not marketing: their rows say `transactional` (a step that changed kind between
+versions gets a row of each kind), so marketing figures leave them out by that flag.
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ from cloud.scenarios.models import Journey
 
 #: (scenario, step, variant): rules outside scenarios have no scenario (None).
 FunnelKey = tuple[str | None, str | None, str | None]
+#: A funnel key and whether its messages are transactional.
+_RowKey = tuple[str | None, str | None, str | None, bool]
 
 
 class FunnelRow(BaseModel):
     scenario: str | None
     step: str | None
     variant: str | None
+    #: Requests for consent, not marketing: leave these rows out of marketing figures.
+    transactional: bool = False
     queued: int
     pending: int
     held: int
@@ -61,14 +69,15 @@ def funnel(
     until: datetime,
     scenario: str | None = None,
 ) -> list[FunnelRow]:
-    """One row per (scenario, step, variant) with messages in the period, and per
-    scenario a (scenario, None, None) row counting the journeys held out in it."""
+    """One row per (scenario, step, variant, transactional) with messages in the period,
+    and per scenario a (scenario, None, None) marketing row counting the journeys held
+    out in it."""
     if until <= since:
         raise ValueError("until must be after since")
     query = (
         core_select(
             col(Message.scenario), col(Message.step), col(Message.variant),
-            func.count(),
+            col(Message.transactional), func.count(),
             _count_if(_status(MessageStatus.PENDING)),
             _count_if(_status(MessageStatus.HELD)),
             _count_if(col(Message.sent_at).is_not(None)),
@@ -85,30 +94,35 @@ def funnel(
             col(Message.created_at) >= since,
             col(Message.created_at) < until,
         )
-        .group_by(col(Message.scenario), col(Message.step), col(Message.variant))
+        .group_by(col(Message.scenario), col(Message.step), col(Message.variant),
+                  col(Message.transactional))
     )
     if scenario is not None:
         query = query.where(col(Message.scenario) == scenario)
-    rows: dict[FunnelKey, FunnelRow] = {}
+    rows: dict[_RowKey, FunnelRow] = {}
     for found in session.connection().execute(query).all():
-        key: FunnelKey = (found[0], found[1], found[2])
+        key: _RowKey = (found[0], found[1], found[2], bool(found[3]))
         rows[key] = FunnelRow(
-            scenario=found[0], step=found[1], variant=found[2], queued=found[3],
-            pending=found[4], held=found[5], sent=found[6], delivered=found[7],
-            opened=found[8], clicked=found[9], converted=found[10], failed=found[11],
-            suppressed=found[12], expired=found[13],
+            scenario=found[0], step=found[1], variant=found[2], transactional=key[3],
+            queued=found[4], pending=found[5], held=found[6], sent=found[7],
+            delivered=found[8], opened=found[9], clicked=found[10], converted=found[11],
+            failed=found[12], suppressed=found[13], expired=found[14],
         )
     held_out = held_out_journeys(
         session, tenant=tenant, since=since, until=until, scenario=scenario
     )
-    for key, count in held_out.items():
+    for (scenario_key, step, variant), count in held_out.items():
+        key = (scenario_key, step, variant, False)
         row = rows.get(key) or FunnelRow(
-            scenario=key[0], step=key[1], variant=key[2], queued=0, pending=0, held=0,
+            scenario=scenario_key, step=step, variant=variant, queued=0, pending=0, held=0,
             sent=0, delivered=0, opened=0, clicked=0, converted=0, failed=0, suppressed=0,
             expired=0,
         )
         rows[key] = row.model_copy(update={"held_out": count})
-    return sorted(rows.values(), key=lambda r: (r.scenario or "", r.step or "", r.variant or ""))
+    return sorted(
+        rows.values(),
+        key=lambda r: (r.scenario or "", r.step or "", r.variant or "", r.transactional),
+    )
 
 
 def held_out_journeys(

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,24 @@ def test_the_operator_key_is_configured_by_its_hash(monkeypatch: pytest.MonkeyPa
 def test_anything_but_a_sha256_is_refused_as_the_operator_key_hash(value: str) -> None:
     with pytest.raises(ValidationError, match="operator_key_hash"):
         Settings(operator_key_hash=value)
+
+
+SMTP = {"host": "smtp.example", "from_address": "news@shop.example"}
+
+
+def test_email_needs_an_https_public_base_url_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every email carries an https one-click unsubscribe link: a deployment with email and
+    the default (http) base URL refuses to start, saying which setting to fix, rather than
+    leaving every email to be retried in the queue for hours."""
+    monkeypatch.setenv("VITRINA_DELIVERY__SMTP", json.dumps(SMTP))
+    with pytest.raises(ValidationError, match="VITRINA_TRACKING__PUBLIC_BASE_URL"):
+        Settings()
+    with pytest.raises(ValidationError, match="RFC 8058"):
+        Settings(tracking={"public_base_url": "http://t.shop.example"})
+    secure = Settings(tracking={"public_base_url": "https://t.shop.example"})
+    assert secure.delivery.smtp is not None
+    # Without email an http base URL is fine (a local setup, push and SMS only).
+    monkeypatch.delenv("VITRINA_DELIVERY__SMTP")
+    assert Settings().tracking.public_base_url.startswith("http://")

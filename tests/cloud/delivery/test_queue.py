@@ -273,3 +273,19 @@ def test_two_workers_claiming_at_once_never_send_a_message_twice(
     for message_id in ids:
         row = message(engine, message_id or 0)
         assert (row.status, row.attempts) == (MessageStatus.SENT, 1)
+
+
+def test_the_transactional_flag_is_stored_and_carries_no_offer(
+    engine: Engine, tenant: str
+) -> None:
+    customer = new_customer(engine, tenant)
+    consent_request, marketing = queue(
+        engine, outgoing(tenant, customer, "doi", transactional=True),
+        outgoing(tenant, customer, "offer", offer_id=7),
+    )
+    assert message(engine, consent_request or 0).transactional
+    assert not message(engine, marketing or 0).transactional
+    # Sent without marketing consent, a transactional message must not carry an offer.
+    for offer in ({"offer_id": 7}, {"coupon_id": 3}, {"product_sku": "TD-8KG"}):
+        with pytest.raises(ValueError, match="transactional message carries no"):
+            queue(engine, outgoing(tenant, customer, "doi:offer", transactional=True, **offer))

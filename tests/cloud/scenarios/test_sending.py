@@ -1,15 +1,28 @@
-"""The pure parts of the send gate: quiet hours on the customer's clock (across midnight
-and daylight-saving changes) and the window test behind them."""
+"""The send gate: quiet hours on the customer's clock (across midnight and daylight-saving
+changes) and the window test behind them; and, on SQLite and PostgreSQL, transactional
+sends (consent requests) past the caps and the consent check."""
 
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime, time
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
-from cloud.scenarios.sending import hold_until, in_window
-from cloud.settings import QuietHours, ScenarioSettings
+from cloud.customers.crud import create_customer, record_consent
+from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
+from cloud.db import session_scope
+from cloud.messages.models import Message
+from cloud.scenarios.conditions import CustomerFacts
+from cloud.scenarios.models import Journey, JourneyStatus
+from cloud.scenarios.sending import Links, StepResult, hold_until, in_window, send_step
+from cloud.scenarios.spec import Cap, SendStep
+from cloud.settings import ChannelCap, QuietHours, ScenarioSettings
+from cloud.templates.spec import TemplateSpec
+from cloud.templates.storage import save_template
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 SETTINGS = ScenarioSettings()  # quiet 21:00-09:00
@@ -79,3 +92,108 @@ def test_no_quiet_hours_or_an_empty_window_sends_at_once() -> None:
     assert hold_until(now, zone=MADRID, settings=ScenarioSettings(quiet_hours=None)) == now
     empty = ScenarioSettings(quiet_hours=QuietHours(start=time(9), end=time(9)))
     assert hold_until(now, zone=MADRID, settings=empty) == now
+
+
+TENANT = "shop"
+NOON = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
+LINKS = Links(base_url="https://t.example", secret="s" * 32)
+#: One email a day per customer, one message a day per scenario: the first marketing
+#: send fills both.
+TIGHT = ScenarioSettings(quiet_hours=None,
+                         channel_caps={"email": ChannelCap(max=1, per=timedelta(days=1))})
+SCENARIO_CAPS = [Cap(max=1, per=timedelta(days=1))]
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with session_scope(engine) as session:
+        save_template(session, tenant=TENANT, key="mail", now=NOON,
+                      spec=TemplateSpec.model_validate({
+                          "channel": "email", "locale": "en-GB",
+                          "parts": {"subject": "Hello", "html": "<p>{{ link }}</p>"
+                                    "{{ unsubscribe_url }}",
+                                    "text": "{{ link }} {{ unsubscribe_url }}"},
+                      }))
+        session.commit()
+        yield session
+
+
+def customer(session: Session, *consents: ConsentChannel) -> int:
+    row = create_customer(session, tenant=TENANT, now=NOON, data=CustomerCreate(
+        email="juan@example.com", locale="en-GB",
+    ))
+    for channel in consents:
+        record_consent(session, customer=row, now=NOON - timedelta(days=1), data=ConsentCreate(
+            channel=channel, granted=True, source="web", given_at=NOON - timedelta(days=1),
+        ))
+    session.commit()
+    assert row.id is not None
+    return row.id
+
+
+def journey(session: Session, customer_id: int, name: str) -> Journey:
+    row = Journey(tenant=TENANT, scenario_key="newsletter", scenario_version=1,
+                  customer_id=customer_id, entry_key=name, entry_kind="newsletter.signup",
+                  status=JourneyStatus.RUNNING, started_at=NOON, updated_at=NOON)
+    session.add(row)
+    session.commit()
+    return row
+
+
+def send(session: Session, row: Journey, step: str, *, transactional: bool,
+         consents: frozenset[ConsentChannel] = frozenset(), at: datetime = NOON) -> StepResult:
+    result = send_step(
+        session, journey=row, now=at, settings=TIGHT, links=LINKS, spec_caps=SCENARIO_CAPS,
+        step=SendStep(id=step, type="send", channels=["email"], template="mail",
+                      transactional=transactional),
+        facts=CustomerFacts(customer_id=row.customer_id, tenant=TENANT, profile={},
+                            consents=consents),
+    )
+    session.commit()
+    return result
+
+
+def test_caps_neither_count_nor_block_transactional_sends(session: Session) -> None:
+    juan = customer(session, ConsentChannel.EMAIL)
+    signup, welcome = journey(session, juan, "signup"), journey(session, juan, "welcome")
+    granted = frozenset({ConsentChannel.EMAIL})
+
+    # Three consent requests in a day under caps of one: none is capped...
+    for step in ("confirm", "reminder-1", "reminder-2"):
+        assert send(session, signup, step, transactional=True).outcome == "queued"
+    # ...and none counts: the day's one marketing email still goes, the next is capped.
+    assert send(session, welcome, "welcome-1", transactional=False,
+                consents=granted).outcome == "queued"
+    capped = send(session, welcome, "welcome-2", transactional=False, consents=granted)
+    assert capped.outcome == "capped"
+    assert (capped.detail or "").startswith("email: 1 of 1 per")
+    # A full cap does not hold back a consent request either.
+    assert send(session, signup, "reminder-3", transactional=True).outcome == "queued"
+    rows = session.exec(select(Message).order_by(col(Message.id))).all()
+    flags = [(m.step, m.transactional) for m in rows]
+    assert flags == [("confirm", True), ("reminder-1", True), ("reminder-2", True),
+                     ("welcome-1", False), ("reminder-3", True)]
+
+
+def test_a_consent_request_needs_no_consent_but_stops_at_a_no_given_since(
+    session: Session,
+) -> None:
+    juan = customer(session)
+    signup = journey(session, juan, "signup")
+    assert send(session, signup, "confirm", transactional=True).outcome == "queued"
+    assert send(session, signup, "pitch", transactional=False).outcome == "no_consent"
+    row = session.get(Customer, juan)
+    assert row is not None
+    record_consent(session, customer=row, now=NOON + timedelta(hours=1), data=ConsentCreate(
+        channel=ConsentChannel.EMAIL, granted=False, source="unsubscribe-link",
+    ))
+    session.commit()
+    later = NOON + timedelta(days=2)
+    refused = send(session, signup, "reminder-1", transactional=True, at=later)
+    assert (refused.outcome, refused.message_id) == ("refused", None)
+    # A "no" from before the journey began does not stop a new signup's request.
+    again = journey(session, juan, "signup-again")
+    again.started_at = NOON + timedelta(days=3)
+    session.commit()
+    assert send(session, again, "confirm", transactional=True,
+                at=NOON + timedelta(days=3)).outcome == "queued"

@@ -93,6 +93,20 @@ def test_coupon_first_then_last_touch_within_the_window_each_message_once(
     assert conversions(engine, customer) == [(coupon_mail, "coupon"), (opened_push, "last_touch")]
 
 
+def test_a_consent_request_is_never_credited_with_an_order(engine: Engine, tenant: str) -> None:
+    customer = new_customer(engine, tenant)
+    push, confirm = queue(
+        engine, outgoing(tenant, customer, "push"),
+        outgoing(tenant, customer, "doi", channel=MessageChannel.EMAIL, transactional=True),
+        now=NOW - timedelta(days=3),
+    )
+    push = sent(engine, push, NOW - timedelta(days=2))
+    # Clicking "confirm your subscription" an hour ago is the later touch, but not marketing.
+    confirm = sent(engine, confirm, NOW - timedelta(days=1), clicked_at=NOW - timedelta(hours=1))
+    assert attribute(engine, tenant, customer, "o-1", NOW, []) == [push]
+    assert message(engine, confirm).converted_at is None
+
+
 def test_an_order_webhook_converts_the_last_touch_within_the_configured_window(
     engine: Engine, migrated_url: str, tenant: str
 ) -> None:

@@ -1,0 +1,69 @@
+"""Whether a message may go to a customer on its channel: one rule, applied when the
+scenario engine decides a send (`cloud.scenarios.sending`) and again when the delivery
+worker sends it, since the answer may change in between (a quiet-hours hold, a retry,
+a backlog).
+
+- Marketing needs the customer's latest answer on the channel to be a grant.
+- A transactional message is a request for consent itself (the double opt-in email and
+  its reminders). It needs no grant: the customer has not answered yet, that is what it
+  asks. But a "no" given since the request began is final: someone whose address was
+  typed in by somebody else and who answered "not me" (the email's unsubscribe link, or
+  the mailbox's one-click unsubscribe) gets no reminders. A "no" from before the request
+  does not stop it: signing up again is the newer answer.
+
+The address (none: failed), erasure (the customer's messages go with them) and
+everything else the worker checks apply to both kinds alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from cloud.customers.models import ConsentChannel, ConsentEntry
+
+#: Why a message may not go: no grant on the channel (marketing)...
+NO_CONSENT = "no_consent"
+#: ...or a refusal given since the consent was requested (transactional).
+REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A customer's latest answer on one channel."""
+
+    granted: bool
+    given_at: datetime
+
+
+def refusal(*, transactional: bool, latest: Answer | None, asked_at: datetime) -> str | None:
+    """None when the message may go; else why not (`NO_CONSENT`, `REFUSED`).
+
+    `asked_at` is when the request began (the journey's start), which only matters for
+    transactional messages.
+    """
+    if not transactional:
+        return None if latest is not None and latest.granted else NO_CONSENT
+    if latest is not None and not latest.granted and latest.given_at >= asked_at:
+        return REFUSED
+    return None
+
+
+def latest_answers(
+    session: Session, customer_ids: Sequence[int]
+) -> dict[tuple[int, ConsentChannel], Answer]:
+    """Each customer's latest answer per channel (the ledger's rule: later `given_at`
+    wins, ties go to the later row)."""
+    if not customer_ids:
+        return {}
+    rows = session.exec(
+        select(ConsentEntry).where(col(ConsentEntry.customer_id).in_(customer_ids))
+        .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
+    ).all()
+    return {
+        (entry.customer_id, ConsentChannel(entry.channel)): Answer(entry.granted, entry.given_at)
+        for entry in rows
+    }

@@ -1,0 +1,189 @@
+"""The delivery worker's send-time checks, on SQLite and PostgreSQL, against a real SMTP
+relay: a transactional message (the double opt-in email) goes out without marketing
+consent, but not after a "no" given since it was requested; marketing without consent
+is still suppressed; and email with a public base URL that is not https is refused when
+the worker starts, not retried message by message."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, update
+from sqlmodel import col
+
+from cloud.customers.models import ConsentChannel
+from cloud.db import session_scope
+from cloud.delivery.mail import EmailSender, SmtpSettings
+from cloud.delivery.queue import Outgoing
+from cloud.delivery.retry import NO_RETRY
+from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
+from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.scenarios.models import Journey, JourneyStatus
+from sandbox.smtp import SmtpSandbox
+from tests.cloud.delivery.queue_helpers import (
+    BASE_URL,
+    NOW,
+    attempts,
+    message,
+    new_customer,
+    outgoing,
+    queue,
+    queue_settings,
+    token_for,
+    withdraw,
+)
+from tests.cloud.factories import cloud_settings
+
+EMAIL = MessageChannel.EMAIL
+
+
+@pytest.fixture
+def relay() -> Iterator[SmtpSandbox]:
+    with SmtpSandbox(username="shop", password="s3cret") as server:
+        yield server
+
+
+def smtp_settings(relay: SmtpSandbox) -> SmtpSettings:
+    return SmtpSettings(
+        host="127.0.0.1", port=relay.port, username="shop", password="s3cret",
+        ca_file=str(relay.ca_file), from_address="news@shop.example",
+    )
+
+
+@pytest.fixture
+def worker(engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox) -> DeliveryWorker:
+    smtp = smtp_settings(relay)
+    settings = queue_settings(tenant=tenant, database_url=migrated_url, smtp=smtp.model_dump())
+    return DeliveryWorker(
+        engine=engine, settings=settings, rng=random.Random(1),
+        channels=DeliveryChannels(email=EmailSender(smtp, retry=NO_RETRY)),
+    )
+
+
+def signup(engine: Engine, tenant: str, customer_id: int, *, at: datetime) -> int:
+    """The journey a newsletter signup starts: the consent request dates from `at`."""
+    with session_scope(engine) as session:
+        journey = Journey(
+            tenant=tenant, scenario_key="double-opt-in", scenario_version=1,
+            customer_id=customer_id, entry_key=f"signup:{customer_id}:{at.isoformat()}",
+            entry_kind="newsletter.signup", status=JourneyStatus.WAITING, started_at=at,
+            updated_at=at,
+        )
+        session.add(journey)
+        session.commit()
+        assert journey.id is not None
+        return journey.id
+
+
+def request(tenant: str, customer_id: int, key: str, journey_id: int | None) -> Outgoing:
+    """A double opt-in email as the scenario engine queues it: transactional, no offer."""
+    return outgoing(
+        tenant, customer_id, key, channel=EMAIL, transactional=True, journey_id=journey_id,
+        scenario="double-opt-in", step="confirm", target_url="https://shop.example/confirm",
+    )
+
+
+def test_a_consent_request_goes_out_without_consent_but_not_after_a_no(
+    engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox
+) -> None:
+    nobody = ()
+    juan = new_customer(engine, tenant, consent=nobody, email="juan@example.net")
+    ana = new_customer(engine, tenant, consent=nobody, email="ana@example.net")
+    bob = new_customer(engine, tenant, consent=nobody, email="bob@example.net")
+    no_email = new_customer(engine, tenant, consent=nobody)
+    # Bob unsubscribed a year ago and signs up again: the signup is the newer answer.
+    withdraw(engine, bob, ConsentChannel.EMAIL, at=NOW - timedelta(days=365))
+    journeys = {who: signup(engine, tenant, who, at=NOW) for who in (juan, ana, bob, no_email)}
+    # Ana answers "not me" (the first email's unsubscribe link) before the reminder goes.
+    withdraw(engine, ana, ConsentChannel.EMAIL, at=NOW + timedelta(seconds=1))
+    confirm, reminder, again, unaddressed, marketing = (i or 0 for i in queue(
+        engine,
+        request(tenant, juan, "doi:juan", journeys[juan]),
+        request(tenant, ana, "doi:ana:reminder", journeys[ana]),
+        request(tenant, bob, "doi:bob", journeys[bob]),
+        request(tenant, no_email, "doi:none", journeys[no_email]),
+        # Marketing to Juan, who gave no consent: suppressed at send time.
+        outgoing(tenant, juan, "welcome:juan", channel=EMAIL),
+    ))
+
+    assert worker.run_once(NOW + timedelta(seconds=2)) == 5
+
+    assert message(engine, confirm).status == MessageStatus.SENT
+    assert message(engine, confirm).transactional
+    assert message(engine, again).status == MessageStatus.SENT
+    received = relay.wait_for(2)
+    assert sorted(mail.recipients for mail in received) == [
+        ("bob@example.net",), ("juan@example.net",),
+    ]
+    mail = next(mail for mail in received if mail.recipients == ("juan@example.net",))
+    # The one-click unsubscribe stays: whoever did not sign up stops the reminders with it.
+    assert mail.message["List-Unsubscribe"] == f"<{BASE_URL}/u/{token_for('doi:juan')}>"
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (message(engine, reminder).status, message(engine, reminder).error_code) == (
+        MessageStatus.SUPPRESSED, "refused",
+    )
+    assert (message(engine, unaddressed).status, message(engine, unaddressed).error_code) == (
+        MessageStatus.FAILED, "no_address",
+    )
+    assert (message(engine, marketing).status, message(engine, marketing).error_code) == (
+        MessageStatus.SUPPRESSED, "no_consent",
+    )
+    assert all(not attempts(engine, m) for m in (reminder, unaddressed, marketing))
+
+
+def test_marketing_consent_withdrawn_after_the_decision_is_suppressed_at_send_time(
+    engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox
+) -> None:
+    juan = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="j@example.net")
+    kept = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="k@example.net")
+    withdrawn, sent = (i or 0 for i in queue(
+        engine, outgoing(tenant, juan, "w:1", channel=EMAIL),
+        outgoing(tenant, kept, "w:2", channel=EMAIL),
+    ))
+    withdraw(engine, juan, ConsentChannel.EMAIL, at=NOW + timedelta(minutes=1))
+
+    assert worker.run_once(NOW + timedelta(minutes=2)) == 2
+
+    assert message(engine, withdrawn).status == MessageStatus.SUPPRESSED
+    assert message(engine, withdrawn).error_code == "no_consent"
+    assert message(engine, sent).status == MessageStatus.SENT
+    assert [mail.recipients for mail in relay.wait_for(1)] == [("k@example.net",)]
+
+
+def test_email_with_a_public_base_url_that_is_not_https_is_refused_at_start(
+    engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox
+) -> None:
+    insecure = cloud_settings(tenant=tenant, database_url=migrated_url,
+                              tracking={"public_base_url": "http://t.shop.example"})
+    email = DeliveryChannels(email=EmailSender(smtp_settings(relay), retry=NO_RETRY))
+    with pytest.raises(ValueError, match="public_base_url is not https"):
+        DeliveryWorker(engine=engine, settings=insecure, channels=email)
+    # Without email the same settings serve the other channels.
+    assert DeliveryWorker(engine=engine, settings=insecure, channels=DeliveryChannels())
+
+
+def test_an_email_without_an_unsubscribe_link_fails_once_and_is_logged(
+    engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    juan = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="j@example.net")
+    [stored] = queue(engine, outgoing(tenant, juan, "legacy", channel=EMAIL))
+    with session_scope(engine) as session:  # a row from before messages had tokens
+        session.execute(update(Message).where(col(Message.id) == stored)
+                        .values(tracking_token=None))
+        session.commit()
+
+    with caplog.at_level(logging.ERROR, logger="cloud.delivery.worker"):
+        assert worker.run_once(NOW) == 1
+    assert worker.run_once(NOW + timedelta(days=1)) == 0  # failed for good, not retried
+
+    row = message(engine, stored or 0)
+    assert (row.status, row.error_code, row.attempts) == (
+        MessageStatus.FAILED, "no_unsubscribe_link", 1,
+    )
+    assert f"message {stored} cannot be sent: no_unsubscribe_link" in caplog.text
+    assert relay.received.snapshot() == []

@@ -1,0 +1,42 @@
+"""The funnel on SQLite and PostgreSQL: transactional messages (consent requests) get
+rows of their own, flagged, so marketing figures can leave them out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, update
+from sqlmodel import col
+
+from cloud.db import session_scope
+from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.tracking.funnel import funnel
+from tests.cloud.delivery.queue_helpers import NOW, new_customer, outgoing, queue
+
+
+def test_consent_requests_are_counted_apart_from_marketing(engine: Engine, tenant: str) -> None:
+    customer = new_customer(engine, tenant)
+    email = MessageChannel.EMAIL
+    ids = queue(
+        engine,
+        outgoing(tenant, customer, "doi:1", channel=email, scenario="newsletter",
+                 step="confirm", transactional=True),
+        outgoing(tenant, customer, "doi:2", channel=email, scenario="newsletter",
+                 step="confirm", transactional=True),
+        # The same step once it was (wrongly) marketing: a row of its own.
+        outgoing(tenant, customer, "old", channel=email, scenario="newsletter", step="confirm"),
+        outgoing(tenant, customer, "welcome", channel=email, scenario="newsletter",
+                 step="welcome"),
+    )
+    with session_scope(engine) as session:
+        session.execute(update(Message).where(col(Message.id).in_(ids))
+                        .values(status=MessageStatus.SENT.value, sent_at=NOW))
+        session.commit()
+        rows = funnel(session, tenant=tenant, since=NOW, until=NOW + timedelta(days=1))
+
+    found = {(row.step, row.transactional): (row.queued, row.sent) for row in rows}
+    assert found == {
+        ("confirm", True): (2, 2), ("confirm", False): (1, 1), ("welcome", False): (1, 1),
+    }
+    marketing_sent = sum(row.sent for row in rows if not row.transactional)
+    assert marketing_sent == 2
