@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Table, func, insert, update
+from sqlalchemy import Table, func, update
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.bulk import insert_rows
 from cloud.customers.models import Customer
 from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
-from cloud.presence.store import dialect_insert
 from cloud.scenarios.actions import (
     loyalty_step,
     remove_from_list_step,
@@ -151,8 +151,7 @@ class _Run:
             for journey, step, outcome, detail in self.journal if journey.id is not None
         ]
         self.journal.clear()
-        if rows:
-            self.session.connection().execute(insert(JOURNEY_LOG_TABLE), rows)
+        insert_rows(self.session.connection(), JOURNEY_LOG_TABLE, rows)
 
 
 # --- triggers ------------------------------------------------------------------------------
@@ -490,12 +489,12 @@ def _insert_journeys(session: Session, journeys: Sequence[Journey]) -> set[str]:
     used before; the inserted ones get their ids and join the session as if loaded.
     Returns their entry keys."""
     by_key = {journey.entry_key: journey for journey in journeys}
-    rows = session.connection().execute(
-        dialect_insert(session, JOURNEY_TABLE)
-        .on_conflict_do_nothing(index_elements=["entry_key"])
-        .returning(JOURNEY_TABLE.c.id, JOURNEY_TABLE.c.entry_key),
+    rows = insert_rows(
+        session.connection(), JOURNEY_TABLE,
         [{name: getattr(journey, name) for name in _JOURNEY_COLUMNS} for journey in journeys],
-    ).all()
+        skip_conflicts_on=["entry_key"],
+        returning=[JOURNEY_TABLE.c.id, JOURNEY_TABLE.c.entry_key],
+    )
     for journey_id, entry_key in rows:
         journey = by_key[entry_key]
         journey.id = int(journey_id)

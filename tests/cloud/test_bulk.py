@@ -1,0 +1,59 @@
+"""`insert_rows` on SQLite and PostgreSQL: every column type the engine writes (text,
+integers, booleans, aware timestamps, JSON, NULLs), conflicts skipped, ids returned."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from cloud.bulk import insert_rows
+from cloud.customers.crud import create_customer
+from cloud.customers.models import CustomerCreate
+from cloud.scenarios.models import Journey
+
+NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
+TABLE = SQLModel.metadata.tables[Journey.__tablename__]
+
+
+def journey_row(customer_id: int, key: str, **changes: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "tenant": "shop", "scenario_key": "s", "scenario_version": 1,
+        "customer_id": customer_id, "entry_key": key, "entry_kind": "cart.abandoned",
+        "variant": None, "holdout": False, "status": "waiting", "step": "pause",
+        "wake_at": NOW + timedelta(hours=1), "waiting_for": None, "started_at": NOW,
+        "updated_at": NOW, "finished_at": None, "reason": None,
+        "context": {"trigger": {"store": "s1", "amount": 12.5, "tags": ["a", "b"]}},
+    }
+    return {**row, **changes}
+
+
+def test_rows_arrive_whole_and_conflicts_are_skipped(engine: Engine) -> None:
+    with Session(engine) as session:
+        customer = create_customer(session, tenant="shop", data=CustomerCreate(), now=NOW)
+        assert customer.id is not None
+        connection = session.connection()
+        first = insert_rows(
+            connection, TABLE,
+            [journey_row(customer.id, "k1"),
+             journey_row(customer.id, "k2", holdout=True, variant="b", context={})],
+            skip_conflicts_on=["entry_key"], returning=[TABLE.c.id, TABLE.c.entry_key],
+        )
+        assert sorted(key for _id, key in first) == ["k1", "k2"]
+        again = insert_rows(
+            connection, TABLE,
+            [journey_row(customer.id, "k2"), journey_row(customer.id, "k3")],
+            skip_conflicts_on=["entry_key"], returning=[TABLE.c.entry_key],
+        )
+        assert again == [("k3",)]
+        assert insert_rows(connection, TABLE, []) == []
+        session.commit()
+        stored = session.exec(select(Journey).order_by(col(Journey.entry_key))).all()
+    assert [row.entry_key for row in stored] == ["k1", "k2", "k3"]
+    one, two, _ = stored
+    assert one.context == {"trigger": {"store": "s1", "amount": 12.5, "tags": ["a", "b"]}}
+    assert (one.wake_at, one.started_at) == (NOW + timedelta(hours=1), NOW)
+    assert (one.variant, one.holdout, one.finished_at) == (None, False, None)
+    assert (two.variant, two.holdout, two.context) == ("b", True, {})
+    assert {row_id for row_id, _key in first} == {one.id, two.id}
