@@ -107,10 +107,15 @@ def test_oauth_token_is_fetched_once_and_checked_by_the_server(
 
 
 def test_the_access_boundary_lookup_goes_to_the_local_server_too(
-    sender: FcmSender, fcm_server: FcmSandbox
+    sender: FcmSender, fcm_server: FcmSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """google-auth looks up the account's regional access boundary after each token, in a
-    background thread; with a local endpoint nothing may go to Google's IAM API instead."""
+    background thread; with a local endpoint nothing may go to Google's IAM API instead.
+    Newer google-auth releases make the lookup opt-in (an environment variable); it is
+    switched on here so the path is exercised whichever release is installed."""
+    monkeypatch.setenv(
+        "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED", "true"
+    )
     assert sender.send([push(make_token())])[0].ok
     deadline = time.monotonic() + 5.0
     while fcm_server.boundary_lookups == 0 and time.monotonic() < deadline:
