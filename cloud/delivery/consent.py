@@ -11,6 +11,10 @@ a backlog).
   the mailbox's one-click unsubscribe) gets no reminders. A "no" from before the request
   does not stop it: signing up again is the newer answer.
 
+A marketing message a store visit or a geofence started (`location_based`) also needs
+the customer's consent to location-based marketing, as of sending: withdrawing it while
+the message waits for quiet hours to end stops it.
+
 The address (none: failed), erasure (the customer's messages go with them) and
 everything else the worker checks apply to both kinds alike.
 """
@@ -27,8 +31,10 @@ from cloud.customers.models import ConsentChannel, ConsentEntry
 
 #: Why a message may not go: no grant on the channel (marketing)...
 NO_CONSENT = "no_consent"
-#: ...or a refusal given since the consent was requested (transactional).
+#: ...or a refusal given since the consent was requested (transactional)...
 REFUSED = "refused"
+#: ...or, for a message a visit started, no grant of location-based marketing.
+NO_LOCATION_CONSENT = "no_location_consent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +45,23 @@ class Answer:
     given_at: datetime
 
 
-def refusal(*, transactional: bool, latest: Answer | None, asked_at: datetime) -> str | None:
-    """None when the message may go; else why not (`NO_CONSENT`, `REFUSED`).
+def refusal(
+    *, transactional: bool, latest: Answer | None, asked_at: datetime,
+    location_based: bool = False, location: Answer | None = None,
+) -> str | None:
+    """None when the message may go; else why not (`NO_CONSENT`, `NO_LOCATION_CONSENT`,
+    `REFUSED`).
 
     `asked_at` is when the request began (the journey's start), which only matters for
-    transactional messages.
+    transactional messages; `location` is the latest answer on location-based marketing,
+    which only matters for `location_based` ones.
     """
     if not transactional:
-        return None if latest is not None and latest.granted else NO_CONSENT
+        if latest is None or not latest.granted:
+            return NO_CONSENT
+        if location_based and (location is None or not location.granted):
+            return NO_LOCATION_CONSENT
+        return None
     if latest is not None and not latest.granted and latest.given_at >= asked_at:
         return REFUSED
     return None

@@ -66,10 +66,13 @@ from cloud.messages.models import (
 )
 from cloud.metrics import MESSAGES_SENT
 from cloud.scenarios.models import Journey
+from cloud.scenarios.triggers import LOCATION_KINDS
 from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
 from cloud.tracking.tokens import open_report_url, tracked_link, unsubscribe_url
 
 log = logging.getLogger(__name__)
+
+LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
 
 #: A push nobody set an expiry for is still worth showing within a day, not after.
 DEFAULT_TTL = timedelta(hours=24)
@@ -330,9 +333,8 @@ class DeliveryWorker:
         customer_ids = sorted({message.customer_id for message in messages.values()})
         customers = _customers(session, customer_ids)
         answers = latest_answers(session, customer_ids)
-        asked = _journey_starts(session, [
-            message.journey_id for message in messages.values()
-            if message.transactional and message.journey_id is not None
+        journeys = _journeys(session, [
+            message.journey_id for message in messages.values() if message.journey_id is not None
         ])
         devices = _devices(session, customer_ids)
         items: list[_Item] = []
@@ -351,7 +353,9 @@ class DeliveryWorker:
             refused = refusal(
                 transactional=message.transactional,
                 latest=answers.get((message.customer_id, ConsentChannel(channel.value))),
-                asked_at=_asked_at(message, asked),
+                asked_at=_asked_at(message, journeys),
+                location_based=_location_based(message, journeys),
+                location=answers.get((message.customer_id, ConsentChannel.LOCATION_MARKETING)),
             )
             if refused is not None:
                 mark_final(
@@ -640,21 +644,36 @@ def _customers(session: Session, ids: Sequence[int]) -> dict[int, Customer]:
     return {row.id: row for row in rows if row.id is not None}
 
 
-def _asked_at(message: Message, journey_starts: dict[int, datetime]) -> datetime:
-    if message.journey_id is None:
-        return message.created_at
-    return journey_starts.get(message.journey_id, message.created_at)
+@dataclass(frozen=True, slots=True)
+class _JourneyStart:
+    started_at: datetime
+    entry_kind: str
 
 
-def _journey_starts(session: Session, ids: Sequence[int]) -> dict[int, datetime]:
-    """When each journey began: a transactional message's consent request dates from then
-    (a message whose journey is gone falls back to its own creation)."""
+def _asked_at(message: Message, journeys: dict[int, _JourneyStart]) -> datetime:
+    """When a transactional message's consent request began: its journey's start (a
+    message whose journey is gone falls back to its own creation)."""
+    journey = journeys.get(message.journey_id) if message.journey_id is not None else None
+    return message.created_at if journey is None else journey.started_at
+
+
+def _location_based(message: Message, journeys: dict[int, _JourneyStart]) -> bool:
+    """Whether a store visit or a geofence started the message's journey."""
+    journey = journeys.get(message.journey_id) if message.journey_id is not None else None
+    return journey is not None and journey.entry_kind in LOCATION_KIND_VALUES
+
+
+def _journeys(session: Session, ids: Sequence[int]) -> dict[int, _JourneyStart]:
     if not ids:
         return {}
     rows = session.exec(
-        select(Journey.id, Journey.started_at).where(col(Journey.id).in_(sorted(set(ids))))
+        select(Journey.id, Journey.started_at, Journey.entry_kind)
+        .where(col(Journey.id).in_(sorted(set(ids))))
     ).all()
-    return {journey_id: started for journey_id, started in rows if journey_id is not None}
+    return {
+        journey_id: _JourneyStart(started, kind)
+        for journey_id, started, kind in rows if journey_id is not None
+    }
 
 
 def _devices(session: Session, ids: Sequence[int]) -> dict[tuple[int, DeviceKind], list[Device]]:

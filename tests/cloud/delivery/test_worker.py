@@ -64,14 +64,15 @@ def worker(engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox) -
     )
 
 
-def signup(engine: Engine, tenant: str, customer_id: int, *, at: datetime) -> int:
-    """The journey a newsletter signup starts: the consent request dates from `at`."""
+def signup(engine: Engine, tenant: str, customer_id: int, *, at: datetime,
+           kind: str = "newsletter.signup") -> int:
+    """The journey a newsletter signup (or another `kind` of trigger) starts: a consent
+    request dates from `at`."""
     with session_scope(engine) as session:
         journey = Journey(
-            tenant=tenant, scenario_key="double-opt-in", scenario_version=1,
-            customer_id=customer_id, entry_key=f"signup:{customer_id}:{at.isoformat()}",
-            entry_kind="newsletter.signup", status=JourneyStatus.WAITING, started_at=at,
-            updated_at=at,
+            tenant=tenant, scenario_key=kind, scenario_version=1,
+            customer_id=customer_id, entry_key=f"{kind}:{customer_id}:{at.isoformat()}",
+            entry_kind=kind, status=JourneyStatus.WAITING, started_at=at, updated_at=at,
         )
         session.add(journey)
         session.commit()
@@ -152,6 +153,39 @@ def test_marketing_consent_withdrawn_after_the_decision_is_suppressed_at_send_ti
     assert message(engine, withdrawn).error_code == "no_consent"
     assert message(engine, sent).status == MessageStatus.SENT
     assert [mail.recipients for mail in relay.wait_for(1)] == [("k@example.net",)]
+
+
+def test_a_visit_greeting_needs_location_consent_at_send_time(
+    engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox
+) -> None:
+    both = (ConsentChannel.EMAIL, ConsentChannel.LOCATION_MARKETING)
+    juan = new_customer(engine, tenant, consent=both, email="j@example.net")
+    ana = new_customer(engine, tenant, consent=both, email="a@example.net")
+    bob = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="b@example.net")
+    visits = {who: signup(engine, tenant, who, at=NOW, kind="presence.enter")
+              for who in (juan, ana, bob)}
+    greeted, withdrawn, never, by_email = (i or 0 for i in queue(
+        engine,
+        outgoing(tenant, juan, "hello:juan", channel=EMAIL, journey_id=visits[juan]),
+        outgoing(tenant, ana, "hello:ana", channel=EMAIL, journey_id=visits[ana]),
+        outgoing(tenant, bob, "hello:bob", channel=EMAIL, journey_id=visits[bob]),
+        # Not started by a visit: email consent is enough.
+        outgoing(tenant, bob, "news:bob", channel=EMAIL),
+    ))
+    # Ana switches location marketing off while her greeting is held (quiet hours).
+    withdraw(engine, ana, ConsentChannel.LOCATION_MARKETING, at=NOW + timedelta(minutes=1))
+
+    assert worker.run_once(NOW + timedelta(minutes=2)) == 4
+
+    assert message(engine, greeted).status == MessageStatus.SENT
+    assert message(engine, by_email).status == MessageStatus.SENT
+    for refused in (withdrawn, never):
+        assert (message(engine, refused).status, message(engine, refused).error_code) == (
+            MessageStatus.SUPPRESSED, "no_location_consent",
+        )
+    assert sorted(mail.recipients for mail in relay.wait_for(2)) == [
+        ("b@example.net",), ("j@example.net",),
+    ]
 
 
 def test_email_with_a_public_base_url_that_is_not_https_is_refused_at_start(
