@@ -59,7 +59,6 @@ class MessageChannel(StrEnum):
 class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
-        Index("ix_message_customer_rule", "customer_id", "rule", "store", "visit_start"),
         Index("ix_message_pending", "status", "last_attempt_at"),
         Index("ix_message_due", "status", "next_attempt_at"),
         Index("ix_message_funnel", "tenant", "created_at"),
@@ -86,7 +85,6 @@ class Message(SQLModel, table=True):
     #: no offer, is credited with no order, and the funnel shows it apart.
     transactional: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     store: str | None = Field(default=None, max_length=64)
-    visit_start: datetime | None = Field(default=None, sa_type=UtcDateTime)
     idempotency_key: str = Field(max_length=255, unique=True)
     status: MessageStatus = Field(sa_type=String(16))
     #: A readable summary (push title, email subject); the full parts are in `content`.
@@ -131,7 +129,6 @@ class MessagePublic(SQLModel):
     channel: MessageChannel
     rule: str
     store: str | None
-    visit_start: datetime | None
     status: MessageStatus
     transactional: bool = False
     title: str
