@@ -16,7 +16,7 @@ NUMERIC as binary floating point, and 0.1 + 0.2 must still fit a budget of 0.30.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -216,6 +216,23 @@ def purchased_skus(session: Session, *, customer_id: int) -> set[str]:
     ).all())
 
 
+def offerable(
+    session: Session, offers: Iterable[Offer], *, customer_id: int, now: datetime
+) -> list[Offer]:
+    """The offers among `offers` this customer may be made now: valid, not run out, and
+    on no category or sku the customer already bought (no dryer offer after a dryer)."""
+    usable = [offer for offer in offers if is_valid_at(offer, now) and not is_exhausted(offer)]
+    if not usable:
+        return []
+    bought_categories = purchased_categories(session, customer_id=customer_id)
+    bought_skus = purchased_skus(session, customer_id=customer_id)
+    return [
+        offer for offer in usable
+        if (offer.category is None or offer.category not in bought_categories)
+        and (offer.sku is None or offer.sku not in bought_skus)
+    ]
+
+
 def _valid_at(now: datetime) -> ColumnElement[bool]:
     return and_(
         col(Offer.active).is_(True),
@@ -251,22 +268,12 @@ def cross_sell_offer(
         rank.setdefault(rule.to_category, rule.priority)
     if not rank:
         return None
-    bought_categories = purchased_categories(session, customer_id=customer_id)
-    categories = [category for category in rank if category not in bought_categories]
-    if not categories:
-        return None
-    bought_skus = purchased_skus(session, customer_id=customer_id)
     offers = session.exec(
         select(Offer).where(
-            Offer.tenant == tenant, col(Offer.category).in_(categories), _valid_at(now)
+            Offer.tenant == tenant, col(Offer.category).in_(list(rank)), _valid_at(now)
         )
     ).all()
-    eligible = [
-        offer for offer in offers
-        if offer.category is not None
-        and (offer.sku is None or offer.sku not in bought_skus)
-        and not is_exhausted(offer)
-    ]
+    eligible = offerable(session, offers, customer_id=customer_id, now=now)
     never = datetime.max.replace(tzinfo=now.tzinfo)
     return min(
         eligible,

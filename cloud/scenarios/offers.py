@@ -8,14 +8,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from cloud.offers.crud import (
-    cross_sell_offer,
-    get_offer,
-    is_exhausted,
-    is_valid_at,
-    purchased_categories,
-    purchased_skus,
-)
+from cloud.offers.crud import cross_sell_offer, get_offer, offerable
 from cloud.offers.models import Offer
 from cloud.scenarios.conditions import CustomerFacts, MessageQuery, find_message
 from cloud.scenarios.models import Journey
@@ -82,18 +75,9 @@ def _best(
     now: datetime,
 ) -> Offer | None:
     """The most generous eligible offer (an escalation should escalate), then by key."""
-    usable = [
+    generous_enough = [
         offer for offer in candidates
-        if is_valid_at(offer, now) and not is_exhausted(offer)
-        and (choice.min_discount is None or offer.discount_percent >= choice.min_discount)
+        if choice.min_discount is None or offer.discount_percent >= choice.min_discount
     ]
-    if not usable:
-        return None
-    bought_categories = purchased_categories(session, customer_id=customer_id)
-    bought_skus = purchased_skus(session, customer_id=customer_id)
-    eligible = [
-        offer for offer in usable
-        if (offer.category is None or offer.category not in bought_categories)
-        and (offer.sku is None or offer.sku not in bought_skus)
-    ]
+    eligible = offerable(session, generous_enough, customer_id=customer_id, now=now)
     return min(eligible, key=lambda o: (-o.discount_percent, o.key), default=None)
