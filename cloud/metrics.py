@@ -70,6 +70,13 @@ WEBHOOKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+OUTBOUND_WEBHOOKS = Counter(
+    "vitrina_outbound_webhooks",
+    "Webhooks to the shop from scenario steps, by outcome: queued (by a step), then per "
+    "attempt sent, retry (408, 429, 5xx, no answer) or failed (other 4xx, or given up)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 API_AUTH_REFUSALS = Counter(
     "vitrina_api_auth_refusals",
     "API requests refused: missing, malformed, unknown, mismatch (wrong secret), revoked "

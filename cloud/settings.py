@@ -249,7 +249,8 @@ class ScenarioSettings(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     #: How often date (birthday) and inactivity triggers are looked for.
     schedule_interval_s: float = Field(default=3600.0, gt=0, le=86_400)
-    #: An outbound webhook step waits at most this long for the shop's server.
+    #: How long the delivery worker waits for the shop's server (to connect, and again to
+    #: answer) when posting a webhook a step queued; no answer in time is retried later.
     webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
 
 

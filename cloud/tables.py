@@ -8,6 +8,7 @@ from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.delivery.receipts import SmsReceipt
 from cloud.delivery.vapid_store import WebPushKey
+from cloud.delivery.webhooks import OutboundWebhook
 from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
@@ -42,6 +43,7 @@ __all__ = [
     "MessageTemplate",
     "Offer",
     "OrderLine",
+    "OutboundWebhook",
     "PresenceEventRow",
     "Scenario",
     "SmsReceipt",

@@ -1,9 +1,10 @@
 """Erasing a customer: everything that identifies them goes, an anonymous record stays.
 
 Deleted: the profile, the consent ledger, devices and tokens, identity links, messages,
-coupons, commerce events and order lines. Their presence events are kept for footfall counts but
-lose the pseudonym (see `unlink_presence`), so the store's numbers stay right while
-nothing leads back to the person. The record kept says when and how much, not who.
+webhooks about them (sent or not), coupons, commerce events and order lines. Their
+presence events are kept for footfall counts but lose the pseudonym (see
+`unlink_presence`), so the store's numbers stay right while nothing leads back to the
+person. The record kept says when and how much, not who.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlmodel import Session, SQLModel, col, select
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
+from cloud.delivery.webhooks import OutboundWebhook
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon
 from cloud.places.models import GeofencePresence
@@ -28,6 +30,7 @@ from cloud.scenarios.triggers import Trigger
 _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
     ("geofence_stays", GeofencePresence),
     ("journey_log", JourneyLog),
+    ("outbound_webhooks", OutboundWebhook),
     ("journeys", Journey),
     ("tags", CustomerTag),
     ("loyalty_entries", LoyaltyEntry),

@@ -11,6 +11,10 @@ deactivate dead tokens and subscriptions, and settle each message: sent, retried
 (transient errors back off exponentially with jitter, never sooner than Retry-After),
 or failed for good. No transaction is open while a provider is being called.
 
+Webhooks to the shop (`cloud.delivery.webhooks`) have rounds of their own, run beside the
+message rounds by the same `run` loop and woken by the same `wake`: a shop endpoint that
+hangs delays neither messages nor anything else.
+
 Delivery receipts: FCM has none (a 200 means Google accepted the message, not that a
 phone showed it), so FCM pushes stay "sent"; a web push service's 201 is the closest a
 sender gets and counts as delivered; SMS receipts arrive later by webhook
@@ -56,6 +60,7 @@ from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
 from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
 from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
 from cloud.delivery.vapid_store import tenant_vapid_keys
+from cloud.delivery.webhooks import WebhookSender
 from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
 from cloud.messages.models import (
     AttemptOutcome,
@@ -244,8 +249,9 @@ class DeliveryWorker:
 
         channels = DeliveryChannels.from_settings(settings, engine=engine)
         worker = DeliveryWorker(engine=engine, channels=channels, settings=settings)
-        sent = worker.run_once(now)          # one round; or
-        await worker.run(stop)               # rounds until `stop` is set
+        sent = worker.run_once(now)          # one round of messages;
+        posted = worker.webhooks.run_once(now)   # one round of webhooks; or
+        await worker.run(stop)               # rounds of both until `stop` is set
     """
 
     def __init__(
@@ -272,34 +278,51 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._lease = lease
         self.batch_size = settings.delivery.batch_size
+        #: Posts the webhooks scenario steps queued; its rounds run beside the messages'.
+        self.webhooks = WebhookSender(
+            engine=engine, secrets=settings.webhook_secrets_for,
+            timeout_s=settings.scenarios.webhook_timeout_s,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._wakeups: tuple[asyncio.Event, ...] = ()
 
     def wake(self) -> None:
-        """Run a round now rather than at the next poll (new messages were queued);
-        callable from any thread."""
-        if self._loop is not None and self._wakeup is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+        """Run a round now rather than at the next poll (new messages or webhooks were
+        queued); callable from any thread."""
+        if self._loop is not None:
+            for wakeup in self._wakeups:
+                self._loop.call_soon_threadsafe(wakeup.set)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until `stop` is set: at once again while a round was full, else after
-        `delivery.poll_interval_s`."""
+        """Rounds of messages and, beside them, rounds of webhooks until `stop` is set:
+        each at once again while its round was full, else after
+        `delivery.poll_interval_s` or a `wake`."""
         await asyncio.to_thread(wait_for_database, self._engine)
+        messages, webhooks = asyncio.Event(), asyncio.Event()
+        self._loop, self._wakeups = asyncio.get_running_loop(), (messages, webhooks)
+        await asyncio.gather(
+            self._rounds(stop, messages, self.run_once, self.batch_size, "delivery"),
+            self._rounds(stop, webhooks, self.webhooks.run_once, self.webhooks.batch_size,
+                         "webhook"),
+        )
+
+    async def _rounds(
+        self, stop: asyncio.Event, wakeup: asyncio.Event, one_round: Callable[[datetime], int],
+        full: int, name: str,
+    ) -> None:
         pause = self._settings.delivery.poll_interval_s
-        self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
         while not stop.is_set():
-            self._wakeup.clear()  # before the round: a wake during it means "go again"
+            wakeup.clear()  # before the round: a wake during it means "go again"
             try:
-                handled = await asyncio.to_thread(self.run_once, self._now())
+                handled = await asyncio.to_thread(one_round, self._now())
             except Exception:
-                log.exception("delivery round failed; trying again shortly")
+                log.exception("%s round failed; trying again shortly", name)
                 handled, wait = 0, ERROR_PAUSE_S
             else:
                 wait = pause
-            if handled >= self.batch_size:
+            if handled >= full:
                 continue
-            waiters = {asyncio.ensure_future(stop.wait()),
-                       asyncio.ensure_future(self._wakeup.wait())}
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())}
             _done, pending = await asyncio.wait(
                 waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED
             )

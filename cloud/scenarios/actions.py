@@ -1,21 +1,19 @@
 """The steps that change a customer rather than message them: tags, list removal, loyalty
-credit, and a webhook to the shop. Each is idempotent per (journey, step)."""
+credit, and a webhook to the shop (queued in an outbox, posted by the delivery worker).
+Each is idempotent per (journey, step)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from datetime import datetime
 from decimal import Decimal
 
-import requests
 from sqlalchemy import Table, delete, func
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.customers.crud import record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
+from cloud.delivery.webhooks import queue_webhook
 from cloud.presence.store import dialect_insert
 from cloud.scenarios.models import CustomerTag, Journey, LoyaltyEntry
 from cloud.scenarios.sending import StepResult
@@ -27,6 +25,8 @@ TAG_TABLE: Table = SQLModel.metadata.tables[CustomerTag.__tablename__]
 LOYALTY_TABLE: Table = SQLModel.metadata.tables[LoyaltyEntry.__tablename__]
 #: The list whose removal also withdraws email consent in the ledger.
 NEWSLETTER_LIST = "newsletter"
+#: A webhook step's outcome in the journey log: queued in the outbox, posted later.
+WEBHOOK_QUEUED = "webhook_queued"
 
 
 def add_tags(session: Session, *, customer_id: int, tags: list[str], now: datetime) -> None:
@@ -105,30 +105,26 @@ def loyalty_step(
 
 
 def webhook_step(
-    *, journey: Journey, step: WebhookStep, secrets: list[str], timeout_s: float,
-    now: datetime,
+    session: Session, *, journey: Journey, step: WebhookStep, now: datetime
 ) -> StepResult:
-    """POST the journey's facts to the shop, signed like the shop's own webhooks to us.
+    """Queue a POST of the journey's facts to the shop in the outbox
+    (`cloud.delivery.webhooks`); the journey goes on at once, and the delivery worker
+    posts it, signed like the shop's own webhooks to us, retrying while the shop is away.
 
     Only ids and names travel (customer id, scenario, step, trigger kind): nothing the
-    shop does not already have. Failures are returned as `webhook_failed`; the engine
-    retries the step later.
+    shop does not already have. The body is fixed now (`at` is when the step ran); the
+    outbox adds a stable `id`, the same on every attempt, for the shop to dedupe on.
     """
-    body = json.dumps({
-        "type": "scenario.step", "tenant": journey.tenant, "customer_id": journey.customer_id,
-        "scenario": journey.scenario_key, "step": step.id, "journey_id": journey.id,
-        "entry": journey.entry_kind, "variant": journey.variant, "at": now.isoformat(),
-    }, separators=(",", ":")).encode()
-    stamp = int(now.timestamp())
-    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(stamp)}
-    if secrets:
-        headers[SIGNATURE_HEADER] = sign(secrets[0], stamp, body)
-    started = time.monotonic()
-    try:
-        response = requests.post(str(step.url), data=body, headers=headers, timeout=timeout_s)
-    except requests.RequestException as error:
-        return StepResult("webhook_failed", type(error).__name__)
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    if response.status_code >= 300:
-        return StepResult("webhook_failed", f"HTTP {response.status_code}")
-    return StepResult("webhook_sent", f"HTTP {response.status_code} in {elapsed_ms} ms")
+    assert journey.id is not None
+    webhook_id = queue_webhook(
+        session, tenant=journey.tenant, customer_id=journey.customer_id,
+        journey_id=journey.id, step=step.id, url=str(step.url), now=now,
+        body={
+            "type": "scenario.step", "tenant": journey.tenant,
+            "customer_id": journey.customer_id, "scenario": journey.scenario_key,
+            "step": step.id, "journey_id": journey.id, "entry": journey.entry_kind,
+            "variant": journey.variant, "at": now.isoformat(),
+        },
+    )
+    detail = "already queued" if webhook_id is None else f"outbox {webhook_id}"
+    return StepResult(WEBHOOK_QUEUED, detail)

@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -28,6 +28,7 @@ from cloud.bulk import insert_rows
 from cloud.customers.models import Customer
 from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
 from cloud.scenarios.actions import (
+    WEBHOOK_QUEUED,
     loyalty_step,
     remove_from_list_step,
     tag_step,
@@ -69,9 +70,6 @@ TRIGGER_TABLE: Table = SQLModel.metadata.tables[Trigger.__tablename__]
 #: Steps one journey may run without waiting: a branch looping on itself is a mistake
 #: that must not hold a worker.
 MAX_STEPS_PER_RUN = 100
-#: A failing outbound webhook is retried this often, waiting twice as long each time.
-WEBHOOK_ATTEMPTS = 5
-WEBHOOK_FIRST_RETRY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +82,8 @@ class EngineConfig:
 
 @dataclass(slots=True)
 class RunReport:
-    """What one round did; `queued` lists the messages it put in the send queue."""
+    """What one round did; `queued` lists the messages it put in the send queue,
+    `webhooks` counts the webhooks it put in the outbox (`cloud.delivery.webhooks`)."""
 
     triggers: int = 0
     started: int = 0
@@ -94,9 +93,11 @@ class RunReport:
     woken: int = 0
     failed: int = 0
     queued: list[int] = field(default_factory=list)
+    webhooks: int = 0
 
     def add(self, other: RunReport) -> None:
-        for name in ("triggers", "started", "held_out", "resumed", "exited", "woken", "failed"):
+        for name in ("triggers", "started", "held_out", "resumed", "exited", "woken", "failed",
+                     "webhooks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.queued.extend(other.queued)
 
@@ -680,8 +681,8 @@ def _advance(
         if result.message_id is not None:
             run.report.queued.append(result.message_id)
         run.facts.forget(journey.customer_id)
-        if result.outcome == "webhook_failed" and _retry_webhook(journey, step.id, now):
-            return
+        if result.outcome == WEBHOOK_QUEUED:
+            run.report.webhooks += 1
         journey.step = step.next or _following(spec, step.id)
     _finish(journey, JourneyStatus.EXITED, "too_many_steps", now)
 
@@ -703,22 +704,8 @@ def _act(
     if isinstance(step, LoyaltyCreditStep):
         return loyalty_step(session, journey=journey, step=step, now=now)
     if isinstance(step, WebhookStep):
-        return webhook_step(journey=journey, step=step,
-                            secrets=config.webhook_secrets(journey.tenant),
-                            timeout_s=config.settings.webhook_timeout_s, now=now)
+        return webhook_step(session, journey=journey, step=step, now=now)
     raise TypeError(f"unknown step type {type(step).__name__}")
-
-
-def _retry_webhook(journey: Journey, step_id: str, now: datetime) -> bool:
-    """Schedule another try of a failed webhook step; False once the attempts are spent."""
-    attempts = dict(journey.context.get("webhook_attempts", {}))
-    done = int(attempts.get(step_id, 0)) + 1
-    attempts[step_id] = done
-    journey.context = {**journey.context, "webhook_attempts": attempts}
-    if done >= WEBHOOK_ATTEMPTS:
-        return False
-    _wait(journey, until=now + WEBHOOK_FIRST_RETRY * 2 ** (done - 1), step=step_id, now=now)
-    return True
 
 
 def _wait(journey: Journey, *, until: datetime, step: str, now: datetime) -> None:

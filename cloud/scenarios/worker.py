@@ -35,6 +35,8 @@ class ScenarioWorker:
         now: Callable[[], datetime],
         on_queued: Callable[[list[int]], None] | None = None,
     ) -> None:
+        """`on_queued` is called after a round that queued messages (with their ids) or
+        webhooks to the shop: the delivery worker sends both."""
         self._engine = engine
         self._config = config
         self._now = now
@@ -79,7 +81,7 @@ class ScenarioWorker:
             if woken.woken < self.settings.trigger_batch:
                 break
         self.totals.add(report)
-        if report.queued and self._on_queued is not None:
+        if (report.queued or report.webhooks) and self._on_queued is not None:
             self._on_queued(report.queued)
         return report
 

@@ -19,6 +19,7 @@ from cloud.customers.models import (
 )
 from cloud.db import session_scope
 from cloud.delivery.queue import enqueue
+from cloud.delivery.webhooks import queue_webhook
 from cloud.presence.models import PresenceEventRow
 from cloud.presence.store import insert_events
 from tests.cloud.delivery.queue_helpers import outgoing
@@ -34,7 +35,7 @@ from tests.cloud.factories import (
 )
 
 TABLES = ("customer", "consent", "device", "identity_link", "message", "commerce_event",
-          "order_line")
+          "order_line", "outbound_webhook")
 
 
 def seed(engine: Engine, tenant: str, name: str) -> int:
@@ -53,6 +54,11 @@ def seed(engine: Engine, tenant: str, name: str) -> int:
             session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
             registration=WifiMacRegistration(kind="wifi_mac", mac=MAC_OF[name]))
         enqueue(session, now=START, outgoing=outgoing(tenant, customer.id, f"k-{name}"))
+        queue_webhook(
+            session, tenant=tenant, customer_id=customer.id, journey_id=customer.id,
+            step="hook", url=f"https://shop.example/hooks/{name}",
+            body={"customer_id": customer.id}, now=START,
+        )
         handle_webhook(session, tenant=tenant, now=START, event=OrderCreated(
             type=CommerceEventType.ORDER_CREATED, event_id=f"evt-{name}",
             occurred_at=START, customer=CustomerRef(external_id=f"shop-{name}"),
@@ -83,7 +89,8 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
         assert client.delete(base).status_code == 404
     counts = erased.json()["counts"]
     assert counts == {
-        "presence_events_unlinked": 3, "journey_log": 0, "journeys": 0, "tags": 0,
+        "presence_events_unlinked": 3, "journey_log": 0, "outbound_webhooks": 1,
+        "journeys": 0, "tags": 0,
         "loyalty_entries": 0, "triggers": 2, "messages": 1, "coupons": 0, "order_lines": 1,
         "commerce_events": 1, "identity_links": 1, "devices": 2, "consents": 1,
         "geofence_stays": 0,

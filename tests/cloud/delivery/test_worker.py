@@ -2,10 +2,12 @@
 relay: a transactional message (the double opt-in email) goes out without marketing
 consent, but not after a "no" given since it was requested; marketing without consent
 is still suppressed; and email with a public base URL that is not https is refused when
-the worker starts, not retried message by message."""
+the worker starts, not retried message by message. Its loop also posts the shop's
+webhooks, beside the messages: a shop endpoint that hangs delays no email."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Iterator
@@ -13,13 +15,14 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
 from cloud.delivery.mail import EmailSender, SmtpSettings
 from cloud.delivery.queue import Outgoing
 from cloud.delivery.retry import NO_RETRY
+from cloud.delivery.webhooks import OutboundWebhook, WebhookStatus, queue_webhook
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.scenarios.models import Journey, JourneyStatus
@@ -36,6 +39,7 @@ from tests.cloud.delivery.queue_helpers import (
     token_for,
     withdraw,
 )
+from tests.cloud.delivery.shop_endpoint import ShopEndpoint
 from tests.cloud.factories import cloud_settings
 
 EMAIL = MessageChannel.EMAIL
@@ -221,3 +225,57 @@ def test_an_email_without_an_unsubscribe_link_fails_once_and_is_logged(
     )
     assert f"message {stored} cannot be sent: no_unsubscribe_link" in caplog.text
     assert relay.received.snapshot() == []
+
+
+def test_the_loop_posts_webhooks_beside_messages_and_a_hanging_shop_delays_no_email(
+    engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox
+) -> None:
+    smtp = smtp_settings(relay)
+    settings = cloud_settings(
+        tenant=tenant, database_url=migrated_url, webhook_secrets=["whsec-loop-0123"],
+        tracking={"public_base_url": BASE_URL, "secret": "test-tracking-secret"},
+        # Only a wake makes a round happen before the test is over.
+        delivery={"poll_interval_s": 60, "smtp": smtp.model_dump()},
+        scenarios={"webhook_timeout_s": 20},  # the POST hangs until the test lets it answer
+    )
+    worker = DeliveryWorker(
+        engine=engine, settings=settings, now=lambda: NOW,
+        channels=DeliveryChannels(email=EmailSender(smtp, retry=NO_RETRY)),
+    )
+    juan = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="j@example.net")
+    with ShopEndpoint() as shop:
+        shop.hanging.add("/slow")
+        with session_scope(engine) as session:
+            queue_webhook(session, tenant=tenant, customer_id=juan, journey_id=1, step="hook",
+                          url=shop.url("/slow"), body={"type": "scenario.step"}, now=NOW)
+            session.commit()
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            try:
+                # The first webhook round posts the webhook; the shop does not answer...
+                assert await asyncio.to_thread(shop.wait_for, 1)
+                # ...and an email queued now still goes out at once when woken.
+                queue(engine, outgoing(tenant, juan, "while-hanging", channel=EMAIL))
+                worker.wake()
+                assert await asyncio.to_thread(relay.wait_for, 1)
+                shop.release.set()
+                for _ in range(200):  # the webhook round records its outcome
+                    if webhook_status(engine) is WebhookStatus.SENT:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                await asyncio.wait_for(running, timeout=30)
+
+        asyncio.run(scenario())
+    assert webhook_status(engine) is WebhookStatus.SENT
+    signature = shop.received[0].headers["x-vitrina-signature"]
+    assert signature.startswith("v1=")
+
+
+def webhook_status(engine: Engine) -> WebhookStatus:
+    with session_scope(engine) as session:
+        [row] = session.exec(select(OutboundWebhook)).all()
+        return WebhookStatus(row.status)
