@@ -45,15 +45,14 @@ def push_sender(settings: Settings) -> Iterator[PushSender | None]:
 
 
 def engine_config(settings: Settings) -> EngineConfig:
-    """What the scenario engine needs of the settings: its own section, how to address
-    tracked links, and the secrets outbound webhooks are signed with."""
+    """What the scenario engine needs of the settings: its own section, and how to
+    address tracked links."""
     return EngineConfig(
         settings=settings.scenarios,
         links=Links(
             base_url=settings.tracking.public_base_url,
             secret=settings.tracking.secret.get_secret_value(),
         ),
-        webhook_secrets=settings.webhook_secrets_for,
     )
 
 

@@ -37,13 +37,20 @@ from cloud.scenarios.actions import (
 from cloud.scenarios.catalog import Catalog, LoadedScenario, TenantCatalog
 from cloud.scenarios.conditions import CustomerFacts, evaluate, matches_attributes
 from cloud.scenarios.facts import chunks, load_facts
+from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.models import (
     OPEN_STATUSES,
     Journey,
     JourneyLog,
     JourneyStatus,
 )
-from cloud.scenarios.sending import Links, StepResult, issue_coupon_step, send_step
+from cloud.scenarios.sending import (
+    Links,
+    StepResult,
+    cap_window,
+    issue_coupon_step,
+    send_step,
+)
 from cloud.scenarios.spec import (
     END,
     BranchStep,
@@ -76,8 +83,6 @@ MAX_STEPS_PER_RUN = 100
 class EngineConfig:
     settings: ScenarioSettings
     links: Links
-    #: The tenant's webhook signing secrets (outbound webhooks are signed with the first).
-    webhook_secrets: Callable[[str], list[str]] = lambda _tenant: []
 
 
 @dataclass(slots=True)
@@ -133,12 +138,20 @@ class _Run:
     now: datetime
     report: RunReport
     facts: _Facts
+    lookups: Lookups
     journal: list[tuple[Journey, str, str, str | None]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, session: Session, config: EngineConfig, now: datetime) -> _Run:
         return cls(session=session, config=config, now=now, report=RunReport(),
-                   facts=_Facts(session, now))
+                   facts=_Facts(session, now), lookups=Lookups(session, now=now))
+
+    def prepare_sends(self, journeys: Iterable[tuple[Journey, LoadedScenario]]) -> None:
+        """Load what send steps read for these journeys' customers, in one go."""
+        chosen = list(journeys)
+        caps = [cap for _journey, loaded in chosen for cap in loaded.spec.caps]
+        self.lookups.preload((journey.customer_id for journey, _loaded in chosen),
+                             sends_within=cap_window(self.config.settings, caps))
 
     def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
         journey.updated_at = self.now
@@ -451,6 +464,10 @@ class _Batch:
                 _advance(run, journey, start.scenario, as_of=start.trigger.occurred_at,
                          database=False)
         inserted = _insert_journeys(run.session, journeys)
+        run.prepare_sends(
+            (journey, start.scenario) for start, journey in zip(starts, journeys, strict=True)
+            if journey.entry_key in inserted and journey.status == JourneyStatus.RUNNING
+        )
         for start, journey in zip(starts, journeys, strict=True):
             if journey.entry_key not in inserted:
                 continue
@@ -597,6 +614,10 @@ def _wake_all(
     run: _Run, *, due: Sequence[Journey], catalogs: Mapping[str, TenantCatalog]
 ) -> None:
     run.facts.preload(journey.customer_id for journey in due)
+    run.prepare_sends(
+        (journey, loaded) for journey in due
+        if (loaded := catalogs[journey.tenant].scenarios.get(journey.scenario_key)) is not None
+    )
     for journey in due:
         run.report.woken += 1
         _wake(run, journey, catalogs[journey.tenant])
@@ -654,9 +675,6 @@ def _advance(
             return
         if not database and not isinstance(step, WaitStep | WaitForEventStep | BranchStep):
             return
-        customer_facts = run.facts.get(journey.customer_id)
-        if customer_facts is None:
-            return  # erased meanwhile
         SCENARIO_STEPS.labels(type=step.type).inc()
         if isinstance(step, WaitStep):
             _wait(journey, until=now + step.wait_for, step=step.next or _following(spec, step.id),
@@ -669,6 +687,11 @@ def _advance(
             journey.context = {**journey.context, "wait_since": as_of.isoformat()}
             run.log(journey, step.id, "waiting", f"for {step.event.value} until {journey.wake_at}")
             return
+        # Read only by the steps below (after an act they are reloaded: it may have
+        # changed them), so a journey that sends and then waits reloads nothing.
+        customer_facts = run.facts.get(journey.customer_id)
+        if customer_facts is None:
+            return  # erased meanwhile
         if isinstance(step, BranchStep):
             trigger = journey.context.get("trigger", {})
             taken = evaluate(step.condition, customer_facts, trigger, now)
@@ -693,7 +716,8 @@ def _act(
     session, config, now = run.session, run.config, run.now
     if isinstance(step, SendStep):
         return send_step(session, journey=journey, step=step, spec_caps=spec.caps, facts=facts,
-                         settings=config.settings, links=config.links, now=now)
+                         lookups=run.lookups, settings=config.settings, links=config.links,
+                         now=now)
     if isinstance(step, IssueCouponStep):
         return issue_coupon_step(session, journey=journey, step_id=step.id, choice=step.offer,
                                  coupon=step.coupon, facts=facts, now=now)

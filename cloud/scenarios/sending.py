@@ -18,24 +18,23 @@ never capped, and the messages it queues count towards no cap.
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
+from cloud.customers.models import ConsentChannel, Customer, DeviceKind
 from cloud.delivery.consent import latest_answers, refusal
 from cloud.delivery.queue import Outgoing, enqueue
-from cloud.messages.models import Message, MessageChannel
+from cloud.messages.models import MessageChannel
 from cloud.offers.crud import issue_coupon
 from cloud.offers.models import Coupon, Offer
-from cloud.places.storage import get_store
+from cloud.places.models import StoreRow
 from cloud.scenarios.conditions import CustomerFacts
-from cloud.scenarios.facts import NOT_SENT
+from cloud.scenarios.lookups import Lookups, RecentSend
 from cloud.scenarios.models import Journey
 from cloud.scenarios.offers import choose_offer
 from cloud.scenarios.schedule import zone_or_default
@@ -62,7 +61,6 @@ from cloud.templates import (
     Offer as OfferContext,
 )
 from cloud.templates.context import present_fields
-from cloud.templates.storage import load_template
 from cloud.tracking.tokens import new_tracking_token, tracked_link, unsubscribe_url
 
 CONSENT_FOR: dict[Channel, ConsentChannel] = {
@@ -109,11 +107,13 @@ def send_step(
     step: SendStep,
     spec_caps: Sequence[Cap],
     facts: CustomerFacts,
+    lookups: Lookups,
     settings: ScenarioSettings,
     links: Links,
     now: datetime,
 ) -> StepResult:
-    """Run one send step for `journey`; see the module docstring for the order of checks."""
+    """Run one send step for `journey`; see the module docstring for the order of checks.
+    What it reads besides the offer comes from `lookups` (loaded once for the batch)."""
     assert journey.id is not None
     override = step.variants.get(journey.variant or "") if journey.variant else None
     template_key = (override.template if override and override.template else step.template)
@@ -128,24 +128,21 @@ def send_step(
         if offer is None:
             return StepResult("no_offer", _describe_choice(offer_choice))
 
-    customer = session.get(Customer, journey.customer_id)
+    customer = lookups.customer(journey.customer_id)
     if customer is None:
         return StepResult("no_customer")
     channel, refusal = _pick_channel(
-        session, step=step, journey=journey, customer=customer, facts=facts
+        session, step=step, journey=journey, customer=customer, facts=facts, lookups=lookups
     )
     if channel is None:
         return StepResult(refusal or "no_channel", ", ".join(c.value for c in step.channels))
     if not step.transactional:
-        capped = _capped(session, journey=journey, channel=channel, scenario_caps=spec_caps,
+        capped = _capped(lookups, journey=journey, channel=channel, scenario_caps=spec_caps,
                          settings=settings, now=now)
         if capped is not None:
             return StepResult("capped", capped)
 
-    template = load_template(
-        session, tenant=journey.tenant, key=template_key, channel=channel,
-        locale=customer.locale,
-    )
+    template = lookups.template(journey.tenant, template_key, channel, customer.locale)
     if template is None:
         return StepResult("no_template", f"{template_key} ({channel.value})")
 
@@ -156,10 +153,12 @@ def send_step(
         if coupon is None:
             return StepResult("offer_exhausted", offer.key)
 
-    zone = customer_zone(session, customer=customer, journey=journey, settings=settings)
+    store = _store(lookups, journey)
+    zone = zone_or_default(customer.time_zone or (store.time_zone if store else None),
+                           settings.default_time_zone)
     token = links.token(key)
     context = _context(
-        session, customer=customer, journey=journey, offer=offer, coupon=coupon, zone=zone,
+        store, customer=customer, journey=journey, offer=offer, coupon=coupon, zone=zone,
         link=links.click(token), unsubscribe=links.unsubscribe(token), settings=settings,
     )
     missing = sorted(template.fields - present_fields(context))
@@ -187,6 +186,9 @@ def send_step(
     ))
     if message_id is None:
         return StepResult("duplicate", key)
+    if not step.transactional:
+        lookups.record_send(journey.customer_id, RecentSend(now, channel.value,
+                                                            journey.scenario_key))
     _remember(journey, offer=offer, coupon=coupon, message_id=message_id)
     held = not_before > now
     detail = f"{channel.value}" + (f", held until {not_before.isoformat()}" if held else "")
@@ -234,7 +236,7 @@ def _remember(journey: Journey, *, offer: Offer | None, coupon: Coupon | None,
 
 def _pick_channel(
     session: Session, *, step: SendStep, journey: Journey, customer: Customer,
-    facts: CustomerFacts,
+    facts: CustomerFacts, lookups: Lookups,
 ) -> tuple[Channel | None, str | None]:
     """The first channel of the step's list the customer may and can be reached on."""
     location = journey.entry_kind in {kind.value for kind in LOCATION_KINDS}
@@ -253,44 +255,23 @@ def _pick_channel(
                 continue
         elif CONSENT_FOR[channel] not in facts.consents:
             continue
-        if has_address(session, customer=customer, channel=channel):
+        if has_address(lookups, customer=customer, channel=channel):
             return channel, None
         refused = "no_address"
     return None, refused
 
 
-def has_address(session: Session, *, customer: Customer, channel: Channel) -> bool:
+def has_address(lookups: Lookups, *, customer: Customer, channel: Channel) -> bool:
     if channel is Channel.EMAIL:
         return bool(customer.email)
     if channel is Channel.SMS:
         return bool(customer.phone)
-    found = session.exec(
-        select(Device.id).where(
-            Device.customer_id == customer.id, Device.kind == DEVICE_FOR[channel],
-            col(Device.active),
-        ).limit(1)
-    ).first()
-    return found is not None
-
-
-def _sent_since(
-    session: Session, *, customer_id: int, since: datetime, channel: Channel | None = None,
-    scenario: str | None = None,
-) -> int:
-    query = select(func.count()).select_from(Message).where(
-        Message.customer_id == customer_id, col(Message.created_at) > since,
-        col(Message.status).not_in(sorted(NOT_SENT)),
-        col(Message.transactional).is_(False),  # consent requests are not marketing
-    )
-    if channel is not None:
-        query = query.where(Message.channel == channel.value)
-    if scenario is not None:
-        query = query.where(Message.scenario == scenario)
-    return int(session.exec(query).one())
+    assert customer.id is not None
+    return lookups.has_device(customer.id, DEVICE_FOR[channel])
 
 
 def _capped(
-    session: Session, *, journey: Journey, channel: Channel, scenario_caps: Sequence[Cap],
+    lookups: Lookups, *, journey: Journey, channel: Channel, scenario_caps: Sequence[Cap],
     settings: ScenarioSettings, now: datetime,
 ) -> str | None:
     """Which cap this send would break, if any (rolling windows ending now)."""
@@ -298,28 +279,28 @@ def _capped(
         (cap for name, cap in settings.channel_caps.items() if name == channel.value), None
     )
     if channel_cap is not None:
-        sent = _sent_since(session, customer_id=journey.customer_id,
-                           since=now - channel_cap.per, channel=channel)
+        sent = lookups.sent_since(journey.customer_id, now - channel_cap.per,
+                                  channel=channel.value)
         if sent >= channel_cap.max:
             return f"{channel.value}: {sent} of {channel_cap.max} per {channel_cap.per}"
     for cap in scenario_caps:
-        sent = _sent_since(session, customer_id=journey.customer_id, since=now - cap.per,
-                           scenario=journey.scenario_key)
+        sent = lookups.sent_since(journey.customer_id, now - cap.per,
+                                  scenario=journey.scenario_key)
         if sent >= cap.max:
             return f"scenario: {sent} of {cap.max} per {cap.per}"
     return None
 
 
-def customer_zone(session: Session, *, customer: Customer, journey: Journey,
-                  settings: ScenarioSettings) -> zoneinfo.ZoneInfo:
-    """The customer's clock: their own zone, else the store's the journey is about, else
-    the deployment's default."""
-    name = customer.time_zone
-    store_key = journey.context.get("trigger", {}).get("store")
-    if name is None and isinstance(store_key, str):
-        store = get_store(session, tenant=journey.tenant, key=store_key)
-        name = store.time_zone if store is not None else None
-    return zone_or_default(name, settings.default_time_zone)
+def cap_window(settings: ScenarioSettings, caps: Iterable[Cap]) -> timedelta:
+    """The longest window any cap of a batch looks back over."""
+    return max([*(cap.per for cap in settings.channel_caps.values()),
+                *(cap.per for cap in caps)], default=timedelta(0))
+
+
+def _store(lookups: Lookups, journey: Journey) -> StoreRow | None:
+    """The store the journey is about (a visit's), if any."""
+    key = journey.context.get("trigger", {}).get("store")
+    return lookups.store(journey.tenant, key) if isinstance(key, str) else None
 
 
 def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings) -> datetime:
@@ -345,7 +326,7 @@ def in_window(clock: time, start: time, end: time) -> bool:
 
 
 def _context(
-    session: Session, *, customer: Customer, journey: Journey, offer: Offer | None,
+    store: StoreRow | None, *, customer: Customer, journey: Journey, offer: Offer | None,
     coupon: Coupon | None, zone: zoneinfo.ZoneInfo, link: str, unsubscribe: str,
     settings: ScenarioSettings,
 ) -> PersonalisationContext:
@@ -360,7 +341,6 @@ def _context(
     }
     store_key = journey.context.get("trigger", {}).get("store")
     if isinstance(store_key, str):
-        store = get_store(session, tenant=journey.tenant, key=store_key)
         values["store"] = Store(name=(store.name if store is not None else store_key)[:60])
     if offer is not None:
         values["product"] = Product(

@@ -35,8 +35,8 @@ class ScenarioWorker:
         now: Callable[[], datetime],
         on_queued: Callable[[list[int]], None] | None = None,
     ) -> None:
-        """`on_queued` is called after a round that queued messages (with their ids) or
-        webhooks to the shop: the delivery worker sends both."""
+        """`on_queued` is called after each committed batch that queued messages (with
+        their ids) or webhooks to the shop: the delivery worker sends both."""
         self._engine = engine
         self._config = config
         self._now = now
@@ -52,7 +52,9 @@ class ScenarioWorker:
         return self._config.settings
 
     def run_once(self, *, calendar: bool = True) -> RunReport:
-        """One full round at the clock's current time; returns what it did."""
+        """One full round; returns what it did. Each batch reads the clock afresh (a
+        round working through a backlog must not stamp its last batch with the time of
+        its first) and hands what it queued to delivery as soon as it is committed."""
         report = RunReport()
         now = self._now()
         if calendar:
@@ -60,30 +62,24 @@ class ScenarioWorker:
         with session_scope(self._engine) as session:
             due_geofence_dwells(session, now=now)
             session.commit()
-        while True:
-            with session_scope(self._engine) as session:
-                batch = process_triggers(
-                    session, catalog=self.catalog, config=self._config, now=now,
-                    limit=self.settings.trigger_batch,
-                )
-                session.commit()
-            report.add(batch)
-            if batch.triggers < self.settings.trigger_batch:
-                break
-        while True:
-            with session_scope(self._engine) as session:
-                woken = wake_due_journeys(
-                    session, catalog=self.catalog, config=self._config, now=now,
-                    limit=self.settings.trigger_batch,
-                )
-                session.commit()
-            report.add(woken)
-            if woken.woken < self.settings.trigger_batch:
-                break
+        for step in (process_triggers, wake_due_journeys):
+            while True:
+                with session_scope(self._engine) as session:
+                    batch = step(session, catalog=self.catalog, config=self._config,
+                                 now=self._now(), limit=self.settings.trigger_batch)
+                    session.commit()
+                report.add(batch)
+                self._hand_over(batch)
+                # A batch short of the limit means nothing more was due (one of the two
+                # counts is always zero: a batch either handles triggers or wakes timers).
+                if batch.triggers + batch.woken < self.settings.trigger_batch:
+                    break
         self.totals.add(report)
-        if (report.queued or report.webhooks) and self._on_queued is not None:
-            self._on_queued(report.queued)
         return report
+
+    def _hand_over(self, batch: RunReport) -> None:
+        if (batch.queued or batch.webhooks) and self._on_queued is not None:
+            self._on_queued(batch.queued)
 
     def record_calendar(self, now: datetime) -> int:
         """Birthday and inactivity triggers for every tenant with scenarios on them."""

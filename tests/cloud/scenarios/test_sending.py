@@ -17,6 +17,7 @@ from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, Cust
 from cloud.db import session_scope
 from cloud.messages.models import Message
 from cloud.scenarios.conditions import CustomerFacts
+from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.scenarios.sending import Links, StepResult, hold_until, in_window, send_step
 from cloud.scenarios.spec import Cap, SendStep
@@ -141,13 +142,16 @@ def journey(session: Session, customer_id: int, name: str) -> Journey:
 
 
 def send(session: Session, row: Journey, step: str, *, transactional: bool,
-         consents: frozenset[ConsentChannel] = frozenset(), at: datetime = NOON) -> StepResult:
+         consents: frozenset[ConsentChannel] = frozenset(), at: datetime = NOON,
+         lookups: Lookups | None = None) -> StepResult:
+    """One send step, in a batch of its own unless `lookups` (a batch's) is given."""
     result = send_step(
         session, journey=row, now=at, settings=TIGHT, links=LINKS, spec_caps=SCENARIO_CAPS,
         step=SendStep(id=step, type="send", channels=["email"], template="mail",
                       transactional=transactional),
         facts=CustomerFacts(customer_id=row.customer_id, tenant=TENANT, profile={},
                             consents=consents),
+        lookups=lookups or Lookups(session, now=at),
     )
     session.commit()
     return result
@@ -197,3 +201,18 @@ def test_a_consent_request_needs_no_consent_but_stops_at_a_no_given_since(
     session.commit()
     assert send(session, again, "confirm", transactional=True,
                 at=NOON + timedelta(days=3)).outcome == "queued"
+
+
+def test_caps_count_what_the_same_batch_queued(session: Session) -> None:
+    juan = customer(session, ConsentChannel.EMAIL)
+    welcome, again = journey(session, juan, "welcome"), journey(session, juan, "again")
+    granted = frozenset({ConsentChannel.EMAIL})
+    batch = Lookups(session, now=NOON)
+    batch.preload([juan], sends_within=timedelta(days=7))
+
+    assert send(session, welcome, "welcome", transactional=False, consents=granted,
+                lookups=batch).outcome == "queued"
+    # Read once for the batch, before the first send: the second is capped all the same.
+    capped = send(session, again, "welcome", transactional=False, consents=granted,
+                  lookups=batch)
+    assert capped.outcome == "capped"

@@ -1,0 +1,142 @@
+"""What send steps read, loaded once for a batch of journeys rather than once per send.
+
+A batch that starts a few hundred journeys whose first step sends would otherwise ask
+the database, for every send, for the customer, whether they have a device, how many
+messages they had lately (the caps), the template and the store. `Lookups` answers from
+a handful of queries per batch. What the batch itself queues is counted as it goes
+(`record_send`), so the caps see it without reading it back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from cloud.customers.models import Customer, Device, DeviceKind
+from cloud.messages.models import Message
+from cloud.places.models import StoreRow
+from cloud.places.storage import get_store
+from cloud.scenarios.facts import NOT_SENT, chunks
+from cloud.templates import Channel, Template
+from cloud.templates.storage import load_template
+
+
+@dataclass(frozen=True, slots=True)
+class RecentSend:
+    """A marketing message queued for a customer, as the caps count it."""
+
+    created_at: datetime
+    channel: str
+    scenario: str | None
+
+
+class Lookups:
+    """Customers, their device kinds and recent sends for the customers of a batch; stores
+    and templates as asked for. One per attempt at a batch: what it holds is read in the
+    batch's transaction and dropped with it."""
+
+    def __init__(self, session: Session, *, now: datetime) -> None:
+        self._session, self._now = session, now
+        self._customers: dict[int, Customer | None] = {}
+        self._device_kinds: dict[int, set[str]] = {}
+        #: Each loaded customer's sends since `_since[customer]`, oldest first.
+        self._sends: dict[int, list[RecentSend]] = {}
+        self._since: dict[int, datetime] = {}
+        self._stores: dict[tuple[str, str], StoreRow | None] = {}
+        self._templates: dict[tuple[str, str, Channel, str | None], Template | None] = {}
+
+    def preload(self, customer_ids: Iterable[int], *, sends_within: timedelta) -> None:
+        """Load customers, device kinds and the sends of the last `sends_within` (the
+        longest cap window the batch may check) for those not loaded yet."""
+        missing = sorted({cid for cid in customer_ids if cid not in self._customers})
+        for chunk in chunks(missing):
+            self._load(chunk, since=self._now - sends_within)
+
+    def _load(self, ids: Sequence[int], *, since: datetime) -> None:
+        session = self._session
+        found = {row.id: row for row in session.exec(
+            select(Customer).where(col(Customer.id).in_(ids))
+        )}
+        kinds: dict[int, set[str]] = defaultdict(set)
+        for customer_id, kind in session.exec(
+            select(Device.customer_id, Device.kind)
+            .where(col(Device.customer_id).in_(ids), col(Device.active)).distinct()
+        ):
+            kinds[customer_id].add(str(kind))
+        sends: dict[int, list[RecentSend]] = defaultdict(list)
+        for customer_id, created_at, channel, scenario in session.exec(
+            select(Message.customer_id, Message.created_at, Message.channel, Message.scenario)
+            .where(col(Message.customer_id).in_(ids), col(Message.created_at) > since,
+                   col(Message.status).not_in(sorted(NOT_SENT)),
+                   col(Message.transactional).is_(False))  # consent requests are not capped
+            .order_by(col(Message.created_at))
+        ):
+            sends[customer_id].append(RecentSend(created_at, str(channel), scenario))
+        for customer_id in ids:
+            self._customers[customer_id] = found.get(customer_id)
+            self._device_kinds[customer_id] = kinds.get(customer_id, set())
+            self._sends[customer_id] = sends.get(customer_id, [])
+            self._since[customer_id] = since
+
+    def customer(self, customer_id: int) -> Customer | None:
+        if customer_id not in self._customers:
+            self.preload([customer_id], sends_within=timedelta(0))
+        return self._customers[customer_id]
+
+    def has_device(self, customer_id: int, kind: DeviceKind) -> bool:
+        self.customer(customer_id)
+        return kind.value in self._device_kinds[customer_id]
+
+    def sent_since(
+        self, customer_id: int, since: datetime, *, channel: str | None = None,
+        scenario: str | None = None,
+    ) -> int:
+        """Marketing messages queued for the customer after `since` (on `channel`, from
+        `scenario`), this batch's included."""
+        self.customer(customer_id)
+        if since < self._since[customer_id]:  # a longer window than preloaded: ask
+            return self._count(customer_id, since, channel=channel, scenario=scenario)
+        return sum(
+            1 for send in self._sends[customer_id]
+            if send.created_at > since
+            and (channel is None or send.channel == channel)
+            and (scenario is None or send.scenario == scenario)
+        )
+
+    def _count(
+        self, customer_id: int, since: datetime, *, channel: str | None, scenario: str | None
+    ) -> int:
+        query = select(Message.id).where(
+            Message.customer_id == customer_id, col(Message.created_at) > since,
+            col(Message.status).not_in(sorted(NOT_SENT)), col(Message.transactional).is_(False),
+        )
+        if channel is not None:
+            query = query.where(Message.channel == channel)
+        if scenario is not None:
+            query = query.where(Message.scenario == scenario)
+        return len(self._session.exec(query).all())
+
+    def record_send(self, customer_id: int, send: RecentSend) -> None:
+        """A marketing message this batch queued (already in the database, so a customer
+        loaded later reads it there: only loaded customers are told)."""
+        if customer_id in self._sends:
+            self._sends[customer_id].append(send)
+
+    def store(self, tenant: str, key: str) -> StoreRow | None:
+        if (tenant, key) not in self._stores:
+            self._stores[(tenant, key)] = get_store(self._session, tenant=tenant, key=key)
+        return self._stores[(tenant, key)]
+
+    def template(
+        self, tenant: str, key: str, channel: Channel, locale: str | None
+    ) -> Template | None:
+        wanted = (tenant, key, channel, locale)
+        if wanted not in self._templates:
+            self._templates[wanted] = load_template(
+                self._session, tenant=tenant, key=key, channel=channel, locale=locale
+            )
+        return self._templates[wanted]
