@@ -26,10 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as core_select
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from cloud.db import UtcDateTime
 from cloud.delivery.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
@@ -255,6 +256,49 @@ def mark_sent(
     if delivered:
         values["delivered_at"] = now
     return _settle(session, claim, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A claim whose message the provider accepted."""
+
+    claim: Claim
+    provider_message_id: str | None
+    #: The provider's acceptance is delivery (Web Push: the push service holds it).
+    delivered: bool
+
+
+#: `mark_sent` for many claims: one statement executed for each (the driver pipelines
+#: them: one round trip for a round's messages, not one per message).
+_MARK_SENT = (
+    update(MESSAGE_TABLE)
+    .where(
+        MESSAGE_TABLE.c.id == bindparam("claimed_id"),
+        MESSAGE_TABLE.c.status == MessageStatus.PENDING.value,
+        MESSAGE_TABLE.c.attempts == bindparam("claimed_attempt"),
+    )
+    .values(
+        status=bindparam("new_status"), sent_at=bindparam("sent"),
+        provider_message_id=bindparam("provider_id"), error_code=None,
+        delivered_at=func.coalesce(bindparam("delivered", type_=UtcDateTime),
+                                   MESSAGE_TABLE.c.delivered_at),
+    )
+)
+
+
+def mark_sent_many(session: Session, *, accepted: Sequence[Accepted], now: datetime) -> int:
+    """`mark_sent` for each of `accepted`; returns how many claims still held (the others
+    were taken over by another worker after their lease ran out)."""
+    if not accepted:
+        return 0
+    result = session.connection().execute(_MARK_SENT, [
+        {"claimed_id": item.claim.message_id, "claimed_attempt": item.claim.attempt,
+         "new_status": (MessageStatus.DELIVERED if item.delivered else MessageStatus.SENT).value,
+         "sent": now, "provider_id": item.provider_message_id,
+         "delivered": now if item.delivered else None}
+        for item in accepted
+    ])
+    return int(result.rowcount)
 
 
 def mark_final(

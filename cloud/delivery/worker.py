@@ -47,12 +47,14 @@ from cloud.delivery.push import PushMessage, PushSender, SendResult
 from cloud.delivery.queue import (
     LEASE,
     MAX_ATTEMPTS,
+    Accepted,
     Claim,
     claim_due,
     expire_due,
     mark_final,
     mark_retry,
     mark_sent,
+    mark_sent_many,
     queued_messages,
     retry_at,
 )
@@ -587,31 +589,39 @@ class DeliveryWorker:
                 )
         session.flush()
         messages = queued_messages(session, ids=[claim.message_id for claim in by_claim])
+        reached: list[Accepted] = []
         for claim, entries in by_claim.items():
             message = messages.get(claim.message_id)
             if message is None:
                 continue
-            self._settle(session, claim, message, entries, now=now)
+            accepted = self._settle(session, claim, message, entries, now=now)
+            if accepted is not None:
+                reached.append(accepted)
+        held = mark_sent_many(session, accepted=reached, now=now)
+        if held < len(reached):
+            log.warning("%d sent messages were claimed by another worker meanwhile",
+                        len(reached) - held)
 
     def _settle(
         self, session: Session, claim: Claim, message: Message, entries: Sequence[_Sent],
         *, now: datetime,
-    ) -> None:
+    ) -> Accepted | None:
         """Reached on any address: sent (the customer has it; the other devices are not
-        tried again). Else retried if any address may still work, else failed."""
+        tried again): returned, to be marked with the round's others. Else retried if any
+        address may still work, else failed."""
         channel = MessageChannel(message.channel)
         results = [entry.result for entry in entries]
         accepted = [result for result in results if result.ok]
         if accepted:
-            if mark_sent(
-                session, claim=claim, provider_message_id=accepted[0].provider_message_id,
-                delivered=channel is MessageChannel.WEB_PUSH, now=now,
-            ) and channel is MessageChannel.SMS and accepted[0].provider_message_id:
-                apply_stored_receipt(
-                    session, provider_message_id=accepted[0].provider_message_id, now=now
-                )
             _count(channel, "sent")
-            return
+            provider_id = accepted[0].provider_message_id
+            if channel is MessageChannel.SMS and provider_id:
+                # A receipt may have come before this record: marked now, so it applies.
+                if mark_sent(session, claim=claim, provider_message_id=provider_id,
+                             delivered=False, now=now):
+                    apply_stored_receipt(session, provider_message_id=provider_id, now=now)
+                return None
+            return Accepted(claim, provider_id, delivered=channel is MessageChannel.WEB_PUSH)
         outcomes = [classify(result) for result in results]
         retryable = [
             result for result, outcome in zip(results, outcomes, strict=True)
@@ -625,10 +635,11 @@ class DeliveryWorker:
                 configuration=all(classify(r) is AttemptOutcome.CONFIGURATION for r in retryable),
                 now=now,
             )
-            return
+            return None
         code = results[0].error_code or "UNKNOWN"
         mark_final(session, claim=claim, status=MessageStatus.FAILED, error_code=code)
         _count(channel, "failed")
+        return None
 
     def _retry_or_fail(
         self, session: Session, claim: Claim, message: Message, *, code: str,

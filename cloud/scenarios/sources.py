@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlmodel import Session
 
@@ -18,7 +19,7 @@ from cloud.commerce.models import (
 from cloud.customers.crud import customers_for_pseudonyms
 from cloud.customers.models import DeviceKind
 from cloud.scenarios.facts import lifetime_spend
-from cloud.scenarios.triggers import TriggerKind, record_trigger
+from cloud.scenarios.triggers import TriggerKind, record_trigger, record_triggers, trigger_row
 from shared.presence import PresenceEvent, PseudonymScope, Transition
 
 WEBHOOK_KINDS: dict[CommerceEventType, TriggerKind] = {
@@ -85,7 +86,7 @@ def record_presence_triggers(
     """A trigger per presence transition of a device linked to a customer; returns how
     many. Daily (unlinkable) pseudonyms never belong to a customer and are skipped."""
     stable = [event for event in events if event.scope is PseudonymScope.STABLE]
-    recorded = 0
+    rows: list[dict[str, Any]] = []
     for tenant in sorted({event.tenant for event in stable}):
         of_tenant = [event for event in stable if event.tenant == tenant]
         owners = customers_for_pseudonyms(
@@ -96,15 +97,13 @@ def record_presence_triggers(
             if customer_id is None:
                 continue
             when = event.first_seen if event.transition is Transition.ENTER else event.last_seen
-            found = record_trigger(
-                session, tenant=tenant, customer_id=customer_id,
-                kind=PRESENCE_KINDS[event.transition], occurred_at=when,
-                source_key=f"presence:{event.event_id}", now=now,
+            rows.append(trigger_row(
+                tenant=tenant, customer_id=customer_id, kind=PRESENCE_KINDS[event.transition],
+                occurred_at=when, source_key=f"presence:{event.event_id}", now=now,
                 attributes={"store": event.store, "zone": event.zone,
                             "gateway": event.gateway, "dwell_s": event.dwell_s},
-            )
-            recorded += found is not None
-    return recorded
+            ))
+    return record_triggers(session, rows)
 
 
 def record_signup(session: Session, *, tenant: str, customer_id: int, now: datetime) -> None:

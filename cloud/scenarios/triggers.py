@@ -8,7 +8,7 @@ the cause and the engine loses nothing: the engine picks up every unprocessed ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel
 
+from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
 from cloud.presence.store import dialect_insert
 
@@ -87,6 +88,33 @@ class Trigger(SQLModel, table=True):
 TRIGGER_TABLE: Table = SQLModel.metadata.tables[Trigger.__tablename__]
 
 
+def trigger_row(
+    *,
+    tenant: str,
+    customer_id: int,
+    kind: TriggerKind,
+    occurred_at: datetime,
+    source_key: str,
+    now: datetime,
+    attributes: Mapping[str, JsonValue] | None = None,
+) -> dict[str, Any]:
+    """A `scenario_trigger` row, for `record_triggers`."""
+    return {
+        "tenant": tenant, "customer_id": customer_id, "kind": kind.value,
+        "occurred_at": occurred_at, "recorded_at": now, "source_key": source_key[:255],
+        "attributes": dict(attributes or {}), "processed_at": None,
+    }
+
+
+def record_triggers(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Record many triggers (`trigger_row`s) in one statement; returns how many were new
+    (a cause recorded before is skipped, as `record_trigger` skips it)."""
+    return len(insert_rows(
+        session.connection(), TRIGGER_TABLE, rows,
+        skip_conflicts_on=["tenant", "source_key"], returning=[TRIGGER_TABLE.c.id],
+    ))
+
+
 def record_trigger(
     session: Session,
     *,
@@ -102,12 +130,11 @@ def record_trigger(
     `source_key` was recorded before (a replayed cause)."""
     statement = (
         dialect_insert(session, TRIGGER_TABLE)
-        .values(
-            tenant=tenant, customer_id=customer_id, kind=kind.value, occurred_at=occurred_at,
-            recorded_at=now, source_key=source_key[:255], attributes=dict(attributes or {}),
-        )
         .on_conflict_do_nothing(index_elements=["tenant", "source_key"])
         .returning(TRIGGER_TABLE.c.id)
     )
-    row = session.connection().execute(statement).first()
+    row = session.connection().execute(statement, trigger_row(
+        tenant=tenant, customer_id=customer_id, kind=kind, occurred_at=occurred_at,
+        source_key=source_key, now=now, attributes=attributes,
+    )).first()
     return None if row is None else int(row[0])
