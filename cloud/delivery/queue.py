@@ -30,11 +30,11 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
 from cloud.delivery.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
-from cloud.presence.store import dialect_insert
 from cloud.templates.rendering import Rendered
 from cloud.tracking.tokens import TOKEN_RE
 
@@ -102,36 +102,76 @@ def enqueue(session: Session, *, outgoing: Outgoing, now: datetime) -> int | Non
     a malformed token, reserved data keys, naive times, a transactional message carrying
     an offer).
     """
-    _check(outgoing)
+    batch = MessageBatch()
+    pending = batch.add(outgoing, now=now)
+    batch.write(session)
+    return pending.id
+
+
+@dataclass(slots=True)
+class PendingMessage:
+    """A message added to a `MessageBatch`: `id` is set when the batch is written, and
+    stays None if its idempotency key was taken."""
+
+    idempotency_key: str
+    customer_id: int
+    id: int | None = None
+
+
+class MessageBatch:
+    """Messages decided in one transaction, inserted together (one statement, not one per
+    message) when `write` is called, in the same transaction."""
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, object]] = []
+        self._pending: list[PendingMessage] = []
+
+    def add(self, outgoing: Outgoing, *, now: datetime) -> PendingMessage:
+        """Check and keep one message (ValueError as for `enqueue`)."""
+        _check(outgoing)
+        self._rows.append(_message_row(outgoing, now=now))
+        pending = PendingMessage(outgoing.idempotency_key, outgoing.customer_id)
+        self._pending.append(pending)
+        return pending
+
+    def holds_for(self, customer_id: int) -> bool:
+        return any(pending.customer_id == customer_id for pending in self._pending)
+
+    def write(self, session: Session) -> list[PendingMessage]:
+        """Insert what was added; returns those messages, with ids where stored. A key
+        taken before (or twice in the batch) stores nothing: its id stays None."""
+        rows, pending = self._rows, self._pending
+        self._rows, self._pending = [], []
+        stored = dict(insert_rows(
+            session.connection(), MESSAGE_TABLE, rows, skip_conflicts_on=["idempotency_key"],
+            returning=[MESSAGE_TABLE.c.idempotency_key, MESSAGE_TABLE.c.id],
+        ))
+        for message in pending:
+            found = stored.pop(message.idempotency_key, None)
+            message.id = None if found is None else int(found)
+        return pending
+
+
+def _message_row(outgoing: Outgoing, *, now: datetime) -> dict[str, object]:
     title, body = summary(outgoing.content)
     status = MessageStatus.HELD if outgoing.not_before > now else MessageStatus.PENDING
-    row = session.connection().execute(
-        # The values go as parameters, not into the statement: one compiled statement
-        # serves every message (building a 30-column VALUES clause per message cost
-        # more than the insert).
-        dialect_insert(session, MESSAGE_TABLE)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(MESSAGE_TABLE.c.id),
-        {
-            "tenant": outgoing.tenant, "customer_id": outgoing.customer_id,
-            "channel": outgoing.channel.value, "rule": outgoing.rule[:64],
-            "store": outgoing.store, "transactional": outgoing.transactional,
-            "idempotency_key": outgoing.idempotency_key, "status": status.value,
-            "title": title[:200], "body": body,
-            "content": content_json(
-                outgoing.content, data=outgoing.data, token=outgoing.tracking_token
-            ),
-            "created_at": now, "not_before": outgoing.not_before,
-            "next_attempt_at": outgoing.not_before, "expires_at": outgoing.expires_at,
-            "scenario": outgoing.scenario, "step": outgoing.step,
-            "journey_id": outgoing.journey_id, "variant": outgoing.variant,
-            "offer_id": outgoing.offer_id, "coupon_id": outgoing.coupon_id,
-            "product_sku": outgoing.product_sku, "product_category": outgoing.product_category,
-            "target_url": outgoing.target_url, "tracking_token": outgoing.tracking_token,
-            "attempts": 0,
-        },
-    ).first()
-    return None if row is None else int(row[0])
+    return {
+        "tenant": outgoing.tenant, "customer_id": outgoing.customer_id,
+        "channel": outgoing.channel.value, "rule": outgoing.rule[:64],
+        "store": outgoing.store, "transactional": outgoing.transactional,
+        "idempotency_key": outgoing.idempotency_key, "status": status.value,
+        "title": title[:200], "body": body,
+        "content": content_json(outgoing.content, data=outgoing.data,
+                                token=outgoing.tracking_token),
+        "created_at": now, "not_before": outgoing.not_before,
+        "next_attempt_at": outgoing.not_before, "expires_at": outgoing.expires_at,
+        "scenario": outgoing.scenario, "step": outgoing.step,
+        "journey_id": outgoing.journey_id, "variant": outgoing.variant,
+        "offer_id": outgoing.offer_id, "coupon_id": outgoing.coupon_id,
+        "product_sku": outgoing.product_sku, "product_category": outgoing.product_category,
+        "target_url": outgoing.target_url, "tracking_token": outgoing.tracking_token,
+        "attempts": 0,
+    }
 
 
 def _check(outgoing: Outgoing) -> None:

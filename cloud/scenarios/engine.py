@@ -26,6 +26,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from cloud.bulk import insert_rows
 from cloud.customers.models import Customer
+from cloud.delivery.queue import MessageBatch, PendingMessage
 from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
 from cloud.scenarios.actions import (
     WEBHOOK_QUEUED,
@@ -140,11 +141,40 @@ class _Run:
     facts: _Facts
     lookups: Lookups
     journal: list[tuple[Journey, str, str, str | None]] = field(default_factory=list)
+    messages: MessageBatch = field(default_factory=MessageBatch)
+    #: Messages queued but not written yet: their journey and their line in the journal.
+    queued: list[tuple[PendingMessage, Journey, int]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, session: Session, config: EngineConfig, now: datetime) -> _Run:
         return cls(session=session, config=config, now=now, report=RunReport(),
                    facts=_Facts(session, now), lookups=Lookups(session, now=now))
+
+    def facts_of(self, customer_id: int) -> CustomerFacts | None:
+        """The customer's facts, with the messages queued for them written first (a
+        condition may ask about them)."""
+        if self.messages.holds_for(customer_id):
+            self.write_messages()
+        return self.facts.get(customer_id)
+
+    def queue(self, message: PendingMessage, journey: Journey) -> None:
+        """A message a step of `journey` queued, logged as its journal's last line."""
+        self.queued.append((message, journey, len(self.journal) - 1))
+
+    def write_messages(self) -> None:
+        """Insert the queued messages; each stored one joins its journey's context and
+        the report, a refused one (its key taken before) turns its line into a
+        duplicate."""
+        self.messages.write(self.session)
+        for message, journey, line in self.queued:
+            if message.id is None:
+                logged, step, _outcome, _detail = self.journal[line]
+                self.journal[line] = (logged, step, "duplicate", message.idempotency_key)
+                continue
+            self.report.queued.append(message.id)
+            journey.context = {**journey.context,
+                               "messages": [*journey.context.get("messages", []), message.id]}
+        self.queued.clear()
 
     def prepare_sends(self, journeys: Iterable[tuple[Journey, LoadedScenario]]) -> None:
         """Load what send steps read for these journeys' customers, in one go."""
@@ -245,6 +275,7 @@ def _attempt(
     try:
         with session.begin_nested():
             work(run)
+            run.write_messages()
             run.write_journal()
     except Exception:
         log.exception("scenario work failed; rolled back")
@@ -420,7 +451,7 @@ class _Batch:
             last = self._last_entry.get((scenario.key, customer_id))
             if last is not None and last > self._run.now - entry.cooldown:
                 return False
-        customer_facts = self._run.facts.get(customer_id)
+        customer_facts = self._run.facts_of(customer_id)
         if customer_facts is None:
             return False  # erased meanwhile
         conditions = scenario.spec.conditions
@@ -689,7 +720,7 @@ def _advance(
             return
         # Read only by the steps below (after an act they are reloaded: it may have
         # changed them), so a journey that sends and then waits reloads nothing.
-        customer_facts = run.facts.get(journey.customer_id)
+        customer_facts = run.facts_of(journey.customer_id)
         if customer_facts is None:
             return  # erased meanwhile
         if isinstance(step, BranchStep):
@@ -701,8 +732,8 @@ def _advance(
             continue
         result = _act(run, journey=journey, step=step, spec=spec, facts=customer_facts)
         run.log(journey, step.id, result.outcome, result.detail)
-        if result.message_id is not None:
-            run.report.queued.append(result.message_id)
+        if result.message is not None:
+            run.queue(result.message, journey)
         run.facts.forget(journey.customer_id)
         if result.outcome == WEBHOOK_QUEUED:
             run.report.webhooks += 1
@@ -716,8 +747,8 @@ def _act(
     session, config, now = run.session, run.config, run.now
     if isinstance(step, SendStep):
         return send_step(session, journey=journey, step=step, spec_caps=spec.caps, facts=facts,
-                         lookups=run.lookups, settings=config.settings, links=config.links,
-                         now=now)
+                         lookups=run.lookups, messages=run.messages, settings=config.settings,
+                         links=config.links, now=now)
     if isinstance(step, IssueCouponStep):
         return issue_coupon_step(session, journey=journey, step_id=step.id, choice=step.offer,
                                  coupon=step.coupon, facts=facts, now=now)

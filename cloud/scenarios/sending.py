@@ -7,7 +7,8 @@ and an address; the frequency caps (per channel, and the scenario's own); the te
 for the customer's language with every field it needs; quiet hours on the customer's
 clock (held until they end, not dropped); and an idempotency key made of journey and step,
 so a step run twice (a replayed trigger, a worker that died before committing) queues
-one message. Every decision, sent or not, is written to the journey log.
+one message. Every decision, sent or not, is written to the journey log. Messages are
+inserted with the rest of their batch's (`MessageBatch`), in its transaction.
 
 A transactional step (a request for consent itself: the double opt-in email) needs no
 marketing consent on the channel, only no "no" since the journey began (the rule is
@@ -28,7 +29,7 @@ from sqlmodel import Session
 
 from cloud.customers.models import ConsentChannel, Customer, DeviceKind
 from cloud.delivery.consent import latest_answers, refusal
-from cloud.delivery.queue import Outgoing, enqueue
+from cloud.delivery.queue import MessageBatch, Outgoing, PendingMessage
 from cloud.messages.models import MessageChannel
 from cloud.offers.crud import issue_coupon
 from cloud.offers.models import Coupon, Offer
@@ -93,11 +94,13 @@ class Links:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """What a step did: `outcome` goes to the journey log, `message_id` if one was queued."""
+    """What a step did: `outcome` goes to the journey log; `message`, a message queued
+    in the batch (its id comes when the batch is written; a key taken before makes it
+    a duplicate then)."""
 
     outcome: str
     detail: str | None = None
-    message_id: int | None = None
+    message: PendingMessage | None = None
 
 
 def send_step(
@@ -108,12 +111,14 @@ def send_step(
     spec_caps: Sequence[Cap],
     facts: CustomerFacts,
     lookups: Lookups,
+    messages: MessageBatch,
     settings: ScenarioSettings,
     links: Links,
     now: datetime,
 ) -> StepResult:
     """Run one send step for `journey`; see the module docstring for the order of checks.
-    What it reads besides the offer comes from `lookups` (loaded once for the batch)."""
+    What it reads besides the offer comes from `lookups` (loaded once for the batch);
+    the message joins `messages`, written with the batch's others."""
     assert journey.id is not None
     override = step.variants.get(journey.variant or "") if journey.variant else None
     template_key = (override.template if override and override.template else step.template)
@@ -172,7 +177,7 @@ def send_step(
     not_before = hold_until(now, zone=zone, settings=settings)
     expires_at = not_before + step.expires_after if step.expires_after else None
     target = str(step.link_url) if step.link_url else (offer.product_url if offer else None)
-    message_id = enqueue(session, now=now, outgoing=Outgoing(
+    message = messages.add(now=now, outgoing=Outgoing(
         tenant=journey.tenant, customer_id=journey.customer_id,
         channel=MessageChannel(channel.value), content=content, idempotency_key=key,
         rule=f"scenario:{journey.scenario_key}", transactional=step.transactional,
@@ -184,15 +189,13 @@ def send_step(
         product_category=offer.category if offer else None,
         store=journey.context.get("trigger", {}).get("store"),
     ))
-    if message_id is None:
-        return StepResult("duplicate", key)
     if not step.transactional:
         lookups.record_send(journey.customer_id, RecentSend(now, channel.value,
                                                             journey.scenario_key))
-    _remember(journey, offer=offer, coupon=coupon, message_id=message_id)
+    _remember(journey, offer=offer, coupon=coupon)
     held = not_before > now
     detail = f"{channel.value}" + (f", held until {not_before.isoformat()}" if held else "")
-    return StepResult("held" if held else "queued", detail, message_id)
+    return StepResult("held" if held else "queued", detail, message)
 
 
 def issue_coupon_step(
@@ -206,7 +209,7 @@ def issue_coupon_step(
                      key=f"j{journey.id}:{step_id}", now=now)
     if issued is None:
         return StepResult("offer_exhausted", offer.key)
-    _remember(journey, offer=offer, coupon=issued, message_id=None)
+    _remember(journey, offer=offer, coupon=issued)
     return StepResult("coupon_issued", offer.key)
 
 
@@ -222,15 +225,12 @@ def _coupon(session: Session, *, journey: Journey, offer: Offer, choice: CouponC
     )
 
 
-def _remember(journey: Journey, *, offer: Offer | None, coupon: Coupon | None,
-              message_id: int | None) -> None:
+def _remember(journey: Journey, *, offer: Offer | None, coupon: Coupon | None) -> None:
     context = dict(journey.context)
     if offer is not None:
         context["offer_id"] = offer.id
     if coupon is not None:
         context["coupon_id"] = coupon.id
-    if message_id is not None:
-        context["messages"] = [*context.get("messages", []), message_id]
     journey.context = context
 
 

@@ -20,7 +20,7 @@ from cloud.db import session_scope
 from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings, PushMessage
-from cloud.delivery.queue import LEASE, claim_due
+from cloud.delivery.queue import LEASE, MessageBatch, claim_due
 from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
@@ -289,3 +289,23 @@ def test_the_transactional_flag_is_stored_and_carries_no_offer(
     for offer in ({"offer_id": 7}, {"coupon_id": 3}, {"product_sku": "TD-8KG"}):
         with pytest.raises(ValueError, match="transactional message carries no"):
             queue(engine, outgoing(tenant, customer, "doi:offer", transactional=True, **offer))
+
+
+def test_a_batch_stores_each_key_once_and_says_which_it_stored(
+    engine: Engine, tenant: str
+) -> None:
+    customer = new_customer(engine, tenant)
+    [earlier] = queue(engine, outgoing(tenant, customer, "greeting"))
+    batch = MessageBatch()
+    again = batch.add(outgoing(tenant, customer, "greeting"), now=NOW)
+    first = batch.add(outgoing(tenant, customer, "offer"), now=NOW)
+    twice = batch.add(outgoing(tenant, customer, "offer"), now=NOW)
+    assert batch.holds_for(customer)
+    with session_scope(engine) as session:
+        assert batch.write(session) == [again, first, twice]
+        session.commit()
+    assert not batch.holds_for(customer)
+    assert (again.id, twice.id) == (None, None)  # taken before; taken earlier in the batch
+    assert first.id is not None
+    assert first.id != earlier
+    assert message(engine, first.id).idempotency_key == "offer"

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cloud.customers.crud import create_customer, record_consent
-from cloud.customers.models import ConsentChannel, ConsentCreate, CustomerCreate
+from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
 from cloud.messages.models import Message
 from cloud.scenarios.catalog import Catalog, save_scenario
@@ -287,8 +287,6 @@ def test_a_send_is_held_for_quiet_hours_and_needs_consent(session: Session) -> N
     bob = customer(session, email="bob@example.com", time_zone="Europe/Madrid")
     row = session.exec(select(Journey)).first()
     assert row is None
-    from cloud.customers.models import Customer
-
     ana_row = session.get(Customer, ana)
     assert ana_row is not None
     record_consent(session, customer=ana_row, data=ConsentCreate(
@@ -307,6 +305,38 @@ def test_a_send_is_held_for_quiet_hours_and_needs_consent(session: Session) -> N
     assert outcomes(session, ana_journey.id) == [("send", "held")]
     assert outcomes(session, bob_journey.id) == [("send", "no_consent")]
     assert session.exec(select(Message).where(Message.customer_id == bob)).all() == []
+
+
+def test_a_send_step_run_again_queues_nothing_and_says_so(session: Session) -> None:
+    save_template(session, tenant=TENANT, key="cart", now=NOW, spec=TemplateSpec.model_validate({
+        "channel": "email", "locale": "en-GB",
+        "parts": {"subject": "Your cart", "html": "<p>Hi</p>{{ unsubscribe_url }}",
+                  "text": "Hi {{ unsubscribe_url }}"},
+    }))
+    scenario(session, {"key": "mail", "steps": [
+        {"id": "send", "type": "send", "channels": ["email"], "template": "cart"},
+        {"id": "pause", "type": "wait", "for": "PT1H"}]})
+    catalog, ana = Catalog(), customer(session, email="ana@example.com")
+    ana_row = session.get(Customer, ana)
+    assert ana_row is not None
+    record_consent(session, customer=ana_row, data=ConsentCreate(
+        channel=ConsentChannel.EMAIL, granted=True, source="web"), now=NOW)
+    session.commit()
+    trigger(session, ana, TriggerKind.CART_ABANDONED, "cart:a")
+    assert len(run(session, catalog, NOW).queued) == 1
+    # As if a worker had died after the send but before moving on: the step runs again.
+    (journey,) = journeys(session)
+    journey.step, journey.wake_at = "send", NOW
+    session.add(journey)
+    session.commit()
+
+    assert run(session, catalog, NOW + timedelta(minutes=1)).queued == []
+    assert outcomes(session, journey.id) == [
+        ("send", "queued"), ("pause", "waiting"), ("send", "duplicate"), ("pause", "waiting"),
+    ]
+    assert len(session.exec(select(Message)).all()) == 1
+    session.refresh(journey)
+    assert len(journey.context["messages"]) == 1
 
 
 def test_two_postgresql_workers_claim_distinct_due_journeys(

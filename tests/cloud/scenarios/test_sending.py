@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from cloud.customers.crud import create_customer, record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
+from cloud.delivery.queue import MessageBatch
 from cloud.messages.models import Message
 from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.lookups import Lookups
@@ -151,8 +152,9 @@ def send(session: Session, row: Journey, step: str, *, transactional: bool,
                       transactional=transactional),
         facts=CustomerFacts(customer_id=row.customer_id, tenant=TENANT, profile={},
                             consents=consents),
-        lookups=lookups or Lookups(session, now=at),
+        lookups=lookups or Lookups(session, now=at), messages=(messages := MessageBatch()),
     )
+    messages.write(session)
     session.commit()
     return result
 
@@ -194,7 +196,7 @@ def test_a_consent_request_needs_no_consent_but_stops_at_a_no_given_since(
     session.commit()
     later = NOON + timedelta(days=2)
     refused = send(session, signup, "reminder-1", transactional=True, at=later)
-    assert (refused.outcome, refused.message_id) == ("refused", None)
+    assert (refused.outcome, refused.message) == ("refused", None)
     # A "no" from before the journey began does not stop a new signup's request.
     again = journey(session, juan, "signup-again")
     again.started_at = NOON + timedelta(days=3)
