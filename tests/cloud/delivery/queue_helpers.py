@@ -3,7 +3,8 @@ queued messages, and reading back what the worker recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,3 +156,22 @@ def device(engine: Engine, token: str) -> Device:
         found = session.exec(select(Device).where(Device.token == token)).first()
         assert found is not None
         return found
+
+
+def race(rounds: Sequence[Callable[[], int]]) -> list[int]:
+    """Run each worker's `run_once` in its own thread, all starting together, until it
+    finds nothing more to do; returns how many items each handled."""
+    start = threading.Barrier(len(rounds))
+    handled = [0] * len(rounds)
+
+    def drain(index: int) -> None:
+        start.wait()
+        while (found := rounds[index]()) > 0:
+            handled[index] += found
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(rounds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return handled

@@ -5,7 +5,6 @@ after a killed worker, and never sent twice by two workers."""
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.cloud.delivery.queue_helpers import (
     outgoing,
     queue,
     queue_settings,
+    race,
     token_for,
     withdraw,
 )
@@ -251,19 +251,7 @@ def test_two_workers_claiming_at_once_never_send_a_message_twice(
         outgoing(tenant, customers[n % 4], f"race:{n}") for n in range(80)
     ))
     workers = [make_worker(engine, migrated_url, tenant, fcm, batch_size=7) for _ in range(2)]
-    start = threading.Barrier(2)
-    claimed: list[int] = [0, 0]
-
-    def drain(index: int) -> None:
-        start.wait()
-        while (handled := workers[index].run_once(NOW)) > 0:
-            claimed[index] += handled
-
-    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    claimed = race([lambda: workers[0].run_once(NOW), lambda: workers[1].run_once(NOW)])
 
     assert sum(claimed) == 80
     assert min(claimed) > 0  # both really worked

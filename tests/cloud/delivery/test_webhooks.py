@@ -38,6 +38,7 @@ from cloud.scenarios.spec import ScenarioSpec
 from cloud.scenarios.triggers import TriggerKind, record_trigger
 from cloud.settings import ScenarioSettings
 from provisioning.local_broker import free_port
+from tests.cloud.delivery.queue_helpers import race
 from tests.cloud.delivery.shop_endpoint import ShopEndpoint
 
 TENANT = "shop"
@@ -291,19 +292,7 @@ def test_two_workers_claiming_at_once_never_post_a_webhook_twice(
     customers = [new_customer(engine, f"c{n}") for n in range(4)]
     ids = [queue(engine, customers[n % 4], shop.url("/race"), journey_id=n) for n in range(60)]
     senders = [make_sender(engine, batch_size=7) for _ in range(2)]
-    start = threading.Barrier(2)
-    claimed = [0, 0]
-
-    def drain(index: int) -> None:
-        start.wait()
-        while (handled := senders[index].run_once(NOW)) > 0:
-            claimed[index] += handled
-
-    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    claimed = race([lambda: senders[0].run_once(NOW), lambda: senders[1].run_once(NOW)])
 
     assert sum(claimed) == 60
     assert min(claimed) > 0  # both really worked
