@@ -28,14 +28,15 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
+from cloud.bulk import insert_rows
 from cloud.customers.crud import deactivate_device
 from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
 from cloud.db import session_scope, utc_now, wait_for_database
@@ -78,6 +79,8 @@ from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
 from cloud.tracking.tokens import open_report_url, tracked_link, unsubscribe_url
 
 log = logging.getLogger(__name__)
+
+ATTEMPT_TABLE = SQLModel.metadata.tables[MessageAttempt.__tablename__]
 
 LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
 
@@ -343,18 +346,21 @@ class DeliveryWorker:
         if not claims:
             return 0
         with session_scope(self._engine) as session:
-            items = self._prepare(session, claims, now=now)
+            messages = queued_messages(session, ids=[claim.message_id for claim in claims])
+            items = self._prepare(session, claims, messages, now=now)
             session.commit()
         sent = self._send(items)
         with session_scope(self._engine) as session:
-            self._record(session, sent, now=now)
+            self._record(session, sent, messages, now=now)
             session.commit()
         return len(claims)
 
     # --- before sending: consent, addresses, payloads ------------------------------------
 
-    def _prepare(self, session: Session, claims: Sequence[Claim], *, now: datetime) -> list[_Item]:
-        messages = queued_messages(session, ids=[claim.message_id for claim in claims])
+    def _prepare(
+        self, session: Session, claims: Sequence[Claim], messages: Mapping[int, Message], *,
+        now: datetime,
+    ) -> list[_Item]:
         customer_ids = sorted({message.customer_id for message in messages.values()})
         customers = _customers(session, customer_ids)
         answers = latest_answers(session, customer_ids)
@@ -569,26 +575,31 @@ class DeliveryWorker:
 
     # --- after sending: attempts, dead addresses, outcomes ---------------------------------
 
-    def _record(self, session: Session, sent: Sequence[_Sent], *, now: datetime) -> None:
+    def _record(
+        self, session: Session, sent: Sequence[_Sent], messages: Mapping[int, Message], *,
+        now: datetime,
+    ) -> None:
+        """Every attempt, dead addresses deactivated, each message's outcome (`messages`
+        as read before sending: a claim that no longer holds changes nothing)."""
         by_claim: dict[Claim, list[_Sent]] = {}
+        attempts: list[dict[str, object]] = []
         for entry in sent:
             by_claim.setdefault(entry.item.claim, []).append(entry)
             outcome = classify(entry.result)
-            session.add(MessageAttempt(
-                message_id=entry.item.claim.message_id, device_id=entry.item.device_id,
-                attempt=entry.item.claim.attempt, attempted_at=now,
-                provider=PROVIDERS[entry.item.channel], outcome=outcome,
-                error_code=(entry.result.error_code or None) and entry.result.error_code[:64],
-                provider_message_id=entry.result.provider_message_id,
-                retry_after_s=entry.result.retry_after_s, latency_ms=entry.latency_ms,
-            ))
+            attempts.append({
+                "message_id": entry.item.claim.message_id, "device_id": entry.item.device_id,
+                "attempt": entry.item.claim.attempt, "attempted_at": now,
+                "provider": PROVIDERS[entry.item.channel], "outcome": outcome.value,
+                "error_code": (entry.result.error_code or None) and entry.result.error_code[:64],
+                "provider_message_id": entry.result.provider_message_id,
+                "retry_after_s": entry.result.retry_after_s, "latency_ms": entry.latency_ms,
+            })
             if outcome is AttemptOutcome.DEAD_ADDRESS and entry.item.device_id is not None:
                 deactivate_device(
                     session, device_id=entry.item.device_id,
                     reason=f"{PROVIDERS[entry.item.channel]}: {entry.result.error_code}", now=now,
                 )
-        session.flush()
-        messages = queued_messages(session, ids=[claim.message_id for claim in by_claim])
+        insert_rows(session.connection(), ATTEMPT_TABLE, attempts)
         reached: list[Accepted] = []
         for claim, entries in by_claim.items():
             message = messages.get(claim.message_id)
