@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.bulk import insert_rows
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from shared.presence import PresenceEvent, PseudonymScope
 from shared.status import GatewayStatus
@@ -31,8 +32,8 @@ DEAD_LETTER_MAX_REASON = 2000
 #: a second gateway taking over) is still on the same visit.
 VISIT_GAP = timedelta(minutes=5)
 
-#: From this many events on, PostgreSQL gets COPY: below it, a multi-row INSERT is about
-#: as fast and the staging table is not worth its round trips.
+#: From this many events on, PostgreSQL gets COPY: below it, an array-per-column INSERT
+#: (`insert_rows`) is about as fast and the staging table is not worth its round trips.
 COPY_MIN_EVENTS = 200
 
 EVENT_TABLE: Table = SQLModel.metadata.tables[PresenceEventRow.__tablename__]
@@ -94,14 +95,11 @@ def insert_events(
         return set()
     if len(events) >= COPY_MIN_EVENTS and session.get_bind().dialect.name == "postgresql":
         return _copy_events(session, events=events, received_at=received_at)
-    statement = (
-        dialect_insert(session, EVENT_TABLE)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(EVENT_TABLE.c.event_id)
+    rows = insert_rows(
+        session.connection(), EVENT_TABLE, [event_row(event, received_at) for event in events],
+        skip_conflicts_on=["event_id"], returning=[EVENT_TABLE.c.event_id],
     )
-    rows = [event_row(event, received_at) for event in events]
-    result = session.connection().execute(statement, rows)
-    return {row[0] for row in result}
+    return {row[0] for row in rows}
 
 
 def _copy_events(
