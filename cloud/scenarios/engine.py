@@ -7,6 +7,11 @@ is handled by exactly one. A trigger's effects and its "processed" mark commit t
 a worker that dies mid-batch leaves the batch to the next one, and journeys, coupons,
 credits and messages are all keyed by journey and step, so running a step twice
 changes nothing the second time.
+
+A batch is handled with as few round trips as its order allows: what triggers decide is
+read from state loaded once per batch (customer facts, open journeys, what send steps
+need), journeys, messages and journal lines are written in one statement each, and the
+whole batch runs in one savepoint, handled again one trigger at a time only if it fails.
 """
 
 from __future__ import annotations
