@@ -86,9 +86,11 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
     )
     assert demo.stdout is not None
     lines = []
-    for line in demo.stdout:  # interrupt once the orchestrator and gateway are running
+    # Interrupt once the orchestrator and the gateway are running: on the gateway's first
+    # line of output, not on the line announcing it (the demo is then starting it).
+    for line in demo.stdout:
         lines.append(line)
-        if "the gateway replays" in line:
+        if "edge │" in line:
             break
     assert len(processes_marked(marker)) >= 4, "".join(lines)  # demo, broker, fcm, cloud, edge
     demo.send_signal(signal.SIGINT)
