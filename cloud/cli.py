@@ -26,7 +26,13 @@ from cloud.auth.keys import (
 from cloud.auth.models import ApiKey, Role
 from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
 from cloud.presence.retention import purge_unconsented
-from cloud.service import install_stop_signals, push_sender, run_worker, serve
+from cloud.service import (
+    install_stop_signals,
+    push_sender,
+    run_worker,
+    serve,
+    settle_garbage_collector,
+)
 from cloud.settings import Settings, get_settings
 from shared.logs import configure_logging
 
@@ -94,6 +100,7 @@ def worker_command(
         restore = install_stop_signals(stop)
         try:
             with push_sender(settings) as sender:
+                settle_garbage_collector()
                 await run_worker(settings, stop=stop, sender=sender, client_id=client_id)
         finally:
             restore()
@@ -120,6 +127,7 @@ def serve_command(verbose: Verbose = False) -> None:
         restore = install_stop_signals(stop)
         try:
             with push_sender(settings) as sender:
+                settle_garbage_collector()
                 await serve(
                     settings,
                     stop=stop,

