@@ -13,7 +13,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cloud.commerce.models import OrderLine
-from cloud.customers.models import ConsentChannel, ConsentEntry, Customer
+from cloud.customers.models import ConsentChannel, Customer
+from cloud.delivery.consent import latest_answers
 from cloud.messages.models import Message
 from cloud.scenarios.conditions import MAX_LOOKBACK, CustomerFacts, Purchase, SentMessage
 from cloud.scenarios.models import CustomerTag
@@ -93,17 +94,12 @@ def _load_chunk(session: Session, ids: Sequence[int], now: datetime) -> dict[int
 
 
 def _current_consents(session: Session, ids: Sequence[int]) -> dict[int, set[ConsentChannel]]:
-    rows = session.exec(
-        select(ConsentEntry).where(col(ConsentEntry.customer_id).in_(ids))
-        .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
-    ).all()
-    latest: dict[tuple[int, str], bool] = {}
-    for row in rows:  # later given_at wins; ties go to the later row (as the ledger reads)
-        latest[(row.customer_id, str(row.channel))] = row.granted
+    """The channels each customer's latest answer grants (the ledger's rule, as the
+    send-time check reads it)."""
     granted: dict[int, set[ConsentChannel]] = defaultdict(set)
-    for (customer_id, channel), yes in latest.items():
-        if yes:
-            granted[customer_id].add(ConsentChannel(channel))
+    for (customer_id, channel), answer in latest_answers(session, ids).items():
+        if answer.granted:
+            granted[customer_id].add(channel)
     return granted
 
 
