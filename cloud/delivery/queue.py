@@ -25,8 +25,9 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -235,53 +236,65 @@ def expire_due(session: Session, *, now: datetime, limit: int = 1000) -> int:
 def claim_due(
     session: Session, *, now: datetime, limit: int, lease: timedelta = LEASE
 ) -> list[Claim]:
-    """Take up to `limit` due messages for this worker (oldest due first).
-
-    One statement: `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING`,
-    so two workers never take the same row and neither waits for the other's rows.
-    The caller commits before sending.
-    """
-    due = (
-        core_select(MESSAGE_TABLE.c.id)
-        .where(
+    """Take up to `limit` due messages for this worker (oldest due first); see
+    `claim_rows`. The caller commits before sending."""
+    rows = claim_rows(
+        session, table=MESSAGE_TABLE, limit=limit,
+        due=and_(
             MESSAGE_TABLE.c.status.in_(_WAITING),
             MESSAGE_TABLE.c.next_attempt_at <= now,
             MESSAGE_TABLE.c.not_before <= now,
-        )
-        .order_by(MESSAGE_TABLE.c.next_attempt_at, MESSAGE_TABLE.c.id)
+        ),
+        values={"status": MessageStatus.PENDING.value,
+                "attempts": MESSAGE_TABLE.c.attempts + 1,
+                "last_attempt_at": now, "next_attempt_at": now + lease},
+        returning=[MESSAGE_TABLE.c.id, MESSAGE_TABLE.c.attempts],
+    )
+    return sorted(Claim(int(row[0]), int(row[1])) for row in rows)
+
+
+def claim_rows(
+    session: Session, *, table: Table, due: ColumnElement[bool], limit: int,
+    values: Mapping[str, Any], returning: Sequence[ColumnElement[Any]],
+) -> list[tuple[Any, ...]]:
+    """Take up to `limit` `due` rows of a table worked through with leases (the send
+    queue, the webhook outbox), oldest `next_attempt_at` first, setting `values`.
+
+    One statement: `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING`,
+    so two workers never take the same row and neither waits for the other's rows.
+    """
+    picked = (
+        core_select(table.c.id).where(due)
+        .order_by(table.c.next_attempt_at, table.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("due")
     )
-    statement = (
-        update(MESSAGE_TABLE)
-        .where(
-            MESSAGE_TABLE.c.id.in_(core_select(due.c.id)),
-            MESSAGE_TABLE.c.status.in_(_WAITING),
-            MESSAGE_TABLE.c.next_attempt_at <= now,
-        )
-        .values(
-            status=MessageStatus.PENDING.value, attempts=MESSAGE_TABLE.c.attempts + 1,
-            last_attempt_at=now, next_attempt_at=now + lease,
-        )
-        .returning(MESSAGE_TABLE.c.id, MESSAGE_TABLE.c.attempts)
-    )
-    rows = session.connection().execute(statement).all()
-    return sorted(Claim(int(row[0]), int(row[1])) for row in rows)
+    return [tuple(row) for row in session.connection().execute(
+        update(table).where(table.c.id.in_(core_select(picked.c.id)), due)
+        .values(**values).returning(*returning)
+    )]
 
 
-def _settle(session: Session, claim: Claim, **values: object) -> bool:
-    """Write an outcome if the claim still holds; False if another worker took over."""
+def settle_claim(
+    session: Session, *, table: Table, row_id: int, held_status: str, attempt: int,
+    values: Mapping[str, Any],
+) -> bool:
+    """Write an outcome if the claim still holds (the row is still `held_status` at this
+    attempt); False if another worker took over after the lease ran out."""
     result = session.connection().execute(
-        update(MESSAGE_TABLE)
-        .where(
-            MESSAGE_TABLE.c.id == claim.message_id,
-            MESSAGE_TABLE.c.status == MessageStatus.PENDING.value,
-            MESSAGE_TABLE.c.attempts == claim.attempt,
-        )
+        update(table)
+        .where(table.c.id == row_id, table.c.status == held_status,
+               table.c.attempts == attempt)
         .values(**values)
     )
     return result.rowcount == 1
+
+
+def _settle(session: Session, claim: Claim, **values: object) -> bool:
+    return settle_claim(session, table=MESSAGE_TABLE, row_id=claim.message_id,
+                        held_status=MessageStatus.PENDING.value, attempt=claim.attempt,
+                        values=values)
 
 
 def mark_sent(

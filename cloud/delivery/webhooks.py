@@ -44,14 +44,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, update
-from sqlalchemy import select as core_select
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, and_
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.db import UtcDateTime, session_scope
-from cloud.delivery.queue import retry_at
+from cloud.delivery.queue import claim_rows, retry_at, settle_claim
 from cloud.delivery.retry import parse_retry_after
 from cloud.metrics import OUTBOUND_WEBHOOKS
 from cloud.presence.store import dialect_insert
@@ -171,29 +170,16 @@ class WebhookClaim:
 def claim_due_webhooks(
     session: Session, *, now: datetime, limit: int, lease: timedelta = LEASE
 ) -> list[WebhookClaim]:
-    """Take up to `limit` due webhooks (oldest due first) in one statement:
-    `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING`, so two workers
-    never take the same row and neither waits for the other's. The caller commits before
-    posting."""
+    """Take up to `limit` due webhooks (oldest due first), as the send queue takes its
+    messages (`claim_rows`); the caller commits before posting."""
     table = WEBHOOK_TABLE
-    due = (
-        core_select(table.c.id)
-        .where(table.c.status == WebhookStatus.QUEUED.value, table.c.next_attempt_at <= now)
-        .order_by(table.c.next_attempt_at, table.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
+    rows = claim_rows(
+        session, table=table, limit=limit,
+        due=and_(table.c.status == WebhookStatus.QUEUED.value, table.c.next_attempt_at <= now),
+        values={"attempts": table.c.attempts + 1, "last_attempt_at": now,
+                "next_attempt_at": now + lease},
+        returning=[table.c.id, table.c.attempts, table.c.tenant, table.c.url, table.c.body],
     )
-    rows = session.connection().execute(
-        update(table)
-        .where(
-            table.c.id.in_(core_select(due.c.id)),
-            table.c.status == WebhookStatus.QUEUED.value,
-            table.c.next_attempt_at <= now,
-        )
-        .values(attempts=table.c.attempts + 1, last_attempt_at=now, next_attempt_at=now + lease)
-        .returning(table.c.id, table.c.attempts, table.c.tenant, table.c.url, table.c.body)
-    ).all()
     return sorted(
         (WebhookClaim(int(row[0]), int(row[1]), str(row[2]), str(row[3]), str(row[4]))
          for row in rows),
@@ -268,18 +254,9 @@ def _since(started: float) -> int:
 
 
 def _settle(session: Session, claim: WebhookClaim, **values: object) -> bool:
-    """Write an outcome if the claim still holds; False if another worker took over."""
-    table = WEBHOOK_TABLE
-    result = session.connection().execute(
-        update(table)
-        .where(
-            table.c.id == claim.webhook_id,
-            table.c.status == WebhookStatus.QUEUED.value,
-            table.c.attempts == claim.attempt,
-        )
-        .values(**values)
-    )
-    return result.rowcount == 1
+    return settle_claim(session, table=WEBHOOK_TABLE, row_id=claim.webhook_id,
+                        held_status=WebhookStatus.QUEUED.value, attempt=claim.attempt,
+                        values=values)
 
 
 def record_outcome(
