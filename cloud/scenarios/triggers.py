@@ -18,7 +18,6 @@ from sqlmodel import Field, Session, SQLModel
 
 from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
-from cloud.presence.store import dialect_insert
 
 #: A trigger's attributes are JSON: strings, numbers, booleans, lists and objects of them.
 JsonValue = Any
@@ -109,10 +108,7 @@ def trigger_row(
 def record_triggers(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Record many triggers (`trigger_row`s) in one statement; returns how many were new
     (a cause recorded before is skipped, as `record_trigger` skips it)."""
-    return len(insert_rows(
-        session.connection(), TRIGGER_TABLE, rows,
-        skip_conflicts_on=["tenant", "source_key"], returning=[TRIGGER_TABLE.c.id],
-    ))
+    return len(_insert_new(session, rows))
 
 
 def record_trigger(
@@ -128,13 +124,16 @@ def record_trigger(
 ) -> int | None:
     """Record that `kind` happened to a customer; returns the new row's id, or None when
     `source_key` was recorded before (a replayed cause)."""
-    statement = (
-        dialect_insert(session, TRIGGER_TABLE)
-        .on_conflict_do_nothing(index_elements=["tenant", "source_key"])
-        .returning(TRIGGER_TABLE.c.id)
-    )
-    row = session.connection().execute(statement, trigger_row(
+    inserted = _insert_new(session, [trigger_row(
         tenant=tenant, customer_id=customer_id, kind=kind, occurred_at=occurred_at,
         source_key=source_key, now=now, attributes=attributes,
-    )).first()
-    return None if row is None else int(row[0])
+    )])
+    return int(inserted[0][0]) if inserted else None
+
+
+def _insert_new(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The ids of the rows inserted; a (tenant, source key) recorded before is skipped."""
+    return insert_rows(
+        session.connection(), TRIGGER_TABLE, rows,
+        skip_conflicts_on=["tenant", "source_key"], returning=[TRIGGER_TABLE.c.id],
+    )
