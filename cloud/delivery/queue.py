@@ -126,6 +126,8 @@ class MessageBatch:
     def __init__(self) -> None:
         self._rows: list[dict[str, object]] = []
         self._pending: list[PendingMessage] = []
+        #: Asked for every trigger and step of a batch: a set, not a scan of `_pending`.
+        self._customers: set[int] = set()
 
     def add(self, outgoing: Outgoing, *, now: datetime) -> PendingMessage:
         """Check and keep one message (ValueError as for `enqueue`)."""
@@ -133,16 +135,18 @@ class MessageBatch:
         self._rows.append(_message_row(outgoing, now=now))
         pending = PendingMessage(outgoing.idempotency_key, outgoing.customer_id)
         self._pending.append(pending)
+        self._customers.add(outgoing.customer_id)
         return pending
 
     def holds_for(self, customer_id: int) -> bool:
-        return any(pending.customer_id == customer_id for pending in self._pending)
+        return customer_id in self._customers
 
     def write(self, session: Session) -> list[PendingMessage]:
         """Insert what was added; returns those messages, with ids where stored. A key
         taken before (or twice in the batch) stores nothing: its id stays None."""
         rows, pending = self._rows, self._pending
         self._rows, self._pending = [], []
+        self._customers.clear()
         stored = dict(insert_rows(
             session.connection(), MESSAGE_TABLE, rows, skip_conflicts_on=["idempotency_key"],
             returning=[MESSAGE_TABLE.c.idempotency_key, MESSAGE_TABLE.c.id],
