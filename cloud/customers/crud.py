@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import String, any_, bindparam, func
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from cloud.bulk import one_of
 from cloud.customers.models import (
     LINKABLE_KINDS,
     AppBeaconRegistration,
@@ -31,9 +31,6 @@ from cloud.customers.models import (
 from shared.errors import ContractError
 from shared.identifiers import IdentifierKind, canonical_identifier, is_randomized_mac
 from shared.pseudonym import Pseudonymizer
-
-#: SQLite allows a limited number of parameters per statement; stay well below it.
-SQLITE_IN_CHUNK = 500
 
 
 class DuplicateCustomerError(ValueError):
@@ -282,27 +279,14 @@ def customers_for_pseudonyms(
 ) -> dict[str, int]:
     """Which of these pseudonyms belong to a customer, and to whom."""
     wanted = sorted(set(pseudonyms))
-    found: dict[str, int] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        # One array parameter instead of thousands of scalars: a busy ingest batch asks
-        # about every device that entered, and expanding IN lists costs more than the query.
-        chunks = [wanted] if wanted else []
-    else:
-        chunks = [wanted[i : i + SQLITE_IN_CHUNK] for i in range(0, len(wanted), SQLITE_IN_CHUNK)]
-    for chunk in chunks:
-        if session.get_bind().dialect.name == "postgresql":
-            condition = col(IdentityLink.pseudonym) == any_(
-                bindparam("pseudonyms", chunk, type_=postgresql.ARRAY(String()))
-            )
-        else:
-            condition = col(IdentityLink.pseudonym).in_(chunk)
-        rows = session.exec(
-            select(IdentityLink.pseudonym, IdentityLink.customer_id).where(
-                IdentityLink.tenant == tenant, condition
-            )
-        ).all()
-        found.update(rows)
-    return found
+    if not wanted:
+        return {}
+    rows = session.exec(
+        select(IdentityLink.pseudonym, IdentityLink.customer_id).where(
+            IdentityLink.tenant == tenant, one_of(IdentityLink.pseudonym, wanted)
+        )
+    ).all()
+    return dict(rows)
 
 
 def customer_pseudonyms(session: Session, *, customer_id: int) -> list[str]:

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from cloud.bulk import one_of
 from cloud.customers.models import ConsentChannel, ConsentEntry
 
 #: Why a message may not go: no grant on the channel (marketing)...
@@ -75,7 +76,7 @@ def latest_answers(
     if not customer_ids:
         return {}
     rows = session.exec(
-        select(ConsentEntry).where(col(ConsentEntry.customer_id).in_(customer_ids))
+        select(ConsentEntry).where(one_of(ConsentEntry.customer_id, customer_ids))
         .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
     ).all()
     return {

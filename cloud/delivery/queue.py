@@ -29,9 +29,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, update
 from sqlalchemy import select as core_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from cloud.bulk import insert_rows
+from cloud.bulk import insert_rows, one_of
 from cloud.db import UtcDateTime
 from cloud.delivery.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
@@ -398,5 +398,5 @@ def mark_retry(
 def queued_messages(session: Session, *, ids: Sequence[int]) -> dict[int, Message]:
     if not ids:
         return {}
-    rows = session.exec(select(Message).where(col(Message.id).in_(ids))).all()
+    rows = session.exec(select(Message).where(one_of(Message.id, ids))).all()
     return {message.id: message for message in rows if message.id is not None}

@@ -36,7 +36,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.bulk import insert_rows
+from cloud.bulk import insert_rows, one_of
 from cloud.customers.crud import deactivate_device
 from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
 from cloud.db import session_scope, utc_now, wait_for_database
@@ -685,7 +685,7 @@ def _ttl_s(message: Message, now: datetime) -> int:
 def _customers(session: Session, ids: Sequence[int]) -> dict[int, Customer]:
     if not ids:
         return {}
-    rows = session.exec(select(Customer).where(col(Customer.id).in_(ids))).all()
+    rows = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
     return {row.id: row for row in rows if row.id is not None}
 
 
@@ -713,7 +713,7 @@ def _journeys(session: Session, ids: Sequence[int]) -> dict[int, _JourneyStart]:
         return {}
     rows = session.exec(
         select(Journey.id, Journey.started_at, Journey.entry_kind)
-        .where(col(Journey.id).in_(sorted(set(ids))))
+        .where(one_of(Journey.id, sorted(set(ids))))
     ).all()
     return {
         journey_id: _JourneyStart(started, kind)
@@ -726,7 +726,7 @@ def _devices(session: Session, ids: Sequence[int]) -> dict[tuple[int, DeviceKind
         return {}
     rows = session.exec(
         select(Device).where(
-            col(Device.customer_id).in_(ids), col(Device.active),
+            one_of(Device.customer_id, ids), col(Device.active),
             col(Device.kind).in_([DeviceKind.FCM.value, DeviceKind.WEB_PUSH.value]),
         ).order_by(col(Device.id))
     ).all()

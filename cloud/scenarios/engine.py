@@ -29,7 +29,7 @@ from sqlalchemy import Table, func, update
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.bulk import insert_rows
+from cloud.bulk import insert_rows, one_of
 from cloud.customers.models import Customer
 from cloud.delivery.queue import MessageBatch, PendingMessage
 from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
@@ -42,7 +42,7 @@ from cloud.scenarios.actions import (
 )
 from cloud.scenarios.catalog import Catalog, LoadedScenario, TenantCatalog
 from cloud.scenarios.conditions import CustomerFacts, evaluate, matches_attributes
-from cloud.scenarios.facts import chunks, load_facts
+from cloud.scenarios.facts import load_facts
 from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.models import (
     OPEN_STATUSES,
@@ -242,7 +242,7 @@ def process_triggers(
                           now=now, report=report)
     session.connection().execute(
         update(TRIGGER_TABLE)
-        .where(TRIGGER_TABLE.c.id.in_([row.id for row in rows]))
+        .where(one_of(TRIGGER_TABLE.c.id, [row.id for row in rows]))
         .values(processed_at=now)
     )
     return report
@@ -295,7 +295,7 @@ def _lock_customers(session: Session, customer_ids: Sequence[int]) -> None:
     journeys a batch looked up cannot change under it."""
     if session.get_bind().dialect.name == "postgresql":
         session.exec(
-            select(Customer.id).where(col(Customer.id).in_(customer_ids))
+            select(Customer.id).where(one_of(Customer.id, customer_ids))
             .order_by(col(Customer.id)).with_for_update()
         ).all()
 
@@ -368,14 +368,15 @@ class _Batch:
                 scenario.spec.entry.reentry is Reentry.AFTER_EXIT for scenario in scenarios
             )
         })
-        for chunk in chunks(customers):
-            found = self._run.session.exec(
-                select(Journey).where(
-                    col(Journey.customer_id).in_(chunk), col(Journey.status).in_(OPEN_STATUSES)
-                ).order_by(col(Journey.id)).with_for_update()
-            )
-            for journey in found:
-                self._open[journey.customer_id].append(journey)
+        if not customers:
+            return
+        found = self._run.session.exec(
+            select(Journey).where(
+                one_of(Journey.customer_id, customers), col(Journey.status).in_(OPEN_STATUSES)
+            ).order_by(col(Journey.id)).with_for_update()
+        )
+        for journey in found:
+            self._open[journey.customer_id].append(journey)
 
     def _load_last_entries(
         self, rows: Sequence[Trigger], entering: Sequence[tuple[LoadedScenario, ...]]
@@ -388,15 +389,14 @@ class _Batch:
         if not keys:
             return
         customers = sorted({row.customer_id for row in rows})
-        for chunk in chunks(customers):
-            found = self._run.session.exec(
-                select(Journey.scenario_key, Journey.customer_id, func.max(Journey.started_at))
-                .where(Journey.tenant == rows[0].tenant, col(Journey.scenario_key).in_(keys),
-                       col(Journey.customer_id).in_(chunk))
-                .group_by(col(Journey.scenario_key), col(Journey.customer_id))
-            )
-            for key, customer_id, started in found:
-                self._last_entry[(key, customer_id)] = started
+        found = self._run.session.exec(
+            select(Journey.scenario_key, Journey.customer_id, func.max(Journey.started_at))
+            .where(Journey.tenant == rows[0].tenant, one_of(Journey.scenario_key, keys),
+                   one_of(Journey.customer_id, customers))
+            .group_by(col(Journey.scenario_key), col(Journey.customer_id))
+        )
+        for key, customer_id, started in found:
+            self._last_entry[(key, customer_id)] = started
 
     # -- one trigger ------------------------------------------------------------------------
 

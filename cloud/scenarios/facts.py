@@ -4,14 +4,15 @@ triggers, however many scenarios and conditions there are."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from cloud.bulk import one_of
 from cloud.commerce.models import OrderLine
 from cloud.customers.models import ConsentChannel, Customer
 from cloud.delivery.consent import latest_answers
@@ -20,18 +21,10 @@ from cloud.scenarios.conditions import MAX_LOOKBACK, CustomerFacts, Purchase, Se
 from cloud.scenarios.models import CustomerTag
 from cloud.scenarios.triggers import Trigger, TriggerKind
 
-#: SQLite limits the parameters of one statement; PostgreSQL copes but gains nothing more.
-CHUNK = 500
-T = TypeVar("T")
 #: Messages that never reached the customer do not count as "sent" in conditions or caps.
 NOT_SENT = frozenset({"failed", "suppressed", "expired"})
 #: Triggers that count as the customer being active (reactivation scenarios ask).
 VISIT_KINDS = (TriggerKind.PRESENCE_ENTER.value, TriggerKind.GEOFENCE_ENTER.value)
-
-
-def chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def profile_of(customer: Customer) -> dict[str, Any]:
@@ -49,20 +42,13 @@ def load_facts(
 ) -> dict[int, CustomerFacts]:
     """Facts for every existing customer among `customer_ids` (erased ones are absent)."""
     ids = sorted(set(customer_ids))
-    facts: dict[int, CustomerFacts] = {}
-    for chunk in chunks(ids):
-        facts.update(_load_chunk(session, chunk, now))
-    return facts
-
-
-def _load_chunk(session: Session, ids: Sequence[int], now: datetime) -> dict[int, CustomerFacts]:
-    customers = session.exec(select(Customer).where(col(Customer.id).in_(ids))).all()
+    customers = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
     if not customers:
         return {}
     tags: dict[int, set[str]] = defaultdict(set)
     tag_rows = session.exec(
         select(CustomerTag.customer_id, CustomerTag.tag)
-        .where(col(CustomerTag.customer_id).in_(ids))
+        .where(one_of(CustomerTag.customer_id, ids))
     )
     for customer_id, tag in tag_rows:
         tags[customer_id].add(tag)
@@ -72,7 +58,7 @@ def _load_chunk(session: Session, ids: Sequence[int], now: datetime) -> dict[int
     messages, last_click = _messages(session, ids, now)
     visits = dict(session.exec(
         select(Trigger.customer_id, func.max(Trigger.occurred_at))
-        .where(col(Trigger.customer_id).in_(ids), col(Trigger.kind).in_(VISIT_KINDS))
+        .where(one_of(Trigger.customer_id, ids), col(Trigger.kind).in_(VISIT_KINDS))
         .group_by(col(Trigger.customer_id))
     ).all())
     found: dict[int, CustomerFacts] = {}
@@ -108,7 +94,7 @@ def _purchases(
 ) -> tuple[dict[int, list[Purchase]], dict[int, datetime]]:
     rows = session.exec(
         select(OrderLine.customer_id, OrderLine.sku, OrderLine.category, OrderLine.ordered_at)
-        .where(col(OrderLine.customer_id).in_(ids), col(OrderLine.ordered_at) >= now - MAX_LOOKBACK)
+        .where(one_of(OrderLine.customer_id, ids), col(OrderLine.ordered_at) >= now - MAX_LOOKBACK)
         .order_by(col(OrderLine.ordered_at).desc())
     ).all()
     purchases: dict[int, list[Purchase]] = defaultdict(list)
@@ -125,7 +111,7 @@ def lifetime_spend(session: Session, ids: Sequence[int]) -> dict[int, Decimal]:
     total = func.sum(col(OrderLine.unit_price) * col(OrderLine.quantity))
     rows = session.exec(
         select(OrderLine.customer_id, total)
-        .where(col(OrderLine.customer_id).in_(ids)).group_by(col(OrderLine.customer_id))
+        .where(one_of(OrderLine.customer_id, ids)).group_by(col(OrderLine.customer_id))
     ).all()
     return {cid: Decimal(str(amount or 0)) for cid, amount in rows if cid is not None}
 
@@ -136,7 +122,7 @@ def _messages(
     rows = session.exec(
         select(Message)
         .where(
-            col(Message.customer_id).in_(ids),
+            one_of(Message.customer_id, ids),
             col(Message.created_at) >= now - MAX_LOOKBACK,
             col(Message.status).not_in(sorted(NOT_SENT)),
         )

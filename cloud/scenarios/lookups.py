@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from cloud.bulk import one_of
 from cloud.customers.models import Customer, Device, DeviceKind
 from cloud.messages.models import Message
 from cloud.places.models import StoreRow
 from cloud.places.storage import get_store
-from cloud.scenarios.facts import NOT_SENT, chunks
+from cloud.scenarios.facts import NOT_SENT
 from cloud.templates import Channel, Template
 from cloud.templates.storage import load_template
 
@@ -53,24 +54,24 @@ class Lookups:
         """Load customers, device kinds and the sends of the last `sends_within` (the
         longest cap window the batch may check) for those not loaded yet."""
         missing = sorted({cid for cid in customer_ids if cid not in self._customers})
-        for chunk in chunks(missing):
-            self._load(chunk, since=self._now - sends_within)
+        if missing:
+            self._load(missing, since=self._now - sends_within)
 
     def _load(self, ids: Sequence[int], *, since: datetime) -> None:
         session = self._session
         found = {row.id: row for row in session.exec(
-            select(Customer).where(col(Customer.id).in_(ids))
+            select(Customer).where(one_of(Customer.id, ids))
         )}
         kinds: dict[int, set[str]] = defaultdict(set)
         for customer_id, kind in session.exec(
             select(Device.customer_id, Device.kind)
-            .where(col(Device.customer_id).in_(ids), col(Device.active)).distinct()
+            .where(one_of(Device.customer_id, ids), col(Device.active)).distinct()
         ):
             kinds[customer_id].add(str(kind))
         sends: dict[int, list[RecentSend]] = defaultdict(list)
         for customer_id, created_at, channel, scenario in session.exec(
             select(Message.customer_id, Message.created_at, Message.channel, Message.scenario)
-            .where(col(Message.customer_id).in_(ids), col(Message.created_at) > since,
+            .where(one_of(Message.customer_id, ids), col(Message.created_at) > since,
                    col(Message.status).not_in(sorted(NOT_SENT)),
                    col(Message.transactional).is_(False))  # consent requests are not capped
             .order_by(col(Message.created_at))

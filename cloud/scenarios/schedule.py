@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from cloud.commerce.models import OrderLine
 from cloud.customers.models import Customer
 from cloud.scenarios.catalog import TenantCatalog
-from cloud.scenarios.facts import VISIT_KINDS, chunks
+from cloud.scenarios.facts import VISIT_KINDS
 from cloud.scenarios.triggers import Trigger, TriggerKind, record_trigger
 
 #: What counts as the customer being active, besides buying and visiting.
@@ -91,18 +91,16 @@ def _inactivity(
         select(Customer.id, Customer.created_at).where(Customer.tenant == tenant)
     ).all()
     last: dict[int, datetime] = {cid: created for cid, created in customers if cid is not None}
-    ids = sorted(last)
-    for chunk in chunks(ids):
-        for source in (
-            select(OrderLine.customer_id, func.max(OrderLine.ordered_at))
-            .where(col(OrderLine.customer_id).in_(chunk)).group_by(col(OrderLine.customer_id)),
-            select(Trigger.customer_id, func.max(Trigger.occurred_at))
-            .where(col(Trigger.customer_id).in_(chunk), col(Trigger.kind).in_(ACTIVE_KINDS))
-            .group_by(col(Trigger.customer_id)),
-        ):
-            for customer_id, moment in session.exec(source).all():
-                if customer_id is not None and moment is not None and moment > last[customer_id]:
-                    last[customer_id] = moment
+    for source in (
+        select(OrderLine.customer_id, func.max(OrderLine.ordered_at))
+        .where(OrderLine.tenant == tenant).group_by(col(OrderLine.customer_id)),
+        select(Trigger.customer_id, func.max(Trigger.occurred_at))
+        .where(Trigger.tenant == tenant, col(Trigger.kind).in_(ACTIVE_KINDS))
+        .group_by(col(Trigger.customer_id)),
+    ):
+        for customer_id, moment in session.exec(source).all():
+            if customer_id in last and moment is not None and moment > last[customer_id]:
+                last[customer_id] = moment
     recorded = 0
     for customer_id, active_at in last.items():
         idle_days = (now - active_at).days

@@ -1,16 +1,20 @@
 """`insert_rows` on SQLite and PostgreSQL: every column type the engine writes (text,
-integers, booleans, aware timestamps, JSON, NULLs), conflicts skipped, ids returned."""
+integers, booleans, aware timestamps, JSON, NULLs), conflicts skipped, ids returned; and
+`one_of`, the IN condition whose statement does not grow with its values."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import StatementError
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.bulk import insert_rows
+from cloud.bulk import insert_rows, one_of
 from cloud.customers.crud import create_customer
-from cloud.customers.models import CustomerCreate
+from cloud.customers.models import Customer, CustomerCreate
 from cloud.scenarios.models import Journey
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
@@ -57,3 +61,37 @@ def test_rows_arrive_whole_and_conflicts_are_skipped(engine: Engine) -> None:
     assert (one.variant, one.holdout, one.finished_at) == (None, False, None)
     assert (two.variant, two.holdout, two.context) == ("b", True, {})
     assert {row_id for row_id, _key in first} == {one.id, two.id}
+
+
+def test_naive_datetimes_are_refused(engine: Engine) -> None:
+    with Session(engine) as session:
+        customer = create_customer(session, tenant="shop", data=CustomerCreate(), now=NOW)
+        assert customer.id is not None
+        # SQLite's path goes through the column type, which SQLAlchemy's error wraps.
+        with pytest.raises((ValueError, StatementError), match="naive datetime"):
+            insert_rows(session.connection(), TABLE,
+                        [journey_row(customer.id, "k1", started_at=NOW.replace(tzinfo=None))])
+
+
+def test_one_of_matches_exactly_its_values_however_many(engine: Engine) -> None:
+    """The statement is compiled once and cached: each execution must still bind its own
+    values (of any length, none included), for integers and for text."""
+    with Session(engine) as session:
+        customers = [
+            create_customer(session, tenant="shop", data=CustomerCreate(external_id=f"c{n}"),
+                            now=NOW)
+            for n in range(5)
+        ]
+        session.commit()
+        ids = [customer.id for customer in customers if customer.id is not None]
+
+        def found(values: Sequence[object], column: object = Customer.id) -> list[int]:
+            query = select(Customer.id).where(one_of(column, values))
+            return sorted(cid for cid in session.exec(query).all() if cid is not None)
+
+        assert found([ids[0]]) == [ids[0]]
+        assert found([ids[3], ids[1], 10_000]) == [ids[1], ids[3]]
+        assert found([]) == []
+        assert found(ids) == sorted(ids)
+        assert found(["c2", "c4", "nobody"], Customer.external_id) == [ids[2], ids[4]]
+        assert found(["o'brien", "c0"], Customer.external_id) == [ids[0]]
