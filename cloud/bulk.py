@@ -1,4 +1,5 @@
-"""Inserting many rows in one statement of fixed text.
+"""Inserting and updating many rows, and matching many values, in one statement of
+fixed text.
 
 On PostgreSQL the rows travel as one JSON document, unpacked by
 `json_populate_recordset` into the table's own row type: one parameter whatever the row
@@ -29,6 +30,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -59,7 +61,7 @@ def insert_rows(
     if connection.dialect.name == "postgresql":
         records = _recordset(connection, table, names)
         statement: Any = postgresql.insert(table).from_select(names, records)
-        parameters: Any = {"rows": json.dumps(rows, default=_json_value, allow_nan=False)}
+        parameters: Any = {"rows": _json_rows(rows)}
     else:
         statement = sqlite.insert(table)
         parameters = [dict(row) for row in rows]
@@ -72,14 +74,49 @@ def insert_rows(
     return []
 
 
+def update_rows(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, key: str
+) -> None:
+    """Update rows of `table` (each row all columns to set plus `key`, all with the same
+    keys) identified by their `key` column, in one statement on PostgreSQL (UPDATE ...
+    FROM the rows as a record set) and an executemany elsewhere."""
+    if not rows:
+        return
+    names = [name for name in rows[0] if name != key]
+    if connection.dialect.name == "postgresql":
+        records = _records(connection, table, [key, *names])
+        connection.execute(
+            update(table).where(table.c[key] == records.c[key])
+            .values({name: records.c[name] for name in names}),
+            {"rows": _json_rows(rows)},
+        )
+        return
+    # Parameters may not take the names of the columns they set (SQLAlchemy keeps those).
+    connection.execute(
+        update(table).where(table.c[key] == bindparam(f"_{key}"))
+        .values({name: bindparam(f"_{name}") for name in names}),
+        [{f"_{name}": row[name] for name in [key, *names]} for row in rows],
+    )
+
+
 def _recordset(connection: Connection, table: Table, names: Sequence[str]) -> Any:
     """SELECT <names> FROM json_populate_recordset(NULL::<table>, :rows)."""
+    records = _records(connection, table, names)
+    return select(*(records.c[name] for name in names))
+
+
+def _records(connection: Connection, table: Table, names: Sequence[str]) -> Any:
+    """json_populate_recordset(NULL::<table>, :rows): the rows of the `rows` parameter as
+    records of the table's own row type (its columns' types and input rules)."""
     row_type = connection.dialect.identifier_preparer.format_table(table)
-    records = func.json_populate_recordset(
+    return func.json_populate_recordset(
         literal_column(f"NULL::{row_type}"),
         cast(bindparam("rows", type_=Text), postgresql.JSON),
     ).table_valued(*names)
-    return select(*(records.c[name] for name in names))
+
+
+def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_value, allow_nan=False)
 
 
 def _json_value(value: object) -> object:

@@ -26,10 +26,9 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Table, func, update
-from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.bulk import insert_rows, one_of
+from cloud.bulk import insert_rows, one_of, update_rows
 from cloud.customers.models import Customer
 from cloud.delivery.queue import MessageBatch, PendingMessage
 from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
@@ -149,6 +148,10 @@ class _Run:
     messages: MessageBatch = field(default_factory=MessageBatch)
     #: Messages queued but not written yet: their journey and their line in the journal.
     queued: list[tuple[PendingMessage, Journey, int]] = field(default_factory=list)
+    #: Journeys this run inserted, with the row as inserted. They stay out of the ORM
+    #: session: what the batch changes in them afterwards (most finish at once, right
+    #: after their first send) is written in one statement, not an UPDATE each.
+    inserted: list[tuple[Journey, dict[str, Any]]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, session: Session, config: EngineConfig, now: datetime) -> _Run:
@@ -191,6 +194,15 @@ class _Run:
     def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
         journey.updated_at = self.now
         self.journal.append((journey, step, outcome, (detail or None) and detail[:500]))
+
+    def write_journeys(self) -> None:
+        """Write the inserted journeys the batch changed since."""
+        changed = [
+            {"id": journey.id, **row} for journey, written in self.inserted
+            if (row := _journey_row(journey)) != written
+        ]
+        self.inserted.clear()
+        update_rows(self.session.connection(), JOURNEY_TABLE, changed, key="id")
 
     def write_journal(self) -> None:
         """Write the journal; lines of journeys never inserted (refused starts) are left out."""
@@ -281,6 +293,7 @@ def _attempt(
         with session.begin_nested():
             work(run)
             run.write_messages()
+            run.write_journeys()
             run.write_journal()
     except Exception:
         log.exception("scenario work failed; rolled back")
@@ -499,7 +512,7 @@ class _Batch:
             else:
                 _advance(run, journey, start.scenario, as_of=start.trigger.occurred_at,
                          database=False)
-        inserted = _insert_journeys(run.session, journeys)
+        inserted = _insert_journeys(run, journeys)
         run.prepare_sends(
             (journey, start.scenario) for start, journey in zip(starts, journeys, strict=True)
             if journey.entry_key in inserted and journey.status == JourneyStatus.RUNNING
@@ -538,23 +551,26 @@ def _new_journey(start: _Start, now: datetime) -> Journey:
 _JOURNEY_COLUMNS = tuple(column.name for column in JOURNEY_TABLE.c if column.name != "id")
 
 
-def _insert_journeys(session: Session, journeys: Sequence[Journey]) -> set[str]:
-    """Insert new journeys (a few hundred rows per statement) unless their entry key was
-    used before; the inserted ones get their ids and join the session as if loaded.
-    Returns their entry keys."""
+def _insert_journeys(run: _Run, journeys: Sequence[Journey]) -> set[str]:
+    """Insert new journeys (one statement) unless their entry key was used before; the
+    inserted ones get their ids, and the run writes what the batch changes in them
+    afterwards (`_Run.write_journeys`). Returns their entry keys."""
     by_key = {journey.entry_key: journey for journey in journeys}
     rows = insert_rows(
-        session.connection(), JOURNEY_TABLE,
-        [{name: getattr(journey, name) for name in _JOURNEY_COLUMNS} for journey in journeys],
+        run.session.connection(), JOURNEY_TABLE,
+        [_journey_row(journey) for journey in journeys],
         skip_conflicts_on=["entry_key"],
         returning=[JOURNEY_TABLE.c.id, JOURNEY_TABLE.c.entry_key],
     )
     for journey_id, entry_key in rows:
         journey = by_key[entry_key]
         journey.id = int(journey_id)
-        make_transient_to_detached(journey)
-        session.add(journey)
+        run.inserted.append((journey, _journey_row(journey)))
     return {str(entry_key) for _id, entry_key in rows}
+
+
+def _journey_row(journey: Journey) -> dict[str, Any]:
+    return {name: getattr(journey, name) for name in _JOURNEY_COLUMNS}
 
 
 def _entry_matches(entry: Entry, trigger: Trigger) -> bool:

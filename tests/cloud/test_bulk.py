@@ -1,6 +1,7 @@
 """`insert_rows` on SQLite and PostgreSQL: every column type the engine writes (text,
 integers, booleans, aware timestamps, JSON, NULLs), conflicts skipped, ids returned; and
-`one_of`, the IN condition whose statement does not grow with its values."""
+`update_rows`, its counterpart by key; and `one_of`, the IN condition whose statement
+does not grow with its values."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import StatementError
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.bulk import insert_rows, one_of
+from cloud.bulk import insert_rows, one_of, update_rows
 from cloud.customers.crud import create_customer
 from cloud.customers.models import Customer, CustomerCreate
 from cloud.scenarios.models import Journey
@@ -95,3 +96,30 @@ def test_one_of_matches_exactly_its_values_however_many(engine: Engine) -> None:
         assert found(ids) == sorted(ids)
         assert found(["c2", "c4", "nobody"], Customer.external_id) == [ids[2], ids[4]]
         assert found(["o'brien", "c0"], Customer.external_id) == [ids[0]]
+
+
+def test_update_rows_sets_each_row_by_its_key(engine: Engine) -> None:
+    with Session(engine) as session:
+        customer = create_customer(session, tenant="shop", data=CustomerCreate(), now=NOW)
+        assert customer.id is not None
+        connection = session.connection()
+        ids = dict((key, row_id) for row_id, key in insert_rows(
+            connection, TABLE, [journey_row(customer.id, key) for key in ("k1", "k2", "k3")],
+            returning=[TABLE.c.id, TABLE.c.entry_key],
+        ))
+        later = NOW + timedelta(minutes=5)
+        update_rows(connection, TABLE, [
+            {"id": ids["k1"], "status": "done", "step": None, "wake_at": None,
+             "finished_at": later, "context": {"messages": [7]}},
+            {"id": ids["k3"], "status": "exited", "step": "pause", "wake_at": later,
+             "finished_at": None, "context": {}},
+        ], key="id")
+        update_rows(connection, TABLE, [], key="id")
+        session.commit()
+        stored = {row.entry_key: row for row in session.exec(select(Journey)).all()}
+    one, two, three = stored["k1"], stored["k2"], stored["k3"]
+    assert (one.status, one.step, one.wake_at, one.finished_at, one.context) == (
+        "done", None, None, later, {"messages": [7]})
+    assert (two.status, two.step, two.wake_at) == ("waiting", "pause", NOW + timedelta(hours=1))
+    assert (three.status, three.wake_at, three.context) == ("exited", later, {})
+    assert (one.started_at, one.variant) == (NOW, None)  # columns not named stay
