@@ -27,6 +27,8 @@ from cloud.auth.models import ApiKey, Role
 from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
 from cloud.presence.retention import purge_unconsented
 from cloud.service import (
+    ALL_STAGES,
+    Stage,
     install_stop_signals,
     push_sender,
     run_worker,
@@ -90,18 +92,29 @@ def worker_command(
         str | None,
         typer.Option(help="MQTT client id; give each worker its own (default from settings)"),
     ] = None,
+    stage: Annotated[
+        list[Stage] | None,
+        typer.Option(help="run only this stage (repeat for several; default: all three). "
+                          "On PostgreSQL each stage may run in a process of its own; a "
+                          "stage is woken through the database when the one before it "
+                          "runs elsewhere"),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Consume presence and gateway status, run scenarios, deliver their messages."""
     settings = _settings(verbose)
+    stages = frozenset(stage) if stage else ALL_STAGES
 
     async def main() -> None:
         stop = asyncio.Event()
         restore = install_stop_signals(stop)
         try:
-            with push_sender(settings) as sender:
+            senders = (push_sender(settings) if Stage.DELIVERY in stages
+                       else contextlib.nullcontext())
+            with senders as sender:
                 settle_garbage_collector()
-                await run_worker(settings, stop=stop, sender=sender, client_id=client_id)
+                await run_worker(settings, stop=stop, sender=sender, client_id=client_id,
+                                 stages=stages)
         finally:
             restore()
 

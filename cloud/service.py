@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import uvicorn
 from sqlalchemy import Engine
@@ -29,6 +30,7 @@ from cloud.scenarios.engine import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.worker import ScenarioWorker
 from cloud.settings import Settings
+from cloud.wakeups import Channel, Listener
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +76,31 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+class Stage(StrEnum):
+    """A worker's loops; each may run in a process of its own (on PostgreSQL)."""
+
+    INGEST = "ingest"
+    SCENARIOS = "scenarios"
+    DELIVERY = "delivery"
+
+
+ALL_STAGES = frozenset(Stage)
+
+
 @dataclass(slots=True)
 class Workers:
-    """The three loops of a worker process: presence ingest, scenarios, delivery."""
+    """The loops of a worker process: presence ingest, scenarios, delivery (all three, or
+    those its `--stage` options name)."""
 
-    consumer: PresenceConsumer
-    scenarios: ScenarioWorker
-    delivery: DeliveryWorker
+    consumer: PresenceConsumer | None
+    scenarios: ScenarioWorker | None
+    delivery: DeliveryWorker | None
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [
-            asyncio.create_task(self.consumer.run(stop), name="vitrina-ingest"),
-            asyncio.create_task(self.scenarios.run(stop), name="vitrina-scenarios"),
-            asyncio.create_task(self.delivery.run(stop), name="vitrina-delivery"),
-        ]
+        loops = {"vitrina-ingest": self.consumer, "vitrina-scenarios": self.scenarios,
+                 "vitrina-delivery": self.delivery}
+        tasks = [asyncio.create_task(loop.run(stop), name=name)
+                 for name, loop in loops.items() if loop is not None]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             stop.set()  # one loop ended (stop, or a failure): end the others too
@@ -106,16 +119,36 @@ def workers(
     sender: PushSender | None,
     now: Callable[[], datetime],
     client_id: str | None = None,
+    stages: frozenset[Stage] = ALL_STAGES,
 ) -> Iterator[Workers]:
-    with delivery_worker(settings, engine=engine, push=sender, now=now) as delivery:
-        scenarios = ScenarioWorker(
-            engine=engine, config=engine_config(settings), now=now,
-            on_queued=lambda _ids: delivery.wake(),
-        )
-        consumer = PresenceConsumer(
-            settings=settings, engine=engine, on_triggers=scenarios.wake, client_id=client_id,
-            now=now,
-        )
+    """The loops of `stages`. A stage wakes the next one directly when both run here;
+    one whose predecessor runs in another process is woken through the database
+    (`cloud.wakeups`), and without that (SQLite) only by its own polling."""
+    with contextlib.ExitStack() as stack:
+        delivery = None
+        if Stage.DELIVERY in stages:
+            delivery = stack.enter_context(
+                delivery_worker(settings, engine=engine, push=sender, now=now)
+            )
+        scenarios = None
+        if Stage.SCENARIOS in stages:
+            scenarios = ScenarioWorker(
+                engine=engine, config=engine_config(settings), now=now,
+                on_queued=(lambda _ids: delivery.wake()) if delivery is not None else None,
+            )
+        consumer = None
+        if Stage.INGEST in stages:
+            consumer = PresenceConsumer(
+                settings=settings, engine=engine, client_id=client_id, now=now,
+                on_triggers=scenarios.wake if scenarios is not None else None,
+            )
+        remote: dict[Channel, Callable[[], None]] = {}
+        if scenarios is not None and consumer is None:
+            remote[Channel.TRIGGERS] = scenarios.wake
+        if delivery is not None and scenarios is None:
+            remote[Channel.QUEUED] = delivery.wake
+        if remote and engine.dialect.name == "postgresql":
+            stack.enter_context(Listener(settings.database_url, remote))
         yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery)
 
 
@@ -150,14 +183,15 @@ async def run_worker(
     sender: PushSender | None = None,
     client_id: str | None = None,
     now: Callable[[], datetime] = utc_now,
-) -> PresenceConsumer:
-    """Ingest, scenarios and delivery until `stop` is set; returns the consumer (its
-    totals) when done."""
+    stages: frozenset[Stage] = ALL_STAGES,
+) -> PresenceConsumer | None:
+    """Ingest, scenarios and delivery (or those of `stages`) until `stop` is set; returns
+    the consumer (its totals; None without ingest) when done."""
     own_engine = engine is None
     engine = engine if engine is not None else make_engine(settings.database_url)
     try:
         with workers(settings, engine=engine, sender=sender, now=now,
-                     client_id=client_id) as running:
+                     client_id=client_id, stages=stages) as running:
             await running.run(stop)
     finally:
         if own_engine:
@@ -180,6 +214,7 @@ async def serve(
     engine = make_engine(settings.database_url)
     await asyncio.to_thread(wait_for_database, engine)
     with workers(settings, engine=engine, sender=sender, now=now) as running:
+        assert running.scenarios is not None  # all stages
         app = create_app(settings, engine=engine, worker=running.consumer, now=now,
                          on_triggers=running.scenarios.wake)
         server = _Server(uvicorn.Config(
