@@ -130,7 +130,8 @@ class IngestSettings(BaseModel):
     #: Messages per transaction: each can hold up to 500 events, so this bounds a
     #: transaction to a size PostgreSQL commits in a few tens of milliseconds.
     batch_messages: int = Field(default=64, ge=1, le=10_000)
-    #: How long a partial batch waits for more messages before it is written anyway.
+    #: How long a partial batch gathers more messages while the one before is still being
+    #: written (a batch with the writer free goes at once).
     batch_wait_s: float = Field(default=0.05, ge=0, le=10)
     #: Flow control: the broker sends at most this many unacknowledged messages, which
     #: bounds what a worker holds in memory (256 x 256 KiB payloads = 64 MiB at worst)

@@ -216,7 +216,7 @@ class PresenceConsumer:
             # written (the database's CPU). Writes stay strictly sequential, so messages are
             # acknowledged in the order they arrived.
             while not stop.is_set():
-                batch = await self._next_batch(stop)
+                batch = await self._next_batch(stop, writing=storing)
                 if not batch:
                     continue
                 decoded = await asyncio.to_thread(decode_all, batch, tenants=self._tenants)
@@ -250,8 +250,13 @@ class PresenceConsumer:
             log.info("retention: %d events lost their stable pseudonym", rewritten)
         return rewritten
 
-    async def _next_batch(self, stop: asyncio.Event) -> list[Inbound]:
-        """Wait for a first message (or stop), then gather more for up to `batch_wait_s`."""
+    async def _next_batch(
+        self, stop: asyncio.Event, *, writing: asyncio.Task[None] | None
+    ) -> list[Inbound]:
+        """Wait for a first message (or stop), then take what else has arrived. While the
+        batch before is still being `writing`, keep gathering until it is written (for up
+        to `batch_wait_s`): under load batches grow while the database works, and an idle
+        writer takes a message at once instead of waiting for company."""
         ingest = self._settings.ingest
         stopper = asyncio.ensure_future(stop.wait())
         getter = asyncio.ensure_future(self._queue.get())
@@ -270,10 +275,15 @@ class PresenceConsumer:
                 batch.append(self._queue.get_nowait())
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.is_set():
+            if remaining <= 0 or stop.is_set() or writing is None or writing.done():
                 break
-            with contextlib.suppress(TimeoutError):
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            arrival = asyncio.ensure_future(self._queue.get())
+            await asyncio.wait({arrival, writing}, timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if arrival.done():
+                batch.append(arrival.result())
+            else:
+                arrival.cancel()
         return batch
 
     async def _handle(self, batch: list[Inbound], decoded: list[Decoded]) -> None:
