@@ -28,7 +28,7 @@ that floor. The stage breakdown comes from the timestamps the orchestrator itsel
 (trigger recorded and processed, message sent), so it needs no instrumentation.
 
     .venv/bin/python -m bench.bench_presence_to_push [--rate 500 [100 ...]] [--seconds 25] \
-        [--warmup 5] [--workers 1] [--set ingest.batch_wait_s=0.02 ...] \
+        [--warmup 5] [--workers 1 | --split] [--set ingest.batch_wait_s=0.02 ...] \
         [--output docs/benchmarks/latency.md]
 
 Each rate runs from scratch (broker, database, FCM server, workers), one after the other.
@@ -71,6 +71,7 @@ from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings, PushMessage
 from cloud.scenarios.catalog import save_scenario
 from cloud.scenarios.spec import ScenarioSpec
+from cloud.service import Stage
 from cloud.settings import Settings
 from cloud.templates.spec import TemplateSpec
 from cloud.templates.storage import save_template
@@ -294,19 +295,27 @@ def settings_environment(values: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def worker_commands(count: int, *, split: bool) -> list[list[str]]:
+    """The `vitrina-cloud worker` command lines: `count` processes running every stage,
+    or (`split`) one process per stage."""
+    if split:
+        return [["worker", "--stage", stage.value] for stage in Stage]
+    return [["worker"] for _ in range(count)]
+
+
 @contextlib.contextmanager
 def worker_processes(
-    values: dict[str, Any], count: int, logs: Path
+    values: dict[str, Any], commands: Sequence[list[str]], logs: Path
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """`count` processes of `vitrina-cloud worker` in one share group (each its own MQTT
-    client id), stopped with SIGTERM (each finishes its batch) on the way out."""
+    """The worker processes (each its own MQTT client id, ingesting ones in one share
+    group), stopped with SIGTERM (each finishes its batch) on the way out."""
     processes = []
     try:
-        for number in range(count):
+        for number, command in enumerate(commands):
             mine = {**values, "mqtt": {**values["mqtt"], "client_id": f"latency-worker-{number}"}}
             with (logs / f"worker-{number}.log").open("wb") as sink:
                 processes.append(subprocess.Popen(
-                    [sys.executable, "-c", "from cloud.cli import main; main()", "worker"],
+                    [sys.executable, "-c", "from cloud.cli import main; main()", *command],
                     env=settings_environment(mine), stdout=sink, stderr=subprocess.STDOUT,
                     cwd=ROOT,
                 ))
@@ -742,7 +751,8 @@ def throughputs(
 class Run:
     rate: float
     seconds: float
-    workers: int
+    #: How many worker processes, and how the stages are laid out among them.
+    workers: str
     warmup: int
     measured: int
     achieved_rate: float
@@ -796,8 +806,9 @@ def render(runs: Sequence[Run], *, command: str, overrides: dict[str, Any]) -> s
         "The path is the production one, each part in its own process: the gateways' own "
         f"outbox and MQTT publisher ({STORES} stores, one gateway each, in the bench "
         "process) -> a Mosquitto started for the run -> `vitrina-cloud worker` (presence "
-        "ingest, scenario worker and delivery worker with the FCM sender in one process, as "
-        "deployed) on a fresh PostgreSQL database -> the local FCM server in its own "
+        "ingest, scenario worker and delivery worker with the FCM sender; all three in each "
+        "worker process, or one process per stage, `--stage`, as the workers column says) "
+        "on a fresh PostgreSQL database -> the local FCM server in its own "
         "process. The database holds one consenting customer per event (push and "
         "location-marketing consent, an FCM token, the app install whose beacon the "
         "gateway reports) and the shop's in-store greeting (`demo.welcome`: a push on "
@@ -836,7 +847,7 @@ def render(runs: Sequence[Run], *, command: str, overrides: dict[str, Any]) -> s
 
 def render_run(run: Run) -> list[str]:
     return [
-        f"## {run.rate:g} events/s, {run.workers} worker{'s' if run.workers > 1 else ''}",
+        f"## {run.rate:g} events/s, workers: {run.workers}",
         "",
         f"{run.warmup:,} warm-up and {run.measured:,} measured events ({run.seconds:g} s at "
         f"{run.achieved_rate:.0f}/s achieved). One-minute load average (this run's own "
@@ -900,6 +911,7 @@ async def drive(
         await wait_subscribed(gateways, engine)
         await feed(gateways, warmup, rate, handoffs)
         await asyncio.to_thread(wait_for_pushes, journal, {s.index for s in warmup})
+        await asyncio.to_thread(analyze, engine)
         probe.start()
         sampler.start()
         begun = time.time()
@@ -917,6 +929,17 @@ async def drive(
             gateway.outbox.close()
 
 
+def analyze(engine: Engine) -> None:
+    """Planner statistics as autovacuum keeps them on a live database.
+
+    The run is shorter than autovacuum's one-minute cycle, so without this the tables the
+    run fills (journeys, messages, attempts, journal) keep the statistics of the seeding:
+    empty. Every connection then checks each new row's foreign keys by scanning the
+    parent table, which grows all run long."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE"))
+
+
 def log_problems(workdir: Path) -> list[str]:
     """Warnings and errors the workers logged (a failed batch would explain a slow run)."""
     return [
@@ -927,7 +950,8 @@ def log_problems(workdir: Path) -> list[str]:
 
 
 def run(
-    rate: float, seconds: float, warmup_s: float, overrides: dict[str, Any], workers: int
+    rate: float, seconds: float, warmup_s: float, overrides: dict[str, Any], workers: int,
+    *, split: bool,
 ) -> Run:
     """One phase from scratch: broker, database, FCM server, workers, gateways."""
     pseudonymizer = Pseudonymizer(TenantKey.from_text(KEY_ID, KEY_SECRET))
@@ -949,7 +973,8 @@ def run(
         fcm_url, credentials = stack.enter_context(fcm_server(workdir))
         values = worker_settings(database_url=url, broker=broker, fcm_url=fcm_url,
                                  credentials=credentials, overrides=overrides)
-        stack.enter_context(worker_processes(values, workers, workdir))
+        commands = worker_commands(workers, split=split)
+        stack.enter_context(worker_processes(values, commands, workdir))
         journal = FcmJournal(fcm_url)
         stack.callback(journal.close)
         transport = TransportProbe(broker)
@@ -983,7 +1008,8 @@ def run(
     fcm_latencies = [probe_arrivals[i][0] - sent for i, sent in probe.sent.items()
                      if i in probe_arrivals]
     return Run(
-        rate=rate, seconds=seconds, workers=workers, warmup=warm_count,
+        rate=rate, seconds=seconds, warmup=warm_count,
+        workers=f"{len(commands)}, a stage each" if split else str(len(commands)),
         measured=measured_count, achieved_rate=measured_count / (ended - begun),
         end_to_end=Spread.of(latencies(indexes)),
         thirds=(Spread.of(latencies(indexes[:third])),
@@ -1020,10 +1046,12 @@ def main() -> None:
                         metavar="SECTION.FIELD=VALUE",
                         help="a worker setting other than the production default")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--split", action="store_true",
+                        help="one worker process per stage (`--stage`) instead of --workers")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
-    runs = [run(rate, args.seconds, args.warmup, overrides, args.workers)
+    runs = [run(rate, args.seconds, args.warmup, overrides, args.workers, split=args.split)
             for rate in args.rate]
     command = " ".join(["python -m bench.bench_presence_to_push", *sys.argv[1:]])
     report = render(runs, command=command, overrides=overrides)
