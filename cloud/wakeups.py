@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: How often the listening thread looks up from waiting to see whether it should stop.
 STOP_CHECK_S = 0.5
+#: How the listening connection shows in `pg_stat_activity`.
+APPLICATION_NAME = "vitrina-listener"
 #: Pause before listening again after the connection was lost (the stage still polls).
 RECONNECT_PAUSE_S = 2.0
 
@@ -96,10 +98,10 @@ class Listener:
         with psycopg.connect(self._conninfo, autocommit=True) as connection:
             for channel in self._callbacks:
                 connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel.value)))
-            self._listening.set()
             # Whatever was announced before LISTEN took effect was missed: catch up.
             for callback in self._callbacks.values():
                 callback()
+            self._listening.set()
             while not self._stopping.is_set():
                 for notify in connection.notifies(timeout=STOP_CHECK_S):
                     woken = self._callbacks.get(Channel(notify.channel))
@@ -113,7 +115,7 @@ def _conninfo(database_url: str) -> str:
     """A libpq connection string from the SQLAlchemy URL the settings hold."""
     url = make_url(database_url)
     parts = {"host": url.host, "port": url.port, "dbname": url.database, "user": url.username,
-             "password": url.password, **url.query}
+             "password": url.password, "application_name": APPLICATION_NAME, **url.query}
     return psycopg.conninfo.make_conninfo(
         **{key: str(value) for key, value in parts.items() if value is not None}
     )

@@ -1,12 +1,28 @@
 """`cloud.service`: `settle_garbage_collector`, in a process of its own (it changes the
-collector for good): what exists at start-up is frozen, collections come less often."""
+collector for good): what exists at start-up is frozen, collections come less often; and
+a worker runs the loops of its stages, listening for work from stages elsewhere."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-from cloud.service import GC_OLDER_THRESHOLD, GC_YOUNG_THRESHOLD
+import pytest
+from sqlalchemy import Engine, text
+
+from cloud.db import make_engine, utc_now
+from cloud.service import (
+    ALL_STAGES,
+    GC_OLDER_THRESHOLD,
+    GC_YOUNG_THRESHOLD,
+    Stage,
+    workers,
+)
+from cloud.settings import Settings
+from cloud.wakeups import APPLICATION_NAME
+from tests.support.postgres import fresh_database
 
 
 def test_the_collector_is_settled_after_start_up() -> None:
@@ -24,3 +40,54 @@ def test_the_collector_is_settled_after_start_up() -> None:
     assert (int(young), int(older), int(oldest)) == (
         GC_YOUNG_THRESHOLD, GC_OLDER_THRESHOLD, GC_OLDER_THRESHOLD
     )
+
+
+@pytest.mark.parametrize(("stages", "loops"), [
+    (ALL_STAGES, {"consumer", "scenarios", "delivery"}),
+    (frozenset({Stage.INGEST}), {"consumer"}),
+    (frozenset({Stage.SCENARIOS}), {"scenarios"}),
+    (frozenset({Stage.SCENARIOS, Stage.DELIVERY}), {"scenarios", "delivery"}),
+])
+def test_a_worker_runs_the_loops_of_its_stages(
+    stages: frozenset[Stage], loops: set[str], tmp_path: Path
+) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'vitrina.db'}")
+    engine = make_engine(settings.database_url)
+    with workers(settings, engine=engine, sender=None, now=utc_now, stages=stages) as running:
+        present = {name for name in ("consumer", "scenarios", "delivery")
+                   if getattr(running, name) is not None}
+    engine.dispose()
+    assert present == loops
+
+
+@pytest.mark.parametrize(("stages", "listens"), [
+    (ALL_STAGES, False),
+    (frozenset({Stage.INGEST}), False),
+    (frozenset({Stage.SCENARIOS}), True),
+    (frozenset({Stage.DELIVERY}), True),
+])
+def test_a_stage_apart_from_the_one_before_listens_for_its_work(
+    stages: frozenset[Stage], listens: bool
+) -> None:
+    """On PostgreSQL a stage whose feeder runs in another process listens for its
+    announcements (`cloud.wakeups`); with its feeder here it is woken directly."""
+    with fresh_database("vitrina_stages") as url:
+        engine = make_engine(url)
+        try:
+            with workers(Settings(database_url=url), engine=engine, sender=None, now=utc_now,
+                         stages=stages):
+                deadline = time.monotonic() + (5 if listens else 0.5)
+                while time.monotonic() < deadline and not listener_connected(engine):
+                    time.sleep(0.05)
+                assert listener_connected(engine) is listens
+            assert not listener_connected(engine)  # stopped with the workers
+        finally:
+            engine.dispose()
+
+
+def listener_connected(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": APPLICATION_NAME},
+        ).scalar())
