@@ -3,7 +3,10 @@ timers, each in its own transaction, off the event loop.
 
 A round runs when something woke the worker (ingest stored presence, the API stored a
 webhook: `wake()`, safe from any thread) or every `poll_interval_s` otherwise, which is
-also how waits end: timers live in the database, not in this process.
+also how waits end: timers live in the database, not in this process. Timers and
+geofence dwells are looked at once per `poll_interval_s`, not on every wake: under a
+stream of presence a wake comes every few milliseconds, and those two checks would then
+cost more than the triggers they delay nothing for.
 """
 
 from __future__ import annotations
@@ -45,24 +48,28 @@ class ScenarioWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._last_schedule = float("-inf")
+        self._last_timers = float("-inf")
         self.totals = RunReport()
 
     @property
     def settings(self) -> ScenarioSettings:
         return self._config.settings
 
-    def run_once(self, *, calendar: bool = True) -> RunReport:
-        """One full round; returns what it did. Each batch reads the clock afresh (a
-        round working through a backlog must not stamp its last batch with the time of
-        its first) and hands what it queued to delivery as soon as it is committed."""
+    def run_once(self, *, calendar: bool = True, timers: bool = True) -> RunReport:
+        """One full round (with `timers`: due waits and geofence dwells too); returns what
+        it did. Each batch reads the clock afresh (a round working through a backlog must
+        not stamp its last batch with the time of its first) and hands what it queued to
+        delivery as soon as it is committed."""
         report = RunReport()
         now = self._now()
         if calendar:
             self.record_calendar(now)
-        with session_scope(self._engine) as session:
-            due_geofence_dwells(session, now=now)
-            session.commit()
-        for step in (process_triggers, wake_due_journeys):
+        if timers:
+            with session_scope(self._engine) as session:
+                due_geofence_dwells(session, now=now)
+                session.commit()
+        steps = (process_triggers, wake_due_journeys) if timers else (process_triggers,)
+        for step in steps:
             while True:
                 with session_scope(self._engine) as session:
                     batch = step(session, catalog=self.catalog, config=self._config,
@@ -102,12 +109,16 @@ class ScenarioWorker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         while not stop.is_set():
-            calendar = time.monotonic() - self._last_schedule >= self.settings.schedule_interval_s
+            started = time.monotonic()
+            calendar = started - self._last_schedule >= self.settings.schedule_interval_s
             if calendar:
-                self._last_schedule = time.monotonic()
+                self._last_schedule = started
+            timers = started - self._last_timers >= self.settings.poll_interval_s
+            if timers:
+                self._last_timers = started
             self._wakeup.clear()  # before the round: a wake during it means "go again"
             try:
-                await asyncio.to_thread(self.run_once, calendar=calendar)
+                await asyncio.to_thread(self.run_once, calendar=calendar, timers=timers)
             except Exception:  # the database may be away; the next round retries
                 log.exception("scenario round failed")
             waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(
