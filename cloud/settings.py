@@ -131,8 +131,11 @@ class IngestSettings(BaseModel):
     #: transaction to a size PostgreSQL commits in a few tens of milliseconds.
     batch_messages: int = Field(default=64, ge=1, le=10_000)
     #: How long a partial batch gathers more messages while the one before is still being
-    #: written (a batch with the writer free goes at once).
+    #: written...
     batch_wait_s: float = Field(default=0.05, ge=0, le=10)
+    #: ...and at least, with the writer free: a transaction per message would cost the
+    #: database more than this wait costs the message.
+    batch_min_wait_s: float = Field(default=0.01, ge=0, le=10)
     #: Flow control: the broker sends at most this many unacknowledged messages, which
     #: bounds what a worker holds in memory (256 x 256 KiB payloads = 64 MiB at worst)
     #: while leaving room for two batches in the pipeline and the next one queueing.

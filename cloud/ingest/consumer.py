@@ -253,10 +253,10 @@ class PresenceConsumer:
     async def _next_batch(
         self, stop: asyncio.Event, *, writing: asyncio.Task[None] | None
     ) -> list[Inbound]:
-        """Wait for a first message (or stop), then take what else has arrived. While the
-        batch before is still being `writing`, keep gathering until it is written (for up
-        to `batch_wait_s`): under load batches grow while the database works, and an idle
-        writer takes a message at once instead of waiting for company."""
+        """Wait for a first message (or stop), then gather more for `batch_min_wait_s`, and
+        while the batch before is still being `writing`, until it is written (for up to
+        `batch_wait_s` in all): under load batches grow while the database works, and an
+        idle writer does not keep a message waiting for company."""
         ingest = self._settings.ingest
         stopper = asyncio.ensure_future(stop.wait())
         getter = asyncio.ensure_future(self._queue.get())
@@ -269,16 +269,21 @@ class PresenceConsumer:
         if not getter.done() or getter.cancelled():
             return []
         batch = [getter.result()]
-        deadline = time.monotonic() + ingest.batch_wait_s
+        started = time.monotonic()
+        deadline, least = started + ingest.batch_wait_s, started + ingest.batch_min_wait_s
         while len(batch) < ingest.batch_messages:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.is_set() or writing is None or writing.done():
+            now = time.monotonic()
+            writer_free = writing is None or writing.done()
+            if now >= deadline or stop.is_set() or (writer_free and now >= least):
                 break
             arrival = asyncio.ensure_future(self._queue.get())
-            await asyncio.wait({arrival, writing}, timeout=remaining,
+            waits: set[asyncio.Future[Any]] = {arrival}
+            if not writer_free:
+                waits.add(writing)  # type: ignore[arg-type]
+            await asyncio.wait(waits, timeout=(least if writer_free else deadline) - now,
                                return_when=asyncio.FIRST_COMPLETED)
             if arrival.done():
                 batch.append(arrival.result())
