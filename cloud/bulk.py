@@ -3,7 +3,7 @@ fixed text.
 
 On PostgreSQL the rows travel as one JSON document, unpacked by
 `json_populate_recordset` into the table's own row type: one parameter whatever the row
-count, encoded by the standard library's C encoder, and a statement parsed once. The
+count, encoded in compiled code (pydantic-core), and a statement parsed once. The
 alternatives cost more in Python than the insert costs in the database: SQLAlchemy's
 batched executemany renders a placeholder per value (which the driver then scans), and
 one array per column has the driver escape every element in Python. Elsewhere (SQLite)
@@ -12,13 +12,11 @@ the rows go as a plain executemany.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
-from uuid import UUID
 
+import pydantic_core
 from sqlalchemy import (
     Boolean,
     Column,
@@ -116,22 +114,24 @@ def _records(connection: Connection, table: Table, names: Sequence[str]) -> Any:
 
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(rows, default=_json_value, allow_nan=False)
+    """The rows as one JSON document, by pydantic-core's encoder: datetimes, dates,
+    decimals and UUIDs as PostgreSQL's input functions read them, at a quarter of the
+    standard library's cost with a Python fallback for each datetime.
 
-
-def _json_value(value: object) -> object:
-    """What the JSON encoder cannot write itself, as PostgreSQL's input functions read it."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
+    The rows of one call come from one builder, so the first row stands for the rest in
+    what the encoder would write wrongly: naive datetimes (PostgreSQL would read them in
+    the session's time zone) and bytes (bytea wants its own hex form)."""
+    for value in rows[0].values():
+        if isinstance(value, datetime) and value.tzinfo is None:
             raise ValueError("naive datetime given where an aware one is required")
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "\\x" + bytes(value).hex()
-    raise TypeError(f"cannot insert a {type(value).__name__} in bulk")
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError("bytes cannot be inserted in bulk")
+    return pydantic_core.to_json(rows).decode()
+
+
+def _json_list(values: list[Any]) -> str:
+    """A list as a JSON array (`one_of`'s values outside PostgreSQL)."""
+    return pydantic_core.to_json(values).decode()
 
 
 def one_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
@@ -164,7 +164,7 @@ class _ValueList(TypeDecorator[list[Any]]):
     def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql":
             return value
-        return json.dumps(value, default=_json_value)
+        return _json_list(value)
 
 
 class _OneOf(ColumnElement[bool]):
