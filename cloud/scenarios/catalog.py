@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from cloud.scenarios.conditions import ALL_FACTS, FactKind
 from cloud.scenarios.models import OPEN_STATUSES, Journey, JourneyStatus, Scenario
 from cloud.scenarios.spec import ScenarioSpec, WaitForEventStep
 from cloud.scenarios.triggers import TriggerKind
@@ -88,6 +89,8 @@ class TenantCatalog:
     by_entry: Mapping[TriggerKind, tuple[LoadedScenario, ...]]
     #: Kinds some scenario exits on or waits for: only these need open journeys looked up.
     resuming_kinds: frozenset[TriggerKind]
+    #: The parts of customer facts some scenario reads: only these are loaded.
+    facts: frozenset[FactKind] = ALL_FACTS
 
 
 def build_tenant_catalog(scenarios: Sequence[Scenario], fingerprint: tuple[int, int]
@@ -95,10 +98,12 @@ def build_tenant_catalog(scenarios: Sequence[Scenario], fingerprint: tuple[int, 
     loaded: dict[str, LoadedScenario] = {}
     by_entry: dict[TriggerKind, list[LoadedScenario]] = defaultdict(list)
     resuming: set[TriggerKind] = set()
+    facts: set[FactKind] = set()
     for row in scenarios:
         spec = ScenarioSpec.model_validate(row.spec)
         item = LoadedScenario(key=row.key, version=row.version, spec=spec)
         loaded[row.key] = item
+        facts |= spec.facts_read()
         if row.active:
             by_entry[spec.entry.event].append(item)
         resuming.update(spec.exit_on)
@@ -106,7 +111,7 @@ def build_tenant_catalog(scenarios: Sequence[Scenario], fingerprint: tuple[int, 
     return TenantCatalog(
         fingerprint=fingerprint, scenarios=loaded,
         by_entry={kind: tuple(items) for kind, items in by_entry.items()},
-        resuming_kinds=frozenset(resuming),
+        resuming_kinds=frozenset(resuming), facts=frozenset(facts),
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -73,6 +74,23 @@ class CustomerFacts:
     messages: tuple[SentMessage, ...] = ()
     #: Latest time of each kind of activity: "order", "visit", "click", "signup".
     last: Mapping[str, datetime] = field(default_factory=dict)
+
+
+class FactKind(StrEnum):
+    """The parts of `CustomerFacts` that cost a query each. The customer's profile and
+    consents are always loaded (every send checks consent); these only when some
+    condition or offer of the tenant's scenarios reads them (`facts_read`)."""
+
+    TAGS = "tags"
+    #: Purchases, and the last order.
+    PURCHASES = "purchases"
+    SPEND = "spend"
+    #: Messages, and the last click.
+    MESSAGES = "messages"
+    VISITS = "visits"
+
+
+ALL_FACTS = frozenset(FactKind)
 
 
 # --- condition models ----------------------------------------------------------------------
@@ -284,6 +302,34 @@ def evaluate(
         return _since(condition.since, facts, now)
     return compare(trigger.get(condition.trigger.attribute), condition.trigger.op,
                    condition.trigger.value)
+
+
+#: What the time since each event is measured from (`SinceQuery.event`).
+_SINCE_FACTS: dict[str, frozenset[FactKind]] = {
+    "order": frozenset({FactKind.PURCHASES}), "visit": frozenset({FactKind.VISITS}),
+    "click": frozenset({FactKind.MESSAGES}), "signup": frozenset(),
+}
+
+
+def facts_read(condition: Condition) -> frozenset[FactKind]:
+    """The parts of `CustomerFacts` evaluating `condition` may read (`evaluate` on facts
+    holding only those gives the same answer)."""
+    if isinstance(condition, AllCondition | AnyCondition):
+        parts = condition.all if isinstance(condition, AllCondition) else condition.any
+        return frozenset().union(*(facts_read(part) for part in parts))
+    if isinstance(condition, NotCondition):
+        return facts_read(condition.not_)
+    if isinstance(condition, TagCondition):
+        return frozenset({FactKind.TAGS})
+    if isinstance(condition, PurchasedCondition):
+        return frozenset({FactKind.PURCHASES})
+    if isinstance(condition, MessageCondition):
+        return frozenset({FactKind.MESSAGES})
+    if isinstance(condition, SpendCondition):
+        return frozenset({FactKind.SPEND})
+    if isinstance(condition, SinceCondition):
+        return _SINCE_FACTS[condition.since.event]
+    return frozenset()  # profile, consent, trigger: always at hand
 
 
 def _purchased(query: PurchaseQuery, facts: CustomerFacts, now: datetime) -> bool:

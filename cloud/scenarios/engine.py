@@ -40,7 +40,7 @@ from cloud.scenarios.actions import (
     webhook_step,
 )
 from cloud.scenarios.catalog import Catalog, LoadedScenario, TenantCatalog
-from cloud.scenarios.conditions import CustomerFacts, evaluate, matches_attributes
+from cloud.scenarios.conditions import CustomerFacts, FactKind, evaluate, matches_attributes
 from cloud.scenarios.facts import load_facts
 from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.models import (
@@ -115,14 +115,16 @@ class RunReport:
 class _Facts:
     """Customer facts for one batch, reloaded for a customer after a step changed them."""
 
-    def __init__(self, session: Session, now: datetime) -> None:
-        self._session, self._now = session, now
+    def __init__(self, session: Session, now: datetime, kinds: frozenset[FactKind]) -> None:
+        """`kinds`: the parts the batch's scenarios read (`TenantCatalog.facts`)."""
+        self._session, self._now, self._kinds = session, now, kinds
         self._facts: dict[int, CustomerFacts] = {}
 
     def preload(self, customer_ids: Iterable[int]) -> None:
         missing = {cid for cid in customer_ids if cid not in self._facts}
         if missing:
-            self._facts.update(load_facts(self._session, customer_ids=missing, now=self._now))
+            self._facts.update(load_facts(self._session, customer_ids=missing, now=self._now,
+                                          kinds=self._kinds))
 
     def get(self, customer_id: int) -> CustomerFacts | None:
         self.preload([customer_id])
@@ -154,9 +156,11 @@ class _Run:
     inserted: list[tuple[Journey, dict[str, Any]]] = field(default_factory=list)
 
     @classmethod
-    def begin(cls, session: Session, config: EngineConfig, now: datetime) -> _Run:
+    def begin(
+        cls, session: Session, config: EngineConfig, now: datetime, facts: frozenset[FactKind]
+    ) -> _Run:
         return cls(session=session, config=config, now=now, report=RunReport(),
-                   facts=_Facts(session, now), lookups=Lookups(session, now=now))
+                   facts=_Facts(session, now, facts), lookups=Lookups(session, now=now))
 
     def facts_of(self, customer_id: int) -> CustomerFacts | None:
         """The customer's facts, with the messages queued for them written first (a
@@ -264,13 +268,14 @@ def _handle_share(
     session: Session, *, rows: Sequence[Trigger], catalog: TenantCatalog,
     config: EngineConfig, now: datetime, report: RunReport,
 ) -> None:
-    if _attempt(session, config, now, report, partial(_run_batch, catalog=catalog, rows=rows)):
+    if _attempt(session, config, now, report, partial(_run_batch, catalog=catalog, rows=rows),
+                facts=catalog.facts):
         SCENARIO_TRIGGERS.labels(outcome="handled").inc(len(rows))
         return
     log.warning("a batch of %d triggers failed; handling them one by one", len(rows))
     for row in rows:
         if _attempt(session, config, now, report,
-                    partial(_run_batch, catalog=catalog, rows=[row])):
+                    partial(_run_batch, catalog=catalog, rows=[row]), facts=catalog.facts):
             SCENARIO_TRIGGERS.labels(outcome="handled").inc()
         else:  # one bad trigger must not block every later one
             log.error("trigger %s (%s) failed; marked processed", row.id, row.kind)
@@ -284,11 +289,12 @@ def _run_batch(run: _Run, *, catalog: TenantCatalog, rows: Sequence[Trigger]) ->
 
 def _attempt(
     session: Session, config: EngineConfig, now: datetime, report: RunReport,
-    work: Callable[[_Run], None],
+    work: Callable[[_Run], None], *, facts: frozenset[FactKind],
 ) -> bool:
-    """Run `work` in a savepoint; on success add what it did to `report`. On failure
-    everything it wrote is rolled back and its report dropped."""
-    run = _Run.begin(session, config, now)
+    """Run `work` (reading the `facts` kinds of customer facts) in a savepoint; on success
+    add what it did to `report`. On failure everything it wrote is rolled back and its
+    report dropped."""
+    run = _Run.begin(session, config, now, facts)
     try:
         with session.begin_nested():
             work(run)
@@ -646,7 +652,9 @@ def wake_due_journeys(
     catalogs = {tenant: catalog.tenant(session, tenant)
                 for tenant in sorted({journey.tenant for journey in due})}
     ids = [journey.id for journey in due]
-    if _attempt(session, config, now, report, partial(_wake_all, due=due, catalogs=catalogs)):
+    facts = frozenset().union(*(tenant.facts for tenant in catalogs.values()))
+    if _attempt(session, config, now, report, partial(_wake_all, due=due, catalogs=catalogs),
+                facts=facts):
         return report
     log.warning("waking %d journeys failed; waking them one by one", len(ids))
     for journey_id in ids:
@@ -654,7 +662,7 @@ def wake_due_journeys(
         if journey is None or journey.status != JourneyStatus.WAITING:
             continue
         if not _attempt(session, config, now, report,
-                        partial(_wake_all, due=[journey], catalogs=catalogs)):
+                        partial(_wake_all, due=[journey], catalogs=catalogs), facts=facts):
             log.error("journey %s failed to continue; ended", journey_id)
             report.woken += 1
             report.failed += 1

@@ -17,7 +17,14 @@ from cloud.commerce.models import OrderLine
 from cloud.customers.models import ConsentChannel, Customer
 from cloud.delivery.consent import latest_answers
 from cloud.messages.models import Message
-from cloud.scenarios.conditions import MAX_LOOKBACK, CustomerFacts, Purchase, SentMessage
+from cloud.scenarios.conditions import (
+    ALL_FACTS,
+    MAX_LOOKBACK,
+    CustomerFacts,
+    FactKind,
+    Purchase,
+    SentMessage,
+)
 from cloud.scenarios.models import CustomerTag
 from cloud.scenarios.triggers import Trigger, TriggerKind
 
@@ -38,29 +45,39 @@ def profile_of(customer: Customer) -> dict[str, Any]:
 
 
 def load_facts(
-    session: Session, *, customer_ids: Iterable[int], now: datetime
+    session: Session, *, customer_ids: Iterable[int], now: datetime,
+    kinds: frozenset[FactKind] = ALL_FACTS,
 ) -> dict[int, CustomerFacts]:
-    """Facts for every existing customer among `customer_ids` (erased ones are absent)."""
+    """Facts for every existing customer among `customer_ids` (erased ones are absent):
+    profile and consents, and of the rest the `kinds` asked for (a query each; the
+    others stay empty)."""
     ids = sorted(set(customer_ids))
     customers = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
     if not customers:
         return {}
     tags: dict[int, set[str]] = defaultdict(set)
-    tag_rows = session.exec(
-        select(CustomerTag.customer_id, CustomerTag.tag)
-        .where(one_of(CustomerTag.customer_id, ids))
-    )
-    for customer_id, tag in tag_rows:
-        tags[customer_id].add(tag)
+    if FactKind.TAGS in kinds:
+        tag_rows = session.exec(
+            select(CustomerTag.customer_id, CustomerTag.tag)
+            .where(one_of(CustomerTag.customer_id, ids))
+        )
+        for customer_id, tag in tag_rows:
+            tags[customer_id].add(tag)
     consents = _current_consents(session, ids)
-    purchases, last_order = _purchases(session, ids, now)
-    spend = lifetime_spend(session, ids)
-    messages, last_click = _messages(session, ids, now)
-    visits = dict(session.exec(
-        select(Trigger.customer_id, func.max(Trigger.occurred_at))
-        .where(one_of(Trigger.customer_id, ids), col(Trigger.kind).in_(VISIT_KINDS))
-        .group_by(col(Trigger.customer_id))
-    ).all())
+    purchases, last_order = (
+        _purchases(session, ids, now) if FactKind.PURCHASES in kinds else ({}, {})
+    )
+    spend = lifetime_spend(session, ids) if FactKind.SPEND in kinds else {}
+    messages, last_click = (
+        _messages(session, ids, now) if FactKind.MESSAGES in kinds else ({}, {})
+    )
+    visits: dict[int, datetime] = {}
+    if FactKind.VISITS in kinds:
+        visits = dict(session.exec(
+            select(Trigger.customer_id, func.max(Trigger.occurred_at))
+            .where(one_of(Trigger.customer_id, ids), col(Trigger.kind).in_(VISIT_KINDS))
+            .group_by(col(Trigger.customer_id))
+        ).all())
     found: dict[int, CustomerFacts] = {}
     for customer in customers:
         assert customer.id is not None

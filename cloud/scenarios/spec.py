@@ -24,7 +24,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
-from cloud.scenarios.conditions import AttributeFilter, Condition
+from cloud.scenarios.conditions import AttributeFilter, Condition, FactKind, facts_read
 from cloud.scenarios.triggers import TriggerKind
 from cloud.templates.spec import Channel
 
@@ -295,6 +295,20 @@ class ScenarioSpec(_Model):
             if step.id == step_id:
                 return index
         raise KeyError(step_id)
+
+    def facts_read(self) -> frozenset[FactKind]:
+        """The parts of customer facts this scenario's conditions and offers may read."""
+        found = set(facts_read(self.conditions)) if self.conditions is not None else set()
+        for step in self.steps:
+            if isinstance(step, BranchStep):
+                found |= facts_read(step.condition)
+            offers = [step.offer] if isinstance(step, SendStep | IssueCouponStep) else []
+            if isinstance(step, SendStep):
+                offers += [override.offer for override in step.variants.values()]
+            if any(offer is not None for offer in offers):
+                # Cross-selling reads purchases, escalating reads messages.
+                found |= {FactKind.PURCHASES, FactKind.MESSAGES}
+        return frozenset(found)
 
     def templates(self) -> set[tuple[str, Channel]]:
         """Every (template key, channel) a send of this scenario may use."""

@@ -3,6 +3,7 @@ comparisons a profile field or trigger attribute goes through."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,13 +13,16 @@ from pydantic import TypeAdapter, ValidationError
 
 from cloud.customers.models import ConsentChannel
 from cloud.scenarios.conditions import (
+    ALL_FACTS,
     AttributeFilter,
     Condition,
     CustomerFacts,
+    FactKind,
     Purchase,
     SentMessage,
     compare,
     evaluate,
+    facts_read,
     matches_attributes,
 )
 
@@ -61,7 +65,7 @@ def check(document: Any, trigger: dict[str, Any] | None = None) -> bool:
     return evaluate(CONDITION.validate_python(document), FACTS, trigger or {}, NOW)
 
 
-@pytest.mark.parametrize(("document", "expected"), [
+LEAVES: list[tuple[dict[str, Any], bool]] = [
     ({"tag": "vip"}, True),
     ({"tag": "lapsed"}, False),
     ({"profile": "first_name", "value": "Ana"}, True),
@@ -96,7 +100,10 @@ def check(document: Any, trigger: dict[str, Any] | None = None) -> bool:
     ({"since": {"event": "click", "more_than": "P1D", "less_than": "P5D"}}, True),
     ({"trigger": {"attribute": "store", "value": "s1"}}, True),
     ({"trigger": {"attribute": "store", "op": "ne", "value": "s1"}}, False),
-])
+]
+
+
+@pytest.mark.parametrize(("document", "expected"), LEAVES)
 def test_each_leaf(document: dict[str, Any], expected: bool) -> None:
     assert check(document, {"store": "s1"}) is expected
 
@@ -159,3 +166,58 @@ def test_attribute_filters_all_must_hold() -> None:
     assert not matches_attributes(filters, {"store": "s1", "dwell_s": 10})
     assert not matches_attributes(filters, {"store": "s1"})
     assert matches_attributes([], {})
+
+
+#: Every part of the facts filled in, a visit included.
+FULL = replace(FACTS, last={**FACTS.last, "visit": NOW - timedelta(days=3)})
+#: What each kind holds when loaded; absent, the part is empty (as `load_facts` leaves it).
+_PART_FIELDS: dict[FactKind, tuple[str, ...]] = {
+    FactKind.TAGS: ("tags",), FactKind.PURCHASES: ("purchases", "order"),
+    FactKind.SPEND: ("spend",), FactKind.MESSAGES: ("messages", "click"),
+    FactKind.VISITS: ("visit",),
+}
+
+
+def loaded_only(facts: CustomerFacts, kinds: frozenset[FactKind]) -> CustomerFacts:
+    missing = {name for kind in ALL_FACTS - kinds for name in _PART_FIELDS[kind]}
+    return replace(
+        facts,
+        tags=frozenset() if "tags" in missing else facts.tags,
+        purchases=() if "purchases" in missing else facts.purchases,
+        spend=Decimal(0) if "spend" in missing else facts.spend,
+        messages=() if "messages" in missing else facts.messages,
+        last={event: at for event, at in facts.last.items() if event not in missing},
+    )
+
+
+@pytest.mark.parametrize("document", [document for document, _ in LEAVES] + [
+    {"not": document} for document, _ in LEAVES
+] + [{"any": [{"tag": "lapsed"}, {"since": {"event": "visit", "less_than": "P7D"}}]}])
+def test_facts_read_names_every_part_a_condition_reads(document: dict[str, Any]) -> None:
+    """Evaluated on facts holding only what `facts_read` names, every condition (and its
+    negation) answers as on complete facts: the engine loads no more than that."""
+    condition = CONDITION.validate_python(document)
+    trigger = {"store": "s1"}
+    partial = loaded_only(FULL, facts_read(condition))
+    assert evaluate(condition, partial, trigger, NOW) == evaluate(condition, FULL, trigger, NOW)
+
+
+@pytest.mark.parametrize(("document", "kinds"), [
+    ({"tag": "vip"}, {FactKind.TAGS}),
+    ({"purchased": {}}, {FactKind.PURCHASES}),
+    ({"message": {"opened": True}}, {FactKind.MESSAGES}),
+    ({"spend": {"value": "1"}}, {FactKind.SPEND}),
+    ({"since": {"event": "order", "less_than": "P1D"}}, {FactKind.PURCHASES}),
+    ({"since": {"event": "visit", "less_than": "P1D"}}, {FactKind.VISITS}),
+    ({"since": {"event": "click", "less_than": "P1D"}}, {FactKind.MESSAGES}),
+    ({"since": {"event": "signup", "less_than": "P1D"}}, set()),
+    ({"profile": "locale", "value": "es"}, set()),
+    ({"consent": "email"}, set()),
+    ({"trigger": {"attribute": "store", "value": "s1"}}, set()),
+    ({"all": [{"tag": "vip"}, {"not": {"any": [{"spend": {"value": "1"}}, {"consent": "sms"}]}}]},
+     {FactKind.TAGS, FactKind.SPEND}),
+])
+def test_facts_read_of_each_kind_of_condition(
+    document: dict[str, Any], kinds: set[FactKind]
+) -> None:
+    assert facts_read(CONDITION.validate_python(document)) == kinds

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from cloud.scenarios.conditions import FactKind
 from cloud.scenarios.spec import Entry, OfferChoice, ScenarioSpec, SendStep, WaitStep
 
 
@@ -172,3 +173,24 @@ def test_arbitrary_steps_in_a_scenario_raise_only_validation_errors(
 ) -> None:
     with contextlib.suppress(ValidationError):
         ScenarioSpec.model_validate(scenario(steps=steps, entry=entry))
+
+
+def test_facts_read_covers_conditions_branches_and_offers() -> None:
+    """What the engine loads for a tenant's scenarios: entry conditions and branches by
+    what they test; any offer reads purchases (cross-sell) and messages (escalation)."""
+    plain = ScenarioSpec.model_validate(scenario(steps=[
+        {"id": "hello", "type": "send", "channels": ["push"], "template": "hello"},
+    ]))
+    assert plain.facts_read() == frozenset()
+    assert ScenarioSpec.model_validate(scenario()).facts_read() == {
+        FactKind.PURCHASES, FactKind.MESSAGES,
+    }
+    branching = ScenarioSpec.model_validate(scenario(
+        conditions={"tag": "vip"},
+        steps=[
+            {"id": "check", "type": "branch", "if": {"spend": {"value": "100"}},
+             "then": "hello"},
+            {"id": "hello", "type": "send", "channels": ["push"], "template": "hello"},
+        ],
+    ))
+    assert branching.facts_read() == {FactKind.TAGS, FactKind.SPEND}
