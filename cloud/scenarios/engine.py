@@ -115,16 +115,20 @@ class RunReport:
 class _Facts:
     """Customer facts for one batch, reloaded for a customer after a step changed them."""
 
-    def __init__(self, session: Session, now: datetime, kinds: frozenset[FactKind]) -> None:
-        """`kinds`: the parts the batch's scenarios read (`TenantCatalog.facts`)."""
-        self._session, self._now, self._kinds = session, now, kinds
+    def __init__(
+        self, session: Session, now: datetime, kinds: frozenset[FactKind], lookups: Lookups
+    ) -> None:
+        """`kinds`: the parts the batch's scenarios read (`TenantCatalog.facts`); the
+        customer rows come from (and stay in) the batch's `lookups`."""
+        self._session, self._now, self._kinds, self._lookups = session, now, kinds, lookups
         self._facts: dict[int, CustomerFacts] = {}
 
     def preload(self, customer_ids: Iterable[int]) -> None:
         missing = {cid for cid in customer_ids if cid not in self._facts}
         if missing:
+            customers = list(self._lookups.customers(missing).values())
             self._facts.update(load_facts(self._session, customer_ids=missing, now=self._now,
-                                          kinds=self._kinds))
+                                          kinds=self._kinds, customers=customers))
 
     def get(self, customer_id: int) -> CustomerFacts | None:
         self.preload([customer_id])
@@ -159,8 +163,9 @@ class _Run:
     def begin(
         cls, session: Session, config: EngineConfig, now: datetime, facts: frozenset[FactKind]
     ) -> _Run:
+        lookups = Lookups(session, now=now)
         return cls(session=session, config=config, now=now, report=RunReport(),
-                   facts=_Facts(session, now, facts), lookups=Lookups(session, now=now))
+                   facts=_Facts(session, now, facts, lookups), lookups=lookups)
 
     def facts_of(self, customer_id: int) -> CustomerFacts | None:
         """The customer's facts, with the messages queued for them written first (a

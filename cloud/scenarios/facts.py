@@ -46,13 +46,14 @@ def profile_of(customer: Customer) -> dict[str, Any]:
 
 def load_facts(
     session: Session, *, customer_ids: Iterable[int], now: datetime,
-    kinds: frozenset[FactKind] = ALL_FACTS,
+    kinds: frozenset[FactKind] = ALL_FACTS, customers: Sequence[Customer] | None = None,
 ) -> dict[int, CustomerFacts]:
     """Facts for every existing customer among `customer_ids` (erased ones are absent):
     profile and consents, and of the rest the `kinds` asked for (a query each; the
-    others stay empty)."""
+    others stay empty). `customers`: their rows, when the caller has read them."""
     ids = sorted(set(customer_ids))
-    customers = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
+    if customers is None:
+        customers = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
     if not customers:
         return {}
     tags: dict[int, set[str]] = defaultdict(set)

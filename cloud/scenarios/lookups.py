@@ -50,18 +50,33 @@ class Lookups:
         self._stores: dict[tuple[str, str], StoreRow | None] = {}
         self._templates: dict[tuple[str, str, Channel, str | None], Template | None] = {}
 
+    def customers(self, customer_ids: Iterable[int]) -> dict[int, Customer]:
+        """The rows of those of `customer_ids` that exist, read once per batch (customer
+        facts are built from the same rows)."""
+        ids = set(customer_ids)
+        self._load_customers(ids)
+        return {cid: row for cid in ids if (row := self._customers[cid]) is not None}
+
+    def _load_customers(self, customer_ids: Iterable[int]) -> None:
+        missing = sorted({cid for cid in customer_ids if cid not in self._customers})
+        if not missing:
+            return
+        found = {row.id: row for row in self._session.exec(
+            select(Customer).where(one_of(Customer.id, missing))
+        )}
+        for customer_id in missing:
+            self._customers[customer_id] = found.get(customer_id)
+
     def preload(self, customer_ids: Iterable[int], *, sends_within: timedelta) -> None:
         """Load customers, device kinds and the sends of the last `sends_within` (the
         longest cap window the batch may check) for those not loaded yet."""
-        missing = sorted({cid for cid in customer_ids if cid not in self._customers})
+        missing = sorted({cid for cid in customer_ids if cid not in self._sends})
         if missing:
             self._load(missing, since=self._now - sends_within)
 
     def _load(self, ids: Sequence[int], *, since: datetime) -> None:
         session = self._session
-        found = {row.id: row for row in session.exec(
-            select(Customer).where(one_of(Customer.id, ids))
-        )}
+        self._load_customers(ids)
         kinds: dict[int, set[str]] = defaultdict(set)
         for customer_id, kind in session.exec(
             select(Device.customer_id, Device.kind)
@@ -78,13 +93,12 @@ class Lookups:
         ):
             sends[customer_id].append(RecentSend(created_at, str(channel), scenario))
         for customer_id in ids:
-            self._customers[customer_id] = found.get(customer_id)
             self._device_kinds[customer_id] = kinds.get(customer_id, set())
             self._sends[customer_id] = sends.get(customer_id, [])
             self._since[customer_id] = since
 
     def customer(self, customer_id: int) -> Customer | None:
-        if customer_id not in self._customers:
+        if customer_id not in self._sends:
             self.preload([customer_id], sends_within=timedelta(0))
         return self._customers[customer_id]
 
