@@ -297,9 +297,9 @@ def settings_environment(values: dict[str, Any]) -> dict[str, str]:
 
 def worker_commands(count: int, *, split: bool) -> list[list[str]]:
     """The `vitrina-cloud worker` command lines: `count` processes running every stage,
-    or (`split`) one process per stage."""
+    or (`split`) `count` processes per stage."""
     if split:
-        return [["worker", "--stage", stage.value] for stage in Stage]
+        return [["worker", "--stage", stage.value] for stage in Stage for _ in range(count)]
     return [["worker"] for _ in range(count)]
 
 
@@ -1009,7 +1009,7 @@ def run(
                      if i in probe_arrivals]
     return Run(
         rate=rate, seconds=seconds, warmup=warm_count,
-        workers=f"{len(commands)}, a stage each" if split else str(len(commands)),
+        workers=f"{workers} per stage" if split else str(workers),
         measured=measured_count, achieved_rate=measured_count / (ended - begun),
         end_to_end=Spread.of(latencies(indexes)),
         thirds=(Spread.of(latencies(indexes[:third])),
@@ -1045,9 +1045,10 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
                         help="a worker setting other than the production default")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (with --split: per stage)")
     parser.add_argument("--split", action="store_true",
-                        help="one worker process per stage (`--stage`) instead of --workers")
+                        help="a worker process per stage (`--stage`), not all stages in each")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
