@@ -6,7 +6,8 @@ Every part is the real one, each in its own process as in production:
   fed `enter` events of app beacons at `--rate` events/s in total;
 - a Mosquitto started for the run;
 - the orchestrator: `vitrina-cloud worker` (presence ingest, scenario worker, delivery
-  worker with the FCM sender) on a fresh, migrated PostgreSQL database;
+  worker with the FCM sender, each in a process of its own as on PostgreSQL by default,
+  or with `--one-process` all three in one) on a fresh, migrated PostgreSQL database;
 - the local FCM server (`python -m sandbox.fcm`), standing in for Google.
 
 The database holds one consenting customer per event (push and location-marketing
@@ -28,7 +29,7 @@ that floor. The stage breakdown comes from the timestamps the orchestrator itsel
 (trigger recorded and processed, message sent), so it needs no instrumentation.
 
     .venv/bin/python -m bench.bench_presence_to_push [--rate 500 [100 ...]] [--seconds 25] \
-        [--warmup 5] [--workers 1 | --split] [--set ingest.batch_wait_s=0.02 ...] \
+        [--warmup 5] [--workers 1] [--one-process] [--set ingest.batch_wait_s=0.02 ...] \
         [--output docs/benchmarks/latency.md]
 
 Each rate runs from scratch (broker, database, FCM server, workers), one after the other.
@@ -295,12 +296,11 @@ def settings_environment(values: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def worker_commands(count: int, *, split: bool) -> list[list[str]]:
-    """The `vitrina-cloud worker` command lines: `count` processes running every stage,
-    or (`split`) `count` processes per stage."""
-    if split:
-        return [["worker", "--stage", stage.value] for stage in Stage for _ in range(count)]
-    return [["worker"] for _ in range(count)]
+def worker_commands(count: int, *, one_process: bool) -> list[list[str]]:
+    """`count` `vitrina-cloud worker` command lines: as deployed (on PostgreSQL each
+    starts a process per stage), or with all stages in the worker's own process."""
+    stages = [part for stage in Stage for part in ("--stage", stage.value)]
+    return [["worker", *stages] if one_process else ["worker"] for _ in range(count)]
 
 
 @contextlib.contextmanager
@@ -806,9 +806,10 @@ def render(runs: Sequence[Run], *, command: str, overrides: dict[str, Any]) -> s
         "The path is the production one, each part in its own process: the gateways' own "
         f"outbox and MQTT publisher ({STORES} stores, one gateway each, in the bench "
         "process) -> a Mosquitto started for the run -> `vitrina-cloud worker` (presence "
-        "ingest, scenario worker and delivery worker with the FCM sender; all three in each "
-        "worker process, or one process per stage, `--stage`, as the workers column says) "
-        "on a fresh PostgreSQL database -> the local FCM server in its own "
+        "ingest, scenario worker and delivery worker with the FCM sender: as deployed, each "
+        "in a process of its own; or all three in one process, `--stage` thrice, as the "
+        "workers column says) on a fresh PostgreSQL database -> the local FCM server in its "
+        "own "
         "process. The database holds one consenting customer per event (push and "
         "location-marketing consent, an FCM token, the app install whose beacon the "
         "gateway reports) and the shop's in-store greeting (`demo.welcome`: a push on "
@@ -951,7 +952,7 @@ def log_problems(workdir: Path) -> list[str]:
 
 def run(
     rate: float, seconds: float, warmup_s: float, overrides: dict[str, Any], workers: int,
-    *, split: bool,
+    *, one_process: bool,
 ) -> Run:
     """One phase from scratch: broker, database, FCM server, workers, gateways."""
     pseudonymizer = Pseudonymizer(TenantKey.from_text(KEY_ID, KEY_SECRET))
@@ -973,7 +974,7 @@ def run(
         fcm_url, credentials = stack.enter_context(fcm_server(workdir))
         values = worker_settings(database_url=url, broker=broker, fcm_url=fcm_url,
                                  credentials=credentials, overrides=overrides)
-        commands = worker_commands(workers, split=split)
+        commands = worker_commands(workers, one_process=one_process)
         stack.enter_context(worker_processes(values, commands, workdir))
         journal = FcmJournal(fcm_url)
         stack.callback(journal.close)
@@ -1009,7 +1010,8 @@ def run(
                      if i in probe_arrivals]
     return Run(
         rate=rate, seconds=seconds, warmup=warm_count,
-        workers=f"{workers} per stage" if split else str(workers),
+        workers=f"{workers}, all stages in one process" if one_process
+        else f"{workers}, a process per stage",
         measured=measured_count, achieved_rate=measured_count / (ended - begun),
         end_to_end=Spread.of(latencies(indexes)),
         thirds=(Spread.of(latencies(indexes[:third])),
@@ -1045,14 +1047,14 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
                         help="a worker setting other than the production default")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes (with --split: per stage)")
-    parser.add_argument("--split", action="store_true",
-                        help="a worker process per stage (`--stage`), not all stages in each")
+    parser.add_argument("--workers", type=int, default=1, help="`vitrina-cloud worker`s")
+    parser.add_argument("--one-process", action="store_true",
+                        help="each worker runs all stages in its own process (`--stage` x3)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
-    runs = [run(rate, args.seconds, args.warmup, overrides, args.workers, split=args.split)
+    runs = [run(rate, args.seconds, args.warmup, overrides, args.workers,
+                one_process=args.one_process)
             for rate in args.rate]
     command = " ".join(["python -m bench.bench_presence_to_push", *sys.argv[1:]])
     report = render(runs, command=command, overrides=overrides)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from cloud.api import create_app
@@ -24,13 +25,21 @@ from cloud.auth.keys import (
     revoke_key,
 )
 from cloud.auth.models import ApiKey, Role
-from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
+from cloud.db import (
+    make_engine,
+    migrate,
+    normalize_url,
+    session_scope,
+    utc_now,
+    wait_for_database,
+)
 from cloud.presence.retention import purge_unconsented
 from cloud.service import (
     ALL_STAGES,
     Stage,
     install_stop_signals,
     push_sender,
+    run_stage_processes,
     run_worker,
     serve,
     settle_garbage_collector,
@@ -94,15 +103,17 @@ def worker_command(
     ] = None,
     stage: Annotated[
         list[Stage] | None,
-        typer.Option(help="run only this stage (repeat for several; default: all three). "
-                          "On PostgreSQL each stage may run in a process of its own; a "
-                          "stage is woken through the database when the one before it "
-                          "runs elsewhere"),
+        typer.Option(help="run only this stage, in this process (repeat for several). "
+                          "Without: on PostgreSQL each stage runs in a process of its own, "
+                          "woken through the database; on SQLite all three run here"),
     ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Consume presence and gateway status, run scenarios, deliver their messages."""
     settings = _settings(verbose)
+    if stage is None and make_url(normalize_url(settings.database_url)).get_backend_name() \
+            == "postgresql":
+        raise typer.Exit(asyncio.run(_stage_processes(client_id=client_id, verbose=verbose)))
     stages = frozenset(stage) if stage else ALL_STAGES
 
     async def main() -> None:
@@ -119,6 +130,15 @@ def worker_command(
             restore()
 
     asyncio.run(main())
+
+
+async def _stage_processes(*, client_id: str | None, verbose: bool) -> int:
+    stop = asyncio.Event()
+    restore = install_stop_signals(stop)
+    try:
+        return await run_stage_processes(stop, client_id=client_id, verbose=verbose)
+    finally:
+        restore()
 
 
 @app.command("api")

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 import uvicorn
 from sqlalchemy import Engine
@@ -150,6 +154,66 @@ def workers(
         if remote and engine.dialect.name == "postgresql":
             stack.enter_context(Listener(settings.database_url, remote))
         yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery)
+
+
+#: How long stage processes may take to finish their batches once told to stop.
+STAGE_STOP_TIMEOUT_S = 30.0
+#: Linux's prctl option that has the kernel signal a child when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+async def run_stage_processes(
+    stop: asyncio.Event, *, client_id: str | None = None, verbose: bool = False
+) -> int:
+    """Each stage in a process of its own (`vitrina-cloud worker --stage ...`, woken
+    through the database), until `stop` is set or one of them ends; returns the exit
+    status: 0 after a stop, 1 when a stage process ended by itself (the others are then
+    stopped too, for whatever restarts the worker to start all three again).
+
+    One process runs one stage: otherwise the stages take turns at one interpreter lock,
+    and each database round trip of one waits for the others' Python work. A stage
+    process is told to stop (SIGTERM) when this one dies, however it dies."""
+    parent = os.getpid()
+    processes = []
+    for stage in Stage:
+        command = [sys.executable, "-c", "from cloud.cli import main; main()", "worker",
+                   "--stage", stage.value]
+        if client_id is not None and stage is Stage.INGEST:
+            command += ["--client-id", client_id]
+        if verbose:
+            command.append("--verbose")
+        processes.append(await asyncio.create_subprocess_exec(
+            *command, preexec_fn=partial(_stop_with_parent, parent)
+        ))
+    ended = {asyncio.ensure_future(process.wait()) for process in processes}
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({stopped, *ended}, return_when=asyncio.FIRST_COMPLETED)
+    failed = not stopped.done()
+    stopped.cancel()
+    if failed:
+        log.error("a stage process ended by itself; stopping the others")
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.gather(*ended), STAGE_STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.error("stage processes did not stop in %.0f s; killing them", STAGE_STOP_TIMEOUT_S)
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+        await asyncio.gather(*ended)
+    return 1 if failed else 0
+
+
+def _stop_with_parent(parent: int) -> None:
+    """In the stage process before it runs: SIGTERM when the parent dies (Linux), and
+    leave at once if it already has."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 
 from cloud.auth.keys import hash_key, key_id_of
 from cloud.cli import app
-from cloud.db import make_engine
+from cloud.db import make_engine, migrate
 from cloud.delivery.push import FcmSettings
 from cloud.settings import get_settings
 from demo.welcome import configure_welcome
@@ -35,6 +35,7 @@ from tests.cloud.factories import (
     wifi_pseudonym,
 )
 from tests.cloud.running import WAIT_S, publish_all, publisher, wait_for
+from tests.support.postgres import fresh_database
 
 #: A clean stop finishes the batch in hand and disconnects: well under this.
 SHUTDOWN_S = 15.0
@@ -298,3 +299,56 @@ def assert_no_raw_identifier(url: str, log: Path, mac: str) -> None:
     for form in forms:
         assert form not in dump
         assert form not in text_log
+
+
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL])
+def test_the_worker_runs_a_process_per_stage_that_ends_with_it(
+    ending: signal.Signals, tenant: str, broker: LocalBroker, tmp_path: Path
+) -> None:
+    """On PostgreSQL `worker` runs each stage in a process of its own. Stopped, it stops
+    them; killed outright, they stop too (nothing keeps consuming in its name)."""
+    with fresh_database("vitrina_stages") as url:
+        migrate(url)
+        env = environment(database_url=url, tenant=tenant, broker=broker)
+        with (tmp_path / "worker.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from cloud.cli import main; main()", "worker"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(lambda: len(stage_processes(process.pid)) == 3, what="a process per stage",
+                     timeout=60)
+            stages = stage_processes(process.pid)
+            assert sorted(stages.values()) == ["delivery", "ingest", "scenarios"]
+            process.send_signal(ending)
+            status = process.wait(timeout=SHUTDOWN_S)
+            wait_for(lambda: not any(running(pid) for pid in stages), what="the stages ended",
+                     timeout=SHUTDOWN_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert status == (0 if ending is signal.SIGTERM else -signal.SIGKILL)
+
+
+def stage_processes(parent: int) -> dict[int, str]:
+    """The stage each child process of `parent` runs (Linux's /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and b"--stage" in arguments:
+            found[int(entry.name)] = arguments[arguments.index(b"--stage") + 1].decode()
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
