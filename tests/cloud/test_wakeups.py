@@ -39,15 +39,26 @@ def listener(url: str, woken: dict[Channel, threading.Event]) -> Listener:
     return Listener(url, {channel: event.set for channel, event in woken.items()})
 
 
+def listened(listening: Listener, woken: dict[Channel, threading.Event]) -> None:
+    """Wait until `listening` listens, and forget its catch-up call on connecting."""
+    assert listening.wait_listening(RECONNECT_PAUSE_S + WAIT_S)
+    for wake in woken.values():
+        assert wake.is_set()
+        wake.clear()
+
+
+def commit_announcement(engine: Engine, channel: Channel) -> None:
+    with Session(engine) as session:
+        announce(session, channel)
+        session.commit()
+
+
 def test_an_announcement_wakes_its_channel_at_commit(
     postgres: tuple[str, Engine], woken: dict[Channel, threading.Event]
 ) -> None:
     url, engine = postgres
     with listener(url, woken) as listening:
-        assert listening.wait_listening(WAIT_S)
-        for event in woken.values():  # the catch-up call on connecting
-            assert event.is_set()
-            event.clear()
+        listened(listening, woken)
         with Session(engine) as session:
             announce(session, Channel.TRIGGERS)
             time.sleep(QUIET_S)
@@ -62,9 +73,7 @@ def test_a_rolled_back_announcement_wakes_nobody(
 ) -> None:
     url, engine = postgres
     with listener(url, woken) as listening:
-        assert listening.wait_listening(WAIT_S)
-        for event in woken.values():
-            event.clear()
+        listened(listening, woken)
         with Session(engine) as session:
             announce(session, Channel.QUEUED)
             session.rollback()
@@ -77,7 +86,7 @@ def test_a_listener_whose_connection_was_cut_listens_again(
 ) -> None:
     url, engine = postgres
     with listener(url, woken) as listening:
-        assert listening.wait_listening(WAIT_S)
+        listened(listening, woken)
         with engine.connect() as connection:
             cut = connection.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -87,12 +96,8 @@ def test_a_listener_whose_connection_was_cut_listens_again(
         deadline = time.monotonic() + RECONNECT_PAUSE_S + WAIT_S
         while listening.wait_listening(0) and time.monotonic() < deadline:
             time.sleep(0.05)  # until it noticed
-        assert listening.wait_listening(RECONNECT_PAUSE_S + WAIT_S)
-        for event in woken.values():
-            event.clear()
-        with Session(engine) as session:
-            announce(session, Channel.QUEUED)
-            session.commit()
+        listened(listening, woken)
+        commit_announcement(engine, Channel.QUEUED)
         assert woken[Channel.QUEUED].wait(WAIT_S)
 
 
