@@ -1,4 +1,5 @@
-"""Running the orchestrator: the worker, the API, or both in one process (the demo).
+"""Running the orchestrator: the worker (on PostgreSQL a process per stage, see
+`run_stage_processes`), the API, or both in one process (the demo).
 
 Signals are handled here, not by uvicorn: SIGINT/SIGTERM set one stop event, the API
 stops accepting requests, the worker finishes and acknowledges the batch in hand, and
