@@ -566,17 +566,16 @@ def _insert_journeys(run: _Run, journeys: Sequence[Journey]) -> set[str]:
     """Insert new journeys (one statement) unless their entry key was used before; the
     inserted ones get their ids, and the run writes what the batch changes in them
     afterwards (`_Run.write_journeys`). Returns their entry keys."""
-    by_key = {journey.entry_key: journey for journey in journeys}
+    written = {journey.entry_key: (journey, _journey_row(journey)) for journey in journeys}
     rows = insert_rows(
-        run.session.connection(), JOURNEY_TABLE,
-        [_journey_row(journey) for journey in journeys],
+        run.session.connection(), JOURNEY_TABLE, [row for _journey, row in written.values()],
         skip_conflicts_on=["entry_key"],
         returning=[JOURNEY_TABLE.c.id, JOURNEY_TABLE.c.entry_key],
     )
     for journey_id, entry_key in rows:
-        journey = by_key[entry_key]
+        journey, row = written[entry_key]
         journey.id = int(journey_id)
-        run.inserted.append((journey, _journey_row(journey)))
+        run.inserted.append((journey, row))
     return {str(entry_key) for _id, entry_key in rows}
 
 
