@@ -73,6 +73,7 @@ from cloud.messages.models import (
     MessageStatus,
 )
 from cloud.metrics import MESSAGES_SENT
+from cloud.pacing import Every
 from cloud.scenarios.models import Journey
 from cloud.scenarios.triggers import LOCATION_KINDS
 from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
@@ -290,7 +291,7 @@ class DeliveryWorker:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeups: tuple[asyncio.Event, ...] = ()
-        self._last_sweep = float("-inf")
+        self._sweeps = Every(settings.delivery.poll_interval_s)
 
     def wake(self) -> None:
         """Run a round now rather than at the next poll (new messages or webhooks were
@@ -340,10 +341,7 @@ class DeliveryWorker:
         batch the scenario stage commits, rounds come every few milliseconds under load,
         and a sweep each time would cost more than it finds (a message expiring meanwhile
         is still caught when claimed)."""
-        sweep = time.monotonic() - self._last_sweep >= self._settings.delivery.poll_interval_s
-        if sweep:
-            self._last_sweep = time.monotonic()
-        return self.run_once(now, sweep=sweep)
+        return self.run_once(now, sweep=self._sweeps.due())
 
     def run_once(self, now: datetime, *, sweep: bool = True) -> int:
         """One round at `now`; returns how many messages it claimed. With `sweep`, first

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Engine
 
 from cloud.db import session_scope
+from cloud.pacing import Every
 from cloud.places.locations import due_geofence_dwells
 from cloud.scenarios.catalog import Catalog
 from cloud.scenarios.engine import EngineConfig, RunReport, process_triggers, wake_due_journeys
@@ -47,8 +47,8 @@ class ScenarioWorker:
         self.catalog = Catalog()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
-        self._last_schedule = float("-inf")
-        self._last_timers = float("-inf")
+        self._calendar = Every(config.settings.schedule_interval_s)
+        self._timers = Every(config.settings.poll_interval_s)
         self.totals = RunReport()
 
     @property
@@ -109,13 +109,7 @@ class ScenarioWorker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         while not stop.is_set():
-            started = time.monotonic()
-            calendar = started - self._last_schedule >= self.settings.schedule_interval_s
-            if calendar:
-                self._last_schedule = started
-            timers = started - self._last_timers >= self.settings.poll_interval_s
-            if timers:
-                self._last_timers = started
+            calendar, timers = self._calendar.due(), self._timers.due()
             self._wakeup.clear()  # before the round: a wake during it means "go again"
             try:
                 await asyncio.to_thread(self.run_once, calendar=calendar, timers=timers)
