@@ -26,7 +26,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.api import create_app
-from cloud.db import make_engine, utc_now, wait_for_database
+from cloud.db import is_postgres, make_engine, utc_now, wait_for_database
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import PushSender
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
@@ -152,7 +152,7 @@ def workers(
             remote[Channel.TRIGGERS] = scenarios.wake
         if delivery is not None and scenarios is None:
             remote[Channel.QUEUED] = delivery.wake
-        if remote and engine.dialect.name == "postgresql":
+        if remote and is_postgres(engine):
             stack.enter_context(Listener(settings.database_url, remote))
         yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery)
 

@@ -280,9 +280,7 @@ class PresenceConsumer:
             if now >= deadline or stop.is_set() or (writer_free and now >= least):
                 break
             arrival = asyncio.ensure_future(self._queue.get())
-            waits: set[asyncio.Future[Any]] = {arrival}
-            if not writer_free:
-                waits.add(writing)  # type: ignore[arg-type]
+            waits = {arrival} if writing is None or writer_free else {arrival, writing}
             await asyncio.wait(waits, timeout=(least if writer_free else deadline) - now,
                                return_when=asyncio.FIRST_COMPLETED)
             if arrival.done():
