@@ -26,9 +26,7 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,6 +41,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from bench.processes import CLOUD_COMMAND, stop_processes
 from cloud.db import migrate
 from provisioning.local_broker import LocalBroker, local_broker
 from shared.identifiers import IdentifierKind, wifi_identifier
@@ -208,7 +207,7 @@ def workers(broker: LocalBroker, url: str, group: str, count: int, logs: Path) -
     for index in range(count):
         log = (logs / f"{group}-{index}.log").open("wb")
         processes.append(subprocess.Popen(
-            [sys.executable, "-c", "from cloud.cli import main; main()", "worker"],
+            [*CLOUD_COMMAND, "worker"],
             env=worker_environment(broker, url, group, f"{group}-{index}"),
             stdout=log, stderr=subprocess.STDOUT,
         ))
@@ -231,13 +230,7 @@ def workers(broker: LocalBroker, url: str, group: str, count: int, logs: Path) -
         probe.loop_stop()
         yield
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
 
 
 def worker_phase(

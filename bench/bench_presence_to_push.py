@@ -46,7 +46,6 @@ import json
 import math
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine, insert, text
 from sqlmodel import SQLModel
 
+from bench.processes import CLOUD_COMMAND, stop_processes
 from cloud.customers.crud import link_pseudonyms
 from cloud.customers.models import AppBeaconRegistration, DeviceKind
 from cloud.db import make_engine, migrate, session_scope
@@ -315,20 +315,13 @@ def worker_processes(
             mine = {**values, "mqtt": {**values["mqtt"], "client_id": f"latency-worker-{number}"}}
             with (logs / f"worker-{number}.log").open("wb") as sink:
                 processes.append(subprocess.Popen(
-                    [sys.executable, "-c", "from cloud.cli import main; main()", *command],
+                    [*CLOUD_COMMAND, *command],
                     env=settings_environment(mine), stdout=sink, stderr=subprocess.STDOUT,
                     cwd=ROOT,
                 ))
         yield processes
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(processes)
 
 
 # --- the gateways ------------------------------------------------------------------------
