@@ -18,7 +18,7 @@ from alembic.config import Config
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
@@ -86,14 +86,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> Engine:
+    """An engine for `url`. With `pre_ping` (PostgreSQL), every checkout from the pool
+    first asks the server whether the connection still works: a round trip per
+    transaction, worth it where a dropped connection would fail a request. Workers run
+    without it (`worker_engine`)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
-        url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5,
+        url, echo=echo, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5,
         # No server-side prepared statements: the same query comes with IN lists of
         # every length, so psycopg would keep preparing texts it rarely runs again (a
         # round trip each). Measured at 500 presence events/s of pushes: p99 from
@@ -103,6 +107,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
+def worker_engine(url: str) -> Engine:
+    """An engine for a worker: no ping before each transaction. A worker's transactions
+    are short and many (a stage's round is one to three of them, several times a
+    second), so a ping each would add a round trip to every one. What the ping guards
+    against, a connection the server dropped (a restart, a failover), costs a worker one
+    failed transaction instead: SQLAlchemy then discards every pooled connection made
+    before, and each stage already treats an unreachable database as passing (ingest
+    waits and writes the batch again, a scenario round is tried again, delivery retries
+    its record of what it sent: `DeliveryWorker.run_once`)."""
+    return make_engine(url, pre_ping=False)
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
@@ -110,6 +126,13 @@ def is_postgres(engine: Engine) -> bool:
 def ping(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Database unreachable, restarting or busy (retry later), as opposed to refusing the data."""
+    return isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    )
 
 
 def wait_for_database(engine: Engine, *, timeout_s: float = DATABASE_WAIT_S) -> None:

@@ -26,7 +26,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.api import create_app
-from cloud.db import is_postgres, make_engine, utc_now, wait_for_database
+from cloud.db import is_postgres, make_engine, utc_now, wait_for_database, worker_engine
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import PushSender
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
@@ -253,7 +253,7 @@ async def run_worker(
     """Ingest, scenarios and delivery (or those of `stages`) until `stop` is set; returns
     the consumer (its totals; None without ingest) when done."""
     own_engine = engine is None
-    engine = engine if engine is not None else make_engine(settings.database_url)
+    engine = engine if engine is not None else worker_engine(settings.database_url)
     try:
         with workers(settings, engine=engine, sender=sender, now=now,
                      client_id=client_id, stages=stages) as running:

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,11 +36,24 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from cloud.bulk import insert_rows, one_of
 from cloud.customers.crud import deactivate_device
 from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
-from cloud.db import session_scope, utc_now, wait_for_database
+from cloud.db import (
+    DATABASE_WAIT_S,
+    is_transient,
+    session_scope,
+    utc_now,
+    wait_for_database,
+)
 from cloud.delivery.consent import latest_answers, refusal
 from cloud.delivery.content import tracked_html
 from cloud.delivery.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
@@ -72,7 +86,7 @@ from cloud.messages.models import (
     MessageChannel,
     MessageStatus,
 )
-from cloud.metrics import MESSAGES_SENT
+from cloud.metrics import DATABASE_RETRIES, MESSAGES_SENT
 from cloud.pacing import Every
 from cloud.scenarios.models import Journey
 from cloud.scenarios.triggers import LOCATION_KINDS
@@ -292,6 +306,8 @@ class DeliveryWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeups: tuple[asyncio.Event, ...] = ()
         self._sweeps = Every(settings.delivery.poll_interval_s)
+        #: Outcomes of the open transaction, counted when it commits (`_transaction`).
+        self._tallies: list[tuple[MessageChannel, str]] = []
 
     def wake(self) -> None:
         """Run a round now rather than at the next poll (new messages or webhooks were
@@ -347,25 +363,53 @@ class DeliveryWorker:
         """One round at `now`; returns how many messages it claimed. With `sweep`, first
         expire what lapsed unsent and apply SMS receipts that arrived before their
         message was recorded."""
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             expired = expire_due(session, now=now) if sweep else 0
             claims = claim_due(session, now=now, limit=self.batch_size, lease=self._lease)
             if sweep:
                 apply_kept_receipts(session, now=now)
-            session.commit()
         if expired:
             MESSAGES_SENT.labels(channel="any", outcome="expired").inc(expired)
         if not claims:
             return 0
-        with session_scope(self._engine) as session:
+        with self._transaction() as session:
             messages = queued_messages(session, ids=[claim.message_id for claim in claims])
             items = self._prepare(session, claims, messages, now=now)
-            session.commit()
         sent = self._send(items)
-        with session_scope(self._engine) as session:
-            self._record(session, sent, messages, now=now)
-            session.commit()
+        self._record_until_stored(sent, messages, now=now)
         return len(claims)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A session committed on the way out; the outcomes tallied in it are counted
+        only once it has committed (a transaction tried again counts them once)."""
+        self._tallies.clear()
+        with session_scope(self._engine) as session:
+            yield session
+            session.commit()
+        for (channel, outcome), count in Counter(self._tallies).items():
+            MESSAGES_SENT.labels(channel=channel.value, outcome=outcome).inc(count)
+        self._tallies.clear()
+
+    def _tally(self, channel: MessageChannel, outcome: str) -> None:
+        self._tallies.append((channel, outcome))
+
+    def _record_until_stored(
+        self, sent: Sequence[_Sent], messages: Mapping[int, Message], *, now: datetime
+    ) -> None:
+        """Record what was sent, trying again while the database is unreachable. The
+        messages went out: a record lost to a dropped connection would leave them
+        leased, to be sent a second time when the lease ran out. Gives up (raises) after
+        `DATABASE_WAIT_S`, as a worker waiting for its database does."""
+        for attempt in Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            stop=stop_after_delay(DATABASE_WAIT_S),
+            before_sleep=_count_database_retry,
+            reraise=True,
+        ):
+            with attempt, self._transaction() as session:
+                self._record(session, sent, messages, now=now)
 
     # --- before sending: consent, addresses, payloads ------------------------------------
 
@@ -391,7 +435,7 @@ class DeliveryWorker:
                 mark_final(
                     session, claim=claim, status=MessageStatus.EXPIRED, error_code="expired"
                 )
-                _count(channel, "expired")
+                self._tally(channel, "expired")
                 continue
             refused = refusal(
                 transactional=message.transactional,
@@ -404,7 +448,7 @@ class DeliveryWorker:
                 mark_final(
                     session, claim=claim, status=MessageStatus.SUPPRESSED, error_code=refused
                 )
-                _count(channel, "suppressed")
+                self._tally(channel, "suppressed")
                 continue
             try:
                 built = self._payloads(message, claim, customer, devices, now=now)
@@ -416,13 +460,13 @@ class DeliveryWorker:
                 mark_final(
                     session, claim=claim, status=MessageStatus.FAILED, error_code=error.code
                 )
-                _count(channel, "failed")
+                self._tally(channel, "failed")
                 continue
             if not built:
                 mark_final(
                     session, claim=claim, status=MessageStatus.FAILED, error_code="no_address"
                 )
-                _count(channel, "no_address")
+                self._tally(channel, "no_address")
                 continue
             items.extend(built)
         return items
@@ -636,7 +680,7 @@ class DeliveryWorker:
         results = [entry.result for entry in entries]
         accepted = [result for result in results if result.ok]
         if accepted:
-            _count(channel, "sent")
+            self._tally(channel, "sent")
             provider_id = accepted[0].provider_message_id
             if channel is MessageChannel.SMS and provider_id:
                 # A receipt may have come before this record: marked now, so it applies.
@@ -661,7 +705,7 @@ class DeliveryWorker:
             return None
         code = results[0].error_code or "UNKNOWN"
         mark_final(session, claim=claim, status=MessageStatus.FAILED, error_code=code)
-        _count(channel, "failed")
+        self._tally(channel, "failed")
         return None
 
     def _retry_or_fail(
@@ -673,7 +717,7 @@ class DeliveryWorker:
             mark_final(
                 session, claim=claim, status=MessageStatus.FAILED, error_code=f"gave_up:{code}"
             )
-            _count(channel, "failed")
+            self._tally(channel, "failed")
             return
         mark_retry(
             session, claim=claim, error_code=code, expires_at=message.expires_at,
@@ -682,11 +726,13 @@ class DeliveryWorker:
                 configuration=configuration, rng=self._rng,
             ),
         )
-        _count(channel, "retry")
+        self._tally(channel, "retry")
 
 
-def _count(channel: MessageChannel, outcome: str) -> None:
-    MESSAGES_SENT.labels(channel=channel.value, outcome=outcome).inc()
+def _count_database_retry(state: RetryCallState) -> None:
+    DATABASE_RETRIES.inc()
+    log.warning("database unavailable while recording sends (%s); trying again",
+                type(state.outcome.exception()).__name__ if state.outcome else "?")
 
 
 def _ttl_s(message: Message, now: datetime) -> int:

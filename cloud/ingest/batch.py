@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
-from cloud.db import session_scope
+from cloud.db import is_transient, session_scope
 from cloud.metrics import (
     DEAD_LETTERS,
     INGEST_BATCH_MESSAGES,
@@ -109,13 +108,6 @@ def decode(inbound: Inbound, *, tenants: Collection[str] | None = None) -> Decod
         raise ContractError(f"the orchestrator does not consume {address.channel.value} messages")
     except ContractError as error:
         return Decoded(inbound, error=str(error))
-
-
-def is_transient(error: BaseException) -> bool:
-    """Database unreachable, restarting or busy (retry later), as opposed to refusing the data."""
-    return isinstance(error, OperationalError | InterfaceError) or (
-        isinstance(error, DBAPIError) and bool(error.connection_invalidated)
-    )
 
 
 def decode_all(

@@ -30,13 +30,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import Engine
 
-from cloud.db import session_scope, utc_now, wait_for_database
+from cloud.db import is_transient, session_scope, utc_now, wait_for_database
 from cloud.ingest.batch import (
     BatchOutcome,
     Decoded,
     Inbound,
     decode_all,
-    is_transient,
     write_decoded,
 )
 from cloud.metrics import (

@@ -4,18 +4,20 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import OperationalError, StatementError
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from cloud.db import (
     alembic_config,
     current_revision,
     downgrade,
+    is_transient,
     make_engine,
     migrate,
     normalize_url,
     session_scope,
     wait_for_database,
+    worker_engine,
 )
 from cloud.presence.models import DeadLetter
 from cloud.tables import metadata
@@ -114,6 +116,41 @@ def test_wait_for_database_returns_when_reachable(postgres_url: str) -> None:
         wait_for_database(engine, timeout_s=5)
     finally:
         engine.dispose()
+
+
+def test_transient_errors_are_told_apart_from_refused_data() -> None:
+    assert is_transient(OperationalError("SELECT 1", {}, Exception("server closed")))
+    assert not is_transient(IntegrityError("INSERT", {}, Exception("duplicate")))
+    assert not is_transient(ValueError("bug"))
+
+
+def _drop_pooled_connection(engine: Engine, admin: Engine) -> None:
+    """Check a connection out and in (the pool keeps it), then have the server end it."""
+    with engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with admin.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+
+
+def test_a_worker_engine_pays_one_failed_transaction_for_a_dropped_connection(
+    postgres_url: str,
+) -> None:
+    admin, worker, pinging = (
+        make_engine(postgres_url), worker_engine(postgres_url), make_engine(postgres_url)
+    )
+    try:
+        _drop_pooled_connection(pinging, admin)
+        with pinging.connect() as connection:  # the ping found it dead and reconnected
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+        _drop_pooled_connection(worker, admin)
+        with pytest.raises(OperationalError) as raised, worker.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        assert is_transient(raised.value)
+        with worker.connect() as connection:  # the pool was emptied: a new connection
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        for engine in (admin, worker, pinging):
+            engine.dispose()
 
 
 def test_plain_postgres_urls_use_psycopg_3() -> None:

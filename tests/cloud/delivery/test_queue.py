@@ -5,24 +5,25 @@ after a killed worker, and never sent twice by two workers."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from cloud.customers.erasure import erase_customer
 from cloud.customers.models import ConsentChannel, Customer
-from cloud.db import session_scope
+from cloud.db import session_scope, worker_engine
 from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.fcm import FcmSender
-from cloud.delivery.push import FcmSettings, PushMessage
+from cloud.delivery.push import FcmSettings, PushMessage, SendResult
 from cloud.delivery.queue import LEASE, MessageBatch, claim_due
 from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
+from cloud.metrics import REGISTRY
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
 from tests.cloud.delivery.conftest import PROJECT
 from tests.cloud.delivery.queue_helpers import (
@@ -261,6 +262,56 @@ def test_two_workers_claiming_at_once_never_send_a_message_twice(
     for message_id in ids:
         row = message(engine, message_id or 0)
         assert (row.status, row.attempts) == (MessageStatus.SENT, 1)
+
+
+class DroppingSender:
+    """The real FCM sender; after each send the server ends the worker's connections, as
+    a database restart between sending and recording would."""
+
+    def __init__(self, sender: FcmSender, engine: Engine, admin: Engine) -> None:
+        self._sender, self._engine, self._admin = sender, engine, admin
+
+    def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+        results = self._sender.send(messages)
+        with self._admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ))
+            connection.commit()
+        return results
+
+
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+def test_sends_are_recorded_once_the_database_is_back_and_not_sent_again(
+    engine: Engine, migrated_url: str, tenant: str, fcm: FcmSender, fcm_server: FcmSandbox
+) -> None:
+    customer = new_customer(engine, tenant, fcm_tokens=[make_token("dropped")])
+    [queued] = queue(engine, outgoing(tenant, customer, "dropped:1"))
+    worker_db = worker_engine(migrated_url)  # a worker's: no ping before a transaction
+    settings = queue_settings(tenant=tenant, database_url=migrated_url, batch_size=50)
+    worker = DeliveryWorker(
+        engine=worker_db, channels=DeliveryChannels(push=DroppingSender(fcm, worker_db, engine)),
+        settings=settings,
+    )
+    retries = REGISTRY.get_sample_value("vitrina_database_retries_total") or 0
+    sent = REGISTRY.get_sample_value(
+        "vitrina_messages_total", {"channel": "push", "outcome": "sent"}
+    ) or 0
+    try:
+        assert worker.run_once(NOW) == 1
+        assert worker.run_once(NOW + LEASE * 2) == 0  # recorded: nothing to send again
+    finally:
+        worker_db.dispose()
+
+    assert (REGISTRY.get_sample_value("vitrina_database_retries_total") or 0) > retries
+    assert REGISTRY.get_sample_value(
+        "vitrina_messages_total", {"channel": "push", "outcome": "sent"}
+    ) == sent + 1
+    assert len(fcm_server.wait_for(1)) == 1
+    row = message(engine, queued or 0)
+    assert (row.status, row.attempts) == (MessageStatus.SENT, 1)
+    assert [a.outcome for a in attempts(engine, queued or 0)] == [AttemptOutcome.SENT]
 
 
 def test_the_transactional_flag_is_stored_and_carries_no_offer(

@@ -4,11 +4,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import select
 
 from cloud.db import session_scope
-from cloud.ingest.batch import Inbound, decode, is_transient, write_batch
+from cloud.ingest.batch import Inbound, decode, write_batch
 from cloud.metrics import REGISTRY
 from cloud.presence.models import DeadLetter
 from tests.cloud.factories import (
@@ -36,12 +35,6 @@ def test_decode_classifies_every_message(tenant: str) -> None:
     assert decode(Inbound(status_topic("nobody"), b"{}"), tenants={tenant}).ignored
     refused = decode(Inbound(presence_topic("nobody"), b"{}"), tenants={tenant})
     assert "not configured" in (refused.error or "")
-
-
-def test_transient_errors_are_told_apart_from_refused_data() -> None:
-    assert is_transient(OperationalError("SELECT 1", {}, Exception("server closed")))
-    assert not is_transient(IntegrityError("INSERT", {}, Exception("duplicate")))
-    assert not is_transient(ValueError("bug"))
 
 
 def test_a_message_the_database_refuses_is_isolated_as_a_dead_letter(
