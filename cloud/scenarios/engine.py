@@ -55,6 +55,7 @@ from cloud.scenarios.sending import (
     cap_window,
     issue_coupon_step,
     send_step,
+    store_key,
 )
 from cloud.scenarios.spec import (
     END,
@@ -199,6 +200,10 @@ class _Run:
         caps = [cap for _journey, loaded in chosen for cap in loaded.spec.caps]
         self.lookups.preload((journey.customer_id for journey, _loaded in chosen),
                              sends_within=cap_window(self.config.settings, caps))
+        self.lookups.preload_stores(
+            (journey.tenant, key) for journey, _loaded in chosen
+            if (key := store_key(journey)) is not None
+        )
 
     def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
         journey.updated_at = self.now

@@ -141,6 +141,20 @@ class Lookups:
         if customer_id in self._sends:
             self._sends[customer_id].append(send)
 
+    def preload_stores(self, stores: Iterable[tuple[str, str]]) -> None:
+        """Load the (tenant, key) stores not loaded yet: one query per tenant, where a
+        batch of visits to several stores would otherwise ask once per store."""
+        missing: dict[str, set[str]] = defaultdict(set)
+        for tenant, key in stores:
+            if (tenant, key) not in self._stores:
+                missing[tenant].add(key)
+        for tenant, keys in missing.items():
+            found = {row.key: row for row in self._session.exec(select(StoreRow).where(
+                StoreRow.tenant == tenant, one_of(StoreRow.key, sorted(keys))
+            ))}
+            for key in keys:
+                self._stores[(tenant, key)] = found.get(key)
+
     def store(self, tenant: str, key: str) -> StoreRow | None:
         if (tenant, key) not in self._stores:
             self._stores[(tenant, key)] = get_store(self._session, tenant=tenant, key=key)

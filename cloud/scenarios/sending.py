@@ -297,10 +297,15 @@ def cap_window(settings: ScenarioSettings, caps: Iterable[Cap]) -> timedelta:
                 *(cap.per for cap in caps)], default=timedelta(0))
 
 
-def _store(lookups: Lookups, journey: Journey) -> StoreRow | None:
-    """The store the journey is about (a visit's), if any."""
+def store_key(journey: Journey) -> str | None:
+    """The key of the store the journey is about (a visit's), if any."""
     key = journey.context.get("trigger", {}).get("store")
-    return lookups.store(journey.tenant, key) if isinstance(key, str) else None
+    return key if isinstance(key, str) else None
+
+
+def _store(lookups: Lookups, journey: Journey) -> StoreRow | None:
+    key = store_key(journey)
+    return lookups.store(journey.tenant, key) if key is not None else None
 
 
 def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings) -> datetime:
