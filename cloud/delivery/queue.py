@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, update
+from sqlalchemy import CTE, ColumnElement, Table, and_, bindparam, func, update
 from sqlalchemy import select as core_select
-from sqlmodel import Session, select
+from sqlmodel import Session, col
 
-from cloud.bulk import insert_rows, one_of
+from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
 from cloud.delivery.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
@@ -242,22 +242,40 @@ def expire_due(session: Session, *, now: datetime, limit: int = 1000) -> int:
 
 def claim_due(
     session: Session, *, now: datetime, limit: int, lease: timedelta = LEASE
-) -> list[Claim]:
-    """Take up to `limit` due messages for this worker (oldest due first); see
-    `claim_rows`. The caller commits before sending."""
-    rows = claim_rows(
-        session, table=MESSAGE_TABLE, limit=limit,
-        due=and_(
-            MESSAGE_TABLE.c.status.in_(_WAITING),
-            MESSAGE_TABLE.c.next_attempt_at <= now,
-            MESSAGE_TABLE.c.not_before <= now,
-        ),
-        values={"status": MessageStatus.PENDING.value,
-                "attempts": MESSAGE_TABLE.c.attempts + 1,
-                "last_attempt_at": now, "next_attempt_at": now + lease},
-        returning=[MESSAGE_TABLE.c.id, MESSAGE_TABLE.c.attempts],
+) -> dict[Claim, Message]:
+    """Take up to `limit` due messages for this worker (oldest due first; see
+    `claim_rows`), each with its row as claimed: one statement claims and reads them.
+    The caller commits before sending."""
+    due = and_(
+        MESSAGE_TABLE.c.status.in_(_WAITING),
+        MESSAGE_TABLE.c.next_attempt_at <= now,
+        MESSAGE_TABLE.c.not_before <= now,
     )
-    return sorted(Claim(int(row[0]), int(row[1])) for row in rows)
+    claimed = session.scalars(
+        update(Message)
+        .where(col(Message.id).in_(core_select(_due_ids(MESSAGE_TABLE, due, limit).c.id)), due)
+        .values(status=MessageStatus.PENDING.value, attempts=col(Message.attempts) + 1,
+                last_attempt_at=now, next_attempt_at=now + lease)
+        .returning(Message),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return {
+        Claim(message.id, message.attempts): message
+        for message in sorted(claimed, key=lambda message: message.id or 0)
+        if message.id is not None
+    }
+
+
+def _due_ids(table: Table, due: ColumnElement[bool], limit: int) -> CTE:
+    """The ids of up to `limit` `due` rows, oldest `next_attempt_at` first, locked, and
+    skipping rows another worker has locked."""
+    return (
+        core_select(table.c.id).where(due)
+        .order_by(table.c.next_attempt_at, table.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
 
 
 def claim_rows(
@@ -270,13 +288,7 @@ def claim_rows(
     One statement: `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING`,
     so two workers never take the same row and neither waits for the other's rows.
     """
-    picked = (
-        core_select(table.c.id).where(due)
-        .order_by(table.c.next_attempt_at, table.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
-    )
+    picked = _due_ids(table, due, limit)
     return [tuple(row) for row in session.connection().execute(
         update(table).where(table.c.id.in_(core_select(picked.c.id)), due)
         .values(**values).returning(*returning)
@@ -396,10 +408,3 @@ def mark_retry(
         session, claim, status=MessageStatus.PENDING.value, error_code=error_code[:64],
         next_attempt_at=next_attempt_at,
     )
-
-
-def queued_messages(session: Session, *, ids: Sequence[int]) -> dict[int, Message]:
-    if not ids:
-        return {}
-    rows = session.exec(select(Message).where(one_of(Message.id, ids))).all()
-    return {message.id: message for message in rows if message.id is not None}

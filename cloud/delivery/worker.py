@@ -70,7 +70,6 @@ from cloud.delivery.queue import (
     mark_retry,
     mark_sent,
     mark_sent_many,
-    queued_messages,
     retry_at,
 )
 from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
@@ -218,6 +217,10 @@ PROVIDERS = {
     MessageChannel.SMS: "sms",
 }
 _Payload = PushMessage | WebPushMessage | EmailMessage | SmsMessage
+#: Channels that go to the customer's registered devices (tokens, subscriptions)...
+_TO_DEVICES = frozenset({MessageChannel.PUSH.value, MessageChannel.WEB_PUSH.value})
+#: ...and channels addressed from the customer's own row (email address, phone).
+_ADDRESSED = frozenset({MessageChannel.EMAIL.value, MessageChannel.SMS.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,19 +368,18 @@ class DeliveryWorker:
         message was recorded."""
         with self._transaction() as session:
             expired = expire_due(session, now=now) if sweep else 0
-            claims = claim_due(session, now=now, limit=self.batch_size, lease=self._lease)
+            claimed = claim_due(session, now=now, limit=self.batch_size, lease=self._lease)
             if sweep:
                 apply_kept_receipts(session, now=now)
         if expired:
             MESSAGES_SENT.labels(channel="any", outcome="expired").inc(expired)
-        if not claims:
+        if not claimed:
             return 0
         with self._transaction() as session:
-            messages = queued_messages(session, ids=[claim.message_id for claim in claims])
-            items = self._prepare(session, claims, messages, now=now)
+            items = self._prepare(session, claimed, now=now)
         sent = self._send(items)
-        self._record_until_stored(sent, messages, now=now)
-        return len(claims)
+        self._record_until_stored(sent, claimed, now=now)
+        return len(claimed)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -395,7 +397,7 @@ class DeliveryWorker:
         self._tallies.append((channel, outcome))
 
     def _record_until_stored(
-        self, sent: Sequence[_Sent], messages: Mapping[int, Message], *, now: datetime
+        self, sent: Sequence[_Sent], claimed: Mapping[Claim, Message], *, now: datetime
     ) -> None:
         """Record what was sent, trying again while the database is unreachable. The
         messages went out: a record lost to a dropped connection would leave them
@@ -409,26 +411,30 @@ class DeliveryWorker:
             reraise=True,
         ):
             with attempt, self._transaction() as session:
-                self._record(session, sent, messages, now=now)
+                self._record(session, sent, claimed, now=now)
 
     # --- before sending: consent, addresses, payloads ------------------------------------
 
     def _prepare(
-        self, session: Session, claims: Sequence[Claim], messages: Mapping[int, Message], *,
-        now: datetime,
+        self, session: Session, claimed: Mapping[Claim, Message], *, now: datetime
     ) -> list[_Item]:
-        customer_ids = sorted({message.customer_id for message in messages.values()})
-        customers = _customers(session, customer_ids)
+        """What to send for each claimed message, after the send-time checks; messages
+        that cannot go out are settled here. Reads only what the claimed channels need:
+        devices for pushes, the customer's row for email and SMS addresses."""
+        messages = claimed.values()
+        customer_ids = sorted({message.customer_id for message in messages})
         answers = latest_answers(session, customer_ids)
+        customers = _customers(session, sorted({
+            message.customer_id for message in messages if message.channel in _ADDRESSED
+        }))
+        devices = _devices(session, sorted({
+            message.customer_id for message in messages if message.channel in _TO_DEVICES
+        }))
         journeys = _journeys(session, [
-            message.journey_id for message in messages.values() if message.journey_id is not None
+            message.journey_id for message in messages if message.journey_id is not None
         ])
-        devices = _devices(session, customer_ids)
         items: list[_Item] = []
-        for claim in claims:
-            message = messages.get(claim.message_id)
-            if message is None:  # erased since the claim
-                continue
+        for claim, message in claimed.items():
             channel = MessageChannel(message.channel)
             customer = customers.get(message.customer_id)
             if message.expires_at is not None and message.expires_at <= now:
@@ -632,11 +638,11 @@ class DeliveryWorker:
     # --- after sending: attempts, dead addresses, outcomes ---------------------------------
 
     def _record(
-        self, session: Session, sent: Sequence[_Sent], messages: Mapping[int, Message], *,
+        self, session: Session, sent: Sequence[_Sent], claimed: Mapping[Claim, Message], *,
         now: datetime,
     ) -> None:
-        """Every attempt, dead addresses deactivated, each message's outcome (`messages`
-        as read before sending: a claim that no longer holds changes nothing)."""
+        """Every attempt, dead addresses deactivated, each message's outcome (`claimed`
+        as read when claimed: a claim that no longer holds changes nothing)."""
         by_claim: dict[Claim, list[_Sent]] = {}
         attempts: list[dict[str, object]] = []
         for entry in sent:
@@ -658,10 +664,7 @@ class DeliveryWorker:
         insert_rows(session.connection(), ATTEMPT_TABLE, attempts)
         reached: list[Accepted] = []
         for claim, entries in by_claim.items():
-            message = messages.get(claim.message_id)
-            if message is None:
-                continue
-            accepted = self._settle(session, claim, message, entries, now=now)
+            accepted = self._settle(session, claim, claimed[claim], entries, now=now)
             if accepted is not None:
                 reached.append(accepted)
         held = mark_sent_many(session, accepted=reached, now=now)
