@@ -25,7 +25,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Table, func, update
+from sqlalchemy import Table, func
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.bulk import insert_rows, one_of, update_rows
@@ -72,14 +72,13 @@ from cloud.scenarios.spec import (
     WaitStep,
     WebhookStep,
 )
-from cloud.scenarios.triggers import Trigger, TriggerKind
+from cloud.scenarios.triggers import Trigger, TriggerKind, claim_triggers
 from cloud.settings import ScenarioSettings
 
 log = logging.getLogger(__name__)
 
 JOURNEY_TABLE: Table = SQLModel.metadata.tables[Journey.__tablename__]
 JOURNEY_LOG_TABLE: Table = SQLModel.metadata.tables[JourneyLog.__tablename__]
-TRIGGER_TABLE: Table = SQLModel.metadata.tables[Trigger.__tablename__]
 #: Steps one journey may run without waiting: a branch looping on itself is a mistake
 #: that must not hold a worker.
 MAX_STEPS_PER_RUN = 100
@@ -243,10 +242,7 @@ def process_triggers(
     handled again one trigger at a time, each in its own savepoint, so one bad trigger
     costs only itself (it is logged and marked processed)."""
     report = RunReport()
-    rows = session.exec(
-        select(Trigger).where(col(Trigger.processed_at).is_(None))
-        .order_by(col(Trigger.id)).limit(limit).with_for_update(skip_locked=True)
-    ).all()
+    rows = claim_triggers(session, now=now, limit=limit)
     if not rows:
         return report
     report.triggers = len(rows)
@@ -266,11 +262,6 @@ def process_triggers(
             _lock_customers(session, sorted({row.customer_id for row in relevant}))
             _handle_share(session, rows=relevant, catalog=tenant_catalog, config=config,
                           now=now, report=report)
-    session.connection().execute(
-        update(TRIGGER_TABLE)
-        .where(one_of(TRIGGER_TABLE.c.id, [row.id for row in rows]))
-        .values(processed_at=now)
-    )
     return report
 
 

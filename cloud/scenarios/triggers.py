@@ -13,8 +13,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, UniqueConstraint
-from sqlmodel import Field, Session, SQLModel
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    update,
+)
+from sqlalchemy import select as core_select
+from sqlmodel import Field, Session, SQLModel, col
 
 from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
@@ -130,6 +141,24 @@ def record_trigger(
         source_key=source_key, now=now, attributes=attributes,
     )])
     return int(inserted[0][0]) if inserted else None
+
+
+def claim_triggers(session: Session, *, now: datetime, limit: int) -> list[Trigger]:
+    """Up to `limit` unprocessed triggers, oldest first, marked processed at `now` by the
+    statement that takes them (one round trip, not a read and a later update). The mark
+    commits or rolls back with whatever the caller's transaction does about them; rows
+    another worker has taken are skipped (`SKIP LOCKED`, PostgreSQL)."""
+    oldest = (
+        core_select(TRIGGER_TABLE.c.id).where(TRIGGER_TABLE.c.processed_at.is_(None))
+        .order_by(TRIGGER_TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed = session.scalars(
+        update(Trigger).where(col(Trigger.id).in_(oldest), col(Trigger.processed_at).is_(None))
+        .values(processed_at=now).returning(Trigger),
+        execution_options={"synchronize_session": False},
+    ).all()
+    return sorted(claimed, key=lambda trigger: trigger.id or 0)
 
 
 def _insert_new(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
