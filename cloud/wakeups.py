@@ -4,10 +4,11 @@ The worker's three stages (presence ingest, scenarios, delivery) hand work to ea
 other through tables; each also polls, so nothing depends on being woken. In one
 process a stage wakes the next with a direct call. Run apart (`vitrina-cloud worker
 --stage ...`, one process per stage, so that none waits for the others' share of one
-interpreter lock), a stage that commits work for the next also announces it on a
-channel (`announce`, inside the committing transaction: PostgreSQL delivers it at the
-commit and only then, and folds repeats within one transaction into one), and the
-next stage's process listens (`Listener`).
+interpreter lock), the next stage's process listens (`Listener`) on a channel the
+database itself notifies: a statement inserting into a table of work announces it on
+the table's channel (migration 0014: scenario triggers, queued messages and webhooks).
+PostgreSQL delivers the notification when the inserting transaction commits and only
+then, and folds repeats within one transaction into one.
 
 SQLite has no notifications; there the stages run in one process, as they must anyway.
 """
@@ -21,9 +22,7 @@ from enum import StrEnum
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +35,12 @@ RECONNECT_PAUSE_S = 2.0
 
 
 class Channel(StrEnum):
+    """What the database notifies on (the names migration 0014 gives its triggers)."""
+
     #: Triggers were recorded (ingest, the API): the scenario stage has work.
     TRIGGERS = "vitrina_triggers"
     #: Messages or webhooks were queued (scenarios): the delivery stage has work.
     QUEUED = "vitrina_queued"
-
-
-def announce(session: Session, channel: Channel) -> None:
-    """Tell listeners of `channel` once the session's transaction commits (PostgreSQL;
-    nothing elsewhere)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel.value})
 
 
 class Listener:

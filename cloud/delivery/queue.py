@@ -38,7 +38,6 @@ from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.templates.rendering import Rendered
 from cloud.tracking.tokens import TOKEN_RE
-from cloud.wakeups import Channel, announce
 
 #: How long a claimed message is left to the worker that claimed it. Longer than any send
 #: round can take (senders retry in-call for up to about a minute: four tries with
@@ -152,8 +151,6 @@ class MessageBatch:
             session.connection(), MESSAGE_TABLE, rows, skip_conflicts_on=["idempotency_key"],
             returning=[MESSAGE_TABLE.c.idempotency_key, MESSAGE_TABLE.c.id],
         ))
-        if stored:
-            announce(session, Channel.QUEUED)  # to delivery workers in other processes
         for message in pending:
             found = stored.pop(message.idempotency_key, None)
             message.id = None if found is None else int(found)

@@ -54,7 +54,6 @@ from cloud.delivery.queue import claim_rows, retry_at, settle_claim
 from cloud.delivery.retry import parse_retry_after
 from cloud.metrics import OUTBOUND_WEBHOOKS
 from cloud.presence.store import dialect_insert
-from cloud.wakeups import Channel, announce
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,6 @@ def queue_webhook(
     row = session.connection().execute(statement).first()
     if row is None:
         return None
-    announce(session, Channel.QUEUED)  # to delivery workers in other processes
     OUTBOUND_WEBHOOKS.labels(outcome="queued").inc()
     return int(row[0])
 

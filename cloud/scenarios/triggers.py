@@ -29,7 +29,6 @@ from sqlmodel import Field, Session, SQLModel, col
 
 from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
-from cloud.wakeups import Channel, announce
 
 #: A trigger's attributes are JSON: strings, numbers, booleans, lists and objects of them.
 JsonValue = Any
@@ -162,12 +161,8 @@ def claim_triggers(session: Session, *, now: datetime, limit: int) -> list[Trigg
 
 
 def _insert_new(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    """The ids of the rows inserted; a (tenant, source key) recorded before is skipped.
-    New ones are announced to scenario workers in other processes."""
-    inserted = insert_rows(
+    """The ids of the rows inserted; a (tenant, source key) recorded before is skipped."""
+    return insert_rows(
         session.connection(), TRIGGER_TABLE, rows,
         skip_conflicts_on=["tenant", "source_key"], returning=[TRIGGER_TABLE.c.id],
     )
-    if inserted:
-        announce(session, Channel.TRIGGERS)
-    return inserted
