@@ -12,6 +12,7 @@ the rows go as a plain executemany.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -55,21 +56,15 @@ def insert_rows(
     Datetimes must be aware, as `cloud.db.UtcDateTime` requires (ValueError otherwise)."""
     if not rows:
         return []
-    names = list(rows[0])
-    if connection.dialect.name == "postgresql":
-        records = _recordset(connection, table, names)
-        statement: Any = postgresql.insert(table).from_select(names, records)
-        parameters: Any = {"rows": _json_rows(rows)}
-    else:
-        statement = sqlite.insert(table)
-        parameters = [dict(row) for row in rows]
-    if skip_conflicts_on:
-        statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
-    if returning:
-        statement = statement.returning(*returning)
-        return [tuple(row) for row in connection.execute(statement, parameters)]
-    connection.execute(statement, parameters)
-    return []
+    row_type = _row_type(connection, table)
+    statement = _insert_statement(
+        table, tuple(rows[0]), tuple(skip_conflicts_on), tuple(returning), row_type=row_type
+    )
+    parameters: Any = (
+        {"rows": _json_rows(rows)} if row_type else [dict(row) for row in rows]
+    )
+    result = connection.execute(statement, parameters)
+    return [tuple(row) for row in result] if returning else []
 
 
 def update_rows(
@@ -80,33 +75,66 @@ def update_rows(
     FROM the rows as a record set) and an executemany elsewhere."""
     if not rows:
         return
-    names = [name for name in rows[0] if name != key]
-    if connection.dialect.name == "postgresql":
-        records = _records(connection, table, [key, *names])
-        connection.execute(
-            update(table).where(table.c[key] == records.c[key])
-            .values({name: records.c[name] for name in names}),
-            {"rows": _json_rows(rows)},
-        )
+    names = tuple(name for name in rows[0] if name != key)
+    row_type = _row_type(connection, table)
+    statement = _update_statement(table, key, names, row_type=row_type)
+    if row_type:
+        connection.execute(statement, {"rows": _json_rows(rows)})
         return
     # Parameters may not take the names of the columns they set (SQLAlchemy keeps those).
     connection.execute(
-        update(table).where(table.c[key] == bindparam(f"_{key}"))
-        .values({name: bindparam(f"_{name}") for name in names}),
-        [{f"_{name}": row[name] for name in [key, *names]} for row in rows],
+        statement, [{f"_{name}": row[name] for name in [key, *names]} for row in rows]
     )
 
 
-def _recordset(connection: Connection, table: Table, names: Sequence[str]) -> Any:
-    """SELECT <names> FROM json_populate_recordset(NULL::<table>, :rows)."""
-    records = _records(connection, table, names)
+#: Statements built per table and column list, and kept: a worker runs the same few
+#: hundreds of times a second, and building one (and SQLAlchemy's cache key for it)
+#: costs more Python than running it.
+_STATEMENTS_KEPT = 256
+
+
+@functools.lru_cache(maxsize=_STATEMENTS_KEPT)
+def _insert_statement(
+    table: Table, names: tuple[str, ...], skip_conflicts_on: tuple[str, ...],
+    returning: tuple[Column[Any], ...], *, row_type: str | None,
+) -> Any:
+    statement: Any = (
+        postgresql.insert(table).from_select(names, _recordset(row_type, names)) if row_type
+        else sqlite.insert(table)
+    )
+    if skip_conflicts_on:
+        statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+    return statement.returning(*returning) if returning else statement
+
+
+@functools.lru_cache(maxsize=_STATEMENTS_KEPT)
+def _update_statement(
+    table: Table, key: str, names: tuple[str, ...], *, row_type: str | None
+) -> Any:
+    if row_type:
+        records = _records(row_type, (key, *names))
+        return (update(table).where(table.c[key] == records.c[key])
+                .values({name: records.c[name] for name in names}))
+    return (update(table).where(table.c[key] == bindparam(f"_{key}"))
+            .values({name: bindparam(f"_{name}") for name in names}))
+
+
+def _row_type(connection: Connection, table: Table) -> str | None:
+    """The table's row type as PostgreSQL names it; None elsewhere (no record sets)."""
+    if connection.dialect.name != "postgresql":
+        return None
+    return str(connection.dialect.identifier_preparer.format_table(table))
+
+
+def _recordset(row_type: str, names: Sequence[str]) -> Any:
+    """SELECT <names> FROM json_populate_recordset(NULL::<row_type>, :rows)."""
+    records = _records(row_type, names)
     return select(*(records.c[name] for name in names))
 
 
-def _records(connection: Connection, table: Table, names: Sequence[str]) -> Any:
-    """json_populate_recordset(NULL::<table>, :rows): the rows of the `rows` parameter as
-    records of the table's own row type (its columns' types and input rules)."""
-    row_type = connection.dialect.identifier_preparer.format_table(table)
+def _records(row_type: str, names: Sequence[str]) -> Any:
+    """json_populate_recordset(NULL::<row_type>, :rows): the rows of the `rows` parameter
+    as records of a table's own row type (its columns' types and input rules)."""
     return func.json_populate_recordset(
         literal_column(f"NULL::{row_type}"),
         cast(bindparam("rows", type_=Text), postgresql.JSON),
