@@ -1,15 +1,18 @@
 """The delivery worker: sends what the queue holds, through every channel, and records it.
 
-One round (`run_once`): expire what is past its `expires_at`, claim up to `batch_size`
-due messages (committed before anything is sent, see `cloud.delivery.queue`), re-check
+One round (`run_once`) is two transactions with the sending between them. The first
+expires what is past its `expires_at`, claims up to `batch_size` due messages and reads
+what checking and addressing them needs (committed before anything is sent, see
+`cloud.delivery.queue`). Then, without a transaction, the round re-checks
 each customer's consent for the channel (`cloud.delivery.consent`: marketing withdrawn
 since the decision, or a consent request answered "no" since it was made: suppressed),
 resolve the addresses as they are now (active FCM devices, web push subscriptions, the
 customer's email and phone; none: failed 'no_address'), send grouped by channel (FCM in
-calls of at most 500), then record one `message_attempt` per address and provider call,
-deactivate dead tokens and subscriptions, and settle each message: sent, retried later
-(transient errors back off exponentially with jitter, never sooner than Retry-After),
-or failed for good. No transaction is open while a provider is being called.
+calls of at most 500). The second transaction records one `message_attempt` per
+address and provider call, deactivates dead tokens and subscriptions, and settles each
+message: sent, retried later (transient errors back off exponentially with jitter,
+never sooner than Retry-After), or failed for good; the messages that were not sent
+(expired, suppressed, no address) are settled in it too.
 
 Webhooks to the shop (`cloud.delivery.webhooks`) have rounds of their own, run beside the
 message rounds by the same `run` loop and woken by the same `wake`: a shop endpoint that
@@ -29,9 +32,10 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
@@ -54,7 +58,7 @@ from cloud.db import (
     utc_now,
     wait_for_database,
 )
-from cloud.delivery.consent import latest_answers, refusal
+from cloud.delivery.consent import Answer, latest_answers, refusal
 from cloud.delivery.content import tracked_html
 from cloud.delivery.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
 from cloud.delivery.mail import EmailMessage, EmailSender
@@ -234,6 +238,38 @@ class _Item:
     payload: _Payload
 
 
+#: An outcome to write in the round's record transaction.
+_Settlement = Callable[[Session], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the send-time checks and addresses of a round's messages read, in the
+    transaction that claims them: only what their channels need (devices for pushes,
+    the customer's row for email and SMS addresses)."""
+
+    answers: dict[tuple[int, ConsentChannel], Answer]
+    customers: dict[int, Customer]
+    devices: dict[tuple[int, DeviceKind], list[Device]]
+    journeys: dict[int, _JourneyStart]
+
+    @classmethod
+    def load(cls, session: Session, messages: Collection[Message]) -> _Known:
+        if not messages:
+            return cls({}, {}, {}, {})
+        return cls(
+            answers=latest_answers(session, sorted({m.customer_id for m in messages})),
+            customers=_customers(session, sorted({
+                m.customer_id for m in messages if m.channel in _ADDRESSED
+            })),
+            devices=_devices(session, sorted({
+                m.customer_id for m in messages if m.channel in _TO_DEVICES
+            })),
+            journeys=_journeys(session, [m.journey_id for m in messages
+                                         if m.journey_id is not None]),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _Sent:
     item: _Item
@@ -369,16 +405,16 @@ class DeliveryWorker:
         with self._transaction() as session:
             expired = expire_due(session, now=now) if sweep else 0
             claimed = claim_due(session, now=now, limit=self.batch_size, lease=self._lease)
+            known = _Known.load(session, claimed.values())
             if sweep:
                 apply_kept_receipts(session, now=now)
         if expired:
             MESSAGES_SENT.labels(channel="any", outcome="expired").inc(expired)
         if not claimed:
             return 0
-        with self._transaction() as session:
-            items = self._prepare(session, claimed, now=now)
+        items, unsent = self._prepare(claimed, known, now=now)
         sent = self._send(items)
-        self._record_until_stored(sent, claimed, now=now)
+        self._record_until_stored(sent, unsent, claimed, now=now)
         return len(claimed)
 
     @contextlib.contextmanager
@@ -397,9 +433,11 @@ class DeliveryWorker:
         self._tallies.append((channel, outcome))
 
     def _record_until_stored(
-        self, sent: Sequence[_Sent], claimed: Mapping[Claim, Message], *, now: datetime
+        self, sent: Sequence[_Sent], unsent: Sequence[_Settlement],
+        claimed: Mapping[Claim, Message], *, now: datetime,
     ) -> None:
-        """Record what was sent, trying again while the database is unreachable. The
+        """Record what was sent, and the outcomes of what was not (`unsent`), trying
+        again while the database is unreachable. The
         messages went out: a record lost to a dropped connection would leave them
         leased, to be sent a second time when the lease ran out. Gives up (raises) after
         `DATABASE_WAIT_S`, as a worker waiting for its database does."""
@@ -411,38 +449,26 @@ class DeliveryWorker:
             reraise=True,
         ):
             with attempt, self._transaction() as session:
+                for settle in unsent:
+                    settle(session)
                 self._record(session, sent, claimed, now=now)
 
     # --- before sending: consent, addresses, payloads ------------------------------------
 
     def _prepare(
-        self, session: Session, claimed: Mapping[Claim, Message], *, now: datetime
-    ) -> list[_Item]:
-        """What to send for each claimed message, after the send-time checks; messages
-        that cannot go out are settled here. Reads only what the claimed channels need:
-        devices for pushes, the customer's row for email and SMS addresses."""
-        messages = claimed.values()
-        customer_ids = sorted({message.customer_id for message in messages})
-        answers = latest_answers(session, customer_ids)
-        customers = _customers(session, sorted({
-            message.customer_id for message in messages if message.channel in _ADDRESSED
-        }))
-        devices = _devices(session, sorted({
-            message.customer_id for message in messages if message.channel in _TO_DEVICES
-        }))
-        journeys = _journeys(session, [
-            message.journey_id for message in messages if message.journey_id is not None
-        ])
+        self, claimed: Mapping[Claim, Message], known: _Known, *, now: datetime
+    ) -> tuple[list[_Item], list[_Settlement]]:
+        """What to send for each claimed message, after the send-time checks, and the
+        outcomes of those that will not go out, written with the round's record (they
+        are leased to this worker meanwhile, as the sent ones are)."""
         items: list[_Item] = []
+        unsent: list[_Settlement] = []
         for claim, message in claimed.items():
             channel = MessageChannel(message.channel)
-            customer = customers.get(message.customer_id)
             if message.expires_at is not None and message.expires_at <= now:
-                mark_final(
-                    session, claim=claim, status=MessageStatus.EXPIRED, error_code="expired"
-                )
-                self._tally(channel, "expired")
+                unsent.append(self._final(claim, channel, MessageStatus.EXPIRED, "expired"))
                 continue
+            answers, journeys = known.answers, known.journeys
             refused = refusal(
                 transactional=message.transactional,
                 latest=answers.get((message.customer_id, ConsentChannel(channel.value))),
@@ -451,31 +477,37 @@ class DeliveryWorker:
                 location=answers.get((message.customer_id, ConsentChannel.LOCATION_MARKETING)),
             )
             if refused is not None:
-                mark_final(
-                    session, claim=claim, status=MessageStatus.SUPPRESSED, error_code=refused
-                )
-                self._tally(channel, "suppressed")
+                unsent.append(self._final(claim, channel, MessageStatus.SUPPRESSED, refused))
                 continue
             try:
-                built = self._payloads(message, claim, customer, devices, now=now)
+                built = self._payloads(message, claim, known.customers.get(message.customer_id),
+                                       known.devices, now=now)
             except _NotConfiguredError as error:
-                self._not_configured(session, claim, message, error.code, now=now)
+                unsent.append(partial(self._not_configured, claim=claim, message=message,
+                                      code=error.code, now=now))
                 continue
             except _UnsendableError as error:
                 log.error("message %s cannot be sent: %s", message.id, error.code)
-                mark_final(
-                    session, claim=claim, status=MessageStatus.FAILED, error_code=error.code
-                )
-                self._tally(channel, "failed")
+                unsent.append(self._final(claim, channel, MessageStatus.FAILED, error.code))
                 continue
             if not built:
-                mark_final(
-                    session, claim=claim, status=MessageStatus.FAILED, error_code="no_address"
-                )
-                self._tally(channel, "no_address")
+                unsent.append(self._final(claim, channel, MessageStatus.FAILED, "no_address",
+                                          outcome="no_address"))
                 continue
             items.extend(built)
-        return items
+        return items, unsent
+
+    def _final(
+        self, claim: Claim, channel: MessageChannel, status: MessageStatus, code: str, *,
+        outcome: str | None = None,
+    ) -> _Settlement:
+        """Writes `status` (final) for a message that will not be sent."""
+
+        def settle(session: Session) -> None:
+            mark_final(session, claim=claim, status=status, error_code=code)
+            self._tally(channel, outcome or status.value)
+
+        return settle
 
     def _payloads(
         self, message: Message, claim: Claim, customer: Customer | None,
