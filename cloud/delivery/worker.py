@@ -6,8 +6,8 @@ what checking and addressing them needs (committed before anything is sent, see
 `cloud.delivery.queue`). Then, without a transaction, the round re-checks
 each customer's consent for the channel (`cloud.delivery.consent`: marketing withdrawn
 since the decision, or a consent request answered "no" since it was made: suppressed),
-resolve the addresses as they are now (active FCM devices, web push subscriptions, the
-customer's email and phone; none: failed 'no_address'), send grouped by channel (FCM in
+resolves the addresses as they are now (active FCM devices, web push subscriptions, the
+customer's email and phone; none: failed 'no_address') and sends grouped by channel (FCM in
 calls of at most 500). The second transaction records one `message_attempt` per
 address and provider call, deactivates dead tokens and subscriptions, and settles each
 message: sent, retried later (transient errors back off exponentially with jitter,
