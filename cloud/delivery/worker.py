@@ -437,10 +437,10 @@ class DeliveryWorker:
         claimed: Mapping[Claim, Message], *, now: datetime,
     ) -> None:
         """Record what was sent, and the outcomes of what was not (`unsent`), trying
-        again while the database is unreachable. The
-        messages went out: a record lost to a dropped connection would leave them
-        leased, to be sent a second time when the lease ran out. Gives up (raises) after
-        `DATABASE_WAIT_S`, as a worker waiting for its database does."""
+        again while the database is unreachable. The messages went out: a record lost to
+        a dropped connection would leave them leased, to be sent a second time when the
+        lease ran out. Gives up (raises) after `DATABASE_WAIT_S`, as a worker waiting for
+        its database does."""
         for attempt in Retrying(
             retry=retry_if_exception(is_transient),
             wait=wait_exponential(multiplier=0.1, max=5),
