@@ -150,10 +150,17 @@ def claim_triggers(session: Session, *, now: datetime, limit: int) -> list[Trigg
     oldest = (
         core_select(TRIGGER_TABLE.c.id).where(TRIGGER_TABLE.c.processed_at.is_(None))
         .order_by(TRIGGER_TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
+    # On PostgreSQL a CTE, not a subquery: an IN subquery may run again for each row
+    # the UPDATE changes, and with SKIP LOCKED each run finds further rows, past the
+    # limit. On SQLite a subquery: its driver opens the transaction only before a
+    # statement that starts with UPDATE, so one that starts with WITH would commit
+    # the mark at once, whatever became of the round.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    picked = core_select(oldest.cte("oldest").c.id) if postgres else oldest.scalar_subquery()
     claimed = session.scalars(
-        update(Trigger).where(col(Trigger.id).in_(oldest), col(Trigger.processed_at).is_(None))
+        update(Trigger)
+        .where(col(Trigger.id).in_(picked), col(Trigger.processed_at).is_(None))
         .values(processed_at=now).returning(Trigger),
         execution_options={"synchronize_session": False},
     ).all()

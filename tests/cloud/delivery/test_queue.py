@@ -264,6 +264,24 @@ def test_two_workers_claiming_at_once_never_send_a_message_twice(
         assert (row.status, row.attempts) == (MessageStatus.SENT, 1)
 
 
+def test_a_claim_takes_at_most_its_limit_oldest_first_with_the_rows_as_claimed(
+    engine: Engine, tenant: str
+) -> None:
+    customer = new_customer(engine, tenant, fcm_tokens=[make_token("limit")])
+    ids = queue(engine, *(outgoing(tenant, customer, f"limit:{n}") for n in range(5)))
+    with session_scope(engine) as session:
+        first = claim_due(session, now=NOW, limit=3)
+        session.commit()
+    with session_scope(engine) as session:
+        rest = claim_due(session, now=NOW, limit=3)
+        session.commit()
+
+    assert [claim.message_id for claim in first] == ids[:3]
+    assert [claim.message_id for claim in rest] == ids[3:]
+    assert all(row.status == MessageStatus.PENDING and row.attempts == claim.attempt == 1
+               for claim, row in [*first.items(), *rest.items()])
+
+
 class DroppingSender:
     """The real FCM sender; after each send the server ends the worker's connections, as
     a database restart between sending and recording would."""
