@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, Table, and_, bindparam, func, update
-from sqlalchemy import select as core_select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, update
 from sqlmodel import Session, col
 
-from cloud.bulk import insert_rows
+from cloud.bulk import insert_rows, take
 from cloud.db import UtcDateTime
 from cloud.delivery.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
@@ -213,24 +212,16 @@ def expire_due(session: Session, *, now: datetime, limit: int = 1000) -> int:
     """Messages whose `expires_at` passed before they could be sent become expired (up to
     `limit` per call; rows another worker holds are skipped, so workers never wait on
     each other here either)."""
-    lapsed = (
-        core_select(MESSAGE_TABLE.c.id)
-        .where(
-            MESSAGE_TABLE.c.status.in_(_WAITING),
-            MESSAGE_TABLE.c.next_attempt_at <= now,
-            MESSAGE_TABLE.c.expires_at <= now,
-        )
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("lapsed")
+    lapsed = and_(
+        MESSAGE_TABLE.c.status.in_(_WAITING),
+        MESSAGE_TABLE.c.next_attempt_at <= now,
+        MESSAGE_TABLE.c.expires_at <= now,
     )
     result = session.connection().execute(
         update(MESSAGE_TABLE)
-        .where(
-            MESSAGE_TABLE.c.id.in_(core_select(lapsed.c.id)),
-            MESSAGE_TABLE.c.status.in_(_WAITING),
-            MESSAGE_TABLE.c.next_attempt_at <= now,
-        )
+        .where(take(session, MESSAGE_TABLE, where=lapsed, order_by=[], limit=limit),
+               MESSAGE_TABLE.c.status.in_(_WAITING),
+               MESSAGE_TABLE.c.next_attempt_at <= now)
         .values(status=MessageStatus.EXPIRED.value, error_code="expired")
         .returning(MESSAGE_TABLE.c.id)  # counted from the rows: SQLite reports no rowcount
     )
@@ -250,7 +241,7 @@ def claim_due(
     )
     claimed = session.scalars(
         update(Message)
-        .where(col(Message.id).in_(core_select(_due_ids(MESSAGE_TABLE, due, limit).c.id)), due)
+        .where(_taken(session, MESSAGE_TABLE, due, limit), due)
         .values(status=MessageStatus.PENDING.value, attempts=col(Message.attempts) + 1,
                 last_attempt_at=now, next_attempt_at=now + lease)
         .returning(Message),
@@ -263,16 +254,12 @@ def claim_due(
     }
 
 
-def _due_ids(table: Table, due: ColumnElement[bool], limit: int) -> CTE:
-    """The ids of up to `limit` `due` rows, oldest `next_attempt_at` first, locked, and
-    skipping rows another worker has locked."""
-    return (
-        core_select(table.c.id).where(due)
-        .order_by(table.c.next_attempt_at, table.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
-    )
+def _taken(
+    session: Session, table: Table, due: ColumnElement[bool], limit: int
+) -> ColumnElement[bool]:
+    """Up to `limit` `due` rows, oldest `next_attempt_at` first (`cloud.bulk.take`)."""
+    return take(session, table, where=due, order_by=[table.c.next_attempt_at, table.c.id],
+                limit=limit)
 
 
 def claim_rows(
@@ -282,12 +269,12 @@ def claim_rows(
     """Take up to `limit` `due` rows of a table worked through with leases (the send
     queue, the webhook outbox), oldest `next_attempt_at` first, setting `values`.
 
-    One statement: `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... RETURNING`,
-    so two workers never take the same row and neither waits for the other's rows.
+    One statement, `UPDATE ... WHERE id IN (the due rows, locked, SKIP LOCKED) ...
+    RETURNING`, so two workers never take the same row and neither waits for the other's
+    rows.
     """
-    picked = _due_ids(table, due, limit)
     return [tuple(row) for row in session.connection().execute(
-        update(table).where(table.c.id.in_(core_select(picked.c.id)), due)
+        update(table).where(_taken(session, table, due, limit), due)
         .values(**values).returning(*returning)
     )]
 

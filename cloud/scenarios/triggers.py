@@ -24,10 +24,9 @@ from sqlalchemy import (
     UniqueConstraint,
     update,
 )
-from sqlalchemy import select as core_select
 from sqlmodel import Field, Session, SQLModel, col
 
-from cloud.bulk import insert_rows
+from cloud.bulk import insert_rows, take
 from cloud.db import UtcDateTime
 
 #: A trigger's attributes are JSON: strings, numbers, booleans, lists and objects of them.
@@ -146,21 +145,11 @@ def claim_triggers(session: Session, *, now: datetime, limit: int) -> list[Trigg
     """Up to `limit` unprocessed triggers, oldest first, marked processed at `now` by the
     statement that takes them (one round trip, not a read and a later update). The mark
     commits or rolls back with whatever the caller's transaction does about them; rows
-    another worker has taken are skipped (`SKIP LOCKED`, PostgreSQL)."""
-    oldest = (
-        core_select(TRIGGER_TABLE.c.id).where(TRIGGER_TABLE.c.processed_at.is_(None))
-        .order_by(TRIGGER_TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
-    )
-    # On PostgreSQL a CTE, not a subquery: an IN subquery may run again for each row
-    # the UPDATE changes, and with SKIP LOCKED each run finds further rows, past the
-    # limit. On SQLite a subquery: its driver opens the transaction only before a
-    # statement that starts with UPDATE, so one that starts with WITH would commit
-    # the mark at once, whatever became of the round.
-    postgres = session.get_bind().dialect.name == "postgresql"
-    picked = core_select(oldest.cte("oldest").c.id) if postgres else oldest.scalar_subquery()
+    another worker has taken are skipped (`cloud.bulk.take`)."""
+    oldest = take(session, TRIGGER_TABLE, where=TRIGGER_TABLE.c.processed_at.is_(None),
+                  order_by=[TRIGGER_TABLE.c.id], limit=limit)
     claimed = session.scalars(
-        update(Trigger)
-        .where(col(Trigger.id).in_(picked), col(Trigger.processed_at).is_(None))
+        update(Trigger).where(oldest, col(Trigger.processed_at).is_(None))
         .values(processed_at=now).returning(Trigger),
         execution_options={"synchronize_session": False},
     ).all()
