@@ -30,6 +30,7 @@ from cloud.commerce.models import (
 from cloud.customers import crud
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
 from cloud.offers.crud import redeem_coupons
+from cloud.offers.models import Coupon
 from cloud.presence.store import dialect_insert
 from cloud.scenarios.sources import record_webhook_triggers
 from cloud.tracking.attribution import ATTRIBUTION_WINDOW, attribute_order
@@ -117,6 +118,7 @@ def handle_webhook(
         and event.type is CommerceEventType.NEWSLETTER_SIGNUP,
     )
     customer_id = customer.id if customer else None
+    redeemed: list[Coupon] = []
     inserted = session.connection().execute(
         dialect_insert(session, COMMERCE_TABLE)
         .values(
@@ -158,7 +160,8 @@ def handle_webhook(
         )
     # What scenarios react to (cart abandoned, order and spend, newsletter, app opened).
     record_webhook_triggers(
-        session, tenant=tenant, customer_id=customer_id, event=event, now=now
+        session, tenant=tenant, customer_id=customer_id, event=event, now=now,
+        redeemed_coupons=len(redeemed),
     )
     session.flush()
     return WebhookReceipt(event_id=event.event_id, stored=True, customer_id=customer_id)

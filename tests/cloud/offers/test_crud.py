@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from cloud.commerce.models import LineItem
 from cloud.customers.erasure import erase_customer
@@ -17,6 +17,13 @@ from cloud.customers.models import Customer
 from cloud.db import session_scope
 from cloud.offers import crud
 from cloud.offers.models import ComplementRuleCreate, Coupon, Offer, OfferCreate
+from cloud.scenarios.catalog import Catalog, save_scenario
+from cloud.scenarios.engine import EngineConfig, process_triggers
+from cloud.scenarios.models import Journey
+from cloud.scenarios.sending import Links
+from cloud.scenarios.spec import ScenarioSpec
+from cloud.scenarios.triggers import Trigger, TriggerKind
+from cloud.settings import ScenarioSettings
 from tests.cloud.offers.factories import (
     DRYER,
     NOW,
@@ -400,3 +407,39 @@ def test_racing_workers_never_overdraw_stock_budget_or_an_idempotency_key(
         counted = {o.key: (o.coupons_issued, o.budget_used) for o in session.exec(select(Offer))}
         assert counted == {"stock": (5, Decimal("699.00")), "budget": (7, Decimal("7.00"))}
         assert len(session.exec(select(Coupon)).all()) == 12
+
+
+def test_an_order_that_redeems_a_coupon_enters_scenarios_that_ask_for_one(
+    engine: Engine, tenant: str
+) -> None:
+    """The order's trigger carries how many coupons it redeemed: an entry filter on
+    `coupons` sees the redemption, and an order without one stays out."""
+    spec = ScenarioSpec.model_validate({
+        "key": "thanks-for-using-it", "name": "coupon users",
+        "entry": {"event": "order.created",
+                  "where": [{"attribute": "coupons", "op": "gte", "value": 1}]},
+        "steps": [{"id": "pause", "type": "wait", "for": "PT1H"}],
+    })
+    config = EngineConfig(settings=ScenarioSettings(),
+                          links=Links(base_url="https://t.example", secret="s" * 32))
+    with session_scope(engine) as session:
+        juan = new_customer(session, tenant=tenant, name="juan")
+        new_customer(session, tenant=tenant, name="ana")
+        dryers = save_offer(session, tenant=tenant, key=DRYERS_20)
+        coupon = issue(session, tenant, juan, dryers, "a")
+        assert coupon is not None
+        save_scenario(session, tenant=tenant, spec=spec, now=NOW)
+        session.commit()
+        place_order(session, tenant=tenant, event=order_event(
+            name="juan", order_id="o-1", items=[DRYER], coupons=[coupon.code]))
+        place_order(session, tenant=tenant, event=order_event(
+            name="ana", order_id="o-2", items=[DRYER]))
+        session.commit()
+        orders = session.exec(select(Trigger).where(Trigger.kind == TriggerKind.ORDER_CREATED)
+                              .order_by(col(Trigger.id))).all()
+        assert [row.attributes["coupons"] for row in orders] == [1, 0]
+        report = process_triggers(session, catalog=Catalog(), config=config, now=NOW, limit=10)
+        session.commit()
+        assert report.started == 1
+        started = session.exec(select(Journey)).all()
+        assert [journey.customer_id for journey in started] == [juan]
