@@ -19,11 +19,11 @@ from typing import Any
 
 import pydantic_core
 from sqlalchemy import (
-    Boolean,
     Column,
     Connection,
     Table,
     Text,
+    any_,
     bindparam,
     cast,
     func,
@@ -32,14 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.type_api import TypeEngine
-from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import TypeDecorator
 
 
 def insert_rows(
@@ -179,64 +173,18 @@ def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
     return pydantic_core.to_json(rows).decode()
 
 
-def _json_list(values: list[Any]) -> str:
-    """A list as a JSON array (`one_of`'s values outside PostgreSQL)."""
-    return pydantic_core.to_json(values).decode()
-
-
-def one_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
-    """`column IN values` as a statement whose text does not grow with the values: one
-    array parameter (`= ANY(...)`) on PostgreSQL, one JSON parameter elsewhere.
-
-    An IN list renders a placeholder per value, so every length is a different
-    statement: SQLAlchemy expands it on each execution and the driver scans the long
-    text again, which for a few hundred ids costs more than the query."""
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values`. On PostgreSQL as `column = ANY(:values)`, one array parameter,
+    so the statement's text does not grow with the values: an IN list renders a
+    placeholder per value, every length is a different statement, and for a few hundred
+    ids expanding and scanning it costs more than the query. SQLite (the embedded
+    database, small batches) takes the plain IN list."""
+    items = list(values)
     expression = column.__clause_element__() if hasattr(column, "__clause_element__") else column
-    return _OneOf(expression, list(values))
-
-
-class _ValueList(TypeDecorator[list[Any]]):
-    """A list bound as one parameter: an array of `item_type` on PostgreSQL, JSON text
-    elsewhere."""
-
-    impl = Text
-    cache_ok = True
-
-    def __init__(self, item_type: TypeEngine[Any]) -> None:
-        super().__init__()
-        self.item_type = item_type
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.ARRAY(self.item_type))
-        return dialect.type_descriptor(Text())
-
-    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:
-        if value is None or dialect.name == "postgresql":
-            return value
-        return _json_list(value)
-
-
-class _OneOf(ColumnElement[bool]):
-    inherit_cache = True
-    _traverse_internals = [
-        ("column", InternalTraversal.dp_clauseelement),
-        ("values", InternalTraversal.dp_clauseelement),
-    ]
-    type = Boolean()
-
-    def __init__(self, column: ColumnElement[Any], values: list[Any]) -> None:
-        self.column = column
-        self.values = bindparam(None, values, type_=_ValueList(column.type), unique=True)
-
-
-@compiles(_OneOf)
-def _one_of_json(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
-    column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
-    return f"{column} IN (SELECT value FROM json_each({values}))"
-
-
-@compiles(_OneOf, "postgresql")
-def _one_of_array(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
-    column, values = compiler.process(element.column, **kw), compiler.process(element.values, **kw)
-    return f"{column} = ANY ({values})"
+    matched: ColumnElement[bool]
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, items, type_=postgresql.ARRAY(expression.type), unique=True)
+        matched = expression == any_(array)
+    else:
+        matched = expression.in_(items)
+    return matched

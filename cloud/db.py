@@ -16,7 +16,8 @@ from typing import Annotated, Any
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -117,6 +118,20 @@ def worker_engine(url: str) -> Engine:
     waits and writes the batch again, a scenario round is tried again, delivery retries
     its record of what it sent: `DeliveryWorker.run_once`)."""
     return make_engine(url, pre_ping=False)
+
+
+DialectInsert = postgresql.Insert | sqlite.Insert
+
+
+def dialect_insert(connection: Connection | Session, table: Table) -> DialectInsert:
+    """An INSERT that supports `on_conflict_*` on the connection's dialect."""
+    bind = connection.get_bind() if isinstance(connection, Session) else connection
+    name = bind.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database dialect {name!r} is not supported")
 
 
 def is_postgres(engine: Engine) -> bool:

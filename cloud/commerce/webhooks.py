@@ -29,9 +29,9 @@ from cloud.commerce.models import (
 )
 from cloud.customers import crud
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
+from cloud.db import dialect_insert
 from cloud.offers.crud import redeem_coupons
 from cloud.offers.models import Coupon
-from cloud.presence.store import dialect_insert
 from cloud.scenarios.sources import record_webhook_triggers
 from cloud.tracking.attribution import ATTRIBUTION_WINDOW, attribute_order
 from cloud.tracking.events import record_open_by_id

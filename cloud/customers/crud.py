@@ -283,7 +283,7 @@ def customers_for_pseudonyms(
         return {}
     rows = session.exec(
         select(IdentityLink.pseudonym, IdentityLink.customer_id).where(
-            IdentityLink.tenant == tenant, one_of(IdentityLink.pseudonym, wanted)
+            IdentityLink.tenant == tenant, one_of(session, IdentityLink.pseudonym, wanted)
         )
     ).all()
     return dict(rows)

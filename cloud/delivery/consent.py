@@ -80,7 +80,7 @@ def latest_answers(
     rows = session.exec(
         select(ConsentEntry.customer_id, ConsentEntry.channel, ConsentEntry.granted,
                ConsentEntry.given_at)
-        .where(one_of(ConsentEntry.customer_id, customer_ids))
+        .where(one_of(session, ConsentEntry.customer_id, customer_ids))
         .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
     ).all()
     return {

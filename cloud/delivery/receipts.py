@@ -15,11 +15,10 @@ from datetime import datetime
 from sqlalchemy import Table, delete, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from cloud.db import UtcDateTime
+from cloud.db import UtcDateTime, dialect_insert
 from cloud.delivery.sms import FINAL_STATUSES, DeliveryReceipt
 from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
-from cloud.presence.store import dialect_insert
 
 #: Receipts applied per sweep; a backlog larger than this drains over a few rounds.
 SWEEP_LIMIT = 500

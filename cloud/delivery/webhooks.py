@@ -49,11 +49,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from cloud.db import UtcDateTime, session_scope
+from cloud.db import UtcDateTime, dialect_insert, session_scope
 from cloud.delivery.queue import claim_rows, retry_at, settle_claim
 from cloud.delivery.retry import parse_retry_after
 from cloud.metrics import OUTBOUND_WEBHOOKS
-from cloud.presence.store import dialect_insert
 
 log = logging.getLogger(__name__)
 

@@ -778,7 +778,7 @@ def _ttl_s(message: Message, now: datetime) -> int:
 def _customers(session: Session, ids: Sequence[int]) -> dict[int, Customer]:
     if not ids:
         return {}
-    rows = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
+    rows = session.exec(select(Customer).where(one_of(session, Customer.id, ids))).all()
     return {row.id: row for row in rows if row.id is not None}
 
 
@@ -806,7 +806,7 @@ def _journeys(session: Session, ids: Sequence[int]) -> dict[int, _JourneyStart]:
         return {}
     rows = session.exec(
         select(Journey.id, Journey.started_at, Journey.entry_kind)
-        .where(one_of(Journey.id, sorted(set(ids))))
+        .where(one_of(session, Journey.id, sorted(set(ids))))
     ).all()
     return {
         journey_id: _JourneyStart(started, kind)
@@ -819,7 +819,7 @@ def _devices(session: Session, ids: Sequence[int]) -> dict[tuple[int, DeviceKind
         return {}
     rows = session.exec(
         select(Device).where(
-            one_of(Device.customer_id, ids), col(Device.active),
+            one_of(session, Device.customer_id, ids), col(Device.active),
             col(Device.kind).in_([DeviceKind.FCM.value, DeviceKind.WEB_PUSH.value]),
         ).order_by(col(Device.id))
     ).all()

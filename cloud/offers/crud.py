@@ -26,6 +26,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from cloud.commerce.models import LineItem, OrderLine
 from cloud.customers.models import Customer
+from cloud.db import dialect_insert
 from cloud.metrics import REGISTRY
 from cloud.offers.codes import is_code, new_code, normalize_code
 from cloud.offers.models import (
@@ -36,7 +37,6 @@ from cloud.offers.models import (
     Offer,
     OfferCreate,
 )
-from cloud.presence.store import dialect_insert
 
 log = logging.getLogger(__name__)
 

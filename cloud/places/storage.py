@@ -23,6 +23,7 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.customers.models import Customer
+from cloud.db import dialect_insert
 from cloud.places.geofences import Geofence
 from cloud.places.hours import time_zone
 from cloud.places.index import GeofenceIndex, GeofenceRegistry
@@ -35,7 +36,6 @@ from cloud.places.models import (
 )
 from cloud.places.parse import geofence_to_dict, parse_geofence
 from cloud.places.validation import PlaceError, check_id, check_segment
-from cloud.presence.store import dialect_insert
 from cloud.scenarios.triggers import TriggerKind, record_trigger
 from shared.presence import Transition
 

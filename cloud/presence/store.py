@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.bulk import insert_rows
+from cloud.db import dialect_insert
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from shared.presence import PresenceEvent, PseudonymScope
 from shared.status import GatewayStatus
@@ -55,20 +55,6 @@ _STAGE_DDL = (
     + ") ON COMMIT DELETE ROWS"
 )
 GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
-
-
-DialectInsert = postgresql.Insert | sqlite.Insert
-
-
-def dialect_insert(connection: Connection | Session, table: Table) -> DialectInsert:
-    """An INSERT that supports `on_conflict_*` on the connection's dialect."""
-    bind = connection.get_bind() if isinstance(connection, Session) else connection
-    name = bind.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"database dialect {name!r} is not supported")
 
 
 def event_row(event: PresenceEvent, received_at: datetime) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from sqlmodel import Session, SQLModel, col, select
 
 from cloud.customers.crud import record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
+from cloud.db import dialect_insert
 from cloud.delivery.webhooks import queue_webhook
-from cloud.presence.store import dialect_insert
 from cloud.scenarios.models import CustomerTag, Journey, LoyaltyEntry
 from cloud.scenarios.sending import StepResult
 from cloud.scenarios.spec import LoyaltyCreditStep, RemoveFromListStep, TagStep, WebhookStep

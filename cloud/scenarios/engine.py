@@ -315,7 +315,7 @@ def _lock_customers(session: Session, customer_ids: Sequence[int]) -> None:
     journeys a batch looked up cannot change under it."""
     if session.get_bind().dialect.name == "postgresql":
         session.exec(
-            select(Customer.id).where(one_of(Customer.id, customer_ids))
+            select(Customer.id).where(one_of(session, Customer.id, customer_ids))
             .order_by(col(Customer.id)).with_for_update()
         ).all()
 
@@ -390,9 +390,11 @@ class _Batch:
         })
         if not customers:
             return
-        found = self._run.session.exec(
+        session = self._run.session
+        found = session.exec(
             select(Journey).where(
-                one_of(Journey.customer_id, customers), col(Journey.status).in_(OPEN_STATUSES)
+                one_of(session, Journey.customer_id, customers),
+                col(Journey.status).in_(OPEN_STATUSES),
             ).order_by(col(Journey.id)).with_for_update()
         )
         for journey in found:
@@ -409,10 +411,11 @@ class _Batch:
         if not keys:
             return
         customers = sorted({row.customer_id for row in rows})
-        found = self._run.session.exec(
+        session = self._run.session
+        found = session.exec(
             select(Journey.scenario_key, Journey.customer_id, func.max(Journey.started_at))
-            .where(Journey.tenant == rows[0].tenant, one_of(Journey.scenario_key, keys),
-                   one_of(Journey.customer_id, customers))
+            .where(Journey.tenant == rows[0].tenant, one_of(session, Journey.scenario_key, keys),
+                   one_of(session, Journey.customer_id, customers))
             .group_by(col(Journey.scenario_key), col(Journey.customer_id))
         )
         for key, customer_id, started in found:

@@ -53,14 +53,14 @@ def load_facts(
     others stay empty). `customers`: their rows, when the caller has read them."""
     ids = sorted(set(customer_ids))
     if customers is None:
-        customers = session.exec(select(Customer).where(one_of(Customer.id, ids))).all()
+        customers = session.exec(select(Customer).where(one_of(session, Customer.id, ids))).all()
     if not customers:
         return {}
     tags: dict[int, set[str]] = defaultdict(set)
     if FactKind.TAGS in kinds:
         tag_rows = session.exec(
             select(CustomerTag.customer_id, CustomerTag.tag)
-            .where(one_of(CustomerTag.customer_id, ids))
+            .where(one_of(session, CustomerTag.customer_id, ids))
         )
         for customer_id, tag in tag_rows:
             tags[customer_id].add(tag)
@@ -76,7 +76,7 @@ def load_facts(
     if FactKind.VISITS in kinds:
         visits = dict(session.exec(
             select(Trigger.customer_id, func.max(Trigger.occurred_at))
-            .where(one_of(Trigger.customer_id, ids), col(Trigger.kind).in_(VISIT_KINDS))
+            .where(one_of(session, Trigger.customer_id, ids), col(Trigger.kind).in_(VISIT_KINDS))
             .group_by(col(Trigger.customer_id))
         ).all())
     found: dict[int, CustomerFacts] = {}
@@ -112,7 +112,8 @@ def _purchases(
 ) -> tuple[dict[int, list[Purchase]], dict[int, datetime]]:
     rows = session.exec(
         select(OrderLine.customer_id, OrderLine.sku, OrderLine.category, OrderLine.ordered_at)
-        .where(one_of(OrderLine.customer_id, ids), col(OrderLine.ordered_at) >= now - MAX_LOOKBACK)
+        .where(one_of(session, OrderLine.customer_id, ids),
+               col(OrderLine.ordered_at) >= now - MAX_LOOKBACK)
         .order_by(col(OrderLine.ordered_at).desc())
     ).all()
     purchases: dict[int, list[Purchase]] = defaultdict(list)
@@ -129,7 +130,7 @@ def lifetime_spend(session: Session, ids: Sequence[int]) -> dict[int, Decimal]:
     total = func.sum(col(OrderLine.unit_price) * col(OrderLine.quantity))
     rows = session.exec(
         select(OrderLine.customer_id, total)
-        .where(one_of(OrderLine.customer_id, ids)).group_by(col(OrderLine.customer_id))
+        .where(one_of(session, OrderLine.customer_id, ids)).group_by(col(OrderLine.customer_id))
     ).all()
     return {cid: Decimal(str(amount or 0)) for cid, amount in rows if cid is not None}
 
@@ -140,7 +141,7 @@ def _messages(
     rows = session.exec(
         select(Message)
         .where(
-            one_of(Message.customer_id, ids),
+            one_of(session, Message.customer_id, ids),
             col(Message.created_at) >= now - MAX_LOOKBACK,
             col(Message.status).not_in(sorted(NOT_SENT)),
         )

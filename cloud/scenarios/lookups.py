@@ -62,7 +62,7 @@ class Lookups:
         if not missing:
             return
         found = {row.id: row for row in self._session.exec(
-            select(Customer).where(one_of(Customer.id, missing))
+            select(Customer).where(one_of(self._session, Customer.id, missing))
         )}
         for customer_id in missing:
             self._customers[customer_id] = found.get(customer_id)
@@ -80,13 +80,13 @@ class Lookups:
         kinds: dict[int, set[str]] = defaultdict(set)
         for customer_id, kind in session.exec(
             select(Device.customer_id, Device.kind)
-            .where(one_of(Device.customer_id, ids), col(Device.active)).distinct()
+            .where(one_of(session, Device.customer_id, ids), col(Device.active)).distinct()
         ):
             kinds[customer_id].add(str(kind))
         sends: dict[int, list[RecentSend]] = defaultdict(list)
         for customer_id, created_at, channel, scenario in session.exec(
             select(Message.customer_id, Message.created_at, Message.channel, Message.scenario)
-            .where(one_of(Message.customer_id, ids), col(Message.created_at) > since,
+            .where(one_of(session, Message.customer_id, ids), col(Message.created_at) > since,
                    col(Message.status).not_in(sorted(NOT_SENT)),
                    col(Message.transactional).is_(False))  # consent requests are not capped
             .order_by(col(Message.created_at))
@@ -150,7 +150,8 @@ class Lookups:
                 missing[tenant].add(key)
         for tenant, keys in missing.items():
             found = {row.key: row for row in self._session.exec(select(StoreRow).where(
-                StoreRow.tenant == tenant, one_of(StoreRow.key, sorted(keys))
+                StoreRow.tenant == tenant,
+                one_of(self._session, StoreRow.key, sorted(keys)),
             ))}
             for key in keys:
                 self._stores[(tenant, key)] = found.get(key)

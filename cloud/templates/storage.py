@@ -23,8 +23,7 @@ from pydantic import StringConstraints
 from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from cloud.db import UtcDateTime
-from cloud.presence.store import dialect_insert
+from cloud.db import UtcDateTime, dialect_insert
 from cloud.templates.compiler import Template, compile_template
 from cloud.templates.formatting import Locale
 from cloud.templates.spec import Channel, TemplateLimits, TemplateSpec

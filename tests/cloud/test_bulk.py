@@ -87,7 +87,7 @@ def test_one_of_matches_exactly_its_values_however_many(engine: Engine) -> None:
         ids = [customer.id for customer in customers if customer.id is not None]
 
         def found(values: Sequence[object], column: object = Customer.id) -> list[int]:
-            query = select(Customer.id).where(one_of(column, values))
+            query = select(Customer.id).where(one_of(session, column, values))
             return sorted(cid for cid in session.exec(query).all() if cid is not None)
 
         assert found([ids[0]]) == [ids[0]]
