@@ -52,8 +52,8 @@ from cloud.scenarios.facts import load_facts
 from cloud.scenarios.models import CustomerTag, Journey
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
-from cloud.scenarios.triggers import Trigger, TriggerKind
 from cloud.settings import ScenarioSettings
+from cloud.triggers import Trigger, TriggerKind
 from tests.support.postgres import fresh_database
 
 TENANT = "bench"

@@ -30,13 +30,6 @@ from cloud.auth.dependencies import (
 from cloud.auth.keys import create_key, list_keys, revoke_key
 from cloud.auth.models import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cloud.commerce.models import WebhookEvent, WebhookReceipt
-from cloud.commerce.webhooks import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    handle_webhook,
-    verify_signature,
-)
 from cloud.customers import crud as customers
 from cloud.customers.erasure import erase_customer
 from cloud.customers.models import (
@@ -51,6 +44,7 @@ from cloud.customers.models import (
     DeviceRegistration,
     ErasurePublic,
 )
+from cloud.customers.triggers import record_signup, record_subscription
 from cloud.db import SessionDep, make_engine, ping, utc_now
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import MessagePublic
@@ -62,11 +56,17 @@ from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
 from cloud.presence.store import list_gateways, recent_dead_letters
 from cloud.request_context import known_tenant, request_now, triggers_recorded
 from cloud.scenarios.api import router as scenarios_router
-from cloud.scenarios.sources import record_signup, record_subscription
 from cloud.settings import Settings
 from cloud.templates.api import router as templates_router
 from cloud.tracking.routes import public as tracking_public
 from cloud.tracking.routes import router as tracking_router
+from cloud.webhooks.inbound import handle_webhook
+from cloud.webhooks.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    verify_signature,
+)
 from shared.errors import describe_validation_error
 from shared.topics import SEGMENT_PATTERN
 

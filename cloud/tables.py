@@ -8,14 +8,14 @@ from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.delivery.receipts import SmsReceipt
 from cloud.delivery.vapid_store import WebPushKey
-from cloud.delivery.webhooks import OutboundWebhook
 from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
-from cloud.scenarios.triggers import Trigger
 from cloud.templates.storage import MessageTemplate
+from cloud.triggers import Trigger
+from cloud.webhooks.outbound import OutboundWebhook
 
 metadata = SQLModel.metadata
 

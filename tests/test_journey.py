@@ -27,7 +27,6 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from cloud.api import create_app
-from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings
@@ -38,6 +37,7 @@ from cloud.offers.models import Coupon, Offer
 from cloud.scenarios.worker import ScenarioWorker
 from cloud.service import engine_config
 from cloud.settings import Settings
+from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from demo.shop_config import load_shop
 from provisioning.local_broker import LocalBroker
 from sandbox.fcm import FcmSandbox, ServiceAccount

@@ -18,13 +18,13 @@ from sqlmodel import Session, SQLModel, col, select
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
-from cloud.delivery.webhooks import OutboundWebhook
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon
 from cloud.places.models import GeofencePresence
 from cloud.presence.retention import unlink_presence
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
-from cloud.scenarios.triggers import Trigger
+from cloud.triggers import Trigger
+from cloud.webhooks.outbound import OutboundWebhook
 
 #: Children first: the order in which rows are deleted (foreign keys point upwards).
 _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (

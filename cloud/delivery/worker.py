@@ -14,7 +14,7 @@ message: sent, retried later (transient errors back off exponentially with jitte
 never sooner than Retry-After), or failed for good; the messages that were not sent
 (expired, suppressed, no address) are settled in it too.
 
-Webhooks to the shop (`cloud.delivery.webhooks`) have rounds of their own, run beside the
+Webhooks to the shop (`cloud.webhooks.outbound`) have rounds of their own, run beside the
 message rounds by the same `run` loop and woken by the same `wake`: a shop endpoint that
 hangs delays neither messages nor anything else.
 
@@ -80,7 +80,6 @@ from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
 from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
 from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
 from cloud.delivery.vapid_store import tenant_vapid_keys
-from cloud.delivery.webhooks import WebhookSender
 from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
 from cloud.messages.models import (
     AttemptOutcome,
@@ -92,9 +91,10 @@ from cloud.messages.models import (
 from cloud.metrics import DATABASE_RETRIES, MESSAGES_SENT
 from cloud.pacing import Every
 from cloud.scenarios.models import Journey
-from cloud.scenarios.triggers import LOCATION_KINDS
 from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
 from cloud.tracking.tokens import open_report_url, tracked_link, unsubscribe_url
+from cloud.triggers import LOCATION_KINDS
+from cloud.webhooks.outbound import WebhookSender
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from cloud.metrics import (
     INGEST_MESSAGES,
 )
 from cloud.presence.store import insert_events, record_dead_letter, upsert_gateway_status
-from cloud.scenarios.sources import record_presence_triggers
+from cloud.presence.triggers import record_presence_triggers
 from shared.errors import ContractError
 from shared.presence import PresenceBatch, decode_presence_batch
 from shared.status import GatewayStatus, decode_gateway_status

@@ -36,7 +36,7 @@ from cloud.places.models import (
 )
 from cloud.places.parse import geofence_to_dict, parse_geofence
 from cloud.places.validation import PlaceError, check_id, check_segment
-from cloud.scenarios.triggers import TriggerKind, record_trigger
+from cloud.triggers import TriggerKind, record_trigger
 from shared.presence import Transition
 
 #: Parsed geofences kept per process: a tenant has tens of geofences, a deployment some

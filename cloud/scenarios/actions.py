@@ -14,10 +14,10 @@ from sqlmodel import Session, SQLModel, col, select
 from cloud.customers.crud import record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
 from cloud.db import dialect_insert
-from cloud.delivery.webhooks import queue_webhook
 from cloud.scenarios.models import CustomerTag, Journey, LoyaltyEntry
 from cloud.scenarios.sending import StepResult
 from cloud.scenarios.spec import LoyaltyCreditStep, RemoveFromListStep, TagStep, WebhookStep
+from cloud.webhooks.outbound import queue_webhook
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def webhook_step(
     session: Session, *, journey: Journey, step: WebhookStep, now: datetime
 ) -> StepResult:
     """Queue a POST of the journey's facts to the shop in the outbox
-    (`cloud.delivery.webhooks`); the journey goes on at once, and the delivery worker
+    (`cloud.webhooks.outbound`); the journey goes on at once, and the delivery worker
     posts it, signed like the shop's own webhooks to us, retrying while the shop is away.
 
     Only ids and names travel (customer id, scenario, step, trigger kind): nothing the

@@ -25,8 +25,8 @@ from cloud.scenarios.catalog import (
 )
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
 from cloud.scenarios.spec import IssueCouponStep, OfferChoice, ScenarioSpec, SendStep
-from cloud.scenarios.triggers import Trigger, TriggerKind
 from cloud.templates.storage import load_template
+from cloud.triggers import Trigger, TriggerKind
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["scenarios"])
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from cloud.scenarios.conditions import ALL_FACTS, FactKind
 from cloud.scenarios.models import OPEN_STATUSES, Journey, JourneyStatus, Scenario
 from cloud.scenarios.spec import ScenarioSpec, WaitForEventStep
-from cloud.scenarios.triggers import TriggerKind
+from cloud.triggers import TriggerKind
 
 
 def save_scenario(

@@ -72,8 +72,8 @@ from cloud.scenarios.spec import (
     WaitStep,
     WebhookStep,
 )
-from cloud.scenarios.triggers import Trigger, TriggerKind, claim_triggers
 from cloud.settings import ScenarioSettings
+from cloud.triggers import Trigger, TriggerKind, claim_triggers
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class EngineConfig:
 @dataclass(slots=True)
 class RunReport:
     """What one round did; `queued` lists the messages it put in the send queue,
-    `webhooks` counts the webhooks it put in the outbox (`cloud.delivery.webhooks`)."""
+    `webhooks` counts the webhooks it put in the outbox (`cloud.webhooks.outbound`)."""
 
     triggers: int = 0
     started: int = 0

@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from cloud.bulk import one_of
+from cloud.commerce.crud import lifetime_spend
 from cloud.commerce.models import OrderLine
 from cloud.customers.models import ConsentChannel, Customer
 from cloud.delivery.consent import latest_answers
@@ -26,7 +27,7 @@ from cloud.scenarios.conditions import (
     SentMessage,
 )
 from cloud.scenarios.models import CustomerTag
-from cloud.scenarios.triggers import Trigger, TriggerKind
+from cloud.triggers import Trigger, TriggerKind
 
 #: Messages that never reached the customer do not count as "sent" in conditions or caps.
 NOT_SENT = frozenset({"failed", "suppressed", "expired"})
@@ -123,16 +124,6 @@ def _purchases(
         purchases[customer_id].append(Purchase(sku=sku, category=category, ordered_at=ordered_at))
         last.setdefault(customer_id, ordered_at)
     return purchases, last
-
-
-def lifetime_spend(session: Session, ids: Sequence[int]) -> dict[int, Decimal]:
-    """Lifetime spend: the sum of every order line the customer ever bought."""
-    total = func.sum(col(OrderLine.unit_price) * col(OrderLine.quantity))
-    rows = session.exec(
-        select(OrderLine.customer_id, total)
-        .where(one_of(session, OrderLine.customer_id, ids)).group_by(col(OrderLine.customer_id))
-    ).all()
-    return {cid: Decimal(str(amount or 0)) for cid, amount in rows if cid is not None}
 
 
 def _messages(

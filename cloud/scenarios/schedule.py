@@ -14,7 +14,7 @@ from cloud.commerce.models import OrderLine
 from cloud.customers.models import Customer
 from cloud.scenarios.catalog import TenantCatalog
 from cloud.scenarios.facts import VISIT_KINDS
-from cloud.scenarios.triggers import Trigger, TriggerKind, record_trigger
+from cloud.triggers import Trigger, TriggerKind, record_trigger
 
 #: What counts as the customer being active, besides buying and visiting.
 ACTIVE_KINDS = (*VISIT_KINDS, TriggerKind.APP_OPENED.value, TriggerKind.MESSAGE_CLICKED.value)

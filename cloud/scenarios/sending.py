@@ -40,7 +40,6 @@ from cloud.scenarios.models import Journey
 from cloud.scenarios.offers import choose_offer
 from cloud.scenarios.schedule import zone_or_default
 from cloud.scenarios.spec import Cap, CouponChoice, OfferChoice, SendStep
-from cloud.scenarios.triggers import LOCATION_KINDS
 from cloud.settings import ScenarioSettings
 from cloud.templates import (
     Channel,
@@ -63,6 +62,7 @@ from cloud.templates import (
 )
 from cloud.templates.context import present_fields
 from cloud.tracking.tokens import new_tracking_token, tracked_link, unsubscribe_url
+from cloud.triggers import LOCATION_KINDS
 
 CONSENT_FOR: dict[Channel, ConsentChannel] = {
     Channel.PUSH: ConsentChannel.PUSH,

@@ -19,8 +19,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, or_, select
 
 from cloud.messages.models import Message
-from cloud.scenarios.triggers import TriggerKind, record_trigger
 from cloud.tracking.events import trigger_attributes
+from cloud.triggers import TriggerKind, record_trigger
 
 MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
 #: Long enough for a considered purchase (a washing machine), short enough that an order

@@ -19,8 +19,8 @@ from sqlmodel import Session, SQLModel, select
 from cloud.customers.crud import record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
 from cloud.messages.models import Message, MessageChannel
-from cloud.scenarios.triggers import TriggerKind, record_trigger
 from cloud.tracking.tokens import TOKEN_RE
+from cloud.triggers import TriggerKind, record_trigger
 
 MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
 #: Phones' and shops' clocks are off by this much at most (signed webhooks allow as much).

@@ -16,9 +16,9 @@ from sqlmodel import Session
 
 from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.queue import enqueue
-from cloud.delivery.webhooks import queue_webhook
-from cloud.scenarios.triggers import TriggerKind, record_trigger
+from cloud.triggers import TriggerKind, record_trigger
 from cloud.wakeups import APPLICATION_NAME, RECONNECT_PAUSE_S, Channel, Listener
+from cloud.webhooks.outbound import queue_webhook
 from tests.cloud.delivery.queue_helpers import new_customer, outgoing
 from tests.support.postgres import fresh_database
 

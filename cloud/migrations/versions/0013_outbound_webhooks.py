@@ -1,6 +1,6 @@
 """The outbox of webhooks to the shop: a scenario's webhook step queues a row here instead
 of posting inside the trigger batch's transaction; the delivery worker posts due rows,
-leased like the send queue's messages (`cloud.delivery.webhooks`).
+leased like the send queue's messages (`cloud.webhooks.outbound`).
 
 Revision ID: 0013
 Revises: 0012

@@ -7,7 +7,6 @@ from sqlmodel import select
 
 from cloud.api import create_app
 from cloud.commerce.models import CommerceEventType, CustomerRef, LineItem, OrderCreated
-from cloud.commerce.webhooks import handle_webhook
 from cloud.customers import crud
 from cloud.customers.models import (
     ConsentChannel,
@@ -19,9 +18,10 @@ from cloud.customers.models import (
 )
 from cloud.db import session_scope
 from cloud.delivery.queue import enqueue
-from cloud.delivery.webhooks import queue_webhook
 from cloud.presence.models import PresenceEventRow
 from cloud.presence.store import insert_events
+from cloud.webhooks.inbound import handle_webhook
+from cloud.webhooks.outbound import queue_webhook
 from tests.cloud.delivery.queue_helpers import outgoing
 from tests.cloud.factories import (
     MAC_OF,

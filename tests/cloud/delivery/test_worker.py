@@ -22,10 +22,10 @@ from cloud.db import session_scope
 from cloud.delivery.mail import EmailSender, SmtpSettings
 from cloud.delivery.queue import Outgoing
 from cloud.delivery.retry import NO_RETRY
-from cloud.delivery.webhooks import OutboundWebhook, WebhookStatus, queue_webhook
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.scenarios.models import Journey, JourneyStatus
+from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus, queue_webhook
 from sandbox.smtp import SmtpSandbox
 from tests.cloud.delivery.queue_helpers import (
     BASE_URL,

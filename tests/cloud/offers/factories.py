@@ -9,12 +9,12 @@ from typing import Any
 from sqlmodel import Session
 
 from cloud.commerce.models import CommerceEventType, CustomerRef, LineItem, OrderCreated
-from cloud.commerce.webhooks import handle_webhook
 from cloud.customers import crud as customers
 from cloud.customers.models import CustomerCreate
 from cloud.metrics import REGISTRY
 from cloud.offers import crud
 from cloud.offers.models import Offer, OfferCreate
+from cloud.webhooks.inbound import handle_webhook
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 
 from cloud.api import create_app
 from cloud.auth.models import Role
-from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.db import session_scope
 from cloud.offers import crud
+from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.cloud.factories import bearer, cloud_settings, issue_key
 from tests.cloud.offers.factories import NOW, offer_body, refused
 

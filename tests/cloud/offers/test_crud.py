@@ -22,8 +22,8 @@ from cloud.scenarios.engine import EngineConfig, process_triggers
 from cloud.scenarios.models import Journey
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
-from cloud.scenarios.triggers import Trigger, TriggerKind
 from cloud.settings import ScenarioSettings
+from cloud.triggers import Trigger, TriggerKind
 from tests.cloud.offers.factories import (
     DRYER,
     NOW,

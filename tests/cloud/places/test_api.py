@@ -15,7 +15,7 @@ from cloud.api import create_app
 from cloud.auth.models import Role
 from cloud.db import session_scope
 from cloud.places.models import GeofencePresence
-from cloud.scenarios.triggers import Trigger
+from cloud.triggers import Trigger
 from tests.cloud.factories import bearer, cloud_settings, issue_key
 from tests.cloud.places.factories import at_offset
 

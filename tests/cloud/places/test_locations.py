@@ -32,7 +32,7 @@ from cloud.places.storage import (
     put_store,
 )
 from cloud.places.tracker import GeofenceTracker, LocationReport
-from cloud.scenarios.triggers import Trigger
+from cloud.triggers import Trigger
 from shared.presence import Transition
 from tests.cloud.places.factories import at_offset
 

@@ -14,7 +14,6 @@ from sqlmodel import Session, select
 from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
-from cloud.delivery.webhooks import OutboundWebhook, WebhookStatus
 from cloud.scenarios.actions import WEBHOOK_QUEUED, webhook_step
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.engine import EngineConfig, wake_due_journeys
@@ -22,6 +21,7 @@ from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec, WebhookStep
 from cloud.settings import ScenarioSettings
+from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus
 
 TENANT = "shop"
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)

@@ -29,10 +29,10 @@ from cloud.scenarios.engine import (
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
-from cloud.scenarios.triggers import Trigger, TriggerKind, record_trigger
 from cloud.settings import ScenarioSettings
 from cloud.templates.spec import TemplateSpec
 from cloud.templates.storage import save_template
+from cloud.triggers import Trigger, TriggerKind, record_trigger
 
 TENANT = "shop"
 #: Midday UTC: outside the default quiet hours unless a test means otherwise.

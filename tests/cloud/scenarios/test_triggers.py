@@ -11,7 +11,7 @@ from sqlmodel import select
 from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
-from cloud.scenarios.triggers import Trigger, TriggerKind, claim_triggers, record_trigger
+from cloud.triggers import Trigger, TriggerKind, claim_triggers, record_trigger
 
 TENANT = "triggers"
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)

@@ -13,12 +13,12 @@ from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from cloud.api import create_app
-from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.customers.models import Customer
 from cloud.db import session_scope
 from cloud.messages.models import Message, MessageChannel, MessageStatus
-from cloud.scenarios.triggers import Trigger, TriggerKind
 from cloud.tracking.attribution import attribute_order
+from cloud.triggers import Trigger, TriggerKind
+from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.cloud.delivery.queue_helpers import NOW, message, new_customer, outgoing, queue
 from tests.cloud.factories import cloud_settings
 

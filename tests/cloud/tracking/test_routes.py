@@ -20,7 +20,7 @@ from cloud.db import session_scope
 from cloud.delivery.vapid import b64url_decode
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.scenarios.models import Journey, JourneyStatus
-from cloud.scenarios.triggers import Trigger, TriggerKind
+from cloud.triggers import Trigger, TriggerKind
 from tests.cloud.delivery.queue_helpers import (
     NOW,
     message,

@@ -21,7 +21,7 @@ leaves the row queued, and after the lease it is posted again. The body carries 
 idempotency key as `"id"`, the same on every attempt, so the shop can drop a repeat.
 
 Each POST is signed at send time with the tenant's first webhook secret, exactly as the
-shop signs its webhooks to us (`cloud.commerce.webhooks`): `X-Vitrina-Timestamp` is the
+shop signs its webhooks to us (`cloud.webhooks.inbound`): `X-Vitrina-Timestamp` is the
 time of the attempt, so a retry hours later still passes the shop's freshness check.
 Outcomes: 2xx sent; 408, 429, 5xx and network errors retried with exponential backoff and
 jitter, never sooner than Retry-After; anything else (other 4xx, and 3xx: redirects are not
@@ -48,11 +48,11 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, 
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
-from cloud.commerce.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from cloud.db import UtcDateTime, dialect_insert, session_scope
 from cloud.delivery.queue import claim_rows, retry_at, settle_claim
 from cloud.delivery.retry import parse_retry_after
 from cloud.metrics import OUTBOUND_WEBHOOKS
+from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = logging.getLogger(__name__)
 

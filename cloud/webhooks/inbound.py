@@ -1,28 +1,24 @@
-"""Signed webhooks from the shop: verification and what each event does.
-
-Signature: `X-Vitrina-Timestamp: <unix seconds>` and
-`X-Vitrina-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>`. The
-timestamp is part of what is signed and must be recent, so a captured request cannot be
-replayed later; several secrets may be valid at once, so they can be rotated.
+"""What each event the shop sends does: stored once (by the shop's event id), applied
+once (order lines, coupons, attribution, consent, opens), and turned into the triggers
+scenarios react to. The signature is checked before (`cloud.webhooks.signing`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import Table
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.commerce.crud import lifetime_spend, record_order
 from cloud.commerce.models import (
+    CartEvent,
     CommerceEvent,
     CommerceEventType,
     CustomerRef,
     NewsletterEvent,
     OrderCreated,
-    OrderLine,
     PushOpened,
     WebhookEvent,
     WebhookReceipt,
@@ -32,51 +28,22 @@ from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, Cust
 from cloud.db import dialect_insert
 from cloud.offers.crud import redeem_coupons
 from cloud.offers.models import Coupon
-from cloud.scenarios.sources import record_webhook_triggers
 from cloud.tracking.attribution import ATTRIBUTION_WINDOW, attribute_order
 from cloud.tracking.events import record_open_by_id
+from cloud.triggers import TriggerKind, record_trigger
 
-SIGNATURE_HEADER = "X-Vitrina-Signature"
-TIMESTAMP_HEADER = "X-Vitrina-Timestamp"
-SIGNATURE_VERSION = "v1"
-#: Clocks drift and deliveries queue; older than this, a signed request is a replay.
-MAX_SIGNATURE_AGE_S = 300
 #: The source recorded in the consent ledger when a newsletter address is confirmed.
 DOUBLE_OPT_IN_SOURCE = "newsletter-double-opt-in"
 
 COMMERCE_TABLE: Table = SQLModel.metadata.tables[CommerceEvent.__tablename__]
-ORDER_LINE_TABLE: Table = SQLModel.metadata.tables[OrderLine.__tablename__]
 
-
-class SignatureError(ValueError):
-    """The request is not signed by the shop (or too old); the message says which."""
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"{SIGNATURE_VERSION}={digest.hexdigest()}"
-
-
-def verify_signature(
-    *, secrets: Sequence[str], timestamp: str | None, signature: str | None, body: bytes,
-    now: datetime,
-) -> None:
-    if not secrets:
-        raise SignatureError("webhooks are not configured for this tenant (no secret)")
-    if not timestamp or not signature:
-        raise SignatureError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds") from None
-    if abs(now.timestamp() - sent) > MAX_SIGNATURE_AGE_S:
-        raise SignatureError(f"signature timestamp is more than {MAX_SIGNATURE_AGE_S}s off")
-    offered = [part.strip() for part in signature.split(",")]
-    for secret in secrets:
-        expected = sign(secret, sent, body)
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
-            return
-    raise SignatureError("signature does not match")
+WEBHOOK_KINDS: dict[CommerceEventType, TriggerKind] = {
+    CommerceEventType.CART_ABANDONED: TriggerKind.CART_ABANDONED,
+    CommerceEventType.ORDER_CREATED: TriggerKind.ORDER_CREATED,
+    CommerceEventType.NEWSLETTER_SIGNUP: TriggerKind.NEWSLETTER_SIGNUP,
+    CommerceEventType.NEWSLETTER_CONFIRMED: TriggerKind.NEWSLETTER_CONFIRMED,
+    CommerceEventType.APP_OPENED: TriggerKind.APP_OPENED,
+}
 
 
 def resolve_customer(
@@ -132,7 +99,7 @@ def handle_webhook(
     if inserted is None:
         return WebhookReceipt(event_id=event.event_id, stored=False, customer_id=customer_id)
     if isinstance(event, OrderCreated):
-        _record_order(session, tenant=tenant, event=event, customer_id=customer_id)
+        record_order(session, tenant=tenant, event=event, customer_id=customer_id)
         # The order's coupons, each redeemed once (attribution reads `redeemed`).
         redeemed = redeem_coupons(
             session, tenant=tenant, customer_id=customer_id, order_id=event.order_id,
@@ -167,23 +134,41 @@ def handle_webhook(
     return WebhookReceipt(event_id=event.event_id, stored=True, customer_id=customer_id)
 
 
-def _record_order(
-    session: Session, *, tenant: str, event: OrderCreated, customer_id: int | None
+def record_webhook_triggers(
+    session: Session, *, tenant: str, customer_id: int | None, event: WebhookEvent,
+    now: datetime, redeemed_coupons: int = 0,
 ) -> None:
-    """Order lines, once per order: a shop re-sending the order under a new event id
-    does not double the purchase history."""
-    rows = [
-        {
-            "tenant": tenant, "order_id": event.order_id, "line": line,
-            "customer_id": customer_id, "sku": item.sku, "name": item.name,
-            "category": item.category, "quantity": item.quantity,
-            "unit_price": item.unit_price, "currency": event.currency,
-            "ordered_at": event.occurred_at,
-        }
-        for line, item in enumerate(event.items, start=1)
-    ]
-    session.connection().execute(
-        dialect_insert(session, ORDER_LINE_TABLE)
-        .on_conflict_do_nothing(index_elements=["tenant", "order_id", "line"]),
-        rows,
+    """The triggers a newly stored shop event stands for (none for an anonymous one)."""
+    kind = WEBHOOK_KINDS.get(event.type)
+    if customer_id is None or kind is None:
+        return
+    attributes: dict[str, object] = {}
+    if isinstance(event, CartEvent | OrderCreated):
+        attributes["categories"] = sorted({item.category for item in event.items})
+        attributes["skus"] = sorted({item.sku for item in event.items})
+    if isinstance(event, CartEvent):
+        attributes["cart_id"] = event.cart_id
+    if isinstance(event, OrderCreated):
+        attributes.update(order_id=event.order_id, total=str(event.total),
+                          currency=event.currency, coupons=redeemed_coupons)
+    record_trigger(
+        session, tenant=tenant, customer_id=customer_id, kind=kind,
+        occurred_at=event.occurred_at, source_key=f"webhook:{event.event_id}", now=now,
+        attributes=attributes,
+    )
+    if isinstance(event, OrderCreated):
+        _record_spend(session, tenant=tenant, customer_id=customer_id, event=event, now=now)
+
+
+def _record_spend(
+    session: Session, *, tenant: str, customer_id: int, event: OrderCreated, now: datetime
+) -> None:
+    """Lifetime spend before and after this order, for "spend crosses X" scenarios."""
+    after = lifetime_spend(session, [customer_id]).get(customer_id, Decimal(0))
+    order = sum((item.unit_price * item.quantity for item in event.items), Decimal(0))
+    record_trigger(
+        session, tenant=tenant, customer_id=customer_id, kind=TriggerKind.SPEND_CHANGED,
+        occurred_at=event.occurred_at, source_key=f"spend:{event.event_id}", now=now,
+        attributes={"before": str(after - order), "after": str(after),
+                    "currency": event.currency},
     )

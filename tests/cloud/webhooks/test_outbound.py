@@ -18,25 +18,25 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from cloud.commerce.webhooks import SignatureError, verify_signature
 from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
-from cloud.delivery.webhooks import (
-    MAX_ATTEMPTS,
-    OutboundWebhook,
-    WebhookSender,
-    WebhookStatus,
-    queue_webhook,
-)
 from cloud.metrics import REGISTRY
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.engine import EngineConfig, RunReport, process_triggers
 from cloud.scenarios.models import CustomerTag, Journey
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
-from cloud.scenarios.triggers import TriggerKind, record_trigger
 from cloud.settings import ScenarioSettings
+from cloud.triggers import TriggerKind, record_trigger
+from cloud.webhooks.outbound import (
+    MAX_ATTEMPTS,
+    OutboundWebhook,
+    WebhookSender,
+    WebhookStatus,
+    queue_webhook,
+)
+from cloud.webhooks.signing import SignatureError, verify_signature
 from provisioning.local_broker import free_port
 from tests.cloud.delivery.queue_helpers import race
 from tests.cloud.delivery.shop_endpoint import ShopEndpoint

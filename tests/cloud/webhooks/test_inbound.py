@@ -10,16 +10,16 @@ from sqlmodel import col, select
 
 from cloud.api import create_app
 from cloud.commerce.models import CommerceEvent, OrderLine
-from cloud.commerce.webhooks import (
+from cloud.db import session_scope
+from cloud.delivery.queue import enqueue
+from cloud.messages.models import Message
+from cloud.webhooks.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignatureError,
     sign,
     verify_signature,
 )
-from cloud.db import session_scope
-from cloud.delivery.queue import enqueue
-from cloud.messages.models import Message
 from tests.cloud.delivery.queue_helpers import outgoing
 from tests.cloud.factories import bearer, cloud_settings, issue_key
 
