@@ -82,27 +82,6 @@ def update_rows(
     )
 
 
-def take(
-    session: Session, table: Table, *, where: ColumnElement[bool],
-    order_by: Sequence[ColumnElement[Any]], limit: int,
-) -> ColumnElement[bool]:
-    """`table.id IN` up to `limit` rows matching `where`, first by `order_by`, locked for
-    the caller's transaction, skipping rows another transaction has locked (`SKIP
-    LOCKED`, PostgreSQL): the WHERE of an UPDATE that takes work from a table workers
-    share, so two never take the same row and neither waits for the other's rows.
-
-    On PostgreSQL the rows are picked in a CTE: an IN subquery may run again for each row
-    the UPDATE changes, and with SKIP LOCKED each run finds further rows, past the limit.
-    On SQLite in a subquery: its driver opens a transaction only before a statement that
-    starts with UPDATE, so one starting with WITH would commit at once, outside the
-    caller's transaction."""
-    picked = (select(table.c.id).where(where).order_by(*order_by).limit(limit)
-              .with_for_update(skip_locked=True))
-    if session.get_bind().dialect.name == "postgresql":
-        return table.c.id.in_(select(picked.cte("taken").c.id))
-    return table.c.id.in_(picked.scalar_subquery())
-
-
 #: Statements built per table and column list, and kept: a worker runs the same few
 #: hundreds of times a second, and building one (and SQLAlchemy's cache key for it)
 #: costs more Python than running it.

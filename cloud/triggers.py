@@ -26,8 +26,9 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, Session, SQLModel, col
 
-from cloud.bulk import insert_rows, take
+from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
+from cloud.leases import take
 
 #: A trigger's attributes are JSON: strings, numbers, booleans, lists and objects of them.
 JsonValue = Any
@@ -145,7 +146,7 @@ def claim_triggers(session: Session, *, now: datetime, limit: int) -> list[Trigg
     """Up to `limit` unprocessed triggers, oldest first, marked processed at `now` by the
     statement that takes them (one round trip, not a read and a later update). The mark
     commits or rolls back with whatever the caller's transaction does about them; rows
-    another worker has taken are skipped (`cloud.bulk.take`)."""
+    another worker has taken are skipped (`cloud.leases.take`)."""
     oldest = take(session, TRIGGER_TABLE, where=TRIGGER_TABLE.c.processed_at.is_(None),
                   order_by=[TRIGGER_TABLE.c.id], limit=limit)
     claimed = session.scalars(

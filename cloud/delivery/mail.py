@@ -6,7 +6,7 @@ unsubscribe button from them and demand them of bulk senders. Transactional emai
 double opt-in request and its reminders) carry them too: RFC 8058 does not restrict them
 to marketing, and such a request goes to an address nobody has confirmed yet, so whoever
 did not sign up gets the mailbox's own "unsubscribe" instead of only "report spam", and
-using it records the "no" that stops the reminders (`cloud.delivery.consent`). The
+using it records the "no" that stops the reminders (`cloud.customers.consent`). The
 Message-ID is derived from the idempotency key, so a resend of the same step is
 recognisable as such.
 """

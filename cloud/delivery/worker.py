@@ -3,8 +3,8 @@
 One round (`run_once`) is two transactions with the sending between them. The first
 expires what is past its `expires_at`, claims up to `batch_size` due messages and reads
 what checking and addressing them needs (committed before anything is sent, see
-`cloud.delivery.queue`). Then, without a transaction, the round re-checks
-each customer's consent for the channel (`cloud.delivery.consent`: marketing withdrawn
+`cloud.messages.queue`). Then, without a transaction, the round re-checks
+each customer's consent for the channel (`cloud.customers.consent`: marketing withdrawn
 since the decision, or a consent request answered "no" since it was made: suppressed),
 resolves the addresses as they are now (active FCM devices, web push subscriptions, the
 customer's email and phone; none: failed 'no_address') and sends grouped by channel (FCM in
@@ -49,6 +49,7 @@ from tenacity import (
 )
 
 from cloud.bulk import insert_rows, one_of
+from cloud.customers.consent import Answer, latest_answers, refusal
 from cloud.customers.crud import deactivate_device
 from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
 from cloud.db import (
@@ -58,12 +59,24 @@ from cloud.db import (
     utc_now,
     wait_for_database,
 )
-from cloud.delivery.consent import Answer, latest_answers, refusal
-from cloud.delivery.content import tracked_html
 from cloud.delivery.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
 from cloud.delivery.mail import EmailMessage, EmailSender
 from cloud.delivery.push import PushMessage, PushSender, SendResult
-from cloud.delivery.queue import (
+from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
+from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
+from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
+from cloud.delivery.vapid_store import tenant_vapid_keys
+from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
+from cloud.leases import retry_at
+from cloud.messages.content import tracked_html
+from cloud.messages.models import (
+    AttemptOutcome,
+    Message,
+    MessageAttempt,
+    MessageChannel,
+    MessageStatus,
+)
+from cloud.messages.queue import (
     LEASE,
     MAX_ATTEMPTS,
     Accepted,
@@ -74,25 +87,12 @@ from cloud.delivery.queue import (
     mark_retry,
     mark_sent,
     mark_sent_many,
-    retry_at,
 )
-from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
-from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
-from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
-from cloud.delivery.vapid_store import tenant_vapid_keys
-from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
-from cloud.messages.models import (
-    AttemptOutcome,
-    Message,
-    MessageAttempt,
-    MessageChannel,
-    MessageStatus,
-)
+from cloud.messages.tokens import open_report_url, tracked_link, unsubscribe_url
 from cloud.metrics import DATABASE_RETRIES, MESSAGES_SENT
 from cloud.pacing import Every
 from cloud.scenarios.models import Journey
 from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
-from cloud.tracking.tokens import open_report_url, tracked_link, unsubscribe_url
 from cloud.triggers import LOCATION_KINDS
 from cloud.webhooks.outbound import WebhookSender
 

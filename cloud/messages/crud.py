@@ -1,4 +1,4 @@
-"""Reading messages. Writing them is the send queue's (`cloud.delivery.queue`): it decides
+"""Reading messages. Writing them is the send queue's (`cloud.messages.queue`): it decides
 under an idempotency key, and its worker records every outcome."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The row is written (pending) in the same transaction as the decision, under a unique
 idempotency key, before anything is sent: a replayed trigger finds the key taken and
 sends nothing, so a message is decided at most once. The delivery worker
-(`cloud.delivery.queue`) then claims due rows, sends them, and records every attempt in
+(`cloud.messages.queue`) then claims due rows, sends them, and records every attempt in
 `message_attempt`; opens, clicks and conversions are stamped on the row by tracking.
 
 Lifecycle: held (waiting for `not_before`, quiet hours) -> pending (due; also while a
@@ -90,7 +90,7 @@ class Message(SQLModel, table=True):
     #: A readable summary (push title, email subject); the full parts are in `content`.
     title: str = Field(max_length=200)
     body: str = Field(sa_type=Text)
-    #: The rendered parts as sent, and the links of an email (see cloud.delivery.content).
+    #: The rendered parts as sent, and the links of an email (see cloud.messages.content).
     content: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     provider_message_id: str | None = Field(default=None, max_length=255)
     error_code: str | None = Field(default=None, max_length=64)

@@ -30,7 +30,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from cloud.bulk import insert_rows, one_of, update_rows
 from cloud.customers.models import Customer
-from cloud.delivery.queue import MessageBatch, PendingMessage
+from cloud.messages.queue import MessageBatch, PendingMessage
 from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
 from cloud.scenarios.actions import (
     WEBHOOK_QUEUED,

@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 from cloud.bulk import one_of
 from cloud.commerce.crud import lifetime_spend
 from cloud.commerce.models import OrderLine
+from cloud.customers.consent import latest_answers
 from cloud.customers.models import ConsentChannel, Customer
-from cloud.delivery.consent import latest_answers
 from cloud.messages.models import Message
 from cloud.scenarios.conditions import (
     ALL_FACTS,

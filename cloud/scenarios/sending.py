@@ -12,7 +12,7 @@ inserted with the rest of their batch's (`MessageBatch`), in its transaction.
 
 A transactional step (a request for consent itself: the double opt-in email) needs no
 marketing consent on the channel, only no "no" since the journey began (the rule is
-`cloud.delivery.consent`'s, which the delivery worker applies again at send time); it is
+`cloud.customers.consent`'s, which the delivery worker applies again at send time); it is
 never capped, and the messages it queues count towards no cap.
 """
 
@@ -27,10 +27,11 @@ from typing import Any
 
 from sqlmodel import Session
 
+from cloud.customers.consent import latest_answers, refusal
 from cloud.customers.models import ConsentChannel, Customer, DeviceKind
-from cloud.delivery.consent import latest_answers, refusal
-from cloud.delivery.queue import MessageBatch, Outgoing, PendingMessage
 from cloud.messages.models import MessageChannel
+from cloud.messages.queue import MessageBatch, Outgoing, PendingMessage
+from cloud.messages.tokens import new_tracking_token, tracked_link, unsubscribe_url
 from cloud.offers.crud import issue_coupon
 from cloud.offers.models import Coupon, Offer
 from cloud.places.models import StoreRow
@@ -61,7 +62,6 @@ from cloud.templates import (
     Offer as OfferContext,
 )
 from cloud.templates.context import present_fields
-from cloud.tracking.tokens import new_tracking_token, tracked_link, unsubscribe_url
 from cloud.triggers import LOCATION_KINDS
 
 CONSENT_FOR: dict[Channel, ConsentChannel] = {

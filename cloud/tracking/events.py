@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel, select
 from cloud.customers.crud import record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
 from cloud.messages.models import Message, MessageChannel
-from cloud.tracking.tokens import TOKEN_RE
+from cloud.messages.tokens import TOKEN_RE
 from cloud.triggers import TriggerKind, record_trigger
 
 MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]

@@ -6,7 +6,7 @@ the batch's customers locked: a slow or dead shop endpoint stalled every trigger
 batch. Now the step only inserts an `outbound_webhook` row, in the journey's own
 transaction (the webhook exists exactly when the step ran), and the journey goes on at
 once. `WebhookSender`, run by the delivery worker beside its message rounds, posts due
-rows with no transaction open, the way `cloud.delivery.queue` sends messages:
+rows with no transaction open, the way `cloud.messages.queue` sends messages:
 - `queue_webhook` inserts under a unique idempotency key (`"j<journey>:<step>"`): running
   a step twice queues one webhook.
 - `claim_due_webhooks` takes due rows with `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite
@@ -49,8 +49,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from cloud.db import UtcDateTime, dialect_insert, session_scope
-from cloud.delivery.queue import claim_rows, retry_at, settle_claim
 from cloud.delivery.retry import parse_retry_after
+from cloud.leases import claim_rows, retry_at, settle_claim
 from cloud.metrics import OUTBOUND_WEBHOOKS
 from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
@@ -170,7 +170,7 @@ def claim_due_webhooks(
     session: Session, *, now: datetime, limit: int, lease: timedelta = LEASE
 ) -> list[WebhookClaim]:
     """Take up to `limit` due webhooks (oldest due first), as the send queue takes its
-    messages (`claim_rows`); the caller commits before posting."""
+    messages (`cloud.leases.claim_rows`); the caller commits before posting."""
     table = WEBHOOK_TABLE
     rows = claim_rows(
         session, table=table, limit=limit,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from cloud.db import make_engine, migrate, session_scope
-from cloud.delivery.queue import enqueue
+from cloud.messages.queue import enqueue
 from cloud.triggers import TriggerKind, record_trigger
 from cloud.wakeups import APPLICATION_NAME, RECONNECT_PAUSE_S, Channel, Listener
 from cloud.webhooks.outbound import queue_webhook

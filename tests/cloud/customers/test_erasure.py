@@ -17,7 +17,7 @@ from cloud.customers.models import (
     WifiMacRegistration,
 )
 from cloud.db import session_scope
-from cloud.delivery.queue import enqueue
+from cloud.messages.queue import enqueue
 from cloud.presence.models import PresenceEventRow
 from cloud.presence.store import insert_events
 from cloud.webhooks.inbound import handle_webhook

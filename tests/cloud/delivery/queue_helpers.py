@@ -24,11 +24,11 @@ from cloud.customers.models import (
     WebPushRegistration,
 )
 from cloud.db import session_scope
-from cloud.delivery.queue import Outgoing, enqueue
 from cloud.messages.models import Message, MessageAttempt, MessageChannel
+from cloud.messages.queue import Outgoing, enqueue
+from cloud.messages.tokens import new_tracking_token
 from cloud.settings import Settings
 from cloud.templates import Channel, RenderedEmail, RenderedPush, RenderedSms, count_sms
-from cloud.tracking.tokens import new_tracking_token
 from tests.cloud.factories import cloud_settings
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

@@ -19,10 +19,10 @@ from cloud.db import session_scope, worker_engine
 from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings, PushMessage, SendResult
-from cloud.delivery.queue import LEASE, MessageBatch, claim_due
 from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
+from cloud.messages.queue import LEASE, MessageBatch, claim_due
 from cloud.metrics import REGISTRY
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
 from tests.cloud.delivery.conftest import PROJECT

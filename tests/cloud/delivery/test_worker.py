@@ -20,10 +20,10 @@ from sqlmodel import col, select
 from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
 from cloud.delivery.mail import EmailSender, SmtpSettings
-from cloud.delivery.queue import Outgoing
 from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.messages.queue import Outgoing
 from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus, queue_webhook
 from sandbox.smtp import SmtpSandbox

@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 from cloud.customers.crud import create_customer, record_consent
 from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
-from cloud.delivery.queue import MessageBatch
 from cloud.messages.models import Message
+from cloud.messages.queue import MessageBatch
 from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.models import Journey, JourneyStatus

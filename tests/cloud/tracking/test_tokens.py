@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.tracking.tokens import (
+from cloud.messages.tokens import (
     MAX_LINK_CHARS,
     TOKEN_RE,
     new_tracking_token,

@@ -11,8 +11,8 @@ from sqlmodel import col, select
 from cloud.api import create_app
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.db import session_scope
-from cloud.delivery.queue import enqueue
 from cloud.messages.models import Message
+from cloud.messages.queue import enqueue
 from cloud.webhooks.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cloud.messages.models import MessageChannel
+from cloud.messages.tokens import email_link, open_pixel_url
 from cloud.templates.rendering import Rendered, RenderedEmail, RenderedPush, RenderedSms
-from cloud.tracking.tokens import email_link, open_pixel_url
 
 #: href="..." or href='...' on any element, case-insensitive.
 HREF_RE = re.compile(r"""(\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)

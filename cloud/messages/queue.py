@@ -21,35 +21,27 @@ How a message is never sent twice:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, update
+from sqlalchemy import and_, bindparam, func, update
 from sqlmodel import Session, col
 
-from cloud.bulk import insert_rows, take
+from cloud.bulk import insert_rows
 from cloud.db import UtcDateTime
-from cloud.delivery.content import channel_matches, content_json, summary
+from cloud.leases import settle_claim, take, take_oldest_due
+from cloud.messages.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.messages.tokens import TOKEN_RE
 from cloud.templates.rendering import Rendered
-from cloud.tracking.tokens import TOKEN_RE
 
 #: How long a claimed message is left to the worker that claimed it. Longer than any send
 #: round can take (senders retry in-call for up to about a minute: four tries with
 #: 10-second timeouts and a Retry-After of up to 30 s), so a live worker never loses a
 #: message to another; short enough that a killed worker's messages go out minutes later.
 LEASE = timedelta(minutes=5)
-#: Durable retries back off exponentially from this...
-BACKOFF_BASE = timedelta(seconds=30)
-#: ...to at most this, so a long outage is probed every hour, not every few days.
-BACKOFF_CAP = timedelta(hours=1)
-#: Configuration errors (refused credentials, a channel not set up) need an operator:
-#: retrying sooner than this only fills the attempt log.
-CONFIGURATION_BACKOFF = timedelta(minutes=15)
 #: Attempts before a message is given up; with the backoff above about a day of trying.
 MAX_ATTEMPTS = 30
 #: Keys the delivery layer puts in a push's data itself.
@@ -71,7 +63,7 @@ class Outgoing:
     #: What decided it: the scenario step ("<scenario>:<step>") or a rule's name.
     rule: str
     #: A request for consent itself (the double opt-in email), not marketing: the worker
-    #: sends it without marketing consent (`cloud.delivery.consent`), caps do not count
+    #: sends it without marketing consent (`cloud.customers.consent`), caps do not count
     #: it, and it may carry no offer, coupon or product.
     transactional: bool = False
     #: Earliest send: quiet hours move it to their end (the message is held, not dropped).
@@ -232,7 +224,7 @@ def claim_due(
     session: Session, *, now: datetime, limit: int, lease: timedelta = LEASE
 ) -> dict[Claim, Message]:
     """Take up to `limit` due messages for this worker (oldest due first; see
-    `claim_rows`), each with its row as claimed: one statement claims and reads them.
+    `cloud.leases.claim_rows`), each with its row as claimed: one statement claims and reads them.
     The caller commits before sending."""
     due = and_(
         MESSAGE_TABLE.c.status.in_(_WAITING),
@@ -241,7 +233,7 @@ def claim_due(
     )
     claimed = session.scalars(
         update(Message)
-        .where(_taken(session, MESSAGE_TABLE, due, limit), due)
+        .where(take_oldest_due(session, MESSAGE_TABLE, due, limit), due)
         .values(status=MessageStatus.PENDING.value, attempts=col(Message.attempts) + 1,
                 last_attempt_at=now, next_attempt_at=now + lease)
         .returning(Message),
@@ -252,46 +244,6 @@ def claim_due(
         for message in sorted(claimed, key=lambda message: message.id or 0)
         if message.id is not None
     }
-
-
-def _taken(
-    session: Session, table: Table, due: ColumnElement[bool], limit: int
-) -> ColumnElement[bool]:
-    """Up to `limit` `due` rows, oldest `next_attempt_at` first (`cloud.bulk.take`)."""
-    return take(session, table, where=due, order_by=[table.c.next_attempt_at, table.c.id],
-                limit=limit)
-
-
-def claim_rows(
-    session: Session, *, table: Table, due: ColumnElement[bool], limit: int,
-    values: Mapping[str, Any], returning: Sequence[ColumnElement[Any]],
-) -> list[tuple[Any, ...]]:
-    """Take up to `limit` `due` rows of a table worked through with leases (the send
-    queue, the webhook outbox), oldest `next_attempt_at` first, setting `values`.
-
-    One statement, `UPDATE ... WHERE id IN (the due rows, locked, SKIP LOCKED) ...
-    RETURNING`, so two workers never take the same row and neither waits for the other's
-    rows.
-    """
-    return [tuple(row) for row in session.connection().execute(
-        update(table).where(_taken(session, table, due, limit), due)
-        .values(**values).returning(*returning)
-    )]
-
-
-def settle_claim(
-    session: Session, *, table: Table, row_id: int, held_status: str, attempt: int,
-    values: Mapping[str, Any],
-) -> bool:
-    """Write an outcome if the claim still holds (the row is still `held_status` at this
-    attempt); False if another worker took over after the lease ran out."""
-    result = session.connection().execute(
-        update(table)
-        .where(table.c.id == row_id, table.c.status == held_status,
-               table.c.attempts == attempt)
-        .values(**values)
-    )
-    return result.rowcount == 1
 
 
 def _settle(session: Session, claim: Claim, **values: object) -> bool:
@@ -362,23 +314,6 @@ def mark_final(
 ) -> bool:
     """Failed, suppressed or expired: never retried."""
     return _settle(session, claim, status=status.value, error_code=error_code[:64])
-
-
-def retry_at(
-    *, attempt: int, now: datetime, retry_after_s: float | None, configuration: bool,
-    rng: random.Random,
-) -> datetime:
-    """When to try again: exponential backoff with jitter (so workers that hit the same
-    outage do not return in lockstep), never sooner than the provider's Retry-After."""
-    doublings = min(max(attempt - 1, 0), 20)  # past 20 the cap has long been reached
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << doublings))
-    # "Equal jitter": at least half the backoff, so retries still spread out in time.
-    delay = ceiling / 2 + ceiling / 2 * rng.random()
-    if configuration:
-        delay = max(delay, CONFIGURATION_BACKOFF)
-    if retry_after_s is not None:
-        delay = max(delay, timedelta(seconds=retry_after_s))
-    return now + delay
 
 
 def mark_retry(
