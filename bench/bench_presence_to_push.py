@@ -74,8 +74,8 @@ from cloud.scenarios.catalog import save_scenario
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.service import Stage
 from cloud.settings import Settings
+from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec
-from cloud.templates.storage import save_template
 from demo.welcome import SCENARIO, TEMPLATE_KEY, TEMPLATE_PARTS
 from edge.outbox import Outbox
 from edge.publisher import MqttPublisher

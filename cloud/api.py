@@ -31,7 +31,6 @@ from cloud.auth.keys import create_key, list_keys, revoke_key
 from cloud.auth.models import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cloud.commerce.models import WebhookEvent, WebhookReceipt
 from cloud.customers import crud as customers
-from cloud.customers.erasure import erase_customer
 from cloud.customers.models import (
     ConsentChannel,
     ConsentCreate,
@@ -46,14 +45,15 @@ from cloud.customers.models import (
 )
 from cloud.customers.triggers import record_signup, record_subscription
 from cloud.db import SessionDep, make_engine, ping, utc_now
+from cloud.erasure import erase_customer
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import MessagePublic
 from cloud.metrics import WEBHOOKS, render
 from cloud.offers.api import router as offers_router
 from cloud.places.api import router as places_router
 from cloud.presence.analytics import FootfallRow, footfall
+from cloud.presence.crud import list_gateways, recent_dead_letters
 from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
-from cloud.presence.store import list_gateways, recent_dead_letters
 from cloud.request_context import known_tenant, request_now, triggers_recorded
 from cloud.scenarios.api import router as scenarios_router
 from cloud.settings import Settings

@@ -13,7 +13,7 @@ from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
-from cloud.templates.storage import MessageTemplate
+from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
 from cloud.webhooks.outbound import OutboundWebhook
 

@@ -91,16 +91,12 @@ from cloud.messages.queue import (
 from cloud.messages.tokens import open_report_url, tracked_link, unsubscribe_url
 from cloud.metrics import DATABASE_RETRIES, MESSAGES_SENT
 from cloud.pacing import Every
-from cloud.scenarios.models import Journey
 from cloud.settings import EMAIL_NEEDS_HTTPS, Settings, is_https
-from cloud.triggers import LOCATION_KINDS
 from cloud.webhooks.outbound import WebhookSender
 
 log = logging.getLogger(__name__)
 
 ATTEMPT_TABLE = SQLModel.metadata.tables[MessageAttempt.__tablename__]
-
-LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
 
 #: A push nobody set an expiry for is still worth showing within a day, not after.
 DEFAULT_TTL = timedelta(hours=24)
@@ -251,12 +247,11 @@ class _Known:
     answers: dict[tuple[int, ConsentChannel], Answer]
     customers: dict[int, Customer]
     devices: dict[tuple[int, DeviceKind], list[Device]]
-    journeys: dict[int, _JourneyStart]
 
     @classmethod
     def load(cls, session: Session, messages: Collection[Message]) -> _Known:
         if not messages:
-            return cls({}, {}, {}, {})
+            return cls({}, {}, {})
         return cls(
             answers=latest_answers(session, sorted({m.customer_id for m in messages})),
             customers=_customers(session, sorted({
@@ -265,8 +260,6 @@ class _Known:
             devices=_devices(session, sorted({
                 m.customer_id for m in messages if m.channel in _TO_DEVICES
             })),
-            journeys=_journeys(session, [m.journey_id for m in messages
-                                         if m.journey_id is not None]),
         )
 
 
@@ -468,12 +461,12 @@ class DeliveryWorker:
             if message.expires_at is not None and message.expires_at <= now:
                 unsent.append(self._final(claim, channel, MessageStatus.EXPIRED, "expired"))
                 continue
-            answers, journeys = known.answers, known.journeys
+            answers = known.answers
             refused = refusal(
                 transactional=message.transactional,
                 latest=answers.get((message.customer_id, ConsentChannel(channel.value))),
-                asked_at=_asked_at(message, journeys),
-                location_based=_location_based(message, journeys),
+                asked_at=message.consent_requested_at or message.created_at,
+                location_based=message.location_based,
                 location=answers.get((message.customer_id, ConsentChannel.LOCATION_MARKETING)),
             )
             if refused is not None:
@@ -780,38 +773,6 @@ def _customers(session: Session, ids: Sequence[int]) -> dict[int, Customer]:
         return {}
     rows = session.exec(select(Customer).where(one_of(session, Customer.id, ids))).all()
     return {row.id: row for row in rows if row.id is not None}
-
-
-@dataclass(frozen=True, slots=True)
-class _JourneyStart:
-    started_at: datetime
-    entry_kind: str
-
-
-def _asked_at(message: Message, journeys: dict[int, _JourneyStart]) -> datetime:
-    """When a transactional message's consent request began: its journey's start (a
-    message whose journey is gone falls back to its own creation)."""
-    journey = journeys.get(message.journey_id) if message.journey_id is not None else None
-    return message.created_at if journey is None else journey.started_at
-
-
-def _location_based(message: Message, journeys: dict[int, _JourneyStart]) -> bool:
-    """Whether a store visit or a geofence started the message's journey."""
-    journey = journeys.get(message.journey_id) if message.journey_id is not None else None
-    return journey is not None and journey.entry_kind in LOCATION_KIND_VALUES
-
-
-def _journeys(session: Session, ids: Sequence[int]) -> dict[int, _JourneyStart]:
-    if not ids:
-        return {}
-    rows = session.exec(
-        select(Journey.id, Journey.started_at, Journey.entry_kind)
-        .where(one_of(session, Journey.id, sorted(set(ids))))
-    ).all()
-    return {
-        journey_id: _JourneyStart(started, kind)
-        for journey_id, started, kind in rows if journey_id is not None
-    }
 
 
 def _devices(session: Session, ids: Sequence[int]) -> dict[tuple[int, DeviceKind], list[Device]]:

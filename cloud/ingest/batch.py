@@ -26,7 +26,7 @@ from cloud.metrics import (
     INGEST_LAG_SECONDS,
     INGEST_MESSAGES,
 )
-from cloud.presence.store import insert_events, record_dead_letter, upsert_gateway_status
+from cloud.presence.crud import insert_events, record_dead_letter, upsert_gateway_status
 from cloud.presence.triggers import record_presence_triggers
 from shared.errors import ContractError
 from shared.presence import PresenceBatch, decode_presence_batch

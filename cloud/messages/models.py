@@ -84,6 +84,12 @@ class Message(SQLModel, table=True):
     #: marketing: it needs no marketing consent, counts towards no frequency cap, carries
     #: no offer, is credited with no order, and the funnel shows it apart.
     transactional: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    #: A store visit or a geofence led to it: sent only with the customer's consent to
+    #: location-based marketing, as of sending.
+    location_based: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    #: For a transactional message: when the consent request it belongs to began (its
+    #: journey's start). A "no" given since then stops it (`cloud.customers.consent`).
+    consent_requested_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     store: str | None = Field(default=None, max_length=64)
     idempotency_key: str = Field(max_length=255, unique=True)
     status: MessageStatus = Field(sa_type=String(16))

@@ -66,6 +66,12 @@ class Outgoing:
     #: sends it without marketing consent (`cloud.customers.consent`), caps do not count
     #: it, and it may carry no offer, coupon or product.
     transactional: bool = False
+    #: A store visit or a geofence led to it: it also needs consent to location-based
+    #: marketing when it is sent.
+    location_based: bool = False
+    #: For a transactional message: when its consent request began (the journey's start);
+    #: a "no" given since then stops it at send time. None: when it was queued.
+    consent_requested_at: datetime | None = None
     #: Earliest send: quiet hours move it to their end (the message is held, not dropped).
     not_before: datetime
     #: After this it is not worth sending any more (the coupon ran out, the visit ended).
@@ -155,6 +161,8 @@ def _message_row(outgoing: Outgoing, *, now: datetime) -> dict[str, object]:
         "tenant": outgoing.tenant, "customer_id": outgoing.customer_id,
         "channel": outgoing.channel.value, "rule": outgoing.rule[:64],
         "store": outgoing.store, "transactional": outgoing.transactional,
+        "location_based": outgoing.location_based,
+        "consent_requested_at": outgoing.consent_requested_at,
         "idempotency_key": outgoing.idempotency_key, "status": status.value,
         "title": title[:200], "body": body,
         "content": content_json(outgoing.content, data=outgoing.data,
@@ -179,9 +187,11 @@ def _check(outgoing: Outgoing) -> None:
         raise ValueError("tracking_token must come from new_tracking_token()")
     if not outgoing.idempotency_key or len(outgoing.idempotency_key) > 255:
         raise ValueError("idempotency_key must be 1-255 characters")
-    for moment in (outgoing.not_before, outgoing.expires_at):
+    for moment in (outgoing.not_before, outgoing.expires_at, outgoing.consent_requested_at):
         if moment is not None and moment.tzinfo is None:
-            raise ValueError("not_before and expires_at must be timezone-aware")
+            raise ValueError(
+                "not_before, expires_at and consent_requested_at must be timezone-aware"
+            )
     clash = sorted(RESERVED_DATA_KEYS & set(outgoing.data))
     if clash:
         raise ValueError(f"data keys {clash} are reserved for the delivery layer")

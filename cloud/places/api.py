@@ -27,20 +27,7 @@ from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
 from cloud.customers.crud import current_consent, get_customer
 from cloud.customers.models import ConsentChannel
 from cloud.db import SessionDep
-from cloud.places.locations import LocationUpdate, report_locations
-from cloud.places.models import (
-    GeofenceDefinition,
-    GeofenceList,
-    GeofencePublic,
-    LocationFix,
-    LocationOutcome,
-    StayPublic,
-    StoreCreate,
-    StorePublic,
-    StoreRow,
-    TransitionPublic,
-)
-from cloud.places.storage import (
+from cloud.places.crud import (
     StoredGeofences,
     StoreInUseError,
     delete_geofence,
@@ -54,6 +41,19 @@ from cloud.places.storage import (
     put_store,
     store_geofence_ids,
     tenant_geofence_version,
+)
+from cloud.places.locations import LocationUpdate, report_locations
+from cloud.places.models import (
+    GeofenceDefinition,
+    GeofenceList,
+    GeofencePublic,
+    LocationFix,
+    LocationOutcome,
+    StayPublic,
+    StoreCreate,
+    StorePublic,
+    StoreRow,
+    TransitionPublic,
 )
 from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError

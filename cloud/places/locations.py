@@ -28,9 +28,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from cloud.places.crud import lock_customer, record_geofence_trigger, stored_geofence
 from cloud.places.index import GeofenceIndex
 from cloud.places.models import GeofencePresence
-from cloud.places.storage import lock_customer, record_geofence_trigger, stored_geofence
 from cloud.places.tracker import (
     DEFAULT_SILENCE_EXIT_S,
     GeofenceTransition,

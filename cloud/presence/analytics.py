@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from cloud.presence.crud import VISIT_GAP, Visit, merge_visits
 from cloud.presence.models import PresenceEventRow
-from cloud.presence.store import VISIT_GAP, Visit, merge_visits
 from shared.presence import PseudonymScope
 
 #: Under a minute in range is someone walking past the window, not a visitor.

@@ -25,7 +25,7 @@ from cloud.scenarios.catalog import (
 )
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
 from cloud.scenarios.spec import IssueCouponStep, OfferChoice, ScenarioSpec, SendStep
-from cloud.templates.storage import load_template
+from cloud.templates.crud import load_template
 from cloud.triggers import Trigger, TriggerKind
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["scenarios"])

@@ -19,11 +19,11 @@ from sqlmodel import Session, col, select
 from cloud.bulk import one_of
 from cloud.customers.models import Customer, Device, DeviceKind
 from cloud.messages.models import Message
+from cloud.places.crud import get_store
 from cloud.places.models import StoreRow
-from cloud.places.storage import get_store
 from cloud.scenarios.facts import NOT_SENT
 from cloud.templates import Channel, Template
-from cloud.templates.storage import load_template
+from cloud.templates.crud import load_template
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ CONSENT_FOR: dict[Channel, ConsentChannel] = {
     Channel.EMAIL: ConsentChannel.EMAIL,
     Channel.SMS: ConsentChannel.SMS,
 }
+LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
 DEVICE_FOR: dict[Channel, DeviceKind] = {
     Channel.PUSH: DeviceKind.FCM, Channel.WEB_PUSH: DeviceKind.WEB_PUSH,
 }
@@ -181,6 +182,8 @@ def send_step(
         tenant=journey.tenant, customer_id=journey.customer_id,
         channel=MessageChannel(channel.value), content=content, idempotency_key=key,
         rule=f"scenario:{journey.scenario_key}", transactional=step.transactional,
+        location_based=_location_based(journey),
+        consent_requested_at=journey.started_at if step.transactional else None,
         not_before=not_before, expires_at=expires_at,
         tracking_token=token, target_url=target, scenario=journey.scenario_key, step=step.id,
         journey_id=journey.id, variant=journey.variant,
@@ -239,8 +242,7 @@ def _pick_channel(
     facts: CustomerFacts, lookups: Lookups,
 ) -> tuple[Channel | None, str | None]:
     """The first channel of the step's list the customer may and can be reached on."""
-    location = journey.entry_kind in {kind.value for kind in LOCATION_KINDS}
-    if location and ConsentChannel.LOCATION_MARKETING not in facts.consents:
+    if _location_based(journey) and ConsentChannel.LOCATION_MARKETING not in facts.consents:
         return None, "no_location_consent"
     refused = "no_consent"
     answers = latest_answers(session, [journey.customer_id]) if step.transactional else {}
@@ -259,6 +261,11 @@ def _pick_channel(
             return channel, None
         refused = "no_address"
     return None, refused
+
+
+def _location_based(journey: Journey) -> bool:
+    """Whether a store visit or a geofence started the journey."""
+    return journey.entry_kind in LOCATION_KIND_VALUES
 
 
 def has_address(lookups: Lookups, *, customer: Customer, channel: Channel) -> bool:

@@ -21,11 +21,7 @@ from cloud.customers.models import LOCALE_PATTERN
 from cloud.db import SessionDep
 from cloud.request_context import known_tenant, request_now
 from cloud.templates.compiler import Template, compile_template
-from cloud.templates.errors import TemplateError
-from cloud.templates.formatting import Locale
-from cloud.templates.rendering import RenderedEmail, RenderedPush, RenderedSms, preview
-from cloud.templates.spec import Channel, TemplateSpec
-from cloud.templates.storage import (
+from cloud.templates.crud import (
     TEMPLATE_KEY_PATTERN,
     MessageTemplate,
     TemplateKey,
@@ -36,6 +32,10 @@ from cloud.templates.storage import (
     load_template,
     save_template,
 )
+from cloud.templates.errors import TemplateError
+from cloud.templates.formatting import Locale
+from cloud.templates.rendering import RenderedEmail, RenderedPush, RenderedSms, preview
+from cloud.templates.spec import Channel, TemplateSpec
 from shared.errors import describe_validation_error
 
 KeyPath = Annotated[str, Path(pattern=TEMPLATE_KEY_PATTERN)]

@@ -36,6 +36,7 @@ from cloud.delivery.sms import InvalidReceiptError, TwilioSms
 from cloud.delivery.vapid_store import tenant_vapid_keys
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic
 from cloud.request_context import known_tenant, request_now, triggers_recorded
+from cloud.scenarios.funnel import FunnelRow, funnel
 from cloud.settings import Settings
 from cloud.tracking.events import (
     message_by_token,
@@ -44,7 +45,6 @@ from cloud.tracking.events import (
     record_open_by_id,
     record_unsubscribe,
 )
-from cloud.tracking.funnel import FunnelRow, funnel
 from shared.errors import describe_validation_error
 
 #: The smallest transparent GIF (43 bytes).

@@ -7,7 +7,7 @@ from sqlalchemy import Engine, text
 
 from cloud.api import create_app
 from cloud.db import session_scope
-from cloud.presence.store import upsert_gateway_status
+from cloud.presence.crud import upsert_gateway_status
 from provisioning.local_broker import LocalBroker, free_port
 from shared.status import GatewayStatus
 from tests.cloud.factories import (

@@ -6,6 +6,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlmodel import col, select
 
 from cloud.db import (
     alembic_config,
@@ -19,6 +20,7 @@ from cloud.db import (
     wait_for_database,
     worker_engine,
 )
+from cloud.messages.models import Message
 from cloud.presence.models import DeadLetter
 from cloud.tables import metadata
 from provisioning.local_broker import free_port
@@ -157,3 +159,44 @@ def test_plain_postgres_urls_use_psycopg_3() -> None:
     assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_messages_queued_before_0015_get_their_journeys_consent_context(
+    database_url: str,
+) -> None:
+    """Waiting messages queued by an earlier release are checked at send time from the
+    message alone: the migration copies what the worker used to read from the journey."""
+    migrate(database_url, "0014")
+    engine = make_engine(database_url)
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO customer (id, tenant, attributes, created_at, updated_at)"
+                " VALUES (1, 'shop', '{}', :at, :at)"), {"at": start})
+            for journey_id, kind in ((1, "presence.enter"), (2, "newsletter.signup")):
+                connection.execute(text(
+                    "INSERT INTO journey (id, tenant, scenario_key, scenario_version,"
+                    " customer_id, entry_key, entry_kind, holdout, status, started_at,"
+                    " updated_at, context) VALUES (:id, 'shop', 's', 1, 1, :key, :kind,"
+                    " :no, 'waiting', :at, :at, '{}')"),
+                    {"id": journey_id, "key": f"k{journey_id}", "kind": kind, "no": False,
+                     "at": start})
+            queued: list[tuple[int, int | None, bool]] = [
+                (1, 1, False), (2, 2, True), (3, 2, False), (4, None, True),
+            ]
+            for message_id, of_journey, transactional in queued:
+                connection.execute(text(
+                    "INSERT INTO message (id, tenant, customer_id, channel, rule,"
+                    " transactional, idempotency_key, status, title, body, content,"
+                    " created_at, journey_id, attempts) VALUES (:id, 'shop', 1, 'email', 'r',"
+                    " :transactional, :key, 'pending', 't', 'b', '{}', :at, :journey, 0)"),
+                    {"id": message_id, "transactional": transactional, "key": f"m{message_id}",
+                     "at": start + timedelta(hours=1), "journey": of_journey})
+        migrate(database_url)
+        with session_scope(engine) as session:
+            rows = session.exec(select(Message).order_by(col(Message.id))).all()
+            found = [(row.id, row.location_based, row.consent_requested_at) for row in rows]
+        assert found == [(1, True, None), (2, False, start), (3, False, None), (4, False, None)]
+    finally:
+        engine.dispose()

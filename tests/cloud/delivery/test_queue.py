@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import Engine, text
 
-from cloud.customers.erasure import erase_customer
 from cloud.customers.models import ConsentChannel, Customer
 from cloud.db import session_scope, worker_engine
 from cloud.delivery.dedupe import collapse_id
@@ -21,6 +20,7 @@ from cloud.delivery.fcm import FcmSender
 from cloud.delivery.push import FcmSettings, PushMessage, SendResult
 from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
+from cloud.erasure import erase_customer
 from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
 from cloud.messages.queue import LEASE, MessageBatch, claim_due
 from cloud.metrics import REGISTRY

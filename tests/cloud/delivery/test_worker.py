@@ -24,7 +24,6 @@ from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.messages.queue import Outgoing
-from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus, queue_webhook
 from sandbox.smtp import SmtpSandbox
 from tests.cloud.delivery.queue_helpers import (
@@ -68,26 +67,12 @@ def worker(engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox) -
     )
 
 
-def signup(engine: Engine, tenant: str, customer_id: int, *, at: datetime,
-           kind: str = "newsletter.signup") -> int:
-    """The journey a newsletter signup (or another `kind` of trigger) starts: a consent
-    request dates from `at`."""
-    with session_scope(engine) as session:
-        journey = Journey(
-            tenant=tenant, scenario_key=kind, scenario_version=1,
-            customer_id=customer_id, entry_key=f"{kind}:{customer_id}:{at.isoformat()}",
-            entry_kind=kind, status=JourneyStatus.WAITING, started_at=at, updated_at=at,
-        )
-        session.add(journey)
-        session.commit()
-        assert journey.id is not None
-        return journey.id
-
-
-def request(tenant: str, customer_id: int, key: str, journey_id: int | None) -> Outgoing:
-    """A double opt-in email as the scenario engine queues it: transactional, no offer."""
+def request(tenant: str, customer_id: int, key: str, requested_at: datetime) -> Outgoing:
+    """A double opt-in email as the scenario engine queues it: transactional, no offer,
+    with when its consent request began (the journey's start)."""
     return outgoing(
-        tenant, customer_id, key, channel=EMAIL, transactional=True, journey_id=journey_id,
+        tenant, customer_id, key, channel=EMAIL, transactional=True,
+        consent_requested_at=requested_at,
         scenario="double-opt-in", step="confirm", target_url="https://shop.example/confirm",
     )
 
@@ -102,15 +87,14 @@ def test_a_consent_request_goes_out_without_consent_but_not_after_a_no(
     no_email = new_customer(engine, tenant, consent=nobody)
     # Bob unsubscribed a year ago and signs up again: the signup is the newer answer.
     withdraw(engine, bob, ConsentChannel.EMAIL, at=NOW - timedelta(days=365))
-    journeys = {who: signup(engine, tenant, who, at=NOW) for who in (juan, ana, bob, no_email)}
     # Ana answers "not me" (the first email's unsubscribe link) before the reminder goes.
     withdraw(engine, ana, ConsentChannel.EMAIL, at=NOW + timedelta(seconds=1))
     confirm, reminder, again, unaddressed, marketing = (i or 0 for i in queue(
         engine,
-        request(tenant, juan, "doi:juan", journeys[juan]),
-        request(tenant, ana, "doi:ana:reminder", journeys[ana]),
-        request(tenant, bob, "doi:bob", journeys[bob]),
-        request(tenant, no_email, "doi:none", journeys[no_email]),
+        request(tenant, juan, "doi:juan", NOW),
+        request(tenant, ana, "doi:ana:reminder", NOW),
+        request(tenant, bob, "doi:bob", NOW),
+        request(tenant, no_email, "doi:none", NOW),
         # Marketing to Juan, who gave no consent: suppressed at send time.
         outgoing(tenant, juan, "welcome:juan", channel=EMAIL),
     ))
@@ -166,13 +150,11 @@ def test_a_visit_greeting_needs_location_consent_at_send_time(
     juan = new_customer(engine, tenant, consent=both, email="j@example.net")
     ana = new_customer(engine, tenant, consent=both, email="a@example.net")
     bob = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="b@example.net")
-    visits = {who: signup(engine, tenant, who, at=NOW, kind="presence.enter")
-              for who in (juan, ana, bob)}
     greeted, withdrawn, never, by_email = (i or 0 for i in queue(
         engine,
-        outgoing(tenant, juan, "hello:juan", channel=EMAIL, journey_id=visits[juan]),
-        outgoing(tenant, ana, "hello:ana", channel=EMAIL, journey_id=visits[ana]),
-        outgoing(tenant, bob, "hello:bob", channel=EMAIL, journey_id=visits[bob]),
+        outgoing(tenant, juan, "hello:juan", channel=EMAIL, location_based=True),
+        outgoing(tenant, ana, "hello:ana", channel=EMAIL, location_based=True),
+        outgoing(tenant, bob, "hello:bob", channel=EMAIL, location_based=True),
         # Not started by a visit: email consent is enough.
         outgoing(tenant, bob, "news:bob", channel=EMAIL),
     ))

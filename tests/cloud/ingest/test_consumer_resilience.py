@@ -27,12 +27,12 @@ from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.push import FcmSettings
 from cloud.messages.models import Message, MessageStatus
 from cloud.metrics import REGISTRY
+from cloud.presence.crud import list_gateways
 from cloud.presence.models import PresenceEventRow
-from cloud.presence.store import list_gateways
 from cloud.scenarios.catalog import save_scenario
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.templates import TemplateSpec
-from cloud.templates.storage import save_template
+from cloud.templates.crud import save_template
 from demo.welcome import SCENARIO, TEMPLATE_KEY, TEMPLATE_PARTS
 from provisioning.local_broker import LocalBroker
 from sandbox.fcm import FcmSandbox, make_token

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
 from cloud.commerce.models import LineItem
-from cloud.customers.erasure import erase_customer
 from cloud.customers.models import Customer
 from cloud.db import session_scope
+from cloud.erasure import erase_customer
 from cloud.offers import crud
 from cloud.offers.models import ComplementRuleCreate, Coupon, Offer, OfferCreate
 from cloud.scenarios.catalog import Catalog, save_scenario

@@ -12,9 +12,16 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cloud.customers.crud import create_customer, get_customer
-from cloud.customers.erasure import erase_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
+from cloud.erasure import erase_customer
+from cloud.places.crud import (
+    StoredGeofences,
+    delete_geofence,
+    forget_stays,
+    put_geofence,
+    put_store,
+)
 from cloud.places.index import GeofenceRegistry
 from cloud.places.locations import (
     SILENCE_EXIT,
@@ -24,13 +31,6 @@ from cloud.places.locations import (
     report_locations,
 )
 from cloud.places.models import GeofencePresence, StoreCreate
-from cloud.places.storage import (
-    StoredGeofences,
-    delete_geofence,
-    forget_stays,
-    put_geofence,
-    put_store,
-)
 from cloud.places.tracker import GeofenceTracker, LocationReport
 from cloud.triggers import Trigger
 from shared.presence import Transition

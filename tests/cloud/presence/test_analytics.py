@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from cloud.api import create_app
 from cloud.db import session_scope
 from cloud.presence.analytics import dwell_bucket, footfall
-from cloud.presence.store import insert_events
+from cloud.presence.crud import insert_events
 from shared.presence import PresenceEvent, PseudonymScope
 from tests.cloud.factories import (
     START,

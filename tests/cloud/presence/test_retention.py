@@ -11,9 +11,9 @@ from cloud.customers.models import (
     WifiMacRegistration,
 )
 from cloud.db import session_scope
+from cloud.presence.crud import insert_events
 from cloud.presence.models import PresenceEventRow
 from cloud.presence.retention import STABLE_RETENTION, purge_unconsented
-from cloud.presence.store import insert_events
 from shared.presence import PseudonymScope
 from tests.cloud.factories import MAC_OF, PSEUDONYMIZER, START, make_event, wifi_pseudonym
 

@@ -30,8 +30,8 @@ from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntr
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.settings import ScenarioSettings
+from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec
-from cloud.templates.storage import save_template
 from cloud.triggers import Trigger, TriggerKind, record_trigger
 
 TENANT = "shop"

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from cloud.db import session_scope
+from cloud.places.crud import put_store
 from cloud.places.models import StoreCreate
-from cloud.places.storage import put_store
 from cloud.scenarios.lookups import Lookups
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)

@@ -23,8 +23,8 @@ from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.scenarios.sending import Links, StepResult, hold_until, in_window, send_step
 from cloud.scenarios.spec import Cap, SendStep
 from cloud.settings import ChannelCap, QuietHours, ScenarioSettings
+from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec
-from cloud.templates.storage import save_template
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 SETTINGS = ScenarioSettings()  # quiet 21:00-09:00
@@ -133,9 +133,10 @@ def customer(session: Session, *consents: ConsentChannel) -> int:
     return row.id
 
 
-def journey(session: Session, customer_id: int, name: str) -> Journey:
+def journey(session: Session, customer_id: int, name: str,
+            entry_kind: str = "newsletter.signup") -> Journey:
     row = Journey(tenant=TENANT, scenario_key="newsletter", scenario_version=1,
-                  customer_id=customer_id, entry_key=name, entry_kind="newsletter.signup",
+                  customer_id=customer_id, entry_key=name, entry_kind=entry_kind,
                   status=JourneyStatus.RUNNING, started_at=NOON, updated_at=NOON)
     session.add(row)
     session.commit()
@@ -218,3 +219,22 @@ def test_caps_count_what_the_same_batch_queued(session: Session) -> None:
     capped = send(session, again, "welcome", transactional=False, consents=granted,
                   lookups=batch)
     assert capped.outcome == "capped"
+
+
+def test_the_message_records_what_the_send_time_consent_check_needs(session: Session) -> None:
+    """Delivery checks consent again when it sends, from the message alone: whether a
+    visit started it (location consent needed) and when a consent request began."""
+    juan = customer(session, ConsentChannel.EMAIL, ConsentChannel.LOCATION_MARKETING)
+    granted = frozenset({ConsentChannel.EMAIL, ConsentChannel.LOCATION_MARKETING})
+    visit = journey(session, juan, "visit", entry_kind="presence.enter")
+    signup = journey(session, juan, "signup")
+    signup.started_at = NOON - timedelta(hours=2)
+    session.commit()
+    assert send(session, visit, "greet", transactional=False, consents=granted).outcome == (
+        "queued"
+    )
+    assert send(session, signup, "confirm", transactional=True).outcome == "queued"
+    rows = session.exec(select(Message).order_by(col(Message.id))).all()
+    assert [(m.step, m.location_based, m.consent_requested_at) for m in rows] == [
+        ("greet", True, None), ("confirm", False, NOON - timedelta(hours=2)),
+    ]

@@ -4,8 +4,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 from cloud.db import session_scope
-from cloud.presence.models import DeadLetter, PresenceEventRow
-from cloud.presence.store import (
+from cloud.presence.crud import (
     DEAD_LETTER_MAX_BYTES,
     VISIT_GAP,
     insert_events,
@@ -15,6 +14,7 @@ from cloud.presence.store import (
     store_visits,
     upsert_gateway_status,
 )
+from cloud.presence.models import DeadLetter, PresenceEventRow
 from shared.presence import Transition
 from shared.status import GatewayStatus, SourceHealth
 from tests.cloud.factories import START, make_event, many_events, wifi_pseudonym

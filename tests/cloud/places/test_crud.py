@@ -9,9 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from cloud.db import session_scope
-from cloud.places.models import StoreCreate
-from cloud.places.parse import parse_geofence
-from cloud.places.storage import (
+from cloud.places.crud import (
     StoredGeofences,
     StoreInUseError,
     delete_geofence,
@@ -25,6 +23,8 @@ from cloud.places.storage import (
     store_geofence_ids,
     tenant_geofence_version,
 )
+from cloud.places.models import StoreCreate
+from cloud.places.parse import parse_geofence
 from cloud.places.validation import PlaceError
 from tests.cloud.places.factories import at_offset
 

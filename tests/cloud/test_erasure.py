@@ -18,8 +18,8 @@ from cloud.customers.models import (
 )
 from cloud.db import session_scope
 from cloud.messages.queue import enqueue
+from cloud.presence.crud import insert_events
 from cloud.presence.models import PresenceEventRow
-from cloud.presence.store import insert_events
 from cloud.webhooks.inbound import handle_webhook
 from cloud.webhooks.outbound import queue_webhook
 from tests.cloud.delivery.queue_helpers import outgoing

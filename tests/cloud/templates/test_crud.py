@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from cloud.db import session_scope
 from cloud.templates import Channel, TemplateError, TemplateSpec
-from cloud.templates.storage import (
+from cloud.templates.crud import (
     MessageTemplate,
     choose_locale,
     delete_template,

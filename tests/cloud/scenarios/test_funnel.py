@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from cloud.db import session_scope
 from cloud.messages.models import Message, MessageChannel, MessageStatus
-from cloud.tracking.funnel import funnel
+from cloud.scenarios.funnel import funnel
 from tests.cloud.delivery.queue_helpers import NOW, new_customer, outgoing, queue
 
 
