@@ -48,9 +48,9 @@ import requests
 from google.auth.transport import requests as auth_requests
 from google.oauth2 import service_account
 
-from cloud.delivery.fcm import POOL_CONNECTIONS, FcmSender, build_message
-from cloud.delivery.push import FcmSettings, PushMessage
-from cloud.delivery.retry import NO_RETRY
+from cloud.channels.fcm import POOL_CONNECTIONS, FcmSender, build_message
+from cloud.channels.push import FcmSettings, PushMessage
+from cloud.channels.retry import NO_RETRY
 from sandbox.fcm import make_token
 
 TARGET_PUSHES_PER_S = 2_000

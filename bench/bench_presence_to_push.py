@@ -65,11 +65,11 @@ from sqlalchemy import Engine, insert, text
 from sqlmodel import SQLModel
 
 from bench.processes import CLOUD_COMMAND, stop_processes
+from cloud.channels.fcm import FcmSender
+from cloud.channels.push import FcmSettings, PushMessage
 from cloud.customers.crud import link_pseudonyms
 from cloud.customers.models import AppBeaconRegistration, DeviceKind
 from cloud.db import make_engine, migrate, session_scope
-from cloud.delivery.fcm import FcmSender
-from cloud.delivery.push import FcmSettings, PushMessage
 from cloud.scenarios.catalog import save_scenario
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.service import Stage

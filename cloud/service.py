@@ -26,9 +26,9 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.api import create_app
+from cloud.channels.fcm import FcmSender
+from cloud.channels.push import PushSender
 from cloud.db import is_postgres, make_engine, utc_now, wait_for_database, worker_engine
-from cloud.delivery.fcm import FcmSender
-from cloud.delivery.push import PushSender
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.scenarios.engine import EngineConfig

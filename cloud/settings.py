@@ -29,9 +29,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cloud.delivery.mail import SmtpSettings
-from cloud.delivery.push import FcmSettings
-from cloud.delivery.sms import TwilioSettings
+from cloud.channels.push import FcmSettings
+from cloud.channels.sms import TwilioSettings
+from cloud.channels.smtp import SmtpSettings
 from shared.errors import ContractError
 from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN

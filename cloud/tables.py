@@ -4,10 +4,10 @@
 from sqlmodel import SQLModel
 
 from cloud.auth.models import ApiKey
+from cloud.channels.web_push import WebPushKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.delivery.receipts import SmsReceipt
-from cloud.delivery.vapid_store import WebPushKey
 from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow

@@ -27,9 +27,9 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from cloud.api import create_app
+from cloud.channels.fcm import FcmSender
+from cloud.channels.push import FcmSettings
 from cloud.db import make_engine, migrate, session_scope
-from cloud.delivery.fcm import FcmSender
-from cloud.delivery.push import FcmSettings
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.messages.models import Message

@@ -15,8 +15,8 @@ from datetime import datetime
 from sqlalchemy import Table, delete, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from cloud.channels.sms import FINAL_STATUSES, DeliveryReceipt
 from cloud.db import UtcDateTime, dialect_insert
-from cloud.delivery.sms import FINAL_STATUSES, DeliveryReceipt
 from cloud.messages.crud import MESSAGE_TABLE
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 

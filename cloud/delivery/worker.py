@@ -49,6 +49,13 @@ from tenacity import (
 )
 
 from cloud.bulk import insert_rows, one_of
+from cloud.channels.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
+from cloud.channels.push import PushMessage, PushSender, SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy
+from cloud.channels.sms import SmsMessage, SmsSender, TwilioSms
+from cloud.channels.smtp import EmailMessage, EmailSender
+from cloud.channels.web_push import tenant_vapid_keys
+from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
 from cloud.customers.consent import Answer, latest_answers, refusal
 from cloud.customers.crud import deactivate_device
 from cloud.customers.models import ConsentChannel, Customer, Device, DeviceKind
@@ -59,14 +66,7 @@ from cloud.db import (
     utc_now,
     wait_for_database,
 )
-from cloud.delivery.fcm import MAX_BATCH, MAX_TTL_S, FcmSender
-from cloud.delivery.mail import EmailMessage, EmailSender
-from cloud.delivery.push import PushMessage, PushSender, SendResult
 from cloud.delivery.receipts import apply_kept_receipts, apply_stored_receipt
-from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy
-from cloud.delivery.sms import SmsMessage, SmsSender, TwilioSms
-from cloud.delivery.vapid_store import tenant_vapid_keys
-from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
 from cloud.leases import retry_at
 from cloud.messages.content import tracked_html
 from cloud.messages.models import (

@@ -50,7 +50,7 @@ WEB_PUSH_PLAINTEXT_BYTES = 4096 - 86 - 1 - 16
 #: renders; a kilobyte is kept for them.
 WEB_PUSH_SENDER_RESERVE = 1024
 WEB_PUSH_TEMPLATE_BYTES = WEB_PUSH_PLAINTEXT_BYTES - WEB_PUSH_SENDER_RESERVE
-#: The key under which the service worker reads each part (cloud.delivery.webpush).
+#: The key under which the service worker reads each part (cloud.channels.web_push_service).
 WEB_PUSH_KEYS: Mapping[str, str] = MappingProxyType(
     {"title": "title", "body": "body", "deep_link": "url", "image_url": "image"}
 )

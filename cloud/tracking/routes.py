@@ -29,11 +29,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlmodel import col, select
 
 from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.sms import InvalidReceiptError, TwilioSms
+from cloud.channels.web_push import tenant_vapid_keys
 from cloud.db import SessionDep
-from cloud.delivery.dedupe import collapse_id
 from cloud.delivery.receipts import store_receipt
-from cloud.delivery.sms import InvalidReceiptError, TwilioSms
-from cloud.delivery.vapid_store import tenant_vapid_keys
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic
 from cloud.request_context import known_tenant, request_now, triggers_recorded
 from cloud.scenarios.funnel import FunnelRow, funnel

@@ -48,8 +48,8 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, 
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
+from cloud.channels.retry import parse_retry_after
 from cloud.db import UtcDateTime, dialect_insert, session_scope
-from cloud.delivery.retry import parse_retry_after
 from cloud.leases import claim_rows, retry_at, settle_claim
 from cloud.metrics import OUTBOUND_WEBHOOKS
 from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign

@@ -12,10 +12,10 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine
 
+from cloud.channels.fcm import FcmSender
+from cloud.channels.push import FcmSettings
+from cloud.channels.retry import RetryPolicy
 from cloud.db import make_engine, migrate
-from cloud.delivery.fcm import FcmSender
-from cloud.delivery.push import FcmSettings
-from cloud.delivery.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, ServiceAccount
 from tests.support.postgres import ADMIN_DSN, admin_connection, fresh_database
 

@@ -18,9 +18,9 @@ from sqlalchemy import inspect, text
 from typer.testing import CliRunner, Result
 
 from cloud.auth.keys import hash_key, key_id_of
+from cloud.channels.push import FcmSettings
 from cloud.cli import app
 from cloud.db import make_engine, migrate
-from cloud.delivery.push import FcmSettings
 from cloud.settings import get_settings
 from demo.welcome import configure_welcome
 from provisioning.local_broker import LocalBroker, free_port

@@ -7,25 +7,24 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import Engine, text
 
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.fcm import FcmSender
+from cloud.channels.push import FcmSettings, PushMessage, SendResult
+from cloud.channels.retry import NO_RETRY
 from cloud.customers.models import ConsentChannel, Customer
 from cloud.db import session_scope, worker_engine
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.fcm import FcmSender
-from cloud.delivery.push import FcmSettings, PushMessage, SendResult
-from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.erasure import erase_customer
 from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
 from cloud.messages.queue import LEASE, MessageBatch, claim_due
 from cloud.metrics import REGISTRY
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
-from tests.cloud.delivery.conftest import PROJECT
+from tests.cloud.conftest import FCM_PROJECT
 from tests.cloud.delivery.queue_helpers import (
     BASE_URL,
     NOW,
@@ -43,12 +42,9 @@ from tests.cloud.delivery.queue_helpers import (
 
 
 @pytest.fixture
-def fcm(fcm_server: FcmSandbox, fcm_credentials: Path) -> Iterator[FcmSender]:
+def fcm(fcm_settings: FcmSettings) -> Iterator[FcmSender]:
     """A real FCM sender without in-call retries: the queue's own retries are under test."""
-    settings = FcmSettings(
-        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=fcm_server.url
-    )
-    with FcmSender(settings, retry=NO_RETRY) as sender:
+    with FcmSender(fcm_settings, retry=NO_RETRY) as sender:
         yield sender
 
 
@@ -168,7 +164,7 @@ def test_failures_are_settled_dead_tokens_deactivated_and_nothing_sent_without_c
 
 def test_transient_failures_back_off_in_the_table_until_the_provider_is_back(
     engine: Engine, tenant: str, worker: DeliveryWorker, fcm: FcmSender,
-    fcm_server: FcmSandbox, service_account: ServiceAccount,
+    fcm_server: FcmSandbox, fcm_account: ServiceAccount,
 ) -> None:
     quota, down, juan = make_token("quota"), make_token("down"), make_token("juan")
     fcm_server.script(quota, Outcome.QUOTA_EXCEEDED)
@@ -232,7 +228,7 @@ def test_transient_failures_back_off_in_the_table_until_the_provider_is_back(
         ]
     assert worker.run_once(outage + timedelta(seconds=5)) == 0  # backing off, not spinning
     # ...and drains exactly once when it is back.
-    with FcmSandbox(PROJECT, port=port, service_account=service_account) as back:
+    with FcmSandbox(FCM_PROJECT, port=port, service_account=fcm_account) as back:
         assert worker.run_once(outage + timedelta(minutes=1)) == 5
         assert worker.run_once(outage + timedelta(hours=1)) == 0
         received = back.wait_for(5)

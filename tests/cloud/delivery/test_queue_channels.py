@@ -20,13 +20,13 @@ from sqlalchemy import Engine, update
 from sqlmodel import col
 
 from cloud.api import create_app
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.retry import NO_RETRY
+from cloud.channels.sms import SmsSender, TwilioSettings, TwilioSms
+from cloud.channels.smtp import EmailSender, SmtpSettings
+from cloud.channels.web_push import tenant_vapid_keys
 from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.mail import EmailSender, SmtpSettings
-from cloud.delivery.retry import NO_RETRY
-from cloud.delivery.sms import SmsSender, TwilioSettings, TwilioSms
-from cloud.delivery.vapid_store import tenant_vapid_keys
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker, TenantWebPushSenders
 from cloud.messages.models import AttemptOutcome, Message, MessageChannel, MessageStatus
 from provisioning.local_broker import free_port

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
+from cloud.channels.retry import NO_RETRY
+from cloud.channels.smtp import EmailSender, SmtpSettings
 from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
-from cloud.delivery.mail import EmailSender, SmtpSettings
-from cloud.delivery.retry import NO_RETRY
 from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.messages.queue import Outgoing

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
+from cloud.channels.push import FcmSettings
 from cloud.customers import crud
 from cloud.customers.models import (
     ConsentChannel,
@@ -24,7 +25,6 @@ from cloud.customers.models import (
     WifiMacRegistration,
 )
 from cloud.db import make_engine, migrate, session_scope
-from cloud.delivery.push import FcmSettings
 from cloud.messages.models import Message, MessageStatus
 from cloud.metrics import REGISTRY
 from cloud.presence.crud import list_gateways

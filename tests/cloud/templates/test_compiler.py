@@ -217,7 +217,7 @@ def test_web_push_payload_must_fit_the_encrypted_record() -> None:
 
 
 def test_web_push_limit_matches_the_sender() -> None:
-    from cloud.delivery.webpush import MAX_PLAINTEXT_BYTES
+    from cloud.channels.web_push_service import MAX_PLAINTEXT_BYTES
 
     assert WEB_PUSH_PLAINTEXT_BYTES == MAX_PLAINTEXT_BYTES
 

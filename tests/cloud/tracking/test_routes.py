@@ -14,10 +14,10 @@ from sqlmodel import col, select
 
 from cloud.api import create_app
 from cloud.auth.models import Role
+from cloud.channels.vapid import b64url_decode
 from cloud.customers.crud import current_consent
 from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
-from cloud.delivery.vapid import b64url_decode
 from cloud.messages.models import Message, MessageChannel, MessageStatus
 from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.triggers import Trigger, TriggerKind

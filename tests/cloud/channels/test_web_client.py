@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud.delivery.vapid import generate_vapid_keys
-from cloud.delivery.webpush import WebPushMessage, WebPushSender, WebPushSubscription
+from cloud.channels.vapid import generate_vapid_keys
+from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
 from sandbox.webpush import WebPushSandbox
 
 ROOT = Path(__file__).resolve().parents[3]

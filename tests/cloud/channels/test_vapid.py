@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cloud.delivery.vapid import (
+from cloud.channels.vapid import (
     VapidKeyError,
     b64url_decode,
     generate_vapid_keys,

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from cloud.delivery.fcm import FCM_ORIGIN, FcmHttpClient, FcmSender
-from cloud.delivery.push import FcmSettings, PushMessage
-from cloud.delivery.retry import NO_RETRY
+from cloud.channels.fcm import FCM_ORIGIN, FcmHttpClient, FcmSender
+from cloud.channels.push import FcmSettings, PushMessage
+from cloud.channels.retry import NO_RETRY
 from sandbox.fcm import FcmSandbox, make_token
 from sandbox.smtp import self_signed_certificate
-from tests.cloud.delivery.conftest import PROJECT
+from tests.cloud.channels.conftest import PROJECT
 
 SEND_URL = f"{FCM_ORIGIN}/v1/projects/{PROJECT}/messages:send"
 OK_BODY = b'{"name":"projects/p/messages/1"}'

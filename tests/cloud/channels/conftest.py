@@ -1,4 +1,4 @@
-"""A local FCM server (and its service account) shared by the delivery tests.
+"""A local FCM server (and its service account) shared by the FCM sender tests.
 
 The RSA key generation is the slow part, so one service account serves the module; each
 test still gets a server of its own, with its own records and scripts.

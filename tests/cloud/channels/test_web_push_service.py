@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.retry import RetryPolicy
-from cloud.delivery.vapid import VapidKeys, generate_vapid_keys
-from cloud.delivery.webpush import (
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.retry import RetryPolicy
+from cloud.channels.vapid import VapidKeys, generate_vapid_keys
+from cloud.channels.web_push_service import (
     MAX_PLAINTEXT_BYTES,
     InvalidSubscriptionError,
     WebPushMessage,

@@ -22,7 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from cloud.delivery.push import SendResult
+from cloud.channels.push import SendResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,8 @@ from typing import Protocol
 import requests
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
-from cloud.delivery.push import SendResult
-from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
+from cloud.channels.push import SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 
 logger = logging.getLogger(__name__)
 

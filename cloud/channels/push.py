@@ -1,7 +1,7 @@
 """What the rest of the orchestrator hands to mobile push, and what it gets back.
 
 The engine decides *that* a customer gets a push; this contract is all it knows
-about *how*. The FCM implementation lives beside it (`cloud.delivery.fcm`).
+about *how*. The FCM implementation lives beside it (`cloud.channels.fcm`).
 """
 
 from __future__ import annotations

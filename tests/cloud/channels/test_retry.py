@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from cloud.delivery.push import SendResult
-from cloud.delivery.retry import RetryPolicy, parse_retry_after, send_with_retries
+from cloud.channels.push import SendResult
+from cloud.channels.retry import RetryPolicy, parse_retry_after, send_with_retries
 
 POLICY = RetryPolicy(
     attempts=4, initial_backoff_s=0.1, max_backoff_s=0.4, jitter_s=0.05, max_inline_wait_s=10

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.push import SendResult
-from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, send_with_retries
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.push import SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, send_with_retries
 
 logger = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
 from urllib3.util.retry import Retry
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.push import FcmSettings, PushMessage, SendResult
-from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.push import FcmSettings, PushMessage, SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 
 logger = logging.getLogger(__name__)
 

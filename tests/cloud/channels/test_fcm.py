@@ -13,8 +13,8 @@ import pytest
 import requests
 from firebase_admin import messaging
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.fcm import (
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.fcm import (
     ANDROID_PRIORITY,
     FCM_ORIGIN,
     MAX_BATCH,
@@ -23,10 +23,10 @@ from cloud.delivery.fcm import (
     _messaging_session,
     build_message,
 )
-from cloud.delivery.push import FcmSettings, PushMessage
-from cloud.delivery.retry import RetryPolicy
+from cloud.channels.push import FcmSettings, PushMessage
+from cloud.channels.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
-from tests.cloud.delivery.conftest import PROJECT
+from tests.cloud.channels.conftest import PROJECT
 
 #: Short waits keep the suite fast; the jitter still varies them.
 FAST_RETRY = RetryPolicy(

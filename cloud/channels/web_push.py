@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import Table
 from sqlmodel import Field, Session, SQLModel
 
+from cloud.channels.vapid import VapidKeys, generate_vapid_keys, vapid_keys_from_pem
 from cloud.db import UtcDateTime, dialect_insert
-from cloud.delivery.vapid import VapidKeys, generate_vapid_keys, vapid_keys_from_pem
 
 
 class WebPushKey(SQLModel, table=True):

@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from cloud.delivery.retry import RetryPolicy
-from cloud.delivery.sms import (
+from cloud.channels.retry import RetryPolicy
+from cloud.channels.sms import (
     DeliveryReceipt,
     InvalidReceiptError,
     SmsMessage,

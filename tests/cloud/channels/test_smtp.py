@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.mail import EmailMessage, EmailSender, SmtpSettings
-from cloud.delivery.retry import RetryPolicy
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.retry import RetryPolicy
+from cloud.channels.smtp import EmailMessage, EmailSender, SmtpSettings
 from sandbox.smtp import TRY_LATER, SmtpSandbox
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.2, jitter_s=0.05)

@@ -24,10 +24,10 @@ import requests.adapters
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
 
-from cloud.delivery.dedupe import collapse_id
-from cloud.delivery.push import SendResult
-from cloud.delivery.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
-from cloud.delivery.vapid import VapidKeys, b64url_decode
+from cloud.channels.dedupe import collapse_id
+from cloud.channels.push import SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
+from cloud.channels.vapid import VapidKeys, b64url_decode
 
 logger = logging.getLogger(__name__)
 
