@@ -48,8 +48,7 @@ import requests
 from google.auth.transport import requests as auth_requests
 from google.oauth2 import service_account
 
-from cloud.channels.fcm import POOL_CONNECTIONS, FcmSender, build_message
-from cloud.channels.push import FcmSettings, PushMessage
+from cloud.channels.fcm import POOL_CONNECTIONS, FcmSender, FcmSettings, PushMessage, build_message
 from cloud.channels.retry import NO_RETRY
 from sandbox.fcm import make_token
 

@@ -65,8 +65,7 @@ from sqlalchemy import Engine, insert, text
 from sqlmodel import SQLModel
 
 from bench.processes import CLOUD_COMMAND, stop_processes
-from cloud.channels.fcm import FcmSender
-from cloud.channels.push import FcmSettings, PushMessage
+from cloud.channels.fcm import FcmSender, FcmSettings, PushMessage
 from cloud.customers.crud import link_pseudonyms
 from cloud.customers.models import AppBeaconRegistration, DeviceKind
 from cloud.db import make_engine, migrate, session_scope
@@ -274,8 +273,8 @@ def worker_settings(
         "tenants": {TENANT: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}},
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "latency-worker",
                  "share_group": "latency", "session_expiry_s": 0},
-        "fcm": {"project_id": PROJECT, "credentials_file": str(credentials),
-                "endpoint": fcm_url},
+        "channels": {"push": {"project_id": PROJECT, "credentials_file": str(credentials),
+                              "endpoint": fcm_url}},
         "log_format": "text",
     }
     for section, value in overrides.items():

@@ -32,7 +32,6 @@ from cloud.auth.models import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cloud.commerce.models import WebhookEvent, WebhookReceipt
 from cloud.customers import crud as customers
 from cloud.customers.models import (
-    ConsentChannel,
     ConsentCreate,
     ConsentPublic,
     Customer,
@@ -84,7 +83,7 @@ class WorkerState(Protocol):
 
 
 class ConsentState(BaseModel):
-    current: dict[ConsentChannel, ConsentPublic]
+    current: dict[str, ConsentPublic]
     ledger: list[ConsentPublic]
 
 

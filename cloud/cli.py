@@ -38,7 +38,6 @@ from cloud.service import (
     ALL_STAGES,
     Stage,
     install_stop_signals,
-    push_sender,
     run_stage_processes,
     run_worker,
     serve,
@@ -120,12 +119,8 @@ def worker_command(
         stop = asyncio.Event()
         restore = install_stop_signals(stop)
         try:
-            senders = (push_sender(settings) if Stage.DELIVERY in stages
-                       else contextlib.nullcontext())
-            with senders as sender:
-                settle_garbage_collector()
-                await run_worker(settings, stop=stop, sender=sender, client_id=client_id,
-                                 stages=stages)
+            settle_garbage_collector()
+            await run_worker(settings, stop=stop, client_id=client_id, stages=stages)
         finally:
             restore()
 
@@ -159,16 +154,14 @@ def serve_command(verbose: Verbose = False) -> None:
         stop = asyncio.Event()
         restore = install_stop_signals(stop)
         try:
-            with push_sender(settings) as sender:
-                settle_garbage_collector()
-                await serve(
-                    settings,
-                    stop=stop,
-                    sender=sender,
-                    started=lambda port: logging.getLogger("cloud").info(
-                        "API listening on %s:%d", settings.api.host, port
-                    ),
-                )
+            settle_garbage_collector()
+            await serve(
+                settings,
+                stop=stop,
+                started=lambda port: logging.getLogger("cloud").info(
+                    "API listening on %s:%d", settings.api.host, port
+                ),
+            )
         finally:
             restore()
 

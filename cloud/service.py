@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -26,9 +26,8 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.api import create_app
-from cloud.channels.fcm import FcmSender
-from cloud.channels.push import PushSender
 from cloud.db import is_postgres, make_engine, utc_now, wait_for_database, worker_engine
+from cloud.delivery.senders import AnySender
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.scenarios.engine import EngineConfig
@@ -55,18 +54,6 @@ def settle_garbage_collector() -> None:
     one worker: p99 342 and 356 ms against 387 and 493 ms without, back to back."""
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, GC_OLDER_THRESHOLD, GC_OLDER_THRESHOLD)
-
-
-@contextlib.contextmanager
-def push_sender(settings: Settings) -> Iterator[PushSender | None]:
-    """The FCM sender when FCM is configured (closed on exit); None otherwise, and then
-    mobile pushes wait in the send queue until a worker with FCM settings sends them."""
-    if settings.fcm is None:
-        log.warning("no FCM settings: mobile pushes stay queued")
-        yield None
-        return
-    with FcmSender(settings.fcm) as sender:
-        yield sender
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -121,7 +108,7 @@ def workers(
     settings: Settings,
     *,
     engine: Engine,
-    sender: PushSender | None,
+    senders: Mapping[str, AnySender] | None = None,
     now: Callable[[], datetime],
     client_id: str | None = None,
     stages: frozenset[Stage] = ALL_STAGES,
@@ -133,7 +120,7 @@ def workers(
         delivery = None
         if Stage.DELIVERY in stages:
             delivery = stack.enter_context(
-                delivery_worker(settings, engine=engine, push=sender, now=now)
+                delivery_worker(settings, engine=engine, now=now, senders=senders)
             )
         scenarios = None
         if Stage.SCENARIOS in stages:
@@ -245,7 +232,7 @@ async def run_worker(
     *,
     stop: asyncio.Event,
     engine: Engine | None = None,
-    sender: PushSender | None = None,
+    senders: Mapping[str, AnySender] | None = None,
     client_id: str | None = None,
     now: Callable[[], datetime] = utc_now,
     stages: frozenset[Stage] = ALL_STAGES,
@@ -255,7 +242,7 @@ async def run_worker(
     own_engine = engine is None
     engine = engine if engine is not None else worker_engine(settings.database_url)
     try:
-        with workers(settings, engine=engine, sender=sender, now=now,
+        with workers(settings, engine=engine, senders=senders, now=now,
                      client_id=client_id, stages=stages) as running:
             await running.run(stop)
     finally:
@@ -268,7 +255,7 @@ async def serve(
     settings: Settings,
     *,
     stop: asyncio.Event,
-    sender: PushSender | None = None,
+    senders: Mapping[str, AnySender] | None = None,
     now: Callable[[], datetime] = utc_now,
     started: Callable[[int], None] | None = None,
 ) -> None:
@@ -278,7 +265,7 @@ async def serve(
     """
     engine = make_engine(settings.database_url)
     await asyncio.to_thread(wait_for_database, engine)
-    with workers(settings, engine=engine, sender=sender, now=now) as running:
+    with workers(settings, engine=engine, senders=senders, now=now) as running:
         assert running.scenarios is not None  # all stages
         app = create_app(settings, engine=engine, worker=running.consumer, now=now,
                          on_triggers=running.scenarios.wake)

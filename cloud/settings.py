@@ -19,9 +19,17 @@ import os
 import secrets
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,10 +37,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cloud.channels.push import FcmSettings
-from cloud.channels.sms import TwilioSettings
-from cloud.channels.smtp import SmtpSettings
-from shared.errors import ContractError
+from cloud.channels import Channel, ChannelAdapter, adapter_for, adapters
+from shared.errors import ContractError, describe_validation_error
 from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN
 
@@ -42,6 +48,29 @@ CONFIG_FILE_VARIABLE = "VITRINA_CONFIG"
 #: A broker keeps a worker's session (and its queued messages) this long after a
 #: disconnect: long enough to ride out a deploy or a host reboot.
 DEFAULT_SESSION_EXPIRY_S = 3600
+
+
+S = TypeVar("S", bound=BaseModel)
+
+#: Settings an earlier release read elsewhere: (where it was, where it is now).
+MOVED_SETTINGS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("fcm",), "channels.push (VITRINA_CHANNELS__PUSH__...)"),
+    (("delivery", "smtp"), "channels.email (VITRINA_CHANNELS__EMAIL__...)"),
+    (("delivery", "unsubscribe_mailto"), "channels.email.unsubscribe_mailto"),
+    (("delivery", "sms"), "channels.sms (VITRINA_CHANNELS__SMS__...)"),
+    (("delivery", "web_push_subject"), "channels.web_push.subject"),
+)
+
+
+def _moved(data: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for path, new in MOVED_SETTINGS:
+        node: Any = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            found.append((".".join(path), new))
+    return found
 
 
 #: The share group named by the wire contract's subscription ("$share/<group>/...").
@@ -142,38 +171,32 @@ class IngestSettings(BaseModel):
     receive_maximum: int = Field(default=256, ge=1, le=65535)
 
 
-#: RFC 8292: the VAPID subject is a mailto: or an https: URL.
-VAPID_SUBJECT_PATTERN = r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$"
 #: A tracked link ("<base>/c/<16-character token>") must fit the 60 characters of `link`.
 MAX_PUBLIC_BASE_CHARS = 41
 
 
 class DeliverySettings(BaseModel):
-    """The durable send queue's worker and the channels other than FCM (see `fcm`)."""
+    """The durable send queue's worker (each channel's own settings are under
+    `channels`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    smtp: SmtpSettings | None = None
-    sms: TwilioSettings | None = None
-    #: VAPID `sub` (mailto: or https:) push services use to reach the sender's operator;
-    #: web push is off until it is set. Keys are generated per tenant and kept in the database.
-    web_push_subject: Annotated[str, Field(pattern=VAPID_SUBJECT_PATTERN)] | None = None
-    #: Added to List-Unsubscribe beside the one-click link.
-    unsubscribe_mailto: str | None = None
-    #: Messages claimed per round; FCM sends them in batches of up to 500.
+    #: Messages claimed per round; each channel sends them in batches of its own size.
     batch_size: int = Field(default=200, ge=1, le=5000)
     #: How often an idle worker looks for due messages (a busy one goes on at once).
     poll_interval_s: float = Field(default=1.0, gt=0, le=60)
 
 
-#: Why email needs an https public base URL, said where the configuration is refused.
-EMAIL_NEEDS_HTTPS = (
-    "email is configured (delivery.smtp) but tracking.public_base_url is not https: every "
-    "email carries a one-click unsubscribe link (RFC 8058, List-Unsubscribe-Post), which "
-    "must be https, and mailbox providers junk bulk mail without one. Set "
-    "VITRINA_TRACKING__PUBLIC_BASE_URL (or [tracking] public_base_url) to the https "
-    "address customers reach this API at."
-)
+def needs_https(channel: str) -> str:
+    """Why `channel` needs an https public base URL, said where the configuration is
+    refused."""
+    return (
+        f"{channel} is configured (channels.{channel}) but tracking.public_base_url is not "
+        "https: every message on it carries a one-click unsubscribe link (RFC 8058, "
+        "List-Unsubscribe-Post), which must be https, and mailbox providers junk bulk mail "
+        "without one. Set VITRINA_TRACKING__PUBLIC_BASE_URL (or [tracking] public_base_url) "
+        "to the https address customers reach this API at."
+    )
 
 
 def is_https(url: str) -> bool:
@@ -217,17 +240,11 @@ class ChannelCap(BaseModel):
     per: timedelta = Field(gt=timedelta(0), le=timedelta(days=366))
 
 
-CappedChannel = Literal["push", "web_push", "email", "sms"]
-
-
-def _default_caps() -> dict[CappedChannel, ChannelCap]:
-    # A shop's own customers tolerate a few pushes a day and very few texts a week; past
-    # that they switch notifications off, which costs every later message.
+def _default_caps() -> dict[str, ChannelCap]:
+    """Each channel's own default cap (`ChannelAdapter.default_cap`)."""
     return {
-        "push": ChannelCap(max=3, per=timedelta(days=1)),
-        "web_push": ChannelCap(max=3, per=timedelta(days=1)),
-        "email": ChannelCap(max=2, per=timedelta(days=1)),
-        "sms": ChannelCap(max=2, per=timedelta(days=7)),
+        adapter.name: ChannelCap(max=adapter.default_cap.max, per=adapter.default_cap.per)
+        for adapter in adapters() if adapter.default_cap is not None
     }
 
 
@@ -240,9 +257,7 @@ class ScenarioSettings(BaseModel):
     quiet_hours: QuietHours | None = QuietHours()
     #: The clock for customers who gave no time zone (and whose store has none).
     default_time_zone: str = "UTC"
-    channel_caps: dict[CappedChannel, ChannelCap] = Field(
-        default_factory=_default_caps
-    )
+    channel_caps: dict[Channel, ChannelCap] = Field(default_factory=_default_caps)
     #: Greeting for customers who gave no first name ("Hi there").
     fallback_first_name: str = Field(default="there", min_length=1, max_length=30)
     #: Triggers handled per transaction: large enough to amortise the queries that load
@@ -260,13 +275,19 @@ class ScenarioSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="VITRINA_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="VITRINA_", env_nested_delimiter="__", extra="forbid", frozen=True,
+        # Errors name the setting and the rule, never the value: it may be a secret.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "sqlite:///./vitrina.db"
     mqtt: MqttSettings = MqttSettings()
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
-    fcm: FcmSettings | None = None
+    #: Each delivery channel's settings under its name (`[channels.push]`, `[channels.email]`,
+    #: `VITRINA_CHANNELS__SMS__ACCOUNT_SID`...), read by the channel's own settings model
+    #: (`cloud.channels`). A channel without settings is off: its messages wait in the send
+    #: queue until it is configured or they expire.
+    channels: dict[Channel, Any] = Field(default_factory=dict)
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
@@ -295,12 +316,41 @@ class Settings(BaseSettings):
     def _lowercase_hash(cls, value: str | None) -> str | None:
         return value.lower() if value is not None else None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, data: Any) -> Any:
+        """Name the new place of a setting an earlier release read elsewhere (they would
+        otherwise be refused as unknown, or not be read at all)."""
+        if isinstance(data, dict):
+            moved = [f"{old} is now {new}" for old, new in _moved(data)]
+            if moved:
+                raise ValueError("settings moved: " + "; ".join(moved))
+        return data
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_settings(cls, channels: dict[str, Any]) -> dict[str, Any]:
+        """Each channel's settings, read by its adapter's settings model."""
+        read: dict[str, Any] = {}
+        for name, value in channels.items():
+            try:
+                # A whole section in one environment variable is JSON.
+                model = adapter_for(name).settings_model
+                read[name] = (model.model_validate_json(value) if isinstance(value, str)
+                              else model.model_validate(value))
+            except ValidationError as error:
+                raise ValueError(f"{name}: {describe_validation_error(error)}") from None
+        return read
+
     @model_validator(mode="after")
-    def _email_needs_https(self) -> Self:
-        # Refused at start-up: otherwise every email would wait in the queue, retried
-        # for hours, until the setting is fixed or the messages give up.
-        if self.delivery.smtp is not None and not is_https(self.tracking.public_base_url):
-            raise ValueError(EMAIL_NEEDS_HTTPS)
+    def _https_for_unsubscribe_links(self) -> Self:
+        # Refused at start-up: otherwise every such message would wait in the queue,
+        # retried for hours, until the setting is fixed or the messages give up.
+        for name in self.channels:
+            if adapter_for(name).needs_https_links and not is_https(
+                self.tracking.public_base_url
+            ):
+                raise ValueError(needs_https(name))
         return self
 
     @model_validator(mode="after")
@@ -330,6 +380,11 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
+    def channel_settings(self, adapter: ChannelAdapter[S, Any]) -> S | None:
+        """`adapter`'s settings, or None when its channel is not configured."""
+        found = self.channels.get(adapter.name)
+        return found if isinstance(found, adapter.settings_model) else None
+
     def tenant(self, tenant: str) -> TenantSettings | None:
         return self.tenants.get(tenant)
 
@@ -342,4 +397,9 @@ class Settings(BaseSettings):
 @functools.cache
 def get_settings() -> Settings:
     """The process's settings, built on first use (at program start) and then reused."""
+    legacy = sorted(name for name in os.environ if name.startswith("VITRINA_FCM__"))
+    if legacy:
+        raise ValueError(
+            f"settings moved: {', '.join(legacy)} are now VITRINA_CHANNELS__PUSH__..."
+        )
     return Settings()

@@ -7,7 +7,7 @@ from cloud.auth.models import ApiKey
 from cloud.channels.web_push import WebPushKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
-from cloud.delivery.receipts import SmsReceipt
+from cloud.delivery.receipts import KeptReceipt
 from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
@@ -37,6 +37,7 @@ __all__ = [
     "IdentityLink",
     "Journey",
     "JourneyLog",
+    "KeptReceipt",
     "LoyaltyEntry",
     "Message",
     "MessageAttempt",
@@ -46,7 +47,6 @@ __all__ = [
     "OutboundWebhook",
     "PresenceEventRow",
     "Scenario",
-    "SmsReceipt",
     "StoreRow",
     "Trigger",
     "WebPushKey",

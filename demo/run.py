@@ -161,9 +161,9 @@ def orchestrator_environment(
         "VITRINA_TENANTS": json.dumps(
             {DEMO_TENANT: {"keys": [{"key_id": KEY_ID, "secret": tenant_key}]}}
         ),
-        "VITRINA_FCM__PROJECT_ID": FCM_PROJECT,
-        "VITRINA_FCM__CREDENTIALS_FILE": str(credentials),
-        "VITRINA_FCM__ENDPOINT": fcm_url,
+        "VITRINA_CHANNELS__PUSH__PROJECT_ID": FCM_PROJECT,
+        "VITRINA_CHANNELS__PUSH__CREDENTIALS_FILE": str(credentials),
+        "VITRINA_CHANNELS__PUSH__ENDPOINT": fcm_url,
         "VITRINA_API__PORT": str(api_port),
         "VITRINA_LOG_FORMAT": "text",  # read by a person, not a log shipper
         # The demo runs whenever someone starts it: quiet hours would hold the push at night.

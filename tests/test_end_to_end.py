@@ -180,9 +180,9 @@ def stack(
             "VITRINA_TENANTS": json.dumps(
                 {tenant: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}}
             ),
-            "VITRINA_FCM__PROJECT_ID": "vitrina-e2e",
-            "VITRINA_FCM__CREDENTIALS_FILE": str(credentials),
-            "VITRINA_FCM__ENDPOINT": fcm.url,
+            "VITRINA_CHANNELS__PUSH__PROJECT_ID": "vitrina-e2e",
+            "VITRINA_CHANNELS__PUSH__CREDENTIALS_FILE": str(credentials),
+            "VITRINA_CHANNELS__PUSH__ENDPOINT": fcm.url,
             "VITRINA_API__PORT": str(api_port),
             # The test runs whenever CI does: quiet hours would hold the greeting at night.
             "VITRINA_SCENARIOS": json.dumps({"quiet_hours": None}),

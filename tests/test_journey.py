@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from cloud.api import create_app
-from cloud.channels.fcm import FcmSender
-from cloud.channels.push import FcmSettings
+from cloud.channels.fcm import FcmSender, FcmSettings
+from cloud.channels.push import FcmChannelSender
 from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
@@ -235,16 +235,16 @@ def shop(
     tenant = mqtt_namespace
     with SmtpSandbox(username="shop", password="s3cret") as smtp, SmsSandbox() as sms, \
             WebPushSandbox() as web_push:
-        delivery = {
-            "smtp": {"host": "127.0.0.1", "port": smtp.port, "username": "shop",
-                     "password": "s3cret", "ca_file": str(smtp.ca_file),
-                     "from_address": "news@shop.example", "from_name": "The Shop"},
+        channels = {
+            "email": {"host": "127.0.0.1", "port": smtp.port, "username": "shop",
+                      "password": "s3cret", "ca_file": str(smtp.ca_file),
+                      "from_address": "news@shop.example", "from_name": "The Shop"},
             "sms": {"account_sid": sms.account_sid, "auth_token": sms.auth_token,
                     "from_number": sms.from_number, "base_url": sms.url},
-            "web_push_subject": "mailto:ops@shop.example",
+            "web_push": {"subject": "mailto:ops@shop.example"},
         }
         settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
-                                            webhook_secrets=[SECRET], delivery=delivery,
+                                            webhook_secrets=[SECRET], channels=channels,
                                             tracking={"public_base_url": PUBLIC_URL},
                                             broker=broker)
         engine = make_engine(postgres_url)
@@ -253,7 +253,8 @@ def shop(
         scenarios = ScenarioWorker(engine=engine, config=engine_config(settings), now=clock)
         try:
             with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as client, \
-                    delivery_worker(settings, engine=engine, push=sender, now=clock) as worker, \
+                    delivery_worker(settings, engine=engine, now=clock,
+                                    senders={"push": FcmChannelSender(sender)}) as worker, \
                     presence_consumer(settings, engine, clock) as ingest, \
                     publisher(broker) as gateway:
                 yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,

@@ -29,7 +29,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -43,13 +43,44 @@ import requests.utils
 from firebase_admin import _http_client, credentials, exceptions, messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as auth_requests
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from urllib3.util.retry import Retry
 
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.push import FcmSettings, PushMessage, SendResult
+from cloud.channels.results import SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PushMessage:
+    """One notification to one device token."""
+
+    token: str
+    title: str
+    body: str
+    #: Stable per (customer, scenario step): a replayed trigger must not send twice.
+    idempotency_key: str
+    image_url: str | None = None
+    deep_link: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+    ttl_s: int = 3600
+
+
+class FcmSettings(BaseModel):
+    """Firebase Cloud Messaging (HTTP v1) settings.
+
+    `endpoint` replaces https://fcm.googleapis.com for a local FCM-compatible server;
+    the OAuth token endpoint comes from the service-account file's `token_uri`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project_id: str = Field(min_length=1)
+    credentials_file: str = Field(min_length=1, description="service-account JSON path")
+    endpoint: HttpUrl | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
 
 FCM_ORIGIN = "https://fcm.googleapis.com"
 #: google-auth asks this API for a service account's regional access boundary after

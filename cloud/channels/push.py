@@ -1,82 +1,74 @@
-"""What the rest of the orchestrator hands to mobile push, and what it gets back.
+"""Mobile push: notifications to the app's devices through Firebase Cloud Messaging.
 
-The engine decides *that* a customer gets a push; this contract is all it knows
-about *how*. The FCM implementation lives beside it (`cloud.channels.fcm`).
+Addresses are the FCM registration tokens the app registered (`DeviceKind.FCM`); each
+message goes to every active token of the customer and counts as sent when FCM accepts
+it for any of them. FCM gives no delivery receipt: a 200 means Google took the message,
+not that a phone showed it, so pushes stay "sent". A tap on the notification leads
+through the tracked link when the message has one, else to the template's deep link.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Sequence
+from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from cloud.channels.base import (
+    CapDefault,
+    ChannelAdapter,
+    ContentForm,
+    DeviceAddress,
+    Outbound,
+    Recipient,
+    SenderEnvironment,
+    TemplateMeasure,
+)
+from cloud.channels.fcm import MAX_BATCH, FcmSender, FcmSettings, PushMessage
+from cloud.channels.results import SendResult
 
-
-@dataclass(frozen=True, slots=True)
-class PushMessage:
-    """One notification to one device token."""
-
-    token: str
-    title: str
-    body: str
-    #: Stable per (customer, scenario step): a replayed trigger must not send twice.
-    idempotency_key: str
-    image_url: str | None = None
-    deep_link: str | None = None
-    data: Mapping[str, str] = field(default_factory=dict)
-    ttl_s: int = 3600
+NAME = "push"
 
 
-#: The address is gone for good (app uninstalled, token of another sender, subscription
-#: expired): the caller should forget it, not only give up on this message.
-DEAD_ADDRESS_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
-#: The provider may accept the same message later: worth another try after a wait.
-TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INTERNAL", "QUOTA_EXCEEDED", "DEADLINE_EXCEEDED"})
+class FcmChannelSender:
+    """Sends a channel's batches through one `FcmSender` (FCM settings are the
+    deployment's, not a tenant's)."""
+
+    def __init__(self, sender: FcmSender) -> None:
+        self._sender = sender
+
+    def deliver(self, tenant: str, payloads: Sequence[PushMessage]) -> list[SendResult]:
+        return self._sender.send(payloads)
+
+    def close(self) -> None:
+        self._sender.close()
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """Outcome of one message. `permanent` errors (dead token) must not be retried.
+class PushChannel(ChannelAdapter[FcmSettings, PushMessage]):
+    name = NAME
+    consent = NAME
+    provider = "fcm"
+    form = ContentForm.NOTIFICATION
+    measures = frozenset({TemplateMeasure.NOTIFICATION_CHARS})
+    address = DeviceAddress("fcm")
+    settings_model = FcmSettings
+    max_batch = MAX_BATCH
+    # A shop's own customers tolerate a few pushes a day; past that they switch
+    # notifications off, which costs every later message.
+    default_cap = CapDefault(max=3, per=timedelta(days=1))
 
-    Three kinds of failure: `permanent` (this message can never be delivered to this
-    address; `address_dead` says whether to drop the address too), `transient` (retry,
-    no sooner than `retry_after_s` if set), and neither (configuration or credentials:
-    retrying now is pointless, an operator has to act; the message is still deliverable).
-    """
+    def payload(self, outbound: Outbound, recipient: Recipient) -> PushMessage | None:
+        if not recipient.address:
+            return None
+        links = outbound.links
+        click = links.click if links is not None else None
+        return PushMessage(
+            token=recipient.address, title=outbound.part("title", outbound.title),
+            body=outbound.part("body", outbound.body), idempotency_key=outbound.idempotency_key,
+            image_url=outbound.content.get("image_url"),
+            deep_link=outbound.content.get("deep_link") or click,
+            data=outbound.data(), ttl_s=outbound.ttl_s,
+        )
 
-    token: str
-    ok: bool
-    provider_message_id: str | None = None
-    error_code: str | None = None
-    permanent: bool = False
-    retry_after_s: float | None = None
-
-    @property
-    def transient(self) -> bool:
-        return not self.ok and not self.permanent and self.error_code in TRANSIENT_CODES
-
-    @property
-    def address_dead(self) -> bool:
-        return not self.ok and self.error_code in DEAD_ADDRESS_CODES
-
-
-class PushSender(Protocol):
-    def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:
-        """Send a batch; one result per message, in order. Never raises for a per-token error."""
-        ...
-
-
-class FcmSettings(BaseModel):
-    """Firebase Cloud Messaging (HTTP v1) settings.
-
-    `endpoint` replaces https://fcm.googleapis.com for a local FCM-compatible server;
-    the OAuth token endpoint comes from the service-account file's `token_uri`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    project_id: str = Field(min_length=1)
-    credentials_file: str = Field(min_length=1, description="service-account JSON path")
-    endpoint: HttpUrl | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
+    def open_sender(
+        self, settings: FcmSettings, environment: SenderEnvironment
+    ) -> FcmChannelSender:
+        return FcmChannelSender(FcmSender(settings))

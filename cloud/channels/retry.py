@@ -22,7 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from cloud.channels.push import SendResult
+from cloud.channels.results import SendResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,67 +1,44 @@
-"""SMS through an HTTP provider, behind a small interface, with delivery receipts.
+"""SMS: texts to the customer's own phone number, through an HTTP provider.
 
-`SmsProvider` is what the rest of delivery needs from any SMS gateway: send one text,
-and turn the provider's delivery-receipt webhook into a `DeliveryReceipt` after checking
-that the provider really sent it. `TwilioSms` implements it for Twilio's Messages API
-(form-encoded POST with HTTP Basic auth; receipts signed with X-Twilio-Signature), the
-most widely copied shape among SMS providers.
+`SmsProvider` is what the channel needs from any SMS gateway: send one text, and turn
+the provider's delivery-receipt callback into a `DeliveryReceipt` after checking that
+the provider really sent it (`TwilioSms` implements it). Receipts come later, by
+callback to `/receipts/sms`: an accepted text is "sent" until one says delivered or
+failed.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
-import requests
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
-
-from cloud.channels.push import SendResult
-from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
+from cloud.channels.base import (
+    CapDefault,
+    ChannelAdapter,
+    ContentForm,
+    DeliveryReceipt,
+    Outbound,
+    ProfileAddress,
+    ReceiptChannel,
+    Recipient,
+    SenderEnvironment,
+    TemplateMeasure,
+)
+from cloud.channels.results import SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, send_with_retries
+from cloud.channels.sms_message import SmsMessage
+from cloud.channels.twilio import TwilioSettings, TwilioSms
 
 logger = logging.getLogger(__name__)
 
+NAME = "sms"
 #: E.164: a plus, a non-zero country code digit, at most 15 digits in all.
 E164_RE = re.compile(r"\+[1-9]\d{6,14}")
 #: Providers split long texts into segments and refuse bodies past 1600 characters.
 MAX_BODY_CHARS = 1600
-#: Twilio error codes that mean the number will never take our texts (the customer sent
-#: STOP, or it is a landline): forget the number for SMS.
-DEAD_NUMBER_CODES = frozenset({21610, 21614})
-#: Receipt statuses after which no other receipt follows.
-FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed"})
-
-
-class InvalidReceiptError(ValueError):
-    """The webhook is not a genuine, well-formed delivery receipt."""
-
-
-@dataclass(frozen=True, slots=True)
-class SmsMessage:
-    to: str
-    body: str
-    idempotency_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReceipt:
-    provider_message_id: str
-    #: queued, sending, sent, delivered, undelivered, failed.
-    status: str
-    error_code: str | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def delivered(self) -> bool:
-        return self.status == "delivered"
 
 
 class SmsProvider(Protocol):
@@ -74,25 +51,6 @@ class SmsProvider(Protocol):
         ...
 
 
-class TwilioSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
-    auth_token: SecretStr
-    from_number: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
-    #: Where the provider posts delivery receipts (the orchestrator's public webhook).
-    status_callback_url: HttpUrl | None = None
-    base_url: HttpUrl = HttpUrl("https://api.twilio.com")
-    timeout_s: float = Field(default=10.0, gt=0)
-
-
-def twilio_signature(auth_token: str, url: str, form: Mapping[str, str]) -> str:
-    """Twilio's webhook signature: HMAC-SHA1 over the URL and the sorted form fields."""
-    payload = url + "".join(f"{key}{form[key]}" for key in sorted(form))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
 def check_message(message: SmsMessage) -> str | None:
     """Why the provider would refuse this text, or None."""
     if not E164_RE.fullmatch(message.to):
@@ -100,73 +58,6 @@ def check_message(message: SmsMessage) -> str | None:
     if not message.body or len(message.body) > MAX_BODY_CHARS:
         return f"body must be 1-{MAX_BODY_CHARS} characters"
     return None
-
-
-class TwilioSms:
-    """`SmsProvider` for Twilio's Messages API (and providers that copy it)."""
-
-    def __init__(self, settings: TwilioSettings) -> None:
-        self.settings = settings
-        base = str(settings.base_url).rstrip("/")
-        self._url = f"{base}/2010-04-01/Accounts/{settings.account_sid}/Messages.json"
-        self._session = requests.Session()
-        self._session.auth = (settings.account_sid, settings.auth_token.get_secret_value())
-
-    def send(self, message: SmsMessage) -> SendResult:
-        form = {"To": message.to, "From": self.settings.from_number, "Body": message.body}
-        if self.settings.status_callback_url is not None:
-            form["StatusCallback"] = str(self.settings.status_callback_url)
-        try:
-            response = self._session.post(self._url, data=form, timeout=self.settings.timeout_s)
-        except requests.Timeout:
-            return SendResult(token=message.to, ok=False, error_code="DEADLINE_EXCEEDED")
-        except requests.RequestException as exc:
-            logger.warning("SMS provider unreachable: %s", exc)
-            return SendResult(token=message.to, ok=False, error_code="UNAVAILABLE")
-        return self._result(message.to, response)
-
-    def _result(self, to: str, response: requests.Response) -> SendResult:
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        if response.status_code in (200, 201):
-            sid = body.get("sid")
-            return SendResult(token=to, ok=True, provider_message_id=str(sid) if sid else None)
-        code = body.get("code")
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if response.status_code == 429:
-            return SendResult(
-                token=to, ok=False, error_code="QUOTA_EXCEEDED", retry_after_s=retry_after
-            )
-        if response.status_code in (401, 403):
-            return SendResult(token=to, ok=False, error_code="UNAUTHENTICATED")
-        if response.status_code >= 500:
-            return SendResult(
-                token=to, ok=False, error_code="UNAVAILABLE", retry_after_s=retry_after
-            )
-        if code in DEAD_NUMBER_CODES:
-            return SendResult(token=to, ok=False, error_code="UNREGISTERED", permanent=True)
-        logger.warning("SMS refused: HTTP %s code %s", response.status_code, code)
-        return SendResult(token=to, ok=False, error_code="INVALID_ARGUMENT", permanent=True)
-
-    def parse_receipt(self, url: str, form: Mapping[str, str], signature: str) -> DeliveryReceipt:
-        expected = twilio_signature(self.settings.auth_token.get_secret_value(), url, form)
-        if not hmac.compare_digest(expected, signature):
-            raise InvalidReceiptError("X-Twilio-Signature does not match")
-        if form.get("AccountSid") != self.settings.account_sid:
-            raise InvalidReceiptError("receipt is for another account")
-        sid, status = form.get("MessageSid"), form.get("MessageStatus")
-        if not sid or not status:
-            raise InvalidReceiptError("receipt lacks MessageSid or MessageStatus")
-        return DeliveryReceipt(
-            provider_message_id=sid, status=status, error_code=form.get("ErrorCode") or None
-        )
-
-    def close(self) -> None:
-        self._session.close()
 
 
 class SmsSender:
@@ -195,3 +86,58 @@ class SmsSender:
 
         results.update(send_with_retries(send_once, sendable, self._retry))
         return [results[index] for index in range(len(messages))]
+
+
+class SmsChannelSender:
+    """Texts go out through the deployment's provider account, whatever the tenant."""
+
+    def __init__(self, provider: TwilioSms, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        self._provider = provider
+        self._sender = SmsSender(provider, retry=retry)
+
+    def deliver(self, tenant: str, payloads: Sequence[SmsMessage]) -> list[SendResult]:
+        return self._sender.deliver(payloads)
+
+    def close(self) -> None:
+        self._provider.close()
+
+
+class SmsChannel(ChannelAdapter[TwilioSettings, SmsMessage], ReceiptChannel[TwilioSettings]):
+    name = NAME
+    consent = NAME
+    provider = "sms"
+    form = ContentForm.TEXT
+    measures = frozenset({TemplateMeasure.SMS_SEGMENTS})
+    address = ProfileAddress("phone")
+    settings_model = TwilioSettings
+    # Customers put up with very few texts a week from a shop.
+    default_cap = CapDefault(max=2, per=timedelta(days=7))
+
+    def payload(self, outbound: Outbound, recipient: Recipient) -> SmsMessage | None:
+        if not recipient.address:
+            return None
+        return SmsMessage(to=recipient.address, body=outbound.part("text", outbound.body),
+                          idempotency_key=outbound.idempotency_key)
+
+    def open_sender(
+        self, settings: TwilioSettings, environment: SenderEnvironment
+    ) -> SmsChannelSender:
+        url = self.receipt_url(settings, environment.public_base_url)
+        return SmsChannelSender(TwilioSms(settings.model_copy(
+            update={"status_callback_url": url}
+        )))
+
+    def receipt_url(self, settings: TwilioSettings, public_base_url: str) -> str:
+        """Receipts come back to this API unless the settings name another address."""
+        if settings.status_callback_url is not None:
+            return str(settings.status_callback_url)
+        return f"{public_base_url.rstrip('/')}/receipts/{NAME}"
+
+    def parse_receipt(
+        self, settings: TwilioSettings, *, url: str, form: Mapping[str, str], signature: str
+    ) -> DeliveryReceipt:
+        provider = TwilioSms(settings)
+        try:
+            return provider.parse_receipt(url, form, signature)
+        finally:
+            provider.close()

@@ -1,4 +1,5 @@
-"""Email over SMTP: TLS, authentication, HTML with a text part, one-click unsubscribe.
+"""Sending email over SMTP: TLS, authentication, HTML with a text part, one-click
+unsubscribe.
 
 Every email carries `List-Unsubscribe` (an HTTPS link, optionally a mailto:) and
 `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): mailbox providers show an
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.push import SendResult
+from cloud.channels.results import SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, send_with_retries
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class SmtpSettings(BaseModel):
     from_address: str = Field(min_length=3)
     from_name: str = ""
     timeout_s: float = Field(default=30.0, gt=0)
+    #: Added to List-Unsubscribe beside the one-click link.
+    unsubscribe_mailto: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,6 @@ class EmailMessage:
     idempotency_key: str
     #: One-click unsubscribe endpoint (HTTPS; receives an empty POST per RFC 8058).
     unsubscribe_url: str
-    unsubscribe_mailto: str | None = None
     reply_to: str | None = None
 
 
@@ -80,8 +82,8 @@ def build_email(message: EmailMessage, settings: SmtpSettings) -> MimeMessage:
     mime["Date"] = formatdate(localtime=False, usegmt=True)
     mime["Message-ID"] = f"<{collapse_id(message.idempotency_key)}@{domain}>"
     unsubscribe = [f"<{message.unsubscribe_url}>"]
-    if message.unsubscribe_mailto:
-        unsubscribe.append(f"<mailto:{message.unsubscribe_mailto}?subject=unsubscribe>")
+    if settings.unsubscribe_mailto:
+        unsubscribe.append(f"<mailto:{settings.unsubscribe_mailto}?subject=unsubscribe>")
     mime["List-Unsubscribe"] = ", ".join(unsubscribe)
     mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if message.reply_to:

@@ -1,29 +1,57 @@
-"""Each tenant's VAPID key pair, generated on first use and kept in the database.
+"""Web push: notifications to the browsers that subscribed on the shop's web site.
 
-Browsers bind a subscription to the public key given at subscribe time, so the key must
-outlive every subscription: it is made once, and every worker and API process reads the
-same one from the database (a key file would have to be copied to every machine). Two
-processes creating it at the same moment agree on the first one stored.
+Addresses are the push subscriptions the shop's page registered (`DeviceKind.WEB_PUSH`:
+an endpoint at the browser vendor's push service and the keys to encrypt to). A push
+service's 201 is the closest to a delivery receipt a sender gets, so an accepted web
+push counts as delivered. A click opens the tracked link (the service worker under
+`web/` reports the open first).
+
+Each tenant signs with its own VAPID key pair, generated on first use and kept in the
+database: browsers bind a subscription to the public key given at subscribe time, so the
+key must outlive every subscription, and every worker and API process reads the same one
+(a key file would have to be copied to every machine). Two processes creating it at the
+same moment agree on the first one stored.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated
 
-from sqlalchemy import Table
-from sqlmodel import Field, Session, SQLModel
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine, Table
+from sqlmodel import Field as TableField
+from sqlmodel import Session, SQLModel
 
+from cloud.channels.base import (
+    CapDefault,
+    ChannelAdapter,
+    ContentForm,
+    DeviceAddress,
+    Outbound,
+    Recipient,
+    SenderEnvironment,
+    TemplateMeasure,
+)
+from cloud.channels.results import SendResult
+from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy
 from cloud.channels.vapid import VapidKeys, generate_vapid_keys, vapid_keys_from_pem
-from cloud.db import UtcDateTime, dialect_insert
+from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
+from cloud.db import UtcDateTime, dialect_insert, session_scope
+
+NAME = "web_push"
+#: RFC 8292: the VAPID subject is a mailto: or an https: URL.
+VAPID_SUBJECT_PATTERN = r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$"
 
 
 class WebPushKey(SQLModel, table=True):
     __tablename__ = "web_push_key"
 
-    tenant: str = Field(primary_key=True, max_length=64)
-    private_pem: str = Field(max_length=1000)
-    application_server_key: str = Field(max_length=100)
-    created_at: datetime = Field(sa_type=UtcDateTime)
+    tenant: str = TableField(primary_key=True, max_length=64)
+    private_pem: str = TableField(max_length=1000)
+    application_server_key: str = TableField(max_length=100)
+    created_at: datetime = TableField(sa_type=UtcDateTime)
 
 
 KEY_TABLE: Table = SQLModel.metadata.tables[WebPushKey.__tablename__]
@@ -45,3 +73,86 @@ def tenant_vapid_keys(session: Session, *, tenant: str, now: datetime) -> VapidK
         found = session.get(WebPushKey, tenant)
         assert found is not None
     return vapid_keys_from_pem(found.private_pem)
+
+
+class WebPushSettings(BaseModel):
+    """Web push is on once `subject` is set; keys are made per tenant and kept in the
+    database."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: VAPID `sub` (mailto: or https:) push services use to reach the sender's operator.
+    subject: Annotated[str, Field(pattern=VAPID_SUBJECT_PATTERN)]
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class TenantWebPushSenders:
+    """One WebPushSender per tenant, with the tenant's VAPID key from the database
+    (generated and stored on first use, outside any transaction of the caller's)."""
+
+    def __init__(
+        self, engine: Engine, *, subject: str, now: Callable[[], datetime],
+        retry: RetryPolicy = DEFAULT_RETRY, timeout_s: float = 10.0,
+    ) -> None:
+        self._engine = engine
+        self._subject = subject
+        self._now = now
+        self._retry = retry
+        self._timeout_s = timeout_s
+        self._senders: dict[str, WebPushSender] = {}
+
+    def sender_for(self, tenant: str) -> WebPushSender:
+        sender = self._senders.get(tenant)
+        if sender is None:
+            with session_scope(self._engine) as session:
+                keys = tenant_vapid_keys(session, tenant=tenant, now=self._now())
+                session.commit()
+            sender = WebPushSender(
+                keys, subject=self._subject, timeout_s=self._timeout_s, retry=self._retry
+            )
+            self._senders[tenant] = sender
+        return sender
+
+    def deliver(self, tenant: str, payloads: Sequence[WebPushMessage]) -> list[SendResult]:
+        return self.sender_for(tenant).deliver(payloads)
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            sender.close()
+        self._senders.clear()
+
+
+class WebPushChannel(ChannelAdapter[WebPushSettings, WebPushMessage]):
+    name = NAME
+    consent = NAME
+    provider = "webpush"
+    form = ContentForm.NOTIFICATION
+    measures = frozenset({TemplateMeasure.NOTIFICATION_CHARS, TemplateMeasure.WEB_PUSH_BYTES})
+    address = DeviceAddress("web_push")
+    settings_model = WebPushSettings
+    acceptance_is_delivery = True
+    default_cap = CapDefault(max=3, per=timedelta(days=1))
+
+    def payload(self, outbound: Outbound, recipient: Recipient) -> WebPushMessage | None:
+        p256dh, auth = recipient.keys.get("p256dh"), recipient.keys.get("auth")
+        if not recipient.address or not p256dh or not auth:
+            return None
+        links = outbound.links
+        return WebPushMessage(
+            subscription=WebPushSubscription(endpoint=recipient.address, p256dh=p256dh,
+                                             auth=auth),
+            title=outbound.part("title", outbound.title),
+            body=outbound.part("body", outbound.body),
+            idempotency_key=outbound.idempotency_key,
+            url=(links.click if links is not None else None) or outbound.content.get("deep_link"),
+            image_url=outbound.content.get("image_url"), data=outbound.data(),
+            ttl_s=outbound.ttl_s, open_url=links.open_report if links is not None else None,
+        )
+
+    def open_sender(
+        self, settings: WebPushSettings, environment: SenderEnvironment
+    ) -> TenantWebPushSenders:
+        return TenantWebPushSenders(
+            environment.engine, subject=settings.subject, now=environment.now,
+            timeout_s=settings.timeout_s,
+        )

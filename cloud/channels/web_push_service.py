@@ -25,7 +25,7 @@ from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
 
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.push import SendResult
+from cloud.channels.results import SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 from cloud.channels.vapid import VapidKeys, b64url_decode
 

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from cloud.bulk import one_of
-from cloud.customers.models import ConsentChannel, ConsentEntry
+from cloud.customers.models import ConsentEntry
 
 #: Why a message may not go: no grant on the channel (marketing)...
 NO_CONSENT = "no_consent"
@@ -70,7 +70,7 @@ def refusal(
 
 def latest_answers(
     session: Session, customer_ids: Sequence[int]
-) -> dict[tuple[int, ConsentChannel], Answer]:
+) -> dict[tuple[int, str], Answer]:
     """Each customer's latest answer per channel (the ledger's rule: later `given_at`
     wins, ties go to the later row)."""
     if not customer_ids:
@@ -84,6 +84,6 @@ def latest_answers(
         .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
     ).all()
     return {
-        (customer_id, ConsentChannel(channel)): Answer(granted, given_at)
+        (customer_id, channel): Answer(granted, given_at)
         for customer_id, channel, granted, given_at in rows
     }

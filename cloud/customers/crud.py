@@ -14,7 +14,6 @@ from cloud.bulk import one_of
 from cloud.customers.models import (
     LINKABLE_KINDS,
     AppBeaconRegistration,
-    ConsentChannel,
     ConsentCreate,
     ConsentEntry,
     Customer,
@@ -95,16 +94,16 @@ def consent_ledger(session: Session, *, customer_id: int) -> Sequence[ConsentEnt
     return session.exec(query).all()
 
 
-def current_consent(session: Session, *, customer_id: int) -> dict[ConsentChannel, ConsentEntry]:
+def current_consent(session: Session, *, customer_id: int) -> dict[str, ConsentEntry]:
     """The latest ledger entry per channel (later `given_at` wins; ties go to the later row)."""
-    current: dict[ConsentChannel, ConsentEntry] = {}
+    current: dict[str, ConsentEntry] = {}
     for entry in consent_ledger(session, customer_id=customer_id):
-        current[ConsentChannel(entry.channel)] = entry
+        current[entry.channel] = entry
     return current
 
 
 def has_consent(
-    session: Session, *, customer_id: int, channels: Iterable[ConsentChannel]
+    session: Session, *, customer_id: int, channels: Iterable[str]
 ) -> bool:
     """True only if the customer's current answer is "granted" on every channel given."""
     current = current_consent(session, customer_id=customer_id)

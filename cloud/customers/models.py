@@ -26,6 +26,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from cloud.channels import ConsentKind
 from cloud.db import UtcDateTime
 
 #: Deliberately loose: the shop validated the address when the customer typed it;
@@ -62,17 +63,6 @@ def _time_zones() -> frozenset[str]:
 
 
 TimeZone = Annotated[str, AfterValidator(_known_time_zone)]
-
-
-class ConsentChannel(StrEnum):
-    """What a customer can agree to. `location_marketing` covers using in-store presence
-    for marketing at all; the delivery channels cover being contacted on them."""
-
-    PUSH = "push"
-    WEB_PUSH = "web_push"
-    EMAIL = "email"
-    SMS = "sms"
-    LOCATION_MARKETING = "location_marketing"
 
 
 class DeviceKind(StrEnum):
@@ -132,7 +122,10 @@ class CustomerPublic(CustomerBase):
 
 
 class ConsentBase(SQLModel):
-    channel: ConsentChannel = Field(sa_type=String(32))
+    #: What the answer is about: a delivery channel's consent (being contacted on it), or
+    #: `location_marketing` (using in-store presence for marketing at all); see
+    #: `cloud.channels.consent_kinds`.
+    channel: str = Field(sa_type=String(32))
     granted: bool
     source: Source = Field(
         max_length=64,
@@ -154,6 +147,8 @@ class ConsentEntry(ConsentBase, table=True):
 
 class ConsentCreate(ConsentBase):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    channel: ConsentKind = Field(max_length=32)
 
     given_at: AwareDatetime | None = Field(
         default=None, description="when the customer answered; defaults to now"

@@ -1,4 +1,5 @@
-"""SMS delivery receipts: the provider's word that a text reached (or missed) the phone.
+"""Delivery receipts: a provider's later word that a message reached (or missed) the
+phone, for channels whose providers send them (`cloud.channels.ReceiptChannel`: SMS).
 
 A receipt can arrive before the worker has recorded the send it belongs to (providers
 post within milliseconds of accepting a text, while the worker is still sending the
@@ -15,18 +16,20 @@ from datetime import datetime
 from sqlalchemy import Table, delete, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from cloud.channels.sms import FINAL_STATUSES, DeliveryReceipt
+from cloud.channels import DeliveryReceipt, ReceiptChannel, adapters
+from cloud.channels.base import FINAL_RECEIPT_STATUSES
 from cloud.db import UtcDateTime, dialect_insert
 from cloud.messages.crud import MESSAGE_TABLE
-from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.messages.models import Message, MessageStatus
 
 #: Receipts applied per sweep; a backlog larger than this drains over a few rounds.
 SWEEP_LIMIT = 500
 
 
-class SmsReceipt(SQLModel, table=True):
+class KeptReceipt(SQLModel, table=True):
     """A receipt that came before its message was recorded (a final status is never
-    overwritten by a later, non-final one)."""
+    overwritten by a later, non-final one). The table keeps the name it had when SMS was
+    the only channel with receipts."""
 
     __tablename__ = "sms_receipt"
 
@@ -36,16 +39,19 @@ class SmsReceipt(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UtcDateTime)
 
 
-RECEIPT_TABLE: Table = SQLModel.metadata.tables[SmsReceipt.__tablename__]
+RECEIPT_TABLE: Table = SQLModel.metadata.tables[KeptReceipt.__tablename__]
 
 
-def _sms_message_id(session: Session, provider_message_id: str) -> int | None:
+def _message_id(session: Session, channel: str, provider_message_id: str) -> int | None:
     return session.exec(
         select(Message.id).where(
-            Message.provider_message_id == provider_message_id,
-            Message.channel == MessageChannel.SMS,
+            Message.provider_message_id == provider_message_id, Message.channel == channel,
         ).order_by(col(Message.id))
     ).first()
+
+
+def _receipt_channels() -> list[str]:
+    return [adapter.name for adapter in adapters() if isinstance(adapter, ReceiptChannel)]
 
 
 def _apply(
@@ -71,12 +77,14 @@ def _apply(
     )
 
 
-def store_receipt(session: Session, *, receipt: DeliveryReceipt, now: datetime) -> int | None:
-    """Apply the receipt to its message, or keep it until the message is recorded;
-    returns the message id it applied to."""
+def store_receipt(
+    session: Session, *, channel: str, receipt: DeliveryReceipt, now: datetime
+) -> int | None:
+    """Apply the receipt to its message on `channel`, or keep it until the message is
+    recorded; returns the message id it applied to."""
     sid = receipt.provider_message_id[:64]
     error_code = (receipt.error_code or None) and receipt.error_code[:32]
-    message_id = _sms_message_id(session, receipt.provider_message_id)
+    message_id = _message_id(session, channel, receipt.provider_message_id)
     if message_id is not None:
         if receipt.final:
             _apply(session, message_id=message_id, status=receipt.status,
@@ -94,7 +102,7 @@ def store_receipt(session: Session, *, receipt: DeliveryReceipt, now: datetime) 
             update(RECEIPT_TABLE)
             .where(
                 RECEIPT_TABLE.c.provider_message_id == sid,
-                RECEIPT_TABLE.c.status.not_in(sorted(FINAL_STATUSES)),
+                RECEIPT_TABLE.c.status.not_in(sorted(FINAL_RECEIPT_STATUSES)),
             )
             .values(status=receipt.status[:16], error_code=error_code, received_at=now)
         )
@@ -102,14 +110,14 @@ def store_receipt(session: Session, *, receipt: DeliveryReceipt, now: datetime) 
 
 
 def apply_stored_receipt(
-    session: Session, *, provider_message_id: str, now: datetime
+    session: Session, *, channel: str, provider_message_id: str, now: datetime
 ) -> int | None:
     """Apply (and forget) a kept final receipt for `provider_message_id`, if there is one
-    and its text is recorded; returns the message id."""
-    stored = session.get(SmsReceipt, provider_message_id[:64])
-    if stored is None or stored.status not in FINAL_STATUSES:
+    and its message on `channel` is recorded; returns the message id."""
+    stored = session.get(KeptReceipt, provider_message_id[:64])
+    if stored is None or stored.status not in FINAL_RECEIPT_STATUSES:
         return None
-    message_id = _sms_message_id(session, provider_message_id)
+    message_id = _message_id(session, channel, provider_message_id)
     if message_id is None:
         return None
     _apply(session, message_id=message_id, status=stored.status, error_code=stored.error_code,
@@ -121,16 +129,19 @@ def apply_stored_receipt(
 
 
 def apply_kept_receipts(session: Session, *, now: datetime, limit: int = SWEEP_LIMIT) -> int:
-    """Apply every kept final receipt whose text is now recorded; how many."""
-    sids = session.exec(
-        select(SmsReceipt.provider_message_id)
-        .where(col(SmsReceipt.status).in_(sorted(FINAL_STATUSES)))
-        .where(col(SmsReceipt.provider_message_id).in_(
-            select(Message.provider_message_id).where(Message.channel == MessageChannel.SMS)
-        ))
+    """Apply every kept final receipt whose message is now recorded; how many."""
+    channels = _receipt_channels()
+    if not channels:
+        return 0
+    found = session.exec(
+        select(KeptReceipt.provider_message_id, Message.channel)
+        .join(Message, col(Message.provider_message_id) == col(KeptReceipt.provider_message_id))
+        .where(col(KeptReceipt.status).in_(sorted(FINAL_RECEIPT_STATUSES)),
+               col(Message.channel).in_(channels))
         .limit(limit)
     ).all()
     return sum(
-        apply_stored_receipt(session, provider_message_id=sid, now=now) is not None
-        for sid in sids
+        apply_stored_receipt(session, channel=channel, provider_message_id=sid,
+                             now=now) is not None
+        for sid, channel in dict(found).items()
     )

@@ -49,13 +49,6 @@ class MessageStatus(StrEnum):
 WAITING_STATUSES = frozenset({MessageStatus.PENDING, MessageStatus.HELD})
 
 
-class MessageChannel(StrEnum):
-    PUSH = "push"
-    WEB_PUSH = "web_push"
-    EMAIL = "email"
-    SMS = "sms"
-
-
 class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
@@ -78,7 +71,8 @@ class Message(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("device.id", ondelete="SET NULL"), nullable=True),
     )
-    channel: MessageChannel = Field(sa_type=String(16))
+    #: The delivery channel's name (`cloud.channels`).
+    channel: str = Field(sa_type=String(16))
     rule: str = Field(max_length=64, description="what decided the send (rule or scenario step)")
     #: A request for consent itself (the double opt-in email and its reminders), not
     #: marketing: it needs no marketing consent, counts towards no frequency cap, carries
@@ -132,7 +126,7 @@ class MessagePublic(SQLModel):
     id: int
     customer_id: int
     device_id: int | None
-    channel: MessageChannel
+    channel: str
     rule: str
     store: str | None
     status: MessageStatus

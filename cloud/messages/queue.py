@@ -33,7 +33,7 @@ from cloud.db import UtcDateTime
 from cloud.leases import settle_claim, take, take_oldest_due
 from cloud.messages.content import channel_matches, content_json, summary
 from cloud.messages.crud import MESSAGE_TABLE
-from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.messages.models import Message, MessageStatus
 from cloud.messages.tokens import TOKEN_RE
 from cloud.templates.rendering import Rendered
 
@@ -57,7 +57,8 @@ class Outgoing:
 
     tenant: str
     customer_id: int
-    channel: MessageChannel
+    #: A registered channel's name (`cloud.channels`).
+    channel: str
     content: Rendered
     idempotency_key: str
     #: What decided it: the scenario step ("<scenario>:<step>") or a rule's name.
@@ -159,7 +160,7 @@ def _message_row(outgoing: Outgoing, *, now: datetime) -> dict[str, object]:
     status = MessageStatus.HELD if outgoing.not_before > now else MessageStatus.PENDING
     return {
         "tenant": outgoing.tenant, "customer_id": outgoing.customer_id,
-        "channel": outgoing.channel.value, "rule": outgoing.rule[:64],
+        "channel": outgoing.channel, "rule": outgoing.rule[:64],
         "store": outgoing.store, "transactional": outgoing.transactional,
         "location_based": outgoing.location_based,
         "consent_requested_at": outgoing.consent_requested_at,

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Body, HTTPException, Path, Request, status
 from pydantic import Field as FieldInfo
 
 from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.channels import LOCATION_MARKETING
 from cloud.customers.crud import current_consent, get_customer
-from cloud.customers.models import ConsentChannel
 from cloud.db import SessionDep
 from cloud.places.crud import (
     StoredGeofences,
@@ -224,7 +224,7 @@ def delete_geofence_route(
 def _location_refused(session: SessionDep, customer_id: int) -> bool:
     """Whether the customer's latest location_marketing answer is "no"."""
     entry = current_consent(session, customer_id=customer_id).get(
-        ConsentChannel.LOCATION_MARKETING
+        LOCATION_MARKETING
     )
     return entry is not None and not entry.granted
 

@@ -18,7 +18,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Table, update
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.customers.models import ConsentChannel, ConsentEntry, IdentityLink
+from cloud.channels import LOCATION_MARKETING
+from cloud.customers.models import ConsentEntry, IdentityLink
 from cloud.presence.models import PresenceEventRow
 from shared.presence import PseudonymScope
 
@@ -43,7 +44,7 @@ def consenting_pseudonyms(session: Session, *, tenant: str) -> set[str]:
     """Pseudonyms linked to customers whose current location-marketing answer is yes."""
     entries = session.exec(
         select(ConsentEntry)
-        .where(col(ConsentEntry.channel) == ConsentChannel.LOCATION_MARKETING.value)
+        .where(col(ConsentEntry.channel) == LOCATION_MARKETING)
         .order_by(col(ConsentEntry.given_at), col(ConsentEntry.id))
     ).all()
     latest: dict[int, bool] = {}

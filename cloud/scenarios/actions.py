@@ -11,8 +11,9 @@ from decimal import Decimal
 from sqlalchemy import Table, delete, func
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.channels.email import NAME as EMAIL
 from cloud.customers.crud import record_consent
-from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
+from cloud.customers.models import ConsentCreate, Customer
 from cloud.db import dialect_insert
 from cloud.scenarios.models import CustomerTag, Journey, LoyaltyEntry
 from cloud.scenarios.sending import StepResult
@@ -68,7 +69,7 @@ def remove_from_list_step(
         customer = session.get(Customer, journey.customer_id)
         if customer is not None:
             record_consent(session, customer=customer, now=now, data=ConsentCreate(
-                channel=ConsentChannel.EMAIL, granted=False,
+                channel=EMAIL, granted=False,
                 source=f"scenario:{journey.scenario_key}"[:64],
             ))
     return StepResult("removed_from_list", step.list)

@@ -71,7 +71,7 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
     """Templates and offers a scenario names that do not exist: refused at save time, not
     discovered when the first customer should have got the message."""
     problems = [
-        f"template {key!r} has no {channel.value} version"
+        f"template {key!r} has no {channel} version"
         for key, channel in sorted(spec.templates())
         if load_template(session, tenant=tenant, key=key, channel=channel, locale=None) is None
     ]

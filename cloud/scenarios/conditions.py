@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from cloud.customers.models import ConsentChannel
+from cloud.channels import Channel, ConsentKind
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
 Comparison = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte", "exists"]
@@ -68,7 +68,7 @@ class CustomerFacts:
     tenant: str
     profile: Mapping[str, Any]
     tags: frozenset[str] = frozenset()
-    consents: frozenset[ConsentChannel] = frozenset()
+    consents: frozenset[str] = frozenset()
     purchases: tuple[Purchase, ...] = ()
     spend: Decimal = Decimal(0)
     messages: tuple[SentMessage, ...] = ()
@@ -117,7 +117,7 @@ class ProfileCondition(_Model):
 
 
 class ConsentCondition(_Model):
-    consent: ConsentChannel
+    consent: ConsentKind
 
 
 class PurchaseQuery(_Model):
@@ -135,7 +135,7 @@ class PurchasedCondition(_Model):
 class MessageQuery(_Model):
     scenario: Name | None = None
     step: Name | None = None
-    channel: Literal["push", "web_push", "email", "sms"] | None = None
+    channel: Channel | None = None
     opened: bool | None = None
     clicked: bool | None = None
     converted: bool | None = None

@@ -16,7 +16,7 @@ from cloud.bulk import one_of
 from cloud.commerce.crud import lifetime_spend
 from cloud.commerce.models import OrderLine
 from cloud.customers.consent import latest_answers
-from cloud.customers.models import ConsentChannel, Customer
+from cloud.customers.models import Customer
 from cloud.messages.models import Message
 from cloud.scenarios.conditions import (
     ALL_FACTS,
@@ -98,10 +98,10 @@ def load_facts(
     return found
 
 
-def _current_consents(session: Session, ids: Sequence[int]) -> dict[int, set[ConsentChannel]]:
+def _current_consents(session: Session, ids: Sequence[int]) -> dict[int, set[str]]:
     """The channels each customer's latest answer grants (the ledger's rule, as the
     send-time check reads it)."""
-    granted: dict[int, set[ConsentChannel]] = defaultdict(set)
+    granted: dict[int, set[str]] = defaultdict(set)
     for (customer_id, channel), answer in latest_answers(session, ids).items():
         if answer.granted:
             granted[customer_id].add(channel)

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from cloud.bulk import one_of
-from cloud.customers.models import Customer, Device, DeviceKind
+from cloud.customers.models import Customer, Device
 from cloud.messages.models import Message
 from cloud.places.crud import get_store
 from cloud.places.models import StoreRow
 from cloud.scenarios.facts import NOT_SENT
-from cloud.templates import Channel, Template
+from cloud.templates import Template
 from cloud.templates.crud import load_template
 
 
@@ -48,7 +48,7 @@ class Lookups:
         self._sends: dict[int, list[RecentSend]] = {}
         self._since: dict[int, datetime] = {}
         self._stores: dict[tuple[str, str], StoreRow | None] = {}
-        self._templates: dict[tuple[str, str, Channel, str | None], Template | None] = {}
+        self._templates: dict[tuple[str, str, str, str | None], Template | None] = {}
 
     def customers(self, customer_ids: Iterable[int]) -> dict[int, Customer]:
         """The rows of those of `customer_ids` that exist, read once per batch (customer
@@ -102,9 +102,10 @@ class Lookups:
             self.preload([customer_id], sends_within=timedelta(0))
         return self._customers[customer_id]
 
-    def has_device(self, customer_id: int, kind: DeviceKind) -> bool:
+    def has_device(self, customer_id: int, kind: str) -> bool:
+        """Whether the customer has an active device of `kind` (`DeviceKind`)."""
         self.customer(customer_id)
-        return kind.value in self._device_kinds[customer_id]
+        return kind in self._device_kinds[customer_id]
 
     def sent_since(
         self, customer_id: int, since: datetime, *, channel: str | None = None,
@@ -162,7 +163,7 @@ class Lookups:
         return self._stores[(tenant, key)]
 
     def template(
-        self, tenant: str, key: str, channel: Channel, locale: str | None
+        self, tenant: str, key: str, channel: str, locale: str | None
     ) -> Template | None:
         wanted = (tenant, key, channel, locale)
         if wanted not in self._templates:

@@ -27,9 +27,9 @@ from typing import Any
 
 from sqlmodel import Session
 
+from cloud.channels import LOCATION_MARKETING, ProfileAddress, adapter_for
 from cloud.customers.consent import latest_answers, refusal
-from cloud.customers.models import ConsentChannel, Customer, DeviceKind
-from cloud.messages.models import MessageChannel
+from cloud.customers.models import Customer
 from cloud.messages.queue import MessageBatch, Outgoing, PendingMessage
 from cloud.messages.tokens import new_tracking_token, tracked_link, unsubscribe_url
 from cloud.offers.crud import issue_coupon
@@ -43,7 +43,12 @@ from cloud.scenarios.schedule import zone_or_default
 from cloud.scenarios.spec import Cap, CouponChoice, OfferChoice, SendStep
 from cloud.settings import ScenarioSettings
 from cloud.templates import (
-    Channel,
+    Coupon as CouponContext,
+)
+from cloud.templates import (
+    Customer as CustomerContext,
+)
+from cloud.templates import (
     Loyalty,
     Money,
     PersonalisationContext,
@@ -53,27 +58,12 @@ from cloud.templates import (
     render,
 )
 from cloud.templates import (
-    Coupon as CouponContext,
-)
-from cloud.templates import (
-    Customer as CustomerContext,
-)
-from cloud.templates import (
     Offer as OfferContext,
 )
 from cloud.templates.context import present_fields
 from cloud.triggers import LOCATION_KINDS
 
-CONSENT_FOR: dict[Channel, ConsentChannel] = {
-    Channel.PUSH: ConsentChannel.PUSH,
-    Channel.WEB_PUSH: ConsentChannel.WEB_PUSH,
-    Channel.EMAIL: ConsentChannel.EMAIL,
-    Channel.SMS: ConsentChannel.SMS,
-}
 LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
-DEVICE_FOR: dict[Channel, DeviceKind] = {
-    Channel.PUSH: DeviceKind.FCM, Channel.WEB_PUSH: DeviceKind.WEB_PUSH,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +131,7 @@ def send_step(
         session, step=step, journey=journey, customer=customer, facts=facts, lookups=lookups
     )
     if channel is None:
-        return StepResult(refusal or "no_channel", ", ".join(c.value for c in step.channels))
+        return StepResult(refusal or "no_channel", ", ".join(step.channels))
     if not step.transactional:
         capped = _capped(lookups, journey=journey, channel=channel, scenario_caps=spec_caps,
                          settings=settings, now=now)
@@ -150,7 +140,7 @@ def send_step(
 
     template = lookups.template(journey.tenant, template_key, channel, customer.locale)
     if template is None:
-        return StepResult("no_template", f"{template_key} ({channel.value})")
+        return StepResult("no_template", f"{template_key} ({channel})")
 
     coupon: Coupon | None = None
     if offer is not None and step.coupon is not None:
@@ -180,7 +170,7 @@ def send_step(
     target = str(step.link_url) if step.link_url else (offer.product_url if offer else None)
     message = messages.add(now=now, outgoing=Outgoing(
         tenant=journey.tenant, customer_id=journey.customer_id,
-        channel=MessageChannel(channel.value), content=content, idempotency_key=key,
+        channel=channel, content=content, idempotency_key=key,
         rule=f"scenario:{journey.scenario_key}", transactional=step.transactional,
         location_based=_location_based(journey),
         consent_requested_at=journey.started_at if step.transactional else None,
@@ -193,11 +183,10 @@ def send_step(
         store=journey.context.get("trigger", {}).get("store"),
     ))
     if not step.transactional:
-        lookups.record_send(journey.customer_id, RecentSend(now, channel.value,
-                                                            journey.scenario_key))
+        lookups.record_send(journey.customer_id, RecentSend(now, channel, journey.scenario_key))
     _remember(journey, offer=offer, coupon=coupon)
     held = not_before > now
-    detail = f"{channel.value}" + (f", held until {not_before.isoformat()}" if held else "")
+    detail = channel + (f", held until {not_before.isoformat()}" if held else "")
     return StepResult("held" if held else "queued", detail, message)
 
 
@@ -240,22 +229,23 @@ def _remember(journey: Journey, *, offer: Offer | None, coupon: Coupon | None) -
 def _pick_channel(
     session: Session, *, step: SendStep, journey: Journey, customer: Customer,
     facts: CustomerFacts, lookups: Lookups,
-) -> tuple[Channel | None, str | None]:
+) -> tuple[str | None, str | None]:
     """The first channel of the step's list the customer may and can be reached on."""
-    if _location_based(journey) and ConsentChannel.LOCATION_MARKETING not in facts.consents:
+    if _location_based(journey) and LOCATION_MARKETING not in facts.consents:
         return None, "no_location_consent"
     refused = "no_consent"
     answers = latest_answers(session, [journey.customer_id]) if step.transactional else {}
     for channel in step.channels:
+        consent = adapter_for(channel).consent
         if step.transactional:
             why = refusal(
                 transactional=True, asked_at=journey.started_at,
-                latest=answers.get((journey.customer_id, CONSENT_FOR[channel])),
+                latest=answers.get((journey.customer_id, consent)),
             )
             if why is not None:
                 refused = why
                 continue
-        elif CONSENT_FOR[channel] not in facts.consents:
+        elif consent not in facts.consents:
             continue
         if has_address(lookups, customer=customer, channel=channel):
             return channel, None
@@ -268,28 +258,24 @@ def _location_based(journey: Journey) -> bool:
     return journey.entry_kind in LOCATION_KIND_VALUES
 
 
-def has_address(lookups: Lookups, *, customer: Customer, channel: Channel) -> bool:
-    if channel is Channel.EMAIL:
-        return bool(customer.email)
-    if channel is Channel.SMS:
-        return bool(customer.phone)
+def has_address(lookups: Lookups, *, customer: Customer, channel: str) -> bool:
+    address = adapter_for(channel).address
+    if isinstance(address, ProfileAddress):
+        return bool(getattr(customer, address.field))
     assert customer.id is not None
-    return lookups.has_device(customer.id, DEVICE_FOR[channel])
+    return lookups.has_device(customer.id, address.kind)
 
 
 def _capped(
-    lookups: Lookups, *, journey: Journey, channel: Channel, scenario_caps: Sequence[Cap],
+    lookups: Lookups, *, journey: Journey, channel: str, scenario_caps: Sequence[Cap],
     settings: ScenarioSettings, now: datetime,
 ) -> str | None:
     """Which cap this send would break, if any (rolling windows ending now)."""
-    channel_cap = next(
-        (cap for name, cap in settings.channel_caps.items() if name == channel.value), None
-    )
+    channel_cap = settings.channel_caps.get(channel)
     if channel_cap is not None:
-        sent = lookups.sent_since(journey.customer_id, now - channel_cap.per,
-                                  channel=channel.value)
+        sent = lookups.sent_since(journey.customer_id, now - channel_cap.per, channel=channel)
         if sent >= channel_cap.max:
-            return f"{channel.value}: {sent} of {channel_cap.max} per {channel_cap.per}"
+            return f"{channel}: {sent} of {channel_cap.max} per {channel_cap.per}"
     for cap in scenario_caps:
         sent = lookups.sent_since(journey.customer_id, now - cap.per,
                                   scenario=journey.scenario_key)

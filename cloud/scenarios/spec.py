@@ -24,8 +24,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
+from cloud.channels import Channel
 from cloud.scenarios.conditions import AttributeFilter, Condition, FactKind, facts_read
-from cloud.templates.spec import Channel
 from cloud.triggers import TriggerKind
 
 #: The step id every jump may name to end a journey.

@@ -32,16 +32,15 @@ from cloud.templates.rendering import (
     Rendered,
     RenderedEmail,
     RenderedPush,
-    RenderedSms,
+    RenderedText,
     preview,
     render,
 )
 from cloud.templates.sms import SmsCount, SmsEncoding, count_sms
-from cloud.templates.spec import Channel, TemplateLimits, TemplateSpec
+from cloud.templates.spec import TemplateLimits, TemplateSpec
 
 __all__ = [
     "FIELDS",
-    "Channel",
     "Coupon",
     "Currency",
     "Customer",
@@ -55,7 +54,7 @@ __all__ = [
     "Rendered",
     "RenderedEmail",
     "RenderedPush",
-    "RenderedSms",
+    "RenderedText",
     "SmsCount",
     "SmsEncoding",
     "Store",

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from cloud.auth.dependencies import TenantAdmin
+from cloud.channels import Channel
 from cloud.customers.models import LOCALE_PATTERN
 from cloud.db import SessionDep
 from cloud.request_context import known_tenant, request_now
@@ -34,8 +35,8 @@ from cloud.templates.crud import (
 )
 from cloud.templates.errors import TemplateError
 from cloud.templates.formatting import Locale
-from cloud.templates.rendering import RenderedEmail, RenderedPush, RenderedSms, preview
-from cloud.templates.spec import Channel, TemplateSpec
+from cloud.templates.rendering import RenderedEmail, RenderedPush, RenderedText, preview
+from cloud.templates.spec import TemplateSpec
 from shared.errors import describe_validation_error
 
 KeyPath = Annotated[str, Path(pattern=TEMPLATE_KEY_PATTERN)]
@@ -105,7 +106,7 @@ def _template_error(error: TemplateError) -> HTTPException:
 
 def _public(row: MessageTemplate, template: Template) -> TemplatePublic:
     return TemplatePublic(
-        key=row.key, channel=Channel(row.channel), locale=Locale(row.locale),
+        key=row.key, channel=row.channel, locale=Locale(row.locale),
         parts=dict(row.spec.get("parts", {})), fields=sorted(template.fields),
         version=row.version, created_at=row.created_at, updated_at=row.updated_at,
     )
@@ -116,7 +117,7 @@ def _row_or_404(session: SessionDep, tenant: str, key: str, channel: Channel, lo
     row = get_template(session, tenant=tenant, key=key, channel=channel, locale=locale.value)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"template {key!r} for {channel.value} in {locale.value} not found")
+                            f"template {key!r} for {channel} in {locale.value} not found")
     return row
 
 
@@ -176,8 +177,8 @@ def delete_template_route(
     return public
 
 
-def _message(message: RenderedPush | RenderedEmail | RenderedSms) -> dict[str, Any]:
-    if isinstance(message, RenderedSms):
+def _message(message: RenderedPush | RenderedEmail | RenderedText) -> dict[str, Any]:
+    if isinstance(message, RenderedText):
         return {"text": message.text, "segments": message.count.segments,
                 "encoding": str(message.count.encoding), "units": message.count.units}
     if isinstance(message, RenderedEmail):
@@ -195,7 +196,7 @@ def _saved(session: SessionDep, tenant: str, data: PreviewRequest
     found = load_template(session, tenant=tenant, key=key, channel=channel, locale=data.locale)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"no template {key!r} for {channel.value} is saved")
+                            f"no template {key!r} for {channel} is saved")
     row = get_template(session, tenant=tenant, key=key, channel=channel,
                        locale=found.locale.value)
     return found, key, None if row is None else row.version

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from cloud.channels import ContentForm, TemplateMeasure
 from cloud.templates.analysis import PartAnalysis, analyse
 from cloud.templates.context import (
     FIELDS,
@@ -40,7 +41,7 @@ from cloud.templates.sms import (
     gsm7_septets,
     ucs2_units,
 )
-from cloud.templates.spec import HTML_PARTS, URL_PARTS, Channel, TemplateLimits, TemplateSpec
+from cloud.templates.spec import HTML_PARTS, URL_PARTS, TemplateLimits, TemplateSpec
 from cloud.templates.worst_case import longest
 
 #: RFC 8030 §7.2: push services accept 4096 bytes of encrypted body; aes128gcm spends 86
@@ -92,7 +93,7 @@ class Template:
     worst: WorstCase
 
     @property
-    def channel(self) -> Channel:
+    def channel(self) -> str:
         return self.spec.channel
 
     @property
@@ -100,10 +101,10 @@ class Template:
         return self.spec.locale
 
 
-def flavour_for(channel: Channel, part: str) -> Flavour:
+def flavour_for(spec: TemplateSpec, part: str) -> Flavour:
     if part in HTML_PARTS:
         return Flavour.HTML
-    return Flavour.SMS if channel is Channel.SMS else Flavour.TEXT
+    return Flavour.SMS if TemplateMeasure.SMS_SEGMENTS in spec.measures else Flavour.TEXT
 
 
 def compile_template(spec: TemplateSpec, limits: TemplateLimits | None = None) -> Template:
@@ -112,7 +113,7 @@ def compile_template(spec: TemplateSpec, limits: TemplateLimits | None = None) -
     analyses: dict[str, PartAnalysis] = {}
     parts: dict[str, CompiledPart] = {}
     for name, source in spec.parts.sources().items():
-        flavour = flavour_for(spec.channel, name)
+        flavour = flavour_for(spec, name)
         env = environment(spec.locale, flavour)
         analysis = analyse(
             name, source, env,
@@ -122,7 +123,7 @@ def compile_template(spec: TemplateSpec, limits: TemplateLimits | None = None) -
         template = compile_part(env, analysis.tree, name)
         parts[name] = CompiledPart(name, source, flavour, analysis.fields, template)
     worst = _measure(spec, analyses, limits)
-    if spec.channel is Channel.EMAIL:
+    if spec.form is ContentForm.EMAIL:
         _check_unsubscribe(analyses)
     compiled = Template(
         spec=spec,
@@ -159,7 +160,8 @@ def _measure(
         for name, analysis in analyses.items()
         if name in MEASURED_PARTS
     }
-    if spec.channel in (Channel.PUSH, Channel.WEB_PUSH):
+    measures = spec.measures
+    if TemplateMeasure.NOTIFICATION_CHARS in measures:
         for name, limit in (("title", limits.push_title_chars), ("body", limits.push_body_chars)):
             if chars[name] > limit:
                 raise TemplateError(
@@ -167,7 +169,7 @@ def _measure(
                     + _longest_values(analyses[name]),
                     part=name,
                 )
-    if spec.channel is Channel.WEB_PUSH:
+    if TemplateMeasure.WEB_PUSH_BYTES in measures:
         size = _web_push_bytes(analyses, locale)
         if size > WEB_PUSH_TEMPLATE_BYTES:
             raise TemplateError(
@@ -177,7 +179,7 @@ def _measure(
                 part="payload",
             )
         return WorstCase(MappingProxyType(chars), web_push_bytes=size)
-    if spec.channel is Channel.SMS:
+    if TemplateMeasure.SMS_SEGMENTS in measures:
         sms = _sms_worst(analyses["text"], locale)
         if sms.segments > limits.sms_max_segments:
             raise TemplateError(

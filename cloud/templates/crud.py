@@ -26,7 +26,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from cloud.db import UtcDateTime, dialect_insert
 from cloud.templates.compiler import Template, compile_template
 from cloud.templates.formatting import Locale
-from cloud.templates.spec import Channel, TemplateLimits, TemplateSpec
+from cloud.templates.spec import TemplateLimits, TemplateSpec
 
 #: The scenario definitions' key rule (cloud.scenarios.spec.Key): what a send step names.
 TEMPLATE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -121,7 +121,7 @@ def save_template(
     template = compile_template(spec, limits or TemplateLimits())
     stored = spec.model_dump(mode="json", exclude_none=True)
     insert = dialect_insert(session, _TABLE).values(
-        tenant=tenant, key=key, channel=spec.channel.value, locale=spec.locale.value,
+        tenant=tenant, key=key, channel=spec.channel, locale=spec.locale.value,
         spec=stored, version=1, created_at=now, updated_at=now,
     )
     statement = insert.on_conflict_do_update(
@@ -137,12 +137,12 @@ def save_template(
 
 
 def get_template(
-    session: Session, *, tenant: str, key: str, channel: Channel, locale: str
+    session: Session, *, tenant: str, key: str, channel: str, locale: str
 ) -> MessageTemplate | None:
     """The row saved for exactly this locale (no fallback: see `load_template`)."""
     return session.exec(select(MessageTemplate).where(
         MessageTemplate.tenant == tenant, MessageTemplate.key == key,
-        MessageTemplate.channel == channel.value, MessageTemplate.locale == locale,
+        MessageTemplate.channel == channel, MessageTemplate.locale == locale,
     )).first()
 
 
@@ -158,7 +158,7 @@ def list_templates(
 
 
 def delete_template(
-    session: Session, *, tenant: str, key: str, channel: Channel, locale: str
+    session: Session, *, tenant: str, key: str, channel: str, locale: str
 ) -> MessageTemplate | None:
     row = get_template(session, tenant=tenant, key=key, channel=channel, locale=locale)
     if row is not None:
@@ -197,7 +197,7 @@ def choose_locale(available: Sequence[str], wanted: str | None,
 
 
 def load_template(
-    session: Session, *, tenant: str, key: str, channel: Channel, locale: str | None,
+    session: Session, *, tenant: str, key: str, channel: str, locale: str | None,
     default_locale: str | None = None,
 ) -> Template | None:
     """The compiled template `key` for `channel` in the best locale for `locale` (see
@@ -208,7 +208,7 @@ def load_template(
     saved = session.exec(
         select(MessageTemplate.locale, MessageTemplate.id, MessageTemplate.version).where(
             MessageTemplate.tenant == tenant, MessageTemplate.key == key,
-            MessageTemplate.channel == channel.value,
+            MessageTemplate.channel == channel,
         ).order_by(col(MessageTemplate.id))
     ).all()
     versions = {found_locale: (int(row_id or 0), version)
@@ -217,7 +217,7 @@ def load_template(
     if chosen is None:
         return None
     row_id, version = versions[chosen]
-    cached = _COMPILED.get((tenant, key, channel.value, chosen, row_id, version))
+    cached = _COMPILED.get((tenant, key, channel, chosen, row_id, version))
     if cached is not None:
         return cached  # the spec (up to 200 kB of HTML) is not even read
     row = get_template(session, tenant=tenant, key=key, channel=channel, locale=chosen)

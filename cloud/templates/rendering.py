@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cloud.channels import ContentForm, TemplateMeasure
 from cloud.templates.compiler import Template, render_parts
 from cloud.templates.context import PersonalisationContext, merged_context
 from cloud.templates.sms import SmsCount, SmsEncoding, count_sms
-from cloud.templates.spec import Channel
 
 #: About this many characters of title show in a collapsed notification (Android, iOS).
 COLLAPSED_TITLE_CHARS = 40
@@ -27,9 +27,9 @@ INBOX_SUBJECT_CHARS = 60
 
 @dataclass(frozen=True, slots=True)
 class RenderedPush:
-    """A mobile (`push`) or browser (`web_push`) notification."""
+    """A notification (mobile or browser), for `channel`."""
 
-    channel: Channel
+    channel: str
     title: str
     body: str
     image_url: str | None = None
@@ -44,12 +44,13 @@ class RenderedEmail:
 
 
 @dataclass(frozen=True, slots=True)
-class RenderedSms:
+class RenderedText:
     text: str
+    #: The SMS segments it takes (for channels that bill by segment).
     count: SmsCount
 
 
-Rendered = RenderedPush | RenderedEmail | RenderedSms
+Rendered = RenderedPush | RenderedEmail | RenderedText
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,11 @@ class Preview:
 def render(template: Template, context: PersonalisationContext) -> Rendered:
     """The message for one send; TemplateError only for a missing field."""
     parts = render_parts(template, context)
-    if template.channel is Channel.EMAIL:
+    form = template.spec.form
+    if form is ContentForm.EMAIL:
         return RenderedEmail(subject=parts["subject"], html=parts["html"], text=parts["text"])
-    if template.channel is Channel.SMS:
-        return RenderedSms(text=parts["text"], count=count_sms(parts["text"]))
+    if form is ContentForm.TEXT:
+        return RenderedText(text=parts["text"], count=count_sms(parts["text"]))
     return RenderedPush(
         channel=template.channel,
         title=parts["title"],
@@ -101,7 +103,9 @@ def _describe(char: str) -> str:
 def _warnings(template: Template, message: Rendered) -> list[str]:
     worst = template.worst
     found: list[str | None] = []
-    if isinstance(message, RenderedSms):
+    if isinstance(message, RenderedText):
+        if TemplateMeasure.SMS_SEGMENTS not in template.spec.measures:
+            return []
         count = message.count
         most = worst.sms
         found.append(

@@ -3,30 +3,20 @@
     {"channel": "sms", "locale": "es-ES",
      "parts": {"text": "Hola {{ customer.first_name }}, tu cupón: {{ coupon.code }}"}}
 
-The parts are validated by the model for the channel (push and web push share theirs);
-each is Jinja2 source, checked further by `compile_template`. `TemplateLimits` holds
-what a tenant may tune.
+The parts are validated by the model for the channel's form (`cloud.channels`: push and
+web push are notifications, email is email, SMS is text); each is Jinja2 source, checked
+further by `compile_template`. `TemplateLimits` holds what a tenant may tune.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from cloud.channels import Channel, ContentForm, TemplateMeasure, adapter_for, channel_names
 from cloud.templates.formatting import Locale
-
-
-class Channel(StrEnum):
-    """The same values as the stored message's channel."""
-
-    PUSH = "push"
-    WEB_PUSH = "web_push"
-    EMAIL = "email"
-    SMS = "sms"
-
 
 # Source sizes: generous for what each part is, small enough that checking stays cheap.
 # (pydantic already refuses lone surrogates, which no provider could encode.)
@@ -45,14 +35,14 @@ class _Parts(BaseModel):
         return {
             name: value
             for name, value in self
-            if name != "channel" and isinstance(value, str)
+            if name != "form" and isinstance(value, str)
         }
 
 
 class PushParts(_Parts):
-    """A mobile or web push notification."""
+    """A notification (mobile or web push)."""
 
-    channel: Literal[Channel.PUSH, Channel.WEB_PUSH] = Field(exclude=True)
+    form: Literal[ContentForm.NOTIFICATION] = Field(exclude=True)
     title: TitleSource
     body: BodySource
     image_url: UrlSource | None = None
@@ -60,18 +50,20 @@ class PushParts(_Parts):
 
 
 class EmailParts(_Parts):
-    channel: Literal[Channel.EMAIL] = Field(exclude=True)
+    form: Literal[ContentForm.EMAIL] = Field(exclude=True)
     subject: TitleSource
     html: HtmlSource
     text: TextSource
 
 
-class SmsParts(_Parts):
-    channel: Literal[Channel.SMS] = Field(exclude=True)
+class TextParts(_Parts):
+    """A text (SMS, or any channel of plain texts)."""
+
+    form: Literal[ContentForm.TEXT] = Field(exclude=True)
     text: BodySource
 
 
-Parts = Annotated[PushParts | EmailParts | SmsParts, Field(discriminator="channel")]
+Parts = Annotated[PushParts | EmailParts | TextParts, Field(discriminator="form")]
 #: Parts holding a URL rather than prose.
 URL_PARTS = frozenset({"image_url", "deep_link"})
 #: Parts rendered as HTML, and so autoescaped.
@@ -88,20 +80,22 @@ class TemplateSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _parts_follow_channel(cls, data: Any) -> Any:
-        """The admin names the channel once; the parts model is chosen by it."""
+        """The admin names the channel once; the parts model is chosen by its form (an
+        unknown channel is refused by the `channel` field itself)."""
         if isinstance(data, dict) and isinstance(data.get("parts"), dict):
-            parts = data["parts"]
-            if "channel" not in parts:
-                return {**data, "parts": {**parts, "channel": data.get("channel")}}
+            channel = data.get("channel")
+            if isinstance(channel, str) and channel in channel_names():
+                form = adapter_for(channel).form
+                return {**data, "parts": {**data["parts"], "form": form.value}}
         return data
 
-    @model_validator(mode="after")
-    def _channels_agree(self) -> TemplateSpec:
-        if self.parts.channel != self.channel:
-            raise ValueError(
-                f"parts are for channel {self.parts.channel!s}, not {self.channel!s}"
-            )
-        return self
+    @property
+    def form(self) -> ContentForm:
+        return adapter_for(self.channel).form
+
+    @property
+    def measures(self) -> frozenset[TemplateMeasure]:
+        return adapter_for(self.channel).measures
 
 
 #: Each segment is billed as one text; four is a generous default for a marketing SMS.

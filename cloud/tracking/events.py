@@ -16,9 +16,10 @@ from sqlalchemy import Table, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, select
 
+from cloud.channels import adapter_for
 from cloud.customers.crud import record_consent
-from cloud.customers.models import ConsentChannel, ConsentCreate, Customer
-from cloud.messages.models import Message, MessageChannel
+from cloud.customers.models import ConsentCreate, Customer
+from cloud.messages.models import Message
 from cloud.messages.tokens import TOKEN_RE
 from cloud.triggers import TriggerKind, record_trigger
 
@@ -117,18 +118,10 @@ def record_click(session: Session, *, message: Message, now: datetime) -> bool:
     return first
 
 
-#: Which consent an unsubscribe link withdraws, by the channel the message came on.
-UNSUBSCRIBE_CONSENT = {
-    MessageChannel.EMAIL: ConsentChannel.EMAIL,
-    MessageChannel.SMS: ConsentChannel.SMS,
-    MessageChannel.PUSH: ConsentChannel.PUSH,
-    MessageChannel.WEB_PUSH: ConsentChannel.WEB_PUSH,
-}
-
-
-def record_unsubscribe(session: Session, *, message: Message, now: datetime) -> ConsentChannel:
-    """Withdraw the consent for the channel `message` came on (a ledger entry)."""
-    channel = UNSUBSCRIBE_CONSENT[MessageChannel(message.channel)]
+def record_unsubscribe(session: Session, *, message: Message, now: datetime) -> str:
+    """Withdraw the consent for the channel `message` came on (a ledger entry); returns
+    the consent kind withdrawn."""
+    channel = adapter_for(message.channel).consent
     customer = session.get(Customer, message.customer_id)
     assert customer is not None  # the message row cascades with its customer
     record_consent(session, customer=customer, now=now, data=ConsentCreate(

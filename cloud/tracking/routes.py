@@ -8,7 +8,8 @@ Public, authenticated by what they carry:
 - `GET|POST /u/{token}`: unsubscribe; GET shows a confirmation button (link scanners
   fetch every URL of a mail and must not unsubscribe anyone), POST is RFC 8058's
   one-click unsubscribe that mailbox providers send.
-- `POST /sms/receipts`: the SMS provider's delivery receipts, checked by its signature.
+- `POST /receipts/{channel}`: a provider's delivery receipts (SMS), checked by its
+  signature.
 Under /tenants/{tenant}, with an API key:
 - `POST /messages/{id}/opened` (app or admin), `GET /messages/{id}/attempts` (admin),
 - `GET /web-push/public-key` (app or admin): the VAPID key for PushManager.subscribe,
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
@@ -29,8 +31,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlmodel import col, select
 
 from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.channels import (
+    InvalidReceiptError,
+    ReceiptChannel,
+    UnknownChannelError,
+    adapter_for,
+    channel_names,
+)
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.sms import InvalidReceiptError, TwilioSms
 from cloud.channels.web_push import tenant_vapid_keys
 from cloud.db import SessionDep
 from cloud.delivery.receipts import store_receipt
@@ -203,32 +211,61 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-@public.post("/sms/receipts", status_code=status.HTTP_204_NO_CONTENT)
-def sms_receipt(
-    request: Request, session: SessionDep,
+def _receipt(
+    request: Request, session: SessionDep, channel: str, body: bytes, signature: str | None,
+    *, url: Callable[[Any, str], str],
+) -> Response:
+    settings = _settings(request)
+    try:
+        adapter = adapter_for(channel)
+    except UnknownChannelError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no channel {channel!r}") from None
+    channel_settings = settings.channel_settings(adapter)
+    if not isinstance(adapter, ReceiptChannel) or channel_settings is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"{channel} is not configured or sends no receipts")
+    # The URL the provider signed is the one it was given, not what a proxy forwards.
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        receipt = adapter.parse_receipt(
+            channel_settings, url=url(channel_settings, settings.tracking.public_base_url),
+            form=form, signature=signature or "",
+        )
+    except InvalidReceiptError as error:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
+    store_receipt(session, channel=channel, receipt=receipt, now=request_now(request))
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@public.post("/receipts/{channel}", status_code=status.HTTP_204_NO_CONTENT)
+def delivery_receipt(
+    request: Request, session: SessionDep, channel: str,
     body: Annotated[bytes, Depends(_raw_body)],
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> Response:
-    """The SMS provider's delivery receipt: sets delivered_at, or fails the message."""
-    settings = _settings(request)
-    sms = settings.delivery.sms
-    if sms is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "SMS is not configured")
-    # The URL the provider signed is the one it was given, not what a proxy forwards.
-    url = str(sms.status_callback_url or "") or (
-        settings.tracking.public_base_url.rstrip("/") + "/sms/receipts"
-    )
-    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    provider = TwilioSms(sms)
-    try:
-        receipt = provider.parse_receipt(url, form, signature or "")
-    except InvalidReceiptError as error:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
-    finally:
-        provider.close()
-    store_receipt(session, receipt=receipt, now=request_now(request))
-    session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    """A provider's delivery receipt (SMS): sets delivered_at, or fails the message."""
+    adapter = adapter_for(channel) if channel in channel_names() else None
+
+    def url(channel_settings: Any, base: str) -> str:
+        assert isinstance(adapter, ReceiptChannel)
+        return adapter.receipt_url(channel_settings, base)
+
+    return _receipt(request, session, channel, body, signature, url=url)
+
+
+@public.post("/sms/receipts", status_code=status.HTTP_204_NO_CONTENT, deprecated=True)
+def sms_receipt_before_receipts_had_a_channel(
+    request: Request, session: SessionDep, body: Annotated[bytes, Depends(_raw_body)],
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+) -> Response:
+    """Where an earlier release had SMS receipts sent (texts it sent still report here)."""
+
+    def url(channel_settings: Any, base: str) -> str:
+        configured = getattr(channel_settings, "status_callback_url", None)
+        return str(configured) if configured else f"{base.rstrip('/')}/sms/receipts"
+
+    return _receipt(request, session, "sms", body, signature, url=url)
 
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["tracking"])

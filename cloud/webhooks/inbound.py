@@ -11,6 +11,7 @@ from decimal import Decimal
 from sqlalchemy import Table
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.channels.email import NAME as EMAIL
 from cloud.commerce.crud import lifetime_spend, record_order
 from cloud.commerce.models import (
     CartEvent,
@@ -24,7 +25,7 @@ from cloud.commerce.models import (
     WebhookReceipt,
 )
 from cloud.customers import crud
-from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
+from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import dialect_insert
 from cloud.offers.crud import redeem_coupons
 from cloud.offers.models import Coupon
@@ -117,7 +118,7 @@ def handle_webhook(
         event.type is CommerceEventType.NEWSLETTER_CONFIRMED
     ):
         crud.record_consent(session, customer=customer, now=now, data=ConsentCreate(
-            channel=ConsentChannel.EMAIL, granted=True, source=DOUBLE_OPT_IN_SOURCE,
+            channel=EMAIL, granted=True, source=DOUBLE_OPT_IN_SOURCE,
             given_at=event.occurred_at,
         ))
     elif isinstance(event, PushOpened) and customer_id is not None:

@@ -12,8 +12,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine
 
-from cloud.channels.fcm import FcmSender
-from cloud.channels.push import FcmSettings
+from cloud.channels.fcm import FcmSender, FcmSettings
 from cloud.channels.retry import RetryPolicy
 from cloud.db import make_engine, migrate
 from sandbox.fcm import FcmSandbox, ServiceAccount

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from typer.testing import CliRunner, Result
 
 from cloud.auth.keys import hash_key, key_id_of
-from cloud.channels.push import FcmSettings
+from cloud.channels.fcm import FcmSettings
 from cloud.cli import app
 from cloud.db import make_engine, migrate
 from cloud.settings import get_settings
@@ -65,9 +65,9 @@ def environment(
         })
     if fcm is not None:
         env.update({
-            "VITRINA_FCM__PROJECT_ID": fcm.project_id,
-            "VITRINA_FCM__CREDENTIALS_FILE": fcm.credentials_file,
-            "VITRINA_FCM__ENDPOINT": str(fcm.endpoint),
+            "VITRINA_CHANNELS__PUSH__PROJECT_ID": fcm.project_id,
+            "VITRINA_CHANNELS__PUSH__CREDENTIALS_FILE": fcm.credentials_file,
+            "VITRINA_CHANNELS__PUSH__ENDPOINT": str(fcm.endpoint),
         })
     return env
 

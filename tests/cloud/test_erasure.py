@@ -9,7 +9,6 @@ from cloud.api import create_app
 from cloud.commerce.models import CommerceEventType, CustomerRef, LineItem, OrderCreated
 from cloud.customers import crud
 from cloud.customers.models import (
-    ConsentChannel,
     ConsentCreate,
     CustomerCreate,
     ErasureRecord,
@@ -46,7 +45,7 @@ def seed(engine: Engine, tenant: str, name: str) -> int:
         )
         assert customer.id is not None
         crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
-            channel=ConsentChannel.PUSH, granted=True, source="app"))
+            channel="push", granted=True, source="app"))
         crud.register_device(
             session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
             registration=FcmRegistration(kind="fcm", token=f"fcm-token-{name}-0123456789"))

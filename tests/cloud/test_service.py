@@ -53,7 +53,7 @@ def test_a_worker_runs_the_loops_of_its_stages(
 ) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'vitrina.db'}")
     engine = make_engine(settings.database_url)
-    with workers(settings, engine=engine, sender=None, now=utc_now, stages=stages) as running:
+    with workers(settings, engine=engine, now=utc_now, stages=stages) as running:
         present = {name for name in ("consumer", "scenarios", "delivery")
                    if getattr(running, name) is not None}
     engine.dispose()
@@ -74,7 +74,7 @@ def test_a_stage_apart_from_the_one_before_listens_for_its_work(
     with fresh_database("vitrina_stages") as url:
         engine = make_engine(url)
         try:
-            with workers(Settings(database_url=url), engine=engine, sender=None, now=utc_now,
+            with workers(Settings(database_url=url), engine=engine, now=utc_now,
                          stages=stages):
                 deadline = time.monotonic() + (5 if listens else 0.5)
                 while time.monotonic() < deadline and not listener_connected(engine):

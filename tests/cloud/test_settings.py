@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from cloud.channels.email import EmailChannel
+from cloud.channels.push import PushChannel
 from cloud.settings import CONFIG_FILE_VARIABLE, Settings, get_settings
 from shared.pseudonym import Pseudonymizer
 
@@ -23,7 +25,7 @@ def test_defaults_are_the_embedded_setup() -> None:
     assert settings.database_url == "sqlite:///./vitrina.db"
     assert settings.mqtt.port == 1883
     assert settings.mqtt.shared_subscription is True
-    assert settings.fcm is None
+    assert settings.channels == {}
     assert settings.tenants == {}
 
 
@@ -54,7 +56,7 @@ def test_toml_file_named_by_the_environment(
         'database_url = "sqlite:///x.db"\n'
         'webhook_secrets = ["s3cret"]\n'
         "[mqtt]\nhost = \"from-file\"\nport = 1884\n"
-        "[fcm]\nproject_id = \"shop\"\ncredentials_file = \"/etc/vitrina/sa.json\"\n"
+        "[channels.push]\nproject_id = \"shop\"\ncredentials_file = \"/etc/vitrina/sa.json\"\n"
         "[tenants.acme]\n"
         f'keys = [{{ key_id = "k2", secret = "{"cd" * 16}" }}, '
         f'{{ key_id = "k1", secret = "{"ef" * 16}" }}]\n'
@@ -64,8 +66,9 @@ def test_toml_file_named_by_the_environment(
     settings = get_settings()
     assert settings.mqtt.host == "from-file"
     assert settings.mqtt.port == 1999
-    assert settings.fcm is not None
-    assert settings.fcm.project_id == "shop"
+    push = settings.channel_settings(PushChannel())
+    assert push is not None
+    assert push.project_id == "shop"
     assert [key.key_id for key in settings.tenants["acme"].tenant_keys()] == ["k2", "k1"]
     assert settings.webhook_secrets[0].get_secret_value() == "s3cret"
     assert get_settings() is settings  # built once, then reused
@@ -131,13 +134,35 @@ def test_email_needs_an_https_public_base_url_at_start_up(
     """Every email carries an https one-click unsubscribe link: a deployment with email and
     the default (http) base URL refuses to start, saying which setting to fix, rather than
     leaving every email to be retried in the queue for hours."""
-    monkeypatch.setenv("VITRINA_DELIVERY__SMTP", json.dumps(SMTP))
+    monkeypatch.setenv("VITRINA_CHANNELS__EMAIL", json.dumps(SMTP))
     with pytest.raises(ValidationError, match="VITRINA_TRACKING__PUBLIC_BASE_URL"):
         Settings()
     with pytest.raises(ValidationError, match="RFC 8058"):
         Settings(tracking={"public_base_url": "http://t.shop.example"})
     secure = Settings(tracking={"public_base_url": "https://t.shop.example"})
-    assert secure.delivery.smtp is not None
+    assert secure.channel_settings(EmailChannel()) is not None
     # Without email an http base URL is fine (a local setup, push and SMS only).
-    monkeypatch.delenv("VITRINA_DELIVERY__SMTP")
+    monkeypatch.delenv("VITRINA_CHANNELS__EMAIL")
     assert Settings().tracking.public_base_url.startswith("http://")
+
+
+def test_settings_an_earlier_release_read_elsewhere_are_named_with_their_new_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValidationError, match=r"fcm is now channels.push"):
+        Settings.model_validate({"fcm": {"project_id": "shop", "credentials_file": "/sa.json"}})
+    with pytest.raises(ValidationError, match=r"delivery.smtp is now channels.email"):
+        Settings(delivery={"smtp": SMTP})
+    monkeypatch.setenv("VITRINA_FCM__PROJECT_ID", "shop")
+    with pytest.raises(ValueError, match="VITRINA_FCM__PROJECT_ID are now VITRINA_CHANNELS"):
+        get_settings()
+
+
+def test_channel_settings_are_read_by_their_channel_and_never_echoed() -> None:
+    with pytest.raises(ValidationError, match="unknown channel 'pigeon'"):
+        Settings(channels={"pigeon": {}})
+    with pytest.raises(ValidationError) as refused:
+        Settings(channels={"sms": {"account_sid": "nope", "auth_token": "hunter2",
+                                   "from_number": "+34600000000"}})
+    assert "sms: account_sid" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

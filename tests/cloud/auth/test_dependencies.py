@@ -120,7 +120,8 @@ APP_MAY = {
 #: shop's HMAC (webhooks).
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
         ("POST", "/webhooks/{tenant}"), ("GET", "/c/{token}"), ("GET", "/c/{token}/{index}"),
-        ("POST", "/o/{token}"), ("GET", "/o/{token}.gif"), ("POST", "/sms/receipts"),
+        ("POST", "/o/{token}"), ("GET", "/o/{token}.gif"), ("POST", "/receipts/{channel}"),
+        ("POST", "/sms/receipts"),
         ("GET", "/u/{token}"), ("POST", "/u/{token}")}
 
 

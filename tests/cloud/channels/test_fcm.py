@@ -20,10 +20,11 @@ from cloud.channels.fcm import (
     MAX_BATCH,
     FcmEndpointAdapter,
     FcmSender,
+    FcmSettings,
+    PushMessage,
     _messaging_session,
     build_message,
 )
-from cloud.channels.push import FcmSettings, PushMessage
 from cloud.channels.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
 from tests.cloud.channels.conftest import PROJECT

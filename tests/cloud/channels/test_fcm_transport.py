@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from cloud.channels.fcm import FCM_ORIGIN, FcmHttpClient, FcmSender
-from cloud.channels.push import FcmSettings, PushMessage
+from cloud.channels.fcm import FCM_ORIGIN, FcmHttpClient, FcmSender, FcmSettings, PushMessage
 from cloud.channels.retry import NO_RETRY
 from sandbox.fcm import FcmSandbox, make_token
 from sandbox.smtp import self_signed_certificate

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from cloud.channels.push import SendResult
+from cloud.channels.results import SendResult
 from cloud.channels.retry import RetryPolicy, parse_retry_after, send_with_retries
 
 POLICY = RetryPolicy(

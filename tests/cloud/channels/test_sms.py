@@ -9,15 +9,11 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from cloud.channels import DeliveryReceipt, InvalidReceiptError
 from cloud.channels.retry import RetryPolicy
-from cloud.channels.sms import (
-    DeliveryReceipt,
-    InvalidReceiptError,
-    SmsMessage,
-    SmsSender,
-    TwilioSettings,
-    TwilioSms,
-)
+from cloud.channels.sms import SmsSender
+from cloud.channels.sms_message import SmsMessage
+from cloud.channels.twilio import TwilioSettings, TwilioSms
 from sandbox._http import Journal, LocalHTTPServer, Request, Response, Router
 from sandbox.sms import SmsOutcome, SmsSandbox
 

@@ -30,6 +30,7 @@ def settings_for(relay: SmtpSandbox, **overrides: Any) -> SmtpSettings:
         "ca_file": str(relay.ca_file),
         "from_address": "news@shop.example",
         "from_name": "The Shop",
+        "unsubscribe_mailto": "unsubscribe@shop.example",
     }
     fields.update(overrides)
     return SmtpSettings(**fields)
@@ -43,7 +44,6 @@ def mail(to: str = "juan@example.net", key: str = "welcome-1", **overrides: Any)
         "html": "<p>Hello Juan, you have <b>27</b> credit.</p>",
         "idempotency_key": key,
         "unsubscribe_url": "https://shop.example/unsubscribe/tok123",
-        "unsubscribe_mailto": "unsubscribe@shop.example",
     }
     fields.update(overrides)
     return EmailMessage(**fields)

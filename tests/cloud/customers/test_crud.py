@@ -6,7 +6,6 @@ from sqlalchemy import Engine
 from cloud.customers import crud
 from cloud.customers.models import (
     AppBeaconRegistration,
-    ConsentChannel,
     ConsentCreate,
     CustomerCreate,
     FcmRegistration,
@@ -85,7 +84,7 @@ def test_consent_ledger_latest_given_answer_wins(engine: Engine, tenant: str) ->
         customer = crud.create_customer(session, tenant=tenant, data=CustomerCreate(), now=START)
         assert customer.id is not None
 
-        def record(channel: ConsentChannel, granted: bool, minutes: int) -> None:
+        def record(channel: str, granted: bool, minutes: int) -> None:
             crud.record_consent(
                 session,
                 customer=customer,
@@ -98,15 +97,15 @@ def test_consent_ledger_latest_given_answer_wins(engine: Engine, tenant: str) ->
                 ),
             )
 
-        record(ConsentChannel.PUSH, True, 10)
-        record(ConsentChannel.PUSH, False, 5)  # recorded later, but given earlier
-        record(ConsentChannel.LOCATION_MARKETING, True, 1)
-        both = (ConsentChannel.PUSH, ConsentChannel.LOCATION_MARKETING)
+        record("push", True, 10)
+        record("push", False, 5)  # recorded later, but given earlier
+        record("location_marketing", True, 1)
+        both = ("push", "location_marketing")
         assert crud.has_consent(session, customer_id=customer.id, channels=both)
-        record(ConsentChannel.LOCATION_MARKETING, False, 20)
+        record("location_marketing", False, 20)
         assert not crud.has_consent(session, customer_id=customer.id, channels=both)
-        assert crud.has_consent(session, customer_id=customer.id, channels=[ConsentChannel.PUSH])
-        assert not crud.has_consent(session, customer_id=customer.id, channels=[ConsentChannel.SMS])
+        assert crud.has_consent(session, customer_id=customer.id, channels=["push"])
+        assert not crud.has_consent(session, customer_id=customer.id, channels=["sms"])
         assert len(crud.consent_ledger(session, customer_id=customer.id)) == 4
 
 

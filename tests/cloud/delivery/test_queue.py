@@ -13,14 +13,16 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.fcm import FcmSender
-from cloud.channels.push import FcmSettings, PushMessage, SendResult
+from cloud.channels.fcm import FcmSender, FcmSettings, PushMessage
+from cloud.channels.push import FcmChannelSender
+from cloud.channels.results import SendResult
 from cloud.channels.retry import NO_RETRY
-from cloud.customers.models import ConsentChannel, Customer
+from cloud.customers.models import Customer
 from cloud.db import session_scope, worker_engine
-from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
+from cloud.delivery.senders import ChannelSenders
+from cloud.delivery.worker import DeliveryWorker
 from cloud.erasure import erase_customer
-from cloud.messages.models import AttemptOutcome, MessageChannel, MessageStatus
+from cloud.messages.models import AttemptOutcome, MessageStatus
 from cloud.messages.queue import LEASE, MessageBatch, claim_due
 from cloud.metrics import REGISTRY
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
@@ -53,7 +55,8 @@ def make_worker(
 ) -> DeliveryWorker:
     settings = queue_settings(tenant=tenant, database_url=migrated_url, batch_size=batch_size)
     return DeliveryWorker(
-        engine=engine, channels=DeliveryChannels(push=sender), settings=settings,
+        engine=engine, senders=ChannelSenders({"push": FcmChannelSender(sender)}),
+        settings=settings,
         rng=random.Random(7),
     )
 
@@ -120,10 +123,10 @@ def test_failures_are_settled_dead_tokens_deactivated_and_nothing_sent_without_c
         outgoing(tenant, ana, "withdrawn"),
         outgoing(tenant, no_phone, "no-phone"),
         # Never consented to web push: suppressed before any address is looked at.
-        outgoing(tenant, two_phones, "web", channel=MessageChannel.WEB_PUSH),
+        outgoing(tenant, two_phones, "web", channel="web_push"),
     )
     reached, unreachable, invalid, late, withdrawn, unaddressable, web = (i or 0 for i in ids)
-    withdraw(engine, ana, ConsentChannel.PUSH, at=NOW + timedelta(seconds=1))
+    withdraw(engine, ana, "push", at=NOW + timedelta(seconds=1))
 
     assert worker.run_once(NOW + timedelta(seconds=2)) == 6
     assert worker.run_once(NOW + timedelta(hours=9)) == 0  # `late` expired meanwhile
@@ -285,7 +288,7 @@ class DroppingSender:
     def __init__(self, sender: FcmSender, engine: Engine, admin: Engine) -> None:
         self._sender, self._engine, self._admin = sender, engine, admin
 
-    def send(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+    def deliver(self, tenant: str, messages: Sequence[PushMessage]) -> list[SendResult]:
         results = self._sender.send(messages)
         with self._admin.connect() as connection:
             connection.execute(text(
@@ -294,6 +297,9 @@ class DroppingSender:
             ))
             connection.commit()
         return results
+
+    def close(self) -> None:
+        """The test closes the FCM sender it handed in."""
 
 
 @pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
@@ -305,7 +311,8 @@ def test_sends_are_recorded_once_the_database_is_back_and_not_sent_again(
     worker_db = worker_engine(migrated_url)  # a worker's: no ping before a transaction
     settings = queue_settings(tenant=tenant, database_url=migrated_url, batch_size=50)
     worker = DeliveryWorker(
-        engine=worker_db, channels=DeliveryChannels(push=DroppingSender(fcm, worker_db, engine)),
+        engine=worker_db,
+        senders=ChannelSenders({"push": DroppingSender(fcm, worker_db, engine)}),
         settings=settings,
     )
     retries = REGISTRY.get_sample_value("vitrina_database_retries_total") or 0

@@ -21,14 +21,16 @@ from sqlmodel import col
 
 from cloud.api import create_app
 from cloud.channels.dedupe import collapse_id
+from cloud.channels.email import EmailChannelSender
 from cloud.channels.retry import NO_RETRY
-from cloud.channels.sms import SmsSender, TwilioSettings, TwilioSms
+from cloud.channels.sms import SmsChannelSender
 from cloud.channels.smtp import EmailSender, SmtpSettings
-from cloud.channels.web_push import tenant_vapid_keys
-from cloud.customers.models import ConsentChannel
+from cloud.channels.twilio import TwilioSettings, TwilioSms
+from cloud.channels.web_push import TenantWebPushSenders, tenant_vapid_keys
 from cloud.db import session_scope
-from cloud.delivery.worker import DeliveryChannels, DeliveryWorker, TenantWebPushSenders
-from cloud.messages.models import AttemptOutcome, Message, MessageChannel, MessageStatus
+from cloud.delivery.senders import ChannelSenders
+from cloud.delivery.worker import DeliveryWorker
+from cloud.messages.models import AttemptOutcome, Message, MessageStatus
 from provisioning.local_broker import free_port
 from sandbox.sms import SmsOutcome, SmsSandbox, twilio_signature
 from sandbox.smtp import TRY_LATER, SmtpSandbox
@@ -52,29 +54,30 @@ SUBJECT = "mailto:ops@shop.example"
 def test_web_push_is_encrypted_to_the_subscription_tracked_and_dead_ones_dropped(
     engine: Engine, migrated_url: str, tenant: str
 ) -> None:
-    settings = queue_settings(tenant=tenant, database_url=migrated_url, web_push_subject=SUBJECT)
+    settings = queue_settings(tenant=tenant, database_url=migrated_url,
+                              channels={"web_push": {"subject": SUBJECT}})
     with session_scope(engine) as session:
         keys = tenant_vapid_keys(session, tenant=tenant, now=NOW)  # what the shop subscribes with
         session.commit()
-    web = TenantWebPushSenders(engine, subject=SUBJECT, retry=NO_RETRY)
+    web = TenantWebPushSenders(engine, subject=SUBJECT, now=lambda: NOW, retry=NO_RETRY)
     with WebPushSandbox() as service:
         browser, revoked, busy = (service.subscribe(keys.application_server_key) for _ in "abc")
         service.unsubscribe(revoked)
         service.script(busy, PushOutcome.TOO_MANY_REQUESTS)
         service.retry_after_s = 60
-        consent = (ConsentChannel.WEB_PUSH,)
+        consent = ("web_push",)
         juan = new_customer(engine, tenant, consent=consent, web_push=[browser.to_json()])
         gone = new_customer(engine, tenant, consent=consent, web_push=[revoked.to_json()])
         later = new_customer(engine, tenant, consent=consent, web_push=[busy.to_json()])
         delivered, unsubscribed, limited = (i or 0 for i in queue(
             engine, *(
-                outgoing(tenant, customer, f"web:{n}", channel=MessageChannel.WEB_PUSH,
+                outgoing(tenant, customer, f"web:{n}", channel="web_push",
                          data={"offer": "dryer-50"})
                 for n, customer in enumerate((juan, gone, later))
             ),
         ))
         worker = DeliveryWorker(
-            engine=engine, channels=DeliveryChannels(web_push=web), settings=settings,
+            engine=engine, senders=ChannelSenders({"web_push": web}), settings=settings,
             rng=random.Random(3),
         )
 
@@ -151,21 +154,24 @@ def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
         smtp = SmtpSettings(
             host="127.0.0.1", port=relay.port, username="shop", password="s3cret",
             ca_file=str(relay.ca_file), from_address="news@shop.example",
+            unsubscribe_mailto="unsubscribe@shop.example",
         )
         twilio = TwilioSettings(
             account_sid=provider.account_sid, auth_token=provider.auth_token,
             from_number=provider.from_number, base_url=provider.url,
-            status_callback_url=f"http://127.0.0.1:{port}/sms/receipts",
+            status_callback_url=f"http://127.0.0.1:{port}/receipts/sms",
         )
         settings = queue_settings(
-            tenant=tenant, database_url=migrated_url, smtp=smtp.model_dump(),
-            sms=twilio.model_dump(), unsubscribe_mailto="unsubscribe@shop.example",
+            tenant=tenant, database_url=migrated_url, channels={
+                "email": smtp.model_dump(),
+                "sms": twilio.model_dump(),
+            },
         )
         relay.reject("gone@example.net")
         relay.reject("busy@example.net", TRY_LATER, times=1)
         provider.script("+34600000002", SmsOutcome.UNDELIVERABLE)
         provider.script("+34600000003", SmsOutcome.STOP)
-        email, sms = (ConsentChannel.EMAIL,), (ConsentChannel.SMS,)
+        email, sms = ("email",), ("sms",)
         customers = [
             new_customer(engine, tenant, consent=email, email="juan@example.net"),
             new_customer(engine, tenant, consent=email, email="gone@example.net"),
@@ -174,7 +180,7 @@ def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
             new_customer(engine, tenant, consent=sms, phone="+34600000002"),
             new_customer(engine, tenant, consent=sms, phone="+34600000003"),
         ]
-        channels = [MessageChannel.EMAIL] * 3 + [MessageChannel.SMS] * 3
+        channels = ["email"] * 3 + ["sms"] * 3
         mailed, bounced, deferred, texted, undelivered, stopped = (i or 0 for i in queue(
             engine, *(
                 outgoing(tenant, customer, f"m:{n}", channel=channel)
@@ -184,10 +190,10 @@ def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
         sms_provider = TwilioSms(twilio)
         worker = DeliveryWorker(
             engine=engine, settings=settings, rng=random.Random(5),
-            channels=DeliveryChannels(
-                email=EmailSender(smtp, retry=NO_RETRY),
-                sms=SmsSender(sms_provider, retry=NO_RETRY),
-            ),
+            senders=ChannelSenders({
+                "email": EmailChannelSender(EmailSender(smtp, retry=NO_RETRY)),
+                "sms": SmsChannelSender(sms_provider, retry=NO_RETRY),
+            }),
         )
         app = create_app(settings, engine=engine, now=lambda: NOW + timedelta(seconds=30))
         with running_api(app, port):
@@ -199,16 +205,16 @@ def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
         with TestClient(app) as client:
             receipt = {"AccountSid": provider.account_sid, "MessageSid": "SMearly",
                        "MessageStatus": "delivered"}
-            forged = client.post("/sms/receipts", data=receipt,
+            forged = client.post("/receipts/sms", data=receipt,
                                  headers={"X-Twilio-Signature": "Zm9yZ2Vk"})
             assert forged.status_code == 403
             # A receipt ahead of its text's record is kept, and applied once it is recorded.
-            callback = f"http://127.0.0.1:{port}/sms/receipts"
+            callback = f"http://127.0.0.1:{port}/receipts/sms"
             signature = twilio_signature(provider.auth_token, callback, receipt)
-            early = client.post("/sms/receipts", data=receipt,
+            early = client.post("/receipts/sms", data=receipt,
                                 headers={"X-Twilio-Signature": signature})
             assert early.status_code == 204
-        [ahead] = queue(engine, outgoing(tenant, customers[3], "m:6", channel=MessageChannel.SMS))
+        [ahead] = queue(engine, outgoing(tenant, customers[3], "m:6", channel="sms"))
         with session_scope(engine) as session:
             session.execute(update(Message).where(col(Message.id) == ahead).values(
                 status=MessageStatus.SENT.value, sent_at=NOW, provider_message_id="SMearly",

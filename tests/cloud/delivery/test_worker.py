@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
+from cloud.channels.email import EmailChannelSender
 from cloud.channels.retry import NO_RETRY
 from cloud.channels.smtp import EmailSender, SmtpSettings
-from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
-from cloud.delivery.worker import DeliveryChannels, DeliveryWorker
-from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.delivery.senders import ChannelSenders
+from cloud.delivery.worker import DeliveryWorker
+from cloud.messages.models import Message, MessageStatus
 from cloud.messages.queue import Outgoing
 from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus, queue_webhook
 from sandbox.smtp import SmtpSandbox
@@ -41,7 +42,7 @@ from tests.cloud.delivery.queue_helpers import (
 from tests.cloud.delivery.shop_endpoint import ShopEndpoint
 from tests.cloud.factories import cloud_settings
 
-EMAIL = MessageChannel.EMAIL
+EMAIL = "email"
 
 
 @pytest.fixture
@@ -60,10 +61,11 @@ def smtp_settings(relay: SmtpSandbox) -> SmtpSettings:
 @pytest.fixture
 def worker(engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox) -> DeliveryWorker:
     smtp = smtp_settings(relay)
-    settings = queue_settings(tenant=tenant, database_url=migrated_url, smtp=smtp.model_dump())
+    settings = queue_settings(tenant=tenant, database_url=migrated_url,
+                              channels={"email": smtp.model_dump()})
     return DeliveryWorker(
         engine=engine, settings=settings, rng=random.Random(1),
-        channels=DeliveryChannels(email=EmailSender(smtp, retry=NO_RETRY)),
+        senders=ChannelSenders({"email": EmailChannelSender(EmailSender(smtp, retry=NO_RETRY))}),
     )
 
 
@@ -86,9 +88,9 @@ def test_a_consent_request_goes_out_without_consent_but_not_after_a_no(
     bob = new_customer(engine, tenant, consent=nobody, email="bob@example.net")
     no_email = new_customer(engine, tenant, consent=nobody)
     # Bob unsubscribed a year ago and signs up again: the signup is the newer answer.
-    withdraw(engine, bob, ConsentChannel.EMAIL, at=NOW - timedelta(days=365))
+    withdraw(engine, bob, "email", at=NOW - timedelta(days=365))
     # Ana answers "not me" (the first email's unsubscribe link) before the reminder goes.
-    withdraw(engine, ana, ConsentChannel.EMAIL, at=NOW + timedelta(seconds=1))
+    withdraw(engine, ana, "email", at=NOW + timedelta(seconds=1))
     confirm, reminder, again, unaddressed, marketing = (i or 0 for i in queue(
         engine,
         request(tenant, juan, "doi:juan", NOW),
@@ -127,13 +129,13 @@ def test_a_consent_request_goes_out_without_consent_but_not_after_a_no(
 def test_marketing_consent_withdrawn_after_the_decision_is_suppressed_at_send_time(
     engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox
 ) -> None:
-    juan = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="j@example.net")
-    kept = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="k@example.net")
+    juan = new_customer(engine, tenant, consent=("email",), email="j@example.net")
+    kept = new_customer(engine, tenant, consent=("email",), email="k@example.net")
     withdrawn, sent = (i or 0 for i in queue(
         engine, outgoing(tenant, juan, "w:1", channel=EMAIL),
         outgoing(tenant, kept, "w:2", channel=EMAIL),
     ))
-    withdraw(engine, juan, ConsentChannel.EMAIL, at=NOW + timedelta(minutes=1))
+    withdraw(engine, juan, "email", at=NOW + timedelta(minutes=1))
 
     assert worker.run_once(NOW + timedelta(minutes=2)) == 2
 
@@ -146,10 +148,10 @@ def test_marketing_consent_withdrawn_after_the_decision_is_suppressed_at_send_ti
 def test_a_visit_greeting_needs_location_consent_at_send_time(
     engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox
 ) -> None:
-    both = (ConsentChannel.EMAIL, ConsentChannel.LOCATION_MARKETING)
+    both = ("email", "location_marketing")
     juan = new_customer(engine, tenant, consent=both, email="j@example.net")
     ana = new_customer(engine, tenant, consent=both, email="a@example.net")
-    bob = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="b@example.net")
+    bob = new_customer(engine, tenant, consent=("email",), email="b@example.net")
     greeted, withdrawn, never, by_email = (i or 0 for i in queue(
         engine,
         outgoing(tenant, juan, "hello:juan", channel=EMAIL, location_based=True),
@@ -159,7 +161,7 @@ def test_a_visit_greeting_needs_location_consent_at_send_time(
         outgoing(tenant, bob, "news:bob", channel=EMAIL),
     ))
     # Ana switches location marketing off while her greeting is held (quiet hours).
-    withdraw(engine, ana, ConsentChannel.LOCATION_MARKETING, at=NOW + timedelta(minutes=1))
+    withdraw(engine, ana, "location_marketing", at=NOW + timedelta(minutes=1))
 
     assert worker.run_once(NOW + timedelta(minutes=2)) == 4
 
@@ -179,18 +181,18 @@ def test_email_with_a_public_base_url_that_is_not_https_is_refused_at_start(
 ) -> None:
     insecure = cloud_settings(tenant=tenant, database_url=migrated_url,
                               tracking={"public_base_url": "http://t.shop.example"})
-    email = DeliveryChannels(email=EmailSender(smtp_settings(relay), retry=NO_RETRY))
+    email = ChannelSenders({"email": EmailChannelSender(EmailSender(smtp_settings(relay)))})
     with pytest.raises(ValueError, match="public_base_url is not https"):
-        DeliveryWorker(engine=engine, settings=insecure, channels=email)
+        DeliveryWorker(engine=engine, settings=insecure, senders=email)
     # Without email the same settings serve the other channels.
-    assert DeliveryWorker(engine=engine, settings=insecure, channels=DeliveryChannels())
+    assert DeliveryWorker(engine=engine, settings=insecure, senders=ChannelSenders())
 
 
 def test_an_email_without_an_unsubscribe_link_fails_once_and_is_logged(
     engine: Engine, tenant: str, worker: DeliveryWorker, relay: SmtpSandbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    juan = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="j@example.net")
+    juan = new_customer(engine, tenant, consent=("email",), email="j@example.net")
     [stored] = queue(engine, outgoing(tenant, juan, "legacy", channel=EMAIL))
     with session_scope(engine) as session:  # a row from before messages had tokens
         session.execute(update(Message).where(col(Message.id) == stored)
@@ -217,14 +219,14 @@ def test_the_loop_posts_webhooks_beside_messages_and_a_hanging_shop_delays_no_em
         tenant=tenant, database_url=migrated_url, webhook_secrets=["whsec-loop-0123"],
         tracking={"public_base_url": BASE_URL, "secret": "test-tracking-secret"},
         # Only a wake makes a round happen before the test is over.
-        delivery={"poll_interval_s": 60, "smtp": smtp.model_dump()},
+        delivery={"poll_interval_s": 60}, channels={"email": smtp.model_dump()},
         scenarios={"webhook_timeout_s": 20},  # the POST hangs until the test lets it answer
     )
     worker = DeliveryWorker(
         engine=engine, settings=settings, now=lambda: NOW,
-        channels=DeliveryChannels(email=EmailSender(smtp, retry=NO_RETRY)),
+        senders=ChannelSenders({"email": EmailChannelSender(EmailSender(smtp, retry=NO_RETRY))}),
     )
-    juan = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,), email="j@example.net")
+    juan = new_customer(engine, tenant, consent=("email",), email="j@example.net")
     with ShopEndpoint() as shop:
         shop.hanging.add("/slow")
         with session_scope(engine) as session:

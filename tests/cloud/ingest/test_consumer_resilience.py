@@ -15,10 +15,9 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from cloud.channels.push import FcmSettings
+from cloud.channels.fcm import FcmSettings
 from cloud.customers import crud
 from cloud.customers.models import (
-    ConsentChannel,
     ConsentCreate,
     CustomerCreate,
     FcmRegistration,
@@ -92,7 +91,7 @@ def test_two_workers_share_the_stream_exactly_once(
 def customer_in_stream(engine: Engine, tenant: str, token: str) -> PresenceEvent:
     with session_scope(engine) as session:
         customer = crud.create_customer(session, tenant=tenant, data=CustomerCreate(), now=START)
-        for channel in (ConsentChannel.PUSH, ConsentChannel.LOCATION_MARKETING):
+        for channel in ("push", "location_marketing"):
             crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
                 channel=channel, granted=True, source="app"))
         crud.register_device(session, customer=customer, pseudonymizers=[PSEUDONYMIZER],

@@ -5,7 +5,6 @@ from sqlmodel import select
 
 from cloud.customers import crud
 from cloud.customers.models import (
-    ConsentChannel,
     ConsentCreate,
     CustomerCreate,
     WifiMacRegistration,
@@ -27,7 +26,7 @@ def customer_with_mac(engine: Engine, tenant: str, name: str, *, location: bool)
                              now=START, registration=WifiMacRegistration(kind="wifi_mac",
                                                                           mac=MAC_OF[name]))
         crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
-            channel=ConsentChannel.LOCATION_MARKETING, granted=location, source="app"))
+            channel="location_marketing", granted=location, source="app"))
         session.commit()
 
 

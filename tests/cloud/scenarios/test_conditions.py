@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from cloud.customers.models import ConsentChannel
 from cloud.scenarios.conditions import (
     ALL_FACTS,
     AttributeFilter,
@@ -46,7 +45,7 @@ FACTS = CustomerFacts(
     profile={"first_name": "Ana", "locale": "es", "email": "", "birth_date": date(1990, 2, 1),
              "attributes": {"tier": "gold", "visits": 12}},
     tags=frozenset({"newsletter", "vip"}),
-    consents=frozenset({ConsentChannel.EMAIL}),
+    consents=frozenset({"email"}),
     purchases=(Purchase("W1", "washers", NOW - timedelta(days=10)),
                Purchase("F1", "fridges", NOW - timedelta(days=400))),
     spend=Decimal("950.00"),

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cloud.customers.crud import create_customer, record_consent
-from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
+from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
 from cloud.messages.models import Message
 from cloud.scenarios.catalog import Catalog, save_scenario
@@ -290,7 +290,7 @@ def test_a_send_is_held_for_quiet_hours_and_needs_consent(session: Session) -> N
     ana_row = session.get(Customer, ana)
     assert ana_row is not None
     record_consent(session, customer=ana_row, data=ConsentCreate(
-        channel=ConsentChannel.EMAIL, granted=True, source="web"), now=NOW)
+        channel="email", granted=True, source="web"), now=NOW)
     session.commit()
     late = datetime(2026, 5, 10, 22, 0, tzinfo=UTC)  # midnight in Madrid
     trigger(session, ana, TriggerKind.CART_ABANDONED, "cart:a", late)
@@ -320,7 +320,7 @@ def test_a_send_step_run_again_queues_nothing_and_says_so(session: Session) -> N
     ana_row = session.get(Customer, ana)
     assert ana_row is not None
     record_consent(session, customer=ana_row, data=ConsentCreate(
-        channel=ConsentChannel.EMAIL, granted=True, source="web"), now=NOW)
+        channel="email", granted=True, source="web"), now=NOW)
     session.commit()
     trigger(session, ana, TriggerKind.CART_ABANDONED, "cart:a")
     assert len(run(session, catalog, NOW).queued) == 1

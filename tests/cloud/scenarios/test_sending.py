@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from cloud.customers.crud import create_customer, record_consent
-from cloud.customers.models import ConsentChannel, ConsentCreate, Customer, CustomerCreate
+from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
 from cloud.messages.models import Message
 from cloud.messages.queue import MessageBatch
@@ -120,7 +120,7 @@ def session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def customer(session: Session, *consents: ConsentChannel) -> int:
+def customer(session: Session, *consents: str) -> int:
     row = create_customer(session, tenant=TENANT, now=NOON, data=CustomerCreate(
         email="juan@example.com", locale="en-GB",
     ))
@@ -144,7 +144,7 @@ def journey(session: Session, customer_id: int, name: str,
 
 
 def send(session: Session, row: Journey, step: str, *, transactional: bool,
-         consents: frozenset[ConsentChannel] = frozenset(), at: datetime = NOON,
+         consents: frozenset[str] = frozenset(), at: datetime = NOON,
          lookups: Lookups | None = None) -> StepResult:
     """One send step, in a batch of its own unless `lookups` (a batch's) is given."""
     result = send_step(
@@ -161,9 +161,9 @@ def send(session: Session, row: Journey, step: str, *, transactional: bool,
 
 
 def test_caps_neither_count_nor_block_transactional_sends(session: Session) -> None:
-    juan = customer(session, ConsentChannel.EMAIL)
+    juan = customer(session, "email")
     signup, welcome = journey(session, juan, "signup"), journey(session, juan, "welcome")
-    granted = frozenset({ConsentChannel.EMAIL})
+    granted = frozenset({"email"})
 
     # Three consent requests in a day under caps of one: none is capped...
     for step in ("confirm", "reminder-1", "reminder-2"):
@@ -192,7 +192,7 @@ def test_a_consent_request_needs_no_consent_but_stops_at_a_no_given_since(
     row = session.get(Customer, juan)
     assert row is not None
     record_consent(session, customer=row, now=NOON + timedelta(hours=1), data=ConsentCreate(
-        channel=ConsentChannel.EMAIL, granted=False, source="unsubscribe-link",
+        channel="email", granted=False, source="unsubscribe-link",
     ))
     session.commit()
     later = NOON + timedelta(days=2)
@@ -207,9 +207,9 @@ def test_a_consent_request_needs_no_consent_but_stops_at_a_no_given_since(
 
 
 def test_caps_count_what_the_same_batch_queued(session: Session) -> None:
-    juan = customer(session, ConsentChannel.EMAIL)
+    juan = customer(session, "email")
     welcome, again = journey(session, juan, "welcome"), journey(session, juan, "again")
-    granted = frozenset({ConsentChannel.EMAIL})
+    granted = frozenset({"email"})
     batch = Lookups(session, now=NOON)
     batch.preload([juan], sends_within=timedelta(days=7))
 
@@ -224,8 +224,8 @@ def test_caps_count_what_the_same_batch_queued(session: Session) -> None:
 def test_the_message_records_what_the_send_time_consent_check_needs(session: Session) -> None:
     """Delivery checks consent again when it sends, from the message alone: whether a
     visit started it (location consent needed) and when a consent request began."""
-    juan = customer(session, ConsentChannel.EMAIL, ConsentChannel.LOCATION_MARKETING)
-    granted = frozenset({ConsentChannel.EMAIL, ConsentChannel.LOCATION_MARKETING})
+    juan = customer(session, "email", "location_marketing")
+    granted = frozenset({"email", "location_marketing"})
     visit = journey(session, juan, "visit", entry_kind="presence.enter")
     signup = journey(session, juan, "signup")
     signup.started_at = NOON - timedelta(hours=2)

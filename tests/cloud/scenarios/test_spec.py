@@ -60,7 +60,7 @@ def test_every_step_type_and_jump_is_accepted() -> None:
              "coupon": {"valid_for": 3600}},
         ],
     ))
-    assert ("t2", "email") in {(k, c.value) for k, c in spec.templates()}
+    assert ("t2", "email") in set(spec.templates())
 
 
 @pytest.mark.parametrize(("changes", "message"), [

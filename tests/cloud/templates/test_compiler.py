@@ -27,7 +27,6 @@ from cloud.templates.context import FIELDS, Customer
 from cloud.templates.formatting import Locale
 from cloud.templates.sandbox import Flavour
 from cloud.templates.sms import SmsEncoding
-from cloud.templates.spec import Channel
 from tests.cloud.templates.strategies import contexts
 
 INTERNALS = "is not allowed: names starting with '_' are Python internals"
@@ -55,7 +54,7 @@ def test_push_template() -> None:
         "image_url": "{{ product.image_url }}",
         "deep_link": "vitrina://product?u={{ product.url }}",
     })
-    assert template.channel is Channel.PUSH
+    assert template.channel == "push"
     assert template.locale is Locale.ES_ES
     assert template.fields == {
         "customer.first_name", "offer.discount_percent", "product.name", "coupon.expires_at",

@@ -8,7 +8,6 @@ import pytest
 from pydantic import ValidationError
 
 from cloud.templates import (
-    Channel,
     Coupon,
     Currency,
     Customer,
@@ -17,7 +16,7 @@ from cloud.templates import (
     Product,
     RenderedEmail,
     RenderedPush,
-    RenderedSms,
+    RenderedText,
     SmsEncoding,
     Template,
     TemplateError,
@@ -77,9 +76,9 @@ def test_html_parts_escape_and_text_parts_do_not() -> None:
     assert message.text.startswith(f"Hola {SCRIPT_NAME} de Tom & Jerry's\n")
     assert message.subject.startswith(SCRIPT_NAME)
     push = _template("push", {"title": "{{ customer.first_name }}", "body": "b"})
-    assert render(push, context) == RenderedPush(Channel.PUSH, title=SCRIPT_NAME, body="b")
+    assert render(push, context) == RenderedPush("push", title=SCRIPT_NAME, body="b")
     sms = render(_template("sms", {"text": "{{ customer.first_name }}"}), context)
-    assert isinstance(sms, RenderedSms)
+    assert isinstance(sms, RenderedText)
     assert sms.text == SCRIPT_NAME
 
 
@@ -91,7 +90,7 @@ def test_push_and_web_push() -> None:
         "image_url": "{{ product.image_url }}",
         "deep_link": "vitrina://p?c={{ coupon.code }}",
     }
-    for channel in (Channel.PUSH, Channel.WEB_PUSH):
+    for channel in ("push", "web_push"):
         assert render(_template(channel, parts), sample_context(Locale.ES_ES)) == RenderedPush(
             channel=channel,
             title="Secadora EcoDry 8 kg",
@@ -115,7 +114,7 @@ def test_moments_show_on_the_customers_clock_in_the_templates_locale() -> None:
         ),
     )
     message = render(template, context)
-    assert isinstance(message, RenderedSms)
+    assert isinstance(message, RenderedText)
     # 02:30 UTC on New Year's Day is 23:30 on New Year's Eve in São Paulo; SMS spaces
     # are plain, so the text stays GSM-7.
     assert message.text == "31/12/2024 23:30 R$ 1.299,90"
@@ -139,7 +138,7 @@ def test_preview_uses_the_sample_and_warns_about_sms_cost() -> None:
                 "{{ coupon.expires_at|date('short') }}: {{ link }}",
     })
     shown = preview(template)
-    assert shown.message == RenderedSms(
+    assert shown.message == RenderedText(
         text="Hola Juan, tu cupón SECA20-7QX caduca el 2/6/25: https://vtr.example.com/c/9fK2mQ",
         count=shown.message.count,  # type: ignore[union-attr]
     )
@@ -159,7 +158,7 @@ def test_preview_of_a_gsm7_sms() -> None:
 def test_preview_lays_a_partial_context_over_the_sample() -> None:
     template = _template("sms", {"text": "Hola {{ customer.first_name }} 😀ç"})
     shown = preview(template, {"customer": {"first_name": "Zoë"}})
-    assert isinstance(shown.message, RenderedSms)
+    assert isinstance(shown.message, RenderedText)
     assert shown.message.text == "Hola Zoë 😀ç"
     assert shown.warnings[1] == (
         "text: 'ë' (U+00EB), '😀' (U+1F600), 'ç' (U+00E7) force UCS-2, "

@@ -9,7 +9,7 @@ from cloud.templates import PersonalisationContext, TemplateSpec, compile_templa
 from cloud.templates.analysis import analyse
 from cloud.templates.context import FIELDS
 from cloud.templates.formatting import Locale
-from cloud.templates.rendering import RenderedPush, RenderedSms
+from cloud.templates.rendering import RenderedPush, RenderedText
 from cloud.templates.sandbox import Flavour, environment
 from cloud.templates.sms import count_sms, gsm7_septets, ucs2_units
 from cloud.templates.worst_case import WORST_ANY, WORST_GSM7, field_worst, longest
@@ -97,7 +97,7 @@ def test_no_rendering_exceeds_the_measured_worst_case(
 ) -> None:
     for template in sms_templates:
         message = render(template, context)  # type: ignore[arg-type]
-        assert isinstance(message, RenderedSms)
+        assert isinstance(message, RenderedText)
         worst = template.worst.sms  # type: ignore[attr-defined]
         assert message.count.segments <= worst.segments
         if message.count.encoding == worst.encoding:

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from cloud.api import create_app
 from cloud.customers.models import Customer
 from cloud.db import session_scope
-from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.messages.models import Message, MessageStatus
 from cloud.tracking.attribution import attribute_order
 from cloud.triggers import Trigger, TriggerKind
 from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -61,7 +61,7 @@ def test_coupon_first_then_last_touch_within_the_window_each_message_once(
     customer = new_customer(engine, tenant)
     coupon_mail, opened_push, old_push, unsent = queue(
         engine,
-        outgoing(tenant, customer, "coupon", channel=MessageChannel.EMAIL, coupon_id=11),
+        outgoing(tenant, customer, "coupon", channel="email", coupon_id=11),
         outgoing(tenant, customer, "opened"),
         outgoing(tenant, customer, "old"),
         outgoing(tenant, customer, "unsent"),
@@ -97,7 +97,7 @@ def test_a_consent_request_is_never_credited_with_an_order(engine: Engine, tenan
     customer = new_customer(engine, tenant)
     push, confirm = queue(
         engine, outgoing(tenant, customer, "push"),
-        outgoing(tenant, customer, "doi", channel=MessageChannel.EMAIL, transactional=True),
+        outgoing(tenant, customer, "doi", channel="email", transactional=True),
         now=NOW - timedelta(days=3),
     )
     push = sent(engine, push, NOW - timedelta(days=2))

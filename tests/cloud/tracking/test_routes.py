@@ -16,9 +16,8 @@ from cloud.api import create_app
 from cloud.auth.models import Role
 from cloud.channels.vapid import b64url_decode
 from cloud.customers.crud import current_consent
-from cloud.customers.models import ConsentChannel
 from cloud.db import session_scope
-from cloud.messages.models import Message, MessageChannel, MessageStatus
+from cloud.messages.models import Message, MessageStatus
 from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.triggers import Trigger, TriggerKind
 from tests.cloud.delivery.queue_helpers import (
@@ -74,9 +73,9 @@ def triggers(engine: Engine, customer_id: int) -> list[Trigger]:
 def test_clicks_opens_and_unsubscribes_are_recorded_once_and_become_triggers(
     client: TestClient, engine: Engine, tenant: str, clock: Clock
 ) -> None:
-    customer = new_customer(engine, tenant, consent=(ConsentChannel.EMAIL,),
+    customer = new_customer(engine, tenant, consent=("email",),
                             email="juan@example.net")
-    [email_id] = queue(engine, outgoing(tenant, customer, "e:1", channel=MessageChannel.EMAIL,
+    [email_id] = queue(engine, outgoing(tenant, customer, "e:1", channel="email",
                                         offer_id=7, product_sku="DRY-8",
                                         product_category="dryers"))
     assert email_id is not None
@@ -121,11 +120,11 @@ def test_clicks_opens_and_unsubscribes_are_recorded_once_and_become_triggers(
     assert page.status_code == 200
     assert '<form method="post">' in page.text
     with session_scope(engine) as session:
-        assert current_consent(session, customer_id=customer)[ConsentChannel.EMAIL].granted
+        assert current_consent(session, customer_id=customer)["email"].granted
     one_click = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
     assert one_click.status_code == 200
     with session_scope(engine) as session:
-        entry = current_consent(session, customer_id=customer)[ConsentChannel.EMAIL]
+        entry = current_consent(session, customer_id=customer)["email"]
     assert (entry.granted, entry.source) == (False, "unsubscribe-link")
     assert client.post("/u/AAAAAAAAAAAAAAAA").status_code == 404
 

@@ -1,0 +1,37 @@
+"""What a provider call did for one address: the one answer every channel's sender gives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The address is gone for good (app uninstalled, token of another sender, subscription
+#: expired): the caller should forget it, not only give up on this message.
+DEAD_ADDRESS_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
+#: The provider may accept the same message later: worth another try after a wait.
+TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INTERNAL", "QUOTA_EXCEEDED", "DEADLINE_EXCEEDED"})
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Outcome of one message. `permanent` errors (dead token) must not be retried.
+
+    Three kinds of failure: `permanent` (this message can never be delivered to this
+    address; `address_dead` says whether to drop the address too), `transient` (retry,
+    no sooner than `retry_after_s` if set), and neither (configuration or credentials:
+    retrying now is pointless, an operator has to act; the message is still deliverable).
+    """
+
+    token: str
+    ok: bool
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    permanent: bool = False
+    retry_after_s: float | None = None
+
+    @property
+    def transient(self) -> bool:
+        return not self.ok and not self.permanent and self.error_code in TRANSIENT_CODES
+
+    @property
+    def address_dead(self) -> bool:
+        return not self.ok and self.error_code in DEAD_ADDRESS_CODES
