@@ -567,8 +567,7 @@ def test_the_sdk_still_has_the_shape_the_sender_relies_on(fcm_credentials: Path)
 def test_a_changed_sdk_shape_is_refused_naming_the_version_and_attribute(
     fcm_credentials: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What a release that renamed the attribute would look like: the SDK's service without
-    # `_async_client`.
+    # What a release that renamed the method would look like.
     monkeypatch.delattr(messaging._MessagingService, "send_each_async")
     settings = FcmSettings(project_id=PROJECT, credentials_file=str(fcm_credentials))
 
