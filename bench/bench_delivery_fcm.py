@@ -88,13 +88,15 @@ class Phase:
     per_s: float
     client_us: float
     server_us: float | None
+    #: Sending processes (each with its own core in `capacity_per_s`).
+    clients: int = 1
 
     @property
     def capacity_per_s(self) -> float | None:
-        """The rate with a free core for the client and one for the server."""
+        """The rate with a free core for each client process and one for the server."""
         if self.server_us is None:
             return None
-        return 1e6 / max(self.client_us, self.server_us)
+        return min(self.clients * 1e6 / self.client_us, 1e6 / self.server_us)
 
 
 @dataclass
@@ -155,14 +157,18 @@ def median_phase(phases: list[Phase]) -> Phase:
 
 
 @contextlib.contextmanager
-def fcm_server_process(workdir: Path) -> Iterator[tuple[str, Path, int]]:
+def fcm_server_process(workdir: Path, server_root: Path = ROOT) -> Iterator[tuple[str, Path, int]]:
+    """The local FCM server in a process of its own, from `server_root` (another checkout,
+    to compare versions of the server)."""
     credentials = workdir / "service-account.json"
+    environment = {**os.environ, "PYTHONPATH": str(server_root)}
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "sandbox.fcm", "--port", "0", "--project", PROJECT),
             *("--credentials-out", str(credentials)),
         ],
-        cwd=ROOT,
+        cwd=server_root,
+        env=environment,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -488,18 +494,23 @@ def deployment(
         per_s=total / elapsed,
         client_us=sum(o[2] for o in outcomes) / total * 1e6,
         server_us=server_us,
+        clients=figures.workers,
     )
 
 
-def run(messages: int, batch: int, rounds: int, workers: int, tls: bool) -> Figures:
+def run(
+    messages: int, batch: int, rounds: int, workers: int, tls: bool, server_root: Path
+) -> Figures:
     # Every variant sends registration tokens; the SDK's per-message deprecation warning
     # is silenced for all of them (FcmSender does so itself).
     warnings.filterwarnings("ignore", message=r"Message\.token is deprecated")
     figures = Figures(messages, batch, rounds, workers, load_before=os.getloadavg()[0])
     with (
         tempfile.TemporaryDirectory() as tmp,
-        fcm_server_process(Path(tmp)) as (url, credentials, server_pid),
+        fcm_server_process(Path(tmp), server_root) as (url, credentials, server_pid),
     ):
+        if server_root != ROOT:
+            figures.notes.append(f"The local server ran from {server_root}.")
         token = access_token(credentials)
         bodies = ready_bodies(pushes(messages))
         raw_loop(url, token, bodies[:100])  # warm-up: imports, first connection
@@ -600,9 +611,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-tls", action="store_true", help="skip the nginx TLS phases")
+    parser.add_argument(
+        "--server-root", type=Path, default=ROOT, help="run sandbox.fcm from this checkout"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the markdown run here")
     args = parser.parse_args()
-    figures = run(args.messages, args.batch, args.rounds, args.workers, not args.no_tls)
+    figures = run(
+        args.messages, args.batch, args.rounds, args.workers, not args.no_tls, args.server_root
+    )
     text = report(figures)
     print(text)
     if args.out is not None:
