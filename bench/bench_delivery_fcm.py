@@ -25,8 +25,8 @@ deployment of N workers, on this machine shared with the server.
 
 Beside the rates it reports CPU time per send in the client process and in the server
 process(es) (from /proc): on a shared machine the rates move with everyone else's load,
-the CPU cost per send much less, and 1e6 / max(client µs, server µs) is the rate the pair
-would reach with a free core each.
+the CPU cost per send much less, and min(clients * 1e6 / client µs, 1e6 / server µs) is the
+rate they would reach with a free core for each process.
 
     .venv/bin/python -m bench.bench_delivery_fcm [--messages N] [--batch N] [--rounds N]
         [--workers N] [--no-tls] [--out PATH]
@@ -46,6 +46,7 @@ import os
 import platform
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -122,13 +123,12 @@ def process_cpu_s(pid: int) -> float | None:
 
 
 def servers_cpu_s(pids: list[int]) -> float | None:
-    total = 0.0
-    for pid in pids:
-        cpu = process_cpu_s(pid)
-        if cpu is None:
-            return None
-        total += cpu
-    return total
+    each = [process_cpu_s(pid) for pid in pids]
+    return None if None in each else sum(cpu or 0.0 for cpu in each)
+
+
+def per_send_us(before: float | None, after: float | None, count: int) -> float | None:
+    return None if before is None or after is None else (after - before) / count * 1e6
 
 
 def measure(count: int, server_pids: list[int], run: Callable[[], None]) -> Phase:
@@ -138,12 +138,7 @@ def measure(count: int, server_pids: list[int], run: Callable[[], None]) -> Phas
     run()
     elapsed = time.perf_counter() - started
     client_us = (time.process_time() - cpu_before) / count * 1e6
-    server_after = servers_cpu_s(server_pids)
-    server_us = (
-        None
-        if server_before is None or server_after is None
-        else (server_after - server_before) / count * 1e6
-    )
+    server_us = per_send_us(server_before, servers_cpu_s(server_pids), count)
     return Phase(per_s=count / elapsed, client_us=client_us, server_us=server_us)
 
 
@@ -184,19 +179,13 @@ def fcm_server_process(workdir: Path, server_root: Path = ROOT) -> Iterator[tupl
 
 
 NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+daemon off; master_process off; worker_processes 1;
+pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
     keepalive_requests 1000000;
     http2_max_concurrent_streams 128;
     upstream sandbox {{ server {upstream}; keepalive 256; }}
@@ -323,8 +312,6 @@ class Bare:
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        import ssl
-
         context = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POOL_CONNECTIONS, ssl=context or True),
@@ -428,15 +415,9 @@ def compare(
 
 
 def worker_process(
-    variant: str,
-    url: str,
-    credentials: str,
-    count: int,
-    batch: int,
-    index: int,
-    start: Any,
+    variant: str, url: str, credentials: str, count: int, batch: int, index: int, start: Any,
     results: Any,
-) -> None:
+) -> None:  # fmt: skip
     """One sending process of a deployment: warm up, wait for the others, send `count`."""
     load = pushes(count, prefix=f"w{index}")
     warnings.filterwarnings("ignore", message=r"Message\.token is deprecated")
@@ -485,16 +466,10 @@ def deployment(
         process.join(timeout=30)
     total = count * figures.workers
     elapsed = max(o[1] for o in outcomes) - min(o[0] for o in outcomes)
-    server_us = (
-        None
-        if server_before is None or server_after is None
-        else (server_after - server_before) / total * 1e6
-    )
+    client_us = sum(o[2] for o in outcomes) / total * 1e6
+    server_us = per_send_us(server_before, server_after, total)
     figures.phases[f"{variant} x{figures.workers}"] = Phase(
-        per_s=total / elapsed,
-        client_us=sum(o[2] for o in outcomes) / total * 1e6,
-        server_us=server_us,
-        clients=figures.workers,
+        total / elapsed, client_us, server_us, clients=figures.workers
     )
 
 
@@ -514,9 +489,8 @@ def run(
         token = access_token(credentials)
         bodies = ready_bodies(pushes(messages))
         raw_loop(url, token, bodies[:100])  # warm-up: imports, first connection
-        figures.phases["raw"] = measure(
-            messages, [server_pid], lambda: raw_loop(url, token, bodies)
-        )
+        raw = measure(messages, [server_pid], lambda: raw_loop(url, token, bodies))
+        figures.phases["raw"] = raw
         compare(figures, "", url, credentials, [server_pid], None)
         if workers > 1:
             deployment(figures, "fcm", url, credentials, [server_pid])
@@ -573,12 +547,8 @@ def report(figures: Figures) -> str:
         f"{name}: {', '.join(f'{r:,.0f}' for r in values)}"
         for name, values in figures.rounds_per_s.items()
     )
-    deployment_rate = figures.phases.get(f"fcm x{figures.workers}")
-    verdict = (
-        "n/a"
-        if deployment_rate is None
-        else ("meets" if deployment_rate.per_s >= TARGET_PUSHES_PER_S else "misses")
-    )
+    rate = figures.phases.get(f"fcm x{figures.workers}")
+    verdict = "n/a" if rate is None else "meets" if rate.per_s >= TARGET_PUSHES_PER_S else "misses"
     return "\n".join(
         [
             "## Run",
