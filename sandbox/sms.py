@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl
 
 import requests
 
-from sandbox._http import (
+from sandbox.web import (
     Journal,
     OutcomeScript,
     Request,

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sandbox._http import Journal, LocalHTTPServer, Request, Response, Router, json_response
+from sandbox.web import Journal, LocalHTTPServer, Request, Response, Router, json_response
 
 #: Long enough for any test run or demo; the certificate exists only for this process.
 CERT_LIFETIME = datetime.timedelta(days=2)

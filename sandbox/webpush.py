@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from sandbox._http import (
+from sandbox.web import (
     BadRequestError,
     Journal,
     OutcomeScript,

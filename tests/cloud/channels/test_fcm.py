@@ -13,18 +13,18 @@ import pytest
 import requests
 from firebase_admin import messaging
 
+from cloud.channels import fcm_sdk
 from cloud.channels.dedupe import collapse_id
 from cloud.channels.fcm import (
     ANDROID_PRIORITY,
     FCM_ORIGIN,
     MAX_BATCH,
-    FcmEndpointAdapter,
     FcmSender,
     FcmSettings,
     PushMessage,
-    _messaging_session,
     build_message,
 )
+from cloud.channels.fcm_transport import IAM_CREDENTIALS_ORIGINS, EndpointAdapter
 from cloud.channels.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
 from tests.cloud.channels.conftest import PROJECT
@@ -323,14 +323,13 @@ def test_unreachable_server_is_transient(fcm_credentials: Path, fcm_server: FcmS
 
 def test_without_endpoint_requests_stay_on_googles_origin(fcm_credentials: Path) -> None:
     settings = FcmSettings(project_id=PROJECT, credentials_file=str(fcm_credentials))
+    send_url = f"{FCM_ORIGIN}/v1/projects/{PROJECT}/messages:send"
 
     with FcmSender(settings) as sender:
-        session = _messaging_session(sender._app)
-        adapter = session.get_adapter(f"{FCM_ORIGIN}/v1/projects/{PROJECT}/messages:send")
-        assert isinstance(adapter, FcmEndpointAdapter)
-        assert adapter.endpoint is None
-        assert adapter.max_retries.status == 0
-        assert session.trust_env is False
+        assert sender._http.route(send_url) == send_url
+        for origin in IAM_CREDENTIALS_ORIGINS:
+            adapter = sender._token_session.get_adapter(f"{origin}/v1/projects/-/x")
+            assert not isinstance(adapter, EndpointAdapter)
 
 
 def test_senders_for_two_projects_coexist(fcm_server: FcmSandbox, fcm_credentials: Path) -> None:
@@ -353,7 +352,7 @@ def test_senders_for_two_projects_coexist(fcm_server: FcmSandbox, fcm_credential
 def test_build_message_sets_no_image_options_without_an_image() -> None:
     message = build_message(push(make_token(), image_url=None, deep_link=None), now=1_000_000)
 
-    encoded = messaging._MessagingService.encode_message(message)
+    encoded = fcm_sdk.encode_message(message)
 
     assert "image" not in encoded["notification"]
     assert "fcm_options" not in encoded["apns"]

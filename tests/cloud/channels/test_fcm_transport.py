@@ -1,10 +1,13 @@
-"""FcmHttpClient, the HTTP/1.1 transport under firebase-admin: framing, reuse, timeouts,
-TLS and proxies, against real sockets (scripted servers, a TLS relay, a CONNECT proxy)."""
+"""The FCM sender's HTTP side: FcmHttpClient (aiohttp under firebase-admin) against real
+sockets (scripted servers, a TLS relay, a CONNECT proxy), and the firebase-admin internals
+it relies on (cloud.channels.fcm_sdk), checked against the installed release."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import re
 import select
 import socket
 import socketserver
@@ -15,9 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import firebase_admin
 import httpx
 import pytest
+from firebase_admin import credentials, messaging
 
+from cloud.channels import fcm_sdk
 from cloud.channels.fcm import FCM_ORIGIN, FcmHttpClient, FcmSender, FcmSettings, PushMessage
 from cloud.channels.retry import NO_RETRY
 from sandbox.fcm import FcmSandbox, make_token
@@ -264,8 +270,12 @@ def test_a_malformed_answer_is_a_protocol_error(
 def test_a_line_break_in_a_header_is_refused_before_sending(
     serve: Callable[[Script], ScriptedServer],
 ) -> None:
+    received: list[bytes] = []
+    closed = threading.Event()
+
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
+        received.append(await reader.read())
+        closed.set()
 
     server = serve(script)
     client = client_for(server.port)
@@ -277,9 +287,11 @@ def test_a_line_break_in_a_header_is_refused_before_sending(
         finally:
             await client.aclose()
 
-    with pytest.raises(ValueError, match="line break"):
+    with pytest.raises(ValueError, match="control character"):
         run(inject())
-    assert server.connections == 0
+    if server.connections:  # aiohttp may connect before it checks the headers
+        assert closed.wait(5)
+    assert b"X-Other" not in b"".join(received)
 
 
 def test_only_the_configured_origin_is_served(fcm_server: FcmSandbox) -> None:
@@ -319,53 +331,79 @@ def push(token: str) -> PushMessage:
     return PushMessage(token=token, title="20% off", body="Only today", idempotency_key="k1")
 
 
+class TlsRelay:
+    """TLS in front (a self-signed certificate for 127.0.0.1), the plain local FCM server
+    behind."""
+
+    def __init__(self, upstream_url: str, directory: Path) -> None:
+        self.cert, key = self_signed_certificate(directory)
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_tls.load_cert_chain(self.cert, key)
+        upstream = ("127.0.0.1", urlsplit(upstream_url).port or 80)
+
+        class Relay(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with (
+                    server_tls.wrap_socket(self.request, server_side=True) as front,
+                    socket.create_connection(upstream) as back,
+                ):
+                    while True:
+                        readable, _, _ = select.select([front, back], [], [], 5)
+                        if not readable:
+                            return
+                        for source in readable:
+                            data = source.recv(65536)
+                            if not data:
+                                return
+                            (back if source is front else front).sendall(data)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def tls_relay(fcm_server: FcmSandbox, tmp_path: Path) -> Iterator[TlsRelay]:
+    relay = TlsRelay(fcm_server.url, tmp_path)
+    yield relay
+    relay.close()
+
+
 def test_the_sender_reaches_an_https_endpoint_with_the_configured_ca_bundle(
     fcm_server: FcmSandbox,
     fcm_credentials: Path,
-    tmp_path: Path,
+    tls_relay: TlsRelay,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cert, key = self_signed_certificate(tmp_path)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert, key)
-    upstream = ("127.0.0.1", urlsplit(fcm_server.url).port or 80)
-
-    class Relay(socketserver.BaseRequestHandler):
-        """TLS in front, the plain local FCM server behind."""
-
-        def handle(self) -> None:
-            with (
-                server_tls.wrap_socket(self.request, server_side=True) as front,
-                socket.create_connection(upstream) as back,
-            ):
-                while True:
-                    readable, _, _ = select.select([front, back], [], [], 5)
-                    if not readable:
-                        return
-                    for source in readable:
-                        data = source.recv(65536)
-                        if not data:
-                            return
-                        (back if source is front else front).sendall(data)
-
-    tls_front = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay)
-    tls_front.daemon_threads = True
-    threading.Thread(target=tls_front.serve_forever, daemon=True).start()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_relay.cert))
     settings = FcmSettings(
-        project_id=PROJECT,
-        credentials_file=str(fcm_credentials),
-        endpoint=f"https://127.0.0.1:{tls_front.server_address[1]}",
+        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=tls_relay.url
     )
-    try:
-        with FcmSender(settings, retry=NO_RETRY) as sender:
-            [result] = sender.send([push(make_token())])
-    finally:
-        tls_front.shutdown()
-        tls_front.server_close()
+
+    with FcmSender(settings, retry=NO_RETRY) as sender:
+        [result] = sender.send([push(make_token())])
 
     assert result.ok, result
     assert len(fcm_server.received.snapshot()) == 1
+
+
+def test_an_untrusted_certificate_is_refused_as_unavailable(
+    fcm_server: FcmSandbox, fcm_credentials: Path, tls_relay: TlsRelay
+) -> None:
+    settings = FcmSettings(
+        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=tls_relay.url
+    )
+
+    with FcmSender(settings, retry=NO_RETRY) as sender:
+        [result] = sender.send([push(make_token())])
+
+    assert result.error_code == "UNAVAILABLE"
+    assert fcm_server.received.snapshot() == []
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -379,48 +417,59 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
-def test_the_sender_tunnels_through_the_environment_proxy(
-    fcm_server: FcmSandbox,
-    fcm_credentials: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    tunnels: list[bytes] = []
+class Proxy(ScriptedServer):
+    """An HTTP proxy: CONNECT tunnels, and plain requests in absolute form (google-auth's
+    token request to an http:// token_uri) forwarded on a connection of their own."""
 
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        super().__init__(self._proxy)
+
+    async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
+        self.seen.append(head.split(b"\r\n", 1)[0])
         method, target, rest = head.split(b" ", 2)
         if method == b"CONNECT":
-            tunnels.append(head.split(b"\r\n", 1)[0])
             host, _, port = target.decode().partition(":")
             upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        else:  # google-auth's requests (token, boundary lookup) come in absolute form
+        else:
             url = urlsplit(target.decode())
             upstream_reader, upstream_writer = await asyncio.open_connection(url.hostname, url.port)
-            upstream_writer.write(b" ".join([method, url.path.encode(), rest]))
+            path = url.path + (f"?{url.query}" if url.query else "")
+            upstream_writer.write(b" ".join([method, path.encode(), rest]))
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
-    front = ScriptedServer(proxy)
+
+def test_the_sender_tunnels_through_the_environment_proxy(
+    fcm_server: FcmSandbox,
+    fcm_credentials: Path,
+    tls_relay: TlsRelay,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As it would reach Google from behind a proxy: HTTPS_PROXY, CONNECT, then TLS."""
+    proxy = Proxy()
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{front.port}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_relay.cert))
     settings = FcmSettings(
-        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=fcm_server.url
+        project_id=PROJECT, credentials_file=str(fcm_credentials), endpoint=tls_relay.url
     )
     try:
-        client = FcmHttpClient(fcm_server.url, timeout_s=5, reauthorize=never_reauthorize)
-        assert client._proxy == f"http://127.0.0.1:{front.port}"
         with FcmSender(settings, retry=NO_RETRY) as sender:
-            monkeypatch.delenv("HTTP_PROXY")  # settled at start: the sends still tunnel
+            assert sender._http.proxy == f"http://127.0.0.1:{proxy.port}"
+            for name in ("HTTPS_PROXY", "HTTP_PROXY"):
+                monkeypatch.delenv(name)  # settled at start: the sends still go through it
             results = sender.send([push(make_token()), push(make_token())])
     finally:
-        front.close()
+        proxy.close()
 
     assert all(r.ok for r in results), results
-    port = urlsplit(fcm_server.url).port
-    # A tunnel per pooled connection (the two sends go out at once).
-    assert tunnels
-    assert set(tunnels) == {f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode()}
+    relay = urlsplit(tls_relay.url).netloc.encode()
+    assert b"CONNECT " + relay + b" HTTP/1.1" in proxy.seen
+    assert len(fcm_server.received.snapshot()) == 2
 
 
 def test_a_silent_server_gives_deadline_exceeded_which_is_transient(
@@ -461,3 +510,70 @@ def test_an_endpoint_with_a_path_keeps_it(serve: Callable[[Script], ScriptedServ
     run(exchange(client))
 
     assert seen[0].startswith(f"POST /fcm/v1/projects/{PROJECT}/messages:send ".encode())
+
+
+# -- firebase-admin's internals (cloud.channels.fcm_sdk) -------------------------------------
+
+
+def test_the_installed_firebase_admin_is_a_tested_release() -> None:
+    """Fails when firebase-admin moves past the releases the sender was tested with: run
+    this module and tests/cloud/channels/test_fcm.py against the new release, check the
+    contract in cloud/channels/fcm_sdk.py, then widen TESTED_RANGE and the pin together."""
+    assert fcm_sdk.version_tested(), (
+        f"firebase-admin {firebase_admin.__version__} is outside the tested range "
+        f"{fcm_sdk.TESTED_RANGE} (cloud/channels/fcm_sdk.py)"
+    )
+    pyproject = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
+    pins = re.findall(r'"firebase-admin([^"]*)"', pyproject)
+    assert pins == [fcm_sdk.TESTED_RANGE], (
+        f"pyproject.toml pins firebase-admin{pins}, cloud/channels/fcm_sdk.py was tested "
+        f"with {fcm_sdk.TESTED_RANGE}"
+    )
+
+
+def test_the_sdk_still_has_the_shape_the_sender_relies_on(fcm_credentials: Path) -> None:
+    version = firebase_admin.__version__
+    service_class = getattr(messaging, "_MessagingService", None)
+    assert service_class is not None, f"firebase-admin {version}: messaging._MessagingService"
+    send_each = getattr(service_class, "send_each_async", None)
+    assert send_each is not None, f"firebase-admin {version}: _MessagingService.send_each_async"
+    source = inspect.getsource(send_each)
+    assert "self._async_client.request(" in source, (
+        f"firebase-admin {version}: _MessagingService.send_each_async no longer sends "
+        "through self._async_client.request()"
+    )
+    assert "except httpx.HTTPError" in source, (
+        f"firebase-admin {version}: _MessagingService.send_each_async no longer maps "
+        "httpx.HTTPError, which FcmHttpClient raises"
+    )
+    assert callable(getattr(service_class, "encode_message", None)), (
+        f"firebase-admin {version}: _MessagingService.encode_message"
+    )
+    app = firebase_admin.initialize_app(
+        credentials.Certificate(str(fcm_credentials)),
+        options={"projectId": PROJECT},
+        name="shape-check",
+    )
+    try:
+        ours = FcmHttpClient(None, timeout_s=5, reauthorize=never_reauthorize)
+        original = fcm_sdk.install_client(app, ours)
+        assert messaging._get_messaging_service(app)._async_client is ours
+        run(original.aclose())
+    finally:
+        firebase_admin.delete_app(app)
+
+
+def test_a_changed_sdk_shape_is_refused_naming_the_version_and_attribute(
+    fcm_credentials: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a release that renamed the method would look like.
+    monkeypatch.delattr(messaging._MessagingService, "send_each_async")
+    settings = FcmSettings(project_id=PROJECT, credentials_file=str(fcm_credentials))
+
+    with pytest.raises(fcm_sdk.SdkShapeError) as raised:
+        FcmSender(settings)
+
+    message = str(raised.value)
+    assert f"firebase-admin {firebase_admin.__version__}" in message
+    assert "_MessagingService.send_each_async" in message
+    assert raised.value.attribute == "_MessagingService.send_each_async"

@@ -14,8 +14,8 @@ from cloud.channels.retry import RetryPolicy
 from cloud.channels.sms import SmsSender
 from cloud.channels.sms_message import SmsMessage
 from cloud.channels.twilio import TwilioSettings, TwilioSms
-from sandbox._http import Journal, LocalHTTPServer, Request, Response, Router
 from sandbox.sms import SmsOutcome, SmsSandbox
+from sandbox.web import Journal, LocalHTTPServer, Request, Response, Router
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.2, jitter_s=0.05)
 JUAN = "+34600111222"

@@ -1,27 +1,25 @@
-"""A small asyncio HTTP/1.1 server that the provider stand-ins share.
+"""The HTTP side the provider stand-ins share, on aiohttp's server.
 
-The stand-ins answer clients that send hundreds of requests at once (firebase-admin's
-batch send keeps a hundred connections busy), and a benchmark measures our senders
-against them, so the server is event-driven and lean: one thread runs an asyncio loop,
-each connection is a protocol object fed by httptools (the llhttp C parser), and a
-complete request is answered from the parser's callback with one write. A thread per
-connection would spend its core switching threads; a framework's per-request objects
-would cost more than the stand-ins' handlers. Handlers stay plain synchronous functions
-from Request to Response; they run on the loop and must not block (the stand-ins'
-handlers only check, record and answer). Settings that matter for realistic clients:
-- keep-alive (HTTP/1.1, pipelining answered in order) with TCP_NODELAY, otherwise Nagle
-  plus delayed ACK cost ~40 ms per request;
-- a deep listen backlog, because firebase-admin opens up to 100 connections at once;
-- bounded request heads and bodies, so a broken client gets a 431 or 413 instead of
-  exhausting memory; chunked bodies are refused (411) as the providers' APIs never need them.
+The stand-ins answer clients that send hundreds of requests at once (a batch of FCM
+sends keeps a hundred connections busy) and a benchmark measures our senders against
+them, so they run on aiohttp's low-level server: one thread runs an asyncio loop, the
+requests are parsed by aiohttp's C parser (llhttp), and every request goes straight to
+one dispatch function, without the application router's and middlewares' per-request
+objects. Handlers stay plain synchronous functions from Request to Response; they run
+on the loop and must not block (the stand-ins' handlers only check, record and answer).
+
+aiohttp already does what realistic clients need: keep-alive and pipelining answered in
+order, TCP_NODELAY, bounded request lines and header fields (a 400 beyond them). This
+module adds what the providers' APIs do: bodies are announced with a Content-Length and
+bounded (411 for a chunked body, 413 beyond MAX_BODY_BYTES, both before reading it), a
+deep listen backlog, and JSON errors for unknown routes (404/405), malformed requests
+(400) and handler bugs (500).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import http
 import json
 import logging
 import re
@@ -33,9 +31,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-import httptools
+from aiohttp import web, web_request
 
 logger = logging.getLogger(__name__)
 
@@ -43,43 +41,18 @@ logger = logging.getLogger(__name__)
 #: that a runaway client cannot hurt the process.
 MAX_BODY_BYTES = 1 << 20
 
-#: Request line plus headers; real clients send a few hundred bytes.
-MAX_HEAD_BYTES = 64 * 1024
+#: The longest request line or header field accepted; real clients send a few hundred
+#: bytes. aiohttp answers 400 beyond it, and beyond its cap on the number of fields.
+MAX_FIELD_BYTES = 16 * 1024
 
-#: firebase-admin's send_each opens up to 100 pooled connections in the same instant.
+#: A batch of FCM sends opens up to 100 pooled connections in the same instant.
 LISTEN_BACKLOG = 1024
 
-#: After refusing a request the server closes its side but keeps reading (and dropping)
-#: what the client still sends for this long: closing a socket with unread data resets
-#: the connection, and the client would lose the answer that says why.
-LINGER_S = 2.0
-
-#: How long `start()` waits for the listening thread before calling the start broken.
+#: How long `start()` waits for the listening thread before calling the start broken,
+#: and `stop()` for kept-alive connections to close.
 STARTUP_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
-
-
-class Headers(Mapping[str, str]):
-    """Request headers, looked up case-insensitively; repeated fields joined by ", "."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: Sequence[tuple[str, str]] = ()) -> None:
-        self._fields: dict[str, str] = {}
-        for name, value in fields:
-            key = name.lower()
-            previous = self._fields.get(key)
-            self._fields[key] = value if previous is None else f"{previous}, {value}"
-
-    def __getitem__(self, name: str) -> str:
-        return self._fields[name.lower()]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +60,7 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
-    #: Case-insensitive, as HTTP header names are (see Headers).
+    #: Looked up case-insensitively, as HTTP header names are.
     headers: Mapping[str, str]
     body: bytes
     #: Groups captured by the route pattern.
@@ -155,163 +128,17 @@ class Router:
         return None, {}, path_known
 
 
-def _refuse_body(headers: Mapping[str, str]) -> Response | None:
-    """The answer for a body this server will not read, before reading it (or None)."""
-    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+def _refuse_body(request: web_request.BaseRequest) -> Response | None:
+    """The answer for a body this server will not read, before reading it (or None).
+    (aiohttp's parser already refuses a malformed Content-Length with a 400.)"""
+    if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
         return json_response(
             411, {"error": "send a Content-Length; chunked bodies are not accepted"}
         )
-    raw_length = headers.get("Content-Length", "0") or "0"
-    try:
-        length = int(raw_length)
-    except ValueError:
-        return json_response(400, {"error": f"bad Content-Length {raw_length!r}"})
-    if length < 0:
-        return json_response(400, {"error": f"bad Content-Length {raw_length!r}"})
+    length = request.content_length or 0
     if length > MAX_BODY_BYTES:
         return json_response(413, {"error": f"body of {length} bytes exceeds {MAX_BODY_BYTES}"})
     return None
-
-
-class _RefusedError(Exception):
-    """Raised from a parser callback to stop reading a request that is answered already."""
-
-
-class _HttpDate:
-    """The Date header, formatted at most once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._text = email.utils.formatdate(second, usegmt=True)
-        return self._text
-
-
-def _encode(response: Response, *, close: bool, date: str) -> bytes:
-    """Status line, headers and body in one buffer: one write, one TCP segment."""
-    try:
-        reason = http.HTTPStatus(response.status).phrase
-    except ValueError:
-        reason = "Unknown"
-    head = [f"HTTP/1.1 {response.status} {reason}", f"Date: {date}", "Server: vitrina-sandbox"]
-    head.extend(f"{name}: {value}" for name, value in response.headers.items())
-    head.append(f"Content-Length: {len(response.body)}")
-    if close:
-        head.append("Connection: close")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: httptools parses, each complete request is answered in order.
-
-    Answers are written from the parser's callbacks, so pipelined requests get their
-    answers in order without any per-request task. A request the server will not read
-    (chunked or oversized body, oversized head, malformed) is answered and the connection
-    closed, since the rest of its bytes cannot be framed.
-    """
-
-    def __init__(self, server: LocalHTTPServer) -> None:
-        self._server = server
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._closing = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self._url = b""
-        self._fields: list[tuple[str, str]] = []
-        self._head_bytes = 0
-        self._body: list[bytes] = []
-        self._headers = Headers()
-
-    # -- asyncio.Protocol -------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._server._connections.add(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._transport is not None:
-            self._server._connections.discard(self._transport)
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return  # lingering after a refusal: drop what the client still sends
-        try:
-            self._parser.feed_data(data)
-        except _RefusedError:
-            pass
-        except httptools.HttpParserError as exc:
-            if not isinstance(exc.__context__, _RefusedError):
-                self._answer(json_response(400, {"error": f"bad request: {exc}"}), close=True)
-
-    # -- httptools callbacks -----------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._reset()
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._grow_head(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields.append((name.decode("latin-1"), value.decode("latin-1")))
-        self._grow_head(len(name) + len(value))
-
-    def on_headers_complete(self) -> None:
-        self._headers = Headers(self._fields)
-        refusal = _refuse_body(self._headers)
-        if refusal is not None:
-            self._refuse(refusal)
-        if self._headers.get("Expect", "").lower() == "100-continue" and self._transport:
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        method = self._parser.get_method().decode("ascii", "replace")
-        target = self._url.decode("latin-1")
-        body = b"".join(self._body)
-        response = self._server._respond(method, target, self._headers, body)
-        self._answer(response, close=not self._parser.should_keep_alive())
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _grow_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self._refuse(
-                json_response(431, {"error": f"request head exceeds {MAX_HEAD_BYTES} bytes"})
-            )
-
-    def _refuse(self, response: Response) -> None:
-        self._answer(response, close=True)
-        raise _RefusedError
-
-    def _answer(self, response: Response, *, close: bool) -> None:
-        transport = self._transport
-        if transport is None or transport.is_closing() or self._closing:
-            return
-        transport.write(_encode(response, close=close, date=self._server._date.now()))
-        if close:
-            self._closing = True
-            if transport.can_write_eof():
-                transport.write_eof()
-                asyncio.get_running_loop().call_later(LINGER_S, transport.close)
-            else:
-                transport.close()
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -346,8 +173,6 @@ class LocalHTTPServer:
         self._stopping: asyncio.Event | None = None
         #: Set by `interrupt()`, so that one arriving before the loop runs is not lost.
         self._interrupted = False
-        self._connections: set[asyncio.Transport] = set()
-        self._date = _HttpDate()
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         self.name = name
@@ -371,7 +196,7 @@ class LocalHTTPServer:
         """Stop serving and close kept-alive connections, so the server really stops answering."""
         if self._thread is not None:
             self.interrupt()
-            self._thread.join(timeout=STARTUP_TIMEOUT_S)
+            self._thread.join(timeout=2 * STARTUP_TIMEOUT_S)
             self._thread = None
         self._close_socket()
 
@@ -398,12 +223,18 @@ class LocalHTTPServer:
     async def _serve(self, started: threading.Event | None) -> None:
         if self._socket is None:
             raise RuntimeError(f"{self.name}: the server was stopped")
-        loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = await loop.create_server(
-            lambda: _Connection(self), sock=self._socket, backlog=LISTEN_BACKLOG
+        server = web.Server(
+            self._handle,
+            access_log=None,
+            max_line_size=MAX_FIELD_BYTES,
+            max_field_size=MAX_FIELD_BYTES,
         )
-        self._loop = loop
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=STARTUP_TIMEOUT_S)
+        await runner.setup()
+        site = web.SockSite(runner, self._socket, backlog=LISTEN_BACKLOG)
+        await site.start()
+        self._loop = asyncio.get_running_loop()
         if self._interrupted:
             self._stopping.set()
         if started is not None:
@@ -412,24 +243,30 @@ class LocalHTTPServer:
             await self._stopping.wait()
         finally:
             self._loop = None
-            server.close()
-            # Handlers run to completion inside a callback: no request is half-answered.
-            for transport in list(self._connections):
-                transport.abort()
-            self._connections.clear()
-            await server.wait_closed()
+            # Handlers run to completion without awaiting: no request is half-answered.
+            # cleanup() stops listening and closes kept-alive connections.
+            await runner.cleanup()
 
-    def _respond(self, method: str, target: str, headers: Headers, body: bytes) -> Response:
-        split = urlsplit(target)
-        handler, params, path_known = self._router.dispatch(method, split.path)
+    async def _handle(self, request: web_request.BaseRequest) -> web.StreamResponse:
+        refusal = _refuse_body(request)
+        if refusal is not None:
+            return _encode(refusal, close=True)
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await request.read() if request.body_exists else b""
+        return _encode(self._respond(request, body), close=False)
+
+    def _respond(self, incoming: web_request.BaseRequest, body: bytes) -> Response:
+        method, path = incoming.method, incoming.path
+        handler, params, path_known = self._router.dispatch(method, path)
         if handler is None:
             status = 405 if path_known else 404
-            return json_response(status, {"error": f"{method} {split.path} is not served here"})
+            return json_response(status, {"error": f"{method} {path} is not served here"})
         request = Request(
             method=method,
-            path=split.path,
-            query=parse_qs(split.query),
-            headers=headers,
+            path=path,
+            query=parse_qs(incoming.query_string),
+            headers=incoming.headers,
             body=body,
             params=params,
         )
@@ -438,8 +275,17 @@ class LocalHTTPServer:
         except BadRequestError as exc:
             return json_response(400, {"error": str(exc)})
         except Exception:
-            logger.exception("%s: handler for %s %s failed", self.name, method, split.path)
+            logger.exception("%s: handler for %s %s failed", self.name, method, path)
             return json_response(500, {"error": "internal error in the local server"})
+
+
+def _encode(response: Response, *, close: bool) -> web.Response:
+    """aiohttp's response for ours; `close` ends the connection after it (a request whose
+    body was not read leaves bytes on the connection that cannot be framed)."""
+    answer = web.Response(status=response.status, body=response.body, headers=response.headers)
+    if close:
+        answer.force_close()
+    return answer
 
 
 class Journal(Generic[T]):
