@@ -8,14 +8,12 @@ psycopg 3 is production. The schema is owned by Alembic from the first table on:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from fastapi import Depends, Request
 from sqlalchemy import Connection, DateTime, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -192,13 +190,3 @@ def current_revision(engine: Engine) -> str | None:
 def session_scope(engine: Engine) -> Session:
     """A session whose objects stay readable after commit (API responses read them)."""
     return Session(engine, expire_on_commit=False)
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: one session per request, on the app's engine."""
-    engine: Engine = request.app.state.engine
-    with session_scope(engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]

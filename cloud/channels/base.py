@@ -237,6 +237,9 @@ class ReceiptChannel(abc.ABC, Generic[S]):
     """A channel whose provider posts delivery receipts later, to
     `/receipts/<channel>`."""
 
+    #: The request header that carries the provider's signature of a receipt.
+    signature_header: str
+
     @abc.abstractmethod
     def receipt_url(self, settings: S, public_base_url: str) -> str:
         """The URL the provider was given (and signs receipts with)."""

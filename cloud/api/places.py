@@ -20,13 +20,14 @@ import threading
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
 from pydantic import Field as FieldInfo
 
-from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
+from cloud.api.access import AppOrAdmin, TenantAdmin
+from cloud.api.customers import CustomerDep
+from cloud.api.deps import NowDep, SessionDep
 from cloud.channels import LOCATION_MARKETING
-from cloud.customers.crud import current_consent, get_customer
-from cloud.db import SessionDep
+from cloud.customers.crud import current_consent
 from cloud.places.crud import (
     StoredGeofences,
     StoreInUseError,
@@ -57,7 +58,6 @@ from cloud.places.models import (
 )
 from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError
-from cloud.request_context import known_tenant, request_now
 from shared.topics import SEGMENT_PATTERN
 
 #: An app flushing fixes it buffered offline sends them together; a bound keeps one
@@ -68,7 +68,7 @@ StoreKey = Annotated[str, Path(pattern=SEGMENT_PATTERN.pattern)]
 GeofenceId = Annotated[str, Path(pattern=ID_PATTERN.pattern)]
 Fixes = Annotated[list[LocationFix], FieldInfo(min_length=1, max_length=MAX_FIXES_PER_REQUEST)]
 
-router = APIRouter(prefix="/tenants/{tenant}", tags=["places"])
+router = APIRouter(tags=["places"])
 
 _STATE_LOCK = threading.Lock()
 
@@ -86,6 +86,9 @@ def stored_geofences(request: Request) -> StoredGeofences:
     return found
 
 
+GeofencesDep = Annotated[StoredGeofences, Depends(stored_geofences)]
+
+
 def _unprocessable(error: ValueError) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error))
 
@@ -101,13 +104,12 @@ def _store_public(session: SessionDep, store: StoreRow) -> StorePublic:
 
 @router.put("/stores/{key}", response_model=StorePublic)
 def put_store_route(
-    request: Request, session: SessionDep, tenant: str, key: StoreKey, data: StoreCreate,
-    caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: StoreKey,
+    data: StoreCreate,
 ) -> StorePublic:
     """Create or update a store: its name and the IANA zone of its opening hours."""
-    known_tenant(request, tenant)
     try:
-        store = put_store(session, tenant=tenant, key=key, data=data, now=request_now(request))
+        store = put_store(session, tenant=tenant, key=key, data=data, now=now)
     except PlaceError as error:
         raise _unprocessable(error) from None
     session.commit()
@@ -116,9 +118,8 @@ def put_store_route(
 
 @router.get("/stores", response_model=list[StorePublic])
 def list_stores_route(
-    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str
 ) -> list[StorePublic]:
-    known_tenant(request, tenant)
     return [_store_public(session, store) for store in list_stores(session, tenant=tenant)]
 
 
@@ -131,18 +132,16 @@ def _store_or_404(session: SessionDep, tenant: str, key: str) -> StoreRow:
 
 @router.get("/stores/{key}", response_model=StorePublic)
 def get_store_route(
-    request: Request, session: SessionDep, tenant: str, key: StoreKey, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: StoreKey
 ) -> StorePublic:
-    known_tenant(request, tenant)
     return _store_public(session, _store_or_404(session, tenant, key))
 
 
 @router.delete("/stores/{key}", response_model=StorePublic)
 def delete_store_route(
-    request: Request, session: SessionDep, tenant: str, key: StoreKey, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: StoreKey
 ) -> StorePublic:
     """Delete a store that has no geofences left (409 otherwise)."""
-    known_tenant(request, tenant)
     public = _store_public(session, _store_or_404(session, tenant, key))
     try:
         delete_store(session, tenant=tenant, key=key)
@@ -163,28 +162,27 @@ def _geofence_public(row: GeofenceDefinition) -> GeofencePublic:
 
 @router.put("/geofences/{geofence_id}", response_model=GeofencePublic)
 def put_geofence_route(
-    request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
-    definition: Annotated[dict[str, Any], Body()], caller: TenantAdmin,
+    caller: TenantAdmin, geofences: GeofencesDep, session: SessionDep, now: NowDep, tenant: str,
+    geofence_id: GeofenceId,
+    definition: Annotated[dict[str, Any], Body()],
 ) -> GeofencePublic:
     """Create or replace a geofence: a circle or GeoJSON polygon, dwell time, optional
     opening hours and its store (see cloud.places.parse); `id`, `tenant` and `timezone`
     may be left out (the path and the store give them)."""
-    known_tenant(request, tenant)
     try:
         row = put_geofence(session, tenant=tenant, geofence_id=geofence_id,
-                           definition=definition, now=request_now(request))
+                           definition=definition, now=now)
     except PlaceError as error:
         raise _unprocessable(error) from None
     session.commit()
-    stored_geofences(request).index(session, tenant=tenant)
+    geofences.index(session, tenant=tenant)
     return _geofence_public(row)
 
 
 @router.get("/geofences", response_model=GeofenceList)
 def list_geofences_route(
-    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str
 ) -> GeofenceList:
-    known_tenant(request, tenant)
     return GeofenceList(
         version=tenant_geofence_version(session, tenant=tenant),
         geofences=[_geofence_public(row) for row in list_geofences(session, tenant=tenant)],
@@ -193,10 +191,8 @@ def list_geofences_route(
 
 @router.get("/geofences/{geofence_id}", response_model=GeofencePublic)
 def get_geofence_route(
-    request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
-    caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, tenant: str, geofence_id: GeofenceId,
 ) -> GeofencePublic:
-    known_tenant(request, tenant)
     row = get_geofence(session, tenant=tenant, geofence_id=geofence_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
@@ -205,16 +201,15 @@ def get_geofence_route(
 
 @router.delete("/geofences/{geofence_id}", response_model=GeofencePublic)
 def delete_geofence_route(
-    request: Request, session: SessionDep, tenant: str, geofence_id: GeofenceId,
-    caller: TenantAdmin,
+    caller: TenantAdmin, geofences: GeofencesDep, session: SessionDep, now: NowDep, tenant: str,
+    geofence_id: GeofenceId,
 ) -> GeofencePublic:
     """Delete a geofence; customers inside it exit now."""
-    known_tenant(request, tenant)
-    row = delete_geofence(session, tenant=tenant, geofence_id=geofence_id, now=request_now(request))
+    row = delete_geofence(session, tenant=tenant, geofence_id=geofence_id, now=now)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
     session.commit()
-    stored_geofences(request).index(session, tenant=tenant)
+    geofences.index(session, tenant=tenant)
     return _geofence_public(row)
 
 
@@ -245,20 +240,17 @@ def _outcome(customer_id: int, version: int, update: LocationUpdate) -> Location
 
 @router.post("/customers/{customer_id}/locations", response_model=LocationOutcome)
 def report_locations_route(
-    request: Request, session: SessionDep, tenant: str, customer_id: int,
-    fixes: Annotated[LocationFix | Fixes, Body()], caller: AppOrAdmin,
+    caller: AppOrAdmin, geofences: GeofencesDep, session: SessionDep, now: NowDep,
+    tenant: str, customer: CustomerDep,
+    fixes: Annotated[LocationFix | Fixes, Body()],
 ) -> LocationOutcome:
     """The app's location fix (or fixes, oldest first or not: they are sorted) for its
     customer: enter when the whole accuracy disc is inside a geofence, exit when it no
     longer touches it, dwell after the geofence's dwell time while it is open. Each
     transition becomes a scenario trigger. 403, keeping nothing, when the customer said
     no to location-based marketing."""
-    known_tenant(request, tenant)
-    customer = get_customer(session, tenant=tenant, customer_id=customer_id)
-    if customer is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
-        )
+    customer_id = customer.id
+    assert customer_id is not None
     if _location_refused(session, customer_id):
         forget_stays(session, customer_id=customer_id)
         session.commit()
@@ -267,7 +259,6 @@ def report_locations_route(
             "the customer withdrew consent to location-based marketing: location reports"
             " are not accepted (nothing was stored)",
         )
-    now = request_now(request)
     batch: Sequence[LocationFix] = fixes if isinstance(fixes, list) else [fixes]
     try:
         reports = [
@@ -277,7 +268,7 @@ def report_locations_route(
         ]
     except PlaceError as error:
         raise _unprocessable(error) from None
-    index, version = stored_geofences(request).index(session, tenant=tenant)
+    index, version = geofences.index(session, tenant=tenant)
     update = report_locations(session, tenant=tenant, customer_id=customer_id,
                               reports=reports, index=index, now=now)
     session.commit()

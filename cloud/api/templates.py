@@ -13,14 +13,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
-from cloud.auth.dependencies import TenantAdmin
+from cloud.api.access import TenantAdmin
+from cloud.api.deps import NowDep, SessionDep
 from cloud.channels import Channel
 from cloud.customers.models import LOCALE_PATTERN
-from cloud.db import SessionDep
-from cloud.request_context import known_tenant, request_now
 from cloud.templates.compiler import Template, compile_template
 from cloud.templates.crud import (
     TEMPLATE_KEY_PATTERN,
@@ -41,7 +40,7 @@ from shared.errors import describe_validation_error
 
 KeyPath = Annotated[str, Path(pattern=TEMPLATE_KEY_PATTERN)]
 
-router = APIRouter(prefix="/tenants/{tenant}", tags=["templates"])
+router = APIRouter(tags=["templates"])
 
 
 class TemplateSave(BaseModel):
@@ -123,11 +122,11 @@ def _row_or_404(session: SessionDep, tenant: str, key: str, channel: Channel, lo
 
 @router.put("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
 def put_template_route(
-    request: Request, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
-    locale: Locale, data: TemplateSave, caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: KeyPath,
+    channel: Channel,
+    locale: Locale, data: TemplateSave,
 ) -> TemplatePublic:
     """Save a template after checking everything a send could trip on (422 otherwise)."""
-    known_tenant(request, tenant)
     try:
         spec = TemplateSpec.model_validate(
             {"channel": channel, "locale": locale, "parts": data.parts}
@@ -137,7 +136,7 @@ def put_template_route(
                             f"invalid template: {describe_validation_error(error)}") from None
     try:
         row, template = save_template(session, tenant=tenant, key=key, spec=spec,
-                                      now=request_now(request))
+                                      now=now)
     except TemplateError as error:
         raise _template_error(error) from None
     session.commit()
@@ -146,30 +145,27 @@ def put_template_route(
 
 @router.get("/templates", response_model=list[TemplatePublic])
 def list_templates_route(
-    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, tenant: str,
     key: Annotated[str | None, Query(pattern=TEMPLATE_KEY_PATTERN)] = None,
 ) -> list[TemplatePublic]:
-    known_tenant(request, tenant)
     return [_public(row, compiled(row))
             for row in list_templates(session, tenant=tenant, key=key)]
 
 
 @router.get("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
 def get_template_route(
-    request: Request, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
-    locale: Locale, caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
+    locale: Locale,
 ) -> TemplatePublic:
-    known_tenant(request, tenant)
     row = _row_or_404(session, tenant, key, channel, locale)
     return _public(row, compiled(row))
 
 
 @router.delete("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
 def delete_template_route(
-    request: Request, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
-    locale: Locale, caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
+    locale: Locale,
 ) -> TemplatePublic:
-    known_tenant(request, tenant)
     row = _row_or_404(session, tenant, key, channel, locale)
     public = _public(row, compiled(row))
     delete_template(session, tenant=tenant, key=key, channel=channel, locale=locale.value)
@@ -204,12 +200,10 @@ def _saved(session: SessionDep, tenant: str, data: PreviewRequest
 
 @router.post("/templates/preview", response_model=PreviewPublic)
 def preview_route(
-    request: Request, session: SessionDep, tenant: str, data: PreviewRequest,
-    caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, tenant: str, data: PreviewRequest,
 ) -> PreviewPublic:
     """The template rendered for the sample customer (with `context` laid over it), and
     warnings: SMS segments and encoding, texts that some screens cut."""
-    known_tenant(request, tenant)
     key: str | None = None
     version: int | None = None
     try:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 
-from cloud.auth.dependencies import AppOrAdmin, TenantAdmin
-from cloud.customers import crud as customers
-from cloud.db import SessionDep
+from cloud.api.access import AppOrAdmin, TenantAdmin
+from cloud.api.customers import CustomerDep
+from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
 from cloud.offers import crud
 from cloud.offers.models import (
     MAX_COMPLEMENT_RULES,
@@ -28,12 +28,8 @@ from cloud.offers.models import (
     OfferCreate,
     OfferPublic,
 )
-from cloud.request_context import known_tenant, request_now
 
-#: Pages are bounded so one request cannot pull a whole table.
-MAX_PAGE = 500
-
-router = APIRouter(prefix="/tenants/{tenant}", tags=["offers"])
+router = APIRouter(tags=["offers"])
 
 KeyPath = Annotated[str, Path(pattern=OFFER_KEY_PATTERN, description="the offer's key")]
 
@@ -44,15 +40,15 @@ def _not_found(tenant: str, key: str) -> HTTPException:
 
 @router.put("/offers/{key}", response_model=OfferPublic)
 def put_offer(
-    request: Request, response: Response, session: SessionDep, tenant: str, key: KeyPath,
-    data: OfferCreate, caller: TenantAdmin,
+    caller: TenantAdmin, response: Response, session: SessionDep, now: NowDep, tenant: str,
+    key: KeyPath,
+    data: OfferCreate,
 ) -> Offer:
     """Create or replace an offer (201 when new). Counters are kept; once coupons exist
     its discount, sku, category, price and currency are fixed (409)."""
-    known_tenant(request, tenant)
     try:
         offer, created = crud.upsert_offer(
-            session, tenant=tenant, key=key, data=data, now=request_now(request)
+            session, tenant=tenant, key=key, data=data, now=now
         )
     except crud.OfferTermsFixedError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
@@ -66,13 +62,12 @@ def put_offer(
 
 @router.get("/offers", response_model=list[OfferPublic])
 def list_offers(
-    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, tenant: str,
     active_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Sequence[Offer]:
     """The tenant's offers by key, deactivated ones too unless `active_only`."""
-    known_tenant(request, tenant)
     return crud.list_offers(
         session, tenant=tenant, limit=limit, offset=offset, active_only=active_only
     )
@@ -80,9 +75,8 @@ def list_offers(
 
 @router.get("/offers/{key}", response_model=OfferPublic)
 def get_offer(
-    request: Request, session: SessionDep, tenant: str, key: KeyPath, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: KeyPath
 ) -> Offer:
-    known_tenant(request, tenant)
     offer = crud.get_offer(session, tenant=tenant, key=key)
     if offer is None:
         raise _not_found(tenant, key)
@@ -91,11 +85,10 @@ def get_offer(
 
 @router.delete("/offers/{key}", response_model=OfferPublic)
 def delete_offer(
-    request: Request, session: SessionDep, tenant: str, key: KeyPath, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: KeyPath
 ) -> Offer:
     """Deactivate the offer; issued coupons stay valid. PUT it again to reactivate."""
-    known_tenant(request, tenant)
-    offer = crud.deactivate_offer(session, tenant=tenant, key=key, now=request_now(request))
+    offer = crud.deactivate_offer(session, tenant=tenant, key=key, now=now)
     if offer is None:
         raise _not_found(tenant, key)
     session.commit()
@@ -104,12 +97,10 @@ def delete_offer(
 
 @router.put("/complements", response_model=list[ComplementRulePublic])
 def put_complements(
-    request: Request, session: SessionDep, tenant: str,
+    caller: TenantAdmin, session: SessionDep, tenant: str,
     rules: Annotated[list[ComplementRuleCreate], Body(max_length=MAX_COMPLEMENT_RULES)],
-    caller: TenantAdmin,
 ) -> list[ComplementRule]:
     """Replace the tenant's complement rules (washers -> dryers) with this list."""
-    known_tenant(request, tenant)
     try:
         saved = crud.replace_complements(session, tenant=tenant, rules=rules)
     except crud.OfferError as error:
@@ -120,29 +111,23 @@ def put_complements(
 
 @router.get("/complements", response_model=list[ComplementRulePublic])
 def get_complements(
-    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str
 ) -> Sequence[ComplementRule]:
-    known_tenant(request, tenant)
     return crud.list_complements(session, tenant=tenant)
 
 
 @router.get("/customers/{customer_id}/coupons", response_model=list[CouponPublic])
 def customer_coupons(
-    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: AppOrAdmin,
+    caller: AppOrAdmin, session: SessionDep, now: NowDep, customer: CustomerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[CouponPublic]:
     """The customer's coupons, newest first, with their offer and state at this moment."""
-    known_tenant(request, tenant)
-    if customers.get_customer(session, tenant=tenant, customer_id=customer_id) is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
-        )
-    now = request_now(request)
+    assert customer.id is not None
     return [
         CouponPublic.model_validate(coupon, update={
             "offer_key": offer.key, "discount_percent": offer.discount_percent,
             "sku": offer.sku, "category": offer.category,
             "status": crud.coupon_status(coupon, now=now),
         })
-        for coupon, offer in crud.customer_coupons(session, customer_id=customer_id, limit=limit)
+        for coupon, offer in crud.customer_coupons(session, customer_id=customer.id, limit=limit)
     ]

@@ -8,27 +8,27 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import AwareDatetime, BaseModel
 from sqlmodel import Session, col, select
 
-from cloud.auth.dependencies import TenantAdmin
-from cloud.customers.crud import get_customer
-from cloud.db import SessionDep
+from cloud.api.access import TenantAdmin
+from cloud.api.customers import CustomerDep
+from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
 from cloud.offers.crud import get_offer
-from cloud.request_context import known_tenant, request_now
 from cloud.scenarios.catalog import (
     deactivate_scenario,
     get_scenario,
     list_scenarios,
     save_scenario,
 )
+from cloud.scenarios.funnel import FunnelRow, funnel
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
 from cloud.scenarios.spec import IssueCouponStep, OfferChoice, ScenarioSpec, SendStep
 from cloud.templates.crud import load_template
 from cloud.triggers import Trigger, TriggerKind
 
-router = APIRouter(prefix="/tenants/{tenant}", tags=["scenarios"])
+router = APIRouter(tags=["scenarios"])
 
 #: How long after entering a scenario an order still counts for its report.
 REPORT_WINDOW = timedelta(days=30)
@@ -90,11 +90,10 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
 
 @router.put("/scenarios/{key}", response_model=ScenarioSaved)
 def put_scenario(
-    request: Request, session: SessionDep, tenant: str, key: str, spec: ScenarioSpec,
-    caller: TenantAdmin,
+    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: str,
+    spec: ScenarioSpec,
 ) -> ScenarioSaved:
     """Save a scenario (a new version when it exists) and switch it on."""
-    known_tenant(request, tenant)
     if spec.key != key:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"the body's key must be {key!r}"
@@ -102,16 +101,15 @@ def put_scenario(
     problems = missing_references(session, tenant=tenant, spec=spec)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
-    row = save_scenario(session, tenant=tenant, spec=spec, now=request_now(request))
+    row = save_scenario(session, tenant=tenant, spec=spec, now=now)
     session.commit()
     return _public(row)
 
 
 @router.get("/scenarios", response_model=list[ScenarioSaved])
 def get_scenarios(
-    request: Request, session: SessionDep, tenant: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str
 ) -> list[ScenarioSaved]:
-    known_tenant(request, tenant)
     return [_public(row) for row in list_scenarios(session, tenant=tenant)]
 
 
@@ -124,35 +122,30 @@ def _scenario(session: Session, tenant: str, key: str) -> Scenario:
 
 @router.get("/scenarios/{key}", response_model=ScenarioSaved)
 def get_one_scenario(
-    request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: str
 ) -> ScenarioSaved:
-    known_tenant(request, tenant)
     return _public(_scenario(session, tenant, key))
 
 
 @router.delete("/scenarios/{key}", response_model=ScenarioDeactivated)
 def switch_off(
-    request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: str
 ) -> ScenarioDeactivated:
     """Switch a scenario off: no new journeys; running ones end. Kept for its history."""
-    known_tenant(request, tenant)
     row = _scenario(session, tenant, key)
-    ended = deactivate_scenario(session, scenario=row, now=request_now(request))
+    ended = deactivate_scenario(session, scenario=row, now=now)
     session.commit()
     return ScenarioDeactivated(key=row.key, version=row.version, journeys_ended=ended)
 
 
 @router.get("/customers/{customer_id}/journeys", response_model=list[JourneyDetail])
 def customer_journeys(
-    request: Request, session: SessionDep, tenant: str, customer_id: int, caller: TenantAdmin,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    caller: TenantAdmin, session: SessionDep, customer: CustomerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[JourneyDetail]:
     """The customer's journeys, newest first, each with what every step did and why."""
-    known_tenant(request, tenant)
-    if get_customer(session, tenant=tenant, customer_id=customer_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id} not found")
     journeys = session.exec(
-        select(Journey).where(Journey.customer_id == customer_id)
+        select(Journey).where(Journey.customer_id == customer.id)
         .order_by(col(Journey.id).desc()).limit(limit)
     ).all()
     logs: dict[int, list[JourneyLogPublic]] = {}
@@ -170,12 +163,11 @@ def customer_journeys(
 
 @router.get("/scenarios/{key}/report", response_model=list[ReportRow])
 def scenario_report(
-    request: Request, session: SessionDep, tenant: str, key: str, caller: TenantAdmin
+    caller: TenantAdmin, session: SessionDep, tenant: str, key: str
 ) -> list[ReportRow]:
     """Journeys per variant and for the holdout group, with the share of customers who
     ordered within 30 days of entering: the holdout row is what happens without the
     scenario."""
-    known_tenant(request, tenant)
     _scenario(session, tenant, key)
     journeys = session.exec(
         select(Journey).where(Journey.tenant == tenant, Journey.scenario_key == key)
@@ -211,3 +203,18 @@ def report_rows(session: Session, journeys: Sequence[Journey]) -> list[ReportRow
             statuses=dict(Counter(str(j.status) for j in members)),
         ))
     return rows
+
+
+@router.get("/analytics/funnel", response_model=list[FunnelRow])
+def funnel_report(
+    caller: TenantAdmin, session: SessionDep, tenant: str,
+    since: Annotated[AwareDatetime, Query(description="messages queued at or after")],
+    until: Annotated[AwareDatetime, Query(description="messages queued before")],
+    scenario: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[FunnelRow]:
+    """Per scenario, step and variant: queued, sent, delivered, opened, clicked,
+    converted, failed, suppressed, expired, still pending or held."""
+    try:
+        return funnel(session, tenant=tenant, since=since, until=until, scenario=scenario)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None

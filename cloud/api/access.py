@@ -1,6 +1,9 @@
-"""FastAPI dependencies that authenticate a request's API key and authorise its role.
+"""Who may call what: the request's API key authenticated, its tenant and role checked.
 
-A route states who may call it by the type of one parameter:
+Every route under /tenants/{tenant} is behind `tenant_scope` (applied once, to the
+tenants router): the caller's key must authenticate and belong to the tenant in the path
+(or be an operator key), and the tenant must be one this deployment serves. A route then
+states which roles may call it by the type of one parameter:
 
     def list_customers(..., caller: TenantAdmin) -> ...
 
@@ -18,17 +21,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from cloud.api.deps import NowDep, SessionDep, SettingsDep, known_tenant
 from cloud.auth.keys import AuthenticationError, Principal, authenticate, key_id_of
 from cloud.auth.models import Role
-from cloud.db import SessionDep
 from cloud.metrics import API_AUTH_REFUSALS
-from cloud.settings import Settings
+from cloud.settings import TenantSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +58,16 @@ def _forbidden(principal: Principal, message: str) -> HTTPException:
 
 
 def authenticated(
-    request: Request, session: SessionDep, credentials: BearerCredentials
+    request: Request, session: SessionDep, settings: SettingsDep, now: NowDep,
+    credentials: BearerCredentials,
 ) -> Principal:
     """The caller behind the request's bearer key; 401 when there is none or it is bad."""
     if credentials is None:
         log.info("request without an API key: %s %s", request.method, request.url.path)
         raise _unauthorized("missing", "missing API key: send 'Authorization: Bearer <key>'")
-    settings: Settings = request.app.state.settings
-    clock: Callable[[], datetime] = request.app.state.now
     try:
         return authenticate(
-            session, key=credentials.credentials, now=clock(),
+            session, key=credentials.credentials, now=now,
             operator_key_hash=settings.operator_key_hash,
         )
     except AuthenticationError as error:
@@ -77,6 +78,20 @@ def authenticated(
 
 
 Authenticated = Annotated[Principal, Depends(authenticated)]
+
+
+def tenant_scope(tenant: str, principal: Authenticated, settings: SettingsDep) -> TenantSettings:
+    """The dependency of every route under /tenants/{tenant}: an authenticated caller of
+    this tenant (or an operator), then a tenant this deployment serves; returns its
+    settings. In that order: a tenant's key is not told whether another tenant exists
+    (403 either way)."""
+    if principal.role is not Role.OPERATOR and principal.tenant != tenant:
+        raise _forbidden(principal, f"this API key is not valid for tenant {tenant!r}")
+    return known_tenant(tenant, settings)
+
+
+#: The tenant's settings, for a route that needs them (the scope's own answer, cached).
+TenantScope = Annotated[TenantSettings, Depends(tenant_scope)]
 
 
 def tenant_access(*roles: Role) -> Callable[[str, Principal], Principal]:

@@ -1,0 +1,106 @@
+"""The orchestrator's HTTP API, one app: every route module mounted in one layout.
+
+- /tenants/{tenant}/...: one router whose dependency (`cloud.api.access.tenant_scope`)
+  authenticates the key, keeps it to its tenant and 404s an unknown tenant, once for all;
+  each route then names the roles it admits through one parameter (`TenantAdmin`,
+  `AppOrAdmin`, `AdminOrOperator`).
+- /webhooks/{tenant}: the shop's events, authenticated by their HMAC signature.
+- /c, /o, /u: tracked links, opens and unsubscribes, authenticated by the message's token;
+  /receipts/{channel}: providers' delivery receipts, by the provider's signature.
+- /healthz, /readyz, /metrics, /dead-letters: operations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from cloud.api import (
+    channels,
+    customers,
+    keys,
+    messages,
+    offers,
+    places,
+    presence,
+    scenarios,
+    templates,
+    tracking,
+    webhooks,
+)
+from cloud.api.access import tenant_scope
+from cloud.api.operations import WorkerState, operations_router
+from cloud.db import make_engine, utc_now
+from cloud.settings import Settings
+
+#: Problems listed in a 422's message (all of them are in its `detail`).
+MAX_PROBLEMS_SUMMARISED = 10
+
+
+def tenants_router() -> APIRouter:
+    """Every route under /tenants/{tenant}, behind the tenant's scope."""
+    router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
+    for module in (customers, messages, keys, presence, offers, places, scenarios, templates,
+                   channels):
+        router.include_router(module.router)
+    return router
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    worker: WorkerState | None = None,
+    now: Callable[[], datetime] = utc_now,
+    on_triggers: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API on `settings`; pass `engine` to share one, `worker` to report its state,
+    `on_triggers` to hear when a request recorded scenario triggers (a worker in the same
+    process then runs at once instead of at its next poll)."""
+    owned_engine = engine is None
+    app_engine = engine if engine is not None else make_engine(settings.database_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned_engine:
+            app_engine.dispose()
+
+    app = FastAPI(title="Vitrina orchestrator", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = app_engine
+    app.state.now = now
+    app.state.worker = worker
+    app.state.on_triggers = on_triggers
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(tenants_router())
+    app.include_router(webhooks.router)
+    app.include_router(tracking.router)
+    app.include_router(channels.public)
+    app.include_router(presence.operations)
+    app.include_router(operations_router(settings, engine=app_engine, worker=worker))
+    return app
+
+
+def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    """422 naming each field and rule; the submitted values are not echoed back (they may
+    be identifiers that should not travel further)."""
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        problems.append({"loc": location, "msg": item.get("msg", ""), "type": item.get("type", "")})
+    summary = "; ".join(
+        f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}"
+        for p in problems[:MAX_PROBLEMS_SUMMARISED]
+    )
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": problems, "message": f"invalid request: {summary}"},
+    )

@@ -1,0 +1,147 @@
+"""A tenant's customers: sign-up, profile, consent, devices, and erasure.
+
+The shop's app (an app key) signs customers up, records their answers to consent
+questions and registers their devices; the shop's admin reads and erases them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from pydantic import BaseModel
+
+from cloud.api.access import AppOrAdmin, TenantAdmin, TenantScope
+from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
+from cloud.customers import crud as customers
+from cloud.customers.models import (
+    ConsentCreate,
+    ConsentPublic,
+    Customer,
+    CustomerCreate,
+    CustomerPublic,
+    DeviceKind,
+    DevicePublic,
+    DeviceRegistration,
+    ErasurePublic,
+)
+from cloud.customers.triggers import record_signup, record_subscription
+from cloud.erasure import erase_customer
+
+router = APIRouter(tags=["customers"])
+
+
+def path_customer(session: SessionDep, tenant: str, customer_id: int) -> Customer:
+    """The customer in the path; 404 when the tenant has none by that id."""
+    customer = customers.get_customer(session, tenant=tenant, customer_id=customer_id)
+    if customer is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"customer {customer_id} of tenant {tenant!r} not found"
+        )
+    return customer
+
+
+CustomerDep = Annotated[Customer, Depends(path_customer)]
+
+
+class ConsentState(BaseModel):
+    current: dict[str, ConsentPublic]
+    ledger: list[ConsentPublic]
+
+
+@router.post("/customers", status_code=status.HTTP_201_CREATED, response_model=CustomerPublic)
+def create_customer(
+    caller: AppOrAdmin, session: SessionDep, now: NowDep, tenant: str, data: CustomerCreate
+) -> Customer:
+    try:
+        customer = customers.create_customer(session, tenant=tenant, data=data, now=now)
+    except customers.DuplicateCustomerError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    assert customer.id is not None
+    record_signup(session, tenant=tenant, customer_id=customer.id, now=now)
+    session.commit()
+    return customer
+
+
+@router.get("/customers", response_model=list[CustomerPublic])
+def list_customers(
+    caller: TenantAdmin, session: SessionDep, tenant: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Sequence[Customer]:
+    return customers.list_customers(session, tenant=tenant, limit=limit, offset=offset)
+
+
+@router.get("/customers/{customer_id}", response_model=CustomerPublic)
+def get_customer(caller: TenantAdmin, customer: CustomerDep) -> Customer:
+    return customer
+
+
+@router.post(
+    "/customers/{customer_id}/consent",
+    status_code=status.HTTP_201_CREATED, response_model=ConsentPublic,
+)
+def record_consent(
+    caller: AppOrAdmin, session: SessionDep, now: NowDep, customer: CustomerDep,
+    data: ConsentCreate,
+) -> ConsentPublic:
+    entry = customers.record_consent(session, customer=customer, data=data, now=now)
+    session.commit()
+    return ConsentPublic.model_validate(entry)
+
+
+@router.get("/customers/{customer_id}/consent", response_model=ConsentState)
+def get_consent(caller: AppOrAdmin, session: SessionDep, customer: CustomerDep) -> ConsentState:
+    assert customer.id is not None
+    ledger = customers.consent_ledger(session, customer_id=customer.id)
+    current = customers.current_consent(session, customer_id=customer.id)
+    return ConsentState(
+        current={channel: ConsentPublic.model_validate(e) for channel, e in current.items()},
+        ledger=[ConsentPublic.model_validate(entry) for entry in ledger],
+    )
+
+
+@router.post(
+    "/customers/{customer_id}/devices",
+    status_code=status.HTTP_201_CREATED, response_model=DevicePublic,
+)
+def register_device(
+    caller: AppOrAdmin, session: SessionDep, now: NowDep, tenant_settings: TenantScope,
+    customer: CustomerDep,
+    registration: Annotated[DeviceRegistration, Body()],
+) -> DevicePublic:
+    assert customer.id is not None
+    try:
+        device = customers.register_device(
+            session, customer=customer, registration=registration,
+            pseudonymizers=tenant_settings.pseudonymizers(), now=now,
+        )
+    except customers.RegistrationError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    assert device.id is not None
+    record_subscription(
+        session, tenant=customer.tenant, customer_id=customer.id, device_id=device.id,
+        kind=DeviceKind(device.kind), now=now,
+    )
+    session.commit()
+    return customers.public_device(device, customers.link_key_ids(session, device_id=device.id))
+
+
+@router.get("/customers/{customer_id}/devices", response_model=list[DevicePublic])
+def list_devices(
+    caller: AppOrAdmin, session: SessionDep, customer: CustomerDep
+) -> list[DevicePublic]:
+    assert customer.id is not None
+    return customers.list_devices(session, customer_id=customer.id)
+
+
+@router.delete("/customers/{customer_id}", response_model=ErasurePublic)
+def erase(
+    caller: TenantAdmin, session: SessionDep, now: NowDep, customer: CustomerDep
+) -> ErasurePublic:
+    """Erase a customer: profile, consents, devices, links, messages, commerce history."""
+    record = erase_customer(session, customer=customer, now=now)
+    session.commit()
+    return ErasurePublic.model_validate(record)
+

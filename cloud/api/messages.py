@@ -1,0 +1,80 @@
+"""A tenant's messages: a customer's, each one's provider calls, and opens the app reports.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+
+from cloud.api.access import AppOrAdmin, TenantAdmin
+from cloud.api.customers import CustomerDep
+from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
+from cloud.messages.crud import messages_for_customer
+from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
+from cloud.tracking.events import record_open_by_id
+
+router = APIRouter(tags=["messages"])
+
+
+@router.get("/customers/{customer_id}/messages", response_model=list[MessagePublic])
+def list_messages(
+    caller: TenantAdmin, session: SessionDep, customer: CustomerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[MessagePublic]:
+    assert customer.id is not None
+    rows = messages_for_customer(session, customer_id=customer.id, limit=limit)
+    return [MessagePublic.model_validate(row) for row in rows]
+
+
+class OpenedBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    opened_at: AwareDatetime | None = Field(
+        default=None, description="when the customer opened it; defaults to now"
+    )
+
+
+class MessageOpened(BaseModel):
+    message_id: int
+    opened_at: datetime | None
+
+
+@router.post("/messages/{message_id}/opened", response_model=MessageOpened)
+def message_opened(
+    caller: AppOrAdmin, session: SessionDep, now: NowDep, wake: ScenarioWake, tenant: str,
+    message_id: int,
+    body: OpenedBody | None = None,
+) -> MessageOpened:
+    """The app reports that the customer opened a push (the first open counts)."""
+    message = record_open_by_id(
+        session, tenant=tenant, message_id=message_id, now=now,
+        opened_at=body.opened_at if body else None,
+    )
+    if message is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"message {message_id} of tenant {tenant!r} not found"
+        )
+    session.commit()
+    wake()
+    return MessageOpened(message_id=message_id, opened_at=message.opened_at)
+
+
+@router.get("/messages/{message_id}/attempts", response_model=list[MessageAttemptPublic])
+def message_attempts(
+    caller: TenantAdmin, session: SessionDep, tenant: str, message_id: int
+) -> list[MessageAttemptPublic]:
+    """Every provider call made for a message: when, where, what came back, how long."""
+    message = session.get(Message, message_id)
+    if message is None or message.tenant != tenant:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"message {message_id} of tenant {tenant!r} not found"
+        )
+    rows = session.exec(
+        select(MessageAttempt).where(MessageAttempt.message_id == message_id)
+        .order_by(col(MessageAttempt.id))
+    ).all()
+    return [MessageAttemptPublic.model_validate(row) for row in rows]

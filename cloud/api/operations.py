@@ -1,0 +1,88 @@
+"""What probes and Prometheus call: liveness, readiness and metrics.
+
+/healthz and /readyz are open for probes; /metrics too unless `api.metrics_public` is off
+(then it needs an operator key).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Depends, status
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import Engine
+
+from cloud.api.access import operator_access
+from cloud.db import ping
+from cloud.metrics import render
+from cloud.settings import Settings
+
+#: /readyz must answer quickly even when a dependency hangs; a probe times out anyway.
+READINESS_TIMEOUT_S = 2.0
+
+
+class WorkerState(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+
+class Readiness(BaseModel):
+    ready: bool
+    database: str
+    broker: str
+    worker: str | None = None
+
+
+def operations_router(
+    settings: Settings, *, engine: Engine, worker: WorkerState | None
+) -> APIRouter:
+    """The probes of an app serving `settings` on `engine`, with `worker` (when it runs in
+    the same process) reported by /readyz."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=Readiness)
+    def readyz() -> Any:
+        readiness = Readiness(
+            ready=False, database=_database_reachable(engine), broker=_broker_reachable(settings),
+        )
+        if worker is not None:
+            readiness.worker = "connected" if worker.connected else "not connected"
+        readiness.ready = (
+            readiness.database == "ok" and readiness.broker == "ok"
+            and readiness.worker in (None, "connected")
+        )
+        code = status.HTTP_200_OK if readiness.ready else status.HTTP_503_SERVICE_UNAVAILABLE
+        return JSONResponse(readiness.model_dump(), status_code=code)
+
+    guard = [] if settings.api.metrics_public else [Depends(operator_access)]
+
+    @router.get("/metrics", dependencies=guard)
+    def metrics() -> Response:
+        return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return router
+
+
+def _broker_reachable(settings: Settings) -> str:
+    try:
+        with socket.create_connection(
+            (settings.mqtt.host, settings.mqtt.port), timeout=READINESS_TIMEOUT_S
+        ):
+            return "ok"
+    except OSError as error:
+        return f"unreachable: {error.strerror or type(error).__name__}"
+
+
+def _database_reachable(engine: Engine) -> str:
+    try:
+        ping(engine)
+    except Exception as error:
+        return f"unreachable: {type(error).__name__}"
+    return "ok"
+

@@ -1,0 +1,55 @@
+"""What the stores' gateways tell: footfall per day, each gateway's health, and the
+messages the worker could not use (dead letters, for operators)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import AwareDatetime
+
+from cloud.api.access import Operator, TenantAdmin
+from cloud.api.deps import MAX_PAGE, SessionDep
+from cloud.presence.analytics import FootfallRow, footfall
+from cloud.presence.crud import list_gateways, recent_dead_letters
+from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
+from shared.topics import SEGMENT_PATTERN
+
+#: Routes under /tenants/{tenant}.
+router = APIRouter(tags=["presence"])
+#: Deployment-wide routes, for operators.
+operations = APIRouter(tags=["operations"])
+
+
+@router.get("/analytics/footfall", response_model=list[FootfallRow])
+def footfall_report(
+    caller: TenantAdmin, session: SessionDep, tenant: str,
+    since: Annotated[AwareDatetime, Query(description="visits starting at or after")],
+    until: Annotated[AwareDatetime, Query(description="visits starting before")],
+    store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
+    by_zone: bool = False,
+) -> list[FootfallRow]:
+    """Passers-by vs visitors (capture rate), dwell distribution, new vs repeat; per day."""
+    try:
+        return footfall(
+            session, tenant=tenant, since=since, until=until, store=store, by_zone=by_zone
+        )
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+
+
+@router.get("/gateways", response_model=list[GatewayHealthPublic])
+def gateways(caller: TenantAdmin, session: SessionDep, tenant: str) -> list[GatewayHealthPublic]:
+    rows = list_gateways(session, tenant=tenant)
+    return [GatewayHealthPublic.model_validate(row) for row in rows]
+
+
+@operations.get("/dead-letters", response_model=list[DeadLetterPublic])
+def dead_letters(
+    caller: Operator, session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[DeadLetterPublic]:
+    """The newest messages the worker could not use, with the reason (payload not shown:
+    it is kept, truncated, in the database for an operator with database access)."""
+    return [DeadLetterPublic.model_validate(row)
+            for row in recent_dead_letters(session, limit=limit)]
