@@ -114,7 +114,7 @@ def worker_command(
     try:
         check_stages(settings.database_url, stages)
     except StagesApartError as error:
-        typer.echo(f"{error} (--stage)", err=True)
+        typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
 
     async def main() -> None:
