@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vitrina-demo
 
 test: $(STAMP)
-	scripts/ensure-mosquitto
+	scripts/ensure-system-packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest

@@ -5,9 +5,11 @@ Every part is the real one, each in its own process as in production:
 - gateways: the edge's own `Outbox` and `MqttPublisher` (in this process, one per store),
   fed `enter` events of app beacons at `--rate` events/s in total;
 - a Mosquitto started for the run;
-- the orchestrator: `vitrina-cloud worker` (presence ingest, scenario worker, delivery
-  worker with the FCM sender, each in a process of its own as on PostgreSQL by default,
-  or with `--one-process` all three in one) on a fresh, migrated PostgreSQL database;
+- the orchestrator's worker as deployed: a `vitrina-cloud worker --stage ...` process per
+  stage (presence ingest, scenario worker, delivery worker with the FCM sender), started
+  and stopped by the bench as a process manager would, waking each other through the
+  database; or with `--one-process` one `vitrina-cloud worker` running all three; on a
+  fresh, migrated PostgreSQL database;
 - the local FCM server (`python -m sandbox.fcm`), standing in for Google.
 
 The database holds one consenting customer per event (push and location-marketing
@@ -296,18 +298,21 @@ def settings_environment(values: dict[str, Any]) -> dict[str, str]:
 
 
 def worker_commands(count: int, *, one_process: bool) -> list[list[str]]:
-    """`count` `vitrina-cloud worker` command lines: as deployed (on PostgreSQL each
-    starts a process per stage), or with all stages in the worker's own process."""
-    stages = [part for stage in Stage for part in ("--stage", stage.value)]
-    return [["worker", *stages] if one_process else ["worker"] for _ in range(count)]
+    """The `vitrina-cloud worker` command lines of `count` workers: as deployed, each a
+    process per stage (`--stage`, what the systemd units and compose services run), or
+    each one process running all the stages."""
+    if one_process:
+        return [["worker"] for _ in range(count)]
+    return [["worker", "--stage", stage.value] for _ in range(count) for stage in Stage]
 
 
 @contextlib.contextmanager
 def worker_processes(
     values: dict[str, Any], commands: Sequence[list[str]], logs: Path
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The worker processes (each its own MQTT client id, ingesting ones in one share
-    group), stopped with SIGTERM (each finishes its batch) on the way out."""
+    """The worker processes, started and stopped as a process manager would (each its
+    own MQTT client id, ingesting ones in one share group; SIGTERM on the way out, and
+    each finishes its batch)."""
     processes = []
     try:
         for number, command in enumerate(commands):
@@ -797,15 +802,16 @@ def render(runs: Sequence[Run], *, command: str, overrides: dict[str, Any]) -> s
         "",
         "The path is the production one, each part in its own process: the gateways' own "
         f"outbox and MQTT publisher ({STORES} stores, one gateway each, in the bench "
-        "process) -> a Mosquitto started for the run -> `vitrina-cloud worker` (presence "
-        "ingest, scenario worker and delivery worker with the FCM sender: as deployed, each "
-        "in a process of its own; or all three in one process, `--stage` thrice, as the "
-        "workers column says) on a fresh PostgreSQL database -> the local FCM server in its "
-        "own "
-        "process. The database holds one consenting customer per event (push and "
-        "location-marketing consent, an FCM token, the app install whose beacon the "
-        "gateway reports) and the shop's in-store greeting (`demo.welcome`: a push on "
-        "`presence.enter`), so every event starts a journey and sends exactly one push.",
+        "process) -> a Mosquitto started for the run -> the orchestrator's worker (presence "
+        "ingest, scenario worker and delivery worker with the FCM sender: as deployed, a "
+        "`vitrina-cloud worker --stage ...` process per stage, started by the bench as a "
+        "process manager would and woken through the database; or all three in one "
+        "`vitrina-cloud worker` process, as the workers column says) on a fresh PostgreSQL "
+        "database -> the local FCM server in its own process. The database holds one "
+        "consenting customer per event (push and location-marketing consent, an FCM token, "
+        "the app install whose beacon the gateway reports) and the shop's in-store "
+        "greeting (`demo.welcome`: a push on `presence.enter`), so every event starts a "
+        "journey and sends exactly one push.",
         "",
         "Events are handed to the gateways' outboxes on schedule, a few every "
         f"{TICK_S * 1000:.0f} ms as the agent flushes, after a warm-up whose pushes all "
@@ -1039,9 +1045,11 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
                         help="a worker setting other than the production default")
-    parser.add_argument("--workers", type=int, default=1, help="`vitrina-cloud worker`s")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers: each a process per stage, or one with --one-process")
     parser.add_argument("--one-process", action="store_true",
-                        help="each worker runs all stages in its own process (`--stage` x3)")
+                        help="each worker runs all stages in one process (`vitrina-cloud "
+                             "worker` without --stage), for comparison")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)

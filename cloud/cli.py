@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 import uvicorn
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from cloud.api import create_app
@@ -28,7 +27,6 @@ from cloud.auth.models import ApiKey, Role
 from cloud.db import (
     make_engine,
     migrate,
-    normalize_url,
     session_scope,
     utc_now,
     wait_for_database,
@@ -37,8 +35,9 @@ from cloud.presence.retention import purge_unconsented
 from cloud.service import (
     ALL_STAGES,
     Stage,
+    StagesApartError,
+    check_stages,
     install_stop_signals,
-    run_stage_processes,
     run_worker,
     serve,
     settle_garbage_collector,
@@ -102,18 +101,20 @@ def worker_command(
     ] = None,
     stage: Annotated[
         list[Stage] | None,
-        typer.Option(help="run only this stage, in this process (repeat for several). "
-                          "Without: on PostgreSQL each stage runs in a process of its own, "
-                          "woken through the database; on SQLite all three run here"),
+        typer.Option(help="run only this stage (repeat for several); the others run in "
+                          "workers of their own, woken through PostgreSQL. Without: all "
+                          "three in this process"),
     ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Consume presence and gateway status, run scenarios, deliver their messages."""
     settings = _settings(verbose)
-    if stage is None and make_url(normalize_url(settings.database_url)).get_backend_name() \
-            == "postgresql":
-        raise typer.Exit(asyncio.run(_stage_processes(client_id=client_id, verbose=verbose)))
     stages = frozenset(stage) if stage else ALL_STAGES
+    try:
+        check_stages(settings.database_url, stages)
+    except StagesApartError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -125,15 +126,6 @@ def worker_command(
             restore()
 
     asyncio.run(main())
-
-
-async def _stage_processes(*, client_id: str | None, verbose: bool) -> int:
-    stop = asyncio.Event()
-    restore = install_stop_signals(stop)
-    try:
-        return await run_stage_processes(stop, client_id=client_id, verbose=verbose)
-    finally:
-        restore()
 
 
 @app.command("api")

@@ -1,5 +1,6 @@
-"""Running the orchestrator: the worker (on PostgreSQL a process per stage, see
-`run_stage_processes`), the API, or both in one process (the demo).
+"""Running the orchestrator: the worker (all three stages in one process, or only those
+its `--stage` options name: deployed, each stage is a service of its own that the process
+manager starts and restarts), the API, or both in one process (the demo).
 
 Signals are handled here, not by uvicorn: SIGINT/SIGTERM set one stop event, the API
 stops accepting requests, the worker finishes and acknowledges the batch in hand, and
@@ -10,23 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import logging
-import os
 import signal
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from functools import partial
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from cloud.api import create_app
-from cloud.db import is_postgres, make_engine, utc_now, wait_for_database, worker_engine
+from cloud.db import (
+    is_postgres,
+    make_engine,
+    normalize_url,
+    utc_now,
+    wait_for_database,
+    worker_engine,
+)
 from cloud.delivery.senders import AnySender
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
@@ -50,8 +55,8 @@ GC_OLDER_THRESHOLD = 50
 def settle_garbage_collector() -> None:
     """Call once a long-running process has started: what exists now (modules, settings,
     compiled templates) lives as long as the process, so the collector stops scanning it
-    (`gc.freeze`), and collects less often. Measured at 500 presence events/s of pushes,
-    one worker: p99 342 and 356 ms against 387 and 493 ms without, back to back."""
+    (`gc.freeze`), and collects less often, so that a full collection seldom stalls a
+    round (measured: docs/benchmarks/latency.md)."""
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, GC_OLDER_THRESHOLD, GC_OLDER_THRESHOLD)
 
@@ -69,7 +74,8 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 class Stage(StrEnum):
-    """A worker's loops; each may run in a process of its own (on PostgreSQL)."""
+    """A worker's loops; each may run in a process of its own (on PostgreSQL, where the
+    database wakes a stage whose predecessor runs elsewhere)."""
 
     INGEST = "ingest"
     SCENARIOS = "scenarios"
@@ -77,6 +83,26 @@ class Stage(StrEnum):
 
 
 ALL_STAGES = frozenset(Stage)
+
+
+class StagesApartError(ValueError):
+    """Some stages asked for, on a database that cannot wake the others' processes."""
+
+
+def check_stages(database_url: str, stages: frozenset[Stage]) -> None:
+    """Raise `StagesApartError` when `stages` leaves some stages to other processes on a
+    database other than PostgreSQL: only PostgreSQL's notifications wake a stage in
+    another process, so elsewhere work handed over would wait for the next poll."""
+    if stages == ALL_STAGES:
+        return
+    backend = make_url(normalize_url(database_url)).get_backend_name()
+    if backend != "postgresql":
+        named = ", ".join(stage.value for stage in Stage if stage in stages) or "none"
+        raise StagesApartError(
+            f"running only some stages here ({named}) needs PostgreSQL, which wakes the "
+            f"stages in other processes; on {backend} run all three in one worker "
+            "(no --stage)"
+        )
 
 
 @dataclass(slots=True)
@@ -144,66 +170,6 @@ def workers(
         yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery)
 
 
-#: How long stage processes may take to finish their batches once told to stop.
-STAGE_STOP_TIMEOUT_S = 30.0
-#: Linux's prctl option that has the kernel signal a child when its parent dies.
-_PR_SET_PDEATHSIG = 1
-
-
-async def run_stage_processes(
-    stop: asyncio.Event, *, client_id: str | None = None, verbose: bool = False
-) -> int:
-    """Each stage in a process of its own (`vitrina-cloud worker --stage ...`, woken
-    through the database), until `stop` is set or one of them ends; returns the exit
-    status: 0 after a stop, 1 when a stage process ended by itself (the others are then
-    stopped too, for whatever restarts the worker to start all three again).
-
-    One process runs one stage: otherwise the stages take turns at one interpreter lock,
-    and each database round trip of one waits for the others' Python work. A stage
-    process is told to stop (SIGTERM) when this one dies, however it dies."""
-    parent = os.getpid()
-    processes = []
-    for stage in Stage:
-        command = [sys.executable, "-c", "from cloud.cli import main; main()", "worker",
-                   "--stage", stage.value]
-        if client_id is not None and stage is Stage.INGEST:
-            command += ["--client-id", client_id]
-        if verbose:
-            command.append("--verbose")
-        processes.append(await asyncio.create_subprocess_exec(
-            *command, preexec_fn=partial(_stop_with_parent, parent)
-        ))
-    ended = {asyncio.ensure_future(process.wait()) for process in processes}
-    stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({stopped, *ended}, return_when=asyncio.FIRST_COMPLETED)
-    failed = not stopped.done()
-    stopped.cancel()
-    if failed:
-        log.error("a stage process ended by itself; stopping the others")
-    for process in processes:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(asyncio.gather(*ended), STAGE_STOP_TIMEOUT_S)
-    except TimeoutError:
-        log.error("stage processes did not stop in %.0f s; killing them", STAGE_STOP_TIMEOUT_S)
-        for process in processes:
-            if process.returncode is None:
-                process.kill()
-        await asyncio.gather(*ended)
-    return 1 if failed else 0
-
-
-def _stop_with_parent(parent: int) -> None:
-    """In the stage process before it runs: SIGTERM when the parent dies (Linux), and
-    leave at once if it already has."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
     """SIGINT and SIGTERM set `stop`; returns a function that restores the defaults."""
     loop = asyncio.get_running_loop()
@@ -237,8 +203,9 @@ async def run_worker(
     now: Callable[[], datetime] = utc_now,
     stages: frozenset[Stage] = ALL_STAGES,
 ) -> PresenceConsumer | None:
-    """Ingest, scenarios and delivery (or those of `stages`) until `stop` is set; returns
-    the consumer (its totals; None without ingest) when done."""
+    """Ingest, scenarios and delivery (or those of `stages`: `check_stages`) until `stop`
+    is set; returns the consumer (its totals; None without ingest) when done."""
+    check_stages(settings.database_url, stages)
     own_engine = engine is None
     engine = engine if engine is not None else worker_engine(settings.database_url)
     try:

@@ -2,15 +2,17 @@
 
 The worker's three stages (presence ingest, scenarios, delivery) hand work to each
 other through tables; each also polls, so nothing depends on being woken. In one
-process a stage wakes the next with a direct call. Run apart (`vitrina-cloud worker
---stage ...`, one process per stage, so that none waits for the others' share of one
-interpreter lock), the next stage's process listens (`Listener`) on a channel the
+process a stage wakes the next with a direct call. Deployed apart (one `vitrina-cloud
+worker --stage ...` per stage, each a service the process manager runs and restarts:
+provisioning/systemd/, docker/compose.yaml), so that none waits for the others' share of
+one interpreter lock, the next stage's process listens (`Listener`) on a channel the
 database itself notifies: a statement inserting into a table of work announces it on
 the table's channel (migration 0014: scenario triggers, queued messages and webhooks).
 PostgreSQL delivers the notification when the inserting transaction commits and only
 then, and folds repeats within one transaction into one.
 
-SQLite has no notifications; there the stages run in one process, as they must anyway.
+SQLite has no notifications; there the worker runs all three stages in one process (a
+`--stage` that leaves some to other processes is refused: `cloud.service.check_stages`).
 """
 
 from __future__ import annotations

@@ -7,14 +7,17 @@ import json
 import re
 import shlex
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from typer.main import get_command
 
 from cloud.cli import app as cloud_cli
+from cloud.service import Stage
 from cloud.settings import Settings
 from provisioning.broker_security import BrokerFiles, MqttCredentials
 
@@ -123,14 +126,39 @@ def test_compose_builds_and_mounts_what_exists() -> None:
             assert Path(env_file).parts[0] == GENERATED.name
 
 
-def test_cloud_services_run_real_subcommands() -> None:
+def test_cloud_services_run_real_subcommands_with_options_they_accept() -> None:
     commands = get_command(cloud_cli).commands  # type: ignore[attr-defined]
     services = cloud_services()
-    assert {"migrate", "api", "worker-1", "worker-2"} <= set(services)
+    assert {"migrate", "api"} <= set(services)
     for name, service in services.items():
-        assert service["command"][0] in commands, f"{name}: no such subcommand"
-    client_ids = [s["command"][-1] for s in services.values() if s["command"][0] == "worker"]
-    assert len(client_ids) == len(set(client_ids)) == 2, "each worker needs its own client id"
+        subcommand, *arguments = service["command"]
+        assert subcommand in commands, f"{name}: no such subcommand"
+        try:
+            commands[subcommand].make_context(subcommand, list(arguments))
+        except click.ClickException as error:
+            pytest.fail(f"{name}: {shlex.join(service['command'])}: {error}")
+
+
+def test_the_worker_runs_as_a_service_per_stage() -> None:
+    """Each stage in a service of its own (`worker --stage X`), every stage exactly once:
+    they wake each other through PostgreSQL, and compose restarts whichever fails."""
+    worker = get_command(cloud_cli).commands["worker"]  # type: ignore[attr-defined]
+    stages: dict[str, list[Stage]] = {}
+    for name, service in cloud_services().items():
+        if service["command"][0] == "worker":
+            context = worker.make_context("worker", list(service["command"][1:]))
+            stages[name] = context.params["stage"] or []
+    assert all(len(named) == 1 for named in stages.values()), stages
+    assert Counter(stage for named in stages.values() for stage in named) == Counter(Stage)
+    [ingest] = [name for name, named in stages.items() if named == [Stage.INGEST]]
+    assert "--client-id" in cloud_services()[ingest]["command"]  # its session outlives it
+    for name in [*stages, "api"]:
+        service = cloud_services()[name]
+        assert service["restart"] == "unless-stopped", name
+        assert service["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        ), name
+    assert "mosquitto" in cloud_services()[ingest]["depends_on"]
 
 
 def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""The `vitrina-cloud` command as an operator runs it: a real process, real signals."""
+"""The `vitrina-cloud` command as an operator runs it: a real process, real signals; the
+worker also as deployed, a process per stage."""
 
 from __future__ import annotations
 
@@ -15,27 +16,45 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import inspect, text
+from sqlmodel import select
 from typer.testing import CliRunner, Result
 
 from cloud.auth.keys import hash_key, key_id_of
 from cloud.channels.fcm import FcmSettings
 from cloud.cli import app
-from cloud.db import make_engine, migrate
+from cloud.customers import crud
+from cloud.customers.models import (
+    ConsentCreate,
+    CustomerCreate,
+    FcmRegistration,
+    WifiMacRegistration,
+)
+from cloud.db import make_engine, session_scope
+from cloud.messages.models import Message, MessageStatus
+from cloud.presence.crud import list_gateways
+from cloud.scenarios.catalog import save_scenario
+from cloud.scenarios.spec import ScenarioSpec
 from cloud.settings import get_settings
-from demo.welcome import configure_welcome
+from cloud.templates import TemplateSpec
+from cloud.templates.crud import save_template
+from cloud.wakeups import APPLICATION_NAME
+from demo.welcome import SCENARIO, TEMPLATE_KEY, TEMPLATE_PARTS, configure_welcome
 from provisioning.local_broker import LocalBroker, free_port
 from sandbox.fcm import FcmSandbox, make_token
 from tests.cloud.factories import (
     KEY_ID,
     KEY_SECRET,
     MAC_OF,
+    PSEUDONYMIZER,
+    START,
     batch_payload,
     make_event,
     presence_topic,
+    status_payload,
+    status_topic,
     wifi_pseudonym,
 )
 from tests.cloud.running import WAIT_S, publish_all, publisher, wait_for
-from tests.support.postgres import fresh_database
 
 #: A clean stop finishes the batch in hand and disconnects: well under this.
 SHUTDOWN_S = 15.0
@@ -301,54 +320,125 @@ def assert_no_raw_identifier(url: str, log: Path, mac: str) -> None:
         assert form not in text_log
 
 
-@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL])
-def test_the_worker_runs_a_process_per_stage_that_ends_with_it(
-    ending: signal.Signals, tenant: str, broker: LocalBroker, tmp_path: Path
+def test_worker_stages_apart_need_postgresql(
+    tmp_path: Path, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL `worker` runs each stage in a process of its own. Stopped, it stops
-    them; killed outright, they stop too (nothing keeps consuming in its name)."""
-    with fresh_database("vitrina_stages") as url:
-        migrate(url)
-        env = environment(database_url=url, tenant=tenant, broker=broker)
-        with (tmp_path / "worker.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-c", "from cloud.cli import main; main()", "worker"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
+    """Stages in separate processes are woken through PostgreSQL: on SQLite a worker of
+    only some stages would leave the work it hands over to the others' polling."""
+    url = f"sqlite:///{tmp_path / 'vitrina.db'}"
+    result = invoke(["worker", "--stage", "ingest"], database_url=url, tenant=tenant,
+                    monkeypatch=monkeypatch)
+    assert result.exit_code == 2
+    assert "running only some stages here (ingest) needs PostgreSQL" in result.stderr
+    assert "on sqlite run all three in one worker (no --stage)" in result.stderr
+
+
+def seed_welcomed_customer(url: str, tenant: str, token: str) -> str:
+    """A customer with push and location-marketing consent, an FCM token and the MAC of
+    their phone, and the shop's greeting; returns the pseudonym a gateway reports."""
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            customer = crud.create_customer(session, tenant=tenant, data=CustomerCreate(),
+                                            now=START)
+            for channel in ("push", "location_marketing"):
+                crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
+                    channel=channel, granted=True, source="app"))
+            for registration in (FcmRegistration(kind="fcm", token=token),
+                                 WifiMacRegistration(kind="wifi_mac", mac=MAC_OF["juan"])):
+                crud.register_device(session, customer=customer, registration=registration,
+                                     pseudonymizers=[PSEUDONYMIZER], now=START)
+            save_template(session, tenant=tenant, key=TEMPLATE_KEY, now=START,
+                          spec=TemplateSpec.model_validate(
+                              {"channel": "push", "locale": "en-GB", "parts": TEMPLATE_PARTS}))
+            save_scenario(session, tenant=tenant, spec=ScenarioSpec.model_validate(SCENARIO),
+                          now=START)
+            session.commit()
+    finally:
+        engine.dispose()
+    return wifi_pseudonym(MAC_OF["juan"])
+
+
+def listeners(url: str) -> int:
+    """Connections of `cloud.wakeups` listeners to the database at `url`."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity "
+                     "WHERE application_name = :name AND datname = current_database()"),
+                {"name": APPLICATION_NAME},
+            ).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+def test_stage_workers_hand_presence_to_a_push_through_the_database(
+    migrated_url: str, tenant: str, broker: LocalBroker, fcm_settings: FcmSettings,
+    fcm_server: FcmSandbox, tmp_path: Path,
+) -> None:
+    """Deployed as the units and compose services run it: one `worker --stage` process
+    per stage. The stages poll only once a minute here, so the push can only arrive as
+    fast as it does because each process wakes the next through PostgreSQL. SIGTERM then
+    stops each after its batch, with status 0."""
+    token = make_token("juan")
+    pseudonym = seed_welcomed_customer(migrated_url, tenant, token)
+    env = environment(database_url=migrated_url, tenant=tenant, broker=broker,
+                      fcm=fcm_settings)
+    env["VITRINA_SCENARIOS"] = json.dumps({"quiet_hours": None, "poll_interval_s": 60})
+    env["VITRINA_DELIVERY__POLL_INTERVAL_S"] = "60"
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for stage in ("ingest", "scenarios", "delivery"):
+            with (tmp_path / f"{stage}.log").open("wb") as sink:
+                processes[stage] = subprocess.Popen(
+                    [sys.executable, "-c", "from cloud.cli import main; main()", "worker",
+                     "--stage", stage],
+                    env=env, stdout=sink, stderr=subprocess.STDOUT,
+                )
+
+        def alive() -> None:
+            for stage, process in processes.items():
+                assert process.poll() is None, (tmp_path / f"{stage}.log").read_text()
+
+        def listening() -> bool:
+            alive()
+            return listeners(migrated_url) == 2  # scenarios and delivery; not ingest
+
+        wait_for(listening, what="the scenario and delivery stages listening", timeout=60)
+        engine = make_engine(migrated_url)
         try:
-            wait_for(lambda: len(stage_processes(process.pid)) == 3, what="a process per stage",
-                     timeout=60)
-            stages = stage_processes(process.pid)
-            assert sorted(stages.values()) == ["delivery", "ingest", "scenarios"]
-            process.send_signal(ending)
-            status = process.wait(timeout=SHUTDOWN_S)
-            wait_for(lambda: not any(running(pid) for pid in stages), what="the stages ended",
-                     timeout=SHUTDOWN_S)
+            with publisher(broker) as client:
+
+                def subscribed() -> bool:  # ingest stores a status once it is subscribed
+                    alive()
+                    publish_all(client, [(status_topic(tenant), status_payload(tenant=tenant))])
+                    with session_scope(engine) as session:
+                        return bool(list_gateways(session, tenant=tenant))
+
+                wait_for(subscribed, what="the ingest stage subscribed", timeout=60)
+                enter = make_event(tenant=tenant, pseudonym=pseudonym)
+                publish_all(client, [(presence_topic(tenant), batch_payload([enter]))])
+                [push] = fcm_server.wait_for(1, timeout_s=WAIT_S)
+            assert push.token == token
+            for process in processes.values():
+                process.send_signal(signal.SIGTERM)
+            statuses = {stage: process.wait(timeout=SHUTDOWN_S)
+                        for stage, process in processes.items()}
+            with session_scope(engine) as session:
+                [message] = session.exec(select(Message)).all()
         finally:
+            engine.dispose()
+    finally:
+        for process in processes.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    assert status == (0 if ending is signal.SIGTERM else -signal.SIGKILL)
-
-
-def stage_processes(parent: int) -> dict[int, str]:
-    """The stage each child process of `parent` runs (Linux's /proc)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == parent and b"--stage" in arguments:
-            found[int(entry.name)] = arguments[arguments.index(b"--stage") + 1].decode()
-    return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    assert statuses == {"ingest": 0, "scenarios": 0, "delivery": 0}
+    assert message.status == MessageStatus.SENT
+    assert message.provider_message_id == push.name
+    for stage in processes:
+        log = (tmp_path / f"{stage}.log").read_text(errors="replace")
+        records = [json.loads(line) for line in log.splitlines() if line.strip()]
+        assert all(record["level"] not in {"ERROR", "CRITICAL"} for record in records), log

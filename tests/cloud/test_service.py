@@ -1,6 +1,7 @@
 """`cloud.service`: `settle_garbage_collector`, in a process of its own (it changes the
-collector for good): what exists at start-up is frozen, collections come less often; and
-a worker runs the loops of its stages, listening for work from stages elsewhere."""
+collector for good): what exists at start-up is frozen, collections come less often; a
+worker runs the loops of its stages, listening for work from stages elsewhere, and only
+where the database can wake them (the processes themselves: tests/cloud/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from cloud.service import (
     GC_OLDER_THRESHOLD,
     GC_YOUNG_THRESHOLD,
     Stage,
+    StagesApartError,
+    check_stages,
     workers,
 )
 from cloud.settings import Settings
@@ -91,3 +94,15 @@ def listener_connected(engine: Engine) -> bool:
             text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
             {"name": APPLICATION_NAME},
         ).scalar())
+
+
+@pytest.mark.parametrize("stages", [
+    frozenset({Stage.INGEST}),
+    frozenset({Stage.SCENARIOS, Stage.DELIVERY}),
+])
+def test_stages_apart_are_refused_where_nothing_wakes_them(stages: frozenset[Stage]) -> None:
+    with pytest.raises(StagesApartError, match="needs PostgreSQL"):
+        check_stages("sqlite:///./vitrina.db", stages)
+    check_stages("sqlite:///./vitrina.db", ALL_STAGES)
+    check_stages("postgresql://vitrina@db/vitrina", stages)
+    check_stages("postgresql+psycopg://vitrina@db/vitrina", stages)
