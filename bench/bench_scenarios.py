@@ -47,9 +47,10 @@ from cloud.customers.models import ConsentEntry
 from cloud.db import make_engine, migrate, session_scope
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.conditions import evaluate
-from cloud.scenarios.engine import EngineConfig, _entry_matches, process_triggers
+from cloud.scenarios.engine import entry_matches, process_triggers
 from cloud.scenarios.facts import load_facts
 from cloud.scenarios.models import CustomerTag, Journey
+from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.settings import ScenarioSettings
@@ -198,7 +199,7 @@ def in_memory(engine: Engine, rounds: int) -> tuple[Phase, int]:
         for row in triggers:
             customer = facts[row.customer_id]
             for scenario in catalog.by_entry.get(TriggerKind(row.kind), ()):
-                if not _entry_matches(scenario.spec.entry, row):
+                if not entry_matches(scenario.spec.entry, row):
                     continue
                 condition = scenario.spec.conditions
                 if condition is None or evaluate_fn(condition, customer, row.attributes, NOW):

@@ -35,7 +35,7 @@ from cloud.db import (
 from cloud.delivery.senders import AnySender
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
-from cloud.scenarios.engine import EngineConfig
+from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.worker import ScenarioWorker
 from cloud.settings import Settings

@@ -1,7 +1,8 @@
-"""Running scenarios: triggers start, resume and end journeys; journeys run their steps
-until a wait, whose timer any worker may pick up later.
+"""Running scenarios from triggers: they start, resume and end journeys, which then run
+their steps (`cloud.scenarios.steps`) until a wait, whose timer any worker may pick up
+later (`cloud.scenarios.timers`).
 
-Both entry points claim their work with `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite
+Triggers and timers are claimed their work with `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite
 serialises writers), so any number of workers share it and each trigger and each timer
 is handled by exactly one. A trigger's effects and its "processed" mark commit together;
 a worker that dies mid-batch leaves the batch to the next one, and journeys, coupons,
@@ -16,219 +17,38 @@ whole batch runs in one savepoint, handled again one trigger at a time only if i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
 
-from sqlalchemy import Table, func
-from sqlmodel import Session, SQLModel, col, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
-from cloud.bulk import insert_rows, one_of, update_rows
+from cloud.bulk import insert_rows, one_of
 from cloud.customers.models import Customer
-from cloud.messages.queue import MessageBatch, PendingMessage
-from cloud.metrics import SCENARIO_STEPS, SCENARIO_TRIGGERS
-from cloud.scenarios.actions import (
-    WEBHOOK_QUEUED,
-    loyalty_step,
-    remove_from_list_step,
-    tag_step,
-    webhook_step,
-)
+from cloud.metrics import SCENARIO_TRIGGERS
+from cloud.scenarios.assignment import assign_variant, in_holdout
 from cloud.scenarios.catalog import Catalog, LoadedScenario, TenantCatalog
-from cloud.scenarios.conditions import CustomerFacts, FactKind, evaluate, matches_attributes
-from cloud.scenarios.facts import load_facts
-from cloud.scenarios.lookups import Lookups
+from cloud.scenarios.conditions import evaluate, matches_attributes
 from cloud.scenarios.models import (
     OPEN_STATUSES,
     Journey,
-    JourneyLog,
     JourneyStatus,
 )
-from cloud.scenarios.sending import (
-    Links,
-    StepResult,
-    cap_window,
-    issue_coupon_step,
-    send_step,
-    store_key,
-)
+from cloud.scenarios.run import JOURNEY_TABLE, EngineConfig, Run, RunReport, attempt, journey_row
 from cloud.scenarios.spec import (
-    END,
-    BranchStep,
     Entry,
-    IssueCouponStep,
-    LoyaltyCreditStep,
     Reentry,
-    RemoveFromListStep,
-    ScenarioSpec,
-    SendStep,
-    TagStep,
     WaitForEventStep,
     WaitStep,
-    WebhookStep,
 )
-from cloud.settings import ScenarioSettings
+from cloud.scenarios.steps import advance, entered_at, finish, following, step_of, wait_started
 from cloud.triggers import Trigger, TriggerKind, claim_triggers
 
 log = logging.getLogger(__name__)
-
-JOURNEY_TABLE: Table = SQLModel.metadata.tables[Journey.__tablename__]
-JOURNEY_LOG_TABLE: Table = SQLModel.metadata.tables[JourneyLog.__tablename__]
-#: Steps one journey may run without waiting: a branch looping on itself is a mistake
-#: that must not hold a worker.
-MAX_STEPS_PER_RUN = 100
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    settings: ScenarioSettings
-    links: Links
-
-
-@dataclass(slots=True)
-class RunReport:
-    """What one round did; `queued` lists the messages it put in the send queue,
-    `webhooks` counts the webhooks it put in the outbox (`cloud.webhooks.outbound`)."""
-
-    triggers: int = 0
-    started: int = 0
-    held_out: int = 0
-    resumed: int = 0
-    exited: int = 0
-    woken: int = 0
-    failed: int = 0
-    queued: list[int] = field(default_factory=list)
-    webhooks: int = 0
-
-    def add(self, other: RunReport) -> None:
-        for name in ("triggers", "started", "held_out", "resumed", "exited", "woken", "failed",
-                     "webhooks"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.queued.extend(other.queued)
-
-
-class _Facts:
-    """Customer facts for one batch, reloaded for a customer after a step changed them."""
-
-    def __init__(
-        self, session: Session, now: datetime, kinds: frozenset[FactKind], lookups: Lookups
-    ) -> None:
-        """`kinds`: the parts the batch's scenarios read (`TenantCatalog.facts`); the
-        customer rows come from (and stay in) the batch's `lookups`."""
-        self._session, self._now, self._kinds, self._lookups = session, now, kinds, lookups
-        self._facts: dict[int, CustomerFacts] = {}
-
-    def preload(self, customer_ids: Iterable[int]) -> None:
-        missing = {cid for cid in customer_ids if cid not in self._facts}
-        if missing:
-            customers = list(self._lookups.customers(missing).values())
-            self._facts.update(load_facts(self._session, customer_ids=missing, now=self._now,
-                                          kinds=self._kinds, customers=customers))
-
-    def get(self, customer_id: int) -> CustomerFacts | None:
-        self.preload([customer_id])
-        return self._facts.get(customer_id)
-
-    def forget(self, customer_id: int) -> None:
-        self._facts.pop(customer_id, None)
-
-
-@dataclass(slots=True)
-class _Run:
-    """What one attempt at a batch shares. Its journal of step outcomes is written in
-    one statement when the attempt succeeds (`write_journal`), not a row at a time, and
-    is simply dropped with the attempt when it fails."""
-
-    session: Session
-    config: EngineConfig
-    now: datetime
-    report: RunReport
-    facts: _Facts
-    lookups: Lookups
-    journal: list[tuple[Journey, str, str, str | None]] = field(default_factory=list)
-    messages: MessageBatch = field(default_factory=MessageBatch)
-    #: Messages queued but not written yet: their journey and their line in the journal.
-    queued: list[tuple[PendingMessage, Journey, int]] = field(default_factory=list)
-    #: Journeys this run inserted, with the row as inserted. They stay out of the ORM
-    #: session: what the batch changes in them afterwards (most finish at once, right
-    #: after their first send) is written in one statement, not an UPDATE each.
-    inserted: list[tuple[Journey, dict[str, Any]]] = field(default_factory=list)
-
-    @classmethod
-    def begin(
-        cls, session: Session, config: EngineConfig, now: datetime, facts: frozenset[FactKind]
-    ) -> _Run:
-        lookups = Lookups(session, now=now)
-        return cls(session=session, config=config, now=now, report=RunReport(),
-                   facts=_Facts(session, now, facts, lookups), lookups=lookups)
-
-    def facts_of(self, customer_id: int) -> CustomerFacts | None:
-        """The customer's facts, with the messages queued for them written first (a
-        condition may ask about them)."""
-        if self.messages.holds_for(customer_id):
-            self.write_messages()
-        return self.facts.get(customer_id)
-
-    def queue(self, message: PendingMessage, journey: Journey) -> None:
-        """A message a step of `journey` queued, logged as its journal's last line."""
-        self.queued.append((message, journey, len(self.journal) - 1))
-
-    def write_messages(self) -> None:
-        """Insert the queued messages; each stored one joins its journey's context and
-        the report, a refused one (its key taken before) turns its line into a
-        duplicate."""
-        self.messages.write(self.session)
-        for message, journey, line in self.queued:
-            if message.id is None:
-                logged, step, _outcome, _detail = self.journal[line]
-                self.journal[line] = (logged, step, "duplicate", message.idempotency_key)
-                continue
-            self.report.queued.append(message.id)
-            journey.context = {**journey.context,
-                               "messages": [*journey.context.get("messages", []), message.id]}
-        self.queued.clear()
-
-    def prepare_sends(self, journeys: Iterable[tuple[Journey, LoadedScenario]]) -> None:
-        """Load what send steps read for these journeys' customers, in one go."""
-        chosen = list(journeys)
-        caps = [cap for _journey, loaded in chosen for cap in loaded.spec.caps]
-        self.lookups.preload((journey.customer_id for journey, _loaded in chosen),
-                             sends_within=cap_window(self.config.settings, caps))
-        self.lookups.preload_stores(
-            (journey.tenant, key) for journey, _loaded in chosen
-            if (key := store_key(journey)) is not None
-        )
-
-    def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
-        journey.updated_at = self.now
-        self.journal.append((journey, step, outcome, (detail or None) and detail[:500]))
-
-    def write_journeys(self) -> None:
-        """Write the inserted journeys the batch changed since."""
-        changed = [
-            {"id": journey.id, **row} for journey, written in self.inserted
-            if (row := _journey_row(journey)) != written
-        ]
-        self.inserted.clear()
-        update_rows(self.session.connection(), JOURNEY_TABLE, changed, key="id")
-
-    def write_journal(self) -> None:
-        """Write the journal; lines of journeys never inserted (refused starts) are left out."""
-        rows = [
-            {"journey_id": journey.id, "customer_id": journey.customer_id, "step": step,
-             "at": self.now, "outcome": outcome, "detail": detail}
-            for journey, step, outcome, detail in self.journal if journey.id is not None
-        ]
-        self.journal.clear()
-        insert_rows(self.session.connection(), JOURNEY_LOG_TABLE, rows)
-
-
-# --- triggers ------------------------------------------------------------------------------
 
 
 def process_triggers(
@@ -269,13 +89,13 @@ def _handle_share(
     session: Session, *, rows: Sequence[Trigger], catalog: TenantCatalog,
     config: EngineConfig, now: datetime, report: RunReport,
 ) -> None:
-    if _attempt(session, config, now, report, partial(_run_batch, catalog=catalog, rows=rows),
+    if attempt(session, config, now, report, partial(_run_batch, catalog=catalog, rows=rows),
                 facts=catalog.facts):
         SCENARIO_TRIGGERS.labels(outcome="handled").inc(len(rows))
         return
     log.warning("a batch of %d triggers failed; handling them one by one", len(rows))
     for row in rows:
-        if _attempt(session, config, now, report,
+        if attempt(session, config, now, report,
                     partial(_run_batch, catalog=catalog, rows=[row]), facts=catalog.facts):
             SCENARIO_TRIGGERS.labels(outcome="handled").inc()
         else:  # one bad trigger must not block every later one
@@ -284,29 +104,8 @@ def _handle_share(
             SCENARIO_TRIGGERS.labels(outcome="failed").inc()
 
 
-def _run_batch(run: _Run, *, catalog: TenantCatalog, rows: Sequence[Trigger]) -> None:
+def _run_batch(run: Run, *, catalog: TenantCatalog, rows: Sequence[Trigger]) -> None:
     _Batch(run, catalog).run(rows)
-
-
-def _attempt(
-    session: Session, config: EngineConfig, now: datetime, report: RunReport,
-    work: Callable[[_Run], None], *, facts: frozenset[FactKind],
-) -> bool:
-    """Run `work` (reading the `facts` kinds of customer facts) in a savepoint; on success
-    add what it did to `report`. On failure everything it wrote is rolled back and its
-    report dropped."""
-    run = _Run.begin(session, config, now, facts)
-    try:
-        with session.begin_nested():
-            work(run)
-            run.write_messages()
-            run.write_journeys()
-            run.write_journal()
-    except Exception:
-        log.exception("scenario work failed; rolled back")
-        return False
-    report.add(run.report)
-    return True
 
 
 def _lock_customers(session: Session, customer_ids: Sequence[int]) -> None:
@@ -349,7 +148,7 @@ class _Batch:
     it, exactly as if handled alone.
     """
 
-    def __init__(self, run: _Run, catalog: TenantCatalog) -> None:
+    def __init__(self, run: Run, catalog: TenantCatalog) -> None:
         self._run, self._catalog = run, catalog
         self._open: dict[int, list[Journey]] = defaultdict(list)
         self._last_entry: dict[tuple[str, int], datetime] = {}
@@ -360,7 +159,7 @@ class _Batch:
         # Entry filters read only the trigger: scenarios it cannot enter cost no lookups.
         entering = [
             tuple(scenario for scenario in self._catalog.by_entry.get(TriggerKind(row.kind), ())
-                  if _entry_matches(scenario.spec.entry, row))
+                  if entry_matches(scenario.spec.entry, row))
             for row in rows
         ]
         self._load_open_journeys(rows, entering)
@@ -442,28 +241,28 @@ class _Batch:
     def _resume_or_exit(self, journey: Journey, trigger: Trigger) -> None:
         run = self._run
         loaded = self._catalog.scenarios.get(journey.scenario_key)
-        if loaded is None or trigger.occurred_at < _entered_at(journey):
+        if loaded is None or trigger.occurred_at < entered_at(journey):
             return
         spec = loaded.spec
         if trigger.kind in spec.exit_on:
-            _finish(journey, JourneyStatus.EXITED, f"exit:{trigger.kind}", run.now)
+            finish(journey, JourneyStatus.EXITED, f"exit:{trigger.kind}", run.now)
             run.log(journey, journey.step or "-", "exited", f"on {trigger.kind}")
             run.report.exited += 1
             return
         if journey.waiting_for != trigger.kind or journey.step is None:
             return
-        step = _step(spec, journey.step)
-        since = _wait_started(journey)
+        step = step_of(spec, journey.step)
+        since = wait_started(journey)
         if not isinstance(step, WaitForEventStep) or (since and trigger.occurred_at < since):
             return
         if not matches_attributes(step.where, trigger.attributes or {}):
             return
         journey.waiting_for, journey.wake_at = None, None
         journey.status = JourneyStatus.RUNNING
-        journey.step = step.yes or _following(spec, step.id)
+        journey.step = step.yes or following(spec, step.id)
         run.log(journey, step.id, "event", f"{trigger.kind} arrived")
         run.report.resumed += 1
-        _advance(run, journey, loaded, as_of=trigger.occurred_at)
+        advance(run, journey, loaded, as_of=trigger.occurred_at)
 
     def _may_enter(self, scenario: LoadedScenario, trigger: Trigger) -> bool:
         entry, customer_id = scenario.spec.entry, trigger.customer_id
@@ -520,7 +319,7 @@ class _Batch:
             if start.held_out:
                 run.log(journey, "-", "held_out", f"holdout {start.scenario.spec.holdout_percent}%")
             else:
-                _advance(run, journey, start.scenario, as_of=start.trigger.occurred_at,
+                advance(run, journey, start.scenario, as_of=start.trigger.occurred_at,
                          database=False)
         inserted = _insert_journeys(run, journeys)
         run.prepare_sends(
@@ -537,7 +336,7 @@ class _Batch:
             if journey.status in OPEN_STATUSES:
                 self._open[journey.customer_id].append(journey)
             if journey.status == JourneyStatus.RUNNING:
-                _advance(run, journey, start.scenario, as_of=start.trigger.occurred_at)
+                advance(run, journey, start.scenario, as_of=start.trigger.occurred_at)
 
 
 def _new_journey(start: _Start, now: datetime) -> Journey:
@@ -557,15 +356,11 @@ def _new_journey(start: _Start, now: datetime) -> Journey:
     )
 
 
-#: What `_insert_journeys` writes: every column but the id.
-_JOURNEY_COLUMNS = tuple(column.name for column in JOURNEY_TABLE.c if column.name != "id")
-
-
-def _insert_journeys(run: _Run, journeys: Sequence[Journey]) -> set[str]:
+def _insert_journeys(run: Run, journeys: Sequence[Journey]) -> set[str]:
     """Insert new journeys (one statement) unless their entry key was used before; the
     inserted ones get their ids, and the run writes what the batch changes in them
-    afterwards (`_Run.write_journeys`). Returns their entry keys."""
-    written = {journey.entry_key: (journey, _journey_row(journey)) for journey in journeys}
+    afterwards (`Run.write_journeys`). Returns their entry keys."""
+    written = {journey.entry_key: (journey, journey_row(journey)) for journey in journeys}
     rows = insert_rows(
         run.session.connection(), JOURNEY_TABLE, [row for _journey, row in written.values()],
         skip_conflicts_on=["entry_key"],
@@ -578,11 +373,7 @@ def _insert_journeys(run: _Run, journeys: Sequence[Journey]) -> set[str]:
     return {str(entry_key) for _id, entry_key in rows}
 
 
-def _journey_row(journey: Journey) -> dict[str, Any]:
-    return {name: getattr(journey, name) for name in _JOURNEY_COLUMNS}
-
-
-def _entry_matches(entry: Entry, trigger: Trigger) -> bool:
+def entry_matches(entry: Entry, trigger: Trigger) -> bool:
     attributes = trigger.attributes or {}
     if not matches_attributes(entry.where, attributes):
         return False
@@ -597,210 +388,3 @@ def _entry_matches(entry: Entry, trigger: Trigger) -> bool:
             return False
         return before < float(entry.spend_crosses) <= after
     return True
-
-
-def _entered_at(journey: Journey) -> datetime:
-    """When the trigger that started the journey happened: events before it are not its
-    business (journeys from before this was recorded fall back to their start)."""
-    value = journey.context.get("entered_at")
-    return datetime.fromisoformat(value) if isinstance(value, str) else journey.started_at
-
-
-def _wait_started(journey: Journey) -> datetime | None:
-    value = journey.context.get("wait_since")
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
-
-
-def bucket(*parts: object) -> int:
-    """A stable number in [0, 10000) for holdout and A/B assignment: the same customer
-    lands in the same group of a scenario on every worker and every run."""
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 10_000
-
-
-def assign_variant(spec: ScenarioSpec, tenant: str, customer_id: int) -> str | None:
-    if not spec.variants:
-        return None
-    total = sum(variant.weight for variant in spec.variants)
-    point = bucket(tenant, spec.key, customer_id, "variant") * total // 10_000
-    for variant in spec.variants:
-        if point < variant.weight:
-            return variant.key
-        point -= variant.weight
-    return spec.variants[-1].key
-
-
-def in_holdout(spec: ScenarioSpec, tenant: str, customer_id: int) -> bool:
-    return bucket(tenant, spec.key, customer_id, "holdout") < spec.holdout_percent * 100
-
-
-# --- timers --------------------------------------------------------------------------------
-
-
-def wake_due_journeys(
-    session: Session, *, catalog: Catalog, config: EngineConfig, now: datetime, limit: int
-) -> RunReport:
-    """Continue up to `limit` journeys whose wait is over, in the caller's transaction:
-    all in one savepoint, or, should one fail, each in its own (a journey that fails
-    alone is ended)."""
-    report = RunReport()
-    due = session.exec(
-        select(Journey).where(
-            col(Journey.status) == JourneyStatus.WAITING.value, col(Journey.wake_at) <= now
-        ).order_by(col(Journey.wake_at), col(Journey.id)).limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    if not due:
-        return report
-    catalogs = {tenant: catalog.tenant(session, tenant)
-                for tenant in sorted({journey.tenant for journey in due})}
-    ids = [journey.id for journey in due]
-    facts = frozenset().union(*(tenant.facts for tenant in catalogs.values()))
-    if _attempt(session, config, now, report, partial(_wake_all, due=due, catalogs=catalogs),
-                facts=facts):
-        return report
-    log.warning("waking %d journeys failed; waking them one by one", len(ids))
-    for journey_id in ids:
-        journey = session.get(Journey, journey_id)
-        if journey is None or journey.status != JourneyStatus.WAITING:
-            continue
-        if not _attempt(session, config, now, report,
-                        partial(_wake_all, due=[journey], catalogs=catalogs), facts=facts):
-            log.error("journey %s failed to continue; ended", journey_id)
-            report.woken += 1
-            report.failed += 1
-            _finish(journey, JourneyStatus.EXITED, "error", now)
-    return report
-
-
-def _wake_all(
-    run: _Run, *, due: Sequence[Journey], catalogs: Mapping[str, TenantCatalog]
-) -> None:
-    run.facts.preload(journey.customer_id for journey in due)
-    run.prepare_sends(
-        (journey, loaded) for journey in due
-        if (loaded := catalogs[journey.tenant].scenarios.get(journey.scenario_key)) is not None
-    )
-    for journey in due:
-        run.report.woken += 1
-        _wake(run, journey, catalogs[journey.tenant])
-
-
-def _wake(run: _Run, journey: Journey, catalog: TenantCatalog) -> None:
-    loaded = catalog.scenarios.get(journey.scenario_key)
-    if loaded is None:
-        _finish(journey, JourneyStatus.EXITED, "scenario_removed", run.now)
-        return
-    if journey.waiting_for is not None and journey.step is not None:
-        step = _step(loaded.spec, journey.step)
-        if isinstance(step, WaitForEventStep):
-            run.log(journey, step.id, "timeout", f"no {step.event.value}")
-            journey.step = step.no or _following(loaded.spec, step.id)
-    journey.waiting_for, journey.wake_at = None, None
-    journey.status = JourneyStatus.RUNNING
-    _advance(run, journey, loaded, as_of=run.now)
-
-
-# --- steps ---------------------------------------------------------------------------------
-
-
-def _step(spec: ScenarioSpec, step_id: str) -> Any:
-    try:
-        return spec.steps[spec.step_index(step_id)]
-    except KeyError:
-        return None
-
-
-def _following(spec: ScenarioSpec, step_id: str) -> str:
-    index = spec.step_index(step_id)
-    return spec.steps[index + 1].id if index + 1 < len(spec.steps) else END
-
-
-def _advance(
-    run: _Run, journey: Journey, loaded: LoadedScenario, *, as_of: datetime,
-    database: bool = True,
-) -> None:
-    """Run steps from `journey.step` until a wait or the end. `as_of` is when what moved
-    the journey happened (its trigger; `now` for a timer): an awaited event counts from
-    then, so one that happened after the trigger but is handled in the same batch is not
-    missed. With `database` false, stop (still running) at the first step that acts: the
-    journey is not stored yet."""
-    spec, now = loaded.spec, run.now
-    journey.scenario_version = loaded.version
-    for _ in range(MAX_STEPS_PER_RUN):
-        step_id = journey.step or END
-        if step_id == END:
-            _finish(journey, JourneyStatus.DONE, "completed", now)
-            return
-        step = _step(spec, step_id)
-        if step is None:
-            _finish(journey, JourneyStatus.EXITED, "step_removed", now)
-            return
-        if not database and not isinstance(step, WaitStep | WaitForEventStep | BranchStep):
-            return
-        SCENARIO_STEPS.labels(type=step.type).inc()
-        if isinstance(step, WaitStep):
-            _wait(journey, until=now + step.wait_for, step=step.next or _following(spec, step.id),
-                  now=now)
-            run.log(journey, step.id, "waiting", f"until {journey.wake_at}")
-            return
-        if isinstance(step, WaitForEventStep):
-            _wait(journey, until=now + step.timeout, step=step.id, now=now)
-            journey.waiting_for = step.event.value
-            journey.context = {**journey.context, "wait_since": as_of.isoformat()}
-            run.log(journey, step.id, "waiting", f"for {step.event.value} until {journey.wake_at}")
-            return
-        # Read only by the steps below (after an act they are reloaded: it may have
-        # changed them), so a journey that sends and then waits reloads nothing.
-        customer_facts = run.facts_of(journey.customer_id)
-        if customer_facts is None:
-            return  # erased meanwhile
-        if isinstance(step, BranchStep):
-            trigger = journey.context.get("trigger", {})
-            taken = evaluate(step.condition, customer_facts, trigger, now)
-            run.log(journey, step.id, "branch", "then" if taken else "else")
-            target = step.then if taken else step.otherwise
-            journey.step = target or _following(spec, step.id)
-            continue
-        result = _act(run, journey=journey, step=step, spec=spec, facts=customer_facts)
-        run.log(journey, step.id, result.outcome, result.detail)
-        if result.message is not None:
-            run.queue(result.message, journey)
-        run.facts.forget(journey.customer_id)
-        if result.outcome == WEBHOOK_QUEUED:
-            run.report.webhooks += 1
-        journey.step = step.next or _following(spec, step.id)
-    _finish(journey, JourneyStatus.EXITED, "too_many_steps", now)
-
-
-def _act(
-    run: _Run, *, journey: Journey, step: Any, spec: ScenarioSpec, facts: CustomerFacts
-) -> StepResult:
-    session, config, now = run.session, run.config, run.now
-    if isinstance(step, SendStep):
-        return send_step(session, journey=journey, step=step, spec_caps=spec.caps, facts=facts,
-                         lookups=run.lookups, messages=run.messages, settings=config.settings,
-                         links=config.links, now=now)
-    if isinstance(step, IssueCouponStep):
-        return issue_coupon_step(session, journey=journey, step_id=step.id, choice=step.offer,
-                                 coupon=step.coupon, facts=facts, now=now)
-    if isinstance(step, TagStep):
-        return tag_step(session, journey=journey, step=step, now=now)
-    if isinstance(step, RemoveFromListStep):
-        return remove_from_list_step(session, journey=journey, step=step, now=now)
-    if isinstance(step, LoyaltyCreditStep):
-        return loyalty_step(session, journey=journey, step=step, now=now)
-    if isinstance(step, WebhookStep):
-        return webhook_step(session, journey=journey, step=step, now=now)
-    raise TypeError(f"unknown step type {type(step).__name__}")
-
-
-def _wait(journey: Journey, *, until: datetime, step: str, now: datetime) -> None:
-    journey.status, journey.wake_at, journey.step = JourneyStatus.WAITING, until, step
-    journey.updated_at = now
-
-
-def _finish(journey: Journey, status: JourneyStatus, reason: str, now: datetime) -> None:
-    journey.status, journey.reason = status, reason[:64]
-    journey.finished_at = journey.updated_at = now
-    journey.wake_at = journey.waiting_for = None

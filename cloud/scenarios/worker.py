@@ -22,8 +22,10 @@ from cloud.db import session_scope
 from cloud.pacing import Every
 from cloud.places.locations import due_geofence_dwells
 from cloud.scenarios.catalog import Catalog
-from cloud.scenarios.engine import EngineConfig, RunReport, process_triggers, wake_due_journeys
+from cloud.scenarios.engine import process_triggers
+from cloud.scenarios.run import EngineConfig, RunReport
 from cloud.scenarios.schedule import record_calendar_triggers
+from cloud.scenarios.timers import wake_due_journeys
 from cloud.settings import ScenarioSettings
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ from cloud.erasure import erase_customer
 from cloud.offers import crud
 from cloud.offers.models import ComplementRuleCreate, Coupon, Offer, OfferCreate
 from cloud.scenarios.catalog import Catalog, save_scenario
-from cloud.scenarios.engine import EngineConfig, process_triggers
+from cloud.scenarios.engine import process_triggers
 from cloud.scenarios.models import Journey
+from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.settings import ScenarioSettings

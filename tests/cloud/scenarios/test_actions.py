@@ -16,10 +16,11 @@ from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
 from cloud.scenarios.actions import WEBHOOK_QUEUED, webhook_step
 from cloud.scenarios.catalog import Catalog, save_scenario
-from cloud.scenarios.engine import EngineConfig, wake_due_journeys
 from cloud.scenarios.models import Journey, JourneyStatus
+from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec, WebhookStep
+from cloud.scenarios.timers import wake_due_journeys
 from cloud.settings import ScenarioSettings
 from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus
 

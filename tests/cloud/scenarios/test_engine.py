@@ -17,18 +17,14 @@ from cloud.customers.crud import create_customer, record_consent
 from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
 from cloud.messages.models import Message
+from cloud.scenarios.assignment import assign_variant, in_holdout
 from cloud.scenarios.catalog import Catalog, save_scenario
-from cloud.scenarios.engine import (
-    EngineConfig,
-    RunReport,
-    assign_variant,
-    in_holdout,
-    process_triggers,
-    wake_due_journeys,
-)
+from cloud.scenarios.engine import process_triggers
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
+from cloud.scenarios.run import EngineConfig, RunReport
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
+from cloud.scenarios.timers import wake_due_journeys
 from cloud.settings import ScenarioSettings
 from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec

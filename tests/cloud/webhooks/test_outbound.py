@@ -23,8 +23,9 @@ from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
 from cloud.metrics import REGISTRY
 from cloud.scenarios.catalog import Catalog, save_scenario
-from cloud.scenarios.engine import EngineConfig, RunReport, process_triggers
+from cloud.scenarios.engine import process_triggers
 from cloud.scenarios.models import CustomerTag, Journey
+from cloud.scenarios.run import EngineConfig, RunReport
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.settings import ScenarioSettings
