@@ -98,10 +98,8 @@ def make_engine(url: str, *, echo: bool = False, pre_ping: bool = True) -> Engin
     return create_engine(
         url, echo=echo, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5,
         # No server-side prepared statements: what a transaction-pooling PgBouncer in
-        # front of PostgreSQL requires. They paid off badly while IN lists of every
-        # length made every statement text new (p99 at 500 presence events/s of pushes
-        # 897 ms with them, 423 ms without); now that hot statements have fixed text
-        # (`cloud.bulk`), turning them on made no clear difference to p99.
+        # front of PostgreSQL requires; with the hot statements' text fixed (`cloud.bulk`)
+        # they made no clear difference to latency (docs/benchmarks/latency.md).
         connect_args={"connect_timeout": 5, "prepare_threshold": None},
     )
 

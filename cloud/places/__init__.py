@@ -1,9 +1,11 @@
 """Places: stores' geofences, and which of them an app user's location reports are in.
 
-A pure domain package (no database, no I/O): shapes in WGS84 degrees measured in metres
-(`geodesy`), operating hours in the store's zone (`hours`), geofences (`geofences`), an
-STRtree index swapped atomically on change (`index`), enter/dwell/exit with hysteresis
-(`tracker`), and JSON definitions (`parse`). Every bad input raises `PlaceError`.
+The geometry needs no database and does no I/O: shapes in WGS84 degrees measured in
+metres (`geodesy`), operating hours in the store's zone (`hours`), geofences
+(`geofences`), an STRtree index swapped atomically on change (`index`), enter/dwell/exit
+with hysteresis (`tracker`), and JSON definitions (`parse`); every bad input raises
+`PlaceError`. Stores, stored geofences and who is inside which are kept in the database
+(`models`, `crud`), and location reports are applied there (`locations`).
 """
 
 from cloud.places.geofences import Circle, Geofence, Polygon, Relation
