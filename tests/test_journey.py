@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from cloud.api import create_app
+from cloud.channels import DeploymentSender
 from cloud.channels.fcm import FcmSender, FcmSettings
-from cloud.channels.push import FcmChannelSender
 from cloud.db import make_engine, migrate, session_scope
 from cloud.delivery.worker import DeliveryWorker, delivery_worker
 from cloud.ingest.consumer import PresenceConsumer
@@ -254,7 +254,7 @@ def shop(
         try:
             with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as client, \
                     delivery_worker(settings, engine=engine, now=clock,
-                                    senders={"push": FcmChannelSender(sender)}) as worker, \
+                                    senders={"push": DeploymentSender(sender.send)}) as worker, \
                     presence_consumer(settings, engine, clock) as ingest, \
                     publisher(broker) as gateway:
                 yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,

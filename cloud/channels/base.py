@@ -167,6 +167,24 @@ class ChannelSender(Protocol[P_contra]):
     def close(self) -> None: ...
 
 
+class DeploymentSender(Generic[P]):
+    """A channel sender whose provider account is the deployment's, whatever the tenant
+    (FCM's project, the SMTP relay, the SMS account): it sends every tenant's batch the
+    same way."""
+
+    def __init__(
+        self, deliver: Callable[[Sequence[P]], list[SendResult]],
+        close: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._deliver, self._close = deliver, close
+
+    def deliver(self, tenant: str, payloads: Sequence[P]) -> list[SendResult]:
+        return self._deliver(payloads)
+
+    def close(self) -> None:
+        self._close()
+
+
 @dataclass(frozen=True, slots=True)
 class CapDefault:
     """A channel's default frequency cap: at most `max` marketing messages per `per`."""

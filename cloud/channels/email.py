@@ -18,13 +18,13 @@ from cloud.channels.base import (
     CapDefault,
     ChannelAdapter,
     ContentForm,
+    DeploymentSender,
     Outbound,
     ProfileAddress,
     Recipient,
     SenderEnvironment,
     UnsendableError,
 )
-from cloud.channels.results import SendResult
 from cloud.channels.smtp import EmailMessage, EmailSender, SmtpSettings
 
 NAME = "email"
@@ -33,19 +33,6 @@ HREF_RE = re.compile(r"""(\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOT
 #: Links in one email past this are left untracked (a newsletter with hundreds of links
 #: would otherwise bloat the stored row).
 MAX_TRACKED_LINKS = 50
-
-
-class EmailChannelSender:
-    """One SMTP relay for every tenant (the deployment's)."""
-
-    def __init__(self, sender: EmailSender) -> None:
-        self._sender = sender
-
-    def deliver(self, tenant: str, payloads: Sequence[EmailMessage]) -> list[SendResult]:
-        return self._sender.deliver(payloads)
-
-    def close(self) -> None:
-        """SMTP sessions last one batch; nothing stays open."""
 
 
 class EmailChannel(ChannelAdapter[SmtpSettings, EmailMessage]):
@@ -77,8 +64,9 @@ class EmailChannel(ChannelAdapter[SmtpSettings, EmailMessage]):
 
     def open_sender(
         self, settings: SmtpSettings, environment: SenderEnvironment
-    ) -> EmailChannelSender:
-        return EmailChannelSender(EmailSender(settings))
+    ) -> DeploymentSender[EmailMessage]:
+        # SMTP sessions last one batch: nothing stays open to close.
+        return DeploymentSender(EmailSender(settings).deliver)
 
 
 def tracked_html(

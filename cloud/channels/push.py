@@ -9,13 +9,13 @@ through the tracked link when the message has one, else to the template's deep l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 
 from cloud.channels.base import (
     CapDefault,
     ChannelAdapter,
     ContentForm,
+    DeploymentSender,
     DeviceAddress,
     Outbound,
     Recipient,
@@ -23,23 +23,8 @@ from cloud.channels.base import (
     TemplateMeasure,
 )
 from cloud.channels.fcm import MAX_BATCH, FcmSender, FcmSettings, PushMessage
-from cloud.channels.results import SendResult
 
 NAME = "push"
-
-
-class FcmChannelSender:
-    """Sends a channel's batches through one `FcmSender` (FCM settings are the
-    deployment's, not a tenant's)."""
-
-    def __init__(self, sender: FcmSender) -> None:
-        self._sender = sender
-
-    def deliver(self, tenant: str, payloads: Sequence[PushMessage]) -> list[SendResult]:
-        return self._sender.send(payloads)
-
-    def close(self) -> None:
-        self._sender.close()
 
 
 class PushChannel(ChannelAdapter[FcmSettings, PushMessage]):
@@ -70,5 +55,6 @@ class PushChannel(ChannelAdapter[FcmSettings, PushMessage]):
 
     def open_sender(
         self, settings: FcmSettings, environment: SenderEnvironment
-    ) -> FcmChannelSender:
-        return FcmChannelSender(FcmSender(settings))
+    ) -> DeploymentSender[PushMessage]:
+        sender = FcmSender(settings)
+        return DeploymentSender(sender.send, sender.close)

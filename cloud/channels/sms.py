@@ -20,6 +20,7 @@ from cloud.channels.base import (
     ChannelAdapter,
     ContentForm,
     DeliveryReceipt,
+    DeploymentSender,
     Outbound,
     ProfileAddress,
     ReceiptChannel,
@@ -88,20 +89,6 @@ class SmsSender:
         return [results[index] for index in range(len(messages))]
 
 
-class SmsChannelSender:
-    """Texts go out through the deployment's provider account, whatever the tenant."""
-
-    def __init__(self, provider: TwilioSms, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
-        self._provider = provider
-        self._sender = SmsSender(provider, retry=retry)
-
-    def deliver(self, tenant: str, payloads: Sequence[SmsMessage]) -> list[SendResult]:
-        return self._sender.deliver(payloads)
-
-    def close(self) -> None:
-        self._provider.close()
-
-
 class SmsChannel(ChannelAdapter[TwilioSettings, SmsMessage], ReceiptChannel[TwilioSettings]):
     name = NAME
     consent = NAME
@@ -122,11 +109,10 @@ class SmsChannel(ChannelAdapter[TwilioSettings, SmsMessage], ReceiptChannel[Twil
 
     def open_sender(
         self, settings: TwilioSettings, environment: SenderEnvironment
-    ) -> SmsChannelSender:
+    ) -> DeploymentSender[SmsMessage]:
         url = self.receipt_url(settings, environment.public_base_url)
-        return SmsChannelSender(TwilioSms(settings.model_copy(
-            update={"status_callback_url": url}
-        )))
+        provider = TwilioSms(settings.model_copy(update={"status_callback_url": url}))
+        return DeploymentSender(SmsSender(provider).deliver, provider.close)
 
     def receipt_url(self, settings: TwilioSettings, public_base_url: str) -> str:
         """Receipts come back to this API unless the settings name another address."""

@@ -19,14 +19,17 @@ from cloud.channels import (
     CapDefault,
     ChannelAdapter,
     ContentForm,
+    DeviceAddress,
     Outbound,
     ProfileAddress,
     Recipient,
     SenderEnvironment,
     SendResult,
+    adapters,
     register,
     unregister,
 )
+from cloud.customers.models import DeviceKind
 from cloud.db import session_scope
 from cloud.delivery.worker import delivery_worker
 from cloud.messages.models import Message, MessageAttempt, MessageStatus
@@ -156,3 +159,12 @@ def test_a_channel_only_this_test_knows_goes_from_consent_to_delivery(
         attempt = session.exec(select(MessageAttempt)).one()
     assert (message.channel, message.status) == (CHAT, MessageStatus.SENT)
     assert (attempt.provider, attempt.provider_message_id) == ("chat", "chat-1")
+
+
+def test_the_built_in_channels_address_devices_of_kinds_customers_register() -> None:
+    kinds = {kind.value for kind in DeviceKind}
+    addressed = {adapter.name: adapter.address for adapter in adapters()}
+    assert {name for name, address in addressed.items() if isinstance(address, DeviceAddress)
+            and address.kind in kinds} == {"push", "web_push"}
+    assert {name for name, address in addressed.items()
+            if isinstance(address, ProfileAddress)} == {"email", "sms"}

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import Engine, text
 
+from cloud.channels import DeploymentSender
 from cloud.channels.dedupe import collapse_id
 from cloud.channels.fcm import FcmSender, FcmSettings, PushMessage
-from cloud.channels.push import FcmChannelSender
 from cloud.channels.results import SendResult
 from cloud.channels.retry import NO_RETRY
 from cloud.customers.models import Customer
@@ -55,7 +55,7 @@ def make_worker(
 ) -> DeliveryWorker:
     settings = queue_settings(tenant=tenant, database_url=migrated_url, batch_size=batch_size)
     return DeliveryWorker(
-        engine=engine, senders=ChannelSenders({"push": FcmChannelSender(sender)}),
+        engine=engine, senders=ChannelSenders({"push": DeploymentSender(sender.send)}),
         settings=settings,
         rng=random.Random(7),
     )

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, update
 from sqlmodel import col
 
 from cloud.api import create_app
+from cloud.channels import DeploymentSender
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.email import EmailChannelSender
 from cloud.channels.retry import NO_RETRY
-from cloud.channels.sms import SmsChannelSender
+from cloud.channels.sms import SmsSender
 from cloud.channels.smtp import EmailSender, SmtpSettings
 from cloud.channels.twilio import TwilioSettings, TwilioSms
 from cloud.channels.web_push import TenantWebPushSenders, tenant_vapid_keys
@@ -191,8 +191,8 @@ def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
         worker = DeliveryWorker(
             engine=engine, settings=settings, rng=random.Random(5),
             senders=ChannelSenders({
-                "email": EmailChannelSender(EmailSender(smtp, retry=NO_RETRY)),
-                "sms": SmsChannelSender(sms_provider, retry=NO_RETRY),
+                "email": DeploymentSender(EmailSender(smtp, retry=NO_RETRY).deliver),
+                "sms": DeploymentSender(SmsSender(sms_provider, retry=NO_RETRY).deliver),
             }),
         )
         app = create_app(settings, engine=engine, now=lambda: NOW + timedelta(seconds=30))

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-from cloud.channels.email import EmailChannelSender
+from cloud.channels import DeploymentSender
 from cloud.channels.retry import NO_RETRY
 from cloud.channels.smtp import EmailSender, SmtpSettings
 from cloud.db import session_scope
@@ -65,7 +65,7 @@ def worker(engine: Engine, migrated_url: str, tenant: str, relay: SmtpSandbox) -
                               channels={"email": smtp.model_dump()})
     return DeliveryWorker(
         engine=engine, settings=settings, rng=random.Random(1),
-        senders=ChannelSenders({"email": EmailChannelSender(EmailSender(smtp, retry=NO_RETRY))}),
+        senders=email_only(smtp),
     )
 
 
@@ -77,6 +77,11 @@ def request(tenant: str, customer_id: int, key: str, requested_at: datetime) -> 
         consent_requested_at=requested_at,
         scenario="double-opt-in", step="confirm", target_url="https://shop.example/confirm",
     )
+
+
+def email_only(smtp: SmtpSettings) -> ChannelSenders:
+    """The worker's senders: email through the local relay, one try per round."""
+    return ChannelSenders({"email": DeploymentSender(EmailSender(smtp, retry=NO_RETRY).deliver)})
 
 
 def test_a_consent_request_goes_out_without_consent_but_not_after_a_no(
@@ -181,7 +186,7 @@ def test_email_with_a_public_base_url_that_is_not_https_is_refused_at_start(
 ) -> None:
     insecure = cloud_settings(tenant=tenant, database_url=migrated_url,
                               tracking={"public_base_url": "http://t.shop.example"})
-    email = ChannelSenders({"email": EmailChannelSender(EmailSender(smtp_settings(relay)))})
+    email = ChannelSenders({"email": DeploymentSender(EmailSender(smtp_settings(relay)).deliver)})
     with pytest.raises(ValueError, match="public_base_url is not https"):
         DeliveryWorker(engine=engine, settings=insecure, senders=email)
     # Without email the same settings serve the other channels.
@@ -224,7 +229,7 @@ def test_the_loop_posts_webhooks_beside_messages_and_a_hanging_shop_delays_no_em
     )
     worker = DeliveryWorker(
         engine=engine, settings=settings, now=lambda: NOW,
-        senders=ChannelSenders({"email": EmailChannelSender(EmailSender(smtp, retry=NO_RETRY))}),
+        senders=email_only(smtp),
     )
     juan = new_customer(engine, tenant, consent=("email",), email="j@example.net")
     with ShopEndpoint() as shop:
