@@ -10,6 +10,8 @@ orchestrator decided, what the phone received.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import re
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,20 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.db import make_engine
 from demo.processes import Supervisor, supervised
+from demo.progress import Progress, read_progress
 from demo.shop_config import load_shop
 from demo.welcome import configure_welcome
 from edge.captures import (
     CAPTURES_DIR,
     DEMO_ANA_INSTALL_ID,
+    DEMO_GATEWAY,
+    DEMO_STORE,
     DEMO_TENANT,
     JUAN_INSTALL_ID,
 )
-from provisioning.local_broker import LocalBroker, free_port, local_broker
+from provisioning.local_broker import LocalBroker, die_with_parent, free_port, local_broker
 from shared.identifiers import app_identifier
 from shared.presence import PresenceBatch, Transition, decode_presence_batch
 from shared.pseudonym import Pseudonymizer, TenantKey
@@ -52,11 +58,14 @@ EDGE_COMMAND = str(Path(sys.executable).with_name("vitrina-edge"))
 BROKER_CHOICE_VARIABLE = "VITRINA_DEMO_BROKER"
 KEY_ID = "demo-2024"
 #: The recorded visit lasts five minutes; thirty times faster keeps the demo short
-#: while the gateway still sees sightings arrive over time, as in a store.
+#: while the gateway still sees sightings arrive over time, as in a store, at a pace a
+#: person can follow (`--speed` changes it).
 REPLAY_SPEED = 30.0
 #: Generous bounds for a slow machine; they only turn a hang into a clear failure.
 STARTUP_TIMEOUT_S = 60.0
-PUSH_WAIT_S = 30.0
+SETTLE_TIMEOUT_S = 30.0
+#: How often a condition waited for is looked at again.
+POLL_INTERVAL_S = 0.1
 FCM_PROJECT = "vitrina-demo"
 
 
@@ -105,7 +114,7 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(POLL_INTERVAL_S)
     raise TimeoutError(f"{what} did not happen within {timeout:.0f}s (logs in {WORKDIR}/)")
 
 
@@ -171,10 +180,13 @@ def orchestrator_environment(
     }
 
 
-def start_orchestrator(supervisor: Supervisor, environment: dict[str, str]) -> str:
+def migrate_database(supervisor: Supervisor, environment: dict[str, str]) -> None:
     migrate = supervisor.start("cloud", [CLOUD_COMMAND, "migrate"], env=environment)
     if migrate.wait(timeout=STARTUP_TIMEOUT_S) != 0:
         raise RuntimeError(f"database migration failed (logs in {WORKDIR}/cloud.log)")
+
+
+def start_orchestrator(supervisor: Supervisor, environment: dict[str, str]) -> str:
     supervisor.start("cloud", [CLOUD_COMMAND, "serve"], env=environment)
     api = f"http://127.0.0.1:{environment['VITRINA_API__PORT']}"
     wait_for(
@@ -189,24 +201,44 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def issue_keys(api: str, environment: dict[str, str]) -> tuple[str, str]:
-    """The shop's keys, as an operator and the shop's admin make them: an admin key from
-    the command line, then an app key the admin issues over the API. The keys are kept
-    in memory only: never printed, never written to the demo's logs."""
-    made = subprocess.run(
+@contextlib.contextmanager
+def admin_key_made(environment: dict[str, str]) -> Iterator[Callable[[], str]]:
+    """The shop's admin key, as an operator makes it: `vitrina-cloud keys create`, which
+    needs only the migrated database, so it runs while the orchestrator starts. Yields
+    what waits for the key. The key is kept in memory only: never printed, never written
+    to the demo's logs; the command does not outlive the block."""
+    process = subprocess.Popen(
         [CLOUD_COMMAND, "keys", "create", "--tenant", DEMO_TENANT, "--role", "admin",
          "--name", "demo back office"],
         env={**os.environ, **environment},
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=STARTUP_TIMEOUT_S,
-        check=False,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
-    if made.returncode != 0:
-        raise RuntimeError(f"could not create the admin key: {made.stderr.strip()}")
-    admin_key = made.stdout.strip()
-    say("the shop's back office gets an admin key (`vitrina-cloud keys create`; "
-        "shown once, stored only as a hash)")
+
+    def key() -> str:
+        try:
+            made, problems = process.communicate(timeout=STARTUP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError("`vitrina-cloud keys create` did not finish within "
+                               f"{STARTUP_TIMEOUT_S:.0f}s") from None
+        if process.returncode != 0:
+            raise RuntimeError(f"could not create the admin key: {problems.strip()}")
+        return made.strip()
+
+    try:
+        yield key
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()  # reaps it and closes its pipes
+
+
+def issue_app_key(api: str, admin_key: str) -> str:
+    """The app's key, as the shop's admin issues it over the API (kept in memory only)."""
     issued = httpx.post(
         f"{api}/tenants/{DEMO_TENANT}/api-keys",
         json={"role": "app", "name": "demo shop app"},
@@ -216,7 +248,7 @@ def issue_keys(api: str, environment: dict[str, str]) -> tuple[str, str]:
     issued.raise_for_status()
     app_key: str = issued.json()["key"]
     say("the back office issues the shop app its own key: it may sign shoppers up, nothing more")
-    return admin_key, app_key
+    return app_key
 
 
 def register_shoppers(api: str, app_key: str) -> dict[str, int]:
@@ -305,6 +337,7 @@ def replay_visit(
     workdir: Path,
     broker: LocalBroker,
     tenant_key: str,
+    speed: float,
     narrate_pushes: Callable[[], None],
 ) -> int:
     """Run the gateway's replay to the end, narrating pushes as the phones receive them."""
@@ -319,7 +352,7 @@ def replay_visit(
         )
     )
     capture = CAPTURES_DIR / "demo.pcapng"
-    say(f"the gateway replays a recorded five-minute visit ({capture.name}) at {REPLAY_SPEED:.0f}x")
+    say(f"the gateway replays a recorded five-minute visit ({capture.name}) at {speed:g}x")
     process = supervisor.start(
         "edge",
         [
@@ -330,13 +363,15 @@ def replay_visit(
             "--pcap",
             str(capture),
             "--speed",
-            str(REPLAY_SPEED),
+            str(speed),
         ],
     )
-    while process.poll() is None:
+    while True:
         narrate_pushes()
-        time.sleep(0.3)
-    return process.returncode
+        try:
+            return process.wait(timeout=0.3)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def pushes_received(fcm_url: str) -> list[dict[str, Any]]:
@@ -395,7 +430,34 @@ def check_outcome(api: str, admin_key: str, customer_ids: dict[str, int], fcm_ur
     return ok
 
 
-def run_story() -> bool:
+def wait_until_settled(
+    database: Path, watcher: PresenceWatcher, narrate_pushes: Callable[[], None]
+) -> int:
+    """Until the orchestrator has done all the visit asked of it (`demo.progress`) and the
+    watcher has seen every event cross MQTT, telling pushes as they arrive; returns how
+    many events the gateway published. Whatever would wrongly follow (a push to Ana, a
+    second one to Juan) has been sent by then."""
+    engine = make_engine(f"sqlite:///{database}")
+    latest: Progress | None = None
+
+    def settled() -> bool:
+        nonlocal latest
+        narrate_pushes()
+        latest = read_progress(engine, tenant=DEMO_TENANT, store=DEMO_STORE, gateway=DEMO_GATEWAY)
+        return latest.settled and watcher.events >= latest.published
+
+    try:
+        wait_for(settled, timeout=SETTLE_TIMEOUT_S,
+                 what="the orchestrator finishing the visit's work")
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; last seen: {latest}") from None
+    finally:
+        engine.dispose()
+    narrate_pushes()
+    return latest.published if latest is not None else 0
+
+
+def run_story(*, speed: float = REPLAY_SPEED) -> bool:
     workdir = fresh_workdir()
     tenant_key = secrets.token_hex(32)
     pseudonymizer = Pseudonymizer(TenantKey.from_text(KEY_ID, tenant_key))
@@ -420,9 +482,14 @@ def run_story() -> bool:
             credentials=credentials,
             api_port=free_port(),
         )
-        api = start_orchestrator(supervisor, environment)
-        say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
-        admin_key, app_key = issue_keys(api, environment)
+        migrate_database(supervisor, environment)
+        with admin_key_made(environment) as admin_key_ready:
+            api = start_orchestrator(supervisor, environment)
+            say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
+            admin_key = admin_key_ready()
+        say("the shop's back office gets an admin key (`vitrina-cloud keys create`; "
+            "shown once, stored only as a hash)")
+        app_key = issue_app_key(api, admin_key)
         configure_welcome(api, DEMO_TENANT, admin_key)
         with httpx.Client(base_url=api, headers=bearer(admin_key), timeout=10.0) as back_office:
             shop = load_shop(back_office, tenant=DEMO_TENANT)
@@ -440,26 +507,39 @@ def run_story() -> bool:
                 workdir=workdir,
                 broker=broker,
                 tenant_key=tenant_key,
+                speed=speed,
                 narrate_pushes=narrate_pushes,
             )
             if exit_code != 0:
                 say(f"the gateway replay failed with exit code {exit_code}")
                 return False
-            deadline = time.monotonic() + PUSH_WAIT_S
-            while time.monotonic() < deadline and narrate_pushes.told == 0:
-                narrate_pushes()
-                time.sleep(0.3)
-            time.sleep(1.0)  # anything that would wrongly follow (a push to Ana) arrives by now
-            narrate_pushes()
+            published = wait_until_settled(workdir / "vitrina.db", watcher, narrate_pushes)
+            say(f"the orchestrator has stored the {published} events the gateway published, "
+                "handled every trigger and has nothing left to send")
             say(f"{watcher.events} presence events crossed MQTT, every one under a pseudonym")
             return check_outcome(api, admin_key, customer_ids, fcm_url)
         finally:
             watcher.close()
 
 
-def main() -> None:
+def replay_speed(text: str) -> float:
+    speed = float(text)
+    if not speed > 0:
+        raise argparse.ArgumentTypeError("the replay speed must be positive")
+    return speed
+
+
+def main(argv: list[str] | None = None) -> None:
+    summary = " ".join((__doc__ or "").split("\n\n")[0].split())
+    parser = argparse.ArgumentParser(description=summary)
+    parser.add_argument(
+        "--speed", type=replay_speed, default=REPLAY_SPEED,
+        help=f"how many times faster than recorded the gateway replays the five-minute "
+             f"visit (default: {REPLAY_SPEED:g}, a pace a person can follow)",
+    )
+    args = parser.parse_args(argv)
     try:
-        ok = run_story()
+        ok = run_story(speed=args.speed)
     except KeyboardInterrupt:
         print("\ninterrupted: everything the demo started has been stopped", flush=True)
         raise SystemExit(130) from None
