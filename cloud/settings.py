@@ -151,6 +151,37 @@ class ApiSettings(BaseModel):
     metrics_public: bool = True
 
 
+class ConsoleSettings(BaseModel):
+    """Console members' sign-in: sessions, invitations, and how guessing is slowed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: A session unused for this long ends (the member signs in again).
+    session_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    #: And ends this long after sign-in, however busy.
+    session_hours: int = Field(default=12, ge=1, le=30 * 24)
+    #: How long an invitation link stays valid.
+    invitation_days: int = Field(default=7, ge=1, le=30)
+    #: Failed sign-ins (per account and per client address) allowed before each further
+    #: one waits...
+    login_free_failures: int = Field(default=5, ge=1, le=100)
+    #: (the count starts again after this long with no failure and no wait)
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: ...this long, doubling with every further failure up to the cap.
+    login_backoff_s: float = Field(default=30.0, gt=0, le=3600)
+    login_backoff_max_s: float = Field(default=1800.0, gt=0, le=24 * 3600)
+    #: Session cookies are Secure (sent over HTTPS only): "auto" when the public base URL
+    #: is https or the request came over https.
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    #: Map tiles under the geofence editor, e.g. "https://tile.example/{z}/{x}/{y}.png"
+    #: (a tile server the deployment may use). Unset: the map has no background, and
+    #: geofences are still drawn and edited on it by coordinates.
+    map_tiles_url: str | None = Field(default=None, pattern=r"^https://[^\s\"'<>]+$",
+                                      max_length=500)
+    #: The credit the tile provider asks for, shown on the map.
+    map_tiles_attribution: str = Field(default="", max_length=300)
+
+
 class IngestSettings(BaseModel):
     """How the worker batches database writes."""
 
@@ -290,6 +321,7 @@ class Settings(BaseSettings):
     channels: dict[Channel, Any] = Field(default_factory=dict)
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
     ingest: IngestSettings = IngestSettings()
     scenarios: ScenarioSettings = ScenarioSettings()
     delivery: DeliverySettings = DeliverySettings()

@@ -3,7 +3,15 @@
 
 from sqlmodel import SQLModel
 
-from cloud.auth.models import ApiKey
+from cloud.audit import AuditEntry
+from cloud.auth.models import (
+    ApiKey,
+    ConsoleSession,
+    Invitation,
+    LoginFailure,
+    Member,
+    Membership,
+)
 from cloud.channels.web_push import WebPushKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
@@ -21,9 +29,11 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "CommerceEvent",
     "ComplementRule",
     "ConsentEntry",
+    "ConsoleSession",
     "Coupon",
     "Customer",
     "CustomerTag",
@@ -35,10 +45,14 @@ __all__ = [
     "GeofencePresence",
     "GeofenceVersion",
     "IdentityLink",
+    "Invitation",
     "Journey",
     "JourneyLog",
     "KeptReceipt",
+    "LoginFailure",
     "LoyaltyEntry",
+    "Member",
+    "Membership",
     "Message",
     "MessageAttempt",
     "MessageTemplate",

@@ -1,38 +1,54 @@
-"""Who may call what: the request's API key authenticated, its tenant and role checked.
+"""Who may call what: the caller authenticated (an API key, or a console member's
+session), kept to the tenant in the path, and allowed what its role grants.
 
 Every route under /tenants/{tenant} is behind `tenant_scope` (applied once, to the
-tenants router): the caller's key must authenticate and belong to the tenant in the path
-(or be an operator key), and the tenant must be one this deployment serves. A route then
-states which roles may call it by the type of one parameter:
+tenants router): the caller must authenticate and belong to that tenant (a key of it, a
+member of it, or an operator key), and the tenant must be one this deployment serves.
+A route then names the one permission it needs (`cloud.auth.permissions`) by the type of
+one parameter, declared first so that nothing is looked up for a caller it refuses:
 
-    def list_customers(..., caller: TenantAdmin) -> ...
+    def put_offer(caller: MayWriteOffers, ...) -> ...
 
-- `TenantAdmin`: an admin key of the tenant in the path;
-- `AppOrAdmin`: an app or admin key of that tenant;
-- `AdminOrOperator`: an admin key of that tenant, or an operator key;
-- `Operator`: an operator key (cross-tenant operations).
+Keys come as `Authorization: Bearer <key>`. A console session comes as its cookie; a
+request that changes anything must then also carry the session's CSRF token
+(`X-CSRF-Token`), which a page of another site cannot read, and the custom header makes
+the browser ask before sending it cross-site.
 
-No key, or one that does not authenticate: 401 with `WWW-Authenticate: Bearer`. A valid
-key of the wrong tenant or role: 403. Refusals are counted and logged by reason and key
-id; the key itself is never logged or echoed.
+No credentials, or credentials that do not authenticate: 401 (`WWW-Authenticate:
+Bearer`). A valid caller of the wrong tenant or without the permission: 403. Refusals
+are counted and logged by reason and key id or member; a key, a cookie or a password is
+never logged or echoed.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from cloud.api.deps import NowDep, SessionDep, SettingsDep, known_tenant
 from cloud.auth.keys import AuthenticationError, Principal, authenticate, key_id_of
-from cloud.auth.models import Role
+from cloud.auth.members import role_in
+from cloud.auth.models import ConsoleSession, Member, Role
+from cloud.auth.permissions import KEY_GRANTS, MEMBER_GRANTS, MemberRole, Permission
+from cloud.auth.sessions import SessionPolicy, find_session
 from cloud.metrics import API_AUTH_REFUSALS
-from cloud.settings import TenantSettings
+from cloud.settings import ConsoleSettings
 
 log = logging.getLogger(__name__)
+
+#: The console's session cookie.
+SESSION_COOKIE = "vitrina_session"
+#: Where the console sends its session's CSRF token with every change.
+CSRF_HEADER = "X-CSRF-Token"
+#: Methods that change nothing: no CSRF token needed.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -40,8 +56,49 @@ bearer_scheme = HTTPBearer(
     description="An API key made with `vitrina-cloud keys create` or POST "
     "/tenants/{tenant}/api-keys, sent as 'Authorization: Bearer <key>'.",
 )
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False,
+    description="A console member's session (sign in with POST /auth/login); changes also "
+    f"need the session's CSRF token in {CSRF_HEADER}.",
+)
 
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+SessionCookie = Annotated[str | None, Depends(session_cookie)]
+
+
+def session_policy(settings: ConsoleSettings) -> SessionPolicy:
+    return SessionPolicy(idle=timedelta(minutes=settings.session_idle_minutes),
+                         lifetime=timedelta(hours=settings.session_hours))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A console member, with the session they came in."""
+
+    member: Member
+    session: ConsoleSession
+
+
+#: Whoever authenticated: a key's principal, or a signed-in member.
+Identity = Principal | SignedIn
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the tenant in the path sees them: what the audit log names, and
+    what they may do there."""
+
+    kind: str
+    #: The key id, or the member's email address.
+    name: str
+    #: The key's role, or the member's role in this tenant.
+    role: str
+    permissions: frozenset[Permission]
+    identity: Identity
+
+    @property
+    def key_id(self) -> str | None:
+        return self.identity.key_id if isinstance(self.identity, Principal) else None
 
 
 def _unauthorized(reason: str, message: str) -> HTTPException:
@@ -51,79 +108,142 @@ def _unauthorized(reason: str, message: str) -> HTTPException:
     )
 
 
-def _forbidden(principal: Principal, message: str) -> HTTPException:
+def _forbidden(who: str, message: str) -> HTTPException:
     API_AUTH_REFUSALS.labels(reason="forbidden").inc()
-    log.info("API key %s (%s) refused: %s", principal.key_id, principal.role.value, message)
+    log.info("%s refused: %s", who, message)
     return HTTPException(status.HTTP_403_FORBIDDEN, message)
+
+
+def _describe(identity: Identity) -> str:
+    if isinstance(identity, Principal):
+        return f"API key {identity.key_id} ({identity.role.value})"
+    return f"member {identity.member.id}"
 
 
 def authenticated(
     request: Request, session: SessionDep, settings: SettingsDep, now: NowDep,
-    credentials: BearerCredentials,
-) -> Principal:
-    """The caller behind the request's bearer key; 401 when there is none or it is bad."""
-    if credentials is None:
-        log.info("request without an API key: %s %s", request.method, request.url.path)
-        raise _unauthorized("missing", "missing API key: send 'Authorization: Bearer <key>'")
+    credentials: BearerCredentials, cookie: SessionCookie,
+) -> Identity:
+    """The caller behind the request's bearer key, or else its session cookie; 401 when
+    there is neither or it does not authenticate."""
+    if credentials is not None:
+        return _key(session, settings.operator_key_hash, now, credentials.credentials)
+    if cookie:
+        return _session(request, session, settings.console, now, cookie)
+    log.info("request without credentials: %s %s", request.method, request.url.path)
+    raise _unauthorized("missing", "missing API key: send 'Authorization: Bearer <key>' "
+                                   "(or sign in to the console)")
+
+
+def _key(session: SessionDep, operator_key_hash: str | None, now: datetime, key: str
+         ) -> Principal:
     try:
-        return authenticate(
-            session, key=credentials.credentials, now=now,
-            operator_key_hash=settings.operator_key_hash,
-        )
+        return authenticate(session, key=key, now=now, operator_key_hash=operator_key_hash)
     except AuthenticationError as error:
         # Only a well-formed key's id is logged: the rest of what was sent may be a secret.
-        key_id = key_id_of(credentials.credentials)
+        key_id = key_id_of(key)
         log.info("API key refused (%s)%s", error.reason, f": key id {key_id}" if key_id else "")
         raise _unauthorized(error.reason, str(error)) from None
 
 
-Authenticated = Annotated[Principal, Depends(authenticated)]
+def _session(
+    request: Request, session: SessionDep, console: ConsoleSettings, now: datetime, token: str
+) -> SignedIn:
+    found = find_session(session, token=token, now=now, policy=session_policy(console))
+    if found is None:
+        raise _unauthorized("session", "not signed in (the session ended): sign in again")
+    row, member = found
+    if request.method not in SAFE_METHODS:
+        offered = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(offered.encode(), row.csrf_token.encode()):
+            API_AUTH_REFUSALS.labels(reason="csrf").inc()
+            log.info("member %s: a change without the session's CSRF token refused", member.id)
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"missing or wrong {CSRF_HEADER}: reload the console page")
+    return SignedIn(member=member, session=row)
 
 
-def tenant_scope(tenant: str, principal: Authenticated, settings: SettingsDep) -> TenantSettings:
-    """The dependency of every route under /tenants/{tenant}: an authenticated caller of
-    this tenant (or an operator), then a tenant this deployment serves; returns its
-    settings. In that order: a tenant's key is not told whether another tenant exists
-    (403 either way)."""
-    if principal.role is not Role.OPERATOR and principal.tenant != tenant:
-        raise _forbidden(principal, f"this API key is not valid for tenant {tenant!r}")
-    return known_tenant(tenant, settings)
+Authenticated = Annotated[Identity, Depends(authenticated)]
 
 
-#: The tenant's settings, for a route that needs them (the scope's own answer, cached).
-TenantScope = Annotated[TenantSettings, Depends(tenant_scope)]
+def signed_in(identity: Authenticated) -> SignedIn:
+    """Routes about one's own account (password, sign-out) need a console session."""
+    if not isinstance(identity, SignedIn):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a console session")
+    return identity
 
 
-def tenant_access(*roles: Role) -> Callable[[str, Principal], Principal]:
-    """A dependency admitting keys of the path's tenant in `roles` (and operator keys,
-    when `Role.OPERATOR` is among them)."""
-    allowed = frozenset(roles)
-    wanted = " or ".join(role.value for role in roles)
+SignedInMember = Annotated[SignedIn, Depends(signed_in)]
 
-    def check(tenant: str, principal: Authenticated) -> Principal:
-        if principal.role is Role.OPERATOR:
-            if Role.OPERATOR in allowed:
-                return principal
-            raise _forbidden(principal, "operator keys do not reach tenant data; "
-                                        "use a key of the tenant")
-        if principal.tenant != tenant:
-            raise _forbidden(principal, f"this API key is not valid for tenant {tenant!r}")
-        if principal.role not in allowed:
-            raise _forbidden(
-                principal, f"this needs an {wanted} key; this is an {principal.role.value} key"
-            )
-        return principal
+
+def tenant_scope(
+    tenant: str, identity: Authenticated, session: SessionDep, settings: SettingsDep
+) -> Caller:
+    """The dependency of every route under /tenants/{tenant}: a caller of this tenant (a
+    key of it, a member of it, an operator key), then a tenant this deployment serves.
+    In that order: a caller is not told whether another tenant exists (403 either way)."""
+    if isinstance(identity, Principal):
+        if identity.role is not Role.OPERATOR and identity.tenant != tenant:
+            raise _forbidden(_describe(identity),
+                             f"this API key is not valid for tenant {tenant!r}")
+        known_tenant(tenant, settings)
+        return Caller(kind="key", name=identity.key_id, role=identity.role.value,
+                      permissions=KEY_GRANTS[identity.role], identity=identity)
+    member = identity.member
+    assert member.id is not None
+    role = role_in(session, member_id=member.id, tenant=tenant)
+    if role is None:
+        raise _forbidden(_describe(identity), f"you are not a member of tenant {tenant!r}")
+    known_tenant(tenant, settings)
+    return Caller(kind="member", name=member.email, role=role.value,
+                  permissions=MEMBER_GRANTS[role], identity=identity)
+
+
+TenantCaller = Annotated[Caller, Depends(tenant_scope)]
+
+
+def allowed(permission: Permission) -> Callable[[Caller], Caller]:
+    """A dependency admitting callers whose role grants `permission`."""
+
+    def check(caller: TenantCaller) -> Caller:
+        if permission in caller.permissions:
+            return caller
+        identity = caller.identity
+        if isinstance(identity, Principal) and identity.role is Role.OPERATOR:
+            message = "operator keys do not reach tenant data; use a key of the tenant"
+        elif caller.kind == "key":
+            message = f"an {caller.role} key may not do this (it needs {permission.value})"
+        else:
+            label = MemberRole(caller.role).label
+            article = "an" if label[0] in "aeiou" else "a"
+            message = f"{article} {label} may not do this (it needs {permission.value})"
+        raise _forbidden(_describe(identity), message)
 
     return check
 
 
-def operator_access(principal: Authenticated) -> Principal:
-    if principal.role is not Role.OPERATOR:
-        raise _forbidden(principal, "this needs an operator key")
-    return principal
+def operator_access(identity: Authenticated) -> Principal:
+    if not isinstance(identity, Principal) or identity.role is not Role.OPERATOR:
+        raise _forbidden(_describe(identity), "this needs an operator key")
+    return identity
 
 
-TenantAdmin = Annotated[Principal, Depends(tenant_access(Role.ADMIN))]
-AppOrAdmin = Annotated[Principal, Depends(tenant_access(Role.APP, Role.ADMIN))]
-AdminOrOperator = Annotated[Principal, Depends(tenant_access(Role.ADMIN, Role.OPERATOR))]
+MayCreateCustomers = Annotated[Caller, Depends(allowed(Permission.CUSTOMERS_CREATE))]
+MayReadCustomers = Annotated[Caller, Depends(allowed(Permission.CUSTOMERS_READ))]
+MayEraseCustomers = Annotated[Caller, Depends(allowed(Permission.CUSTOMERS_ERASE))]
+MayRecordConsent = Annotated[Caller, Depends(allowed(Permission.CONSENT_RECORD))]
+MayRegisterDevices = Annotated[Caller, Depends(allowed(Permission.DEVICES_REGISTER))]
+MayReadCoupons = Annotated[Caller, Depends(allowed(Permission.COUPONS_READ))]
+MayReportLocations = Annotated[Caller, Depends(allowed(Permission.LOCATIONS_REPORT))]
+MayReportOpens = Annotated[Caller, Depends(allowed(Permission.OPENS_REPORT))]
+MayReadWebPushKey = Annotated[Caller, Depends(allowed(Permission.WEB_PUSH_KEY))]
+MayReadConfig = Annotated[Caller, Depends(allowed(Permission.CONFIG_READ))]
+MayWriteStores = Annotated[Caller, Depends(allowed(Permission.STORES_WRITE))]
+MayWriteOffers = Annotated[Caller, Depends(allowed(Permission.OFFERS_WRITE))]
+MayWriteTemplates = Annotated[Caller, Depends(allowed(Permission.TEMPLATES_WRITE))]
+MayWriteScenarios = Annotated[Caller, Depends(allowed(Permission.SCENARIOS_WRITE))]
+MayReadAnalytics = Annotated[Caller, Depends(allowed(Permission.ANALYTICS_READ))]
+MayManageKeys = Annotated[Caller, Depends(allowed(Permission.KEYS_MANAGE))]
+MayManageMembers = Annotated[Caller, Depends(allowed(Permission.MEMBERS_MANAGE))]
+MayReadAudit = Annotated[Caller, Depends(allowed(Permission.AUDIT_READ))]
 Operator = Annotated[Principal, Depends(operator_access)]

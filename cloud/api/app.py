@@ -1,9 +1,10 @@
 """The orchestrator's HTTP API, one app: every route module mounted in one layout.
 
 - /tenants/{tenant}/...: one router whose dependency (`cloud.api.access.tenant_scope`)
-  authenticates the key, keeps it to its tenant and 404s an unknown tenant, once for all;
-  each route then names the roles it admits through one parameter (`TenantAdmin`,
-  `AppOrAdmin`, `AdminOrOperator`).
+  authenticates the caller (an API key or a console session), keeps it to its tenant and
+  404s an unknown tenant, once for all; each route then names the one permission it
+  needs through one parameter (`MayWriteOffers`, `MayReadConfig`...).
+- /auth: console members signing in, their own account, invitations.
 - /webhooks/{tenant}: the shop's events, authenticated by their HMAC signature.
 - /c, /o, /u: tracked links, opens and unsubscribes, authenticated by the message's token;
   /receipts/{channel}: providers' delivery receipts, by the provider's signature.
@@ -22,9 +23,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from cloud.api import (
+    accounts,
+    audit,
     channels,
     customers,
     keys,
+    members,
     messages,
     offers,
     places,
@@ -46,8 +50,8 @@ MAX_PROBLEMS_SUMMARISED = 10
 def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
-    for module in (customers, messages, keys, presence, offers, places, scenarios, templates,
-                   channels):
+    for module in (customers, messages, keys, members, audit, presence, offers, places,
+                   scenarios, templates, channels):
         router.include_router(module.router)
     return router
 
@@ -80,6 +84,7 @@ def create_app(
     app.state.on_triggers = on_triggers
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(tenants_router())
+    app.include_router(accounts.router)
     app.include_router(webhooks.router)
     app.include_router(tracking.router)
     app.include_router(channels.public)

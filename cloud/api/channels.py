@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from cloud.api.access import AppOrAdmin
+from cloud.api.access import MayReadWebPushKey
 from cloud.api.deps import NowDep, RawBody, SessionDep, SettingsDep
 from cloud.channels import (
     InvalidReceiptError,
@@ -96,7 +96,7 @@ class WebPushKey(BaseModel):
 
 @router.get("/web-push/public-key", response_model=WebPushKey)
 def web_push_public_key(
-    caller: AppOrAdmin, session: SessionDep, now: NowDep, tenant: str
+    caller: MayReadWebPushKey, session: SessionDep, now: NowDep, tenant: str
 ) -> WebPushKey:
     """The tenant's VAPID public key (made on first use and kept: subscriptions are
     bound to it)."""

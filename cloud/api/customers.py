@@ -12,8 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
-from cloud.api.access import AppOrAdmin, TenantAdmin, TenantScope
-from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
+from cloud.api.access import (
+    MayCreateCustomers,
+    MayEraseCustomers,
+    MayReadCustomers,
+    MayRecordConsent,
+    MayRegisterDevices,
+)
+from cloud.api.audit import Audit
+from cloud.api.deps import MAX_PAGE, NowDep, SessionDep, TenantConfig
 from cloud.customers import crud as customers
 from cloud.customers.models import (
     ConsentCreate,
@@ -52,7 +59,7 @@ class ConsentState(BaseModel):
 
 @router.post("/customers", status_code=status.HTTP_201_CREATED, response_model=CustomerPublic)
 def create_customer(
-    caller: AppOrAdmin, session: SessionDep, now: NowDep, tenant: str, data: CustomerCreate
+    caller: MayCreateCustomers, session: SessionDep, now: NowDep, tenant: str, data: CustomerCreate
 ) -> Customer:
     try:
         customer = customers.create_customer(session, tenant=tenant, data=data, now=now)
@@ -66,7 +73,7 @@ def create_customer(
 
 @router.get("/customers", response_model=list[CustomerPublic])
 def list_customers(
-    caller: TenantAdmin, session: SessionDep, tenant: str,
+    caller: MayReadCustomers, session: SessionDep, tenant: str,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Sequence[Customer]:
@@ -74,7 +81,7 @@ def list_customers(
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerPublic)
-def get_customer(caller: TenantAdmin, customer: CustomerDep) -> Customer:
+def get_customer(caller: MayReadCustomers, customer: CustomerDep) -> Customer:
     return customer
 
 
@@ -83,7 +90,7 @@ def get_customer(caller: TenantAdmin, customer: CustomerDep) -> Customer:
     status_code=status.HTTP_201_CREATED, response_model=ConsentPublic,
 )
 def record_consent(
-    caller: AppOrAdmin, session: SessionDep, now: NowDep, customer: CustomerDep,
+    caller: MayRecordConsent, session: SessionDep, now: NowDep, customer: CustomerDep,
     data: ConsentCreate,
 ) -> ConsentPublic:
     entry = customers.record_consent(session, customer=customer, data=data, now=now)
@@ -92,7 +99,9 @@ def record_consent(
 
 
 @router.get("/customers/{customer_id}/consent", response_model=ConsentState)
-def get_consent(caller: AppOrAdmin, session: SessionDep, customer: CustomerDep) -> ConsentState:
+def get_consent(
+    caller: MayRecordConsent, session: SessionDep, customer: CustomerDep
+) -> ConsentState:
     assert customer.id is not None
     ledger = customers.consent_ledger(session, customer_id=customer.id)
     current = customers.current_consent(session, customer_id=customer.id)
@@ -107,7 +116,7 @@ def get_consent(caller: AppOrAdmin, session: SessionDep, customer: CustomerDep) 
     status_code=status.HTTP_201_CREATED, response_model=DevicePublic,
 )
 def register_device(
-    caller: AppOrAdmin, session: SessionDep, now: NowDep, tenant_settings: TenantScope,
+    caller: MayRegisterDevices, session: SessionDep, now: NowDep, tenant_settings: TenantConfig,
     customer: CustomerDep,
     registration: Annotated[DeviceRegistration, Body()],
 ) -> DevicePublic:
@@ -130,7 +139,7 @@ def register_device(
 
 @router.get("/customers/{customer_id}/devices", response_model=list[DevicePublic])
 def list_devices(
-    caller: AppOrAdmin, session: SessionDep, customer: CustomerDep
+    caller: MayRegisterDevices, session: SessionDep, customer: CustomerDep
 ) -> list[DevicePublic]:
     assert customer.id is not None
     return customers.list_devices(session, customer_id=customer.id)
@@ -138,10 +147,14 @@ def list_devices(
 
 @router.delete("/customers/{customer_id}", response_model=ErasurePublic)
 def erase(
-    caller: TenantAdmin, session: SessionDep, now: NowDep, customer: CustomerDep
+    caller: MayEraseCustomers, session: SessionDep, now: NowDep, audit: Audit,
+    customer: CustomerDep,
 ) -> ErasurePublic:
     """Erase a customer: profile, consents, devices, links, messages, commerce history."""
+    target = f"customer:{customer.id}"
     record = erase_customer(session, customer=customer, now=now)
+    erased = ErasurePublic.model_validate(record)
+    audit.record("customer.erase", target, after=erased)  # counts only: nothing of who
     session.commit()
-    return ErasurePublic.model_validate(record)
+    return erased
 

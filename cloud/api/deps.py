@@ -72,3 +72,5 @@ SettingsDep = Annotated[Settings, Depends(app_settings)]
 NowDep = Annotated[datetime, Depends(request_now)]
 ScenarioWake = Annotated[Callable[[], None], Depends(scenario_wake)]
 RawBody = Annotated[bytes, Depends(raw_body)]
+#: The tenant's settings (a route under /tenants/{tenant} is past its scope already).
+TenantConfig = Annotated[TenantSettings, Depends(known_tenant)]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from cloud.api.access import AppOrAdmin, TenantAdmin
+from cloud.api.access import MayReadAnalytics, MayReadCustomers, MayReportOpens
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
 from cloud.messages.crud import messages_for_customer
@@ -22,7 +22,7 @@ router = APIRouter(tags=["messages"])
 
 @router.get("/customers/{customer_id}/messages", response_model=list[MessagePublic])
 def list_messages(
-    caller: TenantAdmin, session: SessionDep, customer: CustomerDep,
+    caller: MayReadCustomers, session: SessionDep, customer: CustomerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[MessagePublic]:
     assert customer.id is not None
@@ -45,7 +45,7 @@ class MessageOpened(BaseModel):
 
 @router.post("/messages/{message_id}/opened", response_model=MessageOpened)
 def message_opened(
-    caller: AppOrAdmin, session: SessionDep, now: NowDep, wake: ScenarioWake, tenant: str,
+    caller: MayReportOpens, session: SessionDep, now: NowDep, wake: ScenarioWake, tenant: str,
     message_id: int,
     body: OpenedBody | None = None,
 ) -> MessageOpened:
@@ -65,7 +65,7 @@ def message_opened(
 
 @router.get("/messages/{message_id}/attempts", response_model=list[MessageAttemptPublic])
 def message_attempts(
-    caller: TenantAdmin, session: SessionDep, tenant: str, message_id: int
+    caller: MayReadAnalytics, session: SessionDep, tenant: str, message_id: int
 ) -> list[MessageAttemptPublic]:
     """Every provider call made for a message: when, where, what came back, how long."""
     message = session.get(Message, message_id)

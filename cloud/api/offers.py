@@ -13,7 +13,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 
-from cloud.api.access import AppOrAdmin, TenantAdmin
+from cloud.api.access import MayReadConfig, MayReadCoupons, MayWriteOffers
+from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
 from cloud.offers import crud
@@ -34,18 +35,26 @@ router = APIRouter(tags=["offers"])
 KeyPath = Annotated[str, Path(pattern=OFFER_KEY_PATTERN, description="the offer's key")]
 
 
+def _public(offer: Offer | None) -> OfferPublic | None:
+    return OfferPublic.model_validate(offer) if offer is not None else None
+
+
+def _rules(rules: Sequence[ComplementRule]) -> list[ComplementRulePublic]:
+    return [ComplementRulePublic.model_validate(rule) for rule in rules]
+
+
 def _not_found(tenant: str, key: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"offer {key!r} of tenant {tenant!r} not found")
 
 
 @router.put("/offers/{key}", response_model=OfferPublic)
 def put_offer(
-    caller: TenantAdmin, response: Response, session: SessionDep, now: NowDep, tenant: str,
-    key: KeyPath,
-    data: OfferCreate,
+    caller: MayWriteOffers, response: Response, session: SessionDep, now: NowDep,
+    audit: Audit, tenant: str, key: KeyPath, data: OfferCreate,
 ) -> Offer:
     """Create or replace an offer (201 when new). Counters are kept; once coupons exist
     its discount, sku, category, price and currency are fixed (409)."""
+    before = _public(crud.get_offer(session, tenant=tenant, key=key))
     try:
         offer, created = crud.upsert_offer(
             session, tenant=tenant, key=key, data=data, now=now
@@ -54,6 +63,7 @@ def put_offer(
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     except crud.OfferError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    audit.record("offer.put", f"offer:{key}", before=before, after=_public(offer))
     session.commit()
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -62,7 +72,7 @@ def put_offer(
 
 @router.get("/offers", response_model=list[OfferPublic])
 def list_offers(
-    caller: TenantAdmin, session: SessionDep, tenant: str,
+    caller: MayReadConfig, session: SessionDep, tenant: str,
     active_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -75,7 +85,7 @@ def list_offers(
 
 @router.get("/offers/{key}", response_model=OfferPublic)
 def get_offer(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: KeyPath
+    caller: MayReadConfig, session: SessionDep, tenant: str, key: KeyPath
 ) -> Offer:
     offer = crud.get_offer(session, tenant=tenant, key=key)
     if offer is None:
@@ -85,40 +95,45 @@ def get_offer(
 
 @router.delete("/offers/{key}", response_model=OfferPublic)
 def delete_offer(
-    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: KeyPath
+    caller: MayWriteOffers, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
+    key: KeyPath,
 ) -> Offer:
     """Deactivate the offer; issued coupons stay valid. PUT it again to reactivate."""
+    before = _public(crud.get_offer(session, tenant=tenant, key=key))
     offer = crud.deactivate_offer(session, tenant=tenant, key=key, now=now)
     if offer is None:
         raise _not_found(tenant, key)
+    audit.record("offer.deactivate", f"offer:{key}", before=before, after=_public(offer))
     session.commit()
     return offer
 
 
 @router.put("/complements", response_model=list[ComplementRulePublic])
 def put_complements(
-    caller: TenantAdmin, session: SessionDep, tenant: str,
+    caller: MayWriteOffers, session: SessionDep, audit: Audit, tenant: str,
     rules: Annotated[list[ComplementRuleCreate], Body(max_length=MAX_COMPLEMENT_RULES)],
 ) -> list[ComplementRule]:
     """Replace the tenant's complement rules (washers -> dryers) with this list."""
+    before = _rules(crud.list_complements(session, tenant=tenant))
     try:
         saved = crud.replace_complements(session, tenant=tenant, rules=rules)
     except crud.OfferError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    audit.record("complements.put", "complements", before=before, after=_rules(saved))
     session.commit()
     return saved
 
 
 @router.get("/complements", response_model=list[ComplementRulePublic])
 def get_complements(
-    caller: TenantAdmin, session: SessionDep, tenant: str
+    caller: MayReadConfig, session: SessionDep, tenant: str
 ) -> Sequence[ComplementRule]:
     return crud.list_complements(session, tenant=tenant)
 
 
 @router.get("/customers/{customer_id}/coupons", response_model=list[CouponPublic])
 def customer_coupons(
-    caller: AppOrAdmin, session: SessionDep, now: NowDep, customer: CustomerDep,
+    caller: MayReadCoupons, session: SessionDep, now: NowDep, customer: CustomerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[CouponPublic]:
     """The customer's coupons, newest first, with their offer and state at this moment."""

@@ -23,7 +23,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
 from pydantic import Field as FieldInfo
 
-from cloud.api.access import AppOrAdmin, TenantAdmin
+from cloud.api.access import MayReadConfig, MayReportLocations, MayWriteStores
+from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import NowDep, SessionDep
 from cloud.channels import LOCATION_MARKETING
@@ -104,21 +105,25 @@ def _store_public(session: SessionDep, store: StoreRow) -> StorePublic:
 
 @router.put("/stores/{key}", response_model=StorePublic)
 def put_store_route(
-    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: StoreKey,
-    data: StoreCreate,
+    caller: MayWriteStores, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
+    key: StoreKey, data: StoreCreate,
 ) -> StorePublic:
     """Create or update a store: its name and the IANA zone of its opening hours."""
+    found = get_store(session, tenant=tenant, key=key)
+    before = _store_public(session, found) if found is not None else None
     try:
         store = put_store(session, tenant=tenant, key=key, data=data, now=now)
     except PlaceError as error:
         raise _unprocessable(error) from None
+    after = _store_public(session, store)
+    audit.record("store.put", f"store:{key}", before=before, after=after)
     session.commit()
-    return _store_public(session, store)
+    return after
 
 
 @router.get("/stores", response_model=list[StorePublic])
 def list_stores_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str
+    caller: MayReadConfig, session: SessionDep, tenant: str
 ) -> list[StorePublic]:
     return [_store_public(session, store) for store in list_stores(session, tenant=tenant)]
 
@@ -132,14 +137,14 @@ def _store_or_404(session: SessionDep, tenant: str, key: str) -> StoreRow:
 
 @router.get("/stores/{key}", response_model=StorePublic)
 def get_store_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: StoreKey
+    caller: MayReadConfig, session: SessionDep, tenant: str, key: StoreKey
 ) -> StorePublic:
     return _store_public(session, _store_or_404(session, tenant, key))
 
 
 @router.delete("/stores/{key}", response_model=StorePublic)
 def delete_store_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: StoreKey
+    caller: MayWriteStores, session: SessionDep, audit: Audit, tenant: str, key: StoreKey
 ) -> StorePublic:
     """Delete a store that has no geofences left (409 otherwise)."""
     public = _store_public(session, _store_or_404(session, tenant, key))
@@ -147,6 +152,7 @@ def delete_store_route(
         delete_store(session, tenant=tenant, key=key)
     except StoreInUseError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    audit.record("store.delete", f"store:{key}", before=public)
     session.commit()
     return public
 
@@ -162,18 +168,22 @@ def _geofence_public(row: GeofenceDefinition) -> GeofencePublic:
 
 @router.put("/geofences/{geofence_id}", response_model=GeofencePublic)
 def put_geofence_route(
-    caller: TenantAdmin, geofences: GeofencesDep, session: SessionDep, now: NowDep, tenant: str,
-    geofence_id: GeofenceId,
+    caller: MayWriteStores, geofences: GeofencesDep, session: SessionDep, now: NowDep,
+    audit: Audit, tenant: str, geofence_id: GeofenceId,
     definition: Annotated[dict[str, Any], Body()],
 ) -> GeofencePublic:
     """Create or replace a geofence: a circle or GeoJSON polygon, dwell time, optional
     opening hours and its store (see cloud.places.parse); `id`, `tenant` and `timezone`
     may be left out (the path and the store give them)."""
+    found = get_geofence(session, tenant=tenant, geofence_id=geofence_id)
+    before = _geofence_public(found) if found is not None else None
     try:
         row = put_geofence(session, tenant=tenant, geofence_id=geofence_id,
                            definition=definition, now=now)
     except PlaceError as error:
         raise _unprocessable(error) from None
+    audit.record("geofence.put", f"geofence:{geofence_id}", before=before,
+                 after=_geofence_public(row))
     session.commit()
     geofences.index(session, tenant=tenant)
     return _geofence_public(row)
@@ -181,7 +191,7 @@ def put_geofence_route(
 
 @router.get("/geofences", response_model=GeofenceList)
 def list_geofences_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str
+    caller: MayReadConfig, session: SessionDep, tenant: str
 ) -> GeofenceList:
     return GeofenceList(
         version=tenant_geofence_version(session, tenant=tenant),
@@ -191,7 +201,7 @@ def list_geofences_route(
 
 @router.get("/geofences/{geofence_id}", response_model=GeofencePublic)
 def get_geofence_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str, geofence_id: GeofenceId,
+    caller: MayReadConfig, session: SessionDep, tenant: str, geofence_id: GeofenceId,
 ) -> GeofencePublic:
     row = get_geofence(session, tenant=tenant, geofence_id=geofence_id)
     if row is None:
@@ -201,13 +211,14 @@ def get_geofence_route(
 
 @router.delete("/geofences/{geofence_id}", response_model=GeofencePublic)
 def delete_geofence_route(
-    caller: TenantAdmin, geofences: GeofencesDep, session: SessionDep, now: NowDep, tenant: str,
-    geofence_id: GeofenceId,
+    caller: MayWriteStores, geofences: GeofencesDep, session: SessionDep, now: NowDep,
+    audit: Audit, tenant: str, geofence_id: GeofenceId,
 ) -> GeofencePublic:
     """Delete a geofence; customers inside it exit now."""
     row = delete_geofence(session, tenant=tenant, geofence_id=geofence_id, now=now)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"geofence {geofence_id!r} not found")
+    audit.record("geofence.delete", f"geofence:{geofence_id}", before=_geofence_public(row))
     session.commit()
     geofences.index(session, tenant=tenant)
     return _geofence_public(row)
@@ -240,7 +251,7 @@ def _outcome(customer_id: int, version: int, update: LocationUpdate) -> Location
 
 @router.post("/customers/{customer_id}/locations", response_model=LocationOutcome)
 def report_locations_route(
-    caller: AppOrAdmin, geofences: GeofencesDep, session: SessionDep, now: NowDep,
+    caller: MayReportLocations, geofences: GeofencesDep, session: SessionDep, now: NowDep,
     tenant: str, customer: CustomerDep,
     fixes: Annotated[LocationFix | Fixes, Body()],
 ) -> LocationOutcome:

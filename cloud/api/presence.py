@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime
 
-from cloud.api.access import Operator, TenantAdmin
+from cloud.api.access import MayReadAnalytics, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
 from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.crud import list_gateways, recent_dead_letters
@@ -23,7 +23,7 @@ operations = APIRouter(tags=["operations"])
 
 @router.get("/analytics/footfall", response_model=list[FootfallRow])
 def footfall_report(
-    caller: TenantAdmin, session: SessionDep, tenant: str,
+    caller: MayReadAnalytics, session: SessionDep, tenant: str,
     since: Annotated[AwareDatetime, Query(description="visits starting at or after")],
     until: Annotated[AwareDatetime, Query(description="visits starting before")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
@@ -39,7 +39,9 @@ def footfall_report(
 
 
 @router.get("/gateways", response_model=list[GatewayHealthPublic])
-def gateways(caller: TenantAdmin, session: SessionDep, tenant: str) -> list[GatewayHealthPublic]:
+def gateways(
+    caller: MayReadAnalytics, session: SessionDep, tenant: str
+) -> list[GatewayHealthPublic]:
     rows = list_gateways(session, tenant=tenant)
     return [GatewayHealthPublic.model_validate(row) for row in rows]
 

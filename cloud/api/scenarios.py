@@ -12,7 +12,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel
 from sqlmodel import Session, col, select
 
-from cloud.api.access import TenantAdmin
+from cloud.api.access import MayReadAnalytics, MayReadConfig, MayReadCustomers, MayWriteScenarios
+from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
 from cloud.offers.crud import get_offer
@@ -90,8 +91,8 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
 
 @router.put("/scenarios/{key}", response_model=ScenarioSaved)
 def put_scenario(
-    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: str,
-    spec: ScenarioSpec,
+    caller: MayWriteScenarios, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
+    key: str, spec: ScenarioSpec,
 ) -> ScenarioSaved:
     """Save a scenario (a new version when it exists) and switch it on."""
     if spec.key != key:
@@ -101,14 +102,18 @@ def put_scenario(
     problems = missing_references(session, tenant=tenant, spec=spec)
     if problems:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
+    found = get_scenario(session, tenant=tenant, key=key)
+    before = _public(found) if found is not None else None
     row = save_scenario(session, tenant=tenant, spec=spec, now=now)
+    after = _public(row)
+    audit.record("scenario.put", f"scenario:{key}", before=before, after=after)
     session.commit()
-    return _public(row)
+    return after
 
 
 @router.get("/scenarios", response_model=list[ScenarioSaved])
 def get_scenarios(
-    caller: TenantAdmin, session: SessionDep, tenant: str
+    caller: MayReadConfig, session: SessionDep, tenant: str
 ) -> list[ScenarioSaved]:
     return [_public(row) for row in list_scenarios(session, tenant=tenant)]
 
@@ -122,25 +127,28 @@ def _scenario(session: Session, tenant: str, key: str) -> Scenario:
 
 @router.get("/scenarios/{key}", response_model=ScenarioSaved)
 def get_one_scenario(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: str
+    caller: MayReadConfig, session: SessionDep, tenant: str, key: str
 ) -> ScenarioSaved:
     return _public(_scenario(session, tenant, key))
 
 
 @router.delete("/scenarios/{key}", response_model=ScenarioDeactivated)
 def switch_off(
-    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: str
+    caller: MayWriteScenarios, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
+    key: str,
 ) -> ScenarioDeactivated:
     """Switch a scenario off: no new journeys; running ones end. Kept for its history."""
     row = _scenario(session, tenant, key)
+    before = _public(row)
     ended = deactivate_scenario(session, scenario=row, now=now)
+    audit.record("scenario.deactivate", f"scenario:{key}", before=before, after=_public(row))
     session.commit()
     return ScenarioDeactivated(key=row.key, version=row.version, journeys_ended=ended)
 
 
 @router.get("/customers/{customer_id}/journeys", response_model=list[JourneyDetail])
 def customer_journeys(
-    caller: TenantAdmin, session: SessionDep, customer: CustomerDep,
+    caller: MayReadCustomers, session: SessionDep, customer: CustomerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> list[JourneyDetail]:
     """The customer's journeys, newest first, each with what every step did and why."""
@@ -163,7 +171,7 @@ def customer_journeys(
 
 @router.get("/scenarios/{key}/report", response_model=list[ReportRow])
 def scenario_report(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: str
+    caller: MayReadAnalytics, session: SessionDep, tenant: str, key: str
 ) -> list[ReportRow]:
     """Journeys per variant and for the holdout group, with the share of customers who
     ordered within 30 days of entering: the holdout row is what happens without the
@@ -207,7 +215,7 @@ def report_rows(session: Session, journeys: Sequence[Journey]) -> list[ReportRow
 
 @router.get("/analytics/funnel", response_model=list[FunnelRow])
 def funnel_report(
-    caller: TenantAdmin, session: SessionDep, tenant: str,
+    caller: MayReadAnalytics, session: SessionDep, tenant: str,
     since: Annotated[AwareDatetime, Query(description="messages queued at or after")],
     until: Annotated[AwareDatetime, Query(description="messages queued before")],
     scenario: Annotated[str | None, Query(max_length=64)] = None,

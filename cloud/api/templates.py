@@ -16,7 +16,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
-from cloud.api.access import TenantAdmin
+from cloud.api.access import MayReadConfig, MayWriteTemplates
+from cloud.api.audit import Audit
 from cloud.api.deps import NowDep, SessionDep
 from cloud.channels import Channel
 from cloud.customers.models import LOCALE_PATTERN
@@ -122,9 +123,8 @@ def _row_or_404(session: SessionDep, tenant: str, key: str, channel: Channel, lo
 
 @router.put("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
 def put_template_route(
-    caller: TenantAdmin, session: SessionDep, now: NowDep, tenant: str, key: KeyPath,
-    channel: Channel,
-    locale: Locale, data: TemplateSave,
+    caller: MayWriteTemplates, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
+    key: KeyPath, channel: Channel, locale: Locale, data: TemplateSave,
 ) -> TemplatePublic:
     """Save a template after checking everything a send could trip on (422 otherwise)."""
     try:
@@ -134,18 +134,23 @@ def put_template_route(
     except ValidationError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"invalid template: {describe_validation_error(error)}") from None
+    found = get_template(session, tenant=tenant, key=key, channel=channel, locale=locale.value)
+    before = _public(found, compiled(found)) if found is not None else None
     try:
         row, template = save_template(session, tenant=tenant, key=key, spec=spec,
                                       now=now)
     except TemplateError as error:
         raise _template_error(error) from None
+    after = _public(row, template)
+    audit.record("template.put", f"template:{key}/{channel}/{locale.value}", before=before,
+                 after=after)
     session.commit()
-    return _public(row, template)
+    return after
 
 
 @router.get("/templates", response_model=list[TemplatePublic])
 def list_templates_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str,
+    caller: MayReadConfig, session: SessionDep, tenant: str,
     key: Annotated[str | None, Query(pattern=TEMPLATE_KEY_PATTERN)] = None,
 ) -> list[TemplatePublic]:
     return [_public(row, compiled(row))
@@ -154,7 +159,7 @@ def list_templates_route(
 
 @router.get("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
 def get_template_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
+    caller: MayReadConfig, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
     locale: Locale,
 ) -> TemplatePublic:
     row = _row_or_404(session, tenant, key, channel, locale)
@@ -163,12 +168,13 @@ def get_template_route(
 
 @router.delete("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
 def delete_template_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str, key: KeyPath, channel: Channel,
-    locale: Locale,
+    caller: MayWriteTemplates, session: SessionDep, audit: Audit, tenant: str, key: KeyPath,
+    channel: Channel, locale: Locale,
 ) -> TemplatePublic:
     row = _row_or_404(session, tenant, key, channel, locale)
     public = _public(row, compiled(row))
     delete_template(session, tenant=tenant, key=key, channel=channel, locale=locale.value)
+    audit.record("template.delete", f"template:{key}/{channel}/{locale.value}", before=public)
     session.commit()
     return public
 
@@ -200,7 +206,7 @@ def _saved(session: SessionDep, tenant: str, data: PreviewRequest
 
 @router.post("/templates/preview", response_model=PreviewPublic)
 def preview_route(
-    caller: TenantAdmin, session: SessionDep, tenant: str, data: PreviewRequest,
+    caller: MayWriteTemplates, session: SessionDep, tenant: str, data: PreviewRequest,
 ) -> PreviewPublic:
     """The template rendered for the sample customer (with `context` laid over it), and
     warnings: SMS segments and encoding, texts that some screens cut."""

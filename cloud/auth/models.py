@@ -91,3 +91,96 @@ class ApiKeyCreated(ApiKeyPublic):
         description="the key to send as 'Authorization: Bearer <key>'; shown only in this "
         "response and never again (only its hash is stored)"
     )
+
+
+# --- console members -----------------------------------------------------------------------
+
+#: Deliberately loose, as for customers: this only catches what cannot be an address.
+MEMBER_EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$"
+MemberEmail = Annotated[str, StringConstraints(pattern=MEMBER_EMAIL_PATTERN, max_length=254)]
+MemberName = Annotated[str, StringConstraints(pattern=KEY_NAME_PATTERN, max_length=100)]
+#: Long enough to resist guessing with throttled logins; pass phrases welcome.
+MIN_PASSWORD_CHARS = 12
+#: argon2 takes any length, but a megabyte of password is an attack, not a password.
+MAX_PASSWORD_CHARS = 256
+Password = Annotated[
+    str, StringConstraints(min_length=MIN_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)
+]
+#: A password given to sign in: not held to the rules for new ones (an old one must still
+#: sign in), only bounded.
+PasswordAttempt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_CHARS)]
+
+
+class Member(SQLModel, table=True):
+    """A person who signs in to the console. Email addresses are stored lower-case."""
+
+    __tablename__ = "member"
+    __table_args__ = (UniqueConstraint("email", name="uq_member_email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254)
+    name: str = Field(default="", max_length=100)
+    #: argon2id, with its parameters (`cloud.auth.passwords`).
+    password_hash: str = Field(max_length=255)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    password_changed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class Membership(SQLModel, table=True):
+    """A member's role in one tenant."""
+
+    __tablename__ = "membership"
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True, ondelete="CASCADE")
+    tenant: str = Field(max_length=64, primary_key=True)
+    role: str = Field(sa_type=String(16))
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept."""
+
+    __tablename__ = "console_session"
+    __table_args__ = (Index("ix_console_session_member", "member_id"),)
+
+    token_hash: str = Field(max_length=64, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", ondelete="CASCADE")
+    #: Sent back by the console with every change it asks for (`X-CSRF-Token`).
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    last_seen_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class Invitation(SQLModel, table=True):
+    """An invitation to join a tenant in a role; the link holds a random token, only its
+    SHA-256 is kept, and it is used once."""
+
+    __tablename__ = "invitation"
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_invitation_token"),
+        Index("ix_invitation_tenant", "tenant"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    email: str = Field(max_length=254)
+    role: str = Field(sa_type=String(16))
+    token_hash: str = Field(max_length=64)
+    invited_by: str = Field(max_length=254)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+    accepted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class LoginFailure(SQLModel, table=True):
+    """Failed sign-ins counted per account and per client address (`cloud.auth.throttle`);
+    `subject` is a hash, so the table lists no addresses."""
+
+    __tablename__ = "login_failure"
+
+    subject: str = Field(max_length=64, primary_key=True)
+    failures: int
+    last_at: datetime = Field(sa_type=UtcDateTime)
+    blocked_until: datetime | None = Field(default=None, sa_type=UtcDateTime)

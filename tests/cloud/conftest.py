@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 from psycopg import sql
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import Engine
 
+from cloud.auth import passwords
 from cloud.channels.fcm import FcmSender, FcmSettings
 from cloud.channels.retry import RetryPolicy
 from cloud.db import make_engine, migrate
@@ -98,3 +101,17 @@ def fcm_settings(fcm_server: FcmSandbox, tmp_path: Path) -> FcmSettings:
 def sender(fcm_settings: FcmSettings) -> Iterator[FcmSender]:
     with FcmSender(fcm_settings, retry=FAST_RETRY) as sender:
         yield sender
+
+
+#: Argon2id at its cheapest: signing members in by the hundred at the recommended cost
+#: (0.17 s a hash here) would dominate the suite. Only the parameters change; the code
+#: paths are the ones production runs, and the password tests check the real ones.
+CHEAP_HASHER = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "real_password_cost" not in request.keywords:
+        monkeypatch.setattr(passwords, "_hasher", lambda: CHEAP_HASHER)

@@ -1,4 +1,4 @@
-"""Builders for what gateways send and what the cloud is configured with."""
+"""Builders for what gateways send, what the cloud is configured with, and who calls it."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from cloud.auth.keys import create_key, generate_key, hash_key
+from cloud.auth.members import create_member, grant
 from cloud.auth.models import Role
+from cloud.auth.permissions import MemberRole
 from cloud.db import session_scope
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
@@ -147,3 +150,32 @@ def status_payload(
     return GatewayStatus(
         tenant=tenant, store=store, gateway=gateway, online=online, sent_at=sent_at, **fields
     ).model_dump_json().encode()
+
+
+CONSOLE_PASSWORD = "correct horse battery staple"
+#: What the console sends with each of its requests (cloud.api.accounts).
+FROM_CONSOLE = {"X-Requested-With": "vitrina-console"}
+
+
+def add_member(
+    engine: Engine, *, email: str, tenant: str, role: MemberRole,
+    password: str = CONSOLE_PASSWORD,
+) -> int:
+    """An account with a role in `tenant` (what an accepted invitation makes); its id."""
+    with session_scope(engine) as session:
+        member = create_member(session, email=email, password=password,
+                               now=datetime.now(UTC))
+        grant(session, member=member, tenant=tenant, role=role, now=datetime.now(UTC))
+        session.commit()
+        assert member.id is not None
+        return member.id
+
+
+def console_login(client: TestClient, email: str, password: str = CONSOLE_PASSWORD
+                  ) -> dict[str, str]:
+    """Sign `client` in as the console does; the headers its changes then carry (the
+    session cookie stays in the client's jar)."""
+    response = client.post("/auth/login", json={"email": email, "password": password},
+                           headers=FROM_CONSOLE)
+    assert response.status_code == 200, response.text
+    return {**FROM_CONSOLE, "X-CSRF-Token": response.json()["csrf_token"]}

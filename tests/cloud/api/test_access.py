@@ -18,8 +18,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
 
 from cloud.api import create_app
+from cloud.api.access import CSRF_HEADER, SESSION_COOKIE
 from cloud.auth.keys import create_key, generate_key, revoke_key
+from cloud.auth.members import create_member, grant
 from cloud.auth.models import Role
+from cloud.auth.permissions import MemberRole
+from cloud.auth.sessions import SessionPolicy, open_session
 from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
@@ -28,11 +32,26 @@ from tests.cloud.factories import KEY_ID, KEY_SECRET, OPERATOR_KEY, cloud_settin
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OTHER_TENANT = "other-shop"
+PASSWORD = "correct horse battery staple"
 
-ADMIN = frozenset({Role.ADMIN})
-APP_OR_ADMIN = frozenset({Role.APP, Role.ADMIN})
-ADMIN_OR_OPERATOR = frozenset({Role.ADMIN, Role.OPERATOR})
-OPERATOR = frozenset({Role.OPERATOR})
+#: Who may call each kind of route, spelled out here rather than read from the code's
+#: grants: API keys by role, console members by their role in the tenant.
+CREATE_CUSTOMERS = frozenset({"admin", "app", "owner"})
+READ_CUSTOMERS = frozenset({"admin", "owner", "marketer"})
+ERASE = frozenset({"admin", "owner"})
+#: The app acting for its shopper (and the back office).
+APP_OR_ADMIN = frozenset({"admin", "app", "owner"})
+COUPONS = frozenset({"admin", "app", "owner", "marketer"})
+READ_CONFIG = frozenset({"admin", "owner", "marketer", "store_operator", "analyst"})
+ANALYTICS = READ_CONFIG
+STORES = frozenset({"admin", "owner", "store_operator"})
+MARKETING = frozenset({"admin", "owner", "marketer"})
+KEYS = frozenset({"admin", "owner", "operator"})
+MEMBERS = KEYS
+AUDIT = frozenset({"admin", "owner", "analyst"})
+OPERATOR = frozenset({"operator"})
+#: Routes under /tenants/{tenant} that change configuration: each writes an audit entry.
+MEMBER_ROLES = ("owner", "marketer", "store_operator", "analyst")
 CUSTOMER = "/tenants/{tenant}/customers/{customer_id}"
 TEMPLATE = "/tenants/{tenant}/templates/{key}/{channel}/{locale}"
 
@@ -41,7 +60,7 @@ TEMPLATE = "/tenants/{tenant}/templates/{key}/{channel}/{locale}"
 class Route:
     method: str
     path: str
-    allowed: frozenset[Role]
+    allowed: frozenset[str]
     success: int
     body: dict[str, Any] | None = None
     params: dict[str, str] = field(default_factory=dict)
@@ -52,58 +71,65 @@ class Route:
 
 
 POLICY = [
-    Route("POST", "/tenants/{tenant}/customers", APP_OR_ADMIN, 201, {"first_name": "Ana"}),
-    Route("GET", "/tenants/{tenant}/customers", ADMIN, 200),
-    Route("GET", CUSTOMER, ADMIN, 200),
-    Route("DELETE", CUSTOMER, ADMIN, 200),
+    Route("POST", "/tenants/{tenant}/customers", CREATE_CUSTOMERS, 201, {"first_name": "Ana"}),
+    Route("GET", "/tenants/{tenant}/customers", READ_CUSTOMERS, 200),
+    Route("GET", CUSTOMER, READ_CUSTOMERS, 200),
+    Route("DELETE", CUSTOMER, ERASE, 200),
     Route("POST", f"{CUSTOMER}/consent", APP_OR_ADMIN, 201,
           {"channel": "push", "granted": True, "source": "app"}),
     Route("GET", f"{CUSTOMER}/consent", APP_OR_ADMIN, 200),
     Route("POST", f"{CUSTOMER}/devices", APP_OR_ADMIN, 201,
           {"kind": "fcm", "token": "fcm-token-aaaaaaaaaaaaaaaa"}),
     Route("GET", f"{CUSTOMER}/devices", APP_OR_ADMIN, 200),
-    Route("GET", f"{CUSTOMER}/messages", ADMIN, 200),
-    Route("GET", "/tenants/{tenant}/analytics/footfall", ADMIN, 200,
+    Route("GET", f"{CUSTOMER}/messages", READ_CUSTOMERS, 200),
+    Route("GET", "/tenants/{tenant}/analytics/footfall", ANALYTICS, 200,
           params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
-    Route("GET", "/tenants/{tenant}/gateways", ADMIN, 200),
-    Route("POST", "/tenants/{tenant}/api-keys", ADMIN_OR_OPERATOR, 201,
+    Route("GET", "/tenants/{tenant}/gateways", ANALYTICS, 200),
+    Route("POST", "/tenants/{tenant}/api-keys", KEYS, 201,
           {"role": "app", "name": "web shop"}),
-    Route("GET", "/tenants/{tenant}/api-keys", ADMIN_OR_OPERATOR, 200),
-    Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", ADMIN_OR_OPERATOR, 200),
+    Route("GET", "/tenants/{tenant}/api-keys", KEYS, 200),
+    Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", KEYS, 200),
     Route("GET", "/dead-letters", OPERATOR, 200),
     # The routes below answer an allowed caller with 404 (nothing by that key) or 422 (no
     # body): what matters here is that the key got the caller that far, or not.
-    Route("GET", "/tenants/{tenant}/analytics/funnel", ADMIN, 422),
-    Route("PUT", "/tenants/{tenant}/complements", ADMIN, 422),
-    Route("GET", "/tenants/{tenant}/complements", ADMIN, 200),
-    Route("GET", f"{CUSTOMER}/coupons", APP_OR_ADMIN, 200),
-    Route("GET", f"{CUSTOMER}/journeys", ADMIN, 200),
+    Route("GET", "/tenants/{tenant}/analytics/funnel", ANALYTICS, 422),
+    Route("PUT", "/tenants/{tenant}/complements", MARKETING, 422),
+    Route("GET", "/tenants/{tenant}/complements", READ_CONFIG, 200),
+    Route("GET", f"{CUSTOMER}/coupons", COUPONS, 200),
+    Route("GET", f"{CUSTOMER}/journeys", READ_CUSTOMERS, 200),
     Route("POST", f"{CUSTOMER}/locations", APP_OR_ADMIN, 422),
-    Route("GET", "/tenants/{tenant}/geofences", ADMIN, 200),
-    Route("PUT", "/tenants/{tenant}/geofences/{geofence_id}", ADMIN, 422),
-    Route("GET", "/tenants/{tenant}/geofences/{geofence_id}", ADMIN, 404),
-    Route("DELETE", "/tenants/{tenant}/geofences/{geofence_id}", ADMIN, 404),
-    Route("GET", "/tenants/{tenant}/messages/{message_id}/attempts", ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/geofences", READ_CONFIG, 200),
+    Route("PUT", "/tenants/{tenant}/geofences/{geofence_id}", STORES, 422),
+    Route("GET", "/tenants/{tenant}/geofences/{geofence_id}", READ_CONFIG, 404),
+    Route("DELETE", "/tenants/{tenant}/geofences/{geofence_id}", STORES, 404),
+    Route("GET", "/tenants/{tenant}/messages/{message_id}/attempts", ANALYTICS, 404),
     Route("POST", "/tenants/{tenant}/messages/{message_id}/opened", APP_OR_ADMIN, 404),
-    Route("GET", "/tenants/{tenant}/offers", ADMIN, 200),
-    Route("PUT", "/tenants/{tenant}/offers/{key}", ADMIN, 422),
-    Route("GET", "/tenants/{tenant}/offers/{key}", ADMIN, 404),
-    Route("DELETE", "/tenants/{tenant}/offers/{key}", ADMIN, 404),
-    Route("GET", "/tenants/{tenant}/scenarios", ADMIN, 200),
-    Route("PUT", "/tenants/{tenant}/scenarios/{key}", ADMIN, 422),
-    Route("GET", "/tenants/{tenant}/scenarios/{key}", ADMIN, 404),
-    Route("DELETE", "/tenants/{tenant}/scenarios/{key}", ADMIN, 404),
-    Route("GET", "/tenants/{tenant}/scenarios/{key}/report", ADMIN, 404),
-    Route("GET", "/tenants/{tenant}/stores", ADMIN, 200),
-    Route("PUT", "/tenants/{tenant}/stores/{key}", ADMIN, 422),
-    Route("GET", "/tenants/{tenant}/stores/{key}", ADMIN, 404),
-    Route("DELETE", "/tenants/{tenant}/stores/{key}", ADMIN, 404),
-    Route("GET", "/tenants/{tenant}/templates", ADMIN, 200),
-    Route("POST", "/tenants/{tenant}/templates/preview", ADMIN, 422),
-    Route("PUT", TEMPLATE, ADMIN, 422),
-    Route("GET", TEMPLATE, ADMIN, 404),
-    Route("DELETE", TEMPLATE, ADMIN, 404),
+    Route("GET", "/tenants/{tenant}/offers", READ_CONFIG, 200),
+    Route("PUT", "/tenants/{tenant}/offers/{key}", MARKETING, 422),
+    Route("GET", "/tenants/{tenant}/offers/{key}", READ_CONFIG, 404),
+    Route("DELETE", "/tenants/{tenant}/offers/{key}", MARKETING, 404),
+    Route("GET", "/tenants/{tenant}/scenarios", READ_CONFIG, 200),
+    Route("PUT", "/tenants/{tenant}/scenarios/{key}", MARKETING, 422),
+    Route("GET", "/tenants/{tenant}/scenarios/{key}", READ_CONFIG, 404),
+    Route("DELETE", "/tenants/{tenant}/scenarios/{key}", MARKETING, 404),
+    Route("GET", "/tenants/{tenant}/scenarios/{key}/report", ANALYTICS, 404),
+    Route("GET", "/tenants/{tenant}/stores", READ_CONFIG, 200),
+    Route("PUT", "/tenants/{tenant}/stores/{key}", STORES, 422),
+    Route("GET", "/tenants/{tenant}/stores/{key}", READ_CONFIG, 404),
+    Route("DELETE", "/tenants/{tenant}/stores/{key}", STORES, 404),
+    Route("GET", "/tenants/{tenant}/templates", READ_CONFIG, 200),
+    Route("POST", "/tenants/{tenant}/templates/preview", MARKETING, 422),
+    Route("PUT", TEMPLATE, MARKETING, 422),
+    Route("GET", TEMPLATE, READ_CONFIG, 404),
+    Route("DELETE", TEMPLATE, MARKETING, 404),
     Route("GET", "/tenants/{tenant}/web-push/public-key", APP_OR_ADMIN, 200),
+    Route("GET", "/tenants/{tenant}/members", MEMBERS, 200),
+    Route("POST", "/tenants/{tenant}/members/invitations", MEMBERS, 201,
+          {"email": "new@shop.example", "role": "analyst"}),
+    Route("DELETE", "/tenants/{tenant}/members/invitations/{invitation_id}", MEMBERS, 404),
+    Route("PATCH", "/tenants/{tenant}/members/{member_id}", MEMBERS, 404, {"role": "analyst"}),
+    Route("DELETE", "/tenants/{tenant}/members/{member_id}", MEMBERS, 404),
+    Route("GET", "/tenants/{tenant}/audit", AUDIT, 200),
 ]
 #: What the shop's app may do, and nothing else.
 APP_MAY = {
@@ -117,22 +143,36 @@ APP_MAY = {
 }
 #: Open to anyone, or authenticated otherwise: the message's token is the capability
 #: (tracked links, opens, unsubscribe), the provider's signature (SMS receipts), the
-#: shop's HMAC (webhooks).
+#: shop's HMAC (webhooks), a member's password or session (signing in, one's own
+#: account), an invitation's token.
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
+        ("POST", "/auth/login"), ("GET", "/auth/me"), ("POST", "/auth/logout"),
+        ("POST", "/auth/password"), ("GET", "/auth/invitations/{token}"),
+        ("POST", "/auth/invitations/{token}/accept"),
         ("POST", "/webhooks/{tenant}"), ("GET", "/c/{token}"), ("GET", "/c/{token}/{index}"),
         ("POST", "/o/{token}"), ("GET", "/o/{token}.gif"), ("POST", "/receipts/{channel}"),
         ("POST", "/sms/receipts"),
         ("GET", "/u/{token}"), ("POST", "/u/{token}")}
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A console member's session: the cookie's token and its CSRF token."""
+
+    token: str
+    csrf: str
+
+
 @dataclass
 class Api:
-    """The API on a real database, with keys of every kind, and everything it answered."""
+    """The API on a real database, with keys and members of every kind, and everything it
+    answered."""
 
     client: TestClient
     engine: Engine
     tenant: str
     keys: dict[str, str]
+    members: dict[str, Signed] = field(default_factory=dict)
     responses: list[httpx.Response] = field(default_factory=list)
     #: Keys made through the API, each with the one response allowed to show it.
     created: list[tuple[str, httpx.Response]] = field(default_factory=list)
@@ -156,16 +196,23 @@ class Api:
         self.keys[f"made-{len(self.keys)}"] = key
         return key
 
-    def call(self, route: Route, *, authorization: str | None) -> httpx.Response:
+    def call(self, route: Route, *, authorization: str | None = None,
+             member: Signed | None = None, csrf: bool = True) -> httpx.Response:
         """`route` with a customer and a key of its own, so that erasing or revoking
-        one does not change what the next call sees."""
+        one does not change what the next call sees; as a key (`authorization`) or as a
+        console member (with the session's CSRF token unless `csrf` is false)."""
         victim = self.fresh_key()
         path = route.path.format(
             tenant=self.tenant, customer_id=self.fresh_customer(),
             key_id=victim.split("_", 2)[1], key="nothing-here", geofence_id="nothing-here",
-            channel="push", locale="en-GB", message_id=999_999,
+            channel="push", locale="en-GB", message_id=999_999, member_id=999_999,
+            invitation_id=999_999,
         )
         headers = {"Authorization": authorization} if authorization is not None else {}
+        if member is not None:
+            headers["Cookie"] = f"{SESSION_COOKIE}={member.token}"
+            if csrf:
+                headers[CSRF_HEADER] = member.csrf
         response: httpx.Response = self.client.request(
             route.method, path, json=route.body, params=route.params, headers=headers
         )
@@ -174,6 +221,17 @@ class Api:
         else:
             self.responses.append(response)
         return response
+
+
+def sign_in_member(engine: Engine, email: str, memberships: dict[str, MemberRole]) -> Signed:
+    """A member with these roles, signed in (a session opened as signing in would)."""
+    with session_scope(engine) as session:
+        member = create_member(session, email=email, password=PASSWORD, now=NOW)
+        for tenant, role in memberships.items():
+            grant(session, member=member, tenant=tenant, role=role, now=NOW)
+        row, token = open_session(session, member=member, now=NOW, policy=SessionPolicy())
+        session.commit()
+        return Signed(token=token, csrf=row.csrf_token)
 
 
 @pytest.fixture
@@ -198,6 +256,13 @@ def api(engine: Engine, migrated_url: str, tenant: str) -> Iterator[Api]:
             revoke_key(session, key_id=api.keys["revoked admin"].split("_", 2)[1], now=NOW)
             session.commit()
         api.keys["settings operator"] = OPERATOR_KEY
+        for member_role in MEMBER_ROLES:
+            api.members[member_role] = sign_in_member(
+                engine, f"{member_role}@{tenant}.example", {tenant: MemberRole(member_role)}
+            )
+        api.members["other owner"] = sign_in_member(
+            engine, f"owner@{OTHER_TENANT}.example", {OTHER_TENANT: MemberRole.OWNER}
+        )
         yield api
 
 
@@ -211,12 +276,14 @@ UNAUTHENTICATED: dict[str, Callable[[Api], str | None]] = {
     "wrong secret": lambda api: f"Bearer {api.keys['admin'][:16]}{'A' * 43}",
     "revoked key": lambda api: f"Bearer {api.keys['revoked admin']}",
 }
-#: Callers with a valid key, and the role it carries for the tenant in the path (None:
-#: a key of another tenant, which carries nothing here).
+#: Callers with a valid key, and who they are for the tenant in the path (None: a key of
+#: another tenant, which carries nothing here).
 AUTHENTICATED = {
-    "admin": Role.ADMIN, "app": Role.APP, "operator": Role.OPERATOR,
-    "settings operator": Role.OPERATOR, "other admin": None, "other app": None,
+    "admin": "admin", "app": "app", "operator": "operator",
+    "settings operator": "operator", "other admin": None, "other app": None,
 }
+#: Signed-in members, and their role in the tenant in the path (None: not a member).
+SIGNED_IN = {role: role for role in MEMBER_ROLES} | {"other owner": None}
 
 
 @pytest.mark.parametrize("route", POLICY, ids=lambda route: route.id)
@@ -225,12 +292,29 @@ def test_each_route_admits_exactly_its_roles(api: Api, route: Route) -> None:
         response = api.call(route, authorization=authorization(api))
         assert response.status_code == 401, (caller, response.text)
         assert response.headers["www-authenticate"] == "Bearer"
-    for caller, role in AUTHENTICATED.items():
+    ended = api.call(route, member=Signed(token="no-such-session", csrf="x"))
+    assert ended.status_code == 401, ended.text
+    for caller, who in AUTHENTICATED.items():
         response = api.call(route, authorization=f"Bearer {api.keys[caller]}")
-        expected = route.success if role is not None and role in route.allowed else 403
+        expected = route.success if who is not None and who in route.allowed else 403
         assert response.status_code == expected, (caller, response.text)
         if expected == 403:
             assert "www-authenticate" not in response.headers
+    for caller, who in SIGNED_IN.items():
+        response = api.call(route, member=api.members[caller])
+        expected = route.success if who is not None and who in route.allowed else 403
+        assert response.status_code == expected, (caller, response.text)
+
+
+def test_a_member_changes_nothing_without_the_sessions_csrf_token(api: Api) -> None:
+    for route in POLICY:
+        if route.method == "GET" or "owner" not in route.allowed:
+            continue
+        for token in ("", "wrong"):
+            forged = Signed(token=api.members["owner"].token, csrf=token)
+            response = api.call(route, member=forged, csrf=bool(token))
+            assert response.status_code == 403, (route.id, response.text)
+            assert CSRF_HEADER in response.json()["detail"]
 
 
 def test_every_route_is_in_the_policy(api: Api) -> None:
@@ -240,7 +324,8 @@ def test_every_route_is_in_the_policy(api: Api) -> None:
     assert operations == {(route.method, route.path) for route in POLICY} | OPEN
     for route in POLICY:
         security = paths[route.path][route.method.lower()].get("security")
-        assert security == [{"HTTPBearer": []}], route.id  # documented for API clients
+        # Documented for API clients: a key, or a console session.
+        assert security == [{"HTTPBearer": []}, {"APIKeyCookie": []}], route.id
 
 
 def test_the_app_role_can_do_exactly_its_list(api: Api) -> None:
@@ -260,7 +345,9 @@ def test_keys_appear_nowhere_but_in_their_creation_response(
             api.call(route, authorization=authorization(api))
         for caller in AUTHENTICATED:
             api.call(route, authorization=f"Bearer {api.keys[caller]}")
-    assert len(api.created) == 3  # by the admin and both operators
+        for member in SIGNED_IN:
+            api.call(route, member=api.members[member])
+    assert len(api.created) == 4  # by the admin, both operators and the owner
     for key, response in api.created:
         assert response.json()["key"] == key
         assert api.client.get(
@@ -280,6 +367,12 @@ def test_keys_appear_nowhere_but_in_their_creation_response(
         for where, content in [("log", caplog.text), ("responses", answered),
                                ("database", database)]:
             assert secret[:16] not in content, f"a key's secret is in the {where}"
+    for signed in api.members.values():
+        for where, content in [("log", caplog.text), ("database", database)]:
+            assert signed.token[:16] not in content, f"a session's token is in the {where}"
+    for where, content in [("log", caplog.text), ("responses", answered),
+                           ("database", database)]:
+        assert PASSWORD not in content, f"a password is in the {where}"
 
 
 def test_refusals_are_counted_by_reason(api: Api) -> None:
@@ -300,9 +393,11 @@ def test_refusals_are_counted_by_reason(api: Api) -> None:
 
 
 def test_refusals_say_what_is_wrong(api: Api) -> None:
-    customers = Route("GET", "/tenants/{tenant}/customers", ADMIN, 200)
+    customers = Route("GET", "/tenants/{tenant}/customers", READ_CUSTOMERS, 200)
     missing = api.call(customers, authorization=None).json()["detail"]
-    assert missing == "missing API key: send 'Authorization: Bearer <key>'"
+    assert missing == (
+        "missing API key: send 'Authorization: Bearer <key>' (or sign in to the console)"
+    )
     invalid = api.call(customers, authorization="Bearer not-a-key").json()["detail"]
     assert invalid == "invalid API key"
     revoked = api.call(customers, authorization=f"Bearer {api.keys['revoked admin']}")
@@ -310,7 +405,11 @@ def test_refusals_say_what_is_wrong(api: Api) -> None:
     other = api.call(customers, authorization=f"Bearer {api.keys['other admin']}")
     assert other.json()["detail"] == f"this API key is not valid for tenant {api.tenant!r}"
     app = api.call(customers, authorization=f"Bearer {api.keys['app']}")
-    assert app.json()["detail"] == "this needs an admin key; this is an app key"
+    assert app.json()["detail"] == "an app key may not do this (it needs customers.read)"
+    analyst = api.call(customers, member=api.members["analyst"])
+    assert analyst.json()["detail"] == "an analyst may not do this (it needs customers.read)"
+    stranger = api.call(customers, member=api.members["other owner"])
+    assert stranger.json()["detail"] == f"you are not a member of tenant {api.tenant!r}"
     operator = api.call(customers, authorization=f"Bearer {api.keys['operator']}")
     assert "operator keys do not reach tenant data" in operator.json()["detail"]
 
