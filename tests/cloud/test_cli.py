@@ -92,7 +92,8 @@ def environment(
 
 
 def invoke(
-    arguments: list[str], *, database_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
+    arguments: list[str], *, database_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch,
+    stdin: str | None = None,
 ) -> Result:
     """Run the command in this process with the environment an operator would set."""
     with monkeypatch.context() as patch:
@@ -101,7 +102,7 @@ def invoke(
         get_settings.cache_clear()
         handlers, level = logging.root.handlers[:], logging.root.level
         try:
-            return CliRunner().invoke(app, arguments)
+            return CliRunner().invoke(app, arguments, input=stdin)
         finally:
             get_settings.cache_clear()
             # The command configures logging onto the runner's stream, closed after the call.

@@ -1,0 +1,122 @@
+"""Running the orchestrator: the schema, the worker, the API, or both in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from cloud.api import create_app
+from cloud.cli.common import Verbose, load_settings
+from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
+from cloud.presence.retention import purge_unconsented
+from cloud.service import (
+    ALL_STAGES,
+    Stage,
+    StagesApartError,
+    check_stages,
+    install_stop_signals,
+    run_worker,
+    serve,
+    settle_garbage_collector,
+)
+
+app = typer.Typer()
+
+
+@app.command("migrate")
+def migrate_command(verbose: Verbose = False) -> None:
+    """Create or upgrade the database schema to the newest revision."""
+    settings = load_settings(verbose)
+    engine = make_engine(settings.database_url)
+    try:
+        wait_for_database(engine)
+    finally:
+        engine.dispose()
+    migrate(settings.database_url)
+    typer.echo("database schema is up to date")
+
+
+@app.command("purge")
+def purge_command(verbose: Verbose = False) -> None:
+    """Replace stable pseudonyms that no consenting customer owns and are over a day old
+    (the worker also does this every few minutes)."""
+    settings = load_settings(verbose)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            rewritten = purge_unconsented(session, now=utc_now(), tenants=list(settings.tenants))
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"{rewritten} presence events lost their stable pseudonym")
+
+
+@app.command("worker")
+def worker_command(
+    client_id: Annotated[
+        str | None,
+        typer.Option(help="MQTT client id; give each worker its own (default from settings)"),
+    ] = None,
+    stage: Annotated[
+        list[Stage] | None,
+        typer.Option(help="run only this stage (repeat for several); the others run in "
+                          "workers of their own, woken through PostgreSQL. Without: all "
+                          "three in this process"),
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Consume presence and gateway status, run scenarios, deliver their messages."""
+    settings = load_settings(verbose)
+    stages = frozenset(stage) if stage else ALL_STAGES
+    try:
+        check_stages(settings.database_url, stages)
+    except StagesApartError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        restore = install_stop_signals(stop)
+        try:
+            settle_garbage_collector()
+            await run_worker(settings, stop=stop, client_id=client_id, stages=stages)
+        finally:
+            restore()
+
+    asyncio.run(main())
+
+
+@app.command("api")
+def api_command(verbose: Verbose = False) -> None:
+    """Serve the HTTP API."""
+    settings = load_settings(verbose)
+    uvicorn.run(
+        create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
+    )
+
+
+@app.command("serve")
+def serve_command(verbose: Verbose = False) -> None:
+    """API and worker in one process (small installations and the demo)."""
+    settings = load_settings(verbose)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        restore = install_stop_signals(stop)
+        try:
+            settle_garbage_collector()
+            await serve(
+                settings,
+                stop=stop,
+                started=lambda port: logging.getLogger("cloud").info(
+                    "API listening on %s:%d", settings.api.host, port
+                ),
+            )
+        finally:
+            restore()
+
+    asyncio.run(main())
