@@ -5,6 +5,7 @@
   404s an unknown tenant, once for all; each route then names the one permission it
   needs through one parameter (`MayWriteOffers`, `MayReadConfig`...).
 - /auth: console members signing in, their own account, invitations.
+- /console: the admin console's pages and files (`cloud.api.console`).
 - /webhooks/{tenant}: the shop's events, authenticated by their HMAC signature.
 - /c, /o, /u: tracked links, opens and unsubscribes, authenticated by the message's token;
   /receipts/{channel}: providers' delivery receipts, by the provider's signature.
@@ -26,6 +27,7 @@ from cloud.api import (
     accounts,
     audit,
     channels,
+    console,
     customers,
     keys,
     members,
@@ -90,6 +92,7 @@ def create_app(
     app.include_router(channels.public)
     app.include_router(presence.operations)
     app.include_router(operations_router(settings, engine=app_engine, worker=worker))
+    console.install(app)
     return app
 
 

@@ -1,9 +1,11 @@
-"""Routes for the offer catalogue, the complement rules and a customer's coupons.
+"""Routes for the offer catalogue, the complement rules and coupons.
 
-Offers and rules are the tenant admin's (`TenantAdmin`); a customer's coupons are also
-readable with an app key (`AppOrAdmin`), so the shop's app can show them. An offer is
-never deleted: DELETE deactivates it (no new coupons, never chosen again) while the
-coupons already issued stay redeemable and auditable.
+Offers and rules are written by those who may write offers (`MayWriteOffers`: marketers,
+owners, admin keys) and read by every member; a customer's coupons are also readable
+with an app key, so the shop's app can show them, while an offer's coupons (whose they
+are) are for those who may read customers. An offer is never deleted: DELETE
+deactivates it (no new coupons, never chosen again) while the coupons already issued
+stay redeemable and auditable.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 
-from cloud.api.access import MayReadConfig, MayReadCoupons, MayWriteOffers
+from cloud.api.access import MayReadConfig, MayReadCoupons, MayReadCustomers, MayWriteOffers
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
@@ -25,7 +27,10 @@ from cloud.offers.models import (
     ComplementRuleCreate,
     ComplementRulePublic,
     CouponPublic,
+    CouponStatus,
     Offer,
+    OfferCouponPublic,
+    OfferCoupons,
     OfferCreate,
     OfferPublic,
 )
@@ -91,6 +96,25 @@ def get_offer(
     if offer is None:
         raise _not_found(tenant, key)
     return offer
+
+
+@router.get("/offers/{key}/coupons", response_model=OfferCoupons)
+def get_offer_coupons(
+    caller: MayReadCustomers, session: SessionDep, now: NowDep, tenant: str, key: KeyPath,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> OfferCoupons:
+    """How the offer's coupons stand (active, redeemed, expired) and the newest ones."""
+    offer = crud.get_offer(session, tenant=tenant, key=key)
+    if offer is None:
+        raise _not_found(tenant, key)
+    counts, newest = crud.offer_coupons(session, offer=offer, now=now, limit=limit)
+    return OfferCoupons(
+        issued=sum(counts.values()), active=counts[CouponStatus.ACTIVE],
+        redeemed=counts[CouponStatus.REDEEMED], expired=counts[CouponStatus.EXPIRED],
+        newest=[OfferCouponPublic.model_validate(
+            coupon, update={"status": crud.coupon_status(coupon, now=now)})
+            for coupon in newest],
+    )
 
 
 @router.delete("/offers/{key}", response_model=OfferPublic)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, update
+from sqlalchemy import ColumnElement, Table, and_, case, delete, func, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.commerce.models import LineItem, OrderLine
@@ -401,6 +401,29 @@ def customer_coupons(
         .limit(limit)
     ).all()
     return [(coupon, offer) for coupon, offer in rows]
+
+
+def offer_coupons(
+    session: Session, *, offer: Offer, now: datetime, limit: int = 100
+) -> tuple[dict[CouponStatus, int], Sequence[Coupon]]:
+    """How many of the offer's coupons are active, redeemed and expired, and the newest
+    of them."""
+    redeemed = col(Coupon.redeemed_at).is_not(None)
+    status = case(
+        (redeemed, CouponStatus.REDEEMED.value),
+        (col(Coupon.expires_at) > now, CouponStatus.ACTIVE.value),
+        else_=CouponStatus.EXPIRED.value,
+    )
+    counts = {state: 0 for state in CouponStatus}
+    for state, number in session.exec(
+        select(status, func.count()).where(Coupon.offer_id == offer.id).group_by(status)
+    ).all():
+        counts[CouponStatus(state)] = number
+    newest = session.exec(
+        select(Coupon).where(Coupon.offer_id == offer.id)
+        .order_by(col(Coupon.issued_at).desc(), col(Coupon.id).desc()).limit(limit)
+    ).all()
+    return counts, newest
 
 
 def _applies_to(offer: Offer, items: Sequence[LineItem]) -> bool:

@@ -249,6 +249,28 @@ class CouponStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class OfferCouponPublic(SQLModel):
+    """One of an offer's coupons, as the back office sees it (whose, not who)."""
+
+    code: str
+    customer_id: int
+    issued_at: datetime
+    expires_at: datetime
+    redeemed_at: datetime | None
+    order_id: str | None
+    status: CouponStatus
+
+
+class OfferCoupons(SQLModel):
+    """How an offer's coupons stand: counts by state, and the newest coupons."""
+
+    issued: int
+    active: int
+    redeemed: int
+    expired: int
+    newest: list[OfferCouponPublic]
+
+
 class CouponPublic(SQLModel):
     id: int
     code: str

@@ -3,6 +3,7 @@ local FCM v1 server (Google's servers are the one thing these tests do not reach
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -40,17 +41,9 @@ def schema_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
         yield {"sqlite": str(sqlite_file), "postgresql": url.rsplit("/", 1)[1]}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path: Path, schema_templates: dict[str, str]
-) -> Iterator[str]:
-    """A new database of each kind holding the current schema (a copy of the template):
-    every storage test runs on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        target = tmp_path / "vitrina.db"
-        shutil.copyfile(schema_templates["sqlite"], target)
-        yield f"sqlite:///{target}"
-        return
+@contextlib.contextmanager
+def postgres_copy(schema_templates: dict[str, str]) -> Iterator[str]:
+    """A new PostgreSQL database holding the current schema (a copy of the template)."""
     name = f"vitrina_test_{uuid.uuid4().hex[:12]}"
     with admin_connection() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -64,6 +57,21 @@ def migrated_url(
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path: Path, schema_templates: dict[str, str]
+) -> Iterator[str]:
+    """A new database of each kind holding the current schema (a copy of the template):
+    every storage test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        target = tmp_path / "vitrina.db"
+        shutil.copyfile(schema_templates["sqlite"], target)
+        yield f"sqlite:///{target}"
+        return
+    with postgres_copy(schema_templates) as url:
+        yield url
 
 
 @pytest.fixture

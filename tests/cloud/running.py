@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
+import uvicorn
+from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import Engine
 
@@ -95,3 +97,22 @@ def publish_all(
     infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
     for info in infos:
         info.wait_for_publish(timeout=WAIT_S)
+
+
+@contextlib.contextmanager
+def running_api(app: FastAPI, port: int) -> Iterator[str]:
+    """The API on a real port in a thread (for a provider posting receipts, or a browser)."""
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",
+    ))
+    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "API did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

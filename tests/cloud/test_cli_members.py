@@ -19,8 +19,10 @@ PASSWORD = "a long enough pass phrase"
 def sign_in(engine: Engine, url: str, tenant: str, email: str, password: str) -> int:
     settings = cloud_settings(tenant=tenant, database_url=url)
     with TestClient(create_app(settings, engine=engine)) as client:
-        return client.post("/auth/login", json={"email": email, "password": password},
-                           headers=FROM_CONSOLE).status_code
+        answer = client.post("/auth/login", json={"email": email, "password": password},
+                             headers=FROM_CONSOLE)
+    status: int = answer.status_code
+    return status
 
 
 def test_the_first_owner_is_made_with_a_password_from_stdin_and_signs_in(

@@ -108,6 +108,7 @@ POLICY = [
     Route("PUT", "/tenants/{tenant}/offers/{key}", MARKETING, 422),
     Route("GET", "/tenants/{tenant}/offers/{key}", READ_CONFIG, 404),
     Route("DELETE", "/tenants/{tenant}/offers/{key}", MARKETING, 404),
+    Route("GET", "/tenants/{tenant}/offers/{key}/coupons", READ_CUSTOMERS, 404),
     Route("GET", "/tenants/{tenant}/scenarios", READ_CONFIG, 200),
     Route("PUT", "/tenants/{tenant}/scenarios/{key}", MARKETING, 422),
     Route("GET", "/tenants/{tenant}/scenarios/{key}", READ_CONFIG, 404),

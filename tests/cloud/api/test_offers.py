@@ -168,6 +168,38 @@ def test_an_order_webhook_redeems_a_coupon_once(
     assert listed["order_id"] == "o-1"
 
 
+def test_an_offers_coupons_are_counted_by_state_newest_first(
+    client: TestClient, tenant: str, engine: Engine
+) -> None:
+    url = f"/tenants/{tenant}/offers/dryers-20"
+    assert client.put(url, json=offer_body()).status_code == 201
+    assert client.get(f"{url}/coupons").json() == {
+        "issued": 0, "active": 0, "redeemed": 0, "expired": 0, "newest": []}
+    customers = [client.post(f"/tenants/{tenant}/customers", json=body).json()["id"]
+                 for body in ({"external_id": "shop-42"}, {}, {})]  # the first orders
+    with session_scope(engine) as session:
+        offer = crud.get_offer(session, tenant=tenant, key="dryers-20")
+        assert offer is not None
+        issued = [(timedelta(hours=-3), timedelta(days=1)),  # redeemed below
+                  (timedelta(days=-2), timedelta(days=1)),  # expired
+                  (timedelta(hours=-1), timedelta(days=1))]  # active
+        coupons = [crud.issue_coupon(
+            session, tenant=tenant, customer_id=customer, offer=offer, valid_for=valid_for,
+            idempotency_key=f"k{index}", now=NOW + at,
+        ) for index, (customer, (at, valid_for)) in enumerate(zip(customers, issued, strict=True))]
+        session.commit()
+        code = [coupon.code for coupon in coupons if coupon is not None]
+    webhook(client, tenant, order("evt-1", "o-1", [code[0]]))
+    listed = client.get(f"{url}/coupons", params={"limit": 2}).json()
+    assert (listed["issued"], listed["active"], listed["redeemed"], listed["expired"]) == (
+        3, 1, 1, 1)
+    assert [(c["code"], c["customer_id"], c["status"]) for c in listed["newest"]] == [
+        (code[2], customers[2], "active"), (code[0], customers[0], "redeemed")]
+    assert client.get(f"/tenants/{tenant}/offers/nothing/coupons").status_code == 404
+    app = bearer(issue_key(engine, tenant=tenant, role=Role.APP))
+    assert client.get(f"{url}/coupons", headers=app).status_code == 403
+
+
 def test_a_customers_coupons_are_readable_with_an_app_key_and_offers_are_not(
     client: TestClient, tenant: str, engine: Engine
 ) -> None:

@@ -5,16 +5,10 @@ provider whose signed delivery receipts come back to the running API."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import threading
-import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 from sqlmodel import col
@@ -47,6 +41,7 @@ from tests.cloud.delivery.queue_helpers import (
     queue_settings,
     token_for,
 )
+from tests.cloud.running import running_api
 
 SUBJECT = "mailto:ops@shop.example"
 
@@ -122,25 +117,6 @@ def test_web_push_is_encrypted_to_the_subscription_tracked_and_dead_ones_dropped
         )
         assert report.status_code == 204
     assert message(engine, delivered).opened_at == NOW + timedelta(minutes=4)
-
-
-@contextlib.contextmanager
-def running_api(app: FastAPI, port: int) -> Iterator[str]:
-    """The API on a real port in a thread: the SMS provider posts receipts to it."""
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",
-    ))
-    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_email_and_sms_go_out_tracked_and_sms_receipts_come_back_signed(
