@@ -1,5 +1,6 @@
 """What the stores' gateways tell: footfall per day, each gateway's health, and the
-messages the worker could not use (dead letters, for operators)."""
+messages the worker could not use (dead letters: a tenant's own, and all of them for
+operators)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime
 
-from cloud.api.access import MayReadAnalytics, Operator
+from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
 from cloud.presence.analytics import FootfallRow, footfall
 from cloud.presence.crud import list_gateways, recent_dead_letters
@@ -44,6 +45,17 @@ def gateways(
 ) -> list[GatewayHealthPublic]:
     rows = list_gateways(session, tenant=tenant)
     return [GatewayHealthPublic.model_validate(row) for row in rows]
+
+
+@router.get("/dead-letters", response_model=list[DeadLetterPublic])
+def tenant_dead_letters(
+    caller: MayReadConfig, session: SessionDep, tenant: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> list[DeadLetterPublic]:
+    """The newest messages from this tenant's gateways that the worker could not use,
+    with the reason: a gateway sending what the cloud cannot read shows up here first."""
+    return [DeadLetterPublic.model_validate(row)
+            for row in recent_dead_letters(session, limit=limit, tenant=tenant)]
 
 
 @operations.get("/dead-letters", response_model=list[DeadLetterPublic])

@@ -19,6 +19,7 @@ from cloud.db import dialect_insert
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from shared.presence import PresenceEvent, PseudonymScope
 from shared.status import GatewayStatus
+from shared.topics import TOPIC_ROOT
 
 if TYPE_CHECKING:
     import psycopg
@@ -127,9 +128,16 @@ def record_dead_letter(
     return letter
 
 
-def recent_dead_letters(session: Session, *, limit: int) -> Sequence[DeadLetter]:
-    query = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
-    return session.exec(query).all()
+def recent_dead_letters(
+    session: Session, *, limit: int, tenant: str | None = None
+) -> Sequence[DeadLetter]:
+    """The newest dead letters; of one tenant's gateways when `tenant` is given (by their
+    topic: a message that could not be read may still name where it came from)."""
+    query = select(DeadLetter)
+    if tenant is not None:
+        prefix = f"{TOPIC_ROOT}/{tenant}/"
+        query = query.where(col(DeadLetter.topic).startswith(prefix, autoescape=True))
+    return session.exec(query.order_by(col(DeadLetter.id).desc()).limit(limit)).all()
 
 
 def upsert_gateway_status(

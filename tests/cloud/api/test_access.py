@@ -90,6 +90,7 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/api-keys", KEYS, 200),
     Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", KEYS, 200),
     Route("GET", "/dead-letters", OPERATOR, 200),
+    Route("GET", "/tenants/{tenant}/dead-letters", READ_CONFIG, 200),
     # The routes below answer an allowed caller with 404 (nothing by that key) or 422 (no
     # body): what matters here is that the key got the caller that far, or not.
     Route("GET", "/tenants/{tenant}/analytics/funnel", ANALYTICS, 422),

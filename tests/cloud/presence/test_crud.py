@@ -10,6 +10,7 @@ from cloud.presence.crud import (
     insert_events,
     list_gateways,
     merge_visits,
+    recent_dead_letters,
     record_dead_letter,
     store_visits,
     upsert_gateway_status,
@@ -68,6 +69,23 @@ def test_dead_letters_keep_a_capped_copy(engine: Engine) -> None:
     assert (len(big.payload), big.payload_size) == (DEAD_LETTER_MAX_BYTES, 10_000)
     assert big.truncated
     assert (small.payload, small.truncated) == (b"{}", False)
+
+
+def test_a_tenants_dead_letters_are_those_of_its_gateways_topics(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        for topic in ("vitrina/v1/shop/s1/g1/presence", "vitrina/v1/shop_2/s1/g1/presence",
+                      "vitrina/v1/shopx/s1/g1/presence", "vitrina/v1/shop/s2/g9/status",
+                      "elsewhere"):
+            record_dead_letter(session, topic=topic, payload=b"x", reason="bad",
+                               received_at=START)
+        session.commit()
+        mine = recent_dead_letters(session, limit=10, tenant="shop")
+        every = recent_dead_letters(session, limit=10)
+        underscore = recent_dead_letters(session, limit=10, tenant="shop_2")
+    assert [letter.topic for letter in mine] == [
+        "vitrina/v1/shop/s2/g9/status", "vitrina/v1/shop/s1/g1/presence"]
+    assert len(every) == 5
+    assert [letter.topic for letter in underscore] == ["vitrina/v1/shop_2/s1/g1/presence"]
 
 
 def test_gateway_status_upsert_keeps_the_newest(engine: Engine, tenant: str) -> None:
