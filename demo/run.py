@@ -1,5 +1,7 @@
 """`make demo`: a gateway replays a recorded store visit; the orchestrator recognises the
-consenting customer and a push arrives at a local FCM-compatible service.
+consenting customer and a push arrives at a local FCM-compatible service. Then the
+orchestrator stays up with the console open, and a sign-in made for the demo, until
+Ctrl-C.
 
 Everything runs on this machine with embedded defaults: a broker started here
 (Mosquitto, or an in-process MQTT 3.1.1 broker where Mosquitto is missing), SQLite,
@@ -67,6 +69,8 @@ SETTLE_TIMEOUT_S = 30.0
 #: How often a condition waited for is looked at again.
 POLL_INTERVAL_S = 0.1
 FCM_PROJECT = "vitrina-demo"
+#: The console sign-in the demo makes for whoever runs it (an owner of the demo tenant).
+CONSOLE_LOGIN = "owner@demo.example"
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +461,9 @@ def wait_until_settled(
     return latest.published if latest is not None else 0
 
 
-def run_story(*, speed: float = REPLAY_SPEED) -> bool:
+def run_story(*, speed: float = REPLAY_SPEED, stay: bool = True) -> bool:
+    """The story; then, with `stay`, the orchestrator and the console stay up until
+    Ctrl-C."""
     workdir = fresh_workdir()
     tenant_key = secrets.token_hex(32)
     pseudonymizer = Pseudonymizer(TenantKey.from_text(KEY_ID, tenant_key))
@@ -517,9 +523,41 @@ def run_story(*, speed: float = REPLAY_SPEED) -> bool:
             say(f"the orchestrator has stored the {published} events the gateway published, "
                 "handled every trigger and has nothing left to send")
             say(f"{watcher.events} presence events crossed MQTT, every one under a pseudonym")
-            return check_outcome(api, admin_key, customer_ids, fcm_url)
+            ok = check_outcome(api, admin_key, customer_ids, fcm_url)
+            say("demo complete" if ok else "demo finished, but the outcome was not the "
+                "expected one")
         finally:
             watcher.close()
+        if stay:
+            open_console(environment, api)
+            wait_for_interrupt()
+        return ok
+
+
+def open_console(environment: dict[str, str], api: str) -> None:
+    """Make the demo's console sign-in as an operator makes a tenant's first owner
+    (`vitrina-cloud members add`, the password on standard input), and say where to go."""
+    password = secrets.token_urlsafe(12)
+    made = subprocess.run(
+        [CLOUD_COMMAND, "members", "add", "--email", CONSOLE_LOGIN, "--tenant", DEMO_TENANT,
+         "--role", "owner", "--name", "Demo owner", "--password-stdin"],
+        input=f"{password}\n", env={**os.environ, **environment}, capture_output=True,
+        text=True, timeout=STARTUP_TIMEOUT_S, check=False,
+    )
+    if made.returncode != 0:
+        raise RuntimeError(f"could not make the console sign-in: {made.stderr.strip()}")
+    say(f"the console is open at {api}/console: sign in as {CONSOLE_LOGIN} with the "
+        f"password {password} (made for this demo) to see the gateway, the visit, the "
+        "scenario and the push it sent")
+    say("the orchestrator keeps running: press Ctrl-C to stop everything")
+
+
+def wait_for_interrupt() -> None:
+    """Until Ctrl-C: the console stays open meanwhile."""
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    print(flush=True)
+    say("stopping: everything the demo started is being stopped")
 
 
 def replay_speed(text: str) -> float:
@@ -537,16 +575,19 @@ def main(argv: list[str] | None = None) -> None:
         help=f"how many times faster than recorded the gateway replays the five-minute "
              f"visit (default: {REPLAY_SPEED:g}, a pace a person can follow)",
     )
+    parser.add_argument(
+        "--exit", action="store_true",
+        help="stop when the story ends instead of keeping the console open until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     try:
-        ok = run_story(speed=args.speed)
+        ok = run_story(speed=args.speed, stay=not args.exit)
     except KeyboardInterrupt:
         print("\ninterrupted: everything the demo started has been stopped", flush=True)
         raise SystemExit(130) from None
     except (TimeoutError, RuntimeError, httpx.HTTPError) as error:
         say(f"the demo failed: {error}")
         raise SystemExit(1) from None
-    say("demo complete" if ok else "demo finished, but the outcome was not the expected one")
     raise SystemExit(0 if ok else 1)
 
 

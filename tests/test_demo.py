@@ -1,9 +1,11 @@
-"""`make demo` runs the story to the end with either broker, and leaves no process behind,
-also when interrupted with Ctrl-C."""
+"""`make demo` runs the story to the end with either broker, keeps the console open with a
+sign-in made for the demo until Ctrl-C, and leaves no process behind, also when
+interrupted in the middle."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 DEMO = Path(sys.executable).with_name("vitrina-demo")
@@ -49,20 +52,57 @@ def demo_environment(marker: str, broker: str) -> dict[str, str]:
     return {**os.environ, "VITRINA_DEMO_MARKER": marker, "VITRINA_DEMO_BROKER": broker}
 
 
+def sign_in_to_the_console(line: str) -> list[str]:
+    """Sign in with what the demo printed and read, through the API as the console does,
+    what a newcomer is told they will see: the gateway, the visit, the scenario, the push."""
+    found = re.search(r"console is open at (\S+)/console: sign in as (\S+) with the "
+                      r"password (\S+) ", line)
+    assert found is not None, line
+    api, email, password = found.groups()
+    with httpx.Client(base_url=api, timeout=10) as browser:
+        assert browser.get("/console/login").status_code == 200
+        signed = browser.post("/auth/login", json={"email": email, "password": password},
+                              headers={"X-Requested-With": "vitrina-console"})
+        assert signed.status_code == 200, signed.text
+        [membership] = signed.json()["memberships"]
+        tenant = membership["tenant"]
+        assert browser.get(f"/console/t/{tenant}/live").status_code == 200
+        gateways = browser.get(f"/tenants/{tenant}/gateways").json()
+        scenarios = browser.get(f"/tenants/{tenant}/scenarios").json()
+        funnel = browser.get(f"/tenants/{tenant}/analytics/funnel", params={
+            "since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}).json()
+    return [f"gateway {row['gateway']}" for row in gateways] + [
+        f"scenario {row['key']}" for row in scenarios] + [
+        f"sent {row['sent']}" for row in funnel if row["sent"]]
+
+
 @pytest.mark.parametrize("broker", ["auto", "amqtt"])
-def test_the_demo_tells_the_whole_story(broker: str, tmp_path: Path) -> None:
+def test_the_demo_tells_the_whole_story_then_keeps_the_console_open(
+    broker: str, tmp_path: Path
+) -> None:
     marker = f"demo-{uuid.uuid4().hex}"
-    result = subprocess.run(
-        [str(DEMO), "--speed", TEST_SPEED],
-        cwd=tmp_path,
-        env=demo_environment(marker, broker),
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT_S,
-        check=False,
+    demo = subprocess.Popen(
+        [str(DEMO), "--speed", TEST_SPEED], cwd=tmp_path, env=demo_environment(marker, broker),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    assert demo.stdout is not None
+    lines: list[str] = []
+    seen: list[str] = []
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    for line in demo.stdout:
+        lines.append(line)
+        if "console is open at" in line:
+            seen = sign_in_to_the_console(line)
+        if "press Ctrl-C to stop everything" in line or time.monotonic() > deadline:
+            break
+    assert len(processes_marked(marker)) >= 3, "".join(lines)  # demo, fcm, cloud (+ broker)
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    output = "".join(lines) + rest
+    assert demo.returncode == 0, output
+    assert "gateway gw-1" in seen, seen
+    assert "sent 1" in seen, seen
+    assert any(item.startswith("scenario ") for item in seen), seen
     expected_broker = "amqtt" if broker == "amqtt" else "mosquitto"
     for line in [
         f"broker: {expected_broker} on 127.0.0.1:",
@@ -73,6 +113,7 @@ def test_the_demo_tells_the_whole_story(broker: str, tmp_path: Path) -> None:
         "handled every trigger and has nothing left to send",
         "every one under a pseudonym",
         "demo complete",
+        "stopping: everything the demo started is being stopped",
     ]:
         assert line in output, f"missing {line!r} in:\n{output}"
     assert "Traceback" not in output
