@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,6 +151,16 @@ def status_payload(
     return GatewayStatus(
         tenant=tenant, store=store, gateway=gateway, online=online, sent_at=sent_at, **fields
     ).model_dump_json().encode()
+
+
+@dataclass
+class Clock:
+    """A clock the app under test reads (`create_app(..., now=clock)`) and a test moves."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 CONSOLE_PASSWORD = "correct horse battery staple"

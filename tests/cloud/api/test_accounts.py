@@ -18,6 +18,7 @@ from tests.cloud.factories import (
     CONSOLE_PASSWORD,
     FROM_CONSOLE,
     OPERATOR_KEY,
+    Clock,
     add_member,
     bearer,
     cloud_settings,
@@ -29,17 +30,9 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OWNER = "owner@shop.example"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 def console(engine: Engine, migrated_url: str, tenant: str, clock: Clock,

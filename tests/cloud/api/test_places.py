@@ -16,7 +16,7 @@ from cloud.auth.models import Role
 from cloud.db import session_scope
 from cloud.places.models import GeofencePresence
 from cloud.triggers import Trigger
-from tests.cloud.factories import bearer, cloud_settings, issue_key
+from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
 from tests.cloud.places.factories import at_offset
 
 MADRID = (40.4168, -3.7038)
@@ -25,17 +25,9 @@ CIRCLE = {"store": "madrid-01", "dwell_after_s": 300,
           "shape": {"circle": {"lat": MADRID[0], "lon": MADRID[1], "radius_m": 100}}}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 def app_client(engine: Engine, migrated_url: str, tenant: str, clock: Clock, role: Role

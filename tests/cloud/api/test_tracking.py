@@ -29,20 +29,12 @@ from tests.cloud.delivery.queue_helpers import (
     queue_settings,
     token_for,
 )
-from tests.cloud.factories import bearer, issue_key
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.cloud.factories import Clock, bearer, issue_key
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
