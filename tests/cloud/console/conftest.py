@@ -3,7 +3,7 @@ downloaded), against the orchestrator serving on a real port on PostgreSQL.
 
 - `console`: the API and console on a port, with a clock tests can move, and members of
   every role already made;
-- `browser`: one headless chromium for the session; `page`: a fresh browser profile per
+- `browser`: one headless chromium for these tests; `page`: a fresh browser profile per
   test (its own cookies), whose JavaScript errors and failed requests fail the test, and
   whose screen is saved under build/test-artifacts/console/ when a test fails (the
   screenshot tests save the main pages there too).
@@ -79,13 +79,15 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
+    """Playwright's sync API runs an event loop on this thread while it is up: it stops
+    when the browser tests are done, before tests that run loops of their own."""
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
     yield chromium
