@@ -176,16 +176,19 @@ def read_gateways(session: Session, *, tenant: str, now: datetime) -> list[Gatew
 
 
 def read_counts(session: Session, *, tenant: str, now: datetime) -> PresenceCounts:
-    """Per store set up here or seen lately: devices present and entered, per zone."""
+    """Per store set up here, with a gateway, or seen lately: devices present and
+    entered, per zone (a store with none of either is listed with zeros)."""
     names = {store.key: store.name for store in list_stores(session, tenant=tenant)}
+    equipped = {gateway.store for gateway in list_gateways(session, tenant=tenant)}
     return PresenceCounts(
         at=now, present_timeout_s=PRESENT_TIMEOUT.total_seconds(),
-        stores=_stores(presence_now(session, tenant=tenant, now=now), names),
+        stores=_stores(presence_now(session, tenant=tenant, now=now), names, equipped),
     )
 
 
-def _stores(found: PresenceNow, names: dict[str, str]) -> list[StorePresence]:
-    zones: dict[str, dict[str, list[int]]] = {store: {} for store in names}
+def _stores(found: PresenceNow, names: dict[str, str], equipped: set[str]
+            ) -> list[StorePresence]:
+    zones: dict[str, dict[str, list[int]]] = {store: {} for store in {*names, *equipped}}
     for row in found.present:
         zones.setdefault(row.store, {}).setdefault(row.zone, [0, 0])[0] = row.devices
     for row in found.entered_by_zone:
