@@ -551,7 +551,7 @@ def _topics(asked: Iterable[Topic] | None) -> frozenset[Topic]:
                                     "gateway and end events (see the module docs).",
                      "content": {"text/event-stream": {}}}},
 )
-async def live_presence(
+def live_presence(
     caller: MayReadAnalytics, request: Request, session: SessionDep, tenant: str,
     topic: Annotated[list[Topic] | None, Query(
         description="what to send (repeatable); all when left out")] = None,
@@ -564,7 +564,8 @@ async def live_presence(
     """Devices present per store and zone, new presence events and gateway health, as
     server-sent events: a snapshot, then changes as they are stored."""
     # The stream may last minutes: give the request's connection back to the pool now
-    # (authentication is done; the stream reads through its tenant's feed).
+    # (authentication is done; the stream reads through its tenant's feed). A plain
+    # function, so this runs in the thread pool, not on the event loop.
     session.close()
     hub = live_hub(request.app)
     if follow:

@@ -300,10 +300,14 @@ def test_bad_parameters_are_refused_with_the_field_named(live: Live) -> None:
 
 def test_streams_end_when_the_client_goes_and_are_capped(live: Live) -> None:
     hub = live_hub(live.app)
-    with stream(live) as opened:
+    with stream(live) as opened, stream(live) as second:
         opened.next("snapshot")
-        assert hub.streams == 1
-        hub.max_streams = 1
+        second.next("snapshot")
+        assert hub.streams == 2
+        assert len(hub.feeds) == 1  # one poller for the tenant's streams
+        # Open streams hold no database connection (the poller borrows one each second).
+        wait_for(lambda: live.engine.pool.checkedout() == 0, what="no connection held")  # type: ignore[attr-defined]
+        hub.max_streams = 2
         refused = httpx.get(live.path, headers=live.headers, timeout=10)
         assert refused.status_code == 503
         assert refused.headers["retry-after"]
