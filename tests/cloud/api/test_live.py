@@ -6,7 +6,6 @@ the client goes or the server stops."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from tests.cloud.factories import (
     wifi_pseudonym,
 )
 from tests.cloud.running import running_api, wait_for
+from tests.cloud.sse import Sse, sse_events
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -74,30 +74,8 @@ class Live:
         return data
 
 
-@dataclass
-class Sse:
-    name: str
-    data: Any
-    id: str | None
-    retry: int | None
-
-
 def parse(text: str) -> list[Sse]:
-    return list(_events(text.splitlines()))
-
-
-def _events(lines: Iterator[str] | Sequence[str]) -> Iterator[Sse]:
-    fields: dict[str, str] = {}
-    for line in lines:
-        if line == "":
-            if "data" in fields or "event" in fields:
-                yield Sse(name=fields.get("event", "message"), data=json.loads(fields["data"]),
-                          id=fields.get("id"), retry=int(fields["retry"]) if "retry" in fields
-                          else None)
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            fields[name] = value
+    return list(sse_events(text.splitlines()))
 
 
 class Stream:
@@ -105,7 +83,7 @@ class Stream:
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self._events = _events(response.iter_lines())
+        self._events = sse_events(response.iter_lines())
 
     def next(self, name: str | None = None) -> Sse:
         """The next event (of that name: others are passed over)."""
@@ -326,7 +304,7 @@ def test_the_server_stops_promptly_with_a_stream_open(
         with httpx.Client(timeout=20) as client, client.stream(
             "GET", f"{url}/tenants/{tenant}/presence/live", headers=headers
         ) as response:
-            events = _events(response.iter_lines())
+            events = sse_events(response.iter_lines())
             assert next(events).name == "snapshot"
             started = time.monotonic()
             server.__exit__(None, None, None)  # what leaving the context does
