@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from cloud.api import create_app
+from cloud.api.live import end_live_streams
 from cloud.db import (
     is_postgres,
     make_engine,
@@ -245,6 +246,7 @@ async def serve(
 
         async def stop_api_on_signal() -> None:
             await stop.wait()
+            end_live_streams(app)  # uvicorn waits for open streams to end
             server.should_exit = True
 
         watcher = asyncio.create_task(stop_api_on_signal())

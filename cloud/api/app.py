@@ -30,6 +30,7 @@ from cloud.api import (
     console,
     customers,
     keys,
+    live,
     members,
     messages,
     offers,
@@ -52,7 +53,7 @@ MAX_PROBLEMS_SUMMARISED = 10
 def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
-    for module in (customers, messages, keys, members, audit, presence, offers, places,
+    for module in (customers, messages, keys, members, audit, presence, live, offers, places,
                    scenarios, templates, channels):
         router.include_router(module.router)
     return router

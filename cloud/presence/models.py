@@ -26,6 +26,9 @@ class PresenceEventRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_presence_event_store_time", "tenant", "store", "first_seen"),
         Index("ix_presence_event_pseudonym", "tenant", "pseudonym", "first_seen"),
+        # Who is here now and who came in lately (cloud.presence.live): the recent events
+        # of a tenant, however long the table.
+        Index("ix_presence_event_tenant_last_seen", "tenant", "last_seen"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=EventRowId)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlalchemy import Engine
 
+from cloud.api.live import end_live_streams
 from cloud.ingest.consumer import PresenceConsumer
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
@@ -114,5 +115,6 @@ def running_api(app: FastAPI, port: int) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        end_live_streams(app)  # open event streams would keep the server waiting
         server.should_exit = True
         thread.join(timeout=10)

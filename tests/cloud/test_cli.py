@@ -55,6 +55,7 @@ from tests.cloud.factories import (
     wifi_pseudonym,
 )
 from tests.cloud.running import WAIT_S, publish_all, publisher, wait_for
+from tests.cloud.sse import sse_events
 
 #: A clean stop finishes the batch in hand and disconnects: well under this.
 SHUTDOWN_S = 15.0
@@ -276,9 +277,16 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     wifi = {"kind": "wifi_mac", "mac": MAC_OF["juan"]}
     assert shop_app.post(f"{url}/devices", json=wifi).status_code == 201
     assert shop_app.get(f"{url}/messages").status_code == 403
+    # The live stream sees the worker store the event, and stays open until SIGTERM.
+    live = back_office.stream("GET", f"{api}/presence/live",
+                              timeout=httpx.Timeout(WAIT_S, read=WAIT_S))
+    stream = sse_events(live.__enter__().iter_lines())
+    assert next(stream).name == "snapshot"
     enter = make_event(tenant=tenant, pseudonym=wifi_pseudonym(MAC_OF["juan"]))
     with publisher(broker) as client:
         publish_all(client, [(presence_topic(tenant), batch_payload([enter]))])
+    assert next(event for event in stream if event.name == "presence").data["transition"] == (
+        "enter")
     [push] = fcm_server.wait_for(1, timeout_s=WAIT_S)
     assert push.token == token
     messages = wait_for(
@@ -290,6 +298,8 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     assert 'vitrina_ingest_events_total{outcome="new"} 1.0' in metrics
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=SHUTDOWN_S) == 0
+    assert [event.name for event in stream][-1] == "end"  # ended by the server, not cut
+    live.__exit__(None, None, None)
     shop_app.close()
     back_office.close()
     assert_no_raw_identifier(migrated_url, tmp_path / "serve.log", MAC_OF["juan"])

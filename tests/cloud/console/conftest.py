@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -66,6 +67,8 @@ class Console:
     clock: Clock
     #: Members of the tenant by role: their sign-in address.
     emails: dict[str, str] = field(default_factory=dict)
+    #: The app being served (its live streams, for tests that end them).
+    app: FastAPI | None = None
 
     def page_url(self, slug: str) -> str:
         return f"{self.url}/console/t/{self.tenant}/{slug}"
@@ -116,7 +119,7 @@ def console(engine: Engine, migrated_url: str, tenant: str) -> Iterator[Console]
         emails[role.value] = f"{role.value.replace('_', '-')}@shop.example"
         add_member(engine, email=emails[role.value], tenant=tenant, role=role)
     with running_api(app, free_port()) as url:
-        yield Console(url=url, tenant=tenant, engine=engine, clock=clock, emails=emails)
+        yield Console(url=url, tenant=tenant, engine=engine, clock=clock, emails=emails, app=app)
 
 
 @pytest.fixture
