@@ -29,13 +29,13 @@ const ID_RULE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const SAVED_STYLE = { color: "#1f4e79", weight: 2, fillOpacity: 0.15 };
 const DRAFT_STYLE = { color: "#b35c00", weight: 3, fillOpacity: 0.2, dashArray: "6 4" };
 const FIX_STYLE = { radius: 5, color: "#7b1fa2", weight: 2, fillColor: "#ce93d8", fillOpacity: 0.9 };
+const ACCURACY_STYLE = { color: "#7b1fa2", weight: 0, fillOpacity: 0.08, interactive: false };
 // Bringing shapes into view: at most street level, and at once (a view change asked for
 // while an animated one runs would be dropped by Leaflet).
 const FIT = { padding: [40, 40], maxZoom: 18, animate: false };
 // A shape smaller than this on screen (pixels corner to corner) is hard to see, and its
 // handles overlap: opening its form zooms in.
 const SMALL_SHAPE_PX = 40;
-const ACCURACY_STYLE = { color: "#7b1fa2", weight: 0, fillOpacity: 0.08, interactive: false };
 
 const EMPTY_FORM = {
   id: "", store: "", dwell: "300", timezone: "", kind: "circle", lat: "", lon: "",
