@@ -79,13 +79,15 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+#: Playwright's sync API runs an event loop in the test thread while it is open; ended
+#: with this package, so that later tests can start loops of their own (asyncio.run).
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
     yield chromium
