@@ -1,10 +1,11 @@
 """Erasing a customer: everything that identifies them goes, an anonymous record stays.
 
 Deleted: the profile, the consent ledger, devices and tokens, identity links, messages,
-webhooks about them (sent or not), coupons, commerce events and order lines. Their
-presence events are kept for footfall counts but lose the pseudonym (see
-`unlink_presence`), so the store's numbers stay right while nothing leads back to the
-person. The record kept says when and how much, not who.
+webhooks about them (sent or not), coupons, commerce events and order lines, geofence
+stays and the location fixes kept for the map. Their presence events are kept for
+footfall counts but lose the pseudonym (see `unlink_presence`), so the store's numbers
+stay right while nothing leads back to the person. The record kept says when and how
+much, not who.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon
-from cloud.places.models import GeofencePresence
+from cloud.places.models import GeofencePresence, RecentFix
 from cloud.presence.retention import unlink_presence
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
 from cloud.triggers import Trigger
@@ -29,6 +30,7 @@ from cloud.webhooks.outbound import OutboundWebhook
 #: Children first: the order in which rows are deleted (foreign keys point upwards).
 _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
     ("geofence_stays", GeofencePresence),
+    ("recent_location_fixes", RecentFix),
     ("journey_log", JourneyLog),
     ("outbound_webhooks", OutboundWebhook),
     ("journeys", Journey),

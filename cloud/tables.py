@@ -18,7 +18,13 @@ from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord
 from cloud.delivery.receipts import KeptReceipt
 from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
-from cloud.places.models import GeofenceDefinition, GeofencePresence, GeofenceVersion, StoreRow
+from cloud.places.models import (
+    GeofenceDefinition,
+    GeofencePresence,
+    GeofenceVersion,
+    RecentFix,
+    StoreRow,
+)
 from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.templates.crud import MessageTemplate
@@ -60,6 +66,7 @@ __all__ = [
     "OrderLine",
     "OutboundWebhook",
     "PresenceEventRow",
+    "RecentFix",
     "Scenario",
     "StoreRow",
     "Trigger",

@@ -235,6 +235,7 @@ MayRecordConsent = Annotated[Caller, Depends(allowed(Permission.CONSENT_RECORD))
 MayRegisterDevices = Annotated[Caller, Depends(allowed(Permission.DEVICES_REGISTER))]
 MayReadCoupons = Annotated[Caller, Depends(allowed(Permission.COUPONS_READ))]
 MayReportLocations = Annotated[Caller, Depends(allowed(Permission.LOCATIONS_REPORT))]
+MayReadLocations = Annotated[Caller, Depends(allowed(Permission.LOCATIONS_READ))]
 MayReportOpens = Annotated[Caller, Depends(allowed(Permission.OPENS_REPORT))]
 MayReadWebPushKey = Annotated[Caller, Depends(allowed(Permission.WEB_PUSH_KEY))]
 MayReadConfig = Annotated[Caller, Depends(allowed(Permission.CONFIG_READ))]

@@ -21,6 +21,7 @@ from cloud.api.access import (
 )
 from cloud.api.audit import Audit
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep, TenantConfig
+from cloud.channels import LOCATION_MARKETING
 from cloud.customers import crud as customers
 from cloud.customers.models import (
     ConsentCreate,
@@ -35,6 +36,7 @@ from cloud.customers.models import (
 )
 from cloud.customers.triggers import record_signup, record_subscription
 from cloud.erasure import erase_customer
+from cloud.places.recent import forget_recent_fixes, location_granted
 
 router = APIRouter(tags=["customers"])
 
@@ -93,7 +95,14 @@ def record_consent(
     caller: MayRecordConsent, session: SessionDep, now: NowDep, customer: CustomerDep,
     data: ConsentCreate,
 ) -> ConsentPublic:
+    """Append an answer to the customer's consent ledger. An answer that leaves the
+    customer without a grant of location-based marketing forgets the location fixes kept
+    for the map at once."""
     entry = customers.record_consent(session, customer=customer, data=data, now=now)
+    if data.channel == LOCATION_MARKETING and customer.id is not None and not (
+        location_granted(session, customer_id=customer.id)
+    ):
+        forget_recent_fixes(session, customer_id=customer.id)
     session.commit()
     return ConsentPublic.model_validate(entry)
 

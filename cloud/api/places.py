@@ -4,18 +4,21 @@ Admins define stores (PUT/GET/DELETE /tenants/{tenant}/stores/{key}) and geofenc
 (PUT/GET/DELETE /tenants/{tenant}/geofences/{id}, the JSON of `cloud.places.parse`); a bad
 definition is a 422 naming the first problem. The app reports its customer's location
 (POST /tenants/{tenant}/customers/{id}/locations, one fix or a list) and gets back the
-geofences the customer is in and the transitions the report caused.
+geofences the customer is in and the transitions the report caused. The fixes of
+customers who granted location-based marketing are kept for a day, a bounded few, and
+shown next to the geofences (GET /tenants/{tenant}/locations/recent).
 
 Each app instance keeps a `StoredGeofences` (made on first use) and checks the tenant's
 geofence version on every location report, so an instance notices a change made through
 another one at its next request.
 
 A customer whose latest location_marketing answer is "no" gets 403 and nothing of the
-report is kept; their stays are forgotten too.
+report is kept; their stays and kept fixes are forgotten too.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -23,7 +26,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
 from pydantic import Field as FieldInfo
 
-from cloud.api.access import MayReadConfig, MayReportLocations, MayWriteStores
+from cloud.api.access import MayReadConfig, MayReadLocations, MayReportLocations, MayWriteStores
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import NowDep, SessionDep
@@ -51,11 +54,20 @@ from cloud.places.models import (
     GeofencePublic,
     LocationFix,
     LocationOutcome,
+    RecentFixes,
+    RecentFixPublic,
     StayPublic,
     StoreCreate,
     StorePublic,
     StoreRow,
     TransitionPublic,
+)
+from cloud.places.recent import (
+    RECENT_FIX_RETENTION,
+    RECENT_FIXES_PER_TENANT,
+    forget_recent_fixes,
+    keep_recent_fixes,
+    recent_fixes,
 )
 from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError
@@ -92,6 +104,22 @@ GeofencesDep = Annotated[StoredGeofences, Depends(stored_geofences)]
 
 def _unprocessable(error: ValueError) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error))
+
+
+#: The parts of a PlaceError's field path: names, and list positions ("hours.fri[0]",
+#: "shape.coordinates.0.3").
+_PATH_PART = re.compile(r"[^.\[\]]+")
+
+
+def _problem_in_body(error: PlaceError) -> HTTPException:
+    """A definition's problem as FastAPI reports a body's own: a list of problems, each
+    with the location of its field, so a client can show it beside that field."""
+    location: list[str | int] = [
+        int(part) if part.isdigit() else part for part in _PATH_PART.findall(error.field)
+    ]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+        {"type": "value_error", "loc": ["body", *location], "msg": error.reason},
+    ])
 
 
 # Stores
@@ -174,14 +202,16 @@ def put_geofence_route(
 ) -> GeofencePublic:
     """Create or replace a geofence: a circle or GeoJSON polygon, dwell time, optional
     opening hours and its store (see cloud.places.parse); `id`, `tenant` and `timezone`
-    may be left out (the path and the store give them)."""
+    may be left out (the path and the store give them). A bad definition is a 422 whose
+    detail lists the first problem with its field's location, e.g. `["body", "shape",
+    "circle", "radius_m"]`, as for any malformed body."""
     found = get_geofence(session, tenant=tenant, geofence_id=geofence_id)
     before = _geofence_public(found) if found is not None else None
     try:
         row = put_geofence(session, tenant=tenant, geofence_id=geofence_id,
                            definition=definition, now=now)
     except PlaceError as error:
-        raise _unprocessable(error) from None
+        raise _problem_in_body(error) from None
     audit.record("geofence.put", f"geofence:{geofence_id}", before=before,
                  after=_geofence_public(row))
     session.commit()
@@ -264,6 +294,7 @@ def report_locations_route(
     assert customer_id is not None
     if _location_refused(session, customer_id):
         forget_stays(session, customer_id=customer_id)
+        forget_recent_fixes(session, customer_id=customer_id)
         session.commit()
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -282,5 +313,27 @@ def report_locations_route(
     index, version = geofences.index(session, tenant=tenant)
     update = report_locations(session, tenant=tenant, customer_id=customer_id,
                               reports=reports, index=index, now=now)
+    keep_recent_fixes(session, tenant=tenant, customer_id=customer_id, reports=reports, now=now)
     session.commit()
     return _outcome(customer_id, version, update)
+
+
+@router.get("/locations/recent", response_model=RecentFixes)
+def recent_locations_route(
+    caller: MayReadLocations, session: SessionDep, now: NowDep, tenant: str
+) -> RecentFixes:
+    """Where the tenant's app users were lately, newest first: the fixes of the last day
+    (at most a few hundred) of customers whose current answer on location-based marketing
+    is a grant; of nobody else. Each names the customer by id only.
+
+    Needs locations.read: positions of people are personal data, shown to those who
+    place geofences (store operators, owners, admin keys) to check them against real
+    fixes. Marketers read customer profiles and could put names to the positions;
+    analysts work from aggregates; the app's public key reads nothing of anyone else.
+    """
+    return RecentFixes(
+        fixes=[RecentFixPublic(customer_id=row.customer_id, lat=row.lat, lon=row.lon,
+                               accuracy_m=row.accuracy_m, at=row.at)
+               for row in recent_fixes(session, tenant=tenant, now=now)],
+        since=now - RECENT_FIX_RETENTION, limit=RECENT_FIXES_PER_TENANT,
+    )

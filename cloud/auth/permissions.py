@@ -9,7 +9,9 @@ tenant data, only the tenant's keys and members (to hand a tenant its first ones
 Members (`MemberRole`), people signed in to the console:
 - `owner`: everything of the tenant, members and keys included;
 - `marketer`: offers, templates and scenarios, and the customers they are about;
-- `store_operator`: stores, geofences and gateways;
+- `store_operator`: stores, geofences and gateways, and the recent location fixes of
+  consenting app users shown next to the geofences (to place them where phones really
+  report);
 - `analyst`: reads configuration, analytics and the audit log; changes nothing.
 Every member reads the tenant's configuration and analytics.
 """
@@ -49,6 +51,9 @@ class Permission(StrEnum):
     #: A customer's coupons.
     COUPONS_READ = "coupons.read"
     LOCATIONS_REPORT = "locations.report"
+    #: Where consenting app users were in the last day (`cloud.places.recent`): personal
+    #: data, so only for those who place geofences (and owners), not for every reader.
+    LOCATIONS_READ = "locations.read"
     #: The app reports that a push was opened.
     OPENS_REPORT = "opens.report"
     #: The tenant's web push public key, for a browser to subscribe with.
@@ -89,6 +94,6 @@ MEMBER_GRANTS: Mapping[MemberRole, frozenset[Permission]] = {
         Permission.CUSTOMERS_READ, Permission.COUPONS_READ, Permission.OFFERS_WRITE,
         Permission.TEMPLATES_WRITE, Permission.SCENARIOS_WRITE,
     },
-    MemberRole.STORE_OPERATOR: READING | {Permission.STORES_WRITE},
+    MemberRole.STORE_OPERATOR: READING | {Permission.STORES_WRITE, Permission.LOCATIONS_READ},
     MemberRole.ANALYST: READING | {Permission.AUDIT_READ},
 }

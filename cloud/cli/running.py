@@ -12,6 +12,7 @@ import uvicorn
 from cloud.api import create_app
 from cloud.cli.common import Verbose, load_settings
 from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
+from cloud.places.recent import purge_old_fixes
 from cloud.presence.retention import purge_unconsented
 from cloud.service import (
     ALL_STAGES,
@@ -42,17 +43,21 @@ def migrate_command(verbose: Verbose = False) -> None:
 
 @app.command("purge")
 def purge_command(verbose: Verbose = False) -> None:
-    """Replace stable pseudonyms that no consenting customer owns and are over a day old
-    (the worker also does this every few minutes)."""
+    """Replace stable pseudonyms that no consenting customer owns and are over a day old,
+    and delete location fixes kept for the map over a day (the worker also does this
+    every few minutes)."""
     settings = load_settings(verbose)
     engine = make_engine(settings.database_url)
     try:
         with session_scope(engine) as session:
-            rewritten = purge_unconsented(session, now=utc_now(), tenants=list(settings.tenants))
+            now = utc_now()
+            rewritten = purge_unconsented(session, now=now, tenants=list(settings.tenants))
+            dropped = purge_old_fixes(session, now=now)
             session.commit()
     finally:
         engine.dispose()
     typer.echo(f"{rewritten} presence events lost their stable pseudonym")
+    typer.echo(f"{dropped} location fixes older than a day deleted")
 
 
 @app.command("worker")

@@ -44,6 +44,7 @@ from cloud.metrics import (
     INGEST_BATCH_SECONDS,
     PURGED_PSEUDONYMS,
 )
+from cloud.places.recent import purge_old_fixes
 from cloud.presence.retention import purge_unconsented
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
@@ -58,7 +59,8 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 DATABASE_RETRY_PAUSE_S = 1.0
 #: How long a clean stop waits for the network thread to send the last acknowledgements.
 DISCONNECT_GRACE_S = 5.0
-#: Retention runs this often: stable pseudonyms then live at most a day plus this.
+#: Retention runs this often: stable pseudonyms (and the location fixes kept for the
+#: console's map) then live at most a day plus this.
 RETENTION_INTERVAL_S = 15 * 60
 
 
@@ -231,7 +233,7 @@ class PresenceConsumer:
             await asyncio.to_thread(self._disconnect)
 
     async def _retention(self, stop: asyncio.Event) -> None:
-        """Every so often, replace stable pseudonyms that may no longer be kept."""
+        """Every so often, drop what may no longer be kept (`purge_once`)."""
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.purge_once)
@@ -241,13 +243,20 @@ class PresenceConsumer:
                 await asyncio.wait_for(stop.wait(), RETENTION_INTERVAL_S)
 
     def purge_once(self) -> int:
+        """Retention, once: stable pseudonyms older than a day that no consenting customer
+        owns are replaced, and location fixes kept for the map past their day deleted.
+        Returns how many rows changed."""
+        now = self._now()
         with session_scope(self._engine) as session:
-            rewritten = purge_unconsented(session, now=self._now(), tenants=self._tenants)
+            rewritten = purge_unconsented(session, now=now, tenants=self._tenants)
+            dropped = purge_old_fixes(session, now=now)
             session.commit()
         if rewritten:
             PURGED_PSEUDONYMS.inc(rewritten)
             log.info("retention: %d events lost their stable pseudonym", rewritten)
-        return rewritten
+        if dropped:
+            log.info("retention: %d location fixes older than a day deleted", dropped)
+        return rewritten + dropped
 
     async def _next_batch(
         self, stop: asyncio.Event, *, writing: asyncio.Task[None] | None

@@ -11,6 +11,10 @@
 - `geofence_presence`: the tracker's state (`cloud.places.tracker.Stay`) per customer and
   geofence, so every API process and worker decides from the same stays. It is customer
   data: it goes with the customer (foreign key, cascade, and `erase_customer`).
+- `recent_location_fix`: the latest fixes of customers who granted location-based
+  marketing, a bounded few per tenant for a day (`cloud.places.recent`), so that the
+  console's map can show where app users really are next to the geofences drawn for them.
+  Customer data too: cascade, `erase_customer`, and forgotten when consent goes.
 """
 
 from __future__ import annotations
@@ -129,6 +133,46 @@ class GeofencePresence(SQLModel, table=True):
     #: an index (kept up to date when the threshold changes).
     dwell_due_at: datetime = Field(sa_type=UtcDateTime)
     dwell_emitted: bool = False
+
+
+class RecentFix(SQLModel, table=True):
+    """One fix a consenting customer's app reported, kept for the map (see
+    `cloud.places.recent`)."""
+
+    __tablename__ = "recent_location_fix"
+    __table_args__ = (
+        Index("ix_recent_location_fix_tenant_at", "tenant", "at"),
+        Index("ix_recent_location_fix_received", "received_at"),
+        Index("ix_recent_location_fix_customer", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False)
+    )
+    lat: float
+    lon: float
+    accuracy_m: float
+    #: When the phone took the fix (its clock).
+    at: datetime = Field(sa_type=UtcDateTime)
+    #: When the API received it (ours): retention counts from the earlier of the two, so a
+    #: phone whose clock runs ahead cannot keep a fix longer.
+    received_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class RecentFixPublic(SQLModel):
+    customer_id: int = Field(description="the customer's id; nothing else about them")
+    lat: float
+    lon: float
+    accuracy_m: float
+    at: datetime = Field(description="when the phone took the fix")
+
+
+class RecentFixes(SQLModel):
+    fixes: list[RecentFixPublic] = Field(description="newest first")
+    since: datetime = Field(description="fixes older than this are no longer kept")
+    limit: int = Field(description="at most this many fixes are kept per tenant")
 
 
 class LocationFix(SQLModel):

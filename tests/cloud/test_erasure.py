@@ -17,6 +17,9 @@ from cloud.customers.models import (
 )
 from cloud.db import session_scope
 from cloud.messages.queue import enqueue
+from cloud.places.models import RecentFix
+from cloud.places.recent import keep_recent_fixes
+from cloud.places.tracker import LocationReport
 from cloud.presence.crud import insert_events
 from cloud.presence.models import PresenceEventRow
 from cloud.webhooks.inbound import handle_webhook
@@ -46,6 +49,11 @@ def seed(engine: Engine, tenant: str, name: str) -> int:
         assert customer.id is not None
         crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
             channel="push", granted=True, source="app"))
+        crud.record_consent(session, customer=customer, now=START, data=ConsentCreate(
+            channel="location_marketing", granted=True, source="app"))
+        assert keep_recent_fixes(session, tenant=tenant, customer_id=customer.id, now=START,
+                                 reports=[LocationReport(tenant, str(customer.id), 40.4168,
+                                                         -3.7038, 8.0, START)]) == 1
         crud.register_device(
             session, customer=customer, pseudonymizers=[PSEUDONYMIZER], now=START,
             registration=FcmRegistration(kind="fcm", token=f"fcm-token-{name}-0123456789"))
@@ -91,8 +99,8 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
         "presence_events_unlinked": 3, "journey_log": 0, "outbound_webhooks": 1,
         "journeys": 0, "tags": 0,
         "loyalty_entries": 0, "triggers": 2, "messages": 1, "coupons": 0, "order_lines": 1,
-        "commerce_events": 1, "identity_links": 1, "devices": 2, "consents": 1,
-        "geofence_stays": 0,
+        "commerce_events": 1, "identity_links": 1, "devices": 2, "consents": 2,
+        "geofence_stays": 0, "recent_location_fixes": 1,
     }
     with session_scope(engine) as session:
         connection = session.connection()
@@ -108,6 +116,8 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
         # footfall keeps counting Juan's three visits, each day under its own stand-in
         assert session.exec(select(func.count()).select_from(PresenceEventRow)).one() == 6
         assert len(set(pseudonyms)) == 4
+        # the location fix kept for the map goes with Juan; Ana's stays
+        assert session.exec(select(RecentFix.customer_id)).all() == [ana]
         [record] = session.exec(select(ErasureRecord)).all()
         assert record.tenant == tenant
         assert "juan" not in str(record.counts)

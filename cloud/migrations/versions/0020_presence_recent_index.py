@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0020"
-down_revision: str | None = "0017"
+down_revision: str | None = "0018"
 branch_labels = None
 depends_on = None
 

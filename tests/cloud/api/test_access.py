@@ -45,6 +45,9 @@ COUPONS = frozenset({"admin", "app", "owner", "marketer"})
 READ_CONFIG = frozenset({"admin", "owner", "marketer", "store_operator", "analyst"})
 ANALYTICS = READ_CONFIG
 STORES = frozenset({"admin", "owner", "store_operator"})
+#: Where consenting app users were lately: those who place geofences, not every reader
+#: (a marketer could put names to the positions; an analyst needs aggregates only).
+LOCATIONS = frozenset({"admin", "owner", "store_operator"})
 MARKETING = frozenset({"admin", "owner", "marketer"})
 KEYS = frozenset({"admin", "owner", "operator"})
 MEMBERS = KEYS
@@ -106,6 +109,7 @@ POLICY = [
     Route("PUT", "/tenants/{tenant}/geofences/{geofence_id}", STORES, 422),
     Route("GET", "/tenants/{tenant}/geofences/{geofence_id}", READ_CONFIG, 404),
     Route("DELETE", "/tenants/{tenant}/geofences/{geofence_id}", STORES, 404),
+    Route("GET", "/tenants/{tenant}/locations/recent", LOCATIONS, 200),
     Route("GET", "/tenants/{tenant}/messages/{message_id}/attempts", ANALYTICS, 404),
     Route("POST", "/tenants/{tenant}/messages/{message_id}/opened", APP_OR_ADMIN, 404),
     Route("GET", "/tenants/{tenant}/offers", READ_CONFIG, 200),

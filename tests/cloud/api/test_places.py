@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from cloud.api import create_app
 from cloud.auth.models import Role
 from cloud.db import session_scope
-from cloud.places.models import GeofencePresence
+from cloud.places.models import GeofencePresence, RecentFix
 from cloud.triggers import Trigger
 from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
 from tests.cloud.places.factories import at_offset
@@ -74,10 +74,18 @@ def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> N
                     json={**CIRCLE, "shape": {"circle": {"lat": 91.0, "lon": 0.0,
                                                          "radius_m": 10}}})
     assert bad.status_code == 422
-    assert bad.json()["detail"].startswith("shape.circle.lat: must be within [-90, 90]")
+    [problem] = bad.json()["detail"]
+    assert problem["loc"] == ["body", "shape", "circle", "lat"]
+    assert problem["msg"].startswith("must be within [-90, 90]")
     no_store = admin.put(f"{base}/geofences/ring", json={**CIRCLE, "store": "nowhere"})
     assert no_store.status_code == 422
-    assert no_store.json()["detail"].startswith("store: is not a store of this tenant")
+    [problem] = no_store.json()["detail"]
+    assert problem["loc"] == ["body", "store"]
+    assert problem["msg"].startswith("is not a store of this tenant")
+    late = admin.put(f"{base}/geofences/ring",
+                     json={**CIRCLE, "hours": {"fri": [["09:30", "21:00"], ["22:00", "2:00"]]}})
+    assert [problem["loc"] for problem in late.json()["detail"]] == [
+        ["body", "hours", "fri", 1, 1]]
     assert admin.put(f"{base}/geofences/ring", json=[1, 2]).status_code == 422
     listed = admin.get(f"{base}/geofences").json()
     assert (listed["version"], [g["id"] for g in listed["geofences"]]) == (1, ["centro"])
@@ -172,3 +180,40 @@ def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
         assert bad.status_code == 422, body
         assert "91.0" not in bad.text
     assert admin.post(f"{base}/customers/999999/locations", json=fix(0.0)).status_code == 404
+
+
+def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
+    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
+) -> None:
+    """The app reports for three customers; the map gets the fixes of the one who
+    granted location-based marketing, by id only, until consent goes or a day passes."""
+    base = f"/tenants/{tenant}"
+    yes, unanswered, withdrawn = (new_customer(admin, tenant) for _ in range(3))
+    for customer in (yes, withdrawn):
+        assert admin.post(f"{base}/customers/{customer}/consent", json={
+            "channel": "location_marketing", "granted": True, "source": "app"},
+        ).status_code == 201
+    with app_client(engine, migrated_url, tenant, clock, Role.APP) as app:
+        for customer in (yes, unanswered, withdrawn):
+            response = app.post(f"{base}/customers/{customer}/locations", json=[
+                fix(0.0, at=(NOW - timedelta(minutes=5)).isoformat()), fix(20.0)])
+            assert response.status_code == 200, response.text
+        assert app.get(f"{base}/locations/recent").status_code == 403  # the app: no
+    shown = admin.get(f"{base}/locations/recent").json()
+    assert [(row["customer_id"], row["at"][:19]) for row in shown["fixes"]] == [
+        (withdrawn, "2026-06-01T10:00:00"), (yes, "2026-06-01T10:00:00"),
+        (withdrawn, "2026-06-01T09:55:00"), (yes, "2026-06-01T09:55:00")]
+    assert set(shown["fixes"][0]) == {"customer_id", "lat", "lon", "accuracy_m", "at"}
+    assert (shown["since"][:19], shown["limit"]) == ("2026-05-31T10:00:00", 500)
+    # withdrawing consent forgets the kept fixes at once
+    assert admin.post(f"{base}/customers/{withdrawn}/consent", json={
+        "channel": "location_marketing", "granted": False, "source": "app"},
+    ).status_code == 201
+    assert {row["customer_id"] for row in admin.get(f"{base}/locations/recent").json()[
+        "fixes"]} == {yes}
+    with session_scope(engine) as session:
+        kept = session.exec(select(RecentFix.customer_id).distinct()).all()
+    assert kept == [yes]
+    # a day on, nothing is shown (the worker's retention deletes the rows)
+    clock.now = NOW + timedelta(days=1, seconds=1)
+    assert admin.get(f"{base}/locations/recent").json()["fixes"] == []
