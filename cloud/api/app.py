@@ -45,6 +45,7 @@ from cloud.api.access import tenant_scope
 from cloud.api.operations import WorkerState, operations_router
 from cloud.db import make_engine, utc_now
 from cloud.settings import Settings
+from shared.errors import spread_located
 
 #: Problems listed in a 422's message (all of them are in its `detail`).
 MAX_PROBLEMS_SUMMARISED = 10
@@ -103,8 +104,9 @@ def _validation_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = []
     for item in error.errors():
-        location = [str(part) for part in item.get("loc", ())]
-        problems.append({"loc": location, "msg": item.get("msg", ""), "type": item.get("type", "")})
+        for problem in spread_located(item):
+            location = [str(part) for part in problem["loc"]]
+            problems.append({"loc": location, "msg": problem["msg"], "type": problem["type"]})
     summary = "; ".join(
         f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}"
         for p in problems[:MAX_PROBLEMS_SUMMARISED]

@@ -25,7 +25,7 @@ from cloud.scenarios.catalog import (
 )
 from cloud.scenarios.funnel import FunnelRow, funnel
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
-from cloud.scenarios.spec import IssueCouponStep, OfferChoice, ScenarioSpec, SendStep
+from cloud.scenarios.spec import IssueCouponStep, OfferChoice, Problem, ScenarioSpec, SendStep
 from cloud.templates.crud import load_template
 from cloud.triggers import Trigger, TriggerKind
 
@@ -68,25 +68,48 @@ def _public(row: Scenario) -> ScenarioSaved:
     )
 
 
-def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> list[str]:
+def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> list[Problem]:
     """Templates and offers a scenario names that do not exist: refused at save time, not
-    discovered when the first customer should have got the message."""
-    problems = [
-        f"template {key!r} has no {channel} version"
-        for key, channel in sorted(spec.templates())
-        if load_template(session, tenant=tenant, key=key, channel=channel, locale=None) is None
-    ]
-    choices: list[OfferChoice] = []
-    for step in spec.steps:
+    discovered when the first customer should have got the message. Each problem is
+    placed at the step and field naming the missing thing."""
+    problems: list[Problem] = []
+
+    def template(where: tuple[str | int, ...], key: str, channels: Sequence[str]) -> None:
+        problems.extend(
+            (where, f"template {key!r} has no {channel} version")
+            for channel in channels
+            if load_template(session, tenant=tenant, key=key, channel=channel,
+                             locale=None) is None
+        )
+
+    def offer(where: tuple[str | int, ...], choice: OfferChoice | None) -> None:
+        if choice is not None and choice.key is not None and get_offer(
+            session, tenant=tenant, key=choice.key
+        ) is None:
+            problems.append(((*where, "key"), f"offer {choice.key!r} does not exist"))
+
+    for index, step in enumerate(spec.steps):
+        at: tuple[str | int, ...] = ("steps", index, step.type)
         if isinstance(step, SendStep):
-            choices += [step.offer] if step.offer else []
-            choices += [o.offer for o in step.variants.values() if o.offer]
+            template((*at, "template"), step.template, step.channels)
+            offer((*at, "offer"), step.offer)
+            for name, override in sorted(step.variants.items()):
+                if override.template is not None:
+                    template((*at, "variants", name, "template"), override.template,
+                             step.channels)
+                offer((*at, "variants", name, "offer"), override.offer)
         elif isinstance(step, IssueCouponStep):
-            choices.append(step.offer)
-    for choice in choices:
-        if choice.key is not None and get_offer(session, tenant=tenant, key=choice.key) is None:
-            problems.append(f"offer {choice.key!r} does not exist")
+            offer((*at, "offer"), step.offer)
     return problems
+
+
+def unprocessable(problems: Sequence[Problem]) -> HTTPException:
+    """422 in the shape of a validation error: each problem at its place in the body, so
+    a client shows it where it belongs."""
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+        {"loc": ["body", *map(str, loc)], "msg": message, "type": "value_error"}
+        for loc, message in problems
+    ])
 
 
 @router.put("/scenarios/{key}", response_model=ScenarioSaved)
@@ -96,12 +119,10 @@ def put_scenario(
 ) -> ScenarioSaved:
     """Save a scenario (a new version when it exists) and switch it on."""
     if spec.key != key:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"the body's key must be {key!r}"
-        )
+        raise unprocessable([(("key",), f"the body's key must be {key!r}, as in the path")])
     problems = missing_references(session, tenant=tenant, spec=spec)
     if problems:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(problems))
+        raise unprocessable(problems)
     found = get_scenario(session, tenant=tenant, key=key)
     before = _public(found) if found is not None else None
     row = save_scenario(session, tenant=tenant, spec=spec, now=now)

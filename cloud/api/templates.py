@@ -206,10 +206,11 @@ def _saved(session: SessionDep, tenant: str, data: PreviewRequest
 
 @router.post("/templates/preview", response_model=PreviewPublic)
 def preview_route(
-    caller: MayWriteTemplates, session: SessionDep, tenant: str, data: PreviewRequest,
+    caller: MayReadConfig, session: SessionDep, tenant: str, data: PreviewRequest,
 ) -> PreviewPublic:
     """The template rendered for the sample customer (with `context` laid over it), and
-    warnings: SMS segments and encoding, texts that some screens cut."""
+    warnings: SMS segments and encoding, texts that some screens cut. It changes nothing
+    and shows no customer's data, so whoever reads templates may preview them."""
     key: str | None = None
     version: int | None = None
     try:

@@ -19,7 +19,15 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 from cloud.channels import Channel, ConsentKind
 
@@ -193,11 +201,40 @@ class NotCondition(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-Condition = (
-    AllCondition | AnyCondition | NotCondition | TagCondition | ProfileCondition
-    | ConsentCondition | PurchasedCondition | MessageCondition | SpendCondition
-    | SinceCondition | TriggerCondition
-)
+#: Each kind of condition by the one key that names it ({"tag": ...}, {"all": [...]}).
+CONDITION_KINDS: Mapping[str, type[BaseModel]] = {
+    "all": AllCondition, "any": AnyCondition, "not": NotCondition, "tag": TagCondition,
+    "profile": ProfileCondition, "consent": ConsentCondition,
+    "purchased": PurchasedCondition, "message": MessageCondition, "spend": SpendCondition,
+    "since": SinceCondition, "trigger": TriggerCondition,
+}
+_KIND_OF_MODEL = {model: kind for kind, model in CONDITION_KINDS.items()}
+
+
+def condition_kind(value: Any) -> str | None:
+    """Which kind of condition `value` is, by the key naming it; None when it names none
+    or several. Choosing the kind first means a mistake is reported once, inside the
+    condition meant (its tag's pattern), not once for every kind it is not."""
+    if isinstance(value, BaseModel):
+        return _KIND_OF_MODEL.get(type(value))
+    if isinstance(value, Mapping):
+        named = [kind for kind in CONDITION_KINDS if kind in value]
+        return named[0] if len(named) == 1 else None
+    return None
+
+
+Condition = Annotated[
+    Annotated[AllCondition, Tag("all")] | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")] | Annotated[TagCondition, Tag("tag")]
+    | Annotated[ProfileCondition, Tag("profile")] | Annotated[ConsentCondition, Tag("consent")]
+    | Annotated[PurchasedCondition, Tag("purchased")]
+    | Annotated[MessageCondition, Tag("message")] | Annotated[SpendCondition, Tag("spend")]
+    | Annotated[SinceCondition, Tag("since")] | Annotated[TriggerCondition, Tag("trigger")],
+    Discriminator(
+        condition_kind, custom_error_type="condition_kind",
+        custom_error_message="a condition names exactly one of: " + ", ".join(CONDITION_KINDS),
+    ),
+]
 
 for _model in (AllCondition, AnyCondition, NotCondition):
     _model.model_rebuild()

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, m
 from cloud.channels import Channel
 from cloud.scenarios.conditions import AttributeFilter, Condition, FactKind, facts_read
 from cloud.triggers import TriggerKind
+from shared.errors import LocatedError
 
 #: The step id every jump may name to end a journey.
 END = "end"
@@ -39,6 +40,8 @@ Key = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 StepId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
 Duration = Annotated[timedelta, Field(gt=timedelta(0), le=MAX_WAIT)]
+#: A problem a validator found: where below the model it is, and what is wrong.
+Problem = tuple[tuple[str | int, ...], str]
 
 
 class _Model(BaseModel):
@@ -77,11 +80,14 @@ class Entry(_Model):
             TriggerKind.DATE: ("date_field", self.date_field),
             TriggerKind.SPEND_CHANGED: ("spend_crosses", self.spend_crosses),
         }
+        problems: list[Problem] = []
         for kind, (name, value) in needs.items():
             if self.event is kind and value is None:
-                raise ValueError(f"an entry on {kind.value!r} needs {name}")
+                problems.append(((name,), f"an entry on {kind.value!r} needs {name}"))
             if self.event is not kind and value is not None:
-                raise ValueError(f"{name} applies only to entries on {kind.value!r}")
+                problems.append(((name,), f"{name} applies only to entries on {kind.value!r}"))
+        if problems:
+            raise LocatedError(problems)
         return self
 
 
@@ -150,15 +156,17 @@ class SendStep(_Model):
 
     @model_validator(mode="after")
     def _coupon_needs_offer(self) -> Self:
+        problems: list[Problem] = []
         if self.coupon is not None and self.offer is None:
-            raise ValueError(f"step {self.id!r}: a coupon needs an offer")
+            problems.append((("coupon",), f"step {self.id!r}: a coupon needs an offer"))
         if len(set(self.channels)) != len(self.channels):
-            raise ValueError(f"step {self.id!r}: a channel is listed twice")
-        offers = self.offer is not None or any(
-            override.offer is not None for override in self.variants.values()
-        )
-        if self.transactional and offers:
-            raise ValueError(f"step {self.id!r}: a transactional send carries no offer")
+            problems.append((("channels",), f"step {self.id!r}: a channel is listed twice"))
+        overriding = sorted(key for key, override in self.variants.items() if override.offer)
+        if self.transactional and (self.offer is not None or overriding):
+            where = ("offer",) if self.offer is not None else ("variants", overriding[0])
+            problems.append((where, f"step {self.id!r}: a transactional send carries no offer"))
+        if problems:
+            raise LocatedError(problems)
         return self
 
 
@@ -267,28 +275,55 @@ class ScenarioSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        ids = [step.id for step in self.steps]
-        duplicated = sorted({step_id for step_id in ids if ids.count(step_id) > 1})
-        if duplicated:
-            raise ValueError(f"step ids must be unique: {', '.join(duplicated)}")
-        if END in ids:
-            raise ValueError(f"{END!r} is reserved for ending the journey")
-        known = set(ids) | {END}
-        for step in self.steps:
-            for target in jump_targets(step):
-                if target not in known:
-                    raise ValueError(f"step {step.id!r} jumps to unknown step {target!r}")
-        variant_keys = [variant.key for variant in self.variants]
-        if len(set(variant_keys)) != len(variant_keys):
-            raise ValueError("variant keys must be unique")
-        for step in self.steps:
-            if isinstance(step, SendStep):
-                unknown = sorted(set(step.variants) - set(variant_keys))
-                if unknown:
-                    raise ValueError(
-                        f"step {step.id!r} overrides unknown variants: {', '.join(unknown)}"
-                    )
+        """Checks across steps, each problem placed at the step and field concerned (as
+        ["steps", 2, "wait", "next"]), so an editor can show it there."""
+        problems = [*self._step_id_problems(), *self._jump_problems(),
+                    *self._variant_problems()]
+        if problems:
+            raise LocatedError(problems)
         return self
+
+    def _step_id_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+        seen: set[str] = set()
+        for index, step in enumerate(self.steps):
+            where = ("steps", index, step.type, "id")
+            if step.id == END:
+                problems.append((where, f"{END!r} is reserved for ending the journey"))
+            elif step.id in seen:
+                problems.append(
+                    (where, f"step id {step.id!r} is used twice: step ids must be unique")
+                )
+            seen.add(step.id)
+        return problems
+
+    def _jump_problems(self) -> list[Problem]:
+        known = {step.id for step in self.steps} | {END}
+        return [
+            (("steps", index, step.type, field),
+             f"step {step.id!r} jumps to unknown step {target!r}")
+            for index, step in enumerate(self.steps)
+            for field, target in jumps(step)
+            if target not in known
+        ]
+
+    def _variant_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
+        variant_keys: set[str] = set()
+        for index, variant in enumerate(self.variants):
+            if variant.key in variant_keys:
+                problems.append((("variants", index, "key"),
+                                 f"variant {variant.key!r} is listed twice: variant keys "
+                                 "must be unique"))
+            variant_keys.add(variant.key)
+        for index, step in enumerate(self.steps):
+            if isinstance(step, SendStep):
+                problems.extend(
+                    (("steps", index, step.type, "variants", name),
+                     f"step {step.id!r} overrides unknown variant {name!r}")
+                    for name in sorted(set(step.variants) - variant_keys)
+                )
+        return problems
 
     def step_index(self, step_id: str) -> int:
         for index, step in enumerate(self.steps):
@@ -322,11 +357,17 @@ class ScenarioSpec(_Model):
         return found
 
 
-def jump_targets(step: Step) -> list[str]:
+def jumps(step: Step) -> list[tuple[str, str]]:
+    """The step's jumps as (field as written, target step id): `yes`/`no` of a wait for
+    an event, `then`/`else` of a branch, `next` of the others."""
     if isinstance(step, WaitForEventStep):
-        targets = [step.yes, step.no]
+        named = [("yes", step.yes), ("no", step.no)]
     elif isinstance(step, BranchStep):
-        targets = [step.then, step.otherwise]
+        named = [("then", step.then), ("else", step.otherwise)]
     else:
-        targets = [step.next]
-    return [target for target in targets if target is not None]
+        named = [("next", step.next)]
+    return [(field, target) for field, target in named if target is not None]
+
+
+def jump_targets(step: Step) -> list[str]:
+    return [target for _, target in jumps(step)]

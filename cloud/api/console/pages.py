@@ -47,6 +47,8 @@ class Page:
     needs: Permission
     #: The nav group it is listed under.
     group: str
+    #: Where else the page may show images from (the content policy's img-src).
+    images_from: tuple[str, ...] = ()
 
 
 #: Every page of a tenant, in the order the navigation lists them.
@@ -57,7 +59,8 @@ PAGES = (
     Page("geofences", "Geofences", Permission.CONFIG_READ, "Set up"),
     Page("offers", "Offers & coupons", Permission.CONFIG_READ, "Market"),
     Page("scenarios", "Scenarios", Permission.CONFIG_READ, "Market"),
-    Page("templates", "Templates", Permission.CONFIG_READ, "Market"),
+    # Previews show the pictures templates name (the shop's CDN, wherever it is).
+    Page("templates", "Templates", Permission.CONFIG_READ, "Market", images_from=("https:",)),
     Page("dead-letters", "Dead letters", Permission.CONFIG_READ, "Administer"),
     Page("keys", "API keys", Permission.KEYS_MANAGE, "Administer"),
     Page("members", "Members", Permission.MEMBERS_MANAGE, "Administer"),
@@ -68,18 +71,20 @@ PAGE_BY_SLUG = {page.slug: page for page in PAGES}
 LANDING_ORDER = ("live", "stores", "offers")
 
 
-def _security_headers(response: Response, *, nonce: str, settings: Settings) -> Response:
+def _security_headers(response: Response, *, nonce: str, settings: Settings,
+                      images_from: tuple[str, ...] = ()) -> Response:
     """A strict content policy: scripts only from here (and the page's own import map,
     by nonce), nothing framed, no form posted elsewhere. Tiles may come from the one
-    tile server configured."""
+    tile server configured, and a page's images from where it says (`Page.images_from`)."""
     tiles = settings.console.map_tiles_url
     tile_origin = ""
     if tiles:
         parts = urlsplit(tiles.replace("{s}", "a"))
         tile_origin = f" {parts.scheme}://{parts.netloc.replace('a.', '*.', 1)}"
+    image_sources = "".join(f" {source}" for source in images_from)
     response.headers["Content-Security-Policy"] = (
         f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
-        f"style-src 'self' 'unsafe-inline'; img-src 'self' data:{tile_origin}; "
+        f"style-src 'self' 'unsafe-inline'; img-src 'self' data:{tile_origin}{image_sources}; "
         "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
         "frame-ancestors 'none'; form-action 'self'"
     )
@@ -96,7 +101,9 @@ def render(request: Request, template: str, *, settings: Settings,
         request, template, {"nonce": nonce, "static": STATIC_URL, **context},
         status_code=code,
     )
-    return _security_headers(response, nonce=nonce, settings=settings)
+    page = context.get("page")
+    images_from = page.images_from if isinstance(page, Page) else ()
+    return _security_headers(response, nonce=nonce, settings=settings, images_from=images_from)
 
 
 def _member_of(caller: Caller) -> SignedIn:

@@ -127,7 +127,7 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/stores/{key}", READ_CONFIG, 404),
     Route("DELETE", "/tenants/{tenant}/stores/{key}", STORES, 404),
     Route("GET", "/tenants/{tenant}/templates", READ_CONFIG, 200),
-    Route("POST", "/tenants/{tenant}/templates/preview", MARKETING, 422),
+    Route("POST", "/tenants/{tenant}/templates/preview", READ_CONFIG, 422),
     Route("PUT", TEMPLATE, MARKETING, 422),
     Route("GET", TEMPLATE, READ_CONFIG, 404),
     Route("DELETE", TEMPLATE, MARKETING, 404),

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cloud.scenarios.conditions import FactKind
 from cloud.scenarios.spec import Entry, OfferChoice, ScenarioSpec, SendStep, WaitStep
+from shared.errors import describe_validation_error, spread_located
 
 
 def scenario(**changes: Any) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def test_every_step_type_and_jump_is_accepted() -> None:
     ({"steps": [{"id": "a", "type": "send", "channels": ["sms"], "template": "t",
                  "coupon": {"valid_for": "P1D"}}]}, "needs an offer"),
     ({"steps": [{"id": "a", "type": "send", "channels": ["sms"], "template": "t",
-                 "variants": {"z": {"template": "u"}}}]}, "unknown variants"),
+                 "variants": {"z": {"template": "u"}}}]}, "unknown variant 'z'"),
     ({"steps": [{"id": "a", "type": "send", "channels": ["email"], "template": "t",
                  "transactional": True, "offer": {"key": "dryer20"}}]}, "carries no offer"),
     ({"variants": [{"key": "b"}],
@@ -97,6 +98,67 @@ def test_every_step_type_and_jump_is_accepted() -> None:
 def test_inconsistent_scenarios_are_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ScenarioSpec.model_validate(scenario(**changes))
+
+
+def problems_of(document: dict[str, Any]) -> list[tuple[list[str | int], str]]:
+    """Each problem of an invalid document where an editor shows it: its place, its text."""
+    with pytest.raises(ValidationError) as raised:
+        ScenarioSpec.model_validate(document)
+    return [(problem["loc"], problem["msg"])
+            for item in raised.value.errors() for problem in spread_located(item)]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"steps": [{"id": "w", "type": "wait", "for": "PT1M", "next": "s"},
+                {"id": "s", "type": "tag", "add": ["x"], "next": "nowhere"}]},
+     [(["steps", 1, "tag", "next"], "step 's' jumps to unknown step 'nowhere'")]),
+    ({"steps": [{"id": "w", "type": "wait_for", "event": "order.created", "timeout": "P1D",
+                 "yes": "gone"},
+                {"id": "b", "type": "branch", "if": {"tag": "vip"}, "else": "lost"}]},
+     [(["steps", 0, "wait_for", "yes"], "step 'w' jumps to unknown step 'gone'"),
+      (["steps", 1, "branch", "else"], "step 'b' jumps to unknown step 'lost'")]),
+    ({"steps": [{"id": "a", "type": "wait", "for": "PT1M"},
+                {"id": "a", "type": "tag", "add": ["x"]},
+                {"id": "end", "type": "tag", "add": ["y"]}]},
+     [(["steps", 1, "tag", "id"], "step id 'a' is used twice: step ids must be unique"),
+      (["steps", 2, "tag", "id"], "'end' is reserved for ending the journey")]),
+    ({"variants": [{"key": "a"}, {"key": "a"}]},
+     [(["variants", 1, "key"], "variant 'a' is listed twice: variant keys must be unique")]),
+    ({"steps": [{"id": "a", "type": "wait", "for": "PT1M"},
+                {"id": "s", "type": "send", "channels": ["sms"], "template": "t",
+                 "variants": {"z": {"template": "u"}}}]},
+     [(["steps", 1, "send", "variants", "z"], "step 's' overrides unknown variant 'z'")]),
+    ({"steps": [{"id": "a", "type": "send", "channels": ["sms", "sms"], "template": "t",
+                 "coupon": {"valid_for": "P1D"}}]},
+     [(["steps", 0, "send", "coupon"], "step 'a': a coupon needs an offer"),
+      (["steps", 0, "send", "channels"], "step 'a': a channel is listed twice")]),
+    ({"entry": {"event": "inactivity", "spend_crosses": "10"}},
+     [(["entry", "inactive_days"], "an entry on 'inactivity' needs inactive_days"),
+      (["entry", "spend_crosses"], "spend_crosses applies only to entries on 'spend.changed'")]),
+    ({"steps": [{"id": "b", "type": "branch", "if": {"tag": "Not A Tag"}}]},
+     [(["steps", 0, "branch", "if", "tag", "tag"],
+       "String should match pattern '^[a-z0-9][a-z0-9_.:-]{0,63}$'")]),
+    ({"steps": [{"id": "b", "type": "branch",
+                 "if": {"all": [{"tag": "x"}, {"tag": "y", "spend": {"value": 1}}]}}]},
+     [(["steps", 0, "branch", "if", "all", "all", 1],
+       "a condition names exactly one of: all, any, not, tag, profile, consent, purchased, "
+       "message, spend, since, trigger")]),
+])
+def test_problems_are_placed_at_the_step_and_field_they_concern(
+    changes: dict[str, Any], expected: list[tuple[list[str | int], str]]
+) -> None:
+    assert problems_of(scenario(**changes)) == expected
+
+
+def test_a_summary_of_the_problems_names_each_place() -> None:
+    """Where a scenario is read outside the API (a log, a command), problems read the same."""
+    with pytest.raises(ValidationError) as raised:
+        ScenarioSpec.model_validate(scenario(steps=[
+            {"id": "a", "type": "wait", "for": "PT1M", "next": "x"},
+            {"id": "a", "type": "tag", "add": ["y"]}]))
+    assert describe_validation_error(raised.value) == (
+        "steps.1.tag.id: step id 'a' is used twice: step ids must be unique; "
+        "steps.0.wait.next: step 'a' jumps to unknown step 'x'")
 
 
 @pytest.mark.parametrize(("entry", "ok"), [

@@ -1,0 +1,117 @@
+"""Scenarios over HTTP: saved, read back and saved again unchanged, switched off and on
+again, and refused with each problem placed at the step and field it concerns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from cloud.api import create_app
+from tests.cloud.factories import bearer, cloud_settings, issue_key
+from tests.cloud.offers.factories import offer_body
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+PUSH = {"parts": {"title": "Hola {{ customer.first_name }}", "body": "Tu carrito te espera"}}
+
+
+def cart(**changes: Any) -> dict[str, Any]:
+    """Every kind of jump: a wait, a wait for an order with its yes and no, a branch."""
+    document: dict[str, Any] = {
+        "key": "cart", "name": "Cart reminder",
+        "entry": {"event": "cart.abandoned", "cooldown": "P1D"},
+        "conditions": {"not": {"tag": "staff"}},
+        "exit_on": ["order.created"], "holdout_percent": 10,
+        "variants": [{"key": "a"}, {"key": "b", "weight": 2}],
+        "caps": [{"max": 2, "per": "P7D"}],
+        "steps": [
+            {"id": "pause", "type": "wait", "for": "PT15M"},
+            {"id": "remind", "type": "send", "channels": ["push"], "template": "cart",
+             "offer": {"key": "dryers-20"}, "coupon": {"valid_for": "PT24H"},
+             "variants": {"b": {"template": "cart"}}},
+            {"id": "bought", "type": "wait_for", "event": "order.created", "timeout": "P1D",
+             "yes": "thank", "no": "vip"},
+            {"id": "vip", "type": "branch", "if": {"tag": "vip"}, "then": "credit",
+             "else": "end"},
+            {"id": "credit", "type": "loyalty_credit", "amount": "5.00", "currency": "EUR",
+             "next": "end"},
+            {"id": "thank", "type": "tag", "add": ["buyer"]},
+        ],
+    }
+    document.update(changes)
+    return document
+
+
+@pytest.fixture
+def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClient]:
+    """The tenant's admin, with the template and offer the scenario names."""
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url)
+    app = create_app(settings, engine=engine, now=lambda: NOW)
+    with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as test_client:
+        saved = test_client.put(f"/tenants/{tenant}/templates/cart/push/es-ES", json=PUSH)
+        assert saved.status_code == 200, saved.text
+        offered = test_client.put(f"/tenants/{tenant}/offers/dryers-20", json=offer_body())
+        assert offered.status_code == 201, offered.text
+        yield test_client
+
+
+def test_a_scenario_read_back_saves_again_unchanged_and_is_switched_off_and_on(
+    client: TestClient, tenant: str
+) -> None:
+    url = f"/tenants/{tenant}/scenarios/cart"
+    saved = client.put(url, json=cart())
+    assert saved.status_code == 200, saved.text
+    assert (saved.json()["version"], saved.json()["active"]) == (1, True)
+    read = client.get(url).json()
+    assert read["spec"]["steps"][0] == {"id": "pause", "type": "wait", "for": "PT15M",
+                                        "next": None}
+    assert read["spec"]["conditions"] == {"not": {"tag": "staff"}}
+    # What the API gives is what it takes: an editor can send back what it read.
+    again = client.put(url, json=read["spec"])
+    assert again.status_code == 200, again.text
+    assert again.json()["spec"] == read["spec"]
+    assert again.json()["version"] == 2
+
+    off = client.delete(url)
+    assert off.status_code == 200
+    assert client.get(url).json()["active"] is False
+    listed = client.get(f"/tenants/{tenant}/scenarios").json()
+    assert [(row["key"], row["active"]) for row in listed] == [("cart", False)]
+    # Saving it again is how it comes back on.
+    on = client.put(url, json=client.get(url).json()["spec"])
+    assert (on.json()["active"], on.json()["version"]) == (True, 4)
+
+
+def problems(response: Any) -> list[tuple[list[str], str]]:
+    assert response.status_code == 422, response.text
+    return [(problem["loc"], problem["msg"]) for problem in response.json()["detail"]]
+
+
+def test_problems_come_back_at_the_step_and_field_they_concern(
+    client: TestClient, tenant: str
+) -> None:
+    url = f"/tenants/{tenant}/scenarios/cart"
+    steps = cart()["steps"]
+    no_timeout = [steps[0], {**steps[2], "timeout": None}]
+    assert problems(client.put(url, json=cart(steps=no_timeout))) == [
+        (["body", "steps", "1", "wait_for", "timeout"], "Input should be a valid timedelta")]
+
+    lost = [*steps[:3], {**steps[3], "else": "nowhere"}, *steps[4:]]
+    assert problems(client.put(url, json=cart(steps=lost))) == [
+        (["body", "steps", "3", "branch", "else"], "step 'vip' jumps to unknown step 'nowhere'")]
+
+    missing = [steps[0], {**steps[1], "template": "gone", "offer": {"key": "no-such"},
+                          "variants": {"a": {"template": "gone-too"}}}, *steps[2:]]
+    assert problems(client.put(url, json=cart(steps=missing))) == [
+        (["body", "steps", "1", "send", "template"], "template 'gone' has no push version"),
+        (["body", "steps", "1", "send", "offer", "key"], "offer 'no-such' does not exist"),
+        (["body", "steps", "1", "send", "variants", "a", "template"],
+         "template 'gone-too' has no push version"),
+    ]
+    assert problems(client.put(f"/tenants/{tenant}/scenarios/other", json=cart())) == [
+        (["body", "key"], "the body's key must be 'other', as in the path")]
+    assert client.get(url).status_code == 404  # nothing refused was saved
