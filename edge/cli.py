@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     pace.add_argument("--max-speed", action="store_true", help="replay as fast as possible")
     replay.add_argument(
+        "--now",
+        action="store_true",
+        help="replay the recording as if it started now (its own timing kept), e.g. to "
+        "watch it on the console's live page",
+    )
+    replay.add_argument(
         "--outbox",
         type=Path,
         default=None,
@@ -185,7 +191,7 @@ async def _replay(settings: EdgeSettings, args: argparse.Namespace) -> int:
         )
     stop = asyncio.Event()
     _install_signal_handlers(stop)
-    source = build_replay_source(settings, args.pcap, speed=speed)
+    source = build_replay_source(settings, args.pcap, speed=speed, shift_to_now=args.now)
     agent = EdgeAgent(settings, [source], live=False, count_devices=True)
     progress_stop = asyncio.Event()
     progress = None

@@ -15,9 +15,11 @@ from edge.settings import EdgeSettings
 
 
 def build_replay_source(
-    settings: EdgeSettings, paths: Sequence[Path], *, speed: float | None
+    settings: EdgeSettings, paths: Sequence[Path], *, speed: float | None,
+    shift_to_now: bool = False,
 ) -> PcapReplaySource:
-    return PcapReplaySource(paths, beacons=settings.beacons.to_config(), speed=speed)
+    return PcapReplaySource(paths, beacons=settings.beacons.to_config(), speed=speed,
+                            shift_to_now=shift_to_now)
 
 
 def build_live_sources(settings: EdgeSettings) -> list[Source]:

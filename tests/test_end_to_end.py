@@ -11,19 +11,13 @@ issues over the API) appear in none of them either.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import sqlalchemy
@@ -33,42 +27,22 @@ from demo.welcome import configure_welcome
 from edge.capture.beacons import BeaconConfig
 from edge.capture.replay import read_pcap_sightings
 from edge.captures import (
-    CAPTURES_DIR,
     DEMO_ANA_INSTALL_ID,
     DEMO_APP_IBEACON_UUID,
     DEMO_APP_SERVICE_UUID,
     JUAN_INSTALL_ID,
 )
-from provisioning.local_broker import LocalBroker, free_port
-from sandbox.fcm import FcmSandbox, make_token
+from provisioning.local_broker import LocalBroker
 from shared.presence import decode_presence_batch
 from shared.topics import TOPIC_ROOT
-
-CAPTURE = CAPTURES_DIR / "demo.pcapng"
-KEY_ID = "e2e-1"
-KEY_SECRET = "5f" * 32
-BIN = Path(sys.executable).parent
-#: Bounds for a loaded two-core machine; they turn a hang into a failure message.
-STARTUP_TIMEOUT_S = 60.0
-REPLAY_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True, slots=True)
-class Stack:
-    tenant: str
-    api: str
-    database_url: str
-    fcm: FcmSandbox
-    logs: Path
-    admin_key: str
-    app_key: str
-
-    def as_app(self) -> httpx.Client:
-        """What the shop's app holds: a key that can sign shoppers up, nothing more."""
-        return httpx.Client(headers={"Authorization": f"Bearer {self.app_key}"}, timeout=10.0)
-
-    def secrets(self) -> set[str]:
-        return {key.split("_", 2)[2] for key in (self.admin_key, self.app_key)}
+from tests.support.stack import (
+    CAPTURE,
+    Stack,
+    register,
+    replay_capture,
+    running_stack,
+    wait_until,
+)
 
 
 def raw_identifiers_in_capture() -> set[str]:
@@ -89,22 +63,6 @@ def raw_identifiers_in_capture() -> set[str]:
         else:
             found.add(value)
     return found
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
-
-
-def reachable(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class PayloadRecorder:
@@ -139,23 +97,6 @@ class PayloadRecorder:
         self._client.disconnect()
 
 
-def start(command: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def stack(
     request: pytest.FixtureRequest, broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
@@ -165,143 +106,10 @@ def stack(
         if request.param == "postgresql"
         else f"sqlite:///{tmp_path / 'vitrina.db'}"
     )
-    tenant = mqtt_namespace
-    with FcmSandbox(project_id="vitrina-e2e") as fcm:
-        credentials = fcm.write_credentials(tmp_path / "fcm-service-account.json")
-        api_port = free_port()
-        environment = {
-            "VITRINA_DATABASE_URL": database_url,
-            "VITRINA_MQTT__HOST": broker.host,
-            "VITRINA_MQTT__PORT": str(broker.port),
-            "VITRINA_MQTT__CLIENT_ID": f"orchestrator-{tenant}",
-            # Its own share group: a stopped orchestrator's persistent session (kept for
-            # restarts) would otherwise still be handed part of the next test's messages.
-            "VITRINA_MQTT__SHARE_GROUP": f"orchestrator-{tenant}",
-            "VITRINA_TENANTS": json.dumps(
-                {tenant: {"keys": [{"key_id": KEY_ID, "secret": KEY_SECRET}]}}
-            ),
-            "VITRINA_CHANNELS__PUSH__PROJECT_ID": "vitrina-e2e",
-            "VITRINA_CHANNELS__PUSH__CREDENTIALS_FILE": str(credentials),
-            "VITRINA_CHANNELS__PUSH__ENDPOINT": fcm.url,
-            "VITRINA_API__PORT": str(api_port),
-            # The test runs whenever CI does: quiet hours would hold the greeting at night.
-            "VITRINA_SCENARIOS": json.dumps({"quiet_hours": None}),
-        }
-        logs = tmp_path / "logs"
-        logs.mkdir()
-        migrate = subprocess.run(
-            [str(BIN / "vitrina-cloud"), "migrate"],
-            env={**os.environ, **environment},
-            capture_output=True,
-            timeout=STARTUP_TIMEOUT_S,
-            check=False,
-        )
-        assert migrate.returncode == 0, migrate.stderr.decode()
-        made = subprocess.run(
-            [str(BIN / "vitrina-cloud"), "keys", "create", "--tenant", tenant, "--role", "admin",
-             "--name", "back office"],
-            env={**os.environ, **environment},
-            capture_output=True,
-            text=True,
-            timeout=STARTUP_TIMEOUT_S,
-            check=False,
-        )
-        assert made.returncode == 0, made.stderr
-        admin_key = made.stdout.strip()
-        cloud = start(
-            [str(BIN / "vitrina-cloud"), "serve"], env=environment, log=logs / "cloud.log"
-        )
-        api = f"http://127.0.0.1:{api_port}"
-        try:
-            wait_until(
-                lambda: reachable(f"{api}/readyz"),
-                timeout=STARTUP_TIMEOUT_S,
-                what="orchestrator ready",
-            )
-            issued = httpx.post(
-                f"{api}/tenants/{tenant}/api-keys",
-                json={"role": "app", "name": "shop app"},
-                headers={"Authorization": f"Bearer {admin_key}"},
-            )
-            assert issued.status_code == 201, issued.text
-            configure_welcome(api, tenant, admin_key)
-            yield Stack(
-                tenant=tenant, api=api, database_url=database_url, fcm=fcm, logs=logs,
-                admin_key=admin_key, app_key=issued.json()["key"],
-            )
-        finally:
-            stop(cloud)
-
-
-def register(stack: Stack, *, name: str, install_id: str, location_consent: bool) -> str:
-    """Sign a shopper up the way the shop's app does; return the push token."""
-    base = f"{stack.api}/tenants/{stack.tenant}/customers"
-    token = make_token(name)
-    with stack.as_app() as client:
-        created = client.post(base, json={"email": f"{name}@example.com", "first_name": name})
-        assert created.status_code == 201, created.text
-        customer = created.json()["id"]
-        for channel, granted in (("push", True), ("location_marketing", location_consent)):
-            answer = client.post(
-                f"{base}/{customer}/consent",
-                json={"channel": channel, "granted": granted, "source": "app.signup"},
-            )
-            assert answer.status_code == 201, answer.text
-        for device in (
-            {"kind": "fcm", "token": token},
-            {"kind": "app_beacon", "install_id": install_id},
-        ):
-            answer = client.post(f"{base}/{customer}/devices", json=device)
-            assert answer.status_code == 201, answer.text
-    return token
-
-
-def replay_capture(stack: Stack, broker: LocalBroker, tmp_path: Path) -> str:
-    config = tmp_path / "edge.toml"
-    config.write_text(
-        f"""
-timezone = "Europe/Madrid"
-status_interval_s = 1
-[identity]
-tenant = "{stack.tenant}"
-store = "store-1"
-gateway = "gw-1"
-[keys]
-active = "{KEY_ID}"
-[[keys.key]]
-key_id = "{KEY_ID}"
-secret = "{KEY_SECRET}"
-[beacons]
-app_ibeacon_uuid = "{DEMO_APP_IBEACON_UUID}"
-app_service_uuid = "{DEMO_APP_SERVICE_UUID}"
-[mqtt]
-host = "{broker.host}"
-port = {broker.port}
-client_id = "gw-{stack.tenant}"
-[outbox]
-path = "{tmp_path / "outbox.db"}"
-[logging]
-level = "DEBUG"
-"""
-    )
-    result = subprocess.run(
-        [
-            str(BIN / "vitrina-edge"),
-            "replay",
-            "--config",
-            str(config),
-            "--pcap",
-            str(CAPTURE),
-            "--max-speed",
-        ],
-        capture_output=True,
-        timeout=REPLAY_TIMEOUT_S,
-        check=False,
-    )
-    output = (result.stdout + result.stderr).decode()
-    (stack.logs / "edge.log").write_text(output)
-    assert result.returncode == 0, output
-    return output
+    with running_stack(broker=broker, tenant=mqtt_namespace, database_url=database_url,
+                       workdir=tmp_path) as running:
+        configure_welcome(running.api, running.tenant, running.admin_key)
+        yield running
 
 
 def database_text(database_url: str) -> str:

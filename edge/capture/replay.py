@@ -96,6 +96,10 @@ class PcapReplaySource:
     `speed=None` emits as fast as decoding allows; `speed=1.0` keeps the recorded gaps
     between sightings (2.0 plays twice as fast). `run` returns when the files are
     exhausted or `stop` is set.
+
+    `shift_to_now` moves every sighting's time by one offset, so that the recording starts
+    at the moment the replay does: a recorded morning in a store then shows on the live
+    page as happening now, with the gaps between its sightings as recorded.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class PcapReplaySource:
         *,
         beacons: BeaconConfig,
         speed: float | None = None,
+        shift_to_now: bool = False,
         name: str = "replay",
     ) -> None:
         if speed is not None and speed <= 0:
@@ -112,6 +117,7 @@ class PcapReplaySource:
         self.paths = tuple(paths)
         self.beacons = beacons
         self.speed = speed
+        self.shift_to_now = shift_to_now
         self.stats = ReplayStats()
         self._running = False
 
@@ -132,6 +138,8 @@ class PcapReplaySource:
         )
         first_at: float | None = None
         started = time.monotonic()
+        #: Added to every sighting's time: set at the first one when shifting to now.
+        offset: float | None = None if self.shift_to_now else 0.0
         try:
             while not stop.is_set():
                 # decoding reads files: a worker thread keeps the loop free meanwhile
@@ -147,7 +155,9 @@ class PcapReplaySource:
                             return
                     elif stop.is_set():
                         return
-                    emit(sighting)
+                    if offset is None:
+                        offset = time.time() - sighting.at
+                    emit(sighting._replace(at=sighting.at + offset) if offset else sighting)
                 await asyncio.sleep(0)  # let the loop breathe between batches
         finally:
             self._running = False

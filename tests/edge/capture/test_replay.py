@@ -292,3 +292,18 @@ def test_paced_replay_stops_during_a_wait() -> None:
 def test_replay_speed_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         PcapReplaySource([DEMO_CAPTURE], beacons=CONFIG, speed=0)
+
+
+def test_shifted_to_now_the_recording_starts_when_the_replay_does() -> None:
+    recorded: list[Sighting] = []
+    asyncio.run(PcapReplaySource([DEMO_CAPTURE], beacons=CONFIG).run(
+        recorded.append, asyncio.Event()))
+    shifted: list[Sighting] = []
+    before = time.time()
+    asyncio.run(PcapReplaySource([DEMO_CAPTURE], beacons=CONFIG, shift_to_now=True).run(
+        shifted.append, asyncio.Event()))
+    assert before <= shifted[0].at <= time.time()
+    offset = shifted[0].at - recorded[0].at
+    assert offset > 365 * 86400  # the recording is years old
+    assert [s._replace(at=round(s.at - offset, 6)) for s in shifted] == [
+        s._replace(at=round(s.at, 6)) for s in recorded]
