@@ -137,6 +137,8 @@ def test_a_shop_sets_up_in_the_console_and_watches_its_first_shopper(
     try:
         expect(present).to_have_text(re.compile(r"^[1-9]\d*\s*Devices present"),
                                      timeout=JOURNEY_TIMEOUT_MS)
+        expect(page.get_by_role("region", name=STORE).get_by_role(
+            "group", name="Gateways online")).to_have_text("1 of 1Gateways online")
         screenshot(page, "journey-live")
         assert violations(page) == []
     finally:
