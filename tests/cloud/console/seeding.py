@@ -31,6 +31,7 @@ from shared.presence import PresenceEvent
 from tests.cloud.console.conftest import Console
 from tests.cloud.factories import batch_payload, presence_topic
 
+
 def ingest(console: Console, events: Sequence[PresenceEvent]) -> None:
     """Store events as the ingest stage does, one message per gateway."""
     by_gateway: dict[tuple[str, str], list[PresenceEvent]] = {}

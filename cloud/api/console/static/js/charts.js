@@ -95,26 +95,27 @@ function Legend({ series }) {
   </ul>`;
 }
 
-/** The chart's figures, a row per category or day, a column per series. */
-function FiguresTable({ title, heading, labels, series }) {
+/** The chart's figures, a row per category or day (headed by `heads`, markup, when given,
+ * else by its label), a column per series. */
+function FiguresTable({ title, heading, labels, heads, series }) {
   return html`<details class="chart-figures">
     <summary>Show the figures<span class="visually-hidden"> of ${title}</span></summary>
     <div class="table-wrap"><table>
       <caption>${title}</caption>
       <thead><tr><th scope="col">${heading}</th>
         ${series.map((one) => html`<th scope="col" class="number">${one.label}</th>`)}</tr></thead>
-      <tbody>${labels.map((label, at) => html`<tr key=${label}><th scope="row">${label}</th>
+      <tbody>${labels.map((label, at) => html`<tr key=${label}><th scope="row">${heads ? heads[at] : label}</th>
         ${series.map((one) => html`<td class="number">${(one.format || count)(one.values[at])}</td>`)}</tr>`)}</tbody>
     </table></div>
   </details>`;
 }
 
-function Figure({ title, hint, labels, heading, series, box }) {
+function Figure({ title, hint, labels, heads, heading, series, box }) {
   return html`<figure class="chart-figure">
     <figcaption>${title}${hint && html`<span class="hint">${hint}</span>`}</figcaption>
     <div class="chart" ref=${box} role="img" aria-label=${describe(title, labels, series)}></div>
     <${Legend} series=${series} />
-    <${FiguresTable} title=${title} heading=${heading} labels=${labels} series=${series} />
+    <${FiguresTable} title=${title} heading=${heading} labels=${labels} heads=${heads} series=${series} />
   </figure>`;
 }
 
@@ -193,5 +194,5 @@ export function DayChart({ title, hint, days, bars, lines = [], lineFormat }) {
     };
   }, key);
   return html`<${Figure} title=${title} hint=${hint} labels=${days.map(dayLabel)} heading="Day"
-    series=${[...barsColoured, ...linesColoured]} box=${box} />`;
+    heads=${days.map((day) => html`<time datetime=${day}>${dayLabel(day)}</time>`)} series=${[...barsColoured, ...linesColoured]} box=${box} />`;
 }
