@@ -76,12 +76,13 @@ def api_footfall(page: Page, days: int) -> list[dict[str, Any]]:
     """The footfall API's answer for the page's period, asked with the member's session."""
     since = (TODAY - timedelta(days=days - 1)).isoformat()
     until = (TODAY + timedelta(days=1)).isoformat()
-    return page.evaluate("""async ([since, until]) => {
+    answer: list[dict[str, Any]] = page.evaluate("""async ([since, until]) => {
         const context = JSON.parse(document.getElementById("console-context").textContent);
         const query = new URLSearchParams({ since, until });
         const answer = await fetch(`/tenants/${context.tenant}/analytics/footfall?${query}`);
         return answer.json();
     }""", [since, until])
+    return answer
 
 
 def figures(page: Page, title: str) -> Locator:
