@@ -99,6 +99,12 @@ def day_row(table: Locator, days_ago: int) -> Locator:
     return table.get_by_role("row").filter(has=day)
 
 
+def canvas_width(chart: Locator) -> float:
+    canvas = chart.locator("canvas")
+    width: float = canvas.evaluate("canvas => canvas.getBoundingClientRect().width")
+    return width
+
+
 def kpi(page: Page, label: str) -> Locator:
     return page.get_by_role("group", name=label, exact=True).locator(".value")
 
@@ -152,6 +158,15 @@ def test_footfall_per_store_and_period_as_the_api_counts_it(page: Page, console:
     assert "days=7" in page.url
     assert sum(row["visitors"] for row in api_footfall(page, 7)) == 6
 
+    # A narrower window redraws the charts to the width they are given.
+    chart = page.get_by_role("img", name="Visitors and passers-by per day")
+    wide = canvas_width(chart)
+    page.set_viewport_size({"width": 480, "height": 900})
+    page.wait_for_function("([chart, wide]) => chart.querySelector('canvas')"
+                           ".getBoundingClientRect().width < wide * 0.8",
+                           arg=[chart.element_handle(), wide])
+    assert canvas_width(chart) <= chart.evaluate("chart => chart.clientWidth")
+
 
 def test_the_message_funnel_shows_the_holdout_beside_both_arms(
     page: Page, console: Console
@@ -170,7 +185,7 @@ def test_the_message_funnel_shows_the_holdout_beside_both_arms(
     expect(scenarios.get_by_role("row").filter(has_text="cart").get_by_role("cell")).to_have_text(
         ["cart", str(len(messages)), "0", str(sent), "0", str(opened), "0", str(converted),
          str(customers - len(messages))])
-    messages_section = page.get_by_role("region", name="Messages")
+    messages_section = page.get_by_role("region", name="Messages", exact=True)
     side_by_side = messages_section.get_by_role("table", name="Journeys by group, side by side")
     expect(side_by_side.get_by_role("columnheader")).to_have_text(
         ["Measure", "Holdout (nothing sent)", "Variant a", "Variant b"])
