@@ -17,6 +17,7 @@ from cloud.customers.models import ConsentCreate, CustomerCreate, DeviceKind, Fc
 from cloud.db import session_scope
 from cloud.ingest.batch import Inbound, write_batch
 from cloud.messages.models import Message, MessageStatus
+from cloud.presence.rollups import refresh_dirty
 from cloud.scenarios.assignment import assign_variant, in_holdout
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.engine import process_triggers
@@ -33,13 +34,18 @@ from tests.cloud.factories import batch_payload, presence_topic
 
 
 def ingest(console: Console, events: Sequence[PresenceEvent]) -> None:
-    """Store events as the ingest stage does, one message per gateway."""
+    """Store events as the ingest stage does, one message per gateway, and bring the
+    footfall roll-ups up to date as the worker's refresh does."""
     by_gateway: dict[tuple[str, str], list[PresenceEvent]] = {}
     for event in events:
         by_gateway.setdefault((event.store, event.gateway), []).append(event)
     inbound = [Inbound(presence_topic(console.tenant, store, gateway), batch_payload(batch))
                for (store, gateway), batch in by_gateway.items()]
     write_batch(console.engine, inbound, received_at=console.clock(), tenants={console.tenant})
+    with session_scope(console.engine) as session:
+        while refresh_dirty(session, limit=500).hours:
+            session.commit()
+        session.commit()
 
 
 PUSH = {"title": "Hola {{ customer.first_name }}", "body": "Tu carrito te espera"}

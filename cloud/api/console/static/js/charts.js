@@ -15,6 +15,8 @@ const NARROWEST = 280;
  * neighbours in a stack. */
 export const COLOURS = ["#1f4e79", "#b45309", "#2e7d32", "#6a3d9a", "#5f6b7a"];
 const DAY_S = 86_400;
+/** Ticks of an axis of counts: whole numbers only (there is no half a visitor). */
+const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
 
 const dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeZone: "UTC" });
 
@@ -132,6 +134,7 @@ export function BarChart({ title, hint, labels, series, heading = "" }) {
     const xs = labels.map((_, index) => index);
     const { drawn, data } = stackedBars(coloured, [0.6, 80]);
     const format = coloured[0].format || count;
+    const steps = coloured[0].format ? {} : { incrs: WHOLE_STEPS };
     return {
       data: [xs, ...data],
       options: {
@@ -142,7 +145,7 @@ export function BarChart({ title, hint, labels, series, heading = "" }) {
         },
         axes: [
           { splits: () => xs, values: (_, splits) => splits.map((index) => labels[index] ?? ""), grid: { show: false } },
-          { values: (_, splits) => splits.map((value) => format(value)), size: 60 },
+          { values: (_, splits) => splits.map((value) => format(value)), size: 60, ...steps },
         ],
         series: [{}, ...drawn],
       },
@@ -183,7 +186,7 @@ export function DayChart({ title, hint, days, bars, lines = [], lineFormat }) {
         },
         axes: [
           { grid: { show: false } },
-          { values: (_, splits) => splits.map((value) => count(value)), size: 50 },
+          { values: (_, splits) => splits.map((value) => count(value)), size: 50, incrs: WHOLE_STEPS },
           ...(lines.length ? [{
             scale: "share", side: 1, grid: { show: false }, size: 50,
             values: (_, splits) => splits.map((value) => (lineFormat ? lineFormat(value) : value)),

@@ -5,7 +5,7 @@
 // kept in the page's address, so a link shows the same view.
 import { BarChart, DayChart, dayLabel } from "console/charts.js";
 import {
-  ErrorNotice, Loading, Notice, SelectField, Section, Table, TextField, count, html, mount,
+  ErrorNotice, Loading, SelectField, Section, Table, TextField, count, html, mount,
   percent, tenantPath, useApi, useState,
 } from "console/lib.js";
 import { STAGES, ScenarioReport } from "console/scenario-report.js";
@@ -141,9 +141,6 @@ function perHour(rows, store) {
 }
 
 function HourlyFigures({ state, store, day }) {
-  if (state.error?.status === 404) {
-    return html`<${Notice}><p>Hourly figures are not available on this server.</p><//>`;
-  }
   return html`<${Loading} state=${state}>${(rows) => {
     const hours = perHour(rows, store);
     if (!hours.some((hour) => hour.visitors || hour.passers_by)) {
