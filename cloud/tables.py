@@ -25,7 +25,14 @@ from cloud.places.models import (
     RecentFix,
     StoreRow,
 )
-from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
+from cloud.presence.models import (
+    DeadLetter,
+    FootfallDay,
+    FootfallDirtyHour,
+    FootfallHour,
+    GatewayHealth,
+    PresenceEventRow,
+)
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
@@ -46,6 +53,9 @@ __all__ = [
     "DeadLetter",
     "Device",
     "ErasureRecord",
+    "FootfallDay",
+    "FootfallDirtyHour",
+    "FootfallHour",
     "GatewayHealth",
     "GeofenceDefinition",
     "GeofencePresence",

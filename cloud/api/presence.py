@@ -1,4 +1,4 @@
-"""What the stores' gateways tell: footfall per day, each gateway's health, and the
+"""What the stores' gateways tell: footfall per day and per hour, each gateway's health, and the
 messages the worker could not use (dead letters: a tenant's own, and all of them for
 operators)."""
 
@@ -11,9 +11,9 @@ from pydantic import AwareDatetime
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
-from cloud.presence.analytics import FootfallRow, footfall
+from cloud.presence.analytics import FootfallRow, footfall, footfall_hourly
 from cloud.presence.crud import list_gateways, recent_dead_letters
-from cloud.presence.models import DeadLetterPublic, GatewayHealthPublic
+from cloud.presence.models import DeadLetterPublic, FootfallHourPublic, GatewayHealthPublic
 from shared.topics import SEGMENT_PATTERN
 
 #: Routes under /tenants/{tenant}.
@@ -22,21 +22,50 @@ router = APIRouter(tags=["presence"])
 operations = APIRouter(tags=["operations"])
 
 
+def _unprocessable(error: ValueError, *, at: str) -> HTTPException:
+    """A window the figures cannot answer, located like FastAPI's own validation errors."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"type": "value_error", "loc": ["query", at], "msg": str(error)}],
+    )
+
+
 @router.get("/analytics/footfall", response_model=list[FootfallRow])
 def footfall_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="visits starting at or after")],
-    until: Annotated[AwareDatetime, Query(description="visits starting before")],
+    since: Annotated[AwareDatetime, Query(description="visits starting at or after, midnight UTC")],
+    until: Annotated[AwareDatetime, Query(description="visits starting before (midnight UTC)")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
     by_zone: bool = False,
 ) -> list[FootfallRow]:
-    """Passers-by vs visitors (capture rate), dwell distribution, new vs repeat; per day."""
+    """Passers-by vs visitors (capture rate), dwell distribution, new vs repeat; per UTC
+    day, for up to 366 days, from the roll-ups."""
     try:
         return footfall(
             session, tenant=tenant, since=since, until=until, store=store, by_zone=by_zone
         )
     except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+        raise _unprocessable(error, at="until") from None
+
+
+@router.get("/analytics/footfall/hourly", response_model=list[FootfallHourPublic])
+def footfall_hourly_report(
+    caller: MayReadAnalytics, session: SessionDep, tenant: str,
+    since: Annotated[AwareDatetime, Query(description="visits starting at or after, a whole hour")],
+    until: Annotated[AwareDatetime, Query(description="visits starting before (a whole hour)")],
+    store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
+    zone: Annotated[str | None, Query(
+        pattern=SEGMENT_PATTERN.pattern, description="one zone; without it, whole stores",
+    )] = None,
+) -> list[FootfallHourPublic]:
+    """Devices, visitors, passers-by and capture rate per store (or zone) and UTC hour,
+    for up to 31 days, from the roll-ups."""
+    try:
+        return footfall_hourly(
+            session, tenant=tenant, since=since, until=until, store=store, zone=zone
+        )
+    except ValueError as error:
+        raise _unprocessable(error, at="until") from None
 
 
 @router.get("/gateways", response_model=list[GatewayHealthPublic])

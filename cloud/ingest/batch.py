@@ -27,9 +27,15 @@ from cloud.metrics import (
     INGEST_MESSAGES,
 )
 from cloud.presence.crud import insert_events, record_dead_letter, upsert_gateway_status
+from cloud.presence.rollups import EventSpan, mark_events
 from cloud.presence.triggers import record_presence_triggers
 from shared.errors import ContractError
-from shared.presence import PresenceBatch, decode_presence_batch
+from shared.presence import (
+    PresenceBatch,
+    PresenceEvent,
+    PseudonymScope,
+    decode_presence_batch,
+)
 from shared.status import GatewayStatus, decode_gateway_status
 from shared.topics import TopicChannel, parse_topic
 
@@ -186,7 +192,18 @@ def _write(session: Session, decoded: Sequence[Decoded], *, received_at: datetim
         outcome.triggers = record_presence_triggers(
             session, events=list(fresh.values()), now=received_at
         )
+        # The footfall roll-ups of the hours these events may change are rebuilt by the
+        # roll-up step; a replay stores nothing, so it marks nothing.
+        mark_events(session, spans=[_span(event) for event in fresh.values()], now=received_at)
     return outcome
+
+
+def _span(event: PresenceEvent) -> EventSpan:
+    return EventSpan(
+        tenant=event.tenant, store=event.store, pseudonym=event.pseudonym,
+        stable=event.scope == PseudonymScope.STABLE, first_seen=event.first_seen,
+        last_seen=event.last_seen,
+    )
 
 
 def _dead_letter(session: Session, item: Decoded, reason: str, *, received_at: datetime) -> None:

@@ -3,10 +3,10 @@ and the last health report of every gateway."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
@@ -123,3 +123,83 @@ class GatewayHealthPublic(SQLModel):
     devices_tracked: int
     active_key_id: str | None
     sources: dict[str, Any]
+
+
+#: The zone of a roll-up row that counts the whole store (a zone name is never empty).
+WHOLE_STORE = ""
+
+
+class FootfallCounts(SQLModel):
+    """What a footfall chart needs of a period, in figures that add up exactly across
+    periods: `devices` counts visits (a device back twice is counted twice), so a day is
+    the sum of its hours and a quarter the sum of its days."""
+
+    #: Visits (passers-by and visitors) that started in the period.
+    devices: int = 0
+    visitors: int = 0
+    passers_by: int = 0
+    new_visitors: int = 0
+    repeat_visitors: int = 0
+    #: Visitors under a daily pseudonym: whether they came before cannot be told.
+    unknown_visitors: int = 0
+    #: Visitors per dwell bucket (`cloud.presence.analytics.DWELL_BUCKETS`, in order).
+    dwell_under_1m: int = 0
+    dwell_1_5m: int = 0
+    dwell_5_15m: int = 0
+    dwell_15_30m: int = 0
+    dwell_30_60m: int = 0
+    dwell_over_60m: int = 0
+
+
+class FootfallHour(FootfallCounts, table=True):
+    """Footfall of the visits that started in one hour (UTC), of a store as a whole
+    (`zone` = `WHOLE_STORE`) or of one zone; kept by `cloud.presence.rollups`."""
+
+    __tablename__ = "footfall_hour"
+
+    tenant: str = Field(max_length=64, primary_key=True)
+    store: str = Field(max_length=64, primary_key=True)
+    zone: str = Field(max_length=64, primary_key=True)
+    hour: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+
+
+class FootfallDay(FootfallCounts, table=True):
+    """The same per UTC day, with the day's median dwell: a median does not add up from
+    hours, so the day is kept whole (its rows are rebuilt with its hours)."""
+
+    __tablename__ = "footfall_day"
+
+    tenant: str = Field(max_length=64, primary_key=True)
+    store: str = Field(max_length=64, primary_key=True)
+    zone: str = Field(max_length=64, primary_key=True)
+    day: date = Field(primary_key=True)
+    #: Of visitors (not passers-by), in seconds rounded to the millisecond.
+    median_dwell_s: float | None = None
+
+
+class FootfallDirtyHour(SQLModel, table=True):
+    """An hour of a store whose roll-ups may no longer match the stored events (an event
+    was stored or rewritten that a visit of this hour may include): the roll-up worker
+    rebuilds it and deletes the mark in one transaction."""
+
+    __tablename__ = "footfall_dirty_hour"
+    __table_args__ = (UniqueConstraint("tenant", "store", "hour"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    store: str = Field(max_length=64)
+    hour: datetime = Field(sa_type=UtcDateTime)
+    #: The first time the hour was marked since it was last rebuilt: how far behind the
+    #: roll-ups run.
+    marked_at: datetime = Field(sa_type=UtcDateTime, index=True)
+
+
+class FootfallHourPublic(SQLModel):
+    store: str
+    #: None: the store as a whole.
+    zone: str | None
+    hour: datetime
+    devices: int
+    visitors: int
+    passers_by: int
+    capture_rate: float | None

@@ -4,7 +4,6 @@ page says when its stream drops and comes back."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,24 +14,13 @@ from cloud.ingest.batch import Inbound, write_batch
 from cloud.presence.live import short_pseudonym
 from shared.presence import PresenceEvent, Transition
 from tests.cloud.console.conftest import Console, screenshot, sign_in
+from tests.cloud.console.seeding import ingest
 from tests.cloud.factories import (
-    batch_payload,
     make_event,
-    presence_topic,
     status_payload,
     status_topic,
     wifi_pseudonym,
 )
-
-
-def ingest(console: Console, events: Sequence[PresenceEvent]) -> None:
-    """Store events as the ingest stage does, one message per gateway."""
-    by_gateway: dict[tuple[str, str], list[PresenceEvent]] = {}
-    for event in events:
-        by_gateway.setdefault((event.store, event.gateway), []).append(event)
-    inbound = [Inbound(presence_topic(console.tenant, store, gateway), batch_payload(batch))
-               for (store, gateway), batch in by_gateway.items()]
-    write_batch(console.engine, inbound, received_at=console.clock(), tenants={console.tenant})
 
 
 def report_status(console: Console, *, online: bool, sent_at: datetime, store: str = "s1",

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -6,8 +7,14 @@ from sqlalchemy import Engine
 
 from cloud.api import create_app
 from cloud.db import session_scope
-from cloud.presence.analytics import dwell_bucket, footfall
+from cloud.presence.analytics import (
+    FootfallRow,
+    dwell_bucket,
+    footfall,
+    footfall_from_events,
+)
 from cloud.presence.crud import insert_events
+from cloud.presence.rollups import rebuild_python
 from shared.presence import PresenceEvent, PseudonymScope
 from tests.cloud.factories import (
     START,
@@ -19,6 +26,7 @@ from tests.cloud.factories import (
 )
 
 DAY = START.replace(hour=0)
+Compute = Callable[..., list[FootfallRow]]
 
 
 def device(n: int) -> str:
@@ -58,13 +66,16 @@ def stored(engine: Engine, tenant: str) -> Engine:
     ]
     with session_scope(engine) as session:
         insert_events(session, events=events, received_at=START)
+        rebuild_python(session, tenant=tenant, since=DAY.date() - timedelta(days=1),
+                       until=DAY.date() + timedelta(days=1))
         session.commit()
     return engine
 
 
-def test_store_day_figures(stored: Engine, tenant: str) -> None:
+@pytest.mark.parametrize("compute", [footfall, footfall_from_events])
+def test_store_day_figures(stored: Engine, tenant: str, compute: Compute) -> None:
     with session_scope(stored) as session:
-        rows = footfall(session, tenant=tenant, since=DAY, until=DAY + timedelta(days=1))
+        rows = compute(session, tenant=tenant, since=DAY, until=DAY + timedelta(days=1))
     s1 = next(row for row in rows if row.store == "s1")
     assert (s1.devices, s1.visitors, s1.passers_by) == (6, 4, 2)
     assert s1.capture_rate == pytest.approx(4 / 6, abs=1e-4)
@@ -83,15 +94,22 @@ def test_zone_figures_and_the_api(stored: Engine, tenant: str, migrated_url: str
         params = {"since": DAY.isoformat(), "until": (DAY + timedelta(days=1)).isoformat(),
                   "store": "s1", "by_zone": "true"}
         rows = client.get(url, params=params).json()
-        later = (DAY + timedelta(days=40)).isoformat()
+        later = (DAY + timedelta(days=400)).isoformat()
         too_long = client.get(url, params={**params, "until": later})
         naive = client.get(url, params={**params, "since": "2026-11-23T00:00:00"})
+        three_am = (DAY + timedelta(hours=3)).isoformat()
+        mid_day = client.get(url, params={**params, "since": three_am})
     tills = next(row for row in rows if row["zone"] == "tills")
     assert (tills["devices"], tills["visitors"], tills["repeat_visitors"]) == (1, 1, 1)
     assert {row["zone"] for row in rows} == {"floor", "tills"}
     assert too_long.status_code == 422
-    assert "31 days" in too_long.json()["detail"]
+    assert too_long.json()["detail"] == [{
+        "type": "value_error", "loc": ["query", "until"],
+        "msg": "the window may be at most 366 days",
+    }]
     assert naive.status_code == 422
+    assert mid_day.status_code == 422
+    assert "midnight UTC" in mid_day.json()["detail"][0]["msg"]
 
 
 @pytest.mark.parametrize(("seconds", "bucket"), [(0, "<1m"), (59.9, "<1m"), (60, "1-5m"),

@@ -1,47 +1,19 @@
 // A scenario's report: its journeys by group (the holdout beside each A/B variant) with
 // how many ordered within 30 days of entering, the uplift over the holdout, and the
 // message funnel per step and variant over a chosen period, as tables and bar charts.
-import uPlot from "uplot";
+import { BarChart } from "console/charts.js";
 import {
-  Loading, SelectField, count, html, percent, tenantPath, useApi, useEffect, useRef,
-  useState,
+  Loading, SelectField, count, html, percent, tenantPath, useApi, useState,
 } from "console/lib.js";
 
 const DAY_MS = 86_400_000;
 const PERIODS = [["7", "Last 7 days"], ["30", "Last 30 days"], ["90", "Last 90 days"], ["365", "Last year"]];
 /** Funnel stages in the order messages go through them. */
-const STAGES = [["queued", "Triggered"], ["held", "Held (quiet hours)"], ["sent", "Sent"],
+export const STAGES = [["queued", "Triggered"], ["held", "Held (quiet hours)"], ["sent", "Sent"],
   ["delivered", "Delivered"], ["opened", "Opened"], ["clicked", "Clicked"], ["converted", "Converted"]];
-const CHART_HEIGHT = 220;
 /** Below this many journeys held out, a difference in conversion is mostly chance: the
  * uplift is then shown as a rough indication only. */
 const HOLDOUT_FOR_UPLIFT = 100;
-
-/** A bar chart of one series: `labels` along the bottom, `values` as bars. The table
- * beside it holds the same numbers for whoever does not see the chart. */
-export function BarChart({ title, labels, values, format = (value) => count(value) }) {
-  const box = useRef(null);
-  useEffect(() => {
-    const element = box.current;
-    if (!element) return undefined;
-    const xs = labels.map((_, index) => index);
-    const chart = new uPlot({
-      width: Math.max(element.clientWidth, 320), height: CHART_HEIGHT,
-      legend: { show: false }, cursor: { show: false }, select: { show: false },
-      scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: (_, min, max) => [0, Math.max(max, 1) * 1.1] } },
-      axes: [
-        { splits: () => xs, values: (_, splits) => splits.map((index) => labels[index] ?? ""), grid: { show: false } },
-        { values: (_, splits) => splits.map((value) => format(value)), size: 60 },
-      ],
-      series: [{}, {
-        label: title, stroke: "#1f4e79", fill: "rgba(31, 78, 121, 0.75)",
-        paths: uPlot.paths.bars({ size: [0.6, 80] }), points: { show: false },
-      }],
-    }, [xs, values], element);
-    return () => chart.destroy();
-  }, [title, labels.join("|"), values.join("|")]);
-  return html`<div class="chart" ref=${box} role="img" aria-label=${`${title}: ${labels.map((label, index) => `${label} ${format(values[index])}`).join(", ")}`}></div>`;
-}
 
 function groupLabel(group) {
   if (group === "holdout") return "Holdout (nothing sent)";
@@ -87,8 +59,8 @@ function JourneyReport({ rows: unordered }) {
       <tbody>${metrics.map(([name, cell]) => html`<tr><th scope="row">${name}</th>
         ${rows.map((row) => html`<td class="number">${cell(row)}</td>`)}</tr>`)}</tbody>
     </table></div>
-    <${BarChart} title="Conversion by group" labels=${rows.map((row) => groupLabel(row.group))}
-      values=${rows.map((row) => row.conversion_rate)} format=${(value) => percent(value, 0)} />`;
+    <${BarChart} title="Conversion by group" heading="Group" labels=${rows.map((row) => groupLabel(row.group))}
+      series=${[{ label: "Conversion", values: rows.map((row) => row.conversion_rate), format: (value) => percent(value, 0) }]} />`;
 }
 
 function FunnelReport({ rows }) {
@@ -112,14 +84,16 @@ function FunnelReport({ rows }) {
       <tbody>${marketing.map((row) => html`<tr key=${`${row.step}/${row.variant}/${row.transactional}`}>
         ${columns.map(([, cell], index) => html`<td class=${index > 1 ? "number" : ""}>${cell(row)}</td>`)}</tr>`)}</tbody>
     </table></div>
-    <${BarChart} title="Messages by stage" labels=${STAGES.map(([, label]) => label)} values=${totals} />`;
+    <${BarChart} title="Messages by stage" heading="Stage" labels=${STAGES.map(([, label]) => label)}
+      series=${[{ label: "Messages", values: totals }]} />`;
 }
 
-/** The report of scenario `scenarioKey`. */
-export function ScenarioReport({ scenarioKey }) {
+/** The report of scenario `scenarioKey`; its funnel covers `period` ({since, until},
+ * Dates) when the page around it chooses one, else a period picked here. */
+export function ScenarioReport({ scenarioKey, period }) {
   const [days, setDays] = useState("30");
-  const [until] = useState(() => new Date(Date.now() + 60_000));
-  const since = new Date(until.getTime() - Number(days) * DAY_MS);
+  const [now] = useState(() => new Date(Date.now() + 60_000));
+  const { since, until } = period || { since: new Date(now.getTime() - Number(days) * DAY_MS), until: now };
   const report = useApi(tenantPath(`/scenarios/${encodeURIComponent(scenarioKey)}/report`));
   const funnel = useApi(tenantPath(`/analytics/funnel?scenario=${encodeURIComponent(scenarioKey)}`
     + `&since=${encodeURIComponent(since.toISOString())}&until=${encodeURIComponent(until.toISOString())}`));
@@ -128,7 +102,7 @@ export function ScenarioReport({ scenarioKey }) {
     <p class="hint">Every journey so far; an order within 30 days of entering counts as converted.</p>
     <${Loading} state=${report}>${(rows) => html`<${JourneyReport} rows=${rows} />`}<//>
     <div class="row funnel-head"><h3>Message funnel</h3>
-      <${SelectField} label="Period" value=${days} options=${PERIODS} onChange=${setDays} /></div>
+      ${!period && html`<${SelectField} label="Period" value=${days} options=${PERIODS} onChange=${setDays} />`}</div>
     <${Loading} state=${funnel}>${(rows) => html`<${FunnelReport} rows=${rows} />`}<//>
   </div>`;
 }
