@@ -239,6 +239,8 @@ class EdgeAgent:
 
     def status(self, *, online: bool = True) -> GatewayStatus:
         health = self.source_health()
+        # The publisher asks for its last will while it is being built, before it is ours.
+        publisher: MqttPublisher | None = getattr(self, "publisher", None)
         return GatewayStatus(
             tenant=self.identity.tenant,
             store=self.identity.store,
@@ -254,8 +256,8 @@ class EdgeAgent:
             rejected_frames=sum(item.errors for item in health.values()),
             devices_tracked=self.tracker.devices_tracked,
             active_key_id=self.pseudonymizer.active_key_id,
-            config_version=self.publisher.config_version,
-            config_refused=self.publisher.config_refused,
+            config_version=publisher.config_version if publisher else None,
+            config_refused=publisher.config_refused if publisher else None,
         )
 
     def summary(self, *, drained: bool) -> AgentSummary:
