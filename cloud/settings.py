@@ -182,6 +182,35 @@ class ConsoleSettings(BaseModel):
     map_tiles_attribution: str = Field(default="", max_length=300)
 
 
+class GatewaySettings(BaseModel):
+    """Enrolling gateways from the console: the broker's admin login (to create and delete
+    gateway logins through dynamic security), where gateways reach the broker, the CA
+    they trust, and how long an enrolment code lasts.
+
+    The admin connects where the worker does (`mqtt.host`, `mqtt.port`, `mqtt.ca_file`);
+    gateways dial `public_host`/`public_port`, which default to the same.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    broker_admin_username: str | None = Field(default=None, min_length=1, max_length=64)
+    broker_admin_password: SecretStr | None = None
+    #: The CA certificate (PEM) gateways trust for the broker; defaults to `mqtt.ca_file`.
+    ca_file: str | None = None
+    public_host: str | None = Field(default=None, min_length=1, max_length=253)
+    public_port: int | None = Field(default=None, ge=1, le=65535)
+    #: A code is typed on the gateway by whoever installs it, usually the same day;
+    #: a day bounds how long a code written on a note stays worth stealing.
+    enrolment_code_hours: int = Field(default=24, ge=1, le=24 * 14)
+    #: Wrong codes from one client address allowed before each further try waits (the
+    #: code space is ~40 bits: the wait makes guessing hopeless, a typo costs nothing)...
+    enrol_free_failures: int = Field(default=5, ge=1, le=100)
+    #: ...this long, doubling up to the cap; the count starts again after the window.
+    enrol_backoff_s: float = Field(default=30.0, gt=0, le=3600)
+    enrol_backoff_max_s: float = Field(default=1800.0, gt=0, le=24 * 3600)
+    enrol_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+
 class IngestSettings(BaseModel):
     """How the worker batches database writes."""
 
@@ -322,6 +351,7 @@ class Settings(BaseSettings):
     webhook_secrets: list[SecretStr] = Field(default_factory=list)
     api: ApiSettings = ApiSettings()
     console: ConsoleSettings = ConsoleSettings()
+    gateways: GatewaySettings = GatewaySettings()
     ingest: IngestSettings = IngestSettings()
     scenarios: ScenarioSettings = ScenarioSettings()
     delivery: DeliverySettings = DeliverySettings()

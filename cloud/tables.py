@@ -16,6 +16,7 @@ from cloud.channels.web_push import WebPushKey
 from cloud.commerce.models import CommerceEvent, OrderLine
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.delivery.receipts import KeptReceipt
+from cloud.gateways.models import RegisteredGateway
 from cloud.messages.models import Message, MessageAttempt
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import (
@@ -77,6 +78,7 @@ __all__ = [
     "OutboundWebhook",
     "PresenceEventRow",
     "RecentFix",
+    "RegisteredGateway",
     "Scenario",
     "StoreRow",
     "Trigger",

@@ -117,7 +117,10 @@ class EdgeAgent:
         self.publisher = MqttPublisher(
             settings, self.outbox, on_config=self.apply_config,
             offline_status=lambda: self.status(online=False),
+            on_config_outcome=self._heartbeat_soon,
         )
+        #: Sources the cloud's config switched off: their sightings are dropped unread.
+        self._muted_sources: frozenset[str] = frozenset()
         self.pipeline_errors = 0
         self.outbox_errors = 0
         self.pending_dropped = 0
@@ -153,6 +156,8 @@ class EdgeAgent:
         if not batch:
             return
         self._incoming = []
+        if self._muted_sources:
+            batch = [sighting for sighting in batch if sighting.source not in self._muted_sources]
         pseudonymous = self.pseudonymizer.pseudonymize_many(batch, self._pipeline_error)
         failed: list[PseudonymousSighting] = []
 
@@ -219,6 +224,8 @@ class EdgeAgent:
         self.tracker.apply(config)
         if config.active_key_id is not None:
             self.pseudonymizer.set_active_key(config.active_key_id)
+        if config.sources is not None:
+            self._muted_sources = config.sources.muted()
 
     @property
     def held_events(self) -> int:
@@ -232,6 +239,8 @@ class EdgeAgent:
 
     def status(self, *, online: bool = True) -> GatewayStatus:
         health = self.source_health()
+        # The publisher asks for its last will while it is being built, before it is ours.
+        publisher: MqttPublisher | None = getattr(self, "publisher", None)
         return GatewayStatus(
             tenant=self.identity.tenant,
             store=self.identity.store,
@@ -247,6 +256,8 @@ class EdgeAgent:
             rejected_frames=sum(item.errors for item in health.values()),
             devices_tracked=self.tracker.devices_tracked,
             active_key_id=self.pseudonymizer.active_key_id,
+            config_version=publisher.config_version if publisher else None,
+            config_refused=publisher.config_refused if publisher else None,
         )
 
     def summary(self, *, drained: bool) -> AgentSummary:
@@ -269,6 +280,12 @@ class EdgeAgent:
             drained=drained,
             pipeline_errors=self.pipeline_errors,
         )
+
+    def _heartbeat_soon(self) -> None:
+        """After a config from the cloud: the heartbeat is its acknowledgement, so it
+        goes now rather than at the next interval."""
+        if self.publisher.connected:
+            self._heartbeat()
 
     def _heartbeat(self) -> None:
         status = self.status()

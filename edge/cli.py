@@ -1,7 +1,10 @@
-"""`vitrina-edge`: run the gateway agent, replay captures, check a config, show status.
+"""`vitrina-edge`: run the gateway agent, replay captures, check a config, show status,
+enrol with a one-time code.
 
 Exit codes: 0 success; 1 a run that did not finish its work (a replay whose outbox did
-not drain in time); 2 a config or usage error.
+not drain in time); 2 a config or usage error (for `enrol`: a bundle is already there);
+3 the cloud refused the enrolment code; 4 the cloud could not be reached or could not
+enrol now.
 """
 
 from __future__ import annotations
@@ -17,12 +20,25 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.agent import AgentSummary, EdgeAgent
+from edge.enrol import (
+    CloudUnreachableError,
+    EnrolmentRefusedError,
+    EnrolmentUsageError,
+    enrol,
+)
 from edge.outbox import read_stats
-from edge.settings import EdgeSettings, SettingsError, config_path_from_env, get_settings
+from edge.settings import (
+    DEFAULT_CONFIG_PATH,
+    EdgeSettings,
+    SettingsError,
+    config_path_from_env,
+    get_settings,
+    load_settings,
+)
 from edge.sources import build_live_sources, build_replay_source, sightings_carry_wall_time
 from shared.logs import configure_logging
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 #: How long `replay` waits, after the capture ends, for the broker to take every event.
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
 #: Progress lines while a replay runs: often enough to see it move, rarely enough to read.
@@ -79,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     with_config("check-config", "Validate a config file and print OK or the problems.")
     status = with_config("status", "Show the outbox and the last heartbeat of this gateway.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    enrol_help = "Exchange a one-time enrolment code from the console for this gateway's bundle."
+    enrol = commands.add_parser("enrol", help=enrol_help, description=enrol_help)
+    enrol.add_argument("--code", required=True, help="the code, e.g. K7QX-3FHM")
+    enrol.add_argument("--cloud", required=True, metavar="URL",
+                       help="the orchestrator's https:// address (as the console shows it)")
+    enrol.add_argument("--dir", type=Path, default=DEFAULT_CONFIG_PATH.parent,
+                       help=f"where to write the bundle (default {DEFAULT_CONFIG_PATH.parent})")
+    enrol.add_argument("--ca-file", type=Path, default=None,
+                       help="CA certificate to trust for the cloud (default: the system's)")
+    enrol.add_argument("--force", action="store_true",
+                       help="replace a bundle that is already there")
     return parser
 
 
@@ -239,8 +266,38 @@ def print_summary(summary: AgentSummary, elapsed_s: float, out: TextIO) -> None:
         print(f"  {name:<16} {value}", file=out)
 
 
+def enrol_gateway(args: argparse.Namespace) -> int:
+    try:
+        enrolled = enrol(args.cloud, code=args.code, directory=args.dir,
+                         ca_file=args.ca_file, force=args.force)
+    except EnrolmentUsageError as error:
+        print(f"vitrina-edge enrol: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except EnrolmentRefusedError as error:
+        print(f"vitrina-edge enrol: refused: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except CloudUnreachableError as error:
+        print(f"vitrina-edge enrol: {error}; the code was not used, try again",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except OSError as error:
+        print(f"vitrina-edge enrol: cannot write the bundle: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        load_settings(enrolled.config)
+    except SettingsError as error:
+        print(f"vitrina-edge enrol: the bundle written to {enrolled.config} does not load: "
+              f"{error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"enrolled as {enrolled.tenant}/{enrolled.store}/{enrolled.gateway}; bundle in "
+          f"{enrolled.config.parent} (start the agent: systemctl restart vitrina-edge)")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "enrol":
+        return enrol_gateway(args)
     if args.command == "check-config":
         return check_config(args.config)
     if args.command == "status":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 import time
@@ -39,7 +40,13 @@ from shared.presence import (
     SCHEMA_VERSION,
     PresenceBatch,
 )
-from shared.status import GatewayConfig, GatewayStatus, decode_gateway_config
+from shared.status import (
+    MAX_REFUSAL_CHARS,
+    ConfigRefusal,
+    GatewayConfig,
+    GatewayStatus,
+    decode_gateway_config,
+)
 from shared.topics import TopicChannel, gateway_topic
 
 log = logging.getLogger(__name__)
@@ -88,12 +95,17 @@ class MqttPublisher:
         *,
         on_config: ConfigHandler,
         offline_status: Callable[[], GatewayStatus],
+        on_config_outcome: Callable[[], None] | None = None,
     ) -> None:
         identity = settings.identity
         self._settings = settings
         self._outbox = outbox
         self._on_config = on_config
         self._offline_status = offline_status
+        self._on_config_outcome = on_config_outcome
+        #: What the heartbeat acknowledges: the cloud config in force, the last refused.
+        self.config_version: int | None = None
+        self.config_refused: ConfigRefusal | None = None
         self.presence_topic = gateway_topic(
             identity.tenant, identity.store, identity.gateway, TopicChannel.PRESENCE
         )
@@ -233,7 +245,7 @@ class MqttPublisher:
         try:
             config = decode_gateway_config(bytes(message.payload))
         except ContractError as error:
-            self._to_loop(self._config_rejected, str(error))
+            self._to_loop(self._config_rejected, str(error), _version_of(message.payload))
             return
         self._to_loop(self._apply_config, config)
 
@@ -290,14 +302,29 @@ class MqttPublisher:
         try:
             self._on_config(config)
         except (ValueError, KeyError) as error:
-            self._config_rejected(str(error))
+            self._config_rejected(str(error), config.version)
             return
         self.counters.configs_applied += 1
-        log.info("applied config from the cloud")
+        self.config_version = config.version
+        if self.config_refused is not None and (
+            config.version is None or (self.config_refused.version or 0) <= config.version
+        ):
+            self.config_refused = None
+        log.info("applied config from the cloud", extra={"version": config.version})
+        self._config_outcome()
 
-    def _config_rejected(self, reason: str) -> None:
+    def _config_rejected(self, reason: str, version: int | None = None) -> None:
+        """Keep running with the last good config, and say so in the next heartbeat."""
         self.counters.configs_rejected += 1
-        log.warning("rejected config from the cloud", extra={"reason": reason})
+        self.config_refused = ConfigRefusal(version=version, reason=reason[:MAX_REFUSAL_CHARS])
+        log.warning("rejected config from the cloud",
+                    extra={"reason": reason, "version": version})
+        self._config_outcome()
+
+    def _config_outcome(self) -> None:
+        """The cloud waits for the heartbeat to learn the outcome: send one now."""
+        if self._on_config_outcome is not None:
+            self._on_config_outcome()
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -388,6 +415,16 @@ class MqttPublisher:
         if self._started_network:
             await asyncio.to_thread(self._client.loop_stop)
         self.connected = False
+
+
+def _version_of(payload: bytes | bytearray) -> int | None:
+    """The version a config that failed validation claims, when it can be read at all:
+    the refusal then names the version the cloud stored."""
+    try:
+        version = json.loads(payload).get("version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def splice_batch(identity: IdentitySettings, sent_at: datetime, bodies: list[str]) -> bytes:

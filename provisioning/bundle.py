@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,23 @@ def render_edge_config(
     credentials: MqttCredentials,
     broker_host: str,
     broker_port: int,
-    tenant_key: TenantKey,
+    tenant_keys: Sequence[TenantKey],
     ca_path: Path,
     timezone: str,
 ) -> str:
+    """The gateway's `edge.toml`. The first key is the active one; the others stay so
+    that pseudonyms made under them still link while the tenant rotates keys."""
+    if not tenant_keys:
+        raise ValueError("a gateway needs at least one tenant key")
     client_id = credentials.client_id or credentials.username
+    keys: list[str] = []
+    for key in tenant_keys:
+        keys += [
+            "[[keys.key]]",
+            f"key_id = {_quoted(key.key_id)}",
+            f"secret = {_quoted(key.secret.hex())}",
+            "",
+        ]
     return "\n".join(
         [
             "# Vitrina gateway configuration, made at enrolment. Readable by the agent only.",
@@ -54,12 +67,9 @@ def render_edge_config(
             f"gateway = {_quoted(identity.gateway)}",
             "",
             "[keys]",
-            f"active = {_quoted(tenant_key.key_id)}",
+            f"active = {_quoted(tenant_keys[0].key_id)}",
             "",
-            "[[keys.key]]",
-            f"key_id = {_quoted(tenant_key.key_id)}",
-            f"secret = {_quoted(tenant_key.secret.hex())}",
-            "",
+            *keys,
             "[mqtt]",
             f"host = {_quoted(broker_host)}",
             f"port = {broker_port}",
@@ -101,7 +111,7 @@ def write_bundle(
             credentials=credentials,
             broker_host=broker_host,
             broker_port=broker_port,
-            tenant_key=tenant_key,
+            tenant_keys=[tenant_key],
             ca_path=installed_directory / BUNDLE_CA,
             timezone=timezone,
         )

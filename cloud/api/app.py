@@ -7,6 +7,7 @@
 - /auth: console members signing in, their own account, invitations.
 - /console: the admin console's pages and files (`cloud.api.console`).
 - /webhooks/{tenant}: the shop's events, authenticated by their HMAC signature.
+- /enrol: a gateway exchanging its one-time enrolment code for its identity.
 - /c, /o, /u: tracked links, opens and unsubscribes, authenticated by the message's token;
   /receipts/{channel}: providers' delivery receipts, by the provider's signature.
 - /healthz, /readyz, /metrics, /dead-letters: operations.
@@ -29,6 +30,7 @@ from cloud.api import (
     channels,
     console,
     customers,
+    gateways,
     keys,
     live,
     members,
@@ -55,7 +57,7 @@ def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
     for module in (customers, messages, keys, members, audit, presence, live, offers, places,
-                   scenarios, templates, channels):
+                   gateways, scenarios, templates, channels):
         router.include_router(module.router)
     return router
 
@@ -90,6 +92,7 @@ def create_app(
     app.include_router(tenants_router())
     app.include_router(accounts.router)
     app.include_router(webhooks.router)
+    app.include_router(gateways.public)
     app.include_router(tracking.router)
     app.include_router(channels.public)
     app.include_router(presence.operations)

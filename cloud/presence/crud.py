@@ -144,6 +144,7 @@ def upsert_gateway_status(
     session: Session, *, status: GatewayStatus, received_at: datetime
 ) -> None:
     """Keep the newest report per gateway; an older one (a late retained copy) is ignored."""
+    refused = status.config_refused
     values = {
         "tenant": status.tenant, "store": status.store, "gateway": status.gateway,
         "online": status.online, "status_sent_at": status.sent_at, "received_at": received_at,
@@ -152,6 +153,9 @@ def upsert_gateway_status(
         "dropped": status.dropped, "rejected_frames": status.rejected_frames,
         "devices_tracked": status.devices_tracked, "active_key_id": status.active_key_id,
         "sources": {name: health.model_dump() for name, health in status.sources.items()},
+        "config_version": status.config_version,
+        "config_refused_version": refused.version if refused else None,
+        "config_refused_reason": refused.reason if refused else None,
     }
     insert = dialect_insert(session, GATEWAY_TABLE).values(values)
     keys = ("tenant", "store", "gateway")

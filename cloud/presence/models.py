@@ -105,6 +105,10 @@ class GatewayHealth(SQLModel, table=True):
     devices_tracked: int = 0
     active_key_id: str | None = Field(default=None, max_length=16)
     sources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    #: The cloud config version in force on the gateway, and the last one it refused.
+    config_version: int | None = None
+    config_refused_version: int | None = None
+    config_refused_reason: str | None = Field(default=None, max_length=500)
 
 
 class GatewayHealthPublic(SQLModel):
@@ -203,3 +207,6 @@ class FootfallHourPublic(SQLModel):
     visitors: int
     passers_by: int
     capture_rate: float | None
+    config_version: int | None = None
+    config_refused_version: int | None = None
+    config_refused_reason: str | None = None

@@ -57,6 +57,8 @@ OPERATOR = frozenset({"operator"})
 MEMBER_ROLES = ("owner", "marketer", "store_operator", "analyst")
 CUSTOMER = "/tenants/{tenant}/customers/{customer_id}"
 TEMPLATE = "/tenants/{tenant}/templates/{key}/{channel}/{locale}"
+GATEWAYS = "/tenants/{tenant}/stores/{store}/gateways"
+GATEWAY = GATEWAYS + "/{gateway}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,12 @@ POLICY = [
     Route("PUT", "/tenants/{tenant}/stores/{key}", STORES, 422),
     Route("GET", "/tenants/{tenant}/stores/{key}", READ_CONFIG, 404),
     Route("DELETE", "/tenants/{tenant}/stores/{key}", STORES, 404),
+    Route("GET", GATEWAYS, READ_CONFIG, 200),
+    Route("POST", GATEWAYS, STORES, 404, {"gateway": "gw-1"}),
+    Route("POST", f"{GATEWAY}/code", STORES, 404),
+    Route("DELETE", GATEWAY, STORES, 404),
+    Route("GET", f"{GATEWAY}/config", READ_CONFIG, 404),
+    Route("PUT", f"{GATEWAY}/config", STORES, 422),
     Route("GET", "/tenants/{tenant}/templates", READ_CONFIG, 200),
     Route("POST", "/tenants/{tenant}/templates/preview", READ_CONFIG, 422),
     Route("PUT", TEMPLATE, MARKETING, 422),
@@ -155,14 +163,14 @@ APP_MAY = {
 #: Open to anyone, or authenticated otherwise: the message's token is the capability
 #: (tracked links, opens, unsubscribe), the provider's signature (SMS receipts), the
 #: shop's HMAC (webhooks), a member's password or session (signing in, one's own
-#: account), an invitation's token.
+#: account), an invitation's token, a gateway's one-time enrolment code.
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
         ("POST", "/auth/login"), ("GET", "/auth/me"), ("POST", "/auth/logout"),
         ("POST", "/auth/password"), ("GET", "/auth/invitations/{token}"),
         ("POST", "/auth/invitations/{token}/accept"),
         ("POST", "/webhooks/{tenant}"), ("GET", "/c/{token}"), ("GET", "/c/{token}/{index}"),
         ("POST", "/o/{token}"), ("GET", "/o/{token}.gif"), ("POST", "/receipts/{channel}"),
-        ("POST", "/sms/receipts"),
+        ("POST", "/sms/receipts"), ("POST", "/enrol"),
         ("GET", "/u/{token}"), ("POST", "/u/{token}")}
 
 
@@ -217,7 +225,7 @@ class Api:
             tenant=self.tenant, customer_id=self.fresh_customer(),
             key_id=victim.split("_", 2)[1], key="nothing-here", geofence_id="nothing-here",
             channel="push", locale="en-GB", message_id=999_999, member_id=999_999,
-            invitation_id=999_999,
+            invitation_id=999_999, store="nothing-here", gateway="nothing-here",
         )
         headers = {"Authorization": authorization} if authorization is not None else {}
         if member is not None:

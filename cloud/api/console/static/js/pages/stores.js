@@ -1,7 +1,10 @@
 // Stores (PUT/DELETE /stores/{key}) and the health of each store's gateways, live from
 // the presence stream (its gateway messages: a gateway going offline shows within
 // seconds, and every open page shares one database poll per tenant instead of each
-// polling GET /gateways).
+// polling GET /gateways). Per store, its registered gateways (/stores/{key}/gateways):
+// added with a one-time enrolment code shown once, given a new code, revoked, and
+// configured (zones and RSSI thresholds), with the version saved against the version
+// the gateway's heartbeat says is in force.
 import {
   ConfirmButton, Dialog, ErrorNotice, Field, Loading, Notice, ReadOnlyNote, Section, Table,
   TextField, api, ago, can, context, count, html, mount, problemsAt, tenantPath, useApi, useState,
@@ -122,15 +125,232 @@ function GatewayState({ gateway }) {
   return html`<span class=${`status ${kind}`}>${label}</span>`;
 }
 
-function EnrolmentNote({ store = "STORE" }) {
-  const command = `vitrina-provision enrol-gateway --broker-dir BROKER_DIR --tenant ${context.tenant} \\\n`
-    + `  --store ${store} --gateway GATEWAY --key-id KEY_ID --key-file KEY_FILE --out bundle/`;
+function EnrolmentNote() {
   return html`<div class="enrolment">
-    <p class="hint">How a gateway is enrolled today: on the broker's host, run</p>
-    <pre><code>${command}</code></pre>
-    <p class="hint">and copy the bundle to <code>/etc/vitrina</code> on the gateway (the
-      README tells the rest); <code>vitrina-provision revoke-gateway</code> takes its login
-      away. A gateway appears here with its first heartbeat.</p>
+    <p class="hint">To enrol a gateway, use <strong>Add gateway</strong> under its store: the
+      console shows a one-time code and the command to run on the device
+      (<code>vitrina-edge enrol --code XXXX-XXXX --cloud ${location.origin}</code>).
+      A
+      gateway without network access to the console is set up offline
+      with <code>vitrina-provision enrol-gateway</code> on the broker's host (the README tells
+      how). A gateway appears in the health table with its first heartbeat.</p>
+  </div>`;
+}
+
+const STATE_LABELS = {
+  pending: ["waiting for enrolment", "idle"],
+  enrolled: ["enrolled", "ok"],
+  revoked: ["revoked", "bad"],
+};
+
+function gatewaysPath(store, rest = "") {
+  return tenantPath(`/stores/${encodeURIComponent(store)}/gateways${rest}`);
+}
+
+/** "v2 saved, v1 in force": what the cloud wants against what the gateway runs. */
+function ConfigVersions({ gateway }) {
+  if (!gateway.config_version) return html`<span class="hint">the gateway's own file</span>`;
+  const applied = gateway.applied_config_version;
+  const agreed = applied === gateway.config_version;
+  return html`<span class=${`status ${agreed ? "ok" : "idle"}`}>
+    v${gateway.config_version} saved, ${applied ? `v${applied} in force` : "not yet in force"}</span>`;
+}
+
+function IssuedCode({ issued }) {
+  return html`<div class="enrolment" aria-live="polite">
+    <${Notice} kind="success"><p>Gateway <code>${issued.gateway.gateway}</code> added. Its
+      enrolment code is shown <strong>only now</strong>; it works once, until
+      ${fullTime.format(new Date(issued.expires_at))}.</p><//>
+    <p>Enrolment code: <strong class="enrolment-code">${issued.code}</strong></p>
+    <p class="hint">On the gateway, run:</p>
+    <pre><code>${issued.command}</code></pre>
+  </div>`;
+}
+
+function AddGatewayForm({ store, onIssued, onCancel }) {
+  const [gateway, setGateway] = useState("");
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+
+  async function add(event) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      onIssued(await api("POST", gatewaysPath(store.key), { gateway }));
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const idError = fieldError(error, "gateway");
+  return html`<form onSubmit=${add} class="stack" aria-label="Add gateway">
+    <${ErrorNotice} error=${idError ? null : error} title="Gateway not added" />
+    <${TextField} label="Gateway id" value=${gateway} onInput=${setGateway} required
+      error=${idError} hint="How the gateway names itself in its topics, e.g. door-1 (a-z, 0-9, - and _)." />
+    <div class="actions">
+      <button type="submit" disabled=${busy || !gateway}>${busy ? "Adding…" : "Add and show its code"}</button>
+      <button type="button" class="secondary" onClick=${onCancel}>Cancel</button>
+    </div>
+  </form>`;
+}
+
+const EMPTY_ZONE = { zone: "", min_rssi: "" };
+
+function numberOrNull(value) {
+  return value === "" || value === null || value === undefined ? null : Number(value);
+}
+
+function ConfigForm({ store, gateway, writable, onSaved, onCancel }) {
+  const state = useApi(gatewaysPath(store, `/${encodeURIComponent(gateway)}/config`));
+  return html`<${Loading} state=${state}>${(config) => html`<${ConfigEditor} config=${config}
+    store=${store} gateway=${gateway} writable=${writable} onSaved=${onSaved} onCancel=${onCancel} />`}<//>`;
+}
+
+function AppliedNote({ config }) {
+  const applied = config.applied;
+  const inForce = applied?.version ? `version ${applied.version}` : "none of the cloud's versions yet";
+  return html`<div class="config-versions">
+    <p>Saved: <strong>${config.desired_version ? `version ${config.desired_version}` : "nothing yet"}</strong>
+      ${config.desired_version > 0 && !config.published_at ? " (not yet handed to the broker: save again to retry)" : ""}.
+      In force on the gateway: <strong>${inForce}</strong>.</p>
+    ${applied?.refused_version && html`<${Notice} kind="error"><p>The gateway refused version
+      ${applied.refused_version} and keeps the last good one: ${applied.refused_reason}</p><//>`}
+  </div>`;
+}
+
+function ConfigEditor({ config, store, gateway, writable, onSaved, onCancel }) {
+  const desired = config.desired || {};
+  const [floor, setFloor] = useState(desired.rssi_floor ?? "");
+  const [zones, setZones] = useState((desired.zones || []).map((zone) => ({ ...zone })));
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const setZone = (index, name) => (value) => setZones((previous) => previous.map(
+    (zone, at) => (at === index ? { ...zone, [name]: value } : zone)));
+
+  async function save(event) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    const body = { ...desired };
+    delete body.version;
+    delete body.schema_version;
+    body.rssi_floor = numberOrNull(floor);
+    body.zones = zones.map((zone) => ({ zone: zone.zone, min_rssi: numberOrNull(zone.min_rssi) }));
+    try {
+      onSaved(await api("PUT", gatewaysPath(store, `/${encodeURIComponent(gateway)}/config`), body));
+    } catch (failure) {
+      setError(failure);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const at = (...path) => problemsAt(error, ["body", ...path]).map((problem) => problem.msg).join("; ") || null;
+  const located = error?.problems?.length > 0;
+  return html`<form onSubmit=${save} class="stack" aria-label="Gateway configuration">
+    <${AppliedNote} config=${config} />
+    <${ErrorNotice} error=${located ? null : error} title="Configuration not saved" />
+    ${located && html`<${Notice} kind="error"><p><strong>Configuration not saved:</strong>
+      see the fields marked below.</p><//>`}
+    <${TextField} label="RSSI floor (dBm)" type="number" value=${floor} onInput=${setFloor}
+      error=${at("rssi_floor")} hint="Sightings weaker than this are ignored (-127 to 20)." />
+    <fieldset class="zones">
+      <legend>Zones, strongest signal first</legend>
+      <p class="hint">A device is in the first zone whose minimum RSSI its signal reaches;
+        otherwise in the gateway's default zone.</p>
+      ${zones.map((zone, index) => html`<div class="row" key=${index}>
+        <${TextField} label=${`Zone ${index + 1} name`} value=${zone.zone}
+          onInput=${setZone(index, "zone")} error=${at("zones", index, "zone")} />
+        <${TextField} label=${`Zone ${index + 1} minimum RSSI (dBm)`} type="number"
+          value=${zone.min_rssi} onInput=${setZone(index, "min_rssi")}
+          error=${at("zones", index, "min_rssi")} />
+        <button type="button" class="secondary small" aria-label=${`Remove zone ${index + 1}`}
+          onClick=${() => setZones((previous) => previous.filter((_, i) => i !== index))}>Remove</button>
+      </div>`)}
+      <p class="field-error">${at("zones")}</p>
+      <button type="button" class="secondary small"
+        onClick=${() => setZones((previous) => [...previous, { ...EMPTY_ZONE }])}>Add zone</button>
+    </fieldset>
+    <div class="actions">
+      ${writable && html`<button type="submit" disabled=${busy}>${busy ? "Saving…" : "Save and send to the gateway"}</button>`}
+      <button type="button" class="secondary" onClick=${onCancel}>Close</button>
+    </div>
+  </form>`;
+}
+
+function RegisteredGateways({ store, writable }) {
+  const registered = useApi(gatewaysPath(store.key));
+  const [adding, setAdding] = useState(false);
+  const [issued, setIssued] = useState(null);
+  const [configuring, setConfiguring] = useState(null);
+  const [message, setMessage] = useState(null);
+  const [error, setError] = useState(null);
+
+  async function act(run, done) {
+    setError(null);
+    setMessage(null);
+    try {
+      await run();
+      setMessage(done);
+    } catch (failure) {
+      setError(failure);
+    }
+    registered.reload();
+  }
+
+  const revoke = (row) => act(() => api("DELETE", gatewaysPath(store.key, `/${encodeURIComponent(row.gateway)}`)),
+    `Gateway ${row.gateway} revoked: its broker login is gone.`);
+  const newCode = (row) => act(async () => {
+    setIssued(await api("POST", gatewaysPath(store.key, `/${encodeURIComponent(row.gateway)}/code`)));
+    setAdding(true);
+  }, null);
+
+  return html`<div class="registered-gateways">
+    ${writable && html`<div class="actions"><button type="button" class="small"
+      aria-label=${`Add gateway to ${store.name}`}
+      onClick=${() => { setIssued(null); setAdding(true); }}>Add gateway</button></div>`}
+    ${message && html`<${Notice} kind="success"><p>${message}</p><//>`}
+    <${ErrorNotice} error=${error} title="That did not work" />
+    <${Loading} state=${registered}>${(rows) => html`<${Table}
+      caption=${`Enrolment of ${store.name}`} rows=${rows} rowKey=${(row) => row.gateway}
+      empty="No gateway added from the console for this store yet."
+      columns=${[
+        ["Gateway", (row) => html`<code>${row.gateway}</code>`],
+        ["Enrolment", (row) => {
+          const [label, kind] = STATE_LABELS[row.state] || [row.state, "idle"];
+          return html`<span class=${`status ${kind}`}>${label}</span>
+            ${row.state === "pending" && row.code_expires_at && html`<div class="hint">code valid until
+              ${fullTime.format(new Date(row.code_expires_at))}</div>`}`;
+        }],
+        ["Configuration", (row) => html`<${ConfigVersions} gateway=${row} />`],
+        ["", (row) => row.state !== "revoked" && html`<div class="actions">
+          <button type="button" class="secondary small" aria-label=${`Configure gateway ${row.gateway}`}
+            onClick=${() => setConfiguring(row.gateway)}>${writable ? "Configure" : "Configuration"}</button>
+          ${writable && row.state === "pending" && html`<button type="button" class="secondary small"
+            aria-label=${`New code for gateway ${row.gateway}`} onClick=${() => newCode(row)}>New code</button>`}
+          ${writable && html`<${ConfirmButton} label=${`Revoke ${row.gateway}`}
+            confirm=${`Really revoke gateway ${row.gateway}`} onConfirm=${() => revoke(row)} />`}
+        </div>`],
+      ]} />`}<//>
+    <${Dialog} title=${issued ? `Enrol gateway ${issued.gateway.gateway}` : `Add a gateway to ${store.name}`}
+      open=${adding} onClose=${() => { setAdding(false); setIssued(null); registered.reload(); }}>
+      ${adding && (issued
+        ? html`<${IssuedCode} issued=${issued} />
+          <div class="actions"><button type="button" onClick=${() => { setAdding(false); setIssued(null); registered.reload(); }}>
+            Done</button></div>`
+        : html`<${AddGatewayForm} store=${store} onIssued=${setIssued}
+          onCancel=${() => setAdding(false)} />`)}
+    <//>
+    <${Dialog} title=${`Configuration of gateway ${configuring ?? ""}`} open=${configuring !== null}
+      onClose=${() => { setConfiguring(null); registered.reload(); }}>
+      ${configuring && html`<${ReadOnlyNote} permission=${WRITE} />
+        <${ConfigForm} store=${store.key} gateway=${configuring} writable=${writable}
+          onSaved=${(saved) => { setMessage(`Configuration version ${saved.desired_version} of ${configuring} saved and sent.`); setConfiguring(null); registered.reload(); }}
+          onCancel=${() => { setConfiguring(null); registered.reload(); }} />`}
+    <//>
   </div>`;
 }
 
@@ -146,14 +366,18 @@ function GatewayDetail({ gateway, now }) {
     ["Frames rejected", count(gateway.rejected_frames)],
     ["Devices tracked", count(gateway.devices_tracked)],
     ["Active key id", gateway.active_key_id ? html`<code>${gateway.active_key_id}</code>` : "—"],
+    ["Cloud config in force", gateway.config_version ? `version ${gateway.config_version}` : "none (its own file)"],
+    ["Config refused", gateway.config_refused_version
+      ? `version ${gateway.config_refused_version}: ${gateway.config_refused_reason}` : "—"],
     ["Sources", html`<${Sources} sources=${gateway.sources} />`],
   ];
   return html`<dl class="gateway-detail">${rows.map(([label, value]) => html`
     <dt>${label}</dt><dd>${value}</dd>`)}</dl>
     <h3>Configuration and enrolment</h3>
-    <p class="hint">Zones and RSSI thresholds are set in the gateway's own config file for
-      now.</p>
-    <${EnrolmentNote} store=${gateway.store} />`;
+    <p class="hint">Zones and RSSI thresholds are set with <strong>Configure</strong> in the
+      store's enrolment table (gateways added from the console), or in the gateway's own
+      config file.</p>
+    <${EnrolmentNote} />`;
 }
 
 function GatewayTable({ gateways, caption, now, onShow }) {
@@ -236,6 +460,7 @@ function StoresPage() {
           <h3>${store.name} <span class="hint">(${store.key})</span></h3>
           <${GatewayTable} gateways=${ofStore(store.key)} now=${now} onShow=${setShowing}
             caption=${`Gateways of ${store.name}`} />
+          <${RegisteredGateways} store=${store} writable=${writable} />
         </div>`)}
         ${elsewhere.length > 0 && html`<div class="store-gateways">
           <h3>Stores not set up here</h3>

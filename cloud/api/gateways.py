@@ -1,0 +1,309 @@
+"""A store's gateways: registered by an admin, enrolled on the device by a one-time
+code, revoked, and configured from the cloud.
+
+- POST /tenants/{t}/stores/{s}/gateways: a new gateway and its enrolment code (shown
+  once, with the command to run on the device); POST .../{g}/code a new code while it
+  has not enrolled; DELETE .../{g} revokes it (its broker login is deleted, which ends
+  its live session, and its code stops working).
+- POST /enrol (public, no key): a device exchanges a code for its identity, the same
+  files `vitrina-provision enrol-gateway` writes. Every code that cannot be used (wrong,
+  used, expired, revoked, another tenant's) gets the same answer, so the answer tells a
+  guesser nothing; wrong codes from one client address are slowed down like sign-ins.
+- PUT/GET .../{g}/config: the gateway's config (zones and RSSI thresholds, tracker
+  settings, source switches, active key id), saved as the next version and published
+  retained on its config topic; GET shows it next to the version the gateway's latest
+  heartbeat says is in force (or refused, and why).
+
+Broker work blocks on the network: these routes are plain functions, which FastAPI runs
+in its thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request, status
+from sqlmodel import Session
+
+from cloud.api.access import MayReadConfig, MayWriteStores
+from cloud.api.audit import Audit
+from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.audit import record
+from cloud.auth import throttle
+from cloud.gateways import broker
+from cloud.gateways.crud import (
+    AlreadyEnrolledError,
+    GatewayExistsError,
+    get_registered,
+    list_registered,
+    mark_published,
+    redeem_code,
+    register_gateway,
+    reissue_code,
+    revoke_registered,
+    save_config,
+)
+from cloud.gateways.enrolment import bundle_files
+from cloud.gateways.models import (
+    AppliedConfig,
+    EnrolmentBundle,
+    EnrolmentCodePublic,
+    EnrolmentRequest,
+    GatewayConfigPublic,
+    GatewayConfigUpdate,
+    GatewayState,
+    RegisteredGateway,
+    RegisteredGatewayCreate,
+    RegisteredGatewayPublic,
+)
+from cloud.places.crud import get_store
+from cloud.presence.models import GatewayHealth
+from cloud.settings import Settings
+from provisioning.bundle import GatewayIdentity
+from shared.topics import SEGMENT_PATTERN
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["gateways"])
+#: POST /enrol: the device has no key yet; its code is the credential.
+public = APIRouter(tags=["gateways"])
+
+StoreKey = Annotated[str, Path(pattern=SEGMENT_PATTERN.pattern)]
+GatewayKey = Annotated[str, Path(pattern=SEGMENT_PATTERN.pattern)]
+
+#: The one answer to every code that cannot be used: no oracle for guessers.
+CODE_REFUSED = ("this enrolment code cannot be used: it is mistyped, used, expired or "
+                "revoked; ask for a new one on the console's Stores page")
+GATEWAYS_PATH = "/stores/{store}/gateways"
+GATEWAY_PATH = GATEWAYS_PATH + "/{gateway}"
+
+
+def _unavailable(error: broker.BrokerUnavailableError) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error))
+
+
+def _health(session: Session, row: RegisteredGateway) -> GatewayHealth | None:
+    return session.get(GatewayHealth, (row.tenant, row.store, row.gateway))
+
+
+def _public(session: Session, row: RegisteredGateway) -> RegisteredGatewayPublic:
+    health = _health(session, row)
+    return RegisteredGatewayPublic(
+        store=row.store, gateway=row.gateway, state=row.state, created_at=row.created_at,
+        code_expires_at=row.code_expires_at, enrolled_at=row.enrolled_at,
+        revoked_at=row.revoked_at, config_version=row.config_version,
+        applied_config_version=health.config_version if health else None,
+    )
+
+
+def _config_public(session: Session, row: RegisteredGateway) -> GatewayConfigPublic:
+    health = _health(session, row)
+    applied = None if health is None else AppliedConfig(
+        version=health.config_version, refused_version=health.config_refused_version,
+        refused_reason=health.config_refused_reason, reported_at=health.status_sent_at,
+    )
+    return GatewayConfigPublic(
+        store=row.store, gateway=row.gateway, desired_version=row.config_version,
+        desired=row.config, saved_at=row.config_saved_at,
+        published_at=row.config_published_at, applied=applied,
+    )
+
+
+def _code_lifetime(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.gateways.enrolment_code_hours)
+
+
+def _enrol_command(request: Request, code: str) -> str:
+    return f"sudo vitrina-edge enrol --code {code} --cloud {str(request.base_url).rstrip('/')}"
+
+
+def _gateway_or_404(session: Session, tenant: str, store: str, gateway: str
+                    ) -> RegisteredGateway:
+    row = get_registered(session, tenant=tenant, store=store, gateway=gateway)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"store {store!r} has no gateway {gateway!r}")
+    return row
+
+
+@router.get(GATEWAYS_PATH, response_model=list[RegisteredGatewayPublic])
+def list_gateways_route(
+    caller: MayReadConfig, session: SessionDep, tenant: str, store: StoreKey,
+) -> list[RegisteredGatewayPublic]:
+    """The store's registered gateways, revoked ones included (for the record)."""
+    return [_public(session, row) for row in list_registered(session, tenant=tenant,
+                                                             store=store)]
+
+
+@router.post(GATEWAYS_PATH, response_model=EnrolmentCodePublic,
+             status_code=status.HTTP_201_CREATED)
+def create_gateway_route(
+    caller: MayWriteStores, request: Request, session: SessionDep, settings: SettingsDep,
+    now: NowDep, audit: Audit, tenant: str, store: StoreKey, body: RegisteredGatewayCreate,
+) -> EnrolmentCodePublic:
+    """Add a gateway to the store; the answer holds its enrolment code, shown this once."""
+    if get_store(session, tenant=tenant, key=store) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"store {store!r} not found")
+    try:
+        row, code = register_gateway(session, tenant=tenant, store=store, gateway=body.gateway,
+                                     now=now, lifetime=_code_lifetime(settings))
+    except GatewayExistsError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    public_row = _public(session, row)
+    audit.record("gateway.create", f"gateway:{store}/{row.gateway}", after=public_row)
+    session.commit()
+    assert row.code_expires_at is not None
+    return EnrolmentCodePublic(gateway=public_row, code=code, expires_at=row.code_expires_at,
+                               command=_enrol_command(request, code))
+
+
+@router.post(GATEWAY_PATH + "/code", response_model=EnrolmentCodePublic,
+             status_code=status.HTTP_201_CREATED)
+def new_code_route(
+    caller: MayWriteStores, request: Request, session: SessionDep, settings: SettingsDep,
+    now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
+) -> EnrolmentCodePublic:
+    """A new code for a gateway that has not enrolled yet; the earlier one stops working."""
+    row = _gateway_or_404(session, tenant, store, gateway)
+    try:
+        code = reissue_code(session, row=row, now=now, lifetime=_code_lifetime(settings))
+    except AlreadyEnrolledError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    public_row = _public(session, row)
+    audit.record("gateway.code", f"gateway:{store}/{gateway}", after=public_row)
+    session.commit()
+    assert row.code_expires_at is not None
+    return EnrolmentCodePublic(gateway=public_row, code=code, expires_at=row.code_expires_at,
+                               command=_enrol_command(request, code))
+
+
+@router.delete(GATEWAY_PATH, response_model=RegisteredGatewayPublic)
+def revoke_gateway_route(
+    caller: MayWriteStores, session: SessionDep, settings: SettingsDep, now: NowDep,
+    audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
+) -> RegisteredGatewayPublic:
+    """Revoke the gateway: its broker login goes (its live session ends with it) and its
+    code stops working. 503, changing nothing, when the broker cannot be told."""
+    row = _gateway_or_404(session, tenant, store, gateway)
+    before = _public(session, row)
+    if row.state is GatewayState.REVOKED:
+        return before
+    if row.state is GatewayState.ENROLLED:
+        try:
+            broker.delete_login(settings, tenant=tenant, store=store, gateway=gateway)
+        except broker.BrokerUnavailableError as error:
+            raise _unavailable(error) from None
+    revoke_registered(session, row=row, now=now)
+    after = _public(session, row)
+    audit.record("gateway.revoke", f"gateway:{store}/{gateway}", before=before, after=after)
+    session.commit()
+    try:  # its retained config names nobody now; a left-over copy is harmless
+        broker.publish_retained(settings.mqtt, broker.config_topic(tenant, store, gateway), b"")
+    except broker.BrokerUnavailableError as error:
+        log.warning("could not clear a revoked gateway's retained config: %s", error)
+    return after
+
+
+@router.get(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic)
+def get_config_route(
+    caller: MayReadConfig, session: SessionDep, tenant: str, store: StoreKey,
+    gateway: GatewayKey,
+) -> GatewayConfigPublic:
+    """The config saved for the gateway (desired) and what its heartbeat reports (applied)."""
+    return _config_public(session, _gateway_or_404(session, tenant, store, gateway))
+
+
+@router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic)
+def put_config_route(
+    caller: MayWriteStores, session: SessionDep, settings: SettingsDep, now: NowDep,
+    audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey, body: GatewayConfigUpdate,
+) -> GatewayConfigPublic:
+    """Save the next version of the gateway's config and publish it, retained, on its
+    config topic. The version is saved even when the broker cannot take it now
+    (`published_at` stays empty): saving again sends it."""
+    row = _gateway_or_404(session, tenant, store, gateway)
+    if row.state is GatewayState.REVOKED:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"gateway {gateway!r} is revoked: it takes no config")
+    before = _config_public(session, row)
+    document = save_config(session, row=row, config=body, now=now)
+    audit.record("gateway.config", f"gateway:{store}/{gateway}", before=before.desired,
+                 after=document)
+    session.commit()
+    _publish(session, settings, row, document, now=now)
+    return _config_public(session, row)
+
+
+def _publish(session: Session, settings: Settings, row: RegisteredGateway,
+             document: dict[str, object], *, now: NowDep) -> None:
+    topic = broker.config_topic(row.tenant, row.store, row.gateway)
+    payload = GatewayConfigUpdate.model_validate(document).model_dump_json(exclude_none=True)
+    try:
+        broker.publish_retained(settings.mqtt, topic, payload.encode())
+    except broker.BrokerUnavailableError as error:
+        log.warning("config version %s of %s/%s saved, not yet published: %s",
+                    document.get("version"), row.store, row.gateway, error)
+        return
+    mark_published(session, row=row, version=row.config_version, now=now)
+    session.commit()
+
+
+def _limits(settings: Settings) -> throttle.Throttle:
+    gateways = settings.gateways
+    return throttle.Throttle(
+        free=gateways.enrol_free_failures,
+        window=timedelta(minutes=gateways.enrol_window_minutes),
+        base=timedelta(seconds=gateways.enrol_backoff_s),
+        cap=timedelta(seconds=gateways.enrol_backoff_max_s),
+    )
+
+
+@public.post("/enrol", response_model=EnrolmentBundle)
+def enrol_route(
+    request: Request, session: SessionDep, settings: SettingsDep, now: NowDep,
+    body: EnrolmentRequest,
+) -> EnrolmentBundle:
+    """Exchange a one-time code for the gateway's identity: a new broker login, the
+    tenant's keys and the broker's CA, as the files of its bundle. 403 for any code that
+    cannot be used (always the same message), 429 with Retry-After after repeated wrong
+    codes from one address, 503 when the broker cannot make the login (the code stays
+    usable)."""
+    client = throttle.subject("enrol-address",
+                              request.client.host if request.client else "unknown")
+    waiting = throttle.blocked_for(session, subjects=[client], now=now)
+    if waiting is not None:
+        seconds = max(1, int(waiting.total_seconds() + 0.999))
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"too many wrong enrolment codes: try again in {seconds} s",
+                            headers={"Retry-After": str(seconds)})
+    row = redeem_code(session, typed=body.code, tenant=body.tenant, now=now)
+    tenant_settings = settings.tenant(row.tenant) if row is not None else None
+    if row is None or tenant_settings is None:
+        session.rollback()
+        throttle.record_failure(session, subjects=[client], now=now,
+                               throttle=_limits(settings))
+        session.commit()
+        log.info("enrolment code refused")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, CODE_REFUSED)
+    store = get_store(session, tenant=row.tenant, key=row.store)
+    try:
+        ca = broker.gateway_ca_certificate(settings)
+        credentials = broker.create_login(settings, tenant=row.tenant, store=row.store,
+                                          gateway=row.gateway)
+    except broker.BrokerUnavailableError as error:
+        session.rollback()
+        raise _unavailable(error) from None
+    files = bundle_files(
+        settings, tenant=tenant_settings,
+        identity=GatewayIdentity(row.tenant, row.store, row.gateway), credentials=credentials,
+        ca_certificate=ca, timezone=store.time_zone if store else "UTC",
+        directory=body.directory,
+    )
+    record(session, tenant=row.tenant, actor_kind="gateway", actor=credentials.username,
+           action="gateway.enrol", target=f"gateway:{row.store}/{row.gateway}",
+           before=None, after=_public(session, row), now=now)
+    session.commit()
+    log.info("gateway %s/%s/%s enrolled", row.tenant, row.store, row.gateway)
+    return EnrolmentBundle(tenant=row.tenant, store=row.store, gateway=row.gateway, files=files)

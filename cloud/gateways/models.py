@@ -1,0 +1,154 @@
+"""Registered gateways as a table and as API bodies.
+
+- `gateway_registry`: a gateway an admin created for a store, its one live enrolment
+  code (hashed, with its expiry; gone once used), when it enrolled or was revoked, and
+  the config the cloud keeps for it: the desired document and its version, and when that
+  version reached the broker. What the gateway reports back (the version in force, a
+  refusal) arrives with its heartbeat and is kept with its health (`cloud.presence`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import Field as FieldInfo
+from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from cloud.db import UtcDateTime
+from shared.status import GatewayConfig
+from shared.topics import SEGMENT_PATTERN
+
+GatewayId = Annotated[str, StringConstraints(pattern=SEGMENT_PATTERN.pattern)]
+
+
+class GatewayState(StrEnum):
+    #: Created; its code waits to be used on the device.
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+class RegisteredGateway(SQLModel, table=True):
+    __tablename__ = "gateway_registry"
+    __table_args__ = (
+        UniqueConstraint("tenant", "store", "gateway", name="uq_gateway_registry_identity"),
+        Index("ix_gateway_registry_code_hash", "code_hash", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    store: str = Field(max_length=64)
+    gateway: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    code_hash: str | None = Field(default=None, max_length=64)
+    code_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    enrolled_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    #: The desired config (`shared.status.GatewayConfig` as JSON), None until one is saved.
+    config: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    #: Grows by one with every saved config; 0 before the first.
+    config_version: int = 0
+    config_saved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    #: When the broker took the current version (retained); None: not yet delivered.
+    config_published_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+    @property
+    def state(self) -> GatewayState:
+        if self.revoked_at is not None:
+            return GatewayState.REVOKED
+        return GatewayState.ENROLLED if self.enrolled_at is not None else GatewayState.PENDING
+
+
+class RegisteredGatewayCreate(BaseModel):
+    """What an admin sends to add a gateway to a store (the store is in the path)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: GatewayId
+
+
+class GatewayConfigUpdate(GatewayConfig):
+    """The config an admin saves for a gateway: the model the gateway validates, strict
+    about unknown fields (a typo must not be dropped silently); `version` is the cloud's
+    to set."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AppliedConfig(BaseModel):
+    """What the gateway's latest heartbeat says about the cloud's config."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: The version in force (None: the gateway runs on its own file alone).
+    version: int | None
+    refused_version: int | None = None
+    refused_reason: str | None = None
+    reported_at: datetime | None = None
+
+
+class GatewayConfigPublic(BaseModel):
+    """Desired against applied: the console shows both until they agree."""
+
+    model_config = ConfigDict(frozen=True)
+
+    store: str
+    gateway: str
+    desired_version: int
+    desired: dict[str, Any] | None
+    saved_at: datetime | None
+    published_at: datetime | None
+    applied: AppliedConfig | None
+
+
+class RegisteredGatewayPublic(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    store: str
+    gateway: str
+    state: GatewayState
+    created_at: datetime
+    code_expires_at: datetime | None
+    enrolled_at: datetime | None
+    revoked_at: datetime | None
+    config_version: int
+    applied_config_version: int | None = None
+
+
+class EnrolmentCodePublic(BaseModel):
+    """A new code: shown once, never stored in the clear."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gateway: RegisteredGatewayPublic
+    code: str
+    expires_at: datetime
+    #: The command to run on the device, ready to paste.
+    command: str
+
+
+class EnrolmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = FieldInfo(max_length=32)
+    #: Where the device keeps its bundle (the config names its CA file there).
+    directory: str = FieldInfo(default="/etc/vitrina", max_length=255,
+                               pattern=r"^/[^\x00-\x1f\"\\]*$")
+    #: When given, the code must be one of this tenant's.
+    tenant: str | None = FieldInfo(default=None, max_length=64)
+
+
+class EnrolmentBundle(BaseModel):
+    """The gateway's identity: its files, as `vitrina-provision enrol-gateway` writes them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str
+    store: str
+    gateway: str
+    #: File name in the bundle directory -> its text (`edge.toml`, `ca.crt`).
+    files: dict[str, str]

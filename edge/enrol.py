@@ -1,0 +1,150 @@
+"""`vitrina-edge enrol`: exchange a one-time enrolment code for this gateway's identity.
+
+The cloud answers `POST /enrol` with the files of the gateway's bundle (its config with
+its broker login and the tenant's keys, and the broker's CA). They hold secrets, so they
+are written readable by their owner only (files 0600 in a 0700 directory), each through a
+temporary file renamed into place, so a crash leaves the old bundle or the new one and
+never half of one.
+
+Only HTTPS carries the code and the bundle, except to this machine itself (loopback),
+where nothing crosses a network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+#: What the cloud answers within; a gateway on a slow uplink still gets there.
+REQUEST_TIMEOUT_S = 30.0
+BUNDLE_FILE_MODE = 0o600
+BUNDLE_DIRECTORY_MODE = 0o700
+CONFIG_FILE = "edge.toml"
+#: A bundle is a config file and a certificate: nothing else may be written by it.
+BUNDLE_FILES = frozenset({CONFIG_FILE, "ca.crt"})
+
+
+class EnrolmentRefusedError(Exception):
+    """The cloud refused the code (wrong, used, expired, revoked) or asked to wait."""
+
+
+class CloudUnreachableError(Exception):
+    """The cloud could not be reached or could not enrol now; trying again may work."""
+
+
+class EnrolmentUsageError(Exception):
+    """The command cannot run as asked (an address, an existing bundle)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    tenant: str
+    store: str
+    gateway: str
+    config: Path
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def enrol_url(cloud: str) -> str:
+    """`<cloud>/enrol`; EnrolmentUsageError for an address the code must not be sent to."""
+    parts = urlsplit(cloud)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise EnrolmentUsageError(f"--cloud must be an https:// address, not {cloud!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise EnrolmentUsageError(
+            "--cloud must be an https:// address: the code and the gateway's keys must not "
+            "cross the network in the clear")
+    return cloud.rstrip("/") + "/enrol"
+
+
+def _detail(error: urllib.error.HTTPError) -> str:
+    with contextlib.suppress(ValueError, AttributeError, OSError):
+        detail = json.loads(error.read()).get("detail")
+        if isinstance(detail, str):
+            return detail
+    return f"HTTP {error.code}"
+
+
+def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | None
+                   ) -> dict[str, Any]:
+    """POST the code; the cloud's answer, or the error that says what to do."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    body = json.dumps({"code": code, "directory": str(directory)}).encode()
+    request = urllib.request.Request(
+        enrol_url(cloud), data=body, method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=context
+                                    ) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as error:
+        if error.code in (403, 429):
+            raise EnrolmentRefusedError(_detail(error)) from None
+        if error.code == 404:
+            raise CloudUnreachableError(
+                f"{cloud} has no enrolment service (HTTP 404): is it the orchestrator's "
+                "address?") from None
+        raise CloudUnreachableError(f"the cloud could not enrol this gateway: "
+                                    f"{_detail(error)}") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise CloudUnreachableError(f"cannot reach {cloud}: {reason}") from None
+
+
+def _write_private(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.new")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, BUNDLE_FILE_MODE)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(temporary, BUNDLE_FILE_MODE)
+    os.replace(temporary, path)
+
+
+def write_bundle(directory: Path, files: dict[str, str]) -> Path:
+    """Write the bundle's files; the config's path."""
+    unexpected = set(files) - BUNDLE_FILES
+    if unexpected or CONFIG_FILE not in files:
+        raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
+    directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    directory.chmod(BUNDLE_DIRECTORY_MODE)
+    for name, text in files.items():
+        _write_private(directory / name, text)
+    return directory / CONFIG_FILE
+
+
+def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force: bool
+          ) -> Enrolled:
+    """Exchange `code` for the bundle and write it into `directory`. An existing bundle is
+    kept unless `force`: checked before the code is sent, so a refusal costs no code."""
+    directory = directory.absolute()
+    if (directory / CONFIG_FILE).exists() and not force:
+        raise EnrolmentUsageError(
+            f"a bundle is already in {directory}: this gateway is enrolled (use --force to "
+            "replace it with a new identity)")
+    answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file)
+    files = answer.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
+    config = write_bundle(directory, files)
+    return Enrolled(tenant=str(answer.get("tenant")), store=str(answer.get("store")),
+                    gateway=str(answer.get("gateway")), config=config)
