@@ -218,6 +218,11 @@ def test_revoking_ends_the_gateways_session_and_its_login(cloud: Cloud, tmp_path
     put = cloud.client.put(cloud.path("/gw-1/config"), json={"rssi_floor": -80},
                            headers=cloud.headers)
     assert put.status_code == 409
+    with session_scope(cloud.engine) as session:
+        entry = session.exec(select(AuditEntry).where(
+            col(AuditEntry.action) == "gateway.revoke")).one()
+    assert entry.target == f"gateway:{STORE}/gw-1"
+    assert (entry.before["state"], entry.after["state"]) == ("enrolled", "revoked")
 
 
 def test_a_config_is_published_retained_and_the_heartbeat_acknowledges_it(
