@@ -5,74 +5,36 @@ heartbeat really acknowledges it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import col, select
 
-from cloud.api import create_app
 from cloud.audit import AuditEntry
 from cloud.db import session_scope
 from cloud.gateways.codes import CODE_ALPHABET
 from cloud.gateways.models import RegisteredGateway
-from cloud.settings import Settings
 from provisioning.broker_security import BrokerFiles
 from shared.status import decode_gateway_config
-from tests.cloud.factories import Clock, bearer, issue_key
 from tests.cloud.gateway_support import (
+    STORE,
+    Cloud,
     gateway_cloud_settings,
     gateway_login,
+    make_cloud,
     running_agent,
     write_bundle,
 )
 from tests.cloud.running import running_worker, wait_for
 
-STORE = "madrid-1"
 CODE_FORMAT = re.compile(rf"^[{CODE_ALPHABET}]{{4}}-[{CODE_ALPHABET}]{{4}}$")
 REFUSED = "this enrolment code cannot be used"
-
-
-@dataclass
-class Cloud:
-    client: TestClient
-    engine: Engine
-    tenant: str
-    settings: Settings
-    clock: Clock
-    headers: dict[str, str]
-
-    def path(self, rest: str = "") -> str:
-        return f"/tenants/{self.tenant}/stores/{STORE}/gateways{rest}"
-
-    def add_gateway(self, gateway: str = "gw-1") -> dict[str, Any]:
-        response = self.client.post(self.path(), json={"gateway": gateway}, headers=self.headers)
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def enrol(self, code: str, **extra: Any) -> Any:
-        return self.client.post("/enrol", json={"code": code, **extra})
-
-
-@contextlib.contextmanager
-def make_cloud(engine: Engine, settings: Settings, tenant: str) -> Iterator[Cloud]:
-    clock = Clock(datetime.now(UTC))
-    with TestClient(create_app(settings, engine=engine, now=clock)) as client:
-        headers = bearer(issue_key(engine, tenant=tenant))
-        stored = client.put(f"/tenants/{tenant}/stores/{STORE}",
-                            json={"name": "Madrid", "time_zone": "Europe/Madrid"},
-                            headers=headers)
-        assert stored.status_code == 200, stored.text
-        yield Cloud(client, engine, tenant, settings, clock, headers)
 
 
 @pytest.fixture
