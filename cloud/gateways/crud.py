@@ -43,6 +43,13 @@ def list_registered(
                                        col(RegisteredGateway.gateway))).all()
 
 
+def active_gateway_ids(session: Session, *, tenant: str, store: str) -> list[str]:
+    """The store's registered gateways that are not revoked (pending or enrolled): each
+    holds, or may yet get, a broker login for the store."""
+    return [row.gateway for row in list_registered(session, tenant=tenant, store=store)
+            if row.state is not GatewayState.REVOKED]
+
+
 def _new_code(row: RegisteredGateway, *, now: datetime, lifetime: timedelta) -> str:
     code = new_code()
     row.code_hash = code_hash(canonical_code(code) or "")

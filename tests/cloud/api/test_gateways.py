@@ -20,8 +20,11 @@ from cloud.audit import AuditEntry
 from cloud.db import session_scope
 from cloud.gateways.codes import CODE_ALPHABET
 from cloud.gateways.models import RegisteredGateway
+from cloud.presence.models import GatewayHealth
 from provisioning.broker_security import BrokerFiles
+from provisioning.cli import main as provision
 from shared.status import decode_gateway_config
+from tests.cloud.factories import KEY_ID, KEY_SECRET
 from tests.cloud.gateway_support import (
     STORE,
     Cloud,
@@ -234,3 +237,68 @@ def test_a_config_is_published_retained_and_the_heartbeat_acknowledges_it(
         entries = session.exec(select(AuditEntry).where(AuditEntry.action == "gateway.config")
                                .order_by(col(AuditEntry.id))).all()
     assert [entry.after["version"] for entry in entries] == [1, 2]
+
+
+def test_a_store_with_gateways_not_revoked_cannot_be_deleted(cloud: Cloud) -> None:
+    cloud.add_gateway("gw-door")
+    cloud.add_gateway("gw-till")
+    cloud.add_gateway("gw-old")
+    assert cloud.client.delete(cloud.path("/gw-old"), headers=cloud.headers).status_code == 200
+    store = f"/tenants/{cloud.tenant}/stores/{STORE}"
+    refused = cloud.client.delete(store, headers=cloud.headers)
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert "gw-door, gw-till" in detail
+    assert "gw-old" not in detail
+    assert detail.endswith("revoke them first")
+    assert cloud.client.get(store, headers=cloud.headers).status_code == 200  # still there
+    for gateway in ("gw-door", "gw-till"):
+        revoked = cloud.client.delete(cloud.path(f"/{gateway}"), headers=cloud.headers)
+        assert revoked.status_code == 200
+    assert cloud.client.delete(store, headers=cloud.headers).status_code == 200
+
+
+def test_a_registered_gateway_enrolled_offline_is_revoked_with_its_login(
+    cloud: Cloud, secure_broker: BrokerFiles, tmp_path: Path
+) -> None:
+    cloud.add_gateway("gw-1")  # registered, but its code is never used...
+    key_file = tmp_path / "tenant.key"
+    key_file.write_text(KEY_SECRET)
+    enrolled = provision([  # ...it is enrolled offline, as a site without a route does
+        "enrol-gateway", "--broker-host", "localhost", "--broker-dir",
+        str(secure_broker.directory), "--broker-port", str(secure_broker.port),
+        "--tenant", cloud.tenant, "--store", STORE, "--gateway", "gw-1", "--key-id", KEY_ID,
+        "--key-file", str(key_file), "--out", str(tmp_path / "bundle"),
+        "--installed-dir", str(tmp_path / "bundle"), "--public-host", "localhost",
+    ])
+    assert enrolled == 0
+    with gateway_login(tmp_path / "bundle" / "edge.toml") as login:
+        assert login.accepted, login.reason
+        revoked = cloud.client.delete(cloud.path("/gw-1"), headers=cloud.headers)
+        assert revoked.status_code == 200, revoked.text
+        assert login.disconnected.wait(10), "the offline login outlived the revocation"
+    with gateway_login(tmp_path / "bundle" / "edge.toml") as again:
+        assert not again.accepted
+
+
+def test_a_gateway_that_reports_but_is_not_registered_is_named_as_enrolled_offline(
+    cloud: Cloud
+) -> None:
+    with session_scope(cloud.engine) as session:
+        session.add(GatewayHealth(tenant=cloud.tenant, store=STORE, gateway="gw-offline",
+                                  online=True, status_sent_at=cloud.clock.now,
+                                  received_at=cloud.clock.now))
+        session.commit()
+    answers = [
+        cloud.client.delete(cloud.path("/gw-offline"), headers=cloud.headers),
+        cloud.client.put(cloud.path("/gw-offline/config"), json={"rssi_floor": -80},
+                         headers=cloud.headers),
+        cloud.client.get(cloud.path("/gw-offline/config"), headers=cloud.headers),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404
+        assert "not registered here: it was enrolled offline" in answer.json()["detail"]
+        assert "vitrina-provision revoke-gateway" in answer.json()["detail"]
+    unknown = cloud.client.delete(cloud.path("/gw-nowhere"), headers=cloud.headers)
+    assert unknown.status_code == 404
+    assert "enrolled offline" not in unknown.json()["detail"]
