@@ -89,6 +89,14 @@ PURGED_PSEUDONYMS = Counter(
     "Stored presence events whose stable pseudonym was replaced (retention or erasure)",
     registry=REGISTRY,
 )
+GATEWAY_CONFIG_PUBLISHES = Counter(
+    "vitrina_gateway_config_publishes",
+    "Gateway configs put on the broker, retained, by reason (saved: by the save itself; "
+    "unpublished: by the worker, the broker away at the save; unacknowledged: again, the "
+    "gateway not reporting it) and outcome (published or failed)",
+    ["reason", "outcome"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

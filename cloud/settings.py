@@ -209,6 +209,10 @@ class GatewaySettings(BaseModel):
     enrol_backoff_s: float = Field(default=30.0, gt=0, le=3600)
     enrol_backoff_max_s: float = Field(default=1800.0, gt=0, le=24 * 3600)
     enrol_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: How often the delivery stage looks for gateway configs to publish (saved while the
+    #: broker was away, or not taken by a live gateway): a config is a setting, not a
+    #: message, and a few seconds late costs nothing.
+    config_poll_interval_s: float = Field(default=10.0, gt=0, le=3600)
 
 
 class IngestSettings(BaseModel):

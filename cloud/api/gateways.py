@@ -12,7 +12,9 @@ code, revoked, and configured from the cloud.
 - PUT/GET .../{g}/config: the gateway's config (zones and RSSI thresholds, tracker
   settings, source switches, active key id), saved as the next version and published
   retained on its config topic; GET shows it next to the version the gateway's latest
-  heartbeat says is in force (or refused, and why).
+  heartbeat says is in force (or refused, and why). A version the broker cannot take at
+  once is saved all the same (202, saying so); the delivery stage sends it when it can
+  (`cloud.delivery.gateway_configs`).
 
 Broker work blocks on the network: these routes are plain functions, which FastAPI runs
 in its thread pool, never on the event loop.
@@ -21,10 +23,11 @@ in its thread pool, never on the event loop.
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from sqlmodel import Session
 
 from cloud.api.access import MayReadConfig, MayWriteStores
@@ -32,13 +35,13 @@ from cloud.api.audit import Audit
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
 from cloud.audit import record
 from cloud.auth import throttle
+from cloud.delivery import gateway_configs
 from cloud.gateways import broker
 from cloud.gateways.crud import (
     AlreadyEnrolledError,
     GatewayExistsError,
     get_registered,
     list_registered,
-    mark_published,
     redeem_code,
     register_gateway,
     reissue_code,
@@ -104,11 +107,34 @@ def _config_public(session: Session, row: RegisteredGateway) -> GatewayConfigPub
         version=health.config_version, refused_version=health.config_refused_version,
         refused_reason=health.config_refused_reason, reported_at=health.status_sent_at,
     )
+    unpublished = row.config_version > 0 and row.config_published_at is None
     return GatewayConfigPublic(
         store=row.store, gateway=row.gateway, desired_version=row.config_version,
         desired=row.config, saved_at=row.config_saved_at,
-        published_at=row.config_published_at, applied=applied,
+        published_at=row.config_published_at,
+        publish_error=row.config_publish_error if unpublished else None,
+        next_publish_at=row.config_next_attempt_at if unpublished else None,
+        delivery=_delivery(row, applied), applied=applied,
     )
+
+
+def _delivery(row: RegisteredGateway, applied: AppliedConfig | None) -> str:
+    """Where the saved version is, in a sentence for whoever saved it."""
+    version = row.config_version
+    if row.state is GatewayState.REVOKED:
+        return "the gateway is revoked: it takes no config"
+    if version == 0:
+        return "no config saved: the gateway runs on its own file"
+    if row.config_published_at is None:
+        why = f" ({row.config_publish_error})" if row.config_publish_error else ""
+        return (f"version {version} is saved but not yet on the broker{why}; the "
+                "orchestrator's worker sends it as soon as the broker takes it")
+    if applied is not None and applied.version == version:
+        return f"version {version} is in force on the gateway"
+    if applied is not None and applied.refused_version == version:
+        return f"the gateway refused version {version}: {applied.refused_reason}"
+    return (f"version {version} is on the broker (retained): the gateway takes it when "
+            "connected and reports it in its next heartbeat")
 
 
 def _code_lifetime(settings: Settings) -> timedelta:
@@ -121,11 +147,17 @@ def _enrol_command(request: Request, code: str) -> str:
 
 def _gateway_or_404(session: Session, tenant: str, store: str, gateway: str
                     ) -> RegisteredGateway:
+    """The registered gateway; 404 otherwise, saying so when the gateway reports all the
+    same (enrolled offline, so the console cannot revoke or configure it)."""
     row = get_registered(session, tenant=tenant, store=store, gateway=gateway)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"store {store!r} has no gateway {gateway!r}")
-    return row
+    if row is not None:
+        return row
+    if session.get(GatewayHealth, (tenant, store, gateway)) is not None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, (
+            f"gateway {gateway!r} of store {store!r} reports, but is not registered here: "
+            "it was enrolled offline. Revoke it with `vitrina-provision revoke-gateway` on "
+            "the broker's host; it takes its config from its own file"))
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"store {store!r} has no gateway {gateway!r}")
 
 
 @router.get(GATEWAYS_PATH, response_model=list[RegisteredGatewayPublic])
@@ -185,16 +217,19 @@ def revoke_gateway_route(
     audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
 ) -> RegisteredGatewayPublic:
     """Revoke the gateway: its broker login goes (its live session ends with it) and its
-    code stops working. 503, changing nothing, when the broker cannot be told."""
+    code stops working. 503, changing nothing, when the broker cannot be told.
+
+    The login is deleted even for a gateway that never used its code: one registered
+    here may have been enrolled offline (`vitrina-provision enrol-gateway` makes a login
+    of the same name), and revoking must cut it too."""
     row = _gateway_or_404(session, tenant, store, gateway)
     before = _public(session, row)
     if row.state is GatewayState.REVOKED:
         return before
-    if row.state is GatewayState.ENROLLED:
-        try:
-            broker.delete_login(settings, tenant=tenant, store=store, gateway=gateway)
-        except broker.BrokerUnavailableError as error:
-            raise _unavailable(error) from None
+    try:
+        broker.delete_login(settings, tenant=tenant, store=store, gateway=gateway)
+    except broker.BrokerUnavailableError as error:
+        raise _unavailable(error) from None
     revoke_registered(session, row=row, now=now)
     after = _public(session, row)
     audit.record("gateway.revoke", f"gateway:{store}/{gateway}", before=before, after=after)
@@ -215,14 +250,18 @@ def get_config_route(
     return _config_public(session, _gateway_or_404(session, tenant, store, gateway))
 
 
-@router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic)
+@router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic,
+            responses={202: {"description": "saved; the broker cannot take it now, and the "
+                                            "worker sends it when it can"}})
 def put_config_route(
-    caller: MayWriteStores, session: SessionDep, settings: SettingsDep, now: NowDep,
-    audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey, body: GatewayConfigUpdate,
+    caller: MayWriteStores, response: Response, session: SessionDep, settings: SettingsDep,
+    now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
+    body: GatewayConfigUpdate,
 ) -> GatewayConfigPublic:
     """Save the next version of the gateway's config and publish it, retained, on its
-    config topic. The version is saved even when the broker cannot take it now
-    (`published_at` stays empty): saving again sends it."""
+    config topic: 200 once the broker has it. When the broker cannot take it now the
+    version is saved all the same and the answer is 202, `published_at` empty and
+    `delivery` saying why: the delivery stage's worker sends it when it can."""
     row = _gateway_or_404(session, tenant, store, gateway)
     if row.state is GatewayState.REVOKED:
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -231,23 +270,19 @@ def put_config_route(
     document = save_config(session, row=row, config=body, now=now)
     audit.record("gateway.config", f"gateway:{store}/{gateway}", before=before.desired,
                  after=document)
+    claim = gateway_configs.begin_publish(session, row=row, now=now)
     session.commit()
-    _publish(session, settings, row, document, now=now)
+    error = gateway_configs.publish(settings.mqtt, claim)
+    gateway_configs.settle(session, claim=claim, error=error, now=now, rng=_RNG)
+    session.commit()
+    session.refresh(row)
+    if row.config_published_at is None:
+        response.status_code = status.HTTP_202_ACCEPTED
     return _config_public(session, row)
 
 
-def _publish(session: Session, settings: Settings, row: RegisteredGateway,
-             document: dict[str, object], *, now: NowDep) -> None:
-    topic = broker.config_topic(row.tenant, row.store, row.gateway)
-    payload = GatewayConfigUpdate.model_validate(document).model_dump_json(exclude_none=True)
-    try:
-        broker.publish_retained(settings.mqtt, topic, payload.encode())
-    except broker.BrokerUnavailableError as error:
-        log.warning("config version %s of %s/%s saved, not yet published: %s",
-                    document.get("version"), row.store, row.gateway, error)
-        return
-    mark_published(session, row=row, version=row.config_version, now=now)
-    session.commit()
+#: Jitter for the back-off of configs the broker did not take.
+_RNG = random.Random()
 
 
 def _limits(settings: Settings) -> throttle.Throttle:

@@ -32,6 +32,7 @@ from cloud.api.customers import CustomerDep
 from cloud.api.deps import NowDep, SessionDep
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.crud import current_consent
+from cloud.gateways.crud import active_gateway_ids
 from cloud.places.crud import (
     StoredGeofences,
     StoreInUseError,
@@ -174,8 +175,14 @@ def get_store_route(
 def delete_store_route(
     caller: MayWriteStores, session: SessionDep, audit: Audit, tenant: str, key: StoreKey
 ) -> StorePublic:
-    """Delete a store that has no geofences left (409 otherwise)."""
+    """Delete a store that has no geofences and no gateway that is not revoked left (409
+    otherwise: a gateway's broker login names its store, and would outlive it)."""
     public = _store_public(session, _store_or_404(session, tenant, key))
+    gateways = active_gateway_ids(session, tenant=tenant, store=key)
+    if gateways:
+        raise HTTPException(status.HTTP_409_CONFLICT, (
+            f"store {key!r} still has registered gateways ({', '.join(gateways[:10])}"
+            f"{', ...' if len(gateways) > 10 else ''}): revoke them first"))
     try:
         delete_store(session, tenant=tenant, key=key)
     except StoreInUseError as error:

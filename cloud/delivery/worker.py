@@ -12,7 +12,9 @@ The second transaction records what came of it (`cloud.delivery.settlement`).
 
 Webhooks to the shop (`cloud.webhooks.outbound`) have rounds of their own, run beside the
 message rounds by the same `run` loop and woken by the same `wake`: a shop endpoint that
-hangs delays neither messages nor anything else.
+hangs delays neither messages nor anything else. So do gateway configs the broker has not
+taken yet, or a live gateway has not acknowledged (`cloud.delivery.gateway_configs`), every
+`gateways.config_poll_interval_s`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from cloud.channels import (
 from cloud.customers.consent import refusal
 from cloud.db import DATABASE_WAIT_S, is_transient, session_scope, utc_now, wait_for_database
 from cloud.delivery.addressing import RoundReads, outbound
+from cloud.delivery.gateway_configs import ConfigPublisher
 from cloud.delivery.receipts import apply_kept_receipts
 from cloud.delivery.senders import AnySender, ChannelSenders
 from cloud.delivery.settlement import Item, Outcomes, Sent
@@ -106,6 +109,8 @@ class DeliveryWorker:
             engine=engine, secrets=settings.webhook_secrets_for,
             timeout_s=settings.scenarios.webhook_timeout_s,
         )
+        #: Publishes gateway configs the broker did not take, in rounds of their own.
+        self.configs = ConfigPublisher(engine=engine, settings=settings, now=now, rng=rng)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeups: tuple[asyncio.Event, ...] = ()
         self._sweeps = Every(settings.delivery.poll_interval_s)
@@ -122,7 +127,7 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds of messages and, beside them, rounds of webhooks until `stop` is set:
         each at once again while its round was full, else after
-        `delivery.poll_interval_s` or a `wake`."""
+        `delivery.poll_interval_s` or a `wake`; and rounds of gateway configs."""
         await asyncio.to_thread(wait_for_database, self._engine)
         messages, webhooks = asyncio.Event(), asyncio.Event()
         self._loop, self._wakeups = asyncio.get_running_loop(), (messages, webhooks)
@@ -130,6 +135,7 @@ class DeliveryWorker:
             self._rounds(stop, messages, self._paced_round, self.batch_size, "delivery"),
             self._rounds(stop, webhooks, self.webhooks.run_once, self.webhooks.batch_size,
                          "webhook"),
+            self.configs.run(stop),
         )
 
     async def _rounds(

@@ -43,6 +43,13 @@ def list_registered(
                                        col(RegisteredGateway.gateway))).all()
 
 
+def active_gateway_ids(session: Session, *, tenant: str, store: str) -> list[str]:
+    """The store's registered gateways that are not revoked (pending or enrolled): each
+    holds, or may yet get, a broker login for the store."""
+    return [row.gateway for row in list_registered(session, tenant=tenant, store=store)
+            if row.state is not GatewayState.REVOKED]
+
+
 def _new_code(row: RegisteredGateway, *, now: datetime, lifetime: timedelta) -> str:
     code = new_code()
     row.code_hash = code_hash(canonical_code(code) or "")
@@ -63,6 +70,9 @@ def register_gateway(
         row = RegisteredGateway(tenant=tenant, store=store, gateway=gateway, created_at=now)
     else:
         row.created_at, row.enrolled_at, row.revoked_at = now, None, None
+        if row.config is not None:  # its retained copy was cleared at revocation
+            row.config_published_at, row.config_next_attempt_at = None, now
+            row.config_attempts, row.config_publish_error = 0, None
     code = _new_code(row, now=now, lifetime=lifetime)
     session.add(row)
     session.flush()
@@ -111,6 +121,7 @@ def redeem_code(
 def revoke_registered(session: Session, *, row: RegisteredGateway, now: datetime) -> None:
     """Its code stops working and it shows as revoked; the broker login is the caller's."""
     row.revoked_at, row.code_hash, row.code_expires_at = now, None, None
+    row.config_next_attempt_at = None  # nothing more to deliver to it
     session.add(row)
     session.flush()
 
@@ -119,22 +130,16 @@ def save_config(
     session: Session, *, row: RegisteredGateway, config: GatewayConfigUpdate, now: datetime
 ) -> dict[str, Any]:
     """Store the next version of the gateway's config; returns the document to publish
-    (zones strongest first: the gateway takes the first zone a device's RSSI reaches)."""
+    (zones strongest first: the gateway takes the first zone a device's RSSI reaches).
+    The new version is due for publishing at once (`cloud.delivery.gateway_configs`)."""
     version = row.config_version + 1
     zones = sorted(config.zones, key=lambda zone: -zone.min_rssi) if config.zones else None
     document = config.model_copy(update={"version": version, "zones": zones}).model_dump(
         mode="json", exclude_none=True)
     row.config, row.config_version = document, version
     row.config_saved_at, row.config_published_at = now, None
+    row.config_attempts, row.config_next_attempt_at, row.config_publish_error = 0, now, None
     session.add(row)
     session.flush()
     return document
 
-
-def mark_published(session: Session, *, row: RegisteredGateway, version: int, now: datetime
-                   ) -> None:
-    """The broker took `version` (unless a newer one was saved meanwhile)."""
-    if row.config_version == version:
-        row.config_published_at = now
-        session.add(row)
-        session.flush()

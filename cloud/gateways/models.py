@@ -3,7 +3,9 @@
 - `gateway_registry`: a gateway an admin created for a store, its one live enrolment
   code (hashed, with its expiry; gone once used), when it enrolled or was revoked, and
   the config the cloud keeps for it: the desired document and its version, and when that
-  version reached the broker. What the gateway reports back (the version in force, a
+  version reached the broker; the worker's bookkeeping for delivering it (attempts,
+  when it may try next or until when its lease holds, why the broker last refused it:
+  `cloud.delivery.gateway_configs`). What the gateway reports back (the version in force, a
   refusal) arrives with its heartbeat and is kept with its health (`cloud.presence`).
 """
 
@@ -55,6 +57,16 @@ class RegisteredGateway(SQLModel, table=True):
     config_saved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     #: When the broker took the current version (retained); None: not yet delivered.
     config_published_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    #: Tries to put the current version on the broker (the save's own included); 0 again
+    #: with every new version. Drives the back-off.
+    config_attempts: int = 0
+    #: When the worker may next publish the current version: a retry after a failure, a
+    #: re-publish if the gateway still reports an older one, or the end of a worker's
+    #: lease while it publishes. None: nothing to deliver (no config, or revoked).
+    config_next_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime,
+                                                    index=True)
+    #: Why the broker did not take the current version at the last try (None once it did).
+    config_publish_error: str | None = Field(default=None, max_length=500)
 
     @property
     def state(self) -> GatewayState:
@@ -102,6 +114,12 @@ class GatewayConfigPublic(BaseModel):
     desired: dict[str, Any] | None
     saved_at: datetime | None
     published_at: datetime | None
+    #: Why the broker did not take the saved version yet; the worker keeps trying.
+    publish_error: str | None = None
+    #: When the worker tries again (unpublished versions only).
+    next_publish_at: datetime | None = None
+    #: One sentence on where the saved version is: on the broker, or saved and to be sent.
+    delivery: str = ""
     applied: AppliedConfig | None
 
 

@@ -8,19 +8,27 @@ import contextlib
 import ssl
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Engine
 
+from cloud.api import create_app
 from cloud.settings import Settings
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings, load_settings
 from provisioning.broker_security import BrokerFiles, DynsecAdmin
-from tests.cloud.factories import cloud_settings
+from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
 from tests.cloud.running import WAIT_S, wait_for
+
+#: The store the gateway tests add their gateways to.
+STORE = "madrid-1"
 
 
 def gateway_cloud_settings(
@@ -140,3 +148,37 @@ def running_agent(config: Path, outbox: Path) -> Iterator[EdgeAgent]:
         assert not thread.is_alive(), "agent did not stop"
         if errors:
             raise errors[0]
+
+
+@dataclass
+class Cloud:
+    client: TestClient
+    engine: Engine
+    tenant: str
+    settings: Settings
+    clock: Clock
+    headers: dict[str, str]
+
+    def path(self, rest: str = "") -> str:
+        return f"/tenants/{self.tenant}/stores/{STORE}/gateways{rest}"
+
+    def add_gateway(self, gateway: str = "gw-1") -> dict[str, Any]:
+        response = self.client.post(self.path(), json={"gateway": gateway}, headers=self.headers)
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def enrol(self, code: str, **extra: Any) -> Any:
+        return self.client.post("/enrol", json={"code": code, **extra})
+
+
+@contextlib.contextmanager
+def make_cloud(engine: Engine, settings: Settings, tenant: str) -> Iterator[Cloud]:
+    clock = Clock(datetime.now(UTC))
+    with TestClient(create_app(settings, engine=engine, now=clock)) as client:
+        headers = bearer(issue_key(engine, tenant=tenant))
+        stored = client.put(f"/tenants/{tenant}/stores/{STORE}",
+                            json={"name": "Madrid", "time_zone": "Europe/Madrid"},
+                            headers=headers)
+        assert stored.status_code == 200, stored.text
+        yield Cloud(client, engine, tenant, settings, clock, headers)

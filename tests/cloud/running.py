@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
@@ -64,6 +64,36 @@ def running_worker(
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=WAIT_S)
         assert not thread.is_alive(), "worker did not stop"
+        if errors:
+            raise errors[0]
+
+
+@contextlib.contextmanager
+def running_loop(run: Callable[[asyncio.Event], Awaitable[None]], *, name: str
+                 ) -> Iterator[None]:
+    """`run(stop)` (a worker's loop) on an event loop of its own in a thread; stopped, and
+    its failure raised, on exit."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(run(stop))
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=WAIT_S)
+        assert not thread.is_alive(), f"{name} did not stop"
         if errors:
             raise errors[0]
 

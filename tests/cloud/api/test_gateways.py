@@ -5,74 +5,39 @@ heartbeat really acknowledges it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import col, select
 
-from cloud.api import create_app
 from cloud.audit import AuditEntry
 from cloud.db import session_scope
 from cloud.gateways.codes import CODE_ALPHABET
 from cloud.gateways.models import RegisteredGateway
-from cloud.settings import Settings
+from cloud.presence.models import GatewayHealth
 from provisioning.broker_security import BrokerFiles
+from provisioning.cli import main as provision
 from shared.status import decode_gateway_config
-from tests.cloud.factories import Clock, bearer, issue_key
+from tests.cloud.factories import KEY_ID, KEY_SECRET
 from tests.cloud.gateway_support import (
+    STORE,
+    Cloud,
     gateway_cloud_settings,
     gateway_login,
+    make_cloud,
     running_agent,
     write_bundle,
 )
 from tests.cloud.running import running_worker, wait_for
 
-STORE = "madrid-1"
 CODE_FORMAT = re.compile(rf"^[{CODE_ALPHABET}]{{4}}-[{CODE_ALPHABET}]{{4}}$")
 REFUSED = "this enrolment code cannot be used"
-
-
-@dataclass
-class Cloud:
-    client: TestClient
-    engine: Engine
-    tenant: str
-    settings: Settings
-    clock: Clock
-    headers: dict[str, str]
-
-    def path(self, rest: str = "") -> str:
-        return f"/tenants/{self.tenant}/stores/{STORE}/gateways{rest}"
-
-    def add_gateway(self, gateway: str = "gw-1") -> dict[str, Any]:
-        response = self.client.post(self.path(), json={"gateway": gateway}, headers=self.headers)
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def enrol(self, code: str, **extra: Any) -> Any:
-        return self.client.post("/enrol", json={"code": code, **extra})
-
-
-@contextlib.contextmanager
-def make_cloud(engine: Engine, settings: Settings, tenant: str) -> Iterator[Cloud]:
-    clock = Clock(datetime.now(UTC))
-    with TestClient(create_app(settings, engine=engine, now=clock)) as client:
-        headers = bearer(issue_key(engine, tenant=tenant))
-        stored = client.put(f"/tenants/{tenant}/stores/{STORE}",
-                            json={"name": "Madrid", "time_zone": "Europe/Madrid"},
-                            headers=headers)
-        assert stored.status_code == 200, stored.text
-        yield Cloud(client, engine, tenant, settings, clock, headers)
 
 
 @pytest.fixture
@@ -277,3 +242,68 @@ def test_a_config_is_published_retained_and_the_heartbeat_acknowledges_it(
         entries = session.exec(select(AuditEntry).where(AuditEntry.action == "gateway.config")
                                .order_by(col(AuditEntry.id))).all()
     assert [entry.after["version"] for entry in entries] == [1, 2]
+
+
+def test_a_store_with_gateways_not_revoked_cannot_be_deleted(cloud: Cloud) -> None:
+    cloud.add_gateway("gw-door")
+    cloud.add_gateway("gw-till")
+    cloud.add_gateway("gw-old")
+    assert cloud.client.delete(cloud.path("/gw-old"), headers=cloud.headers).status_code == 200
+    store = f"/tenants/{cloud.tenant}/stores/{STORE}"
+    refused = cloud.client.delete(store, headers=cloud.headers)
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert "gw-door, gw-till" in detail
+    assert "gw-old" not in detail
+    assert detail.endswith("revoke them first")
+    assert cloud.client.get(store, headers=cloud.headers).status_code == 200  # still there
+    for gateway in ("gw-door", "gw-till"):
+        revoked = cloud.client.delete(cloud.path(f"/{gateway}"), headers=cloud.headers)
+        assert revoked.status_code == 200
+    assert cloud.client.delete(store, headers=cloud.headers).status_code == 200
+
+
+def test_a_registered_gateway_enrolled_offline_is_revoked_with_its_login(
+    cloud: Cloud, secure_broker: BrokerFiles, tmp_path: Path
+) -> None:
+    cloud.add_gateway("gw-1")  # registered, but its code is never used...
+    key_file = tmp_path / "tenant.key"
+    key_file.write_text(KEY_SECRET)
+    enrolled = provision([  # ...it is enrolled offline, as a site without a route does
+        "enrol-gateway", "--broker-host", "localhost", "--broker-dir",
+        str(secure_broker.directory), "--broker-port", str(secure_broker.port),
+        "--tenant", cloud.tenant, "--store", STORE, "--gateway", "gw-1", "--key-id", KEY_ID,
+        "--key-file", str(key_file), "--out", str(tmp_path / "bundle"),
+        "--installed-dir", str(tmp_path / "bundle"), "--public-host", "localhost",
+    ])
+    assert enrolled == 0
+    with gateway_login(tmp_path / "bundle" / "edge.toml") as login:
+        assert login.accepted, login.reason
+        revoked = cloud.client.delete(cloud.path("/gw-1"), headers=cloud.headers)
+        assert revoked.status_code == 200, revoked.text
+        assert login.disconnected.wait(10), "the offline login outlived the revocation"
+    with gateway_login(tmp_path / "bundle" / "edge.toml") as again:
+        assert not again.accepted
+
+
+def test_a_gateway_that_reports_but_is_not_registered_is_named_as_enrolled_offline(
+    cloud: Cloud
+) -> None:
+    with session_scope(cloud.engine) as session:
+        session.add(GatewayHealth(tenant=cloud.tenant, store=STORE, gateway="gw-offline",
+                                  online=True, status_sent_at=cloud.clock.now,
+                                  received_at=cloud.clock.now))
+        session.commit()
+    answers = [
+        cloud.client.delete(cloud.path("/gw-offline"), headers=cloud.headers),
+        cloud.client.put(cloud.path("/gw-offline/config"), json={"rssi_floor": -80},
+                         headers=cloud.headers),
+        cloud.client.get(cloud.path("/gw-offline/config"), headers=cloud.headers),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404
+        assert "not registered here: it was enrolled offline" in answer.json()["detail"]
+        assert "vitrina-provision revoke-gateway" in answer.json()["detail"]
+    unknown = cloud.client.delete(cloud.path("/gw-nowhere"), headers=cloud.headers)
+    assert unknown.status_code == 404
+    assert "enrolled offline" not in unknown.json()["detail"]

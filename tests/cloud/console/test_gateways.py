@@ -1,7 +1,10 @@
 """Gateways from the console: a store operator adds one and reads its code once, the
 device enrols with it (`vitrina-edge enrol`, against this server and a real broker) and
 its login connects; a config change arrives retained on the broker; a revocation ends
-the gateway's session; a marketer sees no such buttons and the API refuses them."""
+the gateway's session; a marketer sees no such buttons and the API refuses them. Each of
+the dialogs (the code shown once, the config form with an error, the revocation asked
+for once more) is checked by axe-core. A gateway that reports but was enrolled offline is
+shown as such, without actions; a store whose gateways are not revoked is not deleted."""
 
 from __future__ import annotations
 
@@ -21,13 +24,17 @@ from cloud.places.models import StoreCreate
 from provisioning.broker_security import BrokerFiles
 from provisioning.local_broker import free_port
 from shared.status import decode_gateway_config
+from tests.cloud.console.accessibility import violations
 from tests.cloud.console.conftest import Clock, Console, screenshot, sign_in
+from tests.cloud.console.test_live import report_status
 from tests.cloud.factories import add_member
 from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login
 from tests.cloud.running import running_api, wait_for
 from tests.edge.cli import run_cli
 
 CODE = re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{4}$")
+#: What must not stop a member in a dialog (the pages' own checks look at every impact).
+BLOCKING = frozenset({"serious", "critical"})
 
 
 @pytest.fixture
@@ -65,6 +72,7 @@ def test_a_store_operator_enrols_configures_and_revokes_a_gateway(
     assert CODE.fullmatch(code), code
     command = shown.locator("pre code").inner_text()
     assert command.endswith(f"vitrina-edge enrol --code {code} --cloud {console.url}")
+    assert violations(page, impacts=BLOCKING) == []
     shown.get_by_role("button", name="Done").click()
     table = page.get_by_role("table", name="Enrolment of Madrid Centro")
     expect(table.get_by_role("row").filter(has_text="door-1")).to_contain_text(
@@ -90,6 +98,7 @@ def test_a_store_operator_enrols_configures_and_revokes_a_gateway(
         form.get_by_label("Zone 1 minimum RSSI (dBm)").fill("-60")
         form.get_by_role("button", name="Save and send to the gateway").click()
         expect(floor).to_have_accessible_description(re.compile("greater than or equal to -127"))
+        assert violations(page, impacts=BLOCKING) == []
         floor.fill("-80")
         form.get_by_role("button", name="Save and send to the gateway").click()
         expect(page.get_by_role("status").filter(
@@ -103,7 +112,10 @@ def test_a_store_operator_enrols_configures_and_revokes_a_gateway(
         screenshot(page, "gateways")
 
         row.get_by_role("button", name="Revoke door-1").click()
-        row.get_by_role("button", name="Really revoke gateway door-1").click()
+        confirm = row.get_by_role("button", name="Really revoke gateway door-1")
+        expect(confirm).to_be_visible()
+        assert violations(page, impacts=BLOCKING) == []
+        confirm.click()
         expect(page.get_by_role("status").filter(
             has_text="Gateway door-1 revoked: its broker login is gone.")).to_be_visible()
         assert login.disconnected.wait(10), "the revoked gateway kept its session"
@@ -128,3 +140,37 @@ def test_a_marketer_sees_the_gateways_but_may_not_add_or_revoke(
         headers={"X-CSRF-Token": csrf, "X-Requested-With": "vitrina-console"})
     assert refused.status == 403
     assert refused.json()["detail"] == "a marketer may not do this (it needs stores.write)"
+
+
+def test_a_gateway_enrolled_offline_is_shown_as_such_and_its_store_is_kept(
+    page: Page, console: Console
+) -> None:
+    report_status(console, online=True, sent_at=console.clock(), store="centro",
+                  gateway="side-1", software_version="1.4.2")
+    sign_in(page, console, "store_operator")
+    page.goto(console.page_url("stores"))
+    health = page.get_by_role("table", name="Gateways of Madrid Centro")
+    row = health.get_by_role("row").filter(has_text="side-1")
+    expect(row).to_contain_text("online")
+    expect(row).to_contain_text("not registered (enrolled offline)")
+    expect(page.get_by_role("button", name="Configure gateway side-1")).to_have_count(0)
+    expect(page.get_by_role("button", name="Revoke side-1")).to_have_count(0)
+    row.get_by_role("button", name="Details of gateway side-1").click()
+    dialog = page.get_by_role("dialog", name="Gateway side-1 of centro")
+    expect(dialog).to_contain_text("not registered (enrolled offline)")
+    expect(dialog).to_contain_text("vitrina-provision revoke-gateway")
+    assert violations(page, impacts=BLOCKING) == []
+    dialog.get_by_role("button", name="Close").click()
+
+    page.get_by_role("button", name="Add gateway to Madrid Centro").click()
+    adding = page.get_by_role("dialog", name="Add a gateway to Madrid Centro")
+    adding.get_by_label("Gateway id").fill("door-1")
+    adding.get_by_role("button", name="Add and show its code").click()
+    page.get_by_role("dialog", name="Enrol gateway door-1").get_by_role(
+        "button", name="Done").click()
+    stores = page.get_by_role("table", name="The tenant's stores")
+    stores.get_by_role("button", name="Delete").click()
+    stores.get_by_role("button", name="Delete store centro").click()
+    refusal = page.get_by_role("alert").filter(has_text="Store not deleted")
+    expect(refusal).to_contain_text("still has registered gateways (door-1): revoke them first")
+    expect(stores.get_by_role("row").filter(has_text="Madrid Centro")).to_be_visible()

@@ -4,7 +4,9 @@
 // polling GET /gateways). Per store, its registered gateways (/stores/{key}/gateways):
 // added with a one-time enrolment code shown once, given a new code, revoked, and
 // configured (zones and RSSI thresholds), with the version saved against the version
-// the gateway's heartbeat says is in force.
+// the gateway's heartbeat says is in force. A gateway that reports but is not registered
+// was enrolled offline (`vitrina-provision enrol-gateway`): it is shown as such, with no
+// action that the API would refuse.
 import {
   ConfirmButton, Dialog, ErrorNotice, Field, Loading, Notice, ReadOnlyNote, Section, Table,
   TextField, api, ago, can, context, count, html, mount, problemsAt, tenantPath, useApi, useState,
@@ -142,6 +144,21 @@ const STATE_LABELS = {
   enrolled: ["enrolled", "ok"],
   revoked: ["revoked", "bad"],
 };
+const OFFLINE_ENROLLED = ["not registered (enrolled offline)", "idle"];
+
+/** How a reporting gateway stands in the registry (`registered`: its store's rows, null
+ * while they load): [label, kind, its row or null]. */
+function registration(gateway, registered) {
+  if (!registered) return ["checking…", "idle", null];
+  const row = registered.find((candidate) => candidate.gateway === gateway.gateway);
+  if (!row) return [...OFFLINE_ENROLLED, null];
+  return [...(STATE_LABELS[row.state] || [row.state, "idle"]), row];
+}
+
+function Registration({ gateway, registered }) {
+  const [label, kind] = registration(gateway, registered);
+  return html`<span class=${`status ${kind}`}>${label}</span>`;
+}
 
 function gatewaysPath(store, rest = "") {
   return tenantPath(`/stores/${encodeURIComponent(store)}/gateways${rest}`);
@@ -212,10 +229,12 @@ function ConfigForm({ store, gateway, writable, onSaved, onCancel }) {
 function AppliedNote({ config }) {
   const applied = config.applied;
   const inForce = applied?.version ? `version ${applied.version}` : "none of the cloud's versions yet";
+  const waiting = config.desired_version > 0 && !config.published_at;
   return html`<div class="config-versions">
-    <p>Saved: <strong>${config.desired_version ? `version ${config.desired_version}` : "nothing yet"}</strong>
-      ${config.desired_version > 0 && !config.published_at ? " (not yet handed to the broker: save again to retry)" : ""}.
+    <p>Saved: <strong>${config.desired_version ? `version ${config.desired_version}` : "nothing yet"}</strong>.
       In force on the gateway: <strong>${inForce}</strong>.</p>
+    ${waiting && html`<${Notice} kind="info"><p>${config.delivery}.
+      ${config.next_publish_at && ` Next try: ${fullTime.format(new Date(config.next_publish_at))}.`}</p><//>`}
     ${applied?.refused_version && html`<${Notice} kind="error"><p>The gateway refused version
       ${applied.refused_version} and keeps the last good one: ${applied.refused_reason}</p><//>`}
   </div>`;
@@ -281,8 +300,7 @@ function ConfigEditor({ config, store, gateway, writable, onSaved, onCancel }) {
   </form>`;
 }
 
-function RegisteredGateways({ store, writable }) {
-  const registered = useApi(gatewaysPath(store.key));
+function RegisteredGateways({ store, registered, writable }) {
   const [adding, setAdding] = useState(false);
   const [issued, setIssued] = useState(null);
   const [configuring, setConfiguring] = useState(null);
@@ -348,15 +366,19 @@ function RegisteredGateways({ store, writable }) {
       onClose=${() => { setConfiguring(null); registered.reload(); }}>
       ${configuring && html`<${ReadOnlyNote} permission=${WRITE} />
         <${ConfigForm} store=${store.key} gateway=${configuring} writable=${writable}
-          onSaved=${(saved) => { setMessage(`Configuration version ${saved.desired_version} of ${configuring} saved and sent.`); setConfiguring(null); registered.reload(); }}
+          onSaved=${(saved) => { setMessage(saved.published_at
+            ? `Configuration version ${saved.desired_version} of ${configuring} saved and sent.`
+            : `Configuration of ${configuring}: ${saved.delivery}.`); setConfiguring(null); registered.reload(); }}
           onCancel=${() => { setConfiguring(null); registered.reload(); }} />`}
     <//>
   </div>`;
 }
 
-function GatewayDetail({ gateway, now }) {
+function GatewayDetail({ gateway, registered, now }) {
+  const [, , row] = registration(gateway, registered);
   const rows = [
     ["State", html`<${GatewayState} gateway=${gateway} />`],
+    ["Registration", html`<${Registration} gateway=${gateway} registered=${registered} />`],
     ["Last heartbeat", html`<${LastHeartbeat} gateway=${gateway} now=${now} />`],
     ["Software version", gateway.software_version || "—"],
     ["Uptime", gateway.uptime_s ? `${count(Math.round(gateway.uptime_s / 3600))} h` : "—"],
@@ -374,27 +396,43 @@ function GatewayDetail({ gateway, now }) {
   return html`<dl class="gateway-detail">${rows.map(([label, value]) => html`
     <dt>${label}</dt><dd>${value}</dd>`)}</dl>
     <h3>Configuration and enrolment</h3>
-    <p class="hint">Zones and RSSI thresholds are set with <strong>Configure</strong> in the
-      store's enrolment table (gateways added from the console), or in the gateway's own
-      config file.</p>
+    ${registered && (row ? html`<p class="hint">Zones and RSSI thresholds are set with <strong>Configure</strong>
+      in the store's enrolment table; it is revoked there too.</p>`
+    : html`<p class="hint">This gateway was enrolled offline, with
+      <code>vitrina-provision enrol-gateway</code>, and is not registered here: the console
+      can neither configure nor revoke it. Its zones and thresholds are in its own config
+      file; to revoke it, run <code>vitrina-provision revoke-gateway</code> on the broker's
+      host.</p>`)}
     <${EnrolmentNote} />`;
 }
 
-function GatewayTable({ gateways, caption, now, onShow }) {
+function GatewayTable({ gateways, registered, caption, now, onShow }) {
   return html`<${Table} caption=${caption} rows=${gateways}
     rowKey=${(gateway) => gateway.gateway} empty="No gateway has reported for this store yet."
     columns=${[
       ["Gateway", (gateway) => html`<code>${gateway.gateway}</code>`],
       ["State", (gateway) => html`<${GatewayState} gateway=${gateway} />`],
+      ["Registration", (gateway) => html`<${Registration} gateway=${gateway} registered=${registered} />`],
       ["Last heartbeat", (gateway) => html`<${LastHeartbeat} gateway=${gateway} now=${now} />`],
       ["Outbox", (gateway) => count(gateway.queue_depth)],
       ["Dropped / rejected", (gateway) => `${count(gateway.dropped)} / ${count(gateway.rejected_frames)}`],
       ["Sources", (gateway) => html`<${Sources} sources=${gateway.sources} />`],
       ["Version", (gateway) => gateway.software_version || "—"],
       ["Key id", (gateway) => (gateway.active_key_id ? html`<code>${gateway.active_key_id}</code>` : "—")],
-      ["", (gateway) => html`<button type="button" class="secondary small" onClick=${() => onShow(gateway)}
+      ["", (gateway) => html`<button type="button" class="secondary small" onClick=${() => onShow(gateway, registered)}
         aria-label=${`Details of gateway ${gateway.gateway}`}>Details</button>`],
     ]} />`;
+}
+
+/** A store's reporting gateways and its registered ones, from one read of the registry. */
+function StoreGateways({ store, gateways, writable, now, onShow }) {
+  const registered = useApi(gatewaysPath(store.key));
+  return html`<div class="store-gateways">
+    <h3>${store.name} <span class="hint">(${store.key})</span></h3>
+    <${GatewayTable} gateways=${gateways} registered=${registered.data} now=${now}
+      onShow=${onShow} caption=${`Gateways of ${store.name}`} />
+    <${RegisteredGateways} store=${store} registered=${registered} writable=${writable} />
+  </div>`;
 }
 
 function StoresPage() {
@@ -421,7 +459,8 @@ function StoresPage() {
     }
   }
 
-  const showingNow = showing && (live.gateways[`${showing.store}/${showing.gateway}`] || showing);
+  const showingNow = showing && (live.gateways[`${showing.gateway.store}/${showing.gateway.gateway}`] || showing.gateway);
+  const show = (gateway, registered) => setShowing({ gateway, registered });
   return html`<${Loading} state=${stores}>${(rows) => {
     const keys = new Set(rows.map((store) => store.key));
     const elsewhere = gateways.filter((gateway) => !keys.has(gateway.store));
@@ -450,23 +489,20 @@ function StoresPage() {
                 onConfirm=${() => remove(store)} />
             </div>`],
           ]} />
-        <p class="hint">A store with geofences cannot be deleted: delete its geofences or give
-          them another store first. Its gateways' reports and the presence already stored stay.</p>
+        <p class="hint">A store with geofences or with gateways not revoked cannot be deleted:
+          delete its geofences or give them another store, and revoke its gateways, first. Its
+          gateways' reports and the presence already stored stay.</p>
       <//>
       <${Section} title="Gateways">
         <${ConnectionBadge} status=${live.status} />
         <${EnrolmentNote} />
-        ${rows.map((store) => html`<div class="store-gateways" key=${store.key}>
-          <h3>${store.name} <span class="hint">(${store.key})</span></h3>
-          <${GatewayTable} gateways=${ofStore(store.key)} now=${now} onShow=${setShowing}
-            caption=${`Gateways of ${store.name}`} />
-          <${RegisteredGateways} store=${store} writable=${writable} />
-        </div>`)}
+        ${rows.map((store) => html`<${StoreGateways} key=${store.key} store=${store}
+          gateways=${ofStore(store.key)} writable=${writable} now=${now} onShow=${show} />`)}
         ${elsewhere.length > 0 && html`<div class="store-gateways">
           <h3>Stores not set up here</h3>
           <p class="hint">These gateways report a store key that has no store above: create
             the store with that key to name it and give it a time zone.</p>
-          <${GatewayTable} gateways=${elsewhere} now=${now} onShow=${setShowing}
+          <${GatewayTable} gateways=${elsewhere} registered=${[]} now=${now} onShow=${show}
             caption="Gateways of stores not set up here" />
         </div>`}
       <//>
@@ -476,9 +512,9 @@ function StoresPage() {
           onCancel=${() => setEditing(null)}
           onSaved=${(saved) => { setEditing(null); setMessage(`Store ${saved.key} saved.`); stores.reload(); }} />`}
       <//>
-      <${Dialog} title=${`Gateway ${showing?.gateway ?? ""} of ${showing?.store ?? ""}`}
+      <${Dialog} title=${`Gateway ${showing?.gateway.gateway ?? ""} of ${showing?.gateway.store ?? ""}`}
         open=${showing !== null} onClose=${() => setShowing(null)}>
-        ${showingNow && html`<${GatewayDetail} gateway=${showingNow} now=${now} />
+        ${showingNow && html`<${GatewayDetail} gateway=${showingNow} registered=${showing.registered} now=${now} />
           <div class="actions"><button type="button" class="secondary" onClick=${() => setShowing(null)}>Close</button></div>`}
       <//>`;
   }}<//>`;
