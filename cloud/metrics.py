@@ -84,6 +84,19 @@ API_AUTH_REFUSALS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+LOCATION_REPORTS_REFUSED = Counter(
+    "vitrina_location_reports_refused",
+    "Location reports refused because the customer's latest location_marketing answer is "
+    "not a yes, by reason (location_consent_missing, location_consent_withdrawn)",
+    ["reason"],
+    registry=REGISTRY,
+)
+PRESENCE_TRIGGERS_WITHHELD = Counter(
+    "vitrina_presence_triggers_withheld",
+    "Store visits of customers without a yes to location-based marketing, not turned "
+    "into scenario triggers",
+    registry=REGISTRY,
+)
 PURGED_PSEUDONYMS = Counter(
     "vitrina_presence_pseudonyms_purged",
     "Stored presence events whose stable pseudonym was replaced (retention or erasure)",

@@ -36,6 +36,7 @@ from cloud.customers.models import (
 )
 from cloud.customers.triggers import record_signup, record_subscription
 from cloud.erasure import erase_customer
+from cloud.places.crud import forget_stays
 from cloud.places.recent import forget_recent_fixes, location_granted
 
 router = APIRouter(tags=["customers"])
@@ -96,13 +97,15 @@ def record_consent(
     data: ConsentCreate,
 ) -> ConsentPublic:
     """Append an answer to the customer's consent ledger. An answer that leaves the
-    customer without a grant of location-based marketing forgets the location fixes kept
-    for the map at once."""
+    customer without a grant of location-based marketing forgets at once what was kept of
+    their location: the fixes for the map and the geofences they were in (a stay left
+    behind would otherwise still end in an exit trigger)."""
     entry = customers.record_consent(session, customer=customer, data=data, now=now)
     if data.channel == LOCATION_MARKETING and customer.id is not None and not (
         location_granted(session, customer_id=customer.id)
     ):
         forget_recent_fixes(session, customer_id=customer.id)
+        forget_stays(session, customer_id=customer.id)
     session.commit()
     return ConsentPublic.model_validate(entry)
 
