@@ -77,6 +77,14 @@ OUTBOUND_WEBHOOKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+OUTBOUND_REFUSALS = Counter(
+    "vitrina_outbound_refusals",
+    "URLs refused by the outbound rules (cloud.outbound), by client (webhook, web_push), "
+    "stage (save: the API refused it; send: a request was not made) and rule (syntax, "
+    "scheme, credentials, local_name, address)",
+    ["client", "stage", "rule"],
+    registry=REGISTRY,
+)
 API_AUTH_REFUSALS = Counter(
     "vitrina_api_auth_refusals",
     "API requests refused: missing, malformed, unknown, mismatch (wrong secret), revoked "

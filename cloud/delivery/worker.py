@@ -105,6 +105,7 @@ class DeliveryWorker:
         self.webhooks = WebhookSender(
             engine=engine, secrets=settings.webhook_secrets_for,
             timeout_s=settings.scenarios.webhook_timeout_s,
+            policy=settings.outbound.policy(),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeups: tuple[asyncio.Event, ...] = ()

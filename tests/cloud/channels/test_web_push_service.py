@@ -20,6 +20,7 @@ from cloud.channels.web_push_service import (
     payload_for,
 )
 from sandbox.webpush import BrowserSubscription, PushOutcome, WebPushSandbox
+from tests.cloud.factories import LOCAL_SERVERS
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.2, jitter_s=0.05)
 
@@ -37,13 +38,14 @@ def service() -> Iterator[WebPushSandbox]:
 
 @pytest.fixture
 def sender(vapid: VapidKeys) -> Iterator[WebPushSender]:
-    with WebPushSender(vapid, subject="mailto:ops@shop.example", retry=FAST_RETRY) as sender:
+    with WebPushSender(vapid, subject="mailto:ops@shop.example", policy=LOCAL_SERVERS,
+                       retry=FAST_RETRY) as sender:
         yield sender
 
 
 def message(subscription: BrowserSubscription, key: str = "k1", **overrides: Any) -> WebPushMessage:
     fields: dict[str, Any] = {
-        "subscription": WebPushSubscription.from_json(subscription.to_json()),
+        "subscription": WebPushSubscription.from_json(subscription.to_json(), policy=LOCAL_SERVERS),
         "title": "50% off the dryer",
         "body": "Still thinking about it? Today only.",
         "idempotency_key": key,
@@ -200,7 +202,8 @@ def test_unreachable_service_is_transient(vapid: VapidKeys, service: WebPushSand
     service.stop()
 
     with WebPushSender(
-        vapid, subject="https://shop.example", retry=RetryPolicy(attempts=1)
+        vapid, subject="https://shop.example", policy=LOCAL_SERVERS,
+        retry=RetryPolicy(attempts=1),
     ) as sender:
         [result] = sender.deliver([message(browser)])
 
@@ -235,9 +238,9 @@ def test_invalid_browser_subscriptions_are_refused(
     subscription: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(InvalidSubscriptionError, match=reason):
-        WebPushSubscription.from_json(subscription)
+        WebPushSubscription.from_json(subscription, policy=LOCAL_SERVERS)
 
 
 def test_subject_must_be_contactable(vapid: VapidKeys) -> None:
     with pytest.raises(ValueError, match="mailto"):
-        WebPushSender(vapid, subject="ops@shop.example")
+        WebPushSender(vapid, subject="ops@shop.example", policy=LOCAL_SERVERS)

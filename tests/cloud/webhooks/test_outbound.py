@@ -41,6 +41,7 @@ from cloud.webhooks.signing import SignatureError, verify_signature
 from provisioning.local_broker import free_port
 from tests.cloud.delivery.queue_helpers import race
 from tests.cloud.delivery.shop_endpoint import ShopEndpoint
+from tests.cloud.factories import LOCAL_SERVERS
 
 TENANT = "shop"
 SECRET = "whsec-outbound-0123"
@@ -59,7 +60,8 @@ def shop() -> Iterator[ShopEndpoint]:
 def make_sender(engine: Engine, *, timeout_s: float = 5.0, batch_size: int = 16) -> WebhookSender:
     return WebhookSender(
         engine=engine, secrets=lambda tenant: [SECRET] if tenant == TENANT else [],
-        timeout_s=timeout_s, rng=random.Random(3), batch_size=batch_size,
+        timeout_s=timeout_s, policy=LOCAL_SERVERS, rng=random.Random(3),
+        batch_size=batch_size,
     )
 
 
