@@ -19,6 +19,7 @@ from cloud.channels.web_push_service import (
     WebPushSubscription,
     payload_for,
 )
+from cloud.outbound import OutboundPolicy
 from sandbox.webpush import BrowserSubscription, PushOutcome, WebPushSandbox
 from tests.cloud.factories import LOCAL_SERVERS
 
@@ -209,6 +210,20 @@ def test_unreachable_service_is_transient(vapid: VapidKeys, service: WebPushSand
 
     assert result.error_code == "UNAVAILABLE"
     assert result.transient
+
+
+def test_an_endpoint_the_outbound_rules_refuse_is_not_posted_to(
+    vapid: VapidKeys, service: WebPushSandbox
+) -> None:
+    """Without the tests' allow-list, the local push service is an inside address: the
+    message fails for good, and the service sees nothing."""
+    browser = service.subscribe()
+    with WebPushSender(vapid, subject="https://shop.example", policy=OutboundPolicy(),
+                       retry=RetryPolicy(attempts=3), tenant="shop") as sender:
+        [result] = sender.deliver([message(browser)])
+
+    assert (result.ok, result.error_code, result.permanent) == (False, "FORBIDDEN_TARGET", True)
+    assert service.received.snapshot() == []
 
 
 def test_batch_keeps_order(sender: WebPushSender, service: WebPushSandbox) -> None:
