@@ -77,11 +77,32 @@ OUTBOUND_WEBHOOKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+OUTBOUND_REFUSALS = Counter(
+    "vitrina_outbound_refusals",
+    "URLs refused by the outbound rules (cloud.outbound), by client (webhook, web_push), "
+    "stage (save: the API refused it; send: a request was not made) and rule (syntax, "
+    "scheme, credentials, local_name, address)",
+    ["client", "stage", "rule"],
+    registry=REGISTRY,
+)
 API_AUTH_REFUSALS = Counter(
     "vitrina_api_auth_refusals",
     "API requests refused: missing, malformed, unknown, mismatch (wrong secret), revoked "
     "(all 401) or forbidden (valid key, wrong tenant or role: 403)",
     ["reason"],
+    registry=REGISTRY,
+)
+LOCATION_REPORTS_REFUSED = Counter(
+    "vitrina_location_reports_refused",
+    "Location reports refused because the customer's latest location_marketing answer is "
+    "not a yes, by reason (location_consent_missing, location_consent_withdrawn)",
+    ["reason"],
+    registry=REGISTRY,
+)
+PRESENCE_TRIGGERS_WITHHELD = Counter(
+    "vitrina_presence_triggers_withheld",
+    "Store visits of customers without a yes to location-based marketing, not turned "
+    "into scenario triggers",
     registry=REGISTRY,
 )
 PURGED_PSEUDONYMS = Counter(

@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from cloud.channels import Channel, ChannelAdapter, adapter_for, adapters
+from cloud.outbound import AllowList, OutboundPolicy
 from shared.errors import ContractError, describe_validation_error
 from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN
@@ -337,6 +338,29 @@ class ScenarioSettings(BaseModel):
     webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
 
 
+class OutboundSettings(BaseModel):
+    """Where requests to URLs that tenants and apps give (scenario webhooks, Web Push
+    endpoints) may go besides public https addresses (`cloud.outbound`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Targets the outbound rules do not apply to: networks in CIDR form ("10.20.0.0/16":
+    #: its addresses, plain http to them included) and exact "host:port" pairs
+    #: ("push.shop.internal:8443"). For an on-premise shop whose endpoints are on its own
+    #: network, and for tests against local servers. Empty: public https only.
+    allow: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, allow: list[str]) -> list[str]:
+        AllowList.parse(allow)  # ValueError naming the entry that is neither form
+        return allow
+
+    def policy(self) -> OutboundPolicy:
+        """The rules with this allow-list and the system's resolver."""
+        return OutboundPolicy(allow=AllowList.parse(self.allow))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VITRINA_", env_nested_delimiter="__", extra="forbid", frozen=True,
@@ -360,6 +384,7 @@ class Settings(BaseSettings):
     scenarios: ScenarioSettings = ScenarioSettings()
     delivery: DeliverySettings = DeliverySettings()
     tracking: TrackingSettings = TrackingSettings()
+    outbound: OutboundSettings = OutboundSettings()
     #: JSON lines for log shippers in production; "text" for a person at a terminal.
     log_format: Literal["json", "text"] = "json"
     #: SHA-256 (hex) of the deployment's bootstrap operator key (`vitrina-cloud keys

@@ -246,6 +246,7 @@ def shop(
         settings: Settings = cloud_settings(tenant=tenant, database_url=postgres_url,
                                             webhook_secrets=[SECRET], channels=channels,
                                             tracking={"public_base_url": PUBLIC_URL},
+                                            outbound={"allow": ["127.0.0.1/32"]},
                                             broker=broker)
         engine = make_engine(postgres_url)
         clock = Clock()

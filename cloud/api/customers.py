@@ -20,7 +20,7 @@ from cloud.api.access import (
     MayRegisterDevices,
 )
 from cloud.api.audit import Audit
-from cloud.api.deps import MAX_PAGE, NowDep, SessionDep, TenantConfig
+from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep, TenantConfig
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers import crud as customers
 from cloud.customers.models import (
@@ -33,9 +33,12 @@ from cloud.customers.models import (
     DevicePublic,
     DeviceRegistration,
     ErasurePublic,
+    WebPushRegistration,
 )
 from cloud.customers.triggers import record_signup, record_subscription
 from cloud.erasure import erase_customer
+from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
+from cloud.places.crud import forget_stays
 from cloud.places.recent import forget_recent_fixes, location_granted
 
 router = APIRouter(tags=["customers"])
@@ -96,13 +99,15 @@ def record_consent(
     data: ConsentCreate,
 ) -> ConsentPublic:
     """Append an answer to the customer's consent ledger. An answer that leaves the
-    customer without a grant of location-based marketing forgets the location fixes kept
-    for the map at once."""
+    customer without a grant of location-based marketing forgets at once what was kept of
+    their location: the fixes for the map and the geofences they were in (a stay left
+    behind would otherwise still end in an exit trigger)."""
     entry = customers.record_consent(session, customer=customer, data=data, now=now)
     if data.channel == LOCATION_MARKETING and customer.id is not None and not (
         location_granted(session, customer_id=customer.id)
     ):
         forget_recent_fixes(session, customer_id=customer.id)
+        forget_stays(session, customer_id=customer.id)
     session.commit()
     return ConsentPublic.model_validate(entry)
 
@@ -127,9 +132,14 @@ def get_consent(
 def register_device(
     caller: MayRegisterDevices, session: SessionDep, now: NowDep, tenant_settings: TenantConfig,
     customer: CustomerDep,
-    registration: Annotated[DeviceRegistration, Body()],
+    registration: Annotated[DeviceRegistration, Body()], policy: OutboundPolicyDep,
 ) -> DevicePublic:
+    """Register one of the customer's devices. A Web Push endpoint is where the delivery
+    worker will post, so the outbound rules apply to it (`cloud.outbound`): one they
+    refuse is a 422 at `["body", "endpoint"]` whose `msg` starts with the rule."""
     assert customer.id is not None
+    if isinstance(registration, WebPushRegistration):
+        check_endpoint(policy, tenant=customer.tenant, endpoint=str(registration.endpoint))
     try:
         device = customers.register_device(
             session, customer=customer, registration=registration,
@@ -144,6 +154,18 @@ def register_device(
     )
     session.commit()
     return customers.public_device(device, customers.link_key_ids(session, device_id=device.id))
+
+
+def check_endpoint(policy: OutboundPolicy, *, tenant: str, endpoint: str) -> None:
+    """Raise a 422 located at the endpoint when the outbound rules refuse it."""
+    try:
+        policy.check_url(endpoint)
+    except OutboundRefusedError as refusal:
+        count_refusal(refusal, client="web_push", stage="save", tenant=tenant)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
+            "loc": ["body", "endpoint"], "type": "value_error",
+            "msg": f"refused ({refusal.rule}): {refusal.reason}",
+        }]) from None
 
 
 @router.get("/customers/{customer_id}/devices", response_model=list[DevicePublic])

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from cloud.db import session_scope
+from cloud.outbound import OutboundPolicy
 from cloud.settings import Settings, TenantSettings
 
 #: Pages are bounded so one request cannot pull a whole table.
@@ -69,6 +70,15 @@ def _nothing() -> None:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+def outbound_policy(settings: SettingsDep) -> OutboundPolicy:
+    """Where tenants' and apps' URLs may point (`cloud.outbound`), with this
+    deployment's allow-list."""
+    return settings.outbound.policy()
+
+
+OutboundPolicyDep = Annotated[OutboundPolicy, Depends(outbound_policy)]
 NowDep = Annotated[datetime, Depends(request_now)]
 ScenarioWake = Annotated[Callable[[], None], Depends(scenario_wake)]
 RawBody = Annotated[bytes, Depends(raw_body)]

@@ -12,12 +12,15 @@ Each app instance keeps a `StoredGeofences` (made on first use) and checks the t
 geofence version on every location report, so an instance notices a change made through
 another one at its next request.
 
-A customer whose latest location_marketing answer is "no" gets 403 and nothing of the
-report is kept; their stays and kept fixes are forgotten too.
+Location data is processed only with a recorded yes: a report for a customer whose
+latest location_marketing answer is not a grant (never answered, or "no") gets 403 with
+`{"detail": {"reason": "location_consent_missing" | "location_consent_withdrawn",
+"msg": ...}}`, and nothing of it is kept; their stays and kept fixes are forgotten too.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ from cloud.api.deps import NowDep, SessionDep
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.crud import current_consent
 from cloud.gateways.crud import active_gateway_ids
+from cloud.metrics import LOCATION_REPORTS_REFUSED
 from cloud.places.crud import (
     StoredGeofences,
     StoreInUseError,
@@ -83,6 +87,7 @@ GeofenceId = Annotated[str, Path(pattern=ID_PATTERN.pattern)]
 Fixes = Annotated[list[LocationFix], FieldInfo(min_length=1, max_length=MAX_FIXES_PER_REQUEST)]
 
 router = APIRouter(tags=["places"])
+log = logging.getLogger(__name__)
 
 _STATE_LOCK = threading.Lock()
 
@@ -264,12 +269,40 @@ def delete_geofence_route(
 # Location reports
 
 
-def _location_refused(session: SessionDep, customer_id: int) -> bool:
-    """Whether the customer's latest location_marketing answer is "no"."""
-    entry = current_consent(session, customer_id=customer_id).get(
-        LOCATION_MARKETING
-    )
-    return entry is not None and not entry.granted
+#: Why a location report was refused, in the 403's `detail.reason`: the customer never
+#: answered the location question...
+CONSENT_MISSING = "location_consent_missing"
+#: ...or their latest answer is "no" (given, or a withdrawal).
+CONSENT_WITHDRAWN = "location_consent_withdrawn"
+
+
+def _location_refusal(session: SessionDep, customer_id: int) -> str | None:
+    """None when the customer's latest location_marketing answer is a grant; else why
+    their location may not be processed. Silence is not consent: only a recorded yes
+    lets a position be used, so "never answered" is refused as "no" is."""
+    entry = current_consent(session, customer_id=customer_id).get(LOCATION_MARKETING)
+    if entry is None:
+        return CONSENT_MISSING
+    return None if entry.granted else CONSENT_WITHDRAWN
+
+
+def _refuse_location(session: SessionDep, tenant: str, customer_id: int, reason: str
+                     ) -> HTTPException:
+    """Forget what was kept of the customer's location (stays from before the answer
+    changed, fixes for the map), count and log the refusal, and say why."""
+    forget_stays(session, customer_id=customer_id)
+    forget_recent_fixes(session, customer_id=customer_id)
+    session.commit()
+    LOCATION_REPORTS_REFUSED.labels(reason=reason).inc()
+    log.info("tenant %s: location report for customer %s refused (%s)", tenant, customer_id,
+             reason)
+    answer = ("never answered the location-based marketing question"
+              if reason == CONSENT_MISSING else "said no to location-based marketing")
+    return HTTPException(status.HTTP_403_FORBIDDEN, {
+        "reason": reason,
+        "msg": f"the customer {answer}: location reports need a recorded yes"
+               " (channel location_marketing); nothing was stored",
+    })
 
 
 def _outcome(customer_id: int, version: int, update: LocationUpdate) -> LocationOutcome:
@@ -295,19 +328,13 @@ def report_locations_route(
     """The app's location fix (or fixes, oldest first or not: they are sorted) for its
     customer: enter when the whole accuracy disc is inside a geofence, exit when it no
     longer touches it, dwell after the geofence's dwell time while it is open. Each
-    transition becomes a scenario trigger. 403, keeping nothing, when the customer said
-    no to location-based marketing."""
+    transition becomes a scenario trigger. 403, keeping nothing, unless the customer's
+    latest answer on location-based marketing is a yes (module docstring)."""
     customer_id = customer.id
     assert customer_id is not None
-    if _location_refused(session, customer_id):
-        forget_stays(session, customer_id=customer_id)
-        forget_recent_fixes(session, customer_id=customer_id)
-        session.commit()
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "the customer withdrew consent to location-based marketing: location reports"
-            " are not accepted (nothing was stored)",
-        )
+    refusal = _location_refusal(session, customer_id)
+    if refusal is not None:
+        raise _refuse_location(session, tenant, customer_id, refusal)
     batch: Sequence[LocationFix] = fixes if isinstance(fixes, list) else [fixes]
     try:
         reports = [

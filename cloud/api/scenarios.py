@@ -15,8 +15,9 @@ from sqlmodel import Session, col, select
 from cloud.api.access import MayReadAnalytics, MayReadConfig, MayReadCustomers, MayWriteScenarios
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
-from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
+from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep
 from cloud.offers.crud import get_offer
+from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.scenarios.catalog import (
     deactivate_scenario,
     get_scenario,
@@ -25,7 +26,14 @@ from cloud.scenarios.catalog import (
 )
 from cloud.scenarios.funnel import FunnelRow, funnel
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
-from cloud.scenarios.spec import IssueCouponStep, OfferChoice, Problem, ScenarioSpec, SendStep
+from cloud.scenarios.spec import (
+    IssueCouponStep,
+    OfferChoice,
+    Problem,
+    ScenarioSpec,
+    SendStep,
+    WebhookStep,
+)
 from cloud.templates.crud import load_template
 from cloud.triggers import Trigger, TriggerKind
 
@@ -103,6 +111,25 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
     return problems
 
 
+def refused_webhooks(policy: OutboundPolicy, *, tenant: str, spec: ScenarioSpec
+                     ) -> list[Problem]:
+    """Webhook steps whose URL the outbound rules refuse (`cloud.outbound`): a private,
+    loopback or link-local target in any spelling, a local name, plain http, credentials.
+    Refused at save time, at the step's `url`, and counted; the delivery worker checks
+    again at each attempt, after resolving the name."""
+    problems: list[Problem] = []
+    for index, step in enumerate(spec.steps):
+        if not isinstance(step, WebhookStep):
+            continue
+        try:
+            policy.check_url(str(step.url))
+        except OutboundRefusedError as refusal:
+            count_refusal(refusal, client="webhook", stage="save", tenant=tenant)
+            problems.append((("steps", index, step.type, "url"),
+                             f"refused ({refusal.rule}): {refusal.reason}"))
+    return problems
+
+
 def unprocessable(problems: Sequence[Problem]) -> HTTPException:
     """422 in the shape of a validation error: each problem at its place in the body, so
     a client shows it where it belongs."""
@@ -115,12 +142,15 @@ def unprocessable(problems: Sequence[Problem]) -> HTTPException:
 @router.put("/scenarios/{key}", response_model=ScenarioSaved)
 def put_scenario(
     caller: MayWriteScenarios, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
-    key: str, spec: ScenarioSpec,
+    key: str, spec: ScenarioSpec, policy: OutboundPolicyDep,
 ) -> ScenarioSaved:
-    """Save a scenario (a new version when it exists) and switch it on."""
+    """Save a scenario (a new version when it exists) and switch it on. 422 for a
+    template or offer that does not exist, and for a webhook URL the outbound rules
+    refuse (`detail[].loc` ends in the step's "url", `msg` starts with the rule)."""
     if spec.key != key:
         raise unprocessable([(("key",), f"the body's key must be {key!r}, as in the path")])
-    problems = missing_references(session, tenant=tenant, spec=spec)
+    problems = [*refused_webhooks(policy, tenant=tenant, spec=spec),
+                *missing_references(session, tenant=tenant, spec=spec)]
     if problems:
         raise unprocessable(problems)
     found = get_scenario(session, tenant=tenant, key=key)

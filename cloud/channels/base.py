@@ -32,6 +32,7 @@ from pydantic import BaseModel, StringConstraints
 from sqlalchemy import Engine
 
 from cloud.channels.results import SendResult
+from cloud.outbound import OutboundPolicy
 
 #: A channel's name as messages, templates, consents and settings spell it.
 CHANNEL_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,15}$"
@@ -152,6 +153,9 @@ class SenderEnvironment:
     #: Where customers reach this API (tracked links, receipt callbacks).
     public_base_url: str
     now: Callable[[], datetime]
+    #: Where a sender may send when the address comes from a tenant or an app (a Web
+    #: Push endpoint): `outbound.policy()` of the settings.
+    outbound: OutboundPolicy
 
 
 P = TypeVar("P")

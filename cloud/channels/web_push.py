@@ -39,6 +39,7 @@ from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy
 from cloud.channels.vapid import VapidKeys, generate_vapid_keys, vapid_keys_from_pem
 from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
 from cloud.db import UtcDateTime, dialect_insert, session_scope
+from cloud.outbound import OutboundPolicy
 
 NAME = "web_push"
 #: RFC 8292: the VAPID subject is a mailto: or an https: URL.
@@ -92,9 +93,10 @@ class TenantWebPushSenders:
 
     def __init__(
         self, engine: Engine, *, subject: str, now: Callable[[], datetime],
-        retry: RetryPolicy = DEFAULT_RETRY, timeout_s: float = 10.0,
+        policy: OutboundPolicy, retry: RetryPolicy = DEFAULT_RETRY, timeout_s: float = 10.0,
     ) -> None:
         self._engine = engine
+        self._policy = policy
         self._subject = subject
         self._now = now
         self._retry = retry
@@ -108,7 +110,8 @@ class TenantWebPushSenders:
                 keys = tenant_vapid_keys(session, tenant=tenant, now=self._now())
                 session.commit()
             sender = WebPushSender(
-                keys, subject=self._subject, timeout_s=self._timeout_s, retry=self._retry
+                keys, subject=self._subject, policy=self._policy, timeout_s=self._timeout_s,
+                retry=self._retry, tenant=tenant,
             )
             self._senders[tenant] = sender
         return sender
@@ -154,5 +157,5 @@ class WebPushChannel(ChannelAdapter[WebPushSettings, WebPushMessage]):
     ) -> TenantWebPushSenders:
         return TenantWebPushSenders(
             environment.engine, subject=settings.subject, now=environment.now,
-            timeout_s=settings.timeout_s,
+            policy=environment.outbound, timeout_s=settings.timeout_s,
         )

@@ -4,11 +4,17 @@ pywebpush encrypts each payload to the subscription's keys and signs the VAPID J
 the tenant's key; this module decides what goes in (a JSON payload the service worker
 under `web/` understands, TTL, Urgency, Topic), refuses payloads the push services would
 refuse, and maps the push service's answer to a SendResult.
+
+An endpoint comes from whoever holds the tenant's public app key, so it is checked when
+registered (the API) and again at each send: pywebpush posts through a
+`cloud.outbound.guarded_session`, which connects only to public https addresses it
+checked (or allow-listed ones), redirects included. A refused endpoint fails its
+message for good (`FORBIDDEN_TARGET`); the device stays, as it may be an allow-list
+away from working.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -20,7 +26,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
-import requests.adapters
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
 
@@ -28,6 +33,13 @@ from cloud.channels.dedupe import collapse_id
 from cloud.channels.results import SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 from cloud.channels.vapid import VapidKeys, b64url_decode
+from cloud.outbound import (
+    OutboundPolicy,
+    OutboundRefusedError,
+    RefusedTargetError,
+    count_refusal,
+    guarded_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,19 +56,12 @@ VAPID_EXP_S = 12 * 3600
 #: Push services are many (one per browser vendor); a few parallel sends keep a batch
 #: moving while one service is slow, without opening a socket per message.
 DEFAULT_WORKERS = 8
+#: The error code of a message whose endpoint the outbound rules refused.
+FORBIDDEN_TARGET = "FORBIDDEN_TARGET"
 
 
 class InvalidSubscriptionError(ValueError):
     """The subscription JSON a browser sent is unusable; the message says why."""
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +73,20 @@ class WebPushSubscription:
     auth: str
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> WebPushSubscription:
-        """Validate a browser's subscription; raises InvalidSubscriptionError.
-
-        Endpoints must be HTTPS, as every browser's push service is; plain HTTP is
-        accepted for loopback hosts only (a local push service).
+    def from_json(cls, data: Mapping[str, Any], *, policy: OutboundPolicy
+                  ) -> WebPushSubscription:
+        """Validate a browser's subscription; raises InvalidSubscriptionError. The
+        endpoint must pass `policy` (public https, or allow-listed), as it must again
+        when sent to.
         """
         endpoint = data.get("endpoint")
         keys = data.get("keys")
         if not isinstance(endpoint, str) or not isinstance(keys, Mapping):
             raise InvalidSubscriptionError("expected {endpoint, keys: {p256dh, auth}}")
-        parts = urlsplit(endpoint)
-        secure = parts.scheme == "https" or (
-            parts.scheme == "http" and _loopback(parts.hostname or "")
-        )
-        if not parts.hostname or not secure:
-            raise InvalidSubscriptionError(f"endpoint must be an https URL, got {endpoint!r}")
+        try:
+            policy.check_url(endpoint)
+        except OutboundRefusedError as refusal:
+            raise InvalidSubscriptionError(f"endpoint {refusal.reason}") from None
         p256dh, auth = keys.get("p256dh"), keys.get("auth")
         if not isinstance(p256dh, str) or not isinstance(auth, str):
             raise InvalidSubscriptionError("keys.p256dh and keys.auth must be strings")
@@ -189,11 +192,16 @@ class WebPushSender:
         vapid: VapidKeys,
         *,
         subject: str,
+        policy: OutboundPolicy,
         timeout_s: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         workers: int = DEFAULT_WORKERS,
+        tenant: str = "",
     ) -> None:
+        """`policy` decides which endpoints may be posted to; `tenant` names the sender
+        in logs and metrics."""
         self.subject = subject
+        self.tenant = tenant
         self.application_server_key = vapid.application_server_key
         self._vapid = Vapid.from_pem(vapid.private_pem)
         try:
@@ -207,10 +215,7 @@ class WebPushSender:
         self._timeout_s = timeout_s
         self._retry = retry
         self._workers = workers
-        self._session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._session = guarded_session(policy, pool_maxsize=workers, max_retries=0)
 
     def deliver(self, messages: Sequence[WebPushMessage]) -> list[SendResult]:
         """One result per message, in order. Never raises for a per-subscription error."""
@@ -257,6 +262,11 @@ class WebPushSender:
                 ttl=message.ttl_s,
                 headers=dict(headers),
                 requests_session=self._session,
+            )
+        except RefusedTargetError as exc:
+            count_refusal(exc.refusal, client="web_push", stage="send", tenant=self.tenant)
+            return SendResult(
+                token=endpoint, ok=False, error_code=FORBIDDEN_TARGET, permanent=True
             )
         except WebPushException as exc:
             if exc.response is None:

@@ -40,7 +40,8 @@ class ChannelSenders:
     ) -> ChannelSenders:
         """A sender for every configured channel not among `given` (the caller's own)."""
         environment = SenderEnvironment(
-            engine=engine, public_base_url=settings.tracking.public_base_url, now=now
+            engine=engine, public_base_url=settings.tracking.public_base_url, now=now,
+            outbound=settings.outbound.policy(),
         )
         given = dict(given or {})
         owned: dict[str, AnySender] = {}

@@ -108,6 +108,7 @@ class DeliveryWorker:
         self.webhooks = WebhookSender(
             engine=engine, secrets=settings.webhook_secrets_for,
             timeout_s=settings.scenarios.webhook_timeout_s,
+            policy=settings.outbound.policy(),
         )
         #: Publishes gateway configs the broker did not take, in rounds of their own.
         self.configs = ConfigPublisher(engine=engine, settings=settings, now=now, rng=rng)

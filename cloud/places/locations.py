@@ -13,10 +13,11 @@ What a stay-at-home tracker does at `tick`, `due_geofence_dwells` does for every
 dwell comes due without a new report, and a customer silent for the tracker's silence
 time (phone off, location permission withdrawn) exits everything.
 
-Privacy: a customer whose latest location_marketing answer is "no" has their reports
-refused by the API (403) and their stays forgotten (`forget_stays`), so no location of a
-person who said no is kept. A customer who never answered is tracked (the reports only
-become triggers; the scenario engine checks consent before any send).
+Privacy: location data is processed only with a recorded yes. A customer whose latest
+location_marketing answer is not a grant (never answered, said no, withdrew) has their
+reports refused by the API (403, `cloud.api.places`) before they reach this module, and
+their stays forgotten (`forget_stays`, also when the answer changes), so no position of a
+person who did not say yes is kept or turned into a trigger.
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ A geofence is drawn from a floor plan; whether phones really report positions in
 (GPS drifts tens of metres near buildings) shows only next to real fixes. So the fixes
 an app reports are kept, but only:
 
-- of customers whose latest answer on location-based marketing is a grant (a customer
-  who never answered is tracked for geofences, as `cloud.places.locations` says, but none
-  of their positions is kept: keeping them needs a yes);
+- of customers whose latest answer on location-based marketing is a grant (the API
+  refuses everyone else's reports, and this module checks again);
 - for RECENT_FIX_RETENTION, counted from the earlier of the phone's time and ours;
 - at most RECENT_FIXES_PER_TENANT per tenant, the newest.
 

@@ -1,4 +1,11 @@
-"""Presence transitions of devices linked to customers, as scenario triggers."""
+"""Presence transitions of devices linked to customers, as scenario triggers.
+
+A trigger names a customer, a store and a time: it is the customer's location, so it is
+made only for customers whose latest answer on location-based marketing is a yes (the
+rule the API applies to the app's location reports, `cloud.api.places`). Everyone else's
+visits stay what a non-customer's are: pseudonymous events for footfall, under the
+retention rules of `cloud.presence.retention`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,10 @@ from typing import Any
 
 from sqlmodel import Session
 
+from cloud.channels import LOCATION_MARKETING
+from cloud.customers.consent import latest_answers
 from cloud.customers.crud import customers_for_pseudonyms
+from cloud.metrics import PRESENCE_TRIGGERS_WITHHELD
 from cloud.triggers import TriggerKind, record_triggers, trigger_row
 from shared.presence import PresenceEvent, PseudonymScope, Transition
 
@@ -22,8 +32,9 @@ PRESENCE_KINDS: dict[Transition, TriggerKind] = {
 def record_presence_triggers(
     session: Session, *, events: Sequence[PresenceEvent], now: datetime
 ) -> int:
-    """A trigger per presence transition of a device linked to a customer; returns how
-    many. Daily (unlinkable) pseudonyms never belong to a customer and are skipped."""
+    """A trigger per presence transition of a device linked to a customer who said yes
+    to location-based marketing; returns how many. Daily (unlinkable) pseudonyms never
+    belong to a customer and are skipped."""
     stable = [event for event in events if event.scope is PseudonymScope.STABLE]
     rows: list[dict[str, Any]] = []
     for tenant in sorted({event.tenant for event in stable}):
@@ -31,9 +42,13 @@ def record_presence_triggers(
         owners = customers_for_pseudonyms(
             session, tenant=tenant, pseudonyms=[event.pseudonym for event in of_tenant]
         )
+        consenting = location_consenting(session, sorted(set(owners.values())))
         for event in of_tenant:
             customer_id = owners.get(event.pseudonym)
             if customer_id is None:
+                continue
+            if customer_id not in consenting:
+                PRESENCE_TRIGGERS_WITHHELD.inc()
                 continue
             when = event.first_seen if event.transition is Transition.ENTER else event.last_seen
             rows.append(trigger_row(
@@ -43,3 +58,13 @@ def record_presence_triggers(
                             "gateway": event.gateway, "dwell_s": event.dwell_s},
             ))
     return record_triggers(session, rows)
+
+
+def location_consenting(session: Session, customer_ids: Sequence[int]) -> set[int]:
+    """Those of `customer_ids` whose latest answer on location-based marketing is a yes."""
+    answers = latest_answers(session, customer_ids)
+    return {
+        customer_id for customer_id in customer_ids
+        if (answer := answers.get((customer_id, LOCATION_MARKETING))) is not None
+        and answer.granted
+    }

@@ -27,6 +27,12 @@ Outcomes: 2xx sent; 408, 429, 5xx and network errors retried with exponential ba
 jitter, never sooner than Retry-After; anything else (other 4xx, and 3xx: redirects are not
 followed, a POST must not turn into a GET elsewhere) failed for good, as is a webhook still
 failing after `MAX_ATTEMPTS`.
+
+The URL was checked when the scenario was saved; it is checked again at each attempt
+(`cloud.outbound`: resolved once, posted to the address checked), since DNS answers
+change and a scenario saved before the rules existed was never checked. A refused URL
+fails the webhook for good, with `last_error` "refused (<rule>): <why>", and counts in
+`vitrina_outbound_refusals{client="webhook", stage="send"}`.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from cloud.channels.retry import parse_retry_after
 from cloud.db import UtcDateTime, dialect_insert, session_scope
 from cloud.leases import claim_rows, retry_at, settle_claim
 from cloud.metrics import OUTBOUND_WEBHOOKS
+from cloud.outbound import OutboundPolicy, RefusedTargetError, count_refusal, guarded_session
 from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = logging.getLogger(__name__)
@@ -70,7 +77,8 @@ BATCH_SIZE = 16
 MAX_ATTEMPTS = 24
 #: HTTP statuses that may succeed later (besides every 5xx): request timeout, rate limit.
 RETRY_STATUSES = frozenset({408, 429})
-#: Errors no retry can cure: the URL itself cannot be requested.
+#: Errors no retry can cure: the URL itself cannot be requested (a RefusedTargetError,
+#: an InvalidURL, is handled before these).
 _UNSENDABLE = (
     requests.exceptions.InvalidURL,
     requests.exceptions.InvalidSchema,
@@ -221,17 +229,23 @@ def signed_headers(body: bytes, *, secrets: Sequence[str], now: datetime) -> dic
 
 
 def post_webhook(
-    claim: WebhookClaim, *, secrets: Sequence[str], timeout_s: float, now: datetime
+    claim: WebhookClaim, *, secrets: Sequence[str], timeout_s: float, now: datetime,
+    session: requests.Session,
 ) -> PostResult:
-    """POST one claimed webhook; never raises for an HTTP or network error. The answer's
-    body is not read: only its status and Retry-After matter."""
+    """POST one claimed webhook through `session` (a `cloud.outbound.guarded_session`);
+    never raises for an HTTP or network error, nor for a refused URL. The answer's body
+    is not read: only its status and Retry-After matter."""
     body = claim.body.encode()
     started = time.monotonic()
     try:
-        response = requests.post(
+        response = session.post(
             claim.url, data=body, headers=signed_headers(body, secrets=secrets, now=now),
             timeout=timeout_s, allow_redirects=False, stream=True,
         )
+    except RefusedTargetError as error:
+        count_refusal(error.refusal, client="webhook", stage="send", tenant=claim.tenant)
+        return PostResult(Verdict.FAILED,
+                          error=f"refused ({error.refusal.rule}): {error.refusal.reason}")
     except _UNSENDABLE as error:
         return PostResult(Verdict.FAILED, error=type(error).__name__)
     except requests.RequestException as error:
@@ -301,10 +315,13 @@ class WebhookSender:
 
     def __init__(
         self, *, engine: Engine, secrets: Callable[[str], list[str]], timeout_s: float,
-        rng: random.Random | None = None, lease: timedelta = LEASE,
+        policy: OutboundPolicy, rng: random.Random | None = None, lease: timedelta = LEASE,
         batch_size: int = BATCH_SIZE,
     ) -> None:
+        """`policy` decides where webhooks may go (`outbound.policy()` of the settings)."""
         self._engine = engine
+        #: One pool of connections for every round's threads, pinned per request.
+        self._session = guarded_session(policy, pool_maxsize=batch_size, max_retries=0)
         self._secrets = secrets
         self._timeout_s = timeout_s
         self._rng = rng or random.Random()
@@ -331,7 +348,8 @@ class WebhookSender:
         def post(claim: WebhookClaim) -> PostResult:
             try:
                 return post_webhook(claim, secrets=self._secrets(claim.tenant),
-                                    timeout_s=self._timeout_s, now=now)
+                                    timeout_s=self._timeout_s, now=now,
+                                    session=self._session)
             except Exception as error:  # must not lose the other results of the round
                 log.exception("posting webhook %s failed", claim.webhook_id)
                 return PostResult(Verdict.RETRY, error=type(error).__name__)
@@ -339,3 +357,7 @@ class WebhookSender:
         with ThreadPoolExecutor(max_workers=len(claims),
                                 thread_name_prefix="vitrina-webhook") as pool:
             return list(pool.map(post, claims))
+
+    def close(self) -> None:
+        """Close the pooled connections (the delivery worker calls it when it stops)."""
+        self._session.close()

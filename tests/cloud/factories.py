@@ -15,6 +15,7 @@ from cloud.auth.members import create_member, grant
 from cloud.auth.models import Role
 from cloud.auth.permissions import MemberRole
 from cloud.db import session_scope
+from cloud.outbound import AllowList, OutboundPolicy
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
 from shared.identifiers import app_identifier, wifi_identifier
@@ -190,3 +191,8 @@ def console_login(client: TestClient, email: str, password: str = CONSOLE_PASSWO
                            headers=FROM_CONSOLE)
     assert response.status_code == 200, response.text
     return {**FROM_CONSOLE, "X-CSRF-Token": response.json()["csrf_token"]}
+
+
+#: The outbound rules as the tests' local servers need them: this machine's 127.0.0.1
+#: allowed explicitly (plain http included), everything else as in production.
+LOCAL_SERVERS = OutboundPolicy(allow=AllowList.parse(["127.0.0.1/32"]))

@@ -114,6 +114,13 @@ def test_devices_store_pseudonyms_not_identifiers(
     web = client.post(url, json={"kind": "web_push", "endpoint": "https://push.example/abc",
                                  "keys": {"p256dh": "B" * 87, "auth": "a" * 22}})
     assert web.status_code == 201, web.text
+    for inside in ("https://127.1/abc", "https://[fd00::1]/abc", "http://push.example/abc"):
+        refused = client.post(url, json={"kind": "web_push", "endpoint": inside,
+                                         "keys": {"p256dh": "B" * 87, "auth": "a" * 22}})
+        assert refused.status_code == 422, inside
+        [problem] = refused.json()["detail"]
+        assert problem["loc"] == ["body", "endpoint"]
+        assert problem["msg"].startswith("refused (")
     randomized = client.post(url, json={"kind": "wifi_mac", "mac": "02:00:00:00:00:01"})
     assert randomized.status_code == 422
     assert "randomized" in randomized.json()["detail"]

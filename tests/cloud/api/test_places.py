@@ -49,10 +49,36 @@ def fix(east_m: float, accuracy_m: float = 5.0, **fields: object) -> dict[str, o
     return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, **fields}
 
 
-def new_customer(client: TestClient, tenant: str) -> int:
+def new_customer(client: TestClient, tenant: str, *, location: bool | None = True) -> int:
+    """A customer whose answer on location-based marketing is `location` (None: never
+    asked)."""
     response = client.post(f"/tenants/{tenant}/customers", json={"first_name": "Juan"})
     assert response.status_code == 201, response.text
-    return int(response.json()["id"])
+    customer = int(response.json()["id"])
+    if location is not None:
+        answer(client, tenant, customer, granted=location)
+    return customer
+
+
+def answer(client: TestClient, tenant: str, customer: int, *, granted: bool) -> None:
+    response = client.post(f"/tenants/{tenant}/customers/{customer}/consent", json={
+        "channel": "location_marketing", "granted": granted, "source": "app"})
+    assert response.status_code == 201, response.text
+
+
+def kept_of(engine: Engine, customer: int) -> tuple[int, int, int]:
+    """What is stored of the customer's location: stays, fixes for the map, and
+    geofence triggers."""
+    with session_scope(engine) as session:
+        return (
+            session.exec(select(func.count()).select_from(GeofencePresence)
+                         .where(GeofencePresence.customer_id == customer)).one(),
+            session.exec(select(func.count()).select_from(RecentFix)
+                         .where(RecentFix.customer_id == customer)).one(),
+            session.exec(select(func.count()).select_from(Trigger).where(
+                Trigger.customer_id == customer,
+                col(Trigger.kind).startswith("geofence."))).one(),
+        )
 
 
 def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> None:
@@ -103,7 +129,7 @@ def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> N
     assert admin.get("/tenants/unknown-tenant/stores").status_code in (403, 404)
 
 
-def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
+def test_app_instances_agree_on_geofences_and_stays(
     engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
 ) -> None:
     """Two create_app on one database stand for two API processes: each has its own
@@ -150,27 +176,8 @@ def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
                              .order_by(col(Trigger.id))).all()
     assert kinds == ["geofence.enter", "geofence.dwell", "geofence.exit"]
 
-    # location reports are refused, and nothing kept, for customers who said no
-    clock.now = NOW
     customer = new_customer(admin, tenant)
     locations = f"{base}/customers/{customer}/locations"
-    consent = f"{base}/customers/{customer}/consent"
-    assert admin.post(locations, json=fix(0.0)).json()["inside"] != []  # no answer yet
-    assert admin.post(consent, json={"channel": "location_marketing", "granted": False,
-                                     "source": "app"}).status_code == 201
-    refused = admin.post(locations, json=fix(0.0))
-    assert refused.status_code == 403
-    assert "nothing was stored" in refused.json()["detail"]
-    with session_scope(engine) as session:
-        stays = session.exec(select(func.count()).select_from(GeofencePresence)
-                             .where(GeofencePresence.customer_id == customer)).one()
-        geofence_triggers = session.exec(
-            select(func.count()).select_from(Trigger)
-            .where(Trigger.customer_id == customer, Trigger.kind == "geofence.enter")).one()
-    assert (stays, geofence_triggers) == (0, 1)  # the earlier enter stays a fact
-    assert admin.post(consent, json={"channel": "location_marketing", "granted": True,
-                                     "source": "app"}).status_code == 201
-    assert admin.post(locations, json=fix(0.0)).status_code == 200
     for body in ({"lat": 91.0, "lon": 0.0, "accuracy_m": 5.0},
                  {**fix(0.0), "accuracy_m": -1.0},
                  {**fix(0.0), "at": "2026-06-01T10:00:00"},  # naive
@@ -185,19 +192,16 @@ def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
 def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
     engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
 ) -> None:
-    """The app reports for three customers; the map gets the fixes of the one who
-    granted location-based marketing, by id only, until consent goes or a day passes."""
+    """The app reports for three customers; the map gets the fixes of those who granted
+    location-based marketing, by id only, until consent goes or a day passes."""
     base = f"/tenants/{tenant}"
-    yes, unanswered, withdrawn = (new_customer(admin, tenant) for _ in range(3))
-    for customer in (yes, withdrawn):
-        assert admin.post(f"{base}/customers/{customer}/consent", json={
-            "channel": "location_marketing", "granted": True, "source": "app"},
-        ).status_code == 201
+    yes, unanswered, withdrawn = (new_customer(admin, tenant, location=location)
+                                  for location in (True, None, True))
     with app_client(engine, migrated_url, tenant, clock, Role.APP) as app:
         for customer in (yes, unanswered, withdrawn):
             response = app.post(f"{base}/customers/{customer}/locations", json=[
                 fix(0.0, at=(NOW - timedelta(minutes=5)).isoformat()), fix(20.0)])
-            assert response.status_code == 200, response.text
+            assert response.status_code == (403 if customer == unanswered else 200)
         assert app.get(f"{base}/locations/recent").status_code == 403  # the app: no
     shown = admin.get(f"{base}/locations/recent").json()
     assert [(row["customer_id"], row["at"][:19]) for row in shown["fixes"]] == [
@@ -217,3 +221,36 @@ def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
     # a day on, nothing is shown (the worker's retention deletes the rows)
     clock.now = NOW + timedelta(days=1, seconds=1)
     assert admin.get(f"{base}/locations/recent").json()["fixes"] == []
+
+
+def test_location_is_processed_only_with_a_recorded_yes(
+    engine: Engine, tenant: str, clock: Clock, admin: TestClient
+) -> None:
+    """Silence is not consent: a customer who never answered is refused as one who said
+    no, and nothing of the report is stored; a yes lets reports in; withdrawing it
+    refuses them again and forgets the stays and fixes at once."""
+    base = f"/tenants/{tenant}"
+    admin.put(f"{base}/stores/madrid-01", json={"name": "Madrid Centro", "time_zone": "UTC"})
+    assert admin.put(f"{base}/geofences/centro", json=CIRCLE).status_code == 200
+    customer = new_customer(admin, tenant, location=None)
+    locations = f"{base}/customers/{customer}/locations"
+
+    never = admin.post(locations, json=[fix(0.0), fix(10.0)])
+    assert never.status_code == 403
+    assert never.json()["detail"]["reason"] == "location_consent_missing"
+    assert "nothing was stored" in never.json()["detail"]["msg"]
+    assert kept_of(engine, customer) == (0, 0, 0)
+
+    answer(admin, tenant, customer, granted=True)
+    accepted = admin.post(locations, json=fix(0.0))
+    assert accepted.status_code == 200, accepted.text
+    assert [stay["geofence"] for stay in accepted.json()["inside"]] == ["centro"]
+    assert kept_of(engine, customer) == (1, 1, 1)  # inside, on the map, an enter
+
+    answer(admin, tenant, customer, granted=False)
+    assert kept_of(engine, customer) == (0, 0, 1)  # forgotten; the enter stays a fact
+    clock.now = NOW + timedelta(minutes=1)
+    withdrawn = admin.post(locations, json=fix(0.0))
+    assert withdrawn.status_code == 403
+    assert withdrawn.json()["detail"]["reason"] == "location_consent_withdrawn"
+    assert kept_of(engine, customer) == (0, 0, 1)  # nothing new: no second enter

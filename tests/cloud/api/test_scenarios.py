@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from cloud.api import create_app
+from cloud.metrics import REGISTRY
 from tests.cloud.factories import bearer, cloud_settings, issue_key
 from tests.cloud.offers.factories import offer_body
 
@@ -115,3 +116,30 @@ def test_problems_come_back_at_the_step_and_field_they_concern(
     assert problems(client.put(f"/tenants/{tenant}/scenarios/other", json=cart())) == [
         (["body", "key"], "the body's key must be 'other', as in the path")]
     assert client.get(url).status_code == 404  # nothing refused was saved
+
+
+@pytest.mark.parametrize(("url", "rule"), [
+    ("https://169.254.169.254/latest/meta-data/", "address"),
+    ("https://0x7f.1/hook", "address"),
+    ("https://2130706433/hook", "address"),
+    ("https://[::ffff:10.0.0.1]/hook", "address"),
+    ("https://localhost/hook", "local_name"),
+    ("http://shop.example/hook", "scheme"),
+])
+def test_a_webhook_to_an_inside_target_is_refused_at_its_step(
+    client: TestClient, tenant: str, url: str, rule: str
+) -> None:
+    before = REGISTRY.get_sample_value("vitrina_outbound_refusals_total", {
+        "client": "webhook", "stage": "save", "rule": rule}) or 0.0
+    steps = [*cart()["steps"], {"id": "tell", "type": "webhook", "url": url}]
+    refused = client.put(f"/tenants/{tenant}/scenarios/cart", json=cart(steps=steps))
+    assert refused.status_code == 422, refused.text
+    [problem] = refused.json()["detail"]
+    assert problem["loc"] == ["body", "steps", "6", "webhook", "url"]
+    assert problem["msg"].startswith(f"refused ({rule}): ")
+    assert client.get(f"/tenants/{tenant}/scenarios").json() == []
+    assert REGISTRY.get_sample_value("vitrina_outbound_refusals_total", {
+        "client": "webhook", "stage": "save", "rule": rule}) == before + 1
+    steps[-1]["url"] = "https://shop.example/hooks/vitrina"
+    assert client.put(f"/tenants/{tenant}/scenarios/cart", json=cart(steps=steps)
+                      ).status_code == 200

@@ -12,6 +12,7 @@ import pytest
 from cloud.channels.vapid import generate_vapid_keys
 from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
 from sandbox.webpush import WebPushSandbox
+from tests.cloud.factories import LOCAL_SERVERS
 
 ROOT = Path(__file__).resolve().parents[3]
 WEB = ROOT / "web"
@@ -44,11 +45,12 @@ def test_service_worker_shows_what_the_sender_sent() -> None:
     vapid = generate_vapid_keys()
     with (
         WebPushSandbox() as service,
-        WebPushSender(vapid, subject="mailto:ops@shop.example") as sender,
+        WebPushSender(vapid, subject="mailto:ops@shop.example", policy=LOCAL_SERVERS) as sender,
     ):
         browser = service.subscribe(vapid.application_server_key)
         message = WebPushMessage(
-            subscription=WebPushSubscription.from_json(browser.to_json()),
+            subscription=WebPushSubscription.from_json(browser.to_json(),
+                                                      policy=LOCAL_SERVERS),
             title="50% off the dryer",
             body="Today only",
             idempotency_key="juan-dryer-50",

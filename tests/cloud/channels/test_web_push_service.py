@@ -19,7 +19,9 @@ from cloud.channels.web_push_service import (
     WebPushSubscription,
     payload_for,
 )
+from cloud.outbound import OutboundPolicy
 from sandbox.webpush import BrowserSubscription, PushOutcome, WebPushSandbox
+from tests.cloud.factories import LOCAL_SERVERS
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.2, jitter_s=0.05)
 
@@ -37,13 +39,14 @@ def service() -> Iterator[WebPushSandbox]:
 
 @pytest.fixture
 def sender(vapid: VapidKeys) -> Iterator[WebPushSender]:
-    with WebPushSender(vapid, subject="mailto:ops@shop.example", retry=FAST_RETRY) as sender:
+    with WebPushSender(vapid, subject="mailto:ops@shop.example", policy=LOCAL_SERVERS,
+                       retry=FAST_RETRY) as sender:
         yield sender
 
 
 def message(subscription: BrowserSubscription, key: str = "k1", **overrides: Any) -> WebPushMessage:
     fields: dict[str, Any] = {
-        "subscription": WebPushSubscription.from_json(subscription.to_json()),
+        "subscription": WebPushSubscription.from_json(subscription.to_json(), policy=LOCAL_SERVERS),
         "title": "50% off the dryer",
         "body": "Still thinking about it? Today only.",
         "idempotency_key": key,
@@ -200,12 +203,27 @@ def test_unreachable_service_is_transient(vapid: VapidKeys, service: WebPushSand
     service.stop()
 
     with WebPushSender(
-        vapid, subject="https://shop.example", retry=RetryPolicy(attempts=1)
+        vapid, subject="https://shop.example", policy=LOCAL_SERVERS,
+        retry=RetryPolicy(attempts=1),
     ) as sender:
         [result] = sender.deliver([message(browser)])
 
     assert result.error_code == "UNAVAILABLE"
     assert result.transient
+
+
+def test_an_endpoint_the_outbound_rules_refuse_is_not_posted_to(
+    vapid: VapidKeys, service: WebPushSandbox
+) -> None:
+    """Without the tests' allow-list, the local push service is an inside address: the
+    message fails for good, and the service sees nothing."""
+    browser = service.subscribe()
+    with WebPushSender(vapid, subject="https://shop.example", policy=OutboundPolicy(),
+                       retry=RetryPolicy(attempts=3), tenant="shop") as sender:
+        [result] = sender.deliver([message(browser)])
+
+    assert (result.ok, result.error_code, result.permanent) == (False, "FORBIDDEN_TARGET", True)
+    assert service.received.snapshot() == []
 
 
 def test_batch_keeps_order(sender: WebPushSender, service: WebPushSandbox) -> None:
@@ -235,9 +253,9 @@ def test_invalid_browser_subscriptions_are_refused(
     subscription: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(InvalidSubscriptionError, match=reason):
-        WebPushSubscription.from_json(subscription)
+        WebPushSubscription.from_json(subscription, policy=LOCAL_SERVERS)
 
 
 def test_subject_must_be_contactable(vapid: VapidKeys) -> None:
     with pytest.raises(ValueError, match="mailto"):
-        WebPushSender(vapid, subject="ops@shop.example")
+        WebPushSender(vapid, subject="ops@shop.example", policy=LOCAL_SERVERS)

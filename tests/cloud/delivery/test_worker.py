@@ -226,6 +226,7 @@ def test_the_loop_posts_webhooks_beside_messages_and_a_hanging_shop_delays_no_em
         # Only a wake makes a round happen before the test is over.
         delivery={"poll_interval_s": 60}, channels={"email": smtp.model_dump()},
         scenarios={"webhook_timeout_s": 20},  # the POST hangs until the test lets it answer
+        outbound={"allow": ["127.0.0.1/32"]},  # the shop's endpoint is on this machine
     )
     worker = DeliveryWorker(
         engine=engine, settings=settings, now=lambda: NOW,

@@ -6,6 +6,7 @@ trigger batch; and two workers never post the same webhook twice."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 import threading
@@ -22,6 +23,7 @@ from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
 from cloud.metrics import REGISTRY
+from cloud.outbound import OutboundPolicy
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.engine import process_triggers
 from cloud.scenarios.models import CustomerTag, Journey
@@ -41,6 +43,7 @@ from cloud.webhooks.signing import SignatureError, verify_signature
 from provisioning.local_broker import free_port
 from tests.cloud.delivery.queue_helpers import race
 from tests.cloud.delivery.shop_endpoint import ShopEndpoint
+from tests.cloud.factories import LOCAL_SERVERS
 
 TENANT = "shop"
 SECRET = "whsec-outbound-0123"
@@ -56,10 +59,12 @@ def shop() -> Iterator[ShopEndpoint]:
         yield endpoint
 
 
-def make_sender(engine: Engine, *, timeout_s: float = 5.0, batch_size: int = 16) -> WebhookSender:
+def make_sender(engine: Engine, *, timeout_s: float = 5.0, batch_size: int = 16,
+                policy: OutboundPolicy = LOCAL_SERVERS) -> WebhookSender:
     return WebhookSender(
         engine=engine, secrets=lambda tenant: [SECRET] if tenant == TENANT else [],
-        timeout_s=timeout_s, rng=random.Random(3), batch_size=batch_size,
+        timeout_s=timeout_s, policy=policy, rng=random.Random(3),
+        batch_size=batch_size,
     )
 
 
@@ -204,6 +209,33 @@ def test_503_with_retry_after_is_posted_again_no_sooner_and_sent_once(
     verify_signature(secrets=[SECRET], timestamp=second.headers["x-vitrina-timestamp"],
                      signature=second.headers["x-vitrina-signature"], body=second.body,
                      now=later)
+
+
+def test_a_webhook_to_a_refused_target_fails_for_good_at_send_time_unposted(
+    engine: Engine, shop: ShopEndpoint
+) -> None:
+    """A webhook queued before the rules (or to a name that now resolves inside): the
+    worker checks again, posts nothing, records why and counts it; no retry."""
+    inside = queue(engine, new_customer(engine), shop.url("/hook"), journey_id=9)
+    rebound = queue(engine, new_customer(engine, "bea"), "https://shop.invalid/hook",
+                    journey_id=10)
+    policy = OutboundPolicy(resolver=lambda host, port: [ipaddress.ip_address("10.1.2.3")])
+    sender = make_sender(engine, policy=policy)
+    refusals_before = REGISTRY.get_sample_value("vitrina_outbound_refusals_total", {
+        "client": "webhook", "stage": "send", "rule": "address"}) or 0.0
+
+    assert sender.run_once(NOW) == 2
+    for webhook_id, why in ((inside, "127.0.0.1 is loopback"),
+                            (rebound, "resolves to 10.1.2.3, which is private")):
+        row = webhook(engine, webhook_id)
+        assert (row.status, row.attempts, row.last_status) == (WebhookStatus.FAILED, 1, None)
+        assert row.last_error is not None
+        assert row.last_error.startswith("refused (address): ")
+        assert why in row.last_error
+    assert REGISTRY.get_sample_value("vitrina_outbound_refusals_total", {
+        "client": "webhook", "stage": "send", "rule": "address"}) == refusals_before + 2
+    assert sender.run_once(NOW + timedelta(days=2)) == 0
+    assert shop.received == []
 
 
 def test_a_404_fails_for_good_without_another_try(engine: Engine, shop: ShopEndpoint) -> None:
