@@ -173,7 +173,9 @@ def pytest_runtest_makereport(
 
 def sign_in(page: Page, console: Console, role: str = "owner", *,
             password: str = CONSOLE_PASSWORD) -> None:
-    """Sign in through the sign-in page as a person does, landing in the console."""
+    """Sign in through the sign-in page as a person does, landing in the console. The page
+    open before is left first: its scripts, finding the session gone, would navigate too."""
+    page.goto("about:blank")
     page.goto(f"{console.url}/console")
     page.get_by_label("Email address").fill(console.emails[role])
     page.get_by_label("Password").fill(password)
