@@ -12,7 +12,13 @@ from edge.capture.beacons import BeaconConfig
 from edge.capture.blell import LINKTYPE_BLUETOOTH_LE_LL, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR
 from edge.capture.decode import SUPPORTED_LINKTYPES, DecodeStats, FrameDecoder, decode_frame
 from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP
-from edge.capture.outcomes import RejectReason, SkipReason
+from edge.capture.outcomes import (
+    RejectReason,
+    Salvaged,
+    SalvageReason,
+    SkipReason,
+    UnsupportedLinktype,
+)
 from edge.capture.pcapfile import read_frames
 from edge.captures import DEMO_APP_IBEACON_UUID, DEMO_APP_SERVICE_UUID, DEMO_CAPTURE
 from edge.sighting import Sighting
@@ -41,9 +47,9 @@ def test_dispatches_by_link_type() -> None:
     assert {127, 251, 256} == SUPPORTED_LINKTYPES
 
 
-def test_unsupported_link_types_and_snapped_frames_are_rejected() -> None:
+def test_unsupported_link_types_are_named_and_snapped_frames_rejected() -> None:
     at, ble = first_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR)
-    assert decode_frame(1, ble, len(ble), at, CONFIG, "x") is RejectReason.UNSUPPORTED_LINKTYPE
+    assert decode_frame(1, ble, len(ble), at, CONFIG, "x") == UnsupportedLinktype(1)
     assert decode_frame(256, ble, len(ble) + 1, at, CONFIG, "x") is (
         RejectReason.CAPTURE_TRUNCATED)
 
@@ -76,22 +82,47 @@ def test_stats_keep_their_invariants() -> None:
     for at, linktype, frame, _ in DEMO_FRAMES:
         cut = frame[: len(frame) - (len(frame) % 7)]  # some frames lose a few bytes
         stats.record(decoder.decode(linktype, cut, len(cut), at, "x"))
-    assert stats.frames == len(DEMO_FRAMES) == stats.decoded + stats.rejected
+    assert stats.frames == len(DEMO_FRAMES) == stats.decoded + stats.rejected + stats.unsupported
+    assert stats.salvaged <= stats.sightings
     assert stats.decoded == stats.sightings + stats.skipped
     assert sum(stats.rejects.values()) == stats.rejected > 0
     assert sum(stats.skips.values()) == stats.skipped > 0
     assert stats.rejects.keys() <= {reason.value for reason in RejectReason}
 
 
-def test_each_reject_reason_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_each_kind_of_trouble_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     stats = DecodeStats()
+    at, ble = first_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR)
+    sighting = decode_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, ble, len(ble), at, CONFIG, "x")
+    assert isinstance(sighting, Sighting)
     with caplog.at_level(logging.WARNING, logger="edge.capture.decode"):
         for _ in range(3):
             stats.record(RejectReason.BAD_FCS)
+            stats.record(Salvaged(sighting, SalvageReason.BLE_TRUNCATED_AD))
+            stats.record(UnsupportedLinktype(1))
         stats.record(RejectReason.BLE_BAD_CRC)
         stats.record(SkipReason.DOT11_NOT_MANAGEMENT)
+        stats.record(UnsupportedLinktype(228))
     assert [record.getMessage() for record in caplog.records] == [
         "rejecting malformed frames (bad_fcs); counting them from now on",
+        "keeping sightings from damaged frames (ble_truncated_ad); counting them from now on",
+        "frames of link type 1 are not supported (supported: 127, 251, 256); "
+        "counting them from now on",
         "rejecting malformed frames (ble_bad_crc); counting them from now on",
+        "frames of link type 228 are not supported (supported: 127, 251, 256); "
+        "counting them from now on",
     ]
     assert stats.rejects == {"bad_fcs": 3, "ble_bad_crc": 1}
+    assert stats.salvages == {"ble_truncated_ad": 3}
+    assert stats.unsupported_linktypes == {1: 3, 228: 1}
+    assert (stats.frames, stats.decoded, stats.rejected, stats.unsupported) == (12, 4, 4, 4)
+    assert (stats.sightings, stats.salvaged, stats.skipped) == (3, 3, 1)
+
+
+def test_a_salvaged_frame_hands_back_its_sighting() -> None:
+    at, ble = first_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR)
+    sighting = decode_frame(LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, ble, len(ble), at, CONFIG, "x")
+    assert isinstance(sighting, Sighting)
+    stats = DecodeStats()
+    assert stats.record(Salvaged(sighting, SalvageReason.BLE_TRUNCATED_AD)) is sighting
+    assert stats.record(UnsupportedLinktype(1)) is None
