@@ -18,6 +18,7 @@ from edge.capture.blell import (
     decode_ble_phdr_frame,
 )
 from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP, decode_radiotap_frame
+from edge.capture.nordic import LINKTYPE_NORDIC_BLE, decode_nordic_ble_frame
 from edge.capture.outcomes import (
     IdentityCaches,
     RejectReason,
@@ -64,13 +65,18 @@ class FrameDecoder:
             return decode_ble_phdr_frame(frame, at, self.config, source, self._caches)
         if linktype == LINKTYPE_BLUETOOTH_LE_LL:
             return decode_ble_ll_frame(frame, at, self.config, source, self._caches)
+        if linktype == LINKTYPE_NORDIC_BLE:
+            return decode_nordic_ble_frame(frame, at, self.config, source, self._caches)
         self.unsupported += 1
         return UnsupportedLinktype(linktype)
 
 
-SUPPORTED_LINKTYPES = frozenset(
-    {LINKTYPE_IEEE802_11_RADIOTAP, LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR, LINKTYPE_BLUETOOTH_LE_LL}
-)
+SUPPORTED_LINKTYPES = frozenset({
+    LINKTYPE_IEEE802_11_RADIOTAP,
+    LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR,
+    LINKTYPE_BLUETOOTH_LE_LL,
+    LINKTYPE_NORDIC_BLE,
+})
 
 
 def supported_linktypes_text() -> str:

@@ -45,6 +45,11 @@ class RejectReason(StrEnum):
     BLE_BAD_PDU_LENGTH = "ble_bad_pdu_length"
     BLE_UNKNOWN_PDU_TYPE = "ble_unknown_pdu_type"
     BLE_MALFORMED_AD = "ble_malformed_ad"
+    # nRF Sniffer pseudo-header (LINKTYPE_NORDIC_BLE)
+    NORDIC_TRUNCATED = "nordic_truncated"
+    NORDIC_UNSUPPORTED_VERSION = "nordic_unsupported_version"  # legacy 0/1, or newer than 3
+    NORDIC_BAD_LENGTH = "nordic_bad_length"  # lengths disagree with the frame
+    NORDIC_UNKNOWN_PACKET = "nordic_unknown_packet"  # a packet id no capture should hold
 
 
 class SkipReason(StrEnum):

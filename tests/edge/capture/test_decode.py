@@ -20,13 +20,20 @@ from edge.capture.outcomes import (
     UnsupportedLinktype,
 )
 from edge.capture.pcapfile import read_frames
-from edge.captures import DEMO_APP_IBEACON_UUID, DEMO_APP_SERVICE_UUID, DEMO_CAPTURE
+from edge.captures import (
+    DEMO_APP_IBEACON_UUID,
+    DEMO_APP_SERVICE_UUID,
+    DEMO_CAPTURE,
+    DEMO_NRF_CAPTURE,
+)
 from edge.sighting import Sighting
 from shared.identifiers import IdentifierKind
 
 CONFIG = BeaconConfig(app_ibeacon_uuid=DEMO_APP_IBEACON_UUID,
                       app_service_uuid=DEMO_APP_SERVICE_UUID)
 DEMO_FRAMES = list(read_frames(DEMO_CAPTURE))
+#: Every link type the decoders read: the demo's two radios and its nRF Sniffer recording.
+ALL_FRAMES = DEMO_FRAMES + list(read_frames(DEMO_NRF_CAPTURE))
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -44,7 +51,7 @@ def test_dispatches_by_link_type() -> None:
     assert isinstance(plain, Sighting)
     assert with_phdr.kind is plain.kind is IdentifierKind.BLE_EDDYSTONE
     assert (with_phdr.rssi is not None, plain.rssi) == (True, None)
-    assert {127, 251, 256} == SUPPORTED_LINKTYPES
+    assert {127, 251, 256, 272} == SUPPORTED_LINKTYPES
 
 
 def test_unsupported_link_types_are_named_and_snapped_frames_rejected() -> None:
@@ -56,13 +63,13 @@ def test_unsupported_link_types_are_named_and_snapped_frames_rejected() -> None:
 
 def test_the_caching_decoder_agrees_with_fresh_decoding_on_the_demo() -> None:
     decoder = FrameDecoder(CONFIG)
-    for at, linktype, frame, wire in DEMO_FRAMES:
+    for at, linktype, frame, wire in ALL_FRAMES:
         assert decoder.decode(linktype, frame, wire, at, "x") == decode_frame(
             linktype, frame, wire, at, CONFIG, "x")
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from(DEMO_FRAMES), st.integers(0, 60), st.integers(0, 255)),
+@given(st.lists(st.tuples(st.sampled_from(ALL_FRAMES), st.integers(0, 60), st.integers(0, 255)),
                 min_size=1, max_size=20))
 def test_the_caching_decoder_agrees_on_mutated_frames(
     picks: list[tuple[tuple[float, int, bytes, int], int, int]]
@@ -106,10 +113,10 @@ def test_each_kind_of_trouble_is_logged_once(caplog: pytest.LogCaptureFixture) -
     assert [record.getMessage() for record in caplog.records] == [
         "rejecting malformed frames (bad_fcs); counting them from now on",
         "keeping sightings from damaged frames (ble_truncated_ad); counting them from now on",
-        "frames of link type 1 are not supported (supported: 127, 251, 256); "
+        "frames of link type 1 are not supported (supported: 127, 251, 256, 272); "
         "counting them from now on",
         "rejecting malformed frames (ble_bad_crc); counting them from now on",
-        "frames of link type 228 are not supported (supported: 127, 251, 256); "
+        "frames of link type 228 are not supported (supported: 127, 251, 256, 272); "
         "counting them from now on",
     ]
     assert stats.rejects == {"bad_fcs": 3, "ble_bad_crc": 1}

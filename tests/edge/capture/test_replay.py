@@ -28,6 +28,7 @@ from edge.captures import (
     DEMO_APP_SERVICE_UUID,
     DEMO_CAPTURE,
     DEMO_EDDYSTONE_NAMESPACE,
+    DEMO_NRF_CAPTURE,
     DEMO_START,
     GARBAGE_FRAMES_CAPTURE,
     JUAN_INSTALL_ID,
@@ -107,6 +108,21 @@ def test_the_other_devices_in_the_story(demo: list[Sighting]) -> None:
                           if s.kind is IdentifierKind.WIFI_PROBE and s.randomized}
     assert len(randomized_probers) > 10  # passers-by change MAC with every burst
     assert [s.at for s in demo] == sorted(s.at for s in demo)
+
+
+def test_the_nrf_sniffer_recording_replays_to_the_same_ble_sightings(
+    demo: list[Sighting],
+) -> None:
+    """`demo-nrf-sniffer.pcap` (link type 272) is the demo's BLE radio as an nRF Sniffer
+    records it; its sightings are the BLE sightings of `demo.pcapng` (link type 256)."""
+    stats = ReplayStats()
+    nrf = sightings_of(DEMO_NRF_CAPTURE, stats)
+    ble = [s for s in demo if s.kind.value.startswith("ble_")]
+    assert [key(s) for s in nrf] == [key(s) for s in ble]
+    assert len(nrf) == 402 + 184 + 154 + 148
+    assert (stats.frames, stats.rejected, stats.skipped, stats.unsupported) == (889, 0, 1, 0)
+    assert stats.skips == {"ble_not_advertiser": 1}  # the scan request, as in the pcapng
+    assert {linktype for _, linktype, _, _ in read_frames(DEMO_NRF_CAPTURE)} == {272}
 
 
 # ---------------------------------------------------------------- the busy store
@@ -207,7 +223,7 @@ def test_a_capture_cut_by_snap_length_and_foreign_link_types(tmp_path: Path) -> 
     assert stats.rejects == {}  # not malformed: of a kind we do not read
     assert stats.unsupported_linktypes == {1: 1}
     assert stats.file_errors == [
-        "mixed.pcap: link type 1 is not supported (supported: 127, 251, 256)"]
+        "mixed.pcap: link type 1 is not supported (supported: 127, 251, 256, 272)"]
     frame = next(f for _, linktype, f, _ in read_frames(DEMO_CAPTURE) if linktype == 127)
     writer = RawPcapWriter(str(path), linktype=127)
     writer.write_header(None)
