@@ -80,8 +80,8 @@ def test_a_replay_ends_as_soon_as_the_outbox_is_drained(
     broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
 ) -> None:
     """The demo capture's events are published, acknowledged and the agent is gone well
-    within 0.3 s of the capture's end: a replay used to wait out the publisher's 0.5 s
-    idle poll after its drain (0.52-0.60 s a run for the demo, 0.02-0.06 s now)."""
+    within 0.4 s of the capture's end: a replay used to wait out the publisher's 0.5 s
+    idle poll after its drain (0.52-0.60 s a run for the demo, 0.02-0.09 s now)."""
     settings = agent_settings(broker, mqtt_namespace, tmp_path)
     source = TimedReplay([DEMO_CAPTURE], beacons=settings.beacons.to_config())
     agent = EdgeAgent(settings, [source], live=False)
@@ -95,7 +95,7 @@ def test_a_replay_ends_as_soon_as_the_outbox_is_drained(
         return finished - source.ended_at, finished - started
 
     after_capture, _total = asyncio.run(scenario())
-    assert after_capture < 0.3
+    assert after_capture < 0.4
 
 
 def test_live_ticks_report_exits_and_heartbeats_while_running(
