@@ -10,6 +10,9 @@ Measures, in one run on the shipped busy-store capture (57,617 frames of radiota
   the floor for captures where no advert and no address ever repeats;
 - scapy-dissect: scapy's PcapNgReader dissecting every frame (on the first frames
   only, it is slow), for contrast with a generic dissector.
+Then the demo's BLE radio decoded under each sniffer's header: its 889 frames behind the
+RSSI pseudo-header (link type 256, in `demo.pcapng`) and as the nRF Sniffer records them
+(272, `demo-nrf-sniffer.pcap`), cached and not, the best of 30 runs each, interleaved.
 The phases run interleaved, `--repeat` rounds of one run each, so every phase sees the
 same machine load; the best run of each counts (least disturbed by other load).
 
@@ -33,9 +36,15 @@ from scapy.utils import PcapNgReader, RawPcapNgReader
 
 from edge.capture.beacons import BeaconConfig
 from edge.capture.decode import FrameDecoder
-from edge.capture.pcapfile import read_frames
+from edge.capture.pcapfile import Frame, read_frames
 from edge.capture.replay import ReplayStats, read_pcap_sightings
-from edge.captures import BUSY_STORE_CAPTURE, DEMO_APP_IBEACON_UUID, DEMO_APP_SERVICE_UUID
+from edge.captures import (
+    BUSY_STORE_CAPTURE,
+    DEMO_APP_IBEACON_UUID,
+    DEMO_APP_SERVICE_UUID,
+    DEMO_CAPTURE,
+    DEMO_NRF_CAPTURE,
+)
 
 TARGET_FRAMES_PER_S = 50_000
 CONFIG = BeaconConfig(app_ibeacon_uuid=DEMO_APP_IBEACON_UUID,
@@ -145,13 +154,37 @@ def report(phases: list[Phase], repeat: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _decode_rate(frames: list[Frame], caching: bool, runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        decode = FrameDecoder(CONFIG, caching=caching).decode
+        started = time.perf_counter()
+        for at, linktype, frame, wire in frames:
+            decode(linktype, frame, wire, at, "bench")
+        best = min(best, time.perf_counter() - started)
+    return len(frames) / best
+
+
+def sniffer_headers(runs: int = 30) -> str:
+    """The same BLE packets behind link type 256's header and the nRF Sniffer's (272)."""
+    phdr = [frame for frame in read_frames(DEMO_CAPTURE) if frame[1] == 256]
+    nrf = list(read_frames(DEMO_NRF_CAPTURE))
+    lines = ["", "| demo BLE frames | link type 256 frames/s | link type 272 frames/s | ratio |",
+             "| --- | --- | --- | --- |"]
+    for caching in (True, False):
+        rates = [_decode_rate(frames, caching, runs) for frames in (phdr, nrf)]
+        lines.append(f"| {'cached' if caching else 'uncached'} ({len(nrf)}) | {rates[0]:,.0f} | "
+                     f"{rates[1]:,.0f} | {rates[1] / rates[0]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dissect-frames", type=int, default=5_000)
     parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     args = parser.parse_args()
-    text = report(run(args.repeat, args.dissect_frames), args.repeat)
+    text = report(run(args.repeat, args.dissect_frames), args.repeat) + sniffer_headers()
     print(text)
     if args.out is not None:
         args.out.write_text(text)

@@ -391,13 +391,7 @@ class EdgeAgent:
 
     async def _drain(self, within_s: float, interrupt: asyncio.Event | None) -> bool:
         """Wait until the outbox is empty and nothing is in flight, or `within_s` passed."""
-        deadline = time.monotonic() + within_s
-        while not self.publisher.idle:
-            if time.monotonic() >= deadline or (interrupt is not None and interrupt.is_set()):
-                return False
-            self.publisher.wake()
-            await asyncio.sleep(0.05)
-        return True
+        return await self.publisher.drained(within_s, interrupt)
 
     def _heartbeat_offline_record(self) -> None:
         self.outbox.record_status(self.status(online=False).model_dump_json())

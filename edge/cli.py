@@ -4,7 +4,9 @@ enrol with a one-time code.
 Exit codes: 0 success; 1 a run that did not finish its work (a replay whose outbox did
 not drain in time); 2 a config or usage error (for `enrol`: a bundle is already there);
 3 the cloud refused the enrolment code; 4 the cloud could not be reached or could not
-enrol now.
+enrol now; 5 a replay input could not be read, whole or in part (empty, not a capture,
+cut short or damaged, or of a link type the gateway does not read): whatever could be
+read was replayed and published, and each such file is named with how far it got.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.agent import AgentSummary, EdgeAgent
+from edge.capture.replay import ReplayStats
 from edge.enrol import (
     CloudUnreachableError,
     EnrolmentRefusedError,
@@ -39,6 +42,7 @@ from edge.sources import build_live_sources, build_replay_source, sightings_carr
 from shared.logs import configure_logging
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+EXIT_UNREADABLE_INPUT = 5
 #: How long `replay` waits, after the capture ends, for the broker to take every event.
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
 #: Progress lines while a replay runs: often enough to see it move, rarely enough to read.
@@ -229,7 +233,9 @@ async def _replay(settings: EdgeSettings, args: argparse.Namespace) -> int:
     progress_stop.set()
     if progress is not None:
         await progress
-    print_summary(summary, time.monotonic() - started, sys.stdout)
+    print_summary(summary, source.stats, time.monotonic() - started, sys.stdout)
+    for failure in source.stats.file_errors:
+        print(f"cannot read capture {failure}", file=sys.stderr)
     if not summary.drained:
         print(
             f"{summary.queue_depth} events are still in the outbox "
@@ -237,14 +243,28 @@ async def _replay(settings: EdgeSettings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
+    if source.stats.files_failed:
+        return EXIT_UNREADABLE_INPUT
     return EXIT_OK
 
 
-def print_summary(summary: AgentSummary, elapsed_s: float, out: TextIO) -> None:
+def print_summary(
+    summary: AgentSummary, capture: ReplayStats, elapsed_s: float, out: TextIO
+) -> None:
+    """The replay's figures. Files that could not be read are counted apart from frames:
+    a file cut short is one failure, not a rejected frame."""
     ratio = f"{summary.reduction_ratio:.1f}x"
+    failed = capture.files_failed
+    unsupported = ", ".join(
+        f"link type {linktype}: {count}"
+        for linktype, count in sorted(capture.unsupported_linktypes.items())
+    )
     rows = [
-        ("frames", summary.frames),
-        ("rejected frames", summary.rejected_frames),
+        ("files", f"{capture.files} ({failed} could not be read)" if failed else capture.files),
+        ("frames", capture.frames),
+        ("rejected frames", capture.rejected),
+        ("salvaged frames", capture.salvaged),
+        ("unsupported", f"{capture.unsupported} ({unsupported})" if unsupported else 0),
         ("sightings", summary.sightings),
         ("devices", summary.devices),
         (

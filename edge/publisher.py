@@ -56,7 +56,9 @@ ENVELOPE_BYTES = 1024
 #: After the broker refuses a message (e.g. an ACL says no), wait before trying it again,
 #: so a misconfigured broker costs a log line per interval rather than a busy loop.
 REJECTED_RETRY_S = 10.0
-#: How long the pump sleeps when it has nothing to do and nobody wakes it.
+#: How long the pump sleeps when it has nothing to do and nobody wakes it. Everything
+#: that gives it work (new rows, an ack, a reconnect, stop) wakes it at once; the poll
+#: only ends a pause after a broker refusal (`REJECTED_RETRY_S`) without a timer of its own.
 IDLE_POLL_S = 0.5
 
 _EMPTY_EVENTS_TAIL = '"events":[]}'
@@ -122,6 +124,9 @@ class MqttPublisher:
         self._paused_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
+        #: Set whenever the outbox may have become drained (acks committed, a broker
+        #: refusal, the connection coming or going): `drained()` waits on it, not a poll.
+        self._progress = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._started_network = False
         self._final_mid: int | None = None
@@ -263,6 +268,7 @@ class MqttPublisher:
                 log.warning("lost the broker; events wait in the outbox", extra={"reason": reason})
         self.connected = connected
         self._wakeup.set()
+        self._progress.set()
 
     def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
         if mid == self._final_mid:
@@ -278,6 +284,7 @@ class MqttPublisher:
                 "broker refused a presence message; retrying later",
                 extra={"reason": reason, "events": batch.events, "retry_s": REJECTED_RETRY_S},
             )
+            self._progress.set()
         else:
             if not self._acks:
                 self._to_loop_soon(self._commit_acks)
@@ -297,6 +304,7 @@ class MqttPublisher:
         self.counters.messages += len(acks)
         self.counters.events += sum(batch.events for batch in acks)
         self._wakeup.set()
+        self._progress.set()
 
     def _apply_config(self, config: GatewayConfig) -> None:
         try:
@@ -342,12 +350,43 @@ class MqttPublisher:
         return not self._inflight and not self._acks and self._outbox.depth == 0
 
     async def pump(self, stop: asyncio.Event) -> None:
-        """Publish outbox rows while connected, keeping a bounded window in flight."""
-        while not stop.is_set():
-            self._wakeup.clear()
-            self.publish_available()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_S)
+        """Publish outbox rows while connected, keeping a bounded window in flight.
+
+        Returns as soon as `stop` is set: a watcher turns `stop` into a wake-up, so a
+        shutdown never waits out the idle poll.
+        """
+        watcher = asyncio.create_task(_set_when(stop, self._wakeup), name="mqtt-pump-stop")
+        try:
+            while not stop.is_set():
+                self._wakeup.clear()
+                self.publish_available()
+                if self.idle:  # e.g. the last rows were corrupt and removed, not published
+                    self._progress.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_S)
+        finally:
+            watcher.cancel()
+
+    async def drained(self, within_s: float, interrupt: asyncio.Event | None = None) -> bool:
+        """Wait until nothing is in flight and the outbox is empty: True then, False if
+        `within_s` passed or `interrupt` was set first. Woken by each commit of acks,
+        so it returns the moment the last one is in, without polling."""
+        deadline = time.monotonic() + within_s
+        watcher = None if interrupt is None else asyncio.create_task(
+            _set_when(interrupt, self._progress), name="mqtt-drain-interrupt")
+        try:
+            while not self.idle:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (interrupt is not None and interrupt.is_set()):
+                    return False
+                self._progress.clear()
+                self._wakeup.set()  # whatever is left, the pump takes it now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), remaining)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        return True
 
     def publish_available(self) -> int:
         """Hand the broker as many batches as the window allows; returns how many."""
@@ -415,6 +454,13 @@ class MqttPublisher:
         if self._started_network:
             await asyncio.to_thread(self._client.loop_stop)
         self.connected = False
+
+
+async def _set_when(trigger: asyncio.Event, target: asyncio.Event) -> None:
+    """Set `target` once `trigger` is set: one waiter for a whole loop, instead of a
+    task per wait racing two events."""
+    await trigger.wait()
+    target.set()
 
 
 def _version_of(payload: bytes | bytearray) -> int | None:

@@ -2,7 +2,9 @@
 
 Decoders read only the bytes a sighting needs (struct and indexing, no generic
 dissector), so a Raspberry-Pi class gateway keeps up with a busy store and a
-recorded capture replays at tens of thousands of frames per second.
+recorded capture replays at tens of thousands of frames per second. Link types read:
+radiotap 802.11 (127, `dot11`), the BLE link layer bare or behind the RSSI pseudo-header
+(251, 256, `blell`), and as the nRF Sniffer for Bluetooth LE records it (272, `nordic`).
 
 Public API: `BeaconConfig`, `identify_advert` (beacons), `Source` (source),
 `PcapReplaySource`, `ReplayStats`, `read_pcap_sightings` (replay). Live sources

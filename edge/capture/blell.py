@@ -23,7 +23,15 @@ from edge.capture.beacons import (
     beacon_identity,
     ble_address_randomized,
 )
-from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
+from edge.capture.outcomes import (
+    IdentityCaches,
+    RejectReason,
+    Salvaged,
+    SalvagedIdentity,
+    SalvageReason,
+    SkipReason,
+    remember,
+)
 from edge.sighting import Sighting
 from shared.identifiers import IdentifierKind, ble_address_identifier_from_bytes
 
@@ -65,13 +73,19 @@ def _service_key(uuid_bytes: bytes) -> str:
     return f"{int.from_bytes(uuid_bytes, 'little'):08x}{_BASE_SUFFIX}"
 
 
-def parse_ad_structures(
-    data: bytes, start: int, end: int
-) -> tuple[dict[int, bytes], dict[str, bytes]] | RejectReason:
+#: (manufacturer data by company id, service data by 128-bit UUID, whether the last
+#: structure ran past the payload and was dropped)
+AdStructures = tuple[dict[int, bytes], dict[str, bytes], bool]
+
+
+def parse_ad_structures(data: bytes, start: int, end: int) -> AdStructures | RejectReason:
     """Manufacturer data by company id and service data by 128-bit UUID, like bleak reports.
 
-    A zero length octet ends the significant part (the rest is padding); a structure
-    running past the payload, or one too short for its own header, is malformed.
+    A zero length octet ends the significant part (the rest is padding). A structure
+    running past the payload ends the parse: the structures before it are kept and the
+    truncation is reported (bluetooth-data-tools, which parses BlueZ's adverts for bleak,
+    does the same, so both paths see one advert alike). A structure too short for its
+    own header is malformed.
     """
     manufacturer: dict[int, bytes] = {}
     service: dict[str, bytes] = {}
@@ -82,7 +96,7 @@ def parse_ad_structures(
             break
         stop = offset + 1 + length
         if stop > end:
-            return RejectReason.BLE_MALFORMED_AD
+            return manufacturer, service, True
         ad_type = data[offset + 1]
         if ad_type == AD_MANUFACTURER_DATA:
             if length < 3:
@@ -95,16 +109,17 @@ def parse_ad_structures(
             key = _service_key(data[offset + 2 : offset + 2 + uuid_size])
             service[key] = data[offset + 2 + uuid_size : stop]
         offset = stop
-    return manufacturer, service
+    return manufacturer, service, False
 
 
 def advert_frame_identity(
     frame: bytes, start: int, config: BeaconConfig, addresses: dict[bytes, str] | None = None
-) -> AdvertIdentity | RejectReason | SkipReason:
+) -> AdvertIdentity | SalvagedIdentity | RejectReason | SkipReason:
     """Identity carried by the link-layer packet at `frame[start:]` (access address to CRC).
 
     The same priority as `advert_identity`; `addresses`, if given, remembers canonical
-    identifiers by raw address.
+    identifiers by raw address. An advert whose last AD structure is truncated still
+    names its advertiser (or a beacon in the structures before): a `SalvagedIdentity`.
     """
     size = len(frame)
     if size - start < ACCESS_ADDRESS_LEN + PDU_HEADER_LEN + CRC_LEN:
@@ -131,20 +146,26 @@ def advert_frame_identity(
     structures = parse_ad_structures(frame, payload + ADDRESS_LEN, payload_end)
     if isinstance(structures, RejectReason):
         return structures
-    manufacturer, service = structures
+    manufacturer, service, truncated = structures
+    identity: AdvertIdentity | None = None
     if manufacturer or service:
         beacon = beacon_identity(manufacturer, service, config)
         if beacon is not None:
-            return beacon[0], beacon[1], False
-    address = frame[payload : payload + ADDRESS_LEN]
-    canonical = None if addresses is None else addresses.get(address)
-    if canonical is None:
-        canonical = ble_address_identifier_from_bytes(
-            address[::-1]
-        )  # on air: least significant first
-        if addresses is not None:
-            remember(addresses, address, canonical)
-    return IdentifierKind.BLE_ADDRESS, canonical, ble_address_randomized(bool(header & 0x40))
+            identity = beacon[0], beacon[1], False
+    if identity is None:
+        address = frame[payload : payload + ADDRESS_LEN]
+        canonical = None if addresses is None else addresses.get(address)
+        if canonical is None:
+            canonical = ble_address_identifier_from_bytes(
+                address[::-1]
+            )  # on air: least significant first
+            if addresses is not None:
+                remember(addresses, address, canonical)
+        identity = (IdentifierKind.BLE_ADDRESS, canonical,
+                    ble_address_randomized(bool(header & 0x40)))
+    if truncated:
+        return SalvagedIdentity(*identity, SalvageReason.BLE_TRUNCATED_AD)
+    return identity
 
 
 def decode_ble_ll(
@@ -155,7 +176,7 @@ def decode_ble_ll(
     config: BeaconConfig,
     source: str,
     caches: IdentityCaches | None = None,
-) -> Sighting | RejectReason | SkipReason:
+) -> Sighting | Salvaged | RejectReason | SkipReason:
     """One link-layer packet starting at `frame[start]` (access address first, CRC last).
 
     With `caches`, a packet whose bytes were seen before skips parsing: a phone repeats
@@ -172,21 +193,23 @@ def decode_ble_ll(
             remember(adverts, key, found)
         identity = found
     if isinstance(identity, tuple):
-        kind, canonical, randomized = identity
-        return _new_tuple(Sighting, (at, kind, canonical, randomized, rssi, source))
+        sighting = _new_tuple(Sighting, (at, identity[0], identity[1], identity[2], rssi, source))
+        if isinstance(identity, SalvagedIdentity):
+            return Salvaged(sighting, identity.reason)
+        return sighting
     return identity
 
 
 def decode_ble_ll_frame(
     frame: bytes, at: float, config: BeaconConfig, source: str, caches: IdentityCaches | None = None
-) -> Sighting | RejectReason | SkipReason:
+) -> Sighting | Salvaged | RejectReason | SkipReason:
     """LINKTYPE_BLUETOOTH_LE_LL: no pseudo-header, so no RSSI and no CRC verdict."""
     return decode_ble_ll(frame, 0, at, None, config, source, caches)
 
 
 def decode_ble_phdr_frame(
     frame: bytes, at: float, config: BeaconConfig, source: str, caches: IdentityCaches | None = None
-) -> Sighting | RejectReason | SkipReason:
+) -> Sighting | Salvaged | RejectReason | SkipReason:
     """LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR: RSSI if marked valid, and the sniffer's CRC verdict."""
     if len(frame) < PHDR_LEN:
         return RejectReason.BLE_PHDR_TRUNCATED

@@ -1,18 +1,23 @@
-"""Why a captured frame produced no sighting.
+"""What became of a captured frame that did not simply give a sighting.
 
-Two families, counted separately so a gateway's health figures stay honest:
+Four families, counted separately so a gateway's health figures stay honest:
 a *rejected* frame is broken (truncated, malformed, failed its checksum, or uses
 a value the standards reserve); a *skipped* frame is well formed but carries no
 phone identity we use (an access point's beacon, a data frame, a connection
-request). Rejections are errors worth alerting on; skips are normal traffic.
+request); a *salvaged* frame is damaged, but its intact part still names a device,
+so it gives its sighting and the damage is counted; an *unsupported* frame is of a
+link type this gateway does not decode (an Ethernet capture given to replay): not
+broken, just not ours, and named by its link type number. Rejections are errors worth
+alerting on; skips are normal traffic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
+from edge.sighting import Sighting
 from shared.identifiers import IdentifierKind
 
 
@@ -21,7 +26,6 @@ class RejectReason(StrEnum):
 
     # capture container
     CAPTURE_TRUNCATED = "capture_truncated"  # snap length cut the frame short
-    UNSUPPORTED_LINKTYPE = "unsupported_linktype"
     # radiotap
     RADIOTAP_TRUNCATED = "radiotap_truncated"
     RADIOTAP_BAD_VERSION = "radiotap_bad_version"
@@ -41,6 +45,11 @@ class RejectReason(StrEnum):
     BLE_BAD_PDU_LENGTH = "ble_bad_pdu_length"
     BLE_UNKNOWN_PDU_TYPE = "ble_unknown_pdu_type"
     BLE_MALFORMED_AD = "ble_malformed_ad"
+    # nRF Sniffer pseudo-header (LINKTYPE_NORDIC_BLE)
+    NORDIC_TRUNCATED = "nordic_truncated"
+    NORDIC_UNSUPPORTED_VERSION = "nordic_unsupported_version"  # legacy 0/1, or newer than 3
+    NORDIC_BAD_LENGTH = "nordic_bad_length"  # lengths disagree with the frame
+    NORDIC_UNKNOWN_PACKET = "nordic_unknown_packet"  # a packet id no capture should hold
 
 
 class SkipReason(StrEnum):
@@ -53,8 +62,39 @@ class SkipReason(StrEnum):
     BLE_EXTENDED_ADVERTISING = "ble_extended_advertising"  # ADV_EXT_IND / AUX_*: not decoded
 
 
-#: What a cached frame decodes to: an identity (kind, canonical id, randomized) or a reason.
-CachedOutcome = tuple[IdentifierKind, str, bool] | RejectReason | SkipReason
+class SalvageReason(StrEnum):
+    """What was wrong with a damaged frame that still gave its sighting."""
+
+    # the last AD structure runs past the advert's payload: the structures before it
+    # (and the address) are kept, as bluetooth-data-tools does for BlueZ's adverts
+    BLE_TRUNCATED_AD = "ble_truncated_ad"
+
+
+class Salvaged(NamedTuple):
+    """A sighting from the intact part of a damaged frame, and the damage."""
+
+    sighting: Sighting
+    reason: SalvageReason
+
+
+class UnsupportedLinktype(NamedTuple):
+    """A frame of a link type no decoder here reads; `linktype` is its pcap number."""
+
+    linktype: int
+
+
+class SalvagedIdentity(NamedTuple):
+    """What a salvaged advert decodes to: its identity and the damage."""
+
+    kind: IdentifierKind
+    canonical_id: str
+    randomized: bool
+    reason: SalvageReason
+
+
+#: What a cached frame decodes to: an identity (kind, canonical id, randomized), one
+#: salvaged from a damaged frame, or a reason.
+CachedOutcome = tuple[IdentifierKind, str, bool] | SalvagedIdentity | RejectReason | SkipReason
 IdentityCache = dict[bytes, CachedOutcome]
 #: A station's request, known by the start of its 802.11 header: its identity (kind,
 #: canonical id, randomized) and the shortest frame that holds that request's fixed fields.

@@ -5,8 +5,9 @@ more: dissecting is the decoders' job, and skipping a generic dissector is what
 makes replay fast. Both classic pcap (either byte order, micro- or nanosecond
 timestamps) and pcapng (several sections and interfaces, each with its own link
 type and timestamp resolution) are read. A file that is not a capture, or that
-ends in the middle of a record or block, raises `CaptureFileError` after yielding
-every complete frame before the damage.
+is damaged, raises `CaptureFileError` after yielding every complete frame before the
+damage; one that ends in the middle of a record or block raises its subclass
+`CaptureTruncatedError`.
 
 References: https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html and
 https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html
@@ -41,6 +42,11 @@ class CaptureFileError(Exception):
     """The file is not a capture we can read, or is damaged; the message says where."""
 
 
+class CaptureTruncatedError(CaptureFileError):
+    """The file ends in the middle of a record or block (a copy cut short, a recorder
+    killed mid-write); the message says which."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Interface:
     linktype: int
@@ -58,7 +64,7 @@ def read_frames(path: Path) -> Iterator[Frame]:
         try:
             data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # an empty file cannot be mapped
-            raise CaptureFileError("file too short to be a capture") from None
+            raise CaptureFileError("empty file") from None
     with data:
         yield from _read_mapped(data)
 
@@ -83,21 +89,21 @@ def _read_mapped(data: mmap.mmap) -> Iterator[Frame]:
 def _read_pcap(data: mmap.mmap, endian: str, nanoseconds: bool) -> Iterator[Frame]:
     size = len(data)
     if size < 24:
-        raise CaptureFileError("pcap file header is truncated")
+        raise CaptureTruncatedError("pcap file header is truncated")
     linktype = struct.unpack_from(endian + "I", data, 20)[0] & _LINKTYPE_MASK
     divisor = 1e9 if nanoseconds else 1e6
     unpack_from = struct.Struct(endian + "IIII").unpack_from
     offset, index = 24, 0
     while offset < size:
         if offset + 16 > size:
-            raise CaptureFileError(f"record {index} header is truncated")
+            raise CaptureTruncatedError(f"record {index} header is truncated")
         seconds, fraction, captured, wire = unpack_from(data, offset)
         if captured > MAX_FRAME_LEN:
             raise CaptureFileError(f"record {index} claims {captured} bytes: file is corrupt")
         offset += 16
         end = offset + captured
         if end > size:
-            raise CaptureFileError(f"record {index} data is truncated")
+            raise CaptureTruncatedError(f"record {index} data is truncated")
         yield seconds + fraction / divisor, linktype, data[offset:end], wire
         offset = end
         index += 1
@@ -114,7 +120,7 @@ def _read_pcapng(data: mmap.mmap) -> Iterator[Frame]:
     offset, index = 0, 0
     while offset < size:
         if offset + 12 > size:
-            raise CaptureFileError(f"block {index} header is truncated")
+            raise CaptureTruncatedError(f"block {index} header is truncated")
         if data[offset : offset + 4] == _PCAPNG_SHB_BYTES:
             endian = _section_byte_order(data, offset, index)
             block_header = struct.Struct(endian + "II")
@@ -126,7 +132,7 @@ def _read_pcapng(data: mmap.mmap) -> Iterator[Frame]:
         if total < 12 or total % 4 or total > MAX_BLOCK_LEN:
             raise CaptureFileError(f"block {index} has a bad length ({total})")
         if end > size:
-            raise CaptureFileError(f"block {index} is truncated")
+            raise CaptureTruncatedError(f"block {index} is truncated")
         if trailer.unpack_from(data, end - 4)[0] != total:
             raise CaptureFileError(f"block {index} lengths disagree")
         if block_type == _PCAPNG_EPB:

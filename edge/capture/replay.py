@@ -13,15 +13,16 @@ import contextlib
 import heapq
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Final
 
 from edge.capture.beacons import BeaconConfig
-from edge.capture.decode import DecodeStats, FrameDecoder
-from edge.capture.pcapfile import CaptureFileError, read_frames
+from edge.capture.decode import DecodeStats, FrameDecoder, supported_linktypes_text
+from edge.capture.pcapfile import CaptureFileError, CaptureTruncatedError, read_frames
 from edge.capture.source import sleep_unless_stopped
 from edge.sighting import Sighting
 from shared.status import SourceHealth
@@ -37,11 +38,34 @@ MIN_PACING_SLEEP_S: Final = 0.002
 
 @dataclass(slots=True)
 class ReplayStats(DecodeStats):
-    """Decode counters plus file-level ones; mutated while a replay runs, so it shows progress."""
+    """Decode counters plus file-level ones; mutated while a replay runs, so it shows progress.
+
+    File failures are kept apart from frame outcomes: `files_failed` counts inputs that
+    could not be read (whole or in part), each described in `file_errors`; the frames
+    read before a file's damage count as frames like any other.
+    """
 
     files: int = 0
     files_failed: int = 0
     last_error: str | None = None
+    #: One line per file that could not be read, saying how far it got.
+    file_errors: list[str] = field(default_factory=list)
+
+    def file_failed(self, description: str) -> None:
+        self.files_failed += 1
+        self.last_error = description
+        self.file_errors.append(description)
+
+
+def describe_failure(name: str, error: Exception, frames: int) -> str:
+    """What went wrong with a capture file and how far reading it got, for an operator:
+    "store.pcap: truncated after 1,234 frames (record 1234 data is truncated)"."""
+    if isinstance(error, OSError):
+        return f"{name}: cannot be read ({error.strerror or error})"
+    if not frames:
+        return f"{name}: {error}"
+    state = "truncated" if isinstance(error, CaptureTruncatedError) else "damaged"
+    return f"{name}: {state} after {frames:,} frame{'s' if frames != 1 else ''} ({error})"
 
 
 def read_pcap_sightings(
@@ -55,21 +79,33 @@ def read_pcap_sightings(
 
     Never raises for bad content: broken frames are counted in `stats.rejects`, and a
     damaged or unreadable file counts in `stats.files_failed` (after yielding every
-    frame before the damage).
+    frame before the damage). A file none of whose frames is of a link type we decode
+    counts as unreadable too, naming the link type.
     """
     counters = stats if stats is not None else ReplayStats()
     counters.files += 1
-    decode = FrameDecoder(beacons).decode
+    decoder = FrameDecoder(beacons)
+    decode = decoder.decode
     record = counters.record
+    linktypes_before = Counter(counters.unsupported_linktypes)
+    read = 0  # this file's frames (several files may be read interleaved into `counters`)
     try:
-        for at, linktype, frame, wire_len in read_frames(path):
+        for read, (at, linktype, frame, wire_len) in enumerate(read_frames(path), 1):  # noqa: B007
             sighting = record(decode(linktype, frame, wire_len, at, source))
             if sighting is not None:
                 yield sighting
     except (CaptureFileError, OSError) as error:
-        counters.files_failed += 1
-        counters.last_error = f"{path.name}: {error}"
-        logger.warning("capture file %s is damaged or unreadable: %s", path, error)
+        description = describe_failure(path.name, error, read)
+        counters.file_failed(description)
+        logger.warning("capture file cannot be read: %s", description)
+        return
+    if read and decoder.unsupported == read:
+        seen = counters.unsupported_linktypes - linktypes_before
+        linktypes = ", ".join(str(number) for number in sorted(seen))
+        description = (f"{path.name}: link type {linktypes} is not supported "
+                       f"(supported: {supported_linktypes_text()})")
+        counters.file_failed(description)
+        logger.warning("capture file cannot be read: %s", description)
 
 
 def merged_sightings(
@@ -126,7 +162,7 @@ class PcapReplaySource:
         return SourceHealth(
             alive=self._running,
             frames=stats.frames,
-            errors=stats.rejected + stats.files_failed,
+            errors=stats.rejected + stats.unsupported + stats.files_failed,
             restarts=0,
             last_error=stats.last_error,
         )

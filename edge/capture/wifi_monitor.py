@@ -28,7 +28,7 @@ from scapy.sendrecv import AsyncSniffer
 from edge.capture.beacons import BeaconConfig
 from edge.capture.decode import DecodeStats, FrameDecoder
 from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP
-from edge.capture.outcomes import RejectReason
+from edge.capture.outcomes import UnsupportedLinktype
 from edge.capture.source import Emit, sleep_unless_stopped
 from shared.status import SourceHealth
 
@@ -139,7 +139,8 @@ class WifiMonitorSource:
         return SourceHealth(
             alive=self._sniffing,
             frames=self.stats.frames,
-            errors=self.stats.rejected + self.hop_failures + self.socket_failures,
+            errors=(self.stats.rejected + self.stats.unsupported + self.hop_failures
+                    + self.socket_failures),
             restarts=self.restarts,
             last_error=self.last_error,
         )
@@ -212,7 +213,7 @@ class WifiMonitorSource:
                 LINKTYPE_IEEE802_11_RADIOTAP, frame, len(frame), float(packet.time), self.name
             )
         else:  # not a monitor-mode interface: Ethernet or plain 802.11 without radiotap
-            outcome = RejectReason.UNSUPPORTED_LINKTYPE
+            outcome = UnsupportedLinktype(conf.l2types.layer2num.get(type(packet), 0))
         sighting = self.stats.record(outcome)
         if sighting is not None:
             loop.call_soon_threadsafe(emit, sighting)

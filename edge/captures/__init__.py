@@ -29,6 +29,11 @@ throughout, the access points beacon, and a few frames arrive corrupted (bad FCS
 bad CRC). Each device is seen often, so presence tracking reports far fewer
 transitions (enter, dwell, exit) than there are sightings.
 
+`demo-nrf-sniffer.pcap`: the demo visit's BLE radio alone, as an nRF Sniffer for
+Bluetooth LE records it (link type 272, LINKTYPE_NORDIC_BLE, the usual way to record
+phones' adverts): the same packets, times and signal levels as the BLE frames of
+`demo.pcapng`, so both replay to the same BLE sightings.
+
 `malformed-*.pcap`: damaged inputs for the tests: a file cut in the middle of a
 record, a file of garbage frames with valid pcap framing, and a file that is not a
 capture at all.
@@ -63,6 +68,7 @@ DEMO_START: Final = 1_709_373_600.0  # 2024-03-02T10:00:00Z
 BUSY_START: Final = 1_709_398_800.0  # 2024-03-02T17:00:00Z
 
 DEMO_CAPTURE: Final = CAPTURES_DIR / "demo.pcapng"
+DEMO_NRF_CAPTURE: Final = CAPTURES_DIR / "demo-nrf-sniffer.pcap"
 BUSY_STORE_CAPTURE: Final = CAPTURES_DIR / "busy-store.pcapng"
 TRUNCATED_CAPTURE: Final = CAPTURES_DIR / "malformed-truncated.pcap"
 GARBAGE_FRAMES_CAPTURE: Final = CAPTURES_DIR / "malformed-garbage-frames.pcap"

@@ -14,6 +14,7 @@ from pathlib import Path
 from edge.captures import (
     BUSY_STORE_CAPTURE,
     DEMO_CAPTURE,
+    DEMO_NRF_CAPTURE,
     GARBAGE_FRAMES_CAPTURE,
     NOT_A_CAPTURE,
     TRUNCATED_CAPTURE,
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     demo = Recorder()
     build_demo(demo)
     print(f"{target(DEMO_CAPTURE)}: {demo.write_pcapng(target(DEMO_CAPTURE))} frames")
+    nrf = target(DEMO_NRF_CAPTURE)
+    print(f"{nrf}: {demo.write_nordic_pcap(nrf)} frames")
     busy = Recorder()
     build_busy_store(busy)
     print(f"{target(BUSY_STORE_CAPTURE)}: {busy.write_pcapng(target(BUSY_STORE_CAPTURE))} frames")

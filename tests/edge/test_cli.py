@@ -6,8 +6,9 @@ import signal
 from pathlib import Path
 
 import pytest
+from scapy.utils import RawPcapWriter
 
-from edge.captures import DEMO_CAPTURE
+from edge.captures import DEMO_CAPTURE, NOT_A_CAPTURE, TRUNCATED_CAPTURE
 from edge.cli import main
 from edge.settings import get_settings, load_settings
 from provisioning.local_broker import LocalBroker, free_port
@@ -65,6 +66,8 @@ def test_replay_publishes_everything_and_prints_a_summary(
     assert summary["published"].startswith(f"{len(expected)} events")
     assert summary["drops"] == "0"
     assert summary["still queued"] == "0"
+    assert (summary["files"], summary["rejected frames"], summary["salvaged frames"]) == (
+        "1", "0", "0")
     assert int(summary["frames"]) > int(summary["sightings"]) > len(expected)
     assert "x (sightings per event)" in summary["reduction ratio"]
     assert collector.wait_for(lambda c: len(c.presence_event_ids()) == len(expected))
@@ -93,6 +96,55 @@ def test_replay_without_a_broker_keeps_events_and_says_so(
     depth = next(line for line in status.stdout.splitlines() if line.startswith("queue depth"))
     assert int(depth.split()[-1]) == len(expected_event_ids(load_settings(config),
                                                               [DEMO_CAPTURE]))
+
+
+@pytest.mark.parametrize(
+    ("capture", "message"),
+    [
+        (TRUNCATED_CAPTURE,
+         "malformed-truncated.pcap: truncated after 9 frames (record 9 data is truncated)"),
+        (NOT_A_CAPTURE,
+         "malformed-not-a-capture.pcap: not a pcap or pcapng file (unknown magic number)"),
+        (None, "empty.pcap: empty file"),
+    ],
+    ids=["truncated", "not-a-capture", "empty"],
+)
+def test_replay_of_an_unreadable_capture_exits_5_and_says_how_far_it_got(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path, capture: Path | None, message: str
+) -> None:
+    if capture is None:
+        capture = tmp_path / "empty.pcap"
+        capture.write_bytes(b"")
+    config = write_config(tmp_path, tenant=mqtt_namespace, port=broker.port)
+    result = run_cli("replay", "--config", config, "--pcap", DEMO_CAPTURE, capture,
+                     "--max-speed", "--quiet")
+    assert result.returncode == 5, result.stderr
+    assert f"cannot read capture {message}\n" in result.stderr
+    summary = parse_summary(result.stdout)
+    assert summary["files"] == "2 (1 could not be read)"
+    read = 9 if capture == TRUNCATED_CAPTURE else 0
+    assert summary["frames"] == str(1041 + read)  # the frames before the damage count
+    assert summary["rejected frames"] == "0"  # a file's damage is not a frame's
+    assert summary["still queued"] == "0"  # what could be read was published
+
+
+def test_replay_names_an_unsupported_link_type(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    ethernet = tmp_path / "ethernet.pcap"
+    writer = RawPcapWriter(str(ethernet), linktype=1)
+    writer.write_header(None)
+    for index in range(3):
+        writer.write_packet(bytes(60), sec=1_709_373_600 + index, usec=0)
+    writer.close()
+    config = write_config(tmp_path, tenant=mqtt_namespace, port=broker.port)
+    result = run_cli("replay", "--config", config, "--pcap", ethernet, "--max-speed", "--quiet")
+    assert result.returncode == 5, result.stderr
+    assert "cannot read capture ethernet.pcap: link type 1 is not supported" in result.stderr
+    summary = parse_summary(result.stdout)
+    assert summary["unsupported"] == "3 (link type 1: 3)"
+    assert summary["rejected frames"] == "0"
+    assert "malformed" not in result.stderr
 
 
 def test_replay_rejects_missing_files_and_bad_configs(tmp_path: Path) -> None:

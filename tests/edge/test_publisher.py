@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,6 +93,63 @@ def test_outbox_rows_are_published_in_batches_and_deleted_on_puback(
             assert not message.retain
     assert sizes == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS, 200]
     collector.close()
+
+
+#: Before the publisher woke on stop, the pump waited out its 0.5 s idle poll after a stop
+#: (>= 0.45 s once a drain had woken it last); now it returns within milliseconds.
+PROMPT_S = 0.25
+
+
+def test_drained_returns_with_the_last_ack_and_the_pump_with_stop(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tenant=mqtt_namespace, mqtt_port=broker.port)
+    outbox = Outbox(tmp_path / "o.db", max_events=10_000)
+
+    async def scenario() -> tuple[float, float]:
+        publisher = Harness(settings, outbox).publisher
+        stop = asyncio.Event()
+        await publisher.start()
+        assert await publisher.wait_connected(5)
+        pump = asyncio.create_task(publisher.pump(stop))
+        await asyncio.sleep(0.1)  # the pump is idle, in its poll
+        outbox.put_many([make_event(i, tenant=mqtt_namespace) for i in range(700)])
+        publisher.wake()
+        started = time.monotonic()
+        assert await publisher.drained(10)
+        drained_in = time.monotonic() - started
+        assert outbox.depth == 0
+        assert publisher.counters.events == 700
+        stop.set()
+        started = time.monotonic()
+        await pump
+        stopped_in = time.monotonic() - started
+        await publisher.close(offline(settings))
+        return drained_in, stopped_in
+
+    drained_in, stopped_in = asyncio.run(scenario())
+    assert drained_in < 5  # publishing 700 events included: only that it returns
+    assert stopped_in < PROMPT_S
+
+
+def test_drained_gives_up_at_its_deadline_or_when_interrupted(tmp_path: Path) -> None:
+    settings = make_settings(tenant="t", mqtt_port=free_port())  # nobody listens there
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    outbox.put_many([make_event(0, tenant="t")])
+
+    async def scenario() -> tuple[bool, bool, float]:
+        publisher = Harness(settings, outbox).publisher
+        timed_out = await publisher.drained(0.05)
+        interrupt = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, interrupt.set)
+        started = time.monotonic()
+        interrupted = await publisher.drained(10, interrupt)
+        return timed_out, interrupted, time.monotonic() - started
+
+    timed_out, interrupted, waited = asyncio.run(scenario())
+    assert (timed_out, interrupted) == (False, False)
+    assert waited < PROMPT_S
+    assert outbox.depth == 1
 
 
 def test_close_leaves_a_retained_offline_status(

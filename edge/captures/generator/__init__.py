@@ -1,8 +1,10 @@
 """How the shipped captures are made (`python -m edge.captures.make_captures`), by part:
 
 - `frames`: the frames themselves, built with scapy (radiotap, 802.11, the BLE link
-  layer, AD structures, iBeacon and Eddystone payloads);
-- `recorder`: both radios' frames collected and written in time order to a pcapng;
+  layer, AD structures, iBeacon and Eddystone payloads), and the nRF Sniffer's header,
+  packed from its published layout;
+- `recorder`: both radios' frames collected and written in time order to a pcapng, or
+  the BLE radio's alone as an nRF Sniffer records them (`demo-nrf-sniffer.pcap`);
 - `devices`: a device's addresses, when it transmits and how strongly it is heard;
 - `demo_visit`: the visit in the acceptance journey (`demo.pcapng`);
 - `busy_store`: a busy Saturday evening (`busy-store.pcapng`);

@@ -129,6 +129,40 @@ def ble_phdr(rssi: int, rf_channel: int, *, crc_valid: bool = True) -> bytes:
     return bytes(header)
 
 
+#: The nRF Sniffer's packet header (protocol version 3) for an advertising-channel packet.
+NORDIC_BOARD_ID: Final = 0
+NORDIC_PROTOCOL_VERSION: Final = 3
+NORDIC_EVENT_PACKET_ADVERTISING: Final = 0x02
+NORDIC_EVENT_HEADER_LEN: Final = 10
+_NORDIC_HEADER = struct.Struct("<BHBHBBBBBHI")
+
+
+def nordic_ble_header(
+    packet_len: int, *, counter: int, level: int, channel_index: int, crc_valid: bool,
+    timestamp_us: int,
+) -> bytes:
+    """The 17 bytes an nRF Sniffer (protocol version 3) puts before a link-layer packet.
+
+    Packed from the published layout (Wireshark's packet-nordic_ble.c) rather than with
+    scapy: scapy's nRF Sniffer layer does not build (its `post_build` reads a field it
+    lacks), and its RSSI field is a signed byte where the sniffer writes the magnitude
+    (Wireshark shows minus the byte). Tests read these headers back with scapy's layer.
+    """
+    return _NORDIC_HEADER.pack(
+        NORDIC_BOARD_ID,
+        NORDIC_EVENT_HEADER_LEN + packet_len,  # payload length: everything after 7 bytes
+        NORDIC_PROTOCOL_VERSION,
+        counter & 0xFFFF,
+        NORDIC_EVENT_PACKET_ADVERTISING,
+        NORDIC_EVENT_HEADER_LEN,
+        0x01 if crc_valid else 0x00,  # CRC OK; PHY 0 (LE 1M), as legacy adverts use
+        channel_index,
+        -level,  # the RSSI sample: the signal is minus this
+        0,  # event counter: a connection's, none on advertising channels
+        timestamp_us & 0xFFFFFFFF,
+    )
+
+
 def _eir(*elements: Any) -> list[Any]:
     return [EIR_Hdr() / element for element in elements]
 

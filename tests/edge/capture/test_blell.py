@@ -42,7 +42,13 @@ from edge.capture.blell import (
     parse_ad_structures,
 )
 from edge.capture.decode import DecodeStats
-from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason
+from edge.capture.outcomes import (
+    IdentityCaches,
+    RejectReason,
+    Salvaged,
+    SalvageReason,
+    SkipReason,
+)
 from edge.sighting import Sighting
 from shared.identifiers import (
     IdentifierKind,
@@ -82,7 +88,10 @@ def with_phdr(packet: bytes, rssi: int = -63, **flags: int) -> bytes:
     return bytes(header) + packet
 
 
-def decode(frame: bytes, config: BeaconConfig = CONFIG) -> Sighting | RejectReason | SkipReason:
+Outcome = Sighting | Salvaged | RejectReason | SkipReason
+
+
+def decode(frame: bytes, config: BeaconConfig = CONFIG) -> Outcome:
     return decode_ble_phdr_frame(frame, AT, config, "ble")
 
 
@@ -168,6 +177,7 @@ def test_ad_structures_like_bleak_reports_them() -> None:
         {0x0006: b"\x01\x09"},
         {"0000fef3-0000-1000-8000-00805f9b34fb": b"\x4a\x17",
          "12345678-0000-1000-8000-00805f9b34fb": b"\x99"},
+        False,
     )
 
 
@@ -236,13 +246,57 @@ def test_link_layer_rejections() -> None:
 def test_malformed_ad_structures_are_rejected() -> None:
     address = bytes.fromhex(RPA.replace(":", ""))[::-1]
     for structures in (
-        b"\x05\x01\x06",  # runs past the payload
         b"\x02\xff\x4c",  # manufacturer data without a full company id
         b"\x02\x16\xaa",  # 16-bit service data without a full UUID
         b"\x10\x21" + bytes(15),  # 128-bit service data one byte short of its UUID
     ):
         frame = with_phdr(_raw_advert(0, address + structures))
         assert decode(frame) is RejectReason.BLE_MALFORMED_AD, structures
+
+
+# ---------------------------------------------------------------- salvaged
+
+
+def _structures(*elements: Any) -> bytes:
+    return b"".join(bytes(element) for element in elements)
+
+
+def test_a_truncated_last_ad_structure_keeps_the_address_and_is_counted() -> None:
+    address = bytes.fromhex(RPA.replace(":", ""))[::-1]
+    frame = with_phdr(_raw_advert(0, address + bytes(FLAGS) + b"\x05\x09ab"))  # name: 2 of 4
+    outcome = decode(frame)
+    assert outcome == Salvaged(Sighting(AT, IdentifierKind.BLE_ADDRESS,
+                                        ble_address_identifier(RPA), True, -63.0, "ble"),
+                               SalvageReason.BLE_TRUNCATED_AD)
+    stats = DecodeStats()
+    assert stats.record(outcome) == outcome.sighting
+    assert (stats.sightings, stats.salvaged, stats.rejected) == (1, 1, 0)
+    assert stats.salvages == {"ble_truncated_ad": 1}
+
+
+def test_structures_before_a_truncated_one_still_name_a_beacon() -> None:
+    address = bytes.fromhex(RPA.replace(":", ""))[::-1]
+    beacon = uuid.UUID("e2c56db5-dffb-48d2-b060-d0f5a71096e0")
+    tail = _structures(FLAGS, ibeacon(beacon, 100, 7))
+    frame = with_phdr(_raw_advert(0, address + tail[3:] + b"\x1e\xff\x4c"))  # cut mid-header
+    outcome = decode(frame)
+    assert isinstance(outcome, Salvaged)
+    assert summary(outcome.sighting) == (IdentifierKind.BLE_IBEACON,
+                                         ibeacon_identifier(beacon, 100, 7), False, -63.0)
+    assert parse_ad_structures(b"\x05\x01\x06", 0, 3) == ({}, {}, True)
+
+
+def test_the_cache_remembers_salvaged_adverts() -> None:
+    address = bytes.fromhex(RPA.replace(":", ""))[::-1]
+    frame = with_phdr(_raw_advert(0, address + b"\x05\x01\x06"))
+    caches = IdentityCaches()
+    first = decode_ble_phdr_frame(frame, AT, CONFIG, "ble", caches)
+    again = decode_ble_phdr_frame(frame, AT + 1, CONFIG, "ble", caches)
+    assert isinstance(first, Salvaged)
+    assert isinstance(again, Salvaged)
+    assert again.sighting == first.sighting._replace(at=AT + 1)
+    assert first == decode(frame)
+    assert len(caches.adverts) == 1
 
 
 # ---------------------------------------------------------------- fuzz
@@ -275,6 +329,30 @@ def test_mutated_valid_frames_never_raise(
     frame: bytes, flips: list[tuple[int, int]], cut: int
 ) -> None:
     outcome = decode(mutate(frame, flips, cut))
-    assert isinstance(outcome, Sighting | RejectReason | SkipReason)
+    assert isinstance(outcome, Sighting | Salvaged | RejectReason | SkipReason)
+    if isinstance(outcome, Salvaged):
+        assert outcome.reason is SalvageReason.BLE_TRUNCATED_AD
+        outcome = outcome.sighting
     if isinstance(outcome, Sighting):
         assert outcome.canonical_id.split(":", 1)[0] in {"ble", "app", "ibeacon", "eddystone"}
+
+
+@FUZZ
+@given(
+    st.sampled_from(_VALID),
+    st.integers(0, 40),
+    st.integers(0, 255),
+)
+def test_ad_lengths_running_past_the_payload_are_salvaged_or_rejected(
+    frame: bytes, position: int, length: int
+) -> None:
+    """Overwrite any AD length octet: the advert is salvaged, rejected or decoded whole,
+    never raises, and a salvaged one names the same advertiser or one of its beacons."""
+    mutated = bytearray(frame)
+    mutated[PHDR_LEN + 6 + 6 + min(position, len(frame) - PHDR_LEN - 6 - 6 - 4)] = length
+    outcome = decode(bytes(mutated))
+    assert isinstance(outcome, Sighting | Salvaged | RejectReason | SkipReason)
+    stats = DecodeStats()
+    stats.record(outcome)
+    assert stats.frames == stats.decoded + stats.rejected == 1
+    assert stats.salvaged <= stats.sightings

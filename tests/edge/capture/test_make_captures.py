@@ -10,14 +10,15 @@ from edge.captures import (
     BUSY_STORE_CAPTURE,
     CAPTURES_DIR,
     DEMO_CAPTURE,
+    DEMO_NRF_CAPTURE,
     GARBAGE_FRAMES_CAPTURE,
     NOT_A_CAPTURE,
     TRUNCATED_CAPTURE,
 )
 from edge.captures.make_captures import main
 
-SHIPPED = [DEMO_CAPTURE, BUSY_STORE_CAPTURE, TRUNCATED_CAPTURE, GARBAGE_FRAMES_CAPTURE,
-           NOT_A_CAPTURE]
+SHIPPED = [DEMO_CAPTURE, DEMO_NRF_CAPTURE, BUSY_STORE_CAPTURE, TRUNCATED_CAPTURE,
+           GARBAGE_FRAMES_CAPTURE, NOT_A_CAPTURE]
 #: The captures ship inside the package: they must stay small.
 MAX_TOTAL_BYTES = 5 * 1024 * 1024
 
@@ -30,7 +31,9 @@ def test_regenerating_reproduces_every_shipped_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in SHIPPED)
     for shipped in SHIPPED:
         assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes(), shipped.name
-    assert "demo.pcapng: 1041 frames" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "demo.pcapng: 1041 frames" in out
+    assert "demo-nrf-sniffer.pcap: 889 frames" in out
 
 
 def test_shipped_captures_stay_small() -> None:

@@ -12,7 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.utils import RawPcapNgReader, RawPcapReader, RawPcapWriter
 
-from edge.capture.pcapfile import MAX_FRAME_LEN, CaptureFileError, Frame, read_frames
+from edge.capture.pcapfile import (
+    MAX_FRAME_LEN,
+    CaptureFileError,
+    CaptureTruncatedError,
+    Frame,
+    read_frames,
+)
 from edge.captures import BUSY_STORE_CAPTURE, DEMO_CAPTURE
 
 FRAMES = [b"\x00\x01\x02", b"", b"radiotap and more" * 3]
@@ -176,7 +182,7 @@ def damaged(tmp_path: Path, content: bytes, name: str = "bad.pcap") -> tuple[lis
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "too short"),
+        (b"", "empty file"),
         (b"\xd4\xc3", "too short"),
         (b"GIF89a" + bytes(30), "unknown magic"),
         (pcap_bytes([])[:20], "file header is truncated"),
@@ -190,12 +196,35 @@ def test_files_that_are_not_captures(tmp_path: Path, content: bytes, message: st
 
 def test_truncated_pcap_records_keep_the_frames_before_them(tmp_path: Path) -> None:
     content = pcap_bytes(FRAMES)
+    with pytest.raises(CaptureTruncatedError):
+        list(read_frames(write(tmp_path, content[:-5])))
     frames, error = damaged(tmp_path, content[:-5])
     assert [f[2] for f in frames] == FRAMES[:2]
     assert "record 2 data is truncated" in error
     frames, error = damaged(tmp_path, content[: 24 + 16 + 3 + 10])
     assert len(frames) == 1
     assert "record 1 header is truncated" in error
+
+
+@pytest.mark.parametrize(
+    ("content", "truncated"),
+    [
+        (pcap_bytes([])[:20], True),
+        (pcap_bytes(FRAMES)[:-5], True),
+        (pcap_bytes(FRAMES)[: 24 + 16 + 3 + 10], True),
+        (section() + interface(127) + enhanced(0, 1, b"x")[:-4], True),
+        (section()[:10], True),
+        (pcap_bytes([]) + struct.pack("<IIII", 0, 0, MAX_FRAME_LEN + 1, 10), False),
+        (section() + interface(127)[:-4] + struct.pack("<I", 99), False),
+        (b"GIF89a" + bytes(30), False),
+    ],
+)
+def test_files_cut_short_are_told_from_damaged_ones(
+    tmp_path: Path, content: bytes, truncated: bool
+) -> None:
+    with pytest.raises(CaptureFileError) as error:
+        list(read_frames(write(tmp_path, content)))
+    assert isinstance(error.value, CaptureTruncatedError) is truncated
 
 
 def test_absurd_record_lengths_are_corruption(tmp_path: Path) -> None:

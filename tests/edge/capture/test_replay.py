@@ -28,6 +28,7 @@ from edge.captures import (
     DEMO_APP_SERVICE_UUID,
     DEMO_CAPTURE,
     DEMO_EDDYSTONE_NAMESPACE,
+    DEMO_NRF_CAPTURE,
     DEMO_START,
     GARBAGE_FRAMES_CAPTURE,
     JUAN_INSTALL_ID,
@@ -109,6 +110,21 @@ def test_the_other_devices_in_the_story(demo: list[Sighting]) -> None:
     assert [s.at for s in demo] == sorted(s.at for s in demo)
 
 
+def test_the_nrf_sniffer_recording_replays_to_the_same_ble_sightings(
+    demo: list[Sighting],
+) -> None:
+    """`demo-nrf-sniffer.pcap` (link type 272) is the demo's BLE radio as an nRF Sniffer
+    records it; its sightings are the BLE sightings of `demo.pcapng` (link type 256)."""
+    stats = ReplayStats()
+    nrf = sightings_of(DEMO_NRF_CAPTURE, stats)
+    ble = [s for s in demo if s.kind.value.startswith("ble_")]
+    assert [key(s) for s in nrf] == [key(s) for s in ble]
+    assert len(nrf) == 402 + 184 + 154 + 148
+    assert (stats.frames, stats.rejected, stats.skipped, stats.unsupported) == (889, 0, 1, 0)
+    assert stats.skips == {"ble_not_advertiser": 1}  # the scan request, as in the pcapng
+    assert {linktype for _, linktype, _, _ in read_frames(DEMO_NRF_CAPTURE)} == {272}
+
+
 # ---------------------------------------------------------------- the busy store
 
 
@@ -137,8 +153,11 @@ def test_a_truncated_file_yields_what_precedes_the_damage() -> None:
     stats = ReplayStats()
     sightings = sightings_of(TRUNCATED_CAPTURE, stats)
     assert len(sightings) == 9
-    assert (stats.files, stats.files_failed) == (1, 1)
-    assert stats.last_error == "malformed-truncated.pcap: record 9 data is truncated"
+    assert (stats.files, stats.files_failed, stats.frames) == (1, 1, 9)
+    assert stats.rejected == 0  # the damage is the file's, not a frame's
+    assert stats.last_error == (
+        "malformed-truncated.pcap: truncated after 9 frames (record 9 data is truncated)")
+    assert stats.file_errors == [stats.last_error]
 
 
 def test_garbage_frames_are_rejected_and_counted_per_reason() -> None:
@@ -150,13 +169,47 @@ def test_garbage_frames_are_rejected_and_counted_per_reason() -> None:
     assert stats.frames == stats.rejected == 6
 
 
-@pytest.mark.parametrize("path", [NOT_A_CAPTURE, Path("/nonexistent/capture.pcap")])
-def test_unreadable_files_are_counted_not_raised(path: Path) -> None:
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (NOT_A_CAPTURE, "not a pcap or pcapng file (unknown magic number)"),
+        (Path("/nonexistent/capture.pcap"), "cannot be read (No such file or directory)"),
+    ],
+)
+def test_unreadable_files_are_counted_not_raised(path: Path, message: str) -> None:
     stats = ReplayStats()
     assert sightings_of(path, stats) == []
     assert stats.files_failed == 1
-    assert stats.last_error is not None
-    assert stats.last_error.startswith(path.name)
+    assert stats.file_errors == [f"{path.name}: {message}"]
+    assert (stats.frames, stats.rejected) == (0, 0)
+
+
+def test_an_empty_file_and_one_damaged_midway_say_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcapng"
+    empty.write_bytes(b"")
+    damaged = tmp_path / "damaged.pcapng"
+    content = DEMO_CAPTURE.read_bytes()
+    blocks = read_block_offsets(content)
+    corrupt = bytearray(content)
+    corrupt[blocks[1000] + 4 : blocks[1000] + 8] = (13).to_bytes(4, "little")  # a bad length
+    damaged.write_bytes(bytes(corrupt))
+    stats = ReplayStats()
+    list(merged_sightings([empty, damaged], beacons=CONFIG, stats=stats))
+    assert stats.file_errors == [
+        "empty.pcapng: empty file",
+        f"damaged.pcapng: damaged after {1000 - 3:,} frames (block 1000 has a bad length (13))",
+    ]
+    assert stats.files_failed == 2
+    assert stats.rejected == 0
+
+
+def read_block_offsets(content: bytes) -> list[int]:
+    """Where each pcapng block starts (little-endian sections only, as ours are)."""
+    offsets, offset = [], 0
+    while offset < len(content):
+        offsets.append(offset)
+        offset += int.from_bytes(content[offset + 4 : offset + 8], "little")
+    return offsets
 
 
 def test_a_capture_cut_by_snap_length_and_foreign_link_types(tmp_path: Path) -> None:
@@ -167,7 +220,10 @@ def test_a_capture_cut_by_snap_length_and_foreign_link_types(tmp_path: Path) -> 
     writer.close()
     stats = ReplayStats()
     assert sightings_of(path, stats) == []
-    assert stats.rejects == {"unsupported_linktype": 1}
+    assert stats.rejects == {}  # not malformed: of a kind we do not read
+    assert stats.unsupported_linktypes == {1: 1}
+    assert stats.file_errors == [
+        "mixed.pcap: link type 1 is not supported (supported: 127, 251, 256, 272)"]
     frame = next(f for _, linktype, f, _ in read_frames(DEMO_CAPTURE) if linktype == 127)
     writer = RawPcapWriter(str(path), linktype=127)
     writer.write_header(None)
@@ -216,6 +272,10 @@ def test_a_broken_file_among_others_does_not_stop_the_replay(
     merged = list(merged_sightings(paths, beacons=CONFIG, stats=stats))
     assert len(merged) == 984 + 9
     assert (stats.files, stats.files_failed) == (4, 2)
+    assert stats.file_errors == [
+        "malformed-not-a-capture.pcap: not a pcap or pcapng file (unknown magic number)",
+        "malformed-truncated.pcap: truncated after 9 frames (record 9 data is truncated)",
+    ]
 
 
 # ---------------------------------------------------------------- the asynchronous source

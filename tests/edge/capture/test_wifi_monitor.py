@@ -20,7 +20,6 @@ from scapy.utils import PcapReader, RawPcapWriter
 
 from edge.capture.beacons import BeaconConfig
 from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP
-from edge.capture.outcomes import RejectReason
 from edge.capture.pcapfile import read_frames
 from edge.capture.replay import read_pcap_sightings
 from edge.capture.source import Source
@@ -204,7 +203,7 @@ def test_a_single_channel_is_set_once() -> None:
     assert commands.commands == [set_channel_command("wlan1mon", 6)]
 
 
-def test_non_radiotap_packets_are_rejected(demo_wifi_pcap: Path) -> None:
+def test_non_radiotap_packets_are_counted_as_unsupported(demo_wifi_pcap: Path) -> None:
     source = WifiMonitorSource("eth0", command_runner=CommandLog())
     emitted: list[Sighting] = []
 
@@ -220,8 +219,10 @@ def test_non_radiotap_packets_are_rejected(demo_wifi_pcap: Path) -> None:
         await asyncio.sleep(0)
 
     asyncio.run(scenario())
-    assert source.stats.rejects == {RejectReason.UNSUPPORTED_LINKTYPE.value: 1}
+    assert source.stats.unsupported_linktypes == {1: 1}  # Ethernet: not a monitor interface
+    assert source.stats.rejects == {}
     assert source.stats.frames == 3
+    assert source.health().errors == 1  # worth an alert: the interface is not in monitor mode
 
 
 def test_run_command_reports_exit_status_and_stderr() -> None:
