@@ -10,9 +10,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from cloud.auth.customer_tokens import add_token_key
 from cloud.auth.keys import create_key, generate_key, hash_key
 from cloud.auth.members import create_member, grant
-from cloud.auth.models import Role
+from cloud.auth.models import CustomerTokenKeyCreate, Role, TokenAlgorithm
 from cloud.auth.permissions import MemberRole
 from cloud.db import session_scope
 from cloud.settings import Settings
@@ -29,6 +30,7 @@ from shared.presence import (
 from shared.pseudonym import Pseudonymizer, TenantKey
 from shared.status import GatewayStatus
 from shared.topics import TopicChannel, gateway_topic
+from tests.support.shop_backend import ShopBackend
 
 KEY_ID = "k1"
 KEY_SECRET = "3c" * 32
@@ -190,3 +192,20 @@ def console_login(client: TestClient, email: str, password: str = CONSOLE_PASSWO
                            headers=FROM_CONSOLE)
     assert response.status_code == 200, response.text
     return {**FROM_CONSOLE, "X-CSRF-Token": response.json()["csrf_token"]}
+
+
+def register_shop_backend(
+    engine: Engine, *, tenant: str, kid: str = "shop-key-1",
+    algorithm: TokenAlgorithm = TokenAlgorithm.ES256,
+) -> ShopBackend:
+    """A signing key of the tenant's backend, its public half registered (as
+    `vitrina-cloud customer-tokens add` does)."""
+    backend = ShopBackend.new(tenant, kid=kid, algorithm=algorithm)
+    with session_scope(engine) as session:
+        add_token_key(
+            session, tenant=tenant, created_by="test", now=datetime(2026, 1, 1, tzinfo=UTC),
+            data=CustomerTokenKeyCreate(kid=kid, algorithm=algorithm,
+                                        public_key_pem=backend.public_key_pem),
+        )
+        session.commit()
+    return backend
