@@ -15,6 +15,7 @@ from cloud.auth.keys import create_key, generate_key, hash_key
 from cloud.auth.members import create_member, grant
 from cloud.auth.models import CustomerTokenKeyCreate, Role, TokenAlgorithm
 from cloud.auth.permissions import MemberRole
+from cloud.customers.crud import find_by_public_id
 from cloud.db import session_scope
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
@@ -209,3 +210,13 @@ def register_shop_backend(
         )
         session.commit()
     return backend
+
+
+def customer_number(engine: Engine, *, tenant: str, public_id: str) -> int:
+    """The database's number of the customer the API names `public_id` (what the workers
+    and the back office's reports use)."""
+    with session_scope(engine) as session:
+        customer = find_by_public_id(session, tenant=tenant, public_id=public_id)
+        assert customer is not None
+        assert customer.id is not None
+        return customer.id

@@ -23,6 +23,7 @@ from tests.cloud.factories import (
     issue_key,
 )
 from tests.cloud.offers.factories import offer_body
+from tests.support.shop_backend import ShopBackend
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OWNER = "owner@shop.example"
@@ -31,6 +32,7 @@ CIRCLE = {"store": "centro", "dwell_after_s": 300,
 SCENARIO = {"key": "hello", "name": "Hello", "entry": {"event": "customer.signup"},
             "steps": [{"id": "hi", "type": "send", "channels": ["push"], "template": "hello"}]}
 TEMPLATE = {"parts": {"title": "Hola {{ customer.first_name }}", "body": "Bienvenida"}}
+GATEWAYS = "/stores/{store}/gateways"
 #: Writes that are a shop's data, not its configuration: not audited (they are many, and
 #: the customer's own record says what happened).
 DATA_WRITES = {
@@ -50,14 +52,23 @@ def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClien
         yield test_client
 
 
-def writes(tenant: str, customer: int, key_id: str, member: int) -> list[
+def writes(tenant: str, customer: str, key_id: str, member: int) -> list[
         tuple[str, str, str, Any, str, str]]:
     """Each configuration change the API makes: method, route, path, body, and the
     action and target its entry names."""
     base = f"/tenants/{tenant}"
+    gateways = f"{base}/stores/centro/gateways"
     return [
         ("PUT", "/stores/{key}", f"{base}/stores/centro",
          {"name": "Centro", "time_zone": "Europe/Madrid"}, "store.put", "store:centro"),
+        ("POST", GATEWAYS, f"{gateways}", {"gateway": "gw-1"}, "gateway.create",
+         "gateway:centro/gw-1"),
+        ("POST", f"{GATEWAYS}/{{gateway}}/code", f"{gateways}/gw-1/code", None,
+         "gateway.code", "gateway:centro/gw-1"),
+        ("PUT", f"{GATEWAYS}/{{gateway}}/config", f"{gateways}/gw-1/config",
+         {"rssi_floor": -80}, "gateway.config", "gateway:centro/gw-1"),
+        ("DELETE", f"{GATEWAYS}/{{gateway}}", f"{gateways}/gw-1", None, "gateway.revoke",
+         "gateway:centro/gw-1"),
         ("PUT", "/geofences/{geofence_id}", f"{base}/geofences/ring", CIRCLE,
          "geofence.put", "geofence:ring"),
         ("DELETE", "/geofences/{geofence_id}", f"{base}/geofences/ring", None,
@@ -83,6 +94,11 @@ def writes(tenant: str, customer: int, key_id: str, member: int) -> list[
          "key.create", "key:"),
         ("DELETE", "/api-keys/{key_id}", f"{base}/api-keys/{key_id}", None, "key.revoke",
          f"key:{key_id}"),
+        ("POST", "/customer-token-keys", f"{base}/customer-token-keys",
+         ShopBackend.new(tenant, kid="k-1").registration(), "token_key.create",
+         "token_key:k-1"),
+        ("DELETE", "/customer-token-keys/{kid}", f"{base}/customer-token-keys/k-1", None,
+         "token_key.retire", "token_key:k-1"),
         ("POST", "/members/invitations", f"{base}/members/invitations",
          {"email": "new@shop.example", "role": "analyst"}, "member.invite", "invitation:"),
         ("DELETE", "/members/invitations/{invitation_id}", f"{base}/members/invitations/1",

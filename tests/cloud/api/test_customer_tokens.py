@@ -408,9 +408,11 @@ def test_an_app_reports_opens_only_of_its_customers_messages(shop: Shop) -> None
             row = find_by_public_id(session, tenant=shop.tenant, public_id=public_id)
             assert row is not None
             assert row.id is not None
-            message = Message(tenant=shop.tenant, customer_id=row.id, channel="push", rule="r",
-                              idempotency_key=f"m-{name}", status=MessageStatus.SENT, title="t", body="b",
-                              content={}, created_at=NOW)
+            message = Message(
+                tenant=shop.tenant, customer_id=row.id, channel="push", rule="r",
+                idempotency_key=f"m-{name}", status=MessageStatus.SENT, title="t", body="b",
+                content={}, created_at=NOW,
+            )
             session.add(message)
             session.flush()
             message_ids[name] = message.id

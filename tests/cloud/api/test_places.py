@@ -3,7 +3,9 @@ instances on one database agreeing on geofences and on who is inside."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,8 +18,16 @@ from cloud.auth.models import Role
 from cloud.db import session_scope
 from cloud.places.models import GeofencePresence, RecentFix
 from cloud.triggers import Trigger
-from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
+from tests.cloud.factories import (
+    Clock,
+    bearer,
+    cloud_settings,
+    customer_number,
+    issue_key,
+    register_shop_backend,
+)
 from tests.cloud.places.factories import at_offset
+from tests.support.shop_backend import ShopBackend
 
 MADRID = (40.4168, -3.7038)
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -49,10 +59,32 @@ def fix(east_m: float, accuracy_m: float = 5.0, **fields: object) -> dict[str, o
     return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, **fields}
 
 
-def new_customer(client: TestClient, tenant: str) -> int:
-    response = client.post(f"/tenants/{tenant}/customers", json={"first_name": "Juan"})
+@dataclass(frozen=True)
+class Made:
+    """A customer as the API names them, as the database numbers them, and the token
+    headers the app sends for them."""
+
+    id: str
+    number: int
+    token: dict[str, str]
+
+
+@pytest.fixture
+def backend(engine: Engine, tenant: str) -> ShopBackend:
+    """The shop's backend, signing its customers' tokens for the app."""
+    return register_shop_backend(engine, tenant=tenant)
+
+
+def new_customer(client: TestClient, tenant: str, engine: Engine, backend: ShopBackend
+                 ) -> Made:
+    """A customer the back office made, who signs in to the app with `backend`'s tokens."""
+    external_id = f"juan-{secrets.token_hex(4)}"
+    response = client.post(f"/tenants/{tenant}/customers",
+                           json={"first_name": "Juan", "external_id": external_id})
     assert response.status_code == 201, response.text
-    return int(response.json()["id"])
+    return Made(id=response.json()["id"],
+                number=customer_number(engine, tenant=tenant, public_id=response.json()["id"]),
+                token=backend.headers(external_id, now=NOW))
 
 
 def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> None:
@@ -104,17 +136,20 @@ def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> N
 
 
 def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
-    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
+    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient,
+    backend: ShopBackend,
 ) -> None:
     """Two create_app on one database stand for two API processes: each has its own
     index, rebuilt when the tenant's version moves, and the stays are in the database."""
     base = f"/tenants/{tenant}"
     admin.put(f"{base}/stores/madrid-01",
               json={"name": "Madrid Centro", "time_zone": "Europe/Madrid"})
-    customer = new_customer(admin, tenant)
-    locations = f"{base}/customers/{customer}/locations"
+    customer = new_customer(admin, tenant, engine, backend)
+    locations = f"{base}/customers/{customer.id}/locations"
     with app_client(engine, migrated_url, tenant, clock, Role.APP) as app_one, \
             app_client(engine, migrated_url, tenant, clock, Role.APP) as app_two:
+        app_one.headers.update(customer.token)
+        app_two.headers.update(customer.token)
         assert app_one.post(locations, json=fix(0.0)).json()["geofence_version"] == 0
         assert admin.put(f"{base}/geofences/centro", json=CIRCLE).status_code == 200
         entered = app_two.post(locations, json=fix(0.0))
@@ -145,16 +180,16 @@ def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
         assert batch["inside"] == []
         assert app_two.get(f"{base}/geofences").status_code == 403  # an app key: no admin
     with session_scope(engine) as session:
-        kinds = session.exec(select(Trigger.kind).where(Trigger.customer_id == customer)
+        kinds = session.exec(select(Trigger.kind).where(Trigger.customer_id == customer.number)
                              .where(Trigger.kind != "customer.signup")
                              .order_by(col(Trigger.id))).all()
     assert kinds == ["geofence.enter", "geofence.dwell", "geofence.exit"]
 
     # location reports are refused, and nothing kept, for customers who said no
     clock.now = NOW
-    customer = new_customer(admin, tenant)
-    locations = f"{base}/customers/{customer}/locations"
-    consent = f"{base}/customers/{customer}/consent"
+    customer = new_customer(admin, tenant, engine, backend)
+    locations = f"{base}/customers/{customer.id}/locations"
+    consent = f"{base}/customers/{customer.id}/consent"
     assert admin.post(locations, json=fix(0.0)).json()["inside"] != []  # no answer yet
     assert admin.post(consent, json={"channel": "location_marketing", "granted": False,
                                      "source": "app"}).status_code == 201
@@ -163,10 +198,11 @@ def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
     assert "nothing was stored" in refused.json()["detail"]
     with session_scope(engine) as session:
         stays = session.exec(select(func.count()).select_from(GeofencePresence)
-                             .where(GeofencePresence.customer_id == customer)).one()
+                             .where(GeofencePresence.customer_id == customer.number)).one()
         geofence_triggers = session.exec(
             select(func.count()).select_from(Trigger)
-            .where(Trigger.customer_id == customer, Trigger.kind == "geofence.enter")).one()
+            .where(Trigger.customer_id == customer.number,
+                   Trigger.kind == "geofence.enter")).one()
     assert (stays, geofence_triggers) == (0, 1)  # the earlier enter stays a fact
     assert admin.post(consent, json={"channel": "location_marketing", "granted": True,
                                      "source": "app"}).status_code == 201
@@ -183,37 +219,39 @@ def test_app_instances_agree_on_geofences_and_stays_and_respect_consent(
 
 
 def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
-    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
+    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient,
+    backend: ShopBackend,
 ) -> None:
     """The app reports for three customers; the map gets the fixes of the one who
     granted location-based marketing, by id only, until consent goes or a day passes."""
     base = f"/tenants/{tenant}"
-    yes, unanswered, withdrawn = (new_customer(admin, tenant) for _ in range(3))
+    yes, unanswered, withdrawn = (new_customer(admin, tenant, engine, backend) for _ in range(3))
     for customer in (yes, withdrawn):
-        assert admin.post(f"{base}/customers/{customer}/consent", json={
+        assert admin.post(f"{base}/customers/{customer.id}/consent", json={
             "channel": "location_marketing", "granted": True, "source": "app"},
         ).status_code == 201
     with app_client(engine, migrated_url, tenant, clock, Role.APP) as app:
         for customer in (yes, unanswered, withdrawn):
-            response = app.post(f"{base}/customers/{customer}/locations", json=[
-                fix(0.0, at=(NOW - timedelta(minutes=5)).isoformat()), fix(20.0)])
+            response = app.post(f"{base}/customers/{customer.id}/locations", json=[
+                fix(0.0, at=(NOW - timedelta(minutes=5)).isoformat()), fix(20.0)],
+                headers=customer.token)
             assert response.status_code == 200, response.text
         assert app.get(f"{base}/locations/recent").status_code == 403  # the app: no
     shown = admin.get(f"{base}/locations/recent").json()
     assert [(row["customer_id"], row["at"][:19]) for row in shown["fixes"]] == [
-        (withdrawn, "2026-06-01T10:00:00"), (yes, "2026-06-01T10:00:00"),
-        (withdrawn, "2026-06-01T09:55:00"), (yes, "2026-06-01T09:55:00")]
+        (withdrawn.number, "2026-06-01T10:00:00"), (yes.number, "2026-06-01T10:00:00"),
+        (withdrawn.number, "2026-06-01T09:55:00"), (yes.number, "2026-06-01T09:55:00")]
     assert set(shown["fixes"][0]) == {"customer_id", "lat", "lon", "accuracy_m", "at"}
     assert (shown["since"][:19], shown["limit"]) == ("2026-05-31T10:00:00", 500)
     # withdrawing consent forgets the kept fixes at once
-    assert admin.post(f"{base}/customers/{withdrawn}/consent", json={
+    assert admin.post(f"{base}/customers/{withdrawn.id}/consent", json={
         "channel": "location_marketing", "granted": False, "source": "app"},
     ).status_code == 201
     assert {row["customer_id"] for row in admin.get(f"{base}/locations/recent").json()[
-        "fixes"]} == {yes}
+        "fixes"]} == {yes.number}
     with session_scope(engine) as session:
         kept = session.exec(select(RecentFix.customer_id).distinct()).all()
-    assert kept == [yes]
+    assert kept == [yes.number]
     # a day on, nothing is shown (the worker's retention deletes the rows)
     clock.now = NOW + timedelta(days=1, seconds=1)
     assert admin.get(f"{base}/locations/recent").json()["fixes"] == []
