@@ -49,6 +49,16 @@ _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
 
 def erase_customer(session: Session, *, customer: Customer, now: datetime) -> ErasureRecord:
     """Erase `customer` in the caller's transaction; returns the anonymous record."""
+    counts = delete_customer(session, customer=customer)
+    record = ErasureRecord(tenant=customer.tenant, erased_at=now, counts=counts)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def delete_customer(session: Session, *, customer: Customer) -> dict[str, int]:
+    """Delete `customer` and all it owns, counted by kind; no record is kept (that is
+    `erase_customer`'s, for an erasure someone asked for)."""
     assert customer.id is not None
     counts: dict[str, int] = {}
     counts["presence_events_unlinked"] = unlink_presence(
@@ -63,7 +73,4 @@ def erase_customer(session: Session, *, customer: Customer, now: datetime) -> Er
         session.execute(delete(model).where(col(column) == customer.id))
     session.execute(delete(Customer).where(col(Customer.id) == customer.id))
     session.expunge(customer)
-    record = ErasureRecord(tenant=customer.tenant, erased_at=now, counts=counts)
-    session.add(record)
-    session.flush()
-    return record
+    return counts

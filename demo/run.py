@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.api.access import CUSTOMER_TOKEN_HEADER
+from cloud.auth.customer_tokens import generate_key_pair, sign_customer_token
+from cloud.auth.models import TokenAlgorithm
 from cloud.db import make_engine
 from demo.processes import Supervisor, supervised
 from demo.progress import Progress, read_progress
@@ -69,6 +73,8 @@ SETTLE_TIMEOUT_S = 30.0
 #: How often a condition waited for is looked at again.
 POLL_INTERVAL_S = 0.1
 FCM_PROJECT = "vitrina-demo"
+#: The app signs in once, at the start of the story, and the story is over in minutes.
+DEMO_TOKEN_LIFETIME = timedelta(minutes=15)
 #: The console sign-in the demo makes for whoever runs it (an owner of the demo tenant).
 CONSOLE_LOGIN = "owner@demo.example"
 
@@ -79,6 +85,11 @@ class Shopper:
     email: str
     install_id: str
     location_consent: bool
+
+    @property
+    def external_id(self) -> str:
+        """The shop's own id of the shopper: what its backend signs tokens for."""
+        return f"shop-user-{self.name.lower()}"
 
     @property
     def fcm_token(self) -> str:
@@ -251,37 +262,78 @@ def issue_app_key(api: str, admin_key: str) -> str:
     )
     issued.raise_for_status()
     app_key: str = issued.json()["key"]
-    say("the back office issues the shop app its own key: it may sign shoppers up, nothing more")
+    say("the back office issues the shop app its own key: public, so alone it may only "
+        "make an anonymous installation")
     return app_key
 
 
-def register_shoppers(api: str, app_key: str) -> dict[str, int]:
-    """What the shop's app does at sign-up: profile, consent, push token, beacon id."""
-    ids: dict[str, int] = {}
+@dataclass(frozen=True)
+class ShopSigningKey:
+    """The shop's backend's key for customer tokens: the private half stays in the
+    backend (here, in memory), the public half is registered with the tenant."""
+
+    kid: str
+    private_pem: str
+
+    def token_for(self, shopper: Shopper) -> str:
+        """What the backend hands the app when its user signs in."""
+        return sign_customer_token(
+            private_key_pem=self.private_pem, algorithm=TokenAlgorithm.ES256, kid=self.kid,
+            tenant=DEMO_TENANT, subject=shopper.external_id, now=datetime.now(UTC),
+            lifetime=DEMO_TOKEN_LIFETIME,
+        )
+
+
+def register_signing_key(api: str, admin_key: str) -> ShopSigningKey:
+    """The back office registers its backend's public key (POST .../customer-token-keys)."""
+    private_pem, public_pem = generate_key_pair(TokenAlgorithm.ES256)
+    signing = ShopSigningKey(kid="demo-backend-1", private_pem=private_pem)
+    httpx.post(
+        f"{api}/tenants/{DEMO_TENANT}/customer-token-keys", headers=bearer(admin_key),
+        json={"kid": signing.kid, "algorithm": "ES256", "public_key_pem": public_pem},
+        timeout=10.0,
+    ).raise_for_status()
+    say("the shop's backend registers the public half of its ES256 key: it signs a "
+        "short-lived customer token when a shopper signs in to the app")
+    return signing
+
+
+def register_shoppers(api: str, app_key: str, signing: ShopSigningKey) -> dict[str, str]:
+    """What the shop's app does: before sign-in, an anonymous installation with the
+    phone's push token and beacon id (the app key alone can do no more); at sign-in,
+    the customer, claiming the installation, and their consent, with their token."""
+    ids: dict[str, str] = {}
     base = f"{api}/tenants/{DEMO_TENANT}/customers"
     with httpx.Client(timeout=10.0, headers=bearer(app_key)) as client:
         for shopper in SHOPPERS:
-            created = client.post(base, json={"email": shopper.email, "first_name": shopper.name})
+            installation = client.post(base, json={"locale": "es-ES"})
+            installation.raise_for_status()
+            installation_id = installation.json()["id"]
+            for device in (
+                {"kind": "fcm", "token": shopper.fcm_token},
+                {"kind": "app_beacon", "install_id": shopper.install_id},
+            ):
+                client.post(f"{base}/{installation_id}/devices", json=device).raise_for_status()
+            signed_in = {CUSTOMER_TOKEN_HEADER: signing.token_for(shopper)}
+            created = client.post(base, headers=signed_in, json={
+                "email": shopper.email, "first_name": shopper.name,
+                "installation_id": installation_id,
+            })
             created.raise_for_status()
-            customer_id = int(created.json()["id"])
+            customer_id = created.json()["id"]
             ids[shopper.name] = customer_id
             for channel, granted in (
                 ("push", True),
                 ("location_marketing", shopper.location_consent),
             ):
                 client.post(
-                    f"{base}/{customer_id}/consent",
+                    f"{base}/{customer_id}/consent", headers=signed_in,
                     json={"channel": channel, "granted": granted, "source": "app.signup"},
                 ).raise_for_status()
-            for device in (
-                {"kind": "fcm", "token": shopper.fcm_token},
-                {"kind": "app_beacon", "install_id": shopper.install_id},
-            ):
-                client.post(f"{base}/{customer_id}/devices", json=device).raise_for_status()
             consent = "push + in-store offers" if shopper.location_consent else "push only"
             say(
-                f"{shopper.name} signs up in the shop app ({consent}); "
-                f"the app registers its push token and beacon id"
+                f"{shopper.name}'s app registers its push token and beacon id anonymously; "
+                f"{shopper.name} signs in ({consent}) and the installation becomes theirs"
             )
     return ids
 
@@ -410,7 +462,7 @@ class PushNarrator:
         self._told = len(messages)
 
 
-def check_outcome(api: str, admin_key: str, customer_ids: dict[str, int], fcm_url: str) -> bool:
+def check_outcome(api: str, admin_key: str, customer_ids: dict[str, str], fcm_url: str) -> bool:
     """Juan (consent to in-store offers) gets exactly one push; Ana (no such consent) none.
 
     Counted on both sides: what the orchestrator recorded as sent, and what the push
@@ -504,7 +556,7 @@ def run_story(*, speed: float = REPLAY_SPEED, stay: bool = True) -> bool:
         say("the back office saves a push template and the scenario \"greet app users who "
             "walk into a store\" (entry: presence.enter; consent to push and to in-store "
             "offers checked on every send)")
-        customer_ids = register_shoppers(api, app_key)
+        customer_ids = register_shoppers(api, app_key, register_signing_key(api, admin_key))
         watcher = PresenceWatcher(broker, names)
         narrate_pushes = PushNarrator(fcm_url)
         try:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from cloud.api import create_app
+from cloud.auth.models import Role
 from cloud.channels import DeploymentSender
 from cloud.channels.fcm import FcmSender, FcmSettings
 from cloud.db import make_engine, migrate, session_scope
@@ -50,12 +51,15 @@ from tests.cloud.factories import (
     batch_payload,
     bearer,
     cloud_settings,
+    customer_number,
     issue_key,
     make_event,
     presence_topic,
+    register_shop_backend,
 )
 from tests.cloud.running import WAIT_S, publish_all, publisher, wait_for
 from tests.support.postgres import fresh_database
+from tests.support.shop_backend import ShopBackend
 
 SECRET = "whsec-journey-0123456789"
 STORE = "madrid-centro"
@@ -92,6 +96,9 @@ class Shop:
     web_push: WebPushSandbox
     ingest: PresenceConsumer
     gateway: mqtt.Client
+    #: The shop's app: its public key, and its backend signing its users' tokens.
+    app_key: str
+    backend: ShopBackend
     events: int = 0
     seen: set[int] = field(default_factory=set)
 
@@ -116,9 +123,23 @@ class Shop:
         return result
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
+        """As the shop's back office (an admin key)."""
         response = self.client.request(method, f"/tenants/{self.tenant}{path}", json=body)
         assert response.status_code in (200, 201), response.text
         return response.json()
+
+    def app(self, subject: str, method: str, path: str, body: Any = None) -> Any:
+        """As the shop's app, signed in as the shop's user `subject` (a token signed now)."""
+        headers = {"Authorization": f"Bearer {self.app_key}",
+                   **self.backend.headers(subject, now=self.clock.now)}
+        response = self.client.request(method, f"/tenants/{self.tenant}{path}", json=body,
+                                       headers=headers)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def number(self, public_id: str) -> int:
+        """The database's number of a customer (what messages and coupons point at)."""
+        return customer_number(self.engine, tenant=self.tenant, public_id=public_id)
 
     def presence(self, install_id: str, transition: Transition = Transition.ENTER) -> None:
         """A presence batch published by the store's gateway through the broker; returns
@@ -260,7 +281,9 @@ def shop(
                     publisher(broker) as gateway:
                 yield Shop(client=client, engine=engine, tenant=tenant, clock=clock,
                            scenarios=scenarios, delivery=worker, smtp=smtp, sms=sms,
-                           ingest=ingest, gateway=gateway, web_push=web_push)
+                           ingest=ingest, gateway=gateway, web_push=web_push,
+                           app_key=issue_key(engine, tenant=tenant, role=Role.APP),
+                           backend=register_shop_backend(engine, tenant=tenant))
         finally:
             engine.dispose()
 
@@ -304,7 +327,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert [m.step for m in shop.new_messages()] == ["welcome-2"]
 
     # --- 2. Abandoned cart late in the evening: SMS held for quiet hours, then bought -------
-    shop.api("POST", f"/customers/{juan}/consent",
+    shop.app("juan", "POST", f"/customers/{juan}/consent",
              {"channel": "sms", "granted": True, "source": "web"})
     abandoned = datetime(2026, 3, 13, 21, 30, tzinfo=UTC)  # 22:30 in Madrid
     shop.clock.now = abandoned
@@ -340,17 +363,20 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert summary(shop, shop.new_messages()) == [("post-purchase", "thanks", "email", None)]
 
     # --- 3. Next day in the store: a cross-sell push with 20% off a dryer; opened, not bought
+    # Juan signs in to the shop's app: it acts for him with the token the shop signed.
     for channel in ("push", "location_marketing"):
-        shop.api("POST", f"/customers/{juan}/consent",
+        shop.app("juan", "POST", f"/customers/{juan}/consent",
                  {"channel": channel, "granted": True, "source": "app"})
-    shop.api("POST", f"/customers/{juan}/devices", {"kind": "app_beacon", "install_id": JUAN_APP})
-    shop.api("POST", f"/customers/{juan}/devices", {"kind": "fcm", "token": JUAN_FCM})
-    ana = shop.api("POST", "/customers", {"external_id": "ana", "first_name": "Ana",
-                                          "time_zone": "Europe/Madrid"})["id"]
-    shop.api("POST", f"/customers/{ana}/consent",
+    shop.app("juan", "POST", f"/customers/{juan}/devices",
+             {"kind": "app_beacon", "install_id": JUAN_APP})
+    shop.app("juan", "POST", f"/customers/{juan}/devices", {"kind": "fcm", "token": JUAN_FCM})
+    ana = shop.app("ana", "POST", "/customers", {"first_name": "Ana",
+                                                  "time_zone": "Europe/Madrid"})["id"]
+    shop.app("ana", "POST", f"/customers/{ana}/consent",
              {"channel": "location_marketing", "granted": True, "source": "app"})
-    shop.api("POST", f"/customers/{ana}/devices", {"kind": "app_beacon", "install_id": ANA_APP})
-    shop.api("POST", f"/customers/{ana}/devices", {"kind": "fcm", "token": ANA_FCM})
+    shop.app("ana", "POST", f"/customers/{ana}/devices",
+             {"kind": "app_beacon", "install_id": ANA_APP})
+    shop.app("ana", "POST", f"/customers/{ana}/devices", {"kind": "fcm", "token": ANA_FCM})
     shop.webhook({"type": "order.created", "customer": {"external_id": "ana"},
                   "order_id": "o-2", "currency": "EUR", "total": "599.00", "items": [washer]})
     shop.at(shop.clock.now)
@@ -363,18 +389,18 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     shop.at(visit)
     [store_push] = shop.new_messages()
     assert summary(shop, [store_push]) == [("store-cross-sell", "push", "push", "dryer20")]
-    assert store_push.customer_id == juan
+    assert store_push.customer_id == shop.number(juan)
     assert store_push.store == STORE
     assert store_push.expires_at == visit + timedelta(hours=2)
     dryer20 = shop.coupon(store_push.coupon_id)
-    assert dryer20.customer_id == juan
+    assert dryer20.customer_id == shop.number(juan)
     [received] = fcm_server.wait_for(1)
     assert received.token == JUAN_FCM
     assert dryer20.code in json.dumps(received.message)
     assert shop.message(store_push.id or 0).sent_at == visit
     shop.clock.now = visit + timedelta(minutes=3)
     shop.presence(JUAN_APP)  # a second gateway, same visit: the cooldown keeps it to one
-    opened = shop.api("POST", f"/messages/{store_push.id}/opened")
+    opened = shop.app("juan", "POST", f"/messages/{store_push.id}/opened")
     assert opened["opened_at"] is not None
     shop.at(shop.clock.now)
     assert shop.new_messages() == []
@@ -388,9 +414,10 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     # --- 4. Months later on the web shop: web push, and 50% off the dryer minutes later ----
     back = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # 18:00 in Madrid (CEST)
     shop.clock.now = back
-    shop.api("POST", f"/customers/{juan}/consent",
+    shop.app("juan", "POST", f"/customers/{juan}/consent",
              {"channel": "web_push", "granted": True, "source": "web"})
-    shop.api("POST", f"/customers/{juan}/devices", web_push_device(shop.web_push.subscribe()))
+    shop.app("juan", "POST", f"/customers/{juan}/devices",
+             web_push_device(shop.web_push.subscribe()))
     shop.at(back)
     assert shop.new_messages() == []
     shop.at(back + timedelta(minutes=5))
@@ -424,7 +451,8 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert shop.message(store_push.id or 0).converted_at is None
 
     # Never a dryer offer once he has a dryer: not on a new browser, not in the store.
-    shop.api("POST", f"/customers/{juan}/devices", web_push_device(shop.web_push.subscribe()))
+    shop.app("juan", "POST", f"/customers/{juan}/devices",
+             web_push_device(shop.web_push.subscribe()))
     shop.at(dryer_bought + timedelta(minutes=10))
     later_visit = datetime(2026, 6, 12, 10, 0, tzinfo=UTC)
     shop.clock.now = later_visit
@@ -454,7 +482,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     shop.at(year_later)
     [miss_you] = shop.new_messages()
     assert summary(shop, [miss_you]) == [("reactivation", "miss-you", "email", None)]
-    assert miss_you.customer_id == juan
+    assert miss_you.customer_id == shop.number(juan)
     shop.at(year_later + timedelta(days=15))
     assert [m.step for m in shop.new_messages()] == ["reminder"]
 

@@ -1,9 +1,13 @@
 /* Subscribe this browser to a shop's web pushes and register it with the Vitrina API.
  *
  *   import { enableWebPush } from "./vitrina-push.js";
- *   button.onclick = () => enableWebPush({ apiBase, tenant, customerId, apiKey });
+ *   button.onclick = () => enableWebPush({ apiBase, tenant, customerId, apiKey, customerToken });
  *
- * `apiKey` is the tenant's app key (the API's device and key routes want one);
+ * `apiKey` is the tenant's app key (the API's device and key routes want one). The app
+ * key is public, so registering a device for a signed-in customer also needs
+ * `customerToken`: the short-lived token the shop's backend signed for them, sent as
+ * X-Customer-Token (a shopper not signed in registers on an anonymous installation,
+ * `customerId` being its id, without one);
  * `applicationServerKey` may be given, else it is fetched from the API (the tenant's
  * VAPID key, made once and kept: subscriptions are bound to it).
  *
@@ -37,10 +41,11 @@ export function publicKeyUrl(apiBase, tenant) {
   return `${tenantUrl(apiBase, tenant)}/web-push/public-key`;
 }
 
-/** Request headers for the API: JSON, and the app key when one is given. */
-export function apiHeaders(apiKey) {
+/** Request headers for the API: JSON, the app key and the customer token when given. */
+export function apiHeaders(apiKey, customerToken) {
   const headers = { "Content-Type": "application/json" };
   if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  if (customerToken) headers["X-Customer-Token"] = customerToken;
   return headers;
 }
 
@@ -49,6 +54,7 @@ export async function enableWebPush({
   tenant,
   customerId,
   apiKey,
+  customerToken,
   applicationServerKey,
   serviceWorkerUrl = "/sw.js",
   fetchImpl = fetch,
@@ -77,7 +83,7 @@ export async function enableWebPush({
   }
   const response = await fetchImpl(devicesUrl(apiBase, tenant, customerId), {
     method: "POST",
-    headers: apiHeaders(apiKey),
+    headers: apiHeaders(apiKey, customerToken),
     body: JSON.stringify(registrationBody(subscription.toJSON())),
   });
   if (!response.ok) throw new Error(`device registration failed: HTTP ${response.status}`);

@@ -14,6 +14,11 @@ request that changes anything must then also carry the session's CSRF token
 (`X-CSRF-Token`), which a page of another site cannot read, and the custom header makes
 the browser ask before sending it cross-site.
 
+An app key is public (it ships in every copy of the shop's app): for a route about one
+customer it also needs that customer's token (`X-Customer-Token`, a JWT the shop's backend
+signs, `cloud.auth.customer_tokens`), checked by `cloud.api.customers.customer_access`;
+alone it only makes and uses an anonymous installation.
+
 No credentials, or credentials that do not authenticate: 401 (`WWW-Authenticate:
 Bearer`). A valid caller of the wrong tenant or without the permission: 403. Refusals
 are counted and logged by reason and key id or member; a key, a cookie or a password is
@@ -29,10 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from cloud.api.deps import NowDep, SessionDep, SettingsDep, known_tenant
+from cloud.auth.customer_tokens import CustomerClaims, CustomerTokenError, verify_customer_token
 from cloud.auth.keys import AuthenticationError, Principal, authenticate, key_id_of
 from cloud.auth.members import role_in
 from cloud.auth.models import ConsoleSession, Member, Role
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "vitrina_session"
 #: Where the console sends its session's CSRF token with every change.
 CSRF_HEADER = "X-CSRF-Token"
+#: Where the shop's app sends its signed-in customer's token.
+CUSTOMER_TOKEN_HEADER = "X-Customer-Token"
 #: Methods that change nothing: no CSRF token needed.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -99,6 +107,11 @@ class Caller:
     @property
     def key_id(self) -> str | None:
         return self.identity.key_id if isinstance(self.identity, Principal) else None
+
+    @property
+    def is_app(self) -> bool:
+        """An app key: public, so it speaks for a customer only with their token."""
+        return isinstance(self.identity, Principal) and self.identity.role is Role.APP
 
 
 def _unauthorized(reason: str, message: str) -> HTTPException:
@@ -230,6 +243,7 @@ def operator_access(identity: Authenticated) -> Principal:
 
 MayCreateCustomers = Annotated[Caller, Depends(allowed(Permission.CUSTOMERS_CREATE))]
 MayReadCustomers = Annotated[Caller, Depends(allowed(Permission.CUSTOMERS_READ))]
+MayReadProfile = Annotated[Caller, Depends(allowed(Permission.PROFILE_READ))]
 MayEraseCustomers = Annotated[Caller, Depends(allowed(Permission.CUSTOMERS_ERASE))]
 MayRecordConsent = Annotated[Caller, Depends(allowed(Permission.CONSENT_RECORD))]
 MayRegisterDevices = Annotated[Caller, Depends(allowed(Permission.DEVICES_REGISTER))]
@@ -248,3 +262,41 @@ MayManageKeys = Annotated[Caller, Depends(allowed(Permission.KEYS_MANAGE))]
 MayManageMembers = Annotated[Caller, Depends(allowed(Permission.MEMBERS_MANAGE))]
 MayReadAudit = Annotated[Caller, Depends(allowed(Permission.AUDIT_READ))]
 Operator = Annotated[Principal, Depends(operator_access)]
+
+CustomerTokenHeader = Annotated[str | None, Header(
+    alias=CUSTOMER_TOKEN_HEADER,
+    description="With an app key: the signed-in customer's token, a JWT the shop's backend "
+    "signs (ES256 or EdDSA, `kid` of a registered key, `sub` the shop's customer id, `aud` "
+    "the tenant, at most an hour long). Other callers need none.",
+)]
+
+
+def customer_claims(
+    caller: TenantCaller, session: SessionDep, now: NowDep, tenant: str,
+    token: CustomerTokenHeader = None,
+) -> CustomerClaims | None:
+    """The verified customer token an app key came with; None when it sent none, or when
+    the caller is not an app key (the back office needs no customer's word). A token that
+    does not verify is a 401 whatever the route: the app must learn that it needs a new
+    one, not act as nobody."""
+    if not caller.is_app or token is None:
+        return None
+    try:
+        return verify_customer_token(session, tenant=tenant, token=token, now=now)
+    except CustomerTokenError as error:
+        log.info("customer token refused (%s) for API key %s", error.reason, caller.name)
+        raise _unauthorized(f"customer_token_{error.reason}", str(error)) from None
+
+
+CustomerTokenClaims = Annotated[CustomerClaims | None, Depends(customer_claims)]
+
+
+def needs_customer_token(message: str) -> HTTPException:
+    """401 to an app key that needs a customer token for what it asks."""
+    return _unauthorized("customer_token_missing", f"{message}: send the signed-in "
+                         f"customer's token in {CUSTOMER_TOKEN_HEADER}")
+
+
+def other_customer(caller: Caller, message: str) -> HTTPException:
+    """403 to an app key whose valid customer token is somebody else's."""
+    return _forbidden(_describe(caller.identity), message)

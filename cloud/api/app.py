@@ -40,6 +40,7 @@ from cloud.api import (
     presence,
     scenarios,
     templates,
+    token_keys,
     tracking,
     webhooks,
 )
@@ -56,8 +57,8 @@ MAX_PROBLEMS_SUMMARISED = 10
 def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
-    for module in (customers, messages, keys, members, audit, presence, live, offers, places,
-                   gateways, scenarios, templates, channels):
+    for module in (customers, messages, keys, token_keys, members, audit, presence, live,
+                   offers, places, gateways, scenarios, templates, channels):
         router.include_router(module.router)
     return router
 

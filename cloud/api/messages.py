@@ -10,9 +10,16 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from cloud.api.access import MayReadAnalytics, MayReadCustomers, MayReportOpens
+from cloud.api.access import (
+    CustomerTokenClaims,
+    MayReadAnalytics,
+    MayReadCustomers,
+    MayReportOpens,
+    needs_customer_token,
+)
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
+from cloud.customers.models import Customer
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
 from cloud.tracking.events import record_open_by_id
@@ -45,11 +52,23 @@ class MessageOpened(BaseModel):
 
 @router.post("/messages/{message_id}/opened", response_model=MessageOpened)
 def message_opened(
-    caller: MayReportOpens, session: SessionDep, now: NowDep, wake: ScenarioWake, tenant: str,
-    message_id: int,
+    caller: MayReportOpens, claims: CustomerTokenClaims, session: SessionDep, now: NowDep,
+    wake: ScenarioWake, tenant: str, message_id: int,
     body: OpenedBody | None = None,
 ) -> MessageOpened:
-    """The app reports that the customer opened a push (the first open counts)."""
+    """The app reports that the customer opened a push (the first open counts). An app
+    key needs the customer's token, and reaches only that customer's messages (404 for
+    any other: message numbers are a sequence, and must not tell whose they are); an
+    anonymous installation reports opens through the push's own open link (`/o/{token}`)."""
+    if caller.is_app:
+        if claims is None:
+            raise needs_customer_token("an app key reports opens only for a signed-in customer")
+        message = session.get(Message, message_id)
+        owner = session.get(Customer, message.customer_id) if message is not None else None
+        if owner is None or owner.tenant != tenant or owner.external_id != claims.subject:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"message {message_id} of tenant {tenant!r} not found"
+            )
     message = record_open_by_id(
         session, tenant=tenant, message_id=message_id, now=now,
         opened_at=body.opened_at if body else None,

@@ -305,7 +305,7 @@ def _refuse_location(session: SessionDep, tenant: str, customer_id: int, reason:
     })
 
 
-def _outcome(customer_id: int, version: int, update: LocationUpdate) -> LocationOutcome:
+def _outcome(customer_id: str, version: int, update: LocationUpdate) -> LocationOutcome:
     return LocationOutcome(
         customer_id=customer_id, geofence_version=version, ignored=update.ignored,
         inside=[StayPublic(geofence=geofence_id, store=stay.store, entered_at=stay.entered_at,
@@ -349,7 +349,7 @@ def report_locations_route(
                               reports=reports, index=index, now=now)
     keep_recent_fixes(session, tenant=tenant, customer_id=customer_id, reports=reports, now=now)
     session.commit()
-    return _outcome(customer_id, version, update)
+    return _outcome(customer.public_id, version, update)
 
 
 @router.get("/locations/recent", response_model=RecentFixes)

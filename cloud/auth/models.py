@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, StringConstraints
-from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
@@ -184,3 +184,60 @@ class LoginFailure(SQLModel, table=True):
     failures: int
     last_at: datetime = Field(sa_type=UtcDateTime)
     blocked_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+# --- customer token keys ---------------------------------------------------------------------
+
+
+class TokenAlgorithm(StrEnum):
+    """The signatures a customer token may carry: asymmetric only, so that what the
+    orchestrator holds (a public key) cannot mint tokens."""
+
+    ES256 = "ES256"
+    EDDSA = "EdDSA"
+
+
+#: A key id as it appears in a token's header: short, printable, no spaces.
+TOKEN_KID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+TokenKid = Annotated[str, StringConstraints(pattern=TOKEN_KID_PATTERN)]
+#: A PEM public key is a few hundred characters; anything far larger is not one.
+MAX_PUBLIC_KEY_PEM_CHARS = 4096
+
+
+class CustomerTokenKeyBase(SQLModel):
+    kid: TokenKid = Field(
+        max_length=64, description="the key id the shop puts in its tokens' header ('kid')"
+    )
+    algorithm: TokenAlgorithm = Field(sa_type=String(8))
+    public_key_pem: str = Field(
+        sa_type=Text, description="the public key (PEM, SubjectPublicKeyInfo)"
+    )
+
+
+class CustomerTokenKey(CustomerTokenKeyBase, table=True):
+    """A public key the shop's backend signs its customer tokens with the private half of.
+    Several may be active at once (rotation); a retired key verifies nothing."""
+
+    __tablename__ = "customer_token_key"
+    __table_args__ = (UniqueConstraint("tenant", "kid", name="uq_customer_token_key_kid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    created_by: str = Field(max_length=254)
+    retired_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class CustomerTokenKeyCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    kid: TokenKid
+    algorithm: TokenAlgorithm
+    public_key_pem: str = Field(max_length=MAX_PUBLIC_KEY_PEM_CHARS)
+
+
+class CustomerTokenKeyPublic(CustomerTokenKeyBase):
+    tenant: str
+    created_at: datetime
+    created_by: str
+    retired_at: datetime | None

@@ -2,9 +2,11 @@
 keys' roles and to the console members' roles.
 
 Keys (`Role`): `admin` is the shop's back office and may do everything of its tenant;
-`app` is the shop's app acting for the shopper in front of it (sign-up, consent, devices,
-coupons, location and open reports); `operator` runs the deployment and reaches no
-tenant data, only the tenant's keys and members (to hand a tenant its first ones).
+`app` is the shop's app acting for the shopper in front of it (sign-up, profile, consent,
+devices, coupons, location and open reports), each about one customer only with that
+customer's token (`cloud.api.access.customer_claims`); `operator` runs the deployment and
+reaches no tenant data, only the tenant's keys and members (to hand a tenant its first
+ones).
 
 Members (`MemberRole`), people signed in to the console:
 - `owner`: everything of the tenant, members and keys included;
@@ -43,6 +45,8 @@ class Permission(StrEnum):
     CUSTOMERS_CREATE = "customers.create"
     #: Profiles, and what was sent to them and why (messages, journeys).
     CUSTOMERS_READ = "customers.read"
+    #: One customer's profile: the back office's, and the app's for its signed-in customer.
+    PROFILE_READ = "profile.read"
     CUSTOMERS_ERASE = "customers.erase"
     #: A customer's consent answers, recorded and read back (the app asks them).
     CONSENT_RECORD = "consent.record"
@@ -76,7 +80,8 @@ class Permission(StrEnum):
 EVERYTHING = frozenset(Permission)
 #: What the shop's app does for the shopper in front of it (an app key is public).
 APP = frozenset({
-    Permission.CUSTOMERS_CREATE, Permission.CONSENT_RECORD, Permission.DEVICES_REGISTER,
+    Permission.CUSTOMERS_CREATE, Permission.PROFILE_READ, Permission.CONSENT_RECORD,
+    Permission.DEVICES_REGISTER,
     Permission.COUPONS_READ, Permission.LOCATIONS_REPORT, Permission.OPENS_REPORT,
     Permission.WEB_PUSH_KEY,
 })
@@ -91,7 +96,8 @@ KEY_GRANTS: Mapping[Role, frozenset[Permission]] = {
 MEMBER_GRANTS: Mapping[MemberRole, frozenset[Permission]] = {
     MemberRole.OWNER: EVERYTHING,
     MemberRole.MARKETER: READING | {
-        Permission.CUSTOMERS_READ, Permission.COUPONS_READ, Permission.OFFERS_WRITE,
+        Permission.CUSTOMERS_READ, Permission.PROFILE_READ, Permission.COUPONS_READ,
+        Permission.OFFERS_WRITE,
         Permission.TEMPLATES_WRITE, Permission.SCENARIOS_WRITE,
     },
     MemberRole.STORE_OPERATOR: READING | {Permission.STORES_WRITE, Permission.LOCATIONS_READ},

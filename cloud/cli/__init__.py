@@ -1,10 +1,11 @@
-"""`vitrina-cloud`: migrate the database, run the worker, the API, or both; manage API keys
-and console members."""
+"""`vitrina-cloud`: migrate the database, run the worker, the API, or both; manage API keys,
+customer token keys and console members."""
 
 from __future__ import annotations
 
 import typer
 
+from cloud.cli.customer_tokens import customer_tokens
 from cloud.cli.keys import keys
 from cloud.cli.members import members
 from cloud.cli.running import app as running
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(running)
 app.add_typer(keys, name="keys")
 app.add_typer(members, name="members")
+app.add_typer(customer_tokens, name="customer-tokens")
 
 
 def main() -> None:

@@ -155,4 +155,4 @@ WebhookEvent = Annotated[
 class WebhookReceipt(BaseModel):
     event_id: str
     stored: bool = PydanticField(description="false when this event id was already received")
-    customer_id: int | None
+    customer_id: str | None = PydanticField(description="the customer's public id (cus_...)")

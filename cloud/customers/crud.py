@@ -13,11 +13,14 @@ from sqlmodel import Session, col, select
 from cloud.bulk import one_of
 from cloud.customers.models import (
     LINKABLE_KINDS,
+    PUBLIC_ID_PATTERN,
     AppBeaconRegistration,
     ConsentCreate,
     ConsentEntry,
+    ConsentPublic,
     Customer,
     CustomerCreate,
+    CustomerPublic,
     Device,
     DeviceKind,
     DevicePublic,
@@ -40,11 +43,19 @@ class RegistrationError(ValueError):
     """A device registration that cannot be accepted; the message says why."""
 
 
+class OwnedElsewhereError(RegistrationError):
+    """The token or identifier is registered to another customer, and the caller did not
+    prove to be the customer it would move to (only that customer's token may move it)."""
+
+
 def create_customer(
-    session: Session, *, tenant: str, data: CustomerCreate, now: datetime
+    session: Session, *, tenant: str, data: CustomerCreate, now: datetime,
+    anonymous: bool = False,
 ) -> Customer:
+    """A new customer (`anonymous`: an app installation nobody signed in to yet)."""
     customer = Customer.model_validate(
-        data, update={"tenant": tenant, "created_at": now, "updated_at": now}
+        data, update={"tenant": tenant, "created_at": now, "updated_at": now,
+                      "anonymous": anonymous}
     )
     session.add(customer)
     try:
@@ -58,8 +69,36 @@ def create_customer(
 
 
 def get_customer(session: Session, *, tenant: str, customer_id: int) -> Customer | None:
+    """By the database's number: for the back office and the workers, never for apps."""
     customer = session.get(Customer, customer_id)
     return customer if customer is not None and customer.tenant == tenant else None
+
+
+def find_by_public_id(session: Session, *, tenant: str, public_id: str) -> Customer | None:
+    if not PUBLIC_ID_PATTERN.fullmatch(public_id):
+        return None
+    return session.exec(
+        select(Customer).where(Customer.tenant == tenant, Customer.public_id == public_id)
+    ).first()
+
+
+def find_by_external_id(session: Session, *, tenant: str, external_id: str) -> Customer | None:
+    return session.exec(
+        select(Customer).where(Customer.tenant == tenant, Customer.external_id == external_id)
+    ).first()
+
+
+def public_customer(customer: Customer) -> CustomerPublic:
+    """The customer as the API shows it: named by public id, never by number."""
+    return CustomerPublic.model_validate(
+        customer, update={"id": customer.public_id}, from_attributes=True
+    )
+
+
+def public_consent(entry: ConsentEntry, *, customer: Customer) -> ConsentPublic:
+    return ConsentPublic.model_validate(
+        entry, update={"customer_id": customer.public_id}, from_attributes=True
+    )
 
 
 def list_customers(
@@ -142,15 +181,19 @@ def register_device(
     registration: DeviceRegistration,
     pseudonymizers: Sequence[Pseudonymizer],
     now: datetime,
+    may_move: bool = True,
 ) -> Device:
     """Register (or re-register) a delivery address or presence identifier.
 
     A token or identifier belongs to one customer at a time: registering it for another
-    customer (a shared phone, a new account) moves it.
+    customer (a shared phone, a new account) moves it, if `may_move` (the caller proved
+    to be that customer, or is the back office); OwnedElsewhereError otherwise, so that
+    nobody holding only an app key takes another customer's phone away from them.
     """
     assert customer.id is not None
     if isinstance(registration, FcmRegistration | WebPushRegistration):
-        return _register_address(session, customer=customer, registration=registration, now=now)
+        return _register_address(session, customer=customer, registration=registration,
+                                 now=now, may_move=may_move)
     if not pseudonymizers:
         raise RegistrationError(f"tenant {customer.tenant!r} has no pseudonymization key")
     links = link_pseudonyms(registration, pseudonymizers)
@@ -165,6 +208,8 @@ def register_device(
         device = session.get(Device, min(owner_devices))
         assert device is not None
         return device
+    if not may_move and any(link.customer_id != customer.id for link in existing):
+        raise _owned_elsewhere()
     for link in existing:  # the identifier moves: its old registration goes
         session.delete(link)
     for device_id in {link.device_id for link in existing}:
@@ -196,6 +241,7 @@ def _register_address(
     customer: Customer,
     registration: FcmRegistration | WebPushRegistration,
     now: datetime,
+    may_move: bool,
 ) -> Device:
     assert customer.id is not None
     if isinstance(registration, FcmRegistration):
@@ -210,6 +256,8 @@ def _register_address(
         )
     ).first()
     if device is not None and device.customer_id != customer.id:
+        if not may_move:
+            raise _owned_elsewhere()
         session.delete(device)
         session.flush()
         device = None
@@ -223,23 +271,32 @@ def _register_address(
     return device
 
 
-def list_devices(session: Session, *, customer_id: int) -> list[DevicePublic]:
+def _owned_elsewhere() -> OwnedElsewhereError:
+    return OwnedElsewhereError(
+        "this device is registered to another customer: moving it here needs this "
+        "customer's token (X-Customer-Token)"
+    )
+
+
+def list_devices(session: Session, *, customer: Customer) -> list[DevicePublic]:
     devices = session.exec(
-        select(Device).where(Device.customer_id == customer_id).order_by(col(Device.id))
+        select(Device).where(Device.customer_id == customer.id).order_by(col(Device.id))
     ).all()
     links = session.exec(
-        select(IdentityLink).where(IdentityLink.customer_id == customer_id)
+        select(IdentityLink).where(IdentityLink.customer_id == customer.id)
     ).all()
     keys: dict[int, list[str]] = {}
     for link in links:
         keys.setdefault(link.device_id, []).append(link.key_id)
-    return [public_device(device, keys.get(device.id or 0, [])) for device in devices]
+    return [public_device(device, keys.get(device.id or 0, []), customer=customer)
+            for device in devices]
 
 
-def public_device(device: Device, key_ids: Sequence[str]) -> DevicePublic:
+def public_device(device: Device, key_ids: Sequence[str], *, customer: Customer) -> DevicePublic:
     assert device.id is not None
+    assert device.customer_id == customer.id
     return DevicePublic(
-        id=device.id, customer_id=device.customer_id, kind=DeviceKind(device.kind),
+        id=device.id, customer_id=customer.public_id, kind=DeviceKind(device.kind),
         active=device.active, registered_at=device.registered_at,
         deactivated_at=device.deactivated_at, deactivation_reason=device.deactivation_reason,
         pseudonym_key_ids=sorted(key_ids) if device.kind in LINKABLE_KINDS else [],

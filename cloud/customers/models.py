@@ -9,6 +9,8 @@ the MAC the guest Wi-Fi saw at login) is stored only as its keyed pseudonyms.
 from __future__ import annotations
 
 import functools
+import re
+import secrets
 import zoneinfo
 from datetime import date, datetime
 from enum import StrEnum
@@ -40,6 +42,17 @@ EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 LOCALE_PATTERN = r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
 AttributeValue = str | int | float | bool
+
+#: Customers are named in API paths and answers by a public id: 128 random bits, so that
+#: nobody can guess another customer's (the database's own number is a sequence, shared
+#: by every tenant, and stays inside). The prefix tells a customer id from other ids.
+PUBLIC_ID_PREFIX = "cus_"
+PUBLIC_ID_BYTES = 16
+PUBLIC_ID_PATTERN = re.compile(r"^cus_[0-9a-f]{32}$")
+
+
+def new_public_id() -> str:
+    return f"{PUBLIC_ID_PREFIX}{secrets.token_hex(PUBLIC_ID_BYTES)}"
 
 
 # Patterns are declared with pydantic's Annotated constraints: SQLModel's `regex=`
@@ -100,12 +113,22 @@ class Customer(CustomerBase, table=True):
     __tablename__ = "customer"
     __table_args__ = (
         UniqueConstraint("tenant", "external_id", name="uq_customer_external_id"),
-        # Ids are public (API paths): SQLite must never hand an erased customer's id out again.
+        # An index, not a constraint: migration 0023 could add it without rebuilding the
+        # table on SQLite.
+        Index("uq_customer_public_id", "public_id", unique=True),
+        # The back office still names customers by number: SQLite must never hand an
+        # erased customer's number out again.
         {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    #: Nullable in the schema only (see migration 0023): every row gets one.
+    public_id: str = Field(default_factory=new_public_id, max_length=40, nullable=True)
     tenant: str = Field(max_length=64, index=True)
+    #: An installation of the shop's app that nobody signed in to yet (made with an app
+    #: key alone): its public id is all that reaches it, until a signed-in customer
+    #: claims it (`cloud.customers.crud.claim_installation`).
+    anonymous: bool = False
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
@@ -114,9 +137,25 @@ class CustomerCreate(CustomerBase):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
 
+class SignUp(CustomerCreate):
+    """What the shop's app sends at sign-up: the profile, and the anonymous installation
+    it made before its user signed in, to be merged into the customer."""
+
+    installation_id: str | None = Field(
+        default=None, max_length=40,
+        description="the id of the anonymous installation this app made before its user "
+        "signed in: its devices and consent answers move to the customer",
+    )
+
+
+#: The fields an anonymous installation may carry: facts about the phone, nobody's name.
+ANONYMOUS_FIELDS = frozenset({"locale", "time_zone"})
+
+
 class CustomerPublic(CustomerBase):
-    id: int
+    id: str = Field(description="the customer's public id (cus_...)")
     tenant: str
+    anonymous: bool
     created_at: datetime
     updated_at: datetime
 
@@ -157,7 +196,7 @@ class ConsentCreate(ConsentBase):
 
 class ConsentPublic(ConsentBase):
     id: int
-    customer_id: int
+    customer_id: str = Field(description="the customer's public id")
     given_at: datetime
     recorded_at: datetime
 
@@ -191,7 +230,7 @@ class Device(SQLModel, table=True):
 
 class DevicePublic(SQLModel):
     id: int
-    customer_id: int
+    customer_id: str = Field(description="the customer's public id")
     kind: DeviceKind
     active: bool
     registered_at: datetime

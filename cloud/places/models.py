@@ -205,7 +205,7 @@ class TransitionPublic(SQLModel):
 
 
 class LocationOutcome(SQLModel):
-    customer_id: int
+    customer_id: str = Field(description="the customer's public id")
     geofence_version: int
     inside: list[StayPublic]
     transitions: list[TransitionPublic]

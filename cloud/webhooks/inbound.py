@@ -86,6 +86,7 @@ def handle_webhook(
         and event.type is CommerceEventType.NEWSLETTER_SIGNUP,
     )
     customer_id = customer.id if customer else None
+    public_id = customer.public_id if customer else None
     redeemed: list[Coupon] = []
     inserted = session.connection().execute(
         dialect_insert(session, COMMERCE_TABLE)
@@ -98,7 +99,7 @@ def handle_webhook(
         .returning(COMMERCE_TABLE.c.id)
     ).first()
     if inserted is None:
-        return WebhookReceipt(event_id=event.event_id, stored=False, customer_id=customer_id)
+        return WebhookReceipt(event_id=event.event_id, stored=False, customer_id=public_id)
     if isinstance(event, OrderCreated):
         record_order(session, tenant=tenant, event=event, customer_id=customer_id)
         # The order's coupons, each redeemed once (attribution reads `redeemed`).
@@ -132,7 +133,7 @@ def handle_webhook(
         redeemed_coupons=len(redeemed),
     )
     session.flush()
-    return WebhookReceipt(event_id=event.event_id, stored=True, customer_id=customer_id)
+    return WebhookReceipt(event_id=event.event_id, stored=True, customer_id=public_id)
 
 
 def record_webhook_triggers(

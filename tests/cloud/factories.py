@@ -10,10 +10,12 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from cloud.auth.customer_tokens import add_token_key
 from cloud.auth.keys import create_key, generate_key, hash_key
 from cloud.auth.members import create_member, grant
-from cloud.auth.models import Role
+from cloud.auth.models import CustomerTokenKeyCreate, Role, TokenAlgorithm
 from cloud.auth.permissions import MemberRole
+from cloud.customers.crud import find_by_public_id
 from cloud.db import session_scope
 from cloud.outbound import AllowList, OutboundPolicy
 from cloud.settings import Settings
@@ -30,6 +32,7 @@ from shared.presence import (
 from shared.pseudonym import Pseudonymizer, TenantKey
 from shared.status import GatewayStatus
 from shared.topics import TopicChannel, gateway_topic
+from tests.support.shop_backend import ShopBackend
 
 KEY_ID = "k1"
 KEY_SECRET = "3c" * 32
@@ -196,3 +199,30 @@ def console_login(client: TestClient, email: str, password: str = CONSOLE_PASSWO
 #: The outbound rules as the tests' local servers need them: this machine's 127.0.0.1
 #: allowed explicitly (plain http included), everything else as in production.
 LOCAL_SERVERS = OutboundPolicy(allow=AllowList.parse(["127.0.0.1/32"]))
+
+
+def register_shop_backend(
+    engine: Engine, *, tenant: str, kid: str = "shop-key-1",
+    algorithm: TokenAlgorithm = TokenAlgorithm.ES256,
+) -> ShopBackend:
+    """A signing key of the tenant's backend, its public half registered (as
+    `vitrina-cloud customer-tokens add` does)."""
+    backend = ShopBackend.new(tenant, kid=kid, algorithm=algorithm)
+    with session_scope(engine) as session:
+        add_token_key(
+            session, tenant=tenant, created_by="test", now=datetime(2026, 1, 1, tzinfo=UTC),
+            data=CustomerTokenKeyCreate(kid=kid, algorithm=algorithm,
+                                        public_key_pem=backend.public_key_pem),
+        )
+        session.commit()
+    return backend
+
+
+def customer_number(engine: Engine, *, tenant: str, public_id: str) -> int:
+    """The database's number of the customer the API names `public_id` (what the workers
+    and the back office's reports use)."""
+    with session_scope(engine) as session:
+        customer = find_by_public_id(session, tenant=tenant, public_id=public_id)
+        assert customer is not None
+        assert customer.id is not None
+        return customer.id

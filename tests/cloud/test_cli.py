@@ -19,6 +19,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import select
 from typer.testing import CliRunner, Result
 
+from cloud.audit import entries
 from cloud.auth.keys import hash_key, key_id_of
 from cloud.channels.fcm import FcmSettings
 from cloud.cli import app
@@ -190,6 +191,43 @@ def test_keys_create_refuses_what_makes_no_sense(
     assert result.stdout == ""
 
 
+def test_customer_token_keys_are_added_listed_and_retired_with_an_audit_trail(
+    migrated_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def run(*arguments: str) -> Result:
+        return invoke(["customer-tokens", *arguments], database_url=migrated_url,
+                      tenant=tenant, monkeypatch=monkeypatch)
+
+    private_key = tmp_path / "backend.pem"
+    made = run("keygen", "--private-key", str(private_key), "--algorithm", "EdDSA")
+    assert made.exit_code == 0, made.output
+    public_key = tmp_path / "backend.pub"
+    public_key.write_text(made.stdout)
+    assert "PRIVATE KEY" not in made.stdout
+    assert run("keygen", "--private-key", str(private_key)).exit_code == 1  # not overwritten
+    added = run("add", "--tenant", tenant, "--kid", "k-1", "--public-key", str(public_key),
+                "--algorithm", "EdDSA")
+    assert added.exit_code == 0, added.output
+    assert run("add", "--tenant", tenant, "--kid", "k-1", "--public-key", str(public_key),
+               "--algorithm", "EdDSA").exit_code == 2  # a kid is never reused
+    refused = run("add", "--tenant", tenant, "--kid", "k-2", "--public-key", str(private_key),
+                  "--algorithm", "EdDSA")
+    assert refused.exit_code == 2
+    assert "private key" in refused.output
+    assert run("retire", "--tenant", tenant, "k-1").exit_code == 0
+    assert run("retire", "--tenant", tenant, "nothing").exit_code == 1
+    listed = run("list", "--tenant", tenant).stdout.splitlines()
+    assert [line.split()[:2] for line in listed[1:]] == [["k-1", "EdDSA"]]
+    assert listed[1].split()[-1] != "-"  # retired
+    engine = make_engine(migrated_url)
+    try:
+        with session_scope(engine) as session:
+            actions = [entry.action for entry in entries(session, tenant=tenant, limit=10)]
+    finally:
+        engine.dispose()
+    assert actions == ["token_key.retire", "token_key.create"]
+
+
 def test_keys_on_an_unmigrated_database_say_what_to_do(
     tmp_path: Path, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,9 +253,13 @@ def test_keys_bootstrap_prints_an_operator_key_and_the_hash_to_configure(
 
 
 def create_key_with_the_command(env: dict[str, str], *arguments: str) -> str:
+    return cloud_command(env, "keys", "create", *arguments)
+
+
+def cloud_command(env: dict[str, str], *arguments: str) -> str:
+    """`vitrina-cloud <arguments>` in a process of its own; its standard output."""
     result = subprocess.run(
-        [sys.executable, "-c", "from cloud.cli import main; main()", "keys", "create",
-         *arguments],
+        [sys.executable, "-c", "from cloud.cli import main; main()", *arguments],
         env=env, capture_output=True, text=True, timeout=WAIT_S * 3, check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -268,7 +310,22 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     back_office = httpx.Client(headers={"Authorization": f"Bearer {admin_key}"})
     api = f"{base}/tenants/{tenant}"
     assert httpx.post(f"{api}/customers", json={"first_name": "Juan"}).status_code == 401
+    # The shop's backend makes its signing key and registers the public half; the app's
+    # user signs in with a token it signs (`vitrina-cloud customer-tokens`).
+    private_key = tmp_path / "customer-tokens.pem"
+    public_key = tmp_path / "customer-tokens.pub"
+    public_key.write_text(cloud_command(env, "customer-tokens", "keygen",
+                                        "--private-key", str(private_key)) + "\n")
+    assert private_key.stat().st_mode & 0o777 == 0o600
+    cloud_command(env, "customer-tokens", "add", "--tenant", tenant, "--kid", "backend-1",
+                  "--public-key", str(public_key))
+    assert "backend-1" in cloud_command(env, "customer-tokens", "list", "--tenant", tenant)
+    signed = cloud_command(env, "customer-tokens", "sign", "--tenant", tenant,
+                           "--kid", "backend-1", "--private-key", str(private_key),
+                           "--subject", "shop-user-juan")
+    shop_app.headers["X-Customer-Token"] = signed
     customer = shop_app.post(f"{api}/customers", json={"first_name": "Juan"}).json()
+    assert customer["external_id"] == "shop-user-juan"
     url = f"{api}/customers/{customer['id']}"
     for channel in ("push", "location_marketing"):
         shop_app.post(f"{url}/consent", json={"channel": channel, "granted": True, "source": "app"})
@@ -306,6 +363,7 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     log = (tmp_path / "serve.log").read_text(errors="replace")
     for key in (admin_key, app_key):
         assert key.split("_", 2)[2] not in log
+    assert signed.rsplit(".", 1)[1] not in log  # a customer token is a credential too
     records = [json.loads(line) for line in log.splitlines() if line.strip()]
     assert any(record["logger"] == "cloud.ingest.consumer" for record in records)
     assert all({"ts", "level", "logger", "msg"} <= record.keys() for record in records)

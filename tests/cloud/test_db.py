@@ -1,3 +1,4 @@
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -198,5 +199,41 @@ def test_messages_queued_before_0015_get_their_journeys_consent_context(
             rows = session.exec(select(Message).order_by(col(Message.id))).all()
             found = [(row.id, row.location_based, row.consent_requested_at) for row in rows]
         assert found == [(1, True, None), (2, False, start), (3, False, None), (4, False, None)]
+    finally:
+        engine.dispose()
+
+
+def test_0024_gives_every_customer_a_random_public_id_and_keeps_what_points_at_them(
+    database_url: str,
+) -> None:
+    """Customers made before public ids get one each, distinct and not their number; on
+    SQLite the customer table is altered in place, so nothing that cascades from it (a
+    consent answer here) goes, on the way up or down."""
+    migrate(database_url, "0023")
+    engine = make_engine(database_url)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            for number in (1, 2, 3):
+                connection.execute(text(
+                    "INSERT INTO customer (id, tenant, attributes, created_at, updated_at)"
+                    " VALUES (:id, 'shop', '{}', :at, :at)"), {"id": number, "at": at})
+            connection.execute(text(
+                "INSERT INTO consent (customer_id, channel, granted, source, given_at,"
+                " recorded_at) VALUES (1, 'push', :yes, 'app', :at, :at)"),
+                {"yes": True, "at": at})
+        migrate(database_url, "0024")
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT public_id, anonymous FROM customer ORDER BY id")).all()
+            consents = connection.execute(text("SELECT count(*) FROM consent")).scalar()
+        public_ids = [public_id for public_id, _anonymous in rows]
+        assert len(set(public_ids)) == 3
+        assert all(re.fullmatch(r"cus_[0-9a-f]{32}", public_id) for public_id in public_ids)
+        assert [bool(anonymous) for _public_id, anonymous in rows] == [False] * 3
+        assert consents == 1
+        downgrade(database_url, "0023")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM consent")).scalar() == 1
     finally:
         engine.dispose()

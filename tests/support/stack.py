@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ import httpx
 from edge.captures import CAPTURES_DIR, DEMO_APP_IBEACON_UUID, DEMO_APP_SERVICE_UUID
 from provisioning.local_broker import LocalBroker, free_port
 from sandbox.fcm import FcmSandbox, make_token
+from tests.support.shop_backend import ShopBackend
 
 CAPTURE = CAPTURES_DIR / "demo.pcapng"
 #: The store and gateway the replayed capture is published as.
@@ -44,6 +46,8 @@ class Stack:
     app_key: str
     #: The orchestrator's environment, for running its commands against the same database.
     environment: dict[str, str]
+    #: The shop's backend: its key signs the customer tokens the app sends.
+    backend: ShopBackend
 
     def as_app(self) -> httpx.Client:
         """What the shop's app holds: a key that can sign shoppers up, nothing more."""
@@ -127,7 +131,8 @@ def running_stack(
         logs.mkdir()
         unstarted = Stack(tenant=tenant, api=f"http://127.0.0.1:{api_port}",
                           database_url=database_url, fcm=fcm, logs=logs, admin_key="",
-                          app_key="", environment=environment)
+                          app_key="", environment=environment,
+                          backend=ShopBackend.new(tenant))
         unstarted.command("migrate")
         admin_key = unstarted.command("keys", "create", "--tenant", tenant, "--role", "admin",
                                       "--name", "back office").strip()
@@ -143,6 +148,12 @@ def running_stack(
                 headers={"Authorization": f"Bearer {admin_key}"},
             )
             assert issued.status_code == 201, issued.text
+            signing = httpx.post(
+                f"{unstarted.api}/tenants/{tenant}/customer-token-keys",
+                json=unstarted.backend.registration(),
+                headers={"Authorization": f"Bearer {admin_key}"},
+            )
+            assert signing.status_code == 201, signing.text
             yield dataclasses.replace(unstarted, admin_key=admin_key,
                                       app_key=issued.json()["key"])
         finally:
@@ -150,24 +161,35 @@ def running_stack(
 
 
 def register(stack: Stack, *, name: str, install_id: str, location_consent: bool) -> str:
-    """Sign a shopper up the way the shop's app does; return the push token."""
+    """Sign a shopper up the way the shop's app does; return the push token. Before its
+    user signs in the app holds only its public key: an anonymous installation with the
+    phone's push token and beacon id. At sign-in the shop's backend signs a customer
+    token; with it the app makes the customer, claims the installation, and records
+    consent."""
     base = f"{stack.api}/tenants/{stack.tenant}/customers"
     token = make_token(name)
     with stack.as_app() as client:
-        created = client.post(base, json={"email": f"{name}@example.com", "first_name": name})
-        assert created.status_code == 201, created.text
-        customer = created.json()["id"]
-        for channel, granted in (("push", True), ("location_marketing", location_consent)):
-            answer = client.post(
-                f"{base}/{customer}/consent",
-                json={"channel": channel, "granted": granted, "source": "app.signup"},
-            )
-            assert answer.status_code == 201, answer.text
+        installation = client.post(base, json={})
+        assert installation.status_code == 201, installation.text
+        installation_id = installation.json()["id"]
         for device in (
             {"kind": "fcm", "token": token},
             {"kind": "app_beacon", "install_id": install_id},
         ):
-            answer = client.post(f"{base}/{customer}/devices", json=device)
+            answer = client.post(f"{base}/{installation_id}/devices", json=device)
+            assert answer.status_code == 201, answer.text
+        signed_in = stack.backend.headers(f"shop-user-{name}", now=datetime.now(UTC))
+        created = client.post(base, headers=signed_in, json={
+            "email": f"{name}@example.com", "first_name": name,
+            "installation_id": installation_id,
+        })
+        assert created.status_code == 201, created.text
+        customer = created.json()["id"]
+        for channel, granted in (("push", True), ("location_marketing", location_consent)):
+            answer = client.post(
+                f"{base}/{customer}/consent", headers=signed_in,
+                json={"channel": channel, "granted": granted, "source": "app.signup"},
+            )
             assert answer.status_code == 201, answer.text
     return token
 

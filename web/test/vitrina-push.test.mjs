@@ -18,11 +18,12 @@ test("registration body is what the devices endpoint accepts, nothing more", () 
 });
 
 test("devices URL escapes tenant and customer", () => {
-  assert.equal(devicesUrl("https://api.example/", "shop a", 7), "https://api.example/tenants/shop%20a/customers/7/devices");
+  assert.equal(devicesUrl("https://api.example/", "shop a", "cus_0f"), "https://api.example/tenants/shop%20a/customers/cus_0f/devices");
   assert.equal(publicKeyUrl("https://api.example", "shop a"), "https://api.example/tenants/shop%20a/web-push/public-key");
 });
 
 test("the app key goes in a bearer header, and only when given", () => {
   assert.deepEqual(apiHeaders("vk_abc_def"), { "Content-Type": "application/json", Authorization: "Bearer vk_abc_def" });
   assert.deepEqual(apiHeaders(undefined), { "Content-Type": "application/json" });
+  assert.deepEqual(apiHeaders("vk_abc_def", "eyJ.a.b"), { "Content-Type": "application/json", Authorization: "Bearer vk_abc_def", "X-Customer-Token": "eyJ.a.b" });
 });

@@ -7,6 +7,7 @@ fails `test_every_route_is_in_the_policy`, so none can be left open by accident.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,16 +29,27 @@ from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
 from cloud.metrics import REGISTRY
-from tests.cloud.factories import KEY_ID, KEY_SECRET, OPERATOR_KEY, cloud_settings
+from tests.cloud.factories import (
+    KEY_ID,
+    KEY_SECRET,
+    OPERATOR_KEY,
+    cloud_settings,
+    register_shop_backend,
+)
+from tests.support.shop_backend import ShopBackend
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OTHER_TENANT = "other-shop"
 PASSWORD = "correct horse battery staple"
 
 #: Who may call each kind of route, spelled out here rather than read from the code's
-#: grants: API keys by role, console members by their role in the tenant.
+#: grants: API keys by role, console members by their role in the tenant. "app" is the
+#: app key with the path customer's token (`test_an_app_key_alone_reaches_only_...` has
+#: what an app key alone may do).
 CREATE_CUSTOMERS = frozenset({"admin", "app", "owner"})
 READ_CUSTOMERS = frozenset({"admin", "owner", "marketer"})
+#: One customer's profile: the back office's readers, and the app signed in as them.
+PROFILE = READ_CUSTOMERS | {"app"}
 ERASE = frozenset({"admin", "owner"})
 #: The app acting for its shopper (and the back office).
 APP_OR_ADMIN = frozenset({"admin", "app", "owner"})
@@ -76,9 +88,10 @@ class Route:
 
 
 POLICY = [
-    Route("POST", "/tenants/{tenant}/customers", CREATE_CUSTOMERS, 201, {"first_name": "Ana"}),
+    # An anonymous installation for an app key alone; a customer for the back office.
+    Route("POST", "/tenants/{tenant}/customers", CREATE_CUSTOMERS, 201, {"locale": "es-ES"}),
     Route("GET", "/tenants/{tenant}/customers", READ_CUSTOMERS, 200),
-    Route("GET", CUSTOMER, READ_CUSTOMERS, 200),
+    Route("GET", CUSTOMER, PROFILE, 200),
     Route("DELETE", CUSTOMER, ERASE, 200),
     Route("POST", f"{CUSTOMER}/consent", APP_OR_ADMIN, 201,
           {"channel": "push", "granted": True, "source": "app"}),
@@ -99,11 +112,14 @@ POLICY = [
           {"role": "app", "name": "web shop"}),
     Route("GET", "/tenants/{tenant}/api-keys", KEYS, 200),
     Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", KEYS, 200),
+    Route("GET", "/tenants/{tenant}/customer-token-keys", KEYS, 200),
     Route("GET", "/dead-letters", OPERATOR, 200),
     Route("GET", "/tenants/{tenant}/dead-letters", READ_CONFIG, 200),
     # The routes below answer an allowed caller with 404 (nothing by that key) or 422 (no
     # body): what matters here is that the key got the caller that far, or not.
     Route("GET", "/tenants/{tenant}/analytics/funnel", ANALYTICS, 422),
+    Route("POST", "/tenants/{tenant}/customer-token-keys", KEYS, 422, {"kid": "k"}),
+    Route("DELETE", "/tenants/{tenant}/customer-token-keys/{kid}", KEYS, 404),
     Route("PUT", "/tenants/{tenant}/complements", MARKETING, 422),
     Route("GET", "/tenants/{tenant}/complements", READ_CONFIG, 200),
     Route("GET", f"{CUSTOMER}/coupons", COUPONS, 200),
@@ -153,6 +169,7 @@ POLICY = [
 #: What the shop's app may do, and nothing else.
 APP_MAY = {
     ("POST", "/tenants/{tenant}/customers"),
+    ("GET", CUSTOMER),
     ("POST", f"{CUSTOMER}/consent"),
     ("GET", f"{CUSTOMER}/consent"),
     ("POST", f"{CUSTOMER}/devices"),
@@ -191,19 +208,23 @@ class Api:
     engine: Engine
     tenant: str
     keys: dict[str, str]
+    #: The tenant's backend, signing tokens for the customers the calls are about.
+    backend: ShopBackend
     members: dict[str, Signed] = field(default_factory=dict)
     responses: list[httpx.Response] = field(default_factory=list)
     #: Keys made through the API, each with the one response allowed to show it.
     created: list[tuple[str, httpx.Response]] = field(default_factory=list)
 
-    def fresh_customer(self) -> int:
+    def fresh_customer(self) -> tuple[str, str]:
+        """A signed-in customer: their public id, and the shop's id of them."""
+        external_id = f"juan-{secrets.token_hex(6)}"
         with session_scope(self.engine) as session:
             customer = create_customer(
-                session, tenant=self.tenant, data=CustomerCreate(first_name="Juan"), now=NOW
+                session, tenant=self.tenant, now=NOW,
+                data=CustomerCreate(first_name="Juan", external_id=external_id),
             )
             session.commit()
-            assert customer.id is not None
-            return customer.id
+            return customer.public_id, external_id
 
     def fresh_key(self, role: Role = Role.APP, tenant: str | None = None) -> str:
         with session_scope(self.engine) as session:
@@ -216,18 +237,25 @@ class Api:
         return key
 
     def call(self, route: Route, *, authorization: str | None = None,
-             member: Signed | None = None, csrf: bool = True) -> httpx.Response:
+             member: Signed | None = None, csrf: bool = True, customer_token: bool = True
+             ) -> httpx.Response:
         """`route` with a customer and a key of its own, so that erasing or revoking
         one does not change what the next call sees; as a key (`authorization`) or as a
-        console member (with the session's CSRF token unless `csrf` is false)."""
+        console member (with the session's CSRF token unless `csrf` is false). A route
+        about one customer (or their message) also gets that customer's token unless
+        `customer_token` is false: every caller sends it, only app keys need it."""
         victim = self.fresh_key()
+        customer_id, external_id = self.fresh_customer()
         path = route.path.format(
-            tenant=self.tenant, customer_id=self.fresh_customer(),
+            tenant=self.tenant, customer_id=customer_id,
             key_id=victim.split("_", 2)[1], key="nothing-here", geofence_id="nothing-here",
             channel="push", locale="en-GB", message_id=999_999, member_id=999_999,
             invitation_id=999_999, store="nothing-here", gateway="nothing-here",
+            kid="nothing-here",
         )
         headers = {"Authorization": authorization} if authorization is not None else {}
+        if customer_token and ("{customer_id}" in route.path or "{message_id}" in route.path):
+            headers |= self.backend.headers(external_id, now=NOW)
         if member is not None:
             headers["Cookie"] = f"{SESSION_COOKIE}={member.token}"
             if csrf:
@@ -260,7 +288,8 @@ def api(engine: Engine, migrated_url: str, tenant: str) -> Iterator[Api]:
         tenant=tenant, database_url=migrated_url, tenants={tenant: secret, OTHER_TENANT: secret}
     )
     with TestClient(create_app(settings, engine=engine, now=lambda: NOW)) as client:
-        api = Api(client=client, engine=engine, tenant=tenant, keys={})
+        api = Api(client=client, engine=engine, tenant=tenant, keys={},
+                  backend=register_shop_backend(engine, tenant=tenant))
         for name, role, owner in [
             ("admin", Role.ADMIN, tenant), ("app", Role.APP, tenant),
             ("other admin", Role.ADMIN, OTHER_TENANT), ("other app", Role.APP, OTHER_TENANT),
@@ -353,6 +382,23 @@ def test_the_app_role_can_do_exactly_its_list(api: Api) -> None:
         if api.call(route, authorization=f"Bearer {api.keys['app']}").status_code < 400
     }
     assert done == APP_MAY
+
+
+def test_an_app_key_alone_reaches_only_an_anonymous_installation(api: Api) -> None:
+    """Without the customer's token an app key is refused (401, naming the header) on
+    every route about a customer or a message; it still makes anonymous installations."""
+    app = f"Bearer {api.keys['app']}"
+    done = set()
+    for route in POLICY:
+        response = api.call(route, authorization=app, customer_token=False)
+        if response.status_code < 400:
+            done.add((route.method, route.path))
+        elif route.id in {f"{method} {path}" for method, path in APP_MAY} | {
+                "POST /tenants/{tenant}/messages/{message_id}/opened"}:
+            assert response.status_code == 401, (route.id, response.text)
+            assert "X-Customer-Token" in response.json()["detail"]
+    assert done == {("POST", "/tenants/{tenant}/customers"),
+                    ("GET", "/tenants/{tenant}/web-push/public-key")}
 
 
 def test_keys_appear_nowhere_but_in_their_creation_response(

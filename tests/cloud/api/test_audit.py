@@ -23,6 +23,7 @@ from tests.cloud.factories import (
     issue_key,
 )
 from tests.cloud.offers.factories import offer_body
+from tests.support.shop_backend import ShopBackend
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OWNER = "owner@shop.example"
@@ -53,7 +54,7 @@ def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClien
         yield test_client
 
 
-def writes(tenant: str, customer: int, key_id: str, member: int) -> list[
+def writes(tenant: str, customer: str, key_id: str, member: int) -> list[
         tuple[str, str, str, Any, str, str]]:
     """Each configuration change the API makes: method, route, path, body, and the
     action and target its entry names."""
@@ -96,6 +97,11 @@ def writes(tenant: str, customer: int, key_id: str, member: int) -> list[
          "key.create", "key:"),
         ("DELETE", "/api-keys/{key_id}", f"{base}/api-keys/{key_id}", None, "key.revoke",
          f"key:{key_id}"),
+        ("POST", "/customer-token-keys", f"{base}/customer-token-keys",
+         ShopBackend.new(tenant, kid="k-1").registration(), "token_key.create",
+         "token_key:k-1"),
+        ("DELETE", "/customer-token-keys/{kid}", f"{base}/customer-token-keys/k-1", None,
+         "token_key.retire", "token_key:k-1"),
         ("POST", "/members/invitations", f"{base}/members/invitations",
          {"email": "new@shop.example", "role": "analyst"}, "member.invite", "invitation:"),
         ("DELETE", "/members/invitations/{invitation_id}", f"{base}/members/invitations/1",

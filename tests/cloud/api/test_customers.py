@@ -33,10 +33,12 @@ def client(
         yield test_client
 
 
-def new_customer(client: TestClient, tenant: str, **fields: object) -> int:
+def new_customer(client: TestClient, tenant: str, **fields: object) -> str:
+    """A customer made by the back office; its public id."""
     response = client.post(f"/tenants/{tenant}/customers", json={"first_name": "Juan", **fields})
     assert response.status_code == 201, response.text
-    return int(response.json()["id"])
+    public_id: str = response.json()["id"]
+    return public_id
 
 
 def test_customer_lifecycle(client: TestClient, tenant: str) -> None:

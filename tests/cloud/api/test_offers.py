@@ -12,7 +12,7 @@ from cloud.auth.models import Role
 from cloud.db import session_scope
 from cloud.offers import crud
 from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from tests.cloud.factories import bearer, cloud_settings, issue_key
+from tests.cloud.factories import bearer, cloud_settings, customer_number, issue_key
 from tests.cloud.offers.factories import NOW, offer_body, refused
 
 SECRET = "whsec-offers-0123456789"
@@ -102,7 +102,8 @@ def test_terms_are_fixed_once_a_coupon_is_issued(
     with session_scope(engine) as session:
         offer = crud.get_offer(session, tenant=tenant, key="dryers-20")
         assert offer is not None
-        crud.issue_coupon(session, tenant=tenant, customer_id=customer.json()["id"], offer=offer,
+        number = customer_number(engine, tenant=tenant, public_id=customer.json()["id"])
+        crud.issue_coupon(session, tenant=tenant, customer_id=number, offer=offer,
                           valid_for=timedelta(days=1), idempotency_key="k", now=NOW)
         session.commit()
     refused_change = client.put(url, json=offer_body(discount_percent=30))
@@ -144,8 +145,11 @@ def test_an_order_webhook_redeems_a_coupon_once(
     with session_scope(engine) as session:
         offer = crud.get_offer(session, tenant=tenant, key="dryers-20")
         assert offer is not None
-        coupon = crud.issue_coupon(session, tenant=tenant, customer_id=customer_id, offer=offer,
-                                   valid_for=timedelta(hours=24), idempotency_key="k", now=NOW)
+        coupon = crud.issue_coupon(
+            session, tenant=tenant, offer=offer, valid_for=timedelta(hours=24),
+            customer_id=customer_number(engine, tenant=tenant, public_id=customer_id),
+            idempotency_key="k", now=NOW,
+        )
         assert coupon is not None
         session.commit()
     coupons_url = f"/tenants/{tenant}/customers/{customer_id}/coupons"
@@ -175,8 +179,9 @@ def test_an_offers_coupons_are_counted_by_state_newest_first(
     assert client.put(url, json=offer_body()).status_code == 201
     assert client.get(f"{url}/coupons").json() == {
         "issued": 0, "active": 0, "redeemed": 0, "expired": 0, "newest": []}
-    customers = [client.post(f"/tenants/{tenant}/customers", json=body).json()["id"]
-                 for body in ({"external_id": "shop-42"}, {}, {})]  # the first orders
+    customers = [customer_number(engine, tenant=tenant, public_id=client.post(
+        f"/tenants/{tenant}/customers", json=body).json()["id"])
+        for body in ({"external_id": "shop-42"}, {}, {})]  # the first orders
     with session_scope(engine) as session:
         offer = crud.get_offer(session, tenant=tenant, key="dryers-20")
         assert offer is not None
@@ -203,8 +208,9 @@ def test_an_offers_coupons_are_counted_by_state_newest_first(
 def test_a_customers_coupons_are_readable_with_an_app_key_and_offers_are_not(
     client: TestClient, tenant: str, engine: Engine
 ) -> None:
-    customer_id = client.post(f"/tenants/{tenant}/customers", json={}).json()["id"]
     app = bearer(issue_key(engine, tenant=tenant, role=Role.APP))
+    # The app's own installation (customers signed in need their token: test_customer_tokens).
+    customer_id = client.post(f"/tenants/{tenant}/customers", json={}, headers=app).json()["id"]
     assert client.get(f"/tenants/{tenant}/customers/{customer_id}/coupons",
                       headers=app).json() == []
     assert client.get(f"/tenants/{tenant}/offers", headers=app).status_code == 403

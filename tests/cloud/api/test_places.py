@@ -3,7 +3,9 @@ instances on one database agreeing on geofences and on who is inside."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,8 +18,16 @@ from cloud.auth.models import Role
 from cloud.db import session_scope
 from cloud.places.models import GeofencePresence, RecentFix
 from cloud.triggers import Trigger
-from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
+from tests.cloud.factories import (
+    Clock,
+    bearer,
+    cloud_settings,
+    customer_number,
+    issue_key,
+    register_shop_backend,
+)
 from tests.cloud.places.factories import at_offset
+from tests.support.shop_backend import ShopBackend
 
 MADRID = (40.4168, -3.7038)
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -49,18 +59,39 @@ def fix(east_m: float, accuracy_m: float = 5.0, **fields: object) -> dict[str, o
     return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, **fields}
 
 
-def new_customer(client: TestClient, tenant: str, *, location: bool | None = True) -> int:
-    """A customer whose answer on location-based marketing is `location` (None: never
-    asked)."""
-    response = client.post(f"/tenants/{tenant}/customers", json={"first_name": "Juan"})
+@dataclass(frozen=True)
+class Made:
+    """A customer as the API names them, as the database numbers them, and the token
+    headers the app sends for them."""
+
+    id: str
+    number: int
+    token: dict[str, str]
+
+
+@pytest.fixture
+def backend(engine: Engine, tenant: str) -> ShopBackend:
+    """The shop's backend, signing its customers' tokens for the app."""
+    return register_shop_backend(engine, tenant=tenant)
+
+
+def new_customer(client: TestClient, tenant: str, engine: Engine, backend: ShopBackend, *,
+                 location: bool | None = True) -> Made:
+    """A customer the back office made, who signs in to the app with `backend`'s tokens,
+    and whose answer on location-based marketing is `location` (None: never asked)."""
+    external_id = f"juan-{secrets.token_hex(4)}"
+    response = client.post(f"/tenants/{tenant}/customers",
+                           json={"first_name": "Juan", "external_id": external_id})
     assert response.status_code == 201, response.text
-    customer = int(response.json()["id"])
+    made = Made(id=response.json()["id"],
+                number=customer_number(engine, tenant=tenant, public_id=response.json()["id"]),
+                token=backend.headers(external_id, now=NOW))
     if location is not None:
-        answer(client, tenant, customer, granted=location)
-    return customer
+        answer(client, tenant, made.id, granted=location)
+    return made
 
 
-def answer(client: TestClient, tenant: str, customer: int, *, granted: bool) -> None:
+def answer(client: TestClient, tenant: str, customer: str, *, granted: bool) -> None:
     response = client.post(f"/tenants/{tenant}/customers/{customer}/consent", json={
         "channel": "location_marketing", "granted": granted, "source": "app"})
     assert response.status_code == 201, response.text
@@ -130,17 +161,20 @@ def test_admins_manage_stores_and_geofences(admin: TestClient, tenant: str) -> N
 
 
 def test_app_instances_agree_on_geofences_and_stays(
-    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
+    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient,
+    backend: ShopBackend,
 ) -> None:
     """Two create_app on one database stand for two API processes: each has its own
     index, rebuilt when the tenant's version moves, and the stays are in the database."""
     base = f"/tenants/{tenant}"
     admin.put(f"{base}/stores/madrid-01",
               json={"name": "Madrid Centro", "time_zone": "Europe/Madrid"})
-    customer = new_customer(admin, tenant)
-    locations = f"{base}/customers/{customer}/locations"
+    customer = new_customer(admin, tenant, engine, backend)
+    locations = f"{base}/customers/{customer.id}/locations"
     with app_client(engine, migrated_url, tenant, clock, Role.APP) as app_one, \
             app_client(engine, migrated_url, tenant, clock, Role.APP) as app_two:
+        app_one.headers.update(customer.token)
+        app_two.headers.update(customer.token)
         assert app_one.post(locations, json=fix(0.0)).json()["geofence_version"] == 0
         assert admin.put(f"{base}/geofences/centro", json=CIRCLE).status_code == 200
         entered = app_two.post(locations, json=fix(0.0))
@@ -171,13 +205,13 @@ def test_app_instances_agree_on_geofences_and_stays(
         assert batch["inside"] == []
         assert app_two.get(f"{base}/geofences").status_code == 403  # an app key: no admin
     with session_scope(engine) as session:
-        kinds = session.exec(select(Trigger.kind).where(Trigger.customer_id == customer)
+        kinds = session.exec(select(Trigger.kind).where(Trigger.customer_id == customer.number)
                              .where(Trigger.kind != "customer.signup")
                              .order_by(col(Trigger.id))).all()
     assert kinds == ["geofence.enter", "geofence.dwell", "geofence.exit"]
 
-    customer = new_customer(admin, tenant)
-    locations = f"{base}/customers/{customer}/locations"
+    customer = new_customer(admin, tenant, engine, backend)
+    locations = f"{base}/customers/{customer.id}/locations"
     for body in ({"lat": 91.0, "lon": 0.0, "accuracy_m": 5.0},
                  {**fix(0.0), "accuracy_m": -1.0},
                  {**fix(0.0), "at": "2026-06-01T10:00:00"},  # naive
@@ -190,41 +224,43 @@ def test_app_instances_agree_on_geofences_and_stays(
 
 
 def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
-    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient
+    engine: Engine, migrated_url: str, tenant: str, clock: Clock, admin: TestClient,
+    backend: ShopBackend,
 ) -> None:
     """The app reports for three customers; the map gets the fixes of those who granted
     location-based marketing, by id only, until consent goes or a day passes."""
     base = f"/tenants/{tenant}"
-    yes, unanswered, withdrawn = (new_customer(admin, tenant, location=location)
+    yes, unanswered, withdrawn = (new_customer(admin, tenant, engine, backend, location=location)
                                   for location in (True, None, True))
     with app_client(engine, migrated_url, tenant, clock, Role.APP) as app:
         for customer in (yes, unanswered, withdrawn):
-            response = app.post(f"{base}/customers/{customer}/locations", json=[
-                fix(0.0, at=(NOW - timedelta(minutes=5)).isoformat()), fix(20.0)])
+            response = app.post(f"{base}/customers/{customer.id}/locations", json=[
+                fix(0.0, at=(NOW - timedelta(minutes=5)).isoformat()), fix(20.0)],
+                headers=customer.token)
             assert response.status_code == (403 if customer == unanswered else 200)
         assert app.get(f"{base}/locations/recent").status_code == 403  # the app: no
     shown = admin.get(f"{base}/locations/recent").json()
     assert [(row["customer_id"], row["at"][:19]) for row in shown["fixes"]] == [
-        (withdrawn, "2026-06-01T10:00:00"), (yes, "2026-06-01T10:00:00"),
-        (withdrawn, "2026-06-01T09:55:00"), (yes, "2026-06-01T09:55:00")]
+        (withdrawn.number, "2026-06-01T10:00:00"), (yes.number, "2026-06-01T10:00:00"),
+        (withdrawn.number, "2026-06-01T09:55:00"), (yes.number, "2026-06-01T09:55:00")]
     assert set(shown["fixes"][0]) == {"customer_id", "lat", "lon", "accuracy_m", "at"}
     assert (shown["since"][:19], shown["limit"]) == ("2026-05-31T10:00:00", 500)
     # withdrawing consent forgets the kept fixes at once
-    assert admin.post(f"{base}/customers/{withdrawn}/consent", json={
+    assert admin.post(f"{base}/customers/{withdrawn.id}/consent", json={
         "channel": "location_marketing", "granted": False, "source": "app"},
     ).status_code == 201
     assert {row["customer_id"] for row in admin.get(f"{base}/locations/recent").json()[
-        "fixes"]} == {yes}
+        "fixes"]} == {yes.number}
     with session_scope(engine) as session:
         kept = session.exec(select(RecentFix.customer_id).distinct()).all()
-    assert kept == [yes]
+    assert kept == [yes.number]
     # a day on, nothing is shown (the worker's retention deletes the rows)
     clock.now = NOW + timedelta(days=1, seconds=1)
     assert admin.get(f"{base}/locations/recent").json()["fixes"] == []
 
 
 def test_location_is_processed_only_with_a_recorded_yes(
-    engine: Engine, tenant: str, clock: Clock, admin: TestClient
+    engine: Engine, tenant: str, clock: Clock, admin: TestClient, backend: ShopBackend,
 ) -> None:
     """Silence is not consent: a customer who never answered is refused as one who said
     no, and nothing of the report is stored; a yes lets reports in; withdrawing it
@@ -232,25 +268,25 @@ def test_location_is_processed_only_with_a_recorded_yes(
     base = f"/tenants/{tenant}"
     admin.put(f"{base}/stores/madrid-01", json={"name": "Madrid Centro", "time_zone": "UTC"})
     assert admin.put(f"{base}/geofences/centro", json=CIRCLE).status_code == 200
-    customer = new_customer(admin, tenant, location=None)
-    locations = f"{base}/customers/{customer}/locations"
+    customer = new_customer(admin, tenant, engine, backend, location=None)
+    locations = f"{base}/customers/{customer.id}/locations"
 
     never = admin.post(locations, json=[fix(0.0), fix(10.0)])
     assert never.status_code == 403
     assert never.json()["detail"]["reason"] == "location_consent_missing"
     assert "nothing was stored" in never.json()["detail"]["msg"]
-    assert kept_of(engine, customer) == (0, 0, 0)
+    assert kept_of(engine, customer.number) == (0, 0, 0)
 
-    answer(admin, tenant, customer, granted=True)
+    answer(admin, tenant, customer.id, granted=True)
     accepted = admin.post(locations, json=fix(0.0))
     assert accepted.status_code == 200, accepted.text
     assert [stay["geofence"] for stay in accepted.json()["inside"]] == ["centro"]
-    assert kept_of(engine, customer) == (1, 1, 1)  # inside, on the map, an enter
+    assert kept_of(engine, customer.number) == (1, 1, 1)  # inside, on the map, an enter
 
-    answer(admin, tenant, customer, granted=False)
-    assert kept_of(engine, customer) == (0, 0, 1)  # forgotten; the enter stays a fact
+    answer(admin, tenant, customer.id, granted=False)
+    assert kept_of(engine, customer.number) == (0, 0, 1)  # forgotten; the enter stays a fact
     clock.now = NOW + timedelta(minutes=1)
     withdrawn = admin.post(locations, json=fix(0.0))
     assert withdrawn.status_code == 403
     assert withdrawn.json()["detail"]["reason"] == "location_consent_withdrawn"
-    assert kept_of(engine, customer) == (0, 0, 1)  # nothing new: no second enter
+    assert kept_of(engine, customer.number) == (0, 0, 1)  # nothing new: no second enter

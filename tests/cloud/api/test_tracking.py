@@ -29,7 +29,7 @@ from tests.cloud.delivery.queue_helpers import (
     queue_settings,
     token_for,
 )
-from tests.cloud.factories import Clock, bearer, issue_key
+from tests.cloud.factories import Clock, bearer, issue_key, register_shop_backend
 
 
 @pytest.fixture
@@ -126,7 +126,9 @@ def test_app_opens_attempts_vapid_key_and_the_funnel(
 ) -> None:
     app_key = bearer(issue_key(engine, tenant=tenant, role=Role.APP))
     admin = bearer(issue_key(engine, tenant=tenant))
-    customer = new_customer(engine, tenant)
+    customer = new_customer(engine, tenant, external_id="juan")
+    # The app reports opens for its signed-in customer, with the token the shop signed.
+    as_juan = app_key | register_shop_backend(engine, tenant=tenant).headers("juan", now=NOW)
     ids = queue(engine, *(
         outgoing(tenant, customer, f"f:{n}", step=step, variant=variant)
         for n, (step, variant) in enumerate(
@@ -150,15 +152,16 @@ def test_app_opens_attempts_vapid_key_and_the_funnel(
     clock.now = NOW + timedelta(minutes=10)
     url = f"/tenants/{tenant}/messages/{opened}/opened"
     assert client.post(url).status_code == 401
+    assert client.post(url, headers=app_key).status_code == 401  # no token: nobody's
     reported = client.post(url, json={"opened_at": (NOW + timedelta(minutes=9)).isoformat()},
-                           headers=app_key)
+                           headers=as_juan)
     assert reported.status_code == 200, reported.text
     assert reported.json()["opened_at"].startswith("2026-11-24T10:09:00")
-    again = client.post(url, headers=app_key)  # a second report changes nothing
+    again = client.post(url, headers=as_juan)  # a second report changes nothing
     assert again.json()["opened_at"].startswith("2026-11-24T10:09:00")
-    assert client.post(url, json={"shoe": 1}, headers=app_key).status_code == 422
+    assert client.post(url, json={"shoe": 1}, headers=as_juan).status_code == 422
     assert client.post(f"/tenants/{tenant}/messages/999999/opened",
-                       headers=app_key).status_code == 404
+                       headers=as_juan).status_code == 404
     assert client.get(f"/c/{token_for('f:1')}").status_code == 302
 
     attempts = client.get(f"/tenants/{tenant}/messages/{opened}/attempts", headers=admin)

@@ -57,12 +57,14 @@ def new_customer(
     web_push: Sequence[dict[str, Any]] = (),
     email: str | None = None,
     phone: str | None = None,
+    external_id: str | None = None,
 ) -> int:
     """A customer with granted consent on `consent` and the given addresses."""
     with session_scope(engine) as session:
         customer = crud.create_customer(
             session, tenant=tenant, now=NOW,
-            data=CustomerCreate(email=email, phone=phone, first_name="Juan"),
+            data=CustomerCreate(email=email, phone=phone, first_name="Juan",
+                                external_id=external_id),
         )
         for channel in consent:
             crud.record_consent(session, customer=customer, now=NOW, data=ConsentCreate(

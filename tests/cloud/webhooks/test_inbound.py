@@ -21,7 +21,7 @@ from cloud.webhooks.signing import (
     verify_signature,
 )
 from tests.cloud.delivery.queue_helpers import outgoing
-from tests.cloud.factories import bearer, cloud_settings, issue_key
+from tests.cloud.factories import bearer, cloud_settings, customer_number, issue_key
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SECRET, OLD_SECRET = "whsec-new-0123456789", "whsec-old-9876543210"
@@ -98,7 +98,8 @@ def test_an_order_is_stored_once_with_its_lines(
     assert [(line.sku, line.category, line.quantity, str(line.unit_price)) for line in lines] == [
         ("WM-8KG", "washers", 1, "599.00"), ("HOSE-2M", "accessories", 2, "25.00"),
     ]
-    assert all(line.customer_id == customer["id"] for line in lines)
+    number = customer_number(engine, tenant=tenant, public_id=customer["id"])
+    assert all(line.customer_id == number for line in lines)
     assert len(events) == 2
 
 
@@ -138,7 +139,8 @@ def test_newsletter_double_opt_in_records_email_consent_on_confirmation(
 def test_push_opened_marks_the_message(client: TestClient, tenant: str, engine: Engine) -> None:
     customer = client.post(f"/tenants/{tenant}/customers", json={"external_id": "shop-42"}).json()
     with session_scope(engine) as session:
-        message_id = enqueue(session, now=NOW, outgoing=outgoing(tenant, customer["id"], "k"))
+        number = customer_number(engine, tenant=tenant, public_id=customer["id"])
+        message_id = enqueue(session, now=NOW, outgoing=outgoing(tenant, number, "k"))
         session.commit()
     opened = {"type": "push.opened", "event_id": "p-1", "occurred_at": "2026-11-23T11:59:00Z",
               "customer": {"external_id": "shop-42"}, "message_id": message_id}
