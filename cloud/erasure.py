@@ -53,7 +53,7 @@ def erase_customer(session: Session, *, customer: Customer, now: datetime) -> Er
     counts: dict[str, int] = {}
     counts["presence_events_unlinked"] = unlink_presence(
         session, tenant=customer.tenant,
-        pseudonyms=customer_pseudonyms(session, customer_id=customer.id),
+        pseudonyms=customer_pseudonyms(session, customer_id=customer.id), now=now,
     )
     for name, model in _OWNED:
         column: Any = model.customer_id  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
 """`vitrina-cloud`: migrate the database, run the worker, the API, or both; manage API keys
-and console members."""
+console members and footfall roll-ups."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import typer
 
 from cloud.cli.keys import keys
 from cloud.cli.members import members
+from cloud.cli.rollups import rollups
 from cloud.cli.running import app as running
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(running)
 app.add_typer(keys, name="keys")
 app.add_typer(members, name="members")
+app.add_typer(rollups, name="rollups")
 
 
 def main() -> None:

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, text
+from sqlalchemy import Engine, Table, delete, func, text
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.db import dialect_insert
+from cloud.db import dialect_insert, session_scope
 from cloud.leases import take
+from cloud.metrics import FOOTFALL_ROLLUP_HOURS, FOOTFALL_ROLLUP_LAG_SECONDS
 from cloud.presence.crud import VISIT_GAP, merge_visits
 from cloud.presence.models import (
     WHOLE_STORE,
@@ -285,6 +286,31 @@ def refresh_dirty(session: Session, *, limit: int) -> RefreshOutcome:
         lock_store(session, tenant=tenant, store=store)
         days += rebuild_store_days(session, tenant=tenant, store=store, days=store_days)
     return RefreshOutcome(hours=len(taken), days=days)
+
+
+def refresh_step(engine: Engine, *, limit: int, now: datetime) -> RefreshOutcome:
+    """The worker's step: rebuild marked hours, `limit` per transaction, until none is
+    left that was marked when the step began (what ingest marks meanwhile waits for the
+    next step, so a busy ingest cannot keep a step going); sets the lag gauge."""
+    hours = days = 0
+    while True:
+        with session_scope(engine) as session:
+            outcome = refresh_dirty(session, limit=limit)
+            session.commit()
+        hours, days = hours + outcome.hours, days + outcome.days
+        FOOTFALL_ROLLUP_HOURS.inc(outcome.hours)
+        if outcome.hours < limit:
+            break
+        with session_scope(engine) as session:
+            oldest = oldest_mark(session)
+        if oldest is None or oldest > now:
+            break
+    with session_scope(engine) as session:
+        oldest = oldest_mark(session)
+    FOOTFALL_ROLLUP_LAG_SECONDS.set(
+        max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    )
+    return RefreshOutcome(hours=hours, days=days)
 
 
 def oldest_mark(session: Session) -> datetime | None:
