@@ -321,19 +321,18 @@ def oldest_mark(session: Session) -> datetime | None:
 
 def stores_with_events(session: Session, *, tenant: str, since: datetime,
                        until: datetime) -> list[str]:
-    query = select(PresenceEventRow.store).distinct().where(
+    """Stores with events in [since, until), or roll-ups there (whose events may have
+    gone: those are rebuilt empty)."""
+    with_events = session.exec(select(PresenceEventRow.store).distinct().where(
         col(PresenceEventRow.tenant) == tenant,
         col(PresenceEventRow.first_seen) < until,
         col(PresenceEventRow.last_seen) >= since - VISIT_GAP,
-    )
-    stores = set(session.exec(query).all())
-    for table in (FootfallHour,):
-        stores |= set(session.exec(
-            select(table.store).distinct().where(
-                col(table.tenant) == tenant, col(table.hour) >= since, col(table.hour) < until,
-            )
-        ).all())
-    return sorted(stores)
+    )).all()
+    with_rollups = session.exec(select(FootfallHour.store).distinct().where(
+        col(FootfallHour.tenant) == tenant, col(FootfallHour.hour) >= since,
+        col(FootfallHour.hour) < until,
+    )).all()
+    return sorted(set(with_events) | set(with_rollups))
 
 
 def rebuild_python(session: Session, *, tenant: str, since: date, until: date) -> int:
