@@ -109,7 +109,10 @@ def test_zone_figures_and_the_api(stored: Engine, tenant: str, migrated_url: str
     }]
     assert naive.status_code == 422
     assert mid_day.status_code == 422
-    assert "midnight UTC" in mid_day.json()["detail"][0]["msg"]
+    assert mid_day.json()["detail"] == [{
+        "type": "value_error", "loc": ["query", "since"],
+        "msg": "since must be midnight UTC: footfall is kept per UTC day",
+    }]
 
 
 @pytest.mark.parametrize(("seconds", "bucket"), [(0, "<1m"), (59.9, "<1m"), (60, "1-5m"),
@@ -146,7 +149,8 @@ def test_the_hourly_route(stored: Engine, tenant: str, migrated_url: str) -> Non
         ("tills", at(10), 1)
     ]
     assert half_past.status_code == 422
-    assert "whole hours" in half_past.json()["detail"][0]["msg"]
+    assert half_past.json()["detail"][0]["loc"] == ["query", "since"]
+    assert "since must be a whole hour" in half_past.json()["detail"][0]["msg"]
     assert too_long.status_code == 422
     assert too_long.json()["detail"][0]["msg"] == "the window may be at most 31 days"
     assert bad_zone.status_code == 422
