@@ -49,21 +49,22 @@ _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
 
 def erase_customer(session: Session, *, customer: Customer, now: datetime) -> ErasureRecord:
     """Erase `customer` in the caller's transaction; returns the anonymous record."""
-    counts = delete_customer(session, customer=customer)
+    counts = delete_customer(session, customer=customer, now=now)
     record = ErasureRecord(tenant=customer.tenant, erased_at=now, counts=counts)
     session.add(record)
     session.flush()
     return record
 
 
-def delete_customer(session: Session, *, customer: Customer) -> dict[str, int]:
+def delete_customer(session: Session, *, customer: Customer, now: datetime) -> dict[str, int]:
     """Delete `customer` and all it owns, counted by kind; no record is kept (that is
-    `erase_customer`'s, for an erasure someone asked for)."""
+    `erase_customer`'s, for an erasure someone asked for). `now` marks the footfall hours
+    whose visits the unlinking rewrites."""
     assert customer.id is not None
     counts: dict[str, int] = {}
     counts["presence_events_unlinked"] = unlink_presence(
         session, tenant=customer.tenant,
-        pseudonyms=customer_pseudonyms(session, customer_id=customer.id),
+        pseudonyms=customer_pseudonyms(session, customer_id=customer.id), now=now,
     )
     for name, model in _OWNED:
         column: Any = model.customer_id  # type: ignore[attr-defined]

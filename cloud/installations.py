@@ -11,6 +11,7 @@ the installation, with whatever else it gathered (triggers, journeys), is delete
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -32,7 +33,7 @@ class ClaimError(ValueError):
 
 
 def claim_installation(
-    session: Session, *, customer: Customer, installation: Customer
+    session: Session, *, customer: Customer, installation: Customer, now: datetime
 ) -> dict[str, int]:
     """Move `installation`'s devices and consent answers to `customer` and delete it;
     how many rows of each kind moved. Consent answers keep when they were given, so the
@@ -50,5 +51,5 @@ def claim_installation(
         moved[name] = int(result.rowcount)  # type: ignore[attr-defined]
     session.flush()
     session.expire_all()
-    delete_customer(session, customer=installation)
+    delete_customer(session, customer=installation, now=now)
     return moved

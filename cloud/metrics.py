@@ -118,6 +118,17 @@ GATEWAY_CONFIG_PUBLISHES = Counter(
     ["reason", "outcome"],
     registry=REGISTRY,
 )
+FOOTFALL_ROLLUP_LAG_SECONDS = Gauge(
+    "vitrina_footfall_rollup_lag_seconds",
+    "Age of the oldest hour waiting for its footfall roll-ups to be rebuilt (0: current), "
+    "as the last roll-up step left it",
+    registry=REGISTRY,
+)
+FOOTFALL_ROLLUP_HOURS = Counter(
+    "vitrina_footfall_rollup_hours",
+    "Marked hours whose footfall roll-ups the worker rebuilt",
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

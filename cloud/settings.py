@@ -236,6 +236,19 @@ class IngestSettings(BaseModel):
     receive_maximum: int = Field(default=256, ge=1, le=65535)
 
 
+class AnalyticsSettings(BaseModel):
+    """How the worker keeps the footfall roll-ups current (`cloud.presence.rollups`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: How often the ingest worker rebuilds the hours marked since: the charts run this
+    #: far behind the events at most (plus the rebuild itself).
+    rollup_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    #: Marked hours taken per transaction: their days are rebuilt in it, so this bounds
+    #: how long one holds its stores' roll-ups.
+    rollup_batch_hours: int = Field(default=200, ge=1, le=10_000)
+
+
 #: A tracked link ("<base>/c/<16-character token>") must fit the 60 characters of `link`.
 MAX_PUBLIC_BASE_CHARS = 41
 
@@ -381,6 +394,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     gateways: GatewaySettings = GatewaySettings()
     ingest: IngestSettings = IngestSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     scenarios: ScenarioSettings = ScenarioSettings()
     delivery: DeliverySettings = DeliverySettings()
     tracking: TrackingSettings = TrackingSettings()

@@ -15,6 +15,7 @@ the back office may also use the database's number, which apps never see.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
@@ -161,7 +162,8 @@ def create_customer(
         customer, created = _create(session, now=now, tenant=tenant, data=data,
                                     anonymous=False), True
     if data.installation_id is not None:
-        _claim(session, tenant=tenant, customer=customer, installation_id=data.installation_id)
+        _claim(session, tenant=tenant, customer=customer, installation_id=data.installation_id,
+               now=now)
     session.commit()
     session.refresh(customer)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -220,8 +222,8 @@ def _app_sign_up(
         return found, False
 
 
-def _claim(session: SessionDep, *, tenant: str, customer: Customer, installation_id: str
-           ) -> None:
+def _claim(session: SessionDep, *, tenant: str, customer: Customer, installation_id: str,
+           now: datetime) -> None:
     """Merge the app's anonymous installation into the customer who signed in on it."""
     installation = customers.find_by_public_id(session, tenant=tenant,
                                                public_id=installation_id)
@@ -230,7 +232,7 @@ def _claim(session: SessionDep, *, tenant: str, customer: Customer, installation
             "loc": ["body", "installation_id"], "type": "value_error",
             "msg": "no anonymous installation of this tenant has this id (claimed already?)",
         }])
-    claim_installation(session, customer=customer, installation=installation)
+    claim_installation(session, customer=customer, installation=installation, now=now)
 
 
 @router.post(

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
-from cloud.presence.analytics import FootfallRow, footfall, footfall_hourly
+from cloud.presence.analytics import FootfallRow, WindowError, footfall, footfall_hourly
 from cloud.presence.crud import list_gateways, recent_dead_letters
 from cloud.presence.models import DeadLetterPublic, FootfallHourPublic, GatewayHealthPublic
 from shared.topics import SEGMENT_PATTERN
@@ -22,11 +22,11 @@ router = APIRouter(tags=["presence"])
 operations = APIRouter(tags=["operations"])
 
 
-def _unprocessable(error: ValueError, *, at: str) -> HTTPException:
+def _unprocessable(error: WindowError) -> HTTPException:
     """A window the figures cannot answer, located like FastAPI's own validation errors."""
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
-        [{"type": "value_error", "loc": ["query", at], "msg": str(error)}],
+        [{"type": "value_error", "loc": ["query", error.parameter], "msg": str(error)}],
     )
 
 
@@ -44,8 +44,8 @@ def footfall_report(
         return footfall(
             session, tenant=tenant, since=since, until=until, store=store, by_zone=by_zone
         )
-    except ValueError as error:
-        raise _unprocessable(error, at="until") from None
+    except WindowError as error:
+        raise _unprocessable(error) from None
 
 
 @router.get("/analytics/footfall/hourly", response_model=list[FootfallHourPublic])
@@ -64,8 +64,8 @@ def footfall_hourly_report(
         return footfall_hourly(
             session, tenant=tenant, since=since, until=until, store=store, zone=zone
         )
-    except ValueError as error:
-        raise _unprocessable(error, at="until") from None
+    except WindowError as error:
+        raise _unprocessable(error) from None
 
 
 @router.get("/gateways", response_model=list[GatewayHealthPublic])

@@ -1,5 +1,5 @@
 """`vitrina-cloud`: migrate the database, run the worker, the API, or both; manage API keys,
-customer token keys and console members."""
+customer token keys and console members; rebuild footfall roll-ups."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 from cloud.cli.customer_tokens import customer_tokens
 from cloud.cli.keys import keys
 from cloud.cli.members import members
+from cloud.cli.rollups import rollups
 from cloud.cli.running import app as running
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app.add_typer(running)
 app.add_typer(keys, name="keys")
 app.add_typer(members, name="members")
 app.add_typer(customer_tokens, name="customer-tokens")
+app.add_typer(rollups, name="rollups")
 
 
 def main() -> None:

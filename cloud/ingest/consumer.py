@@ -46,6 +46,7 @@ from cloud.metrics import (
 )
 from cloud.places.recent import purge_old_fixes
 from cloud.presence.retention import purge_unconsented
+from cloud.presence.rollups import RefreshOutcome, refresh_step
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
 
@@ -211,6 +212,7 @@ class PresenceConsumer:
         )
         self._client.loop_start()
         retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
+        rollups = asyncio.create_task(self._rollups(stop), name="vitrina-footfall-rollups")
         storing: asyncio.Task[None] | None = None
         try:
             # Two-stage pipeline: batch n+1 is decoded (Python, CPU) while batch n is being
@@ -230,6 +232,7 @@ class PresenceConsumer:
             if storing is not None and not storing.done():
                 storing.cancel()
             retention.cancel()
+            rollups.cancel()
             await asyncio.to_thread(self._disconnect)
 
     async def _retention(self, stop: asyncio.Event) -> None:
@@ -241,6 +244,29 @@ class PresenceConsumer:
                 log.exception("retention run failed; trying again next time")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RETENTION_INTERVAL_S)
+
+    async def _rollups(self, stop: asyncio.Event) -> None:
+        """Every `analytics.rollup_interval_s`, rebuild the footfall roll-ups of the hours
+        marked since (`refresh_rollups`)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.analytics.rollup_interval_s)
+            if stop.is_set():
+                break
+            try:
+                await asyncio.to_thread(self.refresh_rollups)
+            except Exception:
+                log.exception("footfall roll-up step failed; trying again next time")
+
+    def refresh_rollups(self) -> RefreshOutcome:
+        """The roll-up step, once: marked hours rebuilt from the events."""
+        outcome = refresh_step(
+            self._engine, limit=self._settings.analytics.rollup_batch_hours, now=self._now()
+        )
+        if outcome.hours:
+            log.info("footfall roll-ups: %d marked hours rebuilt (%d store days)",
+                     outcome.hours, outcome.days)
+        return outcome
 
     def purge_once(self) -> int:
         """Retention, once: stable pseudonyms older than a day that no consenting customer

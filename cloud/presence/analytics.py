@@ -13,6 +13,7 @@ which is the privacy rules working as intended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
@@ -45,8 +46,8 @@ MAX_HOURLY_WINDOW = timedelta(days=31)
 
 __all__ = [
     "DWELL_BUCKETS", "MAX_HOURLY_WINDOW", "MAX_WINDOW", "PASSERBY_MAX_DWELL_S",
-    "REPEAT_LOOKBACK", "FootfallRow", "dwell_bucket", "footfall", "footfall_from_events",
-    "footfall_hourly",
+    "REPEAT_LOOKBACK", "FootfallRow", "WindowError", "dwell_bucket", "footfall",
+    "footfall_from_events", "footfall_hourly",
 ]
 
 
@@ -70,15 +71,32 @@ def _is_midnight(moment: datetime) -> bool:
 
 
 def _is_whole_hour(moment: datetime) -> bool:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0) == moment
+    return moment.replace(minute=0, second=0, microsecond=0) == moment and (
+        moment.utcoffset() or timedelta()) % timedelta(hours=1) == timedelta()
 
 
-def check_window(since: datetime, until: datetime, *, longest: timedelta) -> None:
-    """Raise ValueError, saying what is wrong, for a window the figures cannot answer."""
+class WindowError(ValueError):
+    """A window the figures cannot answer; `parameter` names the bound at fault."""
+
+    def __init__(self, message: str, *, parameter: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def check_window(
+    since: datetime, until: datetime, *, longest: timedelta, aligned: Callable[[datetime], bool],
+    unit: str, period: str,
+) -> None:
+    """Raise WindowError, saying what is wrong and where, for a window the figures
+    cannot answer: empty, too long, or not cut at the `unit` the figures are kept by."""
+    for name, bound in (("since", since), ("until", until)):
+        if not aligned(bound):
+            raise WindowError(f"{name} must be {unit}: footfall is kept per UTC {period}",
+                              parameter=name)
     if until <= since:
-        raise ValueError("until must be after since")
+        raise WindowError("until must be after since", parameter="until")
     if until - since > longest:
-        raise ValueError(f"the window may be at most {longest.days} days")
+        raise WindowError(f"the window may be at most {longest.days} days", parameter="until")
 
 
 def footfall(
@@ -87,9 +105,8 @@ def footfall(
 ) -> list[FootfallRow]:
     """Per store and day (or per store, zone and day) for visits starting in [since,
     until), whole UTC days: the days the figures are kept by."""
-    check_window(since, until, longest=MAX_WINDOW)
-    if not (_is_midnight(since) and _is_midnight(until)):
-        raise ValueError("since and until must be midnight UTC: footfall is kept per UTC day")
+    check_window(since, until, longest=MAX_WINDOW, aligned=_is_midnight, unit="midnight UTC",
+                 period="day")
     query = select(FootfallDay).where(
         col(FootfallDay.tenant) == tenant,
         col(FootfallDay.day) >= since.astimezone(UTC).date(),
@@ -122,9 +139,8 @@ def footfall_hourly(
 ) -> list[FootfallHourPublic]:
     """Per store (or zone) and hour for visits starting in [since, until), whole UTC
     hours. Without `zone`, the store as a whole (zone None)."""
-    check_window(since, until, longest=MAX_HOURLY_WINDOW)
-    if not (_is_whole_hour(since) and _is_whole_hour(until)):
-        raise ValueError("since and until must be whole hours: footfall is kept per hour")
+    check_window(since, until, longest=MAX_HOURLY_WINDOW, aligned=_is_whole_hour,
+                 unit="a whole hour", period="hour")
     query = select(FootfallHour).where(
         col(FootfallHour.tenant) == tenant,
         col(FootfallHour.hour) >= since, col(FootfallHour.hour) < until,
@@ -151,8 +167,9 @@ def footfall_from_events(
     by_zone: bool = False,
 ) -> list[FootfallRow]:
     """`footfall` computed from the stored events, every one of the window read: the
-    reference the roll-ups are held to, and the benchmark's baseline."""
-    check_window(since, until, longest=MAX_WINDOW)
+    reference the roll-ups are held to, and the benchmark's baseline. Any window."""
+    check_window(since, until, longest=MAX_WINDOW, aligned=lambda _bound: True, unit="",
+                 period="")
     visits = [
         visit for visit in counted_visits(session, tenant=tenant, store=store, since=since,
                                           until=until)

@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel, col, select
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.models import ConsentEntry, IdentityLink
 from cloud.presence.models import PresenceEventRow
+from cloud.presence.rollups import EventSpan, mark_events
 from shared.presence import PseudonymScope
 
 #: The design's limit: nothing identifies a non-consenting device for longer than a day.
@@ -35,9 +36,15 @@ EVENT_TABLE: Table = SQLModel.metadata.tables[PresenceEventRow.__tablename__]
 class _Row:
     id: int
     tenant: str
+    store: str
     pseudonym: str
     key_id: str
-    day: date
+    first_seen: datetime
+    last_seen: datetime
+
+    @property
+    def day(self) -> date:
+        return self.first_seen.date()
 
 
 def consenting_pseudonyms(session: Session, *, tenant: str) -> set[str]:
@@ -61,8 +68,18 @@ def consenting_pseudonyms(session: Session, *, tenant: str) -> set[str]:
     return set(links)
 
 
-def replace_pseudonyms(session: Session, rows: Iterable[_Row]) -> int:
-    """Give each (tenant, pseudonym, day) a fresh random pseudonym; return rows rewritten."""
+def replace_pseudonyms(session: Session, rows: Iterable[_Row], *, now: datetime) -> int:
+    """Give each (tenant, pseudonym, day) a fresh random pseudonym; return rows rewritten.
+
+    The footfall roll-ups of the hours this changes are marked for rebuilding: a visit
+    that spanned midnight is two visits now, and a device's later visits may no longer
+    be repeats."""
+    rows = list(rows)
+    mark_events(session, now=now, spans=[
+        EventSpan(tenant=row.tenant, store=row.store, pseudonym=row.pseudonym, stable=True,
+                  first_seen=row.first_seen, last_seen=row.last_seen)
+        for row in rows
+    ])
     replacement: dict[tuple[str, str, date], str] = {}
     by_new: dict[str, list[int]] = {}
     for row in rows:
@@ -81,7 +98,8 @@ def replace_pseudonyms(session: Session, rows: Iterable[_Row]) -> int:
 def _rows(session: Session, query: object) -> list[_Row]:
     result = session.exec(query)  # type: ignore[call-overload]
     return [
-        _Row(row.id, row.tenant, row.pseudonym, row.key_id, row.first_seen.date())
+        _Row(row.id, row.tenant, row.store, row.pseudonym, row.key_id, row.first_seen,
+             row.last_seen)
         for row in result
     ]
 
@@ -116,12 +134,14 @@ def purge_unconsented(
                 break
             after_id = chunk[-1].id
             rewritten += replace_pseudonyms(
-                session, [row for row in chunk if row.pseudonym not in keep]
+                session, [row for row in chunk if row.pseudonym not in keep], now=now
             )
     return rewritten
 
 
-def unlink_presence(session: Session, *, tenant: str, pseudonyms: Collection[str]) -> int:
+def unlink_presence(
+    session: Session, *, tenant: str, pseudonyms: Collection[str], now: datetime
+) -> int:
     """Erasure: every event of these pseudonyms, whatever its age, loses the pseudonym."""
     if not pseudonyms:
         return 0
@@ -129,4 +149,4 @@ def unlink_presence(session: Session, *, tenant: str, pseudonyms: Collection[str
         col(PresenceEventRow.tenant) == tenant,
         col(PresenceEventRow.pseudonym).in_(list(pseudonyms)),
     )
-    return replace_pseudonyms(session, _rows(session, query))
+    return replace_pseudonyms(session, _rows(session, query), now=now)

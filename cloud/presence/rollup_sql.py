@@ -22,6 +22,9 @@ from cloud.presence.rollups import lock_store, stores_with_events
 from cloud.presence.visits import DWELL_BUCKETS, PASSERBY_MAX_DWELL_S, READ_AHEAD, REPEAT_LOOKBACK
 
 _VISIT_TABLE = "footfall_rebuild_visit"
+#: Memory for the visits' sorts in a backfill's transaction: a year of a busy store's
+#: events (half a million) sorts in memory rather than in temporary files.
+BACKFILL_WORK_MEM = "256MB"
 _CREATE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_VISIT_TABLE} (
     zone text NOT NULL, start timestamptz NOT NULL, "end" timestamptz NOT NULL,
@@ -131,6 +134,7 @@ def rebuild_store_sql(session: Session, *, tenant: str, store: str, since: date,
     """Replace a store's roll-ups of the days [since, until) (PostgreSQL)."""
     start, end = _day_start(since), _day_start(until)
     connection = session.connection()
+    connection.execute(text(f"SET LOCAL work_mem = '{BACKFILL_WORK_MEM}'"))
     connection.execute(text(_CREATE))
     lower, read_until = start - REPEAT_LOOKBACK, end + VISIT_GAP + READ_AHEAD
     params = {"tenant": tenant, "store": store, "since": start, "until": end,

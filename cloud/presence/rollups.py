@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, text
+from sqlalchemy import Engine, Table, delete, func, text
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.db import dialect_insert
+from cloud.db import dialect_insert, session_scope
 from cloud.leases import take
+from cloud.metrics import FOOTFALL_ROLLUP_HOURS, FOOTFALL_ROLLUP_LAG_SECONDS
 from cloud.presence.crud import VISIT_GAP, merge_visits
 from cloud.presence.models import (
     WHOLE_STORE,
@@ -287,6 +288,31 @@ def refresh_dirty(session: Session, *, limit: int) -> RefreshOutcome:
     return RefreshOutcome(hours=len(taken), days=days)
 
 
+def refresh_step(engine: Engine, *, limit: int, now: datetime) -> RefreshOutcome:
+    """The worker's step: rebuild marked hours, `limit` per transaction, until none is
+    left that was marked when the step began (what ingest marks meanwhile waits for the
+    next step, so a busy ingest cannot keep a step going); sets the lag gauge."""
+    hours = days = 0
+    while True:
+        with session_scope(engine) as session:
+            outcome = refresh_dirty(session, limit=limit)
+            session.commit()
+        hours, days = hours + outcome.hours, days + outcome.days
+        FOOTFALL_ROLLUP_HOURS.inc(outcome.hours)
+        if outcome.hours < limit:
+            break
+        with session_scope(engine) as session:
+            oldest = oldest_mark(session)
+        if oldest is None or oldest > now:
+            break
+    with session_scope(engine) as session:
+        oldest = oldest_mark(session)
+    FOOTFALL_ROLLUP_LAG_SECONDS.set(
+        max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    )
+    return RefreshOutcome(hours=hours, days=days)
+
+
 def oldest_mark(session: Session) -> datetime | None:
     """When the oldest hour still waiting was marked (None: the roll-ups are current)."""
     found: datetime | None = session.exec(select(func.min(FootfallDirtyHour.marked_at))).one()
@@ -295,19 +321,18 @@ def oldest_mark(session: Session) -> datetime | None:
 
 def stores_with_events(session: Session, *, tenant: str, since: datetime,
                        until: datetime) -> list[str]:
-    query = select(PresenceEventRow.store).distinct().where(
+    """Stores with events in [since, until), or roll-ups there (whose events may have
+    gone: those are rebuilt empty)."""
+    with_events = session.exec(select(PresenceEventRow.store).distinct().where(
         col(PresenceEventRow.tenant) == tenant,
         col(PresenceEventRow.first_seen) < until,
         col(PresenceEventRow.last_seen) >= since - VISIT_GAP,
-    )
-    stores = set(session.exec(query).all())
-    for table in (FootfallHour,):
-        stores |= set(session.exec(
-            select(table.store).distinct().where(
-                col(table.tenant) == tenant, col(table.hour) >= since, col(table.hour) < until,
-            )
-        ).all())
-    return sorted(stores)
+    )).all()
+    with_rollups = session.exec(select(FootfallHour.store).distinct().where(
+        col(FootfallHour.tenant) == tenant, col(FootfallHour.hour) >= since,
+        col(FootfallHour.hour) < until,
+    )).all()
+    return sorted(set(with_events) | set(with_rollups))
 
 
 def rebuild_python(session: Session, *, tenant: str, since: date, until: date) -> int:

@@ -109,10 +109,49 @@ def test_zone_figures_and_the_api(stored: Engine, tenant: str, migrated_url: str
     }]
     assert naive.status_code == 422
     assert mid_day.status_code == 422
-    assert "midnight UTC" in mid_day.json()["detail"][0]["msg"]
+    assert mid_day.json()["detail"] == [{
+        "type": "value_error", "loc": ["query", "since"],
+        "msg": "since must be midnight UTC: footfall is kept per UTC day",
+    }]
 
 
 @pytest.mark.parametrize(("seconds", "bucket"), [(0, "<1m"), (59.9, "<1m"), (60, "1-5m"),
                                                   (3599, "30-60m"), (86400, ">60m")])
 def test_dwell_buckets(seconds: float, bucket: str) -> None:
     assert dwell_bucket(seconds) == bucket
+
+
+def at(hour: int) -> str:
+    """An hour of DAY as the API writes it."""
+    return (DAY + timedelta(hours=hour)).isoformat().replace("+00:00", "Z")
+
+
+def test_the_hourly_route(stored: Engine, tenant: str, migrated_url: str) -> None:
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url)
+    admin = bearer(issue_key(stored, tenant=tenant))
+    url = f"/tenants/{tenant}/analytics/footfall/hourly"
+    day = {"since": DAY.isoformat(), "until": (DAY + timedelta(days=1)).isoformat()}
+    with TestClient(create_app(settings, engine=stored), headers=admin) as client:
+        stores = client.get(url, params={**day, "store": "s1"}).json()
+        tills = client.get(url, params={**day, "store": "s1", "zone": "tills"}).json()
+        half_past = client.get(url, params={**day, "since": (DAY + timedelta(minutes=30))
+                                            .isoformat()})
+        too_long = client.get(url, params={**day, "until": (DAY + timedelta(days=32))
+                                           .isoformat()})
+        bad_zone = client.get(url, params={**day, "zone": "no/such"})
+    assert stores == [
+        {"store": "s1", "zone": None, "hour": at(10), "devices": 5, "visitors": 3,
+         "passers_by": 2, "capture_rate": 0.6},
+        {"store": "s1", "zone": None, "hour": at(15), "devices": 1, "visitors": 1,
+         "passers_by": 0, "capture_rate": 1.0},
+    ]
+    assert [(row["zone"], row["hour"], row["visitors"]) for row in tills] == [
+        ("tills", at(10), 1)
+    ]
+    assert half_past.status_code == 422
+    assert half_past.json()["detail"][0]["loc"] == ["query", "since"]
+    assert "since must be a whole hour" in half_past.json()["detail"][0]["msg"]
+    assert too_long.status_code == 422
+    assert too_long.json()["detail"][0]["msg"] == "the window may be at most 31 days"
+    assert bad_zone.status_code == 422
+    assert bad_zone.json()["detail"][0]["loc"] == ["query", "zone"]
