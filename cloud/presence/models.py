@@ -127,6 +127,9 @@ class GatewayHealthPublic(SQLModel):
     devices_tracked: int
     active_key_id: str | None
     sources: dict[str, Any]
+    config_version: int | None = None
+    config_refused_version: int | None = None
+    config_refused_reason: str | None = None
 
 
 #: The zone of a roll-up row that counts the whole store (a zone name is never empty).
@@ -207,6 +210,3 @@ class FootfallHourPublic(SQLModel):
     visitors: int
     passers_by: int
     capture_rate: float | None
-    config_version: int | None = None
-    config_refused_version: int | None = None
-    config_refused_reason: str | None = None

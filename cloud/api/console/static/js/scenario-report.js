@@ -51,8 +51,8 @@ function JourneyReport({ rows: unordered }) {
         <div class="label">Uplift over the holdout</div></div>
     </div>
     ${!holdout && html`<p class="hint">No holdout group: set a holdout percentage to measure what the scenario changes.</p>`}
-    ${holdout && holdout.journeys < HOLDOUT_FOR_UPLIFT && html`<p class="hint">Only ${count(holdout.journeys)}
-      journeys held out so far: the uplift is a rough indication until about ${HOLDOUT_FOR_UPLIFT}.</p>`}
+    ${holdout && holdout.journeys < HOLDOUT_FOR_UPLIFT && html`<p class="hint">${`Only ${count(holdout.journeys)} ${
+      holdout.journeys === 1 ? "journey" : "journeys"} held out so far`}: the uplift is a rough indication until about ${HOLDOUT_FOR_UPLIFT}.</p>`}
     <div class="table-wrap" tabindex="0" role="region" aria-label="Journeys by group, side by side"><table>
       <caption>Journeys by group, side by side</caption>
       <thead><tr><th scope="col">Measure</th>${rows.map((row) => html`<th scope="col" class="number">${groupLabel(row.group)}</th>`)}</tr></thead>
