@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import AwareDatetime, TypeAdapter
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
@@ -30,6 +30,10 @@ def _unprocessable(error: WindowError) -> HTTPException:
     )
 
 
+#: The footfall route's answer, encoded by pydantic directly.
+FOOTFALL_ROWS = TypeAdapter(list[FootfallRow])
+
+
 @router.get("/analytics/footfall", response_model=list[FootfallRow])
 def footfall_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
@@ -37,15 +41,18 @@ def footfall_report(
     until: Annotated[AwareDatetime, Query(description="visits starting before (midnight UTC)")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
     by_zone: bool = False,
-) -> list[FootfallRow]:
+) -> Response:
     """Passers-by vs visitors (capture rate), dwell distribution, new vs repeat; per UTC
     day, for up to 366 days, from the roll-ups."""
     try:
-        return footfall(
+        rows = footfall(
             session, tenant=tenant, since=since, until=until, store=store, by_zone=by_zone
         )
     except WindowError as error:
         raise _unprocessable(error) from None
+    # Serialized here in one pass (a quarter of a hundred stores is 9,000 rows): FastAPI
+    # would otherwise check them against the response model again and encode them twice.
+    return Response(FOOTFALL_ROWS.dump_json(rows), media_type="application/json")
 
 
 @router.get("/analytics/footfall/hourly", response_model=list[FootfallHourPublic])

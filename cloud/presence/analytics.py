@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from cloud.presence.models import (
@@ -107,19 +108,18 @@ def footfall(
     until), whole UTC days: the days the figures are kept by."""
     check_window(since, until, longest=MAX_WINDOW, aligned=_is_midnight, unit="midnight UTC",
                  period="day")
-    query = select(FootfallDay).where(
-        col(FootfallDay.tenant) == tenant,
-        col(FootfallDay.day) >= since.astimezone(UTC).date(),
-        col(FootfallDay.day) < until.astimezone(UTC).date(),
-        col(FootfallDay.devices) > 0,
-        (col(FootfallDay.zone) != WHOLE_STORE) if by_zone else
-        (col(FootfallDay.zone) == WHOLE_STORE),
+    # Plain rows, not ORM instances: a quarter of a hundred stores is 9,000 of them, and
+    # building an ORM object for each cost ten times the query.
+    days = FootfallDay.__table__.c  # type: ignore[attr-defined]
+    query = core_select(days).where(
+        days.tenant == tenant,
+        days.day >= since.astimezone(UTC).date(), days.day < until.astimezone(UTC).date(),
+        days.devices > 0,
+        (days.zone != WHOLE_STORE) if by_zone else (days.zone == WHOLE_STORE),
     )
     if store is not None:
-        query = query.where(col(FootfallDay.store) == store)
-    rows = session.exec(
-        query.order_by(col(FootfallDay.store), col(FootfallDay.zone), col(FootfallDay.day))
-    ).all()
+        query = query.where(days.store == store)
+    rows = session.execute(query.order_by(days.store, days.zone, days.day)).all()
     return [
         FootfallRow(
             store=row.store, zone=row.zone if by_zone else None, day=row.day,

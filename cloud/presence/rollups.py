@@ -32,7 +32,6 @@ from cloud.metrics import FOOTFALL_ROLLUP_HOURS, FOOTFALL_ROLLUP_LAG_SECONDS
 from cloud.presence.crud import VISIT_GAP, merge_visits
 from cloud.presence.models import (
     WHOLE_STORE,
-    FootfallCounts,
     FootfallDay,
     FootfallDirtyHour,
     FootfallHour,
@@ -346,6 +345,7 @@ def rebuild_python(session: Session, *, tenant: str, since: date, until: date) -
     return rebuilt
 
 
-def counts_of(row: FootfallCounts) -> dict[str, int]:
-    """A roll-up row's dwell histogram under the buckets' names."""
+def counts_of(row: object) -> dict[str, int]:
+    """A roll-up row's dwell histogram under the buckets' names (`row`: a FootfallCounts,
+    or a database row with its columns)."""
     return {name: int(getattr(row, column)) for name, column in DWELL_COLUMNS.items()}
