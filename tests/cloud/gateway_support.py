@@ -3,7 +3,6 @@ what the gateway tests of the API and of the console share."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import threading
@@ -25,7 +24,7 @@ from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings, load_settings
 from provisioning.broker_security import BrokerFiles, DynsecAdmin
 from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
-from tests.cloud.running import WAIT_S, wait_for
+from tests.cloud.running import WAIT_S, running_loop, wait_for
 
 #: The store the gateway tests add their gateways to.
 STORE = "madrid-1"
@@ -124,30 +123,9 @@ def running_agent(config: Path, outbox: Path) -> Iterator[EdgeAgent]:
     settings = settings.model_copy(update={
         "outbox": settings.outbox.model_copy(update={"path": outbox})})
     agent = EdgeAgent(settings, [], live=True)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    errors: list[BaseException] = []
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(agent.run(stop))
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=main, name="test-agent", daemon=True)
-    thread.start()
-    wait_for(lambda: agent.publisher.connected, what="agent connected")
-    try:
+    with running_loop(agent.run, name="test-agent"):
+        wait_for(lambda: agent.publisher.connected, what="agent connected")
         yield agent
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=WAIT_S)
-        assert not thread.is_alive(), "agent did not stop"
-        if errors:
-            raise errors[0]
 
 
 @dataclass

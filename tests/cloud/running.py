@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import paho.mqtt.client as mqtt
@@ -69,7 +70,7 @@ def running_worker(
 
 
 @contextlib.contextmanager
-def running_loop(run: Callable[[asyncio.Event], Awaitable[None]], *, name: str
+def running_loop(run: Callable[[asyncio.Event], Awaitable[object]], *, name: str
                  ) -> Iterator[None]:
     """`run(stop)` (a worker's loop) on an event loop of its own in a thread; stopped, and
     its failure raised, on exit."""
@@ -131,10 +132,14 @@ def publish_all(
 
 
 @contextlib.contextmanager
-def running_api(app: FastAPI, port: int) -> Iterator[str]:
-    """The API on a real port in a thread (for a provider posting receipts, or a browser)."""
+def running_api(app: FastAPI, port: int, *, tls: tuple[Path, Path] | None = None
+                ) -> Iterator[str]:
+    """The API on a real port in a thread (for a provider posting receipts, or a browser);
+    over HTTPS as `localhost` with `tls` (its certificate and key files)."""
     server = uvicorn.Server(uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",
+        ssl_certfile=None if tls is None else str(tls[0]),
+        ssl_keyfile=None if tls is None else str(tls[1]),
     ))
     thread = threading.Thread(target=server.run, name="test-api", daemon=True)
     thread.start()
@@ -143,7 +148,7 @@ def running_api(app: FastAPI, port: int) -> Iterator[str]:
         assert time.monotonic() < deadline, "API did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}" if tls is None else f"https://localhost:{port}"
     finally:
         end_live_streams(app)  # open event streams would keep the server waiting
         server.should_exit = True

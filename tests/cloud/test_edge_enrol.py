@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import stat
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -21,33 +19,21 @@ from provisioning.certificates import issue_certificate, make_certificate_author
 from provisioning.local_broker import free_port
 from tests.cloud.factories import bearer, issue_key
 from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login
+from tests.cloud.running import running_api
 from tests.edge.cli import run_cli
 
 EXIT_OK, EXIT_CONFIG, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
 
 
 @contextlib.contextmanager
-def https_api(app: object, directory: Path) -> Iterator[tuple[str, Path]]:
+def https_api(app: FastAPI, directory: Path) -> Iterator[tuple[str, Path]]:
     """The API on a real port over TLS; its address and the CA that signed its certificate."""
     authority = make_certificate_authority("Test cloud CA")
     ca, cert, key = directory / "cloud-ca.crt", directory / "cloud.crt", directory / "cloud.key"
     authority.write(ca, directory / "cloud-ca.key")
     issue_certificate(authority, common_name="localhost", hostnames=["localhost"]).write(cert, key)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",  # type: ignore[arg-type]
-        ssl_certfile=str(cert), ssl_keyfile=str(key)))
-    thread = threading.Thread(target=server.run, name="test-https-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.01)
-    try:
-        yield f"https://localhost:{port}", ca
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with running_api(app, free_port(), tls=(cert, key)) as url:
+        yield url, ca
 
 
 class Cloud:
