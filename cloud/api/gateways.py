@@ -31,7 +31,7 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from sqlmodel import Session
 
 from cloud.api.access import MayReadConfig, MayWriteStores
-from cloud.api.audit import Audit
+from cloud.api.audit import Audit, AuditTrail
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
 from cloud.audit import record
 from cloud.auth import throttle
@@ -145,6 +145,17 @@ def _enrol_command(request: Request, code: str) -> str:
     return f"sudo vitrina-edge enrol --code {code} --cloud {str(request.base_url).rstrip('/')}"
 
 
+def _code_issued(session: Session, *, request: Request, audit: AuditTrail, action: str,
+                 row: RegisteredGateway, code: str) -> EnrolmentCodePublic:
+    """Record and commit a new enrolment code; the answer that shows it, this once."""
+    public_row = _public(session, row)
+    audit.record(action, f"gateway:{row.store}/{row.gateway}", after=public_row)
+    session.commit()
+    assert row.code_expires_at is not None
+    return EnrolmentCodePublic(gateway=public_row, code=code, expires_at=row.code_expires_at,
+                               command=_enrol_command(request, code))
+
+
 def _gateway_or_404(session: Session, tenant: str, store: str, gateway: str
                     ) -> RegisteredGateway:
     """The registered gateway; 404 otherwise, saying so when the gateway reports all the
@@ -183,12 +194,8 @@ def create_gateway_route(
                                      now=now, lifetime=_code_lifetime(settings))
     except GatewayExistsError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    public_row = _public(session, row)
-    audit.record("gateway.create", f"gateway:{store}/{row.gateway}", after=public_row)
-    session.commit()
-    assert row.code_expires_at is not None
-    return EnrolmentCodePublic(gateway=public_row, code=code, expires_at=row.code_expires_at,
-                               command=_enrol_command(request, code))
+    return _code_issued(session, request=request, audit=audit, action="gateway.create",
+                        row=row, code=code)
 
 
 @router.post(GATEWAY_PATH + "/code", response_model=EnrolmentCodePublic,
@@ -203,12 +210,8 @@ def new_code_route(
         code = reissue_code(session, row=row, now=now, lifetime=_code_lifetime(settings))
     except AlreadyEnrolledError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    public_row = _public(session, row)
-    audit.record("gateway.code", f"gateway:{store}/{gateway}", after=public_row)
-    session.commit()
-    assert row.code_expires_at is not None
-    return EnrolmentCodePublic(gateway=public_row, code=code, expires_at=row.code_expires_at,
-                               command=_enrol_command(request, code))
+    return _code_issued(session, request=request, audit=audit, action="gateway.code",
+                        row=row, code=code)
 
 
 @router.delete(GATEWAY_PATH, response_model=RegisteredGatewayPublic)
