@@ -12,28 +12,17 @@ process (the floor no replay goes under), and split at the capture's end, so the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.bench_edge_publish import settings_for
-from edge.agent import EdgeAgent
 from edge.capture.beacons import BeaconConfig
-from edge.capture.replay import PcapReplaySource, ReplayStats, read_pcap_sightings
+from edge.capture.replay import ReplayStats, read_pcap_sightings
 from edge.captures import DEMO_CAPTURE
-from edge.sighting import Sighting
 from provisioning.local_broker import LocalBroker, local_broker
-
-
-class _TimedReplay(PcapReplaySource):
-    ended_at = 0.0
-
-    async def run(self, emit: Callable[[Sighting], None], stop: asyncio.Event) -> None:
-        await super().run(emit, stop)
-        self.ended_at = time.monotonic()
+from tests.edge.support import replay_demo_timed
 
 
 def decode_only(beacons: BeaconConfig) -> float:
@@ -46,19 +35,7 @@ def decode_only(beacons: BeaconConfig) -> float:
 
 def agent_replay(broker: LocalBroker, outbox: Path) -> tuple[float, float]:
     """(whole run, the part after the capture's end) in seconds."""
-    settings = settings_for(broker, outbox)
-    source = _TimedReplay([DEMO_CAPTURE], beacons=settings.beacons.to_config())
-    agent = EdgeAgent(settings, [source], live=False)
-
-    async def run() -> tuple[float, float]:
-        started = time.monotonic()
-        summary = await agent.run(asyncio.Event(), drain_timeout=60)
-        finished = time.monotonic()
-        assert summary.drained
-        assert summary.published_events == summary.events > 0
-        return finished - started, finished - source.ended_at
-
-    return asyncio.run(run())
+    return replay_demo_timed(settings_for(broker, outbox), drain_timeout=60)
 
 
 def main() -> None:

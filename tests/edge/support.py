@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge.agent import EdgeAgent
+from edge.capture.replay import PcapReplaySource
+from edge.captures import DEMO_CAPTURE
 from edge.settings import EdgeSettings, parse_settings
 from edge.sighting import Sighting
 from shared.identifiers import (
@@ -177,3 +181,30 @@ async def until(predicate: Callable[[], bool], within_s: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.02)
     return predicate()
+
+
+class TimedReplay(PcapReplaySource):
+    """The replay source, noting when its capture ran out."""
+
+    ended_at = 0.0
+
+    async def run(self, emit: Callable[[Sighting], None], stop: asyncio.Event) -> None:
+        await super().run(emit, stop)
+        self.ended_at = time.monotonic()
+
+
+def replay_demo_timed(settings: EdgeSettings, *, drain_timeout: float) -> tuple[float, float]:
+    """Replay the demo capture through the agent until every event is acknowledged:
+    (the whole run, the part after the capture's end) in seconds."""
+    source = TimedReplay([DEMO_CAPTURE], beacons=settings.beacons.to_config())
+    agent = EdgeAgent(settings, [source], live=False)
+
+    async def run() -> tuple[float, float]:
+        started = time.monotonic()
+        summary = await agent.run(asyncio.Event(), drain_timeout=drain_timeout)
+        finished = time.monotonic()
+        assert summary.drained
+        assert summary.published_events == summary.events > 0
+        return finished - started, finished - source.ended_at
+
+    return asyncio.run(run())

@@ -2,12 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edge.agent import EdgeAgent
-from edge.capture.replay import PcapReplaySource
-from edge.captures import DEMO_CAPTURE
 from edge.outbox import read_stats
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
@@ -17,7 +14,7 @@ from shared.presence import Transition, decode_presence_batch
 from shared.status import GatewayConfig, decode_gateway_status
 from shared.topics import parse_topic
 from tests.edge.mqtt import Collector, publish_retained
-from tests.edge.support import ListSource, crowd, make_settings, until
+from tests.edge.support import ListSource, crowd, make_settings, replay_demo_timed, until
 
 
 def agent_settings(
@@ -66,16 +63,6 @@ def test_a_replay_publishes_every_event_once_and_drains(
     collector.close()
 
 
-class TimedReplay(PcapReplaySource):
-    """The replay source, noting when its capture ran out."""
-
-    ended_at = 0.0
-
-    async def run(self, emit: Callable[[Sighting], None], stop: asyncio.Event) -> None:
-        await super().run(emit, stop)
-        self.ended_at = time.monotonic()
-
-
 def test_a_replay_ends_as_soon_as_the_outbox_is_drained(
     broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
 ) -> None:
@@ -83,18 +70,7 @@ def test_a_replay_ends_as_soon_as_the_outbox_is_drained(
     within 0.4 s of the capture's end: a replay used to wait out the publisher's 0.5 s
     idle poll after its drain (0.52-0.60 s a run for the demo, 0.02-0.09 s now)."""
     settings = agent_settings(broker, mqtt_namespace, tmp_path)
-    source = TimedReplay([DEMO_CAPTURE], beacons=settings.beacons.to_config())
-    agent = EdgeAgent(settings, [source], live=False)
-
-    async def scenario() -> tuple[float, float]:
-        started = time.monotonic()
-        summary = await agent.run(asyncio.Event(), drain_timeout=15)
-        finished = time.monotonic()
-        assert summary.drained
-        assert summary.published_events == summary.events > 0
-        return finished - source.ended_at, finished - started
-
-    after_capture, _total = asyncio.run(scenario())
+    _total, after_capture = replay_demo_timed(settings, drain_timeout=15)
     assert after_capture < 0.4
 
 
