@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import select as core_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from cloud.presence.models import (
     WHOLE_STORE,
@@ -141,17 +141,14 @@ def footfall_hourly(
     hours. Without `zone`, the store as a whole (zone None)."""
     check_window(since, until, longest=MAX_HOURLY_WINDOW, aligned=_is_whole_hour,
                  unit="a whole hour", period="hour")
-    query = select(FootfallHour).where(
-        col(FootfallHour.tenant) == tenant,
-        col(FootfallHour.hour) >= since, col(FootfallHour.hour) < until,
-        col(FootfallHour.zone) == (zone if zone is not None else WHOLE_STORE),
-        col(FootfallHour.devices) > 0,
+    hours = FootfallHour.__table__.c  # type: ignore[attr-defined]  # plain rows, as footfall()
+    query = core_select(hours).where(
+        hours.tenant == tenant, hours.hour >= since, hours.hour < until,
+        hours.zone == (zone if zone is not None else WHOLE_STORE), hours.devices > 0,
     )
     if store is not None:
-        query = query.where(col(FootfallHour.store) == store)
-    rows = session.exec(
-        query.order_by(col(FootfallHour.store), col(FootfallHour.hour))
-    ).all()
+        query = query.where(hours.store == store)
+    rows = session.execute(query.order_by(hours.store, hours.hour)).all()
     return [
         FootfallHourPublic(
             store=row.store, zone=row.zone or None, hour=row.hour, devices=row.devices,
