@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from edge.agent import AgentSummary, EdgeAgent
 from edge.capture.replay import ReplayStats
@@ -173,11 +173,24 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
         print(f"rejected frames   {status.get('rejected_frames')}")
         print(f"active key        {status.get('active_key_id')}")
         for name, health in (status.get("sources") or {}).items():
-            print(
-                f"source {name:<10} alive={health.get('alive')} frames={health.get('frames')} "
-                f"errors={health.get('errors')} restarts={health.get('restarts')}"
-            )
+            print(f"source {name:<10} {_describe_source(health)}")
     return EXIT_OK
+
+
+def _describe_source(health: dict[str, Any]) -> str:
+    """One source's line of `status`: the counters, then what is only there when it says
+    something (a scan mode, files that could not be read, a degraded mode, the last error)."""
+    parts = [f"alive={health.get('alive')} frames={health.get('frames')} "
+             f"errors={health.get('errors')} restarts={health.get('restarts')}"]
+    if health.get("mode"):
+        parts.append(f"mode={health['mode']}")
+    if health.get("files_failed"):
+        parts.append(f"files_failed={health['files_failed']}")
+    line = " ".join(parts)
+    for label in ("degraded", "last_error"):
+        if health.get(label):
+            line += f"\n  {label.replace('_', ' ')}: {health[label]}"
+    return line
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
