@@ -12,12 +12,12 @@ through four steps while the gateway listens:
 
 From the phone's readings at each position (its other devices ignored) come the visitor
 threshold (`tracker.rssi_floor`: a sighting weaker than it is the street and is dropped)
-and two zones (`[[zones]]`, on the smoothed RSSI the tracker keeps): the doorway and the
-floor, whichever reads stronger at this gateway first. Each threshold lies halfway between
-the weaker position's strong readings (90th percentile) and the stronger position's weak
-ones (10th percentile), and only where those are at least two margins apart: closer than
-that, the gateway cannot tell the two positions apart, and calibration says so rather than
-pick a threshold that misclassifies.
+and two zones (`[[zones]]`, on the smoothed RSSI the tracker keeps, once settled at a
+position): the doorway and the floor, whichever reads stronger at this gateway first.
+Each threshold lies halfway between the weaker position's strong readings (90th
+percentile) and the stronger position's weak ones (10th percentile), and only where those
+are at least two margins apart: closer than that, the gateway cannot tell the two
+positions apart, and calibration says so rather than pick a threshold that misclassifies.
 
 The phone is known by its pseudonym, in memory only; the operator sees a short code cut
 from it. Its identifier is never written or published: sightings are pseudonymized as they
@@ -136,14 +136,30 @@ class Spread:
         return cls(len(ordered), low, statistics.median(ordered), high)
 
 
-def smoothed(values: Sequence[float], alpha: float) -> list[float]:
-    """The running average the tracker keeps of a device's RSSI, after each reading."""
+def smoothed(values: Sequence[float], alpha: float, start: float | None = None) -> list[float]:
+    """The running average the tracker keeps of a device's RSSI, after each reading
+    (from `start`, or from the first reading as the tracker does)."""
     result: list[float] = []
-    average: float | None = None
+    average = start
     for value in values:
         average = value if average is None else average + alpha * (value - average)
         result.append(average)
     return result
+
+
+def settled(values: Sequence[float], alpha: float) -> list[float]:
+    """The running average of a device staying at one position, once it has settled.
+
+    A step's first readings may come while the operator still walks into place, and the
+    average remembers them: it starts from the step's median instead, and the readings
+    before the start's weight falls under a tenth are left out (seven at alpha 0.3), as
+    long as enough remain.
+    """
+    if not values:
+        return []
+    averages = smoothed(values, alpha, start=statistics.median(values))
+    warmup = 0 if alpha >= 1 else math.ceil(math.log(0.1) / math.log(1 - alpha))
+    return averages[warmup:] if len(averages) - warmup >= MIN_READINGS else averages
 
 
 def identify_phone(steps: Mapping[Step, StepReadings], code: str | None = None) -> str:
@@ -239,7 +255,7 @@ def derive_thresholds(
                 f"{position} position (at least {MIN_READINGS} needed): stay there longer, "
                 "or check that the phone is the one held at the gateway")
     raw: dict[str, Spread] = {p: Spread.of(readings[p]) for p in POSITIONS if readings.get(p)}
-    smooth: dict[str, Spread] = {p: Spread.of(smoothed(readings[p], smoothing_alpha))
+    smooth: dict[str, Spread] = {p: Spread.of(settled(readings[p], smoothing_alpha))
                                  for p in POSITIONS if readings.get(p)}
     notes: list[str] = []
     visitors_low = min(raw["door"].low, raw["inside"].low)

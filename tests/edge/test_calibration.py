@@ -4,8 +4,10 @@ writes, and the pure derivation on hand-checkable readings."""
 
 from __future__ import annotations
 
+import builtins
 import re
 import stat
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from edge.calibration import (
     ConfigEditError,
     apply_to_config,
     derive_thresholds,
+    settled,
     smoothed,
 )
 from edge.captures import NOT_A_CAPTURE
@@ -27,7 +30,10 @@ from edge.cli import main
 from edge.settings import load_settings
 from edge.tracker import TrackerThresholds
 from shared.status import ZoneThreshold
+from tests.edge.capture.bluez import MockBluezFactory, bluez, system_bus
 from tests.edge.cli import write_config
+
+__all__ = ["bluez", "system_bus"]  # the fixtures, imported for pytest
 
 PHONE = "4A:22:33:44:55:66"  # the test phone's resolvable private address
 APP_UUID = uuid.UUID("9d8616a8-4f20-4006-be4f-9bc6656b19a9")  # the example config's app
@@ -102,7 +108,7 @@ def test_calibration_from_recordings_writes_thresholds_the_tracker_uses(
     assert calibrate(config, *store_recordings(tmp_path), "--write") == 0
     out, err = capsys.readouterr()
     assert "visitor threshold -77 dBm (tracker.rssi_floor, margin 3 dB)" in out
-    assert "zone entrance     from -64 dBm (smoothed)" in out
+    assert "zone entrance     from -64 dBm (smoothed)" in out, out
     assert "zone floor        from -77 dBm (smoothed)" in out
     assert f"written to {config}" in out
     after = load_settings(config)
@@ -207,6 +213,50 @@ def test_a_phone_not_heard_at_a_position_exits_6(
     assert "the test phone was heard 0 times at the door position" in capsys.readouterr().err
 
 
+def test_live_calibration_through_bluez_with_an_operator_walking_the_phone(
+    config: Path, bluez: MockBluezFactory, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The command as run on a gateway: the BLE source through bleak and a (mock) BlueZ,
+    Enter pressed before each step, the phone's RSSI changing as the operator walks."""
+    config.write_text(config.read_text().replace("[sources.ble]\nenabled = false",
+                                                 "[sources.ble]\nenabled = true"))
+    mock = bluez()
+    mock.add_adapter()
+    levels = iter([-35, -84, -58, -70])  # at the gateway, outside, at the door, inside
+    where = {"phone": -127}
+    done = threading.Event()
+    rounds = threading.Semaphore(0)
+
+    def operator(prompt: str = "") -> str:  # walks to the next position, presses Enter
+        where["phone"] = next(levels)
+        for _ in range(2):  # once there: no advert from the way there is still in flight
+            rounds.acquire()
+        return ""
+
+    def radio() -> None:  # what BlueZ reports while the operator walks
+        phone = mock.add_device(PHONE, rssi=-127, manufacturer_data={0x004C: b"\x10\x05\x01"})
+        shopper = mock.add_device(SHOPPER, rssi=-70, manufacturer_data={0x004C: b"\x10\x05\x02"})
+        while not done.wait(0.01):
+            mock.advertise(phone, rssi=where["phone"])
+            mock.advertise(shopper, rssi=-70)
+            rounds.release()
+
+    monkeypatch.setattr(builtins, "input", operator)
+    advertiser = threading.Thread(target=radio)
+    advertiser.start()
+    try:
+        assert calibrate(config, "--seconds", "0.5") == 0
+    finally:
+        done.set()
+        advertiser.join()
+    out, err = capsys.readouterr()
+    assert "step 1/4, phone: Hold the test phone against the gateway" in out
+    assert "visitor threshold -77 dBm" in out, out + err
+    assert "zone entrance     from -64 dBm (smoothed)" in out, out
+    assert without_phone_address(out + err)
+
+
 # ---------------------------------------------------------------- the derivation
 
 
@@ -239,6 +289,10 @@ def test_a_phone_never_heard_outside_keeps_every_visitor_with_the_margin() -> No
 
 def test_zones_are_decided_on_the_smoothed_rssi_the_tracker_keeps() -> None:
     assert smoothed([-60.0, -70.0, -70.0], 0.5) == [-60.0, -65.0, -67.5]
+    # settled: from the median, without the readings while the start still weighs (4 at
+    # alpha 0.5): a stale first reading from the walk into place barely shows
+    walked_in = [-84.0] + [-58.0] * 9
+    assert settled(walked_in, 0.5) == [-58.0 - 26 / 2**n for n in range(5, 11)]
     # a jittery doorway: raw readings overlap the floor's, their running average does not
     door = [-50.0, -70.0] * 10
     inside = [-72.0, -78.0] * 10
