@@ -20,6 +20,15 @@ class SourceHealth(BaseModel):
     errors: int = Field(ge=0)
     restarts: int = Field(default=0, ge=0)
     last_error: str | None = None
+    #: How the source captures where it has a choice (BLE: "passive" or "active").
+    mode: str | None = None
+    #: Why the source captures in a lesser way than it was set up to (BLE: passive scanning
+    #: is unavailable, so it scans actively). Stays while that lasts, unlike `last_error`.
+    degraded: str | None = None
+    #: Input files that could not be read, whole or in part (a replay's captures), each
+    #: with how far it got in `last_error`: apart from `errors`, which count broken frames
+    #: and radio failures.
+    files_failed: int = Field(default=0, ge=0)
 
 
 #: A refusal's reason is cut to this many characters: enough for a validation summary,
