@@ -29,6 +29,7 @@ from edge.enrol import (
     EnrolmentUsageError,
     enrol,
 )
+from edge.keystore import KeyStoreError
 from edge.outbox import read_stats
 from edge.settings import (
     DEFAULT_CONFIG_PATH,
@@ -172,6 +173,7 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
         print(f"devices tracked   {status.get('devices_tracked')}")
         print(f"rejected frames   {status.get('rejected_frames')}")
         print(f"active key        {status.get('active_key_id')}")
+        print(f"keys held         {', '.join(status.get('key_ids') or []) or '-'}")
         for name, health in (status.get("sources") or {}).items():
             print(
                 f"source {name:<10} alive={health.get('alive')} frames={health.get('frames')} "
@@ -326,9 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return EXIT_CONFIG
     configure_logging(level=settings.logging.level, json_lines=settings.logging.format == "json")
-    if args.command == "run":
-        return asyncio.run(_run_live(settings))
-    return asyncio.run(_replay(settings, args))
+    try:
+        if args.command == "run":
+            return asyncio.run(_run_live(settings))
+        return asyncio.run(_replay(settings, args))
+    except KeyStoreError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":
