@@ -207,7 +207,7 @@ def register_device(
     devices = {link.device_id for link in existing}
     if len(owner_devices) == 1 and devices == owner_devices:
         # Registered to this customer already, as one device: keep it, adding the links
-        # of keys listed since (a key rotation; the app registers at every launch).
+        # of keys listed since (a key rotation: apps register again at every launch).
         device = session.get(Device, next(iter(owner_devices)))
         assert device is not None
         assert device.id is not None

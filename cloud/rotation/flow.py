@@ -14,9 +14,10 @@
    gateways erase it.
 
 The cloud never stores a raw identifier, so it cannot compute pseudonyms under a new key
-for a device on its own: a device gets them when its app registers it again, which the
-app guide has apps do at every launch. Devices not seen again before the old key is
-retired stop linking until they are.
+for a device on its own: a device gets them when its app registers it again. Apps are
+asked to register their beacon id (and the guest Wi-Fi its MAC) at every launch, which
+costs nothing when nothing changed (docs/operations.md, "Rotating keys"). A device not
+registered again before the old key is retired stops linking until it is.
 
 Every function works in the caller's session and leaves committing to it; configs saved
 here are published by the caller or by the delivery stage's worker.
