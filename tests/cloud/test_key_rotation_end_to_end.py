@@ -175,6 +175,10 @@ def test_keys_rotate_during_a_live_replay_and_juan_stays_one_customer(
             assert again.json()["id"] == device.json()["id"]
             assert again.json()["pseudonym_key_ids"] == [KEY_ID, "k2"]
 
+            by_hand = api.put(f"{base}/stores/{STORE}/gateways/gw-1/config", headers=headers,
+                              json={"keys": ["v1.k2.AAAA.AAAA"]})
+            assert by_hand.status_code == 422
+            assert "keys are not set by hand" in by_hand.json()["detail"]
             switched = api.post(f"{base}/pseudonym-keys/k2/activate", headers=headers)
             assert switched.status_code == 200, switched.text
             assert switched.json()["active_key_id"] == "k2"

@@ -22,6 +22,7 @@ from cloud.customers import crud
 from cloud.customers.models import AppBeaconRegistration, CustomerCreate, IdentityLink
 from cloud.db import make_engine, session_scope
 from cloud.gateways.models import RegisteredGateway
+from cloud.presence.crud import upsert_gateway_status
 from cloud.presence.models import GatewayHealth
 from cloud.rotation.flow import (
     RotationRefusedError,
@@ -39,6 +40,7 @@ from shared.sealing import (
     open_key,
     public_key_text,
 )
+from shared.status import GatewayStatus
 from tests.cloud.factories import KEY_ID, KEY_SECRET, START
 
 K2_SECRET = "d2" * 32
@@ -222,3 +224,23 @@ def test_the_command_shows_activates_and_retires(
     assert code == 0, output
     assert "key k1 is retired; 1 gateway config(s) saved" in output
     assert "0 identity link(s) deleted" in output
+
+
+def test_a_last_will_does_not_overwrite_what_the_last_heartbeat_said_of_the_keys(
+    sqlite_engine: Engine, tenant: str
+) -> None:
+    """The will is composed when the agent starts: its key ids may be from before a
+    rotation the gateway took since."""
+    def upsert(online: bool, sent_at: timedelta, active: str, keys: list[str]) -> None:
+        with session_scope(sqlite_engine) as session:
+            upsert_gateway_status(session, received_at=NOW, status=GatewayStatus(
+                tenant=tenant, store="s1", gateway="gw-new", online=online,
+                sent_at=NOW + sent_at, active_key_id=active, key_ids=keys))
+            session.commit()
+
+    upsert(True, timedelta(0), "k2", [KEY_ID, "k2"])
+    upsert(False, timedelta(seconds=5), KEY_ID, [KEY_ID])  # the will, from before
+    with session_scope(sqlite_engine) as session:
+        row = session.get(GatewayHealth, (tenant, "s1", "gw-new"))
+        assert row is not None
+        assert (row.online, row.active_key_id, row.key_ids) == (False, "k2", [KEY_ID, "k2"])
