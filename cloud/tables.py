@@ -34,6 +34,7 @@ from cloud.presence.models import (
     GatewayHealth,
     PresenceEventRow,
 )
+from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
@@ -81,6 +82,7 @@ __all__ = [
     "RegisteredGateway",
     "Scenario",
     "StoreRow",
+    "TenantKeyState",
     "Trigger",
     "WebPushKey",
     "metadata",

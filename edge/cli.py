@@ -46,6 +46,7 @@ from edge.enrol import (
     EnrolmentUsageError,
     enrol,
 )
+from edge.keystore import KeyStoreError
 from edge.outbox import read_stats
 from edge.pseudonymize import SightingPseudonymizer
 from edge.settings import (
@@ -211,6 +212,7 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
         print(f"devices tracked   {status.get('devices_tracked')}")
         print(f"rejected frames   {status.get('rejected_frames')}")
         print(f"active key        {status.get('active_key_id')}")
+        print(f"keys held         {', '.join(status.get('key_ids') or []) or '-'}")
         for name, health in (status.get("sources") or {}).items():
             print(f"source {name:<10} {_describe_source(health)}")
     return EXIT_OK
@@ -471,11 +473,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return EXIT_CONFIG
     configure_logging(level=settings.logging.level, json_lines=settings.logging.format == "json")
-    if args.command == "run":
-        return asyncio.run(_run_live(settings))
-    if args.command == "calibrate":
-        return asyncio.run(_calibrate(settings, args, args.config or config_path_from_env()))
-    return asyncio.run(_replay(settings, args))
+    try:
+        if args.command == "run":
+            return asyncio.run(_run_live(settings))
+        if args.command == "calibrate":
+            return asyncio.run(_calibrate(settings, args, args.config or config_path_from_env()))
+        return asyncio.run(_replay(settings, args))
+    except KeyStoreError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

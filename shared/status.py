@@ -9,6 +9,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from shared._schema import SCHEMA_VERSION, GatewayId, StoreId, TenantId, ZoneId, decode_message
 from shared.pseudonym import KEY_ID_PATTERN
 
+KeyId = Annotated[str, Field(pattern=KEY_ID_PATTERN.pattern)]
+#: Keys a gateway holds at once: the active one and those still honoured in a rotation.
+MAX_CONFIG_KEYS = 8
+#: Key ids a heartbeat lists at most (a hand-made config file may hold more than the cloud
+#: sends): bounds the message.
+MAX_REPORTED_KEYS = 64
+#: A sealed key's text (`shared.sealing.SealedKey`) is at most this long.
+MAX_SEALED_KEY_CHARS = 200
+
 
 class SourceHealth(BaseModel):
     """How one capture source is doing, as the gateway sees it."""
@@ -69,6 +78,9 @@ class GatewayStatus(BaseModel):
     #: The version of the cloud's config in force (None: only the local config file).
     config_version: int | None = None
     config_refused: ConfigRefusal | None = None
+    #: The pseudonymization keys the gateway holds (ids only): the cloud switches a
+    #: tenant's active key once every live gateway holds it. None: an older gateway.
+    key_ids: list[KeyId] | None = Field(default=None, max_length=MAX_REPORTED_KEYS)
 
 
 class ZoneThreshold(BaseModel):
@@ -102,9 +114,12 @@ class SourceSwitches(BaseModel):
 class GatewayConfig(BaseModel):
     """Settings the cloud pushes to a gateway and the gateway applies without restarting.
 
-    Only names a key id: the key material itself is provisioned on the gateway, so
-    no secret is ever retained on the broker. `version` grows with every change the
-    cloud saves, so the gateway's heartbeat can say which one is in force.
+    `active_key_id` names the key that pseudonymizes. `keys`, when present, is the whole
+    set of tenant keys the gateway is to hold, each sealed to that gateway's own key pair
+    (`shared.sealing`: the text is parsed and opened by the gateway), so no secret is ever
+    readable on the broker; a key the gateway holds that is not in it is erased. `version`
+    grows with every change the cloud saves, so the gateway's heartbeat can say which one
+    is in force (sealed keys are bound to it).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -117,8 +132,10 @@ class GatewayConfig(BaseModel):
     dwell_interval_s: float | None = Field(default=None, gt=0, le=86400)
     exit_after_s: float | None = Field(default=None, gt=0, le=86400)
     zones: list[ZoneThreshold] | None = None
-    active_key_id: Annotated[str, Field(pattern=KEY_ID_PATTERN.pattern)] | None = None
+    active_key_id: KeyId | None = None
     sources: SourceSwitches | None = None
+    keys: list[Annotated[str, Field(max_length=MAX_SEALED_KEY_CHARS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_CONFIG_KEYS)
 
     @field_validator("zones")
     @classmethod

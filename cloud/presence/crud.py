@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, case
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.bulk import insert_rows
@@ -56,6 +56,8 @@ _STAGE_DDL = (
     + ") ON COMMIT DELETE ROWS"
 )
 GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
+#: Reported by a gateway online; an offline report (last will) leaves them as they were.
+KEPT_WHEN_OFFLINE = ("active_key_id", "key_ids")
 
 
 def event_row(event: PresenceEvent, received_at: datetime) -> dict[str, Any]:
@@ -156,12 +158,18 @@ def upsert_gateway_status(
         "config_version": status.config_version,
         "config_refused_version": refused.version if refused else None,
         "config_refused_reason": refused.reason if refused else None,
+        "key_ids": status.key_ids,
     }
     insert = dialect_insert(session, GATEWAY_TABLE).values(values)
     keys = ("tenant", "store", "gateway")
+    updates: dict[str, Any] = {name: insert.excluded[name] for name in values if name not in keys}
+    for name in KEPT_WHEN_OFFLINE:
+        # The last will is composed when the agent starts: what it says of the keys may
+        # be older than the last heartbeat, which stays the word on them.
+        updates[name] = case((insert.excluded.online, insert.excluded[name]),
+                             else_=GATEWAY_TABLE.c[name])
     statement = insert.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: insert.excluded[name] for name in values if name not in keys},
+        index_elements=list(keys), set_=updates,
         where=GATEWAY_TABLE.c.status_sent_at <= insert.excluded.status_sent_at,
     )
     session.connection().execute(statement)

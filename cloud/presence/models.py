@@ -109,6 +109,8 @@ class GatewayHealth(SQLModel, table=True):
     config_version: int | None = None
     config_refused_version: int | None = None
     config_refused_reason: str | None = Field(default=None, max_length=500)
+    #: The pseudonymization key ids the gateway holds (None: it does not say).
+    key_ids: list[str] | None = Field(default=None, sa_type=JSON)
 
 
 class GatewayHealthPublic(SQLModel):
@@ -130,6 +132,7 @@ class GatewayHealthPublic(SQLModel):
     config_version: int | None = None
     config_refused_version: int | None = None
     config_refused_reason: str | None = None
+    key_ids: list[str] | None = None
 
 
 #: The zone of a roll-up row that counts the whole store (a zone name is never empty).
