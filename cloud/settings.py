@@ -15,6 +15,7 @@ Example: `VITRINA_MQTT__HOST=broker.example` or, in the file named by `VITRINA_C
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import secrets
 from datetime import time, timedelta
@@ -150,6 +151,35 @@ class ApiSettings(BaseModel):
     #: from inside the network, so it is open by default; set false when the API port is
     #: reachable from outside, and /metrics then needs an operator key.
     metrics_public: bool = True
+    #: The reverse proxies in front of the API (addresses or networks in CIDR form, e.g.
+    #: "10.0.0.0/8"): only a request from one of them has its X-Forwarded-For (the client's
+    #: address) and X-Forwarded-Proto believed. Empty (the default): the socket's peer is
+    #: the client, and forwarded headers are ignored, as anyone can send them. Behind a
+    #: proxy, list it: else every client has the proxy's address, and one guesser's
+    #: failures slow every other client's.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+    #: Failed API keys (per key id and per client address) allowed before each further
+    #: one waits. A valid key is never held back or counted, so these shape only what a
+    #: wrong key gets: ten free failures let a deploy with a stale key show its 401s...
+    key_free_failures: int = Field(default=10, ge=1, le=1000)
+    #: (the count starts again after this long with no failure and no wait)
+    key_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: ...then 10 s, doubling with every further failure up to 15 min: a script trying
+    #: keys, or a client retrying a dead one in a loop, costs one read a try.
+    key_backoff_s: float = Field(default=10.0, gt=0, le=3600)
+    key_backoff_max_s: float = Field(default=900.0, gt=0, le=24 * 3600)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, proxies: list[str]) -> list[str]:
+        for entry in proxies:
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is neither an address nor a network in CIDR form (host bits"
+                    " zero): list the proxies themselves, never every address") from None
+        return [entry.strip() for entry in proxies]
 
 
 class ConsoleSettings(BaseModel):
