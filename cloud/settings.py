@@ -39,7 +39,7 @@ from pydantic_settings import (
 )
 
 from cloud.channels import Channel, ChannelAdapter, adapter_for, adapters
-from cloud.outbound import AllowList, OutboundPolicy
+from cloud.outbound import RESOLVE_TIMEOUT_S, AllowList, OutboundPolicy
 from shared.errors import ContractError, describe_validation_error
 from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN
@@ -392,6 +392,9 @@ class OutboundSettings(BaseModel):
     #: ("push.shop.internal:8443"). For an on-premise shop whose endpoints are on its own
     #: network, and for tests against local servers. Empty: public https only.
     allow: list[str] = Field(default_factory=list, max_length=100)
+    #: How long a send waits for a webhook's or a push endpoint's host name to resolve;
+    #: past it the send fails for now and is retried (`cloud.outbound.RESOLVE_TIMEOUT_S`).
+    resolve_timeout_s: float = Field(default=RESOLVE_TIMEOUT_S, gt=0, le=60)
 
     @field_validator("allow")
     @classmethod
@@ -401,7 +404,8 @@ class OutboundSettings(BaseModel):
 
     def policy(self) -> OutboundPolicy:
         """The rules with this allow-list and the system's resolver."""
-        return OutboundPolicy(allow=AllowList.parse(self.allow))
+        return OutboundPolicy(allow=AllowList.parse(self.allow),
+                              resolve_timeout_s=self.resolve_timeout_s)
 
 
 class Settings(BaseSettings):
