@@ -79,6 +79,22 @@ def _moved(data: dict[str, Any]) -> list[tuple[str, str]]:
 SHARE_GROUP = PRESENCE_SHARED_SUBSCRIPTION.split("/")[1]
 
 
+class MqttLogin(BaseModel):
+    """A broker login of its own, pinned to one client id (`vitrina-provision
+    add-orchestrator` writes them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: SecretStr
+    #: The one client id the broker lets this login use; defaults to the username.
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @property
+    def pinned_client_id(self) -> str:
+        return self.client_id or self.username
+
+
 class MqttSettings(BaseModel):
     """How the worker reaches the broker."""
 
@@ -90,7 +106,14 @@ class MqttSettings(BaseModel):
     ca_file: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    #: The ingest worker's client id: with a login pinned to one (as `vitrina-provision
+    #: add-orchestrator` makes them), exactly that one.
     client_id: str = Field(default="vitrina-orchestrator", min_length=1, max_length=64)
+    #: The login that publishes gateway configs (the API and the delivery stage), pinned to
+    #: its own client id. Unset: configs are published with the login above under a fresh
+    #: client id each time, which only a login pinned to no client id may do (brokers
+    #: without dynamic security, logins made before pinning).
+    config_publisher: MqttLogin | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=DEFAULT_SESSION_EXPIRY_S, ge=0)
     #: MQTT v5 shared subscription; switch off for an MQTT 3.1.1-only broker (one worker then).
