@@ -239,7 +239,7 @@ async def serve(
                          on_triggers=running.scenarios.wake)
         server = _Server(uvicorn.Config(
             app, host=settings.api.host, port=settings.api.port, log_config=None,
-            lifespan="on", access_log=False,
+            lifespan="on", access_log=False, proxy_headers=False,  # see api.trusted_proxies
         ))
         worker = asyncio.create_task(running.run(stop), name="vitrina-workers")
         api = asyncio.create_task(server.serve(), name="vitrina-api")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioning.broker_security import (
+    CONFIG_PUBLISHER_SUFFIX,
     DynsecAdmin,
     DynsecError,
     load_broker_files,
@@ -87,14 +88,27 @@ def revoke_gateway(arguments: argparse.Namespace) -> int:
 
 def add_orchestrator(arguments: argparse.Namespace) -> int:
     with _admin(arguments) as control:
-        credentials = control.add_orchestrator(username=arguments.username)
+        credentials = control.add_orchestrator(username=arguments.username,
+                                               client_id=arguments.client_id)
+        publisher = None if arguments.no_config_publisher else control.add_config_publisher(
+            username=f"{arguments.username}{CONFIG_PUBLISHER_SUFFIX}")
+    lines = [
+        f"VITRINA_MQTT__USERNAME={credentials.username}",
+        f"VITRINA_MQTT__PASSWORD={credentials.password}",
+        f"VITRINA_MQTT__CLIENT_ID={credentials.client_id}",
+        "VITRINA_MQTT__TLS=true",
+    ]
+    if publisher is not None:
+        lines += [
+            f"VITRINA_MQTT__CONFIG_PUBLISHER__USERNAME={publisher.username}",
+            f"VITRINA_MQTT__CONFIG_PUBLISHER__PASSWORD={publisher.password}",
+            f"VITRINA_MQTT__CONFIG_PUBLISHER__CLIENT_ID={publisher.client_id}",
+        ]
     arguments.out.touch(mode=0o600)
-    arguments.out.write_text(
-        f"VITRINA_MQTT__USERNAME={credentials.username}\n"
-        f"VITRINA_MQTT__PASSWORD={credentials.password}\n"
-        "VITRINA_MQTT__TLS=true\n"
-    )
-    print(f"orchestrator login {credentials.username} written to {arguments.out}")
+    arguments.out.write_text("".join(f"{line}\n" for line in lines))
+    made = " and ".join(login.username for login in (credentials, publisher) if login)
+    print(f"orchestrator logins {made} (each pinned to its client id) written to "
+          f"{arguments.out}")
     return 0
 
 
@@ -147,9 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         revoke.add_argument(f"--{name}", required=True)
     revoke.set_defaults(handler=revoke_gateway)
 
-    orchestrator = commands.add_parser("add-orchestrator", help="a login for orchestrator workers")
+    orchestrator = commands.add_parser(
+        "add-orchestrator",
+        help="an ingest worker's login and, beside it, the config publisher's "
+        "(<username>-config), each pinned to its client id")
     _broker_options(orchestrator)
     orchestrator.add_argument("--username", required=True)
+    orchestrator.add_argument(
+        "--client-id", help="the one client id the ingest worker may use (default: the "
+        "username); each ingest worker needs a login of its own")
+    orchestrator.add_argument(
+        "--no-config-publisher", action="store_true",
+        help="the ingest login only (for a further ingest worker)")
     orchestrator.add_argument("--out", type=Path, required=True, help="env file to write")
     orchestrator.set_defaults(handler=add_orchestrator)
     return parser

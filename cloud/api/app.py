@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.api import (
     accounts,
@@ -100,6 +101,12 @@ def create_app(
     app.include_router(presence.operations)
     app.include_router(operations_router(settings, engine=app_engine, worker=worker))
     console.install(app)
+    if settings.api.trusted_proxies:
+        # Only requests from the listed proxies have their forwarded client address and
+        # scheme believed; the servers in `cloud.service` and `cloud.cli` leave uvicorn's
+        # own handling off, so this is the one place that decides.
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=list(settings.api.trusted_proxies))
     return app
 
 

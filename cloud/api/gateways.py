@@ -32,7 +32,13 @@ from sqlmodel import Session
 
 from cloud.api.access import MayReadConfig, MayWriteStores
 from cloud.api.audit import Audit, AuditTrail
-from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.api.deps import (
+    NowDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    too_many_attempts,
+)
 from cloud.audit import record
 from cloud.auth import throttle
 from cloud.delivery import gateway_configs
@@ -336,14 +342,10 @@ def enrol_route(
     cannot be used (always the same message), 429 with Retry-After after repeated wrong
     codes from one address, 503 when the broker cannot make the login (the code stays
     usable)."""
-    client = throttle.subject("enrol-address",
-                              request.client.host if request.client else "unknown")
+    client = throttle.subject("enrol-address", client_address(request))
     waiting = throttle.blocked_for(session, subjects=[client], now=now)
     if waiting is not None:
-        seconds = max(1, int(waiting.total_seconds() + 0.999))
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            f"too many wrong enrolment codes: try again in {seconds} s",
-                            headers={"Retry-After": str(seconds)})
+        raise too_many_attempts("wrong enrolment codes", waiting)
     row = redeem_code(session, typed=body.code, tenant=body.tenant, now=now,
                       seal_public_key=body.seal_public_key)
     tenant_settings = settings.tenant(row.tenant) if row is not None else None

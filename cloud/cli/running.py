@@ -100,7 +100,8 @@ def api_command(verbose: Verbose = False) -> None:
     """Serve the HTTP API."""
     settings = load_settings(verbose)
     uvicorn.run(
-        create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
+        create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None,
+        proxy_headers=False,  # forwarded headers only from api.trusted_proxies (create_app)
     )
 
 

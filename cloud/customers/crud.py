@@ -95,6 +95,17 @@ def public_customer(customer: Customer) -> CustomerPublic:
     )
 
 
+def public_ids(session: Session, customer_ids: Iterable[int]) -> dict[int, str]:
+    """The public ids (`cus_...`) of customers the database numbers: what every view
+    shows in their place (reports and the back office included)."""
+    wanted = set(customer_ids)
+    if not wanted:
+        return {}
+    return {number: public_id for number, public_id in session.exec(
+        select(Customer.id, Customer.public_id).where(one_of(session, Customer.id, wanted))
+    ).all() if number is not None}
+
+
 def public_consent(entry: ConsentEntry, *, customer: Customer) -> ConsentPublic:
     return ConsentPublic.model_validate(
         entry, update={"customer_id": customer.public_id}, from_attributes=True

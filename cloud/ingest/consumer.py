@@ -153,7 +153,10 @@ class PresenceConsumer:
         reason_code: ReasonCode, _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
+            log.error("broker refused the connection: %s%s", reason_code,
+                      " (a login pinned to a client id connects only as that id: is it "
+                      "mqtt.client_id, or the worker's --client-id?)"
+                      if "authori" in str(reason_code).lower() else "")
             return
         self._generation += 1
         self._connected = True
