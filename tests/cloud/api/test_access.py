@@ -113,6 +113,7 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/api-keys", KEYS, 200),
     Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", KEYS, 200),
     Route("GET", "/tenants/{tenant}/customer-token-keys", KEYS, 200),
+    Route("GET", "/tenants/{tenant}/pseudonym-keys", READ_CONFIG, 200),
     Route("GET", "/dead-letters", OPERATOR, 200),
     Route("GET", "/tenants/{tenant}/dead-letters", READ_CONFIG, 200),
     # The routes below answer an allowed caller with 404 (nothing by that key) or 422 (no
@@ -120,6 +121,8 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/analytics/funnel", ANALYTICS, 422),
     Route("POST", "/tenants/{tenant}/customer-token-keys", KEYS, 422, {"kid": "k"}),
     Route("DELETE", "/tenants/{tenant}/customer-token-keys/{kid}", KEYS, 404),
+    Route("POST", "/tenants/{tenant}/pseudonym-keys/{key_id}/activate", KEYS, 404),
+    Route("POST", "/tenants/{tenant}/pseudonym-keys/{key_id}/retire", KEYS, 404),
     Route("PUT", "/tenants/{tenant}/complements", MARKETING, 422),
     Route("GET", "/tenants/{tenant}/complements", READ_CONFIG, 200),
     Route("GET", f"{CUSTOMER}/coupons", COUPONS, 200),
