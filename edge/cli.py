@@ -1,5 +1,5 @@
 """`vitrina-edge`: run the gateway agent, replay captures, check a config, show status,
-enrol with a one-time code.
+enrol with a one-time code, diagnose the gateway (`doctor`).
 
 Exit codes: 0 success; 1 a run that did not finish its work (a replay whose outbox did
 not drain in time); 2 a config or usage error (for `enrol`: a bundle is already there);
@@ -7,6 +7,10 @@ not drain in time); 2 a config or usage error (for `enrol`: a bundle is already 
 enrol now; 5 a replay input could not be read, whole or in part (empty, not a capture,
 cut short or damaged, or of a link type the gateway does not read): whatever could be
 read was replayed and published, and each such file is named with how far it got.
+
+`doctor` has codes of its own (`edge.doctor`): 0 every check passed, 1 the gateway runs
+but a check warned, 2 a check failed (the gateway cannot run as configured, or would run
+without doing its job).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from edge import doctor
 from edge.agent import AgentSummary, EdgeAgent
 from edge.capture.replay import ReplayStats
+from edge.doctor.core import DEFAULT_SERVICE_USER, DEFAULT_TIMEOUT_S, DEFAULT_UNIT
 from edge.enrol import (
     CloudUnreachableError,
     EnrolmentRefusedError,
@@ -99,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
     with_config("check-config", "Validate a config file and print OK or the problems.")
     status = with_config("status", "Show the outbox and the last heartbeat of this gateway.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor = with_config("doctor", "Check that this gateway can run: config, bundle, broker "
+                         "and login, clock, radios, disk, service; one line each with a fix.")
+    doctor.add_argument("--service-user", default=DEFAULT_SERVICE_USER, metavar="USER",
+                        help="the user the agent runs as, whose access to the bundle is "
+                        f"checked (default {DEFAULT_SERVICE_USER})")
+    doctor.add_argument("--unit", default=DEFAULT_UNIT,
+                        help=f"the systemd unit of the agent (default {DEFAULT_UNIT})")
+    doctor.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="how long each network check may take (default "
+                        f"{DEFAULT_TIMEOUT_S:g} s)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     enrol_help = "Exchange a one-time enrolment code from the console for this gateway's bundle."
     enrol = commands.add_parser("enrol", help=enrol_help, description=enrol_help)
     enrol.add_argument("--code", required=True, help="the code, e.g. K7QX-3FHM")
@@ -178,6 +195,17 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
                 f"errors={health.get('errors')} restarts={health.get('restarts')}"
             )
     return EXIT_OK
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    results = doctor.diagnose(args.config or config_path_from_env(),
+                              service_user=args.service_user, unit=args.unit,
+                              timeout_s=args.timeout)
+    if args.json:
+        doctor.render_json(results, sys.stdout)
+    else:
+        doctor.render(results, sys.stdout)
+    return doctor.exit_status(results)
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
@@ -320,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return enrol_gateway(args)
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "doctor":
+        return run_doctor(args)
     if args.command == "status":
         return show_status(args.config, as_json=args.json)
     settings = _load(args.config, sys.stderr)
