@@ -189,6 +189,15 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
         print(f"devices tracked   {status.get('devices_tracked')}")
         print(f"rejected frames   {status.get('rejected_frames')}")
         print(f"active key        {status.get('active_key_id')}")
+        figures = [
+            ("agent CPU", status.get("cpu_percent"), "{:g} % of a core"),
+            ("agent memory", status.get("memory_bytes"), "{:,} bytes"),
+            ("temperature", status.get("temperature_c"), "{:g} °C"),
+            ("disk free", status.get("disk_free_bytes"), "{:,} bytes"),
+        ]
+        for label, value, form in figures:
+            if value is not None:
+                print(f"{label:<17} {form.format(value)}")
         for name, health in (status.get("sources") or {}).items():
             print(
                 f"source {name:<10} alive={health.get('alive')} frames={health.get('frames')} "
