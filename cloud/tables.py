@@ -32,6 +32,7 @@ from cloud.presence.models import (
     FootfallDirtyHour,
     FootfallHour,
     GatewayHealth,
+    GatewayHealthSample,
     PresenceEventRow,
 )
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
@@ -58,6 +59,7 @@ __all__ = [
     "FootfallDirtyHour",
     "FootfallHour",
     "GatewayHealth",
+    "GatewayHealthSample",
     "GeofenceDefinition",
     "GeofencePresence",
     "GeofenceVersion",
