@@ -148,12 +148,12 @@ def test_a_gateway_enrolled_offline_is_shown_as_such_and_its_store_is_kept(
     page: Page, console: Console
 ) -> None:
     now = console.clock()
-    for minutes_ago, frames, figures in ((10, 600, {"cpu_percent": 3.0, "temperature_c": 47.5}),
+    for minutes_ago, frames, reported in ((10, 600, {"cpu_percent": 3.0, "temperature_c": 47.5}),
                                          (0, 1800, {"cpu_percent": 5.0, "temperature_c": 82.0,
                                                     "memory_bytes": 60 * 2**20})):
         report_status(console, online=True, sent_at=now - timedelta(minutes=minutes_ago),
                       store="centro", gateway="side-1", software_version="1.4.2",
-                      uptime_s=4200 - minutes_ago * 60, config_version=3, **figures,
+                      uptime_s=4200 - minutes_ago * 60, config_version=3, **reported,
                       sources={"ble": {"alive": True, "frames": frames, "errors": 0}})
     sign_in(page, console, "store_operator")
     page.goto(console.page_url("stores"))
@@ -171,15 +171,15 @@ def test_a_gateway_enrolled_offline_is_shown_as_such_and_its_store_is_kept(
     expect(dialog.locator("dd").filter(has_text="version 3")).to_have_count(1)
     expect(dialog.locator("dd").filter(has_text="82.0 °C")).to_have_count(1)
     expect(dialog.locator("dd").filter(has_text="60 MiB")).to_have_count(1)
-    health = dialog.get_by_role("region", name="Health of gateway side-1")
-    expect(health.get_by_role("list", name="Alerts")).to_contain_text(
+    history = dialog.get_by_role("region", name="Health of gateway side-1")
+    expect(history.get_by_role("list", name="Alerts")).to_contain_text(
         "Warning: the board is at 82 °C")
-    expect(health.get_by_role("img", name=re.compile(
+    expect(history.get_by_role("img", name=re.compile(
         r"^Frames per minute, by source\. ble: — .*, 120 "))).to_be_visible()
-    health.get_by_text("Show the figures of Agent CPU and board temperature").click()
-    figures = health.get_by_role("table", name="Agent CPU and board temperature")
-    expect(figures.get_by_role("row")).to_have_count(3)
-    expect(figures.get_by_role("row").last).to_contain_text("82.0 °C")
+    history.get_by_text("Show the figures of Agent CPU and board temperature").click()
+    table = history.get_by_role("table", name="Agent CPU and board temperature")
+    expect(table.get_by_role("row")).to_have_count(3)
+    expect(table.get_by_role("row").last).to_contain_text("82.0 °C")
     assert violations(page, impacts=BLOCKING) == []
     dialog.get_by_role("button", name="Close").click()
 
