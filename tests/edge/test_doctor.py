@@ -5,6 +5,7 @@ files' real modes and owners."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import json
@@ -12,12 +13,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from dbus_fast import PropertyAccess
+from dbus_fast.aio import MessageBus
+from dbus_fast.service import ServiceInterface, dbus_property
 
 from edge.cli import main
 from edge.doctor.core import DoctorContext, Outcome
@@ -249,6 +254,56 @@ def private_bus(directory: Path) -> Iterator[str]:
         daemon.wait(10)
 
 
+class Adapter(ServiceInterface):
+    """BlueZ's org.bluez.Adapter1, the properties the doctor reads; dbus-fast's own object
+    manager lists it, as bluetoothd's does."""
+
+    def __init__(self, *, powered: bool) -> None:
+        super().__init__("org.bluez.Adapter1")
+        self.powered = powered
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Powered(self) -> "b":  # type: ignore[name-defined]  # noqa: F821, N802, UP037
+        return self.powered
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Discovering(self) -> "b":  # type: ignore[name-defined]  # noqa: F821, N802, UP037
+        return False
+
+
+@contextlib.contextmanager
+def bluez_named(address: str, adapters: dict[str, bool]) -> Iterator[None]:
+    """`org.bluez` on the bus at `address` with these adapters (name: powered), served from
+    a thread of its own while the doctor asks."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve() -> MessageBus:
+        bus = await MessageBus(bus_address=address).connect()
+        for name, powered in adapters.items():
+            bus.export(f"/org/bluez/{name}", Adapter(powered=powered))
+        await bus.request_name("org.bluez")
+        return bus
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        holder.append(loop.run_until_complete(serve()))
+        ready.set()
+        loop.run_forever()
+
+    holder: list[MessageBus] = []
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(holder[0].disconnect)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
 @pytest.mark.skipif(DBUS_DAEMON is None, reason="needs dbus-daemon")
 def test_bluetooth_without_dbus_or_bluez_fails_clearly(
     capsys: pytest.CaptureFixture[str], bundle: Bundle, quiet_host: Path,
@@ -265,9 +320,21 @@ def test_bluetooth_without_dbus_or_bluez_fails_clearly(
     with private_bus(tmp_path) as address:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
         status, lines = doctor(capsys, bundle.config)
-    assert status == EXIT_BROKEN
-    assert lines["ble"] == ("FAIL  ble      bluetoothd is not running (org.bluez is not on the "
-                            "system bus) -- fix: systemctl enable --now bluetooth")
+        assert status == EXIT_BROKEN
+        assert lines["ble"] == ("FAIL  ble      bluetoothd is not running (org.bluez is not "
+                                "on the system bus) -- fix: systemctl enable --now bluetooth")
+        with bluez_named(address, {"hci0": False}):
+            status, lines = doctor(capsys, bundle.config)
+        assert status == EXIT_BROKEN
+        assert lines["ble"].startswith("FAIL  ble      adapter hci0 is off -- fix: rfkill "
+                                       "unblock bluetooth; bluetoothctl power on")
+        with bluez_named(address, {"hci0": True}):
+            status, lines = doctor(capsys, bundle.config)
+    # a BlueZ without advertisement monitors: the agent would scan actively
+    assert status == EXIT_WARNINGS
+    assert lines["ble"].startswith("WARN  ble      adapter hci0 is on; BlueZ offers no passive "
+                                   "scanning, so the agent falls back to active scanning")
+    assert "not discovering now -- fix: start bluetoothd with --experimental" in lines["ble"]
 
 
 def test_a_hostapd_that_is_gone_fails(
