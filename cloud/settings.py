@@ -111,8 +111,11 @@ class TenantKeySettings(BaseModel):
 
 
 class TenantSettings(BaseModel):
-    """A tenant's pseudonymization keys: the first is active, the rest are still honoured
-    (gateways rotate at their own pace, so links are kept under every listed key)."""
+    """A tenant's pseudonymization keys: every listed key is honoured (links are kept
+    under each, and the gateways are sent each, sealed). Which one is active is the
+    database's word (`cloud.rotation`): the first listed when the tenant is first seen,
+    then the one an admin activates; a key added later is listed until then, and a
+    retired key is no longer used even while it is still listed here."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

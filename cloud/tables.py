@@ -35,6 +35,7 @@ from cloud.presence.models import (
     GatewayHealthSample,
     PresenceEventRow,
 )
+from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
@@ -83,6 +84,7 @@ __all__ = [
     "RegisteredGateway",
     "Scenario",
     "StoreRow",
+    "TenantKeyState",
     "Trigger",
     "WebPushKey",
     "metadata",

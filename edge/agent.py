@@ -30,6 +30,7 @@ from typing import Any
 from edge import systemd
 from edge.capture.source import Source
 from edge.health import DeviceFigures, HealthSampler
+from edge.keystore import GatewayKeys
 from edge.outbox import Outbox
 from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer, UnknownKeyError
 from edge.publisher import MqttPublisher
@@ -37,7 +38,7 @@ from edge.settings import EdgeSettings
 from edge.sighting import Sighting
 from edge.tracker import Identity, Tracker, TrackerThresholds
 from shared.presence import PresenceEvent
-from shared.status import GatewayConfig, GatewayStatus, SourceHealth
+from shared.status import MAX_REPORTED_KEYS, GatewayConfig, GatewayStatus, SourceHealth
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,9 @@ class EdgeAgent:
         self._started = time.monotonic()
         identity = settings.identity
         self.identity = Identity(identity.tenant, identity.store, identity.gateway)
+        self.keys = GatewayKeys(settings)
         self.pseudonymizer = SightingPseudonymizer(
-            settings.keys.tenant_keys(), settings.keys.active, settings.tz
+            self.keys.ring.keys, self.keys.ring.active, settings.tz
         )
         self.tracker = Tracker(
             self.identity, TrackerThresholds.from_settings(settings.tracker, settings.zones)
@@ -218,13 +220,24 @@ class EdgeAgent:
         self.publisher.wake()
 
     def apply_config(self, config: GatewayConfig) -> None:
-        """The cloud's retained config; all or nothing (an unknown key id rejects it).
-        Sightings that arrived before it are processed under the settings they came with."""
-        if config.active_key_id is not None and config.active_key_id not in (
+        """The cloud's retained config; all or nothing (an unknown key id, or delivered
+        keys that do not open or cannot be kept, reject it). Sightings that arrived
+        before it are processed under the settings they came with.
+
+        Keys it delivers (`keys`, sealed to this gateway) are opened and written to the
+        key store before anything changes; from then they are the keys held, and one
+        held before that they leave out is erased (`edge.keystore`)."""
+        delivery = None
+        if config.keys is not None:
+            delivery = self.keys.open_delivered(config)
+        elif config.active_key_id is not None and config.active_key_id not in (
             self.pseudonymizer.key_ids
         ):
             raise UnknownKeyError(f"active key id {config.active_key_id!r} is not provisioned")
         self.process()
+        if delivery is not None:
+            ring = self.keys.commit(delivery)
+            self.pseudonymizer.replace_keys(ring.keys, ring.active)
         self.tracker.apply(config)
         if config.active_key_id is not None:
             self.pseudonymizer.set_active_key(config.active_key_id)
@@ -261,6 +274,7 @@ class EdgeAgent:
             rejected_frames=sum(item.errors for item in health.values()),
             devices_tracked=self.tracker.devices_tracked,
             active_key_id=self.pseudonymizer.active_key_id,
+            key_ids=sorted(self.pseudonymizer.key_ids)[:MAX_REPORTED_KEYS],
             config_version=publisher.config_version if publisher else None,
             config_refused=publisher.config_refused if publisher else None,
             cpu_percent=figures.cpu_percent if figures else None,

@@ -6,6 +6,11 @@ are written readable by their owner only (files 0600 in a 0700 directory), each 
 temporary file renamed into place, so a crash leaves the old bundle or the new one and
 never half of one.
 
+Before asking, the gateway makes its own X25519 key pair: the public part goes with the
+code, the private part stays here (`seal.key`, beside the config, which names it). The
+cloud seals the tenant keys of later rotations to it (`shared.sealing`), so they can
+travel in the gateway's config through the broker without the broker reading them.
+
 Only HTTPS carries the code and the bundle, except to this machine itself (loopback),
 where nothing crosses a network.
 """
@@ -24,11 +29,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.sealing import new_private_key, private_key_pem, public_key_text
+
 #: What the cloud answers within; a gateway on a slow uplink still gets there.
 REQUEST_TIMEOUT_S = 30.0
 BUNDLE_FILE_MODE = 0o600
 BUNDLE_DIRECTORY_MODE = 0o700
 CONFIG_FILE = "edge.toml"
+#: This gateway's private sealing key: made here, never sent anywhere.
+SEAL_KEY_FILE = "seal.key"
 #: A bundle is a config file and a certificate: nothing else may be written by it.
 BUNDLE_FILES = frozenset({CONFIG_FILE, "ca.crt"})
 
@@ -82,11 +91,15 @@ def _detail(error: urllib.error.HTTPError) -> str:
     return f"HTTP {error.code}"
 
 
-def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | None
-                   ) -> dict[str, Any]:
-    """POST the code; the cloud's answer, or the error that says what to do."""
+def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | None,
+                   seal_public_key: str | None = None) -> dict[str, Any]:
+    """POST the code (and this gateway's public sealing key); the cloud's answer, or the
+    error that says what to do."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    body = json.dumps({"code": code, "directory": str(directory)}).encode()
+    request_body: dict[str, str] = {"code": code, "directory": str(directory)}
+    if seal_public_key is not None:
+        request_body["seal_public_key"] = seal_public_key
+    body = json.dumps(request_body).encode()
     request = urllib.request.Request(
         enrol_url(cloud), data=body, method="POST",
         headers={"Content-Type": "application/json", "Accept": "application/json"})
@@ -132,6 +145,15 @@ def write_bundle(directory: Path, files: dict[str, str]) -> Path:
     return directory / CONFIG_FILE
 
 
+def write_seal_key(directory: Path, pem: str) -> Path:
+    """Write the private sealing key (before the config that names it); its path."""
+    directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    directory.chmod(BUNDLE_DIRECTORY_MODE)
+    path = directory / SEAL_KEY_FILE
+    _write_private(path, pem)
+    return path
+
+
 def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force: bool
           ) -> Enrolled:
     """Exchange `code` for the bundle and write it into `directory`. An existing bundle is
@@ -141,10 +163,13 @@ def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force
         raise EnrolmentUsageError(
             f"a bundle is already in {directory}: this gateway is enrolled (use --force to "
             "replace it with a new identity)")
-    answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file)
+    seal_key = new_private_key()
+    answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file,
+                            seal_public_key=public_key_text(seal_key))
     files = answer.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
+    write_seal_key(directory, private_key_pem(seal_key))
     config = write_bundle(directory, files)
     return Enrolled(tenant=str(answer.get("tenant")), store=str(answer.get("store")),
                     gateway=str(answer.get("gateway")), config=config)

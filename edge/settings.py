@@ -48,6 +48,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/vitrina/edge.toml")
 CONFIG_PATH_ENV = "VITRINA_EDGE_CONFIG"
 KEY_SECRET_ENV_PREFIX = "VITRINA_EDGE_KEY_"
 MQTT_PASSWORD_ENV = "VITRINA_EDGE_MQTT_PASSWORD"
+#: The delivered keys' store, beside the outbox unless `[keys] store` says otherwise.
+KEY_STORE_FILE = "keys.json"
 
 
 class SettingsError(ValueError):
@@ -103,10 +105,20 @@ class KeySettings(_Section):
 
 
 class KeysSettings(_Section):
-    """The tenant's keys; `active` pseudonymizes, the others remain for a rotation."""
+    """The tenant's keys; `active` pseudonymizes, the others remain for a rotation.
+
+    `seal_key_file`: this gateway's X25519 private key (PEM, written at enrolment), which
+    opens the keys the cloud delivers sealed in its config (`shared.sealing`). `store`:
+    where the delivered keys are kept (still sealed) so that a restart keeps them; by
+    default `keys.json` beside the outbox, in the agent's state directory. From the
+    first delivery on, the cloud's set of keys is the gateway's: a key of this file that
+    the cloud no longer lists is not loaded again (`edge.keystore`).
+    """
 
     active: KeyId
     key: list[KeySettings] = Field(min_length=1)
+    seal_key_file: Path | None = None
+    store: Path | None = None
 
     @model_validator(mode="after")
     def _active_is_known(self) -> Self:
@@ -287,6 +299,10 @@ class EdgeSettings(_Section):
     @property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def key_store_path(self) -> Path:
+        return self.keys.store or self.outbox.path.with_name(KEY_STORE_FILE)
 
     @property
     def client_id(self) -> str:

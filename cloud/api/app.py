@@ -38,6 +38,7 @@ from cloud.api import (
     offers,
     places,
     presence,
+    pseudonym_keys,
     scenarios,
     templates,
     token_keys,
@@ -58,7 +59,7 @@ def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
     for module in (customers, messages, keys, token_keys, members, audit, presence, live,
-                   offers, places, gateways, scenarios, templates, channels):
+                   offers, places, gateways, pseudonym_keys, scenarios, templates, channels):
         router.include_router(module.router)
     return router
 

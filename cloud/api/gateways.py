@@ -69,7 +69,8 @@ from cloud.places.crud import get_store
 from cloud.presence.crud import health_history
 from cloud.presence.health import GatewayHealthHistory, health_alerts, health_points
 from cloud.presence.models import GatewayHealth, GatewayHealthPublic
-from cloud.settings import Settings
+from cloud.rotation.flow import RE_ENROL, RotationRefusedError, completing, sync_ring
+from cloud.settings import Settings, TenantSettings
 from provisioning.bundle import GatewayIdentity
 from shared.topics import SEGMENT_PATTERN
 
@@ -104,7 +105,17 @@ def _public(session: Session, row: RegisteredGateway) -> RegisteredGatewayPublic
         code_expires_at=row.code_expires_at, enrolled_at=row.enrolled_at,
         revoked_at=row.revoked_at, config_version=row.config_version,
         applied_config_version=health.config_version if health else None,
+        receives_keys=row.receives_keys, key_delivery=_key_delivery(row),
     )
+
+
+def _key_delivery(row: RegisteredGateway) -> str:
+    """Whether tenant keys reach the gateway remotely, in a sentence for the console."""
+    if row.state is not GatewayState.ENROLLED:
+        return ""
+    if row.receives_keys:
+        return "new tenant keys are delivered to it sealed, in its config"
+    return f"{RE_ENROL} (`vitrina-edge enrol --force` with a new code)"
 
 
 def _config_public(session: Session, row: RegisteredGateway) -> GatewayConfigPublic:
@@ -141,6 +152,13 @@ def _delivery(row: RegisteredGateway, applied: AppliedConfig | None) -> str:
         return f"the gateway refused version {version}: {applied.refused_reason}"
     return (f"version {version} is on the broker (retained): the gateway takes it when "
             "connected and reports it in its next heartbeat")
+
+
+def _tenant_settings(settings: Settings, tenant: str) -> TenantSettings:
+    found = settings.tenant(tenant)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
+    return found
 
 
 def _code_lifetime(settings: Settings) -> timedelta:
@@ -299,8 +317,18 @@ def put_config_route(
     if row.state is GatewayState.REVOKED:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"gateway {gateway!r} is revoked: it takes no config")
+    if body.keys is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, (
+            "keys are not set by hand: the cloud delivers the tenant's keys, sealed to the "
+            "gateway, in every config it saves (see /pseudonym-keys)"))
     before = _config_public(session, row)
-    document = save_config(session, row=row, config=body, now=now)
+    try:
+        ring = sync_ring(session, tenant=tenant, settings=_tenant_settings(settings, tenant),
+                         now=now)
+        document = save_config(session, row=row, config=body, now=now,
+                               prepare=completing(row, ring))
+    except RotationRefusedError as refused:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(refused)) from None
     audit.record("gateway.config", f"gateway:{store}/{gateway}", before=before.desired,
                  after=document)
     claim = gateway_configs.begin_publish(session, row=row, now=now)
@@ -346,7 +374,8 @@ def enrol_route(
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                             f"too many wrong enrolment codes: try again in {seconds} s",
                             headers={"Retry-After": str(seconds)})
-    row = redeem_code(session, typed=body.code, tenant=body.tenant, now=now)
+    row = redeem_code(session, typed=body.code, tenant=body.tenant, now=now,
+                      seal_public_key=body.seal_public_key)
     tenant_settings = settings.tenant(row.tenant) if row is not None else None
     if row is None or tenant_settings is None:
         session.rollback()
@@ -357,6 +386,12 @@ def enrol_route(
         raise HTTPException(status.HTTP_403_FORBIDDEN, CODE_REFUSED)
     store = get_store(session, tenant=row.tenant, key=row.store)
     try:
+        ring = sync_ring(session, tenant=row.tenant, settings=tenant_settings, now=now)
+        keys = ring.enrolment_keys()
+    except RotationRefusedError as error:
+        session.rollback()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+    try:
         ca = broker.gateway_ca_certificate(settings)
         credentials = broker.create_login(settings, tenant=row.tenant, store=row.store,
                                           gateway=row.gateway)
@@ -364,10 +399,10 @@ def enrol_route(
         session.rollback()
         raise _unavailable(error) from None
     files = bundle_files(
-        settings, tenant=tenant_settings,
+        settings, keys=keys,
         identity=GatewayIdentity(row.tenant, row.store, row.gateway), credentials=credentials,
         ca_certificate=ca, timezone=store.time_zone if store else "UTC",
-        directory=body.directory,
+        directory=body.directory, sealing=row.receives_keys,
     )
     record(session, tenant=row.tenant, actor_kind="gateway", actor=credentials.username,
            action="gateway.enrol", target=f"gateway:{row.store}/{row.gateway}",

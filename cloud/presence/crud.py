@@ -64,6 +64,10 @@ _STAGE_DDL = (
 )
 GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
 HISTORY_TABLE: Table = SQLModel.metadata.tables[GatewayHealthSample.__tablename__]
+#: Reported by a gateway online; an offline report (last will) leaves them as they were
+#: (the will is composed when the agent starts: before its first heartbeat's figures).
+KEPT_WHEN_OFFLINE = ("active_key_id", "key_ids", "cpu_percent", "memory_bytes",
+                     "temperature_c", "disk_free_bytes")
 
 
 def event_row(event: PresenceEvent, received_at: datetime) -> dict[str, Any]:
@@ -166,12 +170,18 @@ def upsert_gateway_status(
         "config_refused_reason": refused.reason if refused else None,
         "cpu_percent": status.cpu_percent, "memory_bytes": status.memory_bytes,
         "temperature_c": status.temperature_c, "disk_free_bytes": status.disk_free_bytes,
+        "key_ids": status.key_ids,
     }
     insert = dialect_insert(session, GATEWAY_TABLE).values(values)
     keys = ("tenant", "store", "gateway")
+    updates: dict[str, Any] = {name: insert.excluded[name] for name in values if name not in keys}
+    for name in KEPT_WHEN_OFFLINE:
+        # The last will is composed when the agent starts: what it says of the keys may
+        # be older than the last heartbeat, which stays the word on them.
+        updates[name] = case((insert.excluded.online, insert.excluded[name]),
+                             else_=GATEWAY_TABLE.c[name])
     statement = insert.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: insert.excluded[name] for name in values if name not in keys},
+        index_elements=list(keys), set_=updates,
         where=GATEWAY_TABLE.c.status_sent_at <= insert.excluded.status_sent_at,
     )
     session.connection().execute(statement)

@@ -109,6 +109,8 @@ class GatewayHealth(SQLModel, table=True):
     config_version: int | None = None
     config_refused_version: int | None = None
     config_refused_reason: str | None = Field(default=None, max_length=500)
+    #: The pseudonymization key ids the gateway holds (None: it does not say).
+    key_ids: list[str] | None = Field(default=None, sa_type=JSON)
     #: The device's figures (status 1.1; None from older gateways or where it cannot tell).
     cpu_percent: float | None = None
     memory_bytes: int | None = Field(default=None, sa_type=BigInteger)
@@ -171,6 +173,7 @@ class GatewayHealthPublic(SQLModel):
     config_version: int | None = None
     config_refused_version: int | None = None
     config_refused_reason: str | None = None
+    key_ids: list[str] | None = None
     cpu_percent: float | None = None
     memory_bytes: int | None = None
     temperature_c: float | None = None

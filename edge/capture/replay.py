@@ -158,13 +158,16 @@ class PcapReplaySource:
         self._running = False
 
     def health(self) -> SourceHealth:
+        """`errors` are frames (broken, or of a link type not decoded); a file that could
+        not be read counts in `files_failed`, described with how far it got in `last_error`."""
         stats = self.stats
         return SourceHealth(
             alive=self._running,
             frames=stats.frames,
-            errors=stats.rejected + stats.unsupported + stats.files_failed,
+            errors=stats.rejected + stats.unsupported,
             restarts=0,
             last_error=stats.last_error,
+            files_failed=stats.files_failed,
         )
 
     async def run(self, emit: Callable[[Sighting], None], stop: asyncio.Event) -> None:

@@ -145,6 +145,8 @@ def bundle_files(settings: EdgeSettings, config: Path) -> list[tuple[Path, bool,
         files.append((mqtt.cert_file, False, "client certificate"))
     if mqtt.key_file is not None:
         files.append((mqtt.key_file, True, "client private key"))
+    if settings.keys.seal_key_file is not None:
+        files.append((settings.keys.seal_key_file, True, "sealing key (opens delivered keys)"))
     return files
 
 

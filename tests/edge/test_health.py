@@ -3,6 +3,7 @@ lays out /sys/class/thermal and from this process's own /proc entries."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -27,12 +28,12 @@ def test_the_warmest_plausible_zone_is_the_board_temperature(tmp_path: Path) -> 
 def test_a_sample_reports_the_cpu_used_since_the_last(tmp_path: Path) -> None:
     zone(tmp_path / "thermal", 0, "61000")
     sampler = HealthSampler(tmp_path / "state" / "outbox.db", thermal_root=tmp_path / "thermal")
-    deadline = time.monotonic() + 0.2
-    while time.monotonic() < deadline:  # keep a core busy for a moment
-        pass
+    started = sum(os.times()[:2])
+    while sum(os.times()[:2]) - started < 0.1:  # a tenth of a second of CPU, however long
+        pass  # the loaded machine takes to give it
     busy = sampler.sample()
     assert busy.cpu_percent is not None
-    assert busy.cpu_percent > 20
+    assert busy.cpu_percent >= 5
     assert busy.memory_bytes is not None
     assert busy.memory_bytes > 2**20
     assert busy.temperature_c == 61.0

@@ -3,7 +3,7 @@ agent, the board's temperature, free disk) on the newest report, and a history o
 reports, one per gateway and 5 minutes, kept `gateways.health_history_days`.
 
 Revision ID: 0028
-Revises: 0024
+Revises: 0025
 Create Date: 2026-12-12
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0028"
-down_revision: str | None = "0024"
+down_revision: str | None = "0025"
 branch_labels = None
 depends_on = None
 

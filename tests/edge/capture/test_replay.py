@@ -300,7 +300,7 @@ def test_replay_source_emits_everything_and_reports_health(
     assert all(alive_while_running)
     health = source.health()
     assert not health.alive
-    assert (health.frames, health.errors) == (1041 + 6, 6 + 1)
+    assert (health.frames, health.errors, health.files_failed) == (1041 + 6, 6, 1)
     assert health.last_error is not None
     assert source.stats.files == 4
 

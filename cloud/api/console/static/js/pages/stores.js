@@ -344,7 +344,9 @@ function RegisteredGateways({ store, registered, writable }) {
           const [label, kind] = STATE_LABELS[row.state] || [row.state, "idle"];
           return html`<span class=${`status ${kind}`}>${label}</span>
             ${row.state === "pending" && row.code_expires_at && html`<div class="hint">code valid until
-              ${fullTime.format(new Date(row.code_expires_at))}</div>`}`;
+              ${fullTime.format(new Date(row.code_expires_at))}</div>`}
+            ${row.state === "enrolled" && !row.receives_keys && html`<div class="hint">
+              re-enrol to receive keys remotely</div>`}`;
         }],
         ["Configuration", (row) => html`<${ConfigVersions} gateway=${row} />`],
         ["", (row) => row.state !== "revoked" && html`<div class="actions">
