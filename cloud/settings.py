@@ -270,6 +270,9 @@ class GatewaySettings(BaseModel):
     #: broker was away, or not taken by a live gateway): a config is a setting, not a
     #: message, and a few seconds late costs nothing.
     config_poll_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    #: How long each gateway's health history is kept (a row per 5 minutes): a month shows
+    #: a slow leak or a nightly pattern, and stays at 8,640 rows a gateway.
+    health_history_days: int = Field(default=30, ge=1, le=366)
 
 
 class IngestSettings(BaseModel):

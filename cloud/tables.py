@@ -32,6 +32,7 @@ from cloud.presence.models import (
     FootfallDirtyHour,
     FootfallHour,
     GatewayHealth,
+    GatewayHealthSample,
     PresenceEventRow,
 )
 from cloud.rotation.models import TenantKeyState
@@ -59,6 +60,7 @@ __all__ = [
     "FootfallDirtyHour",
     "FootfallHour",
     "GatewayHealth",
+    "GatewayHealthSample",
     "GeofenceDefinition",
     "GeofencePresence",
     "GeofenceVersion",

@@ -29,6 +29,7 @@ from typing import Any
 
 from edge import systemd
 from edge.capture.source import Source
+from edge.health import DeviceFigures, HealthSampler
 from edge.keystore import GatewayKeys
 from edge.outbox import Outbox
 from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer, UnknownKeyError
@@ -131,6 +132,9 @@ class EdgeAgent:
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
+        #: The device's figures as of the last heartbeat (None before the first).
+        self.health = HealthSampler(settings.outbox.path)
+        self._figures: DeviceFigures | None = None
         #: Distinct pseudonyms, for a replay's summary only (live it would grow without bound).
         self._seen: set[str] | None = set() if count_devices else None
 
@@ -254,6 +258,7 @@ class EdgeAgent:
         health = self.source_health()
         # The publisher asks for its last will while it is being built, before it is ours.
         publisher: MqttPublisher | None = getattr(self, "publisher", None)
+        figures: DeviceFigures | None = getattr(self, "_figures", None)
         return GatewayStatus(
             tenant=self.identity.tenant,
             store=self.identity.store,
@@ -272,6 +277,10 @@ class EdgeAgent:
             key_ids=sorted(self.pseudonymizer.key_ids)[:MAX_REPORTED_KEYS],
             config_version=publisher.config_version if publisher else None,
             config_refused=publisher.config_refused if publisher else None,
+            cpu_percent=figures.cpu_percent if figures else None,
+            memory_bytes=figures.memory_bytes if figures else None,
+            temperature_c=figures.temperature_c if figures else None,
+            disk_free_bytes=figures.disk_free_bytes if figures else None,
         )
 
     def summary(self, *, drained: bool) -> AgentSummary:
@@ -302,6 +311,7 @@ class EdgeAgent:
             self._heartbeat()
 
     def _heartbeat(self) -> None:
+        self._figures = self.health.sample()
         status = self.status()
         self.publisher.publish_status(status)
         self.outbox.record_status(status.model_dump_json())

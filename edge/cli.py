@@ -1,5 +1,6 @@
 """`vitrina-edge`: run the gateway agent, replay captures, check a config, show status,
-enrol with a one-time code, calibrate the RSSI thresholds with a test phone.
+enrol with a one-time code, calibrate the RSSI thresholds with a test phone,
+diagnose the gateway (`doctor`).
 
 Exit codes: 0 success; 1 a run that did not finish its work (a replay whose outbox did
 not drain in time); 2 a config or usage error (for `enrol`: a bundle is already there);
@@ -10,6 +11,10 @@ read was replayed and published, and each such file is named with how far it got
 `calibrate`, nothing is derived from a step whose recording cannot be read); 6 calibration
 could not give thresholds (the test phone not told apart, not heard long enough, or the
 street and the shop read alike at this gateway): the message says what to do.
+
+`doctor` has codes of its own (`edge.doctor`): 0 every check passed, 1 the gateway runs
+but a check warned, 2 a check failed (the gateway cannot run as configured, or would run
+without doing its job).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge import doctor
 from edge.agent import AgentSummary, EdgeAgent
 from edge.calibration import (
     DEFAULT_MARGIN_DB,
@@ -40,6 +46,7 @@ from edge.calibration import (
     write_config,
 )
 from edge.capture.replay import PcapReplaySource, ReplayStats
+from edge.doctor.core import DEFAULT_SERVICE_USER, DEFAULT_TIMEOUT_S, DEFAULT_UNIT
 from edge.enrol import (
     CloudUnreachableError,
     EnrolmentRefusedError,
@@ -139,6 +146,17 @@ def _parser() -> argparse.ArgumentParser:
     with_config("check-config", "Validate a config file and print OK or the problems.")
     status = with_config("status", "Show the outbox and the last heartbeat of this gateway.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor = with_config("doctor", "Check that this gateway can run: config, bundle, broker "
+                         "and login, clock, radios, disk, service; one line each with a fix.")
+    doctor.add_argument("--service-user", default=DEFAULT_SERVICE_USER, metavar="USER",
+                        help="the user the agent runs as, whose access to the bundle is "
+                        f"checked (default {DEFAULT_SERVICE_USER})")
+    doctor.add_argument("--unit", default=DEFAULT_UNIT,
+                        help=f"the systemd unit of the agent (default {DEFAULT_UNIT})")
+    doctor.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="how long each network check may take (default "
+                        f"{DEFAULT_TIMEOUT_S:g} s)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     enrol_help = "Exchange a one-time enrolment code from the console for this gateway's bundle."
     enrol = commands.add_parser("enrol", help=enrol_help, description=enrol_help)
     enrol.add_argument("--code", required=True, help="the code, e.g. K7QX-3FHM")
@@ -212,10 +230,30 @@ def show_status(path: Path | None, *, as_json: bool) -> int:
         print(f"devices tracked   {status.get('devices_tracked')}")
         print(f"rejected frames   {status.get('rejected_frames')}")
         print(f"active key        {status.get('active_key_id')}")
+        figures = [
+            ("agent CPU", status.get("cpu_percent"), "{:g} % of a core"),
+            ("agent memory", status.get("memory_bytes"), "{:,} bytes"),
+            ("temperature", status.get("temperature_c"), "{:g} °C"),
+            ("disk free", status.get("disk_free_bytes"), "{:,} bytes"),
+        ]
+        for label, value, form in figures:
+            if value is not None:
+                print(f"{label:<17} {form.format(value)}")
         print(f"keys held         {', '.join(status.get('key_ids') or []) or '-'}")
         for name, health in (status.get("sources") or {}).items():
             print(f"source {name:<10} {_describe_source(health)}")
     return EXIT_OK
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    results = doctor.diagnose(args.config or config_path_from_env(),
+                              service_user=args.service_user, unit=args.unit,
+                              timeout_s=args.timeout)
+    if args.json:
+        doctor.render_json(results, sys.stdout)
+    else:
+        doctor.render(results, sys.stdout)
+    return doctor.exit_status(results)
 
 
 def _describe_source(health: dict[str, Any]) -> str:
@@ -467,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return enrol_gateway(args)
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "doctor":
+        return run_doctor(args)
     if args.command == "status":
         return show_status(args.config, as_json=args.json)
     settings = _load(args.config, sys.stderr)

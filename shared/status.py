@@ -9,6 +9,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from shared._schema import SCHEMA_VERSION, GatewayId, StoreId, TenantId, ZoneId, decode_message
 from shared.pseudonym import KEY_ID_PATTERN
 
+#: The status message's own minor version: 1.1 added the device's figures (`cpu_percent`,
+#: `memory_bytes`, `temperature_c`, `disk_free_bytes`). A 1.0 reader ignores them (unknown
+#: fields are ignored within a major); a 1.0 heartbeat reads as one without them.
+STATUS_SCHEMA_VERSION = "1.1"
+
+
+def _absent(value: object) -> bool:
+    return value is None
 KeyId = Annotated[str, Field(pattern=KEY_ID_PATTERN.pattern)]
 #: Keys a gateway holds at once: the active one and those still honoured in a rotation.
 MAX_CONFIG_KEYS = 8
@@ -56,11 +64,17 @@ class ConfigRefusal(BaseModel):
 
 
 class GatewayStatus(BaseModel):
-    """Retained on the status topic; the last will publishes `online=False`."""
+    """Retained on the status topic; the last will publishes `online=False`.
+
+    Per source (`sources`): frames seen, errors, restarts (the BLE adapter's scan
+    restarted by the watchdog, the Wi-Fi socket reopened, hostapd reattached). The
+    device's figures (since 1.1) are left out of the message when the device cannot tell
+    them (no thermal sensor, no /proc).
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str = STATUS_SCHEMA_VERSION
     tenant: TenantId
     store: StoreId
     gateway: GatewayId
@@ -78,6 +92,15 @@ class GatewayStatus(BaseModel):
     #: The version of the cloud's config in force (None: only the local config file).
     config_version: int | None = None
     config_refused: ConfigRefusal | None = None
+    #: CPU time of the agent process since its previous heartbeat, in percent of one core
+    #: (above 100 when it keeps more than one core busy). Since 1.1.
+    cpu_percent: float | None = Field(default=None, ge=0, exclude_if=_absent)
+    #: The agent process's resident memory. Since 1.1.
+    memory_bytes: int | None = Field(default=None, ge=0, exclude_if=_absent)
+    #: The warmest of the board's thermal zones, in degrees Celsius. Since 1.1.
+    temperature_c: float | None = Field(default=None, exclude_if=_absent)
+    #: Free space on the outbox's file system, for the agent's user. Since 1.1.
+    disk_free_bytes: int | None = Field(default=None, ge=0, exclude_if=_absent)
     #: The pseudonymization keys the gateway holds (ids only): the cloud switches a
     #: tenant's active key once every live gateway holds it. None: an older gateway.
     key_ids: list[KeyId] | None = Field(default=None, max_length=MAX_REPORTED_KEYS)

@@ -9,6 +9,10 @@ code, revoked, and configured from the cloud.
   files `vitrina-provision enrol-gateway` writes. Every code that cannot be used (wrong,
   used, expired, revoked, another tenant's) gets the same answer, so the answer tells a
   guesser nothing; wrong codes from one client address are slowed down like sign-ins.
+- GET .../{g}/health: the gateway's newest report, its history (a sample per 5 minutes,
+  kept `gateways.health_history_days`; rates per source worked out from one sample to the
+  next) and the alerts read from them (`cloud.presence.health`). A gateway enrolled
+  offline, not registered here, has its history too.
 - PUT/GET .../{g}/config: the gateway's config (zones and RSSI thresholds, tracker
   settings, source switches, active key id), saved as the next version and published
   retained on its config topic; GET shows it next to the version the gateway's latest
@@ -27,10 +31,10 @@ import random
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from sqlmodel import Session
 
-from cloud.api.access import MayReadConfig, MayWriteStores
+from cloud.api.access import MayReadAnalytics, MayReadConfig, MayWriteStores
 from cloud.api.audit import Audit, AuditTrail
 from cloud.api.deps import (
     NowDep,
@@ -68,7 +72,9 @@ from cloud.gateways.models import (
     RegisteredGatewayPublic,
 )
 from cloud.places.crud import get_store
-from cloud.presence.models import GatewayHealth
+from cloud.presence.crud import health_history
+from cloud.presence.health import GatewayHealthHistory, health_alerts, health_points
+from cloud.presence.models import GatewayHealth, GatewayHealthPublic
 from cloud.rotation.flow import RE_ENROL, RotationRefusedError, completing, sync_ring
 from cloud.settings import Settings, TenantSettings
 from provisioning.bundle import GatewayIdentity
@@ -266,6 +272,30 @@ def revoke_gateway_route(
     except broker.BrokerUnavailableError as error:
         log.warning("could not clear a revoked gateway's retained config: %s", error)
     return after
+
+
+@router.get(GATEWAY_PATH + "/health", response_model=GatewayHealthHistory)
+def get_health_route(
+    caller: MayReadAnalytics, session: SessionDep, settings: SettingsDep, now: NowDep,
+    tenant: str, store: StoreKey, gateway: GatewayKey,
+    hours: Annotated[int, Query(ge=1, le=24 * 366, description="how far back")] = 24,
+) -> GatewayHealthHistory:
+    """The gateway's newest report, its history over the last `hours` (oldest first) and
+    its alerts. 404 for a gateway neither registered nor ever heard from."""
+    current = session.get(GatewayHealth, (tenant, store, gateway))
+    if current is None and get_registered(session, tenant=tenant, store=store,
+                                          gateway=gateway) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"store {store!r} has no gateway {gateway!r}")
+    since = now - timedelta(hours=hours)
+    samples = health_history(session, tenant=tenant, store=store, gateway=gateway,
+                             since=since - timedelta(minutes=5))  # the rate into the first
+    points = [point for point in health_points(samples) if point.slot >= since]
+    return GatewayHealthHistory(
+        store=store, gateway=gateway,
+        current=None if current is None else GatewayHealthPublic.model_validate(current),
+        since=since, retention_days=settings.gateways.health_history_days, points=points,
+        alerts=health_alerts(current, samples, now=now))
 
 
 @router.get(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic)

@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -45,6 +45,7 @@ from cloud.metrics import (
     PURGED_PSEUDONYMS,
 )
 from cloud.places.recent import purge_old_fixes
+from cloud.presence.crud import purge_health_history
 from cloud.presence.retention import purge_unconsented
 from cloud.presence.rollups import RefreshOutcome, refresh_step
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
@@ -273,18 +274,22 @@ class PresenceConsumer:
 
     def purge_once(self) -> int:
         """Retention, once: stable pseudonyms older than a day that no consenting customer
-        owns are replaced, and location fixes kept for the map past their day deleted.
+        owns are replaced, location fixes kept for the map past their day deleted, and
+        gateways' health history older than `gateways.health_history_days` deleted.
         Returns how many rows changed."""
         now = self._now()
+        kept = timedelta(days=self._settings.gateways.health_history_days)
         with session_scope(self._engine) as session:
             rewritten = purge_unconsented(session, now=now, tenants=self._tenants)
             dropped = purge_old_fixes(session, now=now)
+            dropped += purge_health_history(session, before=now - kept)
             session.commit()
         if rewritten:
             PURGED_PSEUDONYMS.inc(rewritten)
             log.info("retention: %d events lost their stable pseudonym", rewritten)
         if dropped:
-            log.info("retention: %d location fixes older than a day deleted", dropped)
+            log.info("retention: %d location fixes and health samples past their time "
+                     "deleted", dropped)
         return rewritten + dropped
 
     async def _next_batch(

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from edge.agent import EdgeAgent
+from edge.health import board_temperature
 from edge.outbox import read_stats
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
@@ -90,6 +91,7 @@ def test_live_ticks_report_exits_and_heartbeats_while_running(
         for i in range(3)
     ]
     source = ListSource(sightings, hold=True)
+    has_sensor = board_temperature() is not None
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -108,6 +110,17 @@ def test_live_ticks_report_exits_and_heartbeats_while_running(
         assert heartbeat.online
         assert heartbeat.sources["synthetic"].alive
         assert heartbeat.active_key_id == "k1"
+        # the device's figures (status 1.1): the frames per source, the agent's CPU and
+        # memory, the outbox's disk; a temperature only where the board has a sensor
+        assert heartbeat.schema_version == "1.1"
+        assert heartbeat.sources["synthetic"].frames == 3
+        assert heartbeat.cpu_percent is not None
+        assert heartbeat.cpu_percent >= 0
+        assert heartbeat.memory_bytes is not None
+        assert heartbeat.memory_bytes > 10 * 2**20  # a Python process with paho and pydantic
+        assert heartbeat.disk_free_bytes is not None
+        assert heartbeat.disk_free_bytes > 0
+        assert (heartbeat.temperature_c is not None) == has_sensor
         stop.set()
         await running
 

@@ -153,6 +153,7 @@ POLICY = [
     Route("POST", GATEWAYS, STORES, 404, {"gateway": "gw-1"}),
     Route("POST", f"{GATEWAY}/code", STORES, 404),
     Route("DELETE", GATEWAY, STORES, 404),
+    Route("GET", f"{GATEWAY}/health", ANALYTICS, 404),
     Route("GET", f"{GATEWAY}/config", READ_CONFIG, 404),
     Route("PUT", f"{GATEWAY}/config", STORES, 422),
     Route("GET", "/tenants/{tenant}/templates", READ_CONFIG, 200),
