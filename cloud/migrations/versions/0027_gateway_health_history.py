@@ -2,8 +2,8 @@
 agent, the board's temperature, free disk) on the newest report, and a history of the
 reports, one per gateway and 5 minutes, kept `gateways.health_history_days`.
 
-Revision ID: 0028
-Revises: 0025
+Revision ID: 0027
+Revises: 0026
 Create Date: 2026-12-12
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0028"
-down_revision: str | None = "0025"
+revision = "0027"
+down_revision: str | None = "0026"
 branch_labels = None
 depends_on = None
 
