@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import statistics
-import tempfile
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from edge.capture.source import Source
+from edge.private_files import write_private
 from edge.pseudonymize import SightingPseudonymizer
 from edge.sighting import Sighting
 from shared.status import ZoneThreshold
@@ -429,15 +428,4 @@ def write_config(path: Path, calibration: Calibration, *, stamp: str = "",
     """Apply the calibration to the config file atomically, keeping its permissions
     (it holds the tenant's key); `check` loads the new file before it replaces the old."""
     text = apply_to_config(path.read_text(encoding="utf-8"), calibration, stamp=stamp)
-    mode = path.stat().st_mode & 0o7777
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, mode)
-        if check is not None:
-            check(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(path, text, mode=path.stat().st_mode & 0o7777, check=check)

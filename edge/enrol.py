@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
 import ssl
 import urllib.error
 import urllib.request
@@ -29,11 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge.private_files import PRIVATE_FILE_MODE, write_private
 from shared.sealing import new_private_key, private_key_pem, public_key_text
 
 #: What the cloud answers within; a gateway on a slow uplink still gets there.
 REQUEST_TIMEOUT_S = 30.0
-BUNDLE_FILE_MODE = 0o600
+BUNDLE_FILE_MODE = PRIVATE_FILE_MODE
 BUNDLE_DIRECTORY_MODE = 0o700
 CONFIG_FILE = "edge.toml"
 #: This gateway's private sealing key: made here, never sent anywhere.
@@ -122,17 +122,6 @@ def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | No
         raise CloudUnreachableError(f"cannot reach {cloud}: {reason}") from None
 
 
-def _write_private(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.new")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, BUNDLE_FILE_MODE)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, BUNDLE_FILE_MODE)
-    os.replace(temporary, path)
-
-
 def write_bundle(directory: Path, files: dict[str, str]) -> Path:
     """Write the bundle's files; the config's path."""
     unexpected = set(files) - BUNDLE_FILES
@@ -141,7 +130,7 @@ def write_bundle(directory: Path, files: dict[str, str]) -> Path:
     directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
     directory.chmod(BUNDLE_DIRECTORY_MODE)
     for name, text in files.items():
-        _write_private(directory / name, text)
+        write_private(directory / name, text)
     return directory / CONFIG_FILE
 
 
@@ -150,7 +139,7 @@ def write_seal_key(directory: Path, pem: str) -> Path:
     directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
     directory.chmod(BUNDLE_DIRECTORY_MODE)
     path = directory / SEAL_KEY_FILE
-    _write_private(path, pem)
+    write_private(path, pem)
     return path
 
 

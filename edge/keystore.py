@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge.private_files import PRIVATE_FILE_MODE, write_private
 from edge.settings import EdgeSettings
 from shared.errors import ContractError
 from shared.pseudonym import KEY_ID_PATTERN, TenantKey
@@ -42,7 +42,7 @@ from shared.status import GatewayConfig
 log = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
-STORE_FILE_MODE = 0o600
+STORE_FILE_MODE = PRIVATE_FILE_MODE
 
 
 class KeyDeliveryError(ValueError):
@@ -180,7 +180,7 @@ class GatewayKeys:
             "dropped": sorted(dropped),
         }
         try:
-            _write_private(self.store_path, json.dumps(document, indent=1) + "\n")
+            write_private(self.store_path, json.dumps(document, indent=1) + "\n")
         except OSError as error:
             raise KeyDeliveryError(
                 f"cannot keep the delivered keys in {self.store_path}: {error.strerror}"
@@ -225,17 +225,3 @@ def _check_store(document: Any) -> dict[str, Any]:
     if not valid:
         raise ValueError("the key store's document is malformed")
     return document
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by its owner only, through a temporary file renamed
-    into place (a crash leaves the old store or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.new")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STORE_FILE_MODE)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, STORE_FILE_MODE)
-    os.replace(temporary, path)
