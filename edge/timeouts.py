@@ -21,12 +21,13 @@ GAP_MULTIPLE: Final = 3.0
 #: The longest timeout: a phone unheard for ten minutes has left, or is as good as gone for
 #: the scenarios that react to presence; no phone probes less often than every five.
 MAX_EXIT_AFTER_S: Final = 600.0
-#: The timeout of a device heard only through Wi-Fi probe requests until its own gaps are
-#: known: phones probe every 20 s to 4 minutes (every two minutes is common with the screen
-#: off), so the first gap of a slow prober must not end its visit before it could be learnt
-#: from. A fast prober learns a shorter timeout at its next burst; BLE devices, heard many
-#: times a second, start from the configured `exit_after_s`.
-PROBE_FIRST_EXIT_S: Final = 240.0
+#: The timeout of a device heard only through Wi-Fi probe requests, until its own gaps are
+#: known, in multiples of `exit_after_s` (240 s by default): phones probe every 20 s to 4
+#: minutes (every two minutes is common with the screen off), so the first gap of a slow
+#: prober must not end its visit before it could be learnt from. A fast prober learns a
+#: shorter timeout at its next burst; BLE devices, heard many times a second, start from
+#: `exit_after_s` itself.
+PROBE_FIRST_EXIT_MULTIPLE: Final = 2.0
 #: Gaps remembered per device: enough for a median that one odd gap does not move, few
 #: enough to follow a phone that changes its rhythm (screen on, screen off).
 GAPS_KEPT: Final = 5

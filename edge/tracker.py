@@ -7,7 +7,7 @@ after N sightings within a window, a dwell every `dwell_interval_s`, and an exit
 a silence longer than the device's exit timeout: `exit_after_s`, or, once the device has
 been heard in bursts some time apart, a few times its median gap between bursts, up to
 `max_exit_after_s` (`edge.timeouts`: a phone probing every two minutes stays one visit;
-a device heard only through probe requests starts from `PROBE_FIRST_EXIT_S`).
+a device heard only through probe requests starts from twice `exit_after_s`).
 Time is the sightings' own clock (`Sighting.at`): a replay gives the same events at any
 speed. Live, the agent also calls `tick()` with the wall
 clock so devices that fall silent still exit.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from edge.pseudonymize import PseudonymousSighting
@@ -34,7 +34,7 @@ from edge.timeouts import (
     GAP_MULTIPLE,
     GAPS_KEPT,
     MAX_EXIT_AFTER_S,
-    PROBE_FIRST_EXIT_S,
+    PROBE_FIRST_EXIT_MULTIPLE,
     median_gap,
 )
 from shared.identifiers import IdentifierKind
@@ -82,9 +82,15 @@ class TrackerThresholds:
     zones: tuple[ZoneThreshold, ...] = ()
     max_devices: int = 200_000
 
+    #: The first timeout of a device heard through probe requests (`edge.timeouts`);
+    #: derived, one float shared by every such device.
+    probe_first_exit_s: float = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.zones, key=lambda zone: zone.min_rssi, reverse=True))
         object.__setattr__(self, "zones", ordered)
+        object.__setattr__(self, "probe_first_exit_s",
+                           PROBE_FIRST_EXIT_MULTIPLE * self.exit_after_s)
 
     @classmethod
     def from_settings(
@@ -324,7 +330,7 @@ class Tracker:
         device = _Device(sighting)
         if thresholds.adaptive_exit:
             if sighting.kind is _WIFI_PROBE:
-                device.timeout = PROBE_FIRST_EXIT_S  # until its own gaps are known
+                device.timeout = thresholds.probe_first_exit_s  # until its gaps are known
             if history is not None:
                 last_seen, gaps = history
                 gap = sighting.at - last_seen

@@ -1,9 +1,9 @@
 """Broker credentials and access control with Mosquitto's dynamic-security plugin.
 
-Every gateway gets its own username, password and role: it may publish presence and
-status on its own topics and read its own config topic, nothing else. A stolen
+Every gateway gets its own username, password and role: it may publish presence, status
+and occupancy on its own topics and read its own config topic, nothing else. A stolen
 gateway therefore cannot speak for another store or read anyone's presence. The
-orchestrator's role reads presence and status everywhere and writes config.
+orchestrator's role reads presence, status and occupancy everywhere and writes config.
 
 Roles and clients are changed on the running broker through its control topic
 (`$CONTROL/dynamic-security/v1`), so enrolling or revoking a gateway needs no restart.
@@ -94,29 +94,36 @@ def gateway_username(tenant: str, store: str, gateway: str) -> str:
 
 
 def gateway_acls(tenant: str, store: str, gateway: str) -> list[dict[str, Any]]:
-    """Its own presence and status (including the last will) out; its own config in."""
-    presence, status, config = (
+    """Its own presence, status (including the last will) and occupancy out; its own config
+    in. Occupancy is counts only, and no gateway reads anyone's (nor its own)."""
+    presence, status, occupancy, config = (
         gateway_topic(tenant, store, gateway, channel)
-        for channel in (TopicChannel.PRESENCE, TopicChannel.STATUS, TopicChannel.CONFIG)
+        for channel in (TopicChannel.PRESENCE, TopicChannel.STATUS, TopicChannel.OCCUPANCY,
+                        TopicChannel.CONFIG)
     )
     return [
         {"acltype": "publishClientSend", "topic": presence, "allow": True},
         {"acltype": "publishClientSend", "topic": status, "allow": True},
+        {"acltype": "publishClientSend", "topic": occupancy, "allow": True},
         {"acltype": "subscribeLiteral", "topic": config, "allow": True},
         {"acltype": "publishClientReceive", "topic": config, "allow": True},
     ]
 
 
 def orchestrator_acls() -> list[dict[str, Any]]:
-    """Presence and status of every gateway in (shared or not), config out."""
+    """Presence, status and occupancy of every gateway in (shared or not), config out."""
     presence = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.PRESENCE.value}"
     status = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.STATUS.value}"
+    occupancy = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.OCCUPANCY.value}"
     return [
         {"acltype": "subscribePattern", "topic": presence, "allow": True},
         {"acltype": "subscribePattern", "topic": f"$share/+/{presence}", "allow": True},
         {"acltype": "subscribePattern", "topic": status, "allow": True},
+        {"acltype": "subscribePattern", "topic": occupancy, "allow": True},
+        {"acltype": "subscribePattern", "topic": f"$share/+/{occupancy}", "allow": True},
         {"acltype": "publishClientReceive", "topic": presence, "allow": True},
         {"acltype": "publishClientReceive", "topic": status, "allow": True},
+        {"acltype": "publishClientReceive", "topic": occupancy, "allow": True},
         {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/+/+/config", "allow": True},
     ]
 
