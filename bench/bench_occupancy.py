@@ -17,6 +17,13 @@ tracker, `edge.occupancy`) in one process:
   their sequence counter across addresses), and phones with a stable address (associated
   to a network) probing every 1.5-2.5 minutes; capability classes shared between phones.
 
+The dataset's phones were heard by three radios, one per channel; a gateway has one radio
+hopping over channels 1, 6 and 11 (0.3 s each, `edge.capture.wifi_monitor`), which hears a
+phone's scan only on the channel it is on at the time. The "one hopping radio" rows keep
+only the frames such a radio would have heard, once with the calibration the estimator
+ships with and once recalibrated for that radio (measured the same way), to show what the
+calibration is worth.
+
 For each, per minute: the occupancy estimate (sum of zones), the old "devices in" count
 (pseudonymize -> tracker with the fixed 120 s timeout: devices between their enter and
 exit events) and the addresses heard, against the true number of phones present
@@ -50,6 +57,7 @@ from zoneinfo import ZoneInfo
 
 from edge.capture.beacons import BeaconConfig
 from edge.capture.decode import FrameDecoder
+from edge.capture.dot11 import RADIOTAP_FIELDS
 from edge.capture.pcapfile import read_frames
 from edge.occupancy import EstimatorSettings, OccupancyCounter
 from edge.occupancy.estimator import SCANS_PER_PHONE_PER_MINUTE
@@ -136,6 +144,38 @@ def load_phones(directory: Path) -> list[Phone]:
         kept = tuple(tuple(s) for s in sessions if s[-1][0] - s[0][0] >= MIN_SESSION_S)
         phones.append(Phone(path.name.removesuffix("_anonymized.pcap"), kept))
     return phones
+
+
+#: The hopping radio's channels (MHz) and dwell, as the Wi-Fi monitor's defaults.
+HOP_CHANNELS_MHZ = (2412, 2437, 2462)
+HOP_DWELL_S = 0.3
+_CHANNEL_BIT = 3
+
+
+def channel_mhz(frame: bytes) -> int | None:
+    """The radiotap Channel field's frequency (first presence word only), if present."""
+    present = struct.unpack_from("<I", frame, 4)[0]
+    if not present & (1 << _CHANNEL_BIT):
+        return None
+    offset = 8
+    for bit in range(_CHANNEL_BIT + 1):
+        if present & (1 << bit):
+            size, alignment = RADIOTAP_FIELDS[bit]
+            offset = (offset + alignment - 1) & -alignment
+            if bit == _CHANNEL_BIT:
+                return int(struct.unpack_from("<H", frame, offset)[0])
+            offset += size
+    return None  # pragma: no cover
+
+
+def heard_by_hopping_radio(frames: Sequence[Frame], phase: float) -> list[Frame]:
+    """The frames one radio hopping over channels 1, 6 and 11 would have heard."""
+    heard = []
+    for at, frame in frames:
+        slot = int((at + phase) // HOP_DWELL_S) % len(HOP_CHANNELS_MHZ)
+        if channel_mhz(frame) == HOP_CHANNELS_MHZ[slot]:
+            heard.append((at, frame))
+    return heard
 
 
 def _readdress(frame: bytes, salt: bytes) -> bytes:
@@ -463,14 +503,18 @@ HEADER = ("| crowd | occupancy: MAE / bias / r | old devices in (fixed 120 s): M
           "| --- | --- | --- | --- | --- |")
 
 
-def calibration(phones: Sequence[Phone]) -> list[tuple[str, float, int, int]]:
-    """Each phone's scans per minute as the gateway's grouping makes them."""
+def calibration(phones: Sequence[Phone], *, hopping: bool = False
+                ) -> list[tuple[str, float, int, int]]:
+    """Each phone's scans per minute as the gateway's grouping makes them (with `hopping`,
+    of what one hopping radio hears)."""
     rows = []
+    rng = random.Random(5)
     for phone in phones:
         scans = 0
         for session in phone.sessions:
             reader, grouper = ProbeReader(), ScanGrouper()
-            decoded = _decode(list(session))[1]
+            frames = heard_by_hopping_radio(session, rng.uniform(0, 1)) if hopping else session
+            decoded = _decode(list(frames))[1]
             for at, frame, rssi in decoded:
                 probe = reader.read(at, frame, rssi)
                 if probe is not None:
@@ -520,6 +564,32 @@ def main() -> None:
                 kind_runs += runs
             print(_row(f"**dataset, {kind}, all K**", kind_runs))
             all_runs += kind_runs
+        hop_rates = calibration(phones, hopping=True)
+        hop_rate = statistics.fmean(rate for _, rate, _, _ in hop_rates)
+        print(f"\none hopping radio: {hop_rate:.2f} scans heard per phone per minute "
+              f"(three radios: {SCANS_PER_PHONE_PER_MINUTE}); staggered crowds, all K")
+        print(HEADER)
+        variants = (
+            ("calibration for three radios", settings),
+            ("recalibrated for one radio", EstimatorSettings(scans_per_phone_per_minute=hop_rate)),
+            ("three radios, calibration 20% low", EstimatorSettings(
+                scans_per_phone_per_minute=SCANS_PER_PHONE_PER_MINUTE * 0.8)),
+            ("three radios, calibration 20% high", EstimatorSettings(
+                scans_per_phone_per_minute=SCANS_PER_PHONE_PER_MINUTE * 1.2)),
+        )
+        for label, variant in variants:
+            runs = []
+            for k in KS:
+                for rep in range(args.reps):
+                    rng = random.Random(args.seed * 1000 + k * 10 + rep + 500)
+                    frames, visits = dataset_scenario(phones, k, False, rng)
+                    if label.startswith("three"):
+                        runs.append(run_crowd(frames, visits, variant))
+                    else:
+                        heard = heard_by_hopping_radio(sorted(frames), rng.uniform(0, 1))
+                        runs.append(run_crowd(heard, visits, variant))
+            prefix = "dataset, staggered, " if label.startswith("three") else "one hopping radio, "
+            print(_row(prefix + label.removeprefix("three radios, "), runs))
     elif not args.no_dataset:
         print(f"\nno dataset at {args.path}: synthetic crowds only")
     synthetic_runs = []

@@ -13,8 +13,10 @@ speed. Live, the agent also calls `tick()` with the wall
 clock so devices that fall silent still exit.
 
 Devices are kept in a dict in order of last sighting (each sighting moves its device to
-the end), so finding the silent ones never scans the devices that are still present
-(only those silent longer than `exit_after_s` whose own timeout is longer). A device that
+the end), so finding the silent ones never scans the devices that are still present. A
+device silent longer than `exit_after_s` whose own timeout is longer moves to a second
+dict, *lingering*, with its deadline in a heap: the sweep reads only the devices that
+have just fallen silent and the deadlines that are due. A device that
 left is remembered for `max_exit_after_s` as its last sighting and gaps alone (a *ghost*,
 in memory only): if it comes back, the gap it was away for is learnt, so its next visit
 already has its timeout.
@@ -23,6 +25,7 @@ already has its timeout.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -221,6 +224,10 @@ class Tracker:
         self.thresholds = thresholds
         self.counters = TrackerCounters()
         self._devices: dict[str, _Device] = {}
+        #: Devices silent past `exit_after_s` but within their own timeout, and their
+        #: deadlines (deadline, pseudonym): an entry whose device moved on is skipped.
+        self._lingering: dict[str, _Device] = {}
+        self._deadlines: list[tuple[float, str]] = []
         #: Devices that left: pseudonym -> (last sighting, gaps), in order of leaving.
         self._ghosts: dict[str, tuple[float, tuple[int, ...]]] = {}
         self._clock = 0.0
@@ -228,7 +235,7 @@ class Tracker:
 
     @property
     def devices_tracked(self) -> int:
-        return len(self._devices)
+        return len(self._devices) + len(self._lingering)
 
     @property
     def clock(self) -> float:
@@ -256,6 +263,7 @@ class Tracker:
         events: list[PresenceEvent] = []
         counters = self.counters
         devices = self._devices
+        lingering = self._lingering
         thresholds = self.thresholds
         rssi_floor = thresholds.rssi_floor
         alpha = thresholds.smoothing_alpha
@@ -282,6 +290,8 @@ class Tracker:
                         continue
                 key = sighting.pseudonym
                 device = devices.pop(key, None)  # re-inserted: the dict stays in sighting order
+                if device is None and lingering:
+                    device = lingering.pop(key, None)
                 if device is None:
                     device = self._arrive(key, None, sighting, events)
                 elif (silence := at - device.last_seen) > quiet:
@@ -325,7 +335,7 @@ class Tracker:
             history = (silent.last_seen, silent.gaps)
         elif self._ghosts:
             history = self._ghosts.pop(key, None)
-        if len(self._devices) >= thresholds.max_devices:
+        if len(self._devices) + len(self._lingering) >= thresholds.max_devices:
             self._evict_oldest(events)
         device = _Device(sighting)
         if thresholds.adaptive_exit:
@@ -350,8 +360,8 @@ class Tracker:
     def close(self) -> list[PresenceEvent]:
         """Every device leaves (end of a replay, shutdown); the tracker is empty afterwards."""
         events: list[PresenceEvent] = []
-        devices, self._devices = self._devices, {}
-        self._ghosts = {}
+        devices, self._devices = {**self._lingering, **self._devices}, {}
+        self._lingering, self._deadlines, self._ghosts = {}, [], {}
         for key, device in devices.items():
             self._leave(key, device, events)
         return events
@@ -391,27 +401,40 @@ class Tracker:
     def _sweep(self, now: float, events: list[PresenceEvent]) -> None:
         """Devices silent past their timeout leave. Ordered by last sighting, the devices
         are read from the oldest until one was heard within `exit_after_s` (up to sources
-        that deliver slightly out of order); of those read, the ones whose own timeout is
-        longer stay where they are."""
+        that deliver slightly out of order): those whose own timeout is longer go on
+        lingering until their deadline, the others leave now."""
         self._next_sweep = now + SWEEP_INTERVAL_S
         thresholds = self.thresholds
-        deadline = now - thresholds.exit_after_s
+        silent_since = now - thresholds.exit_after_s
         devices = self._devices
-        due: list[str] = []
-        for key, device in devices.items():
+        while devices:
+            key = next(iter(devices))
+            device = devices[key]
             last_seen = device.last_seen
-            if last_seen >= deadline:
+            if last_seen >= silent_since:
                 break
-            if device.timeout is None or now - last_seen > thresholds.exit_limit(device.timeout):
-                due.append(key)
-        ghosts = self._ghosts
-        for key in due:
-            device = devices.pop(key)
-            self._leave(key, device, events)
-            if device.recent is None and thresholds.adaptive_exit:  # it had entered
-                ghosts[key] = (device.last_seen, device.gaps)
-        if ghosts:
+            del devices[key]
+            limit = thresholds.exit_limit(device.timeout)
+            if now - last_seen > limit:
+                self._depart(key, device, events)
+            else:
+                self._lingering[key] = device
+                heapq.heappush(self._deadlines, (last_seen + limit, key))
+        deadlines, lingering = self._deadlines, self._lingering
+        while deadlines and deadlines[0][0] < now:
+            _due, key = heapq.heappop(deadlines)
+            found = lingering.get(key)
+            if found is not None and now - found.last_seen > thresholds.exit_limit(found.timeout):
+                del lingering[key]
+                self._depart(key, found, events)
+        if self._ghosts:
             self._forget_ghosts(now)
+
+    def _depart(self, key: str, device: _Device, events: list[PresenceEvent]) -> None:
+        """Silent past its timeout: it leaves, and is remembered as a ghost if it entered."""
+        self._leave(key, device, events)
+        if device.recent is None and self.thresholds.adaptive_exit:
+            self._ghosts[key] = (device.last_seen, device.gaps)
 
     def _forget_ghosts(self, now: float) -> None:
         """Ghosts older than `max_exit_after_s`, and the oldest beyond `MAX_GHOSTS`, go."""
@@ -424,9 +447,11 @@ class Tracker:
             del ghosts[key]
 
     def _evict_oldest(self, events: list[PresenceEvent]) -> None:
-        key = next(iter(self._devices))
+        """The longest silent goes: a lingering device first (their heap entry is skipped)."""
+        devices = self._lingering or self._devices
+        key = next(iter(devices))
         self.counters.evicted += 1
-        self._leave(key, self._devices.pop(key), events)
+        self._leave(key, devices.pop(key), events)
 
     def _event(
         self, pseudonym: str, device: _Device, transition: Transition, sequence: int

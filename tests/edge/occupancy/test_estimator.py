@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.occupancy.estimator import (
+    FLOOR_SLACK,
     MIN_LIVE_FRACTION,
     EstimatorSettings,
     RateEstimator,
@@ -44,15 +45,27 @@ def test_overlap_and_dead_time() -> None:
     assert dead_time_corrected(2.0, 1.5) == pytest.approx(2.0 / MIN_LIVE_FRACTION)
 
 
-def test_k_phones_at_the_calibrated_rate_are_k_people() -> None:
-    settings = EstimatorSettings(scans_per_phone_per_minute=1.0)
-    estimator = RateEstimator(settings)
-    for phone in range(4):
-        for index in range(30):  # one scan a minute each, for half an hour
-            estimator.add("floor", scan(T0 + phone * 13.0 + 60.0 * index, klass=phone % 2))
-    people = estimator.estimate(T0 + 15 * 60, T0 + 40 * 60)
-    assert people["floor"] == pytest.approx(4.0, rel=0.1)
-    assert estimator.estimate(T0 + 60 * 60, T0 + 70 * 60) == {}  # everyone gone
+def phones(classes: list[int], period_s: float = 60.0) -> RateEstimator:
+    """Phones of the given classes, each scanning every `period_s` for half an hour."""
+    estimator = RateEstimator(EstimatorSettings(scans_per_phone_per_minute=1.0))
+    for phone, klass in enumerate(classes):
+        for index in range(int(1800 / period_s)):
+            estimator.add("floor", scan(T0 + phone * 13.0 + period_s * index, klass=klass))
+    return estimator
+
+
+def test_phones_at_the_calibrated_rate_are_people() -> None:
+    """Four phones of four classes are four; two classes of two phones each are two phones
+    each by their rate (corrected for dead time), less the floor's slack."""
+    assert phones([0, 1, 2, 3]).estimate(T0 + 15 * 60, T0 + 40 * 60) == {"floor": 4.0}
+    shared = phones([0, 1, 0, 1]).estimate(T0 + 15 * 60, T0 + 40 * 60)["floor"]
+    assert shared == pytest.approx(2 * (dead_time_corrected(2 / 60) * 60 - FLOOR_SLACK))
+    assert phones([0, 1]).estimate(T0 + 60 * 60, T0 + 70 * 60) == {}  # everyone gone
+
+
+def test_a_slow_phone_still_counts_as_one_while_present() -> None:
+    slow = phones([7], period_s=150.0)  # 0.4 scans a minute against the calibrated 1
+    assert slow.estimate(T0 + 15 * 60, T0 + 40 * 60) == {"floor": 1.0}
 
 
 def test_zones_and_the_people_per_phone_calibration() -> None:
