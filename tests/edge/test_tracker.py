@@ -288,3 +288,17 @@ def test_a_device_heard_only_through_probes_keeps_its_first_slow_gap() -> None:
     feed(tracker, probes([0]))
     assert tracker.tick(T0 + 0.2 + 239) == []
     assert transitions(tracker.tick(T0 + 0.2 + 241)) == [Transition.EXIT]
+
+
+def test_a_lingering_device_heard_again_leaves_once_at_its_new_deadline() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    feed(tracker, bursts([0, 100]))  # learnt: 300 s
+    assert tracker.tick(T0 + 100.2 + 200) == []  # lingering: past 120 s, within 300 s
+    assert tracker.devices_tracked == 1
+    feed(tracker, bursts([350]))  # back: the same visit, its old deadline now stale
+    assert tracker.tick(T0 + 100.2 + 301) == []
+    assert tracker.tick(T0 + 350.2 + 599) == []  # gaps 100 and 250: 3 x 250, at most 600
+    assert transitions(tracker.tick(T0 + 350.2 + 601)) == [Transition.EXIT]
+    assert tracker.tick(T0 + 2000) == []
+    assert (tracker.counters.enters, tracker.counters.exits) == (1, 1)
+    assert tracker.devices_tracked == 0
