@@ -34,7 +34,7 @@ CPU time (process time) per frame of the occupancy counter; and each dataset pho
 per minute, the figure the estimator is calibrated with.
 
     .venv/bin/python -m bench.bench_occupancy [PATH] [--reps N] [--seed N]
-        [--synthetic-crowds N] [--no-dataset]
+        [--synthetic-crowds N] [--synthetic-minutes N] [--no-dataset]
 
 Targets: per-minute MAE under 1 person with up to 10 present, correlation above 0.9, at
 most 1.1 visits per real visit, CPU a Pi Zero 2 can carry.
@@ -531,6 +531,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=6, help="crowds per K and kind")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--synthetic-crowds", type=int, default=6)
+    parser.add_argument("--synthetic-minutes", type=int, default=120,
+                        help="how long each synthetic crowd comes and goes")
     parser.add_argument("--no-dataset", action="store_true")
     args = parser.parse_args()
     settings = EstimatorSettings()
@@ -595,11 +597,12 @@ def main() -> None:
     synthetic_runs = []
     synthetic_rates: list[float] = []
     for index in range(args.synthetic_crowds):
-        crowd = synthetic_crowd(random.Random(args.seed * 7919 + index))
+        crowd = synthetic_crowd(random.Random(args.seed * 7919 + index),
+                                minutes=args.synthetic_minutes)
         synthetic_rates += crowd.rates
         synthetic_runs.append(run_crowd(crowd.frames, crowd.visits, settings))
     if synthetic_runs:
-        print(f"\nsynthetic crowds: {args.synthetic_crowds} x 2 hours, "
+        print(f"\nsynthetic crowds: {args.synthetic_crowds} x {args.synthetic_minutes} minutes, "
               f"{sum(len(run.truth) for run in synthetic_runs)} minutes, up to "
               f"{max(max(run.truth) for run in synthetic_runs):.0f} present; the phones' "
               f"mean {statistics.fmean(synthetic_rates):.2f} scans per minute")
