@@ -612,12 +612,15 @@ def main() -> None:
         print(_row("**everything, up to 10 present**", all_runs + synthetic_runs, 10))
         print(_row("**everything**", all_runs + synthetic_runs))
     runs = all_runs + synthetic_runs
-    stable = sum(run.stable_visits for run in runs)
-    if stable:
-        adaptive = sum(run.enters_adaptive for run in runs) / stable
-        fixed = sum(run.enters_fixed for run in runs) / stable
-        print(f"\nvisits per real visit, phones with a stable address ({stable} real visits): "
-              f"adaptive timeout {adaptive:.2f}, fixed 120 s {fixed:.2f}")
+    print()
+    for label, group in (("dataset (iPhone12Pro-C)", all_runs), ("synthetic", synthetic_runs),
+                         ("all", runs)):
+        stable = sum(run.stable_visits for run in group)
+        if stable:
+            adaptive = sum(run.enters_adaptive for run in group) / stable
+            fixed = sum(run.enters_fixed for run in group) / stable
+            print(f"visits per real visit, phones with a stable address, {label} ({stable} real "
+                  f"visits): adaptive timeout {adaptive:.2f}, fixed 120 s {fixed:.2f}")
     total_frames = sum(run.frames for run in runs)
     cpu = sum(run.cpu_s for run in runs)
     per_frame = cpu / max(total_frames, 1) * 1e6
