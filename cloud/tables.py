@@ -32,6 +32,7 @@ from cloud.presence.models import (
     FootfallDirtyHour,
     FootfallHour,
     GatewayHealth,
+    OccupancyMinute,
     PresenceEventRow,
 )
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
@@ -73,6 +74,7 @@ __all__ = [
     "Message",
     "MessageAttempt",
     "MessageTemplate",
+    "OccupancyMinute",
     "Offer",
     "OrderLine",
     "OutboundWebhook",

@@ -17,6 +17,7 @@ open scans for seconds, and the estimator's class keys for `HISTORY_S`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,8 +100,13 @@ class OccupancyCounter:
         return self.settings.window_s / 2 + self.settings.max_gap_s + _MINUTE
 
     def apply(self, thresholds: TrackerThresholds) -> None:
-        """The tracker's floor and zones from now on (the cloud's config changed them)."""
+        """The tracker's floor, zones and timeouts from now on (the cloud's config changed
+        them)."""
         self.thresholds = thresholds
+        self.settings = dataclasses.replace(
+            self.settings, min_gap_s=thresholds.exit_after_s,
+            max_gap_s=max(thresholds.exit_after_s, thresholds.max_exit_after_s))
+        self._estimator.settings = self.settings
 
     def observe(self, probes: Iterable[RawProbe]) -> list[OccupancyReport]:
         """Read, tally and group probe requests; returns the reports that became due."""

@@ -121,6 +121,8 @@ def test_frames_of_a_minute_already_reported_change_nothing() -> None:
 
 def test_config_changes_apply_to_new_frames() -> None:
     occupancy = counter()
-    occupancy.apply(TrackerThresholds(rssi_floor=-60))
+    occupancy.apply(TrackerThresholds(rssi_floor=-60, exit_after_s=200))
     occupancy.observe(crowd(1, 2, rssi=-65))
     assert occupancy.counters.below_floor == occupancy.counters.frames
+    assert occupancy.settings.min_gap_s == 200
+    assert occupancy.settings.scans_per_phone_per_minute == 1.0  # the calibration stays
