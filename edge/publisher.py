@@ -134,6 +134,9 @@ class MqttPublisher:
         #: Occupancy reports in flight (message id -> outbox row) and acknowledged ones.
         self._reports_inflight: dict[int, int] = {}
         self._report_acks: list[int] = []
+        #: Reports wait apart after a refusal: a broker whose ACL predates occupancy (a
+        #: gateway enrolled before it) must not hold up presence.
+        self._reports_paused_until = 0.0
         self._paused_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
@@ -313,7 +316,7 @@ class MqttPublisher:
         if failed:
             self.counters.broker_rejections += 1
             self._outbox.unclaim_reports_from(seq)
-            self._paused_until = time.monotonic() + REJECTED_RETRY_S
+            self._reports_paused_until = time.monotonic() + REJECTED_RETRY_S
             log.error("broker refused an occupancy report; retrying later",
                       extra={"reason": reason, "retry_s": REJECTED_RETRY_S})
             self._progress.set()
@@ -448,7 +451,7 @@ class MqttPublisher:
     def _publish_reports(self) -> int:
         """Occupancy reports, one message each, within their own window."""
         room = MAX_INFLIGHT_REPORTS - len(self._reports_inflight)
-        if not self.connected or room <= 0 or time.monotonic() < self._paused_until:
+        if not self.connected or room <= 0 or time.monotonic() < self._reports_paused_until:
             return 0
         sent = 0
         for row in self._outbox.claim_reports(room):

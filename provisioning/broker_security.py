@@ -241,6 +241,26 @@ class DynsecAdmin:
         )
         return credentials
 
+    def grant_missing_acls(self, *, tenant: str, store: str, gateway: str) -> list[str]:
+        """Add to an existing gateway's role the ACLs `gateway_acls` has and it lacks (a
+        gateway enrolled before occupancy reports may not publish them); returns the
+        topics granted."""
+        return self._grant_missing(gateway_username(tenant, store, gateway),
+                                   gateway_acls(tenant, store, gateway))
+
+    def grant_missing_orchestrator_acls(self) -> list[str]:
+        """The same for the orchestrator's role (the occupancy subscription)."""
+        return self._grant_missing(ORCHESTRATOR_ROLE, orchestrator_acls())
+
+    def _grant_missing(self, rolename: str, wanted: list[dict[str, Any]]) -> list[str]:
+        role = self.execute({"command": "getRole", "rolename": rolename})[0]["data"]["role"]
+        held = {(acl["acltype"], acl["topic"]) for acl in role.get("acls", [])}
+        missing = [acl for acl in wanted if (acl["acltype"], acl["topic"]) not in held]
+        if missing:
+            self.execute(*({"command": "addRoleACL", "rolename": rolename, **acl}
+                           for acl in missing))
+        return [f"{acl['acltype']} {acl['topic']}" for acl in missing]
+
     def revoke_gateway(self, *, tenant: str, store: str, gateway: str) -> None:
         username = gateway_username(tenant, store, gateway)
         self.execute(

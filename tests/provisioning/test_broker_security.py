@@ -161,6 +161,26 @@ def test_occupancy_goes_from_its_gateway_to_the_orchestrator_only(
     assert own.subscribe(occupancy).is_failure  # counts go to the cloud, not to gateways
 
 
+def test_a_gateway_enrolled_before_occupancy_is_granted_it(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    occupancy = gateway_topic(mqtt_namespace, "s1", "g1", "occupancy")
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        username = gateway.username
+        control.execute({"command": "removeRoleACL", "rolename": username,  # an older role
+                         "acltype": "publishClientSend", "topic": occupancy})
+    assert gateway.client_id is not None
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    assert own.publish(occupancy).value == NOT_AUTHORIZED
+    with admin(secure_broker) as control:
+        granted = control.grant_missing_acls(tenant=mqtt_namespace, store="s1", gateway="g1")
+        again = control.grant_missing_acls(tenant=mqtt_namespace, store="s1", gateway="g1")
+    assert granted == [f"publishClientSend {occupancy}"]
+    assert again == []
+    assert not own.publish(occupancy).is_failure  # accepted (nobody subscribed here)
+
+
 def test_the_orchestrator_pushes_config_to_the_gateway(
     secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
 ) -> None:
