@@ -33,6 +33,7 @@ from cloud.presence.models import (
     FootfallHour,
     GatewayHealth,
     GatewayHealthSample,
+    OccupancyMinute,
     PresenceEventRow,
 )
 from cloud.rotation.models import TenantKeyState
@@ -76,6 +77,7 @@ __all__ = [
     "Message",
     "MessageAttempt",
     "MessageTemplate",
+    "OccupancyMinute",
     "Offer",
     "OrderLine",
     "OutboundWebhook",

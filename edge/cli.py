@@ -369,6 +369,8 @@ def print_summary(
             "published",
             f"{summary.published_events} events in {summary.published_messages} messages",
         ),
+        ("occupancy", f"{summary.occupancy_reports} minutes reported, "
+                      f"{summary.published_reports} published"),
         ("drops", summary.dropped),
         ("still queued", summary.queue_depth),
         ("elapsed", f"{elapsed_s:.1f} s"),

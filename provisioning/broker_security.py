@@ -1,9 +1,9 @@
 """Broker credentials and access control with Mosquitto's dynamic-security plugin.
 
-Every gateway gets its own username, password and role: it may publish presence and
-status on its own topics and read its own config topic, nothing else. A stolen
+Every gateway gets its own username, password and role: it may publish presence, status
+and occupancy on its own topics and read its own config topic, nothing else. A stolen
 gateway therefore cannot speak for another store or read anyone's presence. The
-orchestrator's role reads presence and status everywhere and writes config; the config
+orchestrator's role reads presence, status and occupancy everywhere and writes config; the config
 publisher's role (the API's and the delivery stage's login) only writes config.
 
 Every login but the admin's is pinned to one client id, its username. MQTT lets a new
@@ -108,29 +108,36 @@ def gateway_username(tenant: str, store: str, gateway: str) -> str:
 
 
 def gateway_acls(tenant: str, store: str, gateway: str) -> list[dict[str, Any]]:
-    """Its own presence and status (including the last will) out; its own config in."""
-    presence, status, config = (
+    """Its own presence, status (including the last will) and occupancy out; its own config
+    in. Occupancy is counts only, and no gateway reads anyone's (nor its own)."""
+    presence, status, occupancy, config = (
         gateway_topic(tenant, store, gateway, channel)
-        for channel in (TopicChannel.PRESENCE, TopicChannel.STATUS, TopicChannel.CONFIG)
+        for channel in (TopicChannel.PRESENCE, TopicChannel.STATUS, TopicChannel.OCCUPANCY,
+                        TopicChannel.CONFIG)
     )
     return [
         {"acltype": "publishClientSend", "topic": presence, "allow": True},
         {"acltype": "publishClientSend", "topic": status, "allow": True},
+        {"acltype": "publishClientSend", "topic": occupancy, "allow": True},
         {"acltype": "subscribeLiteral", "topic": config, "allow": True},
         {"acltype": "publishClientReceive", "topic": config, "allow": True},
     ]
 
 
 def orchestrator_acls() -> list[dict[str, Any]]:
-    """Presence and status of every gateway in (shared or not), config out."""
+    """Presence, status and occupancy of every gateway in (shared or not), config out."""
     presence = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.PRESENCE.value}"
     status = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.STATUS.value}"
+    occupancy = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.OCCUPANCY.value}"
     return [
         {"acltype": "subscribePattern", "topic": presence, "allow": True},
         {"acltype": "subscribePattern", "topic": f"$share/+/{presence}", "allow": True},
         {"acltype": "subscribePattern", "topic": status, "allow": True},
+        {"acltype": "subscribePattern", "topic": occupancy, "allow": True},
+        {"acltype": "subscribePattern", "topic": f"$share/+/{occupancy}", "allow": True},
         {"acltype": "publishClientReceive", "topic": presence, "allow": True},
         {"acltype": "publishClientReceive", "topic": status, "allow": True},
+        {"acltype": "publishClientReceive", "topic": occupancy, "allow": True},
         {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/+/+/config", "allow": True},
     ]
 
@@ -253,6 +260,26 @@ class DynsecAdmin:
             },
         )
         return credentials
+
+    def grant_missing_acls(self, *, tenant: str, store: str, gateway: str) -> list[str]:
+        """Add to an existing gateway's role the ACLs `gateway_acls` has and it lacks (a
+        gateway enrolled before occupancy reports may not publish them); returns the
+        topics granted."""
+        return self._grant_missing(gateway_username(tenant, store, gateway),
+                                   gateway_acls(tenant, store, gateway))
+
+    def grant_missing_orchestrator_acls(self) -> list[str]:
+        """The same for the orchestrator's role (the occupancy subscription)."""
+        return self._grant_missing(ORCHESTRATOR_ROLE, orchestrator_acls())
+
+    def _grant_missing(self, rolename: str, wanted: list[dict[str, Any]]) -> list[str]:
+        role = self.execute({"command": "getRole", "rolename": rolename})[0]["data"]["role"]
+        held = {(acl["acltype"], acl["topic"]) for acl in role.get("acls", [])}
+        missing = [acl for acl in wanted if (acl["acltype"], acl["topic"]) not in held]
+        if missing:
+            self.execute(*({"command": "addRoleACL", "rolename": rolename, **acl}
+                           for acl in missing))
+        return [f"{acl['acltype']} {acl['topic']}" for acl in missing]
 
     def revoke_gateway(self, *, tenant: str, store: str, gateway: str) -> None:
         username = gateway_username(tenant, store, gateway)

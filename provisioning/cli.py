@@ -86,6 +86,24 @@ def revoke_gateway(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def grant_missing(arguments: argparse.Namespace) -> int:
+    if not arguments.orchestrator and not (arguments.tenant and arguments.store
+                                           and arguments.gateway):
+        print("vitrina-provision: name --tenant, --store and --gateway, or --orchestrator",
+              file=sys.stderr)
+        return 2
+    with _admin(arguments) as control:
+        if arguments.orchestrator:
+            granted = control.grant_missing_orchestrator_acls()
+        else:
+            granted = control.grant_missing_acls(
+                tenant=arguments.tenant, store=arguments.store, gateway=arguments.gateway)
+    for acl in granted:
+        print(f"granted: {acl}")
+    print("nothing was missing" if not granted else f"{len(granted)} ACL(s) added")
+    return 0
+
+
 def add_orchestrator(arguments: argparse.Namespace) -> int:
     with _admin(arguments) as control:
         credentials = control.add_orchestrator(username=arguments.username,
@@ -160,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("tenant", "store", "gateway"):
         revoke.add_argument(f"--{name}", required=True)
     revoke.set_defaults(handler=revoke_gateway)
+
+    grant = commands.add_parser(
+        "grant-missing-acls",
+        help="give a gateway (or the orchestrator) enrolled by an older release what this "
+             "release's role has, e.g. publishing occupancy reports")
+    _broker_options(grant)
+    for name in ("tenant", "store", "gateway"):
+        grant.add_argument(f"--{name}")
+    grant.add_argument("--orchestrator", action="store_true", help="the orchestrator's role")
+    grant.set_defaults(handler=grant_missing)
 
     orchestrator = commands.add_parser(
         "add-orchestrator",

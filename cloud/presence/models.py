@@ -258,3 +258,27 @@ class FootfallHourPublic(SQLModel):
     visitors: int
     passers_by: int
     capture_rate: float | None
+
+
+class OccupancyMinute(SQLModel, table=True):
+    """One gateway's people estimate for one zone and minute, as it reported it (an
+    aggregate: no pseudonym, no address). Each report also has a row for the gateway as a
+    whole (`zone` = `WHOLE_STORE`, the sum of its zones), so a minute in which it heard
+    nobody is a row of zeros rather than a gap. A report sent again overwrites its rows."""
+
+    __tablename__ = "occupancy_minute"
+    __table_args__ = (
+        Index("ix_occupancy_minute_tenant_minute", "tenant", "minute"),
+    )
+
+    tenant: str = Field(max_length=64, primary_key=True)
+    store: str = Field(max_length=64, primary_key=True)
+    gateway: str = Field(max_length=64, primary_key=True)
+    zone: str = Field(max_length=64, primary_key=True)
+    minute: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+    people: float
+    addresses: int
+    frames: int
+    scans: int
+    method: str = Field(max_length=32)
+    received_at: datetime = Field(sa_type=UtcDateTime)

@@ -5,12 +5,15 @@ import time
 from pathlib import Path
 
 from edge.agent import EdgeAgent
+from edge.capture.replay import PcapReplaySource
+from edge.captures import BUSY_STORE_CAPTURE
 from edge.health import board_temperature
 from edge.outbox import read_stats
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
 from provisioning.local_broker import LocalBroker
 from shared.identifiers import IdentifierKind, wifi_identifier
+from shared.occupancy import decode_occupancy_report
 from shared.presence import Transition, decode_presence_batch
 from shared.status import GatewayConfig, decode_gateway_status
 from shared.topics import parse_topic
@@ -61,6 +64,32 @@ def test_a_replay_publishes_every_event_once_and_drains(
     assert stats.depth == 0
     assert stats.published == summary.events
     assert last_status is not None
+    collector.close()
+
+
+def test_a_replay_publishes_a_report_of_counts_for_every_minute(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = agent_settings(broker, mqtt_namespace, tmp_path)
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    source = PcapReplaySource([BUSY_STORE_CAPTURE], beacons=settings.beacons.to_config(),
+                              speed=None)
+    agent = EdgeAgent(settings, [source], live=False)
+    summary = asyncio.run(agent.run(asyncio.Event(), drain_timeout=15))
+    assert summary.drained
+    assert summary.occupancy_reports == summary.published_reports > 0
+    assert collector.wait_for(lambda c: len(
+        [m for m in c.snapshot() if m.topic.endswith("/occupancy")]) == summary.occupancy_reports)
+    reports = [decode_occupancy_report(message.payload, topic=parse_topic(message.topic))
+               for message in collector.snapshot() if message.topic.endswith("/occupancy")]
+    minutes = [report.window_start.timestamp() for report in reports]
+    assert minutes == [minutes[0] + 60 * index for index in range(len(minutes))]
+    heard = [zone for report in reports for zone in report.zones]
+    assert sum(zone.frames for zone in heard) > 0
+    assert max(zone.people for zone in heard) > 0
+    assert sum(zone.addresses for zone in heard) >= sum(zone.scans for zone in heard) > 0
+    stats, _ = read_stats(settings.outbox.path)
+    assert stats.depth == 0
     collector.close()
 
 

@@ -151,3 +151,10 @@ def test_example_is_valid_toml_with_every_section() -> None:
     for section in ("identity", "keys", "beacons", "sources", "tracker", "zones", "mqtt",
                     "outbox", "logging"):
         assert section in document
+
+
+def test_the_occupancy_default_is_the_estimators_calibration() -> None:
+    from edge.occupancy.estimator import SCANS_PER_PHONE_PER_MINUTE
+    from edge.settings import OccupancySettings
+
+    assert OccupancySettings().scans_per_phone_per_minute == SCANS_PER_PHONE_PER_MINUTE

@@ -142,6 +142,46 @@ def test_a_gateway_publishes_only_on_its_own_topics(
     assert not own.subscribe(gateway_topic(mqtt_namespace, "s1", "g1", "config")).is_failure
 
 
+def test_occupancy_goes_from_its_gateway_to_the_orchestrator_only(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
+    assert gateway.client_id is not None
+    worker = open_session(sessions, secure_broker, orchestrator, f"worker-{mqtt_namespace}")
+    shared = f"$share/workers-{mqtt_namespace}/vitrina/v1/+/+/+/occupancy"
+    assert not worker.subscribe(shared).is_failure
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    occupancy = gateway_topic(mqtt_namespace, "s1", "g1", "occupancy")
+    assert own.publish(occupancy, b'{"zones": []}').value == 0
+    assert worker.received.wait(WAIT_S)
+    assert worker.messages == [(occupancy, b'{"zones": []}')]
+    assert own.publish(gateway_topic(mqtt_namespace, "s1", "g2", "occupancy")).value == (
+        NOT_AUTHORIZED)
+    assert own.subscribe(occupancy).is_failure  # counts go to the cloud, not to gateways
+
+
+def test_a_gateway_enrolled_before_occupancy_is_granted_it(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    occupancy = gateway_topic(mqtt_namespace, "s1", "g1", "occupancy")
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        username = gateway.username
+        control.execute({"command": "removeRoleACL", "rolename": username,  # an older role
+                         "acltype": "publishClientSend", "topic": occupancy})
+    assert gateway.client_id is not None
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    assert own.publish(occupancy).value == NOT_AUTHORIZED
+    with admin(secure_broker) as control:
+        granted = control.grant_missing_acls(tenant=mqtt_namespace, store="s1", gateway="g1")
+        again = control.grant_missing_acls(tenant=mqtt_namespace, store="s1", gateway="g1")
+    assert granted == [f"publishClientSend {occupancy}"]
+    assert again == []
+    assert not own.publish(occupancy).is_failure  # accepted (nobody subscribed here)
+
+
 def test_the_orchestrator_pushes_config_to_the_gateway(
     secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
 ) -> None:

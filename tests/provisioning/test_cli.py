@@ -156,3 +156,10 @@ def test_enrolling_with_a_bad_key_fails_clearly(
     )
     assert code == 2
     assert "neither hex nor base64" in capsys.readouterr().err
+
+
+def test_grant_missing_acls_needs_a_gateway_or_the_orchestrator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["grant-missing-acls", "--broker-dir", str(tmp_path), "--tenant", "t"]) == 2
+    assert "--orchestrator" in capsys.readouterr().err

@@ -104,6 +104,8 @@ POLICY = [
           params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
     Route("GET", "/tenants/{tenant}/analytics/footfall/hourly", ANALYTICS, 200,
           params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
+    Route("GET", "/tenants/{tenant}/analytics/occupancy", ANALYTICS, 200,
+          params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
     Route("GET", "/tenants/{tenant}/gateways", ANALYTICS, 200),
     # follow=false: the snapshot, then the stream ends (the client reads it whole).
     Route("GET", "/tenants/{tenant}/presence/live", ANALYTICS, 200,
