@@ -27,6 +27,7 @@ from edge.enrol import (
     CloudUnreachableError,
     EnrolmentRefusedError,
     EnrolmentUsageError,
+    agent_group,
     enrol,
 )
 from edge.outbox import read_stats
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="CA certificate to trust for the cloud (default: the system's)")
     enrol.add_argument("--force", action="store_true",
                        help="replace a bundle that is already there")
+    enrol.add_argument("--group", default=None, metavar="NAME",
+                       help="a group that may read the bundle too (default: the agent's "
+                            "group, vitrina-edge, where it exists; else root only)")
     return parser
 
 
@@ -289,7 +293,8 @@ def print_summary(
 def enrol_gateway(args: argparse.Namespace) -> int:
     try:
         enrolled = enrol(args.cloud, code=args.code, directory=args.dir,
-                         ca_file=args.ca_file, force=args.force)
+                         ca_file=args.ca_file, force=args.force,
+                         group=agent_group(args.group))
     except EnrolmentUsageError as error:
         print(f"vitrina-edge enrol: {error}", file=sys.stderr)
         return EXIT_CONFIG
