@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -23,8 +24,10 @@ from cloud.settings import Settings
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings, load_settings
 from provisioning.broker_security import BrokerFiles, DynsecAdmin
+from provisioning.certificates import issue_certificate, make_certificate_authority
+from provisioning.local_broker import free_port
 from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
-from tests.cloud.running import WAIT_S, running_loop, wait_for
+from tests.cloud.running import WAIT_S, running_api, running_loop, wait_for
 
 #: The store the gateway tests add their gateways to.
 STORE = "madrid-1"
@@ -104,6 +107,17 @@ class GatewayLogin:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@contextlib.contextmanager
+def https_api(app: FastAPI, directory: Path) -> Iterator[tuple[str, Path]]:
+    """The API on a real port over TLS; its address and the CA that signed its certificate."""
+    authority = make_certificate_authority("Test cloud CA")
+    ca, cert, key = directory / "cloud-ca.crt", directory / "cloud.crt", directory / "cloud.key"
+    authority.write(ca, directory / "cloud-ca.key")
+    issue_certificate(authority, common_name="localhost", hostnames=["localhost"]).write(cert, key)
+    with running_api(app, free_port(), tls=(cert, key)) as url:
+        yield url, ca
 
 
 @contextlib.contextmanager

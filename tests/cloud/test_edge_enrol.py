@@ -3,37 +3,22 @@ by its exit codes, its messages and the files it leaves."""
 
 from __future__ import annotations
 
-import contextlib
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from cloud.api import create_app
 from provisioning.broker_security import BrokerFiles
-from provisioning.certificates import issue_certificate, make_certificate_authority
 from provisioning.local_broker import free_port
 from tests.cloud.factories import bearer, issue_key
-from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login
-from tests.cloud.running import running_api
+from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login, https_api
 from tests.edge.cli import run_cli
 
 EXIT_OK, EXIT_CONFIG, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
-
-
-@contextlib.contextmanager
-def https_api(app: FastAPI, directory: Path) -> Iterator[tuple[str, Path]]:
-    """The API on a real port over TLS; its address and the CA that signed its certificate."""
-    authority = make_certificate_authority("Test cloud CA")
-    ca, cert, key = directory / "cloud-ca.crt", directory / "cloud.crt", directory / "cloud.key"
-    authority.write(ca, directory / "cloud-ca.key")
-    issue_certificate(authority, common_name="localhost", hostnames=["localhost"]).write(cert, key)
-    with running_api(app, free_port(), tls=(cert, key)) as url:
-        yield url, ca
 
 
 class Cloud:
