@@ -154,6 +154,13 @@ class Cloud:
     def path(self, rest: str = "") -> str:
         return f"/tenants/{self.tenant}/stores/{STORE}/gateways{rest}"
 
+    @property
+    def app(self) -> FastAPI:
+        """The app, to run on a real port too (`https_api`)."""
+        app = self.client.app
+        assert isinstance(app, FastAPI)
+        return app
+
     def add_gateway(self, gateway: str = "gw-1") -> dict[str, Any]:
         response = self.client.post(self.path(), json={"gateway": gateway}, headers=self.headers)
         assert response.status_code == 201, response.text
