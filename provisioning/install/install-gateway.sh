@@ -160,6 +160,7 @@ uninstall() {
     else
         # Their user and group are gone: root keeps them until a new install.
         for path in "$CONFIG_DIR" "$STATE_DIR"; do
+            rmdir "$path" 2>/dev/null || true
             [ ! -e "$path" ] || chown -R root:root "$path"
         done
         if [ -e "$CONFIG_DIR/edge.toml" ] || [ -e "$STATE_DIR" ]; then

@@ -44,7 +44,9 @@ from tests.install.debian_root import (
     host_arch,
 )
 
-pytestmark = pytest.mark.install
+#: A cold run makes the root and downloads every package first; an arm64 root runs
+#: under qemu. Bounded all the same.
+pytestmark = [pytest.mark.install, pytest.mark.timeout(1800)]
 
 INSTALLER = ROOT / "provisioning" / "install" / "install-gateway.sh"
 UNIT = ROOT / "provisioning" / "systemd" / "vitrina-edge.service"
