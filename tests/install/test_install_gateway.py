@@ -123,9 +123,11 @@ def test_refusals_come_before_any_change(gateway: Gateway) -> None:
     assert as_nobody.returncode == EXIT_NOT_ROOT, as_nobody.stderr
     assert "run this as root" in as_nobody.stderr
 
-    # No network: nothing answers at the proxy, and no package downloaded before is there.
+    # No network: nothing answers at the proxy, and no package downloaded before is there
+    # (and apt does not retry each download with pauses, as it would on a real network).
+    gateway.sh(f"echo 'Acquire::Retries \"0\";' > {BROUGHT}/no-retries.conf")
     offline = gateway.run(gateway.install_command(), http_proxy="http://127.0.0.1:9",
-                          apt_cache=False)
+                          APT_CONFIG=f"{BROUGHT}/no-retries.conf", apt_cache=False)
     assert offline.returncode == EXIT_UNREACHABLE, offline.stdout + offline.stderr
     assert "cannot reach Debian's package mirror" in offline.stderr
 
