@@ -24,8 +24,10 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -254,3 +256,96 @@ class Overlay:
              str(self.merged), str(self.apt_cache) if apt_cache else "", script],
             capture_output=True, text=True, timeout=timeout, check=False,
             env=ROOT_ENV | (env or {}), stdin=subprocess.DEVNULL)
+
+
+#: Run as `sh -c MOUNT_AND_BOOT sh LOWER UPPER WORK MERGED` in a new mount namespace: the
+#: overlay booted by systemd-nspawn, systemd as its PID 1. The machine's network is shared
+#: (the agent reaches the test's broker on localhost); CAP_NET_ADMIN is given, as a Pi has
+#: it, for the unit's AmbientCapabilities. Not registered with machined: the machine need
+#: not run systemd.
+MOUNT_AND_BOOT = r"""
+set -e
+mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4"
+exec systemd-nspawn --quiet --register=no --keep-unit --capability=CAP_NET_ADMIN \
+    --directory="$4" --boot
+"""
+#: How long a root takes to boot, or to power off.
+BOOT_WAIT_S = 60.0
+
+
+def _container_init(nspawn: int) -> int | None:
+    """The PID (here) of the container's PID 1: a descendant of `nspawn` that is 1 in
+    its own PID namespace."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+            pids = fields.get("NSpid", "").split()
+            if len(pids) >= 2 and pids[-1] == "1":
+                pid = int(pids[0])
+                parent = int(fields["PPid"])
+                while parent > 1:
+                    if parent == nspawn:
+                        return pid
+                    parent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1]
+                                 .split()[1])
+    return None
+
+
+class Booted:
+    """A root booted with systemd as its PID 1; commands run inside it."""
+
+    def __init__(self, init: int) -> None:
+        self.init = init
+
+    def run(self, script: str, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsenter", f"--target={self.init}", "--mount", "--uts", "--ipc", "--pid", "--",
+             "/bin/sh", "-c", script],
+            capture_output=True, text=True, timeout=timeout, check=False, env=ROOT_ENV,
+            stdin=subprocess.DEVNULL)
+
+    def wait_until_running(self) -> str:
+        """systemd's state once the boot is done: `running`, or `degraded` when a unit
+        failed (what fails in a container without radios, say); else the last one seen."""
+        deadline = time.monotonic() + BOOT_WAIT_S
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.run("systemctl is-system-running").stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.5)
+        return state
+
+
+@contextlib.contextmanager
+def booted(overlay: Overlay, log: Path) -> Iterator[Booted]:
+    """`overlay` booted (systemd-nspawn --boot); powered off on exit, killed if it will
+    not. Its console goes to `log`."""
+    with log.open("w") as console:
+        process = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+             MOUNT_AND_BOOT, "sh", str(overlay.lower), str(overlay.upper),
+             str(overlay.work), str(overlay.merged)],
+            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            env=ROOT_ENV, start_new_session=True)
+    init = None
+    try:
+        deadline = time.monotonic() + BOOT_WAIT_S
+        while init is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            init = _container_init(process.pid)
+        if init is None:
+            raise RuntimeError(f"systemd-nspawn did not boot the root: {log.read_text()}")
+        yield Booted(init)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # nspawn: power the container off
+            try:
+                process.wait(timeout=BOOT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                if init is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(init, signal.SIGKILL)  # its PID namespace ends with it
+                process.kill()
+                process.wait(timeout=BOOT_WAIT_S)

@@ -1,14 +1,16 @@
-"""The gateway's installer in a fresh Debian bookworm root (debootstrap), run as root in a
-chroot: the one command (the script from the orchestrator, piped into sh) installs,
-enrols against a real orchestrator over HTTPS, and run again changes nothing; then
-uninstall takes it away. Not in `make test` (a cold run makes the root and downloads
-packages): `make test-install`, which CI runs after `make test`.
+"""The gateway's installer in a fresh Debian bookworm root (debootstrap): the one command
+(the script from the orchestrator, piped into sh) installs and enrols against a real
+orchestrator over HTTPS, and run again changes nothing; the root then boots with systemd
+as its PID 1 (systemd-nspawn) and the hardened unit runs the agent, which the orchestrator
+hears; then uninstall takes it all away. Not in `make test` (a cold run makes the root
+and downloads packages): `make test-install`, which CI runs after `make test`.
 
-systemd is installed in the root but does not run there (it is not PID 1 in a chroot), so
-what is checked instead of a running service: the unit file is the one the package ships,
-it is enabled (the symlink systemd follows at boot), `systemd-analyze verify` accepts it
-in the root, and the agent's user reads its config (check-config as `vitrina-edge`), which
-is what the unit's ExecStartPre does.
+The installer runs in a chroot, where systemd is installed but not running, as in an
+image being built: there the unit is checked as the package's, enabled (the symlink
+systemd follows at boot) and accepted by `systemd-analyze verify`, and the agent's user
+reads its config (check-config as `vitrina-edge`, the unit's ExecStartPre). Booted, the
+service is active, its process is the agent's user's, its heartbeat reaches the
+orchestrator through the test's broker, and powering off sends its offline status.
 
 VITRINA_INSTALL_ARCHES=amd64,arm64 adds an arm64 root, run under qemu-user-static
 (`make test-install ARCHES=amd64,arm64`).
@@ -27,14 +29,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from cloud.db import session_scope
+from cloud.presence.models import GatewayHealth
 from provisioning.broker_security import BrokerFiles
 from tests.cloud.gateway_support import STORE, gateway_cloud_settings, https_api, make_cloud
+from tests.cloud.running import running_worker, wait_for
 from tests.install.debian_root import (
     ARCHES,
     ROOT,
     SUITE,
     Overlay,
     RootRecipe,
+    booted,
     build_vitrina_wheel,
     cache_directory,
     debian_mirror,
@@ -174,6 +180,23 @@ def test_one_command_installs_and_enrols_again_changes_nothing_and_uninstall_rem
         assert "the cloud refused the code" in spent.stderr
         assert gateway.sh(STATE) == before
 
+        # Booted, with systemd as PID 1: the unit runs the agent as its user, the agent
+        # reaches the broker with its bundle and the orchestrator hears its heartbeat;
+        # powered off, the agent says it is going (its offline status).
+        identity = (tenant, STORE, "gw-installed")
+        with running_worker(cloud.settings, cloud.engine):
+            with booted(gateway.root, tmp_path / "console.log") as machine:
+                assert machine.wait_until_running() in ("running", "degraded")
+                status = machine.run("systemctl status vitrina-edge").stdout
+                assert machine.run("systemctl is-active vitrina-edge").stdout == "active\n", (
+                    status)
+                user = machine.run("stat -c %U /proc/$(systemctl show -p MainPID --value "
+                                   "vitrina-edge)").stdout
+                assert user == "vitrina-edge\n"
+                wait_for(lambda: online(engine, identity) is True,
+                         what="the gateway's heartbeat")
+            wait_for(lambda: online(engine, identity) is False, what="the gateway's goodbye")
+
     for _ in range(2):  # uninstalling what is uninstalled is no error either
         removed = gateway.run(f"sh {BROUGHT}/install-gateway.sh --uninstall")
         assert removed.returncode == 0, removed.stdout + removed.stderr
@@ -185,6 +208,14 @@ def test_one_command_installs_and_enrols_again_changes_nothing_and_uninstall_rem
     assert purged.returncode == 0, purged.stdout + purged.stderr
     for gone in ("/etc/vitrina", "/var/lib/vitrina"):
         assert gateway.run(f"test -e {gone}").returncode != 0, gone
+
+
+def online(engine: Engine, identity: tuple[str, str, str]) -> bool | None:
+    """What the orchestrator last heard from the gateway: online, offline or nothing."""
+    tenant, store, gateway = identity
+    with session_scope(engine) as session:
+        health = session.get(GatewayHealth, (tenant, store, gateway))
+        return None if health is None else health.online
 
 
 def assert_installed(gateway: Gateway, *, identity: str) -> None:
