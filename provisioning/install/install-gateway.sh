@@ -125,6 +125,25 @@ check_system() {
         || fail $EXIT_UNSUPPORTED "systemd is missing: the agent runs as a systemd service"
 }
 
+# Where the agent comes from: needed unless it is installed already.
+check_source() {
+    if [ -z "$PACKAGE" ]; then
+        [ -x "$PREFIX/bin/vitrina-edge" ] \
+            || fail $EXIT_USAGE "say where the agent comes from: --package (the vitrina wheel, or a requirement with --index-url)"
+        return
+    fi
+    case $PACKAGE in
+        *://*|vitrina|vitrina[=~!\<\>\[]*) ;;
+        *) [ -r "$PACKAGE" ] || fail $EXIT_USAGE "no such file: $PACKAGE (--package)" ;;
+    esac
+}
+
+# What a change of the installation would change: the unit, the bundle, the packages.
+fingerprint() {
+    cat "$UNIT_PATH" "$CONFIG_DIR"/* 2>/dev/null | cksum
+    "$PREFIX/bin/python" -m pip freeze --all 2>/dev/null | cksum
+}
+
 # systemd running here (not only installed, as in a chroot or an image being built).
 systemd_running() { [ -d /run/systemd/system ]; }
 
@@ -243,7 +262,6 @@ install_agent() {
         say "the agent is there: $("$PREFIX/bin/python" -m pip show vitrina 2>/dev/null | sed -n 's/^Version: /vitrina /p')"
         return
     fi
-    [ -n "$PACKAGE" ] || fail $EXIT_USAGE "say where the agent comes from: --package (the vitrina wheel, or a requirement with --index-url)"
     set -- --disable-pip-version-check --no-input --quiet --upgrade
     [ -z "$INDEX_URL" ] || set -- "$@" --index-url "$INDEX_URL"
     [ -z "$FIND_LINKS" ] || set -- "$@" --find-links "$FIND_LINKS"
@@ -254,8 +272,7 @@ install_agent() {
         *\[*) requirement=$PACKAGE ;;
         vitrina|vitrina[=~!\<\>]*) requirement="vitrina[edge]${PACKAGE#vitrina}" ;;
         *://*) requirement="vitrina[edge] @ $PACKAGE" ;;
-        *) [ -r "$PACKAGE" ] || fail $EXIT_USAGE "no such file: $PACKAGE (--package)"
-           requirement="${PACKAGE}[edge]" ;;
+        *) requirement="${PACKAGE}[edge]" ;;
     esac
     log=$(mktemp)
     if ! "$PREFIX/bin/python" -m pip install "$@" "$requirement" 2>"$log"; then
@@ -329,7 +346,13 @@ start() {
         return
     fi
     if systemd_running; then
-        systemctl restart "$UNIT_NAME" || fail $EXIT_FAILED "the agent did not start: journalctl -u $UNIT_NAME says why"
+        if [ "$(fingerprint)" != "$BEFORE" ]; then
+            systemctl restart "$UNIT_NAME" \
+                || fail $EXIT_FAILED "the agent did not start: journalctl -u $UNIT_NAME says why"
+        else  # nothing changed: started if it was not, left alone if it was
+            systemctl start "$UNIT_NAME" \
+                || fail $EXIT_FAILED "the agent did not start: journalctl -u $UNIT_NAME says why"
+        fi
         say "the agent is running: systemctl status $UNIT_NAME"
     else
         say "systemd is not running here: the agent starts at the next boot"
@@ -345,6 +368,8 @@ main() {
         return
     fi
     check_system
+    check_source
+    BEFORE=$(fingerprint)
     install_system_packages
     check_python
     make_user

@@ -60,7 +60,7 @@ UNIT = ROOT / "provisioning" / "systemd" / "vitrina-edge.service"
 BROUGHT = "/srv/vitrina-test"
 WHEELS = f"{BROUGHT}/wheels"
 CA = f"{BROUGHT}/cloud-ca.crt"
-EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_ROOT, EXIT_UNSUPPORTED = 3, 4, 5, 6
+EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_ROOT, EXIT_UNSUPPORTED = 2, 3, 4, 5, 6
 ARCHES_ENV = "VITRINA_INSTALL_ARCHES"
 #: What the installer may change, read before and after a second run.
 STATE = (
@@ -123,7 +123,8 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]
 
 
 def test_refusals_come_before_any_change(gateway: Gateway) -> None:
-    """Not root, not bookworm, no network: each has its exit code and changes nothing."""
+    """Not root, no network, no agent to install, not bookworm: each has its exit code
+    and changes nothing."""
     as_nobody = gateway.run(
         f"setpriv --reuid=65534 --regid=65534 --clear-groups {gateway.install_command()}")
     assert as_nobody.returncode == EXIT_NOT_ROOT, as_nobody.stderr
@@ -136,6 +137,10 @@ def test_refusals_come_before_any_change(gateway: Gateway) -> None:
                           APT_CONFIG=f"{BROUGHT}/no-retries.conf", apt_cache=False)
     assert offline.returncode == EXIT_UNREACHABLE, offline.stdout + offline.stderr
     assert "cannot reach Debian's package mirror" in offline.stderr
+
+    missing = gateway.run(gateway.install_command().replace(gateway.wheel, "/nowhere.whl"))
+    assert missing.returncode == EXIT_USAGE, missing.stdout + missing.stderr
+    assert "no such file: /nowhere.whl (--package)" in missing.stderr
 
     gateway.sh("sed -i 's/bookworm/trixie/' /usr/lib/os-release")
     other = gateway.run(gateway.install_command())
@@ -193,6 +198,14 @@ def test_one_command_installs_and_enrols_again_changes_nothing_and_uninstall_rem
                 user = machine.run("stat -c %U /proc/$(systemctl show -p MainPID --value "
                                    "vitrina-edge)").stdout
                 assert user == "vitrina-edge\n"
+                # The command again, with systemd running: nothing changed, so the agent
+                # is left running (the same process), not restarted.
+                main_pid = "systemctl show -p MainPID --value vitrina-edge"
+                pid = machine.run(main_pid).stdout
+                rerun = machine.run(gateway.install_command(*enrolment))
+                assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+                assert "the agent is running" in rerun.stdout
+                assert machine.run(main_pid).stdout == pid
                 wait_for(lambda: online(engine, identity) is True,
                          what="the gateway's heartbeat")
             wait_for(lambda: online(engine, identity) is False, what="the gateway's goodbye")
