@@ -196,12 +196,22 @@ def ensure_wheelhouse(arch: str) -> Path:
         return target
 
 
+#: Not part of the source a wheel is built from.
+NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+              ".hypothesis", ".demo", "node_modules")
+
+
 def build_vitrina_wheel(directory: Path) -> Path:
-    """The vitrina wheel of this checkout."""
+    """The vitrina wheel of this checkout, as it is now. Built from a copy: setuptools
+    builds in the source tree, and would leave its build/ there (whose stale files a later
+    wheel would take in)."""
+    source = directory / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-         "--no-deps", "--wheel-dir", str(directory), str(ROOT)],
+         "--no-deps", "--wheel-dir", str(directory), str(source)],
         check=True, capture_output=True, text=True)
+    shutil.rmtree(source)
     (wheel,) = directory.glob("vitrina-*.whl")
     return wheel
 
