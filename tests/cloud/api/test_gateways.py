@@ -36,6 +36,7 @@ from tests.cloud.gateway_support import (
 )
 from tests.cloud.running import running_worker, wait_for
 
+ROOT = Path(__file__).resolve().parents[3]
 CODE_FORMAT = re.compile(rf"^[{CODE_ALPHABET}]{{4}}-[{CODE_ALPHABET}]{{4}}$")
 REFUSED = "this enrolment code cannot be used"
 
@@ -135,6 +136,14 @@ def test_wrong_codes_from_one_address_are_slowed_down(cloud: Cloud) -> None:
     assert int(blocked.headers["Retry-After"]) >= 1
     cloud.clock.now += timedelta(seconds=cloud.settings.gateways.enrol_backoff_s + 1)
     assert cloud.enrol(code).status_code == 200  # the right code was not used up
+
+
+def test_the_gateways_installer_is_served_as_the_package_ships_it(cloud: Cloud) -> None:
+    answer = cloud.client.get("/install/gateway.sh")  # no key: it holds no secret
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/x-shellscript")
+    shipped = ROOT / "provisioning" / "install" / "install-gateway.sh"
+    assert answer.content == shipped.read_bytes()
 
 
 def test_a_code_is_only_reissued_before_enrolment_and_gateways_are_unique(cloud: Cloud) -> None:
