@@ -229,22 +229,26 @@ def test_a_config_is_published_retained_and_the_heartbeat_acknowledges_it(
     assert received.sources is not None
     assert received.sources.muted() == {"wifi"}
 
-    with running_worker(cloud.settings, cloud.engine), \
-            running_agent(config_path, tmp_path / "outbox.db") as agent:
-        def applied() -> Any:
-            found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
-            return found["applied"] and found["applied"]["version"] == 1 and found
-        wait_for(applied, what="the heartbeat acknowledging version 1")
-        assert agent.tracker.thresholds.rssi_floor == -85
-        # a key id the gateway does not hold: it keeps version 1 and says why
-        refused = cloud.client.put(cloud.path("/gw-1/config"), headers=cloud.headers,
-                                   json={"active_key_id": "k9"})
-        assert refused.json()["desired_version"] == 2
+    with running_worker(cloud.settings, cloud.engine):
+        with running_agent(config_path, tmp_path / "outbox.db") as agent:
+            def applied() -> Any:
+                found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
+                return found["applied"] and found["applied"]["version"] == 1 and found
+            wait_for(applied, what="the heartbeat acknowledging version 1")
+            assert agent.tracker.thresholds.rssi_floor == -85
+            # a key id the gateway does not hold: it keeps version 1 and says why
+            refused = cloud.client.put(cloud.path("/gw-1/config"), headers=cloud.headers,
+                                       json={"active_key_id": "k9"})
+            assert refused.json()["desired_version"] == 2
 
-        def refusal() -> Any:
-            found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
-            return found["applied"]["refused_version"] == 2 and found["applied"]
-        answer = wait_for(refusal, what="the heartbeat refusing version 2")
+            def refusal() -> Any:
+                found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
+                return found["applied"]["refused_version"] == 2 and found["applied"]
+            answer = wait_for(refusal, what="the heartbeat refusing version 2")
+        # the agent's retained offline status, stored before the worker stops
+        wait_for(lambda: not cloud.client.get(cloud.path("/gw-1/health"),
+                                              headers=cloud.headers).json()["current"]["online"],
+                 what="the offline status")
     assert answer["version"] == 1
     assert "k9" in answer["refused_reason"]
     # the heartbeats' figures, stored with the gateway's history (one sample per 5 minutes)
