@@ -16,6 +16,8 @@ from cloud.api import create_app
 from cloud.auth.keys import key_id_of
 from cloud.auth.permissions import MemberRole
 from tests.cloud.factories import (
+    KEY_ID,
+    KEY_SECRET,
     add_member,
     bearer,
     cloud_settings,
@@ -49,7 +51,10 @@ BROKER_WRITES = {("DELETE", "/tenants/{tenant}/stores/{store}/gateways/{gateway}
 
 @pytest.fixture
 def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClient]:
-    settings = cloud_settings(tenant=tenant, database_url=migrated_url)
+    # a second pseudonym key, so that a rotation (activate it, retire the first) is logged
+    keys = [{"key_id": KEY_ID, "secret": KEY_SECRET}, {"key_id": "k2", "secret": "5d" * 32}]
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url,
+                              tenants={tenant: {"keys": keys}})
     with TestClient(create_app(settings, engine=engine, now=lambda: NOW)) as test_client:
         yield test_client
 
@@ -72,6 +77,10 @@ def writes(tenant: str, customer: str, key_id: str, member: int) -> list[
         ("PUT", "/stores/{store}/gateways/{gateway}/config",
          f"{base}/stores/norte/gateways/door/config", {"rssi_floor": -80},
          "gateway.config", "gateway:norte/door"),
+        ("POST", "/pseudonym-keys/{key_id}/activate", f"{base}/pseudonym-keys/k2/activate",
+         None, "pseudonym_key.activate", "pseudonym_key:k2"),
+        ("POST", "/pseudonym-keys/{key_id}/retire", f"{base}/pseudonym-keys/{KEY_ID}/retire",
+         None, "pseudonym_key.retire", f"pseudonym_key:{KEY_ID}"),
         ("PUT", "/geofences/{geofence_id}", f"{base}/geofences/ring", CIRCLE,
          "geofence.put", "geofence:ring"),
         ("DELETE", "/geofences/{geofence_id}", f"{base}/geofences/ring", None,
