@@ -119,8 +119,9 @@ _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
 
 def _openapi(app: FastAPI, default_body_limit: int) -> dict[str, Any]:
     """FastAPI's document, plus what holds for every operation: one taking a body says
-    how much it takes (`x-max-body-bytes`) and that more is refused (413); every 422
-    is in `ErrorBody`'s shape (`_validation_error` answers them), not FastAPI's."""
+    how much it takes (`x-max-body-bytes`), that more is refused (413) and one that
+    cannot be decoded too (400); every 422 is in `ErrorBody`'s shape
+    (`_validation_error` answers them), not FastAPI's."""
     if app.openapi_schema is not None:
         return app.openapi_schema
     document = get_openapi(title=app.title, version=app.version, routes=app.routes,
@@ -140,9 +141,16 @@ def _openapi(app: FastAPI, default_body_limit: int) -> dict[str, Any]:
             invalid = responses.get("422")
             if invalid is not None and _FASTAPI_422 in str(invalid):
                 responses["422"] = {"description": MEANINGS[422], **error_body}
+            for code, response in responses.items():
+                # Refusals are JSON even where the route answers HTML or a picture
+                # (FastAPI files their model under the route's own media type).
+                if code.startswith("4") and ErrorBody.__name__ in str(response):
+                    response["content"] = error_body["content"]
             if method in BODY_METHODS:
                 operation.setdefault(LIMIT_KEY, default_body_limit)
                 responses.setdefault("413", {"description": MEANINGS[413], **error_body})
+                # FastAPI's answer to a body it cannot decode (not UTF-8, say).
+                responses.setdefault("400", {"description": MEANINGS[400], **error_body})
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused not in str(document.get("paths")):
             schemas.pop(unused, None)

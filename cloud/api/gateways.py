@@ -33,6 +33,7 @@ from sqlmodel import Session
 from cloud.api.access import MayReadConfig, MayWriteStores
 from cloud.api.audit import Audit, AuditTrail
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.api.errors import refusals
 from cloud.audit import record
 from cloud.auth import throttle
 from cloud.delivery import gateway_configs
@@ -181,7 +182,7 @@ def list_gateways_route(
 
 
 @router.post(GATEWAYS_PATH, response_model=EnrolmentCodePublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, responses=refusals(409))
 def create_gateway_route(
     caller: MayWriteStores, request: Request, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, body: RegisteredGatewayCreate,
@@ -199,7 +200,7 @@ def create_gateway_route(
 
 
 @router.post(GATEWAY_PATH + "/code", response_model=EnrolmentCodePublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, responses=refusals(409))
 def new_code_route(
     caller: MayWriteStores, request: Request, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -214,7 +215,7 @@ def new_code_route(
                         row=row, code=code)
 
 
-@router.delete(GATEWAY_PATH, response_model=RegisteredGatewayPublic)
+@router.delete(GATEWAY_PATH, response_model=RegisteredGatewayPublic, responses=refusals(503))
 def revoke_gateway_route(
     caller: MayWriteStores, session: SessionDep, settings: SettingsDep, now: NowDep,
     audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -255,7 +256,7 @@ def get_config_route(
 
 @router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic,
             responses={202: {"description": "saved; the broker cannot take it now, and the "
-                                            "worker sends it when it can"}})
+                                            "worker sends it when it can"}, **refusals(409)})
 def put_config_route(
     caller: MayWriteStores, response: Response, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -298,7 +299,7 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
-@public.post("/enrol", response_model=EnrolmentBundle)
+@public.post("/enrol", response_model=EnrolmentBundle, responses=refusals(403, 429, 503))
 def enrol_route(
     request: Request, session: SessionDep, settings: SettingsDep, now: NowDep,
     body: EnrolmentRequest,

@@ -19,6 +19,7 @@ from cloud.api.access import (
 )
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
+from cloud.bounds import RowId
 from cloud.customers.models import Customer
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
@@ -53,7 +54,7 @@ class MessageOpened(BaseModel):
 @router.post("/messages/{message_id}/opened", response_model=MessageOpened)
 def message_opened(
     caller: MayReportOpens, claims: CustomerTokenClaims, session: SessionDep, now: NowDep,
-    wake: ScenarioWake, tenant: str, message_id: int,
+    wake: ScenarioWake, tenant: str, message_id: RowId,
     body: OpenedBody | None = None,
 ) -> MessageOpened:
     """The app reports that the customer opened a push (the first open counts). An app
@@ -84,7 +85,7 @@ def message_opened(
 
 @router.get("/messages/{message_id}/attempts", response_model=list[MessageAttemptPublic])
 def message_attempts(
-    caller: MayReadAnalytics, session: SessionDep, tenant: str, message_id: int
+    caller: MayReadAnalytics, session: SessionDep, tenant: str, message_id: RowId
 ) -> list[MessageAttemptPublic]:
     """Every provider call made for a message: when, where, what came back, how long."""
     message = session.get(Message, message_id)

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, TypeAdapter
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
+from cloud.api.errors import refusals
 from cloud.presence.analytics import FootfallRow, WindowError, footfall, footfall_hourly
 from cloud.presence.crud import list_gateways, recent_dead_letters
 from cloud.presence.models import DeadLetterPublic, FootfallHourPublic, GatewayHealthPublic
@@ -94,7 +95,8 @@ def tenant_dead_letters(
             for row in recent_dead_letters(session, limit=limit, tenant=tenant)]
 
 
-@operations.get("/dead-letters", response_model=list[DeadLetterPublic])
+@operations.get("/dead-letters", response_model=list[DeadLetterPublic],
+                responses=refusals(401, 403))
 def dead_letters(
     caller: Operator, session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
