@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from cloud.api.access import (
@@ -19,7 +19,7 @@ from cloud.api.access import (
 )
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
-from cloud.bounds import RowId
+from cloud.bounds import DbDatetime, RowId
 from cloud.customers.models import Customer
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
@@ -41,7 +41,7 @@ def list_messages(
 class OpenedBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    opened_at: AwareDatetime | None = Field(
+    opened_at: DbDatetime | None = Field(
         default=None, description="when the customer opened it; defaults to now"
     )
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import AwareDatetime, TypeAdapter
+from pydantic import TypeAdapter
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
 from cloud.api.errors import refusals
+from cloud.bounds import DbDatetime
 from cloud.presence.analytics import FootfallRow, WindowError, footfall, footfall_hourly
 from cloud.presence.crud import list_gateways, recent_dead_letters
 from cloud.presence.models import DeadLetterPublic, FootfallHourPublic, GatewayHealthPublic
@@ -38,8 +39,8 @@ FOOTFALL_ROWS = TypeAdapter(list[FootfallRow])
 @router.get("/analytics/footfall", response_model=list[FootfallRow])
 def footfall_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="visits starting at or after, midnight UTC")],
-    until: Annotated[AwareDatetime, Query(description="visits starting before (midnight UTC)")],
+    since: Annotated[DbDatetime, Query(description="visits starting at or after, midnight UTC")],
+    until: Annotated[DbDatetime, Query(description="visits starting before (midnight UTC)")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
     by_zone: bool = False,
 ) -> Response:
@@ -59,8 +60,8 @@ def footfall_report(
 @router.get("/analytics/footfall/hourly", response_model=list[FootfallHourPublic])
 def footfall_hourly_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="visits starting at or after, a whole hour")],
-    until: Annotated[AwareDatetime, Query(description="visits starting before (a whole hour)")],
+    since: Annotated[DbDatetime, Query(description="visits starting at or after, a whole hour")],
+    until: Annotated[DbDatetime, Query(description="visits starting before (a whole hour)")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
     zone: Annotated[str | None, Query(
         pattern=SEGMENT_PATTERN.pattern, description="one zone; without it, whole stores",

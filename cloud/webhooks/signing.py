@@ -51,9 +51,12 @@ def verify_signature(
         raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds")
     # The signature is checked on the timestamp's text as sent, before it is read as a
     # number: nothing a stranger sends is parsed beyond the look of its digits.
-    offered = [part.strip() for part in signature.split(",", MAX_SIGNATURES)]
+    # Compared as bytes: a header may carry any character, which compare_digest refuses
+    # to compare as text.
+    offered = [part.strip().encode("utf-8", "replace")
+               for part in signature.split(",", MAX_SIGNATURES)]
     if not any(
-        hmac.compare_digest(_signature(secret, timestamp, body), candidate)
+        hmac.compare_digest(_signature(secret, timestamp, body).encode(), candidate)
         for secret in secrets for candidate in offered
     ):
         raise SignatureError("signature does not match")
