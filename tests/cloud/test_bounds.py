@@ -12,11 +12,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import TypeAdapter, ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
 from cloud.api import create_app
 from cloud.bounds import INT4_MAX, MAX_OFFSET, BoundedText, DbDate, DbDatetime, RowId
+from cloud.channels import adapter_for
+from cloud.channels.base import InvalidReceiptError
+from cloud.channels.twilio import TwilioSettings
 from cloud.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.cloud.factories import FROM_CONSOLE, bearer, cloud_settings, issue_key
 
@@ -111,3 +116,20 @@ def test_each_bound(bound: Any, inside: list[object], outside: list[object]) -> 
     for value in outside:
         with pytest.raises(ValidationError):
             adapter.validate_python(value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(signature=st.text(max_size=40), form=st.dictionaries(
+    st.sampled_from(["AccountSid", "MessageSid", "MessageStatus", "ErrorCode", "x"]),
+    st.text(max_size=40), max_size=5))
+def test_any_sms_receipt_is_parsed_or_refused_cleanly(
+    signature: str, form: dict[str, str],
+) -> None:
+    """A provider's receipt as anyone could post it: refused (403) unless signed; a
+    signature header with a character past ASCII was a TypeError, a 500."""
+    settings_ = TwilioSettings(account_sid="AC" + "0" * 32, auth_token=SecretStr("t0ken"),
+                               from_number="+34600000000")
+    with pytest.raises(InvalidReceiptError):
+        adapter_for("sms").parse_receipt(  # type: ignore[attr-defined]
+            settings_, url="https://vitrina.example/receipts/sms", form=form,
+            signature=signature)
