@@ -276,6 +276,8 @@ def api_server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvico
     values: dict[str, Any] = {
         "host": settings.api.host, "port": settings.api.port, "log_config": None,
         "http": "h11", "h11_max_incomplete_event_size": settings.api.max_header_bytes,
+        # Forwarded headers are believed only from api.trusted_proxies (create_app).
+        "proxy_headers": False,
         **options,
     }
     return uvicorn.Config(app, **values)

@@ -15,6 +15,7 @@ Example: `VITRINA_MQTT__HOST=broker.example` or, in the file named by `VITRINA_C
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import secrets
 from datetime import time, timedelta
@@ -38,7 +39,7 @@ from pydantic_settings import (
 )
 
 from cloud.channels import Channel, ChannelAdapter, adapter_for, adapters
-from cloud.outbound import AllowList, OutboundPolicy
+from cloud.outbound import RESOLVE_TIMEOUT_S, AllowList, OutboundPolicy
 from shared.errors import ContractError, describe_validation_error
 from shared.pseudonym import KEY_ID_PATTERN, Pseudonymizer, TenantKey
 from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, SEGMENT_PATTERN
@@ -78,6 +79,22 @@ def _moved(data: dict[str, Any]) -> list[tuple[str, str]]:
 SHARE_GROUP = PRESENCE_SHARED_SUBSCRIPTION.split("/")[1]
 
 
+class MqttLogin(BaseModel):
+    """A broker login of its own, pinned to one client id (`vitrina-provision
+    add-orchestrator` writes them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: SecretStr
+    #: The one client id the broker lets this login use; defaults to the username.
+    client_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @property
+    def pinned_client_id(self) -> str:
+        return self.client_id or self.username
+
+
 class MqttSettings(BaseModel):
     """How the worker reaches the broker."""
 
@@ -89,7 +106,14 @@ class MqttSettings(BaseModel):
     ca_file: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    #: The ingest worker's client id: with a login pinned to one (as `vitrina-provision
+    #: add-orchestrator` makes them), exactly that one.
     client_id: str = Field(default="vitrina-orchestrator", min_length=1, max_length=64)
+    #: The login that publishes gateway configs (the API and the delivery stage), pinned to
+    #: its own client id. Unset: configs are published with the login above under a fresh
+    #: client id each time, which only a login pinned to no client id may do (brokers
+    #: without dynamic security, logins made before pinning).
+    config_publisher: MqttLogin | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=DEFAULT_SESSION_EXPIRY_S, ge=0)
     #: MQTT v5 shared subscription; switch off for an MQTT 3.1.1-only broker (one worker then).
@@ -111,8 +135,11 @@ class TenantKeySettings(BaseModel):
 
 
 class TenantSettings(BaseModel):
-    """A tenant's pseudonymization keys: the first is active, the rest are still honoured
-    (gateways rotate at their own pace, so links are kept under every listed key)."""
+    """A tenant's pseudonymization keys: every listed key is honoured (links are kept
+    under each, and the gateways are sent each, sealed). Which one is active is the
+    database's word (`cloud.rotation`): the first listed when the tenant is first seen,
+    then the one an admin activates; a key added later is listed until then, and a
+    retired key is no longer used even while it is still listed here."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -156,6 +183,35 @@ class ApiSettings(BaseModel):
     #: The request line and headers together; larger is refused (400) by the HTTP server
     #: before the application sees it. Room for a session cookie and a customer token.
     max_header_bytes: int = Field(default=16 * 1024, ge=4 * 1024, le=1024 * 1024)
+    #: The reverse proxies in front of the API (addresses or networks in CIDR form, e.g.
+    #: "10.0.0.0/8"): only a request from one of them has its X-Forwarded-For (the client's
+    #: address) and X-Forwarded-Proto believed. Empty (the default): the socket's peer is
+    #: the client, and forwarded headers are ignored, as anyone can send them. Behind a
+    #: proxy, list it: else every client has the proxy's address, and one guesser's
+    #: failures slow every other client's.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+    #: Failed API keys (per key id and per client address) allowed before each further
+    #: one waits. A valid key is never held back or counted, so these shape only what a
+    #: wrong key gets: ten free failures let a deploy with a stale key show its 401s...
+    key_free_failures: int = Field(default=10, ge=1, le=1000)
+    #: (the count starts again after this long with no failure and no wait)
+    key_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: ...then 10 s, doubling with every further failure up to 15 min: a script trying
+    #: keys, or a client retrying a dead one in a loop, costs one read a try.
+    key_backoff_s: float = Field(default=10.0, gt=0, le=3600)
+    key_backoff_max_s: float = Field(default=900.0, gt=0, le=24 * 3600)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, proxies: list[str]) -> list[str]:
+        for entry in proxies:
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is neither an address nor a network in CIDR form (host bits"
+                    " zero): list the proxies themselves, never every address") from None
+        return [entry.strip() for entry in proxies]
 
 
 class ConsoleSettings(BaseModel):
@@ -220,6 +276,9 @@ class GatewaySettings(BaseModel):
     #: broker was away, or not taken by a live gateway): a config is a setting, not a
     #: message, and a few seconds late costs nothing.
     config_poll_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    #: How long each gateway's health history is kept (a row per 5 minutes): a month shows
+    #: a slow leak or a nightly pattern, and stays at 8,640 rows a gateway.
+    health_history_days: int = Field(default=30, ge=1, le=366)
 
 
 class IngestSettings(BaseModel):
@@ -368,6 +427,9 @@ class OutboundSettings(BaseModel):
     #: ("push.shop.internal:8443"). For an on-premise shop whose endpoints are on its own
     #: network, and for tests against local servers. Empty: public https only.
     allow: list[str] = Field(default_factory=list, max_length=100)
+    #: How long a send waits for a webhook's or a push endpoint's host name to resolve;
+    #: past it the send fails for now and is retried (`cloud.outbound.RESOLVE_TIMEOUT_S`).
+    resolve_timeout_s: float = Field(default=RESOLVE_TIMEOUT_S, gt=0, le=60)
 
     @field_validator("allow")
     @classmethod
@@ -377,7 +439,8 @@ class OutboundSettings(BaseModel):
 
     def policy(self) -> OutboundPolicy:
         """The rules with this allow-list and the system's resolver."""
-        return OutboundPolicy(allow=AllowList.parse(self.allow))
+        return OutboundPolicy(allow=AllowList.parse(self.allow),
+                              resolve_timeout_s=self.resolve_timeout_s)
 
 
 class Settings(BaseSettings):

@@ -32,8 +32,11 @@ from cloud.presence.models import (
     FootfallDirtyHour,
     FootfallHour,
     GatewayHealth,
+    GatewayHealthSample,
+    OccupancyMinute,
     PresenceEventRow,
 )
+from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
@@ -58,6 +61,7 @@ __all__ = [
     "FootfallDirtyHour",
     "FootfallHour",
     "GatewayHealth",
+    "GatewayHealthSample",
     "GeofenceDefinition",
     "GeofencePresence",
     "GeofenceVersion",
@@ -73,6 +77,7 @@ __all__ = [
     "Message",
     "MessageAttempt",
     "MessageTemplate",
+    "OccupancyMinute",
     "Offer",
     "OrderLine",
     "OutboundWebhook",
@@ -81,6 +86,7 @@ __all__ = [
     "RegisteredGateway",
     "Scenario",
     "StoreRow",
+    "TenantKeyState",
     "Trigger",
     "WebPushKey",
     "metadata",

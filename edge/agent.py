@@ -3,7 +3,9 @@
 Sources call `emit` on the event loop for every sighting. The sightings of one loop
 turn are pseudonymized together at the end of it (the raw identifiers end there), fed
 to the tracker, and the events they cause are written to the outbox in one transaction
-per loop turn. The publisher drains the
+per loop turn. Wi-Fi sources also hand over each probe request's frame, which the
+occupancy counter reads in the same turn (`edge.occupancy`: in memory, counts out, one
+report a minute, kept in the outbox like the events). The publisher drains the
 outbox in the background. A ticker drives exits from the wall clock (live capture
 only: a replay runs on its own capture clock), the retained status heartbeat and the
 systemd watchdog.
@@ -28,15 +30,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge import systemd
-from edge.capture.source import Source
+from edge.capture.source import ProbeSource, Source
+from edge.health import DeviceFigures, HealthSampler
+from edge.keystore import GatewayKeys
+from edge.occupancy import EstimatorSettings, OccupancyCounter, RawProbe
 from edge.outbox import Outbox
 from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer, UnknownKeyError
 from edge.publisher import MqttPublisher
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
 from edge.tracker import Identity, Tracker, TrackerThresholds
+from shared.occupancy import OccupancyReport
 from shared.presence import PresenceEvent
-from shared.status import GatewayConfig, GatewayStatus, SourceHealth
+from shared.status import MAX_REPORTED_KEYS, GatewayConfig, GatewayStatus, SourceHealth
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ PROCESS_SIGHTINGS = 256
 #: Events held in memory while the outbox cannot be written (a full or failing disk):
 #: a few minutes of a busy store, without letting a dead disk exhaust memory.
 MAX_PENDING_EVENTS = 50_000
+#: Occupancy reports held in memory while the outbox cannot be written: a day of minutes.
+MAX_PENDING_REPORTS = 24 * 60
 #: On a live shutdown, how long in-flight messages get to be acknowledged before the
 #: agent disconnects anyway (the outbox keeps the rest for the next start).
 SHUTDOWN_GRACE_S = 3.0
@@ -82,6 +90,9 @@ class AgentSummary:
     queue_depth: int
     drained: bool
     pipeline_errors: int
+    #: Occupancy reports made (one per minute) and acknowledged by the broker.
+    occupancy_reports: int = 0
+    published_reports: int = 0
 
 
 class EdgeAgent:
@@ -104,12 +115,25 @@ class EdgeAgent:
         self._started = time.monotonic()
         identity = settings.identity
         self.identity = Identity(identity.tenant, identity.store, identity.gateway)
+        self.keys = GatewayKeys(settings)
         self.pseudonymizer = SightingPseudonymizer(
-            settings.keys.tenant_keys(), settings.keys.active, settings.tz
+            self.keys.ring.keys, self.keys.ring.active, settings.tz
         )
         self.tracker = Tracker(
             self.identity, TrackerThresholds.from_settings(settings.tracker, settings.zones)
         )
+        self.occupancy: OccupancyCounter | None = None
+        if settings.occupancy.enabled:
+            calibration = EstimatorSettings(
+                scans_per_phone_per_minute=settings.occupancy.scans_per_phone_per_minute,
+                people_per_phone=settings.occupancy.people_per_phone,
+                min_gap_s=settings.tracker.exit_after_s,
+                max_gap_s=max(settings.tracker.exit_after_s, settings.tracker.max_exit_after_s),
+            )
+            self.occupancy = OccupancyCounter(self.identity, self.tracker.thresholds, calibration)
+            for source in self.sources:
+                if isinstance(source, ProbeSource):
+                    source.attach_probe_sink(self._probe)
         self.outbox = Outbox(
             settings.outbox.path, max_events=settings.outbox.max_events,
             synchronous=settings.outbox.synchronous,
@@ -125,10 +149,15 @@ class EdgeAgent:
         self.outbox_errors = 0
         self.pending_dropped = 0
         self._incoming: list[Sighting] = []
+        self._probes: list[RawProbe] = []
         self._pending: list[PresenceEvent] = []
+        self._reports: list[OccupancyReport] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
+        #: The device's figures as of the last heartbeat (None before the first).
+        self.health = HealthSampler(settings.outbox.path)
+        self._figures: DeviceFigures | None = None
         #: Distinct pseudonyms, for a replay's summary only (live it would grow without bound).
         self._seen: set[str] | None = set() if count_devices else None
 
@@ -147,11 +176,20 @@ class EdgeAgent:
         elif len(incoming) == 1:
             self._loop.call_soon(self.process)
 
+    def _probe(self, at: float, frame: bytes, rssi: float | None, source: str) -> None:
+        """A Wi-Fi source decoded a probe request (on the loop, just before its sighting):
+        kept in memory for the occupancy counter until the end of the loop turn."""
+        if source not in self._muted_sources:
+            self._probes.append((at, frame, rssi))
+
     def process(self) -> None:
-        """Pseudonymize and track the sightings gathered so far, in order; never raises.
+        """Pseudonymize and track the sightings gathered so far, in order, and count the
+        probe requests; never raises.
 
         A malformed sighting is counted and logged, and the others go on.
         """
+        if self._probes:
+            self._count_occupancy()
         batch = self._incoming
         if not batch:
             return
@@ -173,6 +211,27 @@ class EdgeAgent:
         if events:
             self._queue(events)
 
+    def _count_occupancy(self) -> None:
+        probes, self._probes = self._probes, []
+        if self.occupancy is None:
+            return
+        try:
+            reports = self.occupancy.observe(probes)
+        except Exception as error:  # a defect must not stop presence tracking
+            self.pipeline_errors += 1
+            log.error("could not count occupancy", extra={"error": type(error).__name__})
+            return
+        self._queue_reports(reports)
+
+    def _queue_reports(self, reports: list[OccupancyReport]) -> None:
+        if reports:
+            self._reports.extend(reports)
+            if self._loop is None:
+                self.flush()
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self.flush)
+
     def _pipeline_error(self, sighting: Sighting | PseudonymousSighting, error: Exception) -> None:
         # a malformed sighting must not take its source down
         self.pipeline_errors += 1
@@ -192,6 +251,8 @@ class EdgeAgent:
         sightings still waiting are processed first."""
         self._flush_scheduled = False
         self.process()
+        if self._reports:
+            self._flush_reports()
         if not self._pending:
             return
         try:
@@ -213,15 +274,45 @@ class EdgeAgent:
                         extra={"dropped": dropped, "max_events": self.outbox.max_events})
         self.publisher.wake()
 
+    def _flush_reports(self) -> None:
+        try:
+            dropped = self.outbox.put_reports(report.model_dump_json() for report in self._reports)
+        except sqlite3.Error as error:
+            self.outbox_errors += 1
+            overflow = len(self._reports) - MAX_PENDING_REPORTS
+            if overflow > 0:
+                del self._reports[:overflow]
+            log.error("cannot write occupancy reports to the outbox; holding them in memory",
+                      extra={"error": str(error), "held": len(self._reports)})
+            return
+        self._reports = []
+        if dropped:
+            log.warning("outbox full of occupancy reports: dropped the oldest",
+                        extra={"dropped": dropped})
+        self.publisher.wake()
+
     def apply_config(self, config: GatewayConfig) -> None:
-        """The cloud's retained config; all or nothing (an unknown key id rejects it).
-        Sightings that arrived before it are processed under the settings they came with."""
-        if config.active_key_id is not None and config.active_key_id not in (
+        """The cloud's retained config; all or nothing (an unknown key id, or delivered
+        keys that do not open or cannot be kept, reject it). Sightings that arrived
+        before it are processed under the settings they came with.
+
+        Keys it delivers (`keys`, sealed to this gateway) are opened and written to the
+        key store before anything changes; from then they are the keys held, and one
+        held before that they leave out is erased (`edge.keystore`)."""
+        delivery = None
+        if config.keys is not None:
+            delivery = self.keys.open_delivered(config)
+        elif config.active_key_id is not None and config.active_key_id not in (
             self.pseudonymizer.key_ids
         ):
             raise UnknownKeyError(f"active key id {config.active_key_id!r} is not provisioned")
         self.process()
+        if delivery is not None:
+            ring = self.keys.commit(delivery)
+            self.pseudonymizer.replace_keys(ring.keys, ring.active)
         self.tracker.apply(config)
+        if self.occupancy is not None:
+            self.occupancy.apply(self.tracker.thresholds)
         if config.active_key_id is not None:
             self.pseudonymizer.set_active_key(config.active_key_id)
         if config.sources is not None:
@@ -241,6 +332,7 @@ class EdgeAgent:
         health = self.source_health()
         # The publisher asks for its last will while it is being built, before it is ours.
         publisher: MqttPublisher | None = getattr(self, "publisher", None)
+        figures: DeviceFigures | None = getattr(self, "_figures", None)
         return GatewayStatus(
             tenant=self.identity.tenant,
             store=self.identity.store,
@@ -256,8 +348,13 @@ class EdgeAgent:
             rejected_frames=sum(item.errors for item in health.values()),
             devices_tracked=self.tracker.devices_tracked,
             active_key_id=self.pseudonymizer.active_key_id,
+            key_ids=sorted(self.pseudonymizer.key_ids)[:MAX_REPORTED_KEYS],
             config_version=publisher.config_version if publisher else None,
             config_refused=publisher.config_refused if publisher else None,
+            cpu_percent=figures.cpu_percent if figures else None,
+            memory_bytes=figures.memory_bytes if figures else None,
+            temperature_c=figures.temperature_c if figures else None,
+            disk_free_bytes=figures.disk_free_bytes if figures else None,
         )
 
     def summary(self, *, drained: bool) -> AgentSummary:
@@ -279,6 +376,8 @@ class EdgeAgent:
             queue_depth=self.outbox.depth,
             drained=drained,
             pipeline_errors=self.pipeline_errors,
+            occupancy_reports=self.occupancy.counters.reports if self.occupancy else 0,
+            published_reports=self.publisher.counters.reports,
         )
 
     def _heartbeat_soon(self) -> None:
@@ -288,6 +387,7 @@ class EdgeAgent:
             self._heartbeat()
 
     def _heartbeat(self) -> None:
+        self._figures = self.health.sample()
         status = self.status()
         self.publisher.publish_status(status)
         self.outbox.record_status(status.model_dump_json())
@@ -319,6 +419,8 @@ class EdgeAgent:
             await asyncio.gather(*source_tasks, return_exceptions=True)
             self.process()
             self._queue(self.tracker.close())
+            if self.occupancy is not None:
+                self._queue_reports(self.occupancy.close())
             self.flush()
             systemd.notify("STOPPING=1")
             grace = drain_timeout if drain_timeout is not None else SHUTDOWN_GRACE_S
@@ -380,7 +482,10 @@ class EdgeAgent:
         while not stop.is_set():
             if self.wall_clock:
                 self.process()  # the tracker's clock must not pass sightings still waiting
-                self._queue(self.tracker.tick(time.time()))
+                now = time.time()
+                self._queue(self.tracker.tick(now))
+                if self.occupancy is not None:
+                    self._queue_reports(self.occupancy.advance(now))
             self.flush()
             if time.monotonic() >= next_status and self.publisher.connected:
                 self._heartbeat()

@@ -6,6 +6,11 @@ are written readable by their owner only (files 0600 in a 0700 directory), each 
 temporary file renamed into place, so a crash leaves the old bundle or the new one and
 never half of one.
 
+Before asking, the gateway makes its own X25519 key pair: the public part goes with the
+code, the private part stays here (`seal.key`, beside the config, which names it). The
+cloud seals the tenant keys of later rotations to it (`shared.sealing`), so they can
+travel in the gateway's config through the broker without the broker reading them.
+
 Only HTTPS carries the code and the bundle, except to this machine itself (loopback),
 where nothing crosses a network.
 """
@@ -15,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
 import ssl
 import urllib.error
 import urllib.request
@@ -23,13 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edge.private_files import PRIVATE_FILE_MODE, write_private
+from shared.sealing import new_private_key, private_key_pem, public_key_text
 from shared.topics import SEGMENT_PATTERN
 
 #: What the cloud answers within; a gateway on a slow uplink still gets there.
 REQUEST_TIMEOUT_S = 30.0
-BUNDLE_FILE_MODE = 0o600
+BUNDLE_FILE_MODE = PRIVATE_FILE_MODE
 BUNDLE_DIRECTORY_MODE = 0o700
 CONFIG_FILE = "edge.toml"
+#: This gateway's private sealing key: made here, never sent anywhere.
+SEAL_KEY_FILE = "seal.key"
 #: A bundle is a config file and a certificate: nothing else may be written by it.
 BUNDLE_FILES = frozenset({CONFIG_FILE, "ca.crt"})
 
@@ -83,11 +91,15 @@ def _detail(error: urllib.error.HTTPError) -> str:
     return f"HTTP {error.code}"
 
 
-def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | None
-                   ) -> object:
-    """POST the code; the cloud's answer, or the error that says what to do."""
+def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | None,
+                   seal_public_key: str | None = None) -> object:
+    """POST the code (and this gateway's public sealing key); the cloud's answer, or the
+    error that says what to do."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    body = json.dumps({"code": code, "directory": str(directory)}).encode()
+    request_body: dict[str, str] = {"code": code, "directory": str(directory)}
+    if seal_public_key is not None:
+        request_body["seal_public_key"] = seal_public_key
+    body = json.dumps(request_body).encode()
     request = urllib.request.Request(
         enrol_url(cloud), data=body, method="POST",
         headers={"Content-Type": "application/json", "Accept": "application/json"})
@@ -110,17 +122,6 @@ def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | No
         raise CloudUnreachableError(f"cannot reach {cloud}: {reason}") from None
 
 
-def _write_private(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.new")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, BUNDLE_FILE_MODE)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, BUNDLE_FILE_MODE)
-    os.replace(temporary, path)
-
-
 def write_bundle(directory: Path, files: dict[str, str]) -> Path:
     """Write the bundle's files; the config's path."""
     unexpected = set(files) - BUNDLE_FILES
@@ -129,8 +130,17 @@ def write_bundle(directory: Path, files: dict[str, str]) -> Path:
     directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
     directory.chmod(BUNDLE_DIRECTORY_MODE)
     for name, text in files.items():
-        _write_private(directory / name, text)
+        write_private(directory / name, text)
     return directory / CONFIG_FILE
+
+
+def write_seal_key(directory: Path, pem: str) -> Path:
+    """Write the private sealing key (before the config that names it); its path."""
+    directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    directory.chmod(BUNDLE_DIRECTORY_MODE)
+    path = directory / SEAL_KEY_FILE
+    write_private(path, pem)
+    return path
 
 
 def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force: bool
@@ -142,8 +152,11 @@ def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force
         raise EnrolmentUsageError(
             f"a bundle is already in {directory}: this gateway is enrolled (use --force to "
             "replace it with a new identity)")
-    answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file)
+    seal_key = new_private_key()
+    answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file,
+                            seal_public_key=public_key_text(seal_key))
     identity, files = read_answer(answer)
+    write_seal_key(directory, private_key_pem(seal_key))
     config = write_bundle(directory, files)
     return Enrolled(*identity, config=config)
 

@@ -13,6 +13,11 @@ is counted, persistently, so the status heartbeat can report it.
 Claims are in memory: `claim()` hands out the oldest rows not yet handed out, and a
 restart hands everything out again. A message that reached the broker just before a
 crash is therefore published twice; event ids are deterministic, so that is harmless.
+
+Occupancy reports (one per minute, counts only) wait in a table of their own, one message
+each, with the same claim / acknowledge cycle; a report published twice overwrites
+itself in the cloud (it is stored by gateway, zone and minute). They are bounded too
+(`MAX_REPORTS`, the oldest dropped first).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from shared.presence import PresenceEvent, PseudonymScope
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 #: A writer waits this long for a concurrent reader (`vitrina-edge status`) to let go.
 BUSY_TIMEOUT_MS = 5000
+#: Occupancy reports kept while the broker is out of reach: a week of minutes (a report is
+#: a few hundred bytes), after which the oldest give way.
+MAX_REPORTS = 7 * 24 * 60
 
 _DAILY = PseudonymScope.DAILY
 
@@ -43,6 +51,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_anonymous ON events (anonymous, seq);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS occupancy (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    body TEXT NOT NULL
+);
 """
 
 
@@ -85,6 +98,10 @@ class Outbox:
         self._cursor = 0  # every row with seq <= _cursor has been handed out by claim()
         self.dropped = self._meta_int("dropped")
         self.published = self._meta_int("published")
+        self._report_depth = int(
+            self._db.execute("SELECT COUNT(*) FROM occupancy").fetchone()[0])
+        self._report_cursor = 0
+        self.reports_dropped = self._meta_int("reports_dropped")
 
     # -- writing ------------------------------------------------------------------------
 
@@ -165,6 +182,7 @@ class Outbox:
 
     def release_all(self) -> None:
         self._cursor = 0
+        self._report_cursor = 0
 
     def ack(self, first_seq: int, last_seq: int) -> int:
         """The broker has the message carrying rows first..last: delete them for good."""
@@ -189,6 +207,70 @@ class Outbox:
         self._depth -= deleted
         self.published += deleted
         return deleted
+
+    # -- occupancy reports ----------------------------------------------------------------
+
+    def put_reports(self, bodies: Iterable[str]) -> int:
+        """Store report bodies (JSON), oldest first; returns how many old ones were dropped
+        to stay within `MAX_REPORTS`."""
+        now = time.time()
+        rows = [(now, body) for body in bodies]
+        if not rows:
+            return 0
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO occupancy (created, body) VALUES (?, ?)", rows)
+            self._report_depth += len(rows)
+            dropped = 0
+            excess = self._report_depth - MAX_REPORTS
+            if excess > 0:
+                dropped = db.execute(
+                    "DELETE FROM occupancy WHERE seq IN "
+                    "(SELECT seq FROM occupancy ORDER BY seq LIMIT ?)", (excess,)).rowcount
+                self._report_depth -= dropped
+                self._bump("reports_dropped", dropped)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._report_depth = int(db.execute("SELECT COUNT(*) FROM occupancy").fetchone()[0])
+            raise
+        self.reports_dropped += dropped
+        return dropped
+
+    def claim_reports(self, limit: int) -> list[OutboxRow]:
+        """The oldest reports not handed out yet (`event_id` is empty: reports have none)."""
+        rows = [
+            OutboxRow(seq, "", body) for seq, body in self._db.execute(
+                "SELECT seq, body FROM occupancy WHERE seq > ? ORDER BY seq LIMIT ?",
+                (self._report_cursor, limit))
+        ]
+        if rows:
+            self._report_cursor = rows[-1].seq
+        return rows
+
+    def unclaim_reports_from(self, seq: int) -> None:
+        self._report_cursor = min(self._report_cursor, seq - 1)
+
+    def ack_reports(self, seqs: Iterable[int]) -> int:
+        """The broker has these reports: delete them for good."""
+        keys = [(seq,) for seq in seqs]
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            before = db.total_changes
+            db.executemany("DELETE FROM occupancy WHERE seq = ?", keys)
+            deleted = db.total_changes - before
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._report_depth -= deleted
+        return deleted
+
+    @property
+    def report_depth(self) -> int:
+        return self._report_depth
 
     # -- status -------------------------------------------------------------------------
 

@@ -120,6 +120,17 @@ class SightingPseudonymizer:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._by_key)
 
+    def replace_keys(self, keys: Mapping[str, TenantKey], active_key_id: str) -> None:
+        """Hold exactly `keys` from now on, `active_key_id` pseudonymizing: a key left out
+        is no longer referenced here (rotation delivered a new set, or retired one)."""
+        if active_key_id not in keys:
+            raise UnknownKeyError(active_key_id)
+        self._by_key = {key_id: Pseudonymizer(key) for key_id, key in keys.items()}
+        self._active = self._by_key[active_key_id]
+        self._key_id = active_key_id
+        self._stable_cache.clear()  # rare, and a cached pseudonym may be of a key now gone
+        self._daily_cache.clear()
+
     def set_active_key(self, key_id: str) -> None:
         """Rotate: new sightings use `key_id`. Devices then reappear under new pseudonyms,
         and the old ones leave through the tracker's normal exit timeout."""

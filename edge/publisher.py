@@ -65,10 +65,17 @@ _EMPTY_EVENTS_TAIL = '"events":[]}'
 _EVENT_HEAD = '{"event_id":"'
 
 
+#: Occupancy reports handed to the broker but not yet acknowledged: one message each, a
+#: minute's worth apiece, so a backlog after an outage drains in a few round trips.
+MAX_INFLIGHT_REPORTS = 32
+
+
 @dataclass(slots=True)
 class PublisherCounters:
     messages: int = 0
     events: int = 0
+    #: Occupancy reports the broker acknowledged.
+    reports: int = 0
     broker_rejections: int = 0
     corrupt_rows: int = 0
     configs_applied: int = 0
@@ -117,10 +124,19 @@ class MqttPublisher:
         self.config_topic = gateway_topic(
             identity.tenant, identity.store, identity.gateway, TopicChannel.CONFIG
         )
+        self.occupancy_topic = gateway_topic(
+            identity.tenant, identity.store, identity.gateway, TopicChannel.OCCUPANCY
+        )
         self.counters = PublisherCounters()
         self.connected = False
         self._inflight: dict[int, _InFlight] = {}
         self._acks: list[_InFlight] = []
+        #: Occupancy reports in flight (message id -> outbox row) and acknowledged ones.
+        self._reports_inflight: dict[int, int] = {}
+        self._report_acks: list[int] = []
+        #: Reports wait apart after a refusal: a broker whose ACL predates occupancy (a
+        #: gateway enrolled before it) must not hold up presence.
+        self._reports_paused_until = 0.0
         self._paused_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
@@ -164,7 +180,8 @@ class MqttPublisher:
             max_delay=max(1, round(mqtt_settings.reconnect_max_s)),
         )
         # Our own window bounds what is in flight; a few more slots for status messages.
-        client.max_inflight_messages_set(mqtt_settings.max_inflight_batches + 4)
+        client.max_inflight_messages_set(
+            mqtt_settings.max_inflight_batches + MAX_INFLIGHT_REPORTS + 4)
         client.on_connect = self._paho_on_connect
         client.on_disconnect = self._paho_on_disconnect
         client.on_publish = self._paho_on_publish
@@ -273,6 +290,10 @@ class MqttPublisher:
     def _acknowledged(self, mid: int, failed: bool, reason: str) -> None:
         if mid == self._final_mid:
             self._final_acked.set()
+        report = self._reports_inflight.pop(mid, None)
+        if report is not None:
+            self._report_acknowledged(report, failed, reason)
+            return
         batch = self._inflight.pop(mid, None)
         if batch is None:
             return
@@ -286,9 +307,23 @@ class MqttPublisher:
             )
             self._progress.set()
         else:
-            if not self._acks:
+            if not self._acks and not self._report_acks:
                 self._to_loop_soon(self._commit_acks)
             self._acks.append(batch)
+        self._wakeup.set()
+
+    def _report_acknowledged(self, seq: int, failed: bool, reason: str) -> None:
+        if failed:
+            self.counters.broker_rejections += 1
+            self._outbox.unclaim_reports_from(seq)
+            self._reports_paused_until = time.monotonic() + REJECTED_RETRY_S
+            log.error("broker refused an occupancy report; retrying later",
+                      extra={"reason": reason, "retry_s": REJECTED_RETRY_S})
+            self._progress.set()
+        else:
+            if not self._acks and not self._report_acks:
+                self._to_loop_soon(self._commit_acks)
+            self._report_acks.append(seq)
         self._wakeup.set()
 
     def _to_loop_soon(self, callback: Callable[[], None]) -> None:
@@ -296,13 +331,19 @@ class MqttPublisher:
         self._loop.call_soon(callback)
 
     def _commit_acks(self) -> None:
-        """Delete every batch acknowledged in this loop turn, in one transaction."""
+        """Delete every batch (and report) acknowledged in this loop turn, in one
+        transaction each."""
         acks, self._acks = self._acks, []
-        if not acks:
+        reports, self._report_acks = self._report_acks, []
+        if not acks and not reports:
             return
-        self._outbox.ack_many((batch.first_seq, batch.last_seq) for batch in acks)
-        self.counters.messages += len(acks)
-        self.counters.events += sum(batch.events for batch in acks)
+        if acks:
+            self._outbox.ack_many((batch.first_seq, batch.last_seq) for batch in acks)
+            self.counters.messages += len(acks)
+            self.counters.events += sum(batch.events for batch in acks)
+        if reports:
+            self._outbox.ack_reports(reports)
+            self.counters.reports += len(reports)
         self._wakeup.set()
         self._progress.set()
 
@@ -347,7 +388,9 @@ class MqttPublisher:
     @property
     def idle(self) -> bool:
         """Nothing in flight and nothing waiting in the outbox."""
-        return not self._inflight and not self._acks and self._outbox.depth == 0
+        return (not self._inflight and not self._acks and self._outbox.depth == 0
+                and not self._reports_inflight and not self._report_acks
+                and self._outbox.report_depth == 0)
 
     async def pump(self, stop: asyncio.Event) -> None:
         """Publish outbox rows while connected, keeping a bounded window in flight.
@@ -402,6 +445,22 @@ class MqttPublisher:
                 break
             if not self._publish_rows(rows):
                 break
+            sent += 1
+        return sent + self._publish_reports()
+
+    def _publish_reports(self) -> int:
+        """Occupancy reports, one message each, within their own window."""
+        room = MAX_INFLIGHT_REPORTS - len(self._reports_inflight)
+        if not self.connected or room <= 0 or time.monotonic() < self._reports_paused_until:
+            return 0
+        sent = 0
+        for row in self._outbox.claim_reports(room):
+            info = self._client.publish(self.occupancy_topic, row.body, qos=1)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                self._outbox.unclaim_reports_from(row.seq)
+                log.warning("could not hand a report to the client", extra={"rc": int(info.rc)})
+                break
+            self._reports_inflight[info.mid] = row.seq
             sent += 1
         return sent
 

@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from edge.timeouts import MAX_EXIT_AFTER_S
 from shared.errors import ContractError
 from shared.pseudonym import KEY_ID_PATTERN, TenantKey
 from shared.status import ZoneThreshold
@@ -48,6 +49,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/vitrina/edge.toml")
 CONFIG_PATH_ENV = "VITRINA_EDGE_CONFIG"
 KEY_SECRET_ENV_PREFIX = "VITRINA_EDGE_KEY_"
 MQTT_PASSWORD_ENV = "VITRINA_EDGE_MQTT_PASSWORD"
+#: The delivered keys' store, beside the outbox unless `[keys] store` says otherwise.
+KEY_STORE_FILE = "keys.json"
 
 
 class SettingsError(ValueError):
@@ -103,10 +106,20 @@ class KeySettings(_Section):
 
 
 class KeysSettings(_Section):
-    """The tenant's keys; `active` pseudonymizes, the others remain for a rotation."""
+    """The tenant's keys; `active` pseudonymizes, the others remain for a rotation.
+
+    `seal_key_file`: this gateway's X25519 private key (PEM, written at enrolment), which
+    opens the keys the cloud delivers sealed in its config (`shared.sealing`). `store`:
+    where the delivered keys are kept (still sealed) so that a restart keeps them; by
+    default `keys.json` beside the outbox, in the agent's state directory. From the
+    first delivery on, the cloud's set of keys is the gateway's: a key of this file that
+    the cloud no longer lists is not loaded again (`edge.keystore`).
+    """
 
     active: KeyId
     key: list[KeySettings] = Field(min_length=1)
+    seal_key_file: Path | None = None
+    store: Path | None = None
 
     @model_validator(mode="after")
     def _active_is_known(self) -> Self:
@@ -203,8 +216,24 @@ class TrackerSettings(_Section):
     enter_window_s: float = Field(default=30.0, gt=0, le=3600)
     dwell_interval_s: float = Field(default=300.0, gt=0, le=86400)
     exit_after_s: float = Field(default=120.0, gt=0, le=86400)
+    #: Learn each device's timeout from its own gaps between bursts (a few times their
+    #: median), never shorter than `exit_after_s`, never longer than `max_exit_after_s`.
+    adaptive_exit: bool = True
+    max_exit_after_s: float = Field(default=MAX_EXIT_AFTER_S, gt=0, le=86400)
     default_zone: Annotated[str, _segment("zone")] = "store"
     max_devices: int = Field(default=200_000, ge=1)
+
+
+class OccupancySettings(_Section):
+    """People per zone and minute from Wi-Fi probe requests (`edge.occupancy`): needs a
+    Wi-Fi monitor (or replay) source. The two figures calibrate the estimate."""
+
+    enabled: bool = True
+    #: One phone's scans per minute as the gateway hears them (see
+    #: `edge.occupancy.estimator.SCANS_PER_PHONE_PER_MINUTE`).
+    scans_per_phone_per_minute: float = Field(default=1.32, gt=0, le=60)
+    #: People per phone heard (the device-to-person calibration).
+    people_per_phone: float = Field(default=1.0, gt=0, le=10)
 
 
 class MqttSettings(_Section):
@@ -259,6 +288,7 @@ class EdgeSettings(_Section):
     beacons: BeaconSettings = BeaconSettings()
     sources: SourcesSettings = SourcesSettings()
     tracker: TrackerSettings = TrackerSettings()
+    occupancy: OccupancySettings = OccupancySettings()
     zones: list[ZoneThreshold] = Field(default_factory=list)
     mqtt: MqttSettings = MqttSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -287,6 +317,10 @@ class EdgeSettings(_Section):
     @property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def key_store_path(self) -> Path:
+        return self.keys.store or self.outbox.path.with_name(KEY_STORE_FILE)
 
     @property
     def client_id(self) -> str:

@@ -1,9 +1,16 @@
 """Broker credentials and access control with Mosquitto's dynamic-security plugin.
 
-Every gateway gets its own username, password and role: it may publish presence and
-status on its own topics and read its own config topic, nothing else. A stolen
+Every gateway gets its own username, password and role: it may publish presence, status
+and occupancy on its own topics and read its own config topic, nothing else. A stolen
 gateway therefore cannot speak for another store or read anyone's presence. The
-orchestrator's role reads presence and status everywhere and writes config.
+orchestrator's role reads presence, status and occupancy everywhere and writes config; the config
+publisher's role (the API's and the delivery stage's login) only writes config.
+
+Every login but the admin's is pinned to one client id, its username. MQTT lets a new
+connection with a client id take over the session of the one holding it, so an unpinned
+login could knock any gateway offline by connecting with its id (and take its queued
+messages). Pinned, a gateway login can use only its own `gw.` id, an orchestrator login
+only its own, and no login may be named in the gateways' `gw.` namespace but a gateway.
 
 Roles and clients are changed on the running broker through its control topic
 (`$CONTROL/dynamic-security/v1`), so enrolling or revoking a gateway needs no restart.
@@ -43,6 +50,13 @@ PLUGIN_PATHS = (
     "/usr/local/lib/mosquitto_dynamic_security.so",
 )
 ORCHESTRATOR_ROLE = "orchestrator"
+#: The role of the logins that only publish gateway configs.
+CONFIG_PUBLISHER_ROLE = "orchestrator-config"
+#: `vitrina-provision add-orchestrator` names the config publisher's login after the
+#: ingest login, with this suffix.
+CONFIG_PUBLISHER_SUFFIX = "-config"
+#: Gateways' usernames, and so their client ids, start with this; no other login's may.
+GATEWAY_PREFIX = "gw."
 #: 32 bytes of randomness: far beyond guessing, and still fits any config format.
 PASSWORD_BYTES = 32
 #: A control command is answered in milliseconds; this only bounds a broken broker.
@@ -91,35 +105,48 @@ def init_config(path: Path, *, admin: MqttCredentials) -> None:
 
 
 def gateway_username(tenant: str, store: str, gateway: str) -> str:
-    return f"gw.{tenant}.{store}.{gateway}"
+    return f"{GATEWAY_PREFIX}{tenant}.{store}.{gateway}"
 
 
 def gateway_acls(tenant: str, store: str, gateway: str) -> list[dict[str, Any]]:
-    """Its own presence and status (including the last will) out; its own config in."""
-    presence, status, config = (
+    """Its own presence, status (including the last will) and occupancy out; its own config
+    in. Occupancy is counts only, and no gateway reads anyone's (nor its own)."""
+    presence, status, occupancy, config = (
         gateway_topic(tenant, store, gateway, channel)
-        for channel in (TopicChannel.PRESENCE, TopicChannel.STATUS, TopicChannel.CONFIG)
+        for channel in (TopicChannel.PRESENCE, TopicChannel.STATUS, TopicChannel.OCCUPANCY,
+                        TopicChannel.CONFIG)
     )
     return [
         {"acltype": "publishClientSend", "topic": presence, "allow": True},
         {"acltype": "publishClientSend", "topic": status, "allow": True},
+        {"acltype": "publishClientSend", "topic": occupancy, "allow": True},
         {"acltype": "subscribeLiteral", "topic": config, "allow": True},
         {"acltype": "publishClientReceive", "topic": config, "allow": True},
     ]
 
 
 def orchestrator_acls() -> list[dict[str, Any]]:
-    """Presence and status of every gateway in (shared or not), config out."""
+    """Presence, status and occupancy of every gateway in (shared or not), config out."""
     presence = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.PRESENCE.value}"
     status = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.STATUS.value}"
+    occupancy = f"{TOPIC_ROOT}/+/+/+/{TopicChannel.OCCUPANCY.value}"
     return [
         {"acltype": "subscribePattern", "topic": presence, "allow": True},
         {"acltype": "subscribePattern", "topic": f"$share/+/{presence}", "allow": True},
         {"acltype": "subscribePattern", "topic": status, "allow": True},
+        {"acltype": "subscribePattern", "topic": occupancy, "allow": True},
+        {"acltype": "subscribePattern", "topic": f"$share/+/{occupancy}", "allow": True},
         {"acltype": "publishClientReceive", "topic": presence, "allow": True},
         {"acltype": "publishClientReceive", "topic": status, "allow": True},
+        {"acltype": "publishClientReceive", "topic": occupancy, "allow": True},
         {"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/+/+/config", "allow": True},
     ]
+
+
+def config_publisher_acls() -> list[dict[str, Any]]:
+    """Config out to every gateway; nothing in."""
+    return [{"acltype": "publishClientSend", "topic": f"{TOPIC_ROOT}/+/+/+/config",
+             "allow": True}]
 
 
 #: Anything a role does not grant is refused, in both directions.
@@ -235,6 +262,26 @@ class DynsecAdmin:
         )
         return credentials
 
+    def grant_missing_acls(self, *, tenant: str, store: str, gateway: str) -> list[str]:
+        """Add to an existing gateway's role the ACLs `gateway_acls` has and it lacks (a
+        gateway enrolled before occupancy reports may not publish them); returns the
+        topics granted."""
+        return self._grant_missing(gateway_username(tenant, store, gateway),
+                                   gateway_acls(tenant, store, gateway))
+
+    def grant_missing_orchestrator_acls(self) -> list[str]:
+        """The same for the orchestrator's role (the occupancy subscription)."""
+        return self._grant_missing(ORCHESTRATOR_ROLE, orchestrator_acls())
+
+    def _grant_missing(self, rolename: str, wanted: list[dict[str, Any]]) -> list[str]:
+        role = self.execute({"command": "getRole", "rolename": rolename})[0]["data"]["role"]
+        held = {(acl["acltype"], acl["topic"]) for acl in role.get("acls", [])}
+        missing = [acl for acl in wanted if (acl["acltype"], acl["topic"]) not in held]
+        if missing:
+            self.execute(*({"command": "addRoleACL", "rolename": rolename, **acl}
+                           for acl in missing))
+        return [f"{acl['acltype']} {acl['topic']}" for acl in missing]
+
     def revoke_gateway(self, *, tenant: str, store: str, gateway: str) -> None:
         username = gateway_username(tenant, store, gateway)
         self.execute(
@@ -242,25 +289,40 @@ class DynsecAdmin:
             {"command": "deleteRole", "rolename": username},
         )
 
-    def add_orchestrator(self, *, username: str) -> MqttCredentials:
-        """A worker login; several workers may share it (each with its own client id)."""
-        credentials = MqttCredentials(username, new_password())
+    def add_orchestrator(self, *, username: str, client_id: str | None = None
+                         ) -> MqttCredentials:
+        """An ingest worker's login: presence and status in, config out. It is pinned to
+        one client id (`client_id`, by default the username), so a second worker needs a
+        login of its own: two workers sharing one id would take each other's session."""
+        return self._pinned_login(username, client_id or username, ORCHESTRATOR_ROLE,
+                                  orchestrator_acls())
+
+    def add_config_publisher(self, *, username: str, client_id: str | None = None
+                             ) -> MqttCredentials:
+        """The login that publishes gateway configs (the API's and the delivery stage's):
+        config out, nothing in; pinned to `client_id` (by default the username). The
+        processes that share it connect one publish at a time and hand the id on."""
+        return self._pinned_login(username, client_id or username, CONFIG_PUBLISHER_ROLE,
+                                  config_publisher_acls())
+
+    def _pinned_login(self, username: str, client_id: str, role: str,
+                      acls: list[dict[str, Any]]) -> MqttCredentials:
+        for name in {username, client_id}:
+            if name.startswith(GATEWAY_PREFIX):
+                raise DynsecError(f"{name!r}: names starting with {GATEWAY_PREFIX!r} are "
+                                  "gateways' (their logins and client ids)")
+        credentials = MqttCredentials(username, new_password(), client_id=client_id)
         existing = self.execute({"command": "listRoles"})[0]["data"]["roles"]
         commands: list[dict[str, Any]] = []
-        if ORCHESTRATOR_ROLE not in existing:
-            commands.append(
-                {
-                    "command": "createRole",
-                    "rolename": ORCHESTRATOR_ROLE,
-                    "acls": orchestrator_acls(),
-                }
-            )
+        if role not in existing:
+            commands.append({"command": "createRole", "rolename": role, "acls": acls})
         commands.append(
             {
                 "command": "createClient",
                 "username": username,
                 "password": credentials.password,
-                "roles": [{"rolename": ORCHESTRATOR_ROLE}],
+                "clientid": client_id,
+                "roles": [{"rolename": role}],
             }
         )
         self.execute(*commands)

@@ -42,9 +42,12 @@ def render_edge_config(
     tenant_keys: Sequence[TenantKey],
     ca_path: Path,
     timezone: str,
+    seal_key_file: Path | None = None,
 ) -> str:
     """The gateway's `edge.toml`. The first key is the active one; the others stay so
-    that pseudonyms made under them still link while the tenant rotates keys."""
+    that pseudonyms made under them still link while the tenant rotates keys.
+    `seal_key_file`: the gateway's own private sealing key (made on the device at
+    enrolment), which opens the keys of later rotations."""
     if not tenant_keys:
         raise ValueError("a gateway needs at least one tenant key")
     client_id = credentials.client_id or credentials.username
@@ -68,6 +71,7 @@ def render_edge_config(
             "",
             "[keys]",
             f"active = {_quoted(tenant_keys[0].key_id)}",
+            *([f"seal_key_file = {_quoted(str(seal_key_file))}"] if seal_key_file else []),
             "",
             *keys,
             "[mqtt]",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioning.broker_security import (
+    CONFIG_PUBLISHER_SUFFIX,
     DynsecAdmin,
     DynsecError,
     load_broker_files,
@@ -85,16 +86,47 @@ def revoke_gateway(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def grant_missing(arguments: argparse.Namespace) -> int:
+    if not arguments.orchestrator and not (arguments.tenant and arguments.store
+                                           and arguments.gateway):
+        print("vitrina-provision: name --tenant, --store and --gateway, or --orchestrator",
+              file=sys.stderr)
+        return 2
+    with _admin(arguments) as control:
+        if arguments.orchestrator:
+            granted = control.grant_missing_orchestrator_acls()
+        else:
+            granted = control.grant_missing_acls(
+                tenant=arguments.tenant, store=arguments.store, gateway=arguments.gateway)
+    for acl in granted:
+        print(f"granted: {acl}")
+    print("nothing was missing" if not granted else f"{len(granted)} ACL(s) added")
+    return 0
+
+
 def add_orchestrator(arguments: argparse.Namespace) -> int:
     with _admin(arguments) as control:
-        credentials = control.add_orchestrator(username=arguments.username)
+        credentials = control.add_orchestrator(username=arguments.username,
+                                               client_id=arguments.client_id)
+        publisher = None if arguments.no_config_publisher else control.add_config_publisher(
+            username=f"{arguments.username}{CONFIG_PUBLISHER_SUFFIX}")
+    lines = [
+        f"VITRINA_MQTT__USERNAME={credentials.username}",
+        f"VITRINA_MQTT__PASSWORD={credentials.password}",
+        f"VITRINA_MQTT__CLIENT_ID={credentials.client_id}",
+        "VITRINA_MQTT__TLS=true",
+    ]
+    if publisher is not None:
+        lines += [
+            f"VITRINA_MQTT__CONFIG_PUBLISHER__USERNAME={publisher.username}",
+            f"VITRINA_MQTT__CONFIG_PUBLISHER__PASSWORD={publisher.password}",
+            f"VITRINA_MQTT__CONFIG_PUBLISHER__CLIENT_ID={publisher.client_id}",
+        ]
     arguments.out.touch(mode=0o600)
-    arguments.out.write_text(
-        f"VITRINA_MQTT__USERNAME={credentials.username}\n"
-        f"VITRINA_MQTT__PASSWORD={credentials.password}\n"
-        "VITRINA_MQTT__TLS=true\n"
-    )
-    print(f"orchestrator login {credentials.username} written to {arguments.out}")
+    arguments.out.write_text("".join(f"{line}\n" for line in lines))
+    made = " and ".join(login.username for login in (credentials, publisher) if login)
+    print(f"orchestrator logins {made} (each pinned to its client id) written to "
+          f"{arguments.out}")
     return 0
 
 
@@ -147,9 +179,28 @@ def build_parser() -> argparse.ArgumentParser:
         revoke.add_argument(f"--{name}", required=True)
     revoke.set_defaults(handler=revoke_gateway)
 
-    orchestrator = commands.add_parser("add-orchestrator", help="a login for orchestrator workers")
+    grant = commands.add_parser(
+        "grant-missing-acls",
+        help="give a gateway (or the orchestrator) enrolled by an older release what this "
+             "release's role has, e.g. publishing occupancy reports")
+    _broker_options(grant)
+    for name in ("tenant", "store", "gateway"):
+        grant.add_argument(f"--{name}")
+    grant.add_argument("--orchestrator", action="store_true", help="the orchestrator's role")
+    grant.set_defaults(handler=grant_missing)
+
+    orchestrator = commands.add_parser(
+        "add-orchestrator",
+        help="an ingest worker's login and, beside it, the config publisher's "
+        "(<username>-config), each pinned to its client id")
     _broker_options(orchestrator)
     orchestrator.add_argument("--username", required=True)
+    orchestrator.add_argument(
+        "--client-id", help="the one client id the ingest worker may use (default: the "
+        "username); each ingest worker needs a login of its own")
+    orchestrator.add_argument(
+        "--no-config-publisher", action="store_true",
+        help="the ingest login only (for a further ingest worker)")
     orchestrator.add_argument("--out", type=Path, required=True, help="env file to write")
     orchestrator.set_defaults(handler=add_orchestrator)
     return parser

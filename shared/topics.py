@@ -20,12 +20,16 @@ SEGMENT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: Orchestrator workers share this subscription, so adding a worker adds capacity.
 PRESENCE_SHARED_SUBSCRIPTION = f"$share/orchestrator/{TOPIC_ROOT}/+/+/+/presence"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/+/status"
+#: Occupancy estimates (aggregates, no identifiers) go to the same shared group.
+OCCUPANCY_SHARED_SUBSCRIPTION = f"$share/orchestrator/{TOPIC_ROOT}/+/+/+/occupancy"
 
 
 class TopicChannel(StrEnum):
     PRESENCE = "presence"
     STATUS = "status"
     CONFIG = "config"
+    #: People estimated per zone and minute: counts only, never an identifier.
+    OCCUPANCY = "occupancy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,7 @@ def validate_segment(name: str, value: str) -> str:
 
 
 def gateway_topic(tenant: str, store: str, gateway: str, channel: TopicChannel | str) -> str:
-    """The topic a gateway publishes (presence, status) or listens on (config)."""
+    """The topic a gateway publishes (presence, status, occupancy) or listens on (config)."""
     channel = TopicChannel(channel)
     validate_segment("tenant", tenant)
     validate_segment("store", store)

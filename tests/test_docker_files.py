@@ -168,11 +168,19 @@ def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPa
     environment = services["api"]["environment"]
     monkeypatch.setenv("VITRINA_CONFIG", str(DOCKER / "cloud.toml"))
     assert environment["VITRINA_CONFIG"] == "/etc/vitrina/cloud.toml"
-    # What add-orchestrator and the README's tenants.env line write:
-    monkeypatch.setenv("VITRINA_MQTT__USERNAME", "orchestrator")
-    monkeypatch.setenv("VITRINA_MQTT__PASSWORD", "secret")
-    monkeypatch.setenv("VITRINA_MQTT__TLS", "true")
+    # What the README's add-orchestrator (two logins, each pinned to its client id) and
+    # tenants.env line write:
     readme = (DOCKER / "README.md").read_text()
+    command = re.search(r"add-orchestrator (.*?)--out", re.sub(r"\\\n\s*", "", readme))
+    assert command is not None
+    pinned = re.search(r"--client-id (\S+)", command.group(1))
+    assert pinned is not None
+    for name, value in {"USERNAME": "orchestrator", "PASSWORD": "secret", "TLS": "true",
+                        "CLIENT_ID": pinned.group(1),
+                        "CONFIG_PUBLISHER__USERNAME": "orchestrator-config",
+                        "CONFIG_PUBLISHER__PASSWORD": "secret",
+                        "CONFIG_PUBLISHER__CLIENT_ID": "orchestrator-config"}.items():
+        monkeypatch.setenv(f"VITRINA_MQTT__{name}", value)
     tenants_line = re.search(r"echo '(VITRINA_TENANTS=.*)'", readme)
     assert tenants_line is not None
     tenants = tenants_line.group(1).split("=", 1)[1].replace("<64 hex digits>", "ab" * 32)
@@ -181,6 +189,12 @@ def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPa
     assert settings.mqtt.host == "mosquitto"
     assert settings.mqtt.username == "orchestrator"
     assert settings.mqtt.tls
+    # The ingest service connects as the id its login is pinned to.
+    [ingest] = [s for s in services.values() if "ingest" in s.get("command", [])]
+    command_id = ingest["command"][ingest["command"].index("--client-id") + 1]
+    assert command_id == settings.mqtt.client_id
+    assert settings.mqtt.config_publisher is not None
+    assert settings.mqtt.config_publisher.pinned_client_id == "orchestrator-config"
     assert settings.database_url.startswith("postgresql+psycopg://")
     mounted = [v.split(":")[1] for v in services["api"]["volumes"]]
     assert settings.mqtt.ca_file in mounted

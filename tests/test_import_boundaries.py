@@ -18,8 +18,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Third-party modules each package may import; anything else is a missing extra.
-EDGE_THIRD_PARTY = {"bleak", "scapy", "paho", "tenacity", "pydantic"}
-SHARED_THIRD_PARTY = {"pydantic"}
+EDGE_THIRD_PARTY = {"bleak", "dbus_fast", "scapy", "paho", "tenacity", "pydantic",
+                    "cryptography"}
+#: cryptography: the sealed keys both sides agree on (shared/sealing.py).
+SHARED_THIRD_PARTY = {"pydantic", "cryptography"}
 OUR_PACKAGES = {"edge", "cloud", "shared", "provisioning", "sandbox", "demo", "tests", "bench"}
 
 

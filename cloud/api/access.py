@@ -20,9 +20,10 @@ signs, `cloud.auth.customer_tokens`), checked by `cloud.api.customers.customer_a
 alone it only makes and uses an anonymous installation.
 
 No credentials, or credentials that do not authenticate: 401 (`WWW-Authenticate:
-Bearer`). A valid caller of the wrong tenant or without the permission: 403. Refusals
-are counted and logged by reason and key id or member; a key, a cookie or a password is
-never logged or echoed.
+Bearer`); after repeated wrong keys from one address or for one key id, 429 with
+Retry-After (a valid key still passes at once, `_key`). A valid caller of the wrong
+tenant or without the permission: 403. Refusals are counted and logged by reason and key
+id or member; a key, a cookie or a password is never logged or echoed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,15 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from cloud.api.deps import NowDep, SessionDep, SettingsDep, known_tenant
+from cloud.api.deps import (
+    NowDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    known_tenant,
+    too_many_attempts,
+)
+from cloud.auth import throttle
 from cloud.auth.customer_tokens import CustomerClaims, CustomerTokenError, verify_customer_token
 from cloud.auth.keys import AuthenticationError, Principal, authenticate, key_id_of
 from cloud.auth.members import role_in
@@ -45,7 +54,7 @@ from cloud.auth.models import ConsoleSession, Member, Role
 from cloud.auth.permissions import KEY_GRANTS, MEMBER_GRANTS, MemberRole, Permission
 from cloud.auth.sessions import SessionPolicy, find_session
 from cloud.metrics import API_AUTH_REFUSALS
-from cloud.settings import ConsoleSettings
+from cloud.settings import ApiSettings, ConsoleSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +149,7 @@ def authenticated(
     """The caller behind the request's bearer key, or else its session cookie; 401 when
     there is neither or it does not authenticate."""
     if credentials is not None:
-        return _key(session, settings.operator_key_hash, now, credentials.credentials)
+        return _key(session, settings, now, credentials.credentials, client_address(request))
     if cookie:
         return _session(request, session, settings.console, now, cookie)
     log.info("request without credentials: %s %s", request.method, request.url.path)
@@ -148,13 +157,41 @@ def authenticated(
                                    "(or sign in to the console)")
 
 
-def _key(session: SessionDep, operator_key_hash: str | None, now: datetime, key: str
+def key_limits(settings: ApiSettings) -> throttle.Throttle:
+    return throttle.Throttle(
+        free=settings.key_free_failures, window=timedelta(minutes=settings.key_window_minutes),
+        base=timedelta(seconds=settings.key_backoff_s),
+        cap=timedelta(seconds=settings.key_backoff_max_s),
+    )
+
+
+def _key(session: SessionDep, settings: Settings, now: datetime, key: str, client: str
          ) -> Principal:
+    """The key's principal; 401 for a key that does not authenticate, 429 once its key id
+    or the client's address failed too often (`cloud.auth.throttle`).
+
+    The key is checked first, so a valid key is never held back nor counted, even while
+    its key id or its address is blocked: a 256-bit secret cannot be guessed whatever
+    the pace, so the block need not hide which key is right; it only keeps wrong keys
+    from costing more than a read each. Failures are counted per key id (when the key
+    is well-formed) and per client address."""
     try:
-        return authenticate(session, key=key, now=now, operator_key_hash=operator_key_hash)
+        return authenticate(session, key=key, now=now,
+                            operator_key_hash=settings.operator_key_hash)
     except AuthenticationError as error:
         # Only a well-formed key's id is logged: the rest of what was sent may be a secret.
         key_id = key_id_of(key)
+        subjects = [throttle.subject("api-client", client)]
+        if key_id is not None:
+            subjects.append(throttle.subject("api-key", key_id))
+        waiting = throttle.blocked_for(session, subjects=subjects, now=now)
+        if waiting is not None:
+            API_AUTH_REFUSALS.labels(reason="throttled").inc()
+            log.info("API key refused (throttled)%s", f": key id {key_id}" if key_id else "")
+            raise too_many_attempts("failed API keys", waiting) from None
+        throttle.record_failure(session, subjects=subjects, now=now,
+                                throttle=key_limits(settings.api))
+        session.commit()
         log.info("API key refused (%s)%s", error.reason, f": key id {key_id}" if key_id else "")
         raise _unauthorized(error.reason, str(error)) from None
 

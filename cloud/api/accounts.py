@@ -13,7 +13,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Cookie,
+    Depends,
+    Header,
+    HTTPException,
+    Request,
+    Response,
+    status,
+)
 from pydantic import BaseModel, ConfigDict
 
 from cloud.api.access import (
@@ -23,7 +32,13 @@ from cloud.api.access import (
     SignedInMember,
     session_policy,
 )
-from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.api.deps import (
+    NowDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    too_many_attempts,
+)
 from cloud.api.errors import refusals
 from cloud.auth import members, throttle
 from cloud.auth.models import (
@@ -40,6 +55,12 @@ from cloud.settings import Settings, is_https
 
 router = APIRouter(prefix="/auth", tags=["console sign-in"])
 
+#: Remembers that this browser signed in as a member before (`members.device_token`): it
+#: goes only to the sign-in route, and a new password ends it.
+DEVICE_COOKIE = "vitrina_device"
+#: A browser unused for half a year is a stranger again.
+DEVICE_COOKIE_DAYS = 180
+DeviceCookie = Annotated[str | None, Cookie(alias=DEVICE_COOKIE, include_in_schema=False)]
 #: What the console's own requests carry (see the module docstring).
 CONSOLE_HEADER = "X-Requested-With"
 CONSOLE_HEADER_VALUE = "vitrina-console"
@@ -137,36 +158,34 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
-
-
 @router.post("/login", response_model=SignedInPublic, dependencies=[FromTheConsole],
              responses=refusals(401, 403, 429))
 def sign_in(
     request: Request, response: Response, session: SessionDep, settings: SettingsDep,
-    now: NowDep, body: SignInBody,
+    now: NowDep, body: SignInBody, device: DeviceCookie = None,
 ) -> SignedInPublic:
     """Sign in with an email address and a password; 401 for either wrong (which one is
-    not said), 429 with Retry-After after repeated failures."""
+    not said), 429 with Retry-After after repeated failures (per account and per client
+    address; a browser that signed in as the member before is held to its own count
+    instead of the account's, `cloud.auth.members.sign_in`)."""
     try:
-        member, row, token = members.sign_in(
-            session, email=body.email, password=body.password, client=_client(request),
-            now=now, policy=session_policy(settings.console), limits=_limits(settings),
+        signed = members.sign_in(
+            session, email=body.email, password=body.password,
+            client=client_address(request), now=now, policy=session_policy(settings.console),
+            limits=_limits(settings), device=device,
         )
     except members.SignInBlockedError as blocked:
-        seconds = max(1, int(blocked.retry_after.total_seconds() + 0.999))
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many failed sign-ins: try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        ) from None
+        raise too_many_attempts("failed sign-ins", blocked.retry_after) from None
     except members.SignInRefusedError:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong email address or password",
                             headers={"WWW-Authenticate": "Bearer"}) from None
     session.commit()
-    _set_cookie(response, request, settings, token)
-    return _public(session, member, row)
+    _set_cookie(response, request, settings, signed.token)
+    response.set_cookie(
+        DEVICE_COOKIE, signed.device, max_age=DEVICE_COOKIE_DAYS * 24 * 3600, httponly=True,
+        samesite="strict", secure=_secure(request, settings), path="/auth/login",
+    )
+    return _public(session, signed.member, signed.session)
 
 
 @router.get("/me", response_model=SignedInPublic, responses=refusals(401, 403))

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.api import (
     accounts,
@@ -41,6 +42,7 @@ from cloud.api import (
     offers,
     places,
     presence,
+    pseudonym_keys,
     scenarios,
     templates,
     token_keys,
@@ -64,7 +66,7 @@ def tenants_router() -> APIRouter:
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)],
                        responses=refusals(401, 403, 404, 422))
     for module in (customers, messages, keys, token_keys, members, audit, presence, live,
-                   offers, places, gateways, scenarios, templates, channels):
+                   offers, places, gateways, pseudonym_keys, scenarios, templates, channels):
         router.include_router(module.router)
     return router
 
@@ -105,6 +107,12 @@ def create_app(
     app.include_router(presence.operations)
     app.include_router(operations_router(settings, engine=app_engine, worker=worker))
     console.install(app)
+    if settings.api.trusted_proxies:
+        # Only requests from the listed proxies have their forwarded client address and
+        # scheme believed; the servers in `cloud.service` and `cloud.cli` leave uvicorn's
+        # own handling off, so this is the one place that decides.
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=list(settings.api.trusted_proxies))
     app.add_middleware(RequestLimits, default=settings.api.max_body_bytes,
                        max_header_bytes=settings.api.max_header_bytes)
     app.openapi = functools.partial(_openapi, app, settings.api.max_body_bytes)  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel
+from sqlmodel import Session
 
 from cloud.api.access import (
     CustomerTokenClaims,
@@ -61,6 +62,9 @@ from cloud.installations import claim_installation
 from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.places.crud import forget_stays
 from cloud.places.recent import forget_recent_fixes, location_granted
+from cloud.rotation.flow import sync_ring
+from cloud.settings import TenantSettings
+from shared.pseudonym import Pseudonymizer
 
 router = APIRouter(tags=["customers"])
 
@@ -281,6 +285,13 @@ def get_consent(
     )
 
 
+def _linking(session: Session, tenant: str, settings: TenantSettings, now: datetime
+             ) -> list[Pseudonymizer]:
+    """Every key in use (listed or active, not retired): a device links under each, and a
+    re-registration adds the links of keys listed since (`cloud.rotation`)."""
+    return sync_ring(session, tenant=tenant, settings=settings, now=now).linking()
+
+
 @router.post(
     "/customers/{customer_id}/devices",
     status_code=status.HTTP_201_CREATED, response_model=DevicePublic,
@@ -303,7 +314,8 @@ def register_device(
     try:
         device = customers.register_device(
             session, customer=customer, registration=registration,
-            pseudonymizers=tenant_settings.pseudonymizers(), now=now, may_move=access.proven,
+            pseudonymizers=_linking(session, customer.tenant, tenant_settings, now), now=now,
+            may_move=access.proven,
         )
     except customers.OwnedElsewhereError as error:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None

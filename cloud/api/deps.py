@@ -11,8 +11,9 @@ Tests and the acceptance journey run the API on a controllable clock (`NowDep`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -42,6 +43,21 @@ def app_settings(request: Request) -> Settings:
 def request_now(request: Request) -> datetime:
     clock: Callable[[], datetime] = request.app.state.now
     return clock()
+
+
+def client_address(request: Request) -> str:
+    """The client's address, as the throttles count it: the socket's peer, or, for a
+    request from a proxy listed in `api.trusted_proxies`, the address it forwarded (the
+    app's `ProxyHeadersMiddleware` put it in place, `cloud.api.app`)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def too_many_attempts(what: str, waiting: timedelta) -> HTTPException:
+    """429 for a throttled subject (`cloud.auth.throttle`), saying when to try again."""
+    seconds = max(1, math.ceil(waiting.total_seconds()))
+    return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                         f"too many {what}: try again in {seconds} s",
+                         headers={"Retry-After": str(seconds)})
 
 
 def known_tenant(tenant: str, settings: SettingsDep) -> TenantSettings:

@@ -9,6 +9,10 @@ code, revoked, and configured from the cloud.
   files `vitrina-provision enrol-gateway` writes. Every code that cannot be used (wrong,
   used, expired, revoked, another tenant's) gets the same answer, so the answer tells a
   guesser nothing; wrong codes from one client address are slowed down like sign-ins.
+- GET .../{g}/health: the gateway's newest report, its history (a sample per 5 minutes,
+  kept `gateways.health_history_days`; rates per source worked out from one sample to the
+  next) and the alerts read from them (`cloud.presence.health`). A gateway enrolled
+  offline, not registered here, has its history too.
 - PUT/GET .../{g}/config: the gateway's config (zones and RSSI thresholds, tracker
   settings, source switches, active key id), saved as the next version and published
   retained on its config topic; GET shows it next to the version the gateway's latest
@@ -27,12 +31,18 @@ import random
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from sqlmodel import Session
 
-from cloud.api.access import MayReadConfig, MayWriteStores
+from cloud.api.access import MayReadAnalytics, MayReadConfig, MayWriteStores
 from cloud.api.audit import Audit, AuditTrail
-from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.api.deps import (
+    NowDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    too_many_attempts,
+)
 from cloud.api.errors import refusals
 from cloud.audit import record
 from cloud.auth import throttle
@@ -63,8 +73,11 @@ from cloud.gateways.models import (
     RegisteredGatewayPublic,
 )
 from cloud.places.crud import get_store
-from cloud.presence.models import GatewayHealth
-from cloud.settings import Settings
+from cloud.presence.crud import health_history
+from cloud.presence.health import GatewayHealthHistory, health_alerts, health_points
+from cloud.presence.models import GatewayHealth, GatewayHealthPublic
+from cloud.rotation.flow import RE_ENROL, RotationRefusedError, completing, sync_ring
+from cloud.settings import Settings, TenantSettings
 from provisioning.bundle import GatewayIdentity
 from shared.topics import SEGMENT_PATTERN
 
@@ -99,7 +112,17 @@ def _public(session: Session, row: RegisteredGateway) -> RegisteredGatewayPublic
         code_expires_at=row.code_expires_at, enrolled_at=row.enrolled_at,
         revoked_at=row.revoked_at, config_version=row.config_version,
         applied_config_version=health.config_version if health else None,
+        receives_keys=row.receives_keys, key_delivery=_key_delivery(row),
     )
+
+
+def _key_delivery(row: RegisteredGateway) -> str:
+    """Whether tenant keys reach the gateway remotely, in a sentence for the console."""
+    if row.state is not GatewayState.ENROLLED:
+        return ""
+    if row.receives_keys:
+        return "new tenant keys are delivered to it sealed, in its config"
+    return f"{RE_ENROL} (`vitrina-edge enrol --force` with a new code)"
 
 
 def _config_public(session: Session, row: RegisteredGateway) -> GatewayConfigPublic:
@@ -136,6 +159,13 @@ def _delivery(row: RegisteredGateway, applied: AppliedConfig | None) -> str:
         return f"the gateway refused version {version}: {applied.refused_reason}"
     return (f"version {version} is on the broker (retained): the gateway takes it when "
             "connected and reports it in its next heartbeat")
+
+
+def _tenant_settings(settings: Settings, tenant: str) -> TenantSettings:
+    found = settings.tenant(tenant)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} is not configured")
+    return found
 
 
 def _code_lifetime(settings: Settings) -> timedelta:
@@ -245,6 +275,30 @@ def revoke_gateway_route(
     return after
 
 
+@router.get(GATEWAY_PATH + "/health", response_model=GatewayHealthHistory)
+def get_health_route(
+    caller: MayReadAnalytics, session: SessionDep, settings: SettingsDep, now: NowDep,
+    tenant: str, store: StoreKey, gateway: GatewayKey,
+    hours: Annotated[int, Query(ge=1, le=24 * 366, description="how far back")] = 24,
+) -> GatewayHealthHistory:
+    """The gateway's newest report, its history over the last `hours` (oldest first) and
+    its alerts. 404 for a gateway neither registered nor ever heard from."""
+    current = session.get(GatewayHealth, (tenant, store, gateway))
+    if current is None and get_registered(session, tenant=tenant, store=store,
+                                          gateway=gateway) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"store {store!r} has no gateway {gateway!r}")
+    since = now - timedelta(hours=hours)
+    samples = health_history(session, tenant=tenant, store=store, gateway=gateway,
+                             since=since - timedelta(minutes=5))  # the rate into the first
+    points = [point for point in health_points(samples) if point.slot >= since]
+    return GatewayHealthHistory(
+        store=store, gateway=gateway,
+        current=None if current is None else GatewayHealthPublic.model_validate(current),
+        since=since, retention_days=settings.gateways.health_history_days, points=points,
+        alerts=health_alerts(current, samples, now=now))
+
+
 @router.get(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic)
 def get_config_route(
     caller: MayReadConfig, session: SessionDep, tenant: str, store: StoreKey,
@@ -270,8 +324,18 @@ def put_config_route(
     if row.state is GatewayState.REVOKED:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"gateway {gateway!r} is revoked: it takes no config")
+    if body.keys is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, (
+            "keys are not set by hand: the cloud delivers the tenant's keys, sealed to the "
+            "gateway, in every config it saves (see /pseudonym-keys)"))
     before = _config_public(session, row)
-    document = save_config(session, row=row, config=body, now=now)
+    try:
+        ring = sync_ring(session, tenant=tenant, settings=_tenant_settings(settings, tenant),
+                         now=now)
+        document = save_config(session, row=row, config=body, now=now,
+                               prepare=completing(row, ring))
+    except RotationRefusedError as refused:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(refused)) from None
     audit.record("gateway.config", f"gateway:{store}/{gateway}", before=before.desired,
                  after=document)
     claim = gateway_configs.begin_publish(session, row=row, now=now)
@@ -309,15 +373,12 @@ def enrol_route(
     cannot be used (always the same message), 429 with Retry-After after repeated wrong
     codes from one address, 503 when the broker cannot make the login (the code stays
     usable)."""
-    client = throttle.subject("enrol-address",
-                              request.client.host if request.client else "unknown")
+    client = throttle.subject("enrol-address", client_address(request))
     waiting = throttle.blocked_for(session, subjects=[client], now=now)
     if waiting is not None:
-        seconds = max(1, int(waiting.total_seconds() + 0.999))
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            f"too many wrong enrolment codes: try again in {seconds} s",
-                            headers={"Retry-After": str(seconds)})
-    row = redeem_code(session, typed=body.code, tenant=body.tenant, now=now)
+        raise too_many_attempts("wrong enrolment codes", waiting)
+    row = redeem_code(session, typed=body.code, tenant=body.tenant, now=now,
+                      seal_public_key=body.seal_public_key)
     tenant_settings = settings.tenant(row.tenant) if row is not None else None
     if row is None or tenant_settings is None:
         session.rollback()
@@ -328,6 +389,12 @@ def enrol_route(
         raise HTTPException(status.HTTP_403_FORBIDDEN, CODE_REFUSED)
     store = get_store(session, tenant=row.tenant, key=row.store)
     try:
+        ring = sync_ring(session, tenant=row.tenant, settings=tenant_settings, now=now)
+        keys = ring.enrolment_keys()
+    except RotationRefusedError as error:
+        session.rollback()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+    try:
         ca = broker.gateway_ca_certificate(settings)
         credentials = broker.create_login(settings, tenant=row.tenant, store=row.store,
                                           gateway=row.gateway)
@@ -335,10 +402,10 @@ def enrol_route(
         session.rollback()
         raise _unavailable(error) from None
     files = bundle_files(
-        settings, tenant=tenant_settings,
+        settings, keys=keys,
         identity=GatewayIdentity(row.tenant, row.store, row.gateway), credentials=credentials,
         ca_certificate=ca, timezone=store.time_zone if store else "UTC",
-        directory=body.directory,
+        directory=body.directory, sealing=row.receives_keys,
     )
     record(session, tenant=row.tenant, actor_kind="gateway", actor=credentials.username,
            action="gateway.enrol", target=f"gateway:{row.store}/{row.gateway}",

@@ -35,7 +35,8 @@ def list_messages(
 ) -> list[MessagePublic]:
     assert customer.id is not None
     rows = messages_for_customer(session, customer_id=customer.id, limit=limit)
-    return [MessagePublic.model_validate(row) for row in rows]
+    return [MessagePublic.model_validate(row, update={"customer_id": customer.public_id})
+            for row in rows]
 
 
 class OpenedBody(BaseModel):

@@ -21,6 +21,7 @@ from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
 from cloud.api.errors import refusals
 from cloud.bounds import Offset
+from cloud.customers.crud import public_ids
 from cloud.offers import crud
 from cloud.offers.models import (
     MAX_COMPLEMENT_RULES,
@@ -111,11 +112,13 @@ def get_offer_coupons(
     if offer is None:
         raise _not_found(tenant, key)
     counts, newest = crud.offer_coupons(session, offer=offer, now=now, limit=limit)
+    public = public_ids(session, (coupon.customer_id for coupon in newest))
     return OfferCoupons(
         issued=sum(counts.values()), active=counts[CouponStatus.ACTIVE],
         redeemed=counts[CouponStatus.REDEEMED], expired=counts[CouponStatus.EXPIRED],
         newest=[OfferCouponPublic.model_validate(
-            coupon, update={"status": crud.coupon_status(coupon, now=now)})
+            coupon, update={"status": crud.coupon_status(coupon, now=now),
+                            "customer_id": public[coupon.customer_id]})
             for coupon in newest],
     )
 

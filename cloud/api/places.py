@@ -35,7 +35,7 @@ from cloud.api.customers import CustomerDep
 from cloud.api.deps import NowDep, SessionDep
 from cloud.api.errors import refusals
 from cloud.channels import LOCATION_MARKETING
-from cloud.customers.crud import current_consent
+from cloud.customers.crud import current_consent, public_ids
 from cloud.gateways.crud import active_gateway_ids
 from cloud.metrics import LOCATION_REPORTS_REFUSED
 from cloud.places.crud import (
@@ -366,9 +366,11 @@ def recent_locations_route(
     fixes. Marketers read customer profiles and could put names to the positions;
     analysts work from aggregates; the app's public key reads nothing of anyone else.
     """
+    rows = recent_fixes(session, tenant=tenant, now=now)
+    public = public_ids(session, (row.customer_id for row in rows))
     return RecentFixes(
-        fixes=[RecentFixPublic(customer_id=row.customer_id, lat=row.lat, lon=row.lon,
+        fixes=[RecentFixPublic(customer_id=public[row.customer_id], lat=row.lat, lon=row.lon,
                                accuracy_m=row.accuracy_m, at=row.at)
-               for row in recent_fixes(session, tenant=tenant, now=now)],
+               for row in rows],
         since=now - RECENT_FIX_RETENTION, limit=RECENT_FIXES_PER_TENANT,
     )

@@ -1,6 +1,6 @@
-"""What the stores' gateways tell: footfall per day and per hour, each gateway's health, and the
-messages the worker could not use (dead letters: a tenant's own, and all of them for
-operators)."""
+"""What the stores' gateways tell: footfall per day and per hour, occupancy (people present)
+per minute and per hour, each gateway's health, and the messages the worker could not use
+(dead letters: a tenant's own, and all of them for operators)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cloud.bounds import DbDatetime
 from cloud.presence.analytics import FootfallRow, WindowError, footfall, footfall_hourly
 from cloud.presence.crud import list_gateways, recent_dead_letters
 from cloud.presence.models import DeadLetterPublic, FootfallHourPublic, GatewayHealthPublic
+from cloud.presence.occupancy import OccupancyRow, Resolution, occupancy
 from shared.topics import SEGMENT_PATTERN
 
 #: Routes under /tenants/{tenant}.
@@ -73,6 +74,28 @@ def footfall_hourly_report(
         return footfall_hourly(
             session, tenant=tenant, since=since, until=until, store=store, zone=zone
         )
+    except WindowError as error:
+        raise _unprocessable(error) from None
+
+
+@router.get("/analytics/occupancy", response_model=list[OccupancyRow])
+def occupancy_report(
+    caller: MayReadAnalytics, session: SessionDep, tenant: str,
+    since: Annotated[DbDatetime, Query(description="periods starting at or after")],
+    until: Annotated[DbDatetime, Query(description="periods starting before")],
+    resolution: Annotated[Resolution, Query(
+        description="minute (at most 2 days) or hour (at most 31 days)")] = "hour",
+    store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
+    zone: Annotated[str | None, Query(
+        pattern=SEGMENT_PATTERN.pattern, description="one zone; without it, whole stores",
+    )] = None,
+) -> list[OccupancyRow]:
+    """People present per store (or zone) and UTC minute or hour, as the gateways estimate
+    them from Wi-Fi probe requests (mean and peak of the minutes; the addresses heard per
+    minute beside them, what counting MAC addresses would say)."""
+    try:
+        return occupancy(session, tenant=tenant, since=since, until=until,
+                         resolution=resolution, store=store, zone=zone)
     except WindowError as error:
         raise _unprocessable(error) from None
 

@@ -216,7 +216,8 @@ def customer_journeys(
         ).all():
             logs.setdefault(entry.journey_id, []).append(JourneyLogPublic.model_validate(entry))
     return [
-        JourneyDetail.model_validate(journey, update={"log": logs.get(journey.id or 0, [])})
+        JourneyDetail.model_validate(journey, update={
+            "log": logs.get(journey.id or 0, []), "customer_id": customer.public_id})
         for journey in journeys
     ]
 

@@ -14,6 +14,7 @@ the caller.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from cloud.auth.sessions import SessionPolicy, close_other_sessions, open_sessio
 
 #: 256 bits in an invitation link.
 INVITATION_TOKEN_BYTES = 32
+#: What a device token's HMAC is for, so that it is no other HMAC of the same key.
+DEVICE_PURPOSE = "vitrina-console-device"
 
 
 class MemberError(ValueError):
@@ -133,26 +136,66 @@ def tenant_members(
     ).all()
 
 
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    """A new session (its row and the cookie's token) and the browser's new device token."""
+
+    member: Member
+    session: ConsoleSession
+    token: str
+    #: The known-browser token for `DEVICE_COOKIE` (`device_token`).
+    device: str
+
+
+def device_token(member: Member) -> str:
+    """Proof that this browser signed in as `member` before: the member's id and an HMAC
+    of it keyed with the member's password hash, which only the server holds. It needs
+    no storage, and a new password (a new hash) ends every such token at once."""
+    assert member.id is not None
+    mac = hmac.new(member.password_hash.encode(), f"{DEVICE_PURPOSE}:{member.id}".encode(),
+                   hashlib.sha256).hexdigest()
+    return f"{member.id}.{mac}"
+
+
+def is_known_device(member: Member, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(token.encode(),
+                                                     device_token(member).encode())
+
+
 def sign_in(
     session: Session, *, email: str, password: str, client: str, now: datetime,
-    policy: SessionPolicy, limits: throttle.Throttle,
-) -> tuple[Member, ConsoleSession, str]:
+    policy: SessionPolicy, limits: throttle.Throttle, device: str | None = None,
+) -> SignInResult:
     """A new session for the account, or SignInRefusedError / SignInBlockedError.
 
+    Failures are counted per account and per client address (`cloud.auth.throttle`). A
+    blocked subject is refused before the password is checked, right or wrong: a right
+    password let through would tell a guesser which of its guesses was right, at full
+    speed. The account's own block would then lock its member out while someone else
+    guesses, so a browser that signed in as the member before (`device`, a
+    `device_token`) is not held to the account's count but to its own: a guesser
+    holds no such token. A success counts nothing and clears the account's count.
+
     The failure counts are committed whatever the caller does next."""
+    member = find_member(session, email=email)
     account = throttle.subject("account", email)
-    subjects = [account, throttle.subject("client", client)]
-    waiting = throttle.blocked_for(session, subjects=subjects, now=now)
+    address = throttle.subject("client", client)
+    if member is not None and is_known_device(member, device):
+        assert device is not None
+        checked = [address, throttle.subject("device", device)]
+        counted = [*checked, account]
+    else:
+        checked = counted = [account, address]
+    waiting = throttle.blocked_for(session, subjects=checked, now=now)
     if waiting is not None:
         raise SignInBlockedError(waiting)
-    member = find_member(session, email=email)
     if member is None:
         verify_nobody(password)
         matches, rehashed = False, None
     else:
         matches, rehashed = verify(password, member.password_hash)
     if not matches or member is None:
-        throttle.record_failure(session, subjects=subjects, now=now, throttle=limits)
+        throttle.record_failure(session, subjects=counted, now=now, throttle=limits)
         session.commit()
         raise SignInRefusedError
     throttle.clear(session, subject_key=account)
@@ -160,7 +203,7 @@ def sign_in(
         member.password_hash = rehashed
         session.add(member)
     row, token = open_session(session, member=member, now=now, policy=policy)
-    return member, row, token
+    return SignInResult(member, row, token, device_token(member))
 
 
 def change_password(

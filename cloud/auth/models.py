@@ -175,10 +175,13 @@ class Invitation(SQLModel, table=True):
 
 
 class LoginFailure(SQLModel, table=True):
-    """Failed sign-ins counted per account and per client address (`cloud.auth.throttle`);
-    `subject` is a hash, so the table lists no addresses."""
+    """Failed attempts (sign-ins, API keys, enrolment codes) counted per subject: an
+    account, a key id, a client address (`cloud.auth.throttle`); `subject` is a hash, so
+    the table lists no addresses."""
 
     __tablename__ = "login_failure"
+    #: For deleting the rows no throttle counts any more (`throttle.prune`).
+    __table_args__ = (Index("ix_login_failure_last_at", "last_at"),)
 
     subject: str = Field(max_length=64, primary_key=True)
     failures: int

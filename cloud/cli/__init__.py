@@ -1,5 +1,6 @@
 """`vitrina-cloud`: migrate the database, run the worker, the API, or both; manage API keys,
-customer token keys and console members; rebuild footfall roll-ups."""
+customer token keys and console members; rebuild footfall roll-ups; rotate the tenants'
+pseudonymization keys."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 from cloud.cli.customer_tokens import customer_tokens
 from cloud.cli.keys import keys
 from cloud.cli.members import members
+from cloud.cli.pseudonym_keys import pseudonym_keys
 from cloud.cli.rollups import rollups
 from cloud.cli.running import app as running
 
@@ -22,6 +24,7 @@ app.add_typer(keys, name="keys")
 app.add_typer(members, name="members")
 app.add_typer(customer_tokens, name="customer-tokens")
 app.add_typer(rollups, name="rollups")
+app.add_typer(pseudonym_keys, name="pseudonym-keys")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ from cloud.api import create_app
 from cloud.cli.common import Verbose, load_settings
 from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
 from cloud.places.recent import purge_old_fixes
+from cloud.presence.crud import purge_health_history
 from cloud.presence.retention import purge_unconsented
 from cloud.service import (
     ALL_STAGES,
@@ -45,8 +47,8 @@ def migrate_command(verbose: Verbose = False) -> None:
 @app.command("purge")
 def purge_command(verbose: Verbose = False) -> None:
     """Replace stable pseudonyms that no consenting customer owns and are over a day old,
-    and delete location fixes kept for the map over a day (the worker also does this
-    every few minutes)."""
+    delete location fixes kept for the map over a day and gateways' health samples past
+    `gateways.health_history_days` (the worker also does this every few minutes)."""
     settings = load_settings(verbose)
     engine = make_engine(settings.database_url)
     try:
@@ -54,11 +56,14 @@ def purge_command(verbose: Verbose = False) -> None:
             now = utc_now()
             rewritten = purge_unconsented(session, now=now, tenants=list(settings.tenants))
             dropped = purge_old_fixes(session, now=now)
+            samples = purge_health_history(
+                session, before=now - timedelta(days=settings.gateways.health_history_days))
             session.commit()
     finally:
         engine.dispose()
     typer.echo(f"{rewritten} presence events lost their stable pseudonym")
     typer.echo(f"{dropped} location fixes older than a day deleted")
+    typer.echo(f"{samples} gateway health samples past their time deleted")
 
 
 @app.command("worker")

@@ -95,6 +95,17 @@ def public_customer(customer: Customer) -> CustomerPublic:
     )
 
 
+def public_ids(session: Session, customer_ids: Iterable[int]) -> dict[int, str]:
+    """The public ids (`cus_...`) of customers the database numbers: what every view
+    shows in their place (reports and the back office included)."""
+    wanted = set(customer_ids)
+    if not wanted:
+        return {}
+    return {number: public_id for number, public_id in session.exec(
+        select(Customer.id, Customer.public_id).where(one_of(session, Customer.id, wanted))
+    ).all() if number is not None}
+
+
 def public_consent(entry: ConsentEntry, *, customer: Customer) -> ConsentPublic:
     return ConsentPublic.model_validate(
         entry, update={"customer_id": customer.public_id}, from_attributes=True
@@ -204,9 +215,20 @@ def register_device(
         )
     ).all()
     owner_devices = {link.device_id for link in existing if link.customer_id == customer.id}
-    if owner_devices and len(existing) == len(links):
-        device = session.get(Device, min(owner_devices))
+    devices = {link.device_id for link in existing}
+    if len(owner_devices) == 1 and devices == owner_devices:
+        # Registered to this customer already, as one device: keep it, adding the links
+        # of keys listed since (a key rotation: apps register again at every launch).
+        device = session.get(Device, next(iter(owner_devices)))
         assert device is not None
+        assert device.id is not None
+        have = {link.pseudonym for link in existing}
+        for key_id, pseudonym in links:
+            if pseudonym not in have:
+                session.add(IdentityLink(
+                    tenant=customer.tenant, pseudonym=pseudonym, key_id=key_id,
+                    device_id=device.id, customer_id=customer.id, created_at=now))
+        session.flush()
         return device
     if not may_move and any(link.customer_id != customer.id for link in existing):
         raise _owned_elsewhere()

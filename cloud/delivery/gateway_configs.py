@@ -41,6 +41,7 @@ from cloud.gateways.models import GatewayConfigUpdate, RegisteredGateway
 from cloud.leases import retry_at, take
 from cloud.metrics import GATEWAY_CONFIG_PUBLISHES
 from cloud.presence.models import GatewayHealth
+from cloud.rotation.flow import RotationRefusedError, deliver, sync_ring
 from cloud.settings import MqttSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ class ConfigPublisher:
                  now: Callable[[], datetime] = utc_now, rng: random.Random | None = None,
                  ) -> None:
         self._engine = engine
+        self._tenants = settings.tenants
         self._mqtt = settings.mqtt
         self._pause = settings.gateways.config_poll_interval_s
         self._now = now
@@ -242,10 +244,33 @@ class ConfigPublisher:
                 session.commit()
         return len(claims)
 
+    def deliver_keys(self, now: datetime) -> int:
+        """Save, for every gateway that can receive keys, a config carrying its tenant's
+        keys in use if its saved one does not (the settings list a key the gateways lack,
+        or one was retired meanwhile: `cloud.rotation.flow.deliver`); how many were saved.
+        Run when the stage starts, so a key added to the settings reaches the gateways
+        once the orchestrator restarts with it."""
+        saved = 0
+        for tenant, tenant_settings in self._tenants.items():
+            with session_scope(self._engine) as session:
+                try:
+                    ring = sync_ring(session, tenant=tenant, settings=tenant_settings, now=now)
+                    saved += len(deliver(session, ring=ring, now=now))
+                except RotationRefusedError as error:
+                    log.warning("tenant %s: keys not delivered: %s", tenant, error)
+                    continue
+                session.commit()
+        return saved
+
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop`: at once again after a full round, else after the poll
-        interval. The broker calls block, so rounds run in a thread."""
+        interval. The broker calls block, so rounds run in a thread. The first delivers
+        the tenants' keys in use (`deliver_keys`)."""
         await asyncio.to_thread(wait_for_database, self._engine)
+        try:
+            await asyncio.to_thread(self.deliver_keys, self._now())
+        except Exception:
+            log.exception("could not deliver the tenants' keys; the next start tries again")
         while not stop.is_set():
             try:
                 claimed = await asyncio.to_thread(self.run_once, self._now())

@@ -96,14 +96,28 @@ def delete_login(settings: Settings, *, tenant: str, store: str, gateway: str) -
         raise BrokerUnavailableError(f"the broker did not delete the login: {error}") from None
 
 
+#: MQTT v5's reason for ending a connection whose client id another connection took.
+SESSION_TAKEN_OVER = 0x8E
+
+
+def publisher_login(settings: MqttSettings) -> tuple[str | None, str | None, str]:
+    """The username, password and client id configs are published with: the config
+    publisher's own login, pinned to its client id (`mqtt.config_publisher`), or else the
+    worker's login under a fresh client id each time (brokers that pin no ids)."""
+    login = settings.config_publisher
+    if login is not None:
+        return login.username, login.password.get_secret_value(), login.pinned_client_id
+    password = settings.password.get_secret_value() if settings.password else None
+    return (settings.username, password,
+            f"{settings.client_id[:40]}-config-{uuid.uuid4().hex[:8]}")
+
+
 def _client(settings: MqttSettings) -> mqtt.Client:
     protocol = MQTTProtocolVersion.MQTTv5 if settings.mqtt_v5 else MQTTProtocolVersion.MQTTv311
-    client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                         client_id=f"{settings.client_id[:40]}-config-{uuid.uuid4().hex[:8]}",
-                         protocol=protocol)
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
+    username, password, client_id = publisher_login(settings)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    if username is not None:
+        client.username_pw_set(username, password)
     if settings.tls:
         client.tls_set(ca_certs=settings.ca_file, cert_reqs=ssl.CERT_REQUIRED)
     return client
@@ -111,10 +125,15 @@ def _client(settings: MqttSettings) -> mqtt.Client:
 
 def publish_retained(settings: MqttSettings, topic: str, payload: bytes) -> None:
     """Publish once, retained, QoS 1, and wait for the broker's acknowledgement, as the
-    orchestrator (whose role alone may write config topics). An empty payload clears
-    the retained message."""
+    orchestrator (whose roles alone may write config topics). An empty payload clears
+    the retained message.
+
+    Processes that share the config publisher's pinned client id publish one at a time:
+    one connecting while another publishes takes the connection over, and the one cut
+    off fails at once (BrokerUnavailableError); its config is published again later."""
     client = _client(settings)
     connected = threading.Event()
+    settled = threading.Event()
     refused: list[str] = []
 
     def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
@@ -125,20 +144,33 @@ def publish_retained(settings: MqttSettings, topic: str, payload: bytes) -> None
     def on_publish(_c: mqtt.Client, _u: object, _mid: int, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
             refused.append(str(reason))
+        settled.set()
+
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, reason: object,
+                      _p: object) -> None:
+        if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+            refused.append("another process publishing as this client id took the "
+                           "connection over")
+        settled.set()
+        connected.set()
 
     client.on_connect = on_connect
     client.on_publish = on_publish
+    client.on_disconnect = on_disconnect
+    client.reconnect_delay_set(60, 60)  # one try: a config not taken is published later
     try:
         client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
     except (OSError, ssl.SSLError) as error:
         raise BrokerUnavailableError(f"the broker cannot be reached: {error}") from None
     client.loop_start()
     try:
-        if not connected.wait(BROKER_TIMEOUT_S) or refused:
+        if not connected.wait(BROKER_TIMEOUT_S) or refused or not client.is_connected():
             why = refused[0] if refused else "no answer"
-            raise BrokerUnavailableError(f"the broker refused the orchestrator's login: {why}")
+            raise BrokerUnavailableError(
+                f"the broker refused the orchestrator's login: {why}"
+                f"{_PINNED_HINT if 'authori' in why.lower() else ''}")
         info = client.publish(topic, payload, qos=1, retain=True)
-        info.wait_for_publish(BROKER_TIMEOUT_S)
+        settled.wait(BROKER_TIMEOUT_S)
         if not info.is_published() or refused:
             raise BrokerUnavailableError(
                 "the broker did not take the config"
@@ -147,6 +179,11 @@ def publish_retained(settings: MqttSettings, topic: str, payload: bytes) -> None
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+#: Why a login the broker knows may still be refused: it is pinned to another client id.
+_PINNED_HINT = (" (a login pinned to a client id, as `vitrina-provision add-orchestrator` "
+                "makes them, publishes configs only as mqtt.config_publisher)")
 
 
 def config_topic(tenant: str, store: str, gateway: str) -> str:

@@ -6,7 +6,7 @@ Only what the database holds: the broker side (logins, retained config) is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,7 @@ def register_gateway(
         row = RegisteredGateway(tenant=tenant, store=store, gateway=gateway, created_at=now)
     else:
         row.created_at, row.enrolled_at, row.revoked_at = now, None, None
+        row.seal_public_key = None  # the device enrolling next sends its own
         if row.config is not None:  # its retained copy was cleared at revocation
             row.config_published_at, row.config_next_attempt_at = None, now
             row.config_attempts, row.config_publish_error = 0, None
@@ -94,7 +95,8 @@ def reissue_code(
 
 
 def redeem_code(
-    session: Session, *, typed: str, tenant: str | None, now: datetime
+    session: Session, *, typed: str, tenant: str | None, now: datetime,
+    seal_public_key: str | None = None,
 ) -> RegisteredGateway | None:
     """The pending gateway a live code belongs to, its code used up; None for a code that
     is wrong, used, expired, revoked or of another tenant (the caller cannot tell which).
@@ -113,6 +115,7 @@ def redeem_code(
             or row.code_expires_at <= now or (tenant is not None and row.tenant != tenant)):
         return None
     row.code_hash, row.code_expires_at, row.enrolled_at = None, None, now
+    row.seal_public_key = seal_public_key
     session.add(row)
     session.flush()
     return row
@@ -127,12 +130,17 @@ def revoke_registered(session: Session, *, row: RegisteredGateway, now: datetime
 
 
 def save_config(
-    session: Session, *, row: RegisteredGateway, config: GatewayConfigUpdate, now: datetime
+    session: Session, *, row: RegisteredGateway, config: GatewayConfigUpdate, now: datetime,
+    prepare: Callable[[GatewayConfigUpdate, int], GatewayConfigUpdate] | None = None,
 ) -> dict[str, Any]:
     """Store the next version of the gateway's config; returns the document to publish
     (zones strongest first: the gateway takes the first zone a device's RSSI reaches).
-    The new version is due for publishing at once (`cloud.delivery.gateway_configs`)."""
+    The new version is due for publishing at once (`cloud.delivery.gateway_configs`).
+    `prepare` completes the config for its version (the tenant's keys, sealed to the
+    gateway and bound to the version: `cloud.rotation`)."""
     version = row.config_version + 1
+    if prepare is not None:
+        config = prepare(config, version)
     zones = sorted(config.zones, key=lambda zone: -zone.min_rssi) if config.zones else None
     document = config.model_copy(update={"version": version, "zones": zones}).model_dump(
         mode="json", exclude_none=True)

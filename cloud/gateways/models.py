@@ -67,6 +67,14 @@ class RegisteredGateway(SQLModel, table=True):
                                                     index=True)
     #: Why the broker did not take the current version at the last try (None once it did).
     config_publish_error: str | None = Field(default=None, max_length=500)
+    #: The X25519 public key the gateway sent at enrolment (base64url): tenant keys are
+    #: sealed to it (`shared.sealing`). None: enrolled before that, it cannot receive keys
+    #: remotely until it is enrolled again.
+    seal_public_key: str | None = Field(default=None, max_length=64)
+
+    @property
+    def receives_keys(self) -> bool:
+        return self.seal_public_key is not None
 
     @property
     def state(self) -> GatewayState:
@@ -135,6 +143,10 @@ class RegisteredGatewayPublic(BaseModel):
     revoked_at: datetime | None
     config_version: int
     applied_config_version: int | None = None
+    #: Whether tenant keys can be delivered to it sealed (it sent a sealing key when it
+    #: enrolled), and what to do if not.
+    receives_keys: bool = False
+    key_delivery: str = ""
 
 
 class EnrolmentCodePublic(BaseModel):
@@ -158,6 +170,9 @@ class EnrolmentRequest(BaseModel):
                                pattern=r"^/[^\x00-\x1f\"\\]*$")
     #: When given, the code must be one of this tenant's.
     tenant: str | None = FieldInfo(default=None, max_length=64)
+    #: The gateway's X25519 public key (32 bytes, base64url): later tenant keys reach it
+    #: sealed to this key. Older agents send none, and cannot receive keys remotely.
+    seal_public_key: str | None = FieldInfo(default=None, pattern=r"^[A-Za-z0-9_-]{43}$")
 
 
 class EnrolmentBundle(BaseModel):

@@ -2,7 +2,7 @@
 
 Pure of MQTT: the consumer hands over (topic, payload) pairs and acknowledges them only
 after `write_batch` returned, i.e. after the commit. Every message ends up somewhere:
-stored events, a gateway health row, or a dead letter with the reason. A message the
+stored events, a gateway health row, occupancy rows, or a dead letter with the reason. A message the
 database itself rejects is isolated by retrying the batch one message at a time, so one
 poison message cannot block the others; an unreachable database raises, and the caller
 waits and retries the whole batch (nothing was acknowledged, nothing is lost).
@@ -27,9 +27,11 @@ from cloud.metrics import (
     INGEST_MESSAGES,
 )
 from cloud.presence.crud import insert_events, record_dead_letter, upsert_gateway_status
+from cloud.presence.occupancy import store_report
 from cloud.presence.rollups import EventSpan, mark_events
 from cloud.presence.triggers import record_presence_triggers
 from shared.errors import ContractError
+from shared.occupancy import OccupancyReport, decode_occupancy_report
 from shared.presence import (
     PresenceBatch,
     PresenceEvent,
@@ -59,6 +61,7 @@ class Decoded:
     inbound: Inbound
     presence: PresenceBatch | None = None
     status: GatewayStatus | None = None
+    occupancy: OccupancyReport | None = None
     error: str | None = None
     ignored: bool = False
 
@@ -73,6 +76,8 @@ class BatchOutcome:
     events_new: int = 0
     events_duplicate: int = 0
     statuses: int = 0
+    #: Occupancy reports stored (one per gateway and minute).
+    occupancy_reports: int = 0
     dead_letters: int = 0
     ignored: int = 0
     #: Scenario triggers recorded for customers' presence (the scenario worker's cue).
@@ -82,6 +87,7 @@ class BatchOutcome:
         self.events_new += other.events_new
         self.events_duplicate += other.events_duplicate
         self.statuses += other.statuses
+        self.occupancy_reports += other.occupancy_reports
         self.dead_letters += other.dead_letters
         self.ignored += other.ignored
         self.triggers += other.triggers
@@ -102,6 +108,9 @@ def decode(inbound: Inbound, *, tenants: Collection[str] | None = None) -> Decod
             raise ContractError(f"tenant {address.tenant!r} is not configured here")
         if address.channel is TopicChannel.PRESENCE:
             return Decoded(inbound, presence=decode_presence_batch(inbound.payload, topic=address))
+        if address.channel is TopicChannel.OCCUPANCY:
+            report = decode_occupancy_report(inbound.payload, topic=address)
+            return Decoded(inbound, occupancy=report)
         if address.channel is TopicChannel.STATUS:
             if not inbound.payload:  # a cleared retained status: nothing to record
                 return Decoded(inbound, ignored=True)
@@ -181,6 +190,9 @@ def _write(session: Session, decoded: Sequence[Decoded], *, received_at: datetim
         if item.status is not None:
             upsert_gateway_status(session, status=item.status, received_at=received_at)
             outcome.statuses += 1
+        elif item.occupancy is not None:
+            store_report(session, report=item.occupancy, received_at=received_at)
+            outcome.occupancy_reports += 1
         elif item.error is not None:
             _dead_letter(session, item, item.error, received_at=received_at)
             outcome.dead_letters += 1

@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -45,15 +45,23 @@ from cloud.metrics import (
     PURGED_PSEUDONYMS,
 )
 from cloud.places.recent import purge_old_fixes
+from cloud.presence.crud import purge_health_history
 from cloud.presence.retention import purge_unconsented
 from cloud.presence.rollups import RefreshOutcome, refresh_step
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
-from shared.topics import PRESENCE_SHARED_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT
+from shared.topics import (
+    OCCUPANCY_SHARED_SUBSCRIPTION,
+    PRESENCE_SHARED_SUBSCRIPTION,
+    STATUS_SUBSCRIPTION,
+    TOPIC_ROOT,
+)
 
 log = logging.getLogger(__name__)
 
 #: Presence without a shared subscription (MQTT 3.1.1 brokers): one worker gets everything.
 PRESENCE_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/+/presence"
+#: Occupancy reports, likewise.
+OCCUPANCY_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/+/occupancy"
 #: paho retries a lost connection with exponential backoff between these bounds.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 #: A lost database is retried at this pace, after `wait_for_database` said it is back.
@@ -71,6 +79,15 @@ def presence_subscription(settings: MqttSettings) -> str:
     if settings.share_group == SHARE_GROUP:
         return PRESENCE_SHARED_SUBSCRIPTION
     return f"$share/{settings.share_group}/{PRESENCE_SUBSCRIPTION}"
+
+
+def occupancy_subscription(settings: MqttSettings) -> str:
+    """Occupancy goes to the same share group as presence: one worker stores each report."""
+    if not settings.shared_subscription:
+        return OCCUPANCY_SUBSCRIPTION
+    if settings.share_group == SHARE_GROUP:
+        return OCCUPANCY_SHARED_SUBSCRIPTION
+    return f"$share/{settings.share_group}/{OCCUPANCY_SUBSCRIPTION}"
 
 
 def make_client(settings: MqttSettings, *, client_id: str | None = None) -> mqtt.Client:
@@ -153,7 +170,10 @@ class PresenceConsumer:
         reason_code: ReasonCode, _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
+            log.error("broker refused the connection: %s%s", reason_code,
+                      " (a login pinned to a client id connects only as that id: is it "
+                      "mqtt.client_id, or the worker's --client-id?)"
+                      if "authori" in str(reason_code).lower() else "")
             return
         self._generation += 1
         self._connected = True
@@ -162,9 +182,12 @@ class PresenceConsumer:
         options = SubscribeOptions(qos=1)
         if self._settings.mqtt.mqtt_v5:
             presence = presence_subscription(self._settings.mqtt)
-            client.subscribe([(presence, options), (STATUS_SUBSCRIPTION, options)])
+            occupancy = occupancy_subscription(self._settings.mqtt)
+            client.subscribe([(presence, options), (STATUS_SUBSCRIPTION, options),
+                              (occupancy, options)])
         else:
-            client.subscribe([(PRESENCE_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
+            client.subscribe([(PRESENCE_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1),
+                              (OCCUPANCY_SUBSCRIPTION, 1)])
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int,
@@ -270,18 +293,22 @@ class PresenceConsumer:
 
     def purge_once(self) -> int:
         """Retention, once: stable pseudonyms older than a day that no consenting customer
-        owns are replaced, and location fixes kept for the map past their day deleted.
+        owns are replaced, location fixes kept for the map past their day deleted, and
+        gateways' health history older than `gateways.health_history_days` deleted.
         Returns how many rows changed."""
         now = self._now()
+        kept = timedelta(days=self._settings.gateways.health_history_days)
         with session_scope(self._engine) as session:
             rewritten = purge_unconsented(session, now=now, tenants=self._tenants)
             dropped = purge_old_fixes(session, now=now)
+            dropped += purge_health_history(session, before=now - kept)
             session.commit()
         if rewritten:
             PURGED_PSEUDONYMS.inc(rewritten)
             log.info("retention: %d events lost their stable pseudonym", rewritten)
         if dropped:
-            log.info("retention: %d location fixes older than a day deleted", dropped)
+            log.info("retention: %d location fixes and health samples past their time "
+                     "deleted", dropped)
         return rewritten + dropped
 
     async def _next_batch(
@@ -329,7 +356,8 @@ class PresenceConsumer:
         self.batches += 1
         self.totals.add(BatchOutcome(
             events_new=outcome.events_new, events_duplicate=outcome.events_duplicate,
-            statuses=outcome.statuses, dead_letters=outcome.dead_letters, ignored=outcome.ignored,
+            statuses=outcome.statuses, occupancy_reports=outcome.occupancy_reports,
+            dead_letters=outcome.dead_letters, ignored=outcome.ignored,
         ))
         if outcome.triggers and self._on_triggers is not None:
             self._on_triggers()

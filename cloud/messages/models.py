@@ -124,7 +124,7 @@ class Message(SQLModel, table=True):
 
 class MessagePublic(SQLModel):
     id: int
-    customer_id: int
+    customer_id: str = Field(description="the customer's public id")
     device_id: int | None
     channel: str
     rule: str

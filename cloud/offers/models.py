@@ -254,7 +254,7 @@ class OfferCouponPublic(SQLModel):
     """One of an offer's coupons, as the back office sees it (whose, not who)."""
 
     code: str
-    customer_id: int
+    customer_id: str = Field(description="the customer's public id")
     issued_at: datetime
     expires_at: datetime
     redeemed_at: datetime | None

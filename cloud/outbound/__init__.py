@@ -4,6 +4,7 @@ the address that was checked (`http`). docs/security.md says why."""
 
 from cloud.outbound.http import PinnedAdapter, RefusedTargetError, guarded_session
 from cloud.outbound.policy import (
+    RESOLVE_TIMEOUT_S,
     AllowList,
     OutboundPolicy,
     OutboundRefusedError,
@@ -14,10 +15,12 @@ from cloud.outbound.policy import (
     forbidden_kind,
     read_url,
     resolve_system,
+    resolve_within,
 )
 from cloud.outbound.refusals import count_refusal
 
 __all__ = [
+    "RESOLVE_TIMEOUT_S",
     "AllowList",
     "OutboundPolicy",
     "OutboundRefusedError",
@@ -32,4 +35,5 @@ __all__ = [
     "guarded_session",
     "read_url",
     "resolve_system",
+    "resolve_within",
 ]

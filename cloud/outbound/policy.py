@@ -20,7 +20,8 @@ again when a request goes out (`OutboundPolicy.pin`, which resolves the name onc
   when carried inside an IPv6 address (IPv4-mapped, 6to4, NAT64);
 - every address a name resolves to must pass, and the connection goes to the address
   that was checked (`cloud.outbound.http` pins it), so a second DNS answer cannot move
-  the request elsewhere (DNS rebinding).
+  the request elsewhere (DNS rebinding). A name that does not resolve within
+  `resolve_timeout_s` counts as not resolving now: a passing failure, not a refusal.
 
 The allow-list (`outbound.allow`) lifts the rules for named targets, for tests against
 local servers and for on-premise shops whose endpoints live on a private network: a
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +57,18 @@ SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 #: Names that always mean this machine (RFC 6761 §6.3), whatever DNS says.
 LOCAL_NAMES = ("localhost",)
+#: A name that has not resolved after this long is taken as not resolving now (a passing
+#: failure, tried again later): the system resolver has no time-out of its own that the
+#: caller sets, and one broken DNS server would otherwise hold a delivery thread for as
+#: long as it keeps quiet. Five seconds is the resolver's own default wait per server.
+RESOLVE_TIMEOUT_S = 5.0
+#: Lookups run on threads of their own, at most this many at once, so that the sender
+#: can stop waiting for one. A lookup past its time-out keeps its thread until the
+#: resolver gives up; when every one is held that way, further lookups wait for a free
+#: one no longer than their own time-out, so a dead resolver costs a bounded number of
+#: threads, not one per send.
+LOOKUP_THREADS = 16
+_LOOKUP_SLOTS = threading.BoundedSemaphore(LOOKUP_THREADS)
 
 
 class Rule(StrEnum):
@@ -149,6 +164,35 @@ def resolve_system(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(str(entry[4][0])) for entry in found]
 
 
+def resolve_within(resolver: Resolver, host: str, port: int, timeout_s: float
+                   ) -> list[IPAddress]:
+    """`resolver`'s answer for `host`, or UnresolvedHostError once `timeout_s` passed
+    without one (see `RESOLVE_TIMEOUT_S`, `LOOKUP_THREADS`)."""
+    deadline = time.monotonic() + timeout_s
+    late = UnresolvedHostError(f"{host} did not resolve within {timeout_s:g} s")
+    if not _LOOKUP_SLOTS.acquire(timeout=timeout_s):
+        raise late
+    answer: list[list[IPAddress] | BaseException] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            answer.append(list(resolver(host, port)))
+        except BaseException as error:  # handed to the waiting caller
+            answer.append(error)
+        finally:
+            _LOOKUP_SLOTS.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="outbound-dns", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise late
+    found = answer[0]
+    if isinstance(found, BaseException):
+        raise found
+    return found
+
+
 def read_url(url: str) -> Target:
     """Parse `url` as a browser would and give its canonical parts; raises
     OutboundRefusedError (syntax, scheme, credentials) for what no rule can allow."""
@@ -223,6 +267,8 @@ class OutboundPolicy:
 
     allow: AllowList = field(default_factory=AllowList)
     resolver: Resolver = resolve_system
+    #: How long a send waits for its host name to resolve (`RESOLVE_TIMEOUT_S`).
+    resolve_timeout_s: float = RESOLVE_TIMEOUT_S
 
     def check_url(self, url: str) -> Target:
         """The save-time check: everything that can be told without DNS (syntax, scheme,
@@ -260,7 +306,8 @@ class OutboundPolicy:
     def _addresses(self, target: Target) -> list[IPAddress]:
         if target.address is not None:
             return [target.address]
-        found = list(self.resolver(target.host, target.port))
+        found = resolve_within(self.resolver, target.host, target.port,
+                               self.resolve_timeout_s)
         if not found:
             raise UnresolvedHostError(f"{target.host} resolves to no address")
         return found

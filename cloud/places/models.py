@@ -163,7 +163,7 @@ class RecentFix(SQLModel, table=True):
 
 
 class RecentFixPublic(SQLModel):
-    customer_id: int = Field(description="the customer's id; nothing else about them")
+    customer_id: str = Field(description="the customer's public id; nothing else about them")
     lat: float
     lon: float
     accuracy_m: float

@@ -1,4 +1,5 @@
-"""Writing presence: idempotent bulk inserts, dead letters, gateway health; reading visits.
+"""Writing presence: idempotent bulk inserts, dead letters, gateway health and its history;
+reading visits.
 
 Inserts go through SQLAlchemy Core with `ON CONFLICT DO NOTHING` (both PostgreSQL and
 SQLite speak it), so a redelivered message is harmless and costs one round trip.
@@ -11,12 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, case, delete
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.bulk import insert_rows
 from cloud.db import dialect_insert
-from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
+from cloud.presence.models import (
+    HEALTH_SLOT_S,
+    DeadLetter,
+    GatewayHealth,
+    GatewayHealthSample,
+    PresenceEventRow,
+)
 from shared.presence import PresenceEvent, PseudonymScope
 from shared.status import GatewayStatus
 from shared.topics import TOPIC_ROOT
@@ -56,6 +63,11 @@ _STAGE_DDL = (
     + ") ON COMMIT DELETE ROWS"
 )
 GATEWAY_TABLE: Table = SQLModel.metadata.tables[GatewayHealth.__tablename__]
+HISTORY_TABLE: Table = SQLModel.metadata.tables[GatewayHealthSample.__tablename__]
+#: Reported by a gateway online; an offline report (last will) leaves them as they were
+#: (the will is composed when the agent starts: before its first heartbeat's figures).
+KEPT_WHEN_OFFLINE = ("active_key_id", "key_ids", "cpu_percent", "memory_bytes",
+                     "temperature_c", "disk_free_bytes")
 
 
 def event_row(event: PresenceEvent, received_at: datetime) -> dict[str, Any]:
@@ -156,15 +168,81 @@ def upsert_gateway_status(
         "config_version": status.config_version,
         "config_refused_version": refused.version if refused else None,
         "config_refused_reason": refused.reason if refused else None,
+        "cpu_percent": status.cpu_percent, "memory_bytes": status.memory_bytes,
+        "temperature_c": status.temperature_c, "disk_free_bytes": status.disk_free_bytes,
+        "key_ids": status.key_ids,
     }
     insert = dialect_insert(session, GATEWAY_TABLE).values(values)
     keys = ("tenant", "store", "gateway")
+    updates: dict[str, Any] = {name: insert.excluded[name] for name in values if name not in keys}
+    for name in KEPT_WHEN_OFFLINE:
+        # The last will is composed when the agent starts: what it says of the keys may
+        # be older than the last heartbeat, which stays the word on them.
+        updates[name] = case((insert.excluded.online, insert.excluded[name]),
+                             else_=GATEWAY_TABLE.c[name])
     statement = insert.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: insert.excluded[name] for name in values if name not in keys},
+        index_elements=list(keys), set_=updates,
         where=GATEWAY_TABLE.c.status_sent_at <= insert.excluded.status_sent_at,
     )
     session.connection().execute(statement)
+    if status.online:
+        _record_health_sample(session, status)
+
+
+def health_slot(at: datetime) -> datetime:
+    """The start of the `HEALTH_SLOT_S` slot `at` falls in."""
+    seconds = int(at.timestamp())
+    return datetime.fromtimestamp(seconds - seconds % HEALTH_SLOT_S, at.tzinfo)
+
+
+def _record_health_sample(session: Session, status: GatewayStatus) -> None:
+    """Keep the heartbeat as its slot's sample: the newest of the slot wins, the outbox's
+    largest depth is kept. A redelivered heartbeat lands on its own slot again, so it
+    changes nothing (the slot is the gateway's clock, not the time of receipt)."""
+    values = {
+        "tenant": status.tenant, "store": status.store, "gateway": status.gateway,
+        "slot": health_slot(status.sent_at), "sent_at": status.sent_at,
+        "software_version": status.software_version[:64], "uptime_s": status.uptime_s,
+        "queue_depth": status.queue_depth, "queue_depth_max": status.queue_depth,
+        "published": status.published, "dropped": status.dropped,
+        "rejected_frames": status.rejected_frames, "devices_tracked": status.devices_tracked,
+        "config_version": status.config_version, "cpu_percent": status.cpu_percent,
+        "memory_bytes": status.memory_bytes, "temperature_c": status.temperature_c,
+        "disk_free_bytes": status.disk_free_bytes,
+        "sources": {name: {"alive": health.alive, "frames": health.frames,
+                           "errors": health.errors, "restarts": health.restarts}
+                    for name, health in status.sources.items()},
+    }
+    insert = dialect_insert(session, HISTORY_TABLE).values(values)
+    keys = ("tenant", "store", "gateway", "slot")
+    columns = HISTORY_TABLE.c
+    changes: dict[str, Any] = {name: insert.excluded[name] for name in values
+                               if name not in keys}
+    changes["queue_depth_max"] = case(
+        (insert.excluded.queue_depth > columns.queue_depth_max, insert.excluded.queue_depth),
+        else_=columns.queue_depth_max)
+    session.connection().execute(insert.on_conflict_do_update(
+        index_elements=list(keys), set_=changes,
+        where=columns.sent_at <= insert.excluded.sent_at))
+
+
+def health_history(
+    session: Session, *, tenant: str, store: str, gateway: str, since: datetime,
+) -> Sequence[GatewayHealthSample]:
+    """The gateway's samples from `since` on, oldest first."""
+    return session.exec(
+        select(GatewayHealthSample).where(
+            col(GatewayHealthSample.tenant) == tenant, col(GatewayHealthSample.store) == store,
+            col(GatewayHealthSample.gateway) == gateway, col(GatewayHealthSample.slot) >= since,
+        ).order_by(col(GatewayHealthSample.slot))
+    ).all()
+
+
+def purge_health_history(session: Session, *, before: datetime) -> int:
+    """Delete every gateway's samples older than `before`; how many went."""
+    result = session.connection().execute(
+        delete(HISTORY_TABLE).where(HISTORY_TABLE.c.slot < before))
+    return int(result.rowcount or 0)
 
 
 def list_gateways(session: Session, *, tenant: str) -> Sequence[GatewayHealth]:

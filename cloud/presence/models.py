@@ -1,5 +1,5 @@
 """Stored presence: events as gateways reported them, messages that could not be read,
-and the last health report of every gateway."""
+the last health report of every gateway and, downsampled, the reports before it."""
 
 from __future__ import annotations
 
@@ -109,6 +109,49 @@ class GatewayHealth(SQLModel, table=True):
     config_version: int | None = None
     config_refused_version: int | None = None
     config_refused_reason: str | None = Field(default=None, max_length=500)
+    #: The pseudonymization key ids the gateway holds (None: it does not say).
+    key_ids: list[str] | None = Field(default=None, sa_type=JSON)
+    #: The device's figures (status 1.1; None from older gateways or where it cannot tell).
+    cpu_percent: float | None = None
+    memory_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    temperature_c: float | None = None
+    disk_free_bytes: int | None = Field(default=None, sa_type=BigInteger)
+
+
+#: Heartbeats are kept one per gateway and this many seconds (the last of each slot):
+#: a gateway heartbeating every 30 s keeps one in ten.
+HEALTH_SLOT_S = 300
+
+
+class GatewayHealthSample(SQLModel, table=True):
+    """A gateway's health over time: the last online heartbeat of each `HEALTH_SLOT_S`
+    slot (by the gateway's clock), with the largest outbox depth the slot saw. Rows older
+    than `gateways.health_history_days` are deleted by the worker's retention run, so a
+    gateway holds at most 288 rows a day."""
+
+    __tablename__ = "gateway_health_history"
+
+    tenant: str = Field(max_length=64, primary_key=True)
+    store: str = Field(max_length=64, primary_key=True)
+    gateway: str = Field(max_length=64, primary_key=True)
+    #: The start of the slot.
+    slot: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+    sent_at: datetime = Field(sa_type=UtcDateTime)
+    software_version: str = Field(default="", max_length=64)
+    uptime_s: float = 0
+    queue_depth: int = 0
+    queue_depth_max: int = 0
+    published: int = 0
+    dropped: int = 0
+    rejected_frames: int = 0
+    devices_tracked: int = 0
+    config_version: int | None = None
+    cpu_percent: float | None = None
+    memory_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    temperature_c: float | None = None
+    disk_free_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    #: Per source: alive, frames, errors, restarts (counters since the agent started).
+    sources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
 class GatewayHealthPublic(SQLModel):
@@ -130,6 +173,11 @@ class GatewayHealthPublic(SQLModel):
     config_version: int | None = None
     config_refused_version: int | None = None
     config_refused_reason: str | None = None
+    key_ids: list[str] | None = None
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    temperature_c: float | None = None
+    disk_free_bytes: int | None = None
 
 
 #: The zone of a roll-up row that counts the whole store (a zone name is never empty).
@@ -210,3 +258,27 @@ class FootfallHourPublic(SQLModel):
     visitors: int
     passers_by: int
     capture_rate: float | None
+
+
+class OccupancyMinute(SQLModel, table=True):
+    """One gateway's people estimate for one zone and minute, as it reported it (an
+    aggregate: no pseudonym, no address). Each report also has a row for the gateway as a
+    whole (`zone` = `WHOLE_STORE`, the sum of its zones), so a minute in which it heard
+    nobody is a row of zeros rather than a gap. A report sent again overwrites its rows."""
+
+    __tablename__ = "occupancy_minute"
+    __table_args__ = (
+        Index("ix_occupancy_minute_tenant_minute", "tenant", "minute"),
+    )
+
+    tenant: str = Field(max_length=64, primary_key=True)
+    store: str = Field(max_length=64, primary_key=True)
+    gateway: str = Field(max_length=64, primary_key=True)
+    zone: str = Field(max_length=64, primary_key=True)
+    minute: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+    people: float
+    addresses: int
+    frames: int
+    scans: int
+    method: str = Field(max_length=32)
+    received_at: datetime = Field(sa_type=UtcDateTime)

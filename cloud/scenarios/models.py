@@ -110,7 +110,7 @@ class JourneyPublic(SQLModel):
     id: int
     scenario_key: str
     scenario_version: int
-    customer_id: int
+    customer_id: str = Field(description="the customer's public id")
     entry_kind: str
     variant: str | None
     holdout: bool

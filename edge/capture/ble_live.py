@@ -4,7 +4,10 @@ Passive scanning is preferred: the gateway sends no scan requests, so it is
 invisible to the phones and cheaper on the radio. BlueZ only scans passively
 through an advertisement monitor, which needs experimental features and "or
 patterns" (adverts must match one); where that is missing, the source falls back
-to active scanning for good. Adapters misbehave: a failed start is retried with
+to active scanning for good, and says so in `health()` (`mode`, `degraded`). BlueZ
+refuses a monitor the same way when the adapter itself has just gone, so the
+fallback is only decided once an active scan starts on the same adapter. Adapters
+misbehave: a failed start is retried with
 exponential backoff (tenacity), and a watchdog restarts scanning when no advert
 has arrived for a while (BlueZ restarted, the adapter was reset, the controller
 hung). Restarts and the last error show in `health()`.
@@ -132,6 +135,11 @@ def address_is_random(device: BLEDevice) -> bool | None:
     return None
 
 
+def _text(error: BaseException | None) -> str:
+    """An error's message on one line (D-Bus errors from some services end in a newline)."""
+    return " ".join(str(error).split())
+
+
 def passive_unsupported(error: BaseException) -> bool:
     text = str(error).lower().replace(".", "").replace(" ", "")
     return any(hint in text for hint in _PASSIVE_UNSUPPORTED_HINTS)
@@ -172,6 +180,8 @@ class BleLiveSource:
             adapter, passive_or_patterns(beacons)
         )
         self._passive_failed = False
+        #: Why the source scans actively although passive scanning was asked for ("auto").
+        self.degraded: str | None = None
         self._emit: Emit | None = None
         self._scanning = False
         self._last_advert = time.monotonic()
@@ -195,6 +205,8 @@ class BleLiveSource:
             errors=self.errors,
             restarts=self.restarts,
             last_error=self.last_error,
+            mode=self.mode,
+            degraded=self.degraded,
         )
 
     def on_advert(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
@@ -275,13 +287,20 @@ class BleLiveSource:
         except BleakError as error:
             if mode != "passive" or self.preference != "auto" or not passive_unsupported(error):
                 raise
-            self._passive_failed = True
-            self.last_error = f"passive scanning unavailable, scanning actively: {error}"
-            logger.warning("BLE passive scanning unavailable (%s); using active scanning", error)
+            # BlueZ answers "no such method" both when the adapter has no advertisement
+            # monitor interface and when the adapter itself is gone (bleak words both as
+            # "passive scanning requires BlueZ >= 5.56"). Only an active scan that starts
+            # on the same adapter shows that passive scanning is what is missing; if it
+            # fails too, that failure is retried like any other, passive first again.
             scanner = self._factory(self.on_advert, "active")
             await scanner.start()
+            self._passive_failed = True
+            self.degraded = f"passive scanning unavailable, scanning actively: {_text(error)}"
+            self.last_error = self.degraded
+            logger.warning("BLE passive scanning unavailable (%s); using active scanning",
+                           _text(error))
         self._last_advert = time.monotonic()
-        logger.info("BLE scanning started (%s)", mode if not self._passive_failed else "active")
+        logger.info("BLE scanning started (%s)", self.mode)
         return scanner
 
     def _note_failed_start(self, state: RetryCallState) -> None:
@@ -289,7 +308,7 @@ class BleLiveSource:
         if isinstance(error, _StoppedError):
             return
         self.errors += 1
-        self.last_error = f"scanner start failed: {type(error).__name__}: {error}"
+        self.last_error = f"scanner start failed: {type(error).__name__}: {_text(error)}"
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         logger.warning("BLE %s; retrying in %.1f s", self.last_error, delay)
 
@@ -306,5 +325,5 @@ class BleLiveSource:
             await scanner.stop()
         except Exception as error:  # the adapter may already be gone; that is why we stop
             self.errors += 1
-            self.last_error = f"scanner stop failed: {type(error).__name__}: {error}"
+            self.last_error = f"scanner stop failed: {type(error).__name__}: {_text(error)}"
             logger.warning("BLE %s", self.last_error)

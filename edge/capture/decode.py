@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge.capture.beacons import BeaconConfig
@@ -27,10 +28,15 @@ from edge.capture.outcomes import (
     UnsupportedLinktype,
 )
 from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind
 
 logger = logging.getLogger(__name__)
 
 Outcome = Sighting | Salvaged | RejectReason | SkipReason | UnsupportedLinktype
+#: Told about every radiotap frame that decoded to a probe sighting: its time, the raw
+#: frame and its RSSI (occupancy estimation reads what the sighting leaves out).
+ProbeHook = Callable[[float, bytes, float | None], None]
+_WIFI_PROBE = IdentifierKind.WIFI_PROBE
 
 
 def decode_frame(
@@ -47,20 +53,28 @@ class FrameDecoder:
     as long as the run and never outside the process. `caching=False` decodes every
     frame from scratch (the benchmark's floor). `unsupported` counts the frames it was
     given of link types it does not read (a replay tells a file of nothing else by it).
+    `on_probe`, when given, is told about every probe request that gave a sighting.
     """
 
-    __slots__ = ("_caches", "config", "unsupported")
+    __slots__ = ("_caches", "config", "on_probe", "unsupported")
 
-    def __init__(self, config: BeaconConfig, *, caching: bool = True) -> None:
+    def __init__(
+        self, config: BeaconConfig, *, caching: bool = True, on_probe: ProbeHook | None = None
+    ) -> None:
         self.config = config
         self._caches = IdentityCaches() if caching else None
         self.unsupported = 0
+        self.on_probe = on_probe
 
     def decode(self, linktype: int, frame: bytes, wire_len: int, at: float, source: str) -> Outcome:
         if wire_len > len(frame):
             return RejectReason.CAPTURE_TRUNCATED
         if linktype == LINKTYPE_IEEE802_11_RADIOTAP:  # first: a monitor radio's every frame
-            return decode_radiotap_frame(frame, at, source, self._caches)
+            outcome = decode_radiotap_frame(frame, at, source, self._caches)
+            on_probe = self.on_probe
+            if on_probe is not None and type(outcome) is Sighting and outcome[1] is _WIFI_PROBE:
+                on_probe(at, frame, outcome[4])
+            return outcome
         if linktype == LINKTYPE_BLUETOOTH_LE_LL_WITH_PHDR:
             return decode_ble_phdr_frame(frame, at, self.config, source, self._caches)
         if linktype == LINKTYPE_BLUETOOTH_LE_LL:

@@ -15,7 +15,7 @@ and 30 switch to the radiotap or a vendor namespace for the next bitmap word).
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Final, NamedTuple
 
 from edge.capture.outcomes import IdentityCaches, RejectReason, SkipReason, remember
 from edge.sighting import Sighting
@@ -315,3 +315,45 @@ def decode_dot11(
 #: Frame control, duration, receiver and transmitter address: what decides a request.
 _HEADER_KEY_LEN: Final = 16
 _new_tuple = tuple.__new__
+#: The first frame-control octet of a probe request (version 0, management, subtype 4).
+_PROBE_REQUEST_CONTROL: Final = _PROBE_REQUEST << 4
+_SEQUENCE_AT: Final = 22
+
+
+class ProbeRequestParts(NamedTuple):
+    """What occupancy estimation reads of a probe request beyond its sighting.
+
+    Raw bytes off the air (the transmitter address among them): they stay on the gateway,
+    in memory, for the few seconds `edge.occupancy` needs to group a phone's burst.
+    """
+
+    transmitter: bytes
+    #: The 12-bit sequence number of the frame.
+    sequence: int
+    #: The information elements after the header (the frame check sequence excluded).
+    elements: bytes
+
+
+def probe_request_parts(frame: bytes) -> ProbeRequestParts | None:
+    """The transmitter, sequence number and elements of a radiotap probe request; None
+    for any other frame, and for anything `decode_radiotap_frame` would not accept.
+
+    Called only for frames that already decoded to a probe sighting, so its checks are
+    the cheap ones; it never raises for any input bytes.
+    """
+    layout = _layout_cache.get(frame[:8])
+    if layout is None:
+        walked = _layout_of(frame)
+        if isinstance(walked, RejectReason):
+            return None
+        layout = walked
+    start, end = layout.header_len, len(frame)
+    flags_at = layout.flags_at
+    if flags_at is not None and frame[flags_at] & _FLAG_FCS_AT_END:
+        end -= FCS_LEN
+    if end - start < DOT11_MGMT_HEADER_LEN or frame[start] != _PROBE_REQUEST_CONTROL:
+        return None
+    sequence = _U16.unpack_from(frame, start + _SEQUENCE_AT)[0] >> 4
+    return ProbeRequestParts(
+        frame[start + 10 : start + 16], sequence, frame[start + DOT11_MGMT_HEADER_LEN : end]
+    )

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Final
 
 from edge.capture.beacons import BeaconConfig
-from edge.capture.decode import DecodeStats, FrameDecoder, supported_linktypes_text
+from edge.capture.decode import DecodeStats, FrameDecoder, ProbeHook, supported_linktypes_text
 from edge.capture.pcapfile import CaptureFileError, CaptureTruncatedError, read_frames
-from edge.capture.source import sleep_unless_stopped
+from edge.capture.source import ProbeSink, sleep_unless_stopped
 from edge.sighting import Sighting
 from shared.status import SourceHealth
 
@@ -74,17 +74,19 @@ def read_pcap_sightings(
     beacons: BeaconConfig,
     stats: ReplayStats | None = None,
     source: str = "replay",
+    on_probe: ProbeHook | None = None,
 ) -> Iterator[Sighting]:
     """Sightings of one capture file, synchronously: the fast path for batch replay.
 
     Never raises for bad content: broken frames are counted in `stats.rejects`, and a
     damaged or unreadable file counts in `stats.files_failed` (after yielding every
     frame before the damage). A file none of whose frames is of a link type we decode
-    counts as unreadable too, naming the link type.
+    counts as unreadable too, naming the link type. `on_probe` is told about every probe
+    request just before its sighting is yielded.
     """
     counters = stats if stats is not None else ReplayStats()
     counters.files += 1
-    decoder = FrameDecoder(beacons)
+    decoder = FrameDecoder(beacons, on_probe=on_probe)
     decode = decoder.decode
     record = counters.record
     linktypes_before = Counter(counters.unsupported_linktypes)
@@ -109,10 +111,12 @@ def read_pcap_sightings(
 
 
 def merged_sightings(
-    paths: Sequence[Path], *, beacons: BeaconConfig, stats: ReplayStats, source: str = "replay"
+    paths: Sequence[Path], *, beacons: BeaconConfig, stats: ReplayStats, source: str = "replay",
+    on_probe: ProbeHook | None = None,
 ) -> Iterator[Sighting]:
     """Sightings of several files in capture-time order (each file is assumed time-ordered)."""
-    streams = [read_pcap_sightings(p, beacons=beacons, stats=stats, source=source) for p in paths]
+    streams = [read_pcap_sightings(p, beacons=beacons, stats=stats, source=source,
+                                   on_probe=on_probe) for p in paths]
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=_capture_time)
@@ -156,21 +160,33 @@ class PcapReplaySource:
         self.shift_to_now = shift_to_now
         self.stats = ReplayStats()
         self._running = False
+        self._probe_sink: ProbeSink | None = None
+
+    def attach_probe_sink(self, sink: ProbeSink) -> None:
+        """Hand over the probe requests too, each just before its sighting is emitted."""
+        self._probe_sink = sink
 
     def health(self) -> SourceHealth:
+        """`errors` are frames (broken, or of a link type not decoded); a file that could
+        not be read counts in `files_failed`, described with how far it got in `last_error`."""
         stats = self.stats
         return SourceHealth(
             alive=self._running,
             frames=stats.frames,
-            errors=stats.rejected + stats.unsupported + stats.files_failed,
+            errors=stats.rejected + stats.unsupported,
             restarts=0,
             last_error=stats.last_error,
+            files_failed=stats.files_failed,
         )
 
     async def run(self, emit: Callable[[Sighting], None], stop: asyncio.Event) -> None:
         self._running = True
+        sink = self._probe_sink
+        #: Probe requests decoded (in the worker thread) whose sightings are not emitted yet.
+        probes: list[tuple[float, bytes, float | None]] = []
         stream = merged_sightings(
-            self.paths, beacons=self.beacons, stats=self.stats, source=self.name
+            self.paths, beacons=self.beacons, stats=self.stats, source=self.name,
+            on_probe=None if sink is None else _collect(probes),
         )
         first_at: float | None = None
         started = time.monotonic()
@@ -182,6 +198,8 @@ class PcapReplaySource:
                 batch = await asyncio.to_thread(_next_batch, stream)
                 if not batch:
                     return
+                if probes:  # several files decode interleaved: hand them over in time order
+                    probes.sort(key=_probe_time, reverse=True)
                 for sighting in batch:
                     if self.speed is not None:
                         if first_at is None:  # the clock starts with the first sighting
@@ -193,6 +211,10 @@ class PcapReplaySource:
                         return
                     if offset is None:
                         offset = time.time() - sighting.at
+                    if sink is not None:
+                        while probes and probes[-1][0] <= sighting.at:
+                            at, frame, rssi = probes.pop()
+                            sink(at + offset, frame, rssi, self.name)
                     emit(sighting._replace(at=sighting.at + offset) if offset else sighting)
                 await asyncio.sleep(0)  # let the loop breathe between batches
         finally:
@@ -202,6 +224,17 @@ class PcapReplaySource:
                 # cancelled while a worker thread still reads it: that read ends on its own
                 with contextlib.suppress(ValueError):
                     close()
+
+
+def _collect(probes: list[tuple[float, bytes, float | None]]) -> ProbeHook:
+    def collect(at: float, frame: bytes, rssi: float | None) -> None:
+        probes.append((at, frame, rssi))
+
+    return collect
+
+
+def _probe_time(probe: tuple[float, bytes, float | None]) -> float:
+    return probe[0]
 
 
 async def _wait_until(due: float, stop: asyncio.Event) -> bool:

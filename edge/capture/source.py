@@ -15,6 +15,10 @@ from edge.sighting import Sighting
 from shared.status import SourceHealth
 
 Emit = Callable[[Sighting], None]
+#: Told, on the event loop, about every probe request a Wi-Fi source decoded: its time,
+#: the raw frame, its RSSI and the source's name. Occupancy estimation reads what the
+#: sighting leaves out (sequence number, information elements); the frame stays in memory.
+ProbeSink = Callable[[float, bytes, float | None, str], None]
 
 
 @runtime_checkable
@@ -27,6 +31,15 @@ class Source(Protocol):
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
         """Capture until `stop` is set (live) or the input is exhausted (replay)."""
+        ...
+
+
+@runtime_checkable
+class ProbeSource(Protocol):
+    """A source that can also hand over the probe requests it decodes (Wi-Fi sources)."""
+
+    def attach_probe_sink(self, sink: ProbeSink) -> None:
+        """From now on, tell `sink` about every probe request that gave a sighting."""
         ...
 
 

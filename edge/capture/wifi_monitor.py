@@ -29,7 +29,9 @@ from edge.capture.beacons import BeaconConfig
 from edge.capture.decode import DecodeStats, FrameDecoder
 from edge.capture.dot11 import LINKTYPE_IEEE802_11_RADIOTAP
 from edge.capture.outcomes import UnsupportedLinktype
-from edge.capture.source import Emit, sleep_unless_stopped
+from edge.capture.source import Emit, ProbeSink, sleep_unless_stopped
+from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind
 from shared.status import SourceHealth
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,11 @@ class WifiMonitorSource:
         self.restarts = 0
         self.last_error: str | None = None
         self._sniffing = False
+        self._probe_sink: ProbeSink | None = None
+
+    def attach_probe_sink(self, sink: ProbeSink) -> None:
+        """Hand the probe requests to `sink` too (on the loop, just before their sightings)."""
+        self._probe_sink = sink
 
     def _open_socket(self) -> Any:
         return skip_dissection(conf.L2listen(iface=self.iface, filter=self.bpf_filter))
@@ -215,7 +222,12 @@ class WifiMonitorSource:
         else:  # not a monitor-mode interface: Ethernet or plain 802.11 without radiotap
             outcome = UnsupportedLinktype(conf.l2types.layer2num.get(type(packet), 0))
         sighting = self.stats.record(outcome)
-        if sighting is not None:
+        if sighting is None:
+            return
+        sink = self._probe_sink
+        if sink is not None and sighting.kind is IdentifierKind.WIFI_PROBE:
+            loop.call_soon_threadsafe(_emit_with_probe, emit, sink, sighting, frame, self.name)
+        else:
             loop.call_soon_threadsafe(emit, sighting)
 
     async def _hop(self, stop: asyncio.Event) -> None:
@@ -231,6 +243,15 @@ class WifiMonitorSource:
                 logger.warning("Wi-Fi %s", self.last_error)
             if await sleep_unless_stopped(stop, self.hop_interval_s):
                 return
+
+
+def _emit_with_probe(
+    emit: Emit, sink: ProbeSink, sighting: Sighting, frame: bytes, source: str
+) -> None:
+    """On the loop: the probe request's frame to the sink, then its sighting (one hop from
+    the sniffer thread for both)."""
+    sink(sighting.at, frame, sighting.rssi, source)
+    emit(sighting)
 
 
 def _stop_sniffer(sniffer: AsyncSniffer) -> None:

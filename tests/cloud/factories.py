@@ -21,6 +21,7 @@ from cloud.outbound import AllowList, OutboundPolicy
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
 from shared.identifiers import app_identifier, wifi_identifier
+from shared.occupancy import OccupancyReport, ZoneOccupancy, encode_occupancy_report
 from shared.presence import (
     PresenceBatch,
     PresenceEvent,
@@ -146,6 +147,23 @@ def presence_topic(tenant: str, store: str = "s1", gateway: str = "g1") -> str:
 
 def status_topic(tenant: str, store: str = "s1", gateway: str = "g1") -> str:
     return gateway_topic(tenant, store, gateway, TopicChannel.STATUS)
+
+
+def occupancy_topic(tenant: str, store: str = "s1", gateway: str = "g1") -> str:
+    return gateway_topic(tenant, store, gateway, TopicChannel.OCCUPANCY)
+
+
+def occupancy_payload(
+    *, tenant: str, minute: datetime, store: str = "s1", gateway: str = "g1",
+    zones: dict[str, float] | None = None, addresses: int = 10,
+) -> bytes:
+    """A gateway's report for `minute`: `zones` maps zone to people."""
+    return encode_occupancy_report(OccupancyReport(
+        tenant=tenant, store=store, gateway=gateway, sent_at=minute + timedelta(minutes=5),
+        window_start=minute,
+        zones=[ZoneOccupancy(zone=zone, people=people, addresses=addresses, frames=5 * addresses,
+                             scans=2) for zone, people in (zones or {}).items()],
+    ))
 
 
 def status_payload(

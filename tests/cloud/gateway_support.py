@@ -34,12 +34,15 @@ def gateway_cloud_settings(
     *, tenant: str, database_url: str, files: BrokerFiles, with_admin: bool = True,
     **changes: Any,
 ) -> Settings:
-    """The orchestrator's settings for `files`' broker: its own login (made as
-    `vitrina-provision add-orchestrator` does) and, unless `with_admin` is false, the
-    broker's admin login for enrolling and revoking."""
+    """The orchestrator's settings for `files`' broker: its own logins, each pinned to its
+    client id (made as `vitrina-provision add-orchestrator` does: the ingest worker's and
+    the config publisher's) and, unless `with_admin` is false, the broker's admin login
+    for enrolling and revoking."""
     with DynsecAdmin(host="localhost", port=files.port, admin=files.admin,
                      ca_file=files.ca_certificate) as control:
-        orchestrator = control.add_orchestrator(username=f"orchestrator-{tenant}")
+        orchestrator = control.add_orchestrator(username=f"orchestrator-{tenant}",
+                                                client_id=f"worker-{tenant}")
+        publisher = control.add_config_publisher(username=f"orchestrator-{tenant}-config")
     gateways: dict[str, Any] = {"ca_file": str(files.ca_certificate), "public_host": "localhost"}
     if with_admin:
         gateways |= {"broker_admin_username": files.admin.username,
@@ -48,7 +51,10 @@ def gateway_cloud_settings(
         tenant=tenant, database_url=database_url, gateways=gateways,
         mqtt={"host": "localhost", "port": files.port, "tls": True,
               "ca_file": str(files.ca_certificate), "username": orchestrator.username,
-              "password": orchestrator.password, "client_id": f"worker-{tenant}",
+              "password": orchestrator.password, "client_id": orchestrator.client_id,
+              "config_publisher": {"username": publisher.username,
+                                   "password": publisher.password,
+                                   "client_id": publisher.client_id},
               "session_expiry_s": 300, "share_group": f"g-{tenant}"},
         **changes,
     )

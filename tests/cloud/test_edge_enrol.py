@@ -12,11 +12,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlmodel import select
 
 from cloud.api import create_app
+from cloud.db import session_scope
+from cloud.gateways.models import RegisteredGateway
 from provisioning.broker_security import BrokerFiles
 from provisioning.certificates import issue_certificate, make_certificate_authority
 from provisioning.local_broker import free_port
+from shared.sealing import load_private_key, public_key_text
 from tests.cloud.factories import bearer, issue_key
 from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login
 from tests.cloud.running import running_api
@@ -63,8 +67,8 @@ def cloud(engine: Engine, migrated_url: str, tenant: str, secure_broker: BrokerF
         yield Cloud(client, url, ca, headers, tenant)
 
 
-def test_enrol_writes_a_private_bundle_whose_login_connects(cloud: Cloud, tmp_path: Path
-                                                             ) -> None:
+def test_enrol_writes_a_private_bundle_whose_login_connects(cloud: Cloud, tmp_path: Path,
+                                                             engine: Engine) -> None:
     code = cloud.new_code("gw-1")
     bundle = tmp_path / "etc-vitrina"
     done = run_cli("enrol", "--code", code, "--cloud", cloud.url, "--ca-file", cloud.ca,
@@ -72,10 +76,16 @@ def test_enrol_writes_a_private_bundle_whose_login_connects(cloud: Cloud, tmp_pa
     assert done.returncode == EXIT_OK, done.stderr
     assert f"enrolled as {cloud.tenant}/s1/gw-1" in done.stdout
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
-    for name in ("edge.toml", "ca.crt"):
+    for name in ("edge.toml", "ca.crt", "seal.key"):
         assert stat.S_IMODE((bundle / name).stat().st_mode) == 0o600, name
     assert f'ca_file = "{bundle / "ca.crt"}"' in (bundle / "edge.toml").read_text()
-    assert sorted(path.name for path in bundle.iterdir()) == ["ca.crt", "edge.toml"]
+    # the gateway's own sealing key: made on the device, its public part sent with the code
+    assert f'seal_key_file = "{bundle / "seal.key"}"' in (bundle / "edge.toml").read_text()
+    assert sorted(path.name for path in bundle.iterdir()) == ["ca.crt", "edge.toml", "seal.key"]
+    with session_scope(engine) as session:
+        row = session.exec(select(RegisteredGateway)).one()
+    assert row.seal_public_key == public_key_text(
+        load_private_key((bundle / "seal.key").read_bytes()))
     with gateway_login(bundle / "edge.toml") as login:
         assert login.accepted, login.reason
 

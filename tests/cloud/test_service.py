@@ -79,19 +79,31 @@ def test_a_stage_apart_from_the_one_before_listens_for_its_work(
         try:
             with workers(Settings(database_url=url), engine=engine, now=utc_now,
                          stages=stages):
-                deadline = time.monotonic() + (5 if listens else 0.5)
-                while time.monotonic() < deadline and not listener_connected(engine):
-                    time.sleep(0.05)
-                assert listener_connected(engine) is listens
-            assert not listener_connected(engine)  # stopped with the workers
+                assert wait_for_listener(engine, connected=True,
+                                         within_s=5 if listens else 0.5) is listens
+            # A backend leaves pg_stat_activity a moment after its client hangs up.
+            assert wait_for_listener(engine, connected=False, within_s=5)
         finally:
             engine.dispose()
 
 
+def wait_for_listener(engine: Engine, *, connected: bool, within_s: float) -> bool:
+    """Whether the listener reached the wanted state within the time given."""
+    deadline = time.monotonic() + within_s
+    while listener_connected(engine) is not connected:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def listener_connected(engine: Engine) -> bool:
+    """Whether a listener is connected to this test's own database (other tests'
+    workers, in the other test process, listen on theirs)."""
     with engine.connect() as connection:
         return bool(connection.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+            text("SELECT count(*) FROM pg_stat_activity"
+                 " WHERE application_name = :name AND datname = current_database()"),
             {"name": APPLICATION_NAME},
         ).scalar())
 

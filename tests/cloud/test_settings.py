@@ -125,6 +125,16 @@ def test_anything_but_a_sha256_is_refused_as_the_operator_key_hash(value: str) -
         Settings(operator_key_hash=value)
 
 
+def test_trusted_proxies_are_addresses_or_networks_never_everyone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VITRINA_API__TRUSTED_PROXIES", '["10.0.0.0/8", " ::1 "]')
+    assert Settings().api.trusted_proxies == ["10.0.0.0/8", "::1"]
+    for value in (["*"], ["proxy.internal"], ["10.0.0.1/8"]):
+        with pytest.raises(ValidationError, match="trusted_proxies"):
+            Settings(api={"trusted_proxies": value})
+
+
 SMTP = {"host": "smtp.example", "from_address": "news@shop.example"}
 
 

@@ -5,11 +5,15 @@ import time
 from pathlib import Path
 
 from edge.agent import EdgeAgent
+from edge.capture.replay import PcapReplaySource
+from edge.captures import BUSY_STORE_CAPTURE
+from edge.health import board_temperature
 from edge.outbox import read_stats
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
 from provisioning.local_broker import LocalBroker
 from shared.identifiers import IdentifierKind, wifi_identifier
+from shared.occupancy import decode_occupancy_report
 from shared.presence import Transition, decode_presence_batch
 from shared.status import GatewayConfig, decode_gateway_status
 from shared.topics import parse_topic
@@ -63,6 +67,32 @@ def test_a_replay_publishes_every_event_once_and_drains(
     collector.close()
 
 
+def test_a_replay_publishes_a_report_of_counts_for_every_minute(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
+) -> None:
+    settings = agent_settings(broker, mqtt_namespace, tmp_path)
+    collector = Collector(broker.host, broker.port, mqtt_namespace)
+    source = PcapReplaySource([BUSY_STORE_CAPTURE], beacons=settings.beacons.to_config(),
+                              speed=None)
+    agent = EdgeAgent(settings, [source], live=False)
+    summary = asyncio.run(agent.run(asyncio.Event(), drain_timeout=15))
+    assert summary.drained
+    assert summary.occupancy_reports == summary.published_reports > 0
+    assert collector.wait_for(lambda c: len(
+        [m for m in c.snapshot() if m.topic.endswith("/occupancy")]) == summary.occupancy_reports)
+    reports = [decode_occupancy_report(message.payload, topic=parse_topic(message.topic))
+               for message in collector.snapshot() if message.topic.endswith("/occupancy")]
+    minutes = [report.window_start.timestamp() for report in reports]
+    assert minutes == [minutes[0] + 60 * index for index in range(len(minutes))]
+    heard = [zone for report in reports for zone in report.zones]
+    assert sum(zone.frames for zone in heard) > 0
+    assert max(zone.people for zone in heard) > 0
+    assert sum(zone.addresses for zone in heard) >= sum(zone.scans for zone in heard) > 0
+    stats, _ = read_stats(settings.outbox.path)
+    assert stats.depth == 0
+    collector.close()
+
+
 def test_a_replay_ends_as_soon_as_the_outbox_is_drained(
     broker: LocalBroker, mqtt_namespace: str, tmp_path: Path
 ) -> None:
@@ -90,6 +120,7 @@ def test_live_ticks_report_exits_and_heartbeats_while_running(
         for i in range(3)
     ]
     source = ListSource(sightings, hold=True)
+    has_sensor = board_temperature() is not None
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -108,6 +139,17 @@ def test_live_ticks_report_exits_and_heartbeats_while_running(
         assert heartbeat.online
         assert heartbeat.sources["synthetic"].alive
         assert heartbeat.active_key_id == "k1"
+        # the device's figures (status 1.1): the frames per source, the agent's CPU and
+        # memory, the outbox's disk; a temperature only where the board has a sensor
+        assert heartbeat.schema_version == "1.1"
+        assert heartbeat.sources["synthetic"].frames == 3
+        assert heartbeat.cpu_percent is not None
+        assert heartbeat.cpu_percent >= 0
+        assert heartbeat.memory_bytes is not None
+        assert heartbeat.memory_bytes > 10 * 2**20  # a Python process with paho and pydantic
+        assert heartbeat.disk_free_bytes is not None
+        assert heartbeat.disk_free_bytes > 0
+        assert (heartbeat.temperature_c is not None) == has_sensor
         stop.set()
         await running
 

@@ -3,16 +3,19 @@ from __future__ import annotations
 import json
 import re
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scapy.utils import RawPcapWriter
 
-from edge.captures import DEMO_CAPTURE, NOT_A_CAPTURE, TRUNCATED_CAPTURE
+from edge.captures import DEMO_CAPTURE, GARBAGE_FRAMES_CAPTURE, NOT_A_CAPTURE, TRUNCATED_CAPTURE
 from edge.cli import main
+from edge.outbox import Outbox, read_stats
 from edge.settings import get_settings, load_settings
 from provisioning.local_broker import LocalBroker, free_port
-from shared.status import decode_gateway_status
+from shared.status import GatewayStatus, SourceHealth, decode_gateway_status
 from tests.edge.cli import EXAMPLE, expected_event_ids, run_cli, start_cli, write_config
 from tests.edge.mqtt import Collector
 
@@ -126,6 +129,62 @@ def test_replay_of_an_unreadable_capture_exits_5_and_says_how_far_it_got(
     assert summary["frames"] == str(1041 + read)  # the frames before the damage count
     assert summary["rejected frames"] == "0"  # a file's damage is not a frame's
     assert summary["still queued"] == "0"  # what could be read was published
+    replay = last_heartbeat(config)["sources"]["replay"]  # as the cloud was told
+    assert (replay["files_failed"], replay["errors"], replay["frames"]) == (1, 0, 1041 + read)
+    assert replay["last_error"] == message
+
+
+def test_replay_counts_broken_frames_apart_from_files_and_exits_0(
+    broker: LocalBroker, mqtt_namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A readable capture with broken frames in it: the frames are rejected and counted,
+    the file is not a failure (it was read to its end), and the replay succeeds."""
+    config = write_config(tmp_path, tenant=mqtt_namespace, port=broker.port)
+    result = run_cli("replay", "--config", config, "--pcap", DEMO_CAPTURE,
+                     GARBAGE_FRAMES_CAPTURE, "--max-speed", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "cannot read capture" not in result.stderr
+    summary = parse_summary(result.stdout)
+    assert (summary["files"], summary["frames"], summary["rejected frames"]) == (
+        "2", str(1041 + 6), "6")
+    replay = last_heartbeat(config)["sources"]["replay"]
+    assert (replay["files_failed"], replay["errors"], replay["last_error"]) == (0, 6, None)
+    assert main(["status", "--config", str(config)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("source replay"))
+    assert line.endswith("frames=1047 errors=6 restarts=0")  # no file failure to show
+
+
+def test_status_shows_file_failures_scan_modes_and_errors_per_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, tenant="t1", port=free_port())
+    status = GatewayStatus(
+        tenant="t1", store="store-1", gateway="gw-1", online=False, sent_at=datetime.now(UTC),
+        sources={
+            "replay": SourceHealth(alive=False, frames=9, errors=0, files_failed=1,
+                                   last_error="a.pcap: truncated after 9 frames (...)"),
+            "ble": SourceHealth(alive=True, frames=5, errors=0, mode="active",
+                                degraded="passive scanning unavailable, scanning actively"),
+        },
+    )
+    outbox = Outbox(tmp_path / "outbox.db", max_events=10)
+    outbox.record_status(status.model_dump_json())
+    outbox.close()
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert ("source replay     alive=False frames=9 errors=0 restarts=0 files_failed=1\n"
+            "  last error: a.pcap: truncated after 9 frames (...)\n") in out
+    assert ("source ble        alive=True frames=5 errors=0 restarts=0 mode=active\n"
+            "  degraded: passive scanning unavailable, scanning actively\n") in out
+
+
+def last_heartbeat(config: Path) -> dict[str, Any]:
+    """The last status the agent recorded (and published) before it stopped."""
+    _stats, status = read_stats(load_settings(config).outbox.path)
+    assert status is not None
+    heartbeat: dict[str, Any] = json.loads(status)
+    return heartbeat
 
 
 def test_replay_names_an_unsupported_link_type(

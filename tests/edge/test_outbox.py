@@ -6,6 +6,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from edge import outbox as outbox_module
 from edge.outbox import Outbox, read_stats
 from shared.presence import PresenceEvent
 from tests.edge.support import make_event
@@ -158,3 +161,26 @@ def test_committed_events_survive_kill_9(tmp_path: Path) -> None:
     assert set(order[acknowledged:committed]) <= present
     assert present.isdisjoint(order[:acknowledged])
     outbox.close()
+
+
+def test_occupancy_reports_wait_apart_leave_in_order_and_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_REPORTS", 5)
+    outbox = Outbox(tmp_path / "o.db", max_events=100)
+    assert outbox.put_reports(f'{{"minute": {i}}}' for i in range(4)) == 0
+    first = outbox.claim_reports(3)
+    assert [row.body for row in first] == [f'{{"minute": {i}}}' for i in range(3)]
+    assert outbox.claim_reports(3)[0].body == '{"minute": 3}'
+    outbox.unclaim_reports_from(first[1].seq)
+    assert [row.body for row in outbox.claim_reports(10)] == [
+        '{"minute": 1}', '{"minute": 2}', '{"minute": 3}']
+    assert outbox.ack_reports([first[0].seq, first[1].seq]) == 2
+    assert (outbox.report_depth, outbox.depth) == (2, 0)
+    assert outbox.put_reports(f'{{"minute": {i}}}' for i in range(4, 8)) == 1
+    outbox.close()
+    reopened = Outbox(tmp_path / "o.db", max_events=100)  # a restart hands them out again
+    assert reopened.report_depth == 5
+    assert reopened.reports_dropped == 1
+    assert reopened.claim_reports(10)[0].body == '{"minute": 3}'
+    reopened.close()

@@ -156,6 +156,13 @@ def test_example_is_valid_toml_with_every_section() -> None:
         assert section in document
 
 
+def test_the_occupancy_default_is_the_estimators_calibration() -> None:
+    from edge.occupancy.estimator import SCANS_PER_PHONE_PER_MINUTE
+    from edge.settings import OccupancySettings
+
+    assert OccupancySettings().scans_per_phone_per_minute == SCANS_PER_PHONE_PER_MINUTE
+
+
 #: Text that looks like TOML often enough to get past the parser: keys, tables, values.
 toml_lines = st.lists(
     st.one_of(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -194,3 +195,110 @@ def test_a_sighting_that_fails_is_reported_and_the_batch_goes_on() -> None:
     assert events[0].sightings == 3
     with pytest.raises(TypeError):  # without a handler the error is the caller's
         Tracker(IDENTITY, THRESHOLDS).observe_many(batch)
+
+
+# ---------------------------------------------------------------- adaptive exit timeout
+
+ADAPTIVE = TrackerThresholds(enter_sightings=2, enter_window_s=10, dwell_interval_s=3600,
+                             exit_after_s=120, max_exit_after_s=600)
+FIXED = TrackerThresholds(enter_sightings=2, enter_window_s=10, dwell_interval_s=3600,
+                          exit_after_s=120, adaptive_exit=False)
+
+
+def bursts(times: Sequence[float], pseudonym: str = PSEUDONYM) -> list[PseudonymousSighting]:
+    """A burst of two sightings (0.2 s apart) at each of `times` (seconds after T0)."""
+    return [seen(T0 + at + offset, pseudonym=pseudonym) for at in times for offset in (0, 0.2)]
+
+
+def visits(thresholds: TrackerThresholds, sightings: list[PseudonymousSighting]) -> int:
+    tracker = Tracker(IDENTITY, thresholds)
+    events = feed(tracker, sightings) + tracker.close()
+    return transitions(events).count(Transition.ENTER)
+
+
+def test_a_phone_probing_every_two_minutes_stays_one_visit() -> None:
+    """Gaps of 110-135 s: the fixed 120 s timeout splits the visit at every long gap; the
+    adaptive one learns the rhythm from the first gap (kept or not) and keeps it whole."""
+    times = [0, 110, 245, 360, 495, 605, 740]
+    assert visits(FIXED, bursts(times)) == 4
+    assert visits(ADAPTIVE, bursts(times)) == 1
+    rarer = [0, 130, 265, 400, 530]  # every gap over 120 s: one split, at the first
+    assert visits(FIXED, bursts(rarer)) == 5
+    assert visits(ADAPTIVE, bursts(rarer)) == 2
+
+
+def test_the_first_gap_is_learnt_from_a_ghost_after_the_device_left() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    feed(tracker, bursts([0]))
+    assert transitions(tracker.tick(T0 + 121)) == [Transition.EXIT]  # nothing learnt yet
+    events = feed(tracker, bursts([130]))
+    assert transitions(events) == [Transition.ENTER]
+    assert tracker.counters.returned == 1
+    assert tracker.tick(T0 + 130 + 300) == []  # 3 x 130 s: still here
+    assert transitions(tracker.tick(T0 + 130.2 + 391)) == [Transition.EXIT]
+
+
+def test_the_timeout_is_clamped_and_a_long_absence_is_forgotten() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    feed(tracker, bursts([0, 100, 300, 500]))  # gaps 100, 200, 200: 3 x 200 = 600 s
+    assert tracker.tick(T0 + 500.2 + 599) == []
+    assert transitions(tracker.tick(T0 + 500.2 + 601)) == [Transition.EXIT]
+    feed(tracker, bursts([500.2 + 601 + 700]))  # a ghost lasts 600 s: nothing to learn
+    assert tracker.counters.returned == 0
+
+
+def test_bursts_a_few_seconds_apart_are_not_gaps() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    feed(tracker, bursts([0, 4, 8, 60]))  # a scan repeated 4 and 8 s later is one burst
+    assert tracker.tick(T0 + 60.2 + 150) == []  # one gap learnt (52 s): 156 s to go
+    assert transitions(tracker.tick(T0 + 60.2 + 157)) == [Transition.EXIT]
+
+
+def test_a_device_waiting_out_a_long_timeout_does_not_hold_up_the_others() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    slow, quick = "k1:" + "01" * 16, "k1:" + "02" * 16
+    feed(tracker, bursts([0, 100], pseudonym=slow) + bursts([101], pseudonym=quick))
+    events = tracker.tick(T0 + 101.2 + 121)  # the slow one first in line, but 300 s to go
+    assert [(event.transition, event.pseudonym) for event in events] == [
+        (Transition.EXIT, quick)]
+    assert transitions(tracker.tick(T0 + 100.2 + 301)) == [Transition.EXIT]
+
+
+def test_the_cloud_config_keeps_adaptive_bounds() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    tracker.apply(GatewayConfig(exit_after_s=200))
+    assert tracker.thresholds.adaptive_exit
+    assert tracker.thresholds.exit_limit(None) == 200
+    assert tracker.thresholds.exit_limit(150) == 200
+    assert tracker.thresholds.exit_limit(450) == 450
+    assert tracker.thresholds.exit_limit(5000) == 600
+
+
+def test_a_device_heard_only_through_probes_keeps_its_first_slow_gap() -> None:
+    """A phone probing every 130-200 s: the first gap is within the probe timeout (240 s),
+    is learnt, and keeps the visit whole; BLE devices start from exit_after_s."""
+    def probes(times: Sequence[float]) -> list[PseudonymousSighting]:
+        return [sighting._replace(kind=IdentifierKind.WIFI_PROBE) for sighting in bursts(times)]
+
+    times = [0, 130, 330, 480, 620]
+    assert visits(ADAPTIVE, probes(times)) == 1
+    assert visits(FIXED, probes(times)) == 5
+    assert visits(ADAPTIVE, bursts(times)) == 2  # a BLE device: split once, then learnt
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    feed(tracker, probes([0]))
+    assert tracker.tick(T0 + 0.2 + 239) == []
+    assert transitions(tracker.tick(T0 + 0.2 + 241)) == [Transition.EXIT]
+
+
+def test_a_lingering_device_heard_again_leaves_once_at_its_new_deadline() -> None:
+    tracker = Tracker(IDENTITY, ADAPTIVE)
+    feed(tracker, bursts([0, 100]))  # learnt: 300 s
+    assert tracker.tick(T0 + 100.2 + 200) == []  # lingering: past 120 s, within 300 s
+    assert tracker.devices_tracked == 1
+    feed(tracker, bursts([350]))  # back: the same visit, its old deadline now stale
+    assert tracker.tick(T0 + 100.2 + 301) == []
+    assert tracker.tick(T0 + 350.2 + 599) == []  # gaps 100 and 250: 3 x 250, at most 600
+    assert transitions(tracker.tick(T0 + 350.2 + 601)) == [Transition.EXIT]
+    assert tracker.tick(T0 + 2000) == []
+    assert (tracker.counters.enters, tracker.counters.exits) == (1, 1)
+    assert tracker.devices_tracked == 0

@@ -142,7 +142,8 @@ def test_a_gateway_publishes_only_on_its_own_topics(
         control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g2")
         orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
     assert gateway.client_id is not None
-    worker = open_session(sessions, secure_broker, orchestrator, f"worker-{mqtt_namespace}")
+    assert orchestrator.client_id is not None
+    worker = open_session(sessions, secure_broker, orchestrator, orchestrator.client_id)
     assert worker.connect_reason is not None
     assert not worker.connect_reason.is_failure
     shared = f"$share/workers-{mqtt_namespace}/vitrina/v1/+/+/+/presence"
@@ -163,6 +164,46 @@ def test_a_gateway_publishes_only_on_its_own_topics(
     assert not own.subscribe(gateway_topic(mqtt_namespace, "s1", "g1", "config")).is_failure
 
 
+def test_occupancy_goes_from_its_gateway_to_the_orchestrator_only(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
+    assert gateway.client_id is not None
+    worker = open_session(sessions, secure_broker, orchestrator, orchestrator.client_id)
+    shared = f"$share/workers-{mqtt_namespace}/vitrina/v1/+/+/+/occupancy"
+    assert not worker.subscribe(shared).is_failure
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    occupancy = gateway_topic(mqtt_namespace, "s1", "g1", "occupancy")
+    assert own.publish(occupancy, b'{"zones": []}').value == 0
+    assert worker.received.wait(WAIT_S)
+    assert worker.messages == [(occupancy, b'{"zones": []}')]
+    assert own.publish(gateway_topic(mqtt_namespace, "s1", "g2", "occupancy")).value == (
+        NOT_AUTHORIZED)
+    assert own.subscribe(occupancy).is_failure  # counts go to the cloud, not to gateways
+
+
+def test_a_gateway_enrolled_before_occupancy_is_granted_it(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    occupancy = gateway_topic(mqtt_namespace, "s1", "g1", "occupancy")
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        username = gateway.username
+        control.execute({"command": "removeRoleACL", "rolename": username,  # an older role
+                         "acltype": "publishClientSend", "topic": occupancy})
+    assert gateway.client_id is not None
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    assert own.publish(occupancy).value == NOT_AUTHORIZED
+    with admin(secure_broker) as control:
+        granted = control.grant_missing_acls(tenant=mqtt_namespace, store="s1", gateway="g1")
+        again = control.grant_missing_acls(tenant=mqtt_namespace, store="s1", gateway="g1")
+    assert granted == [f"publishClientSend {occupancy}"]
+    assert again == []
+    assert not own.publish(occupancy).is_failure  # accepted (nobody subscribed here)
+
+
 def test_the_orchestrator_pushes_config_to_the_gateway(
     secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
 ) -> None:
@@ -173,7 +214,8 @@ def test_the_orchestrator_pushes_config_to_the_gateway(
     assert gateway.client_id is not None
     receiver = open_session(sessions, secure_broker, gateway, gateway.client_id)
     assert not receiver.subscribe(config).is_failure
-    sender = open_session(sessions, secure_broker, orchestrator, f"worker-{mqtt_namespace}")
+    assert orchestrator.client_id == orchestrator.username
+    sender = open_session(sessions, secure_broker, orchestrator, orchestrator.client_id)
     assert sender.publish(config, b'{"schema_version": "1.0"}').value == 0
     assert receiver.received.wait(WAIT_S)
     assert (
@@ -268,6 +310,56 @@ def test_wrong_password_wrong_client_id_and_revoked_gateways_are_refused(
         revoked = open_session(sessions, secure_broker, gateway, gateway.client_id)
         assert revoked.connect_reason is not None
         assert revoked.connect_reason.is_failure
+
+
+def test_every_login_connects_only_as_its_own_client_id(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    """MQTT hands a client id's session to whoever connects with it last, so a login that
+    could pick any id could knock a gateway offline. Each login is pinned to its own: an
+    orchestrator login cannot take a gateway's id, a gateway's login cannot take the
+    orchestrator's, and the orchestrator's two logins cannot take each other's."""
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
+        worker = control.add_orchestrator(username=f"orch-{mqtt_namespace}",
+                                          client_id=f"ingest-{mqtt_namespace}")
+        publisher = control.add_config_publisher(username=f"orch-{mqtt_namespace}-config")
+        for name in (gateway.username, "gw.anything"):
+            with pytest.raises(DynsecError, match="gateways'"):
+                control.add_orchestrator(username=f"orch2-{mqtt_namespace}", client_id=name)
+            with pytest.raises(DynsecError, match="gateways'"):
+                control.add_config_publisher(username=name)
+    assert (worker.client_id, publisher.client_id) == (
+        f"ingest-{mqtt_namespace}", publisher.username)
+    assert gateway.client_id is not None
+    online = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    config = gateway_topic(mqtt_namespace, "s1", "g1", "config")
+    assert not online.subscribe(config).is_failure
+
+    for login, other_id in [(worker, gateway.client_id), (publisher, gateway.client_id),
+                            (gateway, worker.client_id), (gateway, publisher.client_id),
+                            (worker, publisher.client_id), (publisher, worker.client_id),
+                            (worker, worker.username)]:
+        assert other_id is not None
+        hijack = open_session(sessions, secure_broker, login, other_id)
+        assert hijack.connect_reason is not None
+        assert hijack.connect_reason.value == NOT_AUTHORIZED, (login.username, other_id)
+    # The gateway was never cut off: it is still connected, publishing and receiving.
+    assert online.client.is_connected()
+    presence = gateway_topic(mqtt_namespace, "s1", "g1", "presence")
+    assert not online.publish(presence).is_failure
+
+    # Each as its own id: the config publisher writes configs and reads nothing.
+    assert publisher.client_id is not None
+    sender = open_session(sessions, secure_broker, publisher, publisher.client_id)
+    assert not sender.connect_reason.is_failure  # type: ignore[union-attr]
+    assert sender.publish(config, b'{"schema_version": "1.0"}').value == 0
+    assert online.received.wait(WAIT_S)
+    assert sender.publish(presence).value == NOT_AUTHORIZED
+    assert sender.subscribe(f"vitrina/v1/{mqtt_namespace}/+/+/presence").is_failure
+    assert worker.client_id is not None
+    ingest = open_session(sessions, secure_broker, worker, worker.client_id)
+    assert not ingest.connect_reason.is_failure  # type: ignore[union-attr]
 
 
 def test_duplicate_enrolment_is_a_clear_error(

@@ -79,6 +79,10 @@ def test_an_enrolled_gateway_publishes_over_tls_with_its_own_login(
         == 0
     )
     login = read_env(env_file)
+    # Two logins, each pinned to its client id: the ingest worker's and the publisher's.
+    assert login["VITRINA_MQTT__CLIENT_ID"] == f"orch-{mqtt_namespace}"
+    assert login["VITRINA_MQTT__CONFIG_PUBLISHER__USERNAME"] == (
+        login["VITRINA_MQTT__CONFIG_PUBLISHER__CLIENT_ID"]) == f"orch-{mqtt_namespace}-config"
 
     check = subprocess.run(
         [str(BIN / "vitrina-edge"), "check-config", "--config", str(bundle / "edge.toml")],
@@ -92,7 +96,7 @@ def test_an_enrolled_gateway_publishes_over_tls_with_its_own_login(
     worker = Session(
         secure_broker,
         MqttCredentials(login["VITRINA_MQTT__USERNAME"], login["VITRINA_MQTT__PASSWORD"]),
-        f"worker-{mqtt_namespace}",
+        login["VITRINA_MQTT__CLIENT_ID"],
     )
     try:
         assert worker.connected.wait(WAIT_S)
@@ -152,3 +156,10 @@ def test_enrolling_with_a_bad_key_fails_clearly(
     )
     assert code == 2
     assert "neither hex nor base64" in capsys.readouterr().err
+
+
+def test_grant_missing_acls_needs_a_gateway_or_the_orchestrator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["grant-missing-acls", "--broker-dir", str(tmp_path), "--tenant", "t"]) == 2
+    assert "--orchestrator" in capsys.readouterr().err

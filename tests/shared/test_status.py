@@ -31,6 +31,23 @@ def test_status_round_trip() -> None:
     assert decode_gateway_status(status.model_dump_json().encode()) == status
 
 
+def test_the_device_figures_of_status_1_1_are_left_out_when_absent() -> None:
+    sent_at = datetime.now(UTC)
+    status = GatewayStatus(tenant="acme", store="s1", gateway="g1", online=True,
+                           sent_at=sent_at, cpu_percent=3.5, memory_bytes=48_000_000,
+                           disk_free_bytes=2**30)
+    document = json.loads(status.model_dump_json())
+    assert document["schema_version"] == "1.1"
+    assert (document["cpu_percent"], document["memory_bytes"]) == (3.5, 48_000_000)
+    assert "temperature_c" not in document  # a board without a sensor says nothing
+    assert decode_gateway_status(status.model_dump_json().encode()) == status
+    # a 1.0 gateway's heartbeat reads as one without figures; a reader of 1.0 ignores them
+    older = decode_gateway_status(json.dumps({
+        "schema_version": "1.0", "tenant": "acme", "store": "s1", "gateway": "g1",
+        "online": True, "sent_at": sent_at.isoformat()}).encode())
+    assert (older.cpu_percent, older.memory_bytes, older.temperature_c) == (None, None, None)
+
+
 def test_config_round_trip_and_partial_updates() -> None:
     config = GatewayConfig(
         exit_after_s=90, zones=[ZoneThreshold(zone="counter", min_rssi=-55)], active_key_id="k2"

@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from shared.errors import ContractError
 from shared.topics import (
+    OCCUPANCY_SHARED_SUBSCRIPTION,
     PRESENCE_SHARED_SUBSCRIPTION,
     TopicAddress,
     TopicChannel,
@@ -27,6 +28,7 @@ def test_every_channel_round_trips(channel: TopicChannel) -> None:
 
 def test_shared_subscription_matches_presence_topics_only() -> None:
     assert PRESENCE_SHARED_SUBSCRIPTION == "$share/orchestrator/vitrina/v1/+/+/+/presence"
+    assert OCCUPANCY_SHARED_SUBSCRIPTION == "$share/orchestrator/vitrina/v1/+/+/+/occupancy"
 
 
 @pytest.mark.parametrize("tenant", ["", "Acme", "a+b", "a#", "a/b", "x" * 65])
@@ -44,7 +46,10 @@ def test_builder_rejects_bad_segments_without_echoing_them(tenant: str) -> None:
         ("vitrina/v2/a/b/c/presence", "is not of the form"),
         ("vitrina/v1/a/b/presence", "is not of the form"),
         ("vitrina/v1/a/b/c/presence/extra", "is not of the form"),
-        ("vitrina/v1/a/b/c/telemetry", r"channel is unknown \(expected presence, status, config\)"),
+        (
+            "vitrina/v1/a/b/c/telemetry",
+            r"channel is unknown \(expected presence, status, config, occupancy\)",
+        ),
         ("vitrina/v1/a/B/c/status", "^store is not a valid id"),
     ],
 )

@@ -106,6 +106,8 @@ POLICY = [
           params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
     Route("GET", "/tenants/{tenant}/analytics/footfall/hourly", ANALYTICS, 200,
           params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
+    Route("GET", "/tenants/{tenant}/analytics/occupancy", ANALYTICS, 200,
+          params={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}),
     Route("GET", "/tenants/{tenant}/gateways", ANALYTICS, 200),
     # follow=false: the snapshot, then the stream ends (the client reads it whole).
     Route("GET", "/tenants/{tenant}/presence/live", ANALYTICS, 200,
@@ -115,6 +117,7 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/api-keys", KEYS, 200),
     Route("DELETE", "/tenants/{tenant}/api-keys/{key_id}", KEYS, 200),
     Route("GET", "/tenants/{tenant}/customer-token-keys", KEYS, 200),
+    Route("GET", "/tenants/{tenant}/pseudonym-keys", READ_CONFIG, 200),
     Route("GET", "/dead-letters", OPERATOR, 200),
     Route("GET", "/tenants/{tenant}/dead-letters", READ_CONFIG, 200),
     # The routes below answer an allowed caller with 404 (nothing by that key) or 422 (no
@@ -122,6 +125,8 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/analytics/funnel", ANALYTICS, 422),
     Route("POST", "/tenants/{tenant}/customer-token-keys", KEYS, 422, {"kid": "k"}),
     Route("DELETE", "/tenants/{tenant}/customer-token-keys/{kid}", KEYS, 404),
+    Route("POST", "/tenants/{tenant}/pseudonym-keys/{key_id}/activate", KEYS, 404),
+    Route("POST", "/tenants/{tenant}/pseudonym-keys/{key_id}/retire", KEYS, 404),
     Route("PUT", "/tenants/{tenant}/complements", MARKETING, 422),
     Route("GET", "/tenants/{tenant}/complements", READ_CONFIG, 200),
     Route("GET", f"{CUSTOMER}/coupons", COUPONS, 200),
@@ -152,6 +157,7 @@ POLICY = [
     Route("POST", GATEWAYS, STORES, 404, {"gateway": "gw-1"}),
     Route("POST", f"{GATEWAY}/code", STORES, 404),
     Route("DELETE", GATEWAY, STORES, 404),
+    Route("GET", f"{GATEWAY}/health", ANALYTICS, 404),
     Route("GET", f"{GATEWAY}/config", READ_CONFIG, 404),
     Route("PUT", f"{GATEWAY}/config", STORES, 422),
     Route("GET", "/tenants/{tenant}/templates", READ_CONFIG, 200),

@@ -238,6 +238,25 @@ def test_a_config_is_published_retained_and_the_heartbeat_acknowledges_it(
         answer = wait_for(refusal, what="the heartbeat refusing version 2")
     assert answer["version"] == 1
     assert "k9" in answer["refused_reason"]
+    # the heartbeats' figures, stored with the gateway's history (one sample per 5 minutes)
+    health = cloud.client.get(cloud.path("/gw-1/health"), headers=cloud.headers)
+    assert health.status_code == 200, health.text
+    history = health.json()
+    current = history["current"]
+    assert current["online"] is False
+    assert current["config_version"] == 1
+    assert current["cpu_percent"] is not None
+    assert current["memory_bytes"] > 10 * 2**20
+    assert current["disk_free_bytes"] > 0
+    assert history["slot_s"] == 300
+    assert history["retention_days"] == 30
+    assert 1 <= len(history["points"]) <= 2  # a 5-minute slot, or two if one just ended
+    assert history["points"][-1]["config_version"] == 1
+    assert history["points"][-1]["memory_bytes"] == current["memory_bytes"]
+    # the agent has stopped by now (its clean offline status), and keeps refusing version 2
+    assert [alert["code"] for alert in history["alerts"]] == ["offline", "config_refused"]
+    unknown = cloud.client.get(cloud.path("/gw-9/health"), headers=cloud.headers)
+    assert unknown.status_code == 404
     with session_scope(cloud.engine) as session:
         entries = session.exec(select(AuditEntry).where(AuditEntry.action == "gateway.config")
                                .order_by(col(AuditEntry.id))).all()

@@ -179,9 +179,9 @@ def test_an_offers_coupons_are_counted_by_state_newest_first(
     assert client.put(url, json=offer_body()).status_code == 201
     assert client.get(f"{url}/coupons").json() == {
         "issued": 0, "active": 0, "redeemed": 0, "expired": 0, "newest": []}
-    customers = [customer_number(engine, tenant=tenant, public_id=client.post(
-        f"/tenants/{tenant}/customers", json=body).json()["id"])
-        for body in ({"external_id": "shop-42"}, {}, {})]  # the first orders
+    public = [client.post(f"/tenants/{tenant}/customers", json=body).json()["id"]
+              for body in ({"external_id": "shop-42"}, {}, {})]  # the first orders
+    customers = [customer_number(engine, tenant=tenant, public_id=id_) for id_ in public]
     with session_scope(engine) as session:
         offer = crud.get_offer(session, tenant=tenant, key="dryers-20")
         assert offer is not None
@@ -199,7 +199,7 @@ def test_an_offers_coupons_are_counted_by_state_newest_first(
     assert (listed["issued"], listed["active"], listed["redeemed"], listed["expired"]) == (
         3, 1, 1, 1)
     assert [(c["code"], c["customer_id"], c["status"]) for c in listed["newest"]] == [
-        (code[2], customers[2], "active"), (code[0], customers[0], "redeemed")]
+        (code[2], public[2], "active"), (code[0], public[0], "redeemed")]
     assert client.get(f"/tenants/{tenant}/offers/nothing/coupons").status_code == 404
     app = bearer(issue_key(engine, tenant=tenant, role=Role.APP))
     assert client.get(f"{url}/coupons", headers=app).status_code == 403

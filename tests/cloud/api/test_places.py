@@ -241,8 +241,8 @@ def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
         assert app.get(f"{base}/locations/recent").status_code == 403  # the app: no
     shown = admin.get(f"{base}/locations/recent").json()
     assert [(row["customer_id"], row["at"][:19]) for row in shown["fixes"]] == [
-        (withdrawn.number, "2026-06-01T10:00:00"), (yes.number, "2026-06-01T10:00:00"),
-        (withdrawn.number, "2026-06-01T09:55:00"), (yes.number, "2026-06-01T09:55:00")]
+        (withdrawn.id, "2026-06-01T10:00:00"), (yes.id, "2026-06-01T10:00:00"),
+        (withdrawn.id, "2026-06-01T09:55:00"), (yes.id, "2026-06-01T09:55:00")]
     assert set(shown["fixes"][0]) == {"customer_id", "lat", "lon", "accuracy_m", "at"}
     assert (shown["since"][:19], shown["limit"]) == ("2026-05-31T10:00:00", 500)
     # withdrawing consent forgets the kept fixes at once
@@ -250,7 +250,7 @@ def test_recent_fixes_are_shown_only_for_customers_who_said_yes(
         "channel": "location_marketing", "granted": False, "source": "app"},
     ).status_code == 201
     assert {row["customer_id"] for row in admin.get(f"{base}/locations/recent").json()[
-        "fixes"]} == {yes.number}
+        "fixes"]} == {yes.id}
     with session_scope(engine) as session:
         kept = session.exec(select(RecentFix.customer_id).distinct()).all()
     assert kept == [yes.number]

@@ -29,12 +29,12 @@ def account(session: Session, email: str = "Ana@Shop.example") -> Member:
 
 def sign_in(session: Session, password: str, *, email: str = "ana@shop.example",
             client: str = "203.0.113.9", at: datetime = NOW) -> str:
-    _member, _row, token = members.sign_in(
+    signed = members.sign_in(
         session, email=email, password=password, client=client, now=at, policy=POLICY,
         limits=LIMITS,
     )
     session.commit()
-    return token
+    return signed.token
 
 
 def test_addresses_are_kept_lower_case_and_taken_once(engine: Engine) -> None:

@@ -3,6 +3,8 @@ forgotten only after a quiet window."""
 
 from __future__ import annotations
 
+import random
+import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
@@ -15,9 +17,17 @@ LIMITS = throttle.Throttle(free=3, window=timedelta(minutes=15),
                            base=timedelta(seconds=30), cap=timedelta(minutes=4))
 
 
+class NeverPrune(random.Random):
+    """Failures that never prune on their own: the tests call `prune` when they mean it."""
+
+    def randrange(self, *_args: object, **_kwargs: object) -> int:
+        return 1
+
+
 def fail(engine: Engine, subjects: list[str], at: datetime) -> timedelta | None:
     with session_scope(engine) as session:
-        throttle.record_failure(session, subjects=subjects, now=at, throttle=LIMITS)
+        throttle.record_failure(session, subjects=subjects, now=at, throttle=LIMITS,
+                                rng=NeverPrune())
         session.commit()
         return throttle.blocked_for(session, subjects=subjects, now=at)
 
@@ -66,3 +76,39 @@ def test_the_table_lists_no_address(engine: Engine) -> None:
         rows = connection.execute(text("SELECT * FROM login_failure")).all()
     assert len(rows) == 1
     assert "ana" not in repr(rows)
+
+
+def test_failures_counted_at_once_by_several_processes_are_all_counted(engine: Engine) -> None:
+    """Each failure is one atomic upsert: API processes (threads with their own
+    connections here) counting one subject at the same moment lose no count."""
+    subjects = [throttle.subject("api-key", "0123456789ab")]
+    start = threading.Barrier(4)
+
+    def count_five() -> None:
+        start.wait()
+        for _ in range(5):
+            fail(engine, subjects, NOW)
+
+    workers = [threading.Thread(target=count_five) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT failures FROM login_failure")).scalar() == 20
+    with session_scope(engine) as session:  # the 20th failure's wait: capped
+        assert throttle.blocked_for(session, subjects=subjects, now=NOW) == LIMITS.cap
+
+
+def test_rows_no_throttle_counts_any_more_are_pruned(engine: Engine) -> None:
+    old, blocked, recent = (throttle.subject("client", f"203.0.113.{n}") for n in (1, 2, 3))
+    fail(engine, [old], NOW - timedelta(days=2))
+    for _ in range(10):  # blocked until after the cutoff: still counted
+        fail(engine, [blocked], NOW - timedelta(days=1, minutes=2))
+    fail(engine, [recent], NOW)
+    with session_scope(engine) as session:
+        assert throttle.prune(session, now=NOW) == 1
+        session.commit()
+    with engine.connect() as connection:
+        left = connection.execute(text("SELECT subject FROM login_failure")).scalars().all()
+    assert sorted(left) == sorted([blocked, recent])

@@ -13,12 +13,18 @@ from playwright.sync_api import Locator, Page, expect
 from sqlmodel import select
 
 from cloud.db import session_scope
+from cloud.ingest.batch import Inbound, write_batch
 from cloud.messages.models import Message
 from shared.presence import PresenceEvent, PseudonymScope
 from tests.cloud.console.accessibility import violations
 from tests.cloud.console.conftest import Console, screenshot, sign_in
 from tests.cloud.console.seeding import ingest, run_journeys, seed_template
-from tests.cloud.factories import make_event, wifi_pseudonym
+from tests.cloud.factories import (
+    make_event,
+    occupancy_payload,
+    occupancy_topic,
+    wifi_pseudonym,
+)
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -203,16 +209,39 @@ def test_footfall_per_store_and_period_as_the_api_counts_it(page: Page, console:
     assert canvas_width(chart) <= chart.evaluate("chart => chart.clientWidth")
 
 
+def seed_occupancy(console: Console, day: datetime) -> None:
+    """Two gateways' reports of one store, stored by the ingest stage's code: half an hour
+    at 10:00 (2 and 1.5 people), one minute at 11:00 (6 people)."""
+    reports = [
+        Inbound(occupancy_topic(console.tenant, "s1", gateway), occupancy_payload(
+            tenant=console.tenant, store="s1", gateway=gateway, zones={"floor": people},
+            minute=day + timedelta(hours=10, minutes=minute)))
+        for gateway, people in (("g1", 2.0), ("g2", 1.5)) for minute in range(30)
+    ] + [Inbound(occupancy_topic(console.tenant, "s1", "g1"), occupancy_payload(
+        tenant=console.tenant, store="s1", gateway="g1", zones={"floor": 6.0},
+        minute=day + timedelta(hours=11)))]
+    write_batch(console.engine, reports, received_at=console.clock(), tenants={console.tenant})
+
+
 def test_the_message_funnel_shows_the_holdout_beside_both_arms(
     page: Page, console: Console
 ) -> None:
+    """(With people present per hour of a day, from occupancy reports and no footfall: a
+    page of its own would cost a second console.)"""
     seed_template(console)
     customers = run_journeys(console)
     with session_scope(console.engine) as session:
         messages = session.exec(select(Message)).all()
+    day = TODAY - timedelta(days=1)
+    seed_occupancy(console, day)
     sign_in(page, console, "analyst")
-    page.goto(console.page_url("analytics") + "?scenario=cart")
+    page.goto(console.page_url("analytics") + f"?scenario=cart&day={day.date().isoformat()}")
     expect(page.get_by_text("No visits in this period yet.")).to_be_visible()
+    people = figures(page, "People present per hour")  # gateways added, minutes averaged
+    expect(hour_cells(people, 10)).to_have_text(["3.5"])
+    expect(hour_cells(people, 11)).to_have_text(["6.0"])
+    expect(hour_cells(people, 12)).to_have_text(["—"])
+    expect(page.get_by_text("Busiest minute: 6.0 people.")).to_be_visible()
     scenarios = page.get_by_role("table", name="Messages per scenario in this period")
     sent = sum(message.sent_at is not None for message in messages)
     opened = sum(message.opened_at is not None for message in messages)
@@ -232,3 +261,4 @@ def test_the_message_funnel_shows_the_holdout_beside_both_arms(
         expect(funnel.get_by_role("row").filter(has_text=f"remind{variant}")
                .get_by_role("cell").nth(2)).to_have_text(str(len(mine)))
     assert violations(page) == []
+

@@ -4,12 +4,14 @@ its login connects; a config change arrives retained on the broker; a revocation
 the gateway's session; a marketer sees no such buttons and the API refuses them. Each of
 the dialogs (the code shown once, the config form with an error, the revocation asked
 for once more) is checked by axe-core. A gateway that reports but was enrolled offline is
-shown as such, without actions; a store whose gateways are not revoked is not deleted."""
+shown as such, without actions, with its health over the last day (figures, alerts and
+charts); a store whose gateways are not revoked is not deleted."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -145,8 +147,14 @@ def test_a_marketer_sees_the_gateways_but_may_not_add_or_revoke(
 def test_a_gateway_enrolled_offline_is_shown_as_such_and_its_store_is_kept(
     page: Page, console: Console
 ) -> None:
-    report_status(console, online=True, sent_at=console.clock(), store="centro",
-                  gateway="side-1", software_version="1.4.2")
+    now = console.clock()
+    for minutes_ago, frames, reported in ((10, 600, {"cpu_percent": 3.0, "temperature_c": 47.5}),
+                                         (0, 1800, {"cpu_percent": 5.0, "temperature_c": 82.0,
+                                                    "memory_bytes": 60 * 2**20})):
+        report_status(console, online=True, sent_at=now - timedelta(minutes=minutes_ago),
+                      store="centro", gateway="side-1", software_version="1.4.2",
+                      uptime_s=4200 - minutes_ago * 60, config_version=3, **reported,
+                      sources={"ble": {"alive": True, "frames": frames, "errors": 0}})
     sign_in(page, console, "store_operator")
     page.goto(console.page_url("stores"))
     health = page.get_by_role("table", name="Gateways of Madrid Centro")
@@ -159,6 +167,19 @@ def test_a_gateway_enrolled_offline_is_shown_as_such_and_its_store_is_kept(
     dialog = page.get_by_role("dialog", name="Gateway side-1 of centro")
     expect(dialog).to_contain_text("not registered (enrolled offline)")
     expect(dialog).to_contain_text("vitrina-provision revoke-gateway")
+    # its health: the newest heartbeat's figures, its alerts and its last day in charts
+    expect(dialog.locator("dd").filter(has_text="version 3")).to_have_count(1)
+    expect(dialog.locator("dd").filter(has_text="82.0 °C")).to_have_count(1)
+    expect(dialog.locator("dd").filter(has_text="60 MiB")).to_have_count(1)
+    history = dialog.get_by_role("region", name="Health of gateway side-1")
+    expect(history.get_by_role("list", name="Alerts")).to_contain_text(
+        "Warning: the board is at 82 °C")
+    expect(history.get_by_role("img", name=re.compile(
+        r"^Frames per minute, by source\. ble: — .*, 120 "))).to_be_visible()
+    history.get_by_text("Show the figures of Agent CPU and board temperature").click()
+    table = history.get_by_role("table", name="Agent CPU and board temperature")
+    expect(table.get_by_role("row")).to_have_count(3)
+    expect(table.get_by_role("row").last).to_contain_text("82.0 °C")
     assert violations(page, impacts=BLOCKING) == []
     dialog.get_by_role("button", name="Close").click()
 

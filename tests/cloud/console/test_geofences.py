@@ -39,8 +39,9 @@ def add_store(engine: Engine, tenant: str, **geofences: dict[str, object]) -> No
         session.commit()
 
 
-def add_fix(engine: Engine, tenant: str, *, location_consent: bool | None, east: float) -> int:
-    """A customer whose phone reported a fix a minute ago; their id."""
+def add_fix(engine: Engine, tenant: str, *, location_consent: bool | None, east: float) -> str:
+    """A customer whose phone reported a fix a minute ago; their public id (what the
+    console shows: never the database's number)."""
     now = datetime.now(UTC)
     with session_scope(engine) as session:
         customer = create_customer(session, tenant=tenant, now=now, data=CustomerCreate())
@@ -52,7 +53,7 @@ def add_fix(engine: Engine, tenant: str, *, location_consent: bool | None, east:
             LocationReport(tenant, str(customer.id), MADRID[0], MADRID[1] + east, 12.0,
                            now - timedelta(minutes=1))])
         session.commit()
-        return customer.id
+        return customer.public_id
 
 
 def map_box(page: Page) -> tuple[float, float, float, float]:

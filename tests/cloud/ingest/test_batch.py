@@ -15,6 +15,8 @@ from tests.cloud.factories import (
     batch_payload,
     make_event,
     many_events,
+    occupancy_payload,
+    occupancy_topic,
     presence_topic,
     status_payload,
     status_topic,
@@ -27,6 +29,12 @@ def test_decode_classifies_every_message(tenant: str) -> None:
     assert decode(Inbound(presence_topic(tenant), batch_payload(events))).presence is not None
     assert decode(Inbound(status_topic(tenant), status_payload(tenant=tenant))).status is not None
     assert decode(Inbound(status_topic(tenant), b"")).ignored
+    report = occupancy_payload(tenant=tenant, minute=START, zones={"floor": 1.5})
+    occupancy = decode(Inbound(occupancy_topic(tenant), report)).occupancy
+    assert occupancy is not None
+    assert occupancy.zones[0].people == 1.5
+    refused_report = decode(Inbound(occupancy_topic("nobody"), report), tenants={tenant})
+    assert "not configured" in (refused_report.error or "")
     assert "not of the form" in (decode(Inbound("elsewhere/x", b"{}")).error or "")
     config = presence_topic(tenant).replace("/presence", "/config")
     assert "does not consume config" in (decode(Inbound(config, b"{}")).error or "")

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from cloud.api import create_app
 from cloud.db import session_scope
 from cloud.metrics import REGISTRY
-from cloud.presence.models import DeadLetter, GatewayHealth, PresenceEventRow
+from cloud.presence.models import DeadLetter, GatewayHealth, OccupancyMinute, PresenceEventRow
 from provisioning.local_broker import LocalBroker, start_amqtt, stop_process
 from shared.presence import MAX_PAYLOAD_BYTES
 from tests.cloud.factories import (
@@ -20,7 +20,10 @@ from tests.cloud.factories import (
     batch_payload,
     bearer,
     cloud_settings,
+    issue_key,
     many_events,
+    occupancy_payload,
+    occupancy_topic,
     presence_topic,
     status_payload,
     status_topic,
@@ -219,3 +222,60 @@ def test_an_mqtt_311_broker_works_without_shared_subscriptions(
             client.disconnect()
             client.loop_stop()
     assert count(engine, PresenceEventRow, tenant) == 300
+
+
+def test_occupancy_reports_are_stored_once_per_minute_and_bad_ones_dead_lettered(
+    broker: LocalBroker, engine: Engine, tenant: str, migrated_url: str
+) -> None:
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url, broker=broker)
+    hour = START
+    reports = [
+        (occupancy_topic(tenant), occupancy_payload(
+            tenant=tenant, minute=hour + timedelta(minutes=minute),
+            zones={"door": 1.0, "floor": 2.0 + minute})) for minute in range(3)
+    ] + [
+        (occupancy_topic(tenant, gateway="g2"), occupancy_payload(
+            tenant=tenant, gateway="g2", minute=hour, zones={"floor": 0.5})),
+        (occupancy_topic(tenant), occupancy_payload(  # nobody heard: a row of zeros
+            tenant=tenant, minute=hour + timedelta(minutes=3))),
+    ]
+    again = (occupancy_topic(tenant), occupancy_payload(  # sent again, corrected
+        tenant=tenant, minute=hour, zones={"door": 1.0, "floor": 4.0}))
+    bad = [
+        (occupancy_topic(tenant), b"{not json"),
+        (occupancy_topic(tenant), occupancy_payload(tenant=tenant, gateway="g9", minute=hour)),
+        (occupancy_topic(tenant), occupancy_payload(tenant=tenant, minute=hour).replace(
+            b'"window_s":60', b'"window_s":61')),
+        (occupancy_topic(tenant), b'{"schema_version": "9.0"}'),
+    ]
+    before = REGISTRY.get_sample_value("vitrina_dead_letters_total",
+                                       {"channel": "occupancy"}) or 0
+    with running_worker(settings, engine) as worker, publisher(broker) as client:
+        publish_all(client, [*reports, *bad])
+        wait_for(lambda: worker.totals.occupancy_reports == len(reports), what="reports")
+        publish_all(client, [again])
+        wait_for(lambda: worker.totals.occupancy_reports == len(reports) + 1, what="resent")
+        wait_for(lambda: worker.totals.dead_letters == len(bad), what="dead letters")
+    after = REGISTRY.get_sample_value("vitrina_dead_letters_total", {"channel": "occupancy"})
+    assert (after or 0) - before == len(bad)
+    with session_scope(engine) as session:
+        rows = session.exec(select(OccupancyMinute).where(
+            col(OccupancyMinute.tenant) == tenant)).all()
+    assert len(rows) == 3 * 3 + 2 + 1  # zones and whole per report, the empty minute whole
+    admin = bearer(issue_key(engine, tenant=tenant))
+    with TestClient(create_app(settings, engine=engine), headers=admin) as api:
+        url = f"/tenants/{tenant}/analytics/occupancy"
+        window = {"since": hour.isoformat(), "until": (hour + timedelta(hours=1)).isoformat()}
+        minutes = api.get(url, params={**window, "resolution": "minute"})
+        hourly = api.get(url, params=window)
+        floor = api.get(url, params={**window, "resolution": "minute", "zone": "floor"})
+        wrong = api.get(url, params={**window, "since": (hour + timedelta(seconds=30)).isoformat()})
+    assert minutes.status_code == 200, minutes.text
+    assert [(row["people"], row["addresses"]) for row in minutes.json()] == [
+        (5.5, 30.0), (4.0, 20.0), (5.0, 20.0), (0.0, 0.0)]  # g1 + g2 in the first minute
+    [whole] = hourly.json()
+    assert (whole["store"], whole["zone"], whole["minutes"]) == ("s1", None, 4)
+    assert (whole["people"], whole["peak_people"]) == (3.62, 5.5)
+    assert [row["people"] for row in floor.json()] == [4.5, 3.0, 4.0]
+    assert wrong.status_code == 422
+    assert wrong.json()["detail"][0]["loc"] == ["query", "since"]

@@ -6,6 +6,9 @@ servers are reached as any other."""
 from __future__ import annotations
 
 import ipaddress
+import re
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +97,36 @@ def test_allow_listed_local_servers_work_and_others_stay_refused(shop: ShopEndpo
         with pytest.raises(requests.ConnectionError, match="does not resolve"):
             session.post("https://unknown-host.invalid/", data=b"x", timeout=5)
     assert [request.path for request in shop.received] == ["/ok"]
+
+
+class HangingResolver:
+    """A DNS server that never answers (until the test lets it go)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def __call__(self, host: str, port: int) -> list[IPAddress]:
+        self.release.wait(30)
+        return [ipaddress.ip_address("93.184.215.14")]
+
+
+def test_a_resolver_that_hangs_fails_the_send_for_now_after_the_time_out(
+    shop: ShopEndpoint,
+) -> None:
+    """The send is not held for as long as the resolver keeps quiet: after the time-out it
+    fails as a name that does not resolve now does (a passing failure, retried later),
+    not as a refusal; the server is never called."""
+    resolver = HangingResolver()
+    policy = OutboundPolicy(resolver=resolver, resolve_timeout_s=0.2)
+    try:
+        with guarded_session(policy) as session:
+            started = time.monotonic()
+            with pytest.raises(requests.exceptions.ConnectionError,
+                               match=re.escape(f"{SHOP} did not resolve within 0.2 s")) as failed:
+                session.post(f"https://{SHOP}:{port_of(shop)}/hook", data=b"{}", timeout=5)
+            assert time.monotonic() - started < 2
+            assert not isinstance(failed.value, RefusedTargetError)
+    finally:
+        resolver.release.set()
+    assert shop.received == []
+

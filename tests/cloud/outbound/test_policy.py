@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import urls
 
-from cloud.outbound import AllowList, OutboundPolicy, OutboundRefusedError, Rule
+from cloud.outbound import (
+    AllowList,
+    OutboundPolicy,
+    OutboundRefusedError,
+    Rule,
+    UnresolvedHostError,
+    resolve_within,
+)
 from cloud.outbound.policy import IPAddress
 
 POLICY = OutboundPolicy()
@@ -114,6 +121,16 @@ def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:
     public = OutboundPolicy(resolver=lambda host, port: _resolver("93.184.215.14"))
     pinned = public.pin("https://shop.example/hook")
     assert (str(pinned.address), pinned.target.authority) == ("93.184.215.14", "shop.example")
+
+
+def test_a_lookup_that_fails_or_answers_in_time_is_passed_on_as_it_is() -> None:
+    def failing(host: str, port: int) -> list[IPAddress]:
+        raise UnresolvedHostError(f"{host} does not resolve")
+
+    with pytest.raises(UnresolvedHostError, match=r"shop\.example does not resolve"):
+        OutboundPolicy(resolver=failing, resolve_timeout_s=1).pin("https://shop.example/")
+    assert resolve_within(lambda host, port: _resolver("93.184.215.14"), "shop.example", 443,
+                          1.0) == _resolver("93.184.215.14")
 
 
 @settings(max_examples=400, deadline=None)

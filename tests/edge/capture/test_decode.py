@@ -133,3 +133,15 @@ def test_a_salvaged_frame_hands_back_its_sighting() -> None:
     stats = DecodeStats()
     assert stats.record(Salvaged(sighting, SalvageReason.BLE_TRUNCATED_AD)) is sighting
     assert stats.record(UnsupportedLinktype(1)) is None
+
+
+def test_the_probe_hook_hears_every_probe_request_and_nothing_else() -> None:
+    heard: list[tuple[float, bytes, float | None]] = []
+    decoder = FrameDecoder(CONFIG, on_probe=lambda *probe: heard.append(probe))
+    probes = []
+    for at, linktype, frame, wire in DEMO_FRAMES:
+        outcome = decoder.decode(linktype, frame, wire, at, "x")
+        if isinstance(outcome, Sighting) and outcome.kind is IdentifierKind.WIFI_PROBE:
+            probes.append((at, frame, outcome.rssi))
+    assert heard == probes
+    assert probes

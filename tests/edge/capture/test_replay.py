@@ -300,7 +300,7 @@ def test_replay_source_emits_everything_and_reports_health(
     assert all(alive_while_running)
     health = source.health()
     assert not health.alive
-    assert (health.frames, health.errors) == (1041 + 6, 6 + 1)
+    assert (health.frames, health.errors, health.files_failed) == (1041 + 6, 6, 1)
     assert health.last_error is not None
     assert source.stats.files == 4
 
@@ -367,3 +367,30 @@ def test_shifted_to_now_the_recording_starts_when_the_replay_does() -> None:
     assert offset > 365 * 86400  # the recording is years old
     assert [s._replace(at=round(s.at - offset, 6)) for s in shifted] == [
         s._replace(at=round(s.at, 6)) for s in recorded]
+
+
+def test_a_probe_sink_gets_each_probe_request_just_before_its_sighting(
+    demo_halves: tuple[Path, Path],
+) -> None:
+    source = PcapReplaySource(list(demo_halves), beacons=CONFIG, shift_to_now=True)
+    order: list[tuple[str, float]] = []
+
+    def probe(at: float, frame: bytes, rssi: float | None, name: str) -> None:
+        assert name == "replay"
+        order.append(("probe", at))
+
+    def emit(sighting: Sighting) -> None:
+        if sighting.kind is IdentifierKind.WIFI_PROBE:
+            order.append(("sighting", sighting.at))
+
+    source.attach_probe_sink(probe)
+    asyncio.run(source.run(emit, asyncio.Event()))
+    probes = [at for what, at in order if what == "probe"]
+    sightings = [at for what, at in order if what == "sighting"]
+    assert sorted(probes) == sorted(sightings)
+    assert len(probes) > 20
+    assert abs(probes[0] - time.time()) < 60  # shifted to now like the sightings
+    for index, (what, at) in enumerate(order):
+        if what == "sighting":
+            assert sum(1 for w, a in order[:index] if w == "probe" and a <= at) >= sum(
+                1 for w, _ in order[:index + 1] if w == "sighting")

@@ -32,6 +32,7 @@ from edge.capture.wifi_monitor import (
 )
 from edge.captures import DEMO_CAPTURE
 from edge.sighting import Sighting
+from shared.identifiers import IdentifierKind
 from tests.edge.capture.support import eventually
 
 
@@ -254,3 +255,28 @@ def test_monitor_sockets_hand_over_raw_bytes_and_others_are_left_alone() -> None
 
     assert skip_dissection(ListenSocket(RadioTap)).LL is conf.raw_layer
     assert skip_dissection(ListenSocket(Ether)).LL is Ether
+
+
+def test_probe_requests_reach_the_probe_sink_on_the_loop(demo_wifi_pcap: Path) -> None:
+    source = WifiMonitorSource("wlan1mon", command_runner=CommandLog())
+    probes: list[tuple[float, int]] = []
+    sightings: list[Sighting] = []
+    source.attach_probe_sink(
+        lambda at, frame, rssi, name: probes.append((at, threading.get_ident())))
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        packets = list(PcapReader(str(demo_wifi_pcap)))
+
+        def sniff() -> None:  # in a thread of its own, as scapy's sniffer
+            for packet in packets:
+                source.handle_packet(packet, loop=loop, emit=sightings.append)
+
+        await asyncio.to_thread(sniff)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    probe_sightings = [s.at for s in sightings if s.kind is IdentifierKind.WIFI_PROBE]
+    assert [at for at, _ in probes] == probe_sightings
+    assert probes
+    assert {thread for _, thread in probes} == {threading.get_ident()}

@@ -199,3 +199,40 @@ export function DayChart({ title, hint, days, bars, lines = [], lineFormat }) {
   return html`<${Figure} title=${title} hint=${hint} labels=${days.map(dayLabel)} heading="Day"
     heads=${days.map((day) => html`<time datetime=${day}>${dayLabel(day)}</time>`)} series=${[...barsColoured, ...linesColoured]} box=${box} />`;
 }
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "short" });
+
+/**
+ * Series over time (lines): `times` are ISO instants, one per point; a missing value
+ * (null) leaves a gap rather than a line across it. series: [{label, values, format?,
+ * colour?}]; the left axis reads in the first series' format.
+ */
+export function TimeChart({ title, hint, times, series, heading = "Time" }) {
+  const box = useRef(null);
+  const coloured = withColours(series);
+  const key = JSON.stringify([title, times, coloured.map((one) => one.values)]);
+  useUplot(box, () => {
+    const xs = times.map((time) => Date.parse(time) / 1000);
+    const values = coloured.map((one) => one.values);
+    const format = coloured[0]?.format || count;
+    return {
+      data: [xs, ...values],
+      options: {
+        legend: { show: false }, cursor: { show: false }, select: { show: false },
+        scales: { y: { range: () => [0, largest(values) * 1.1] } },
+        axes: [
+          { grid: { show: false } },
+          { values: (_, splits) => splits.map((value) => format(value)), size: 60 },
+        ],
+        series: [{}, ...coloured.map((one) => ({
+          label: one.label, stroke: one.colour, width: 2, spanGaps: false,
+          points: { show: xs.length <= 48, size: 5, fill: one.colour },
+        }))],
+      },
+    };
+  }, key);
+  const labels = times.map((time) => timeFormat.format(new Date(time)));
+  return html`<${Figure} title=${title} hint=${hint} labels=${labels} heading=${heading}
+    heads=${times.map((time, at) => html`<time datetime=${time}>${labels[at]}</time>`)}
+    series=${coloured} box=${box} />`;
+}

@@ -1,6 +1,7 @@
 // Analytics: footfall (visitors and passers-by per day with the capture rate, visitors per
-// hour of a chosen day, how long visitors stayed, new against repeat visitors) for one
-// store or all, and the message funnel of a chosen scenario with its holdout and A/B arms.
+// hour of a chosen day, how long visitors stayed, new against repeat visitors), people
+// present per hour of that day (occupancy, the gateways' estimate) for one store or all,
+// and the message funnel of a chosen scenario with its holdout and A/B arms.
 // Everything is read from the analytics API; the view (store, period, day, scenario) is
 // kept in the page's address, so a link shows the same view.
 import { BarChart, DayChart, dayLabel } from "console/charts.js";
@@ -153,17 +154,55 @@ function HourlyFigures({ state, store, day }) {
   }}<//>`;
 }
 
+// ---- people present per hour (occupancy) -------------------------------------------------
+
+/** People with one decimal: an estimate averaged over the hour, not a head count. */
+function people(value) {
+  return value === null || value === undefined ? "—" : value.toFixed(1);
+}
+
+/** The stores' rows added up per hour of the day (UTC): mean and peak people, and the
+ * addresses heard per minute (what counting addresses would say); null where no gateway
+ * reported. */
+function occupancyPerHour(rows) {
+  return HOURS.map((_, hour) => {
+    const inHour = rows.filter((row) => new Date(row.start).getUTCHours() === hour);
+    if (!inHour.length) return { people: null, peak: null, addresses: null };
+    return { people: sumOf(inHour, "people"), peak: sumOf(inHour, "peak_people"),
+      addresses: sumOf(inHour, "addresses") };
+  });
+}
+
+function OccupancyFigures({ state, day }) {
+  return html`<${Loading} state=${state}>${(rows) => {
+    if (!rows.length) return html`<p class="empty">No occupancy reported on ${dayLabel(day)}.</p>`;
+    const hours = occupancyPerHour(rows);
+    const reported = hours.filter((hour) => hour.people !== null);
+    const busiest = reported.reduce((top, hour) => (hour.peak > top.peak ? hour : top), reported[0]);
+    const mean = (field) => reported.reduce((sum, hour) => sum + hour[field], 0) / reported.length;
+    return html`<${BarChart} title=${`People present per hour, ${dayLabel(day)}`} heading="Hour (UTC)"
+        hint="The gateways' estimate from Wi-Fi probe requests: people present on average over the hour, each phone counted once however often it changes its address."
+        labels=${HOURS} series=${[{ label: "People (average)", values: hours.map((hour) => hour.people), format: people }]} />
+      <p class="hint">Busiest minute: ${people(busiest.peak)} people. Over the hours reported, ${people(mean("people"))} people
+        on average, while ${people(mean("addresses"))} distinct addresses were heard per minute (what counting addresses would say).</p>`;
+  }}<//>`;
+}
+
 function Hourly({ view, change, period, busiest }) {
   const day = period.days.includes(view.day) ? view.day : busiest;
   const since = new Date(`${day}T00:00:00Z`);
   const storeQuery = view.store ? `&store=${encodeURIComponent(view.store)}` : "";
-  const hourly = useApi(tenantPath(`/analytics/footfall/hourly?${windowQuery(since, new Date(since.getTime() + DAY_MS))}${storeQuery}`));
+  const window = windowQuery(since, new Date(since.getTime() + DAY_MS));
+  const hourly = useApi(tenantPath(`/analytics/footfall/hourly?${window}${storeQuery}`));
+  const occupancy = useApi(tenantPath(`/analytics/occupancy?${window}&resolution=hour${storeQuery}`));
   return html`<${Section} title="Visitors per hour">
     <div class="row">
       <${TextField} label="Day" type="date" value=${day} min=${period.days[0]} max=${period.days.at(-1)}
         hint="Hours and days are in UTC." onInput=${(value) => value && change({ day: value })} />
     </div>
     <${HourlyFigures} state=${hourly} store=${view.store} day=${day} />
+    <h3>People present</h3>
+    <${OccupancyFigures} state=${occupancy} day=${day} />
   <//>`;
 }
 

@@ -6,7 +6,10 @@
 // configured (zones and RSSI thresholds), with the version saved against the version
 // the gateway's heartbeat says is in force. A gateway that reports but is not registered
 // was enrolled offline (`vitrina-provision enrol-gateway`): it is shown as such, with no
-// action that the API would refuse.
+// action that the API would refuse. A gateway's details add its health over the last day
+// (/stores/{key}/gateways/{id}/health): alerts, frames per minute per source, the agent's
+// CPU and the board's temperature, each chart with its figures as a table.
+import { TimeChart } from "console/charts.js";
 import {
   ConfirmButton, Dialog, ErrorNotice, Field, Loading, Notice, ReadOnlyNote, Section, Table,
   TextField, api, ago, can, context, count, html, mount, problemsAt, tenantPath, useApi, useState,
@@ -341,7 +344,9 @@ function RegisteredGateways({ store, registered, writable }) {
           const [label, kind] = STATE_LABELS[row.state] || [row.state, "idle"];
           return html`<span class=${`status ${kind}`}>${label}</span>
             ${row.state === "pending" && row.code_expires_at && html`<div class="hint">code valid until
-              ${fullTime.format(new Date(row.code_expires_at))}</div>`}`;
+              ${fullTime.format(new Date(row.code_expires_at))}</div>`}
+            ${row.state === "enrolled" && !row.receives_keys && html`<div class="hint">
+              re-enrol to receive keys remotely</div>`}`;
         }],
         ["Configuration", (row) => html`<${ConfigVersions} gateway=${row} />`],
         ["", (row) => row.state !== "revoked" && html`<div class="actions">
@@ -374,6 +379,52 @@ function RegisteredGateways({ store, registered, writable }) {
   </div>`;
 }
 
+function mebibytes(value) {
+  return value === null || value === undefined ? "—" : `${count(Math.round(value / 2 ** 20))} MiB`;
+}
+
+function celsius(value) {
+  return value === null || value === undefined ? "—" : `${value.toFixed(1)} °C`;
+}
+
+function cpu(value) {
+  return value === null || value === undefined ? "—" : `${value.toFixed(1)} %`;
+}
+
+const ALERT_KINDS = { critical: "error", warning: "warning" };
+
+/** The gateway's alerts and its last day: frames per minute per source, CPU and temperature. */
+function GatewayHealthHistory({ gateway }) {
+  const state = useApi(gatewaysPath(gateway.store, `/${encodeURIComponent(gateway.gateway)}/health?hours=24`));
+  return html`<${Loading} state=${state}>${(health) => {
+    const points = health.points;
+    const times = points.map((point) => point.sent_at);
+    const sources = [...new Set(points.flatMap((point) => Object.keys(point.sources)))].sort();
+    const deepest = Math.max(0, ...points.map((point) => point.queue_depth_max));
+    return html`<section class="gateway-health" aria-label=${`Health of gateway ${gateway.gateway}`}>
+      <h3>Health over the last day</h3>
+      ${health.alerts.length === 0
+        ? html`<p class="hint">No alert.</p>`
+        : html`<ul class="gateway-alerts" aria-label="Alerts">${health.alerts.map((alert) => html`<li
+            key=${alert.code} class=${`notice ${ALERT_KINDS[alert.severity]}`}>
+            <strong>${alert.severity === "critical" ? "Critical" : "Warning"}:</strong>
+            ${" "}${alert.message} <span class="hint">(${alert.code})</span></li>`)}</ul>`}
+      ${points.length === 0
+        ? html`<p class="hint">No heartbeat in the last day.</p>`
+        : html`<p class="hint">One sample per ${count(health.slot_s / 60)} minutes, kept
+            ${count(health.retention_days)} days. Deepest outbox in the day: ${count(deepest)} events.</p>
+          <${TimeChart} title="Frames per minute, by source" times=${times}
+            series=${sources.map((name) => ({ label: name, values: points.map((point) => point.sources[name]?.frames_per_min ?? null) }))} />
+          <${TimeChart} title="Agent CPU and board temperature" times=${times}
+            hint="CPU in percent of one core; temperature where the board reports it."
+            series=${[
+              { label: "CPU (%)", values: points.map((point) => point.cpu_percent), format: (value) => count(Math.round(value)) },
+              { label: "Temperature (°C)", values: points.map((point) => point.temperature_c), format: celsius },
+            ]} />`}
+    </section>`;
+  }}<//>`;
+}
+
 function GatewayDetail({ gateway, registered, now }) {
   const [, , row] = registration(gateway, registered);
   const rows = [
@@ -392,9 +443,14 @@ function GatewayDetail({ gateway, registered, now }) {
     ["Config refused", gateway.config_refused_version
       ? `version ${gateway.config_refused_version}: ${gateway.config_refused_reason}` : "—"],
     ["Sources", html`<${Sources} sources=${gateway.sources} />`],
+    ["Agent CPU", cpu(gateway.cpu_percent)],
+    ["Agent memory", mebibytes(gateway.memory_bytes)],
+    ["Board temperature", celsius(gateway.temperature_c)],
+    ["Disk free for the outbox", mebibytes(gateway.disk_free_bytes)],
   ];
   return html`<dl class="gateway-detail">${rows.map(([label, value]) => html`
     <dt>${label}</dt><dd>${value}</dd>`)}</dl>
+    <${GatewayHealthHistory} gateway=${gateway} />
     <h3>Configuration and enrolment</h3>
     ${registered && (row ? html`<p class="hint">Zones and RSSI thresholds are set with <strong>Configure</strong>
       in the store's enrolment table; it is revoked there too.</p>`
