@@ -51,6 +51,7 @@ from edge.enrol import (
     CloudUnreachableError,
     EnrolmentRefusedError,
     EnrolmentUsageError,
+    agent_group,
     enrol,
 )
 from edge.keystore import KeyStoreError
@@ -168,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="CA certificate to trust for the cloud (default: the system's)")
     enrol.add_argument("--force", action="store_true",
                        help="replace a bundle that is already there")
+    enrol.add_argument("--group", default=None, metavar="NAME",
+                       help="a group that may read the bundle too (default: the agent's "
+                            "group, vitrina-edge, where it exists; else root only)")
     return parser
 
 
@@ -476,7 +480,8 @@ async def _calibrate(settings: EdgeSettings, args: argparse.Namespace, config: P
 def enrol_gateway(args: argparse.Namespace) -> int:
     try:
         enrolled = enrol(args.cloud, code=args.code, directory=args.dir,
-                         ca_file=args.ca_file, force=args.force)
+                         ca_file=args.ca_file, force=args.force,
+                         group=agent_group(args.group))
     except EnrolmentUsageError as error:
         print(f"vitrina-edge enrol: {error}", file=sys.stderr)
         return EXIT_CONFIG

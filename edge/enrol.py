@@ -2,9 +2,10 @@
 
 The cloud answers `POST /enrol` with the files of the gateway's bundle (its config with
 its broker login and the tenant's keys, and the broker's CA). They hold secrets, so they
-are written readable by their owner only (files 0600 in a 0700 directory), each through a
-temporary file renamed into place, so a crash leaves the old bundle or the new one and
-never half of one.
+are written readable by their owner only (files 0600 in a 0700 directory), or by their
+owner and the agent's group where the agent runs under its own user (files 0640 in a 0750
+directory, group `vitrina-edge`: the systemd unit's), each through a temporary file
+renamed into place, so a crash leaves the old bundle or the new one and never half of one.
 
 Before asking, the gateway makes its own X25519 key pair: the public part goes with the
 code, the private part stays here (`seal.key`, beside the config, which names it). The
@@ -18,8 +19,10 @@ where nothing crosses a network.
 from __future__ import annotations
 
 import contextlib
+import grp
 import ipaddress
 import json
+import os
 import ssl
 import urllib.error
 import urllib.request
@@ -35,6 +38,11 @@ from shared.topics import SEGMENT_PATTERN
 REQUEST_TIMEOUT_S = 30.0
 BUNDLE_FILE_MODE = PRIVATE_FILE_MODE
 BUNDLE_DIRECTORY_MODE = 0o700
+#: The group the systemd unit runs the agent as (provisioning/systemd/vitrina-edge.service):
+#: where it exists, the bundle is made readable to it, and to nobody else.
+AGENT_GROUP = "vitrina-edge"
+GROUP_FILE_MODE = 0o640
+GROUP_DIRECTORY_MODE = 0o750
 CONFIG_FILE = "edge.toml"
 #: This gateway's private sealing key: made here, never sent anywhere.
 SEAL_KEY_FILE = "seal.key"
@@ -122,31 +130,56 @@ def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | No
         raise CloudUnreachableError(f"cannot reach {cloud}: {reason}") from None
 
 
-def write_bundle(directory: Path, files: dict[str, str]) -> Path:
-    """Write the bundle's files; the config's path."""
+def agent_group(name: str | None = None) -> int | None:
+    """The id of group `name`, or of the agent's group where it exists (None if not).
+    EnrolmentUsageError for a `name` this machine has no group of."""
+    try:
+        return grp.getgrnam(name or AGENT_GROUP).gr_gid
+    except KeyError:
+        if name is None:
+            return None
+        raise EnrolmentUsageError(f"there is no group {name!r} on this machine") from None
+
+
+def _bundle_directory(directory: Path, group: int | None) -> None:
+    mode = BUNDLE_DIRECTORY_MODE if group is None else GROUP_DIRECTORY_MODE
+    directory.mkdir(mode=mode, parents=True, exist_ok=True)
+    if group is not None:
+        os.chown(directory, -1, group)
+    directory.chmod(mode)
+
+
+def _write_bundle_file(path: Path, text: str, *, group: int | None) -> None:
+    write_private(path, text, mode=BUNDLE_FILE_MODE if group is None else GROUP_FILE_MODE,
+                  group=group)
+
+
+def write_bundle(directory: Path, files: dict[str, str], *, group: int | None = None) -> Path:
+    """Write the bundle's files, readable by their owner and by `group` if given; the
+    config's path."""
     unexpected = set(files) - BUNDLE_FILES
     if unexpected or CONFIG_FILE not in files:
         raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
-    directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
-    directory.chmod(BUNDLE_DIRECTORY_MODE)
+    _bundle_directory(directory, group)
     for name, text in files.items():
-        write_private(directory / name, text)
+        _write_bundle_file(directory / name, text, group=group)
     return directory / CONFIG_FILE
 
 
-def write_seal_key(directory: Path, pem: str) -> Path:
-    """Write the private sealing key (before the config that names it); its path."""
-    directory.mkdir(mode=BUNDLE_DIRECTORY_MODE, parents=True, exist_ok=True)
-    directory.chmod(BUNDLE_DIRECTORY_MODE)
+def write_seal_key(directory: Path, pem: str, *, group: int | None = None) -> Path:
+    """Write the private sealing key (before the config that names it), readable like the
+    bundle (the agent opens the keys sealed to it); its path."""
+    _bundle_directory(directory, group)
     path = directory / SEAL_KEY_FILE
-    write_private(path, pem)
+    _write_bundle_file(path, pem, group=group)
     return path
 
 
-def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force: bool
-          ) -> Enrolled:
-    """Exchange `code` for the bundle and write it into `directory`. An existing bundle is
-    kept unless `force`: checked before the code is sent, so a refusal costs no code."""
+def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force: bool,
+          group: int | None = None) -> Enrolled:
+    """Exchange `code` for the bundle and write it into `directory`, readable by `group`
+    too if given. An existing bundle is kept unless `force`: checked before the code is
+    sent, so a refusal costs no code."""
     directory = directory.absolute()
     if (directory / CONFIG_FILE).exists() and not force:
         raise EnrolmentUsageError(
@@ -156,8 +189,8 @@ def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force
     answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file,
                             seal_public_key=public_key_text(seal_key))
     identity, files = read_answer(answer)
-    write_seal_key(directory, private_key_pem(seal_key))
-    config = write_bundle(directory, files)
+    write_seal_key(directory, private_key_pem(seal_key), group=group)
+    config = write_bundle(directory, files, group=group)
     return Enrolled(*identity, config=config)
 
 

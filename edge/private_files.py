@@ -17,12 +17,16 @@ PRIVATE_FILE_MODE = 0o600
 
 
 def write_private(path: Path, text: str, *, mode: int = PRIVATE_FILE_MODE,
+                  group: int | None = None,
                   check: Callable[[Path], object] | None = None) -> None:
-    """Replace `path` with `text` atomically, with `mode`; `check` may refuse the new
-    file (by raising) before it replaces the old one."""
+    """Replace `path` with `text` atomically, with `mode` (and owned by `group` if given,
+    for the agent's group to read); `check` may refuse the new file (by raising) before
+    it replaces the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if group is not None:
+            os.chown(temporary, -1, group)
         os.chmod(temporary, mode)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)

@@ -13,6 +13,9 @@ code, revoked, and configured from the cloud.
   kept `gateways.health_history_days`; rates per source worked out from one sample to the
   next) and the alerts read from them (`cloud.presence.health`). A gateway enrolled
   offline, not registered here, has its history too.
+- GET /install/gateway.sh (public): the gateway's installer, the script the package
+  ships (provisioning/install/install-gateway.sh), for `curl -fsSL <cloud>/install/gateway.sh
+  | sudo sh -s -- --package ... --code ... --cloud <cloud>` (docs/operations.md).
 - PUT/GET .../{g}/config: the gateway's config (zones and RSSI thresholds, tracker
   settings, source switches, active key id), saved as the next version and published
   retained on its config topic; GET shows it next to the version the gateway's latest
@@ -27,13 +30,16 @@ in its thread pool, never on the event loop.
 from __future__ import annotations
 
 import logging
+import pathlib
 import random
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
 from sqlmodel import Session
 
+import provisioning
 from cloud.api.access import MayReadAnalytics, MayReadConfig, MayWriteStores
 from cloud.api.audit import Audit, AuditTrail
 from cloud.api.deps import (
@@ -89,6 +95,9 @@ public = APIRouter(tags=["gateways"])
 
 StoreKey = Annotated[str, Path(pattern=SEGMENT_PATTERN.pattern)]
 GatewayKey = Annotated[str, Path(pattern=SEGMENT_PATTERN.pattern)]
+
+#: The gateway's installer, as the package ships it.
+INSTALLER = pathlib.Path(provisioning.__file__).parent / "install" / "install-gateway.sh"
 
 #: The one answer to every code that cannot be used: no oracle for guessers.
 CODE_REFUSED = ("this enrolment code cannot be used: it is mistyped, used, expired or "
@@ -361,6 +370,13 @@ def _limits(settings: Settings) -> throttle.Throttle:
         base=timedelta(seconds=gateways.enrol_backoff_s),
         cap=timedelta(seconds=gateways.enrol_backoff_max_s),
     )
+
+
+@public.get("/install/gateway.sh", response_class=PlainTextResponse)
+def gateway_installer() -> PlainTextResponse:
+    """The installer, to pipe into `sudo sh -s -- ...` on the gateway."""
+    return PlainTextResponse(INSTALLER.read_text(encoding="utf-8"),
+                             media_type="text/x-shellscript; charset=utf-8")
 
 
 @public.post("/enrol", response_model=EnrolmentBundle, responses=refusals(403, 429, 503))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -23,8 +24,10 @@ from cloud.settings import Settings
 from edge.agent import EdgeAgent
 from edge.settings import EdgeSettings, load_settings
 from provisioning.broker_security import BrokerFiles, DynsecAdmin
+from provisioning.certificates import issue_certificate, make_certificate_authority
+from provisioning.local_broker import free_port
 from tests.cloud.factories import Clock, bearer, cloud_settings, issue_key
-from tests.cloud.running import WAIT_S, running_loop, wait_for
+from tests.cloud.running import WAIT_S, running_api, running_loop, wait_for
 
 #: The store the gateway tests add their gateways to.
 STORE = "madrid-1"
@@ -113,6 +116,17 @@ class GatewayLogin:
 
 
 @contextlib.contextmanager
+def https_api(app: FastAPI, directory: Path) -> Iterator[tuple[str, Path]]:
+    """The API on a real port over TLS; its address and the CA that signed its certificate."""
+    authority = make_certificate_authority("Test cloud CA")
+    ca, cert, key = directory / "cloud-ca.crt", directory / "cloud.crt", directory / "cloud.key"
+    authority.write(ca, directory / "cloud-ca.key")
+    issue_certificate(authority, common_name="localhost", hostnames=["localhost"]).write(cert, key)
+    with running_api(app, free_port(), tls=(cert, key)) as url:
+        yield url, ca
+
+
+@contextlib.contextmanager
 def gateway_login(config: Path) -> Iterator[GatewayLogin]:
     login = GatewayLogin(load_settings(config, env={}))
     try:
@@ -145,6 +159,13 @@ class Cloud:
 
     def path(self, rest: str = "") -> str:
         return f"/tenants/{self.tenant}/stores/{STORE}/gateways{rest}"
+
+    @property
+    def app(self) -> FastAPI:
+        """The app, to run on a real port too (`https_api`)."""
+        app = self.client.app
+        assert isinstance(app, FastAPI)
+        return app
 
     def add_gateway(self, gateway: str = "gw-1") -> dict[str, Any]:
         response = self.client.post(self.path(), json={"gateway": gateway}, headers=self.headers)

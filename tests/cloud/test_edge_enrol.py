@@ -3,13 +3,11 @@ by its exit codes, its messages and the files it leaves."""
 
 from __future__ import annotations
 
-import contextlib
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -18,26 +16,13 @@ from cloud.api import create_app
 from cloud.db import session_scope
 from cloud.gateways.models import RegisteredGateway
 from provisioning.broker_security import BrokerFiles
-from provisioning.certificates import issue_certificate, make_certificate_authority
 from provisioning.local_broker import free_port
 from shared.sealing import load_private_key, public_key_text
 from tests.cloud.factories import bearer, issue_key
-from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login
-from tests.cloud.running import running_api
+from tests.cloud.gateway_support import gateway_cloud_settings, gateway_login, https_api
 from tests.edge.cli import run_cli
 
 EXIT_OK, EXIT_CONFIG, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 2, 3, 4
-
-
-@contextlib.contextmanager
-def https_api(app: FastAPI, directory: Path) -> Iterator[tuple[str, Path]]:
-    """The API on a real port over TLS; its address and the CA that signed its certificate."""
-    authority = make_certificate_authority("Test cloud CA")
-    ca, cert, key = directory / "cloud-ca.crt", directory / "cloud.crt", directory / "cloud.key"
-    authority.write(ca, directory / "cloud-ca.key")
-    issue_certificate(authority, common_name="localhost", hostnames=["localhost"]).write(cert, key)
-    with running_api(app, free_port(), tls=(cert, key)) as url:
-        yield url, ca
 
 
 class Cloud:

@@ -171,6 +171,7 @@ def test_occupancy_goes_from_its_gateway_to_the_orchestrator_only(
         gateway = control.enrol_gateway(tenant=mqtt_namespace, store="s1", gateway="g1")
         orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
     assert gateway.client_id is not None
+    assert orchestrator.client_id is not None
     worker = open_session(sessions, secure_broker, orchestrator, orchestrator.client_id)
     shared = f"$share/workers-{mqtt_namespace}/vitrina/v1/+/+/+/occupancy"
     assert not worker.subscribe(shared).is_failure

@@ -188,14 +188,15 @@ APP_MAY = {
 #: Open to anyone, or authenticated otherwise: the message's token is the capability
 #: (tracked links, opens, unsubscribe), the provider's signature (SMS receipts), the
 #: shop's HMAC (webhooks), a member's password or session (signing in, one's own
-#: account), an invitation's token, a gateway's one-time enrolment code.
+#: account), an invitation's token, a gateway's one-time enrolment code; the gateway's
+#: installer is public (it holds no secret).
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
         ("POST", "/auth/login"), ("GET", "/auth/me"), ("POST", "/auth/logout"),
         ("POST", "/auth/password"), ("GET", "/auth/invitations/{token}"),
         ("POST", "/auth/invitations/{token}/accept"),
         ("POST", "/webhooks/{tenant}"), ("GET", "/c/{token}"), ("GET", "/c/{token}/{index}"),
         ("POST", "/o/{token}"), ("GET", "/o/{token}.gif"), ("POST", "/receipts/{channel}"),
-        ("POST", "/sms/receipts"), ("POST", "/enrol"),
+        ("POST", "/sms/receipts"), ("POST", "/enrol"), ("GET", "/install/gateway.sh"),
         ("GET", "/u/{token}"), ("POST", "/u/{token}")}
 
 

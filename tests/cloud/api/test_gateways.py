@@ -36,6 +36,7 @@ from tests.cloud.gateway_support import (
 )
 from tests.cloud.running import running_worker, wait_for
 
+ROOT = Path(__file__).resolve().parents[3]
 CODE_FORMAT = re.compile(rf"^[{CODE_ALPHABET}]{{4}}-[{CODE_ALPHABET}]{{4}}$")
 REFUSED = "this enrolment code cannot be used"
 
@@ -137,6 +138,14 @@ def test_wrong_codes_from_one_address_are_slowed_down(cloud: Cloud) -> None:
     assert cloud.enrol(code).status_code == 200  # the right code was not used up
 
 
+def test_the_gateways_installer_is_served_as_the_package_ships_it(cloud: Cloud) -> None:
+    answer = cloud.client.get("/install/gateway.sh")  # no key: it holds no secret
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/x-shellscript")
+    shipped = ROOT / "provisioning" / "install" / "install-gateway.sh"
+    assert answer.content == shipped.read_bytes()
+
+
 def test_a_code_is_only_reissued_before_enrolment_and_gateways_are_unique(cloud: Cloud) -> None:
     code = cloud.add_gateway()["code"]
     again = cloud.client.post(cloud.path(), json={"gateway": "gw-1"}, headers=cloud.headers)
@@ -220,22 +229,26 @@ def test_a_config_is_published_retained_and_the_heartbeat_acknowledges_it(
     assert received.sources is not None
     assert received.sources.muted() == {"wifi"}
 
-    with running_worker(cloud.settings, cloud.engine), \
-            running_agent(config_path, tmp_path / "outbox.db") as agent:
-        def applied() -> Any:
-            found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
-            return found["applied"] and found["applied"]["version"] == 1 and found
-        wait_for(applied, what="the heartbeat acknowledging version 1")
-        assert agent.tracker.thresholds.rssi_floor == -85
-        # a key id the gateway does not hold: it keeps version 1 and says why
-        refused = cloud.client.put(cloud.path("/gw-1/config"), headers=cloud.headers,
-                                   json={"active_key_id": "k9"})
-        assert refused.json()["desired_version"] == 2
+    with running_worker(cloud.settings, cloud.engine):
+        with running_agent(config_path, tmp_path / "outbox.db") as agent:
+            def applied() -> Any:
+                found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
+                return found["applied"] and found["applied"]["version"] == 1 and found
+            wait_for(applied, what="the heartbeat acknowledging version 1")
+            assert agent.tracker.thresholds.rssi_floor == -85
+            # a key id the gateway does not hold: it keeps version 1 and says why
+            refused = cloud.client.put(cloud.path("/gw-1/config"), headers=cloud.headers,
+                                       json={"active_key_id": "k9"})
+            assert refused.json()["desired_version"] == 2
 
-        def refusal() -> Any:
-            found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
-            return found["applied"]["refused_version"] == 2 and found["applied"]
-        answer = wait_for(refusal, what="the heartbeat refusing version 2")
+            def refusal() -> Any:
+                found = cloud.client.get(cloud.path("/gw-1/config"), headers=cloud.headers).json()
+                return found["applied"]["refused_version"] == 2 and found["applied"]
+            answer = wait_for(refusal, what="the heartbeat refusing version 2")
+        # the agent's retained offline status, stored before the worker stops
+        wait_for(lambda: not cloud.client.get(cloud.path("/gw-1/health"),
+                                              headers=cloud.headers).json()["current"]["online"],
+                 what="the offline status")
     assert answer["version"] == 1
     assert "k9" in answer["refused_reason"]
     # the heartbeats' figures, stored with the gateway's history (one sample per 5 minutes)
