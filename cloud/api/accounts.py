@@ -188,14 +188,14 @@ def sign_in(
     return _public(session, signed.member, signed.session)
 
 
-@router.get("/me", response_model=SignedInPublic, responses=refusals(401, 403))
+@router.get("/me", response_model=SignedInPublic, responses=refusals(401, 403, 429))
 def me(session: SessionDep, signed_in: SignedInMember) -> SignedInPublic:
     """The signed-in member, their tenants and roles, and the session's CSRF token."""
     return _public(session, signed_in.member, signed_in.session)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[FromTheConsole],
-             responses=refusals(401, 403))
+             responses=refusals(401, 403, 429))
 def sign_out(session: SessionDep, signed_in: SignedInMember) -> Response:
     close_session(session, token_hash_value=signed_in.session.token_hash)
     session.commit()
@@ -204,7 +204,8 @@ def sign_out(session: SessionDep, signed_in: SignedInMember) -> Response:
     return response
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, responses=refusals(401, 403),
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT,
+             responses=refusals(401, 403, 429),
              dependencies=[FromTheConsole])
 def change_password(
     session: SessionDep, now: NowDep, signed_in: SignedInMember, body: PasswordChange,

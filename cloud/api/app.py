@@ -64,7 +64,7 @@ MAX_PROBLEMS_SUMMARISED = 10
 def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)],
-                       responses=refusals(401, 403, 404, 422))
+                       responses=refusals(401, 403, 404, 422, 429))
     for module in (customers, messages, keys, token_keys, members, audit, presence, live,
                    offers, places, gateways, pseudonym_keys, scenarios, templates, channels):
         router.include_router(module.router)

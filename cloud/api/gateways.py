@@ -372,7 +372,8 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
-@public.get("/install/gateway.sh", response_class=PlainTextResponse)
+@public.get("/install/gateway.sh", response_class=PlainTextResponse, responses={
+    200: {"content": {"text/x-shellscript": {}}, "description": "the installer script"}})
 def gateway_installer() -> PlainTextResponse:
     """The installer, to pipe into `sudo sh -s -- ...` on the gateway."""
     return PlainTextResponse(INSTALLER.read_text(encoding="utf-8"),

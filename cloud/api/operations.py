@@ -68,7 +68,7 @@ def operations_router(
 
     @router.get("/metrics", dependencies=guard, response_class=PlainTextResponse,
                 responses={200: {"content": {METRICS_TYPE: {}}, "description": "Prometheus' "
-                                 "text format"}, **(refusals(401, 403) if guard else {})})
+                                 "text format"}, **(refusals(401, 403, 429) if guard else {})})
     def metrics() -> Response:
         return Response(render(), media_type=METRICS_TYPE)
 

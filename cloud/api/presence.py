@@ -120,7 +120,7 @@ def tenant_dead_letters(
 
 
 @operations.get("/dead-letters", response_model=list[DeadLetterPublic],
-                responses=refusals(401, 403))
+                responses=refusals(401, 403, 429))
 def dead_letters(
     caller: Operator, session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,

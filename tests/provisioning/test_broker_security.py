@@ -267,7 +267,8 @@ def test_a_full_presence_batch_passes_and_a_larger_packet_is_refused(
         orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
     assert gateway.client_id is not None
     presence = gateway_topic(mqtt_namespace, store, gateway_id, "presence")
-    worker = open_session(sessions, secure_broker, orchestrator, f"worker-{mqtt_namespace}")
+    assert orchestrator.client_id is not None
+    worker = open_session(sessions, secure_broker, orchestrator, orchestrator.client_id)
     assert not worker.subscribe(presence).is_failure
 
     own = open_session(sessions, secure_broker, gateway, gateway.client_id)

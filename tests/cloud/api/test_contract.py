@@ -118,7 +118,7 @@ def test_every_refusal_documented_is_an_error_body() -> None:
                     assert response["content"] == {
                         "application/json": {"schema": reference}}, (method, path, code)
             if path.startswith("/tenants/"):
-                assert {"401", "403", "404", "422"} <= set(responses), (method, path)
+                assert {"401", "403", "404", "422", "429"} <= set(responses), (method, path)
             if method in ("post", "put", "patch"):
                 assert {"400", "413"} <= set(responses), (method, path)
                 assert operation["x-max-body-bytes"] >= 256 * 1024, (method, path)
