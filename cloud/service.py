@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from cloud.api import create_app
 from cloud.api.live import end_live_streams
@@ -237,10 +239,7 @@ async def serve(
         assert running.scenarios is not None  # all stages
         app = create_app(settings, engine=engine, worker=running.consumer, now=now,
                          on_triggers=running.scenarios.wake)
-        server = _Server(uvicorn.Config(
-            app, host=settings.api.host, port=settings.api.port, log_config=None,
-            lifespan="on", access_log=False, proxy_headers=False,  # see api.trusted_proxies
-        ))
+        server = _Server(api_server_config(app, settings, lifespan="on", access_log=False))
         worker = asyncio.create_task(running.run(stop), name="vitrina-workers")
         api = asyncio.create_task(server.serve(), name="vitrina-api")
 
@@ -266,6 +265,22 @@ async def serve(
                 if not task.done():
                     task.cancel()
             engine.dispose()
+
+
+def api_server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
+    """How the API is served: h11, whose limit on the request line and headers together
+    (`api.max_header_bytes`) answers a larger one with 400 and closes the connection
+    instead of buffering it (httptools, which uvicorn would pick when installed, has no
+    such setting). Bodies are limited per route by the application (`cloud.api.limits`).
+    `options` are further `uvicorn.Config` arguments (a test's port, TLS)."""
+    values: dict[str, Any] = {
+        "host": settings.api.host, "port": settings.api.port, "log_config": None,
+        "http": "h11", "h11_max_incomplete_event_size": settings.api.max_header_bytes,
+        # Forwarded headers are believed only from api.trusted_proxies (create_app).
+        "proxy_headers": False,
+        **options,
+    }
+    return uvicorn.Config(app, **values)
 
 
 def _bound_port(server: uvicorn.Server) -> int:

@@ -177,6 +177,12 @@ class ApiSettings(BaseModel):
     #: from inside the network, so it is open by default; set false when the API port is
     #: reachable from outside, and /metrics then needs an operator key.
     metrics_public: bool = True
+    #: A request body larger than this is refused (413) before it is read, unless its
+    #: route declares that it takes more (`cloud.api.limits`).
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: The request line and headers together; larger is refused (400) by the HTTP server
+    #: before the application sees it. Room for a session cookie and a customer token.
+    max_header_bytes: int = Field(default=16 * 1024, ge=4 * 1024, le=1024 * 1024)
     #: The reverse proxies in front of the API (addresses or networks in CIDR form, e.g.
     #: "10.0.0.0/8"): only a request from one of them has its X-Forwarded-For (the client's
     #: address) and X-Forwarded-Proto believed. Empty (the default): the socket's peer is

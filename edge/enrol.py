@@ -28,11 +28,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from edge.private_files import PRIVATE_FILE_MODE, write_private
 from shared.sealing import new_private_key, private_key_pem, public_key_text
+from shared.topics import SEGMENT_PATTERN
 
 #: What the cloud answers within; a gateway on a slow uplink still gets there.
 REQUEST_TIMEOUT_S = 30.0
@@ -100,7 +100,7 @@ def _detail(error: urllib.error.HTTPError) -> str:
 
 
 def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | None,
-                   seal_public_key: str | None = None) -> dict[str, Any]:
+                   seal_public_key: str | None = None) -> object:
     """POST the code (and this gateway's public sealing key); the cloud's answer, or the
     error that says what to do."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -114,7 +114,7 @@ def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | No
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=context
                                     ) as response:
-            answer: dict[str, Any] = json.loads(response.read())
+            answer: object = json.loads(response.read())
             return answer
     except urllib.error.HTTPError as error:
         if error.code in (403, 429):
@@ -125,7 +125,7 @@ def request_bundle(cloud: str, *, code: str, directory: Path, ca_file: Path | No
                 "address?") from None
         raise CloudUnreachableError(f"the cloud could not enrol this gateway: "
                                     f"{_detail(error)}") from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, OSError, ValueError, RecursionError) as error:
         reason = getattr(error, "reason", error)
         raise CloudUnreachableError(f"cannot reach {cloud}: {reason}") from None
 
@@ -188,10 +188,25 @@ def enrol(cloud: str, *, code: str, directory: Path, ca_file: Path | None, force
     seal_key = new_private_key()
     answer = request_bundle(cloud, code=code, directory=directory, ca_file=ca_file,
                             seal_public_key=public_key_text(seal_key))
-    files = answer.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
+    identity, files = read_answer(answer)
     write_seal_key(directory, private_key_pem(seal_key), group=group)
     config = write_bundle(directory, files, group=group)
-    return Enrolled(tenant=str(answer.get("tenant")), store=str(answer.get("store")),
-                    gateway=str(answer.get("gateway")), config=config)
+    return Enrolled(*identity, config=config)
+
+
+def read_answer(answer: object) -> tuple[tuple[str, str, str], dict[str, str]]:
+    """The gateway's (tenant, store, gateway) and its bundle's files from the cloud's
+    answer; CloudUnreachableError for anything else (whatever JSON came back)."""
+    if not isinstance(answer, dict):
+        raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
+    files = answer.get("files")
+    names = tuple(answer.get(part) for part in ("tenant", "store", "gateway"))
+    if (not isinstance(files, dict)
+            or not all(isinstance(name, str) and isinstance(text, str)
+                       for name, text in files.items())
+            or set(files) - BUNDLE_FILES or CONFIG_FILE not in files
+            or not all(isinstance(name, str) and SEGMENT_PATTERN.fullmatch(name)
+                       for name in names)):
+        raise CloudUnreachableError("the cloud's answer is not a gateway bundle")
+    tenant, store, gateway = (str(name) for name in names)
+    return (tenant, store, gateway), files

@@ -36,6 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from provisioning.certificates import issue_certificate, make_certificate_authority
+from provisioning.local_broker import broker_limits
 from shared.topics import TOPIC_ROOT, TopicChannel, gateway_topic
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -352,6 +353,7 @@ def render_secure_config(
             f"plugin_opt_config_file {dynsec_file}",
             "persistence true",
             f"persistence_location {workdir}/",
+            broker_limits(),
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.presence import MAX_PACKET_BYTES
+
 #: Mosquitto on a Pi or a busy CI machine binds in well under a second; this
 #: bound only turns a broken install into a clear error instead of a hang.
 STARTUP_TIMEOUT_S = 15.0
@@ -74,6 +76,13 @@ def mosquitto_binary() -> str | None:
     return None
 
 
+def broker_limits() -> str:
+    """What any of our brokers takes at most: a packet carrying the largest legitimate
+    message (a full presence batch, `shared.presence.MAX_PACKET_BYTES`); a client
+    sending a larger one is disconnected before its payload is read."""
+    return f"max_packet_size {MAX_PACKET_BYTES}"
+
+
 def render_plain_config(*, port: int, workdir: Path, extra: str = "") -> str:
     """A loopback-only listener; anonymous access, since only this host can reach it."""
     return "\n".join(
@@ -86,6 +95,7 @@ def render_plain_config(*, port: int, workdir: Path, extra: str = "") -> str:
             "autosave_interval 1",
             "max_queued_messages 1000000",
             "max_inflight_messages 0",
+            broker_limits(),
             "log_dest stderr",
             "log_type error",
             "log_type warning",

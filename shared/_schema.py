@@ -20,6 +20,12 @@ _VERSION_PATTERN = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
 #: Large enough for a full batch of events, small enough that one bad
 #: publisher cannot make a worker allocate without bound.
 MAX_PAYLOAD_BYTES = 256 * 1024
+#: The largest MQTT packet a broker of ours accepts (Mosquitto's `max_packet_size`,
+#: written by provisioning and in docker/mosquitto): a payload at the limit above, plus
+#: room for the fixed header, the topic (under 300 bytes for ids at their longest), the
+#: packet id and MQTT v5 properties. A client sending more is disconnected before the
+#: broker reads the payload.
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 64 * 1024
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

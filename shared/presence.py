@@ -10,6 +10,7 @@ from typing import Annotated, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared._schema import (
+    MAX_PACKET_BYTES,
     MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
     GatewayId,
@@ -25,6 +26,7 @@ from shared.topics import TopicAddress
 
 __all__ = [
     "MAX_BATCH_EVENTS",
+    "MAX_PACKET_BYTES",
     "MAX_PAYLOAD_BYTES",
     "SCHEMA_VERSION",
     "PresenceBatch",

@@ -106,6 +106,11 @@ class GatewayStatus(BaseModel):
     key_ids: list[KeyId] | None = Field(default=None, max_length=MAX_REPORTED_KEYS)
 
 
+#: Zones a gateway tells apart: far beyond a store's floor plan, and small enough that
+#: the config stays a few kilobytes (it is a retained message, sent on every connect).
+MAX_ZONES = 100
+
+
 class ZoneThreshold(BaseModel):
     """A device whose smoothed RSSI is at least `min_rssi` is in this zone (strongest first)."""
 
@@ -154,7 +159,7 @@ class GatewayConfig(BaseModel):
     enter_window_s: float | None = Field(default=None, gt=0, le=3600)
     dwell_interval_s: float | None = Field(default=None, gt=0, le=86400)
     exit_after_s: float | None = Field(default=None, gt=0, le=86400)
-    zones: list[ZoneThreshold] | None = None
+    zones: list[ZoneThreshold] | None = Field(default=None, max_length=MAX_ZONES)
     active_key_id: KeyId | None = None
     sources: SourceSwitches | None = None
     keys: list[Annotated[str, Field(max_length=MAX_SEALED_KEY_CHARS)]] | None = Field(

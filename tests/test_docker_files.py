@@ -20,6 +20,7 @@ from cloud.cli import app as cloud_cli
 from cloud.service import Stage
 from cloud.settings import Settings
 from provisioning.broker_security import BrokerFiles, MqttCredentials
+from provisioning.local_broker import broker_limits
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -236,6 +237,8 @@ def test_broker_config_names_the_files_provisioning_writes() -> None:
     mounts = compose()["services"]["mosquitto"]["volumes"]
     assert "./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in mounts
     assert "./secrets/broker:/mosquitto/secrets" in mounts
+    # The packet limit is the one provisioning writes (sized from a full presence batch).
+    assert f"{broker_limits()}\n" in config
 
 
 def test_systemd_unit_runs_the_edge_command() -> None:

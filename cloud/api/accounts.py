@@ -39,6 +39,7 @@ from cloud.api.deps import (
     client_address,
     too_many_attempts,
 )
+from cloud.api.errors import refusals
 from cloud.auth import members, throttle
 from cloud.auth.models import (
     ConsoleSession,
@@ -157,7 +158,8 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
-@router.post("/login", response_model=SignedInPublic, dependencies=[FromTheConsole])
+@router.post("/login", response_model=SignedInPublic, dependencies=[FromTheConsole],
+             responses=refusals(401, 403, 429))
 def sign_in(
     request: Request, response: Response, session: SessionDep, settings: SettingsDep,
     now: NowDep, body: SignInBody, device: DeviceCookie = None,
@@ -186,13 +188,14 @@ def sign_in(
     return _public(session, signed.member, signed.session)
 
 
-@router.get("/me", response_model=SignedInPublic)
+@router.get("/me", response_model=SignedInPublic, responses=refusals(401, 403, 429))
 def me(session: SessionDep, signed_in: SignedInMember) -> SignedInPublic:
     """The signed-in member, their tenants and roles, and the session's CSRF token."""
     return _public(session, signed_in.member, signed_in.session)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[FromTheConsole])
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[FromTheConsole],
+             responses=refusals(401, 403, 429))
 def sign_out(session: SessionDep, signed_in: SignedInMember) -> Response:
     close_session(session, token_hash_value=signed_in.session.token_hash)
     session.commit()
@@ -202,6 +205,7 @@ def sign_out(session: SessionDep, signed_in: SignedInMember) -> Response:
 
 
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT,
+             responses=refusals(401, 403, 429),
              dependencies=[FromTheConsole])
 def change_password(
     session: SessionDep, now: NowDep, signed_in: SignedInMember, body: PasswordChange,
@@ -218,7 +222,7 @@ def change_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/invitations/{token}", response_model=InvitationPublic)
+@router.get("/invitations/{token}", response_model=InvitationPublic, responses=refusals(404))
 def read_invitation(session: SessionDep, now: NowDep, token: str) -> InvitationPublic:
     """What an invitation link offers (the link's token is the credential)."""
     invitation = _invitation(session, token, now)
@@ -236,6 +240,7 @@ def _invitation(session: SessionDep, token: str, now: NowDep) -> Invitation:
 
 
 @router.post("/invitations/{token}/accept", response_model=SignedInPublic,
+             responses=refusals(401, 403, 404, 409),
              dependencies=[FromTheConsole])
 def accept_invitation(
     request: Request, response: Response, session: SessionDep, settings: SettingsDep,

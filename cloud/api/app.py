@@ -16,11 +16,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -47,6 +50,8 @@ from cloud.api import (
     webhooks,
 )
 from cloud.api.access import tenant_scope
+from cloud.api.errors import MEANINGS, ErrorBody, refusals
+from cloud.api.limits import LIMIT_KEY, RequestLimits
 from cloud.api.operations import WorkerState, operations_router
 from cloud.db import make_engine, utc_now
 from cloud.settings import Settings
@@ -58,7 +63,8 @@ MAX_PROBLEMS_SUMMARISED = 10
 
 def tenants_router() -> APIRouter:
     """Every route under /tenants/{tenant}, behind the tenant's scope."""
-    router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)])
+    router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)],
+                       responses=refusals(401, 403, 404, 422, 429))
     for module in (customers, messages, keys, token_keys, members, audit, presence, live,
                    offers, places, gateways, pseudonym_keys, scenarios, templates, channels):
         router.include_router(module.router)
@@ -107,7 +113,57 @@ def create_app(
         # own handling off, so this is the one place that decides.
         app.add_middleware(ProxyHeadersMiddleware,
                            trusted_hosts=list(settings.api.trusted_proxies))
+    app.add_middleware(RequestLimits, default=settings.api.max_body_bytes,
+                       max_header_bytes=settings.api.max_header_bytes)
+    app.openapi = functools.partial(_openapi, app, settings.api.max_body_bytes)  # type: ignore[method-assign]
     return app
+
+
+#: Methods whose requests carry a body.
+BODY_METHODS = frozenset({"post", "put", "patch"})
+#: FastAPI's own description of a 422, replaced by ours.
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _openapi(app: FastAPI, default_body_limit: int) -> dict[str, Any]:
+    """FastAPI's document, plus what holds for every operation: one taking a body says
+    how much it takes (`x-max-body-bytes`), that more is refused (413) and one that
+    cannot be decoded too (400); every 422 is in `ErrorBody`'s shape
+    (`_validation_error` answers them), not FastAPI's."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                           description=app.description)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(ErrorBody.__name__, ErrorBody.model_json_schema(
+        ref_template="#/components/schemas/{model}"))
+    for name, schema in ErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}").get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas[ErrorBody.__name__].pop("$defs", None)
+    error_body = {"content": {"application/json": {"schema": {
+        "$ref": f"#/components/schemas/{ErrorBody.__name__}"}}}}
+    for operations in document.get("paths", {}).values():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            invalid = responses.get("422")
+            if invalid is not None and _FASTAPI_422 in str(invalid):
+                responses["422"] = {"description": MEANINGS[422], **error_body}
+            for code, response in responses.items():
+                # Refusals are JSON even where the route answers HTML or a picture
+                # (FastAPI files their model under the route's own media type).
+                if code.startswith("4") and ErrorBody.__name__ in str(response):
+                    response["content"] = error_body["content"]
+            if method in BODY_METHODS:
+                operation.setdefault(LIMIT_KEY, default_body_limit)
+                responses.setdefault("413", {"description": MEANINGS[413], **error_body})
+                # FastAPI's answer to a body it cannot decode (not UTF-8, say).
+                responses.setdefault("400", {"description": MEANINGS[400], **error_body})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused not in str(document.get("paths")):
+            schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document
 
 
 def _validation_error(_request: Request, error: Exception) -> JSONResponse:

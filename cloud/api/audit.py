@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from cloud.api.access import MayReadAudit, TenantCaller
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
 from cloud.audit import AuditEntryPublic, entries, record
+from cloud.bounds import BoundedText, RowId
 
 router = APIRouter(tags=["audit"])
 
@@ -36,8 +37,8 @@ Audit = Annotated[AuditTrail, Depends(AuditTrail)]
 def audit_log(
     caller: MayReadAudit, session: SessionDep, tenant: str,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, le=2**53)] = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
+    before_id: Annotated[RowId | None, Query()] = None,
+    action: Annotated[BoundedText | None, Query(max_length=64)] = None,
 ) -> list[AuditEntryPublic]:
     """Configuration changes, newest first; `before_id` pages back, `action` filters by
     prefix ("offer." for every change to offers)."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from cloud.api.access import MayReadWebPushKey
 from cloud.api.deps import NowDep, RawBody, SessionDep, SettingsDep
+from cloud.api.errors import refusals
 from cloud.channels import (
     InvalidReceiptError,
     ReceiptChannel,
@@ -63,7 +64,8 @@ def _store(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@public.post("/receipts/{channel}", status_code=status.HTTP_204_NO_CONTENT)
+@public.post("/receipts/{channel}", status_code=status.HTTP_204_NO_CONTENT,
+             responses=refusals(403, 404))
 def delivery_receipt(
     request: Request, session: SessionDep, now: NowDep, settings: SettingsDep, channel: str,
     body: RawBody,
@@ -76,7 +78,8 @@ def delivery_receipt(
                   channel_settings=channel_settings, url=url, body=body)
 
 
-@public.post("/sms/receipts", status_code=status.HTTP_204_NO_CONTENT, deprecated=True)
+@public.post("/sms/receipts", status_code=status.HTTP_204_NO_CONTENT, deprecated=True,
+             responses=refusals(403, 404))
 def sms_receipt_at_its_former_address(
     request: Request, session: SessionDep, now: NowDep, settings: SettingsDep, body: RawBody,
 ) -> Response:

@@ -36,11 +36,14 @@ from cloud.api.access import (
 )
 from cloud.api.audit import Audit
 from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep, TenantConfig
+from cloud.api.errors import refusals
 from cloud.auth.customer_tokens import CustomerClaims
+from cloud.bounds import INT4_MAX, Offset
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers import crud as customers
 from cloud.customers.models import (
     ANONYMOUS_FIELDS,
+    PUBLIC_ID_PATTERN,
     ConsentCreate,
     ConsentPublic,
     Customer,
@@ -85,9 +88,16 @@ def _not_found(tenant: str, customer_id: str, *, app: bool) -> HTTPException:
 def find_path_customer(
     session: SessionDep, *, tenant: str, customer_id: str, by_number: bool
 ) -> Customer | None:
-    """By public id; by the database's number too when `by_number` (the back office)."""
-    if by_number and customer_id.isdigit() and len(customer_id) < 19:
-        return customers.get_customer(session, tenant=tenant, customer_id=int(customer_id))
+    """By public id; by the database's number too when `by_number` (the back office).
+    Anything else (a number past the column's range, text that is no public id) names
+    nobody: it is not looked up."""
+    if by_number and customer_id.isdigit() and len(customer_id) <= len(str(INT4_MAX)):
+        number = int(customer_id)
+        if number > INT4_MAX:
+            return None
+        return customers.get_customer(session, tenant=tenant, customer_id=number)
+    if not PUBLIC_ID_PATTERN.fullmatch(customer_id):
+        return None
     return customers.find_by_public_id(session, tenant=tenant, public_id=customer_id)
 
 
@@ -133,7 +143,7 @@ class ConsentState(BaseModel):
 def list_customers(
     caller: MayReadCustomers, session: SessionDep, tenant: str,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[CustomerPublic]:
     return [customers.public_customer(customer) for customer in
             customers.list_customers(session, tenant=tenant, limit=limit, offset=offset)]
@@ -147,7 +157,7 @@ def get_customer(caller: MayReadProfile, customer: CustomerDep) -> CustomerPubli
 
 @router.post("/customers", status_code=status.HTTP_201_CREATED, response_model=CustomerPublic,
              responses={200: {"description": "the token's customer already existed",
-                              "model": CustomerPublic}})
+                              "model": CustomerPublic}, **refusals(409)})
 def create_customer(
     caller: MayCreateCustomers, claims: CustomerTokenClaims, session: SessionDep, now: NowDep,
     tenant: str, data: SignUp, response: Response,

@@ -49,6 +49,7 @@ from cloud.api.deps import (
     client_address,
     too_many_attempts,
 )
+from cloud.api.errors import refusals
 from cloud.audit import record
 from cloud.auth import throttle
 from cloud.delivery import gateway_configs
@@ -220,7 +221,7 @@ def list_gateways_route(
 
 
 @router.post(GATEWAYS_PATH, response_model=EnrolmentCodePublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, responses=refusals(409))
 def create_gateway_route(
     caller: MayWriteStores, request: Request, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, body: RegisteredGatewayCreate,
@@ -238,7 +239,7 @@ def create_gateway_route(
 
 
 @router.post(GATEWAY_PATH + "/code", response_model=EnrolmentCodePublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, responses=refusals(409))
 def new_code_route(
     caller: MayWriteStores, request: Request, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -253,7 +254,7 @@ def new_code_route(
                         row=row, code=code)
 
 
-@router.delete(GATEWAY_PATH, response_model=RegisteredGatewayPublic)
+@router.delete(GATEWAY_PATH, response_model=RegisteredGatewayPublic, responses=refusals(503))
 def revoke_gateway_route(
     caller: MayWriteStores, session: SessionDep, settings: SettingsDep, now: NowDep,
     audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -318,7 +319,7 @@ def get_config_route(
 
 @router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic,
             responses={202: {"description": "saved; the broker cannot take it now, and the "
-                                            "worker sends it when it can"}})
+                                            "worker sends it when it can"}, **refusals(409)})
 def put_config_route(
     caller: MayWriteStores, response: Response, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -371,14 +372,15 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
-@public.get("/install/gateway.sh", response_class=PlainTextResponse)
+@public.get("/install/gateway.sh", response_class=PlainTextResponse, responses={
+    200: {"content": {"text/x-shellscript": {}}, "description": "the installer script"}})
 def gateway_installer() -> PlainTextResponse:
     """The installer, to pipe into `sudo sh -s -- ...` on the gateway."""
     return PlainTextResponse(INSTALLER.read_text(encoding="utf-8"),
                              media_type="text/x-shellscript; charset=utf-8")
 
 
-@public.post("/enrol", response_model=EnrolmentBundle)
+@public.post("/enrol", response_model=EnrolmentBundle, responses=refusals(403, 429, 503))
 def enrol_route(
     request: Request, session: SessionDep, settings: SettingsDep, now: NowDep,
     body: EnrolmentRequest,

@@ -48,6 +48,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from cloud.api.access import MayReadAnalytics
 from cloud.api.deps import SessionDep
+from cloud.api.errors import refusals
+from cloud.bounds import INT8_MAX
 from cloud.db import session_scope
 from cloud.places.crud import list_stores
 from cloud.presence.crud import list_gateways
@@ -549,7 +551,7 @@ def _topics(asked: Iterable[Topic] | None) -> frozenset[Topic]:
     response_class=EventSourceResponse,
     responses={200: {"description": "A text/event-stream of snapshot, presence, counts, "
                                     "gateway and end events (see the module docs).",
-                     "content": {"text/event-stream": {}}}},
+                     "content": {"text/event-stream": {}}}, **refusals(503)},
 )
 def live_presence(
     caller: MayReadAnalytics, request: Request, session: SessionDep, tenant: str,
@@ -558,7 +560,7 @@ def live_presence(
     follow: Annotated[bool, Query(
         description="false: send the snapshot and end the stream")] = True,
     last_event_id: Annotated[int | None, Header(
-        ge=0, description="sent by a reconnecting EventSource: the events after it "
+        ge=0, le=INT8_MAX, description="sent by a reconnecting EventSource: the events after it "
                           "make the snapshot's list")] = None,
 ) -> EventSourceResponse:
     """Devices present per store and zone, new presence events and gateway health, as

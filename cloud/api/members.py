@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict
 from cloud.api.access import MayManageMembers
 from cloud.api.audit import Audit
 from cloud.api.deps import NowDep, SessionDep, SettingsDep
+from cloud.api.errors import refusals
 from cloud.auth import members
 from cloud.auth.models import Invitation, MemberEmail
 from cloud.auth.permissions import MemberRole
+from cloud.bounds import RowId
 
 router = APIRouter(tags=["members"])
 
@@ -104,7 +106,7 @@ def invite_member(
 @router.delete("/members/invitations/{invitation_id}", response_model=InvitationSummary)
 def withdraw_invitation(
     caller: MayManageMembers, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
-    invitation_id: int,
+    invitation_id: RowId,
 ) -> InvitationSummary:
     row = members.revoke_invitation(session, tenant=tenant, invitation_id=invitation_id,
                                     now=now)
@@ -124,10 +126,10 @@ def _in_tenant(session: SessionDep, tenant: str, member_id: int) -> MemberInTena
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"member {member_id} not found")
 
 
-@router.patch("/members/{member_id}", response_model=MemberInTenant)
+@router.patch("/members/{member_id}", response_model=MemberInTenant, responses=refusals(409))
 def change_role(
     caller: MayManageMembers, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
-    member_id: int, body: RoleChange,
+    member_id: RowId, body: RoleChange,
 ) -> MemberInTenant:
     before = _in_tenant(session, tenant, member_id)
     account = members.find_member(session, email=before.email)
@@ -142,9 +144,10 @@ def change_role(
     return after
 
 
-@router.delete("/members/{member_id}", response_model=MemberInTenant)
+@router.delete("/members/{member_id}", response_model=MemberInTenant,
+               responses=refusals(409))
 def remove_member(
-    caller: MayManageMembers, session: SessionDep, audit: Audit, tenant: str, member_id: int,
+    caller: MayManageMembers, session: SessionDep, audit: Audit, tenant: str, member_id: RowId,
 ) -> MemberInTenant:
     """End a membership (the account keeps its other tenants)."""
     before = _in_tenant(session, tenant, member_id)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from cloud.api.access import (
@@ -19,6 +19,7 @@ from cloud.api.access import (
 )
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
+from cloud.bounds import DbDatetime, RowId
 from cloud.customers.models import Customer
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
@@ -41,7 +42,7 @@ def list_messages(
 class OpenedBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    opened_at: AwareDatetime | None = Field(
+    opened_at: DbDatetime | None = Field(
         default=None, description="when the customer opened it; defaults to now"
     )
 
@@ -54,7 +55,7 @@ class MessageOpened(BaseModel):
 @router.post("/messages/{message_id}/opened", response_model=MessageOpened)
 def message_opened(
     caller: MayReportOpens, claims: CustomerTokenClaims, session: SessionDep, now: NowDep,
-    wake: ScenarioWake, tenant: str, message_id: int,
+    wake: ScenarioWake, tenant: str, message_id: RowId,
     body: OpenedBody | None = None,
 ) -> MessageOpened:
     """The app reports that the customer opened a push (the first open counts). An app
@@ -85,7 +86,7 @@ def message_opened(
 
 @router.get("/messages/{message_id}/attempts", response_model=list[MessageAttemptPublic])
 def message_attempts(
-    caller: MayReadAnalytics, session: SessionDep, tenant: str, message_id: int
+    caller: MayReadAnalytics, session: SessionDep, tenant: str, message_id: RowId
 ) -> list[MessageAttemptPublic]:
     """Every provider call made for a message: when, where, what came back, how long."""
     message = session.get(Message, message_id)

@@ -19,6 +19,8 @@ from cloud.api.access import MayReadConfig, MayReadCoupons, MayReadCustomers, Ma
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, SessionDep
+from cloud.api.errors import refusals
+from cloud.bounds import Offset
 from cloud.customers.crud import public_ids
 from cloud.offers import crud
 from cloud.offers.models import (
@@ -53,7 +55,8 @@ def _not_found(tenant: str, key: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"offer {key!r} of tenant {tenant!r} not found")
 
 
-@router.put("/offers/{key}", response_model=OfferPublic)
+@router.put("/offers/{key}", response_model=OfferPublic, responses={
+    201: {"model": OfferPublic, "description": "a new offer"}, **refusals(409)})
 def put_offer(
     caller: MayWriteOffers, response: Response, session: SessionDep, now: NowDep,
     audit: Audit, tenant: str, key: KeyPath, data: OfferCreate,
@@ -81,7 +84,7 @@ def list_offers(
     caller: MayReadConfig, session: SessionDep, tenant: str,
     active_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> Sequence[Offer]:
     """The tenant's offers by key, deactivated ones too unless `active_only`."""
     return crud.list_offers(

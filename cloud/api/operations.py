@@ -10,15 +10,18 @@ import socket
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from cloud.api.access import operator_access
+from cloud.api.errors import refusals
 from cloud.db import ping
 from cloud.metrics import render
 from cloud.settings import Settings
 
+#: What /metrics answers in.
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: /readyz must answer quickly even when a dependency hangs; a probe times out anyway.
 READINESS_TIMEOUT_S = 2.0
 
@@ -46,7 +49,8 @@ def operations_router(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", response_model=Readiness)
+    @router.get("/readyz", response_model=Readiness, responses={
+        503: {"model": Readiness, "description": "Not ready: what is missing is named."}})
     def readyz() -> Any:
         readiness = Readiness(
             ready=False, database=_database_reachable(engine), broker=_broker_reachable(settings),
@@ -62,9 +66,11 @@ def operations_router(
 
     guard = [] if settings.api.metrics_public else [Depends(operator_access)]
 
-    @router.get("/metrics", dependencies=guard)
+    @router.get("/metrics", dependencies=guard, response_class=PlainTextResponse,
+                responses={200: {"content": {METRICS_TYPE: {}}, "description": "Prometheus' "
+                                 "text format"}, **(refusals(401, 403, 429) if guard else {})})
     def metrics() -> Response:
-        return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render(), media_type=METRICS_TYPE)
 
     return router
 

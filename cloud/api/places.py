@@ -33,6 +33,7 @@ from cloud.api.access import MayReadConfig, MayReadLocations, MayReportLocations
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import NowDep, SessionDep
+from cloud.api.errors import refusals
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.crud import current_consent, public_ids
 from cloud.gateways.crud import active_gateway_ids
@@ -176,7 +177,7 @@ def get_store_route(
     return _store_public(session, _store_or_404(session, tenant, key))
 
 
-@router.delete("/stores/{key}", response_model=StorePublic)
+@router.delete("/stores/{key}", response_model=StorePublic, responses=refusals(409))
 def delete_store_route(
     caller: MayWriteStores, session: SessionDep, audit: Audit, tenant: str, key: StoreKey
 ) -> StorePublic:

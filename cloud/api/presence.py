@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import AwareDatetime, TypeAdapter
+from pydantic import TypeAdapter
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, Operator
 from cloud.api.deps import MAX_PAGE, SessionDep
+from cloud.api.errors import refusals
+from cloud.bounds import DbDatetime
 from cloud.presence.analytics import FootfallRow, WindowError, footfall, footfall_hourly
 from cloud.presence.crud import list_gateways, recent_dead_letters
 from cloud.presence.models import DeadLetterPublic, FootfallHourPublic, GatewayHealthPublic
@@ -38,8 +40,8 @@ FOOTFALL_ROWS = TypeAdapter(list[FootfallRow])
 @router.get("/analytics/footfall", response_model=list[FootfallRow])
 def footfall_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="visits starting at or after, midnight UTC")],
-    until: Annotated[AwareDatetime, Query(description="visits starting before (midnight UTC)")],
+    since: Annotated[DbDatetime, Query(description="visits starting at or after, midnight UTC")],
+    until: Annotated[DbDatetime, Query(description="visits starting before (midnight UTC)")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
     by_zone: bool = False,
 ) -> Response:
@@ -59,8 +61,8 @@ def footfall_report(
 @router.get("/analytics/footfall/hourly", response_model=list[FootfallHourPublic])
 def footfall_hourly_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="visits starting at or after, a whole hour")],
-    until: Annotated[AwareDatetime, Query(description="visits starting before (a whole hour)")],
+    since: Annotated[DbDatetime, Query(description="visits starting at or after, a whole hour")],
+    until: Annotated[DbDatetime, Query(description="visits starting before (a whole hour)")],
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
     zone: Annotated[str | None, Query(
         pattern=SEGMENT_PATTERN.pattern, description="one zone; without it, whole stores",
@@ -79,8 +81,8 @@ def footfall_hourly_report(
 @router.get("/analytics/occupancy", response_model=list[OccupancyRow])
 def occupancy_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="periods starting at or after")],
-    until: Annotated[AwareDatetime, Query(description="periods starting before")],
+    since: Annotated[DbDatetime, Query(description="periods starting at or after")],
+    until: Annotated[DbDatetime, Query(description="periods starting before")],
     resolution: Annotated[Resolution, Query(
         description="minute (at most 2 days) or hour (at most 31 days)")] = "hour",
     store: Annotated[str | None, Query(pattern=SEGMENT_PATTERN.pattern)] = None,
@@ -117,7 +119,8 @@ def tenant_dead_letters(
             for row in recent_dead_letters(session, limit=limit, tenant=tenant)]
 
 
-@operations.get("/dead-letters", response_model=list[DeadLetterPublic])
+@operations.get("/dead-letters", response_model=list[DeadLetterPublic],
+                responses=refusals(401, 403, 429))
 def dead_letters(
     caller: Operator, session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,

@@ -9,13 +9,14 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, MayReadCustomers, MayWriteScenarios
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep
+from cloud.bounds import BoundedText, DbDatetime
 from cloud.offers.crud import get_offer
 from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.scenarios.catalog import (
@@ -268,9 +269,9 @@ def report_rows(session: Session, journeys: Sequence[Journey]) -> list[ReportRow
 @router.get("/analytics/funnel", response_model=list[FunnelRow])
 def funnel_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str,
-    since: Annotated[AwareDatetime, Query(description="messages queued at or after")],
-    until: Annotated[AwareDatetime, Query(description="messages queued before")],
-    scenario: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[DbDatetime, Query(description="messages queued at or after")],
+    until: Annotated[DbDatetime, Query(description="messages queued before")],
+    scenario: Annotated[BoundedText | None, Query(max_length=64)] = None,
 ) -> list[FunnelRow]:
     """Per scenario, step and variant: queued, sent, delivered, opened, clicked,
     converted, failed, suppressed, expired, still pending or held."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 from cloud.api.access import MayReadConfig, MayWriteTemplates
 from cloud.api.audit import Audit
 from cloud.api.deps import NowDep, SessionDep
+from cloud.api.limits import MIB, body_limit
 from cloud.channels import Channel
 from cloud.customers.models import LOCALE_PATTERN
 from cloud.templates.compiler import Template, compile_template
@@ -121,7 +122,13 @@ def _row_or_404(session: SessionDep, tenant: str, key: str, channel: Channel, lo
     return row
 
 
-@router.put("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic)
+#: An email template at its longest parts (300,000 characters) in escaped JSON (6 bytes
+#: a character) fits (tests/cloud/api/test_limits.py measures it).
+TEMPLATE_BODY_LIMIT = 4 * MIB
+
+
+@router.put("/templates/{key}/{channel}/{locale}", response_model=TemplatePublic,
+            openapi_extra=body_limit(TEMPLATE_BODY_LIMIT))
 def put_template_route(
     caller: MayWriteTemplates, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
     key: KeyPath, channel: Channel, locale: Locale, data: TemplateSave,
@@ -204,7 +211,8 @@ def _saved(session: SessionDep, tenant: str, data: PreviewRequest
     return found, key, None if row is None else row.version
 
 
-@router.post("/templates/preview", response_model=PreviewPublic)
+@router.post("/templates/preview", response_model=PreviewPublic,
+             openapi_extra=body_limit(TEMPLATE_BODY_LIMIT))
 def preview_route(
     caller: MayReadConfig, session: SessionDep, tenant: str, data: PreviewRequest,
 ) -> PreviewPublic:

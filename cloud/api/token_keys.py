@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, status
 from cloud.api.access import MayManageKeys
 from cloud.api.audit import Audit
 from cloud.api.deps import NowDep, SessionDep
+from cloud.api.errors import refusals
 from cloud.auth.customer_tokens import (
     DuplicateTokenKeyError,
     TokenKeyError,
@@ -25,7 +26,7 @@ router = APIRouter(tags=["customer tokens"])
 
 
 @router.post("/customer-token-keys", status_code=status.HTTP_201_CREATED,
-             response_model=CustomerTokenKeyPublic)
+             response_model=CustomerTokenKeyPublic, responses=refusals(409))
 def register_token_key(
     caller: MayManageKeys, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
     data: CustomerTokenKeyCreate,

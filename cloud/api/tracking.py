@@ -15,17 +15,19 @@ An app reports opens with its key instead (`cloud.api.messages`).
 from __future__ import annotations
 
 import html
-import json
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloud.api.deps import NowDep, ScenarioWake, SessionDep
+from cloud.api.errors import refusals
+from cloud.bounds import DbDatetime
 from cloud.channels import ContentForm, UnknownChannelError, adapter_for
 from cloud.channels.dedupe import collapse_id
+from cloud.channels.email import MAX_TRACKED_LINKS
 from cloud.messages.models import Message
 from cloud.tracking.events import (
     message_by_token,
@@ -68,7 +70,8 @@ def _web_url(url: object) -> str | None:
 router = APIRouter(tags=["tracking"])
 
 
-@router.get("/c/{token}", status_code=status.HTTP_302_FOUND, response_class=RedirectResponse)
+@router.get("/c/{token}", status_code=status.HTTP_302_FOUND, response_class=RedirectResponse,
+            responses=refusals(404))
 def click(session: SessionDep, now: NowDep, wake: ScenarioWake, token: str) -> RedirectResponse:
     """A tracked link: records the click (the first one counts) and redirects."""
     message = _by_token(session, token)
@@ -82,10 +85,12 @@ def click(session: SessionDep, now: NowDep, wake: ScenarioWake, token: str) -> R
 
 
 @router.get(
-    "/c/{token}/{index}", status_code=status.HTTP_302_FOUND, response_class=RedirectResponse
+    "/c/{token}/{index}", status_code=status.HTTP_302_FOUND, response_class=RedirectResponse,
+    responses=refusals(404),
 )
 def click_email_link(
-    session: SessionDep, now: NowDep, wake: ScenarioWake, token: str, index: int
+    session: SessionDep, now: NowDep, wake: ScenarioWake, token: str,
+    index: Annotated[int, Path(ge=0, le=MAX_TRACKED_LINKS)],
 ) -> RedirectResponse:
     """The `index`-th link of an email, as stored when it was queued."""
     message = _by_token(session, token)
@@ -99,7 +104,7 @@ def click_email_link(
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_STORE)
 
 
-@router.get("/o/{token}.gif", response_class=Response)
+@router.get("/o/{token}.gif", response_class=Response, responses=refusals(404))
 def open_pixel(session: SessionDep, now: NowDep, wake: ScenarioWake, token: str) -> Response:
     """An email's open pixel. (Mail privacy proxies load every pixel when the mail
     arrives, so email opens are an upper bound.)"""
@@ -117,7 +122,7 @@ class OpenReport(BaseModel):
 
     #: The notification's tag (the message's dedupe key); checked when given.
     tag: str | None = Field(default=None, max_length=64)
-    opened_at: AwareDatetime | None = None
+    opened_at: DbDatetime | None = None
 
 
 async def _report_body(request: Request) -> bytes:
@@ -127,7 +132,7 @@ async def _report_body(request: Request) -> bytes:
     return body
 
 
-@router.post("/o/{token}", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/o/{token}", status_code=status.HTTP_204_NO_CONTENT, responses=refusals(404))
 def open_report(
     session: SessionDep, now: NowDep, wake: ScenarioWake, token: str,
     body: Annotated[bytes, Depends(_report_body)],
@@ -139,12 +144,11 @@ def open_report(
     """
     message = _by_token(session, token)
     try:
-        report = OpenReport.model_validate(json.loads(body) if body.strip() else {})
-    except (ValueError, ValidationError) as error:
-        reason = (
-            describe_validation_error(error) if isinstance(error, ValidationError)
-            else "body is not JSON"
-        )
+        report = OpenReport.model_validate_json(body if body.strip() else b"{}")
+    except ValidationError as error:
+        reason = ("body is not JSON" if any(item["type"] == "json_invalid"
+                                            for item in error.errors(include_input=False))
+                  else describe_validation_error(error))
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid open report: {reason}"
         ) from None
@@ -161,7 +165,7 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 </head><body><h1>{title}</h1>{body}</body></html>"""
 
 
-@router.get("/u/{token}", response_class=HTMLResponse)
+@router.get("/u/{token}", response_class=HTMLResponse, responses=refusals(404))
 def unsubscribe_page(session: SessionDep, token: str) -> HTMLResponse:
     message = _by_token(session, token)
     channel = "emails" if _is_email(message) else "messages"
@@ -176,7 +180,7 @@ def unsubscribe_page(session: SessionDep, token: str) -> HTMLResponse:
     )
 
 
-@router.post("/u/{token}", response_class=HTMLResponse)
+@router.post("/u/{token}", response_class=HTMLResponse, responses=refusals(404))
 def unsubscribe(session: SessionDep, now: NowDep, token: str) -> HTMLResponse:
     """Withdraw consent for the channel this message came on (RFC 8058 one-click)."""
     message = _by_token(session, token)

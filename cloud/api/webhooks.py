@@ -20,6 +20,8 @@ from cloud.api.deps import (
     SettingsDep,
     known_tenant,
 )
+from cloud.api.errors import refusals
+from cloud.api.limits import MIB, body_limit
 from cloud.commerce.models import WebhookEvent, WebhookReceipt
 from cloud.metrics import WEBHOOKS
 from cloud.webhooks.inbound import handle_webhook
@@ -35,10 +37,16 @@ WEBHOOK_ADAPTER: TypeAdapter[WebhookEvent] = TypeAdapter(WebhookEvent)
 
 router = APIRouter(tags=["webhooks"])
 
+#: An order of 500 lines whose names are 200 emoji, as a shop's JSON encoder escapes them
+#: (`\ud83e\uddfa`: 12 bytes a character), fits; the default limit would not take it
+#: (tests/cloud/api/test_limits.py measures it).
+WEBHOOK_BODY_LIMIT = 2 * MIB
+
 
 @router.post(
     "/webhooks/{tenant}", status_code=status.HTTP_202_ACCEPTED, response_model=WebhookReceipt,
-    dependencies=[Depends(known_tenant)],
+    dependencies=[Depends(known_tenant)], openapi_extra=body_limit(WEBHOOK_BODY_LIMIT),
+    responses=refusals(401, 404, 422),
 )
 def commerce_webhook(
     session: SessionDep, now: NowDep, wake: ScenarioWake, settings: SettingsDep, tenant: str,

@@ -96,7 +96,7 @@ class ApiKeyCreated(ApiKeyPublic):
 # --- console members -----------------------------------------------------------------------
 
 #: Deliberately loose, as for customers: this only catches what cannot be an address.
-MEMBER_EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$"
+MEMBER_EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,190}\.[^@\s\x00]{1,63}$"
 MemberEmail = Annotated[str, StringConstraints(pattern=MEMBER_EMAIL_PATTERN, max_length=254)]
 MemberName = Annotated[str, StringConstraints(pattern=KEY_NAME_PATTERN, max_length=100)]
 #: Long enough to resist guessing with throttled logins; pass phrases welcome.

@@ -97,7 +97,8 @@ class TwilioSms:
 
     def parse_receipt(self, url: str, form: Mapping[str, str], signature: str) -> DeliveryReceipt:
         expected = twilio_signature(self.settings.auth_token.get_secret_value(), url, form)
-        if not hmac.compare_digest(expected, signature):
+        # As bytes: a header may carry any character, which compare_digest refuses as text.
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise InvalidReceiptError("X-Twilio-Signature does not match")
         if form.get("AccountSid") != self.settings.account_sid:
             raise InvalidReceiptError("receipt is for another account")

@@ -20,6 +20,7 @@ from cloud.service import (
     ALL_STAGES,
     Stage,
     StagesApartError,
+    api_server_config,
     check_stages,
     install_stop_signals,
     run_worker,
@@ -104,10 +105,7 @@ def worker_command(
 def api_command(verbose: Verbose = False) -> None:
     """Serve the HTTP API."""
     settings = load_settings(verbose)
-    uvicorn.run(
-        create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None,
-        proxy_headers=False,  # forwarded headers only from api.trusted_proxies (create_app)
-    )
+    uvicorn.Server(api_server_config(create_app(settings), settings)).run()
 
 
 @app.command("serve")

@@ -12,11 +12,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, HttpUrl, StringConstraints
+from pydantic import BaseModel, ConfigDict, HttpUrl, StringConstraints
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from cloud.bounds import BoundedText, DbDatetime, RowId
 from cloud.customers.models import EMAIL_PATTERN, EXTERNAL_ID_PATTERN
 from cloud.db import UtcDateTime
 
@@ -99,7 +100,7 @@ class CustomerRef(_Body):
 
 class LineItem(_Body):
     sku: ShopId
-    name: str = PydanticField(min_length=1, max_length=200)
+    name: BoundedText = PydanticField(min_length=1, max_length=200)
     category: ShopId
     quantity: int = PydanticField(ge=1, le=10_000)
     unit_price: Decimal = PydanticField(ge=0, max_digits=12, decimal_places=2)
@@ -107,7 +108,7 @@ class LineItem(_Body):
 
 class _Event(_Body):
     event_id: ShopId
-    occurred_at: AwareDatetime
+    occurred_at: DbDatetime
     customer: CustomerRef | None = None
 
 
@@ -143,7 +144,7 @@ class AppOpened(_Event):
 
 class PushOpened(_Event):
     type: Literal[CommerceEventType.PUSH_OPENED]
-    message_id: int = PydanticField(ge=1, description="the message_id the push carried")
+    message_id: RowId = PydanticField(description="the message_id the push carried")
 
 
 WebhookEvent = Annotated[

@@ -12,28 +12,31 @@ import functools
 import re
 import secrets
 import zoneinfo
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
+    FiniteFloat,
     HttpUrl,
     StringConstraints,
 )
-from pydantic import Field as PydanticField
+from pydantic import (
+    Field as PydanticField,
+)
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from cloud.bounds import INT8_MAX, BoundedText, DbDate, DbDatetime
 from cloud.channels import ConsentKind
 from cloud.db import UtcDateTime
 
 #: Deliberately loose: the shop validated the address when the customer typed it;
 #: this only catches values that cannot be an address at all.
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$"
+EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,190}\.[^@\s\x00]{1,63}$"
 #: E.164: "+", country code, subscriber number; what SMS providers accept.
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
@@ -41,7 +44,15 @@ EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 #: BCP 47-ish: "es", "es-ES", "pt_BR".
 LOCALE_PATTERN = r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
-AttributeValue = str | int | float | bool
+#: Profile fields: a hundred, each named in a few words and holding a short value.
+MAX_ATTRIBUTES = 100
+AttributeName = Annotated[BoundedText, StringConstraints(min_length=1, max_length=64)]
+AttributeValue = (
+    Annotated[BoundedText, StringConstraints(max_length=1000)]
+    | Annotated[int, PydanticField(ge=-INT8_MAX, le=INT8_MAX)]
+    | FiniteFloat
+    | bool
+)
 
 #: Customers are named in API paths and answers by a public id: 128 random bits, so that
 #: nobody can guess another customer's (the database's own number is a sequence, shared
@@ -95,16 +106,16 @@ class CustomerBase(SQLModel):
     )
     email: Email | None = Field(default=None, max_length=254)
     phone: Phone | None = Field(default=None, max_length=16)
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    birth_date: date | None = None
+    first_name: BoundedText | None = Field(default=None, max_length=100)
+    last_name: BoundedText | None = Field(default=None, max_length=100)
+    birth_date: DbDate | None = None
     locale: Locale | None = Field(default=None, max_length=16)
     time_zone: TimeZone | None = Field(
         default=None, max_length=64,
         description="IANA zone: quiet hours and dates (birthdays) follow the customer's clock",
     )
-    attributes: dict[str, AttributeValue] = Field(
-        default_factory=dict, sa_type=JSON,
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict, sa_type=JSON, max_length=MAX_ATTRIBUTES,
         description="profile fields the shop segments on (loyalty tier, favourite category...)",
     )
 
@@ -141,7 +152,7 @@ class SignUp(CustomerCreate):
     """What the shop's app sends at sign-up: the profile, and the anonymous installation
     it made before its user signed in, to be merged into the customer."""
 
-    installation_id: str | None = Field(
+    installation_id: BoundedText | None = Field(
         default=None, max_length=40,
         description="the id of the anonymous installation this app made before its user "
         "signed in: its devices and consent answers move to the customer",
@@ -189,7 +200,7 @@ class ConsentCreate(ConsentBase):
 
     channel: ConsentKind = Field(max_length=32)
 
-    given_at: AwareDatetime | None = Field(
+    given_at: DbDatetime | None = Field(
         default=None, description="when the customer answered; defaults to now"
     )
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, StringConstraints, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import (
     CheckConstraint,
@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from cloud.bounds import DbDatetime
 from cloud.commerce.models import ShopId
 from cloud.db import UtcDateTime
 from cloud.templates.context import (
@@ -175,8 +176,8 @@ class OfferCreate(SQLModel):
         "messages and the base of the budget count",
     )
     currency: Currency
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: DbDatetime | None = None
+    valid_until: DbDatetime | None = None
     coupon_limit: int | None = Field(
         default=None, ge=0, le=100_000_000, description="how many coupons may be issued"
     )

@@ -22,11 +22,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, ConfigDict, StringConstraints
+from pydantic import ConfigDict, StringConstraints
 from pydantic import Field as FieldInfo
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from cloud.bounds import DbDatetime
 from cloud.db import UtcDateTime
 from cloud.places.validation import MAX_ACCURACY_M
 from shared.presence import Transition
@@ -183,7 +184,7 @@ class LocationFix(SQLModel):
     lat: Annotated[float, FieldInfo(ge=-90.0, le=90.0, allow_inf_nan=False)]
     lon: Annotated[float, FieldInfo(ge=-180.0, le=180.0, allow_inf_nan=False)]
     accuracy_m: Annotated[float, FieldInfo(ge=0.0, le=MAX_ACCURACY_M, allow_inf_nan=False)]
-    at: AwareDatetime | None = Field(
+    at: DbDatetime | None = Field(
         default=None, description="when the phone took the fix (aware); defaults to now"
     )
 

@@ -20,6 +20,10 @@ TIMESTAMP_HEADER = "X-Vitrina-Timestamp"
 SIGNATURE_VERSION = "v1"
 #: Clocks drift and deliveries queue; older than this, a signed request is a replay.
 MAX_SIGNATURE_AGE_S = 300
+#: Unix seconds have 10 digits until the year 2286; longer is no timestamp of ours.
+MAX_TIMESTAMP_CHARS = 12
+#: Signatures offered at once (one per secret being rotated); more are not looked at.
+MAX_SIGNATURES = 8
 
 
 class SignatureError(ValueError):
@@ -27,6 +31,10 @@ class SignatureError(ValueError):
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
+    return _signature(secret, str(timestamp), body)
+
+
+def _signature(secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"{SIGNATURE_VERSION}={digest.hexdigest()}"
 
@@ -39,15 +47,18 @@ def verify_signature(
         raise SignatureError("webhooks are not configured for this tenant (no secret)")
     if not timestamp or not signature:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds") from None
-    if abs(now.timestamp() - sent) > MAX_SIGNATURE_AGE_S:
+    if len(timestamp) > MAX_TIMESTAMP_CHARS or not (timestamp.isascii() and timestamp.isdigit()):
+        raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds")
+    # The signature is checked on the timestamp's text as sent, before it is read as a
+    # number: nothing a stranger sends is parsed beyond the look of its digits.
+    # Compared as bytes: a header may carry any character, which compare_digest refuses
+    # to compare as text.
+    offered = [part.strip().encode("utf-8", "replace")
+               for part in signature.split(",", MAX_SIGNATURES)]
+    if not any(
+        hmac.compare_digest(_signature(secret, timestamp, body).encode(), candidate)
+        for secret in secrets for candidate in offered
+    ):
+        raise SignatureError("signature does not match")
+    if abs(int(now.timestamp()) - int(timestamp)) > MAX_SIGNATURE_AGE_S:
         raise SignatureError(f"signature timestamp is more than {MAX_SIGNATURE_AGE_S}s off")
-    offered = [part.strip() for part in signature.split(",")]
-    for secret in secrets:
-        expected = sign(secret, sent, body)
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
-            return
-    raise SignatureError("signature does not match")

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from cloud.api.live import end_live_streams
 from cloud.ingest.consumer import PresenceConsumer
+from cloud.service import api_server_config
 from cloud.settings import Settings
 from provisioning.local_broker import LocalBroker
 
@@ -134,11 +135,12 @@ def publish_all(
 @contextlib.contextmanager
 def running_api(app: FastAPI, port: int, *, tls: tuple[Path, Path] | None = None
                 ) -> Iterator[str]:
-    """The API on a real port in a thread (for a provider posting receipts, or a browser);
-    over HTTPS as `localhost` with `tls` (its certificate and key files)."""
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off",
-        ssl_certfile=None if tls is None else str(tls[0]),
+    """The API on a real port in a thread (for a provider posting receipts, or a browser),
+    served as production serves it (`api_server_config`: its limits included); over
+    HTTPS as `localhost` with `tls` (its certificate and key files)."""
+    server = uvicorn.Server(api_server_config(
+        app, app.state.settings, host="127.0.0.1", port=port, access_log=False,
+        lifespan="off", ssl_certfile=None if tls is None else str(tls[0]),
         ssl_keyfile=None if tls is None else str(tls[1]),
     ))
     thread = threading.Thread(target=server.run, name="test-api", daemon=True)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import edge
 from edge.settings import (
@@ -158,3 +161,32 @@ def test_the_occupancy_default_is_the_estimators_calibration() -> None:
     from edge.settings import OccupancySettings
 
     assert OccupancySettings().scans_per_phone_per_minute == SCANS_PER_PHONE_PER_MINUTE
+
+
+#: Text that looks like TOML often enough to get past the parser: keys, tables, values.
+toml_lines = st.lists(
+    st.one_of(
+        st.sampled_from(["[identity]", "[keys]", "[[keys.key]]", "[mqtt]", "[tracker]",
+                         "[sources.ble]", "[[zones]]", "[outbox]", "[logging]", "[", "]"]),
+        st.tuples(st.sampled_from(["tenant", "store", "gateway", "active", "key_id", "secret",
+                                   "host", "port", "tls", "zone", "min_rssi", "path",
+                                   "enabled", "x"]),
+                  st.one_of(st.integers(), st.floats().map(repr), st.booleans().map(str).map(
+                      str.lower), st.text(max_size=12).map(lambda t: '"' + t + '"'),
+                      st.just("[1, 2]"), st.just("{a = 1}"), st.text(max_size=8)),
+                  ).map(lambda pair: f"{pair[0]} = {pair[1]}"),
+        st.text(max_size=30),
+    ),
+    max_size=12,
+).map("\n".join)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(toml_lines | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_config_file_loads_or_says_what_is_wrong(tmp_path: Path, text: str) -> None:
+    """The gateway's config file as anyone might write it: settings, or a SettingsError
+    listing the problems, never another exception."""
+    path = write_toml(tmp_path / "edge.toml", text)
+    with contextlib.suppress(SettingsError):
+        load_settings(path, env={})

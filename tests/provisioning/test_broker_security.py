@@ -6,11 +6,13 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from provisioning.broker_security import (
@@ -21,6 +23,17 @@ from provisioning.broker_security import (
     load_broker_files,
 )
 from provisioning.certificates import make_certificate_authority
+from shared.presence import (
+    MAX_BATCH_EVENTS,
+    MAX_PACKET_BYTES,
+    MAX_PAYLOAD_BYTES,
+    PresenceBatch,
+    PresenceEvent,
+    PseudonymScope,
+    Transition,
+    decode_presence_batch,
+    encode_presence_batch,
+)
 from shared.topics import gateway_topic
 
 WAIT_S = 10.0
@@ -30,14 +43,16 @@ NOT_AUTHORIZED = 0x87
 class Session:
     """A paho MQTT v5 client over TLS that records what happened to it."""
 
-    def __init__(self, files: BrokerFiles, credentials: MqttCredentials, client_id: str) -> None:
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
+    def __init__(self, files: BrokerFiles, credentials: MqttCredentials, client_id: str,
+                 protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=protocol)
         self.client.username_pw_set(credentials.username, credentials.password)
         self.client.tls_set(ca_certs=str(files.ca_certificate), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.connect_reason: ReasonCode | None = None
+        self.connect_properties: Properties | None = None
         self.connected = threading.Event()
+        self.disconnected = threading.Event()
         self.messages: list[tuple[str, bytes]] = []
         self.received = threading.Event()
         self.granted: list[ReasonCode] = []
@@ -48,14 +63,20 @@ class Session:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
+        self.client.on_disconnect = self._on_disconnect
         self.client.connect("localhost", files.port)
         self.client.loop_start()
 
     def _on_connect(
-        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
+        self, _c: object, _u: object, _f: object, reason: ReasonCode,
+        properties: Properties | None,
     ) -> None:
         self.connect_reason = reason
+        self.connect_properties = properties
         self.connected.set()
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.disconnected.set()
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         self.messages.append((message.topic, bytes(message.payload)))
@@ -98,9 +119,10 @@ def sessions() -> Iterator[list[Session]]:
 
 
 def open_session(
-    sessions: list[Session], files: BrokerFiles, credentials: MqttCredentials, client_id: str
+    sessions: list[Session], files: BrokerFiles, credentials: MqttCredentials, client_id: str,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
 ) -> Session:
-    session = Session(files, credentials, client_id)
+    session = Session(files, credentials, client_id, protocol)
     sessions.append(session)
     assert session.connected.wait(WAIT_S), "no CONNACK"
     return session
@@ -201,6 +223,74 @@ def test_the_orchestrator_pushes_config_to_the_gateway(
         sender.publish(gateway_topic(mqtt_namespace, "s1", "g1", "presence")).value
         == NOT_AUTHORIZED
     )
+
+
+def largest_batch(tenant: str, store: str, gateway: str) -> bytes:
+    """The largest presence message a gateway sends: as many events as the publisher puts
+    in one (it stops at the payload limit), every field at its longest."""
+    seen = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+    key = "k" * 16
+
+    def event(i: int) -> PresenceEvent:
+        return PresenceEvent(
+            event_id=f"{i:032x}", tenant=tenant, store=store, gateway=gateway,
+            pseudonym=f"{key}:{i:032x}", key_id=key, scope=PseudonymScope.STABLE,
+            kind="wifi_association", randomized=False, transition=Transition.DWELL,
+            zone="z" * 64, rssi=-100.123456789, first_seen=seen,
+            last_seen=seen + timedelta(seconds=86399.999999), dwell_s=86399.999999,
+            sightings=123456789,
+        )
+
+    events = [event(i) for i in range(MAX_BATCH_EVENTS)]
+
+    def batch(count: int) -> bytes:
+        return encode_presence_batch(PresenceBatch(
+            tenant=tenant, store=store, gateway=gateway, sent_at=seen, events=events[:count]))
+
+    low, high = 1, MAX_BATCH_EVENTS  # the most events whose batch fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if len(batch(middle)) <= MAX_PAYLOAD_BYTES else (
+            low, middle - 1)
+    return batch(low)
+
+
+def test_a_full_presence_batch_passes_and_a_larger_packet_is_refused(
+    secure_broker: BrokerFiles, mqtt_namespace: str, sessions: list[Session]
+) -> None:
+    """The broker's packet limit (provisioning.local_broker.broker_limits) takes the
+    largest message a gateway sends, on the longest topic, and disconnects a client
+    sending more before forwarding anything of it."""
+    store, gateway_id = "s" * 64, "g" * 64
+    with admin(secure_broker) as control:
+        gateway = control.enrol_gateway(tenant=mqtt_namespace, store=store, gateway=gateway_id)
+        orchestrator = control.add_orchestrator(username=f"orchestrator-{mqtt_namespace}")
+    assert gateway.client_id is not None
+    presence = gateway_topic(mqtt_namespace, store, gateway_id, "presence")
+    assert orchestrator.client_id is not None
+    worker = open_session(sessions, secure_broker, orchestrator, orchestrator.client_id)
+    assert not worker.subscribe(presence).is_failure
+
+    own = open_session(sessions, secure_broker, gateway, gateway.client_id)
+    assert own.connect_properties is not None
+    announced = own.connect_properties.MaximumPacketSize  # type: ignore[attr-defined]
+    assert announced == MAX_PACKET_BYTES
+    largest = largest_batch(mqtt_namespace, store, gateway_id)
+    assert MAX_PAYLOAD_BYTES - 1024 < len(largest) <= MAX_PAYLOAD_BYTES
+    assert own.publish(presence, largest).value == 0
+    assert worker.received.wait(WAIT_S)
+    assert decode_presence_batch(worker.messages[0][1]) is not None
+    own.close()
+
+    # An MQTT 3.1.1 client is told no limit: the broker enforces it all the same.
+    worker.received.clear()
+    old = open_session(sessions, secure_broker, gateway, gateway.client_id,
+                       MQTTProtocolVersion.MQTTv311)
+    oversized = b"x" * MAX_PACKET_BYTES
+    old.client.publish(presence, oversized, qos=1)
+    assert old.disconnected.wait(WAIT_S), "the broker kept a client sending too much"
+    assert not worker.received.wait(0.2)
+    assert len(worker.messages) == 1
 
 
 def test_wrong_password_wrong_client_id_and_revoked_gateways_are_refused(

@@ -1,7 +1,10 @@
+import contextlib
 import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import ContractError
 from shared.status import (
@@ -70,3 +73,48 @@ def test_bad_config_is_rejected(change: dict[str, object], message: str) -> None
     document: dict[str, object] = {"schema_version": "1.0", **change}
     with pytest.raises(ContractError, match=message):
         decode_gateway_config(json.dumps(document).encode())
+
+
+#: Any JSON value, nested a little.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+VALID_STATUS = json.loads(GatewayStatus(
+    tenant="acme", store="s1", gateway="g1", online=True, sent_at=datetime.now(UTC),
+    uptime_s=1.0, queue_depth=0, sources={"ble": SourceHealth(alive=True, frames=1, errors=0)},
+).model_dump_json())
+VALID_CONFIG = json.loads(GatewayConfig(
+    version=3, exit_after_s=90, zones=[ZoneThreshold(zone="counter", min_rssi=-55)],
+    active_key_id="k2",
+).model_dump_json())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=1024))
+def test_any_bytes_decode_to_a_status_or_a_contract_error(payload: bytes) -> None:
+    for decode in (decode_gateway_status, decode_gateway_config):
+        with contextlib.suppress(ContractError):
+            decode(payload)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(VALID_STATUS)), st.sampled_from(sorted(VALID_CONFIG)),
+       json_values)
+def test_any_field_changed_to_any_json_is_decoded_or_refused_cleanly(
+    status_field: str, config_field: str, value: object,
+) -> None:
+    """What a gateway (or the cloud) could put in a field: the decoder answers with the
+    model or a ContractError naming the field, never anything else."""
+    for decode, document in ((decode_gateway_status, {**VALID_STATUS, status_field: value}),
+                             (decode_gateway_config, {**VALID_CONFIG, config_field: value})):
+        with contextlib.suppress(ContractError):
+            decode(json.dumps(document).encode())
+
+
+def test_a_config_names_at_most_a_hundred_zones() -> None:
+    zones = [{"zone": f"z{i}", "min_rssi": -50} for i in range(101)]
+    with pytest.raises(ContractError, match="zones: List should have at most 100 items"):
+        decode_gateway_config(json.dumps({"schema_version": "1.0", "zones": zones}).encode())

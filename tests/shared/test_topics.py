@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import ContractError
 from shared.topics import (
@@ -54,3 +56,29 @@ def test_builder_rejects_bad_segments_without_echoing_them(tenant: str) -> None:
 def test_parser_rejects_foreign_topics(topic: str, message: str) -> None:
     with pytest.raises(ContractError, match=message):
         parse_topic(topic)
+
+
+SEGMENTS = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200) | st.lists(
+    st.text(max_size=70) | SEGMENTS | st.sampled_from(["vitrina", "v1", "presence", "+", "#"]),
+    max_size=8).map("/".join))
+def test_any_topic_parses_to_an_address_or_a_contract_error(topic: str) -> None:
+    """A topic comes from the broker as any publisher wrote it: it names a gateway
+    whose topic is exactly it, or it is refused with a ContractError."""
+    try:
+        address = parse_topic(topic)
+    except ContractError:
+        return
+    assert address.topic == topic
+
+
+@settings(max_examples=100, deadline=None)
+@given(SEGMENTS, SEGMENTS, SEGMENTS, st.sampled_from(list(TopicChannel)))
+def test_every_valid_topic_round_trips(
+    tenant: str, store: str, gateway: str, channel: TopicChannel,
+) -> None:
+    assert parse_topic(gateway_topic(tenant, store, gateway, channel)) == TopicAddress(
+        tenant, store, gateway, channel)

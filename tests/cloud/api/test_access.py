@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, inspect, text
 
 from cloud.api import create_app
@@ -499,3 +501,36 @@ def test_metrics_are_open_unless_configured_otherwise(
         assert client.get("/healthz").status_code == 200
     assert operator.status_code == 200
     assert anonymous.status_code == (200 if public else 401)
+
+
+#: What a header can carry (HTTP headers are bytes; the server reads them as Latin-1).
+header_text = st.binary(max_size=120).map(lambda raw: raw.decode("latin-1").strip()).filter(
+    lambda value: "\r" not in value and "\n" not in value and "\x00" not in value)
+credentials = st.one_of(
+    header_text, st.just(generate_key()),
+    st.from_regex(r"vk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", fullmatch=True),
+)
+
+
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+def test_any_credentials_are_refused_cleanly(engine: Engine, migrated_url: str, tenant: str
+                                             ) -> None:
+    """Whatever the bearer key, the session cookie, the CSRF token or the customer token
+    hold, a stranger gets a 401 or a 403 (a mistyped header a 400; after many wrong keys,
+    a 429), never a server error: each is parsed before anything is looked up with it."""
+    app = create_app(cloud_settings(tenant=tenant, database_url=migrated_url), engine=engine)
+    client = TestClient(app, raise_server_exceptions=False)
+
+    @settings(max_examples=30, deadline=None)
+    @given(key=credentials, cookie=header_text, csrf=header_text, token=header_text)
+    def strangers(key: str, cookie: str, csrf: str, token: str) -> None:
+        for headers in ({"Authorization": f"Bearer {key}"}, {"Authorization": key},
+                        {"Cookie": f"{SESSION_COOKIE}={cookie}", CSRF_HEADER: csrf},
+                        {"Authorization": f"Bearer {key}", "X-Customer-Token": token}):
+            raw = [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+            for method, path in (("POST", f"/tenants/{tenant}/customers"),
+                                 ("GET", "/auth/me")):
+                response = client.request(method, path, headers=raw, json={})
+                assert response.status_code in (400, 401, 403, 429), (headers, response.text)
+
+    strangers()

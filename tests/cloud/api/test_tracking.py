@@ -3,12 +3,15 @@ service worker, app), unsubscribe, attempts, the VAPID key and the funnel."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
@@ -198,3 +201,44 @@ def test_app_opens_attempts_vapid_key_and_the_funnel(
     backwards = {"since": period["until"], "until": period["since"]}
     assert client.get(f"/tenants/{tenant}/analytics/funnel", params=backwards,
                       headers=admin).status_code == 422
+
+
+#: What a service worker (or anyone holding the link) could post as an open report.
+reports = st.one_of(
+    st.binary(max_size=2100),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+                 | st.sampled_from(["9999-12-31T23:59:59-05:00", "2026-11-23T12:00:00Z"]),
+                 lambda inner: st.lists(inner, max_size=3)
+                 | st.dictionaries(st.sampled_from(["tag", "opened_at", "x"]), inner,
+                                   max_size=3),
+                 max_leaves=6).map(lambda value: json.dumps(value).encode()),
+    st.sampled_from([1, 100, 1024, 1100]).map(lambda depth: b"[" * depth + b"]" * depth),
+)
+
+
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+def test_any_open_report_is_recorded_or_refused_cleanly(
+    client: TestClient, engine: Engine, tenant: str,
+) -> None:
+    """POST /o/{token} reads its body as JSON whatever it is sent as: anything in it is
+    a 204, or a 413/422 saying what is wrong (an array nested a thousand deep was a
+    RecursionError, a 500)."""
+    customer = new_customer(engine, tenant, consent=("web_push",))
+    [message_id] = queue(engine, outgoing(tenant, customer, "w:1", channel="web_push"))
+    assert message_id is not None
+    mark_sent(engine, message_id, NOW)
+    token = token_for("w:1")
+    assert client.post(f"/o/{token}", content=b"{}").status_code == 204  # a real link
+
+    @settings(max_examples=60, deadline=None)
+    @given(reports)
+    def report(body: bytes) -> None:
+        response = client.post(f"/o/{token}", content=body,
+                               headers={"Content-Type": "text/plain"})
+        assert response.status_code in (204, 404, 413, 422), (body[:80], response.text)
+
+    report()
+    # Outside hypothesis, which raises the recursion limit while it runs: a thousand
+    # nested arrays (2 KB) was a RecursionError in json.loads, a 500.
+    deep = client.post(f"/o/{token}", content=b"[" * 1000 + b"]" * 1000)
+    assert deep.status_code == 422, deep.text

@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -5,6 +7,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
@@ -152,3 +156,91 @@ def test_push_opened_marks_the_message(client: TestClient, tenant: str, engine: 
         message = session.get(Message, message_id)
         assert message is not None
         assert message.opened_at == datetime(2026, 11, 23, 11, 59, tzinfo=UTC)
+
+
+#: What a field of a webhook could hold: any JSON, and the values that reach past the
+#: database (NUL characters, integers past its columns, years past its conversions).
+PAST_THE_DATABASE: list[object] = [
+    "a\x00b", 2**31, 2**63, -(2**63) - 1, 10**30, "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00", "99999999999999.99", "1e400", "x" * 5000,
+]
+awkward = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+    | st.sampled_from(PAST_THE_DATABASE),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+#: Where in an order (or the other events) a changed value goes.
+PLACES: list[tuple[str | int, ...]] = [
+    ("type",), ("event_id",), ("occurred_at",), ("customer",), ("customer", "external_id"),
+    ("customer", "email"), ("order_id",), ("currency",), ("total",), ("items",),
+    ("items", 0, "name"), ("items", 0, "sku"), ("items", 0, "quantity"),
+    ("items", 0, "unit_price"), ("coupons",), ("message_id",), ("email",), ("cart_id",),
+]
+
+
+def changed(event: dict[str, Any], place: tuple[str | int, ...], value: object
+            ) -> dict[str, Any]:
+    document: Any = json.loads(json.dumps(event))
+    node = document
+    for part in place[:-1]:
+        node = node[part]
+    node[place[-1]] = value
+    result: dict[str, Any] = document
+    return result
+
+
+@settings(max_examples=300, deadline=None)
+@given(timestamp=st.none() | st.text(max_size=40) | st.from_regex(r"[0-9]{1,6000}",
+                                                                   fullmatch=True),
+       signature=st.none() | st.text(max_size=200), body=st.binary(max_size=200))
+def test_any_signature_headers_are_refused_cleanly(
+    timestamp: str | None, signature: str | None, body: bytes,
+) -> None:
+    """Anything in the two headers is a SignatureError, never another exception: the
+    timestamp is not read as a number before the signature matched (a 4,000-digit one
+    used to overflow a float)."""
+    with pytest.raises(SignatureError):
+        verify_signature(secrets=[SECRET], timestamp=timestamp, signature=signature,
+                         body=body, now=NOW)
+
+
+def test_a_correctly_signed_timestamp_of_any_length_is_refused_for_its_age() -> None:
+    body = b"{}"
+    for stamp, message in (("9" * 4000, "unix seconds"), ("0" * 12, "off"),
+                           (str(int(NOW.timestamp()) + 10**10), "off")):
+        with pytest.raises(SignatureError, match=message):
+            verify_signature(secrets=[SECRET], timestamp=stamp,
+                             signature=_sign_text(stamp, body), body=body, now=NOW)
+
+
+def _sign_text(stamp: str, body: bytes) -> str:
+    digest = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    return f"v1={digest.hexdigest()}"
+
+
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(PLACES), value=awkward)
+def test_a_signed_event_with_any_field_changed_is_stored_or_refused_with_a_422(
+    client: TestClient, tenant: str, place: tuple[str | int, ...], value: object,
+) -> None:
+    """The shop's (signed) events reach PostgreSQL: whatever a field holds, the answer
+    is 202 or a 422 naming it, never a server error."""
+    event = changed(order(event_id=f"evt-{abs(hash((place, repr(value))))}"), place, value)
+    response = post(client, tenant, event)
+    assert response.status_code in (202, 422), response.text
+
+
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
+def test_values_past_the_database_in_any_field_are_refused_with_a_422(
+    client: TestClient, tenant: str,
+) -> None:
+    """Each of them in each place, deterministically (PostgreSQL refuses them where
+    SQLite would store them: they must be refused before)."""
+    for index, (place, value) in enumerate(
+            (place, value) for place in PLACES for value in PAST_THE_DATABASE):
+        response = post(client, tenant, changed(order(event_id=f"evt-x{index}"), place, value))
+        assert response.status_code in (202, 422), (place, value, response.text)
