@@ -78,12 +78,16 @@ class EstimatorSettings:
     min_gap_s: float = 120.0
     max_gap_s: float = MAX_EXIT_AFTER_S
     window_s: float = RATE_WINDOW_S
+    #: Taken off a class's estimate before the floor of one phone (`FLOOR_SLACK`).
+    floor_slack: float = FLOOR_SLACK
 
     def __post_init__(self) -> None:
         if self.scans_per_phone_per_minute <= 0 or self.people_per_phone <= 0:
             raise ValueError("the calibration figures must be positive")
         if self.min_gap_s <= 0 or self.window_s < _MINUTE:
             raise ValueError("the gap and window must be positive (the window at least 60 s)")
+        if not 0.0 <= self.floor_slack < 1.0:
+            raise ValueError("the floor's slack must be in [0, 1)")
 
 
 def presence_spans(
@@ -156,6 +160,7 @@ class RateEstimator:
         middle = minute_start + _MINUTE / 2
         low, high = middle - half, min(middle + half, now)
         per_scan = _MINUTE / settings.scans_per_phone_per_minute
+        slack = settings.floor_slack
         people: dict[str, float] = {}
         for (zone, _klass), starts in self._starts.items():
             spans = presence_spans(starts, now, minimum=settings.min_gap_s,
@@ -166,7 +171,7 @@ class RateEstimator:
             scans = bisect.bisect_left(starts, high) - bisect.bisect_left(starts, low)
             span = max(overlap(spans, low, high), MIN_RATE_SPAN_S)
             phones = dead_time_corrected(scans / span) * per_scan
-            people[zone] = people.get(zone, 0.0) + present * max(1.0, phones - FLOOR_SLACK)
+            people[zone] = people.get(zone, 0.0) + present * max(1.0, phones - slack)
         return {zone: figure * settings.people_per_phone for zone, figure in people.items()}
 
     def forget(self, before: float) -> None:

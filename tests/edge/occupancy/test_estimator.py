@@ -99,3 +99,9 @@ def test_forget_drops_what_no_window_needs() -> None:
 def test_settings_refuse_nonsense(changes: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         EstimatorSettings(**changes)
+
+
+@pytest.mark.parametrize("slack", [-0.1, 1.0])
+def test_the_floor_slack_stays_below_one_phone(slack: float) -> None:
+    with pytest.raises(ValueError, match="slack"):
+        EstimatorSettings(floor_slack=slack)
