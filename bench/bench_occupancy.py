@@ -33,6 +33,12 @@ per appearance) with the adaptive exit timeout and the fixed 120 s one in the sa
 CPU time (process time) per frame of the occupancy counter; and each dataset phone's scans
 per minute, the figure the estimator is calibrated with.
 
+Out of sample (`out_of_sample`): the shipped calibration (1.32) and floor slack (0.3) were
+set on these very crowds, so the same crowds are estimated again with nothing fitted on
+them: slack and window chosen on synthetic training crowds of other seeds, a synthetic
+crowd calibrated with the training phones' mean rate, a dataset crowd with the mean rate
+of the dataset phones not in it.
+
     .venv/bin/python -m bench.bench_occupancy [PATH] [--reps N] [--seed N]
         [--synthetic-crowds N] [--synthetic-minutes N] [--no-dataset]
 
