@@ -33,6 +33,12 @@ per appearance) with the adaptive exit timeout and the fixed 120 s one in the sa
 CPU time (process time) per frame of the occupancy counter; and each dataset phone's scans
 per minute, the figure the estimator is calibrated with.
 
+Out of sample (`out_of_sample`): the shipped calibration (1.32) and floor slack (0.3) were
+set on these very crowds, so the same crowds are estimated again with nothing fitted on
+them: slack and window chosen on synthetic training crowds of other seeds, a synthetic
+crowd calibrated with the training phones' mean rate, a dataset crowd with the mean rate
+of the dataset phones not in it.
+
     .venv/bin/python -m bench.bench_occupancy [PATH] [--reps N] [--seed N]
         [--synthetic-crowds N] [--synthetic-minutes N] [--no-dataset]
 
@@ -43,6 +49,7 @@ most 1.1 visits per real visit, CPU a Pi Zero 2 can carry.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -90,6 +97,7 @@ TARGET_MAE, TARGET_R, TARGET_VISITS = 1.0, 0.9, 1.1
 PI_ZERO_2_SLOWDOWN = 10.0
 
 Frame = tuple[float, bytes]
+RawProbe = tuple[float, bytes, float | None]
 
 
 # ---------------------------------------------------------------- the dataset
@@ -332,6 +340,18 @@ class Run:
     enters_fixed: int = 0
     frames: int = 0
     cpu_s: float = 0.0
+    #: What the occupancy counter was fed, kept to estimate again with other settings.
+    probes: list[RawProbe] = field(default_factory=list, repr=False)
+    #: The dataset phones in the crowd (empty for a synthetic crowd).
+    phones: tuple[str, ...] = ()
+    #: A dataset crowd mixed "together" (all present all along) rather than staggered.
+    together: bool = False
+
+    def reestimate(self, settings: EstimatorSettings) -> Run:
+        """The same crowd's figures with the occupancy estimated under `settings`."""
+        estimate, _addresses, _cpu = _occupancy(self.probes, len(self.truth), settings)
+        return Run(self.truth, estimate, self.devices_in, self.addresses, phones=self.phones,
+                   together=self.together)
 
 
 def truth_per_minute(visits: Sequence[Visit], minutes: int) -> list[float]:
@@ -342,9 +362,6 @@ def truth_per_minute(visits: Sequence[Visit], minutes: int) -> list[float]:
             low = START + minute * MINUTE
             truth[minute] += max(0.0, min(low + MINUTE, visit.leave) - max(low, visit.arrive))
     return [seconds / MINUTE for seconds in truth]
-
-
-RawProbe = tuple[float, bytes, float | None]
 
 
 def _decode(frames: Sequence[Frame]) -> tuple[list[Sighting], list[RawProbe]]:
@@ -425,7 +442,7 @@ def run_crowd(frames: list[Frame], visits: Sequence[Visit], settings: EstimatorS
     events_adaptive, _ = _track(sightings, adaptive)
     run = Run(truth_per_minute(visits, minutes), estimate,
               devices_in(events_fixed, minutes, FIXED_EXIT_S), addresses,
-              frames=len(probes), cpu_s=cpu)
+              frames=len(probes), cpu_s=cpu, probes=probes)
     stable = {_canonical(visit.stable_address) for visit in visits if visit.stable_address}
     run.stable_visits = sum(1 for visit in visits if visit.stable_address)
     for events, attribute in ((events_fixed, "enters_fixed"), (events_adaptive, "enters_adaptive")):
@@ -444,10 +461,11 @@ def _canonical(address: bytes | None) -> str:
 
 
 def dataset_scenario(phones: Sequence[Phone], k: int, together: bool, rng: random.Random
-                     ) -> tuple[list[Frame], list[Visit]]:
+                     ) -> tuple[list[Frame], list[Visit], tuple[str, ...]]:
     frames: list[Frame] = []
     visits: list[Visit] = []
-    for phone in rng.sample(list(phones), k):
+    chosen = rng.sample(list(phones), k)
+    for phone in chosen:
         if together:
             arrive, stay = START, 40 * MINUTE
         else:
@@ -458,7 +476,7 @@ def dataset_scenario(phones: Sequence[Phone], k: int, together: bool, rng: rando
         # A phone that kept one address (associated to a network) counts for visits.
         stable = phone.addresses == 1 and bool(mine)
         visits.append(Visit(arrive, arrive + stay, _transmitter(mine[0][1]) if stable else None))
-    return frames, visits
+    return frames, visits, tuple(phone.name for phone in chosen)
 
 
 @dataclass(slots=True)
@@ -503,6 +521,40 @@ HEADER = ("| crowd | occupancy: MAE / bias / r | old devices in (fixed 120 s): M
           "| --- | --- | --- | --- | --- |")
 
 
+#: What the out-of-sample fit chooses from, on the training crowds only: the floor's slack
+#: and the rate window (the calibration itself is the training phones' mean rate).
+FIT_SLACKS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+FIT_WINDOWS_S = (300.0, 420.0, 540.0, 720.0)
+#: The training crowds' seeds are this far from the reported ones (never the same crowds).
+TRAINING_SEED_OFFSET = 100_003
+
+
+def fit_settings(runs: Sequence[Run], rate: float) -> tuple[EstimatorSettings, Figures]:
+    """The slack and window giving the lowest MAE (up to 10 present) on `runs`, with the
+    calibration `rate`."""
+    best: tuple[EstimatorSettings, Figures] | None = None
+    for window in FIT_WINDOWS_S:
+        for slack in FIT_SLACKS:
+            settings = EstimatorSettings(scans_per_phone_per_minute=rate, floor_slack=slack,
+                                         window_s=window)
+            fit = figures(_pairs([run.reestimate(settings) for run in runs], "estimate", 10))
+            if best is None or fit.mae < best[1].mae:
+                best = (settings, fit)
+    assert best is not None
+    return best
+
+
+def _cell(runs: Sequence[Run], most: float = math.inf) -> str:
+    f = figures(_pairs(runs, "estimate", most))
+    r = "n/a" if math.isnan(f.r) else f"{f.r:.3f}"
+    return f"{f.mae:.2f} / {f.bias:+.2f} / {r}"
+
+
+OOS_HEADER = ("| crowd | in-sample (shipped settings): MAE / bias / r "
+              "| out-of-sample: MAE / bias / r | out-of-sample calibration | minutes |\n"
+              "| --- | --- | --- | --- | --- |")
+
+
 def calibration(phones: Sequence[Phone], *, hopping: bool = False
                 ) -> list[tuple[str, float, int, int]]:
     """Each phone's scans per minute as the gateway's grouping makes them (with `hopping`,
@@ -525,6 +577,54 @@ def calibration(phones: Sequence[Phone], *, hopping: bool = False
     return rows
 
 
+def out_of_sample(dataset_runs: Sequence[Run], dataset_rates: dict[str, float],
+                  synthetic_runs: Sequence[Run], training_runs: Sequence[Run],
+                  training_rates: Sequence[float]) -> None:
+    """Figures with nothing fitted on the crowds they are measured on: the slack and window
+    are fitted on synthetic training crowds (other seeds); a synthetic crowd's calibration
+    is the training phones' mean rate, a dataset crowd's the mean rate of the dataset phones
+    that are not in it (leave the crowd's phones out)."""
+    rate = statistics.fmean(training_rates)
+    fitted, fit = fit_settings(training_runs, rate)
+    print(f"\nout of sample: fitted on {len(training_runs)} synthetic training crowds (other "
+          f"seeds): calibration {rate:.2f} (their phones' mean), slack {fitted.floor_slack:.1f}, "
+          f"window {fitted.window_s:.0f} s (training MAE at up to 10 present {fit.mae:.2f}, "
+          f"r {fit.r:.3f})")
+    print(OOS_HEADER)
+    held_out = [run.reestimate(fitted) for run in synthetic_runs]
+    for label, most in (("synthetic, up to 10 present", 10.0),
+                        ("synthetic, all minutes", math.inf)):
+        print(f"| {label} | {_cell(synthetic_runs, most)} | {_cell(held_out, most)} | "
+              f"{rate:.2f} | {len(_pairs(held_out, 'estimate', most))} |")
+    if not dataset_runs:
+        return
+    by_k: dict[tuple[bool, int], tuple[list[Run], list[Run], list[float]]] = {}
+    for run in dataset_runs:
+        others = [value for name, value in dataset_rates.items() if name not in run.phones]
+        own = statistics.fmean(others)
+        shipped, held, used = by_k.setdefault((run.together, len(run.phones)), ([], [], []))
+        shipped.append(run)
+        held.append(run.reestimate(dataclasses.replace(fitted, scans_per_phone_per_minute=own)))
+        used.append(own)
+    for together in (True, False):
+        kind = "together" if together else "staggered"
+        pooled: tuple[list[Run], list[Run], list[float]] = ([], [], [])
+        for (flag, k), (shipped, held, used) in sorted(by_k.items()):
+            if flag is not together:
+                continue
+            print(f"| dataset, {kind}, K={k} | {_cell(shipped)} | {_cell(held)} | "
+                  f"{min(used):.2f}-{max(used):.2f} | {len(_pairs(held, 'estimate'))} |")
+            pooled[0].extend(shipped)
+            pooled[1].extend(held)
+            pooled[2].extend(used)
+        print(f"| **dataset, {kind}, all K** | {_cell(pooled[0])} | {_cell(pooled[1])} | "
+              f"{min(pooled[2]):.2f}-{max(pooled[2]):.2f} | {len(_pairs(pooled[1], 'estimate'))} |")
+    everything_in = list(dataset_runs) + list(synthetic_runs)
+    everything_out = [r for _, held, _ in by_k.values() for r in held] + held_out
+    print(f"| **everything, up to 10 present** | {_cell(everything_in, 10)} | "
+          f"{_cell(everything_out, 10)} | | {len(_pairs(everything_out, 'estimate', 10))} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_DATA)
@@ -540,12 +640,14 @@ def main() -> None:
           f"phone per minute, window {settings.window_s:.0f} s; machine load "
           f"{os.getloadavg()[0]:.1f} ({os.cpu_count()} cores, {platform.machine()})")
     all_runs: list[Run] = []
+    dataset_rates: dict[str, float] = {}
     if not args.no_dataset and args.path.is_dir():
         phones = load_phones(args.path)
         print(f"\ndataset {args.path}: {len(phones)} phones")
         print("| phone | scans per minute | scans | addresses | sessions | minutes |")
         print("| --- | --- | --- | --- | --- | --- |")
         rates = calibration(phones)
+        dataset_rates = {name: rate for name, rate, _, _ in rates}
         for phone, (name, rate, scans, addresses) in zip(phones, rates, strict=True):
             print(f"| {name} | {rate:.2f} | {scans} | {addresses} | {len(phone.sessions)} | "
                   f"{phone.seconds / MINUTE:.0f} |")
@@ -560,8 +662,10 @@ def main() -> None:
                 runs = []
                 for rep in range(args.reps):
                     rng = random.Random(args.seed * 1000 + k * 10 + rep + (0 if together else 500))
-                    frames, visits = dataset_scenario(phones, k, together, rng)
-                    runs.append(run_crowd(frames, visits, settings))
+                    frames, visits, names = dataset_scenario(phones, k, together, rng)
+                    run = run_crowd(frames, visits, settings)
+                    run.phones, run.together = names, together
+                    runs.append(run)
                 print(_row(f"dataset, {kind}, K={k}", runs))
                 kind_runs += runs
             print(_row(f"**dataset, {kind}, all K**", kind_runs))
@@ -584,7 +688,7 @@ def main() -> None:
             for k in KS:
                 for rep in range(args.reps):
                     rng = random.Random(args.seed * 1000 + k * 10 + rep + 500)
-                    frames, visits = dataset_scenario(phones, k, False, rng)
+                    frames, visits, _names = dataset_scenario(phones, k, False, rng)
                     if label.startswith("three"):
                         runs.append(run_crowd(frames, visits, variant))
                     else:
@@ -601,6 +705,15 @@ def main() -> None:
                                 minutes=args.synthetic_minutes)
         synthetic_rates += crowd.rates
         synthetic_runs.append(run_crowd(crowd.frames, crowd.visits, settings))
+    # Training crowds for the out-of-sample figures: other seeds, never reported.
+    training_runs = []
+    training_rates: list[float] = []
+    for index in range(args.synthetic_crowds):
+        crowd = synthetic_crowd(
+            random.Random(args.seed * 7919 + TRAINING_SEED_OFFSET + index),
+            minutes=args.synthetic_minutes)
+        training_rates += crowd.rates
+        training_runs.append(run_crowd(crowd.frames, crowd.visits, settings))
     if synthetic_runs:
         print(f"\nsynthetic crowds: {args.synthetic_crowds} x {args.synthetic_minutes} minutes, "
               f"{sum(len(run.truth) for run in synthetic_runs)} minutes, up to "
@@ -611,6 +724,8 @@ def main() -> None:
         print(_row("synthetic, all minutes", synthetic_runs))
         print(_row("**everything, up to 10 present**", all_runs + synthetic_runs, 10))
         print(_row("**everything**", all_runs + synthetic_runs))
+    if training_runs:
+        out_of_sample(all_runs, dataset_rates, synthetic_runs, training_runs, training_rates)
     runs = all_runs + synthetic_runs
     print()
     for label, group in (("dataset (iPhone12Pro-C)", all_runs), ("synthetic", synthetic_runs),

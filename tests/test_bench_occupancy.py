@@ -22,3 +22,5 @@ def test_the_benchmark_runs_small(
     assert "| synthetic, all minutes | " in out
     assert "visits per real visit" in out
     assert "us per frame" in out
+    assert "out of sample: fitted on 1 synthetic training crowds" in out
+    assert "| synthetic, up to 10 present | " in out

@@ -9,9 +9,9 @@ becomes people through a calibrated per-phone scan rate (`estimator`). The count
 
 Privacy: raw frames are read once (`probes`) and reduced to an address hash, a sequence
 number, a capability-class hash and the RSSI. Nothing of that outlives the window it is
-needed for (seconds for addresses and sequence numbers, `OccupancyCounter.history_s` for
-class keys), nothing is written anywhere, and the report that leaves the gateway holds
-counts only (`shared.occupancy`).
+needed for (seconds for sequence numbers, five minutes for address hashes,
+`OccupancyCounter.history_s` for class keys), nothing is written anywhere, and the
+report that leaves the gateway holds counts only (`shared.occupancy`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ as it comes, and minutes already reported are never reopened.
 
 Only counts leave: the report holds people, addresses, frames and scans per zone. The
 addresses (as hashes) live in the minute's tally until its report is made, the grouping's
-open scans for seconds, and the estimator's class keys for `HISTORY_S`.
+open scans for seconds (and its memory of addresses of closed scans for
+`grouping.STABLE_MEMORY_S`), and the estimator's class keys (for a phone keeping its address,
+a key derived from its hash) for `history_s`.
 """
 
 from __future__ import annotations

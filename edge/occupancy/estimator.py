@@ -20,6 +20,12 @@ check per deployment (`scans_per_phone_per_minute`, `people_per_phone`). Phones'
 differ (0.4 to 2.2 scans a minute in the dataset), so a class that is present counts as at
 least one phone (`FLOOR_SLACK` keeps that floor from lifting the average).
 
+A phone whose address is heard again in a later scan (`Scan.stable`: associated, or not
+randomizing) needs no rate: it counts as exactly one phone while present, under a key of
+its own, and its scans are left out of its class's rate (such a phone probes far less
+often than the calibrated rate: the dataset's associated iPhone 12 Pro 0.55 times a
+minute, so by the rate it would count as 0.4 of a phone).
+
 Everything here is times and small integers; the class keys are process-salted hashes kept
 only as long as the window needs them (`forget`).
 """
@@ -63,6 +69,9 @@ MIN_RATE_SPAN_S: Final = 60.0
 #: 0.59 instead of 0.67 / 0.57 on the dataset's), so those figures are in-sample for it.
 FLOOR_SLACK: Final = 0.3
 _MINUTE = 60.0
+#: Keys of single-address "classes" are the address hash XOR this, apart from the
+#: capability classes' (both are 64-bit hashes; a collision merges two keys, no more).
+_STABLE_KEY: Final = 0x5A5A_5A5A_5A5A_5A5A
 
 Span = tuple[float, float]
 
@@ -78,12 +87,16 @@ class EstimatorSettings:
     min_gap_s: float = 120.0
     max_gap_s: float = MAX_EXIT_AFTER_S
     window_s: float = RATE_WINDOW_S
+    #: Taken off a class's estimate before the floor of one phone (`FLOOR_SLACK`).
+    floor_slack: float = FLOOR_SLACK
 
     def __post_init__(self) -> None:
         if self.scans_per_phone_per_minute <= 0 or self.people_per_phone <= 0:
             raise ValueError("the calibration figures must be positive")
         if self.min_gap_s <= 0 or self.window_s < _MINUTE:
             raise ValueError("the gap and window must be positive (the window at least 60 s)")
+        if not 0.0 <= self.floor_slack < 1.0:
+            raise ValueError("the floor's slack must be in [0, 1)")
 
 
 def presence_spans(
@@ -130,11 +143,13 @@ def dead_time_corrected(rate_per_s: float, dead_time_s: float = DEAD_TIME_S) -> 
 class RateEstimator:
     """Scan start times per zone and class over the window; estimates per zone and minute."""
 
-    __slots__ = ("_starts", "settings")
+    __slots__ = ("_stable", "_starts", "settings")
 
     def __init__(self, settings: EstimatorSettings) -> None:
         self.settings = settings
         self._starts: dict[tuple[str, int], list[float]] = {}
+        #: Keys of `_starts` that stand for one address heard across scans: one phone.
+        self._stable: set[tuple[str, int]] = set()
 
     @property
     def classes(self) -> int:
@@ -142,7 +157,12 @@ class RateEstimator:
         return len(self._starts)
 
     def add(self, zone: str, scan: Scan) -> None:
-        starts = self._starts.setdefault((zone, scan.klass), [])
+        if scan.stable is not None:  # one phone of its own; its scans leave its class's rate
+            key = (zone, _STABLE_KEY ^ scan.stable)
+            self._stable.add(key)
+        else:
+            key = (zone, scan.klass)
+        starts = self._starts.setdefault(key, [])
         if not starts or scan.start >= starts[-1]:
             starts.append(scan.start)
         else:  # scans close in order of their last frame, not their first
@@ -156,17 +176,22 @@ class RateEstimator:
         middle = minute_start + _MINUTE / 2
         low, high = middle - half, min(middle + half, now)
         per_scan = _MINUTE / settings.scans_per_phone_per_minute
+        slack = settings.floor_slack
         people: dict[str, float] = {}
-        for (zone, _klass), starts in self._starts.items():
+        for key, starts in self._starts.items():
+            zone = key[0]
             spans = presence_spans(starts, now, minimum=settings.min_gap_s,
                                    maximum=settings.max_gap_s)
             present = overlap(spans, minute_start, minute_start + _MINUTE) / _MINUTE
             if present <= 0.0:
                 continue
+            if key in self._stable:  # one address, one phone, whatever its rate
+                people[zone] = people.get(zone, 0.0) + present
+                continue
             scans = bisect.bisect_left(starts, high) - bisect.bisect_left(starts, low)
             span = max(overlap(spans, low, high), MIN_RATE_SPAN_S)
             phones = dead_time_corrected(scans / span) * per_scan
-            people[zone] = people.get(zone, 0.0) + present * max(1.0, phones - FLOOR_SLACK)
+            people[zone] = people.get(zone, 0.0) + present * max(1.0, phones - slack)
         return {zone: figure * settings.people_per_phone for zone, figure in people.items()}
 
     def forget(self, before: float) -> None:
@@ -176,5 +201,6 @@ class RateEstimator:
             keep = bisect.bisect_left(starts, before)
             if keep == len(starts):
                 del self._starts[key]
+                self._stable.discard(key)
             elif keep:
                 del starts[:keep]

@@ -12,6 +12,9 @@ are of its capability class and follow its last frame within `SCAN_GAP_S`, or wh
 sequence number continues its last one (phones that keep the counter across addresses).
 A scan closes `ADDRESS_GAP_S` after its last frame; what is kept of it then (`Scan`) holds
 no address, only times, its class and counts. Open scans live for seconds, never longer.
+The address hashes of closed scans are remembered for `STABLE_MEMORY_S` (in memory,
+nowhere else), so that a phone that keeps its address (associated to a network) is known
+as one phone: its next scan carries a number standing for that address (`Scan.stable`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ ADDRESS_GAP_S: Final = 10.0
 SEQUENCE_STEP: Final = 4
 #: Sequence numbers are 12 bits and wrap.
 SEQUENCE_MODULO: Final = 4096
+#: An address heard again in a later scan within this long is a phone that keeps its
+#: address (associated to a network, or not randomizing): the estimator counts it as one
+#: phone of its own rather than by the rate of its capability class. Longer than the
+#: slowest such phone's gap between scans (the dataset's iPhone 12 Pro: up to 185 s).
+STABLE_MEMORY_S: Final = 300.0
 #: Open scans at most: a flood of forged addresses cannot grow memory past this (the
 #: oldest open scans close early instead).
 MAX_OPEN_SCANS: Final = 4096
@@ -53,6 +61,10 @@ class Scan:
     addresses: int
     #: Its strongest RSSI (None: no frame carried one).
     rssi: float | None
+    #: Set when one of its addresses was heard in an earlier scan (within
+    #: `STABLE_MEMORY_S`): a number standing for that address, equal for the scans of one
+    #: address in this process (the address hash itself, already salted per process).
+    stable: int | None = None
 
 
 class _OpenScan:
@@ -80,9 +92,10 @@ class _OpenScan:
         if rssi is not None and (self.rssi is None or rssi > self.rssi):
             self.rssi = rssi
 
-    def closed(self) -> Scan:
+    def closed(self, stable: int | None = None) -> Scan:
         klass = max(self.classes, key=self.classes.__getitem__)
-        return Scan(self.start, self.end, klass, self.frames, len(self.addresses), self.rssi)
+        return Scan(self.start, self.end, klass, self.frames, len(self.addresses), self.rssi,
+                    stable)
 
 
 @dataclass(slots=True)
@@ -96,12 +109,15 @@ class GroupingCounters:
 class ScanGrouper:
     """Frames in (roughly time-ordered), closed scans out. Not thread-safe."""
 
-    __slots__ = ("_by_address", "_by_class", "_open", "counters")
+    __slots__ = ("_by_address", "_by_class", "_open", "_seen", "counters")
 
     def __init__(self) -> None:
         self._open: dict[int, _OpenScan] = {}  # by id(), in order of opening
         self._by_address: dict[int, _OpenScan] = {}
         self._by_class: dict[int, _OpenScan] = {}
+        #: Addresses of closed scans and when their scan ended (`STABLE_MEMORY_S`), oldest
+        #: first.
+        self._seen: dict[int, float] = {}
         self.counters = GroupingCounters()
 
     @property
@@ -149,7 +165,17 @@ class ScanGrouper:
             if self._by_class.get(klass) is scan:
                 del self._by_class[klass]
         self.counters.scans += 1
-        return scan.closed()
+        seen, end = self._seen, scan.end
+        while seen:
+            address, at = next(iter(seen.items()))
+            if end - at <= STABLE_MEMORY_S:
+                break
+            del seen[address]
+        stable = min((address for address in scan.addresses if address in seen), default=None)
+        for address in scan.addresses:
+            seen.pop(address, None)
+            seen[address] = end
+        return scan.closed(stable)
 
 
 def _continues(scan: _OpenScan, frame: ProbeFrame) -> bool:

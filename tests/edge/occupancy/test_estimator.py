@@ -99,3 +99,22 @@ def test_forget_drops_what_no_window_needs() -> None:
 def test_settings_refuse_nonsense(changes: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         EstimatorSettings(**changes)
+
+
+@pytest.mark.parametrize("slack", [-0.1, 1.0])
+def test_the_floor_slack_stays_below_one_phone(slack: float) -> None:
+    with pytest.raises(ValueError, match="slack"):
+        EstimatorSettings(floor_slack=slack)
+
+
+def test_an_address_heard_across_scans_is_one_phone_whatever_its_rate() -> None:
+    """A phone keeping its address counts as exactly one, and its scans leave the rate of
+    its class (here the class's other phone stays one, not one and a half)."""
+    estimator = RateEstimator(EstimatorSettings(scans_per_phone_per_minute=1.0))
+    for minute in range(30):
+        estimator.add("floor", scan(T0 + minute * 60 + 5))  # one phone of class 1
+        estimator.add("floor", Scan(T0 + minute * 60 + 35, T0 + minute * 60 + 35.3, 1,
+                                    frames=2, addresses=1, rssi=-60.0, stable=99))
+    assert estimator.estimate(T0 + 15 * 60, T0 + 40 * 60) == {"floor": pytest.approx(2.0)}
+    estimator.forget(T0 + 60 * 60)
+    assert estimator.classes == 0

@@ -92,3 +92,9 @@ def test_open_scans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [scan.klass for scan in forced] == [0, 1]
     assert grouper.open_scans == 3
     assert grouper.counters.forced == 2
+
+
+def test_an_address_heard_again_in_a_later_scan_marks_it_stable() -> None:
+    later = grouping.STABLE_MEMORY_S - 1
+    scans = group([frame(0, 5), frame(100, 5), frame(200, 6), frame(200 + later + 20, 5)])
+    assert [scan.stable for scan in scans] == [None, 5, None, None]  # the last came too late
