@@ -37,10 +37,10 @@ def _one_hash_per_password() -> Iterator[None]:
     passwords, so each password is hashed once and its hash reused (a salt shared between
     test members). Checking a password still costs a real verification, and the hashing
     module's own tests call it directly, unmemoized."""
-    from cloud.auth import members
+    from cloud.auth import members, passwords
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(members, "hash_password", functools.cache(members.hash_password))
+        patch.setattr(members, "hash_password", functools.cache(passwords.hash_password))
         yield
 
 
