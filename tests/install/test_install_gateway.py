@@ -249,6 +249,7 @@ def assert_installed(gateway: Gateway, *, identity: str) -> None:
         "/etc/vitrina root:vitrina-edge 750",
         "/etc/vitrina/ca.crt root:vitrina-edge 640",
         "/etc/vitrina/edge.toml root:vitrina-edge 640",
+        "/etc/vitrina/seal.key root:vitrina-edge 640",  # opens the keys sealed to it
     ]
     # The unit's ExecStartPre, as the unit's user: the agent reads its identity.
     checked = gateway.sh("runuser -u vitrina-edge -- /opt/vitrina/bin/vitrina-edge "
