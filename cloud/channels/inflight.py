@@ -27,9 +27,10 @@ Netflix's concurrency-limits does for servers):
   while one is stuck; and a connection the host serves is given back for it: the next
   request (one more than the limit if need be, one at a time) starts with
   `Permit.close_connection`, to be sent with `Connection: close`, so that the host,
-  closing that connection after its answer, takes the stuck one in. Where requests get
-  stuck often, the last requests of a send close theirs too: one stuck behind them
-  would otherwise wait until the host closed the connections left idle;
+  closing that connection after its answer, takes the stuck one in. The last request of
+  a send closes its connection too where requests got stuck lately (the last few where
+  they do often): one stuck behind them would otherwise wait until the host closed the
+  connections left idle;
 - a time-out, a refused or broken connection, or a 429/502/503/504 shrinks it by
   `backoff`, and a Retry-After holds the host: no request starts there before it (up to
   `max_hold_s`; a send waits for at most `hold_wait_s` of it, what would wait longer is
@@ -73,6 +74,8 @@ RECENT_WEIGHT = 0.1
 #: of the last STUCK_MEMORY requests (a fast host's rare straggler does not count).
 STUCK_MEMORY = 200
 STUCK_OFTEN = 0.01
+#: ... and "lately" when the last episode came within this many requests.
+STUCK_LATELY = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ class _Host:
 
     __slots__ = ("bucket_min", "bucket_start", "closing", "epoch", "granted", "held_until",
                  "limit", "outstanding", "previous_min", "probe", "recent", "stuck_after",
-                 "stuck_share", "threshold", "waiters")
+                 "stuck_episode", "stuck_share", "threshold", "waiters")
 
     def __init__(self, initial: int, threshold: float) -> None:
         self.limit = float(initial)
@@ -220,6 +223,8 @@ class _Host:
         #: often requests were found stuck lately (a moving average over grants).
         self.closing = 0
         self.stuck_share = 0.0
+        #: The number of the permit granted when requests were last found stuck.
+        self.stuck_episode = -STUCK_MEMORY * 100
         self.waiters: deque[_Waiter] = deque()
         self.held_until = 0.0
         #: Latency past which an answer is slow; the answers' recent latency (a moving
@@ -433,6 +438,7 @@ class InflightLimiter:
         if stuck:
             if first_epoch == host.epoch:  # news: not one of an episode already seen
                 host.stuck_share += 1 / STUCK_MEMORY
+                host.stuck_episode = host.granted
             served = len(host.outstanding) - stuck + answered
             self._back_off(host, first_epoch, self.settings.latency_backoff, at_most=served)
         return stuck, closing
@@ -460,16 +466,17 @@ class InflightLimiter:
 
     def _grant(self, key: str, host: _Host, now: float, *, behind: int | None) -> Permit:
         # One connection given back per stuck request (module docstring), by a request
-        # that is not stuck itself (whose connection the host serves); and, at a host
-        # where requests get stuck often, by the last requests of a send (fewer wait
-        # behind them than the limit): a request stuck at the end would otherwise wait
-        # until the host closed the connections left idle.
+        # that is not stuck itself (whose connection the host serves); and by the last
+        # requests of a send, at a host where requests get stuck often (those with fewer
+        # behind them than the limit) or got stuck lately (the very last): a request
+        # stuck at the end would otherwise wait until the host closed the connections
+        # left idle.
         host.stuck_share -= host.stuck_share / STUCK_MEMORY
         stuck, stuck_closing = self._stuck(host, now)
-        close = stuck > host.closing - stuck_closing or (
-            behind is not None and behind < host.cap(self.settings)
-            and host.stuck_share > STUCK_OFTEN
-        )
+        last_often = (behind is not None and behind < host.cap(self.settings)
+                      and host.stuck_share > STUCK_OFTEN)
+        last_lately = behind == 0 and host.granted - host.stuck_episode < STUCK_LATELY
+        close = stuck > host.closing - stuck_closing or last_often or last_lately
         permit = Permit(key, host.granted, now, host.epoch, close)
         if host.probe is None and len(host.outstanding) + 1 >= host.cap(self.settings):
             host.probe = permit.seq
