@@ -29,9 +29,10 @@ policies that matter per request:
 Answers go back in the shape the SDK reads: the JSON body on success, and httpx's errors
 otherwise (an HTTPStatusError carrying an httpx.Response for an HTTP error, ReadTimeout,
 ConnectError, RemoteProtocolError), so the SDK's error classification runs unchanged. What
-the SDK does not carry back, each exchange's latency (and a 401 answered before a retry
-with a fresh token), the client notes in the batch's `ExchangeLog` when the sender opens
-one (`logging_exchanges`), by message.
+the SDK does not carry back, each exchange's latency (from its start on its connection:
+never the wait for a permit) and a 401 answered before a retry with a fresh token, the
+client notes in the batch's `ExchangeLog` when the sender opens one
+(`logging_exchanges`), by message.
 
 `EndpointAdapter` covers google-auth: the OAuth token endpoint needs no redirect (it is
 the service-account file's `token_uri`), but the regional-access-boundary lookup goes to
@@ -228,8 +229,6 @@ class FcmHttpClient:
 
     async def open(self) -> None:
         if self._session is None:
-            on_the_wire = aiohttp.TraceConfig()
-            on_the_wire.on_request_headers_sent.append(_went_out)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self._connections, ssl=ssl.create_default_context(cafile=ca_bundle())
@@ -237,7 +236,6 @@ class FcmHttpClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=self._timeout,
                 trust_env=False,
-                trace_configs=[on_the_wire],
             )
 
     async def aclose(self) -> None:
@@ -319,11 +317,10 @@ class FcmHttpClient:
         # trickled in byte by byte, which would hold its permit for ever.
         ceiling = (limit.sock_connect or 0.0) + 2 * (limit.sock_read or 0.0)
         status: int | None = None
-        outcome.sent_at = None
+        started = time.monotonic()
         try:
             async with asyncio.timeout(ceiling or None), session.request(
-                method, url, data=body, headers=headers, proxy=self.proxy, timeout=limit,
-                trace_request_ctx=outcome,
+                method, url, data=body, headers=headers, proxy=self.proxy, timeout=limit
             ) as response:
                 content = await response.read()
                 status = response.status
@@ -335,10 +332,6 @@ class FcmHttpClient:
             ) from exc
         except TimeoutError as exc:
             outcome.failed(Signal.OVERLOAD)
-            if outcome.sent_at is None:  # still connecting (a proxy's tunnel): not sent
-                raise httpx.ConnectError(
-                    f"no connection within {ceiling}s", request=_r(method, url)
-                ) from exc
             raise httpx.ReadTimeout(
                 f"no answer within {limit.sock_read}s", request=_r(method, url)
             ) from exc
@@ -349,35 +342,25 @@ class FcmHttpClient:
             outcome.failed(Signal.NONE)
             raise httpx.RemoteProtocolError(str(exc), request=_r(method, url)) from exc
         finally:
-            sent_at = outcome.sent_at
-            latency = 0.0 if sent_at is None else time.monotonic() - sent_at
+            # From the exchange's start: its connecting (for a new connection) and the
+            # answer; the wait for a permit came before, and a pooled connection is
+            # there at once (the pool holds as many as permits may be out).
+            latency = time.monotonic() - started
             outcome.latency_s = latency
-            _note(json, Exchange(status, latency, sent=sent_at is not None))
+            _note(json, Exchange(status, latency))
         outcome.answered(status, fields)
         return status, fields, content
-
-
-async def _went_out(
-    _session: aiohttp.ClientSession, context: Any, _params: aiohttp.TraceRequestHeadersSentParams
-) -> None:
-    """aiohttp wrote a request's headers (the body follows at once): its time on the wire
-    starts here, after the wait for a permit and for a connection."""
-    outcome = context.trace_request_ctx
-    if isinstance(outcome, _Outcome):
-        outcome.sent_at = time.monotonic()
 
 
 class _Outcome:
     """What the limiter hears when a request's permit is released: its last exchange."""
 
-    __slots__ = ("latency_s", "retry_after_s", "sent_at", "signal")
+    __slots__ = ("latency_s", "retry_after_s", "signal")
 
     def __init__(self) -> None:
         self.signal = Signal.NONE
         self.latency_s: float | None = None
         self.retry_after_s: float | None = None
-        #: When the exchange's request went out (None: not yet, or never).
-        self.sent_at: float | None = None
 
     def failed(self, signal: Signal) -> None:
         self.signal, self.retry_after_s = signal, None

@@ -32,8 +32,9 @@ class SendResult:
     error_code: str | None = None
     permanent: bool = False
     retry_after_s: float | None = None
-    #: This try's own time on the wire, from the request going out to its answer (None:
-    #: the sender does not measure it per address; the caller times the whole call).
+    #: This try's own time with the provider: from its request's start on a connection
+    #: (connecting included, for a new one) to the answer, never the wait for a slot
+    #: (None: the sender does not measure it per address; the caller times the call).
     latency_ms: int | None = None
     #: The tries before this one within the same send call, oldest first: every one is
     #: a provider call on the message's record.

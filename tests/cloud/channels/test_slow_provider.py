@@ -65,7 +65,9 @@ def test_fcm_pushes_all_arrive_once_from_a_provider_that_serves_three_at_a_time(
 ) -> None:
     settings = fcm_settings(slow, service_account, tmp_path)
     with FcmSender(settings, retry=RETRY) as sender:
+        started = time.monotonic()
         results = sender.send(pushes(100))  # one send_each: 100 requests at once
+        elapsed = time.monotonic() - started
 
     assert all(result.ok for result in results)
     assert tries(results, "DEADLINE_EXCEEDED") == 0
@@ -73,8 +75,11 @@ def test_fcm_pushes_all_arrive_once_from_a_provider_that_serves_three_at_a_time(
     assert slow.duplicates() == {}
     assert slow.unanswered == 0
     assert slow.peak_open <= 3
-    # Each attempt carries its own time on the wire (the slot it waited for is not in it).
-    assert all(0 < result.latency_ms < 1000 for result in results if result.latency_ms)
+    # Each try carries its own time with the provider, not the wait for its slot: the
+    # last requests waited most of the send's time for theirs.
+    latencies = sorted(result.latency_ms or 0 for result in results)
+    assert elapsed > 0.5
+    assert 0 < latencies[len(latencies) // 2] < 150  # about the 20 ms answer
 
 
 def test_web_pushes_all_arrive_once_from_a_provider_that_serves_three_at_a_time(
