@@ -17,7 +17,7 @@ policies that matter per request:
 - requests in flight: at most what the adaptive limiter (cloud.channels.inflight) allows
   to FCM's host now. send_each_async starts a batch's 500 requests at once; each waits
   for a permit, then goes out on a kept connection (the pool is as large as the limit may
-  grow, so a permit never waits for a connection);
+  grow, so a permit next to never waits for a connection);
 - time-outs: the clock starts when the request goes out. Waiting for a permit does not
   count (the send's deadline bounds it: a request without a permit by then is not sent,
   `NotSentRequestError`); connecting has its own time-out, and failing to connect means
@@ -104,8 +104,9 @@ class NotSentRequestError(httpx.ConnectError):
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One request to FCM as the client saw it: the HTTP status (None: no answer, or not
-    sent) and the time from the request going out to its answer or failure."""
+    """One request to FCM as the client saw it: the HTTP status (None: no answer), the
+    time from its start on a connection (connecting included, for a new one) to its answer
+    or failure, and whether it was sent at all (not without a permit)."""
 
     status: int | None
     latency_s: float
@@ -344,7 +345,7 @@ class FcmHttpClient:
         finally:
             # From the exchange's start: its connecting (for a new connection) and the
             # answer; the wait for a permit came before, and a pooled connection is
-            # there at once (the pool holds as many as permits may be out).
+            # there at once (the pool holds as many as the limit may grow to).
             latency = time.monotonic() - started
             outcome.latency_s = latency
             _note(json, Exchange(status, latency))
