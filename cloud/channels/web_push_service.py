@@ -402,6 +402,12 @@ class _Lanes:
         """The next push to send and its permit; None when nothing is left to start."""
         with self._changed:
             while self._lanes:
+                if time.monotonic() >= self._deadline:
+                    for key in list(self._lanes):
+                        held = self._limiter.held_for(key)
+                        for index in self._lanes.pop(key):
+                            self.unsent[index] = held or None
+                    break
                 for key, lane in list(self._lanes.items()):
                     permit = self._limiter.try_acquire(key, behind=len(lane) - 1)
                     if permit is None:
