@@ -9,10 +9,16 @@ SendResults, never as exceptions.
 
 The SDK builds, validates and encodes every message, fans the batch out and classifies
 FCM's errors; the HTTP client it sends through is ours (cloud.channels.fcm_transport: a
-kept aiohttp client with the endpoint redirect, the access token prepared once per batch
-and no transport retries), installed by cloud.channels.fcm_sdk, the one module that
-touches firebase-admin's internals. Why this split, and what the alternatives cost, is
-measured in docs/benchmarks/delivery.md.
+kept aiohttp client with the endpoint redirect, the access token prepared once per batch,
+no transport retries, and as many requests in flight as FCM's host takes now, with
+time-outs that start when a request goes out), installed by cloud.channels.fcm_sdk, the
+one module that touches firebase-admin's internals. Why this split, and what the
+alternatives cost, is measured in docs/benchmarks/delivery.md.
+
+A send ends by its deadline (the caller's, `cloud.channels.inflight.sending_until`, else
+`budget_s` from its start): requests still waiting for a slot then are not sent
+(NOT_SENT), and no retry starts after it. Each result carries the send's earlier tries of
+its message and its own latency on the wire.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -37,12 +43,25 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from cloud.channels import fcm_sdk
 from cloud.channels.dedupe import collapse_id
 from cloud.channels.fcm_transport import (
+    CONNECT_TIMEOUT_S,
     FCM_ORIGIN,
     POOL_CONNECTIONS,
+    Exchange,
+    ExchangeLog,
     FcmHttpClient,
+    NotSentRequestError,
+    exchange_key,
     google_auth_session,
+    logging_exchanges,
 )
-from cloud.channels.results import SendResult
+from cloud.channels.inflight import (
+    DEFAULT_SEND_BUDGET_S,
+    InflightLimiter,
+    LimitSettings,
+    send_deadline,
+    sending_until,
+)
+from cloud.channels.results import NOT_SENT, SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 
 __all__ = [
@@ -92,7 +111,10 @@ class FcmSettings(BaseModel):
     project_id: str = Field(min_length=1)
     credentials_file: str = Field(min_length=1, description="service-account JSON path")
     endpoint: HttpUrl | None = None
+    #: The wait for FCM's answer once a request is out (not the wait for a free slot).
     timeout_s: float = Field(default=10.0, gt=0)
+    #: How long connecting may take (nothing is sent before it is done).
+    connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
 
 #: FCM's send_each accepts at most 500 messages per call.
 MAX_BATCH = 500
@@ -193,6 +215,12 @@ def result_for_error(token: str, error: Exception) -> SendResult:
     if isinstance(error, messaging.ThirdPartyAuthError):
         # APNs or web push credentials of the Firebase project are wrong: an operator's job.
         return SendResult(token=token, ok=False, error_code="THIRD_PARTY_AUTH_ERROR")
+    if isinstance(error, exceptions.FirebaseError) and isinstance(
+        error.cause, NotSentRequestError
+    ):
+        return SendResult(
+            token=token, ok=False, error_code=NOT_SENT, retry_after_s=error.cause.retry_after_s
+        )
     if isinstance(error, exceptions.FirebaseError):
         code = str(error.code)
         return SendResult(
@@ -223,10 +251,16 @@ class FcmSender:
     block) stops it and deletes the App.
     """
 
-    def __init__(self, settings: FcmSettings, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+    def __init__(
+        self, settings: FcmSettings, *, retry: RetryPolicy = DEFAULT_RETRY,
+        limits: LimitSettings | None = None, budget_s: float = DEFAULT_SEND_BUDGET_S,
+    ) -> None:
+        """`limits`: the in-flight limiter's settings (by default, for `timeout_s` and
+        the pool); `budget_s`: how long a send may take when its caller set no deadline."""
         _silence_token_deprecation()
         self.settings = settings
         self._retry = retry
+        self._budget_s = budget_s
         self._app = firebase_admin.initialize_app(
             credentials.Certificate(settings.credentials_file),
             options={"projectId": settings.project_id, "httpTimeout": settings.timeout_s},
@@ -239,7 +273,8 @@ class FcmSender:
         self._token_session = google_auth_session(endpoint)
         self._token_request = auth_requests.Request(self._token_session)
         self._http = FcmHttpClient(
-            endpoint, timeout_s=settings.timeout_s, reauthorize=self._reauthorize
+            endpoint, timeout_s=settings.timeout_s, reauthorize=self._reauthorize,
+            connect_timeout_s=settings.connect_timeout_s, limits=limits,
         )
         self._loop = _LoopThread(f"fcm-{settings.project_id}")
         self._closed = False
@@ -266,14 +301,21 @@ class FcmSender:
                     token=push.token, ok=False, error_code="INVALID_ARGUMENT", permanent=True
                 )
         order = sorted(built)
+        deadline = send_deadline(self._budget_s)
         for start in range(0, len(order), MAX_BATCH):
             chunk = order[start : start + MAX_BATCH]
             results.update(
                 send_with_retries(
-                    lambda pending: self._send_once(messages, built, pending), chunk, self._retry
+                    lambda pending: self._send_once(messages, built, pending, deadline),
+                    chunk, self._retry, deadline=deadline,
                 )
             )
         return [results[index] for index in range(len(messages))]
+
+    @property
+    def limiter(self) -> InflightLimiter:
+        """The in-flight limiter of this sender's requests (for metrics and tests)."""
+        return self._http.limiter
 
     def deliver(self, messages: Sequence[PushMessage]) -> list[SendResult]:
         """The channel-neutral name for `send`."""
@@ -284,13 +326,15 @@ class FcmSender:
         messages: Sequence[PushMessage],
         built: Mapping[int, messaging.Message],
         pending: Sequence[int],
+        deadline: float,
     ) -> dict[int, SendResult]:
         batch_error = self._ensure_access_token()
         if batch_error is not None:
             return {i: _replace_token(batch_error, messages[i].token) for i in pending}
+        exchanges: ExchangeLog = {}
         try:
             response = self._loop.run(
-                messaging.send_each_async([built[i] for i in pending], app=self._app)
+                self._send_batch([built[i] for i in pending], deadline, exchanges)
             )
         except exceptions.FirebaseError as exc:
             # send_each_async raises only when something outside an HTTP exchange broke.
@@ -298,14 +342,24 @@ class FcmSender:
             return {i: result_for_error(messages[i].token, exc) for i in pending}
         outcome: dict[int, SendResult] = {}
         for index, sent in zip(pending, response.responses, strict=True):
-            token = messages[index].token
+            push = messages[index]
             if sent.success:
-                outcome[index] = SendResult(
-                    token=token, ok=True, provider_message_id=sent.message_id
+                result = SendResult(
+                    token=push.token, ok=True, provider_message_id=sent.message_id
                 )
             else:
-                outcome[index] = result_for_error(token, sent.exception)
+                result = result_for_error(push.token, sent.exception)
+            seen = exchanges.get(exchange_key(push.token, collapse_id(push.idempotency_key)))
+            outcome[index] = _with_exchanges(result, seen or [])
         return outcome
+
+    async def _send_batch(
+        self, batch: list[messaging.Message], deadline: float, exchanges: ExchangeLog
+    ) -> messaging.BatchResponse:
+        """send_each_async with the send's deadline for every request's slot, and their
+        exchanges noted in `exchanges` (its requests run in tasks started here)."""
+        with sending_until(deadline), logging_exchanges(exchanges):
+            return await messaging.send_each_async(batch, app=self._app)
 
     def _ensure_access_token(self) -> SendResult | None:
         """Fetch the OAuth token if needed and hand its headers to the HTTP client, once
@@ -382,12 +436,24 @@ class FcmSender:
         self.close()
 
 
-def _replace_token(result: SendResult, token: str) -> SendResult:
-    return SendResult(
-        token=token,
-        ok=result.ok,
-        provider_message_id=result.provider_message_id,
-        error_code=result.error_code,
-        permanent=result.permanent,
-        retry_after_s=result.retry_after_s,
+def _with_exchanges(result: SendResult, exchanges: Sequence[Exchange]) -> SendResult:
+    """`result` with the latency of its exchange, after the exchanges before it in the same
+    request (a 401, then the same request again with a fresh token)."""
+    if not exchanges:
+        return result
+    *refused, last = exchanges
+    earlier = tuple(
+        SendResult(token=result.token, ok=False, error_code="UNAUTHENTICATED",
+                   latency_ms=_ms(exchange.latency_s))
+        for exchange in refused
     )
+    timed = replace(result, latency_ms=_ms(last.latency_s) if last.sent else 0)
+    return timed.after(earlier)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _replace_token(result: SendResult, token: str) -> SendResult:
+    return replace(result, token=token)

@@ -4,7 +4,11 @@ A send call retries only what may succeed shortly (503, 500, 429, timeouts), wit
 exponential backoff plus jitter so that many workers hitting the same outage do not come
 back in lockstep, and never sooner than the provider's Retry-After. A Retry-After longer
 than `max_inline_wait_s` is not slept through: the result carries it so that the durable
-queue (outside this package) reschedules the message instead of blocking a worker.
+queue (outside this package) reschedules the message instead of blocking a worker; nor is
+a wait that would end past the send's deadline (`cloud.channels.inflight`).
+
+Each result returned carries the earlier tries of its message (`SendResult.earlier`), so
+that every provider call of the send goes on the message's record.
 """
 
 from __future__ import annotations
@@ -68,11 +72,15 @@ def send_with_retries(
     policy: RetryPolicy = DEFAULT_RETRY,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[int, SendResult]:
-    """Call `send_once(pending)` until no transient failure is left or the policy gives up.
+    """Call `send_once(pending)` until no transient failure is left, the policy gives up
+    or the next try would start after `deadline` (a `clock()` time).
 
     `send_once` gets the indices still to send and returns a result for each of them.
-    The returned mapping holds the last result of every index.
+    The returned mapping holds the last result of every index, with the earlier ones in
+    its `earlier`.
     """
     final: dict[int, SendResult] = {}
     pending: list[int] = list(indices)
@@ -83,7 +91,9 @@ def send_with_retries(
     def attempt() -> list[int]:
         nonlocal pending
         outcome = send_once(pending)
-        final.update(outcome)
+        for index, result in outcome.items():
+            before = final.get(index)
+            final[index] = result if before is None else result.after(before.history())
         pending = _pending_transient(outcome)
         return pending
 
@@ -97,6 +107,7 @@ def send_with_retries(
         return (
             stop_after_attempt(policy.attempts)(state)
             or hinted_wait(state) > policy.max_inline_wait_s
+            or (deadline is not None and clock() + state.upcoming_sleep >= deadline)
         )
 
     retrying = Retrying(

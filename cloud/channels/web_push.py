@@ -34,10 +34,17 @@ from cloud.channels.base import (
     SenderEnvironment,
     TemplateMeasure,
 )
+from cloud.channels.inflight import InflightLimiter, LimitSettings
 from cloud.channels.results import SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy
 from cloud.channels.vapid import VapidKeys, generate_vapid_keys, vapid_keys_from_pem
-from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
+from cloud.channels.web_push_service import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_WORKERS,
+    WebPushMessage,
+    WebPushSender,
+    WebPushSubscription,
+)
 from cloud.db import UtcDateTime, dialect_insert, session_scope
 from cloud.outbound import OutboundPolicy
 
@@ -84,23 +91,34 @@ class WebPushSettings(BaseModel):
 
     #: VAPID `sub` (mailto: or https:) push services use to reach the sender's operator.
     subject: Annotated[str, Field(pattern=VAPID_SUBJECT_PATTERN)]
+    #: The wait for a push service's answer once a push is out (not the wait for a slot).
     timeout_s: float = Field(default=10.0, gt=0)
+    #: How long connecting may take (nothing is sent before it is done).
+    connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
 
 
 class TenantWebPushSenders:
     """One WebPushSender per tenant, with the tenant's VAPID key from the database
-    (generated and stored on first use, outside any transaction of the caller's)."""
+    (generated and stored on first use, outside any transaction of the caller's). The
+    tenants' pushes go to the same few push services: their senders share one in-flight
+    limiter."""
 
     def __init__(
         self, engine: Engine, *, subject: str, now: Callable[[], datetime],
         policy: OutboundPolicy, retry: RetryPolicy = DEFAULT_RETRY, timeout_s: float = 10.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S, limits: LimitSettings | None = None,
     ) -> None:
+        """`limits`: the shared limiter's settings (by default, for `timeout_s`)."""
         self._engine = engine
         self._policy = policy
         self._subject = subject
         self._now = now
         self._retry = retry
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._limiter = InflightLimiter(
+            limits or LimitSettings.for_timeout(timeout_s, maximum=DEFAULT_WORKERS)
+        )
         self._senders: dict[str, WebPushSender] = {}
 
     def sender_for(self, tenant: str) -> WebPushSender:
@@ -111,7 +129,8 @@ class TenantWebPushSenders:
                 session.commit()
             sender = WebPushSender(
                 keys, subject=self._subject, policy=self._policy, timeout_s=self._timeout_s,
-                retry=self._retry, tenant=tenant,
+                connect_timeout_s=self._connect_timeout_s, retry=self._retry, tenant=tenant,
+                limiter=self._limiter,
             )
             self._senders[tenant] = sender
         return sender
@@ -158,4 +177,5 @@ class WebPushChannel(ChannelAdapter[WebPushSettings, WebPushMessage]):
         return TenantWebPushSenders(
             environment.engine, subject=settings.subject, now=environment.now,
             policy=environment.outbound, timeout_s=settings.timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
         )

@@ -11,6 +11,14 @@ registered (the API) and again at each send: pywebpush posts through a
 checked (or allow-listed ones), redirects included. A refused endpoint fails its
 message for good (`FORBIDDEN_TARGET`); the device stays, as it may be an allow-list
 away from working.
+
+Pushes go out from a few threads, as many at a time to each push service's host as the
+adaptive limiter (cloud.channels.inflight) lets: each thread takes the next push whose host
+has a free slot, so a slow service holds back only its own pushes. The time-out clock starts
+when a push goes out: requests' connect time-out (failing it, nothing was sent: UNAVAILABLE)
+and read time-out (the wait for the answer once the request is written: DEADLINE_EXCEEDED,
+after which the service may have the push, and a retry, under the same Topic, replaces it).
+Pushes still without a slot at the send's deadline are not sent (NOT_SENT).
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -30,7 +40,17 @@ from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush
 
 from cloud.channels.dedupe import collapse_id
-from cloud.channels.results import SendResult
+from cloud.channels.inflight import (
+    DEFAULT_SEND_BUDGET_S,
+    InflightLimiter,
+    LimitSettings,
+    Permit,
+    Signal,
+    host_key,
+    send_deadline,
+    signal_for_status,
+)
+from cloud.channels.results import NOT_SENT, SendResult
 from cloud.channels.retry import DEFAULT_RETRY, RetryPolicy, parse_retry_after, send_with_retries
 from cloud.channels.vapid import VapidKeys, b64url_decode
 from cloud.outbound import (
@@ -53,9 +73,14 @@ MAX_PLAINTEXT_BYTES = 4096 - 86 - 1 - 16
 TOPIC_RE = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 #: RFC 8292 allows a JWT for up to 24 h; 12 h leaves room for clock skew at the service.
 VAPID_EXP_S = 12 * 3600
-#: Push services are many (one per browser vendor); a few parallel sends keep a batch
-#: moving while one service is slow, without opening a socket per message.
-DEFAULT_WORKERS = 8
+#: Push services are few (one per browser vendor): threads enough for one service's
+#: limit to grow while others are slow, without opening a socket per message. Also the
+#: most pushes in flight to one host.
+DEFAULT_WORKERS = 16
+#: How long connecting to a push service may take (nothing is sent before it is done).
+CONNECT_TIMEOUT_S = 5.0
+#: How often a thread with nothing startable looks again for slots others freed.
+POLL_S = 0.05
 #: The error code of a message whose endpoint the outbound rules refused.
 FORBIDDEN_TARGET = "FORBIDDEN_TARGET"
 
@@ -194,12 +219,18 @@ class WebPushSender:
         subject: str,
         policy: OutboundPolicy,
         timeout_s: float = 10.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
         retry: RetryPolicy = DEFAULT_RETRY,
         workers: int = DEFAULT_WORKERS,
         tenant: str = "",
+        limiter: InflightLimiter | None = None,
+        budget_s: float = DEFAULT_SEND_BUDGET_S,
     ) -> None:
         """`policy` decides which endpoints may be posted to; `tenant` names the sender
-        in logs and metrics."""
+        in logs and metrics. `timeout_s` is the wait for an answer once a push is out;
+        `limiter` may be shared by the senders of several tenants (by default, one of the
+        sender's own, allowing up to `workers` pushes in flight per host); `budget_s`:
+        how long a send may take when its caller set no deadline."""
         self.subject = subject
         self.tenant = tenant
         self.application_server_key = vapid.application_server_key
@@ -212,9 +243,13 @@ class WebPushSender:
             raise ValueError(
                 f"VAPID subject must be mailto:<address> or https://<host>: {exc}"
             ) from exc
-        self._timeout_s = timeout_s
+        self._timeouts = (connect_timeout_s, timeout_s)
         self._retry = retry
         self._workers = workers
+        self._budget_s = budget_s
+        self.limiter = limiter or InflightLimiter(
+            LimitSettings.for_timeout(timeout_s, maximum=workers)
+        )
         self._session = guarded_session(policy, pool_maxsize=workers, max_retries=0)
 
     def deliver(self, messages: Sequence[WebPushMessage]) -> list[SendResult]:
@@ -236,19 +271,69 @@ class WebPushSender:
                     token=endpoint, ok=False, error_code="INVALID_ARGUMENT", permanent=True
                 )
 
-        def send_once(pending: Sequence[int]) -> dict[int, SendResult]:
-            with ThreadPoolExecutor(
-                max_workers=self._workers, thread_name_prefix="webpush"
-            ) as pool:
-                outcomes = pool.map(lambda i: self._send_one(messages[i], *prepared[i]), pending)
-                return dict(zip(pending, outcomes, strict=True))
+        deadline = send_deadline(self._budget_s)
 
-        results.update(send_with_retries(send_once, sorted(prepared), self._retry))
+        def send_once(pending: Sequence[int]) -> dict[int, SendResult]:
+            lanes = _Lanes(self.limiter, deadline)
+            for index in pending:
+                lanes.add(host_key(messages[index].subscription.endpoint), index)
+            outcomes: dict[int, SendResult] = {}
+
+            def work() -> None:
+                while (job := lanes.next()) is not None:
+                    index, permit = job
+                    try:
+                        outcomes[index] = self._send_one(messages[index], *prepared[index],
+                                                         permit=permit)
+                    finally:
+                        lanes.released()
+
+            threads = min(self._workers, len(pending))
+            if not threads:
+                return outcomes
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webpush") as pool:
+                for done in [pool.submit(work) for _ in range(threads)]:
+                    done.result()
+            for index, retry_after in lanes.unsent.items():
+                outcomes[index] = SendResult(
+                    token=messages[index].subscription.endpoint, ok=False, error_code=NOT_SENT,
+                    retry_after_s=retry_after, latency_ms=0,
+                )
+            return outcomes
+
+        results.update(
+            send_with_retries(send_once, sorted(prepared), self._retry, deadline=deadline)
+        )
         return [results[index] for index in range(len(messages))]
 
     def _send_one(
-        self, message: WebPushMessage, payload: bytes, headers: dict[str, str]
+        self, message: WebPushMessage, payload: bytes, headers: dict[str, str], *,
+        permit: Permit,
     ) -> SendResult:
+        """One push under `permit`, which is released with what the answer said."""
+        signal, latency, retry_after = Signal.NONE, None, None
+        started = time.monotonic()
+        if permit.close_connection:
+            headers = {**headers, "Connection": "close"}  # frees a slot for a stuck push
+        try:
+            result, response = self._post(message, payload, headers)
+            if response is not None:
+                signal = signal_for_status(response.status_code)
+                latency = response.elapsed.total_seconds()
+                if signal is Signal.OVERLOAD:
+                    retry_after = result.retry_after_s
+            elif result.error_code in ("DEADLINE_EXCEEDED", "UNAVAILABLE"):
+                signal = Signal.OVERLOAD
+            return replace(result, latency_ms=round(
+                (time.monotonic() - started if latency is None else latency) * 1000
+            ))
+        finally:
+            self.limiter.release(permit, signal, latency_s=latency, retry_after_s=retry_after)
+
+    def _post(
+        self, message: WebPushMessage, payload: bytes, headers: dict[str, str]
+    ) -> tuple[SendResult, requests.Response | None]:
+        """The push and what came of it, with the answer if there was one."""
         endpoint = message.subscription.endpoint
         try:
             response = webpush(
@@ -258,7 +343,7 @@ class WebPushSender:
                 # A fresh dict per call: pywebpush writes aud and exp into it.
                 vapid_claims={"sub": self.subject, "exp": _vapid_expiry()},
                 content_encoding="aes128gcm",
-                timeout=self._timeout_s,
+                timeout=self._timeouts,
                 ttl=message.ttl_s,
                 headers=dict(headers),
                 requests_session=self._session,
@@ -267,22 +352,25 @@ class WebPushSender:
             count_refusal(exc.refusal, client="web_push", stage="send", tenant=self.tenant)
             return SendResult(
                 token=endpoint, ok=False, error_code=FORBIDDEN_TARGET, permanent=True
-            )
+            ), None
         except WebPushException as exc:
             if exc.response is None:
                 logger.warning("web push to %s refused before sending: %s", _origin(endpoint), exc)
                 return SendResult(
                     token=endpoint, ok=False, error_code="INVALID_ARGUMENT", permanent=True
-                )
-            return result_for_response(endpoint, exc.response)
+                ), None
+            return result_for_response(endpoint, exc.response), exc.response
+        except requests.ConnectTimeout:  # before Timeout: it is one, but nothing was sent
+            logger.warning("web push service %s: no connection in time", _origin(endpoint))
+            return SendResult(token=endpoint, ok=False, error_code="UNAVAILABLE"), None
         except requests.Timeout:
-            return SendResult(token=endpoint, ok=False, error_code="DEADLINE_EXCEEDED")
+            return SendResult(token=endpoint, ok=False, error_code="DEADLINE_EXCEEDED"), None
         except requests.RequestException as exc:
             logger.warning("web push service %s unreachable: %s", _origin(endpoint), exc)
-            return SendResult(token=endpoint, ok=False, error_code="UNAVAILABLE")
+            return SendResult(token=endpoint, ok=False, error_code="UNAVAILABLE"), None
         if not isinstance(response, requests.Response):  # pragma: no cover - only with curl=True
             raise TypeError("pywebpush returned no response")
-        return result_for_response(endpoint, response)
+        return result_for_response(endpoint, response), response
 
     def close(self) -> None:
         self._session.close()
@@ -292,6 +380,58 @@ class WebPushSender:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class _Lanes:
+    """One send call's pushes by host, handed to the sending threads as the limiter frees
+    slots: the next host in turn with a free slot gives its next push. At the deadline,
+    or once a host is held by a Retry-After past it (or past the limiter's `hold_wait_s`),
+    what is left is not sent (`unsent`, with the host's remaining hold)."""
+
+    def __init__(self, limiter: InflightLimiter, deadline: float) -> None:
+        self._limiter = limiter
+        self._deadline = deadline
+        self._lanes: dict[str, deque[int]] = {}
+        self._changed = threading.Condition()
+        self.unsent: dict[int, float | None] = {}
+
+    def add(self, key: str, index: int) -> None:
+        self._lanes.setdefault(key, deque()).append(index)
+
+    def next(self) -> tuple[int, Permit] | None:
+        """The next push to send and its permit; None when nothing is left to start."""
+        with self._changed:
+            while self._lanes:
+                if time.monotonic() >= self._deadline:
+                    for key in list(self._lanes):
+                        held = self._limiter.held_for(key)
+                        for index in self._lanes.pop(key):
+                            self.unsent[index] = held or None
+                    break
+                for key, lane in list(self._lanes.items()):
+                    permit = self._limiter.try_acquire(key, behind=len(lane) - 1)
+                    if permit is None:
+                        continue
+                    del self._lanes[key]  # back in at the end: hosts take turns
+                    index = lane.popleft()
+                    if lane:
+                        self._lanes[key] = lane
+                    return index, permit
+                remaining = self._deadline - time.monotonic()
+                wait = min(remaining, self._limiter.settings.hold_wait_s)
+                for key in list(self._lanes):
+                    held = self._limiter.held_for(key)
+                    if remaining <= 0 or held >= wait:
+                        for index in self._lanes.pop(key):
+                            self.unsent[index] = held or None
+                if self._lanes:
+                    self._changed.wait(min(remaining, POLL_S))
+            return None
+
+    def released(self) -> None:
+        """A push is over: its slot may be free for another."""
+        with self._changed:
+            self._changed.notify()
 
 
 def _vapid_expiry() -> int:

@@ -1,5 +1,10 @@
 """After sending: every attempt recorded, dead addresses forgotten, each message settled.
 
+Every provider call is an attempt on the message's record, the retries a sender made
+inside one send included (`SendResult.history()`): they share the claim's attempt number,
+in the order they were made, each with its own outcome and, where the sender measured it,
+its own time on the wire (else the whole call's).
+
 A message reached on any of its addresses is sent (the customer has it; the other
 devices are not tried again), or delivered when its channel's acceptance is delivery
 (web push), or sent and waiting for the provider's receipt (SMS: a receipt that came
@@ -122,16 +127,21 @@ class Outcomes:
         attempts: list[dict[str, object]] = []
         for entry in sent:
             by_claim.setdefault(entry.item.claim, []).append(entry)
-            outcome = classify(entry.result)
             provider = provider_of(entry.item.channel)
-            attempts.append({
-                "message_id": entry.item.claim.message_id, "device_id": entry.item.device_id,
-                "attempt": entry.item.claim.attempt, "attempted_at": now,
-                "provider": provider, "outcome": outcome.value,
-                "error_code": (entry.result.error_code or None) and entry.result.error_code[:64],
-                "provider_message_id": entry.result.provider_message_id,
-                "retry_after_s": entry.result.retry_after_s, "latency_ms": entry.latency_ms,
-            })
+            # Every provider call of the send, the retries inside it included.
+            for tried in entry.result.history():
+                attempts.append({
+                    "message_id": entry.item.claim.message_id,
+                    "device_id": entry.item.device_id, "attempt": entry.item.claim.attempt,
+                    "attempted_at": now, "provider": provider,
+                    "outcome": classify(tried).value,
+                    "error_code": (tried.error_code or None) and tried.error_code[:64],
+                    "provider_message_id": tried.provider_message_id,
+                    "retry_after_s": tried.retry_after_s,
+                    "latency_ms": entry.latency_ms if tried.latency_ms is None
+                    else tried.latency_ms,
+                })
+            outcome = classify(entry.result)
             if outcome is AttemptOutcome.DEAD_ADDRESS and entry.item.device_id is not None:
                 deactivate_device(
                     session, device_id=entry.item.device_id,

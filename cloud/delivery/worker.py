@@ -8,7 +8,9 @@ checks each customer's consent again (`cloud.customers.consent`: marketing withd
 since the decision, or a consent request answered "no" since it was made: suppressed),
 builds one payload per address with the message's channel adapter (none: failed
 'no_address') and sends them grouped by channel and tenant, in the channel's batch size.
-The second transaction records what came of it (`cloud.delivery.settlement`).
+The second transaction records what came of it (`cloud.delivery.settlement`). Sending
+ends by half the lease (`cloud.channels.inflight.sending_until`): a sender starts no request
+after it, so a claim never lapses while its messages may still go out.
 
 Webhooks to the shop (`cloud.webhooks.outbound`) have rounds of their own, run beside the
 message rounds by the same `run` loop and woken by the same `wake`: a shop endpoint that
@@ -46,6 +48,7 @@ from cloud.channels import (
     UnsendableError,
     adapter_for,
 )
+from cloud.channels.inflight import sending_until
 from cloud.customers.consent import refusal
 from cloud.db import DATABASE_WAIT_S, is_transient, session_scope, utc_now, wait_for_database
 from cloud.delivery.addressing import RoundReads, outbound
@@ -184,7 +187,10 @@ class DeliveryWorker:
         if not claimed:
             return 0
         items, unsent = self._prepare(claimed, reads, now=now)
-        sent = self._send(items)
+        # Nothing may go out once the claim could have lapsed: another worker would then
+        # send it again. Half the lease leaves the other half for answers and the record.
+        with sending_until(time.monotonic() + self._lease.total_seconds() / 2):
+            sent = self._send(items)
         self._record_until_stored(sent, unsent, claimed, now=now)
         return len(claimed)
 

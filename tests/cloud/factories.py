@@ -15,6 +15,7 @@ from cloud.auth.keys import create_key, generate_key, hash_key
 from cloud.auth.members import create_member, grant
 from cloud.auth.models import CustomerTokenKeyCreate, Role, TokenAlgorithm
 from cloud.auth.permissions import MemberRole
+from cloud.channels.inflight import LimitSettings
 from cloud.customers.crud import find_by_public_id
 from cloud.db import session_scope
 from cloud.outbound import AllowList, OutboundPolicy
@@ -217,6 +218,10 @@ def console_login(client: TestClient, email: str, password: str = CONSOLE_PASSWO
 #: The outbound rules as the tests' local servers need them: this machine's 127.0.0.1
 #: allowed explicitly (plain http included), everything else as in production.
 LOCAL_SERVERS = OutboundPolicy(allow=AllowList.parse(["127.0.0.1/32"]))
+#: The in-flight limiter for tests whose worker runs on a made-up clock: a Retry-After
+#: then holds nothing on the real one (each message still waits its own in the queue,
+#: which is what those tests look at), or the next round, "minutes later", would wait.
+CLOCKLESS_LIMITS = LimitSettings(max_hold_s=0)
 
 
 def register_shop_backend(

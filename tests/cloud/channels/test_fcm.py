@@ -25,6 +25,8 @@ from cloud.channels.fcm import (
     build_message,
 )
 from cloud.channels.fcm_transport import IAM_CREDENTIALS_ORIGINS, EndpointAdapter
+from cloud.channels.inflight import sending_until
+from cloud.channels.results import NOT_SENT
 from cloud.channels.retry import RetryPolicy
 from sandbox.fcm import FcmSandbox, Outcome, ServiceAccount, make_token
 from tests.cloud.channels.conftest import PROJECT
@@ -159,6 +161,22 @@ def test_expired_access_token_is_refreshed_on_401(
     assert result.ok
     assert len(fcm_server.token_requests.snapshot()) == 2
     assert len(fcm_server.received.snapshot()) == 2
+    # Both exchanges are on the result (the refused one first), each with its latency.
+    assert [(t.ok, t.error_code) for t in result.history()] == [
+        (False, "UNAUTHENTICATED"), (True, None)
+    ]
+    assert all(t.latency_ms is not None for t in result.history())
+
+
+def test_nothing_starts_after_the_sends_deadline(
+    sender: FcmSender, fcm_server: FcmSandbox
+) -> None:
+    token = make_token()
+    with sending_until(time.monotonic()):
+        [result] = sender.send([push(token)])
+
+    assert (result.error_code, result.transient, result.latency_ms) == (NOT_SENT, True, 0)
+    assert attempts_for(fcm_server, token) == []
 
 
 @pytest.mark.parametrize(
@@ -194,6 +212,10 @@ def test_quota_exceeded_waits_for_retry_after_then_succeeds(
     first, second = attempts_for(fcm_server, token)
     # FAST_RETRY's own backoff is at most 0.1 s: only Retry-After explains a 1 s gap.
     assert second - first >= 1.0
+    # Both tries are on the result, for the message's record.
+    assert [(t.error_code, t.retry_after_s) for t in result.history()] == [
+        ("QUOTA_EXCEEDED", 1), (None, None)
+    ]
 
 
 def test_unavailable_then_success(sender: FcmSender, fcm_server: FcmSandbox) -> None:

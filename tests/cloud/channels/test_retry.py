@@ -48,7 +48,7 @@ def test_only_transient_failures_are_sent_again() -> None:
     results = send_with_retries(provider, [0, 1, 2, 3], POLICY, sleep=sleeps.append)
 
     assert provider.calls == [[0, 1, 2, 3], [2]]
-    assert results == {0: OK, 1: DEAD, 2: OK, 3: AUTH}
+    assert results == {0: OK, 1: DEAD, 2: OK.after((BUSY,)), 3: AUTH}
     assert len(sleeps) == 1
 
 
@@ -59,7 +59,7 @@ def test_backoff_grows_with_jitter_and_stops_after_the_attempts() -> None:
     results = send_with_retries(provider, [0], POLICY, sleep=sleeps.append)
 
     assert len(provider.calls) == POLICY.attempts
-    assert results[0] == BUSY
+    assert results[0].history() == (BUSY,) * POLICY.attempts  # every try on the record
     assert len(sleeps) == POLICY.attempts - 1
     for sleep, base in zip(sleeps, [0.1, 0.2, 0.4], strict=True):
         assert base <= sleep <= base + POLICY.jitter_s
@@ -72,7 +72,29 @@ def test_retry_after_outweighs_a_shorter_backoff() -> None:
     results = send_with_retries(provider, [0, 1], POLICY, sleep=sleeps.append)
 
     assert sleeps == [3.0]
-    assert results == {0: OK, 1: OK}
+    assert results == {0: OK.after((quota(3),)), 1: OK.after((BUSY,))}
+
+
+def test_no_try_starts_past_the_deadline() -> None:
+    provider = ScriptedProvider({0: [BUSY, OK]})
+    clock = [100.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    # The first backoff (0.1-0.15 s) would end past the deadline: no second try.
+    results = send_with_retries(
+        provider, [0], POLICY, sleep=sleep, deadline=100.1, clock=lambda: clock[0]
+    )
+    assert results[0] == BUSY
+    assert len(provider.calls) == 1
+
+    # With time for it, the retry goes, and both tries are on the result.
+    provider = ScriptedProvider({0: [BUSY, OK]})
+    results = send_with_retries(
+        provider, [0], POLICY, sleep=sleep, deadline=clock[0] + 5, clock=lambda: clock[0]
+    )
+    assert results[0].history() == (BUSY, OK)
 
 
 def test_retry_after_beyond_the_inline_limit_is_handed_back() -> None:

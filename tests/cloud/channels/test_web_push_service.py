@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from cloud.channels.dedupe import collapse_id
+from cloud.channels.inflight import sending_until
+from cloud.channels.results import NOT_SENT
 from cloud.channels.retry import RetryPolicy
 from cloud.channels.vapid import VapidKeys, generate_vapid_keys
 from cloud.channels.web_push_service import (
@@ -145,6 +147,18 @@ def test_429_waits_for_retry_after(sender: WebPushSender, service: WebPushSandbo
     assert result.ok
     assert time.monotonic() - started >= 1.0
     assert len(service.received.snapshot()) == 1
+    assert [t.error_code for t in result.history()] == ["QUOTA_EXCEEDED", None]
+
+
+def test_nothing_starts_after_the_sends_deadline(
+    sender: WebPushSender, service: WebPushSandbox
+) -> None:
+    browser = service.subscribe()
+    with sending_until(time.monotonic()):
+        [result] = sender.deliver([message(browser)])
+
+    assert (result.error_code, result.transient) == (NOT_SENT, True)
+    assert service.received.snapshot() == []
 
 
 def test_503_is_retried_then_given_up(sender: WebPushSender, service: WebPushSandbox) -> None:

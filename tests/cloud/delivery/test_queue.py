@@ -41,12 +41,13 @@ from tests.cloud.delivery.queue_helpers import (
     token_for,
     withdraw,
 )
+from tests.cloud.factories import CLOCKLESS_LIMITS
 
 
 @pytest.fixture
 def fcm(fcm_settings: FcmSettings) -> Iterator[FcmSender]:
     """A real FCM sender without in-call retries: the queue's own retries are under test."""
-    with FcmSender(fcm_settings, retry=NO_RETRY) as sender:
+    with FcmSender(fcm_settings, retry=NO_RETRY, limits=CLOCKLESS_LIMITS) as sender:
         yield sender
 
 

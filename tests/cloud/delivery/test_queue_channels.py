@@ -41,7 +41,7 @@ from tests.cloud.delivery.queue_helpers import (
     queue_settings,
     token_for,
 )
-from tests.cloud.factories import LOCAL_SERVERS
+from tests.cloud.factories import CLOCKLESS_LIMITS, LOCAL_SERVERS
 from tests.cloud.running import running_api
 
 SUBJECT = "mailto:ops@shop.example"
@@ -56,7 +56,8 @@ def test_web_push_is_encrypted_to_the_subscription_tracked_and_dead_ones_dropped
         keys = tenant_vapid_keys(session, tenant=tenant, now=NOW)  # what the shop subscribes with
         session.commit()
     web = TenantWebPushSenders(engine, subject=SUBJECT, now=lambda: NOW,
-                               policy=LOCAL_SERVERS, retry=NO_RETRY)
+                               policy=LOCAL_SERVERS, retry=NO_RETRY,
+                               limits=CLOCKLESS_LIMITS)
     with WebPushSandbox() as service:
         browser, revoked, busy = (service.subscribe(keys.application_server_key) for _ in "abc")
         service.unsubscribe(revoked)

@@ -10,21 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-from cloud.channels import DeploymentSender
+from cloud.channels import DeploymentSender, SendResult
+from cloud.channels.inflight import send_deadline
+from cloud.channels.results import NOT_SENT
 from cloud.channels.retry import NO_RETRY
 from cloud.channels.smtp import EmailSender, SmtpSettings
 from cloud.db import session_scope
 from cloud.delivery.senders import ChannelSenders
 from cloud.delivery.worker import DeliveryWorker
-from cloud.messages.models import Message, MessageStatus
-from cloud.messages.queue import Outgoing
+from cloud.messages.models import AttemptOutcome, Message, MessageStatus
+from cloud.messages.queue import LEASE, Outgoing
 from cloud.webhooks.outbound import OutboundWebhook, WebhookStatus, queue_webhook
 from sandbox.smtp import SmtpSandbox
 from tests.cloud.delivery.queue_helpers import (
@@ -179,6 +182,40 @@ def test_a_visit_greeting_needs_location_consent_at_send_time(
     assert sorted(mail.recipients for mail in relay.wait_for(2)) == [
         ("b@example.net",), ("j@example.net",),
     ]
+
+
+def test_every_try_of_a_send_is_on_the_record_and_the_send_ends_by_half_the_lease(
+    engine: Engine, migrated_url: str, tenant: str
+) -> None:
+    """A sender that retried inside its call hands back every try; each becomes an
+    attempt of the claim, with its own time on the wire. And the worker gave the send a
+    deadline: no request may start once the claim could have lapsed."""
+    juan = new_customer(engine, tenant, consent=("email",), email="j@example.net")
+    [sent] = queue(engine, outgoing(tenant, juan, "tries:1", channel=EMAIL))
+    deadlines: list[float] = []
+
+    def deliver(payloads: Sequence[object]) -> list[SendResult]:
+        deadlines.append(send_deadline() - time.monotonic())
+        first = SendResult(token="j", ok=False, error_code="DEADLINE_EXCEEDED", latency_ms=900)
+        second = SendResult(token="j", ok=False, error_code=NOT_SENT, latency_ms=0)
+        return [SendResult(token="j", ok=True, provider_message_id="<m1>", latency_ms=40,
+                           earlier=(first, second)) for _ in payloads]
+
+    settings = queue_settings(tenant=tenant, database_url=migrated_url)
+    worker = DeliveryWorker(engine=engine, settings=settings,
+                            senders=ChannelSenders({EMAIL: DeploymentSender(deliver)}))
+    assert worker.run_once(NOW) == 1
+
+    assert message(engine, sent or 0).status == MessageStatus.SENT
+    record = [(a.attempt, a.outcome, a.error_code, a.latency_ms)
+              for a in attempts(engine, sent or 0)]
+    assert record == [
+        (1, AttemptOutcome.TRANSIENT, "DEADLINE_EXCEEDED", 900),
+        (1, AttemptOutcome.TRANSIENT, NOT_SENT, 0),
+        (1, AttemptOutcome.SENT, None, 40),
+    ]
+    [left] = deadlines
+    assert LEASE.total_seconds() / 2 - 5 < left <= LEASE.total_seconds() / 2
 
 
 def test_email_with_a_public_base_url_that_is_not_https_is_refused_at_start(
