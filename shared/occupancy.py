@@ -14,7 +14,6 @@ from typing import Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared._schema import SCHEMA_VERSION, GatewayId, StoreId, TenantId, ZoneId, decode_message
-from shared.errors import ContractError
 from shared.topics import TopicAddress
 
 __all__ = [
@@ -109,10 +108,7 @@ def decode_occupancy_report(
     With `topic`, the report must come from the gateway the topic names.
     """
     report = decode_message(payload, OccupancyReport, "occupancy report")
-    if topic is not None and (report.tenant, report.store, report.gateway) != (
-        topic.tenant,
-        topic.store,
-        topic.gateway,
-    ):
-        raise ContractError("occupancy report names a different gateway than its topic")
+    if topic is not None:
+        topic.check_sender("occupancy report", tenant=report.tenant, store=report.store,
+                           gateway=report.gateway)
     return report

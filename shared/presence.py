@@ -19,7 +19,6 @@ from shared._schema import (
     ZoneId,
     decode_message,
 )
-from shared.errors import ContractError
 from shared.identifiers import IdentifierKind
 from shared.pseudonym import PSEUDONYM_PATTERN
 from shared.topics import TopicAddress
@@ -151,10 +150,7 @@ def decode_presence_batch(
     gateway's credentials cannot be used to speak for another gateway.
     """
     batch = decode_message(payload, PresenceBatch, "presence batch")
-    if topic is not None and (batch.tenant, batch.store, batch.gateway) != (
-        topic.tenant,
-        topic.store,
-        topic.gateway,
-    ):
-        raise ContractError("presence batch names a different gateway than its topic")
+    if topic is not None:
+        topic.check_sender("presence batch", tenant=batch.tenant, store=batch.store,
+                           gateway=batch.gateway)
     return batch

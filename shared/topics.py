@@ -43,6 +43,12 @@ class TopicAddress:
     def topic(self) -> str:
         return gateway_topic(self.tenant, self.store, self.gateway, self.channel)
 
+    def check_sender(self, what: str, *, tenant: str, store: str, gateway: str) -> None:
+        """A message must name the gateway whose topic it came on, so one gateway's
+        credentials cannot speak for another; ContractError otherwise."""
+        if (tenant, store, gateway) != (self.tenant, self.store, self.gateway):
+            raise ContractError(f"{what} names a different gateway than its topic")
+
 
 def validate_segment(name: str, value: str) -> str:
     """Return `value` if it is a valid tenant/store/gateway id, else raise ContractError."""

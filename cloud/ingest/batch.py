@@ -115,10 +115,8 @@ def decode(inbound: Inbound, *, tenants: Collection[str] | None = None) -> Decod
             if not inbound.payload:  # a cleared retained status: nothing to record
                 return Decoded(inbound, ignored=True)
             status = decode_gateway_status(inbound.payload)
-            if (status.tenant, status.store, status.gateway) != (
-                address.tenant, address.store, address.gateway,
-            ):
-                raise ContractError("gateway status names a different gateway than its topic")
+            address.check_sender("gateway status", tenant=status.tenant, store=status.store,
+                                 gateway=status.gateway)
             return Decoded(inbound, status=status)
         raise ContractError(f"the orchestrator does not consume {address.channel.value} messages")
     except ContractError as error:
