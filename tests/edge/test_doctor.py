@@ -304,7 +304,6 @@ def bluez_named(address: str, adapters: dict[str, bool]) -> Iterator[None]:
         loop.close()
 
 
-@pytest.mark.skipif(DBUS_DAEMON is None, reason="needs dbus-daemon")
 def test_bluetooth_without_dbus_or_bluez_fails_clearly(
     capsys: pytest.CaptureFixture[str], bundle: Bundle, quiet_host: Path,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
