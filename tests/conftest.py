@@ -6,13 +6,10 @@
   other's retained messages or sessions;
 - `postgres_url`: a database created for the session and dropped afterwards;
 - `database_url`: every storage test runs twice, on SQLite and on PostgreSQL.
-
-Members' passwords are hashed once per password for the whole run (`_one_hash_per_password`).
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,20 +25,6 @@ from provisioning.local_broker import (
     stop_process,
 )
 from tests.support.postgres import fresh_database
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_hash_per_password() -> Iterator[None]:
-    """Creating a member hashes its password with argon2id at its recommended cost (about
-    0.1 s, on purpose); the suite creates members by the thousand with a handful of
-    passwords, so each password is hashed once and its hash reused (a salt shared between
-    test members). Checking a password still costs a real verification, and the hashing
-    module's own tests call it directly, unmemoized."""
-    from cloud.auth import members, passwords
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(members, "hash_password", functools.cache(passwords.hash_password))
-        yield
 
 
 @pytest.fixture(scope="session")
