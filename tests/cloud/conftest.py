@@ -82,6 +82,16 @@ def engine(migrated_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def sqlite_engine(schema_templates: dict[str, str], tmp_path: Path) -> Iterator[Engine]:
+    """One migrated SQLite database, for tests where the kind of database does not matter."""
+    target = tmp_path / "vitrina.db"
+    shutil.copyfile(schema_templates["sqlite"], target)
+    engine = make_engine(f"sqlite:///{target}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def tenant(mqtt_namespace: str) -> str:
     return mqtt_namespace
 

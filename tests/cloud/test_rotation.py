@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -20,7 +17,7 @@ from typer.testing import CliRunner
 from cloud.cli import app
 from cloud.customers import crud
 from cloud.customers.models import AppBeaconRegistration, CustomerCreate, IdentityLink
-from cloud.db import make_engine, session_scope
+from cloud.db import session_scope
 from cloud.gateways.models import RegisteredGateway
 from cloud.presence.crud import upsert_gateway_status
 from cloud.presence.models import GatewayHealth
@@ -50,15 +47,6 @@ TWO_KEYS = TenantSettings.model_validate({"keys": [{"key_id": "k2", "secret": K2
                                                    {"key_id": KEY_ID, "secret": KEY_SECRET}]})
 SEALING = new_private_key()
 NOW = START + timedelta(hours=1)
-
-
-@pytest.fixture
-def sqlite_engine(schema_templates: dict[str, str], tmp_path: Path) -> Iterator[Engine]:
-    target = tmp_path / "vitrina.db"
-    shutil.copyfile(schema_templates["sqlite"], target)
-    engine = make_engine(f"sqlite:///{target}")
-    yield engine
-    engine.dispose()
 
 
 def add_gateways(session: Session, tenant: str) -> None:

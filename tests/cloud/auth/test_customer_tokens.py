@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ from cloud.auth.customer_tokens import (
     verify_customer_token,
 )
 from cloud.auth.models import TokenAlgorithm
-from cloud.db import make_engine, session_scope
+from cloud.db import session_scope
 from tests.cloud.factories import register_shop_backend
 from tests.support.shop_backend import ShopBackend
 
@@ -37,16 +34,6 @@ KID = "shop-key-1"
 #: Shared by the examples of a test: hypothesis calls the test many times per fixture.
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def sqlite_engine(schema_templates: dict[str, str], tmp_path: Path) -> Iterator[Engine]:
-    """One migrated SQLite database: the parser reads keys only, so one kind is enough."""
-    target = tmp_path / "vitrina.db"
-    shutil.copyfile(schema_templates["sqlite"], target)
-    engine = make_engine(f"sqlite:///{target}")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
