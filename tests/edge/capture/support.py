@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
+
+from edge.capture.ble_live import BleLiveSource
+from edge.sighting import Sighting
 
 #: Generous for a loaded 2-core machine; conditions normally hold within milliseconds.
 EVENTUALLY_S = 5.0
@@ -27,3 +31,18 @@ def mutate(frame: bytes, flips: list[tuple[int, int]], cut: int) -> bytes:
         if position < len(mutated):
             mutated[position] = value
     return bytes(mutated[: len(mutated) - cut])
+
+
+async def running(
+    source: BleLiveSource, body: Callable[[list[Sighting]], Any]
+) -> list[Sighting]:
+    """Run the source, await `body(sightings)`, stop, and return what was emitted."""
+    sightings: list[Sighting] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.run(sightings.append, stop))
+    try:
+        await body(sightings)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    return sightings

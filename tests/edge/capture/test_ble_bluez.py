@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import uuid
-from collections.abc import Awaitable, Callable
 
 from edge.capture.beacons import APPLE_COMPANY_ID, EDDYSTONE_SERVICE_UUID, BeaconConfig
 from edge.capture.ble_live import BleLiveSource, ModePreference
@@ -22,7 +21,7 @@ from shared.identifiers import (
     ibeacon_identifier,
 )
 from tests.edge.capture.bluez import MockBluezFactory, bluez, system_bus
-from tests.edge.capture.support import eventually
+from tests.edge.capture.support import eventually, running
 
 __all__ = ["bluez", "system_bus"]  # the fixtures, imported for pytest
 
@@ -47,25 +46,6 @@ def make_source(mode: ModePreference = "auto", watchdog_s: float = 30.0) -> BleL
                          retry_min_s=0.02, retry_max_s=0.1)
 
 
-def running(
-    source: BleLiveSource, body: Callable[[list[Sighting]], Awaitable[None]]
-) -> list[Sighting]:
-    """Run the source (bleak on this test's loop), await `body`, stop; what was emitted."""
-
-    async def scenario() -> list[Sighting]:
-        sightings: list[Sighting] = []
-        stop = asyncio.Event()
-        task = asyncio.create_task(source.run(sightings.append, stop))
-        try:
-            await body(sightings)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 5)
-        return sightings
-
-    return asyncio.run(scenario())
-
-
 def test_devices_advertising_through_bluez_become_sightings(bluez: MockBluezFactory) -> None:
     mock = bluez()
     mock.add_adapter()
@@ -85,7 +65,7 @@ def test_devices_advertising_through_bluez_become_sightings(bluez: MockBluezFact
         mock.advertise(phone, service_data={APP_SERVICE: b"juan-app-0001"})  # scan response
         await eventually(lambda: len(sightings) == 6)
 
-    sightings = running(source, body)
+    sightings = asyncio.run(running(source, body))
     assert [(s.kind, s.canonical_id, s.randomized, s.rssi) for s in sightings] == [
         (IdentifierKind.BLE_ADDRESS, ble_address_identifier(PHONE), True, -71.0),
         (IdentifierKind.BLE_IBEACON, ibeacon_identifier(uuid.UUID(int=7), 1, 2), False, -80.0),
@@ -115,7 +95,7 @@ def test_scanning_starts_when_the_adapter_appears(bluez: MockBluezFactory) -> No
         mock.add_device(PHONE, manufacturer_data=APPLE_NEARBY)
         await eventually(lambda: len(sightings) == 1)
 
-    running(source, body)
+    asyncio.run(running(source, body))
     assert source.health().mode == "passive"
 
 
@@ -140,7 +120,7 @@ def test_the_source_recovers_when_the_adapter_goes_and_comes_back(
         mock.advertise(phone, rssi=-58)
         await eventually(lambda: len(sightings) == 2)
 
-    sightings = running(source, body)
+    sightings = asyncio.run(running(source, body))
     assert [s.rssi for s in sightings] == [-60.0, -58.0]
     health = source.health()
     # BlueZ refused the monitor because the adapter was gone, not for want of passive
@@ -165,7 +145,7 @@ def test_without_the_advertisement_monitor_interface_it_scans_actively_and_says_
         await eventually(lambda: source.restarts >= 1)  # silence: the watchdog restarts it
         await eventually(lambda: source.health().alive)
 
-    running(source, body)
+    asyncio.run(running(source, body))
     health = source.health()
     assert health.mode == "active"  # still active after the restart: decided for good
     assert health.degraded is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ from edge.sighting import Sighting
 from shared.identifiers import (
     ble_address_identifier,
 )
-from tests.edge.capture.support import eventually
+from tests.edge.capture.support import eventually, running
 
 APP_UUID = uuid.UUID("9d8616a8-4f20-4006-be4f-9bc6656b19a9")
 APP_SERVICE = "4d9a6c2e-0b7f-4c1d-9a55-76697472696e"
@@ -111,21 +110,6 @@ def make_source(radio: Radio, **options: Any) -> BleLiveSource:
     settings: dict[str, Any] = {"watchdog_s": 30.0, "retry_min_s": 0.01, "retry_max_s": 0.05}
     settings.update(options)
     return BleLiveSource(beacons=CONFIG, scanner_factory=radio.factory, **settings)
-
-
-async def running(
-    source: BleLiveSource, body: Callable[[list[Sighting]], Any]
-) -> list[Sighting]:
-    """Run the source, await `body(sightings)`, stop, and return what was emitted."""
-    sightings: list[Sighting] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(source.run(sightings.append, stop))
-    try:
-        await body(sightings)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
-    return sightings
 
 
 # ---------------------------------------------------------------- detection callback
