@@ -81,4 +81,4 @@ def snippet(path: Path | str, snippet_id: str) -> Snippet:
 
 def documents() -> list[Path]:
     """The Markdown files whose blocks are held to being tested."""
-    return sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
+    return sorted([ROOT / "README.md", ROOT / "docker" / "README.md", *DOCS.rglob("*.md")])
