@@ -71,6 +71,81 @@ LOCATION_KINDS = frozenset({
 })
 
 
+_PRESENCE = {
+    "store": "the store's key",
+    "zone": "the zone of the store the gateway covers (\"entrance\", \"floor\")",
+    "gateway": "the key of the gateway that saw the customer's device",
+    "dwell_s": "seconds the device had been present (0 on enter)",
+}
+_GEOFENCE = {
+    "geofence": "the geofence's key",
+    "store": "the key of the store the geofence belongs to, or null",
+}
+_ITEMS = {
+    "categories": "the product categories of the items, sorted (a list: use op \"in\")",
+    "skus": "the SKUs of the items, sorted (a list)",
+}
+_MESSAGE = {
+    "message_id": "the message's number",
+    "scenario": "the key of the scenario that sent it, or null",
+    "step": "the id of the send step that sent it, or null",
+    "offer_id": "the number of the offer it carried, or null",
+    "product_sku": "the SKU of the product it showed, or null",
+    "product_category": "the category of the product it showed, or null",
+    "channel": "the channel it went through: push, web_push, email or sms",
+}
+
+#: What each kind of trigger carries in its attributes, with a sentence each: what an
+#: entry's or a wait's `where` filters may test, and what the scenario reference lists.
+#: Recording an attribute not named here is refused (`trigger_row`), so this stays true.
+TRIGGER_ATTRIBUTES: Mapping[TriggerKind, Mapping[str, str]] = {
+    TriggerKind.PRESENCE_ENTER: _PRESENCE,
+    TriggerKind.PRESENCE_DWELL: _PRESENCE,
+    TriggerKind.PRESENCE_EXIT: _PRESENCE,
+    TriggerKind.GEOFENCE_ENTER: _GEOFENCE,
+    TriggerKind.GEOFENCE_DWELL: _GEOFENCE,
+    TriggerKind.GEOFENCE_EXIT: _GEOFENCE,
+    TriggerKind.CUSTOMER_SIGNUP: {},
+    TriggerKind.NEWSLETTER_SIGNUP: {},
+    TriggerKind.NEWSLETTER_CONFIRMED: {},
+    TriggerKind.CART_ABANDONED: {**_ITEMS, "cart_id": "the shop's id of the cart"},
+    TriggerKind.ORDER_CREATED: {
+        **_ITEMS,
+        "order_id": "the shop's id of the order",
+        "total": "the order's total as the shop sent it, a decimal string",
+        "currency": "the order's ISO 4217 currency code",
+        "coupons": "how many of the order's coupon codes were redeemed",
+    },
+    TriggerKind.COUPON_REDEEMED: {
+        "order_id": "the shop's id of the order that used the coupon",
+        "offer_id": "the number of the coupon's offer",
+    },
+    TriggerKind.MESSAGE_OPENED: _MESSAGE,
+    TriggerKind.MESSAGE_CLICKED: _MESSAGE,
+    TriggerKind.MESSAGE_CONVERTED: {
+        **_MESSAGE,
+        "order_id": "the shop's id of the order that converted it",
+        "via": "how the order was tied to the message: coupon or last_touch",
+    },
+    TriggerKind.PUSH_SUBSCRIBED: {"device_id": "the number of the subscribed device"},
+    TriggerKind.WEB_PUSH_SUBSCRIBED: {"device_id": "the number of the subscribed device"},
+    TriggerKind.APP_OPENED: {},
+    TriggerKind.DATE: {
+        "field": "the date field that came round (birth_date)",
+        "date": "the day it came round, as YYYY-MM-DD",
+    },
+    TriggerKind.INACTIVITY: {
+        "days": "the entry's inactive_days threshold that was reached",
+        "last_active": "when the customer was last active (ISO 8601)",
+    },
+    TriggerKind.SPEND_CHANGED: {
+        "before": "lifetime spend before the order, a decimal string",
+        "after": "lifetime spend after the order, a decimal string",
+        "currency": "the order's ISO 4217 currency code",
+    },
+}
+
+
 class Trigger(SQLModel, table=True):
     __tablename__ = "scenario_trigger"
     __table_args__ = (
@@ -108,7 +183,12 @@ def trigger_row(
     now: datetime,
     attributes: Mapping[str, JsonValue] | None = None,
 ) -> dict[str, Any]:
-    """A `scenario_trigger` row, for `record_triggers`."""
+    """A `scenario_trigger` row, for `record_triggers`. Attributes must be ones
+    `TRIGGER_ATTRIBUTES` names for the kind: what scenarios may filter on is documented."""
+    undeclared = sorted(set(attributes or {}) - set(TRIGGER_ATTRIBUTES[kind]))
+    if undeclared:
+        raise ValueError(f"{kind.value} triggers carry no attributes {undeclared}: "
+                         "declare them in TRIGGER_ATTRIBUTES")
     return {
         "tenant": tenant, "customer_id": customer_id, "kind": kind.value,
         "occurred_at": occurred_at, "recorded_at": now, "source_key": source_key[:255],

@@ -53,6 +53,7 @@ from cloud.api.access import tenant_scope
 from cloud.api.errors import MEANINGS, ErrorBody, refusals
 from cloud.api.limits import LIMIT_KEY, RequestLimits
 from cloud.api.operations import WorkerState, operations_router
+from cloud.api.suggestions import suggestion
 from cloud.db import make_engine, utc_now
 from cloud.settings import Settings
 from shared.errors import spread_located
@@ -166,15 +167,18 @@ def _openapi(app: FastAPI, default_body_limit: int) -> dict[str, Any]:
     return document
 
 
-def _validation_error(_request: Request, error: Exception) -> JSONResponse:
-    """422 naming each field and rule; the submitted values are not echoed back (they may
-    be identifiers that should not travel further)."""
+def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """422 naming each field and rule, with the nearest valid name where one was
+    misspelt; the submitted values are not echoed back (they may be identifiers that
+    should not travel further)."""
     assert isinstance(error, RequestValidationError)
     problems = []
     for item in error.errors():
+        hint = suggestion(item, request)
         for problem in spread_located(item):
             location = [str(part) for part in problem["loc"]]
-            problems.append({"loc": location, "msg": problem["msg"], "type": problem["type"]})
+            problems.append({"loc": location, "msg": problem["msg"] + hint,
+                             "type": problem["type"]})
     summary = "; ".join(
         f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}"
         for p in problems[:MAX_PROBLEMS_SUMMARISED]

@@ -17,7 +17,7 @@ from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep
 from cloud.bounds import BoundedText, DbDatetime
-from cloud.offers.crud import get_offer
+from cloud.offers.crud import get_offer, list_offers
 from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.scenarios.catalog import (
     deactivate_scenario,
@@ -35,7 +35,8 @@ from cloud.scenarios.spec import (
     SendStep,
     WebhookStep,
 )
-from cloud.templates.crud import load_template
+from cloud.suggest import did_you_mean
+from cloud.templates.crud import list_templates, load_template
 from cloud.triggers import Trigger, TriggerKind
 
 router = APIRouter(tags=["scenarios"])
@@ -84,18 +85,21 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
     problems: list[Problem] = []
 
     def template(where: tuple[str | int, ...], key: str, channels: Sequence[str]) -> None:
-        problems.extend(
-            (where, f"template {key!r} has no {channel} version")
-            for channel in channels
+        for channel in channels:
             if load_template(session, tenant=tenant, key=key, channel=channel,
-                             locale=None) is None
-        )
+                             locale=None) is None:
+                others = {row.key for row in list_templates(session, tenant=tenant)
+                          if row.channel == channel}
+                problems.append((where, f"template {key!r} has no {channel} version"
+                                        f"{did_you_mean(key, others)}"))
 
     def offer(where: tuple[str | int, ...], choice: OfferChoice | None) -> None:
         if choice is not None and choice.key is not None and get_offer(
             session, tenant=tenant, key=choice.key
         ) is None:
-            problems.append(((*where, "key"), f"offer {choice.key!r} does not exist"))
+            others = {row.key for row in list_offers(session, tenant=tenant, limit=MAX_PAGE)}
+            problems.append(((*where, "key"), f"offer {choice.key!r} does not exist"
+                                              f"{did_you_mean(choice.key, others)}"))
 
     for index, step in enumerate(spec.steps):
         at: tuple[str | int, ...] = ("steps", index, step.type)

@@ -19,6 +19,7 @@ from cloud.channels.email import EmailChannel
 from cloud.channels.push import PushChannel
 from cloud.channels.sms import SmsChannel
 from cloud.channels.web_push import WebPushChannel
+from cloud.suggest import did_you_mean
 
 #: A consent kind that is not a channel: using in-store presence for marketing at all.
 LOCATION_MARKETING = "location_marketing"
@@ -71,7 +72,8 @@ def consent_kinds() -> list[str]:
 def registered_channel(name: str) -> str:
     """Pydantic validator: `name` is a registered channel."""
     if name not in _ADAPTERS:
-        raise ValueError(f"unknown channel {name!r}; known: {', '.join(_ADAPTERS)}")
+        raise ValueError(f"unknown channel {name!r}{did_you_mean(name, _ADAPTERS)}; "
+                         f"known: {', '.join(_ADAPTERS)}")
     return name
 
 

@@ -17,6 +17,7 @@ an empty channel list, a wait without a timeout are refused there, not found at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -25,8 +26,19 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from cloud.channels import Channel
-from cloud.scenarios.conditions import AttributeFilter, Condition, FactKind, facts_read
-from cloud.triggers import TriggerKind
+from cloud.scenarios.conditions import (
+    AllCondition,
+    AnyCondition,
+    AttributeFilter,
+    Condition,
+    FactKind,
+    NotCondition,
+    TriggerCondition,
+    condition_kind,
+    facts_read,
+)
+from cloud.suggest import did_you_mean
+from cloud.triggers import TRIGGER_ATTRIBUTES, TriggerKind
 from shared.errors import LocatedError
 
 #: The step id every jump may name to end a journey.
@@ -86,9 +98,27 @@ class Entry(_Model):
                 problems.append(((name,), f"an entry on {kind.value!r} needs {name}"))
             if self.event is not kind and value is not None:
                 problems.append(((name,), f"{name} applies only to entries on {kind.value!r}"))
+        problems += where_problems(self.where, self.event)
         if problems:
             raise LocatedError(problems)
         return self
+
+
+def where_problems(filters: Sequence[AttributeFilter], kind: TriggerKind,
+                   at: tuple[str | int, ...] = ("where",)) -> list[Problem]:
+    """Each filter must test an attribute `kind` triggers carry (`TRIGGER_ATTRIBUTES`):
+    a misspelt one would never match, and the journey would silently never start."""
+    known = TRIGGER_ATTRIBUTES[kind]
+    return [((*at, index, "attribute"), unknown_attribute(one.attribute, kind))
+            for index, one in enumerate(filters) if one.attribute not in known]
+
+
+def unknown_attribute(name: str, kind: TriggerKind) -> str:
+    known = TRIGGER_ATTRIBUTES[kind]
+    if not known:
+        return f"{kind.value} triggers carry no attributes to test"
+    return (f"{kind.value} triggers carry no attribute {name!r}{did_you_mean(name, known)}; "
+            f"they carry: {', '.join(known)}")
 
 
 class OfferChoice(_Model):
@@ -188,6 +218,13 @@ class WaitForEventStep(_Model):
     yes: StepId | None = None
     no: StepId | None = None
 
+    @model_validator(mode="after")
+    def _known_attributes(self) -> Self:
+        problems = where_problems(self.where, self.event)
+        if problems:
+            raise LocatedError(problems)
+        return self
+
 
 class BranchStep(_Model):
     id: StepId
@@ -278,7 +315,7 @@ class ScenarioSpec(_Model):
         """Checks across steps, each problem placed at the step and field concerned (as
         ["steps", 2, "wait", "next"]), so an editor can show it there."""
         problems = [*self._step_id_problems(), *self._jump_problems(),
-                    *self._variant_problems()]
+                    *self._variant_problems(), *self._trigger_condition_problems()]
         if problems:
             raise LocatedError(problems)
         return self
@@ -325,6 +362,21 @@ class ScenarioSpec(_Model):
                 )
         return problems
 
+    def _trigger_condition_problems(self) -> list[Problem]:
+        """A `trigger` condition tests the trigger at hand: the entry's in the scenario's
+        conditions; in a branch, the entry's or one a wait of the scenario waits for."""
+        problems: list[Problem] = []
+        if self.conditions is not None:
+            problems += _trigger_problems(self.conditions, ("conditions",),
+                                          {self.entry.event})
+        waited = {self.entry.event} | {
+            step.event for step in self.steps if isinstance(step, WaitForEventStep)}
+        for index, step in enumerate(self.steps):
+            if isinstance(step, BranchStep):
+                problems += _trigger_problems(step.condition, ("steps", index, step.type, "if"),
+                                              waited)
+        return problems
+
     def step_index(self, step_id: str) -> int:
         for index, step in enumerate(self.steps):
             if step.id == step_id:
@@ -355,6 +407,31 @@ class ScenarioSpec(_Model):
                 }
                 found.update((key, channel) for key in keys for channel in step.channels)
         return found
+
+
+def _trigger_problems(condition: Condition, at: tuple[str | int, ...],
+                      kinds: set[TriggerKind]) -> list[Problem]:
+    """Unknown attributes in the `trigger` conditions under `condition`, placed as
+    pydantic places problems (each condition's kind, then its field)."""
+    kind = condition_kind(condition)
+    assert kind is not None
+    here = (*at, kind, kind)
+    if isinstance(condition, TriggerCondition):
+        name = condition.trigger.attribute
+        if any(name in TRIGGER_ATTRIBUTES[one] for one in kinds):
+            return []
+        first = min(kinds, key=lambda one: one.value)
+        message = (unknown_attribute(name, first) if len(kinds) == 1 else
+                   f"no trigger this step can see carries attribute {name!r}"
+                   f"{did_you_mean(name, {a for one in kinds for a in TRIGGER_ATTRIBUTES[one]})}")
+        return [((*here, "attribute"), message)]
+    if isinstance(condition, AllCondition | AnyCondition):
+        parts = condition.all if isinstance(condition, AllCondition) else condition.any
+        return [problem for index, part in enumerate(parts)
+                for problem in _trigger_problems(part, (*here, index), kinds)]
+    if isinstance(condition, NotCondition):
+        return _trigger_problems(condition.not_, (*at, kind, "not"), kinds)
+    return []
 
 
 def jumps(step: Step) -> list[tuple[str, str]]:

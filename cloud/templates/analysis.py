@@ -16,7 +16,6 @@ timestamp). Link parts may print only links, codes and percentages, never free t
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,6 +23,7 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from cloud.suggest import did_you_mean, nearest
 from cloud.templates.context import FIELDS, ROOTS, SECTIONS, FieldKind, Leaf
 from cloud.templates.errors import TemplateError
 from cloud.templates.filters import FILTERS
@@ -166,7 +166,8 @@ def _check_constructs(tree: nodes.Template, part: str) -> None:
         if isinstance(node, nodes.Filter):
             if node.name not in FILTERS:
                 raise TemplateError(
-                    f"unknown filter {node.name!r}; filters are: {', '.join(FILTERS)}",
+                    f"unknown filter {node.name!r}{did_you_mean(node.name, FILTERS)}; "
+                    f"filters are: {', '.join(FILTERS)}",
                     part=part, line=line,
                 )
             if node.dyn_args is not None or node.dyn_kwargs is not None:
@@ -205,13 +206,13 @@ def _unknown(path: str) -> str:
     root, _, rest = path.partition(".")
     if root in SECTIONS and rest:
         names = {field.split(".", 1)[1]: field for field in SECTIONS[root]}
-        close = difflib.get_close_matches(rest, list(names), n=1, cutoff=0.6)
-        if close:
-            return f"unknown field {path!r} (did you mean {names[close[0]]!r}?)"
+        close = nearest(rest, names)
+        if close is not None:
+            return f"unknown field {path!r} (did you mean {names[close]!r}?)"
         return f"unknown field {path!r}; {root} has {', '.join(SECTIONS[root])}"
-    close = difflib.get_close_matches(path, list(FIELDS), n=1, cutoff=0.6)
-    if close:
-        return f"unknown field {path!r} (did you mean {close[0]!r}?)"
+    close = nearest(path, FIELDS)
+    if close is not None:
+        return f"unknown field {path!r} (did you mean {close!r}?)"
     return f"unknown field {path!r}; fields are: {', '.join(FIELDS)}"
 
 

@@ -5,6 +5,7 @@ scenarios react to. The signature is checked before (`cloud.webhooks.signing`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -108,6 +109,9 @@ def handle_webhook(
             codes=event.coupons, items=event.items, ordered_at=event.occurred_at, now=now,
         )
         if customer_id is not None:
+            _record_redemptions(session, tenant=tenant, customer_id=customer_id,
+                                coupons=redeemed, order_id=event.order_id,
+                                at=event.occurred_at, now=now)
             # A redeemed coupon converts the message that carried it; else the last touch.
             attribute_order(
                 session, tenant=tenant, customer_id=customer_id, order_id=event.order_id,
@@ -160,6 +164,19 @@ def record_webhook_triggers(
     )
     if isinstance(event, OrderCreated):
         _record_spend(session, tenant=tenant, customer_id=customer_id, event=event, now=now)
+
+
+def _record_redemptions(
+    session: Session, *, tenant: str, customer_id: int, coupons: Sequence[Coupon],
+    order_id: str, at: datetime, now: datetime,
+) -> None:
+    """A coupon.redeemed trigger per coupon the order used (a thank-you, a next offer)."""
+    for coupon in coupons:
+        record_trigger(
+            session, tenant=tenant, customer_id=customer_id, kind=TriggerKind.COUPON_REDEEMED,
+            occurred_at=at, source_key=f"coupon:{coupon.id}", now=now,
+            attributes={"order_id": order_id, "offer_id": coupon.offer_id},
+        )
 
 
 def _record_spend(

@@ -143,3 +143,36 @@ def test_a_webhook_to_an_inside_target_is_refused_at_its_step(
     steps[-1]["url"] = "https://shop.example/hooks/vitrina"
     assert client.put(f"/tenants/{tenant}/scenarios/cart", json=cart(steps=steps)
                       ).status_code == 200
+
+
+def test_a_misspelt_name_comes_back_with_the_nearest_valid_one(
+    client: TestClient, tenant: str
+) -> None:
+    url = f"/tenants/{tenant}/scenarios/cart"
+    steps = cart()["steps"]
+    typed = [
+        (cart(entry={"event": "cart.abandon"}), ["body", "entry", "event"],
+         "(did you mean 'cart.abandoned'?)"),
+        (cart(exit_on=["order.creatd"]), ["body", "exit_on", "0"],
+         "(did you mean 'order.created'?)"),
+        (cart(steps=[{**steps[0], "type": "wiat"}]), ["body", "steps", "0"],
+         "(did you mean 'wait'?)"),
+        (cart(steps=[{"id": "pause", "type": "wait", "fro": "PT1M"}]),
+         ["body", "steps", "0", "wait", "fro"], "(did you mean 'for'?)"),
+        (cart(conditions={"tga": "staff"}), ["body", "conditions"], "(did you mean 'tag'?)"),
+        (cart(conditions={"not": {"purchased": {"categroy": "dryers"}}}),
+         ["body", "conditions", "not", "not", "purchased", "purchased", "categroy"],
+         "(did you mean 'category'?)"),
+        (cart(steps=[{**steps[1], "channels": ["psh"]}]),
+         ["body", "steps", "0", "send", "channels", "0"], "(did you mean 'push'?)"),
+        (cart(entry={"event": "presence.enter", "where": [{"attribute": "stor", "value": "s1"}]}),
+         ["body", "entry", "where", "0", "attribute"], "(did you mean 'store'?)"),
+        (cart(steps=[{**steps[1], "template": "crt", "offer": {"key": "dryers-2"}}]),
+         ["body", "steps", "0", "send", "template"], "(did you mean 'cart'?)"),
+    ]
+    for document, where, hint in typed:
+        found = dict((tuple(loc), message) for loc, message in problems(client.put(url,
+                                                                                   json=document)))
+        assert hint in found.get(tuple(where), ""), (where, found)
+    offer = problems(client.put(url, json=typed[-1][0]))[-1]
+    assert offer[1].endswith("(did you mean 'dryers-20'?)"), offer

@@ -206,7 +206,8 @@ def test_footfall_per_store_and_period_as_the_api_counts_it(page: Page, console:
     # Redrawn once the drawing has left the old width and fits the box it is now given
     # (how much narrower the box gets is the layout's business, not the chart's).
     page.wait_for_function("([chart, wide]) => {"
-                           " const drawn = chart.querySelector('canvas').getBoundingClientRect().width;"
+                           " const drawn = chart.querySelector('canvas')"
+                           "   .getBoundingClientRect().width;"
                            " return drawn < wide && drawn <= chart.clientWidth; }",
                            arg=[chart.element_handle(), wide])
     assert page.evaluate("document.documentElement.scrollWidth") <= 480  # nothing spills over

@@ -439,6 +439,11 @@ def test_an_order_that_redeems_a_coupon_enters_scenarios_that_ask_for_one(
         orders = session.exec(select(Trigger).where(Trigger.kind == TriggerKind.ORDER_CREATED)
                               .order_by(col(Trigger.id))).all()
         assert [row.attributes["coupons"] for row in orders] == [1, 0]
+        # The coupon itself is an entry point too, once, naming its offer and order.
+        redeemed = session.exec(select(Trigger).where(
+            Trigger.kind == TriggerKind.COUPON_REDEEMED)).all()
+        assert [(row.customer_id, row.attributes) for row in redeemed] == [
+            (juan, {"order_id": "o-1", "offer_id": dryers.id})]
         report = process_triggers(session, catalog=Catalog(), config=config, now=NOW, limit=10)
         session.commit()
         assert report.started == 1

@@ -143,6 +143,25 @@ def problems_of(document: dict[str, Any]) -> list[tuple[list[str | int], str]]:
      [(["steps", 0, "branch", "if", "all", "all", 1],
        "a condition names exactly one of: all, any, not, tag, profile, consent, purchased, "
        "message, spend, since, trigger")]),
+    # Attributes a trigger does not carry would never match: refused, with the nearest.
+    ({"entry": {"event": "presence.enter", "where": [{"attribute": "zones", "value": "a"}]}},
+     [(["entry", "where", 0, "attribute"], "presence.enter triggers carry no attribute "
+       "'zones' (did you mean 'zone'?); they carry: store, zone, gateway, dwell_s")]),
+    ({"steps": [{"id": "w", "type": "wait_for", "event": "app.opened", "timeout": "P1D",
+                 "where": [{"attribute": "store"}]}]},
+     [(["steps", 0, "wait_for", "where", 0, "attribute"],
+       "app.opened triggers carry no attributes to test")]),
+    ({"conditions": {"not": {"trigger": {"attribute": "categorys", "op": "in", "value": "x"}}}},
+     [(["conditions", "not", "not", "trigger", "trigger", "attribute"],
+       "cart.abandoned triggers carry no attribute 'categorys' (did you mean 'categories'?); "
+       "they carry: categories, skus, cart_id")]),
+    # A branch sees the entry's trigger and the ones the scenario waits for.
+    ({"steps": [{"id": "w", "type": "wait_for", "event": "order.created", "timeout": "P1D"},
+                {"id": "b", "type": "branch", "if": {"all": [
+                    {"trigger": {"attribute": "total", "op": "gt", "value": 100}},
+                    {"trigger": {"attribute": "totl", "op": "gt", "value": 100}}]}}]},
+     [(["steps", 1, "branch", "if", "all", "all", 1, "trigger", "trigger", "attribute"],
+       "no trigger this step can see carries attribute 'totl' (did you mean 'total'?)")]),
 ])
 def test_problems_are_placed_at_the_step_and_field_they_concern(
     changes: dict[str, Any], expected: list[tuple[list[str | int], str]]

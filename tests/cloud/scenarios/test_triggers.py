@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
 from cloud.customers.crud import create_customer
 from cloud.customers.models import CustomerCreate
 from cloud.db import session_scope
-from cloud.triggers import Trigger, TriggerKind, claim_triggers, record_trigger
+from cloud.triggers import Trigger, TriggerKind, claim_triggers, record_trigger, trigger_row
 
 TENANT = "triggers"
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
@@ -60,3 +61,12 @@ def test_claims_take_the_oldest_and_mark_them_with_the_transaction(engine: Engin
         assert claim_triggers(session, now=later, limit=10) == []
         session.commit()
     assert unprocessed(engine) == []
+
+
+def test_an_attribute_no_scenario_could_know_of_is_refused_when_recorded() -> None:
+    """What triggers carry is documented (`TRIGGER_ATTRIBUTES`) and kept so: a new
+    attribute must be declared, and so appears in the scenario reference."""
+    with pytest.raises(ValueError, match=r"presence.enter triggers carry no attributes \['mac'\]"):
+        trigger_row(tenant=TENANT, customer_id=1, kind=TriggerKind.PRESENCE_ENTER,
+                    occurred_at=NOW, source_key="x", now=NOW,
+                    attributes={"store": "s1", "mac": "aa:bb"})
