@@ -3,6 +3,7 @@ password, by exit status and message; the password never on the command line."""
 
 from __future__ import annotations
 
+import shlex
 from functools import partial
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, text
 from cloud.api import create_app
 from tests.cloud.factories import FROM_CONSOLE, cloud_settings
 from tests.cloud.test_cli import invoke
+from tests.docs.snippets import snippet
 
 PASSWORD = "a long enough pass phrase"
 
@@ -124,3 +126,27 @@ def test_members_on_an_unmigrated_database_say_what_to_do(
                     monkeypatch=monkeypatch)
     assert result.exit_code == 1
     assert "run `vitrina-cloud migrate`" in result.output
+
+
+def test_the_commands_docs_console_md_gives_make_the_first_owner(
+    engine: Engine, migrated_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both lines as written (the tenant and address made this test's own): asked twice
+    at the prompt, and piped in."""
+    asked, piped = snippet("docs/console.md", "console-members-add").text.splitlines()
+    run = partial(invoke, database_url=migrated_url, tenant=tenant, monkeypatch=monkeypatch)
+
+    def arguments(line: str, email: str) -> list[str]:
+        words = shlex.split(line.split("|")[-1], comments=True)
+        assert words[0] == "vitrina-cloud"
+        return [tenant if word == "shop" else email if word == "ana@shop.example" else word
+                for word in words[1:]]
+
+    made = run(arguments(asked, "ana@shop.example"), stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert made.exit_code == 0, made.output
+    assert "Repeat for confirmation" in made.output  # asked twice, as the comment says
+    assert piped.startswith('echo "$PASSWORD" | ')
+    made = run(arguments(piped, "eva@shop.example"), stdin=f"{PASSWORD}\n")
+    assert made.exit_code == 0, made.output
+    for email in ("ana@shop.example", "eva@shop.example"):
+        assert sign_in(engine, migrated_url, tenant, email, PASSWORD) == 200

@@ -8,6 +8,7 @@ from cloud.channels.email import EmailChannel
 from cloud.channels.push import PushChannel
 from cloud.settings import CONFIG_FILE_VARIABLE, Settings, get_settings
 from shared.pseudonym import Pseudonymizer
+from tests.docs.snippets import snippet
 
 
 @pytest.fixture(autouse=True)
@@ -176,3 +177,15 @@ def test_channel_settings_are_read_by_their_channel_and_never_echoed() -> None:
                                    "from_number": "+34600000000"}})
     assert "sms: account_sid" in str(refused.value)
     assert "hunter2" not in str(refused.value)
+
+
+def test_the_outbound_allow_list_as_docs_security_md_writes_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "vitrina.toml"
+    config.write_text(snippet("docs/security.md", "security-outbound-allow").text)
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
+    assert get_settings().outbound.allow == ["10.20.0.0/16", "push.shop.internal:8443"]
+    get_settings.cache_clear()
+    monkeypatch.setenv("VITRINA_OUTBOUND__ALLOW", '["10.20.0.0/16"]')
+    assert get_settings().outbound.allow == ["10.20.0.0/16"]

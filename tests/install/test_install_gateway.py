@@ -34,6 +34,7 @@ from cloud.presence.models import GatewayHealth
 from provisioning.broker_security import BrokerFiles
 from tests.cloud.gateway_support import STORE, gateway_cloud_settings, https_api, make_cloud
 from tests.cloud.running import running_worker, wait_for
+from tests.docs.snippets import snippet
 from tests.install.debian_root import (
     ARCHES,
     ROOT,
@@ -122,6 +123,22 @@ def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gateway]
     shutil.rmtree(tmp_path / "root")  # a root's worth of packages: not kept with the logs
 
 
+def documented_install(*, url: str, code: str, wheel: str) -> str:
+    """docs/operations.md's install command with this test's orchestrator, code and wheel
+    (and the local package index, for a machine with no internet)."""
+    text = snippet("docs/operations.md", "ops-install").text.replace("\\\n", " ")
+    fetch, install = (shlex.split(half) for half in text.split("|"))
+    assert fetch[:2] == ["curl", "-fsSL"], text
+    assert install[:4] == ["sudo", "sh", "-s", "--"], text
+    chosen = {"https://<orchestrator>/install/gateway.sh": f"{url}/install/gateway.sh",
+              "https://<orchestrator>": url, "XXXX-XXXX": code}
+    arguments = [wheel if word.endswith(".whl") else chosen.get(word, word)
+                 for word in install[4:]]
+    assert not [word for word in arguments if "<" in word], arguments
+    return (f"{shlex.join([*fetch[:2], '--cacert', CA, chosen[fetch[2]]])} | sh -s -- "
+            f"{shlex.join([*arguments, '--ca-file', CA, '--find-links', WHEELS, '--no-index'])}")
+
+
 def test_refusals_come_before_any_change(gateway: Gateway) -> None:
     """Not root, no network, no agent to install, not bookworm: each has its exit code
     and changes nothing."""
@@ -162,11 +179,10 @@ def test_one_command_installs_and_enrols_again_changes_nothing_and_uninstall_rem
         gateway.root.put(CA, ca)
         code = cloud.add_gateway("gw-installed")["code"]
         enrolment = ("--code", code, "--cloud", url, "--ca-file", CA)
-        source = ("--package", gateway.wheel, "--find-links", WHEELS, "--no-index")
 
-        # The one command: the script as the orchestrator serves it, piped into sh.
-        first = gateway.run(f"curl -fsS --cacert {CA} {url}/install/gateway.sh | sh -s -- "
-                            f"{shlex.join([*source, *enrolment])}")
+        # The one command, as docs/operations.md gives it: the script as the orchestrator
+        # serves it, piped into sh (here as root already, trusting the test's CA).
+        first = gateway.run(documented_install(url=url, code=code, wheel=gateway.wheel))
         assert first.returncode == 0, first.stdout + first.stderr
         assert f"enrolled as {tenant}/{STORE}/gw-installed" in first.stdout
         assert "systemd is not running here: the agent starts at the next boot" in first.stdout
@@ -210,14 +226,18 @@ def test_one_command_installs_and_enrols_again_changes_nothing_and_uninstall_rem
                          what="the gateway's heartbeat")
             wait_for(lambda: online(engine, identity) is False, what="the gateway's goodbye")
 
+    uninstall, purge = (line.split("#")[0].replace("sudo sh install-gateway.sh",
+                                                   f"sh {BROUGHT}/install-gateway.sh").strip()
+                        for line in snippet("docs/operations.md", "ops-uninstall")
+                        .text.splitlines())
     for _ in range(2):  # uninstalling what is uninstalled is no error either
-        removed = gateway.run(f"sh {BROUGHT}/install-gateway.sh --uninstall")
+        removed = gateway.run(uninstall)
         assert removed.returncode == 0, removed.stdout + removed.stderr
         assert_uninstalled(gateway)
         assert gateway.sh("stat -c '%U:%G' /etc/vitrina/edge.toml") == "root:root\n"
     assert "--purge deletes them" in removed.stdout
 
-    purged = gateway.run(f"sh {BROUGHT}/install-gateway.sh --uninstall --purge")
+    purged = gateway.run(purge)
     assert purged.returncode == 0, purged.stdout + purged.stderr
     for gone in ("/etc/vitrina", "/var/lib/vitrina"):
         assert gateway.run(f"test -e {gone}").returncode != 0, gone

@@ -35,6 +35,7 @@ from tests.cloud.gateway_support import (
     write_bundle,
 )
 from tests.cloud.running import running_worker, wait_for
+from tests.docs.snippets import snippet
 
 ROOT = Path(__file__).resolve().parents[3]
 CODE_FORMAT = re.compile(rf"^[{CODE_ALPHABET}]{{4}}-[{CODE_ALPHABET}]{{4}}$")
@@ -58,6 +59,10 @@ def test_a_code_is_shown_once_stored_hashed_and_yields_a_login_that_connects(
     assert CODE_FORMAT.fullmatch(code)
     assert created["command"].endswith(f"vitrina-edge enrol --code {code} --cloud "
                                        "http://testserver")
+    # The command docs/console.md shows is this one, for its own code and address.
+    documented = snippet("docs/console.md", "console-enrol").text.strip()
+    assert created["command"] == re.sub(
+        r"--code \S+ --cloud \S+", f"--code {code} --cloud http://testserver", documented)
     assert created["gateway"]["state"] == "pending"
     listed = cloud.client.get(cloud.path(), headers=cloud.headers).json()
     assert [row["gateway"] for row in listed] == ["gw-1"]

@@ -3,6 +3,7 @@ instances on one database agreeing on geofences and on who is inside."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tests.cloud.factories import (
     register_shop_backend,
 )
 from tests.cloud.places.factories import at_offset
+from tests.docs.snippets import snippet
 from tests.support.shop_backend import ShopBackend
 
 MADRID = (40.4168, -3.7038)
@@ -273,8 +275,9 @@ def test_location_is_processed_only_with_a_recorded_yes(
 
     never = admin.post(locations, json=[fix(0.0), fix(10.0)])
     assert never.status_code == 403
-    assert never.json()["detail"]["reason"] == "location_consent_missing"
-    assert "nothing was stored" in never.json()["detail"]["msg"]
+    # As docs/security.md shows it.
+    assert never.json() == json.loads(
+        snippet("docs/security.md", "security-location-refused").text)
     assert kept_of(engine, customer.number) == (0, 0, 0)
 
     answer(admin, tenant, customer.id, granted=True)
