@@ -36,7 +36,7 @@ from cloud.scenarios.spec import (
     WebhookStep,
 )
 from cloud.suggest import did_you_mean
-from cloud.templates.crud import list_templates, load_template
+from cloud.templates.crud import compiled, list_templates, load_template
 from cloud.triggers import Trigger, TriggerKind
 
 router = APIRouter(tags=["scenarios"])
@@ -116,6 +116,33 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
     return problems
 
 
+def unsupplied_fields(session: Session, *, tenant: str, spec: ScenarioSpec) -> list[Problem]:
+    """Send steps (and their variants) whose template, in some channel and language, uses
+    a field the send cannot fill (a coupon's code with no coupon in the step): today's
+    save, not every customer's send, is where that should be found."""
+    problems: list[Problem] = []
+    for index, step in enumerate(spec.steps):
+        if not isinstance(step, SendStep):
+            continue
+        at: tuple[str | int, ...] = ("steps", index, step.type)
+        sends = [((*at, "template"), step.template, step.offer)] + [
+            ((*at, "variants", name, "template"), override.template or step.template,
+             override.offer or step.offer)
+            for name, override in sorted(step.variants.items())]
+        for where, key, offer in sends:
+            missing = spec.unsupplied(index, offer)
+            versions = [row for row in list_templates(session, tenant=tenant, key=key)
+                        if row.channel in step.channels]
+            problems.extend(
+                (where, f"template {key!r} ({row.channel}, {row.locale}) uses {field}, which "
+                        f"step {step.id!r} cannot fill: {missing[field.split('.')[0]]}")
+                for row in versions
+                for field in sorted(compiled(row).fields)
+                if field.split(".")[0] in missing
+            )
+    return problems
+
+
 def refused_webhooks(policy: OutboundPolicy, *, tenant: str, spec: ScenarioSpec
                      ) -> list[Problem]:
     """Webhook steps whose URL the outbound rules refuse (`cloud.outbound`): a private,
@@ -150,12 +177,14 @@ def put_scenario(
     key: str, spec: ScenarioSpec, policy: OutboundPolicyDep,
 ) -> ScenarioSaved:
     """Save a scenario (a new version when it exists) and switch it on. 422 for a
-    template or offer that does not exist, and for a webhook URL the outbound rules
+    template or offer that does not exist, a template using a field its send cannot fill
+    (a coupon code with no coupon), and for a webhook URL the outbound rules
     refuse (`detail[].loc` ends in the step's "url", `msg` starts with the rule)."""
     if spec.key != key:
         raise unprocessable([(("key",), f"the body's key must be {key!r}, as in the path")])
     problems = [*refused_webhooks(policy, tenant=tenant, spec=spec),
-                *missing_references(session, tenant=tenant, spec=spec)]
+                *missing_references(session, tenant=tenant, spec=spec),
+                *unsupplied_fields(session, tenant=tenant, spec=spec)]
     if problems:
         raise unprocessable(problems)
     found = get_scenario(session, tenant=tenant, key=key)

@@ -38,7 +38,7 @@ from cloud.scenarios.conditions import (
     facts_read,
 )
 from cloud.suggest import did_you_mean
-from cloud.triggers import TRIGGER_ATTRIBUTES, TriggerKind
+from cloud.triggers import LOCATION_KINDS, TRIGGER_ATTRIBUTES, TriggerKind
 from shared.errors import LocatedError
 
 #: The step id every jump may name to end a journey.
@@ -316,6 +316,8 @@ class ScenarioSpec(_Model):
         ["steps", 2, "wait", "next"]), so an editor can show it there."""
         problems = [*self._step_id_problems(), *self._jump_problems(),
                     *self._variant_problems(), *self._trigger_condition_problems()]
+        if not problems:  # loops are only well defined once every jump lands somewhere
+            problems = self._loop_problems()
         if problems:
             raise LocatedError(problems)
         return self
@@ -377,6 +379,78 @@ class ScenarioSpec(_Model):
                                               waited)
         return problems
 
+    def successors(self, index: int) -> list[str]:
+        """The step ids step `index` may go to next: its jumps, and the step after it
+        where a jump is not given (`"end"` past the last step)."""
+        step = self.steps[index]
+        after = self.steps[index + 1].id if index + 1 < len(self.steps) else END
+        if isinstance(step, WaitForEventStep):
+            return [step.yes or after, step.no or after]
+        if isinstance(step, BranchStep):
+            return [step.then or after, step.otherwise or after]
+        return [step.next or after]
+
+    def _loop_problems(self) -> list[Problem]:
+        """Loops are refused: nothing bounds how often a journey goes round one (a wait
+        that jumps back wakes for ever; a cap only stops the sends, not the journey). A
+        reminder sent again is written as its steps listed again. Each loop is placed at
+        the jump that closes it."""
+        index_of = {step.id: index for index, step in enumerate(self.steps)}
+        problems: list[Problem] = []
+        state: dict[str, str] = {}  # "open" while on the current path, "done" after
+
+        def visit(step_id: str, path: list[str]) -> None:
+            state[step_id] = "open"
+            index = index_of[step_id]
+            step = self.steps[index]
+            for field, target in _jump_fields(self, index):
+                if target == END:
+                    continue
+                if state.get(target) == "open":
+                    here = [*path, step_id]
+                    loop = [*here[here.index(target):], target]
+                    problems.append((("steps", index, step.type, field),
+                                     f"steps {' -> '.join(map(repr, loop))} form a loop: a "
+                                     "journey could go round it for ever; loops are not "
+                                     "allowed (list a repeated reminder's steps again)"))
+                elif target not in state:
+                    visit(target, [*path, step_id])
+            state[step_id] = "done"
+
+        visit(self.steps[0].id, [])
+        return problems
+
+    def unsupplied(self, index: int, offer: OfferChoice | None) -> dict[str, str]:
+        """The sections of template fields the send at `index` (with `offer`, the step's
+        or a variant's) cannot fill, each with what would fill it: a template using one
+        would fail for every customer, so scenarios saying so are refused at save."""
+        step = self.steps[index]
+        assert isinstance(step, SendStep)
+        missing: dict[str, str] = {}
+        if offer is None:
+            missing["product"] = missing["offer"] = "give the step an offer"
+        if step.coupon is None:
+            missing["coupon"] = "give the step a coupon"
+        if self.entry.event not in LOCATION_KINDS:
+            missing["store"] = "only journeys started by a store visit or a geofence have one"
+        if self._reachable_without_loyalty(index):
+            missing["loyalty"] = "only sends after a loyalty_credit step (on every path) have it"
+        return missing
+
+    def _reachable_without_loyalty(self, index: int) -> bool:
+        index_of = {step.id: position for position, step in enumerate(self.steps)}
+        seen: set[int] = set()
+        stack = [0]
+        while stack:
+            at = stack.pop()
+            if at in seen or isinstance(self.steps[at], LoyaltyCreditStep):
+                continue
+            if at == index:
+                return True
+            seen.add(at)
+            stack.extend(index_of[target] for target in self.successors(at) if target != END)
+        return False
+
     def step_index(self, step_id: str) -> int:
         for index, step in enumerate(self.steps):
             if step.id == step_id:
@@ -432,6 +506,14 @@ def _trigger_problems(condition: Condition, at: tuple[str | int, ...],
     if isinstance(condition, NotCondition):
         return _trigger_problems(condition.not_, (*at, kind, "not"), kinds)
     return []
+
+
+def _jump_fields(spec: ScenarioSpec, index: int) -> list[tuple[str, str]]:
+    """`successors` with the field each comes from (`next` for falling through)."""
+    step = spec.steps[index]
+    names = (("yes", "no") if isinstance(step, WaitForEventStep) else
+             ("then", "else") if isinstance(step, BranchStep) else ("next",))
+    return list(zip(names, spec.successors(index), strict=True))
 
 
 def jumps(step: Step) -> list[tuple[str, str]]:

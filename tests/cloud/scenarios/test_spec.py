@@ -162,6 +162,21 @@ def problems_of(document: dict[str, Any]) -> list[tuple[list[str | int], str]]:
                     {"trigger": {"attribute": "totl", "op": "gt", "value": 100}}]}}]},
      [(["steps", 1, "branch", "if", "all", "all", 1, "trigger", "trigger", "attribute"],
        "no trigger this step can see carries attribute 'totl' (did you mean 'total'?)")]),
+    # Loops are refused, at the jump that closes them, whatever kind of step it is.
+    ({"steps": [{"id": "s", "type": "send", "channels": ["push"], "template": "t"},
+                {"id": "w", "type": "wait_for", "event": "order.created", "timeout": "PT1H",
+                 "no": "s"}]},
+     [(["steps", 1, "wait_for", "no"], "steps 's' -> 'w' -> 's' form a loop: a journey "
+       "could go round it for ever; loops are not allowed (list a repeated reminder's "
+       "steps again)")]),
+    ({"steps": [{"id": "a", "type": "branch", "if": {"tag": "x"}, "else": "end"},
+                {"id": "b", "type": "branch", "if": {"tag": "y"}, "then": "a"}]},
+     [(["steps", 1, "branch", "then"], "steps 'a' -> 'b' -> 'a' form a loop: a journey "
+       "could go round it for ever; loops are not allowed (list a repeated reminder's "
+       "steps again)")]),
+    ({"steps": [{"id": "a", "type": "wait", "for": "PT1M", "next": "a"}]},
+     [(["steps", 0, "wait", "next"], "steps 'a' -> 'a' form a loop: a journey could go "
+       "round it for ever; loops are not allowed (list a repeated reminder's steps again)")]),
 ])
 def test_problems_are_placed_at_the_step_and_field_they_concern(
     changes: dict[str, Any], expected: list[tuple[list[str | int], str]]
@@ -275,3 +290,23 @@ def test_facts_read_covers_conditions_branches_and_offers() -> None:
         ],
     ))
     assert branching.facts_read() == {FactKind.TAGS, FactKind.SPEND}
+
+
+def test_what_a_send_can_fill_follows_its_offer_coupon_entry_and_earlier_steps() -> None:
+    spec = ScenarioSpec.model_validate(scenario(
+        entry={"event": "presence.enter"},
+        steps=[{"id": "plain", "type": "send", "channels": ["push"], "template": "t"},
+               {"id": "credit", "type": "loyalty_credit", "amount": "5", "currency": "EUR"},
+               {"id": "full", "type": "send", "channels": ["push"], "template": "t",
+                "offer": {"key": "o"}, "coupon": {"valid_for": "P1D"}}]))
+    _, _, full = spec.steps
+    assert set(spec.unsupplied(0, None)) == {"product", "offer", "coupon", "loyalty"}
+    assert isinstance(full, SendStep)
+    assert spec.unsupplied(2, full.offer) == {}
+    # Reached one way without the credit: no loyalty figures to show.
+    around = ScenarioSpec.model_validate(scenario(steps=[
+        {"id": "b", "type": "branch", "if": {"tag": "vip"}, "then": "send"},
+        {"id": "credit", "type": "loyalty_credit", "amount": "5", "currency": "EUR"},
+        {"id": "send", "type": "send", "channels": ["push"], "template": "t"}]))
+    assert "loyalty" in around.unsupplied(2, None)
+    assert "store" in around.unsupplied(2, None)  # a cart, not a visit, started it
