@@ -3,6 +3,7 @@ files as compose reads them, and what every `VITRINA_*` name must be (a real set
 
 from __future__ import annotations
 
+import re
 import shlex
 import typing
 from pathlib import Path
@@ -36,6 +37,15 @@ def command_lines(snippet_id: str) -> list[str]:
 def commands(snippet_id: str) -> list[list[str]]:
     """The block's commands as argument lists."""
     return [shlex.split(line) for line in command_lines(snippet_id)]
+
+
+def compose_commands(snippet_id: str) -> list[list[str]]:
+    """The block's `docker compose ...` commands, also those inside `$(...)`."""
+    found = []
+    for line in command_lines(snippet_id):
+        for match in re.finditer(r"docker compose [^)>|]*", line):
+            found.append(shlex.split(match.group(0)))
+    return found
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from fastapi.routing import APIRoute
 from typer.main import get_command
@@ -37,10 +38,12 @@ from provisioning.local_broker import (
 )
 from tests.docker_path import (
     DOCKER,
+    README,
     certificate_names,
     command_lines,
     commands,
     compose,
+    compose_commands,
     is_setting,
     option_values,
     read_env_file,
@@ -341,10 +344,8 @@ def test_compose_steps_name_services_and_commands_that_exist() -> None:
     is a route the API serves."""
     services = compose()["services"]
     for snippet_id in ("docker-broker-logins", "docker-up", "docker-logs",
-                       "docker-keys-create", "docker-keys-bootstrap"):
-        for line in commands(snippet_id):
-            if line[0] != "docker":
-                continue
+                       "docker-keys-create", "docker-keys-bootstrap", "docker-api-env"):
+        for line in compose_commands(snippet_id):
             verb, arguments = _compose_service(line)
             assert verb in {"up", "logs", "restart", "run"}, line
             named = [word for word in arguments if word in services]
@@ -358,11 +359,24 @@ def test_compose_steps_name_services_and_commands_that_exist() -> None:
         if source.startswith("./") and not source.startswith("./secrets/"):
             assert (DOCKER / source).is_file(), source
     keys = get_command(cloud_cli).commands["keys"]  # type: ignore[attr-defined]
-    for snippet_id in ("docker-keys-create", "docker-keys-bootstrap"):
-        [line] = commands(snippet_id)
-        subcommand = line[line.index("api") + 2]
-        assert line[line.index("api") + 1] == "keys"
-        assert subcommand in keys.commands
+    made = []
+    for snippet_id in ("docker-keys-create", "docker-keys-bootstrap", "docker-api-env"):
+        for line in compose_commands(snippet_id):
+            api = line.index("api")
+            assert line[api + 1] == "keys"
+            command = keys.commands[line[api + 2]]
+            try:
+                command.make_context(line[api + 2], line[api + 3:])
+            except click.ClickException as error:
+                pytest.fail(f"{snippet_id}: {shlex.join(line)}: {error}")
+            made.append(line[api + 2:])
+    roles = [line[line.index("--role") + 1] for line in made if "--role" in line]
+    assert roles == ["admin", "app"]
+    # The variables the first call and the quickstart's steps use are the ones set here.
+    exported = set(re.findall(r"\b(VITRINA_[A-Z_]+)", snippet(README, "docker-api-env").text))
+    assert {"VITRINA_API_URL", "VITRINA_TENANT", "VITRINA_ADMIN_KEY", "VITRINA_APP_KEY",
+            "VITRINA_WEBHOOK_SECRET"} <= exported
+    assert "webhook-demo.secret" in snippet(README, "docker-cloud-secrets").text
     [curl] = commands("docker-first-call")
     url = curl[-1]
     assert url.startswith("http://localhost:8000/tenants/demo/")
