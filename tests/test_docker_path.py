@@ -152,13 +152,17 @@ def test_the_documented_path_from_a_fresh_checkout(checkout: Path, tmp_path: Pat
     container.mkdir(mode=0o755)
     secrets = checkout / "docker" / "secrets"
 
-    # 2. The broker's secrets.
-    for text, words in zip(command_lines("docker-broker-init"), commands("docker-broker-init"),
-                           strict=True):
-        if words[0] == "vitrina-provision":
-            _run_provision(words, port=port)
-        else:
-            _run_shell(text, checkout)
+    # 2. The broker's secrets, by an admin whose umask lets nobody else read anything.
+    umask = os.umask(0o077)
+    try:
+        for text, words in zip(command_lines("docker-broker-init"),
+                               commands("docker-broker-init"), strict=True):
+            if words[0] == "vitrina-provision":
+                _run_provision(words, port=port)
+            else:
+                _run_shell(text, checkout)
+    finally:
+        os.umask(umask)
     broker = secrets / "broker"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
     admin_files = {path.name: path.stat() for path in broker.iterdir()}
@@ -180,9 +184,9 @@ def test_the_documented_path_from_a_fresh_checkout(checkout: Path, tmp_path: Pat
         key = tmp_path / "service-account.json"
         key.write_text('{"type": "service_account", "project_id": "my-shop-app"}')
         key.chmod(0o600)
-        _run_shell(snippet("docker/README.md", "docker-settings-vars").text
+        _run_shell("umask 077\n" + snippet(README, "docker-settings-vars").text
                    + f"FCM_KEY={key}\n"
-                   + snippet("docker/README.md", "docker-cloud-secrets").text, checkout)
+                   + snippet(README, "docker-cloud-secrets").text, checkout)
         _check_cloud_secrets(secrets)
 
         # A gateway's bundle, with the tenant's key of step 4.
