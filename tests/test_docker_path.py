@@ -387,3 +387,24 @@ def test_compose_steps_name_services_and_commands_that_exist() -> None:
     routes = {(route.path, method) for route in places_router.routes
               if isinstance(route, APIRoute) for method in route.methods or ()}
     assert ("/" + url.split("/tenants/demo/", 1)[1], "GET") in routes
+
+
+def test_the_readme_says_what_the_images_and_the_compose_file_do() -> None:
+    """The user the README makes the orchestrator's files readable for is the cloud image's,
+    the port its URLs use is the one the API listens on and compose publishes, and the
+    broker's user is the one the start script hands the key to."""
+    text = (DOCKER / "README.md").read_text()
+    dockerfile = (DOCKER / "Dockerfile.cloud").read_text()
+    uid = re.search(r"useradd .*--uid (\d+) .*\b(\w+)$", dockerfile, re.M)
+    assert uid is not None
+    assert re.search(rf"^USER {uid.group(2)}$", dockerfile, re.M)
+    assert f"uid {uid.group(1)}" in text
+    assert re.search(r"^EXPOSE 8000$", dockerfile, re.M)
+    assert "8000:8000" in compose()["services"]["api"]["ports"]
+    toml = tomllib.loads((DOCKER / "cloud.toml").read_text())
+    assert toml["api"]["port"] == 8000
+    urls = set(re.findall(r"https?://localhost:(\d+)", text))
+    assert urls == {"8000"}
+    assert 'user=${VITRINA_BROKER_USER:-mosquitto}' in (
+        DOCKER / "mosquitto" / "start-broker.sh").read_text()
+    assert "uid 1883" in text
