@@ -39,13 +39,26 @@ def commands(snippet_id: str) -> list[list[str]]:
     return [shlex.split(line) for line in command_lines(snippet_id)]
 
 
+def _compose_command(text: str) -> str:
+    """From `docker compose` on, up to the end of its `$(...)`, a redirection or a pipe."""
+    depth = 0
+    for index, character in enumerate(text):
+        if character == "(":
+            depth += 1
+        elif character == ")":
+            if depth == 0:
+                return text[:index]
+            depth -= 1
+        elif character in ">|" and depth == 0:
+            return text[:index]
+    return text
+
+
 def compose_commands(snippet_id: str) -> list[list[str]]:
     """The block's `docker compose ...` commands, also those inside `$(...)`."""
-    found = []
-    for line in command_lines(snippet_id):
-        for match in re.finditer(r"docker compose [^)>|]*", line):
-            found.append(shlex.split(match.group(0)))
-    return found
+    return [shlex.split(_compose_command(line[match.start():]))
+            for line in command_lines(snippet_id)
+            for match in re.finditer(r"docker compose ", line)]
 
 
 def read_env_file(path: Path) -> dict[str, str]:
