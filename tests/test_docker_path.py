@@ -54,6 +54,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 #: The user the eclipse-mosquitto image's broker drops to (uid 1883 there); Debian's
 #: package makes one of the same name here.
 BROKER_USER = "mosquitto"
+#: A user that is neither root nor the broker's, standing for the admin's own.
+ADMIN_USER = "nobody"
 #: Where the compose file mounts the admin's broker files into the broker's container.
 CONTAINER_BROKER_FILES = "/vitrina/broker"
 
@@ -136,6 +138,7 @@ def _needs_root_and_mosquitto() -> None:
         pytest.skip("the broker's start script chowns files to its user: run as root (CI is)")
     try:
         pwd.getpwnam(BROKER_USER)
+        pwd.getpwnam(ADMIN_USER)
         plugin_path()
     except (KeyError, FileNotFoundError):
         pytest.skip("Mosquitto is not installed (scripts/ensure-system-packages)")
@@ -165,6 +168,11 @@ def test_the_documented_path_from_a_fresh_checkout(checkout: Path, tmp_path: Pat
         os.umask(umask)
     broker = secrets / "broker"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    # Made by an admin's own user (here `nobody`), as often as by root: the broker's
+    # container must cope with either owner.
+    admin = pwd.getpwnam(ADMIN_USER)
+    for path in [secrets, broker, *broker.iterdir()]:
+        os.chown(path, admin.pw_uid, admin.pw_gid)
     admin_files = {path.name: path.stat() for path in broker.iterdir()}
 
     # 3. The broker's container, then the orchestrator's logins through it.
