@@ -67,9 +67,9 @@ def _compose_service(line: list[str]) -> tuple[str, list[str]]:
     return line[4], line[5:]
 
 
-def _run_shell(text: str, cwd: Path, environment: dict[str, str] | None = None) -> None:
-    subprocess.run(["bash", "-euc", text], cwd=cwd, check=True, timeout=30,
-                   env={**os.environ, **(environment or {})})
+def _run_shell(text: str, cwd: Path) -> None:
+    """A documented shell command, as bash runs it, stopping at the first that fails."""
+    subprocess.run(["bash", "-euc", text], cwd=cwd, check=True, timeout=30)
 
 
 def _run_provision(line: list[str], *, port: int) -> None:
@@ -107,8 +107,7 @@ def _start_broker_container(broker_files: Path, container: Path, port: int,
     assert binary is not None
     command = service["command"]
     assert command[0] == "/usr/sbin/mosquitto"
-    assert command[1:] == [
-        "-c", "/mosquitto/config/mosquitto.conf"]
+    assert command[1:] == ["-c", "/mosquitto/config/mosquitto.conf"]
     moved = [f"VITRINA_BROKER_FILES={broker_files}", f"VITRINA_BROKER_SECRETS={secrets}",
              f"VITRINA_BROKER_DATA={data}"]
     log = container / "broker.log"
