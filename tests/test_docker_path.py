@@ -28,6 +28,7 @@ from cloud.api.places import router as places_router
 from cloud.cli import app as cloud_cli
 from cloud.settings import Settings
 from provisioning.broker_security import plugin_path
+from provisioning.cli import build_parser
 from provisioning.cli import main as provision
 from provisioning.local_broker import (
     BrokerStartError,
@@ -325,6 +326,18 @@ def test_provision_installs_with_what_its_commands_import() -> None:
     modules_of = {"paho": "paho-mqtt", "cryptography": "cryptography", "pydantic": "pydantic"}
     assert {modules_of.get(module, module) for module in imported} <= installed
     assert "mosquitto" in command_lines("docker-install-provision")[0]
+
+
+def test_the_provision_options_the_readme_names_in_passing_exist() -> None:
+    """Options named in the README's text, outside its blocks, are the commands' own."""
+    text = (DOCKER / "README.md").read_text()
+    assert "`--plugin PATH`" in text
+    assert build_parser().parse_args(
+        ["broker-init", "dir", "--hostname", "h", "--plugin", "/p.so"]).plugin == "/p.so"
+    [second] = re.findall(r"`(add-orchestrator [^`]*)`", text)
+    parsed = build_parser().parse_args(
+        [*shlex.split(second), "--broker-dir", "d", "--out", "o"])
+    assert parsed.no_config_publisher
 
 
 def _distribution(requirement: str) -> str:
