@@ -338,8 +338,10 @@ def render_secure_config(
     cert_file: Path,
     key_file: Path,
     bind: str = "127.0.0.1",
+    plugin: str | None = None,
 ) -> str:
-    """A TLS-only listener whose logins and ACLs come from the dynamic-security plugin."""
+    """A TLS-only listener whose logins and ACLs come from the dynamic-security plugin
+    (`plugin`, by default the one installed on this machine)."""
     return "\n".join(
         [
             "per_listener_settings false",
@@ -349,7 +351,7 @@ def render_secure_config(
             f"keyfile {key_file}",
             "tls_version tlsv1.2",
             "allow_anonymous false",
-            f"plugin {plugin_path()}",
+            f"plugin {plugin or plugin_path()}",
             f"plugin_opt_config_file {dynsec_file}",
             "persistence true",
             f"persistence_location {workdir}/",
@@ -405,9 +407,12 @@ def provision_broker(
     port: int,
     hostnames: list[str],
     bind: str = "127.0.0.1",
+    plugin: str | None = None,
 ) -> BrokerFiles:
     """Create a CA, the broker's certificate, the plugin config with an admin, and the
-    broker config. The admin password is written (0600) to `admin.json` beside them."""
+    broker config. The admin password is written (0600) to `admin.json` beside them.
+    `plugin` names the dynamic-security plugin where it is not where distributions put
+    it (`PLUGIN_PATHS`), e.g. on an admin's machine whose Mosquitto came from elsewhere."""
     directory.mkdir(parents=True, exist_ok=True)
     files = BrokerFiles(directory, port, MqttCredentials("admin", new_password()))
     authority = make_certificate_authority()
@@ -429,6 +434,7 @@ def provision_broker(
             cert_file=files.server_certificate,
             key_file=files.server_key,
             bind=bind,
+            plugin=plugin,
         )
     )
     return files

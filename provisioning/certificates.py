@@ -41,7 +41,11 @@ class KeyPair:
         )
 
     def write(self, certificate_path: Path, key_path: Path) -> None:
+        """The key for its owner alone; the certificate, which is public, for anyone, whatever
+        the umask: services that run as users of their own (the orchestrator's containers)
+        read the CA's."""
         certificate_path.write_bytes(self.certificate_pem())
+        certificate_path.chmod(0o644)
         key_path.touch(mode=0o600)
         key_path.write_bytes(self.key_pem())
 

@@ -36,6 +36,7 @@ def broker_init(arguments: argparse.Namespace) -> int:
         port=arguments.port,
         hostnames=arguments.hostname,
         bind=arguments.bind,
+        plugin=arguments.plugin,
     )
     print(
         f"broker files written to {files.directory}: start it with "
@@ -155,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a name or address gateways dial (repeat for several)",
     )
     init.add_argument("--bind", default="0.0.0.0")
+    init.add_argument(
+        "--plugin",
+        help="Mosquitto's dynamic-security plugin, for the mosquitto.conf written beside the "
+        "files (default: where Debian, Raspberry Pi OS or a source build put it)")
     init.set_defaults(handler=broker_init)
 
     lock = commands.add_parser("lock-down", help="refuse by default what no role grants")

@@ -4,8 +4,10 @@ no Docker engine is needed, and a renamed command, setting or file breaks a test
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -21,6 +23,8 @@ from cloud.service import Stage
 from cloud.settings import Settings
 from provisioning.broker_security import BrokerFiles, MqttCredentials
 from provisioning.local_broker import broker_limits
+from tests.docker_path import README, is_setting, option_values, read_env_file
+from tests.docs.snippets import snippet
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -162,29 +166,36 @@ def test_the_worker_runs_as_a_service_per_stage() -> None:
     assert "mosquitto" in cloud_services()[ingest]["depends_on"]
 
 
-def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The TOML and the env files `vitrina-provision` writes make valid settings."""
+def test_cloud_settings_load_from_the_compose_files(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TOML and the env files the README's steps write make valid settings, and name
+    real settings only (tests/test_docker_path.py writes them with a running broker too;
+    this needs none)."""
     services = cloud_services()
     environment = services["api"]["environment"]
-    monkeypatch.setenv("VITRINA_CONFIG", str(DOCKER / "cloud.toml"))
     assert environment["VITRINA_CONFIG"] == "/etc/vitrina/cloud.toml"
-    # What the README's add-orchestrator (two logins, each pinned to its client id) and
-    # tenants.env line write:
-    readme = (DOCKER / "README.md").read_text()
-    command = re.search(r"add-orchestrator (.*?)--out", re.sub(r"\\\n\s*", "", readme))
-    assert command is not None
-    pinned = re.search(r"--client-id (\S+)", command.group(1))
-    assert pinned is not None
-    for name, value in {"USERNAME": "orchestrator", "PASSWORD": "secret", "TLS": "true",
-                        "CLIENT_ID": pinned.group(1),
-                        "CONFIG_PUBLISHER__USERNAME": "orchestrator-config",
-                        "CONFIG_PUBLISHER__PASSWORD": "secret",
-                        "CONFIG_PUBLISHER__CLIENT_ID": "orchestrator-config"}.items():
-        monkeypatch.setenv(f"VITRINA_MQTT__{name}", value)
-    tenants_line = re.search(r"echo '(VITRINA_TENANTS=.*)'", readme)
-    assert tenants_line is not None
-    tenants = tenants_line.group(1).split("=", 1)[1].replace("<64 hex digits>", "ab" * 32)
-    monkeypatch.setenv("VITRINA_TENANTS", tenants)
+    # What add-orchestrator writes (two logins, each pinned to its client id)...
+    [pinned] = option_values("docker-broker-logins", "--client-id")
+    [username] = option_values("docker-broker-logins", "--username")
+    written = {"USERNAME": username, "PASSWORD": "secret", "TLS": "true", "CLIENT_ID": pinned,
+               "CONFIG_PUBLISHER__USERNAME": f"{username}-config",
+               "CONFIG_PUBLISHER__PASSWORD": "secret",
+               "CONFIG_PUBLISHER__CLIENT_ID": f"{username}-config"}
+    values = {f"VITRINA_MQTT__{name}": value for name, value in written.items()}
+    # ...and the step that writes cloud.env, run as the README has it.
+    (tmp_path / "docker" / "secrets").mkdir(parents=True)
+    key = tmp_path / "service-account.json"
+    key.write_text("{}")
+    script = (snippet(README, "docker-settings-vars").text + f"FCM_KEY={key}\n"
+              + snippet(README, "docker-cloud-secrets").text)
+    subprocess.run(["bash", "-euc", script], cwd=tmp_path, check=True, timeout=30)
+    values.update(read_env_file(tmp_path / "docker" / "secrets" / "cloud.env"))
+    assert sorted(name for name in values if not is_setting(name)) == []
+    for name in [name for name in os.environ if name.startswith("VITRINA_")]:
+        monkeypatch.delenv(name)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VITRINA_CONFIG", str(DOCKER / "cloud.toml"))
     settings = Settings()
     assert settings.mqtt.host == "mosquitto"
     assert settings.mqtt.username == "orchestrator"
@@ -200,6 +211,20 @@ def test_cloud_settings_load_from_the_compose_files(monkeypatch: pytest.MonkeyPa
     assert settings.mqtt.ca_file in mounted
     assert f"{settings.api.port}:{settings.api.port}" in services["api"]["ports"]
     assert settings.tenant("demo") is not None
+    assert settings.webhook_secrets_for("demo")
+    assert settings.channels["push"].credentials_file.startswith("/etc/vitrina/fcm/")
+    assert "./secrets/fcm:/etc/vitrina/fcm:ro" in services["api"]["volumes"]
+
+
+def test_every_vitrina_name_in_the_compose_files_is_a_setting() -> None:
+    """pydantic-settings ignores a misspelt `VITRINA_*` variable: the compose file's must
+    each be a setting the orchestrator reads."""
+    names = {name for service in compose()["services"].values()
+             for name in service.get("environment", {}) if name.startswith("VITRINA_")}
+    assert names
+    assert sorted(name for name in names if not is_setting(name)) == []
+    assert not is_setting("VITRINA_CHANNELS__PUSH__PROJECT")
+    assert not is_setting("VITRINA_TRACKING_PUBLIC_BASE_URL")
 
 
 def test_readme_key_commands_and_settings_exist() -> None:
@@ -225,9 +250,14 @@ def test_broker_config_names_the_files_provisioning_writes() -> None:
         ("cafile", provisioned.ca_certificate),
         ("certfile", provisioned.server_certificate),
         ("keyfile", provisioned.server_key),
-        ("plugin_opt_config_file", provisioned.dynsec),
     ]:
         assert f"{option} {path}\n" in config
+    # The logins file is seeded into the data volume, where the plugin rewrites it.
+    assert f"plugin_opt_config_file /mosquitto/data/{provisioned.dynsec.name}\n" in config
+    start = (DOCKER / "mosquitto" / "start-broker.sh").read_text()
+    for path in (provisioned.ca_certificate, provisioned.server_certificate,
+                 provisioned.server_key, provisioned.dynsec):
+        assert path.name in start
     assert "allow_anonymous false" in config
     listener = re.search(r"^listener (\d+)$", config, re.MULTILINE)
     assert listener is not None
@@ -236,7 +266,10 @@ def test_broker_config_names_the_files_provisioning_writes() -> None:
     assert f"{listener.group(1)}:{listener.group(1)}" in compose()["services"]["mosquitto"]["ports"]
     mounts = compose()["services"]["mosquitto"]["volumes"]
     assert "./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in mounts
-    assert "./secrets/broker:/mosquitto/secrets" in mounts
+    # The admin's files, read-only: the start script copies what the broker reads.
+    assert "./secrets/broker:/vitrina/broker:ro" in mounts
+    assert "./mosquitto/start-broker.sh:/vitrina/start-broker.sh:ro" in mounts
+    assert "mosquitto-data:/mosquitto/data" in mounts
     # The packet limit is the one provisioning writes (sized from a full presence batch).
     assert f"{broker_limits()}\n" in config
 

@@ -163,3 +163,11 @@ def test_grant_missing_acls_needs_a_gateway_or_the_orchestrator(
 ) -> None:
     assert main(["grant-missing-acls", "--broker-dir", str(tmp_path), "--tenant", "t"]) == 2
     assert "--orchestrator" in capsys.readouterr().err
+
+
+def test_broker_init_names_the_plugin_it_is_given(tmp_path: Path) -> None:
+    """An admin whose Mosquitto put its plugin somewhere else names it (docker/README.md)."""
+    plugin = "/opt/mosquitto/lib/mosquitto_dynamic_security.so"
+    assert main(["broker-init", str(tmp_path / "broker"), "--hostname", "localhost",
+                 "--plugin", plugin]) == 0
+    assert f"plugin {plugin}\n" in (tmp_path / "broker" / "mosquitto.conf").read_text()
