@@ -176,3 +176,27 @@ def test_a_misspelt_name_comes_back_with_the_nearest_valid_one(
         assert hint in found.get(tuple(where), ""), (where, found)
     offer = problems(client.put(url, json=typed[-1][0]))[-1]
     assert offer[1].endswith("(did you mean 'dryers-20'?)"), offer
+
+
+def test_a_template_using_what_its_send_cannot_fill_is_refused_at_the_step(
+    client: TestClient, tenant: str
+) -> None:
+    coupon_text = {"parts": {"title": "{{ store.name }}", "body": "Code {{ coupon.code }}"}}
+    saved = client.put(f"/tenants/{tenant}/templates/note/push/en-GB", json=coupon_text)
+    assert saved.status_code == 200, saved.text
+    send = {"id": "note", "type": "send", "channels": ["push"], "template": "cart",
+            "variants": {"b": {"template": "note"}}}
+    found = problems(client.put(f"/tenants/{tenant}/scenarios/cart", json=cart(
+        steps=[send], variants=[{"key": "a"}, {"key": "b"}])))
+    assert found == [
+        (["body", "steps", "0", "send", "variants", "b", "template"],
+         "template 'note' (push, en-GB) uses coupon.code, which step 'note' cannot fill: "
+         "give the step a coupon"),
+        (["body", "steps", "0", "send", "variants", "b", "template"],
+         "template 'note' (push, en-GB) uses store.name, which step 'note' cannot fill: "
+         "only journeys started by a store visit or a geofence have one"),
+    ]
+    # A visit with a coupon fills both.
+    filled = cart(entry={"event": "presence.enter"}, variants=[{"key": "a"}, {"key": "b"}],
+                  steps=[{**send, "offer": {"key": "dryers-20"}, "coupon": {"valid_for": "P1D"}}])
+    assert client.put(f"/tenants/{tenant}/scenarios/cart", json=filled).status_code == 200
