@@ -11,6 +11,7 @@ checking a hundred scenarios against one trigger costs no query.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -35,6 +37,25 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 Comparison = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte", "exists"]
 #: How far back a condition may look; beyond it, facts are not loaded.
 MAX_LOOKBACK = timedelta(days=3 * 366)
+
+
+#: The most a value to compare with may take, as JSON: a list of a few hundred store keys
+#: or categories fits; a megabyte stored in every version of a scenario does not.
+MAX_VALUE_JSON = 4096
+
+
+def _small_json(value: Any) -> Any:
+    try:
+        size = len(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        raise ValueError("must be JSON: a string, number, boolean, null or a list") from None
+    if size > MAX_VALUE_JSON:
+        raise ValueError(f"is {size} characters as JSON; at most {MAX_VALUE_JSON}")
+    return value
+
+
+#: A value a filter or profile condition compares with, bounded in size.
+CompareValue = Annotated[Any, AfterValidator(_small_json)]
 
 
 class _Model(BaseModel):
@@ -109,7 +130,7 @@ class AttributeFilter(_Model):
 
     attribute: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
     op: Comparison = "eq"
-    value: Any = None
+    value: CompareValue = None
 
 
 class TagCondition(_Model):
@@ -121,7 +142,7 @@ class ProfileCondition(_Model):
 
     profile: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)?$")]
     op: Comparison = "eq"
-    value: Any = None
+    value: CompareValue = None
 
 
 class ConsentCondition(_Model):

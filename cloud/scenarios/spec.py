@@ -45,6 +45,9 @@ from shared.errors import LocatedError
 END = "end"
 #: Bounds that keep one scenario cheap to evaluate and to read.
 MAX_STEPS = 50
+#: Conditions in one scenario, nested ones included: a long hand-written audience is
+#: some tens; past this it belongs in the shop's own data (a tag).
+MAX_CONDITIONS = 200
 #: A journey longer than this is a mistake (a wait typed in seconds instead of days).
 MAX_WAIT = timedelta(days=400)
 
@@ -181,7 +184,7 @@ class SendStep(_Model):
     #: on the channel; they go only to an address the customer just gave, are never
     #: capped, and carry no offer (sent without marketing consent, they must not market).
     transactional: bool = False
-    variants: dict[Key, SendOverride] = Field(default_factory=dict)
+    variants: dict[Key, SendOverride] = Field(default_factory=dict, max_length=10)
     next: StepId | None = None
 
     @model_validator(mode="after")
@@ -315,7 +318,8 @@ class ScenarioSpec(_Model):
         """Checks across steps, each problem placed at the step and field concerned (as
         ["steps", 2, "wait", "next"]), so an editor can show it there."""
         problems = [*self._step_id_problems(), *self._jump_problems(),
-                    *self._variant_problems(), *self._trigger_condition_problems()]
+                    *self._variant_problems(), *self._trigger_condition_problems(),
+                    *self._size_problems()]
         if not problems:  # loops are only well defined once every jump lands somewhere
             problems = self._loop_problems()
         if problems:
@@ -363,6 +367,16 @@ class ScenarioSpec(_Model):
                     for name in sorted(set(step.variants) - variant_keys)
                 )
         return problems
+
+    def _size_problems(self) -> list[Problem]:
+        """Conditions nest (`all` of 20 `any` of 20...): their total is bounded, so one
+        scenario stays cheap to check against every trigger."""
+        roots = [self.conditions] + [step.condition for step in self.steps
+                                     if isinstance(step, BranchStep)]
+        total = sum(_count(root) for root in roots if root is not None)
+        if total > MAX_CONDITIONS:
+            return [((), f"{total} conditions in all; a scenario may hold {MAX_CONDITIONS}")]
+        return []
 
     def _trigger_condition_problems(self) -> list[Problem]:
         """A `trigger` condition tests the trigger at hand: the entry's in the scenario's
@@ -481,6 +495,15 @@ class ScenarioSpec(_Model):
                 }
                 found.update((key, channel) for key in keys for channel in step.channels)
         return found
+
+
+def _count(condition: Condition) -> int:
+    if isinstance(condition, AllCondition | AnyCondition):
+        parts = condition.all if isinstance(condition, AllCondition) else condition.any
+        return 1 + sum(_count(part) for part in parts)
+    if isinstance(condition, NotCondition):
+        return 1 + _count(condition.not_)
+    return 1
 
 
 def _trigger_problems(condition: Condition, at: tuple[str | int, ...],

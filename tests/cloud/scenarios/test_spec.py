@@ -310,3 +310,21 @@ def test_what_a_send_can_fill_follows_its_offer_coupon_entry_and_earlier_steps()
         {"id": "send", "type": "send", "channels": ["push"], "template": "t"}]))
     assert "loyalty" in around.unsupplied(2, None)
     assert "store" in around.unsupplied(2, None)  # a cart, not a visit, started it
+
+
+def test_every_value_in_a_definition_is_bounded() -> None:
+    """A megabyte of compare value, or conditions nested past the total, is refused."""
+    big = {"attribute": "categories", "op": "in", "value": ["x" * 100] * 100}
+    with pytest.raises(ValidationError, match="characters as JSON; at most 4096"):
+        ScenarioSpec.model_validate(scenario(entry={"event": "cart.abandoned", "where": [big]}))
+    with pytest.raises(ValidationError, match="characters as JSON"):
+        ScenarioSpec.model_validate(scenario(conditions={
+            "profile": "attributes.note", "value": "y" * 5000}))
+    nested = {"all": [{"any": [{"tag": f"t{i}-{j}"} for j in range(19)]} for i in range(11)]}
+    with pytest.raises(ValidationError, match="conditions in all; a scenario may hold 200"):
+        ScenarioSpec.model_validate(scenario(conditions=nested))
+    variants = {f"v{i}": {"template": "t"} for i in range(11)}
+    with pytest.raises(ValidationError, match="at most 10 items"):
+        ScenarioSpec.model_validate(scenario(steps=[
+            {"id": "s", "type": "send", "channels": ["sms"], "template": "t",
+             "variants": variants}]))
