@@ -64,6 +64,12 @@ from cloud.templates.context import present_fields
 from cloud.triggers import LOCATION_KINDS
 
 LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
+#: How long a send started by a visit or a geofence stays worth making when its step does
+#: not say: about as long as a visit; after that the customer has gone.
+LOCATION_WORTH = timedelta(minutes=30)
+#: The same for every other send (a cart reminder, a birthday): still relevant the next
+#: day, stale after an outage or a hold of days.
+REMINDER_WORTH = timedelta(days=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +172,9 @@ def send_step(
         return StepResult("render_failed", str(error)[:500])
 
     not_before = hold_until(now, zone=zone, settings=settings)
-    expires_at = not_before + step.expires_after if step.expires_after else None
+    # The deadline counts from the decision, not from the end of a hold: quiet hours do
+    # not make a "you are at the store" push worth sending the next morning.
+    expires_at = now + worth_sending(step, journey)
     target = str(step.link_url) if step.link_url else (offer.product_url if offer else None)
     message = messages.add(now=now, outgoing=Outgoing(
         tenant=journey.tenant, customer_id=journey.customer_id,
@@ -185,9 +193,20 @@ def send_step(
     if not step.transactional:
         lookups.record_send(journey.customer_id, RecentSend(now, channel, journey.scenario_key))
     _remember(journey, offer=offer, coupon=coupon)
+    if expires_at <= not_before:
+        return StepResult("expired", f"{channel}: quiet hours until {not_before.isoformat()} "
+                          f"outlast its deadline, {expires_at.isoformat()}", message)
     held = not_before > now
     detail = channel + (f", held until {not_before.isoformat()}" if held else "")
     return StepResult("held" if held else "queued", detail, message)
+
+
+def worth_sending(step: SendStep, journey: Journey) -> timedelta:
+    """How long after the decision a send is still worth making: the step's own
+    `expires_after`, else by kind (`LOCATION_WORTH`, `REMINDER_WORTH`)."""
+    if step.expires_after is not None:
+        return step.expires_after
+    return LOCATION_WORTH if _location_based(journey) else REMINDER_WORTH
 
 
 def issue_coupon_step(

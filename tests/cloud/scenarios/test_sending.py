@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from cloud.customers.crud import create_customer, record_consent
 from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
-from cloud.messages.models import Message
+from cloud.messages.models import Message, MessageStatus
 from cloud.messages.queue import MessageBatch
 from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.lookups import Lookups
@@ -145,10 +145,10 @@ def journey(session: Session, customer_id: int, name: str,
 
 def send(session: Session, row: Journey, step: str, *, transactional: bool,
          consents: frozenset[str] = frozenset(), at: datetime = NOON,
-         lookups: Lookups | None = None) -> StepResult:
+         lookups: Lookups | None = None, settings: ScenarioSettings = TIGHT) -> StepResult:
     """One send step, in a batch of its own unless `lookups` (a batch's) is given."""
     result = send_step(
-        session, journey=row, now=at, settings=TIGHT, links=LINKS, spec_caps=SCENARIO_CAPS,
+        session, journey=row, now=at, settings=settings, links=LINKS, spec_caps=SCENARIO_CAPS,
         step=SendStep(id=step, type="send", channels=["email"], template="mail",
                       transactional=transactional),
         facts=CustomerFacts(customer_id=row.customer_id, tenant=TENANT, profile={},
@@ -237,4 +237,27 @@ def test_the_message_records_what_the_send_time_consent_check_needs(session: Ses
     rows = session.exec(select(Message).order_by(col(Message.id))).all()
     assert [(m.step, m.location_based, m.consent_requested_at) for m in rows] == [
         ("greet", True, None), ("confirm", False, NOON - timedelta(hours=2)),
+    ]
+
+
+def test_a_hold_keeps_the_sends_own_deadline(session: Session) -> None:
+    """Quiet hours (21:00-09:00) hold a message; its deadline still counts from the
+    decision: a visit's greeting at 22:00 is worth nothing at 09:00 (expired at once, with
+    its reason), a reminder is still worth sending then."""
+    evening = NOON + timedelta(hours=10)
+    granted = frozenset({"email", "location_marketing"})
+    visitor, subscriber = customer(session, *granted), customer(session, "email")
+    visit = journey(session, visitor, "visit", entry_kind="presence.enter")
+    late = send(session, visit, "greet", transactional=False, consents=granted,
+                at=evening, settings=SETTINGS)
+    assert late.outcome == "expired"
+    assert "outlast its deadline" in (late.detail or "")
+    reminder = send(session, journey(session, subscriber, "signup"), "remind",
+                    transactional=False, consents=frozenset({"email"}), at=evening,
+                    settings=SETTINGS)
+    assert reminder.outcome == "held"
+    rows = session.exec(select(Message).order_by(col(Message.id))).all()
+    assert [(m.step, m.status, m.error_code, m.expires_at) for m in rows] == [
+        ("greet", MessageStatus.EXPIRED, "held_past_deadline", evening + timedelta(minutes=30)),
+        ("remind", MessageStatus.HELD, None, evening + timedelta(days=2)),
     ]
