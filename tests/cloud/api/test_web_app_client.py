@@ -29,6 +29,7 @@ from cloud.customers.crud import current_consent, find_by_external_id
 from cloud.customers.models import Device
 from cloud.db import make_engine, session_scope
 from cloud.messages.models import Message
+from cloud.settings import Settings
 from provisioning.local_broker import free_port
 from tests.cloud.delivery.queue_helpers import new_customer, outgoing, queue, queue_settings
 from tests.cloud.factories import (
@@ -204,8 +205,13 @@ def test_the_web_client_its_types_and_the_guide_against_the_api(
     api: RunningApi, tmp_path: Path
 ) -> None:
     ensure_web_packages()
-    check = subprocess.Popen([node(), str(tsc()), "-p", "tsconfig.json"], cwd=WEB,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    declarations = tmp_path / "types"
+    # The type check, and the declarations `npm pack` ships made from the same types.
+    check = subprocess.Popen(
+        [node(), str(tsc()), "-p", "tsconfig.json", "--noEmit", "false", "--declaration",
+         "--emitDeclarationOnly", "--outDir", str(declarations)],
+        cwd=WEB, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
     guide = guide_test(tmp_path)
     run = subprocess.run(
         [node(), "--test", "--test-reporter=tap", *node_tests(), str(guide)], cwd=WEB,
@@ -222,7 +228,20 @@ def test_the_web_client_its_types_and_the_guide_against_the_api(
     for line in printed_by("app-web-errors"):
         assert f"# {line}\n" in run.stdout, f"app-web-errors does not print {line!r}"
     assert check.returncode == 0, f"tsc -p web/tsconfig.json:\n{typed}"
+    _declarations_are_where_the_manifest_says(declarations)
     _the_guide_left_its_marks(api)
+
+
+def _declarations_are_where_the_manifest_says(declarations: Path) -> None:
+    manifest = json.loads((WEB / "package.json").read_text())
+    typed = [manifest["types"], *(target["types"] for target in manifest["exports"].values()
+                                  if isinstance(target, dict))]
+    for path in typed:
+        emitted = declarations / Path(path).relative_to("types")
+        assert emitted.is_file(), f"{path} is not what tsc makes"
+    index = (declarations / "index.d.ts").read_text()
+    assert "VitrinaClient" in index
+    assert "VitrinaForbiddenError" in index
 
 
 def _the_guide_left_its_marks(api: RunningApi) -> None:
@@ -275,7 +294,9 @@ def test_pages_of_the_listed_origins_may_call_the_api_and_no_others(
     assert "access-control-allow-origin" not in answer.headers
 
 
-def test_an_origin_is_a_scheme_and_a_host() -> None:
+def test_an_origin_is_a_scheme_and_a_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITRINA_API__CORS_ORIGINS", '["https://shop.example"]')
+    assert Settings().api.cors_origins == ["https://shop.example"]  # as docs/app-guide.md says
     for wrong in ("*", "https://shop.example/", "shop.example", "https://shop.example/app"):
         with pytest.raises(ValueError, match="is not an origin"):
             cloud_settings(tenant="shop", database_url="sqlite://", api={"cors_origins": [wrong]})
@@ -291,6 +312,8 @@ def test_the_package_is_what_its_manifest_says() -> None:
         for path in paths:
             if not path.startswith("./types/"):  # made by prepack (tsconfig.build.json)
                 assert (WEB / path).is_file(), path
+    for entry in manifest["files"]:
+        assert entry.startswith("types/") or (WEB / entry).exists(), entry
     for name, version in manifest["devDependencies"].items():
         assert lock["packages"][f"node_modules/{name}"]["version"] == version
     assert lock["packages"][""]["devDependencies"] == manifest["devDependencies"]
