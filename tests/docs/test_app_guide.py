@@ -58,7 +58,7 @@ SAMPLES: Mapping[str, Any] = {
     "openedAt": "2026-11-24T10:12:00Z",
     'intent.getStringExtra("open_url")!!': OPEN_URL,
     # Swift
-    "Locale.current.identifier": "es_ES",
+    'Locale.preferredLanguages.first ?? "en"': "es-ES",
     "TimeZone.current.identifier": "Europe/Madrid",
     "fcmToken": "cW3kZ9v0Qx2:APA91bHfake-registration-token_0123456789",
     "location.coordinate.latitude": 40.4168,

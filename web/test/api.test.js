@@ -65,6 +65,9 @@ test("a signed-in customer registers every kind of device and records consent", 
   const beacon = await ana.registerAppBeacon(id, "a1b2c3d4");
   assert.equal(beacon.kind, "app_beacon");
   assert.ok(beacon.pseudonym_key_ids.length > 0, "linked under the tenant's pseudonym key");
+  // apps register the beacon and the token again at every start: the same devices
+  assert.equal((await ana.registerAppBeacon(id, "a1b2c3d4")).id, beacon.id);
+  assert.equal((await ana.registerFcmToken(id, "fcm-ana-token-0000000001")).id, fcm.id);
   const kinds = (await ana.listDevices(id)).map((device) => device.kind).sort();
   assert.deepEqual(kinds, ["app_beacon", "fcm", "web_push"]);
 
