@@ -89,7 +89,7 @@ def _token(backend: ShopBackend, subject: str) -> str:
 def api(schema_templates: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[RunningApi]:
     """The API on a real port over a migrated SQLite, with a store and its geofence, an
-    app key, the shop backend's signing key and three customers."""
+    app key, the shop backend's signing key, and customers it signs tokens for."""
     database = tmp_path_factory.mktemp("web-client") / "vitrina.db"
     shutil.copyfile(schema_templates["sqlite"], database)
     url = f"sqlite:///{database}"
