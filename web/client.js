@@ -7,13 +7,15 @@
  * anonymous installation and acts on it by its unguessable id, nothing more. To act for a
  * signed-in customer the client also needs the customer token the shop's backend signed
  * for them (a JWT living at most an hour, sent as X-Customer-Token): give it as a string,
- * or as a function the client calls before each request, so that the app can fetch a new
- * one when the old one is about to expire.
+ * or as a function the client calls before each request. A function is called again with
+ * `{ refresh: true }` when the API refuses its token (401), and the request is made once
+ * more with the new one: an app keeps its token until then and never shows the user an
+ * expired one.
  *
  * Every method returns the API's answer as JSON (the field names of the OpenAPI document)
  * and throws a VitrinaApiError subclass carrying the API's error body when it refuses. */
 
-import { VitrinaNetworkError, apiError, errorBody } from "./errors.js";
+import { VitrinaNetworkError, VitrinaUnauthorizedError, apiError, errorBody } from "./errors.js";
 
 /** @typedef {import("./models.js").Customer} Customer */
 /** @typedef {import("./models.js").InstallationProfile} InstallationProfile */
@@ -33,8 +35,9 @@ import { VitrinaNetworkError, apiError, errorBody } from "./errors.js";
 export const CUSTOMER_TOKEN_HEADER = "X-Customer-Token";
 
 /**
- * The customer token, or where to get a current one.
- * @typedef {string | (() => string | Promise<string>)} CustomerTokenSource
+ * The customer token, or where to get a current one; `refresh` is true when the API has
+ * just refused the last one (expired, or its key retired), so a cached one will not do.
+ * @typedef {string | ((request: { refresh: boolean }) => string | Promise<string>)} CustomerTokenSource
  */
 
 /**
@@ -260,19 +263,36 @@ export class VitrinaClient {
    * @returns {Promise<Response>}
    */
   async #send(method, path, { body, asCustomer = true } = {}) {
+    const url = `${this.#apiBase}/tenants/${encodeURIComponent(this.#tenant)}${path}`;
+    const source = asCustomer ? this.#customerToken : undefined;
+    try {
+      return await this.#answer(method, url, await this.#init(method, body, source, false));
+    } catch (error) {
+      // A token source that can fetch a new token gets one chance to.
+      if (!(error instanceof VitrinaUnauthorizedError) || typeof source !== "function") throw error;
+      return this.#answer(method, url, await this.#init(method, body, source, true));
+    }
+  }
+
+  /**
+   * A request's options: the app key, the customer token when `source` gives one, JSON.
+   * @param {string} method
+   * @param {unknown} body
+   * @param {CustomerTokenSource | undefined} source
+   * @param {boolean} refresh
+   * @returns {Promise<RequestInit>}
+   */
+  async #init(method, body, source, refresh) {
     /** @type {Record<string, string>} */
     const headers = { Accept: "application/json", Authorization: `Bearer ${this.#appKey}` };
-    if (asCustomer && this.#customerToken !== undefined) {
-      headers[CUSTOMER_TOKEN_HEADER] = await currentToken(this.#customerToken);
-    }
+    if (source !== undefined) headers[CUSTOMER_TOKEN_HEADER] = await currentToken(source, refresh);
     /** @type {RequestInit} */
     const init = { method, headers };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const url = `${this.#apiBase}/tenants/${encodeURIComponent(this.#tenant)}${path}`;
-    return this.#answer(method, url, init);
+    return init;
   }
 
   /**
@@ -316,9 +336,9 @@ function customerPath(customerId) {
   return `/customers/${encodeURIComponent(customerId)}`;
 }
 
-/** @param {CustomerTokenSource} source @returns {Promise<string>} */
-async function currentToken(source) {
-  const token = typeof source === "function" ? await source() : source;
+/** @param {CustomerTokenSource} source @param {boolean} refresh @returns {Promise<string>} */
+async function currentToken(source, refresh) {
+  const token = typeof source === "function" ? await source({ refresh }) : source;
   if (typeof token !== "string" || !token) throw new TypeError("the customer token is empty");
   return token;
 }

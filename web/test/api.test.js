@@ -138,6 +138,10 @@ test("a signed-in customer needs their token; a bad request says which field", o
   assert.ok(refused instanceof VitrinaUnauthorizedError);
   assert.equal(refused.body.detail, "the customer token is not a JWT");
 
+  const stale = anonymous.withCustomerToken(({ refresh }) => (refresh ? api.customers.juan.token : "not-a-jwt"));
+  assert.equal((await stale.getCustomer(api.customers.juan.id)).external_id, "juan-42",
+    "a refused token is replaced once, and the call goes through");
+
   const juan = anonymous.withCustomerToken(api.customers.juan.token);
   const invalid = await juan.recordConsent(api.customers.juan.id, { channel: "pigeon", granted: true, source: "app" })
     .catch((e) => e);

@@ -94,6 +94,27 @@ test("refusals become typed errors carrying the API's body", async () => {
   assert.deepEqual(proxy.problems, []);
 });
 
+test("a refused token is fetched anew once, and the request made again with it", async () => {
+  const expired = json(401, { detail: "the customer token has expired: ask the shop for a new one" });
+  const { seen, fetch } = recording(expired, json(201, { id: 7, kind: "fcm" }), expired,
+    json(401, { detail: "the customer token's key (kid) was retired: sign with a current key" }));
+  const asked = [];
+  const juan = new VitrinaClient({
+    apiBase: "https://api.example", tenant: "t", appKey: "k", fetch,
+    customerToken: ({ refresh }) => { asked.push(refresh); return refresh ? "new" : "cached"; },
+  });
+  const device = await juan.registerFcmToken("cus_1", "fcm-token-0000000001");
+  assert.deepEqual(device, { id: 7, kind: "fcm" });
+  assert.deepEqual(asked, [false, true]);
+  assert.deepEqual(seen.map((request) => request.headers["X-Customer-Token"]), ["cached", "new"]);
+  assert.deepEqual(seen[1].body, { kind: "fcm", token: "fcm-token-0000000001" });
+
+  const twice = await juan.getCustomer("cus_1").catch((e) => e);
+  assert.ok(twice instanceof VitrinaUnauthorizedError, "one new token only: then the app signs in again");
+  assert.match(twice.message, /retired/);
+  assert.equal(seen.length, 4);
+});
+
 test("an unreachable API is a network error, not an API refusal", async () => {
   const { fetch } = recording(new TypeError("fetch failed"));
   const app = new VitrinaClient({ apiBase: "https://api.example", tenant: "t", appKey: "k", fetch });
