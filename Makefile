@@ -7,6 +7,8 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# npm ci's own record of what it installed: the web client's dev packages (TypeScript)
+WEB_STAMP := web/node_modules/.package-lock.json
 ARCHES ?=
 
 .PHONY: demo test test-install lint clean
@@ -18,10 +20,13 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(WEB_STAMP): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
 demo: $(STAMP)
 	$(VENV)/bin/vitrina-demo
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	scripts/ensure-system-packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

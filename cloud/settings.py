@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import secrets
 from datetime import time, timedelta
 from pathlib import Path
@@ -168,6 +169,10 @@ class TenantSettings(BaseModel):
         return [Pseudonymizer(key) for key in self.tenant_keys()]
 
 
+#: What a browser sends as a page's Origin: scheme, host, optional port.
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
 class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -200,6 +205,12 @@ class ApiSettings(BaseModel):
     #: keys, or a client retrying a dead one in a loop, costs one read a try.
     key_backoff_s: float = Field(default=10.0, gt=0, le=3600)
     key_backoff_max_s: float = Field(default=900.0, gt=0, le=24 * 3600)
+    #: The web shops' origins ("https://shop.example") whose pages call the API from the
+    #: browser (the web client under web/): they get CORS answers allowing the headers an
+    #: app sends (the app key, the customer token, JSON) and never cookies, so a console
+    #: session cannot be used from them. Empty (the default): no page of another
+    #: origin can call the API, and a web shop must serve it under its own origin.
+    cors_origins: list[str] = Field(default_factory=list, max_length=100)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -212,6 +223,16 @@ class ApiSettings(BaseModel):
                     f"{entry!r} is neither an address nor a network in CIDR form (host bits"
                     " zero): list the proxies themselves, never every address") from None
         return [entry.strip() for entry in proxies]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: a scheme and a host (and port), as a browser "
+                    "sends it, e.g. https://shop.example; no path, no wildcard")
+        return origins
 
 
 class ConsoleSettings(BaseModel):

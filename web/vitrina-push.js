@@ -1,95 +1,77 @@
-/* Subscribe this browser to a shop's web pushes and register it with the Vitrina API.
+/* Subscribe this browser to the shop's web pushes and register it with the Vitrina API.
  *
- *   import { enableWebPush } from "./vitrina-push.js";
- *   button.onclick = () => enableWebPush({ apiBase, tenant, customerId, apiKey, customerToken });
+ *   import { VitrinaClient } from "vitrina-web";
+ *   import { enableWebPush } from "vitrina-web/push";
+ *   button.onclick = () => enableWebPush(vitrina, customerId);
  *
- * `apiKey` is the tenant's app key (the API's device and key routes want one). The app
- * key is public, so registering a device for a signed-in customer also needs
- * `customerToken`: the short-lived token the shop's backend signed for them, sent as
- * X-Customer-Token (a shopper not signed in registers on an anonymous installation,
- * `customerId` being its id, without one);
- * `applicationServerKey` may be given, else it is fetched from the API (the tenant's
- * VAPID key, made once and kept: subscriptions are bound to it).
- *
- * Call it from a user gesture: browsers only ask for notification permission then. */
+ * Call it from a user gesture: browsers only ask for notification permission then. The
+ * service worker (worker/sw.js with worker/notification.js beside it) must be served by
+ * the shop's own origin; its scope decides which pages it serves. */
 
-/** The VAPID public key (base64url) as the Uint8Array PushManager.subscribe wants. */
+/** @typedef {import("./client.js").VitrinaClient} VitrinaClient */
+/** @typedef {import("./models.js").Device} Device */
+
+/**
+ * @typedef {object} WebPushOptions
+ * @property {string} [applicationServerKey] the tenant's VAPID key; fetched from the API
+ *   when not given (it is made once and kept: subscriptions are bound to it)
+ * @property {string} [serviceWorkerUrl] where the shop serves sw.js (default "/sw.js")
+ */
+
+/**
+ * @typedef {object} WebPushEnabled
+ * @property {Device} device what the API registered
+ * @property {PushSubscription} subscription the browser's subscription
+ */
+
+/** The VAPID public key (base64url) as the Uint8Array PushManager.subscribe wants.
+ * @param {string} base64url
+ * @returns {Uint8Array<ArrayBuffer>} */
 export function urlBase64ToUint8Array(base64url) {
   const padded = (base64url + "===".slice((base64url.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
   const raw = atob(padded);
   return Uint8Array.from(raw, (c) => c.charCodeAt(0));
 }
 
-/** The device registration body the API expects for a PushSubscription.toJSON(). */
-export function registrationBody(subscriptionJson) {
-  const keys = subscriptionJson.keys || {};
-  if (!subscriptionJson.endpoint || !keys.p256dh || !keys.auth) {
-    throw new Error("push subscription lacks endpoint or keys");
-  }
-  return { kind: "web_push", endpoint: subscriptionJson.endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } };
+/** Whether this browser can receive web pushes at all (iOS Safari only from a web app
+ * added to the home screen). */
+export function webPushSupported() {
+  return typeof navigator !== "undefined" && "serviceWorker" in navigator
+    && typeof window !== "undefined" && "PushManager" in window && typeof Notification !== "undefined";
 }
 
-function tenantUrl(apiBase, tenant) {
-  return `${apiBase.replace(/\/+$/, "")}/tenants/${encodeURIComponent(tenant)}`;
-}
-
-export function devicesUrl(apiBase, tenant, customerId) {
-  return `${tenantUrl(apiBase, tenant)}/customers/${encodeURIComponent(customerId)}/devices`;
-}
-
-export function publicKeyUrl(apiBase, tenant) {
-  return `${tenantUrl(apiBase, tenant)}/web-push/public-key`;
-}
-
-/** Request headers for the API: JSON, the app key and the customer token when given. */
-export function apiHeaders(apiKey, customerToken) {
-  const headers = { "Content-Type": "application/json" };
-  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
-  if (customerToken) headers["X-Customer-Token"] = customerToken;
-  return headers;
-}
-
-export async function enableWebPush({
-  apiBase,
-  tenant,
-  customerId,
-  apiKey,
-  customerToken,
-  applicationServerKey,
-  serviceWorkerUrl = "/sw.js",
-  fetchImpl = fetch,
-}) {
-  if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
-    throw new Error("this browser does not support web push");
-  }
+/**
+ * Ask for permission, subscribe with the tenant's VAPID key and register the
+ * subscription for `customerId`. A subscription made under an older key is replaced:
+ * it could no longer be pushed to.
+ * @param {VitrinaClient} client
+ * @param {string} customerId the signed-in customer's id, or the installation's
+ * @param {WebPushOptions} [options]
+ * @returns {Promise<WebPushEnabled>}
+ */
+export async function enableWebPush(client, customerId, options = {}) {
+  if (!webPushSupported()) throw new Error("this browser does not support web push");
   const permission = await Notification.requestPermission();
   if (permission !== "granted") throw new Error(`notification permission ${permission}`);
-  const registration = await navigator.serviceWorker.register(serviceWorkerUrl);
+  const registration = await navigator.serviceWorker.register(options.serviceWorkerUrl ?? "/sw.js");
   await navigator.serviceWorker.ready;
-  if (!applicationServerKey) {
-    const answer = await fetchImpl(publicKeyUrl(apiBase, tenant), { headers: apiHeaders(apiKey) });
-    if (!answer.ok) throw new Error(`VAPID key lookup failed: HTTP ${answer.status}`);
-    applicationServerKey = (await answer.json()).application_server_key;
-  }
-  const key = urlBase64ToUint8Array(applicationServerKey);
+  const key = urlBase64ToUint8Array(options.applicationServerKey ?? (await client.webPushPublicKey()));
   let subscription = await registration.pushManager.getSubscription();
   if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
-    // The shop's VAPID key changed: the old subscription can no longer be pushed to.
     await subscription.unsubscribe();
     subscription = null;
   }
   if (!subscription) {
     subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
   }
-  const response = await fetchImpl(devicesUrl(apiBase, tenant, customerId), {
-    method: "POST",
-    headers: apiHeaders(apiKey, customerToken),
-    body: JSON.stringify(registrationBody(subscription.toJSON())),
-  });
-  if (!response.ok) throw new Error(`device registration failed: HTTP ${response.status}`);
-  return response.json();
+  const device = await client.registerWebPush(customerId, subscription);
+  return { device, subscription };
 }
 
+/**
+ * @param {ArrayBuffer | null} current
+ * @param {Uint8Array<ArrayBuffer>} wanted
+ */
 function sameKey(current, wanted) {
   if (!current) return false;
   const a = new Uint8Array(current);

@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -49,7 +50,7 @@ from cloud.api import (
     tracking,
     webhooks,
 )
-from cloud.api.access import tenant_scope
+from cloud.api.access import CUSTOMER_TOKEN_HEADER, tenant_scope
 from cloud.api.errors import MEANINGS, ErrorBody, refusals
 from cloud.api.limits import LIMIT_KEY, RequestLimits
 from cloud.api.operations import WorkerState, operations_router
@@ -57,6 +58,9 @@ from cloud.api.suggestions import suggestion
 from cloud.db import make_engine, utc_now
 from cloud.settings import Settings
 from shared.errors import spread_located
+
+#: What a web shop's page sends the API: the app key, its customer's token, JSON.
+APP_HEADERS = ("Authorization", "Content-Type", CUSTOMER_TOKEN_HEADER)
 
 #: Problems listed in a 422's message (all of them are in its `detail`).
 MAX_PROBLEMS_SUMMARISED = 10
@@ -116,6 +120,12 @@ def create_app(
                            trusted_hosts=list(settings.api.trusted_proxies))
     app.add_middleware(RequestLimits, default=settings.api.max_body_bytes,
                        max_header_bytes=settings.api.max_header_bytes)
+    if settings.api.cors_origins:
+        # Outermost, so that refusals (413 included) reach the page readable.
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=list(APP_HEADERS),
+                           allow_credentials=False, expose_headers=["Retry-After"],
+                           max_age=600)
     app.openapi = functools.partial(_openapi, app, settings.api.max_body_bytes)  # type: ignore[method-assign]
     return app
 

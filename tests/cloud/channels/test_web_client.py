@@ -1,44 +1,18 @@
-"""The web push client under web/: its own tests, and the payload contract with the sender."""
+"""The web push service worker under web/worker/ and the sender agree on the payload.
+
+The web client's own Node tests run with the API in tests/cloud/api/test_web_app_client.py.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
-
-import pytest
 
 from cloud.channels.vapid import generate_vapid_keys
 from cloud.channels.web_push_service import WebPushMessage, WebPushSender, WebPushSubscription
 from sandbox.webpush import WebPushSandbox
 from tests.cloud.factories import LOCAL_SERVERS
-
-ROOT = Path(__file__).resolve().parents[3]
-WEB = ROOT / "web"
-
-
-def node() -> str:
-    found = shutil.which("node")
-    if found is None:
-        pytest.fail(
-            "Node.js is needed for the web client's tests (it is part of the machine image)"
-        )
-    return found
-
-
-def test_web_client_unit_tests_pass() -> None:
-    run = subprocess.run(
-        [node(), "--test", "test/"],
-        cwd=WEB,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "# fail 0" in run.stdout
+from tests.support.node import WEB, node
 
 
 def test_service_worker_shows_what_the_sender_sent() -> None:
@@ -62,7 +36,7 @@ def test_service_worker_shows_what_the_sender_sent() -> None:
         payload = service.wait_for(1)[0].payload.decode()
 
     script = (
-        "const n = require('./notification.js');"
+        "const n = require('./worker/notification.js');"
         "const doc = n.parsePayload(require('fs').readFileSync(0, 'utf8'));"
         "process.stdout.write(JSON.stringify(n.notificationFor(doc)));"
     )

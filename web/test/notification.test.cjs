@@ -1,7 +1,7 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { parsePayload, notificationFor, safeOpenUrl, openReport } = require("../notification.js");
+const { parsePayload, notificationFor, safeOpenUrl, openReport } = require("../worker/notification.js");
 
 test("payload becomes a tagged notification with its link", () => {
   const doc = parsePayload(JSON.stringify({
