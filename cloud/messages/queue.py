@@ -47,8 +47,6 @@ MAX_ATTEMPTS = 30
 #: Keys the delivery layer puts in a push's data itself.
 RESERVED_DATA_KEYS = frozenset({"message_id", "open_url", "dedupe_key", "deep_link"})
 _WAITING = [MessageStatus.PENDING.value, MessageStatus.HELD.value]
-#: Why a message expired as it was queued: its hold (quiet hours) ends after its deadline.
-HELD_PAST_DEADLINE = "held_past_deadline"
 #: What makes a message an offer: a transactional message may carry none of it.
 _MARKETING_FIELDS = ("offer_id", "coupon_id", "product_sku", "product_category")
 
@@ -160,11 +158,6 @@ class MessageBatch:
 def _message_row(outgoing: Outgoing, *, now: datetime) -> dict[str, object]:
     title, body = summary(outgoing.content)
     status = MessageStatus.HELD if outgoing.not_before > now else MessageStatus.PENDING
-    error_code = None
-    if outgoing.expires_at is not None and outgoing.expires_at <= outgoing.not_before:
-        # Held past its deadline (quiet hours outlast it): expired as it is decided, and
-        # counted so in the funnel, rather than held all night to expire in the morning.
-        status, error_code = MessageStatus.EXPIRED, HELD_PAST_DEADLINE
     return {
         "tenant": outgoing.tenant, "customer_id": outgoing.customer_id,
         "channel": outgoing.channel, "rule": outgoing.rule[:64],
@@ -172,7 +165,6 @@ def _message_row(outgoing: Outgoing, *, now: datetime) -> dict[str, object]:
         "location_based": outgoing.location_based,
         "consent_requested_at": outgoing.consent_requested_at,
         "idempotency_key": outgoing.idempotency_key, "status": status.value,
-        "error_code": error_code,
         "title": title[:200], "body": body,
         "content": content_json(outgoing.content, data=outgoing.data,
                                 token=outgoing.tracking_token),

@@ -305,11 +305,13 @@ def _repeated(coupon: Coupon, *, customer_id: int, offer: Offer) -> Coupon:
 
 def issue_coupon(
     session: Session, *, tenant: str, customer_id: int, offer: Offer, valid_for: timedelta,
-    idempotency_key: str, now: datetime,
+    idempotency_key: str, now: datetime, valid_from: datetime | None = None,
 ) -> Coupon | None:
-    """A single-use coupon of `offer` for the customer, valid for `valid_for` (never past
-    the offer's own end). The same `idempotency_key` returns the same coupon, counted
-    once. None when the offer is not valid at `now` or its stock or budget is used up.
+    """A single-use coupon of `offer` for the customer, valid for `valid_for` from
+    `valid_from` (when the message carrying it can reach the customer; `now` when not
+    given), never past the offer's own end. The same `idempotency_key` returns the same
+    coupon, counted once. None when the offer is not valid at `now` or its stock or budget
+    is used up.
 
     The coupon row is written first (so a concurrent request with the same key waits for
     it and then finds it), then counted against the offer with a conditional UPDATE; if
@@ -328,7 +330,7 @@ def issue_coupon(
     if not is_valid_at(offer, now):
         COUPONS.labels(outcome="not_valid").inc()
         return None
-    expires_at = now + valid_for
+    expires_at = max(now, valid_from or now) + valid_for
     if offer.valid_until is not None:
         expires_at = min(expires_at, offer.valid_until)
     coupon_id = None

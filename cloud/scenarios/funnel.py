@@ -4,7 +4,9 @@ Counts are of messages created in [since, until). Each stage counts the messages
 reached it, whatever happened after (a delivered message was also sent, a clicked one
 may not have loaded the open pixel), so the stages read as a funnel; the terminal
 statuses (failed, suppressed, expired) and the still waiting (pending, held) are counted
-by status. FCM gives no delivery receipt, so its pushes never count as delivered.
+by status; `expired` also counts sends that quiet hours would have held past their deadline,
+which made no message (they are in the journey log). FCM gives no delivery receipt, so its
+pushes never count as delivered.
 
 Transactional messages (requests for consent: the double opt-in email and its reminders)
 are not marketing: their rows say `transactional` (a step that changed kind between
@@ -23,7 +25,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from cloud.messages.models import Message, MessageStatus
-from cloud.scenarios.models import Journey
+from cloud.scenarios.models import Journey, JourneyLog
+from cloud.scenarios.sending import HELD_PAST_DEADLINE
 
 #: (scenario, step, variant): rules outside scenarios have no scenario (None).
 FunnelKey = tuple[str | None, str | None, str | None]
@@ -108,21 +111,53 @@ def funnel(
             delivered=found[8], opened=found[9], clicked=found[10], converted=found[11],
             failed=found[12], suppressed=found[13], expired=found[14],
         )
-    held_out = held_out_journeys(
-        session, tenant=tenant, since=since, until=until, scenario=scenario
-    )
+    held_out = held_out_journeys(session, tenant=tenant, since=since, until=until,
+                                 scenario=scenario)
     for (scenario_key, step, variant), count in held_out.items():
         key = (scenario_key, step, variant, False)
-        row = rows.get(key) or FunnelRow(
-            scenario=scenario_key, step=step, variant=variant, queued=0, pending=0, held=0,
-            sent=0, delivered=0, opened=0, clicked=0, converted=0, failed=0, suppressed=0,
-            expired=0,
-        )
+        row = rows.get(key) or _empty_row(scenario_key, step, variant)
         rows[key] = row.model_copy(update={"held_out": count})
+    unsent = held_past_deadline(session, tenant=tenant, since=since, until=until,
+                                scenario=scenario)
+    for (scenario_key, step, variant), count in unsent.items():
+        key = (scenario_key, step, variant, False)
+        row = rows.get(key) or _empty_row(scenario_key, step, variant)
+        rows[key] = row.model_copy(update={"expired": row.expired + count})
     return sorted(
         rows.values(),
         key=lambda r: (r.scenario or "", r.step or "", r.variant or "", r.transactional),
     )
+
+
+def _empty_row(scenario: str | None, step: str | None, variant: str | None) -> FunnelRow:
+    return FunnelRow(scenario=scenario, step=step, variant=variant, queued=0, pending=0,
+                     held=0, sent=0, delivered=0, opened=0, clicked=0, converted=0, failed=0,
+                     suppressed=0, expired=0)
+
+
+def held_past_deadline(
+    session: Session, *, tenant: str, since: datetime, until: datetime,
+    scenario: str | None = None,
+) -> Mapping[FunnelKey, int]:
+    """Sends decided in the period that quiet hours would have held past their deadline:
+    no message was made (nor a coupon spent), so the journey log is where they are
+    counted, as expired."""
+    query = (
+        core_select(col(Journey.scenario_key), col(JourneyLog.step), col(Journey.variant),
+                    func.count())
+        .join(Journey, col(Journey.id) == col(JourneyLog.journey_id))
+        .where(
+            col(Journey.tenant) == tenant, col(JourneyLog.outcome) == HELD_PAST_DEADLINE,
+            col(JourneyLog.at) >= since, col(JourneyLog.at) < until,
+        )
+        .group_by(col(Journey.scenario_key), col(JourneyLog.step), col(Journey.variant))
+    )
+    if scenario is not None:
+        query = query.where(col(Journey.scenario_key) == scenario)
+    return {
+        (key, step, variant): int(count)
+        for key, step, variant, count in session.connection().execute(query).all()
+    }
 
 
 def held_out_journeys(

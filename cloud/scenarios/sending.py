@@ -64,6 +64,9 @@ from cloud.templates.context import present_fields
 from cloud.triggers import LOCATION_KINDS
 
 LOCATION_KIND_VALUES = frozenset(kind.value for kind in LOCATION_KINDS)
+#: The journey-log outcome of a send that quiet hours would hold past its deadline (the
+#: funnel counts these as expired).
+HELD_PAST_DEADLINE = "held_past_deadline"
 #: How long a send started by a visit or a geofence stays worth making when its step does
 #: not say: about as long as a visit; after that the customer has gone.
 LOCATION_WORTH = timedelta(minutes=30)
@@ -148,16 +151,27 @@ def send_step(
     if template is None:
         return StepResult("no_template", f"{template_key} ({channel})")
 
-    coupon: Coupon | None = None
-    if offer is not None and step.coupon is not None:
-        coupon = _coupon(session, journey=journey, offer=offer, choice=step.coupon, key=key,
-                         now=now)
-        if coupon is None:
-            return StepResult("offer_exhausted", offer.key)
-
     store = _store(lookups, journey)
     zone = zone_or_default(customer.time_zone or (store.time_zone if store else None),
                            settings.default_time_zone)
+    not_before = hold_until(now, zone=zone, settings=settings)
+    # The deadline counts from the decision, not from the end of a hold: quiet hours do
+    # not make a "you are at the store" push worth sending the next morning. A send held
+    # past it is not made at all (no coupon is spent on it).
+    expires_at = now + worth_sending(step, journey)
+    if expires_at <= not_before:
+        return StepResult(HELD_PAST_DEADLINE, f"{channel}: quiet hours until "
+                          f"{not_before.isoformat()} outlast its deadline, "
+                          f"{expires_at.isoformat()}")
+
+    coupon: Coupon | None = None
+    if offer is not None and step.coupon is not None:
+        # Valid from when it can reach the customer: a hold does not eat into it.
+        coupon = _coupon(session, journey=journey, offer=offer, choice=step.coupon, key=key,
+                         now=now, valid_from=not_before)
+        if coupon is None:
+            return StepResult("offer_exhausted", offer.key)
+
     token = links.token(key)
     context = _context(
         store, customer=customer, journey=journey, offer=offer, coupon=coupon, zone=zone,
@@ -171,10 +185,6 @@ def send_step(
     except TemplateError as error:
         return StepResult("render_failed", str(error)[:500])
 
-    not_before = hold_until(now, zone=zone, settings=settings)
-    # The deadline counts from the decision, not from the end of a hold: quiet hours do
-    # not make a "you are at the store" push worth sending the next morning.
-    expires_at = now + worth_sending(step, journey)
     target = str(step.link_url) if step.link_url else (offer.product_url if offer else None)
     message = messages.add(now=now, outgoing=Outgoing(
         tenant=journey.tenant, customer_id=journey.customer_id,
@@ -193,9 +203,6 @@ def send_step(
     if not step.transactional:
         lookups.record_send(journey.customer_id, RecentSend(now, channel, journey.scenario_key))
     _remember(journey, offer=offer, coupon=coupon)
-    if expires_at <= not_before:
-        return StepResult("expired", f"{channel}: quiet hours until {not_before.isoformat()} "
-                          f"outlast its deadline, {expires_at.isoformat()}", message)
     held = not_before > now
     detail = channel + (f", held until {not_before.isoformat()}" if held else "")
     return StepResult("held" if held else "queued", detail, message)
@@ -229,10 +236,10 @@ def _describe_choice(choice: OfferChoice) -> str:
 
 
 def _coupon(session: Session, *, journey: Journey, offer: Offer, choice: CouponChoice,
-            key: str, now: datetime) -> Coupon | None:
+            key: str, now: datetime, valid_from: datetime | None = None) -> Coupon | None:
     return issue_coupon(
         session, tenant=journey.tenant, customer_id=journey.customer_id, offer=offer,
-        valid_for=choice.valid_for, idempotency_key=key, now=now,
+        valid_for=choice.valid_for, idempotency_key=key, now=now, valid_from=valid_from,
     )
 
 

@@ -449,3 +449,20 @@ def test_an_order_that_redeems_a_coupon_enters_scenarios_that_ask_for_one(
         assert report.started == 1
         started = session.exec(select(Journey)).all()
         assert [journey.customer_id for journey in started] == [juan]
+
+
+def test_a_coupons_validity_counts_from_when_its_message_can_reach_the_customer(
+    engine: Engine, tenant: str
+) -> None:
+    """Held overnight by quiet hours, a "valid 24 hours" coupon still gets its 24 hours,
+    though never past the offer's own end."""
+    morning = NOW + timedelta(hours=11)
+    with session_scope(engine) as session:
+        juan = new_customer(session, tenant=tenant, name="juan")
+        offer = save_offer(session, tenant=tenant, key=DRYERS_20)
+        held = crud.issue_coupon(session, tenant=tenant, customer_id=juan, offer=offer,
+                                 valid_for=DAY, idempotency_key="held", now=NOW,
+                                 valid_from=morning)
+        assert held is not None
+        assert (held.issued_at, held.expires_at) == (NOW, morning + DAY)
+        session.commit()
