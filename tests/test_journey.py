@@ -346,7 +346,7 @@ def test_juan(shop: Shop, fcm_server: FcmSandbox) -> None:
     assert cart.status == "held"
     assert cart.target_url == "https://shop.example/c/washers"  # the category's page
     coupon = shop.coupon(cart.coupon_id)
-    assert coupon.expires_at == decided + timedelta(hours=24)
+    assert coupon.expires_at == nine_in_madrid + timedelta(hours=24)  # from when it reaches him
     assert shop.message(cart.id or 0).sent_at is None
     shop.at(nine_in_madrid)
     assert shop.message(cart.id or 0).sent_at == nine_in_madrid
