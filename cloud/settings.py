@@ -21,6 +21,7 @@ import secrets
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -431,6 +432,18 @@ def needs_https(channel: str) -> str:
 
 def is_https(url: str) -> bool:
     return url.startswith("https://")
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` points at this machine only (127.0.0.0/8, ::1, localhost): links made
+    with it reach no customer's phone."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class TrackingSettings(BaseModel):

@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import annotated_types
 from pydantic import BaseModel, HttpUrl, SecretStr, TypeAdapter
-from pydantic.fields import FieldInfo
 from pydantic.config import JsonDict
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 #: The `json_schema_extra` key that holds what happens when a setting is left unset.
