@@ -56,7 +56,7 @@ from cloud.api.operations import WorkerState, operations_router
 from cloud.api.suggestions import suggestion
 from cloud.db import make_engine, utc_now
 from cloud.settings import Settings
-from shared.errors import spread_located
+from shared.errors import plain_values, spread_located
 
 #: Problems listed in a 422's message (all of them are in its `detail`).
 MAX_PROBLEMS_SUMMARISED = 10
@@ -177,7 +177,7 @@ def _validation_error(request: Request, error: Exception) -> JSONResponse:
         hint = suggestion(item, request)
         for problem in spread_located(item):
             location = [str(part) for part in problem["loc"]]
-            problems.append({"loc": location, "msg": problem["msg"] + hint,
+            problems.append({"loc": location, "msg": plain_values(problem["msg"]) + hint,
                              "type": problem["type"]})
     summary = "; ".join(
         f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}"
