@@ -42,7 +42,13 @@ from cloud.ingest.consumer import PresenceConsumer
 from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.worker import ScenarioWorker
-from cloud.settings import LOOPBACK_BASE_URL, Settings, is_loopback_url
+from cloud.settings import (
+    LOOPBACK_BASE_URL,
+    QuietHours,
+    ScenarioSettings,
+    Settings,
+    is_loopback_url,
+)
 from cloud.wakeups import Channel, Listener
 
 log = logging.getLogger(__name__)
@@ -322,17 +328,30 @@ def _channel_off(adapter: AnyAdapter) -> str:
 
 
 def quiet_hours_note(settings: Settings) -> str:
-    """The quiet hours in force, and for whom (every tenant shares the deployment's)."""
+    """The quiet hours in force: everyone's, then each tenant's (its own or everyone's)."""
     scenarios = settings.scenarios
-    tenants = ", ".join(settings.tenants) or "none configured"
-    quiet = scenarios.quiet_hours
+    window = _window(scenarios.quiet_hours)
+    if window is None:
+        text = "quiet hours are off: marketing messages go out at any hour"
+    else:
+        text = (f"quiet hours {window} on each customer's clock (else their store's, else "
+                f"{scenarios.default_time_zone}): marketing messages decided then are held "
+                "until they end, not dropped")
+    tenants = [_tenant_quiet_hours(scenarios, tenant) for tenant in settings.tenants]
+    return f"{text}; per tenant: {', '.join(tenants) or 'no tenant configured'}."
+
+
+def _tenant_quiet_hours(scenarios: ScenarioSettings, tenant: str) -> str:
+    """`acme 22:00-08:00 (its own)`, `beta off (everyone's)`."""
+    whose = "its own" if tenant in scenarios.tenant_quiet_hours else "everyone's"
+    return f"{tenant} {_window(scenarios.quiet_hours_for(tenant)) or 'off'} ({whose})"
+
+
+def _window(quiet: QuietHours | None) -> str | None:
+    """The window as `21:00-09:00`, or None when there are no quiet hours."""
     if quiet is None or quiet.start == quiet.end:
-        return (f"quiet hours are off: marketing messages go out at any hour (every tenant: "
-                f"{tenants}). Set [scenarios.quiet_hours] to hold them at night.")
-    return (f"quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} on each customer's clock "
-            f"(else their store's, else {scenarios.default_time_zone}): marketing messages "
-            f"decided then are held until {quiet.end:%H:%M}, not dropped; every tenant "
-            f"({tenants}) has these.")
+        return None
+    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M}"
 
 
 def log_configuration(settings: Settings) -> None:

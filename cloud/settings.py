@@ -515,6 +515,12 @@ class ScenarioSettings(BaseModel):
         "`VITRINA_SCENARIOS__QUIET_HOURS=null`) switches them off: messages go out at "
         "any hour. The orchestrator logs the quiet hours that apply at start-up.",
         json_schema_extra=unset("21:00 to 09:00."))
+    tenant_quiet_hours: dict[str, QuietHours | None] = Field(
+        default_factory=dict,
+        description="A tenant's own quiet hours, under its id, instead of `quiet_hours` (a "
+        "shop whose customers expect texts later in the evening); `null` for a tenant: "
+        "none for its customers. Tenants not listed have `quiet_hours`.",
+        json_schema_extra=keyed("tenant"))
     default_time_zone: str = Field(
         default="UTC",
         description="The clock for customers who gave no time zone (and whose store has "
@@ -544,6 +550,12 @@ class ScenarioSettings(BaseModel):
         description="How long the delivery worker waits for the shop's server (to connect, "
         "and again to answer) when posting a webhook a step queued; no answer in time is "
         "retried later.")
+
+    def quiet_hours_for(self, tenant: str) -> QuietHours | None:
+        """The quiet hours `tenant`'s customers have: its own, else everyone's."""
+        if tenant in self.tenant_quiet_hours:
+            return self.tenant_quiet_hours[tenant]
+        return self.quiet_hours
 
 
 class OutboundSettings(BaseModel):
@@ -643,6 +655,15 @@ class Settings(BaseSettings):
                     f"tenant id {tenant!r} must be 1-64 characters of a-z, 0-9, '-' and '_'"
                 )
         return tenants
+
+    @model_validator(mode="after")
+    def _quiet_hours_of_known_tenants(self) -> Self:
+        unknown = sorted(set(self.scenarios.tenant_quiet_hours) - set(self.tenants))
+        if unknown:
+            raise ValueError(
+                f"scenarios.tenant_quiet_hours names tenants that are not configured: "
+                f"{', '.join(unknown)} (list them under tenants)")
+        return self
 
     @field_validator("operator_key_hash")
     @classmethod

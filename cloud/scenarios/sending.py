@@ -165,7 +165,7 @@ def send_step(
     except TemplateError as error:
         return StepResult("render_failed", str(error)[:500])
 
-    not_before = hold_until(now, zone=zone, settings=settings)
+    not_before = hold_until(now, zone=zone, settings=settings, tenant=journey.tenant)
     expires_at = not_before + step.expires_after if step.expires_after else None
     target = str(step.link_url) if step.link_url else (offer.product_url if offer else None)
     message = messages.add(now=now, outgoing=Outgoing(
@@ -301,9 +301,11 @@ def _store(lookups: Lookups, journey: Journey) -> StoreRow | None:
     return lookups.store(journey.tenant, key) if key is not None else None
 
 
-def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings) -> datetime:
-    """`now`, or when the customer's quiet hours end if `now` falls inside them."""
-    quiet = settings.quiet_hours
+def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings,
+               tenant: str | None = None) -> datetime:
+    """`now`, or when the customer's quiet hours (their tenant's, when it has its own)
+    end if `now` falls inside them."""
+    quiet = settings.quiet_hours if tenant is None else settings.quiet_hours_for(tenant)
     if quiet is None or quiet.start == quiet.end:
         return now
     local = now.astimezone(zone)

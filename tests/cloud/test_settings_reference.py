@@ -79,7 +79,11 @@ def test_documented_variable_names_load(monkeypatch: pytest.MonkeyPatch) -> None
     env("channels.push.project_id", "acme-shop")
     env("channels.push.credentials_file", "/etc/vitrina/sa.json")
     env("api.trusted_proxies", '["10.0.0.0/8"]')
+    env("scenarios.tenant_quiet_hours.<tenant>.start", "23:00", tenant="acme")
     settings = Settings()
+    acme_quiet = settings.scenarios.quiet_hours_for("acme")
+    assert acme_quiet is not None
+    assert (acme_quiet.start, acme_quiet.end) == (time(23), time(9))
     assert settings.tracking.public_base_url == "https://push.shop.example"
     assert settings.scenarios.quiet_hours is not None
     assert settings.scenarios.quiet_hours.end == time(7, 30)

@@ -44,7 +44,8 @@ def test_out_of_the_box_every_channel_is_off_and_links_are_local(
     [quiet] = [text for level, text in said if level == logging.INFO]
     assert quiet.startswith("quiet hours 21:00-09:00 on each customer's clock (else their "
                             "store's, else UTC)")
-    assert "every tenant (acme, beta)" in quiet
+    assert quiet.endswith("per tenant: acme 21:00-09:00 (everyone's), beta 21:00-09:00 "
+                          "(everyone's).")
 
 
 def test_configured_channels_and_a_public_address_are_not_mentioned(
@@ -62,12 +63,24 @@ def test_configured_channels_and_a_public_address_are_not_mentioned(
     assert said[-1][1].startswith("quiet hours are off: marketing messages go out at any hour")
 
 
-def test_quiet_hours_as_configured(caplog: pytest.LogCaptureFixture) -> None:
-    scenarios = ScenarioSettings(quiet_hours=QuietHours(start=time(22), end=time(8)),
-                                 default_time_zone="Europe/Madrid")
-    said = _said(caplog, Settings(scenarios=scenarios))
-    assert said[-1][1].startswith("quiet hours 22:00-08:00 on each customer's clock (else "
-                                  "their store's, else Europe/Madrid)")
+def test_quiet_hours_as_configured_and_per_tenant(caplog: pytest.LogCaptureFixture) -> None:
+    scenarios = ScenarioSettings(
+        quiet_hours=QuietHours(start=time(22), end=time(8)), default_time_zone="Europe/Madrid",
+        tenant_quiet_hours={"beta": QuietHours(start=time(23), end=time(7)), "gamma": None})
+    settings = Settings(tenants={"acme": KEYS, "beta": KEYS, "gamma": KEYS},
+                        scenarios=scenarios)
+    note = _said(caplog, settings)[-1][1]
+    assert note.startswith("quiet hours 22:00-08:00 on each customer's clock (else their "
+                           "store's, else Europe/Madrid)")
+    assert note.endswith("per tenant: acme 22:00-08:00 (everyone's), beta 23:00-07:00 (its "
+                         "own), gamma off (its own).")
+
+
+def test_quiet_hours_of_an_unknown_tenant_are_refused() -> None:
+    with pytest.raises(ValueError, match="tenant_quiet_hours names tenants that are not "
+                                         "configured: beta"):
+        Settings(tenants={"acme": KEYS},
+                 scenarios={"tenant_quiet_hours": {"beta": {"start": "22:00"}}})
 
 
 @pytest.mark.parametrize(("url", "loopback"), [
