@@ -511,15 +511,16 @@ class ScenarioSettings(BaseModel):
     quiet_hours: QuietHours | None = Field(
         default=QuietHours(),
         description="Hours, on each customer's clock, when marketing messages are held "
-        "(not dropped) until the end. `null` (in TOML leave the table out and set "
-        "`VITRINA_SCENARIOS__QUIET_HOURS=null`) switches them off: messages go out at "
-        "any hour. The orchestrator logs the quiet hours that apply at start-up.",
+        "(not dropped) until the end. Off (messages go out at any hour) with "
+        "`VITRINA_SCENARIOS__QUIET_HOURS=null`, or in TOML the same `start` and `end`. The "
+        "orchestrator logs the quiet hours that apply at start-up.",
         json_schema_extra=unset("21:00 to 09:00."))
     tenant_quiet_hours: dict[str, QuietHours | None] = Field(
         default_factory=dict,
         description="A tenant's own quiet hours, under its id, instead of `quiet_hours` (a "
-        "shop whose customers expect texts later in the evening); `null` for a tenant: "
-        "none for its customers. Tenants not listed have `quiet_hours`.",
+        "shop whose customers expect texts later in the evening). None for a tenant's "
+        "customers: `null` in JSON, or the same `start` and `end`. Tenants not listed have "
+        "`quiet_hours`.",
         json_schema_extra=keyed("tenant"))
     default_time_zone: str = Field(
         default="UTC",

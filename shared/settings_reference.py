@@ -155,7 +155,8 @@ def entry(name: str, info: FieldInfo, place: Place) -> Entry:
 def type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     """A reader's name for a field's type, with its bounds."""
     base = _type_name(annotation)
-    bounds = _bounds(metadata)
+    bounds = _bounds(metadata, " items" if base.startswith(("list", "table")) else
+                     " characters")
     return f"{base} ({bounds})" if bounds else base
 
 
@@ -175,7 +176,7 @@ def _type_name(annotation: Any) -> str:
         return f"table of {_plural(_type_name(args[1]))}" if len(args) == 2 else "table"
     if isinstance(annotation, type):
         return _simple_type(annotation)
-    return "value"
+    return "section" if annotation is Any else "value"
 
 
 def _simple_type(annotation: type) -> str:
@@ -201,24 +202,46 @@ def _plural(name: str) -> str:
     return name if name.startswith(("one of", "list", "table")) else f"{name}s"
 
 
-def _bounds(metadata: Sequence[Any]) -> str:
-    parts: list[str] = []
+def _bounds(metadata: Sequence[Any], length_unit: str) -> str:
+    """`1 to 65535`, `more than 0`, `1 to 64 characters`, `matching ...`."""
+    low: Any = None
+    high: Any = None
+    low_word, high_word = "at least", "at most"
+    shortest: int | None = None
+    longest: int | None = None
+    pattern: str | None = None
     for item in metadata:
         if isinstance(item, annotated_types.Ge):
-            parts.append(f"at least {item.ge}")
+            low = item.ge
         elif isinstance(item, annotated_types.Gt):
-            parts.append(f"more than {item.gt}")
+            low, low_word = item.gt, "more than"
         elif isinstance(item, annotated_types.Le):
-            parts.append(f"at most {item.le}")
+            high = item.le
         elif isinstance(item, annotated_types.Lt):
-            parts.append(f"less than {item.lt}")
-        elif isinstance(item, annotated_types.MinLen) and item.min_length > 0:
-            parts.append(f"at least {item.min_length} long")
+            high, high_word = item.lt, "less than"
+        elif isinstance(item, annotated_types.MinLen):
+            shortest = item.min_length
         elif isinstance(item, annotated_types.MaxLen):
-            parts.append(f"at most {item.max_length} long")
+            longest = item.max_length
         elif getattr(item, "pattern", None):
-            parts.append(f"matching `{item.pattern}`")
-    return ", ".join(parts)
+            pattern = item.pattern
+    parts = [_range(_shown(low), _shown(high), low_word, high_word, "")]
+    parts.append(_range(shortest or None, longest, "at least", "at most", length_unit))
+    if pattern:
+        parts.append(f"matching `{pattern}`")
+    return ", ".join(part for part in parts if part)
+
+
+def _range(low: Any, high: Any, low_word: str, high_word: str, unit: str) -> str:
+    if unit and low == 1 and high is None:
+        return "not empty"
+    if low is not None and high is not None and low_word == "at least" and (
+            high_word == "at most"):
+        return f"{low} to {high}{unit}"
+    words = [f"{low_word} {low}" if low is not None else "",
+             f"{high_word} {high}" if high is not None else ""]
+    text = ", ".join(word for word in words if word)
+    return f"{text}{unit}" if text else ""
 
 
 def _default(info: FieldInfo) -> str:
@@ -233,7 +256,18 @@ def _default(info: FieldInfo) -> str:
     if isinstance(value, SecretStr):
         return "made up per process"
     shown = TypeAdapter(Any).dump_python(value, mode="json")
+    if shown == "":
+        return '`""`'
     return f"`{json.dumps(shown, ensure_ascii=False) if not isinstance(shown, str) else shown}`"
+
+
+def _shown(bound: Any) -> Any:
+    """A bound as a reader says it: a duration in days or seconds."""
+    if not isinstance(bound, datetime.timedelta):
+        return bound
+    if bound.days and not bound.seconds and not bound.microseconds:
+        return f"{bound.days} days"
+    return f"{bound.total_seconds():g} s"
 
 
 def _plain(value: Any) -> str:

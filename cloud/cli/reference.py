@@ -62,7 +62,7 @@ export VITRINA_TRACKING__PUBLIC_BASE_URL=https://push.shop.example
 export VITRINA_TENANTS__ACME__KEYS='[{{"key_id": "k1", "secret": "{EXAMPLE_SECRET}"}}]'
 export VITRINA_CHANNELS__WEB_PUSH__SUBJECT=mailto:ops@shop.example
 export VITRINA_SCENARIOS__QUIET_HOURS__START=22:00
-export VITRINA_SCENARIOS__CHANNEL_CAPS='{{"push": {{"max": 2, "per": "P1D"}}}}'
+export VITRINA_WEBHOOK_SECRETS='["whsec-2026-11", "whsec-2026-05"]'
 ```
 
 or in the file `{CONFIG_FILE_VARIABLE}` names:
@@ -123,7 +123,8 @@ def reference_markdown() -> str:
             text = markdown_section(section, with_env=True)
             if index == 0:
                 heading, _, rest = text.partition("\n\n")
-                text = f"{heading}\n\n**Unset:** {adapter.unconfigured}.\n\n{rest}"
+                text = (f"{heading}\n\n**Unset:** {adapter.unconfigured}; the orchestrator "
+                        f"says so at start-up.\n\n{rest}")
             parts.append(text)
     return "\n\n".join(parts).rstrip() + "\n"
 

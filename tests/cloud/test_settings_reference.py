@@ -116,7 +116,7 @@ def test_the_environment_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.channels["web_push"].subject == "mailto:ops@shop.example"
     assert settings.scenarios.quiet_hours is not None
     assert settings.scenarios.quiet_hours.start == time(22)
-    assert settings.scenarios.channel_caps["push"].max == 2
+    assert settings.webhook_secrets_for("acme") == ["whsec-2026-11", "whsec-2026-05"]
 
 
 def test_the_file_example_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
