@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 
 from cloud.api import create_app
 from cloud.api.live import end_live_streams
+from cloud.channels.registry import AnyAdapter, adapters
 from cloud.db import (
     is_postgres,
     make_engine,
@@ -41,7 +42,13 @@ from cloud.ingest.consumer import PresenceConsumer
 from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.worker import ScenarioWorker
-from cloud.settings import Settings
+from cloud.settings import (
+    LOOPBACK_BASE_URL,
+    QuietHours,
+    ScenarioSettings,
+    Settings,
+    is_loopback_url,
+)
 from cloud.wakeups import Channel, Listener
 
 log = logging.getLogger(__name__)
@@ -288,3 +295,66 @@ def _bound_port(server: uvicorn.Server) -> int:
         for sock in listener.sockets:
             return int(sock.getsockname()[1])
     raise RuntimeError("the API server has no listening socket")
+
+
+# --- start-up: what the settings leave off, said once -----------------------------------
+
+
+def configuration_notes(settings: Settings) -> list[tuple[int, str]]:
+    """What a developer would otherwise find out from a message that never came: the
+    channels that are off, a public base URL no phone can reach, the quiet hours that hold
+    messages. Each as (log level, sentence)."""
+    notes = [(logging.WARNING, _channel_off(adapter)) for adapter in adapters()
+             if settings.channel_settings(adapter) is None]
+    base_url = settings.tracking.public_base_url
+    if is_loopback_url(base_url):
+        default = " (the default)" if base_url == LOOPBACK_BASE_URL else ""
+        notes.append((logging.WARNING, (
+            f"tracking.public_base_url is {base_url}{default}, this machine only: links in "
+            "messages (tracked links, unsubscribe, open reports) will not work on a "
+            "customer's device. Set VITRINA_TRACKING__PUBLIC_BASE_URL to the address "
+            "customers reach this API at.")))
+    notes.append((logging.INFO, quiet_hours_note(settings)))
+    return notes
+
+
+def _channel_off(adapter: AnyAdapter) -> str:
+    required = [name for name, info in adapter.settings_model.model_fields.items()
+                if info.is_required()]
+    variables = ", ".join(f"VITRINA_CHANNELS__{adapter.name.upper()}__{name.upper()}"
+                          for name in required)
+    return (f"channel {adapter.name} is not configured: {adapter.unconfigured}. Set "
+            f"[channels.{adapter.name}] ({variables}).")
+
+
+def quiet_hours_note(settings: Settings) -> str:
+    """The quiet hours in force: everyone's, then each tenant's (its own or everyone's)."""
+    scenarios = settings.scenarios
+    window = _window(scenarios.quiet_hours)
+    if window is None:
+        text = "quiet hours are off: marketing messages go out at any hour"
+    else:
+        text = (f"quiet hours {window} on each customer's clock (else their store's, else "
+                f"{scenarios.default_time_zone}): marketing messages decided then are held "
+                "until they end, not dropped")
+    tenants = [_tenant_quiet_hours(scenarios, tenant) for tenant in settings.tenants]
+    return f"{text}; per tenant: {', '.join(tenants) or 'no tenant configured'}."
+
+
+def _tenant_quiet_hours(scenarios: ScenarioSettings, tenant: str) -> str:
+    """`acme 22:00-08:00 (its own)`, `beta off (everyone's)`."""
+    whose = "its own" if tenant in scenarios.tenant_quiet_hours else "everyone's"
+    return f"{tenant} {_window(scenarios.quiet_hours_for(tenant)) or 'off'} ({whose})"
+
+
+def _window(quiet: QuietHours | None) -> str | None:
+    """The window as `21:00-09:00`, or None when there are no quiet hours."""
+    if quiet is None or quiet.start == quiet.end:
+        return None
+    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M}"
+
+
+def log_configuration(settings: Settings) -> None:
+    """Say `configuration_notes` once, at the start of a long-running command."""
+    for level, text in configuration_notes(settings):
+        log.log(level, text)

@@ -108,8 +108,9 @@ def say(text: str) -> None:
     print(f"▶ {text}", flush=True)
 
 
-#: Start-up chatter of the orchestrator's libraries; still written to the demo's log files.
-QUIET_LINES = re.compile(r" INFO (alembic|uvicorn)[.:]")
+#: Start-up chatter of the orchestrator's libraries, and its notes on what the settings
+#: leave off (the demo sets up push alone, on purpose); still written to the demo's log files.
+QUIET_LINES = re.compile(r" INFO (alembic|uvicorn)[.:]| (INFO|WARNING) cloud\.service ")
 
 
 def echo_child(name: str, line: str) -> None:

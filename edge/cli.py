@@ -1,6 +1,6 @@
 """`vitrina-edge`: run the gateway agent, replay captures, check a config, show status,
 enrol with a one-time code, calibrate the RSSI thresholds with a test phone,
-diagnose the gateway (`doctor`).
+diagnose the gateway (`doctor`), print the configuration reference.
 
 Exit codes: 0 success; 1 a run that did not finish its work (a replay whose outbox did
 not drain in time); 2 a config or usage error (for `enrol`: a bundle is already there);
@@ -57,6 +57,7 @@ from edge.enrol import (
 from edge.keystore import KeyStoreError
 from edge.outbox import read_stats
 from edge.pseudonymize import SightingPseudonymizer
+from edge.reference import reference_markdown
 from edge.settings import (
     DEFAULT_CONFIG_PATH,
     EdgeSettings,
@@ -145,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--write", action="store_true",
                            help="write the thresholds into the config file (else only shown)")
     with_config("check-config", "Validate a config file and print OK or the problems.")
+    reference_help = ("Print the configuration reference (Markdown): every key of the config "
+                      "file, its type, default and what it does.")
+    commands.add_parser("settings-reference", help=reference_help, description=reference_help)
     status = with_config("status", "Show the outbox and the last heartbeat of this gateway.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     doctor = with_config("doctor", "Check that this gateway can run: config, bundle, broker "
@@ -510,6 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "enrol":
         return enrol_gateway(args)
+    if args.command == "settings-reference":
+        print(reference_markdown(), end="")
+        return EXIT_OK
     if args.command == "check-config":
         return check_config(args.config)
     if args.command == "doctor":

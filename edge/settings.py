@@ -37,6 +37,7 @@ from pydantic import (
 from edge.timeouts import MAX_EXIT_AFTER_S
 from shared.errors import ContractError
 from shared.pseudonym import KEY_ID_PATTERN, TenantKey
+from shared.settings_reference import unset
 from shared.status import ZoneThreshold
 from shared.topics import validate_segment
 
@@ -82,14 +83,21 @@ class _Section(BaseModel):
 
 
 class IdentitySettings(_Section):
-    tenant: Annotated[str, _segment("tenant")]
-    store: Annotated[str, _segment("store")]
-    gateway: Annotated[str, _segment("gateway")]
+    """Who this gateway is: the ids in its MQTT topics and its broker login."""
+
+    tenant: Annotated[str, _segment("tenant")] = Field(description="The shop's tenant id.")
+    store: Annotated[str, _segment("store")] = Field(description="The store's key.")
+    gateway: Annotated[str, _segment("gateway")] = Field(
+        description="This gateway's id within the store.")
 
 
 class KeySettings(_Section):
-    key_id: KeyId
-    secret: SecretStr
+    """One pseudonymization key."""
+
+    key_id: KeyId = Field(description="The key's id, carried by every pseudonym.")
+    secret: SecretStr = Field(
+        description="The key itself, hex or base64 (`VITRINA_EDGE_KEY_<KEY_ID>` overrides "
+        "it).")
 
     @field_validator("secret")
     @classmethod
@@ -116,10 +124,17 @@ class KeysSettings(_Section):
     the cloud no longer lists is not loaded again (`edge.keystore`).
     """
 
-    active: KeyId
-    key: list[KeySettings] = Field(min_length=1)
-    seal_key_file: Path | None = None
-    store: Path | None = None
+    active: KeyId = Field(description="The key id that pseudonymizes now.")
+    key: list[KeySettings] = Field(min_length=1, description="The keys (`[[keys.key]]`).")
+    seal_key_file: Path | None = Field(
+        default=None,
+        description="This gateway's X25519 private key (PEM, written at enrolment), which "
+        "opens the keys the cloud delivers sealed.",
+        json_schema_extra=unset("keys the cloud delivers cannot be opened: the gateway "
+                                "keeps the keys of this file."))
+    store: Path | None = Field(
+        default=None, description="Where the delivered keys are kept (still sealed).",
+        json_schema_extra=unset("`keys.json` beside the outbox."))
 
     @model_validator(mode="after")
     def _active_is_known(self) -> Self:
@@ -137,8 +152,12 @@ class KeysSettings(_Section):
 class BeaconSettings(_Section):
     """Which adverts belong to the shop's own app (so its install id can be linked)."""
 
-    app_ibeacon_uuid: uuid.UUID | None = None
-    app_service_uuid: str | None = None
+    app_ibeacon_uuid: uuid.UUID | None = Field(
+        default=None, description="The iBeacon proximity UUID the shop's app advertises.",
+        json_schema_extra=unset("no iBeacon advert is taken for the app's."))
+    app_service_uuid: str | None = Field(
+        default=None, description="The BLE service UUID the shop's app advertises.",
+        json_schema_extra=unset("no service advert is taken for the app's."))
 
     def to_config(self) -> BeaconConfig:
         from edge.capture.beacons import BeaconConfig
@@ -149,12 +168,19 @@ class BeaconSettings(_Section):
 
 
 class BleSourceSettings(_Section):
-    enabled: bool = False
-    adapter: str | None = "hci0"
-    #: "auto" scans passively where BlueZ allows it and falls back to active scanning.
-    mode: Literal["auto", "passive", "active"] = "auto"
-    #: Restart scanning when no advert at all arrived for this long (BlueZ hung).
-    watchdog_s: float = Field(default=60.0, gt=0, le=3600)
+    """Bluetooth Low Energy adverts through BlueZ."""
+
+    enabled: bool = Field(default=False, description="Scan for BLE adverts.")
+    adapter: str | None = Field(default="hci0", description="The Bluetooth adapter.",
+                                json_schema_extra=unset("BlueZ's default adapter."))
+    mode: Literal["auto", "passive", "active"] = Field(
+        default="auto",
+        description="`auto` scans passively where BlueZ allows it and falls back to active "
+        "scanning.")
+    watchdog_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="Restart scanning when no advert at all arrived for this long (BlueZ "
+        "hung).")
 
 
 #: Channel 14 is Japan-only 2.4 GHz; 5 GHz channels go up to 177.
@@ -162,12 +188,18 @@ WIFI_CHANNELS = frozenset(range(1, 15)) | frozenset(range(32, 178))
 
 
 class WifiMonitorSourceSettings(_Section):
-    enabled: bool = False
-    iface: str = "wlan1mon"
-    channels: list[int] = Field(default_factory=lambda: [1, 6, 11], min_length=1)
-    hop_interval_s: float = Field(default=0.3, gt=0, le=60)
-    #: Let the kernel drop every frame but probe/association requests before Python sees it.
-    kernel_filter: bool = True
+    """Wi-Fi probe and association requests on a monitor-mode interface."""
+
+    enabled: bool = Field(default=False, description="Capture Wi-Fi management frames.")
+    iface: str = Field(default="wlan1mon", description="The monitor-mode interface.")
+    channels: list[int] = Field(default_factory=lambda: [1, 6, 11], min_length=1,
+                                description="The channels hopped through.")
+    hop_interval_s: float = Field(default=0.3, gt=0, le=60,
+                                  description="How long each channel is listened to.")
+    kernel_filter: bool = Field(
+        default=True,
+        description="Let the kernel drop every frame but probe/association requests before "
+        "the agent sees it.")
 
     @field_validator("channels")
     @classmethod
@@ -179,17 +211,21 @@ class WifiMonitorSourceSettings(_Section):
 
 
 class HostapdSourceSettings(_Section):
-    enabled: bool = False
-    ctrl_path: Path = Path("/var/run/hostapd/wlan0")
+    """Associations with the store's own access point, from hostapd."""
+
+    enabled: bool = Field(default=False, description="Read associations from hostapd.")
+    ctrl_path: Path = Field(default=Path("/var/run/hostapd/wlan0"),
+                            description="hostapd's control socket.")
 
 
 class ReplaySourceSettings(_Section):
     """Pcap files replayed through the same decoders as live capture (demo, tests)."""
 
-    enabled: bool = False
-    paths: list[Path] = Field(default_factory=list)
-    #: 1.0 replays at capture speed; None as fast as possible.
-    speed: float | None = Field(default=1.0, gt=0)
+    enabled: bool = Field(default=False, description="Replay the files below.")
+    paths: list[Path] = Field(default_factory=list, description="The pcap files.")
+    speed: float | None = Field(default=1.0, gt=0,
+                                description="1.0 replays at capture speed.",
+                                json_schema_extra=unset("as fast as possible."))
 
     @model_validator(mode="after")
     def _has_files(self) -> Self:
@@ -199,10 +235,13 @@ class ReplaySourceSettings(_Section):
 
 
 class SourcesSettings(_Section):
-    ble: BleSourceSettings = BleSourceSettings()
-    wifi_monitor: WifiMonitorSourceSettings = WifiMonitorSourceSettings()
-    hostapd: HostapdSourceSettings = HostapdSourceSettings()
-    replay: ReplaySourceSettings = ReplaySourceSettings()
+    ble: BleSourceSettings = Field(default=BleSourceSettings(), description="BLE adverts.")
+    wifi_monitor: WifiMonitorSourceSettings = Field(
+        default=WifiMonitorSourceSettings(), description="Wi-Fi monitor mode.")
+    hostapd: HostapdSourceSettings = Field(default=HostapdSourceSettings(),
+                                           description="hostapd associations.")
+    replay: ReplaySourceSettings = Field(default=ReplaySourceSettings(),
+                                         description="Recorded captures.")
 
 
 class TrackerSettings(_Section):
@@ -210,50 +249,83 @@ class TrackerSettings(_Section):
     probes every few seconds to minutes over Wi-Fi, so two sightings in 30 s is a visitor,
     and two minutes of silence means gone."""
 
-    rssi_floor: float = Field(default=-90.0, ge=-127, le=20)
-    smoothing_alpha: float = Field(default=0.3, gt=0, le=1)
-    enter_sightings: int = Field(default=2, ge=1, le=100)
-    enter_window_s: float = Field(default=30.0, gt=0, le=3600)
-    dwell_interval_s: float = Field(default=300.0, gt=0, le=86400)
-    exit_after_s: float = Field(default=120.0, gt=0, le=86400)
-    #: Learn each device's timeout from its own gaps between bursts (a few times their
-    #: median), never shorter than `exit_after_s`, never longer than `max_exit_after_s`.
-    adaptive_exit: bool = True
-    max_exit_after_s: float = Field(default=MAX_EXIT_AFTER_S, gt=0, le=86400)
-    default_zone: Annotated[str, _segment("zone")] = "store"
-    max_devices: int = Field(default=200_000, ge=1)
+    rssi_floor: float = Field(default=-90.0, ge=-127, le=20,
+                              description="Sightings weaker than this (dBm) are ignored.")
+    smoothing_alpha: float = Field(
+        default=0.3, gt=0, le=1,
+        description="Weight of each new reading in the smoothed RSSI (exponential average).")
+    enter_sightings: int = Field(default=2, ge=1, le=100,
+                                 description="Sightings within `enter_window_s` that make "
+                                 "a visitor (enter).")
+    enter_window_s: float = Field(default=30.0, gt=0, le=3600,
+                                  description="The window of `enter_sightings`.")
+    dwell_interval_s: float = Field(default=300.0, gt=0, le=86400,
+                                    description="A dwell event this often while a device "
+                                    "stays.")
+    exit_after_s: float = Field(default=120.0, gt=0, le=86400,
+                                description="Silence after which a device has left (exit).")
+    adaptive_exit: bool = Field(
+        default=True,
+        description="Learn each device's timeout from its own gaps between bursts (a few "
+        "times their median), never shorter than `exit_after_s`, never longer than "
+        "`max_exit_after_s`.")
+    max_exit_after_s: float = Field(default=MAX_EXIT_AFTER_S, gt=0, le=86400,
+                                    description="The longest learnt timeout.")
+    default_zone: Annotated[str, _segment("zone")] = Field(
+        default="store", description="The zone of a device no `[[zones]]` threshold places.")
+    max_devices: int = Field(default=200_000, ge=1,
+                             description="Devices tracked at once (memory bound).")
 
 
 class OccupancySettings(_Section):
     """People per zone and minute from Wi-Fi probe requests (`edge.occupancy`): needs a
     Wi-Fi monitor (or replay) source. The two figures calibrate the estimate."""
 
-    enabled: bool = True
-    #: One phone's scans per minute as the gateway hears them (see
-    #: `edge.occupancy.estimator.SCANS_PER_PHONE_PER_MINUTE`).
-    scans_per_phone_per_minute: float = Field(default=1.32, gt=0, le=60)
-    #: People per phone heard (the device-to-person calibration).
-    people_per_phone: float = Field(default=1.0, gt=0, le=10)
+    enabled: bool = Field(default=True, description="Publish occupancy estimates.")
+    scans_per_phone_per_minute: float = Field(
+        default=1.32, gt=0, le=60,
+        description="One phone's scans per minute as the gateway hears them.")
+    people_per_phone: float = Field(
+        default=1.0, gt=0, le=10,
+        description="People per phone heard (the device-to-person calibration).")
 
 
 class MqttSettings(_Section):
-    host: str = "localhost"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls: bool = False
-    keepalive_s: int = Field(default=30, ge=5, le=65535)
-    client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    #: MQTT v5 everywhere in production; 3.1.1 only for brokers that speak nothing newer
-    #: (the demo's fallback broker). Nothing the gateway does needs a v5 feature to work.
-    protocol: Literal["5", "3.1.1"] = "5"
-    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
-    #: Batches handed to the broker but not yet acknowledged; bounds memory and redelivery.
-    max_inflight_batches: int = Field(default=16, ge=1, le=1000)
+    """The broker: enrolment writes this section."""
+
+    host: str = Field(default="localhost", description="The broker's host name.")
+    port: int = Field(default=1883, ge=1, le=65535, description="The broker's port.")
+    username: str | None = Field(default=None, description="The gateway's broker login.",
+                                 json_schema_extra=unset("no login."))
+    password: SecretStr | None = Field(
+        default=None,
+        description="Its password (`VITRINA_EDGE_MQTT_PASSWORD` overrides it).",
+        json_schema_extra=unset("no password."))
+    ca_file: Path | None = Field(default=None, description="The broker's CA (PEM); sets TLS.",
+                                 json_schema_extra=unset("the system's trusted CAs."))
+    cert_file: Path | None = Field(default=None,
+                                   description="A client certificate (with `key_file`).",
+                                   json_schema_extra=unset("no client certificate."))
+    key_file: Path | None = Field(default=None, description="The client certificate's key.",
+                                  json_schema_extra=unset("no client certificate."))
+    tls: bool = Field(default=False, description="Connect over TLS.")
+    keepalive_s: int = Field(default=30, ge=5, le=65535,
+                             description="MQTT keep-alive, in seconds.")
+    client_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                  description="The MQTT client id.",
+                                  json_schema_extra=unset("edge-<tenant>-<store>-<gateway>."))
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT v5 everywhere in production; 3.1.1 only for brokers that speak "
+        "nothing newer. Nothing the gateway does needs a v5 feature to work.")
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60,
+                                   description="The first wait before reconnecting.")
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600,
+                                   description="The longest wait before reconnecting.")
+    max_inflight_batches: int = Field(
+        default=16, ge=1, le=1000,
+        description="Batches handed to the broker but not yet acknowledged; bounds memory "
+        "and redelivery.")
 
     @model_validator(mode="after")
     def _tls_consistent(self) -> Self:
@@ -271,31 +343,48 @@ class MqttSettings(_Section):
 
 
 class OutboxSettings(_Section):
-    path: Path = Path("/var/lib/vitrina/outbox.db")
-    max_events: int = Field(default=1_000_000, ge=10)
-    #: "normal" survives a crash of the agent; "full" also a power cut, at an fsync per write.
-    synchronous: Literal["normal", "full"] = "normal"
+    """The durable queue of events not yet taken by the broker."""
+
+    path: Path = Field(default=Path("/var/lib/vitrina/outbox.db"),
+                       description="The outbox database (SQLite).")
+    max_events: int = Field(default=1_000_000, ge=10,
+                            description="Events kept at most while the broker is away "
+                            "(the oldest go first).")
+    synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="`normal` survives a crash of the agent; `full` also a power cut, at an "
+        "fsync per write.")
 
 
 class LoggingSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO",
+                                                               description="The log level.")
+    format: Literal["json", "text"] = Field(
+        default="json", description="JSON lines for journald and shippers; `text` to read.")
 
 
 class EdgeSettings(_Section):
-    identity: IdentitySettings
-    keys: KeysSettings
-    beacons: BeaconSettings = BeaconSettings()
-    sources: SourcesSettings = SourcesSettings()
-    tracker: TrackerSettings = TrackerSettings()
-    occupancy: OccupancySettings = OccupancySettings()
-    zones: list[ZoneThreshold] = Field(default_factory=list)
-    mqtt: MqttSettings = MqttSettings()
-    outbox: OutboxSettings = OutboxSettings()
-    status_interval_s: float = Field(default=30.0, gt=0, le=3600)
-    tick_interval_s: float = Field(default=1.0, gt=0, le=60)
-    timezone: str = "UTC"
-    logging: LoggingSettings = LoggingSettings()
+    identity: IdentitySettings = Field(description="Who this gateway is.")
+    keys: KeysSettings = Field(description="Pseudonymization keys.")
+    beacons: BeaconSettings = Field(default=BeaconSettings(), description="The app's beacon.")
+    sources: SourcesSettings = Field(default=SourcesSettings(), description="Capture sources.")
+    tracker: TrackerSettings = Field(default=TrackerSettings(), description="Presence tracking.")
+    occupancy: OccupancySettings = Field(default=OccupancySettings(),
+                                         description="Occupancy estimates.")
+    zones: list[ZoneThreshold] = Field(
+        default_factory=list,
+        description="Zones by signal strength, strongest first (`[[zones]]`); `vitrina-edge "
+        "calibrate` writes them. Empty: every visitor is in `tracker.default_zone`.")
+    mqtt: MqttSettings = Field(default=MqttSettings(), description="The broker.")
+    outbox: OutboxSettings = Field(default=OutboxSettings(), description="The outbox.")
+    status_interval_s: float = Field(default=30.0, gt=0, le=3600,
+                                     description="How often the status heartbeat is published.")
+    tick_interval_s: float = Field(default=1.0, gt=0, le=60,
+                                   description="How often the tracker looks for exits and dwells.")
+    timezone: str = Field(default="UTC",
+                          description="The store's IANA time zone: a daily pseudonym "
+                          "(randomized addresses, non-customers) changes at its midnight.")
+    logging: LoggingSettings = Field(default=LoggingSettings(), description="Logs.")
 
     @field_validator("timezone")
     @classmethod

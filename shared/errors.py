@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,9 @@ SEGMENT_RULE = "use 1-64 characters of a-z, 0-9, '-' and '_', starting with a le
 _SEGMENT_FIELDS = frozenset({"tenant", "store", "gateway", "zone"})
 #: A dead-letter reason names at most this many problems; the rest are counted.
 MAX_PROBLEMS_LISTED = 10
+#: An enum member as Python shows it, `<DeviceKind.FCM: 'fcm'>`: what a reader writes is
+#: only the value inside.
+_ENUM_REPR = re.compile(r"<[A-Za-z_]\w*\.\w+: ('(?:[^'\\]|\\.)*'|\"[^\"]*\"|-?\d+)>")
 
 
 class ContractError(ValueError):
@@ -21,6 +25,13 @@ class ContractError(ValueError):
     it names the field and the rule that failed, never the offending value (which
     could carry something that must not be logged, such as a raw identifier).
     """
+
+
+def plain_values(message: str) -> str:
+    """`message` with every enum member as its value (`'fcm'`, not
+    `<DeviceKind.FCM: 'fcm'>`): pydantic names the expected tags of a discriminated union
+    by their Python representation, which no client can send."""
+    return _ENUM_REPR.sub(lambda found: found.group(1), message)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -33,7 +44,7 @@ def describe_validation_error(error: ValidationError) -> str:
     for item in items[:MAX_PROBLEMS_LISTED]:
         location = ".".join(str(part) for part in item["loc"]) or "(message)"
         field = str(item["loc"][-1]) if item["loc"] else ""
-        message = item["msg"]
+        message = plain_values(item["msg"])
         if item["type"] == "string_pattern_mismatch" and field in _SEGMENT_FIELDS:
             message = f"not a valid id: {SEGMENT_RULE}"
         problems.append(f"{location}: {message}")

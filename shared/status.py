@@ -116,8 +116,9 @@ class ZoneThreshold(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    zone: ZoneId
-    min_rssi: float = Field(ge=-127, le=20)
+    zone: ZoneId = Field(description="The zone's name.")
+    min_rssi: float = Field(ge=-127, le=20,
+                            description="The smoothed RSSI (dBm) at which a device is in it.")
 
 
 class SourceSwitches(BaseModel):

@@ -57,7 +57,7 @@ from cloud.api.operations import WorkerState, operations_router
 from cloud.api.suggestions import suggestion
 from cloud.db import make_engine, utc_now
 from cloud.settings import Settings
-from shared.errors import spread_located
+from shared.errors import plain_values, spread_located
 
 #: What a web shop's page sends the API: the app key, its customer's token, JSON.
 APP_HEADERS = ("Authorization", "Content-Type", CUSTOMER_TOKEN_HEADER)
@@ -187,7 +187,7 @@ def _validation_error(request: Request, error: Exception) -> JSONResponse:
         hint = suggestion(item, request)
         for problem in spread_located(item):
             location = [str(part) for part in problem["loc"]]
-            problems.append({"loc": location, "msg": problem["msg"] + hint,
+            problems.append({"loc": location, "msg": plain_values(problem["msg"]) + hint,
                              "type": problem["type"]})
     summary = "; ".join(
         f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}"

@@ -41,6 +41,7 @@ from cloud.auth.customer_tokens import CustomerClaims
 from cloud.bounds import INT4_MAX, Offset
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers import crud as customers
+from cloud.customers.device_consent import DeviceRegistered, consent_warnings
 from cloud.customers.models import (
     ANONYMOUS_FIELDS,
     PUBLIC_ID_PATTERN,
@@ -294,19 +295,22 @@ def _linking(session: Session, tenant: str, settings: TenantSettings, now: datet
 
 @router.post(
     "/customers/{customer_id}/devices",
-    status_code=status.HTTP_201_CREATED, response_model=DevicePublic,
+    status_code=status.HTTP_201_CREATED, response_model=DeviceRegistered,
 )
 def register_device(
     caller: MayRegisterDevices, session: SessionDep, now: NowDep, tenant_settings: TenantConfig,
     access: CustomerAccessDep,
     registration: Annotated[DeviceRegistration, Body()], policy: OutboundPolicyDep,
-) -> DevicePublic:
+) -> DeviceRegistered:
     """Register a push token, a web push subscription or a presence identifier. One that
     is registered to another customer moves here only for the back office or an app with
     this customer's token (403 otherwise): an app key alone takes nobody's phone. A Web
     Push endpoint is where the delivery worker will post, so the outbound rules apply to it
     (`cloud.outbound`): one they refuse is a 422 at `["body", "endpoint"]` whose `msg`
-    starts with the rule."""
+    starts with the rule. The device is registered whatever the customer's consent; the
+    answer's `warnings` name each consent it needs and lacks (a push token without a yes
+    on its channel sends nothing, a presence identifier without location_marketing starts
+    no visit scenario)."""
     customer = access.customer
     assert customer.id is not None
     if isinstance(registration, WebPushRegistration):
@@ -326,10 +330,12 @@ def register_device(
         session, tenant=customer.tenant, customer_id=customer.id, device_id=device.id,
         kind=DeviceKind(device.kind), now=now,
     )
+    warnings = consent_warnings(session, customer_id=customer.id, kind=DeviceKind(device.kind))
     session.commit()
-    return customers.public_device(
+    public = customers.public_device(
         device, customers.link_key_ids(session, device_id=device.id), customer=customer
     )
+    return DeviceRegistered(**public.model_dump(), warnings=warnings)
 
 
 def check_endpoint(policy: OutboundPolicy, *, tenant: str, endpoint: str) -> None:

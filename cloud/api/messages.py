@@ -23,6 +23,7 @@ from cloud.bounds import DbDatetime, RowId
 from cloud.customers.models import Customer
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
+from cloud.messages.reasons import message_reason
 from cloud.tracking.events import record_open_by_id
 
 router = APIRouter(tags=["messages"])
@@ -35,7 +36,8 @@ def list_messages(
 ) -> list[MessagePublic]:
     assert customer.id is not None
     rows = messages_for_customer(session, customer_id=customer.id, limit=limit)
-    return [MessagePublic.model_validate(row, update={"customer_id": customer.public_id})
+    return [MessagePublic.model_validate(row, update={"customer_id": customer.public_id,
+                                                      "reason": message_reason(row)})
             for row in rows]
 
 

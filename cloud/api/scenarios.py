@@ -17,6 +17,8 @@ from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep
 from cloud.bounds import BoundedText, DbDatetime
+from cloud.messages.models import Message, MessageStatus, Reason
+from cloud.messages.reasons import message_reason
 from cloud.offers.crud import get_offer, list_offers
 from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.scenarios.catalog import (
@@ -27,6 +29,7 @@ from cloud.scenarios.catalog import (
 )
 from cloud.scenarios.funnel import FunnelRow, funnel
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
+from cloud.scenarios.reasons import outcome_reason
 from cloud.scenarios.spec import (
     IssueCouponStep,
     OfferChoice,
@@ -59,8 +62,20 @@ class ScenarioDeactivated(BaseModel):
     journeys_ended: int
 
 
+class JourneyMessage(BaseModel):
+    """A message a journey's step queued, as it stands now: a send the journey log shows
+    as queued may since have been suppressed (consent withdrawn), expired or failed."""
+
+    id: int
+    step: str | None
+    channel: str
+    status: MessageStatus
+    reason: Reason | None
+
+
 class JourneyDetail(JourneyPublic):
     log: list[JourneyLogPublic]
+    messages: list[JourneyMessage] = []
 
 
 class ReportRow(BaseModel):
@@ -241,16 +256,30 @@ def customer_journeys(
         select(Journey).where(Journey.customer_id == customer.id)
         .order_by(col(Journey.id).desc()).limit(limit)
     ).all()
+    ids = [journey.id for journey in journeys]
     logs: dict[int, list[JourneyLogPublic]] = {}
+    sent: dict[int, list[JourneyMessage]] = {}
     if journeys:
         for entry in session.exec(
-            select(JourneyLog).where(col(JourneyLog.journey_id).in_([j.id for j in journeys]))
+            select(JourneyLog).where(col(JourneyLog.journey_id).in_(ids))
             .order_by(col(JourneyLog.id))
         ).all():
-            logs.setdefault(entry.journey_id, []).append(JourneyLogPublic.model_validate(entry))
+            logs.setdefault(entry.journey_id, []).append(JourneyLogPublic.model_validate(
+                entry, update={"reason": outcome_reason(entry.outcome, entry.detail)}))
+        for message in session.exec(
+            select(Message).where(col(Message.journey_id).in_(ids),
+                                  Message.customer_id == customer.id)
+            .order_by(col(Message.id))
+        ).all():
+            assert message.id is not None
+            assert message.journey_id is not None
+            sent.setdefault(message.journey_id, []).append(JourneyMessage(
+                id=message.id, step=message.step, channel=message.channel,
+                status=message.status, reason=message_reason(message)))
     return [
         JourneyDetail.model_validate(journey, update={
-            "log": logs.get(journey.id or 0, []), "customer_id": customer.public_id})
+            "log": logs.get(journey.id or 0, []), "messages": sent.get(journey.id or 0, []),
+            "customer_id": customer.public_id})
         for journey in journeys
     ]
 

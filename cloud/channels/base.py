@@ -218,6 +218,9 @@ class ChannelAdapter(abc.ABC, Generic[S, P]):
     needs_https_links: bool = False
     #: The frequency cap applied unless the tenant's settings say otherwise.
     default_cap: CapDefault | None = None
+    #: What customers miss while the channel has no settings: said at start-up and in
+    #: the configuration reference.
+    unconfigured: str = "messages on it are not sent"
 
     @abc.abstractmethod
     def payload(self, outbound: Outbound, recipient: Recipient) -> P | None:

@@ -42,6 +42,7 @@ class EmailChannel(ChannelAdapter[SmtpSettings, EmailMessage]):
     form = ContentForm.EMAIL
     address = ProfileAddress("email")
     settings_model = SmtpSettings
+    unconfigured = "no SMTP: emails (the double opt-in ones included) are not sent"
     needs_https_links = True
     default_cap = CapDefault(max=2, per=timedelta(days=1))
 

@@ -108,13 +108,21 @@ class FcmSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    project_id: str = Field(min_length=1)
-    credentials_file: str = Field(min_length=1, description="service-account JSON path")
-    endpoint: HttpUrl | None = None
-    #: The wait for FCM's answer once a request is out (not the wait for a free slot).
-    timeout_s: float = Field(default=10.0, gt=0)
-    #: How long connecting may take (nothing is sent before it is done).
-    connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
+    project_id: str = Field(min_length=1, description="The Firebase project's id.")
+    credentials_file: str = Field(
+        min_length=1,
+        description="The path of the Firebase service account's JSON key file.")
+    endpoint: HttpUrl | None = Field(
+        default=None,
+        description="Replaces https://fcm.googleapis.com: a local FCM-compatible server.",
+        json_schema_extra={"unset": "Google's FCM."})
+    timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="The wait for FCM's answer once a request is out (not the wait for a "
+        "free slot).")
+    connect_timeout_s: float = Field(
+        default=CONNECT_TIMEOUT_S, gt=0,
+        description="How long connecting may take (nothing is sent before it is done).")
 
 #: FCM's send_each accepts at most 500 messages per call.
 MAX_BATCH = 500

@@ -39,6 +39,8 @@ class PushChannel(ChannelAdapter[FcmSettings, PushMessage]):
     # A shop's own customers tolerate a few pushes a day; past that they switch
     # notifications off, which costs every later message.
     default_cap = CapDefault(max=3, per=timedelta(days=1))
+    unconfigured = ("no FCM: pushes to the shop's Android and iOS apps are not sent (they "
+                    "wait in the send queue until FCM is configured or they expire)")
 
     def payload(self, outbound: Outbound, recipient: Recipient) -> PushMessage | None:
         if not recipient.address:

@@ -97,6 +97,7 @@ class SmsChannel(ChannelAdapter[TwilioSettings, SmsMessage], ReceiptChannel[Twil
     measures = frozenset({TemplateMeasure.SMS_SEGMENTS})
     address = ProfileAddress("phone")
     settings_model = TwilioSettings
+    unconfigured = "no SMS provider: texts are not sent"
     signature_header = "X-Twilio-Signature"
     # Customers put up with very few texts a week from a shop.
     default_cap = CapDefault(max=2, per=timedelta(days=7))

@@ -42,20 +42,29 @@ class SmtpSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=587, gt=0, lt=65536)
-    #: starttls: plain connect then STARTTLS (port 587); tls: TLS from the start (465).
-    #: There is no plaintext mode: credentials and customers' data never cross unencrypted.
-    security: Literal["starttls", "tls"] = "starttls"
-    username: str | None = None
-    password: SecretStr | None = None
-    #: CA bundle to trust instead of the system's (a private relay, the local test server).
-    ca_file: str | None = None
-    from_address: str = Field(min_length=3)
-    from_name: str = ""
-    timeout_s: float = Field(default=30.0, gt=0)
-    #: Added to List-Unsubscribe beside the one-click link.
-    unsubscribe_mailto: str | None = None
+    host: str = Field(min_length=1, description="The SMTP relay's host name.")
+    port: int = Field(default=587, gt=0, lt=65536, description="The relay's port.")
+    security: Literal["starttls", "tls"] = Field(
+        default="starttls",
+        description="`starttls`: plain connect then STARTTLS (port 587); `tls`: TLS from the "
+        "start (465). There is no plaintext mode: credentials and customers' data never "
+        "cross unencrypted.")
+    username: str | None = Field(default=None, description="The relay login.",
+                                 json_schema_extra={"unset": "no login (AUTH) is sent."})
+    password: SecretStr | None = Field(default=None, description="The relay password.",
+                                       json_schema_extra={"unset": "no password is sent."})
+    ca_file: str | None = Field(
+        default=None,
+        description="CA bundle to trust instead of the system's (a private relay, a local "
+        "test server).", json_schema_extra={"unset": "the system's trusted CAs."})
+    from_address: str = Field(min_length=3, description="The sender's address (From).")
+    from_name: str = Field(default="", description="The sender's display name.")
+    timeout_s: float = Field(default=30.0, gt=0,
+                             description="How long a relay may take to answer.")
+    unsubscribe_mailto: str | None = Field(
+        default=None,
+        description="A mailto: address added to List-Unsubscribe beside the one-click link.",
+        json_schema_extra={"unset": "the one-click link alone."})
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,15 +27,25 @@ DEAD_NUMBER_CODES = frozenset({21610, 21614})
 
 
 class TwilioSettings(BaseModel):
+    """An SMS provider speaking Twilio's Messages API."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
-    auth_token: SecretStr
-    from_number: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
-    #: Where the provider posts delivery receipts (the orchestrator's public webhook).
-    status_callback_url: HttpUrl | None = None
-    base_url: HttpUrl = HttpUrl("https://api.twilio.com")
-    timeout_s: float = Field(default=10.0, gt=0)
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$",
+                             description="The provider account's id (AC...).")
+    auth_token: SecretStr = Field(
+        description="The account's auth token (also checks receipts' signatures).")
+    from_number: str = Field(pattern=r"^\+[1-9]\d{6,14}$",
+                             description="The sending number, E.164.")
+    status_callback_url: HttpUrl | None = Field(
+        default=None,
+        description="Where the provider posts delivery receipts (the orchestrator's public "
+        "webhook, `<public base URL>/receipts/sms`).",
+        json_schema_extra={"unset": "no receipts: texts stay `sent`, never `delivered`."})
+    base_url: HttpUrl = Field(default=HttpUrl("https://api.twilio.com"),
+                              description="The provider's API (a local server in tests).")
+    timeout_s: float = Field(default=10.0, gt=0,
+                             description="How long the provider may take to answer.")
 
 
 def twilio_signature(auth_token: str, url: str, form: Mapping[str, str]) -> str:

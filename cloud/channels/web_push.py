@@ -89,12 +89,16 @@ class WebPushSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: VAPID `sub` (mailto: or https:) push services use to reach the sender's operator.
-    subject: Annotated[str, Field(pattern=VAPID_SUBJECT_PATTERN)]
-    #: The wait for a push service's answer once a push is out (not the wait for a slot).
-    timeout_s: float = Field(default=10.0, gt=0)
-    #: How long connecting may take (nothing is sent before it is done).
-    connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
+    subject: Annotated[str, Field(pattern=VAPID_SUBJECT_PATTERN)] = Field(
+        description="The VAPID subject (`mailto:` or `https:`) push services use to reach "
+        "the sender's operator.")
+    timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="The wait for a push service's answer once a push is out (not the wait "
+        "for a slot).")
+    connect_timeout_s: float = Field(
+        default=CONNECT_TIMEOUT_S, gt=0,
+        description="How long connecting may take (nothing is sent before it is done).")
 
 
 class TenantWebPushSenders:
@@ -152,6 +156,8 @@ class WebPushChannel(ChannelAdapter[WebPushSettings, WebPushMessage]):
     measures = frozenset({TemplateMeasure.NOTIFICATION_CHARS, TemplateMeasure.WEB_PUSH_BYTES})
     address = DeviceAddress("web_push")
     settings_model = WebPushSettings
+    unconfigured = ("no Web Push subject (VAPID): pushes to browsers that subscribed on the "
+                    "web shop are not sent")
     acceptance_is_delivery = True
     default_cap = CapDefault(max=3, per=timedelta(days=1))
 

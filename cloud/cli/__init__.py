@@ -1,6 +1,6 @@
 """`vitrina-cloud`: migrate the database, run the worker, the API, or both; manage API keys,
 customer token keys and console members; rebuild footfall roll-ups; rotate the tenants'
-pseudonymization keys."""
+pseudonymization keys; print the configuration reference."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from cloud.cli.customer_tokens import customer_tokens
 from cloud.cli.keys import keys
 from cloud.cli.members import members
 from cloud.cli.pseudonym_keys import pseudonym_keys
+from cloud.cli.reference import reference
 from cloud.cli.rollups import rollups
 from cloud.cli.running import app as running
 
@@ -25,6 +26,7 @@ app.add_typer(members, name="members")
 app.add_typer(customer_tokens, name="customer-tokens")
 app.add_typer(rollups, name="rollups")
 app.add_typer(pseudonym_keys, name="pseudonym-keys")
+app.add_typer(reference, name="settings")
 
 
 def main() -> None:

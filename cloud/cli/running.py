@@ -23,6 +23,7 @@ from cloud.service import (
     api_server_config,
     check_stages,
     install_stop_signals,
+    log_configuration,
     run_worker,
     serve,
     settle_garbage_collector,
@@ -82,6 +83,7 @@ def worker_command(
 ) -> None:
     """Consume presence and gateway status, run scenarios, deliver their messages."""
     settings = load_settings(verbose)
+    log_configuration(settings)
     stages = frozenset(stage) if stage else ALL_STAGES
     try:
         check_stages(settings.database_url, stages)
@@ -105,6 +107,7 @@ def worker_command(
 def api_command(verbose: Verbose = False) -> None:
     """Serve the HTTP API."""
     settings = load_settings(verbose)
+    log_configuration(settings)
     uvicorn.Server(api_server_config(create_app(settings), settings)).run()
 
 
@@ -112,6 +115,7 @@ def api_command(verbose: Verbose = False) -> None:
 def serve_command(verbose: Verbose = False) -> None:
     """API and worker in one process (small installations and the demo)."""
     settings = load_settings(verbose)
+    log_configuration(settings)
 
     async def main() -> None:
         stop = asyncio.Event()

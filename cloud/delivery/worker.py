@@ -58,6 +58,7 @@ from cloud.delivery.senders import AnySender, ChannelSenders
 from cloud.delivery.settlement import Item, Outcomes, Sent
 from cloud.messages.models import Message, MessageStatus
 from cloud.messages.queue import LEASE, Claim, claim_due, expire_due
+from cloud.messages.reasons import CHANNEL_NOT_CONFIGURED
 from cloud.metrics import DATABASE_RETRIES, MESSAGES_SENT
 from cloud.pacing import Every
 from cloud.settings import Settings
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 #: Pause after an unexpected failure of a whole round (the database went away).
 ERROR_PAUSE_S = 5.0
 #: Why a message waits: nothing sends its channel here.
-NOT_CONFIGURED = "NOT_CONFIGURED"
+NOT_CONFIGURED = CHANNEL_NOT_CONFIGURED
 
 #: An outcome to write in the round's record transaction.
 _Settlement = Callable[[Outcomes], None]

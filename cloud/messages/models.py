@@ -122,6 +122,16 @@ class Message(SQLModel, table=True):
     last_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
+class Reason(SQLModel):
+    """Why a message is held, suppressed, expired, failed or still waiting
+    (`cloud.messages.reasons`)."""
+
+    code: str = Field(description="machine-readable: quiet_hours, no_consent, "
+                      "no_location_consent, refused, expired, no_address, NOT_CONFIGURED, "
+                      "or the provider's error code")
+    text: str = Field(description="the same, as a sentence")
+
+
 class MessagePublic(SQLModel):
     id: int
     customer_id: str = Field(description="the customer's public id")
@@ -151,6 +161,9 @@ class MessagePublic(SQLModel):
     clicked_at: datetime | None = None
     converted_at: datetime | None = None
     conversion_order_id: str | None = None
+    reason: Reason | None = Field(
+        default=None, description="why it is held, suppressed, expired, failed or still "
+        "waiting; null once it went out")
 
 
 class AttemptOutcome(StrEnum):

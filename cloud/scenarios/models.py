@@ -145,8 +145,12 @@ class JourneyLog(SQLModel, table=True):
 class JourneyLogPublic(SQLModel):
     step: str
     at: datetime
-    outcome: str
+    outcome: str = Field(description="what the step did, as a code: queued, held, capped, "
+                         "no_consent, held_out...")
     detail: str | None
+    reason: str | None = Field(
+        default=None, description="for a step that held or did not send: why, as a "
+        "sentence (`cloud.scenarios.reasons`)")
 
 
 class CustomerTag(SQLModel, table=True):

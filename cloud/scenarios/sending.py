@@ -154,7 +154,7 @@ def send_step(
     store = _store(lookups, journey)
     zone = zone_or_default(customer.time_zone or (store.time_zone if store else None),
                            settings.default_time_zone)
-    not_before = hold_until(now, zone=zone, settings=settings)
+    not_before = hold_until(now, zone=zone, settings=settings, tenant=journey.tenant)
     # The deadline counts from the decision, not from the end of a hold: quiet hours do
     # not make a "you are at the store" push worth sending the next morning. A send held
     # past it is not made at all (no coupon is spent on it).
@@ -327,9 +327,11 @@ def _store(lookups: Lookups, journey: Journey) -> StoreRow | None:
     return lookups.store(journey.tenant, key) if key is not None else None
 
 
-def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings) -> datetime:
-    """`now`, or when the customer's quiet hours end if `now` falls inside them."""
-    quiet = settings.quiet_hours
+def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings,
+               tenant: str | None = None) -> datetime:
+    """`now`, or when the customer's quiet hours (their tenant's, when it has its own)
+    end if `now` falls inside them."""
+    quiet = settings.quiet_hours if tenant is None else settings.quiet_hours_for(tenant)
     if quiet is None or quiet.start == quiet.end:
         return now
     local = now.astimezone(zone)

@@ -367,6 +367,13 @@ def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     records = [json.loads(line) for line in log.splitlines() if line.strip()]
     assert any(record["logger"] == "cloud.ingest.consumer" for record in records)
     assert all({"ts", "level", "logger", "msg"} <= record.keys() for record in records)
+    # Said once at start-up: what the settings leave off (FCM is configured here).
+    notes = [record["msg"] for record in records if record["logger"] == "cloud.service"]
+    assert [note.split(" is ")[0] for note in notes if note.startswith("channel ")] == [
+        "channel web_push", "channel email", "channel sms"]
+    assert any(note.startswith("tracking.public_base_url is http://127.0.0.1:8000 (the "
+                               "default)") for note in notes)
+    assert sum(note.startswith("quiet hours are off") for note in notes) == 1
 
 
 def assert_no_raw_identifier(url: str, log: Path, mac: str) -> None:

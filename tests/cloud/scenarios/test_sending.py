@@ -89,6 +89,19 @@ def test_quiet_hours_ending_inside_the_spring_gap_open_right_after_it() -> None:
     assert held > datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
 
 
+def test_a_tenant_with_quiet_hours_of_its_own_holds_by_them() -> None:
+    settings = ScenarioSettings(tenant_quiet_hours={
+        "late": QuietHours(start=time(23), end=time(8)), "never": None})
+    now = datetime(2026, 11, 23, 21, 30, tzinfo=UTC)  # 22:30 in Madrid
+    opens = datetime(2026, 11, 24, 8, tzinfo=UTC)  # 09:00 in Madrid
+    assert hold_until(now, zone=MADRID, settings=settings, tenant="acme") == opens
+    assert hold_until(now, zone=MADRID, settings=settings, tenant="late") == now
+    assert hold_until(now, zone=MADRID, settings=settings, tenant="never") == now
+    later = now + timedelta(hours=1)  # 23:30 in Madrid: inside the tenant's own too
+    assert hold_until(later, zone=MADRID, settings=settings, tenant="late") == datetime(
+        2026, 11, 24, 7, tzinfo=UTC)
+
+
 def test_no_quiet_hours_or_an_empty_window_sends_at_once() -> None:
     now = datetime(2026, 5, 10, 22, 0, tzinfo=UTC)
     assert hold_until(now, zone=MADRID, settings=ScenarioSettings(quiet_hours=None)) == now
