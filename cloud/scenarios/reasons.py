@@ -30,6 +30,8 @@ OUTCOME_TEXTS: Mapping[str, str] = {
                 "bought ({detail})",
     "offer_exhausted": "not sent: the offer {detail} has no coupons left",
     "no_customer": "not sent: the customer no longer exists",
+    "held_past_deadline": "not sent: quiet hours would have held it past the time it is "
+                          "worth sending ({detail}); counted as expired",
 }
 
 

@@ -4,9 +4,11 @@ sends (consent requests) past the caps and the consent check."""
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -17,10 +19,19 @@ from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
 from cloud.messages.models import Message, MessageStatus
 from cloud.messages.queue import MessageBatch
+from cloud.scenarios import sending
 from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.models import Journey, JourneyStatus
-from cloud.scenarios.sending import Links, StepResult, hold_until, in_window, send_step
+from cloud.scenarios.reasons import OUTCOME_TEXTS, outcome_reason
+from cloud.scenarios.sending import (
+    HELD_PAST_DEADLINE,
+    Links,
+    StepResult,
+    hold_until,
+    in_window,
+    send_step,
+)
 from cloud.scenarios.spec import Cap, SendStep
 from cloud.settings import ChannelCap, QuietHours, ScenarioSettings
 from cloud.templates.crud import save_template
@@ -273,3 +284,12 @@ def test_a_hold_keeps_the_sends_own_deadline(session: Session) -> None:
     assert [(m.step, m.status, m.expires_at) for m in rows] == [
         ("remind", MessageStatus.HELD, evening + timedelta(days=2)),
     ]
+
+
+def test_every_way_a_send_is_not_made_has_its_sentence() -> None:
+    """The journey log's reasons (`cloud.scenarios.reasons`) cover every outcome a send
+    step can end in without sending now."""
+    source = (Path(sending.__file__)).read_text(encoding="utf-8")
+    outcomes = set(re.findall(r'StepResult\("([a-z_]+)"', source)) | {HELD_PAST_DEADLINE}
+    assert outcomes - {"queued", "coupon_issued"} <= set(OUTCOME_TEXTS)  # the successes
+    assert "not sent" in (outcome_reason(HELD_PAST_DEADLINE, "push: ...") or "")
