@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Third-party modules each package may import; anything else is a missing extra.
 EDGE_THIRD_PARTY = {"bleak", "dbus_fast", "scapy", "paho", "tenacity", "pydantic",
                     "cryptography"}
-#: cryptography: the sealed keys both sides agree on (shared/sealing.py).
-SHARED_THIRD_PARTY = {"pydantic", "cryptography"}
+#: cryptography: the sealed keys both sides agree on (shared/sealing.py); annotated_types
+#: and pydantic_core are pydantic's own, read by the settings reference to describe bounds.
+SHARED_THIRD_PARTY = {"pydantic", "annotated_types", "pydantic_core", "cryptography"}
 OUR_PACKAGES = {"edge", "cloud", "shared", "provisioning", "sandbox", "demo", "tests", "bench"}
 
 
