@@ -319,7 +319,8 @@ def get_config_route(
 
 @router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic,
             responses={202: {"description": "saved; the broker cannot take it now, and the "
-                                            "worker sends it when it can"}, **refusals(409)})
+                                            "worker sends it when it can",
+                             "model": GatewayConfigPublic}, **refusals(409, 503)})
 def put_config_route(
     caller: MayWriteStores, response: Response, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
