@@ -373,8 +373,17 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
+#: How the installer begins, as the OpenAPI document shows it.
+INSTALLER_EXAMPLE = (
+    "#!/bin/sh\n"
+    "# Install the Vitrina gateway agent on Raspberry Pi OS or Debian 12 (bookworm), as root:\n"
+)
+
+
 @public.get("/install/gateway.sh", response_class=PlainTextResponse, responses={
-    200: {"content": {"text/x-shellscript": {}}, "description": "the installer script"}})
+    200: {"content": {"text/x-shellscript": {"example": INSTALLER_EXAMPLE},
+                      "text/plain": {"example": INSTALLER_EXAMPLE}},
+          "description": "the installer script"}})
 def gateway_installer() -> PlainTextResponse:
     """The installer, to pipe into `sudo sh -s -- ...` on the gateway."""
     return PlainTextResponse(INSTALLER.read_text(encoding="utf-8"),
