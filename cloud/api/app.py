@@ -175,6 +175,7 @@ def _openapi(app: FastAPI, default_body_limit: int) -> dict[str, Any]:
         if unused not in str(document.get("paths")):
             schemas.pop(unused, None)
     _restore_example_nulls(app, schemas)
+    webhooks.document_webhooks(document)
     app.openapi_schema = document
     return document
 
