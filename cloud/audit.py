@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import JSON, Index
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from cloud.db import UtcDateTime
+from cloud.examples import example
 
 #: A before/after value past this many characters of JSON is cut to a summary: a large
 #: template must not turn the log into a copy of every version of it.
@@ -45,6 +46,12 @@ class AuditEntry(SQLModel, table=True):
 
 
 class AuditEntryPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"id": 1042, "at": "2026-12-07T08:30:00Z", "actor_kind": "member",
+         "actor": "marta@acme.example", "action": "scenario.put",
+         "target": "scenario:cart-reminder", "before": {"version": 2}, "after": {"version": 3}},
+    ))
+
     id: int
     at: datetime
     actor_kind: str

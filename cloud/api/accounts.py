@@ -51,6 +51,7 @@ from cloud.auth.models import (
     PasswordAttempt,
 )
 from cloud.auth.sessions import close_session, find_session, open_session
+from cloud.examples import example
 from cloud.settings import Settings, is_https
 
 router = APIRouter(prefix="/auth", tags=["console sign-in"])
@@ -78,7 +79,9 @@ FromTheConsole = Depends(from_the_console)
 
 
 class SignInBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"email": "marta@acme.example", "password": "correct horse battery staple"},
+    ))
 
     email: MemberEmail
     password: PasswordAttempt
@@ -96,6 +99,12 @@ class MemberPublic(BaseModel):
 
 
 class SignedInPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"member": {"id": 7, "email": "marta@acme.example", "name": "Marta Ruiz"},
+         "memberships": [{"tenant": "acme", "role": "marketer"}],
+         "csrf_token": "dG9rZW4tZm9yLWNzcmYtY2hlY2tz"},
+    ))
+
     member: MemberPublic
     memberships: list[MembershipPublic]
     #: Send with every change as `X-CSRF-Token`.
@@ -103,13 +112,21 @@ class SignedInPublic(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"current_password": "correct horse battery staple",
+         "new_password": "a longer passphrase for 2027"},
+    ))
 
     current_password: PasswordAttempt
     new_password: Password
 
 
 class InvitationPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"tenant": "acme", "email": "marta@acme.example", "role": "marketer",
+         "has_account": False},
+    ))
+
     tenant: str
     email: str
     role: str
@@ -118,7 +135,9 @@ class InvitationPublic(BaseModel):
 
 
 class Acceptance(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"password": "correct horse battery staple", "name": "Marta Ruiz"},
+    ))
 
     #: For a new account: its password and name.
     password: Password | None = None

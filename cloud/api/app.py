@@ -22,9 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi._compat import get_definitions, get_flat_models_from_fields, get_model_name_map
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
+from fastapi.openapi.utils import get_fields_from_routes, get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -173,8 +174,25 @@ def _openapi(app: FastAPI, default_body_limit: int) -> dict[str, Any]:
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused not in str(document.get("paths")):
             schemas.pop(unused, None)
+    _restore_example_nulls(app, schemas)
+    webhooks.document_webhooks(document)
     app.openapi_schema = document
     return document
+
+
+def _restore_example_nulls(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """The models' examples as they are written: FastAPI encodes its document without
+    None values, anywhere, which takes `"revoked_at": null` out of an example whose
+    schema requires the field (nullable, but present in every answer). The definitions
+    are made again the way `get_openapi` makes them (FastAPI's own helpers: if they change,
+    tests/cloud/api/test_openapi_examples.py says so)."""
+    fields = get_fields_from_routes(list(app.routes))
+    names = get_model_name_map(get_flat_models_from_fields(fields, known_models=set()))
+    _fields, definitions = get_definitions(fields=fields, model_name_map=names,
+                                           separate_input_output_schemas=True)
+    for name, definition in definitions.items():
+        if "examples" in definition and name in schemas:
+            schemas[name]["examples"] = definition["examples"]
 
 
 def _validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from cloud.api.access import MayReadWebPushKey
 from cloud.api.deps import NowDep, RawBody, SessionDep, SettingsDep
@@ -27,6 +27,7 @@ from cloud.channels import (
 from cloud.channels.sms import NAME as SMS
 from cloud.channels.web_push import tenant_vapid_keys
 from cloud.delivery.receipts import store_receipt
+from cloud.examples import example
 from cloud.settings import Settings
 
 #: Routes a provider calls, authenticated by its signature.
@@ -93,6 +94,10 @@ def sms_receipt_at_its_former_address(
 
 
 class WebPushKey(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example({
+        "application_server_key": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-"
+                                  "Ts1XbjhazAkj7I99e8QcYP7DkM"}))
+
     #: base64url of the P-256 point: `applicationServerKey` for PushManager.subscribe().
     application_server_key: str
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session
 
 from cloud.api.access import (
@@ -59,6 +59,7 @@ from cloud.customers.models import (
 )
 from cloud.customers.triggers import record_signup, record_subscription
 from cloud.erasure import erase_customer
+from cloud.examples import CUSTOMER_ID, example
 from cloud.installations import claim_installation
 from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.places.crud import forget_stays
@@ -136,6 +137,16 @@ CustomerDep = Annotated[Customer, Depends(path_customer)]
 
 
 class ConsentState(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"current": {"push": {"id": 12, "customer_id": CUSTOMER_ID, "channel": "push",
+                              "granted": True, "source": "app",
+                              "given_at": "2026-12-07T09:30:00Z",
+                              "recorded_at": "2026-12-07T09:30:01Z"}},
+         "ledger": [{"id": 12, "customer_id": CUSTOMER_ID, "channel": "push", "granted": True,
+                     "source": "app", "given_at": "2026-12-07T09:30:00Z",
+                     "recorded_at": "2026-12-07T09:30:01Z"}]},
+    ))
+
     current: dict[str, ConsentPublic]
     ledger: list[ConsentPublic]
 

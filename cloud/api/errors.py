@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.examples import example
+
 
 class FieldProblem(BaseModel):
     """One problem of a request, at the place it was found (`["body", "steps", 2]`,
@@ -36,7 +38,16 @@ class FieldProblem(BaseModel):
 class ErrorBody(BaseModel):
     """A refusal: what is wrong, and what to do about it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=example(
+        {"detail": "customer 'cus_0000' of tenant 'acme' not found"},
+        {"detail": [{"loc": ["body", "email"], "msg": "String should match pattern",
+                     "type": "string_pattern_mismatch"}],
+         "message": "invalid request: email: String should match pattern"},
+        {"detail": {"reason": "location_consent_missing",
+                    "msg": "the customer never answered the location-based marketing question: "
+                           "location reports need a recorded yes (channel location_marketing); "
+                           "nothing was stored"}},
+    ))
 
     detail: str | list[FieldProblem] | dict[str, Any] = Field(
         description="What is wrong: a sentence, a list of problems each at its field, "

@@ -319,7 +319,8 @@ def get_config_route(
 
 @router.put(GATEWAY_PATH + "/config", response_model=GatewayConfigPublic,
             responses={202: {"description": "saved; the broker cannot take it now, and the "
-                                            "worker sends it when it can"}, **refusals(409)})
+                                            "worker sends it when it can",
+                             "model": GatewayConfigPublic}, **refusals(409, 503)})
 def put_config_route(
     caller: MayWriteStores, response: Response, session: SessionDep, settings: SettingsDep,
     now: NowDep, audit: Audit, tenant: str, store: StoreKey, gateway: GatewayKey,
@@ -372,8 +373,17 @@ def _limits(settings: Settings) -> throttle.Throttle:
     )
 
 
+#: How the installer begins, as the OpenAPI document shows it.
+INSTALLER_EXAMPLE = (
+    "#!/bin/sh\n"
+    "# Install the Vitrina gateway agent on Raspberry Pi OS or Debian 12 (bookworm), as root:\n"
+)
+
+
 @public.get("/install/gateway.sh", response_class=PlainTextResponse, responses={
-    200: {"content": {"text/x-shellscript": {}}, "description": "the installer script"}})
+    200: {"content": {"text/x-shellscript": {"example": INSTALLER_EXAMPLE},
+                      "text/plain": {"example": INSTALLER_EXAMPLE}},
+          "description": "the installer script"}})
 def gateway_installer() -> PlainTextResponse:
     """The installer, to pipe into `sudo sh -s -- ...` on the gateway."""
     return PlainTextResponse(INSTALLER.read_text(encoding="utf-8"),

@@ -542,6 +542,12 @@ async def _stream(
         hub.unsubscribe(listener)
 
 
+#: The end of a stream, as the OpenAPI document shows it (a snapshot's and an event's JSON
+#: are long; their fields are in the module docs).
+STREAM_EXAMPLE = ": ping\n\nevent: end\ndata: {\"reason\": \"the stream's lifetime is over: " \
+    "reconnect\"}\n\n"
+
+
 def _topics(asked: Iterable[Topic] | None) -> frozenset[Topic]:
     return frozenset(asked) if asked else ALL_TOPICS
 
@@ -551,7 +557,8 @@ def _topics(asked: Iterable[Topic] | None) -> frozenset[Topic]:
     response_class=EventSourceResponse,
     responses={200: {"description": "A text/event-stream of snapshot, presence, counts, "
                                     "gateway and end events (see the module docs).",
-                     "content": {"text/event-stream": {}}}, **refusals(503)},
+                     "content": {"text/event-stream": {"example": STREAM_EXAMPLE}}},
+               **refusals(503)},
 )
 def live_presence(
     caller: MayReadAnalytics, request: Request, session: SessionDep, tenant: str,

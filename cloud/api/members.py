@@ -19,11 +19,17 @@ from cloud.auth import members
 from cloud.auth.models import Invitation, MemberEmail
 from cloud.auth.permissions import MemberRole
 from cloud.bounds import RowId
+from cloud.examples import example
 
 router = APIRouter(tags=["members"])
 
 
 class MemberInTenant(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"id": 7, "email": "marta@acme.example", "name": "Marta Ruiz", "role": "marketer",
+         "since": "2026-11-02T08:00:00Z"},
+    ))
+
     id: int
     email: str
     name: str
@@ -32,6 +38,12 @@ class MemberInTenant(BaseModel):
 
 
 class InvitationSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"id": 3, "email": "luis@acme.example", "role": "store_operator",
+         "invited_by": "marta@acme.example", "created_at": "2026-12-07T08:00:00Z",
+         "expires_at": "2026-12-14T08:00:00Z"},
+    ))
+
     id: int
     email: str
     role: MemberRole
@@ -41,24 +53,44 @@ class InvitationSummary(BaseModel):
 
 
 class MembersPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"members": [{"id": 7, "email": "marta@acme.example", "name": "Marta Ruiz",
+                      "role": "owner", "since": "2026-11-02T08:00:00Z"}],
+         "invitations": [{"id": 3, "email": "luis@acme.example", "role": "store_operator",
+                          "invited_by": "marta@acme.example",
+                          "created_at": "2026-12-07T08:00:00Z",
+                          "expires_at": "2026-12-14T08:00:00Z"}]},
+    ))
+
     members: list[MemberInTenant]
     invitations: list[InvitationSummary]
 
 
 class InvitationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"email": "luis@acme.example", "role": "store_operator"},
+    ))
 
     email: MemberEmail
     role: MemberRole
 
 
 class InvitationCreated(InvitationSummary):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"id": 3, "email": "luis@acme.example", "role": "store_operator",
+         "invited_by": "marta@acme.example", "created_at": "2026-12-07T08:00:00Z",
+         "expires_at": "2026-12-14T08:00:00Z",
+         "accept_url": "https://vitrina.acme.example/console/#/accept/inv_Q2xldmVyIGdpcmw"},
+    ))
+
     #: The link to send the invitee (shown once: only a hash of its token is kept).
     accept_url: str
 
 
 class RoleChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"role": "analyst"},
+    ))
 
     role: MemberRole
 

@@ -21,6 +21,7 @@ from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, ScenarioWake, SessionDep
 from cloud.bounds import DbDatetime, RowId
 from cloud.customers.models import Customer
+from cloud.examples import example
 from cloud.messages.crud import messages_for_customer
 from cloud.messages.models import Message, MessageAttempt, MessageAttemptPublic, MessagePublic
 from cloud.messages.reasons import message_reason
@@ -42,7 +43,9 @@ def list_messages(
 
 
 class OpenedBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"opened_at": "2026-12-07T10:16:00Z"},
+    ))
 
     opened_at: DbDatetime | None = Field(
         default=None, description="when the customer opened it; defaults to now"
@@ -50,6 +53,10 @@ class OpenedBody(BaseModel):
 
 
 class MessageOpened(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"message_id": 31337, "opened_at": "2026-12-07T10:16:00Z"},
+    ))
+
     message_id: int
     opened_at: datetime | None
 

@@ -11,17 +11,24 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, status
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
 from cloud.api.access import operator_access
 from cloud.api.errors import refusals
 from cloud.db import ping
+from cloud.examples import example
 from cloud.metrics import render
 from cloud.settings import Settings
 
 #: What /metrics answers in.
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: A few lines of /metrics, as the OpenAPI document shows it.
+METRICS_EXAMPLE = (
+    "# HELP vitrina_webhooks_total Commerce webhooks received, by outcome\n"
+    "# TYPE vitrina_webhooks_total counter\n"
+    'vitrina_webhooks_total{outcome="stored"} 1042.0\n'
+)
 #: /readyz must answer quickly even when a dependency hangs; a probe times out anyway.
 READINESS_TIMEOUT_S = 2.0
 
@@ -32,6 +39,10 @@ class WorkerState(Protocol):
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"ready": True, "database": "ok", "broker": "ok", "worker": "ok"},
+    ))
+
     ready: bool
     database: str
     broker: str
@@ -45,7 +56,8 @@ def operations_router(
     the same process) reported by /readyz."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz")
+    @router.get("/healthz", responses={200: {"content": {"application/json": {
+        "example": {"status": "ok"}}}}})
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -67,8 +79,10 @@ def operations_router(
     guard = [] if settings.api.metrics_public else [Depends(operator_access)]
 
     @router.get("/metrics", dependencies=guard, response_class=PlainTextResponse,
-                responses={200: {"content": {METRICS_TYPE: {}}, "description": "Prometheus' "
-                                 "text format"}, **(refusals(401, 403, 429) if guard else {})})
+                responses={200: {"content": {METRICS_TYPE: {"example": METRICS_EXAMPLE},
+                                             "text/plain": {"example": METRICS_EXAMPLE}},
+                                 "description": "Prometheus' text format"},
+                           **(refusals(401, 403, 429) if guard else {})})
     def metrics() -> Response:
         return Response(render(), media_type=METRICS_TYPE)
 

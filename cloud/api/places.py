@@ -36,6 +36,7 @@ from cloud.api.deps import NowDep, SessionDep
 from cloud.api.errors import refusals
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.crud import current_consent, public_ids
+from cloud.examples import GEOFENCE
 from cloud.gateways.crud import active_gateway_ids
 from cloud.metrics import LOCATION_REPORTS_REFUSED
 from cloud.places.crud import (
@@ -211,7 +212,7 @@ def _geofence_public(row: GeofenceDefinition) -> GeofencePublic:
 def put_geofence_route(
     caller: MayWriteStores, geofences: GeofencesDep, session: SessionDep, now: NowDep,
     audit: Audit, tenant: str, geofence_id: GeofenceId,
-    definition: Annotated[dict[str, Any], Body()],
+    definition: Annotated[dict[str, Any], Body(examples=[GEOFENCE])],
 ) -> GeofencePublic:
     """Create or replace a geofence: a circle or GeoJSON polygon, dwell time, optional
     opening hours and its store (see cloud.places.parse); `id`, `tenant` and `timezone`

@@ -25,6 +25,7 @@ from sqlmodel import Session
 from cloud.api.access import MayManageKeys, MayReadConfig
 from cloud.api.audit import Audit
 from cloud.api.deps import NowDep, SessionDep, SettingsDep, TenantConfig
+from cloud.api.errors import refusals
 from cloud.delivery import gateway_configs
 from cloud.gateways.models import RegisteredGateway
 from cloud.rotation.flow import (
@@ -57,7 +58,8 @@ def keys_route(caller: MayReadConfig, session: SessionDep, now: NowDep, tenant: 
     return rotation_public(session, ring=ring, now=now)
 
 
-@router.post("/pseudonym-keys/{key_id}/activate", response_model=KeyRotationPublic)
+@router.post("/pseudonym-keys/{key_id}/activate", response_model=KeyRotationPublic,
+             responses=refusals(409))
 def activate_route(caller: MayManageKeys, session: SessionDep, settings: SettingsDep,
                    now: NowDep, audit: Audit, tenant: str, tenant_settings: TenantConfig,
                    key_id: KeyIdPath, body: ActivationRequest | None = None
@@ -68,7 +70,8 @@ def activate_route(caller: MayManageKeys, session: SessionDep, settings: Setting
                  key_id=key_id, force=bool(body and body.force))
 
 
-@router.post("/pseudonym-keys/{key_id}/retire", response_model=KeyRotationPublic)
+@router.post("/pseudonym-keys/{key_id}/retire", response_model=KeyRotationPublic,
+             responses=refusals(409))
 def retire_route(caller: MayManageKeys, session: SessionDep, settings: SettingsDep,
                  now: NowDep, audit: Audit, tenant: str, tenant_settings: TenantConfig,
                  key_id: KeyIdPath, body: ActivationRequest | None = None

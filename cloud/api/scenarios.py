@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, col, select
 
 from cloud.api.access import MayReadAnalytics, MayReadConfig, MayReadCustomers, MayWriteScenarios
@@ -17,6 +17,7 @@ from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep
 from cloud.bounds import BoundedText, DbDatetime
+from cloud.examples import CUSTOMER_ID, SCENARIO, example
 from cloud.messages.models import Message, MessageStatus, Reason
 from cloud.messages.reasons import message_reason
 from cloud.offers.crud import get_offer, list_offers
@@ -49,6 +50,11 @@ REPORT_WINDOW = timedelta(days=30)
 
 
 class ScenarioSaved(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"key": "cart-reminder", "version": 3, "active": True, "spec": SCENARIO,
+         "updated_at": "2026-12-07T08:30:00Z"},
+    ))
+
     key: str
     version: int
     active: bool
@@ -57,6 +63,10 @@ class ScenarioSaved(BaseModel):
 
 
 class ScenarioDeactivated(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"key": "cart-reminder", "version": 3, "journeys_ended": 12},
+    ))
+
     key: str
     version: int
     journeys_ended: int
@@ -74,11 +84,26 @@ class JourneyMessage(BaseModel):
 
 
 class JourneyDetail(JourneyPublic):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 815, "scenario_key": "cart-reminder", "scenario_version": 3,
+         "customer_id": CUSTOMER_ID, "entry_kind": "cart.abandoned", "variant": "a",
+         "holdout": False, "status": "waiting", "step": "pause",
+         "wake_at": "2026-12-07T10:23:00Z", "waiting_for": None,
+         "started_at": "2026-12-07T10:08:00Z", "finished_at": None, "reason": None,
+         "log": [{"step": "pause", "at": "2026-12-07T10:08:00Z", "outcome": "waiting",
+                  "detail": "until 2026-12-07T10:23:00Z"}]},
+    ))
+
     log: list[JourneyLogPublic]
     messages: list[JourneyMessage] = []
 
 
 class ReportRow(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"group": "a", "journeys": 240, "converted": 31, "conversion_rate": 0.129,
+         "statuses": {"done": 200, "waiting": 40}},
+    ))
+
     group: str
     journeys: int
     converted: int

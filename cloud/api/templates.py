@@ -22,6 +22,7 @@ from cloud.api.deps import NowDep, SessionDep
 from cloud.api.limits import MIB, body_limit
 from cloud.channels import Channel
 from cloud.customers.models import LOCALE_PATTERN
+from cloud.examples import example
 from cloud.templates.compiler import Template, compile_template
 from cloud.templates.crud import (
     TEMPLATE_KEY_PATTERN,
@@ -49,12 +50,23 @@ class TemplateSave(BaseModel):
     """The parts of one template (push and web push: title, body, image_url, deep_link;
     email: subject, html, text; SMS: text); channel and locale are in the path."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"parts": {"title": "{{ customer.first_name }}, your cart is waiting",
+                   "body": "{{ offer.discount_percent|percent }} off {{ offer.product_name }}"}},
+    ))
 
     parts: dict[str, Any]
 
 
 class TemplatePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"key": "cart", "channel": "push", "locale": "en-GB",
+         "parts": {"title": "{{ customer.first_name }}, your cart is waiting",
+                   "body": "{{ offer.discount_percent|percent }} off {{ offer.product_name }}"},
+         "fields": ["customer.first_name", "offer.discount_percent", "offer.product_name"],
+         "version": 2, "created_at": "2026-11-20T09:00:00Z", "updated_at": "2026-12-07T08:00:00Z"},
+    ))
+
     key: str
     channel: Channel
     locale: Locale
@@ -71,7 +83,10 @@ class PreviewRequest(BaseModel):
     over the sample context, nested like it ({"customer": {"first_name": "Ana"}}); a
     section set to null is left out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(
+        {"key": "cart", "channel": "push", "locale": "en-GB",
+         "context": {"customer": {"first_name": "Juan"}}},
+    ))
 
     spec: TemplateSpec | None = None
     key: TemplateKey | None = None
@@ -90,6 +105,13 @@ class PreviewRequest(BaseModel):
 
 
 class PreviewPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"channel": "push", "locale": "en-GB", "key": "cart", "version": 2,
+         "message": {"title": "Juan, your cart is waiting",
+                     "body": "15% off Washing machine 8 kg until tomorrow"},
+         "warnings": []},
+    ))
+
     channel: Channel
     locale: Locale
     key: str | None = None

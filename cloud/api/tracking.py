@@ -15,7 +15,7 @@ An app reports opens with its key instead (`cloud.api.messages`).
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
@@ -165,7 +165,19 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 </head><body><h1>{title}</h1>{body}</body></html>"""
 
 
-@router.get("/u/{token}", response_class=HTMLResponse, responses=refusals(404))
+def _page_example(title: str, body: str) -> dict[int | str, dict[str, Any]]:
+    """A page's answer as the OpenAPI document shows it."""
+    return {200: {"content": {"text/html": {"example": _PAGE.format(title=title, body=body)}}}}
+
+
+UNSUBSCRIBE_PAGE = _page_example(
+    "Unsubscribe", '<form method="post"><p>Stop receiving these messages?</p>'
+    '<button type="submit">Unsubscribe</button></form>')
+UNSUBSCRIBED_PAGE = _page_example("Unsubscribed", "<p>You will not get these any more.</p>")
+
+
+@router.get("/u/{token}", response_class=HTMLResponse,
+            responses={**UNSUBSCRIBE_PAGE, **refusals(404)})
 def unsubscribe_page(session: SessionDep, token: str) -> HTMLResponse:
     message = _by_token(session, token)
     channel = "emails" if _is_email(message) else "messages"
@@ -180,7 +192,8 @@ def unsubscribe_page(session: SessionDep, token: str) -> HTMLResponse:
     )
 
 
-@router.post("/u/{token}", response_class=HTMLResponse, responses=refusals(404))
+@router.post("/u/{token}", response_class=HTMLResponse,
+             responses={**UNSUBSCRIBED_PAGE, **refusals(404)})
 def unsubscribe(session: SessionDep, now: NowDep, token: str) -> HTMLResponse:
     """Withdraw consent for the channel this message came on (RFC 8058 one-click)."""
     message = _by_token(session, token)

@@ -24,6 +24,7 @@ from sqlalchemy import CheckConstraint, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
+from cloud.examples import PUBLIC_KEY_PEM, example
 
 #: Printable text only: names show up in listings and terminals.
 KEY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"
@@ -71,13 +72,21 @@ class ApiKey(ApiKeyBase, table=True):
 class ApiKeyCreate(SQLModel):
     """What a tenant admin asks for; the tenant is the one in the path."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"role": "app", "name": "Android app 4.2"},
+    ))
 
     role: TenantRole
     name: KeyName = ""
 
 
 class ApiKeyPublic(ApiKeyBase):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"role": "app", "name": "Android app 4.2", "key_id": "k_8f3a2c1d", "tenant": "acme",
+         "created_at": "2026-12-07T08:00:00Z", "created_by": "marta@acme.example",
+         "last_used_at": None, "revoked_at": None},
+    ))
+
     key_id: str
     tenant: str | None
     created_at: datetime
@@ -87,6 +96,13 @@ class ApiKeyPublic(ApiKeyBase):
 
 
 class ApiKeyCreated(ApiKeyPublic):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"role": "app", "name": "Android app 4.2", "key_id": "k_8f3a2c1d", "tenant": "acme",
+         "created_at": "2026-12-07T08:00:00Z", "created_by": "marta@acme.example",
+         "last_used_at": None, "revoked_at": None,
+         "key": "vk_k_8f3a2c1d.3q2b7Zx0pS1mN4kT9vW6yR8uE5aC2dF7"},
+    ))
+
     key: str = Field(
         description="the key to send as 'Authorization: Bearer <key>'; shown only in this "
         "response and never again (only its hash is stored)"
@@ -232,7 +248,9 @@ class CustomerTokenKey(CustomerTokenKeyBase, table=True):
 
 
 class CustomerTokenKeyCreate(SQLModel):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"kid": "shop-key-1", "algorithm": "ES256", "public_key_pem": PUBLIC_KEY_PEM},
+    ))
 
     kid: TokenKid
     algorithm: TokenAlgorithm
@@ -240,6 +258,12 @@ class CustomerTokenKeyCreate(SQLModel):
 
 
 class CustomerTokenKeyPublic(CustomerTokenKeyBase):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"kid": "shop-key-1", "algorithm": "ES256", "public_key_pem": PUBLIC_KEY_PEM,
+         "tenant": "acme", "created_at": "2026-12-07T08:00:00Z",
+         "created_by": "marta@acme.example", "retired_at": None},
+    ))
+
     tenant: str
     created_at: datetime
     created_by: str

@@ -20,6 +20,7 @@ from sqlmodel import Field, SQLModel
 from cloud.bounds import BoundedText, DbDatetime, RowId
 from cloud.customers.models import EMAIL_PATTERN, EXTERNAL_ID_PATTERN
 from cloud.db import UtcDateTime
+from cloud.examples import CUSTOMER_ID, example
 
 ShopId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
 Email = Annotated[str, StringConstraints(pattern=EMAIL_PATTERN, max_length=254)]
@@ -113,6 +114,16 @@ class _Event(_Body):
 
 
 class CartEvent(_Event):
+    """The cart as it is now (`cart.updated`), or left behind (`cart.abandoned`)."""
+
+    model_config = ConfigDict(json_schema_extra=example(
+        {"type": "cart.abandoned", "event_id": "evt-cart-77-abandoned",
+         "occurred_at": "2026-12-07T10:08:00Z", "customer": {"external_id": "juan-42"},
+         "cart_id": "cart-77", "url": "https://shop.example/cart",
+         "items": [{"sku": "WM-8KG", "name": "Washing machine 8 kg", "category": "washers",
+                    "quantity": 1, "unit_price": "599.00"}]},
+    ))
+
     type: Literal[CommerceEventType.CART_UPDATED, CommerceEventType.CART_ABANDONED]
     cart_id: ShopId
     items: list[LineItem] = PydanticField(max_length=500)
@@ -120,6 +131,18 @@ class CartEvent(_Event):
 
 
 class OrderCreated(_Event):
+    """An order: every line, its total, and the coupon codes entered at checkout."""
+
+    model_config = ConfigDict(json_schema_extra=example(
+        {"type": "order.created", "event_id": "evt-order-1001",
+         "occurred_at": "2026-12-07T10:30:00Z",
+         "customer": {"external_id": "juan-42", "email": "juan@example.com"},
+         "order_id": "order-1001", "currency": "EUR", "total": "599.00",
+         "coupons": ["CART15-7QX2"],
+         "items": [{"sku": "WM-8KG", "name": "Washing machine 8 kg", "category": "washers",
+                    "quantity": 1, "unit_price": "599.00"}]},
+    ))
+
     type: Literal[CommerceEventType.ORDER_CREATED]
     order_id: ShopId
     items: list[LineItem] = PydanticField(min_length=1, max_length=500)
@@ -133,16 +156,39 @@ class OrderCreated(_Event):
 
 
 class NewsletterEvent(_Event):
+    """A newsletter sign-up, or its double opt-in confirmed (which records email consent)."""
+
+    model_config = ConfigDict(json_schema_extra=example(
+        {"type": "newsletter.signup", "event_id": "evt-nl-signup-5512",
+         "occurred_at": "2026-12-01T18:02:00Z", "email": "juan@example.com",
+         "source": "footer-form"},
+    ))
+
     type: Literal[CommerceEventType.NEWSLETTER_SIGNUP, CommerceEventType.NEWSLETTER_CONFIRMED]
     email: Email
     source: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")] = "web"
 
 
 class AppOpened(_Event):
+    """The customer opened the shop's app."""
+
+    model_config = ConfigDict(json_schema_extra=example(
+        {"type": "app.opened", "event_id": "evt-app-open-9c1e",
+         "occurred_at": "2026-12-07T11:00:00Z", "customer": {"external_id": "juan-42"}},
+    ))
+
     type: Literal[CommerceEventType.APP_OPENED]
 
 
 class PushOpened(_Event):
+    """A push was opened, as the shop's server learnt it."""
+
+    model_config = ConfigDict(json_schema_extra=example(
+        {"type": "push.opened", "event_id": "evt-push-open-31337",
+         "occurred_at": "2026-12-07T11:01:00Z", "customer": {"external_id": "juan-42"},
+         "message_id": 31337},
+    ))
+
     type: Literal[CommerceEventType.PUSH_OPENED]
     message_id: RowId = PydanticField(description="the message_id the push carried")
 
@@ -154,6 +200,10 @@ WebhookEvent = Annotated[
 
 
 class WebhookReceipt(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"event_id": "evt-order-1001", "stored": True, "customer_id": CUSTOMER_ID},
+    ))
+
     event_id: str
     stored: bool = PydanticField(description="false when this event id was already received")
     customer_id: str | None = PydanticField(description="the customer's public id (cus_...)")

@@ -33,6 +33,7 @@ from sqlmodel import Field, SQLModel
 from cloud.bounds import INT8_MAX, BoundedText, DbDate, DbDatetime
 from cloud.channels import ConsentKind
 from cloud.db import UtcDateTime
+from cloud.examples import CUSTOMER_ID, example
 
 #: Deliberately loose: the shop validated the address when the customer typed it;
 #: this only catches values that cannot be an address at all.
@@ -152,6 +153,13 @@ class SignUp(CustomerCreate):
     """What the shop's app sends at sign-up: the profile, and the anonymous installation
     it made before its user signed in, to be merged into the customer."""
 
+    model_config = ConfigDict(json_schema_extra=example(
+        {"external_id": "juan-42", "email": "juan@example.com", "first_name": "Juan",
+         "locale": "es-ES", "time_zone": "Europe/Madrid",
+         "attributes": {"loyalty_tier": "silver"}},
+        {"locale": "es-ES", "time_zone": "Europe/Madrid"},
+    ))
+
     installation_id: BoundedText | None = Field(
         default=None, max_length=40,
         description="the id of the anonymous installation this app made before its user "
@@ -164,6 +172,14 @@ ANONYMOUS_FIELDS = frozenset({"locale", "time_zone"})
 
 
 class CustomerPublic(CustomerBase):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": CUSTOMER_ID, "tenant": "acme", "anonymous": False, "external_id": "juan-42",
+         "email": "juan@example.com", "phone": None, "first_name": "Juan", "last_name": None,
+         "birth_date": "1988-04-12", "locale": "es-ES", "time_zone": "Europe/Madrid",
+         "attributes": {"loyalty_tier": "silver"}, "created_at": "2026-12-01T18:02:00Z",
+         "updated_at": "2026-12-07T09:30:00Z"},
+    ))
+
     id: str = Field(description="the customer's public id (cus_...)")
     tenant: str
     anonymous: bool
@@ -196,7 +212,9 @@ class ConsentEntry(ConsentBase, table=True):
 
 
 class ConsentCreate(ConsentBase):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"channel": "push", "granted": True, "source": "app", "given_at": "2026-12-07T09:30:00Z"},
+    ))
 
     channel: ConsentKind = Field(max_length=32)
 
@@ -206,6 +224,12 @@ class ConsentCreate(ConsentBase):
 
 
 class ConsentPublic(ConsentBase):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 12, "customer_id": CUSTOMER_ID, "channel": "push", "granted": True,
+         "source": "app", "given_at": "2026-12-07T09:30:00Z",
+         "recorded_at": "2026-12-07T09:30:01Z"},
+    ))
+
     id: int
     customer_id: str = Field(description="the customer's public id")
     given_at: datetime
@@ -240,6 +264,12 @@ class Device(SQLModel, table=True):
 
 
 class DevicePublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 88, "customer_id": CUSTOMER_ID, "kind": "fcm", "active": True,
+         "registered_at": "2026-12-07T09:31:00Z", "deactivated_at": None,
+         "deactivation_reason": None, "pseudonym_key_ids": []},
+    ))
+
     id: int
     customer_id: str = Field(description="the customer's public id")
     kind: DeviceKind
@@ -278,6 +308,10 @@ class _Registration(BaseModel):
 
 
 class FcmRegistration(_Registration):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"kind": "fcm", "token": "fGx3-example:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"},
+    ))
+
     kind: Literal[DeviceKind.FCM]
     token: str = PydanticField(min_length=16, max_length=4096, pattern=r"^[A-Za-z0-9_:.\-]+$")
 
@@ -288,17 +322,33 @@ class WebPushKeys(_Registration):
 
 
 class WebPushRegistration(_Registration):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"kind": "web_push",
+         "endpoint": "https://fcm.googleapis.com/fcm/send/dpH5lCsTSSM:APA91bHqjZxM0VImWWqDRN7U0a3AB",
+         "keys": {"p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-"
+                             "Ts1XbjhazAkj7I99e8QcYP7DkM",
+                  "auth": "tBHItJI5svbpez7KI4CCXg"}},
+    ))
+
     kind: Literal[DeviceKind.WEB_PUSH]
     endpoint: HttpUrl
     keys: WebPushKeys
 
 
 class AppBeaconRegistration(_Registration):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"kind": "app_beacon", "install_id": "6f1c2a9e-4b7d-4e0a-9c3b-2d8e5f7a1b3c"},
+    ))
+
     kind: Literal[DeviceKind.APP_BEACON]
     install_id: str = PydanticField(description="the install id the app's beacon advertises")
 
 
 class WifiMacRegistration(_Registration):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"kind": "wifi_mac", "mac": "00:1e:c2:aa:bb:01"},
+    ))
+
     kind: Literal[DeviceKind.WIFI_MAC]
     mac: str = PydanticField(description="the address the store's guest Wi-Fi saw at login")
 
@@ -322,6 +372,11 @@ class ErasureRecord(SQLModel, table=True):
 
 
 class ErasurePublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"tenant": "acme", "erased_at": "2026-12-07T12:00:00Z",
+         "counts": {"devices": 2, "identity_links": 3, "messages": 14, "consent": 4}},
+    ))
+
     tenant: str
     erased_at: datetime
     counts: dict[str, int]

@@ -21,6 +21,7 @@ from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
+from cloud.examples import example
 from shared.status import GatewayConfig
 from shared.topics import SEGMENT_PATTERN
 
@@ -86,7 +87,9 @@ class RegisteredGateway(SQLModel, table=True):
 class RegisteredGatewayCreate(BaseModel):
     """What an admin sends to add a gateway to a store (the store is in the path)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=example(
+        {"gateway": "gw-entrance"},
+    ))
 
     gateway: GatewayId
 
@@ -96,7 +99,10 @@ class GatewayConfigUpdate(GatewayConfig):
     about unknown fields (a typo must not be dropped silently); `version` is the cloud's
     to set."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=example(
+        {"rssi_floor": -85, "enter_sightings": 2, "dwell_interval_s": 60, "exit_after_s": 120,
+         "zones": [{"zone": "checkout", "min_rssi": -70}]},
+    ))
 
 
 class AppliedConfig(BaseModel):
@@ -114,7 +120,14 @@ class AppliedConfig(BaseModel):
 class GatewayConfigPublic(BaseModel):
     """Desired against applied: the console shows both until they agree."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=example(
+        {"store": "madrid-centro", "gateway": "gw-entrance", "desired_version": 4,
+         "desired": {"rssi_floor": -85, "exit_after_s": 120}, "saved_at": "2026-12-07T08:00:00Z",
+         "published_at": "2026-12-07T08:00:01Z", "publish_error": None, "next_publish_at": None,
+         "delivery": "published",
+         "applied": {"version": 4, "refused_version": None, "refused_reason": None,
+                     "reported_at": "2026-12-07T08:00:05Z"}},
+    ))
 
     store: str
     gateway: str
@@ -132,7 +145,12 @@ class GatewayConfigPublic(BaseModel):
 
 
 class RegisteredGatewayPublic(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=example(
+        {"store": "madrid-centro", "gateway": "gw-entrance", "state": "enrolled",
+         "created_at": "2026-12-01T09:00:00Z", "code_expires_at": None,
+         "enrolled_at": "2026-12-01T09:12:00Z", "revoked_at": None, "config_version": 4,
+         "applied_config_version": 4, "receives_keys": True, "key_delivery": "sealed"},
+    ))
 
     store: str
     gateway: str
@@ -152,7 +170,15 @@ class RegisteredGatewayPublic(BaseModel):
 class EnrolmentCodePublic(BaseModel):
     """A new code: shown once, never stored in the clear."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=example(
+        {"gateway": {"store": "madrid-centro", "gateway": "gw-entrance", "state": "pending",
+                     "created_at": "2026-12-01T09:00:00Z",
+                     "code_expires_at": "2026-12-02T09:00:00Z", "enrolled_at": None,
+                     "revoked_at": None, "config_version": 0},
+         "code": "K7QX-M2PD-9TRW", "expires_at": "2026-12-02T09:00:00Z",
+         "command": "curl -fsSL https://vitrina.acme.example/install/gateway.sh"
+                    " | sudo sh -s -- K7QX-M2PD-9TRW"},
+    ))
 
     gateway: RegisteredGatewayPublic
     code: str
@@ -162,7 +188,9 @@ class EnrolmentCodePublic(BaseModel):
 
 
 class EnrolmentRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=example(
+        {"code": "K7QX-M2PD-9TRW", "directory": "/etc/vitrina"},
+    ))
 
     code: str = FieldInfo(max_length=32)
     #: Where the device keeps its bundle (the config names its CA file there).
@@ -178,7 +206,10 @@ class EnrolmentRequest(BaseModel):
 class EnrolmentBundle(BaseModel):
     """The gateway's identity: its files, as `vitrina-provision enrol-gateway` writes them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=example(
+        {"tenant": "acme", "store": "madrid-centro", "gateway": "gw-entrance",
+         "files": {"gateway.toml": "[mqtt]\nhost = \"broker.acme.example\"\n"}},
+    ))
 
     tenant: str
     store: str

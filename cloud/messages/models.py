@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ConfigDict
 from sqlalchemy import (
     JSON,
     Column,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
+from cloud.examples import CUSTOMER_ID, example
 
 
 class MessageStatus(StrEnum):
@@ -133,6 +135,17 @@ class Reason(SQLModel):
 
 
 class MessagePublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 31337, "customer_id": CUSTOMER_ID, "device_id": 88, "channel": "push",
+         "rule": "cart-reminder", "store": None, "status": "sent",
+         "title": "Juan, your cart is waiting",
+         "body": "15% off Washing machine 8 kg until tomorrow",
+         "provider_message_id": "projects/acme-app/messages/0:1765100100", "error_code": None,
+         "created_at": "2026-12-07T10:23:00Z", "sent_at": "2026-12-07T10:23:01Z",
+         "opened_at": None, "attempts": 1, "scenario": "cart-reminder", "step": "remind",
+         "variant": "a"},
+    ))
+
     id: int
     customer_id: str = Field(description="the customer's public id")
     device_id: int | None
@@ -208,6 +221,13 @@ class MessageAttempt(SQLModel, table=True):
 
 
 class MessageAttemptPublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 5001, "message_id": 31337, "device_id": 88, "attempt": 1,
+         "attempted_at": "2026-12-07T10:23:01Z", "provider": "fcm", "outcome": "sent",
+         "error_code": None, "provider_message_id": "projects/acme-app/messages/0:1765100100",
+         "retry_after_s": None, "latency_ms": 142},
+    ))
+
     id: int
     message_id: int
     device_id: int | None

@@ -33,6 +33,7 @@ from sqlmodel import Field, SQLModel
 from cloud.bounds import DbDatetime
 from cloud.commerce.models import ShopId
 from cloud.db import UtcDateTime
+from cloud.examples import CUSTOMER_ID, example
 from cloud.templates.context import (
     COUPON_CODE_MAX,
     IMAGE_URL_MAX,
@@ -160,7 +161,13 @@ class OfferCreate(SQLModel):
     """PUT /tenants/{tenant}/offers/{key}: the whole offer (a missing optional field is
     cleared, except `valid_from`, which keeps the stored start, or now for a new offer)."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"name": "Dryers 20% off for washer buyers", "discount_percent": 20, "category": "dryers",
+         "product_name": "Heat-pump dryer 8 kg",
+         "product_url": "https://shop.example/dryers/hp-8kg",
+         "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
+         "valid_until": "2027-03-31T23:59:59Z", "coupon_limit": 500},
+    ))
 
     name: OfferName
     discount_percent: int = Field(ge=1, le=100)
@@ -200,6 +207,18 @@ class OfferCreate(SQLModel):
 
 
 class OfferPublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 5, "key": "dryers-20", "name": "Dryers 20% off for washer buyers",
+         "discount_percent": 20, "sku": None, "category": "dryers",
+         "product_name": "Heat-pump dryer 8 kg",
+         "product_url": "https://shop.example/dryers/hp-8kg",
+         "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
+         "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2027-03-31T23:59:59Z",
+         "coupon_limit": 500, "budget_limit": None, "coupons_issued": 37,
+         "budget_used": "4062.60", "active": True, "created_at": "2026-12-01T00:00:00Z",
+         "updated_at": "2026-12-01T00:00:00Z"},
+    ))
+
     id: int
     key: str
     name: str
@@ -223,7 +242,9 @@ class OfferPublic(SQLModel):
 
 
 class ComplementRuleCreate(SQLModel):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"from_category": "washers", "to_category": "dryers", "priority": 10},
+    ))
 
     from_category: ShopId
     to_category: ShopId
@@ -239,6 +260,10 @@ class ComplementRuleCreate(SQLModel):
 
 
 class ComplementRulePublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"from_category": "washers", "to_category": "dryers", "priority": 10},
+    ))
+
     from_category: str
     to_category: str
     priority: int
@@ -265,6 +290,13 @@ class OfferCouponPublic(SQLModel):
 class OfferCoupons(SQLModel):
     """How an offer's coupons stand: counts by state, and the newest coupons."""
 
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"issued": 37, "active": 20, "redeemed": 12, "expired": 5,
+         "newest": [{"code": "DRY20-7QX2", "customer_id": CUSTOMER_ID,
+                     "issued_at": "2026-12-07T10:15:00Z", "expires_at": "2026-12-08T10:15:00Z",
+                     "redeemed_at": None, "order_id": None, "status": "active"}]},
+    ))
+
     issued: int
     active: int
     redeemed: int
@@ -273,6 +305,13 @@ class OfferCoupons(SQLModel):
 
 
 class CouponPublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 901, "code": "DRY20-7QX2", "offer_key": "dryers-20", "discount_percent": 20,
+         "sku": None, "category": "dryers", "issued_at": "2026-12-07T10:15:00Z",
+         "expires_at": "2026-12-08T10:15:00Z", "redeemed_at": None, "order_id": None,
+         "status": "active"},
+    ))
+
     id: int
     code: str
     offer_key: str

@@ -29,6 +29,7 @@ from sqlmodel import Field, SQLModel
 
 from cloud.bounds import DbDatetime
 from cloud.db import UtcDateTime
+from cloud.examples import CUSTOMER_ID, GEOFENCE, example
 from cloud.places.validation import MAX_ACCURACY_M
 from shared.presence import Transition
 
@@ -55,13 +56,21 @@ class StoreRow(SQLModel, table=True):
 class StoreCreate(SQLModel):
     """What an admin sends to define a store; the key is the one in the path."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"name": "Madrid Centro", "time_zone": "Europe/Madrid"},
+    ))
 
     name: StoreName
     time_zone: str = Field(max_length=64, description="IANA time zone, e.g. Europe/Madrid")
 
 
 class StorePublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"key": "madrid-centro", "name": "Madrid Centro", "time_zone": "Europe/Madrid",
+         "geofences": ["madrid-centro-door"], "created_at": "2026-12-01T09:00:00Z",
+         "updated_at": "2026-12-01T09:00:00Z"},
+    ))
+
     key: str
     name: str
     time_zone: str
@@ -88,6 +97,11 @@ class GeofenceDefinition(SQLModel, table=True):
 
 
 class GeofencePublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": "madrid-centro-door", "store": "madrid-centro", "definition": GEOFENCE,
+         "version": 2, "created_at": "2026-12-01T09:05:00Z", "updated_at": "2026-12-01T09:05:00Z"},
+    ))
+
     id: str
     store: str
     definition: dict[str, Any] = Field(description="the definition, as parse_geofence reads it")
@@ -97,6 +111,14 @@ class GeofencePublic(SQLModel):
 
 
 class GeofenceList(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"version": 2,
+         "geofences": [{"id": "madrid-centro-door", "store": "madrid-centro",
+                        "definition": GEOFENCE, "version": 2,
+                        "created_at": "2026-12-01T09:05:00Z",
+                        "updated_at": "2026-12-01T09:05:00Z"}]},
+    ))
+
     version: int = Field(description="the tenant's geofence version: bumped by every change")
     geofences: list[GeofencePublic]
 
@@ -171,6 +193,12 @@ class RecentFixPublic(SQLModel):
 
 
 class RecentFixes(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"fixes": [{"customer_id": CUSTOMER_ID, "lat": 40.4168, "lon": -3.7038,
+                    "accuracy_m": 25.0, "at": "2026-12-07T10:14:00Z"}],
+         "since": "2026-12-07T09:14:00Z", "limit": 500},
+    ))
+
     fixes: list[RecentFixPublic] = Field(description="newest first")
     since: datetime = Field(description="fixes older than this are no longer kept")
     limit: int = Field(description="at most this many fixes are kept per tenant")
@@ -179,7 +207,9 @@ class RecentFixes(SQLModel):
 class LocationFix(SQLModel):
     """One location fix from the app: the disc of `accuracy_m` metres around the point."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
+        {"lat": 40.4168, "lon": -3.7038, "accuracy_m": 25.0, "at": "2026-12-07T10:14:00Z"},
+    ))
 
     lat: Annotated[float, FieldInfo(ge=-90.0, le=90.0, allow_inf_nan=False)]
     lon: Annotated[float, FieldInfo(ge=-180.0, le=180.0, allow_inf_nan=False)]
@@ -206,6 +236,16 @@ class TransitionPublic(SQLModel):
 
 
 class LocationOutcome(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"customer_id": CUSTOMER_ID, "geofence_version": 2,
+         "inside": [{"geofence": "madrid-centro-door", "store": "madrid-centro",
+                     "entered_at": "2026-12-07T10:14:00Z", "dwelt": False}],
+         "transitions": [{"geofence": "madrid-centro-door", "store": "madrid-centro",
+                          "kind": "enter", "at": "2026-12-07T10:14:00Z",
+                          "entered_at": "2026-12-07T10:14:00Z", "trigger_id": 7001}],
+         "ignored": 0},
+    ))
+
     customer_id: str = Field(description="the customer's public id")
     geofence_version: int
     inside: list[StayPublic]

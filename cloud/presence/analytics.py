@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select as core_select
 from sqlmodel import Session
 
+from cloud.examples import example
 from cloud.presence.models import (
     WHOLE_STORE,
     FootfallDay,
@@ -53,6 +54,13 @@ __all__ = [
 
 
 class FootfallRow(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"store": "madrid-centro", "zone": None, "day": "2026-12-06", "devices": 1840,
+         "visitors": 612, "passers_by": 1228, "capture_rate": 0.333, "new_visitors": 402,
+         "repeat_visitors": 150, "unknown_visitors": 60, "median_dwell_s": 540.0,
+         "dwell": {"0-5m": 210, "5-15m": 250, "15-30m": 110, "30m+": 42}},
+    ))
+
     store: str
     zone: str | None
     day: date

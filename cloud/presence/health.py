@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from cloud.examples import example
 from cloud.presence.models import (
     HEALTH_SLOT_S,
     GatewayHealth,
@@ -85,6 +86,13 @@ class HealthAlert(BaseModel):
 
 
 class GatewayHealthHistory(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"store": "madrid-centro", "gateway": "gw-entrance", "current": None,
+         "since": "2026-12-06T10:00:00Z", "slot_s": 300, "retention_days": 14, "points": [],
+         "alerts": [{"code": "queue_growing", "severity": "warning",
+                     "message": "the outbox grew for 30 minutes: is the broker reachable?"}]},
+    ))
+
     store: str
     gateway: str
     #: The newest report (null: the gateway never reported).

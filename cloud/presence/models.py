@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import ConfigDict
 from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
+from cloud.examples import example
 from shared.identifiers import IdentifierKind
 from shared.presence import PseudonymScope, Transition
 
@@ -77,6 +79,12 @@ class DeadLetter(SQLModel, table=True):
 
 
 class DeadLetterPublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"id": 77, "received_at": "2026-12-07T07:59:00Z",
+         "topic": "vitrina/v1/acme/madrid-centro/gw-entrance/presence",
+         "reason": "unknown schema major version 3", "payload_size": 412, "truncated": False},
+    ))
+
     id: int
     received_at: datetime
     topic: str
@@ -155,6 +163,15 @@ class GatewayHealthSample(SQLModel, table=True):
 
 
 class GatewayHealthPublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"tenant": "acme", "store": "madrid-centro", "gateway": "gw-entrance", "online": True,
+         "status_sent_at": "2026-12-07T10:00:00Z", "received_at": "2026-12-07T10:00:01Z",
+         "software_version": "0.1.0", "uptime_s": 86400.0, "queue_depth": 0, "published": 15230,
+         "dropped": 0, "rejected_frames": 3, "devices_tracked": 41, "active_key_id": "k1",
+         "sources": {"ble": {"alive": True}}, "config_version": 4, "cpu_percent": 12.5,
+         "memory_bytes": 73400320, "temperature_c": 48.2, "disk_free_bytes": 10737418240},
+    ))
+
     tenant: str
     store: str
     gateway: str
@@ -250,6 +267,11 @@ class FootfallDirtyHour(SQLModel, table=True):
 
 
 class FootfallHourPublic(SQLModel):
+    model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
+        {"store": "madrid-centro", "zone": None, "hour": "2026-12-06T17:00:00Z", "devices": 210,
+         "visitors": 74, "passers_by": 136, "capture_rate": 0.352},
+    ))
+
     store: str
     #: None: the store as a whole.
     zone: str | None

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Table, func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, SQLModel
 
 from cloud.db import dialect_insert
+from cloud.examples import example
 from cloud.presence.analytics import WindowError
 from cloud.presence.models import WHOLE_STORE, OccupancyMinute
 from shared.occupancy import OccupancyReport
@@ -37,6 +38,12 @@ Resolution = Literal["minute", "hour"]
 
 class OccupancyRow(BaseModel):
     """People in a store (or zone) over one minute or hour."""
+
+    model_config = ConfigDict(json_schema_extra=example(
+        {"store": "madrid-centro", "zone": "checkout", "start": "2026-12-07T10:00:00Z",
+         "resolution": "minute", "people": 6.5, "peak_people": 9.0, "addresses": 14.0,
+         "minutes": 1},
+    ))
 
     store: str
     #: None: the store as a whole.

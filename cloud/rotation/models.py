@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import Field, SQLModel
 
 from cloud.db import UtcDateTime
+from cloud.examples import example
 
 
 class KeyState(StrEnum):
@@ -47,7 +48,9 @@ class TenantKeyState(SQLModel, table=True):
 
 
 class ActivationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=example(
+        {"force": False},
+    ))
 
     #: Go ahead although some live gateway has not reported holding the key (or, to
     #: retire, still uses it): those gateways' events stop linking until they catch up.
@@ -90,7 +93,19 @@ class TenantKeyPublic(BaseModel):
 class KeyRotationPublic(BaseModel):
     """The tenant's keys and its gateways, as a rotation needs to see them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra=example(
+        {"tenant": "acme", "active_key_id": "k2",
+         "keys": [{"key_id": "k1", "state": "retired", "configured": True,
+                   "listed_at": "2026-01-10T09:00:00Z", "activated_at": "2026-01-10T09:00:00Z",
+                   "retired_at": "2026-12-07T09:00:00Z", "links_deleted": 1204,
+                   "live_gateways_holding": 0},
+                  {"key_id": "k2", "state": "active", "configured": True,
+                   "listed_at": "2026-11-30T09:00:00Z", "activated_at": "2026-12-01T09:00:00Z",
+                   "retired_at": None, "links_deleted": None, "live_gateways_holding": 1}],
+         "live_gateways": 1,
+         "gateways": [{"store": "madrid-centro", "gateway": "gw-entrance", "live": True,
+                       "receives_keys": True, "active_key_id": "k2", "key_ids": ["k2"]}]},
+    ))
 
     tenant: str
     active_key_id: str

@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Integer, case, func
 from sqlalchemy import select as core_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
+from cloud.examples import example
 from cloud.messages.models import Message, MessageStatus
 from cloud.scenarios.models import Journey, JourneyLog
 from cloud.scenarios.sending import HELD_PAST_DEADLINE
@@ -35,6 +36,12 @@ _RowKey = tuple[str | None, str | None, str | None, bool]
 
 
 class FunnelRow(BaseModel):
+    model_config = ConfigDict(json_schema_extra=example(
+        {"scenario": "cart-reminder", "step": "remind", "variant": "a", "queued": 0, "pending": 2,
+         "held": 1, "sent": 180, "delivered": 171, "opened": 64, "clicked": 40, "converted": 31,
+         "failed": 3, "suppressed": 9, "expired": 0, "held_out": 20},
+    ))
+
     scenario: str | None
     step: str | None
     variant: str | None

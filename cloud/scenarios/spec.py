@@ -26,6 +26,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from cloud.channels import Channel
+from cloud.examples import SCENARIO, example
 from cloud.scenarios.conditions import (
     AllCondition,
     AnyCondition,
@@ -300,6 +301,10 @@ class Cap(_Model):
 
 
 class ScenarioSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=example(
+        SCENARIO,
+    ))
+
     key: Key
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     entry: Entry

@@ -46,10 +46,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, and_
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
@@ -131,6 +133,31 @@ class OutboundWebhook(SQLModel, table=True):
 
 
 WEBHOOK_TABLE: Table = SQLModel.metadata.tables[OutboundWebhook.__tablename__]
+
+
+class ScenarioStepWebhook(BaseModel):
+    """The body a scenario's webhook step posts to the shop (`cloud.scenarios.actions`),
+    as the shop receives it: the OpenAPI document publishes it under `webhooks`, so a
+    shop can generate its receiver from the schema rather than from a sample."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "j815:notify-shop", "type": "scenario.step", "tenant": "acme",
+        "customer_id": 42, "scenario": "cross-sell-dryer", "step": "notify-shop",
+        "journey_id": 815, "entry": "presence.enter", "variant": "A",
+        "at": "2026-12-07T10:15:00+00:00",
+    }]})
+
+    id: str = PydanticField(description="`j<journey>:<step>`, the same on every attempt: "
+                            "the idempotency key to drop a repeat on")
+    type: Literal["scenario.step"]
+    tenant: str
+    customer_id: int = PydanticField(description="the orchestrator's number of the customer")
+    scenario: str = PydanticField(description="the scenario's key")
+    step: str = PydanticField(description="the webhook step's id")
+    journey_id: int
+    entry: str = PydanticField(description="the trigger kind that started the journey")
+    variant: str | None = PydanticField(description="the A/B variant, or null")
+    at: datetime = PydanticField(description="when the step ran")
 
 
 def webhook_key(journey_id: int, step_id: str) -> str:

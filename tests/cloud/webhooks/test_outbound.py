@@ -35,6 +35,7 @@ from cloud.triggers import TriggerKind, record_trigger
 from cloud.webhooks.outbound import (
     MAX_ATTEMPTS,
     OutboundWebhook,
+    ScenarioStepWebhook,
     WebhookSender,
     WebhookStatus,
     queue_webhook,
@@ -169,6 +170,8 @@ def test_a_steps_webhook_is_posted_once_signed_as_the_shop_checks_it(
         "customer_id": ana, "scenario": "notify", "step": "hook", "journey_id": journey.id,
         "entry": "cart.abandoned", "variant": None, "at": NOW.isoformat(),
     }
+    # ...and is what the OpenAPI document's `webhooks` publishes.
+    ScenarioStepWebhook.model_validate_json(request.body)
     [row] = all_webhooks(engine)
     assert (row.status, row.attempts, row.last_status, row.last_error, row.sent_at) == (
         WebhookStatus.SENT, 1, 200, None, NOW
