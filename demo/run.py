@@ -438,7 +438,7 @@ def run_story(*, speed: float = REPLAY_SPEED, stay: bool = True) -> bool:
         say(f"local FCM-compatible push service on {fcm_url}")
         environment = orchestrator_setup(workdir=workdir, broker=broker, tenant_key=tenant_key,
                                          push=fcm.settings()).environment()
-        migrate_database(supervisor, environment)
+        migrate_database(environment["VITRINA_DATABASE_URL"])
         with admin_key_made(environment, tenant=DEMO_TENANT,
                             name="demo back office") as admin_key_ready:
             api = start_orchestrator(supervisor, environment)

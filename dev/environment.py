@@ -17,6 +17,7 @@ import secrets
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,16 +36,7 @@ from dev.orchestrator import (
     start_orchestrator,
 )
 from dev.processes import supervised
-from dev.services import (
-    FcmServer,
-    SmsServer,
-    SmtpServer,
-    WebPushServer,
-    start_fcm,
-    start_sms,
-    start_smtp,
-    start_web_push,
-)
+from dev.services import Servers, start_all
 from dev.session import DevSession, forget_session, tenant_key
 from provisioning.local_broker import LocalBroker, free_port, local_broker
 
@@ -65,14 +57,6 @@ class DevOptions:
     prefer_mosquitto: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Servers:
-    fcm: FcmServer
-    web_push: WebPushServer
-    smtp: SmtpServer
-    sms: SmsServer
-
-
 def echo_problems(name: str, line: str) -> None:
     """A child's warnings and errors, as they happen; everything is in its log file."""
     if SHOWN_LINES.search(line):
@@ -85,8 +69,8 @@ def email_allowed(public_base_url: str) -> bool:
 
 
 def orchestrator_setup(
-    options: DevOptions, *, broker: LocalBroker, servers: Servers, secret: str,
-    webhook_secret: str,
+    options: DevOptions, *, database_url: str, broker: LocalBroker, servers: Servers,
+    secret: str, webhook_secret: str,
 ) -> OrchestratorSetup:
     """Every channel pointed at its local server; web pushes may go to the local push
     service (plain http on loopback, which the outbound rules otherwise refuse); quiet
@@ -101,11 +85,9 @@ def orchestrator_setup(
     }
     if email_allowed(public):
         channels["email"] = servers.smtp.settings()
-    state = options.state_dir
     return OrchestratorSetup(
-        database_url=options.database_url or f"sqlite:///{state / 'vitrina.db'}",
-        broker=broker, tenants={options.tenant: (KEY_ID, secret)}, api_port=port,
-        client_id=CLIENT_ID, channels=channels,
+        database_url=database_url, broker=broker, tenants={options.tenant: (KEY_ID, secret)},
+        api_port=port, client_id=CLIENT_ID, channels=channels,
         extra={
             "VITRINA_TRACKING__PUBLIC_BASE_URL": public,
             "VITRINA_OUTBOUND__ALLOW": json.dumps([servers.web_push.host_port]),
@@ -154,15 +136,15 @@ def run_environment(options: DevOptions) -> None:
         as broker,
         supervised(echo_problems, state / "logs") as supervisor,
     ):
-        servers = Servers(
-            fcm=start_fcm(supervisor, state), web_push=start_web_push(supervisor),
-            smtp=start_smtp(supervisor, state, password=secrets.token_urlsafe(12)),
-            sms=start_sms(supervisor),
-        )
-        setup = orchestrator_setup(options, broker=broker, servers=servers, secret=secret,
+        database_url = options.database_url or f"sqlite:///{state / 'vitrina.db'}"
+        with ThreadPoolExecutor(1, thread_name_prefix="migrate") as background:
+            migrated = background.submit(migrate_database, database_url)
+            servers = start_all(supervisor, state, smtp_password=secrets.token_urlsafe(12))
+            migrated.result()
+        setup = orchestrator_setup(options, database_url=database_url, broker=broker,
+                                   servers=servers, secret=secret,
                                    webhook_secret=webhook_secret)
         environment = setup.environment()
-        migrate_database(supervisor, environment)
         with admin_key_made(environment, tenant=options.tenant,
                             name="developer environment") as admin_key_ready:
             api = start_orchestrator(supervisor, environment)
@@ -224,7 +206,7 @@ def summary(session: DevSession, *, broker: LocalBroker, servers: Servers,
         "",
         "Point an app at it: in another terminal, in this directory,",
         '  eval "$(vitrina-cloud dev env)"',
-        "exports VITRINA_API, VITRINA_TENANT, VITRINA_ADMIN_KEY (the back office's key), "
+        "exports VITRINA_API_URL, VITRINA_TENANT, VITRINA_ADMIN_KEY (the back office's key), "
         "VITRINA_APP_KEY (the app's public key), VITRINA_WEBHOOK_SECRET (signs the shop's "
         "webhooks) and VITRINA_FCM_URL, all made for this session.",
         "Then: `vitrina-cloud dev token --subject <user>` signs a customer token as the "

@@ -26,6 +26,12 @@ DEFAULT_TIMEZONE = "Europe/Madrid"
 VISIT_SECONDS = 90.0
 #: The app advertises about once a second while the shop's app is in the foreground.
 ADVERT_PERIOD_S = 1.0
+#: A scan response is 31 bytes: the service data's length, type and 128-bit UUID take 18.
+MAX_INSTALL_ID_CHARS = 13
+
+
+class InstallIdError(ValueError):
+    """An install id the app's advert cannot carry."""
 
 
 def write_gateway_config(
@@ -50,6 +56,10 @@ def record_app_visit(path: Path, *, install_id: str, start: float,
     """A BLE recording of one phone whose shop app advertises `install_id` (the app's
     service UUID in its adverts, the install id in its scan responses, as the shop's
     Android app does), walking up to the door and away again."""
+    if not install_id.isascii() or not 0 < len(install_id) <= MAX_INSTALL_ID_CHARS:
+        raise InstallIdError(
+            f"the app's advert carries an install id of 1 to {MAX_INSTALL_ID_CHARS} ASCII "
+            f"characters (its scan response has 31 bytes); {install_id!r} does not fit")
     rng = random.Random(install_id)
     address = ble_address(rng, 0b01)  # a resolvable private address, as phones use
     indication, response = app_adverts(address, install_id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from cloud.db import make_engine, migrate, wait_for_database
 from dev.processes import Supervisor
 from provisioning.local_broker import LocalBroker, die_with_parent
 
@@ -91,10 +92,16 @@ class OrchestratorSetup:
         }
 
 
-def migrate_database(supervisor: Supervisor, environment: Mapping[str, str]) -> None:
-    migrate = supervisor.start("cloud", [CLOUD_COMMAND, "migrate"], env=environment)
-    if migrate.wait(timeout=STARTUP_TIMEOUT_S) != 0:
-        raise RuntimeError(f"database migration failed (log in {supervisor.log_dir}/cloud.log)")
+def migrate_database(database_url: str) -> None:
+    """What `vitrina-cloud migrate` does, in this process: it needs only the database, so
+    it runs while the local servers start, without a process of its own to load the
+    orchestrator's code (seconds on a busy machine)."""
+    engine = make_engine(database_url)
+    try:
+        wait_for_database(engine)
+    finally:
+        engine.dispose()
+    migrate(database_url)
 
 
 def start_orchestrator(supervisor: Supervisor, environment: Mapping[str, str]) -> str:

@@ -9,6 +9,7 @@ orchestrator's settings need, so nothing here knows how the servers work inside.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +26,28 @@ MAIL_FROM = "shop@localhost"
 WEB_PUSH_SUBJECT = "mailto:developer@localhost"
 
 
-def _announced(supervisor: Supervisor, name: str, module: str, *args: str) -> dict[str, Any]:
-    """Start `python -m <module> <args>` and read where it listens from its first line."""
-    process = supervisor.start(name, [sys.executable, "-m", module, *args])
-    line = supervisor.first_line(process, timeout=START_TIMEOUT_S)
-    try:
-        announced: dict[str, Any] = json.loads(line)
-    except json.JSONDecodeError:
-        raise RuntimeError(f"the local {name} server did not start: {line}") from None
-    return announced
+@dataclass(frozen=True, slots=True)
+class Starting:
+    """A server started and not yet listening; `announced()` waits until it is."""
+
+    supervisor: Supervisor
+    name: str
+    process: subprocess.Popen[str]
+
+    def announced(self) -> dict[str, Any]:
+        """Where it listens (and what it made), from its first line of output."""
+        line = self.supervisor.first_line(self.process, timeout=START_TIMEOUT_S)
+        try:
+            announced: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            raise RuntimeError(f"the local {self.name} server did not start: {line}") from None
+        return announced
+
+
+def _start(supervisor: Supervisor, name: str, module: str, *args: str) -> Starting:
+    """`python -m <module> <args>`, not waited for: servers start side by side."""
+    return Starting(supervisor, name,
+                    supervisor.start(name, [sys.executable, "-m", module, *args]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +65,8 @@ class FcmServer:
 def start_fcm(supervisor: Supervisor, workdir: Path, *, project: str = FCM_PROJECT
               ) -> FcmServer:
     credentials = workdir / "fcm-service-account.json"
-    announced = _announced(supervisor, "fcm", "sandbox.fcm", "--project", project,
-                           "--credentials-out", str(credentials))
+    announced = _start(supervisor, "fcm", "sandbox.fcm", "--project", project,
+                       "--credentials-out", str(credentials)).announced()
     return FcmServer(url=announced["url"], project=project, credentials=credentials)
 
 
@@ -69,8 +83,6 @@ class WebPushServer:
         return self.url.split("://", 1)[1].rstrip("/")
 
 
-def start_web_push(supervisor: Supervisor) -> WebPushServer:
-    return WebPushServer(url=_announced(supervisor, "webpush", "sandbox.webpush")["url"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +101,6 @@ class SmtpServer:
                 "ca_file": self.ca_file, "from_address": MAIL_FROM}
 
 
-def start_smtp(supervisor: Supervisor, workdir: Path, *, password: str) -> SmtpServer:
-    username = "vitrina"
-    announced = _announced(supervisor, "smtp", "sandbox.smtp", "--workdir",
-                           str(workdir / "smtp"), "--user", username, f"--password={password}")
-    return SmtpServer(host=announced["host"], port=int(announced["port"]),
-                      ca_file=announced["ca_file"], listing=announced["listing"],
-                      username=username, password=password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +117,32 @@ class SmsServer:
                 "status_callback_url": receipts_url}
 
 
-def start_sms(supervisor: Supervisor) -> SmsServer:
-    announced = _announced(supervisor, "sms", "sandbox.sms")
-    return SmsServer(url=announced["url"], account_sid=announced["account_sid"],
-                     auth_token=announced["auth_token"], from_number=announced["from_number"])
+@dataclass(frozen=True, slots=True)
+class Servers:
+    fcm: FcmServer
+    web_push: WebPushServer
+    smtp: SmtpServer
+    sms: SmsServer
+
+
+def start_all(supervisor: Supervisor, workdir: Path, *, smtp_password: str) -> Servers:
+    """All four, started side by side (each is a Python process that takes a moment to
+    import its libraries), then each waited for."""
+    credentials = workdir / "fcm-service-account.json"
+    smtp_user = "vitrina"
+    fcm = _start(supervisor, "fcm", "sandbox.fcm", "--project", FCM_PROJECT,
+                 "--credentials-out", str(credentials))
+    web_push = _start(supervisor, "webpush", "sandbox.webpush")
+    smtp = _start(supervisor, "smtp", "sandbox.smtp", "--workdir", str(workdir / "smtp"),
+                  "--user", smtp_user, f"--password={smtp_password}")
+    sms = _start(supervisor, "sms", "sandbox.sms")
+    mail = smtp.announced()
+    texts = sms.announced()
+    return Servers(
+        fcm=FcmServer(url=fcm.announced()["url"], project=FCM_PROJECT, credentials=credentials),
+        web_push=WebPushServer(url=web_push.announced()["url"]),
+        smtp=SmtpServer(host=mail["host"], port=int(mail["port"]), ca_file=mail["ca_file"],
+                        listing=mail["listing"], username=smtp_user, password=smtp_password),
+        sms=SmsServer(url=texts["url"], account_sid=texts["account_sid"],
+                      auth_token=texts["auth_token"], from_number=texts["from_number"]),
+    )

@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 SESSION_FILE = "session.json"
 TENANT_KEY_FILE = "tenant-key"
@@ -24,6 +28,10 @@ DEFAULT_STATE_DIR = Path(".vitrina-dev")
 
 class NotRunningError(RuntimeError):
     """No developer environment is running with this state directory."""
+
+
+class ToolError(RuntimeError):
+    """What the developer asked of the environment cannot be done; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +97,39 @@ def state_dir_from(option: Path | None) -> Path:
     if option is not None:
         return option.resolve()
     return Path(os.environ.get(STATE_DIR_VARIABLE) or DEFAULT_STATE_DIR).resolve()
+
+
+def exports(session: DevSession) -> str:
+    """Shell lines that export what a developer's shell and app need (for `eval`). None is
+    named like a setting of the orchestrator's (VITRINA_API would be read as `api`)."""
+    values = {
+        "VITRINA_API_URL": session.api, "VITRINA_TENANT": session.tenant,
+        "VITRINA_ADMIN_KEY": session.admin_key, "VITRINA_APP_KEY": session.app_key,
+        "VITRINA_WEBHOOK_SECRET": session.webhook_secret, "VITRINA_FCM_URL": session.fcm_url,
+        "VITRINA_WEB_PUSH_URL": session.web_push_url, "VITRINA_SMS_URL": session.sms_url,
+        "VITRINA_SMTP_LISTING_URL": session.smtp_listing, "VITRINA_DEV_DIR": session.state_dir,
+    }
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
+
+
+def admin_api(session: DevSession) -> httpx.Client:
+    """The tenant's API as its back office calls it (the session's admin key)."""
+    return httpx.Client(base_url=f"{session.api}/tenants/{session.tenant}",
+                        headers={"Authorization": f"Bearer {session.admin_key}"},
+                        timeout=10.0)
+
+
+def checked(response: httpx.Response) -> Any:
+    """The response's JSON; a refusal becomes a ToolError that shows the API's answer."""
+    if response.is_error:
+        raise ToolError(f"{response.request.method} {response.request.url.path} -> "
+                        f"{response.status_code}: {response.text}")
+    return response.json()
+
+
+def pushes_received(session: DevSession) -> list[dict[str, Any]]:
+    """Every push the local FCM server has accepted, oldest first."""
+    response = httpx.get(f"{session.fcm_url}/_sandbox/messages", timeout=5.0)
+    response.raise_for_status()
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
