@@ -11,6 +11,7 @@ workers): a developer runs these tools many times a minute. A deployment's
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -210,11 +211,27 @@ def why_command(customer: Customer, state_dir: StateDir = None) -> None:
         typer.echo(explain(session, customer))
 
 
+#: What the developer environment runs besides the orchestrator: the local provider
+#: servers, the gateway, the in-process broker and SMTP server (the `dev` extra).
+NEEDS = ("sandbox", "edge", "amqtt", "aiosmtpd")
+
+
+def installed() -> bool:
+    """Whether this installation can run the developer environment: an image of the
+    orchestrator alone (docker/Dockerfile.cloud) cannot, and does not offer it."""
+    return all(importlib.util.find_spec(name) is not None for name in NEEDS)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["dev"]:
+        if not installed():
+            typer.echo("`vitrina-cloud dev` needs the development install: in a checkout, "
+                       "pip install -e '.[dev]' (or make .venv/.installed)", err=True)
+            raise SystemExit(2)
         dev(args=sys.argv[2:], prog_name=DEV_PROGRAM)
         return
     from cloud.cli import app
 
-    app.add_typer(dev, name="dev")
+    if installed():
+        app.add_typer(dev, name="dev")
     app()

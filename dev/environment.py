@@ -29,9 +29,9 @@ from cloud.auth.customer_tokens import generate_key_pair
 from cloud.auth.models import TokenAlgorithm
 from dev.orchestrator import (
     OrchestratorSetup,
-    admin_key_made,
     bearer,
     issue_key,
+    make_admin_key,
     migrate_database,
     start_orchestrator,
 )
@@ -109,6 +109,13 @@ def register_token_key(api: str, admin_key: str, tenant: str) -> tuple[str, str]
 
 
 
+def prepare_database(database_url: str, tenant: str) -> str:
+    """Migrate, then make the tenant's admin key for this session (shown only to the
+    session's commands, kept as a hash in the database)."""
+    migrate_database(database_url)
+    return make_admin_key(database_url, tenant=tenant, name="developer environment")
+
+
 @contextlib.contextmanager
 def stop_on_terminate() -> Iterator[None]:
     """SIGTERM stops the environment as Ctrl-C does (everything started is stopped)."""
@@ -138,17 +145,14 @@ def run_environment(options: DevOptions) -> None:
     ):
         database_url = options.database_url or f"sqlite:///{state / 'vitrina.db'}"
         with ThreadPoolExecutor(1, thread_name_prefix="migrate") as background:
-            migrated = background.submit(migrate_database, database_url)
+            admin_key_made = background.submit(prepare_database, database_url, options.tenant)
             servers = start_all(supervisor, state, smtp_password=secrets.token_urlsafe(12))
-            migrated.result()
+            admin_key = admin_key_made.result()
         setup = orchestrator_setup(options, database_url=database_url, broker=broker,
                                    servers=servers, secret=secret,
                                    webhook_secret=webhook_secret)
         environment = setup.environment()
-        with admin_key_made(environment, tenant=options.tenant,
-                            name="developer environment") as admin_key_ready:
-            api = start_orchestrator(supervisor, environment)
-            admin_key = admin_key_ready()
+        api = start_orchestrator(supervisor, environment)
         app_key = issue_key(api, admin_key, tenant=options.tenant, role="app",
                             name="developer app")
         kid, private_pem = register_token_key(api, admin_key, options.tenant)

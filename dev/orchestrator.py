@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import Session
 
-from cloud.db import make_engine, migrate, wait_for_database
+from cloud.auth.keys import create_key
+from cloud.auth.models import Role
+from cloud.db import make_engine, migrate, utc_now, wait_for_database
 from dev.processes import Supervisor
 from provisioning.local_broker import LocalBroker, die_with_parent
 
@@ -102,6 +105,20 @@ def migrate_database(database_url: str) -> None:
     finally:
         engine.dispose()
     migrate(database_url)
+
+
+def make_admin_key(database_url: str, *, tenant: str, name: str) -> str:
+    """What `vitrina-cloud keys create --role admin` does, in this process (the demo runs
+    the command, as an operator would; the developer environment saves the process)."""
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            _, key = create_key(session, role=Role.ADMIN, tenant=tenant, name=name,
+                                created_by="cli", now=utc_now())
+            session.commit()
+    finally:
+        engine.dispose()
+    return key
 
 
 def start_orchestrator(supervisor: Supervisor, environment: Mapping[str, str]) -> str:
