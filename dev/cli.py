@@ -59,13 +59,23 @@ def start(
     """Start the environment (without a subcommand), until Ctrl-C."""
     if context.invoked_subcommand is not None:
         return
+    import httpx
+
     from dev.environment import DevOptions, run_environment
     from dev.session import state_dir_from
 
-    run_environment(DevOptions(
-        state_dir=state_dir_from(state_dir), tenant=tenant, database_url=database_url,
-        port=port, public_base_url=public_base_url, prefer_mosquitto=not amqtt,
-    ))
+    try:
+        run_environment(DevOptions(
+            state_dir=state_dir_from(state_dir), tenant=tenant, database_url=database_url,
+            port=port, public_base_url=public_base_url, prefer_mosquitto=not amqtt,
+        ))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: everything `vitrina-cloud dev` started has been stopped",
+                   err=True)
+        raise typer.Exit(130) from None
+    except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as error:
+        typer.echo(f"vitrina-cloud dev could not start: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @contextmanager

@@ -24,20 +24,22 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from cloud.auth.customer_tokens import generate_key_pair
 from cloud.auth.models import TokenAlgorithm
 from dev.orchestrator import (
     OrchestratorSetup,
     bearer,
+    http_ok,
     issue_key,
     make_admin_key,
     migrate_database,
     start_orchestrator,
 )
-from dev.processes import supervised
+from dev.processes import Supervisor, supervised
 from dev.services import Servers, start_all
-from dev.session import DevSession, forget_session, tenant_key
+from dev.session import DevSession, NotRunningError, forget_session, tenant_key
 from provisioning.local_broker import LocalBroker, free_port, local_broker
 
 KEY_ID = "dev-1"
@@ -109,6 +111,19 @@ def register_token_key(api: str, admin_key: str, tenant: str) -> tuple[str, str]
 
 
 
+def refuse_a_second_environment(state: Path) -> None:
+    """One environment per state directory: a second would share its database and keys.
+    A session file left by one that was killed outright is not a running environment."""
+    try:
+        running = DevSession.load(state)
+    except NotRunningError:
+        return
+    if http_ok(f"{running.api}/healthz"):
+        raise RuntimeError(f"a developer environment is already running with state in "
+                           f"{state}/ (API {running.api}): use it, or name another "
+                           "directory with --state-dir")
+
+
 def prepare_database(database_url: str, tenant: str) -> str:
     """Migrate, then make the tenant's admin key for this session (shown only to the
     session's commands, kept as a hash in the database)."""
@@ -116,74 +131,108 @@ def prepare_database(database_url: str, tenant: str) -> str:
     return make_admin_key(database_url, tenant=tenant, name="developer environment")
 
 
-@contextlib.contextmanager
-def stop_on_terminate() -> Iterator[None]:
-    """SIGTERM stops the environment as Ctrl-C does (everything started is stopped)."""
-    def interrupt(_signal: int, _frame: FrameType | None) -> None:
+class StopRequested:
+    """Ctrl-C (SIGINT) or SIGTERM: the environment stops, and everything it started.
+
+    The signal raises KeyboardInterrupt where the main thread is, as Python does for
+    Ctrl-C; when that lands somewhere that swallows it (a fork's handlers, a finaliser),
+    the request is still remembered, and each start-up step and the final wait look."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def _handle(self, _signal: int, _frame: FrameType | None) -> None:
+        self.event.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequested]:
+        previous = {number: signal.signal(number, self._handle)
+                    for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def checkpoint(self) -> None:
+        """Go no further once a stop was asked for."""
+        if self.event.is_set():
+            raise KeyboardInterrupt
+
+    def wait(self) -> None:
+        """Until a stop is asked for."""
+        with contextlib.suppress(KeyboardInterrupt):
+            self.event.wait()
 
 
 def run_environment(options: DevOptions) -> None:
     """Start everything, print where it is, and wait for Ctrl-C; everything started is
     stopped on the way out, whatever happens (the broker last, after its clients)."""
     state = options.state_dir
+    refuse_a_second_environment(state)
     for directory in ("logs", "broker"):
         (state / directory).mkdir(parents=True, exist_ok=True)
-    secret = tenant_key(state)
-    webhook_secret = secrets.token_urlsafe(24)
     with (
-        stop_on_terminate(),
+        StopRequested().installed() as stop,
         local_broker(workdir=state / "broker", prefer_mosquitto=options.prefer_mosquitto)
         as broker,
         supervised(echo_problems, state / "logs") as supervisor,
     ):
-        database_url = options.database_url or f"sqlite:///{state / 'vitrina.db'}"
-        with ThreadPoolExecutor(1, thread_name_prefix="migrate") as background:
-            admin_key_made = background.submit(prepare_database, database_url, options.tenant)
-            servers = start_all(supervisor, state, smtp_password=secrets.token_urlsafe(12))
-            admin_key = admin_key_made.result()
-        setup = orchestrator_setup(options, database_url=database_url, broker=broker,
-                                   servers=servers, secret=secret,
-                                   webhook_secret=webhook_secret)
-        environment = setup.environment()
-        api = start_orchestrator(supervisor, environment)
-        app_key = issue_key(api, admin_key, tenant=options.tenant, role="app",
-                            name="developer app")
-        kid, private_pem = register_token_key(api, admin_key, options.tenant)
-        session = DevSession(
-            state_dir=str(state), tenant=options.tenant, api=api,
-            database_url=setup.database_url, admin_key=admin_key, app_key=app_key,
-            webhook_secret=webhook_secret, token_kid=kid, token_private_pem=private_pem,
-            key_id=KEY_ID, tenant_key=secret, broker_host=broker.host,
-            broker_port=broker.port, broker_mqtt_v5=broker.mqtt_v5,
-            fcm_url=servers.fcm.url, fcm_project=servers.fcm.project,
-            fcm_credentials=str(servers.fcm.credentials), web_push_url=servers.web_push.url,
-            smtp_listing=servers.smtp.listing,
-            email_wired="email" in setup.channels, sms_url=servers.sms.url,
-        )
+        stop.checkpoint()
+        session, servers, public_base_url = start(options, broker, supervisor, stop)
         session.save()
         try:
             print(summary(session, broker=broker, servers=servers,
-                          public_base_url=environment["VITRINA_TRACKING__PUBLIC_BASE_URL"]),
-                  flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                threading.Event().wait()
+                          public_base_url=public_base_url), flush=True)
+            stop.wait()
             print("\nstopping: everything `vitrina-cloud dev` started is being stopped",
                   flush=True)
         finally:
             forget_session(state)
 
 
+def start(options: DevOptions, broker: LocalBroker, supervisor: Supervisor,
+          stop: StopRequested) -> tuple[DevSession, Servers, str]:
+    """The local servers and the migration side by side, then the orchestrator, then
+    what the session's commands need (keys, a token key): the session, the servers and
+    the public base URL."""
+    state = options.state_dir
+    secret = tenant_key(state)
+    webhook_secret = secrets.token_urlsafe(24)
+    database_url = options.database_url or f"sqlite:///{state / 'vitrina.db'}"
+    with ThreadPoolExecutor(1, thread_name_prefix="migrate") as background:
+        admin_key_made = background.submit(prepare_database, database_url, options.tenant)
+        servers = start_all(supervisor, state, smtp_password=secrets.token_urlsafe(12))
+        admin_key = admin_key_made.result()
+    stop.checkpoint()
+    setup = orchestrator_setup(options, database_url=database_url, broker=broker,
+                               servers=servers, secret=secret, webhook_secret=webhook_secret)
+    environment = setup.environment()
+    api = start_orchestrator(supervisor, environment)
+    stop.checkpoint()
+    app_key = issue_key(api, admin_key, tenant=options.tenant, role="app",
+                        name="developer app")
+    kid, private_pem = register_token_key(api, admin_key, options.tenant)
+    session = DevSession(
+        state_dir=str(state), tenant=options.tenant, api=api,
+        database_url=setup.database_url, admin_key=admin_key, app_key=app_key,
+        webhook_secret=webhook_secret, token_kid=kid, token_private_pem=private_pem,
+        key_id=KEY_ID, tenant_key=secret, broker_host=broker.host,
+        broker_port=broker.port, broker_mqtt_v5=broker.mqtt_v5,
+        fcm_url=servers.fcm.url, fcm_project=servers.fcm.project,
+        fcm_credentials=str(servers.fcm.credentials), web_push_url=servers.web_push.url,
+        smtp_listing=servers.smtp.listing,
+        email_wired="email" in setup.channels, sms_url=servers.sms.url,
+    )
+    stop.checkpoint()
+    return session, servers, environment["VITRINA_TRACKING__PUBLIC_BASE_URL"]
+
+
 def summary(session: DevSession, *, broker: LocalBroker, servers: Servers,
             public_base_url: str) -> str:
     """Where everything is and how to point an app at it."""
-    database = session.database_url.split("@")[-1]
+    database = make_url(session.database_url).render_as_string(hide_password=True)
     email = (f"smtp://{servers.smtp.host}:{servers.smtp.port} (STARTTLS, CA "
              f"{servers.smtp.ca_file}); received mail: {servers.smtp.listing}/_sandbox/emails"
              if session.email_wired else

@@ -35,8 +35,8 @@ class Starting:
     process: subprocess.Popen[str]
 
     def announced(self) -> dict[str, Any]:
-        """Where it listens (and what it made), from its first line of output."""
-        line = self.supervisor.first_line(self.process, timeout=START_TIMEOUT_S)
+        """Where it listens (and what it made), from the JSON line it prints."""
+        line = self.supervisor.announcement(self.process, timeout=START_TIMEOUT_S)
         try:
             announced: dict[str, Any] = json.loads(line)
         except json.JSONDecodeError:
