@@ -391,7 +391,7 @@ def check_outcome(api: str, admin_key: str, customer_ids: dict[str, str], fcm_ur
 def wait_until_settled(
     database: Path, watcher: PresenceWatcher, narrate_pushes: Callable[[], None]
 ) -> int:
-    """Until the orchestrator has done all the visit asked of it (`demo.progress`) and the
+    """Until the orchestrator has done all the visit asked of it (`dev.progress`) and the
     watcher has seen every event cross MQTT, telling pushes as they arrive; returns how
     many events the gateway published. Whatever would wrongly follow (a push to Ana, a
     second one to Juan) has been sent by then."""
