@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,19 +34,32 @@ from cloud.api.access import CUSTOMER_TOKEN_HEADER
 from cloud.auth.customer_tokens import generate_key_pair, sign_customer_token
 from cloud.auth.models import TokenAlgorithm
 from cloud.db import make_engine
-from demo.processes import Supervisor, supervised
-from demo.progress import Progress, read_progress
-from demo.shop_config import load_shop
+from demo.shop_config import load_shop, shop_config
 from demo.welcome import configure_welcome
+from dev.gateway import write_gateway_config
+from dev.orchestrator import (
+    CLOUD_COMMAND,
+    EDGE_COMMAND,
+    STARTUP_TIMEOUT_S,
+    OrchestratorSetup,
+    admin_key_made,
+    bearer,
+    issue_key,
+    migrate_database,
+    start_orchestrator,
+    wait_for,
+)
+from dev.processes import Supervisor, supervised
+from dev.progress import Progress, read_progress
+from dev.services import start_fcm
 from edge.captures import (
     CAPTURES_DIR,
     DEMO_ANA_INSTALL_ID,
     DEMO_GATEWAY,
-    DEMO_STORE,
     DEMO_TENANT,
     JUAN_INSTALL_ID,
 )
-from provisioning.local_broker import LocalBroker, die_with_parent, free_port, local_broker
+from provisioning.local_broker import LocalBroker, free_port, local_broker
 from shared.identifiers import app_identifier
 from shared.presence import PresenceBatch, Transition, decode_presence_batch
 from shared.pseudonym import Pseudonymizer, TenantKey
@@ -57,9 +67,6 @@ from shared.status import decode_gateway_status
 from shared.topics import TOPIC_ROOT, TopicChannel, parse_topic
 
 WORKDIR = Path(".demo")
-#: The installed commands, from the environment the demo itself runs in.
-CLOUD_COMMAND = str(Path(sys.executable).with_name("vitrina-cloud"))
-EDGE_COMMAND = str(Path(sys.executable).with_name("vitrina-edge"))
 #: `amqtt` forces the fallback broker even where Mosquitto is installed.
 BROKER_CHOICE_VARIABLE = "VITRINA_DEMO_BROKER"
 KEY_ID = "demo-2024"
@@ -67,12 +74,11 @@ KEY_ID = "demo-2024"
 #: while the gateway still sees sightings arrive over time, as in a store, at a pace a
 #: person can follow (`--speed` changes it).
 REPLAY_SPEED = 30.0
-#: Generous bounds for a slow machine; they only turn a hang into a clear failure.
-STARTUP_TIMEOUT_S = 60.0
+#: A generous bound for a slow machine; it only turns a hang into a clear failure.
 SETTLE_TIMEOUT_S = 30.0
-#: How often a condition waited for is looked at again.
-POLL_INTERVAL_S = 0.1
-FCM_PROJECT = "vitrina-demo"
+#: The gateway stands in the shop's one store (demo/scenarios/shop.json), so pushes
+#: greet shoppers with its name.
+DEMO_SHOP_STORE = next(iter(shop_config()["stores"]))
 #: The app signs in once, at the start of the story, and the story is over in minutes.
 DEMO_TOKEN_LIFETIME = timedelta(minutes=15)
 #: The console sign-in the demo makes for whoever runs it (an owner of the demo tenant).
@@ -111,10 +117,29 @@ def say(text: str) -> None:
 #: Start-up chatter of the orchestrator's libraries, and its notes on what the settings
 #: leave off (the demo sets up push alone, on purpose); still written to the demo's log files.
 QUIET_LINES = re.compile(r" INFO (alembic|uvicorn)[.:]| (INFO|WARNING) cloud\.service ")
+#: How a log record starts ("2024-03-02 10:00:00,123 INFO ..."); a line that does not
+#: is the rest of the record before it (a migration's description runs over lines).
+RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-def echo_child(name: str, line: str) -> None:
-    if line.strip() and not QUIET_LINES.search(line):
+class ChildEcho:
+    """Shows the children's output beside the story, without their libraries' start-up
+    chatter: a quiet record is hidden with all of its lines."""
+
+    def __init__(self) -> None:
+        self._hiding: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, line: str) -> None:
+        with self._lock:
+            if RECORD_START.match(line):
+                self._hiding[name] = QUIET_LINES.search(line) is not None
+            elif not line.strip() or self._hiding.get(name, False):
+                return
+            if self._hiding.get(name, False):
+                return
+        if name == "fcm" and line.startswith("{"):
+            return  # where the push service listens, told by the story itself
         print(f"    {name:>6} │ {line}", flush=True)
 
 
@@ -125,144 +150,20 @@ def fresh_workdir() -> Path:
     return WORKDIR.resolve()
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(POLL_INTERVAL_S)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f}s (logs in {WORKDIR}/)")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def start_push_service(supervisor: Supervisor, workdir: Path) -> tuple[str, Path]:
-    port = free_port()
-    credentials = workdir / "fcm-service-account.json"
-    supervisor.start(
-        "fcm",
-        [
-            sys.executable,
-            "-m",
-            "sandbox.fcm",
-            "--port",
-            str(port),
-            "--project",
-            FCM_PROJECT,
-            "--credentials-out",
-            str(credentials),
-        ],
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: http_ok(f"{url}/_sandbox/health"),
-        timeout=STARTUP_TIMEOUT_S,
-        what="the local push service starting",
-    )
-    return url, credentials
-
-
-def orchestrator_environment(
-    *,
-    workdir: Path,
-    broker: LocalBroker,
-    tenant_key: str,
-    fcm_url: str,
-    credentials: Path,
-    api_port: int,
-) -> dict[str, str]:
-    return {
-        "VITRINA_DATABASE_URL": f"sqlite:///{workdir / 'vitrina.db'}",
-        "VITRINA_MQTT__HOST": broker.host,
-        "VITRINA_MQTT__PORT": str(broker.port),
-        "VITRINA_MQTT__MQTT_V5": "true" if broker.mqtt_v5 else "false",
-        "VITRINA_MQTT__SHARED_SUBSCRIPTION": "true" if broker.mqtt_v5 else "false",
-        "VITRINA_MQTT__CLIENT_ID": "demo-orchestrator",
-        "VITRINA_TENANTS": json.dumps(
-            {DEMO_TENANT: {"keys": [{"key_id": KEY_ID, "secret": tenant_key}]}}
-        ),
-        "VITRINA_CHANNELS__PUSH__PROJECT_ID": FCM_PROJECT,
-        "VITRINA_CHANNELS__PUSH__CREDENTIALS_FILE": str(credentials),
-        "VITRINA_CHANNELS__PUSH__ENDPOINT": fcm_url,
-        "VITRINA_API__PORT": str(api_port),
-        "VITRINA_LOG_FORMAT": "text",  # read by a person, not a log shipper
+def orchestrator_setup(*, workdir: Path, broker: LocalBroker, tenant_key: str,
+                       push: dict[str, str]) -> OrchestratorSetup:
+    return OrchestratorSetup(
+        database_url=f"sqlite:///{workdir / 'vitrina.db'}", broker=broker,
+        tenants={DEMO_TENANT: (KEY_ID, tenant_key)}, api_port=free_port(),
+        client_id="demo-orchestrator", channels={"push": push},
         # The demo runs whenever someone starts it: quiet hours would hold the push at night.
-        "VITRINA_SCENARIOS": json.dumps({"quiet_hours": None}),
-    }
-
-
-def migrate_database(supervisor: Supervisor, environment: dict[str, str]) -> None:
-    migrate = supervisor.start("cloud", [CLOUD_COMMAND, "migrate"], env=environment)
-    if migrate.wait(timeout=STARTUP_TIMEOUT_S) != 0:
-        raise RuntimeError(f"database migration failed (logs in {WORKDIR}/cloud.log)")
-
-
-def start_orchestrator(supervisor: Supervisor, environment: dict[str, str]) -> str:
-    supervisor.start("cloud", [CLOUD_COMMAND, "serve"], env=environment)
-    api = f"http://127.0.0.1:{environment['VITRINA_API__PORT']}"
-    wait_for(
-        lambda: http_ok(f"{api}/readyz"),
-        timeout=STARTUP_TIMEOUT_S,
-        what="the orchestrator becoming ready",
+        extra={"VITRINA_SCENARIOS": '{"quiet_hours": null}'},
     )
-    return api
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@contextlib.contextmanager
-def admin_key_made(environment: dict[str, str]) -> Iterator[Callable[[], str]]:
-    """The shop's admin key, as an operator makes it: `vitrina-cloud keys create`, which
-    needs only the migrated database, so it runs while the orchestrator starts. Yields
-    what waits for the key. The key is kept in memory only: never printed, never written
-    to the demo's logs; the command does not outlive the block."""
-    process = subprocess.Popen(
-        [CLOUD_COMMAND, "keys", "create", "--tenant", DEMO_TENANT, "--role", "admin",
-         "--name", "demo back office"],
-        env={**os.environ, **environment},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
-    )
-
-    def key() -> str:
-        try:
-            made, problems = process.communicate(timeout=STARTUP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError("`vitrina-cloud keys create` did not finish within "
-                               f"{STARTUP_TIMEOUT_S:.0f}s") from None
-        if process.returncode != 0:
-            raise RuntimeError(f"could not create the admin key: {problems.strip()}")
-        return made.strip()
-
-    try:
-        yield key
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()  # reaps it and closes its pipes
 
 
 def issue_app_key(api: str, admin_key: str) -> str:
     """The app's key, as the shop's admin issues it over the API (kept in memory only)."""
-    issued = httpx.post(
-        f"{api}/tenants/{DEMO_TENANT}/api-keys",
-        json={"role": "app", "name": "demo shop app"},
-        headers=bearer(admin_key),
-        timeout=10.0,
-    )
-    issued.raise_for_status()
-    app_key: str = issued.json()["key"]
+    app_key = issue_key(api, admin_key, tenant=DEMO_TENANT, role="app", name="demo shop app")
     say("the back office issues the shop app its own key: public, so alone it may only "
         "make an anonymous installation")
     return app_key
@@ -346,6 +247,9 @@ class PresenceWatcher:
         self._names = names
         self._online: dict[str, bool] = {}
         self.events = 0
+        #: Devices that left as soon as they came (a passer-by's probe burst): counted,
+        #: not told one by one.
+        self.passed_by = 0
         self._lock = threading.Lock()
         protocol = mqtt.MQTTv5 if broker.mqtt_v5 else mqtt.MQTTv311
         self._client = mqtt.Client(
@@ -381,6 +285,10 @@ class PresenceWatcher:
                     f"{event.scope.value} pseudonym, zone {event.zone}, {event.rssi:.0f} dBm)"
                 )
             elif event.transition is Transition.EXIT:
+                if round(event.dwell_s) == 0 and event.pseudonym not in self._names:
+                    with self._lock:
+                        self.passed_by += 1
+                    continue
                 say(f"gateway {event.gateway} sees {who} leave after {event.dwell_s:.0f}s")
 
     def close(self) -> None:
@@ -398,15 +306,9 @@ def replay_visit(
     narrate_pushes: Callable[[], None],
 ) -> int:
     """Run the gateway's replay to the end, narrating pushes as the phones receive them."""
-    template = (Path(__file__).with_name("edge.toml")).read_text()
-    config = workdir / "edge.toml"
-    config.write_text(
-        template.format(
-            tenant_key=tenant_key,
-            mqtt_port=broker.port,
-            outbox_path=workdir / "outbox.db",
-            mqtt_protocol=json.dumps("5" if broker.mqtt_v5 else "3.1.1"),
-        )
+    config = write_gateway_config(
+        workdir / "edge.toml", tenant=DEMO_TENANT, store=DEMO_SHOP_STORE, gateway=DEMO_GATEWAY,
+        key_id=KEY_ID, tenant_key=tenant_key, broker=broker, outbox=workdir / "outbox.db",
     )
     capture = CAPTURES_DIR / "demo.pcapng"
     say(f"the gateway replays a recorded five-minute visit ({capture.name}) at {speed:g}x")
@@ -490,7 +392,7 @@ def check_outcome(api: str, admin_key: str, customer_ids: dict[str, str], fcm_ur
 def wait_until_settled(
     database: Path, watcher: PresenceWatcher, narrate_pushes: Callable[[], None]
 ) -> int:
-    """Until the orchestrator has done all the visit asked of it (`demo.progress`) and the
+    """Until the orchestrator has done all the visit asked of it (`dev.progress`) and the
     watcher has seen every event cross MQTT, telling pushes as they arrive; returns how
     many events the gateway published. Whatever would wrongly follow (a push to Ana, a
     second one to Juan) has been sent by then."""
@@ -500,14 +402,15 @@ def wait_until_settled(
     def settled() -> bool:
         nonlocal latest
         narrate_pushes()
-        latest = read_progress(engine, tenant=DEMO_TENANT, store=DEMO_STORE, gateway=DEMO_GATEWAY)
+        latest = read_progress(engine, tenant=DEMO_TENANT, store=DEMO_SHOP_STORE,
+                               gateway=DEMO_GATEWAY)
         return latest.settled and watcher.events >= latest.published
 
     try:
         wait_for(settled, timeout=SETTLE_TIMEOUT_S,
                  what="the orchestrator finishing the visit's work")
     except TimeoutError as error:
-        raise TimeoutError(f"{error}; last seen: {latest}") from None
+        raise TimeoutError(f"{error} (logs in {WORKDIR}/); last seen: {latest}") from None
     finally:
         engine.dispose()
     narrate_pushes()
@@ -527,22 +430,18 @@ def run_story(*, speed: float = REPLAY_SPEED, stay: bool = True) -> bool:
     prefer_mosquitto = os.environ.get(BROKER_CHOICE_VARIABLE, "auto") != "amqtt"
     with (
         local_broker(workdir=workdir, prefer_mosquitto=prefer_mosquitto) as broker,
-        supervised(echo_child, workdir) as supervisor,
+        supervised(ChildEcho(), workdir) as supervisor,
     ):
         flavour = "MQTT v5" if broker.mqtt_v5 else "MQTT 3.1.1, one worker, no shared subscription"
         say(f"broker: {broker.kind} on 127.0.0.1:{broker.port} ({flavour})")
-        fcm_url, credentials = start_push_service(supervisor, workdir)
+        fcm = start_fcm(supervisor, workdir)
+        fcm_url = fcm.url
         say(f"local FCM-compatible push service on {fcm_url}")
-        environment = orchestrator_environment(
-            workdir=workdir,
-            broker=broker,
-            tenant_key=tenant_key,
-            fcm_url=fcm_url,
-            credentials=credentials,
-            api_port=free_port(),
-        )
-        migrate_database(supervisor, environment)
-        with admin_key_made(environment) as admin_key_ready:
+        environment = orchestrator_setup(workdir=workdir, broker=broker, tenant_key=tenant_key,
+                                         push=fcm.settings()).environment()
+        migrate_database(environment["VITRINA_DATABASE_URL"])
+        with admin_key_made(environment, tenant=DEMO_TENANT,
+                            name="demo back office") as admin_key_ready:
             api = start_orchestrator(supervisor, environment)
             say(f"orchestrator ready on {api} (SQLite at {workdir / 'vitrina.db'})")
             admin_key = admin_key_ready()
@@ -575,12 +474,17 @@ def run_story(*, speed: float = REPLAY_SPEED, stay: bool = True) -> bool:
             published = wait_until_settled(workdir / "vitrina.db", watcher, narrate_pushes)
             say(f"the orchestrator has stored the {published} events the gateway published, "
                 "handled every trigger and has nothing left to send")
+            if watcher.passed_by:
+                say(f"{watcher.passed_by} more devices left as soon as they were seen (passers-by "
+                    "whose phones probed once): counted for footfall, not told one by one")
             say(f"{watcher.events} presence events crossed MQTT, every one under a pseudonym")
             ok = check_outcome(api, admin_key, customer_ids, fcm_url)
             say("demo complete" if ok else "demo finished, but the outcome was not the "
                 "expected one")
         finally:
             watcher.close()
+        if ok:
+            what_next()
         if stay:
             open_console(environment, api)
             wait_for_interrupt()
@@ -603,6 +507,14 @@ def open_console(environment: dict[str, str], api: str) -> None:
         f"password {password} (made for this demo) to see the gateway, the visit, the "
         "scenario and the push it sent")
     say("the orchestrator keeps running: press Ctrl-C to stop everything")
+
+
+def what_next() -> None:
+    """Where a developer goes from here: the same pieces, for their own shop and app."""
+    say("what to try next: `vitrina-cloud dev` starts the same pieces for your own shop "
+        "(PostgreSQL or SQLite, local FCM, Web Push, SMTP and SMS servers, keys made for "
+        "the session), and docs/quickstart.md takes you from there to a first push to "
+        "your app in fifteen minutes")
 
 
 def wait_for_interrupt() -> None:

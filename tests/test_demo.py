@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.run import RECORD_START, ChildEcho
+
 DEMO = Path(sys.executable).with_name("vitrina-demo")
 #: The story at ten times the pace a person watches it at: the five-minute visit in a
 #: second. What is checked does not depend on the pace: the demo waits until the
@@ -107,17 +109,51 @@ def test_the_demo_tells_the_whole_story_then_keeps_the_console_open(
     for line in [
         f"broker: {expected_broker} on 127.0.0.1:",
         "gateway gw-1 sees Juan's phone enter (ble_app, stable pseudonym",
-        "Juan's phone receives a push: “store-1”",
+        "Juan's phone receives a push: “Vitrina Madrid Centro”",
         "Juan: 1 push(es) recorded, 1 delivered (as expected)",
         "Ana: 0 push(es) recorded, 0 delivered (as expected)",
         "handled every trigger and has nothing left to send",
         "every one under a pseudonym",
         "demo complete",
+        "more devices left as soon as they were seen",
+        "what to try next: `vitrina-cloud dev`",
+        "docs/quickstart.md",
         "stopping: everything the demo started is being stopped",
     ]:
         assert line in output, f"missing {line!r} in:\n{output}"
     assert "Traceback" not in output
+    assert_the_output_is_a_story(output)
     assert wait_until_gone(marker) == []
+
+
+def assert_the_output_is_a_story(output: str) -> None:
+    """No fragment of a child's log record without its start (a migration's description
+    running over lines), no passer-by's exit told one by one, no store named by its key
+    in a push."""
+    for line in output.splitlines():
+        child = re.match(r"\s+(\w+) │ (.*)$", line)
+        if child is not None and child.group(1) == "cloud":
+            assert RECORD_START.match(child.group(2)), f"a stray fragment: {line!r}"
+        assert not re.search(r"sees a device \S+ leave after 0s", line), line
+    assert "alembic" not in output.lower()
+    assert "receives a push: “store-1”" not in output
+
+
+def test_a_quiet_log_record_is_hidden_with_all_its_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    echo = ChildEcho()
+    for line in [
+        "2024-03-02 10:00:00,001 INFO alembic.runtime.migration Running upgrade 1 -> 2, Stores,",
+        "and the rest of the migration's description.",
+        "2024-03-02 10:00:01,002 WARNING cloud something a developer should see",
+        "  its second line",
+    ]:
+        echo("cloud", line)
+    shown = capsys.readouterr().out
+    assert "migration" not in shown
+    assert "something a developer should see" in shown
+    assert "its second line" in shown
 
 
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:

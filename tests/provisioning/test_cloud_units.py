@@ -113,7 +113,9 @@ def test_each_unit_runs_a_real_command_with_options_it_accepts(name: str) -> Non
         program, subcommand, *arguments = command_line(name, instance)
         assert program.startswith(INSTALLED)
         script = program.removeprefix(INSTALLED)
-        assert PYPROJECT["project"]["scripts"][script] == "cloud.cli:main"
+        # The command's entry point runs cloud.cli's commands (and adds `dev` only where
+        # the development install is), so the units' subcommands are cloud.cli's.
+        assert PYPROJECT["project"]["scripts"][script] == "dev.cli:main"
         assert subcommand in commands, f"{name}: no subcommand {subcommand!r}"
         try:
             context = commands[subcommand].make_context(subcommand, list(arguments))

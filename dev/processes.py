@@ -1,14 +1,16 @@
-"""Child processes that never outlive the demo.
+"""Child processes that never outlive the program that started them (the demo, the
+developer environment).
 
-Each child runs in its own session, so Ctrl-C reaches only the demo, which then
+Each child runs in its own session, so Ctrl-C reaches only the parent, which then
 stops the children in reverse order (SIGTERM, then SIGKILL). On Linux the kernel
-is also asked to kill a child if the demo itself dies without cleaning up.
+is also asked to kill a child if the parent itself dies without cleaning up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -29,6 +31,9 @@ class Supervisor:
     on_line: Callable[[str, str], None]
     log_dir: Path
     children: list[tuple[str, subprocess.Popen[str]]] = field(default_factory=list)
+    #: Each child's first line of output that is a JSON object: the local provider
+    #: servers announce where they listen (and their credentials) in one.
+    _announcements: dict[int, queue.Queue[str]] = field(default_factory=dict)
 
     def start(
         self,
@@ -49,16 +54,30 @@ class Supervisor:
             preexec_fn=die_with_parent,
         )
         self.children.append((name, process))
+        self._announcements[process.pid] = queue.Queue(maxsize=1)
         threading.Thread(target=self._pump, args=(name, process), daemon=True).start()
         return process
 
     def _pump(self, name: str, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
+        announcement = self._announcements[process.pid]
         with open(self.log_dir / f"{name}.log", "a", encoding="utf-8") as log:
             for line in process.stdout:
+                if announcement.empty() and line.startswith("{"):
+                    announcement.put(line.rstrip("\n"))
                 log.write(line)
                 log.flush()
                 self.on_line(name, line.rstrip("\n"))
+
+    def announcement(self, process: subprocess.Popen[str], *, timeout: float) -> str:
+        """The child's first line of output that is a JSON object, waited for: a server
+        that prints where it listens has started once it has said so (a warning its
+        libraries print first is passed over). Raises TimeoutError otherwise."""
+        try:
+            return self._announcements[process.pid].get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"process {process.pid} did not say where it listens within "
+                               f"{timeout:.0f}s (log in {self.log_dir}/)") from None
 
     def stop_all(self) -> None:
         for _, process in reversed(self.children):

@@ -8,7 +8,8 @@ messages it queued, and delivery records a message sent after the push service a
 it. So, read in that order, the pipeline has settled once the gateway's last status
 (offline, nothing left in its outbox) is stored, every event it says it published is
 stored, no trigger waits for the scenario engine, and no message waits to be sent.
-No API shows the queues, so the demo reads the database it gave the orchestrator.
+No API shows the queues, so the demo reads the database it gave the orchestrator, and
+`vitrina-cloud dev visit` reads the developer environment's the same way.
 """
 
 from __future__ import annotations
