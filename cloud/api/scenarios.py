@@ -38,6 +38,7 @@ from cloud.scenarios.spec import (
     ScenarioSpec,
     SendStep,
     WebhookStep,
+    save_problems,
 )
 from cloud.suggest import did_you_mean
 from cloud.templates.crud import compiled, list_templates, load_template
@@ -222,7 +223,7 @@ def put_scenario(
     refuse (`detail[].loc` ends in the step's "url", `msg` starts with the rule)."""
     if spec.key != key:
         raise unprocessable([(("key",), f"the body's key must be {key!r}, as in the path")])
-    problems = [*refused_webhooks(policy, tenant=tenant, spec=spec),
+    problems = [*save_problems(spec), *refused_webhooks(policy, tenant=tenant, spec=spec),
                 *missing_references(session, tenant=tenant, spec=spec),
                 *unsupplied_fields(session, tenant=tenant, spec=spec)]
     if problems:

@@ -21,7 +21,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -44,18 +43,15 @@ MAX_LOOKBACK = timedelta(days=3 * 366)
 MAX_VALUE_JSON = 4096
 
 
-def _small_json(value: Any) -> Any:
+def value_problem(value: Any) -> str | None:
+    """What is wrong with a value to compare with (a saved scenario's), or None."""
     try:
         size = len(json.dumps(value, default=str))
     except (TypeError, ValueError):
-        raise ValueError("must be JSON: a string, number, boolean, null or a list") from None
+        return "must be JSON: a string, number, boolean, null or a list"
     if size > MAX_VALUE_JSON:
-        raise ValueError(f"is {size} characters as JSON; at most {MAX_VALUE_JSON}")
-    return value
-
-
-#: A value a filter or profile condition compares with, bounded in size.
-CompareValue = Annotated[Any, AfterValidator(_small_json)]
+        return f"is {size} characters as JSON; at most {MAX_VALUE_JSON}"
+    return None
 
 
 class _Model(BaseModel):
@@ -130,7 +126,7 @@ class AttributeFilter(_Model):
 
     attribute: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
     op: Comparison = "eq"
-    value: CompareValue = None
+    value: Any = None
 
 
 class TagCondition(_Model):
@@ -142,7 +138,7 @@ class ProfileCondition(_Model):
 
     profile: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)?$")]
     op: Comparison = "eq"
-    value: CompareValue = None
+    value: Any = None
 
 
 class ConsentCondition(_Model):

@@ -17,7 +17,7 @@ an empty channel list, a wait without a timeout are refused there, not found at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -34,9 +34,11 @@ from cloud.scenarios.conditions import (
     Condition,
     FactKind,
     NotCondition,
+    ProfileCondition,
     TriggerCondition,
     condition_kind,
     facts_read,
+    value_problem,
 )
 from cloud.suggest import did_you_mean
 from cloud.triggers import LOCATION_KINDS, TRIGGER_ATTRIBUTES, TriggerKind
@@ -102,7 +104,6 @@ class Entry(_Model):
                 problems.append(((name,), f"an entry on {kind.value!r} needs {name}"))
             if self.event is not kind and value is not None:
                 problems.append(((name,), f"{name} applies only to entries on {kind.value!r}"))
-        problems += where_problems(self.where, self.event)
         if problems:
             raise LocatedError(problems)
         return self
@@ -185,7 +186,7 @@ class SendStep(_Model):
     #: on the channel; they go only to an address the customer just gave, are never
     #: capped, and carry no offer (sent without marketing consent, they must not market).
     transactional: bool = False
-    variants: dict[Key, SendOverride] = Field(default_factory=dict, max_length=10)
+    variants: dict[Key, SendOverride] = Field(default_factory=dict)
     next: StepId | None = None
 
     @model_validator(mode="after")
@@ -221,13 +222,6 @@ class WaitForEventStep(_Model):
     timeout: Duration
     yes: StepId | None = None
     no: StepId | None = None
-
-    @model_validator(mode="after")
-    def _known_attributes(self) -> Self:
-        problems = where_problems(self.where, self.event)
-        if problems:
-            raise LocatedError(problems)
-        return self
 
 
 class BranchStep(_Model):
@@ -323,10 +317,7 @@ class ScenarioSpec(_Model):
         """Checks across steps, each problem placed at the step and field concerned (as
         ["steps", 2, "wait", "next"]), so an editor can show it there."""
         problems = [*self._step_id_problems(), *self._jump_problems(),
-                    *self._variant_problems(), *self._trigger_condition_problems(),
-                    *self._size_problems()]
-        if not problems:  # loops are only well defined once every jump lands somewhere
-            problems = self._loop_problems()
+                    *self._variant_problems()]
         if problems:
             raise LocatedError(problems)
         return self
@@ -500,6 +491,68 @@ class ScenarioSpec(_Model):
                 }
                 found.update((key, channel) for key in keys for channel in step.channels)
         return found
+
+
+def save_problems(spec: ScenarioSpec) -> list[Problem]:
+    """What is refused when a definition is saved, beyond its shape: attributes no trigger
+    of the kind carries, sizes past the bounds, loops. Not checked when a stored
+    definition is read, so one saved by an earlier release keeps loading and running; the
+    next save of it must pass. Placed as pydantic places problems."""
+    problems = [
+        *where_problems(spec.entry.where, spec.entry.event, ("entry", "where")),
+        *(problem for index, step in enumerate(spec.steps) if isinstance(step, WaitForEventStep)
+          for problem in where_problems(step.where, step.event,
+                                        ("steps", index, step.type, "where"))),
+        *spec._trigger_condition_problems(), *spec._size_problems(), *_value_problems(spec),
+    ]
+    return problems or spec._loop_problems()
+
+
+def _value_problems(spec: ScenarioSpec) -> list[Problem]:
+    """Every value a filter or profile condition compares with, within its bound. (A
+    send's variant overrides are bounded already: each names one of at most 10 variants.)"""
+    problems: list[Problem] = []
+
+    def check(value: object, at: tuple[str | int, ...]) -> None:
+        found = value_problem(value)
+        if found is not None:
+            problems.append(((*at, "value"), found))
+
+    for index, one in enumerate(spec.entry.where):
+        check(one.value, ("entry", "where", index))
+    roots: list[tuple[tuple[str | int, ...], Condition | None]] = [
+        (("conditions",), spec.conditions)]
+    for index, step in enumerate(spec.steps):
+        at: tuple[str | int, ...] = ("steps", index, step.type)
+        if isinstance(step, WaitForEventStep):
+            for position, one in enumerate(step.where):
+                check(one.value, (*at, "where", position))
+        if isinstance(step, BranchStep):
+            roots.append(((*at, "if"), step.condition))
+    for at, root in roots:
+        for where, condition in _conditions_under(root, at):
+            if isinstance(condition, ProfileCondition):
+                check(condition.value, where)
+            elif isinstance(condition, TriggerCondition):
+                check(condition.trigger.value, where)
+    return problems
+
+
+def _conditions_under(condition: Condition | None, at: tuple[str | int, ...]
+                      ) -> Iterator[tuple[tuple[str | int, ...], Condition]]:
+    """Each condition under `condition` with its place (the kind, then its field)."""
+    if condition is None:
+        return
+    kind = condition_kind(condition)
+    assert kind is not None
+    here = (*at, kind, kind)
+    yield here, condition
+    if isinstance(condition, AllCondition | AnyCondition):
+        parts = condition.all if isinstance(condition, AllCondition) else condition.any
+        for index, part in enumerate(parts):
+            yield from _conditions_under(part, (*here, index))
+    elif isinstance(condition, NotCondition):
+        yield from _conditions_under(condition.not_, (*at, kind, "not"))
 
 
 def _count(condition: Condition) -> int:

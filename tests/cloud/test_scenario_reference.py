@@ -17,7 +17,14 @@ from sqlalchemy import Engine
 from cloud.api import create_app
 from cloud.channels import channel_names
 from cloud.scenarios.conditions import CONDITION_KINDS, Comparison, Condition
-from cloud.scenarios.spec import Entry, OfferChoice, ScenarioSpec, SendStep, Step
+from cloud.scenarios.spec import (
+    Entry,
+    OfferChoice,
+    ScenarioSpec,
+    SendStep,
+    Step,
+    save_problems,
+)
 from cloud.templates.compiler import compile_template
 from cloud.templates.context import FIELDS
 from cloud.templates.filters import FILTERS
@@ -38,7 +45,7 @@ def example(snippet_id: str) -> typing.Any:
 
 @pytest.mark.parametrize("snippet_id", SCENARIOS)
 def test_each_example_scenario_is_accepted_as_written(snippet_id: str) -> None:
-    ScenarioSpec.model_validate(example(snippet_id))
+    assert save_problems(ScenarioSpec.model_validate(example(snippet_id))) == []
 
 
 def test_the_filter_condition_and_template_examples_are_accepted_as_written() -> None:

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cloud.scenarios.conditions import FactKind
-from cloud.scenarios.spec import Entry, OfferChoice, ScenarioSpec, SendStep, WaitStep
+from cloud.scenarios.spec import (
+    Entry,
+    OfferChoice,
+    ScenarioSpec,
+    SendStep,
+    WaitStep,
+    save_problems,
+)
 from shared.errors import describe_validation_error, spread_located
 
 
@@ -101,11 +108,16 @@ def test_inconsistent_scenarios_are_refused(changes: dict[str, Any], message: st
 
 
 def problems_of(document: dict[str, Any]) -> list[tuple[list[str | int], str]]:
-    """Each problem of an invalid document where an editor shows it: its place, its text."""
-    with pytest.raises(ValidationError) as raised:
-        ScenarioSpec.model_validate(document)
-    return [(problem["loc"], problem["msg"])
-            for item in raised.value.errors() for problem in spread_located(item)]
+    """Each problem of an invalid document where an editor shows it: its place, its text
+    (its shape's problems, else those only a save checks)."""
+    try:
+        spec = ScenarioSpec.model_validate(document)
+    except ValidationError as raised:
+        return [(problem["loc"], problem["msg"])
+                for item in raised.errors() for problem in spread_located(item)]
+    found = save_problems(spec)
+    assert found, "no problem found"
+    return [(list(loc), message) for loc, message in found]
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
@@ -313,18 +325,29 @@ def test_what_a_send_can_fill_follows_its_offer_coupon_entry_and_earlier_steps()
 
 
 def test_every_value_in_a_definition_is_bounded() -> None:
-    """A megabyte of compare value, or conditions nested past the total, is refused."""
+    """A megabyte of compare value, conditions nested past the total: refused when
+    saved."""
     big = {"attribute": "categories", "op": "in", "value": ["x" * 100] * 100}
-    with pytest.raises(ValidationError, match="characters as JSON; at most 4096"):
-        ScenarioSpec.model_validate(scenario(entry={"event": "cart.abandoned", "where": [big]}))
-    with pytest.raises(ValidationError, match="characters as JSON"):
-        ScenarioSpec.model_validate(scenario(conditions={
-            "profile": "attributes.note", "value": "y" * 5000}))
+    assert problems_of(scenario(entry={"event": "cart.abandoned", "where": [big]})) == [
+        (["entry", "where", 0, "value"], "is 10400 characters as JSON; at most 4096")]
+    [(where, message)] = problems_of(scenario(conditions={"not": {
+        "trigger": {"attribute": "skus", "value": "y" * 5000}}}))
+    assert where == ["conditions", "not", "not", "trigger", "trigger", "value"]
+    assert message.endswith("characters as JSON; at most 4096")
     nested = {"all": [{"any": [{"tag": f"t{i}-{j}"} for j in range(19)]} for i in range(11)]}
-    with pytest.raises(ValidationError, match="conditions in all; a scenario may hold 200"):
-        ScenarioSpec.model_validate(scenario(conditions=nested))
+    assert problems_of(scenario(conditions=nested)) == [
+        ([], "221 conditions in all; a scenario may hold 200")]
+    # A send's overrides each name one of the (at most 10) variants.
     variants = {f"v{i}": {"template": "t"} for i in range(11)}
-    with pytest.raises(ValidationError, match="at most 10 items"):
-        ScenarioSpec.model_validate(scenario(steps=[
-            {"id": "s", "type": "send", "channels": ["sms"], "template": "t",
-             "variants": variants}]))
+    assert problems_of(scenario(variants=[{"key": f"v{i}"} for i in range(10)], steps=[
+        {"id": "s", "type": "send", "channels": ["sms"], "template": "t",
+         "variants": variants}])) == [
+        (["steps", 0, "send", "variants", "v10"], "step 's' overrides unknown variant 'v10'")]
+
+
+def test_a_definition_saved_by_an_earlier_release_still_loads() -> None:
+    """What only a save checks (here a loop) does not stop a stored scenario from loading
+    in the worker or the API: it runs as before until it is next saved."""
+    spec = ScenarioSpec.model_validate(scenario(steps=[
+        {"id": "a", "type": "wait", "for": "PT1H", "next": "a"}]))
+    assert save_problems(spec)[0][0] == ("steps", 0, "wait", "next")
