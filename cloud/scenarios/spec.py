@@ -12,7 +12,10 @@
 Durations are ISO 8601 ("PT15M", "P1D") or seconds. Steps run in order; `next` (and the
 `then`/`else`, `yes`/`no` of branches and waits) jump to another step's id, "end" ends.
 Everything is validated when the scenario is saved: unknown step ids, unreachable jumps,
-an empty channel list, a wait without a timeout are refused there, not found at run time.
+an empty channel list, a wait without a timeout are refused by the model; loops, attributes
+a trigger does not carry and sizes past the bounds by `save_problems`, which the API runs
+on every save but not on a stored definition read back (one saved by an earlier release
+keeps running). Nothing is left to be found at run time.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ class Entry(_Model):
 
 
 def where_problems(filters: Sequence[AttributeFilter], kind: TriggerKind,
-                   at: tuple[str | int, ...] = ("where",)) -> list[Problem]:
+                   at: tuple[str | int, ...]) -> list[Problem]:
     """Each filter must test an attribute `kind` triggers carry (`TRIGGER_ATTRIBUTES`):
     a misspelt one would never match, and the journey would silently never start."""
     known = TRIGGER_ATTRIBUTES[kind]
