@@ -367,31 +367,6 @@ class ScenarioSpec(_Model):
                 )
         return problems
 
-    def _size_problems(self) -> list[Problem]:
-        """Conditions nest (`all` of 20 `any` of 20...): their total is bounded, so one
-        scenario stays cheap to check against every trigger."""
-        roots = [self.conditions] + [step.condition for step in self.steps
-                                     if isinstance(step, BranchStep)]
-        total = sum(_count(root) for root in roots if root is not None)
-        if total > MAX_CONDITIONS:
-            return [((), f"{total} conditions in all; a scenario may hold {MAX_CONDITIONS}")]
-        return []
-
-    def _trigger_condition_problems(self) -> list[Problem]:
-        """A `trigger` condition tests the trigger at hand: the entry's in the scenario's
-        conditions; in a branch, the entry's or one a wait of the scenario waits for."""
-        problems: list[Problem] = []
-        if self.conditions is not None:
-            problems += _trigger_problems(self.conditions, ("conditions",),
-                                          {self.entry.event})
-        waited = {self.entry.event} | {
-            step.event for step in self.steps if isinstance(step, WaitForEventStep)}
-        for index, step in enumerate(self.steps):
-            if isinstance(step, BranchStep):
-                problems += _trigger_problems(step.condition, ("steps", index, step.type, "if"),
-                                              waited)
-        return problems
-
     def successors(self, index: int) -> list[str]:
         """The step ids step `index` may go to next: its jumps, and the step after it
         where a jump is not given (`"end"` past the last step)."""
@@ -506,7 +481,7 @@ def save_problems(spec: ScenarioSpec) -> list[Problem]:
         *(problem for index, step in enumerate(spec.steps) if isinstance(step, WaitForEventStep)
           for problem in where_problems(step.where, step.event,
                                         ("steps", index, step.type, "where"))),
-        *spec._trigger_condition_problems(), *spec._size_problems(), *_value_problems(spec),
+        *_trigger_condition_problems(spec), *_size_problems(spec), *_value_problems(spec),
     ]
     return problems or spec._loop_problems()
 
@@ -523,22 +498,58 @@ def _value_problems(spec: ScenarioSpec) -> list[Problem]:
 
     for index, one in enumerate(spec.entry.where):
         check(one.value, ("entry", "where", index))
-    roots: list[tuple[tuple[str | int, ...], Condition | None]] = [
-        (("conditions",), spec.conditions)]
     for index, step in enumerate(spec.steps):
-        at: tuple[str | int, ...] = ("steps", index, step.type)
         if isinstance(step, WaitForEventStep):
             for position, one in enumerate(step.where):
-                check(one.value, (*at, "where", position))
-        if isinstance(step, BranchStep):
-            roots.append(((*at, "if"), step.condition))
-    for at, root in roots:
-        for where, condition in _conditions_under(root, at):
-            if isinstance(condition, ProfileCondition):
-                check(condition.value, where)
-            elif isinstance(condition, TriggerCondition):
-                check(condition.trigger.value, where)
+                check(one.value, ("steps", index, step.type, "where", position))
+    for where, condition, _ in _all_conditions(spec):
+        if isinstance(condition, ProfileCondition):
+            check(condition.value, where)
+        elif isinstance(condition, TriggerCondition):
+            check(condition.trigger.value, where)
     return problems
+
+
+def _size_problems(spec: ScenarioSpec) -> list[Problem]:
+    """Conditions nest (`all` of 20 `any` of 20...): their total is bounded, so one
+    scenario stays cheap to check against every trigger."""
+    total = sum(1 for _ in _all_conditions(spec))
+    if total > MAX_CONDITIONS:
+        return [((), f"{total} conditions in all; a scenario may hold {MAX_CONDITIONS}")]
+    return []
+
+
+def _trigger_condition_problems(spec: ScenarioSpec) -> list[Problem]:
+    """A `trigger` condition must name an attribute one of the triggers it may see
+    carries (`_all_conditions` says which)."""
+    problems: list[Problem] = []
+    for where, condition, kinds in _all_conditions(spec):
+        if not isinstance(condition, TriggerCondition):
+            continue
+        name = condition.trigger.attribute
+        if any(name in TRIGGER_ATTRIBUTES[kind] for kind in kinds):
+            continue
+        known = {attribute for kind in kinds for attribute in TRIGGER_ATTRIBUTES[kind]}
+        message = (unknown_attribute(name, next(iter(kinds))) if len(kinds) == 1 else
+                   f"no trigger this step can see carries attribute {name!r}"
+                   f"{did_you_mean(name, known)}")
+        problems.append(((*where, "attribute"), message))
+    return problems
+
+
+def _all_conditions(spec: ScenarioSpec) -> Iterator[
+        tuple[tuple[str | int, ...], Condition, frozenset[TriggerKind]]]:
+    """Every condition of the scenario, nested ones included, with its place and the
+    triggers a `trigger` condition there tests: the entry's in the scenario's
+    conditions; in a branch, the entry's or one a wait of the scenario waits for."""
+    entry = frozenset({spec.entry.event})
+    yield from ((where, one, entry) for where, one in
+                _conditions_under(spec.conditions, ("conditions",)))
+    waited = entry | {step.event for step in spec.steps if isinstance(step, WaitForEventStep)}
+    for index, step in enumerate(spec.steps):
+        if isinstance(step, BranchStep):
+            yield from ((where, one, waited) for where, one in
+                        _conditions_under(step.condition, ("steps", index, step.type, "if")))
 
 
 def _conditions_under(condition: Condition | None, at: tuple[str | int, ...]
@@ -556,40 +567,6 @@ def _conditions_under(condition: Condition | None, at: tuple[str | int, ...]
             yield from _conditions_under(part, (*here, index))
     elif isinstance(condition, NotCondition):
         yield from _conditions_under(condition.not_, (*at, kind, "not"))
-
-
-def _count(condition: Condition) -> int:
-    if isinstance(condition, AllCondition | AnyCondition):
-        parts = condition.all if isinstance(condition, AllCondition) else condition.any
-        return 1 + sum(_count(part) for part in parts)
-    if isinstance(condition, NotCondition):
-        return 1 + _count(condition.not_)
-    return 1
-
-
-def _trigger_problems(condition: Condition, at: tuple[str | int, ...],
-                      kinds: set[TriggerKind]) -> list[Problem]:
-    """Unknown attributes in the `trigger` conditions under `condition`, placed as
-    pydantic places problems (each condition's kind, then its field)."""
-    kind = condition_kind(condition)
-    assert kind is not None
-    here = (*at, kind, kind)
-    if isinstance(condition, TriggerCondition):
-        name = condition.trigger.attribute
-        if any(name in TRIGGER_ATTRIBUTES[one] for one in kinds):
-            return []
-        first = min(kinds, key=lambda one: one.value)
-        message = (unknown_attribute(name, first) if len(kinds) == 1 else
-                   f"no trigger this step can see carries attribute {name!r}"
-                   f"{did_you_mean(name, {a for one in kinds for a in TRIGGER_ATTRIBUTES[one]})}")
-        return [((*here, "attribute"), message)]
-    if isinstance(condition, AllCondition | AnyCondition):
-        parts = condition.all if isinstance(condition, AllCondition) else condition.any
-        return [problem for index, part in enumerate(parts)
-                for problem in _trigger_problems(part, (*here, index), kinds)]
-    if isinstance(condition, NotCondition):
-        return _trigger_problems(condition.not_, (*at, kind, "not"), kinds)
-    return []
 
 
 def _jump_fields(spec: ScenarioSpec, index: int) -> list[tuple[str, str]]:
