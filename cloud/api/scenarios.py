@@ -3,7 +3,7 @@ each step did, and a scenario's report (variants and holdout side by side)."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -41,7 +41,7 @@ from cloud.scenarios.spec import (
     save_problems,
 )
 from cloud.suggest import did_you_mean
-from cloud.templates.crud import compiled, list_templates, load_template
+from cloud.templates.crud import MessageTemplate, compiled, list_templates, load_template
 from cloud.triggers import Trigger, TriggerKind
 
 router = APIRouter(tags=["scenarios"])
@@ -162,6 +162,9 @@ def unsupplied_fields(session: Session, *, tenant: str, spec: ScenarioSpec) -> l
     a field the send cannot fill (a coupon's code with no coupon in the step): today's
     save, not every customer's send, is where that should be found."""
     problems: list[Problem] = []
+    versions_of: dict[str, list[MessageTemplate]] = defaultdict(list)
+    for row in list_templates(session, tenant=tenant):  # once, not once per send
+        versions_of[row.key].append(row)
     for index, step in enumerate(spec.steps):
         if not isinstance(step, SendStep):
             continue
@@ -172,8 +175,7 @@ def unsupplied_fields(session: Session, *, tenant: str, spec: ScenarioSpec) -> l
             for name, override in sorted(step.variants.items())]
         for where, key, offer in sends:
             missing = spec.unsupplied(index, offer)
-            versions = [row for row in list_templates(session, tenant=tenant, key=key)
-                        if row.channel in step.channels]
+            versions = [row for row in versions_of[key] if row.channel in step.channels]
             problems.extend(
                 (where, f"template {key!r} ({row.channel}, {row.locale}) uses {field}, which "
                         f"step {step.id!r} cannot fill: {missing[field.split('.')[0]]}")
