@@ -49,6 +49,7 @@ from cloud.settings import (
     Settings,
     is_loopback_url,
 )
+from cloud.simulation.jobs import SimulationRunner
 from cloud.wakeups import Channel, Listener
 
 log = logging.getLogger(__name__)
@@ -123,10 +124,12 @@ class Workers:
     consumer: PresenceConsumer | None
     scenarios: ScenarioWorker | None
     delivery: DeliveryWorker | None
+    #: Dry runs, beside the scenario worker (they run its code on a scratch database).
+    simulations: SimulationRunner | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         loops = {"vitrina-ingest": self.consumer, "vitrina-scenarios": self.scenarios,
-                 "vitrina-delivery": self.delivery}
+                 "vitrina-delivery": self.delivery, "vitrina-simulations": self.simulations}
         tasks = [asyncio.create_task(loop.run(stop), name=name)
                  for name, loop in loops.items() if loop is not None]
         try:
@@ -158,11 +161,15 @@ def workers(
             delivery = stack.enter_context(
                 delivery_worker(settings, engine=engine, now=now, senders=senders)
             )
-        scenarios = None
+        scenarios, simulations = None, None
         if Stage.SCENARIOS in stages:
             scenarios = ScenarioWorker(
                 engine=engine, config=engine_config(settings), now=now,
                 on_queued=(lambda _ids: delivery.wake()) if delivery is not None else None,
+            )
+            simulations = SimulationRunner(
+                engine=engine, config=engine_config(settings), now=now,
+                poll_interval_s=settings.scenarios.poll_interval_s,
             )
         consumer = None
         if Stage.INGEST in stages:
@@ -177,7 +184,8 @@ def workers(
             remote[Channel.QUEUED] = delivery.wake
         if remote and is_postgres(engine):
             stack.enter_context(Listener(settings.database_url, remote))
-        yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery)
+        yield Workers(consumer=consumer, scenarios=scenarios, delivery=delivery,
+                      simulations=simulations)
 
 
 def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:

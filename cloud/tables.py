@@ -38,6 +38,7 @@ from cloud.presence.models import (
 )
 from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
+from cloud.simulation.models import Simulation
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
 from cloud.webhooks.outbound import OutboundWebhook
@@ -85,6 +86,7 @@ __all__ = [
     "RecentFix",
     "RegisteredGateway",
     "Scenario",
+    "Simulation",
     "StoreRow",
     "TenantKeyState",
     "Trigger",

@@ -127,6 +127,8 @@ class _Start:
     scenario: LoadedScenario
     entry_key: str
     held_out: bool
+    #: When it was decided (`Run.now` then): the journey starts then.
+    at: datetime
 
     @property
     def quiet(self) -> bool:
@@ -230,6 +232,7 @@ class _Batch:
         )
 
     def _handle(self, trigger: Trigger, scenarios: tuple[LoadedScenario, ...]) -> None:
+        self._run.decide_at(trigger.recorded_at)
         if trigger.kind in self._catalog.resuming_kinds:
             for journey in list(self._open.get(trigger.customer_id, ())):
                 if journey.status in OPEN_STATUSES:
@@ -295,7 +298,8 @@ class _Batch:
         if entry_key in self._pending:
             return  # once-only, and already about to start
         start = _Start(trigger=trigger, scenario=scenario, entry_key=entry_key,
-                       held_out=in_holdout(scenario.spec, tenant, customer_id))
+                       held_out=in_holdout(scenario.spec, tenant, customer_id),
+                       at=self._run.now)
         self._pending[entry_key] = start
         self._pending_for[customer_id].append(start)
         self._last_entry[(key, customer_id)] = self._run.now
@@ -314,8 +318,9 @@ class _Batch:
         if not starts:
             return
         run = self._run
-        journeys = [_new_journey(start, run.now) for start in starts]
+        journeys = [_new_journey(start) for start in starts]
         for start, journey in zip(starts, journeys, strict=True):
+            run.decide_at(start.at)
             if start.held_out:
                 run.log(journey, "-", "held_out", f"holdout {start.scenario.spec.holdout_percent}%")
             else:
@@ -336,11 +341,12 @@ class _Batch:
             if journey.status in OPEN_STATUSES:
                 self._open[journey.customer_id].append(journey)
             if journey.status == JourneyStatus.RUNNING:
+                run.decide_at(start.at)
                 advance(run, journey, start.scenario, as_of=start.trigger.occurred_at)
 
 
-def _new_journey(start: _Start, now: datetime) -> Journey:
-    spec, trigger, held_out = start.scenario.spec, start.trigger, start.held_out
+def _new_journey(start: _Start) -> Journey:
+    spec, trigger, held_out, now = start.scenario.spec, start.trigger, start.held_out, start.at
     tenant, customer_id = trigger.tenant, trigger.customer_id
     return Journey(
         tenant=tenant, scenario_key=spec.key, scenario_version=start.scenario.version,

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Table
@@ -36,10 +37,23 @@ JOURNEY_LOG_TABLE: Table = SQLModel.metadata.tables[JourneyLog.__tablename__]
 _JOURNEY_COLUMNS = tuple(column.name for column in JOURNEY_TABLE.c if column.name != "id")
 
 
+class DecisionClock(StrEnum):
+    """When the decisions of a batch are made."""
+
+    #: All at the time the batch began: a live worker handles triggers within a second or
+    #: so of their recording, and one clock reading per batch is what "now" means then.
+    BATCH = "batch"
+    #: Each trigger at the moment it was recorded, each due wait at its due time: a dry
+    #: run (`cloud.simulation`) handles a recorded hour in one batch, and must decide as
+    #: the live worker did, within a second of each event.
+    EVENT = "event"
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     settings: ScenarioSettings
     links: Links
+    clock: DecisionClock = DecisionClock.BATCH
 
 
 @dataclass(slots=True)
@@ -98,11 +112,14 @@ class Run:
 
     session: Session
     config: EngineConfig
+    #: When the decision being made is made: the batch's time (`started`), or with the
+    #: `EVENT` clock the moment of the trigger or wait at hand (`decide_at`).
     now: datetime
     report: RunReport
     facts: BatchFacts
     lookups: Lookups
-    journal: list[tuple[Journey, str, str, str | None]] = field(default_factory=list)
+    started: datetime
+    journal: list[tuple[Journey, str, str, str | None, datetime]] = field(default_factory=list)
     messages: MessageBatch = field(default_factory=MessageBatch)
     #: Messages queued but not written yet: their journey and their line in the journal.
     queued: list[tuple[PendingMessage, Journey, int]] = field(default_factory=list)
@@ -117,7 +134,14 @@ class Run:
     ) -> Run:
         lookups = Lookups(session, now=now)
         return cls(session=session, config=config, now=now, report=RunReport(),
-                   facts=BatchFacts(session, now, facts, lookups), lookups=lookups)
+                   facts=BatchFacts(session, now, facts, lookups), lookups=lookups,
+                   started=now)
+
+    def decide_at(self, moment: datetime) -> None:
+        """Make the next decisions at `moment` (never before the batch began) with the
+        `EVENT` clock; with the `BATCH` clock every decision keeps the batch's time."""
+        if self.config.clock is DecisionClock.EVENT:
+            self.now = max(self.started, moment)
 
     def facts_of(self, customer_id: int) -> CustomerFacts | None:
         """The customer's facts, with the messages queued for them written first (a
@@ -137,8 +161,8 @@ class Run:
         self.messages.write(self.session)
         for message, journey, line in self.queued:
             if message.id is None:
-                logged, step, _outcome, _detail = self.journal[line]
-                self.journal[line] = (logged, step, "duplicate", message.idempotency_key)
+                logged, step, _outcome, _detail, at = self.journal[line]
+                self.journal[line] = (logged, step, "duplicate", message.idempotency_key, at)
                 continue
             self.report.queued.append(message.id)
             journey.context = {**journey.context,
@@ -158,7 +182,8 @@ class Run:
 
     def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
         journey.updated_at = self.now
-        self.journal.append((journey, step, outcome, (detail or None) and detail[:500]))
+        self.journal.append((journey, step, outcome, (detail or None) and detail[:500],
+                             self.now))
 
     def write_journeys(self) -> None:
         """Write the inserted journeys the batch changed since."""
@@ -173,8 +198,8 @@ class Run:
         """Write the journal; lines of journeys never inserted (refused starts) are left out."""
         rows = [
             {"journey_id": journey.id, "customer_id": journey.customer_id, "step": step,
-             "at": self.now, "outcome": outcome, "detail": detail}
-            for journey, step, outcome, detail in self.journal if journey.id is not None
+             "at": at, "outcome": outcome, "detail": detail}
+            for journey, step, outcome, detail, at in self.journal if journey.id is not None
         ]
         self.journal.clear()
         insert_rows(self.session.connection(), JOURNEY_LOG_TABLE, rows)

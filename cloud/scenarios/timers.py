@@ -63,6 +63,7 @@ def _wake_all(
     )
     for journey in due:
         run.report.woken += 1
+        run.decide_at(journey.wake_at or run.started)
         _wake(run, journey, catalogs[journey.tenant])
 
 

@@ -6,6 +6,7 @@ import {
   CheckField, Field, SelectField, TextField, api, html, tenantPath, useApi, useId, useRef,
   useState,
 } from "console/lib.js";
+import { DryRun } from "console/scenario-dry-run.js";
 import {
   CHANNELS, END, Flow, STEP_LABEL, STEP_TYPES, TRIGGER_KINDS, durationParts, isoDuration,
 } from "console/scenario-flow.js";
@@ -732,6 +733,9 @@ export function ScenarioEditor({ initial, isNew, paused = false, onSaved, onCanc
         <button type="submit" disabled=${busy || !!keyError}>${busy ? "Saving…" : "Save scenario"}</button>
         <button type="button" class="secondary" onClick=${onCancel}>Cancel</button>
       </div>
+      <details class="draft-dry-run"><summary>Dry run this draft before saving it</summary>
+        <${DryRun} scenarioKey=${form.key} draft=${() => bodyOf(form)} />
+      </details>
     </form>
     <aside class="flow-preview" aria-label="Flow preview">
       <h3>Flow</h3>

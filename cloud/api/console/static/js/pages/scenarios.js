@@ -8,6 +8,7 @@ import {
 } from "console/lib.js";
 import { Flow, describeEntry } from "console/scenario-flow.js";
 import { ScenarioEditor } from "console/scenario-editor.js";
+import { DryRun } from "console/scenario-dry-run.js";
 import { ScenarioReport } from "console/scenario-report.js";
 
 const WRITE = "scenarios.write";
@@ -99,6 +100,7 @@ function ScenarioDetail({ scenarioKey, savedNow }) {
             · version ${row.version} · changed ${when(row.updated_at)}</p>
           <${Flow} spec=${row.spec} label=${`Flow of ${row.spec.name}`} />
         <//>
+        <${Section} title="Dry run"><${DryRun} scenarioKey=${row.key} /><//>
         <${Section} title="Report"><${ScenarioReport} scenarioKey=${row.key} /><//>`)}
     <//>`;
 }
