@@ -1,11 +1,11 @@
 """Erasing a customer: everything that identifies them goes, an anonymous record stays.
 
 Deleted: the profile, the consent ledger, devices and tokens, identity links, messages,
-webhooks about them (sent or not), coupons, commerce events and order lines, geofence
-stays and the location fixes kept for the map. Their presence events are kept for
-footfall counts but lose the pseudonym (see `unlink_presence`), so the store's numbers
-stay right while nothing leads back to the person. The record kept says when and how
-much, not who.
+webhooks about them (sent or not), coupons, commerce events, orders with their lines and
+refunds, loyalty credit, geofence stays and the location fixes kept for the map. Their
+presence events are kept for footfall counts but lose the pseudonym (see
+`unlink_presence`), so the store's numbers stay right while nothing leads back to the
+person. The record kept says when and how much, not who.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.commerce.models import CommerceEvent, OrderLine
+from cloud.commerce.loyalty import LoyaltyEntry
+from cloud.commerce.models import CommerceEvent, Order, OrderLine, OrderRefund
 from cloud.customers.crud import customer_pseudonyms
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon
 from cloud.places.models import GeofencePresence, RecentFix
 from cloud.presence.retention import unlink_presence
-from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
+from cloud.scenarios.models import CustomerTag, Journey, JourneyLog
 from cloud.triggers import Trigger
 from cloud.webhooks.outbound import OutboundWebhook
 
@@ -40,6 +41,8 @@ _OWNED: tuple[tuple[str, type[SQLModel]], ...] = (
     ("messages", Message),
     ("coupons", Coupon),
     ("order_lines", OrderLine),
+    ("order_refunds", OrderRefund),
+    ("orders", Order),
     ("commerce_events", CommerceEvent),
     ("identity_links", IdentityLink),
     ("devices", Device),

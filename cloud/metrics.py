@@ -66,7 +66,8 @@ MESSAGES_SENT = Counter(
 
 WEBHOOKS = Counter(
     "vitrina_webhooks",
-    "Commerce webhooks received, by outcome (stored, duplicate, invalid, unauthorized)",
+    "Commerce webhooks received, by outcome (stored; ignored: stored but changing nothing, "
+    "such as an order re-sent under a new event id; duplicate; invalid; unauthorized)",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -13,7 +13,8 @@ from cloud.auth.models import (
     Membership,
 )
 from cloud.channels.web_push import WebPushKey
-from cloud.commerce.models import CommerceEvent, OrderLine
+from cloud.commerce.loyalty import LoyaltyEntry
+from cloud.commerce.models import CommerceEvent, Order, OrderLine, OrderRefund
 from cloud.customers.models import ConsentEntry, Customer, Device, ErasureRecord, IdentityLink
 from cloud.delivery.receipts import KeptReceipt
 from cloud.gateways.models import RegisteredGateway
@@ -37,7 +38,7 @@ from cloud.presence.models import (
     PresenceEventRow,
 )
 from cloud.rotation.models import TenantKeyState
-from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
+from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, Scenario
 from cloud.simulation.models import Simulation
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
@@ -80,7 +81,9 @@ __all__ = [
     "MessageTemplate",
     "OccupancyMinute",
     "Offer",
+    "Order",
     "OrderLine",
+    "OrderRefund",
     "OutboundWebhook",
     "PresenceEventRow",
     "RecentFix",

@@ -48,6 +48,10 @@ class TriggerKind(StrEnum):
     NEWSLETTER_CONFIRMED = "newsletter.confirmed"
     CART_ABANDONED = "cart.abandoned"
     ORDER_CREATED = "order.created"
+    #: The shop cancelled an order (webhook).
+    ORDER_CANCELLED = "order.cancelled"
+    #: The shop refunded an order, all of it or part (webhook).
+    ORDER_REFUNDED = "order.refunded"
     COUPON_REDEEMED = "coupon.redeemed"
     MESSAGE_OPENED = "message.opened"
     MESSAGE_CLICKED = "message.clicked"
@@ -59,7 +63,8 @@ class TriggerKind(StrEnum):
     DATE = "date"
     #: No order and no visit for a number of days; attributes say how many.
     INACTIVITY = "inactivity"
-    #: Lifetime spend changed; attributes hold the amounts before and after.
+    #: Lifetime spend in a currency changed (an order, a cancellation, a refund);
+    #: attributes hold the amounts before and after.
     SPEND_CHANGED = "spend.changed"
 
 
@@ -116,6 +121,20 @@ TRIGGER_ATTRIBUTES: Mapping[TriggerKind, Mapping[str, str]] = {
         "currency": "the order's ISO 4217 currency code",
         "coupons": "how many of the order's coupon codes were redeemed",
     },
+    TriggerKind.ORDER_CANCELLED: {
+        "order_id": "the shop's id of the order",
+        "total": "what the order was paid, a decimal string",
+        "currency": "the order's ISO 4217 currency code",
+        "reason": "why, as the shop said it, or null",
+    },
+    TriggerKind.ORDER_REFUNDED: {
+        "order_id": "the shop's id of the order",
+        "refund_id": "the shop's id of the refund",
+        "amount": "what this refund gave back, a decimal string",
+        "currency": "the order's ISO 4217 currency code",
+        "full": "true when nothing of the order is left unrefunded",
+        "skus": "the SKUs of the items taken back, sorted (a list; empty for money only)",
+    },
     TriggerKind.COUPON_REDEEMED: {
         "order_id": "the shop's id of the order that used the coupon",
         "offer_id": "the number of the coupon's offer",
@@ -139,9 +158,11 @@ TRIGGER_ATTRIBUTES: Mapping[TriggerKind, Mapping[str, str]] = {
         "last_active": "when the customer was last active (ISO 8601)",
     },
     TriggerKind.SPEND_CHANGED: {
-        "before": "lifetime spend before the order, a decimal string",
-        "after": "lifetime spend after the order, a decimal string",
-        "currency": "the order's ISO 4217 currency code",
+        "before": "lifetime spend in the currency before the change, a decimal string",
+        "after": "lifetime spend in the currency after it (lower after a cancellation or "
+                 "a refund), a decimal string",
+        "currency": "the order's ISO 4217 currency code: spend is counted per currency",
+        "order_id": "the shop's id of the order placed, cancelled or refunded",
     },
 }
 

@@ -17,6 +17,7 @@ from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
 from cloud.api.deps import MAX_PAGE, NowDep, OutboundPolicyDep, SessionDep
 from cloud.bounds import BoundedText, DbDatetime
+from cloud.commerce.models import Order, OrderStatus
 from cloud.examples import CUSTOMER_ID, SCENARIO, example
 from cloud.messages.models import Message, MessageStatus, Reason
 from cloud.messages.reasons import message_reason
@@ -317,8 +318,8 @@ def scenario_report(
     caller: MayReadAnalytics, session: SessionDep, tenant: str, key: str
 ) -> list[ReportRow]:
     """Journeys per variant and for the holdout group, with the share of customers who
-    ordered within 30 days of entering: the holdout row is what happens without the
-    scenario."""
+    ordered within 30 days of entering (orders since cancelled or refunded in full do
+    not count): the holdout row is what happens without the scenario."""
     _scenario(session, tenant, key)
     journeys = session.exec(
         select(Journey).where(Journey.tenant == tenant, Journey.scenario_key == key)
@@ -327,16 +328,26 @@ def scenario_report(
 
 
 def report_rows(session: Session, journeys: Sequence[Journey]) -> list[ReportRow]:
+    """Per group, the journeys whose customer ordered within `REPORT_WINDOW` of
+    entering; an order since cancelled or refunded in full sold nothing, and does not
+    count."""
     orders: dict[int, list[datetime]] = {}
     customer_ids = sorted({journey.customer_id for journey in journeys})
     if customer_ids:
-        for customer_id, at in session.exec(
-            select(Trigger.customer_id, Trigger.occurred_at).where(
+        undone = set(session.exec(
+            select(Order.customer_id, Order.order_id).where(
+                col(Order.customer_id).in_(customer_ids),
+                col(Order.status) != OrderStatus.PLACED.value,
+            )
+        ).all())
+        for customer_id, at, attributes in session.exec(
+            select(Trigger.customer_id, Trigger.occurred_at, Trigger.attributes).where(
                 col(Trigger.customer_id).in_(customer_ids),
                 Trigger.kind == TriggerKind.ORDER_CREATED.value,
             )
         ).all():
-            orders.setdefault(customer_id, []).append(at)
+            if (customer_id, (attributes or {}).get("order_id")) not in undone:
+                orders.setdefault(customer_id, []).append(at)
     groups: dict[str, list[Journey]] = {}
     for journey in journeys:
         group = "holdout" if journey.holdout else (journey.variant or "all")

@@ -1,4 +1,5 @@
-"""The shop's signed events: carts, orders, newsletter, app and push opens.
+"""The shop's signed events: carts, orders and their cancellations and refunds,
+newsletter, app and push opens.
 
 `POST /webhooks/{tenant}` is authenticated by the body's HMAC signature
 (`cloud.webhooks.signing`), not by an API key: the shop's server signs every event.
@@ -22,6 +23,7 @@ from cloud.api.deps import (
 )
 from cloud.api.errors import refusals
 from cloud.api.limits import MIB, body_limit
+from cloud.commerce.crud import RefundRefusedError
 from cloud.commerce.models import WebhookEvent, WebhookReceipt
 from cloud.metrics import WEBHOOKS
 from cloud.webhooks.inbound import handle_webhook
@@ -73,7 +75,9 @@ def commerce_webhook(
     timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER)] = None,
     signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
 ) -> WebhookReceipt:
-    """Cart, order, newsletter, app-open and push-open events from the shop, HMAC-signed."""
+    """Cart, order (placed, cancelled, refunded), newsletter, app-open and push-open events
+    from the shop, HMAC-signed. A refund its order cannot take (another currency, more
+    than is left, items it does not hold) is refused with a 422 and not stored."""
     try:
         verify_signature(
             secrets=settings.webhook_secrets_for(tenant), timestamp=timestamp,
@@ -90,13 +94,18 @@ def commerce_webhook(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"invalid webhook: {describe_validation_error(error)}",
         ) from None
-    receipt = handle_webhook(
-        session, tenant=tenant, event=event, now=now,
-        attribution_window=timedelta(days=settings.tracking.attribution_window_days),
-    )
+    try:
+        receipt = handle_webhook(
+            session, tenant=tenant, event=event, now=now,
+            attribution_window=timedelta(days=settings.tracking.attribution_window_days),
+        )
+    except RefundRefusedError as error:
+        WEBHOOKS.labels(outcome="invalid").inc()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     session.commit()
     wake()
-    WEBHOOKS.labels(outcome="stored" if receipt.stored else "duplicate").inc()
+    outcome = "duplicate" if not receipt.stored else "ignored" if receipt.ignored else "stored"
+    WEBHOOKS.labels(outcome=outcome).inc()
     return receipt
 
 

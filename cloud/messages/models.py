@@ -120,6 +120,9 @@ class Message(SQLModel, table=True):
     clicked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     converted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     conversion_order_id: str | None = Field(default=None, max_length=128)
+    #: When the order that converted it was cancelled or refunded in full: the message
+    #: no longer counts as converted (`converted_at` and the order stay, for the record).
+    conversion_reversed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     last_attempt_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
@@ -174,6 +177,9 @@ class MessagePublic(SQLModel):
     clicked_at: datetime | None = None
     converted_at: datetime | None = None
     conversion_order_id: str | None = None
+    conversion_reversed_at: datetime | None = Field(
+        default=None, description="when the converting order was cancelled or refunded in "
+        "full: the message no longer counts as converted")
     reason: Reason | None = Field(
         default=None, description="why it is held, suppressed, expired, failed or still "
         "waiting; null once it went out")

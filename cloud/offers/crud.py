@@ -8,6 +8,8 @@ Two things here must hold with several workers and replayed webhooks:
   race, so the loser sees the offer exhausted rather than both passing a stale check;
 - a coupon is redeemed once: the redemption is a conditional UPDATE (`redeemed_at IS
   NULL`), so a second order, or the same order under a new event id, changes nothing.
+  Only when the shop cancels the order that spent it, and its offer says
+  `reissue_on_cancel`, is it given back (`reissue_coupons`), to be redeemed once more.
 
 Amounts in SQL are rounded to cents on both sides of each comparison: SQLite keeps
 NUMERIC as binary floating point, and 0.1 + 0.2 must still fit a budget of 0.30.
@@ -24,7 +26,8 @@ from prometheus_client import Counter
 from sqlalchemy import ColumnElement, Table, and_, case, delete, func, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
-from cloud.commerce.models import LineItem, OrderLine
+from cloud.commerce.crud import ORDER_OF_LINE, still_purchased
+from cloud.commerce.models import LineItem, Order, OrderLine
 from cloud.customers.models import Customer
 from cloud.db import dialect_insert
 from cloud.metrics import REGISTRY
@@ -53,7 +56,8 @@ TERMS = ("discount_percent", "sku", "category", "price", "currency")
 COUPONS = Counter(
     "vitrina_coupons",
     "Coupon requests by outcome: issued, repeated (same idempotency key), exhausted (stock "
-    "or budget used up), not_valid (offer inactive or outside its dates), redeemed",
+    "or budget used up), not_valid (offer inactive or outside its dates), redeemed, "
+    "reissued (given back by a cancelled order)",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -205,14 +209,19 @@ def list_complements(session: Session, *, tenant: str) -> Sequence[ComplementRul
 
 
 def purchased_categories(session: Session, *, customer_id: int) -> set[str]:
+    """Categories the customer bought and kept (not of a cancelled or fully refunded
+    order, not every item taken back): one returned dryer does not bar dryer offers."""
     return set(session.exec(
-        select(OrderLine.category).where(OrderLine.customer_id == customer_id).distinct()
+        select(OrderLine.category).outerjoin(Order, ORDER_OF_LINE)
+        .where(OrderLine.customer_id == customer_id, still_purchased()).distinct()
     ).all())
 
 
 def purchased_skus(session: Session, *, customer_id: int) -> set[str]:
+    """SKUs the customer bought and kept (as `purchased_categories`)."""
     return set(session.exec(
-        select(OrderLine.sku).where(OrderLine.customer_id == customer_id).distinct()
+        select(OrderLine.sku).outerjoin(Order, ORDER_OF_LINE)
+        .where(OrderLine.customer_id == customer_id, still_purchased()).distinct()
     ).all())
 
 
@@ -518,3 +527,33 @@ def _mark_redeemed(session: Session, *, coupon: Coupon, order_id: str, at: datet
     if result.rowcount == 1:
         return None
     return "" if coupon.order_id == order_id else "redeemed"
+
+
+def reissue_coupons(
+    session: Session, *, tenant: str, order_id: str, now: datetime
+) -> list[Coupon]:
+    """The order was cancelled: its coupons whose offer says `reissue_on_cancel` and
+    that have not expired become redeemable again (the cancelled order is kept on
+    them as `reissued_from_order_id`); the others stay spent. Returns those given back."""
+    candidates = session.exec(
+        select(Coupon).join(Offer, col(Offer.id) == col(Coupon.offer_id))
+        .where(Coupon.tenant == tenant, Coupon.order_id == order_id,
+               col(Coupon.redeemed_at).is_not(None), col(Offer.reissue_on_cancel).is_(True),
+               col(Coupon.expires_at) > now)
+        .order_by(col(Coupon.id))
+    ).all()
+    given_back: list[Coupon] = []
+    for coupon in candidates:
+        result = session.connection().execute(
+            update(COUPON_TABLE)
+            .where(COUPON_TABLE.c.id == coupon.id, COUPON_TABLE.c.order_id == order_id,
+                   COUPON_TABLE.c.redeemed_at.is_not(None))
+            .values(redeemed_at=None, order_id=None, reissued_at=now,
+                    reissued_from_order_id=order_id)
+        )
+        session.refresh(coupon)
+        if result.rowcount == 1:
+            given_back.append(coupon)
+            COUPONS.labels(outcome="reissued").inc()
+            log.info("coupon %s given back: order %s was cancelled", coupon.id, order_id)
+    return given_back

@@ -7,7 +7,9 @@ what messages show, so they are validated as strictly as the templates' `product
 (`cloud.templates.context`): a saved offer can always be put in a message.
 
 Once coupons exist, an offer's terms (discount, product, category, price, currency) are
-fixed: a customer keeps what was promised. Names, links, validity and limits may change.
+fixed: a customer keeps what was promised. Names, links, validity and limits may change,
+and so may `reissue_on_cancel`: whether a coupon spent on an order the shop then
+cancels may be used again (read when the cancellation arrives).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     UniqueConstraint,
+    false,
 )
 from sqlmodel import Field, SQLModel
 
@@ -107,6 +110,8 @@ class Offer(SQLModel, table=True):
     coupons_issued: int = 0
     budget_used: Decimal = Field(default=Decimal("0.00"), sa_type=Numeric(12, 2))
     active: bool = True
+    #: A coupon spent on an order the shop cancels may be used again (until it expires).
+    reissue_on_cancel: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
@@ -152,6 +157,10 @@ class Coupon(SQLModel, table=True):
     redeemed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     order_id: str | None = Field(default=None, max_length=128)
     idempotency_key: str = Field(max_length=255)
+    #: When a cancelled order gave the coupon back (its offer says `reissue_on_cancel`),
+    #: and which order that was: it is redeemable again.
+    reissued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    reissued_from_order_id: str | None = Field(default=None, max_length=128)
 
 
 # --- API bodies ------------------------------------------------------------------------------
@@ -166,7 +175,8 @@ class OfferCreate(SQLModel):
          "product_name": "Heat-pump dryer 8 kg",
          "product_url": "https://shop.example/dryers/hp-8kg",
          "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
-         "valid_until": "2027-03-31T23:59:59Z", "coupon_limit": 500},
+         "valid_until": "2027-03-31T23:59:59Z", "coupon_limit": 500,
+         "reissue_on_cancel": True},
     ))
 
     name: OfferName
@@ -193,6 +203,11 @@ class OfferCreate(SQLModel):
         description="total discount (price x percent) the issued coupons may promise",
     )
     active: bool = True
+    reissue_on_cancel: bool = Field(
+        default=False,
+        description="a coupon spent on an order the shop then cancels (order.cancelled) "
+        "becomes redeemable again, if it has not expired; otherwise it stays spent",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OfferCreate:
@@ -215,7 +230,8 @@ class OfferPublic(SQLModel):
          "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
          "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2027-03-31T23:59:59Z",
          "coupon_limit": 500, "budget_limit": None, "coupons_issued": 37,
-         "budget_used": "4062.60", "active": True, "created_at": "2026-12-01T00:00:00Z",
+         "budget_used": "4062.60", "active": True, "reissue_on_cancel": False,
+         "created_at": "2026-12-01T00:00:00Z",
          "updated_at": "2026-12-01T00:00:00Z"},
     ))
 
@@ -237,6 +253,7 @@ class OfferPublic(SQLModel):
     coupons_issued: int
     budget_used: Decimal
     active: bool
+    reissue_on_cancel: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -285,6 +302,8 @@ class OfferCouponPublic(SQLModel):
     redeemed_at: datetime | None
     order_id: str | None
     status: CouponStatus
+    reissued_at: datetime | None = Field(
+        default=None, description="when a cancelled order gave it back")
 
 
 class OfferCoupons(SQLModel):
@@ -323,3 +342,5 @@ class CouponPublic(SQLModel):
     redeemed_at: datetime | None
     order_id: str | None
     status: CouponStatus
+    reissued_at: datetime | None = Field(
+        default=None, description="when a cancelled order gave it back: redeemable again")

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from decimal import Decimal
 
-from sqlalchemy import Table, delete, func
+from sqlalchemy import Table, delete
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.channels.email import NAME as EMAIL
+from cloud.commerce.crud import find_order
+from cloud.commerce.loyalty import (
+    LOYALTY_TABLE,
+    earning_order,
+    loyalty_balance,
+    settle_order_credits,
+)
+from cloud.commerce.models import OrderStatus
 from cloud.customers.crud import record_consent
 from cloud.customers.models import ConsentCreate, Customer
 from cloud.db import dialect_insert
-from cloud.scenarios.models import CustomerTag, Journey, LoyaltyEntry
+from cloud.scenarios.models import CustomerTag, Journey
 from cloud.scenarios.sending import StepResult
 from cloud.scenarios.spec import LoyaltyCreditStep, RemoveFromListStep, TagStep, WebhookStep
 from cloud.webhooks.outbound import queue_webhook
@@ -23,11 +30,13 @@ from cloud.webhooks.outbound import queue_webhook
 log = logging.getLogger(__name__)
 
 TAG_TABLE: Table = SQLModel.metadata.tables[CustomerTag.__tablename__]
-LOYALTY_TABLE: Table = SQLModel.metadata.tables[LoyaltyEntry.__tablename__]
 #: The list whose removal also withdraws email consent in the ledger.
 NEWSLETTER_LIST = "newsletter"
 #: A webhook step's outcome in the journey log: queued in the outbox, posted later.
 WEBHOOK_QUEUED = "webhook_queued"
+#: A loyalty step's outcome when the order that would earn the credit was cancelled or
+#: refunded in full before the step ran.
+NOT_CREDITED = "not_credited"
 
 
 def add_tags(session: Session, *, customer_id: int, tags: list[str], now: datetime) -> None:
@@ -75,29 +84,35 @@ def remove_from_list_step(
     return StepResult("removed_from_list", step.list)
 
 
-def loyalty_balance(session: Session, *, customer_id: int, currency: str) -> Decimal:
-    total = session.exec(
-        select(func.coalesce(func.sum(LoyaltyEntry.amount), 0)).where(
-            LoyaltyEntry.customer_id == customer_id, LoyaltyEntry.currency == currency
-        )
-    ).one()
-    return Decimal(str(total)).quantize(Decimal("0.01"))
-
-
 def loyalty_step(
     session: Session, *, journey: Journey, step: LoyaltyCreditStep, now: datetime
 ) -> StepResult:
     """Credit once per (journey, step); later sends of the journey can show the credit
-    and the new balance (`loyalty.credit`, `loyalty.balance`)."""
+    and the new balance (`loyalty.credit`, `loyalty.balance`).
+
+    A journey started by an order (or its spend, coupon, conversion) credits on that
+    order's account: the credit carries the order id, so that cancelling or refunding
+    the order takes it back (`cloud.commerce.loyalty`). If that has already happened
+    when the step runs, the order earns nothing (cancelled, refunded in full) or its
+    remaining share (refunded in part: the credit, and at once the refunded share back).
+    """
+    order_id = earning_order(journey.context.get("trigger", {}))
+    order = (find_order(session, tenant=journey.tenant, order_id=order_id)
+             if order_id is not None else None)
+    if order is not None and order.status != OrderStatus.PLACED:
+        return StepResult(NOT_CREDITED, f"order {order.order_id} was {order.status}")
     session.connection().execute(
         dialect_insert(session, LOYALTY_TABLE)
         .values(
             tenant=journey.tenant, customer_id=journey.customer_id, amount=step.amount,
             currency=step.currency, reason=f"scenario {journey.scenario_key} step {step.id}",
             idempotency_key=f"j{journey.id}:{step.id}", created_at=now,
+            order_id=order_id if order is not None else None,
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
     )
+    if order is not None and order.refunded > 0:
+        settle_order_credits(session, order=order, cause="refund", now=now)
     balance = loyalty_balance(session, customer_id=journey.customer_id, currency=step.currency)
     journey.context = {**journey.context, "loyalty": {
         "credit": str(step.amount), "balance": str(balance), "currency": step.currency,

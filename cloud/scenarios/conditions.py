@@ -95,7 +95,8 @@ class CustomerFacts:
     tags: frozenset[str] = frozenset()
     consents: frozenset[str] = frozenset()
     purchases: tuple[Purchase, ...] = ()
-    spend: Decimal = Decimal(0)
+    #: Lifetime spend per ISO 4217 currency: paid, less refunds, orders not cancelled.
+    spend: Mapping[str, Decimal] = field(default_factory=dict)
     messages: tuple[SentMessage, ...] = ()
     #: Latest time of each kind of activity: "order", "visit", "click", "signup".
     last: Mapping[str, datetime] = field(default_factory=dict)
@@ -176,9 +177,16 @@ class MessageCondition(_Model):
 class SpendQuery(_Model):
     op: Literal["gt", "gte", "lt", "lte"] = "gte"
     value: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+    #: The currency whose spend is compared; without it, the condition holds when the
+    #: spend in any currency compares as asked (a shop selling in one currency needs
+    #: none; one selling in several should name it, or 100 means 100 of anything).
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
 
 
 class SpendCondition(_Model):
+    """Lifetime spend (paid, less refunds, over orders not cancelled) compares as
+    given, in one currency or in any."""
+
     spend: SpendQuery
 
 
@@ -351,7 +359,7 @@ def evaluate(
     if isinstance(condition, MessageCondition):
         return find_message(condition.message, facts, now) is not None
     if isinstance(condition, SpendCondition):
-        return _ORDER[condition.spend.op](facts.spend, condition.spend.value)
+        return _spend(condition.spend, facts)
     if isinstance(condition, SinceCondition):
         return _since(condition.since, facts, now)
     return compare(trigger.get(condition.trigger.attribute), condition.trigger.op,
@@ -384,6 +392,15 @@ def facts_read(condition: Condition) -> frozenset[FactKind]:
     if isinstance(condition, SinceCondition):
         return _SINCE_FACTS[condition.since.event]
     return frozenset()  # profile, consent, trigger: always at hand
+
+
+def _spend(query: SpendQuery, facts: CustomerFacts) -> bool:
+    """A customer who spent nothing in a currency has spent 0 in it (so "less than 100"
+    holds for a customer who never ordered)."""
+    test = _ORDER[query.op]
+    if query.currency is not None:
+        return test(facts.spend.get(query.currency, Decimal(0)), query.value)
+    return any(test(amount, query.value) for amount in (facts.spend.values() or [Decimal(0)]))
 
 
 def _purchased(query: PurchaseQuery, facts: CustomerFacts, now: datetime) -> bool:

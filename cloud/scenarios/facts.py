@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from cloud.bulk import one_of
-from cloud.commerce.crud import lifetime_spend
-from cloud.commerce.models import OrderLine
+from cloud.commerce.crud import ORDER_OF_LINE, lifetime_spend, still_purchased
+from cloud.commerce.models import Order, OrderLine
 from cloud.customers.consent import latest_answers
 from cloud.customers.models import Customer
 from cloud.messages.models import Message
@@ -92,7 +92,7 @@ def load_facts(
         found[cid] = CustomerFacts(
             customer_id=cid, tenant=customer.tenant, profile=profile_of(customer),
             tags=frozenset(tags.get(cid, ())), consents=frozenset(consents.get(cid, ())),
-            purchases=tuple(purchases.get(cid, ())), spend=spend.get(cid, Decimal(0)),
+            purchases=tuple(purchases.get(cid, ())), spend=spend.get(cid, {}),
             messages=tuple(messages.get(cid, ())), last=last,
         )
     return found
@@ -111,17 +111,25 @@ def _current_consents(session: Session, ids: Sequence[int]) -> dict[int, set[str
 def _purchases(
     session: Session, ids: Sequence[int], now: datetime
 ) -> tuple[dict[int, list[Purchase]], dict[int, datetime]]:
-    rows = session.exec(
-        select(OrderLine.customer_id, OrderLine.sku, OrderLine.category, OrderLine.ordered_at)
+    """What each customer bought and kept (lines of cancelled or fully refunded orders,
+    and lines all of whose items came back, are no purchase), and when they last
+    ordered (any order: a cancelled one was activity too, as the inactivity schedule
+    counts it)."""
+    rows = session.connection().execute(
+        core_select(col(OrderLine.customer_id), col(OrderLine.sku), col(OrderLine.category),
+                    col(OrderLine.ordered_at), case((still_purchased(), 1), else_=0))
+        .outerjoin(Order, ORDER_OF_LINE)
         .where(one_of(session, OrderLine.customer_id, ids),
                col(OrderLine.ordered_at) >= now - MAX_LOOKBACK)
         .order_by(col(OrderLine.ordered_at).desc())
     ).all()
     purchases: dict[int, list[Purchase]] = defaultdict(list)
     last: dict[int, datetime] = {}
-    for customer_id, sku, category, ordered_at in rows:
+    for customer_id, sku, category, ordered_at, kept in rows:
         assert customer_id is not None
-        purchases[customer_id].append(Purchase(sku=sku, category=category, ordered_at=ordered_at))
+        if kept:
+            purchases[customer_id].append(
+                Purchase(sku=sku, category=category, ordered_at=ordered_at))
         last.setdefault(customer_id, ordered_at)
     return purchases, last
 
@@ -151,11 +159,14 @@ def _messages(
 
 
 def sent_message(row: Message) -> SentMessage:
+    """A message as conditions see it: a conversion that was reversed (its order
+    cancelled or refunded in full) is no conversion."""
     assert row.id is not None
+    converted_at = row.converted_at if row.conversion_reversed_at is None else None
     return SentMessage(
         message_id=row.id, scenario=row.scenario, step=row.step, channel=str(row.channel),
         created_at=row.created_at, opened_at=row.opened_at, clicked_at=row.clicked_at,
-        converted_at=row.converted_at, product_category=row.product_category,
+        converted_at=converted_at, product_category=row.product_category,
         product_sku=row.product_sku, offer_id=row.offer_id,
     )
 

@@ -6,7 +6,8 @@ may not have loaded the open pixel), so the stages read as a funnel; the termina
 statuses (failed, suppressed, expired) and the still waiting (pending, held) are counted
 by status; `expired` also counts sends that quiet hours would have held past their deadline,
 which made no message (they are in the journey log). FCM gives no delivery receipt, so its
-pushes never count as delivered.
+pushes never count as delivered. A message whose order was then cancelled or refunded
+in full is not counted as converted (`conversion_reversed_at`).
 
 Transactional messages (requests for consent: the double opt-in email and its reminders)
 are not marketing: their rows say `transactional` (a step that changed kind between
@@ -28,6 +29,7 @@ from cloud.examples import example
 from cloud.messages.models import Message, MessageStatus
 from cloud.scenarios.models import Journey, JourneyLog
 from cloud.scenarios.sending import HELD_PAST_DEADLINE
+from cloud.tracking.attribution import CONVERTED
 
 #: (scenario, step, variant): rules outside scenarios have no scenario (None).
 FunnelKey = tuple[str | None, str | None, str | None]
@@ -94,7 +96,7 @@ def funnel(
             _count_if(col(Message.delivered_at).is_not(None)),
             _count_if(col(Message.opened_at).is_not(None)),
             _count_if(col(Message.clicked_at).is_not(None)),
-            _count_if(col(Message.converted_at).is_not(None)),
+            _count_if(CONVERTED),
             _count_if(_status(MessageStatus.FAILED)),
             _count_if(_status(MessageStatus.SUPPRESSED)),
             _count_if(_status(MessageStatus.EXPIRED)),

@@ -1,5 +1,6 @@
 """Stored scenarios, the journeys customers take through them, and what steps leave behind
-(tags, loyalty credit, a log of every step's outcome).
+(tags, a log of every step's outcome; loyalty credit is kept in `cloud.commerce.loyalty`,
+next to the orders that earn it).
 
 A journey is one customer's pass through one scenario. Its `entry_key` is unique, so a
 replayed trigger cannot start it twice; its `wake_at` is the durable timer of a wait,
@@ -9,7 +10,6 @@ picked up by whichever worker claims it first (SKIP LOCKED on PostgreSQL).
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -19,7 +19,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     UniqueConstraint,
 )
@@ -165,20 +164,3 @@ class CustomerTag(SQLModel, table=True):
     )
     tag: str = Field(max_length=64, primary_key=True)
     added_at: datetime = Field(sa_type=UtcDateTime)
-
-
-class LoyaltyEntry(SQLModel, table=True):
-    __tablename__ = "loyalty_entry"
-
-    id: int | None = Field(default=None, primary_key=True)
-    tenant: str = Field(max_length=64)
-    customer_id: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("customer.id", ondelete="CASCADE"), nullable=False, index=True
-        )
-    )
-    amount: Decimal = Field(sa_type=Numeric(12, 2))
-    currency: str = Field(max_length=3)
-    reason: str = Field(max_length=200)
-    idempotency_key: str = Field(max_length=255, unique=True)
-    created_at: datetime = Field(sa_type=UtcDateTime)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: The outcomes of a step that did not send, or did not send now, and what they mean.
+#: The outcomes of a step that did not send (or credit), or did not send now, and what
+#: they mean.
 #: `{detail}` is the log row's detail.
 OUTCOME_TEXTS: Mapping[str, str] = {
     "held": "held for the customer's quiet hours, not dropped ({detail})",
@@ -32,6 +33,8 @@ OUTCOME_TEXTS: Mapping[str, str] = {
     "no_customer": "not sent: the customer no longer exists",
     "held_past_deadline": "not sent: quiet hours would have held it past the time it is "
                           "worth sending ({detail}); counted as expired",
+    "not_credited": "no credit: the order that would have earned it was cancelled or "
+                    "refunded in full before this step ran ({detail})",
 }
 
 

@@ -13,16 +13,25 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, case, func, select
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
+from cloud.offers.models import Offer
+from cloud.scenarios.models import JourneyLog
 from cloud.scenarios.reasons import OUTCOME_TEXTS, outcome_reason
-from cloud.simulation.scratch import CUSTOMER, EARLIER, JOURNEY, MESSAGE, Timelines
+from cloud.simulation.scratch import (
+    COUPON,
+    CUSTOMER,
+    EARLIER,
+    JOURNEY,
+    LOYALTY,
+    MESSAGE,
+    Timelines,
+)
+from cloud.webhooks.outbound import OutboundWebhook
 
-JOURNEY_LOG = SQLModel.metadata.tables["journey_log"]
-COUPON = SQLModel.metadata.tables["coupon"]
-OFFER = SQLModel.metadata.tables["offer"]
-LOYALTY = SQLModel.metadata.tables["loyalty_entry"]
-WEBHOOK = SQLModel.metadata.tables["outbound_webhook"]
+JOURNEY_LOG = JourneyLog.__table__  # type: ignore[attr-defined]
+OFFER = Offer.__table__  # type: ignore[attr-defined]
+WEBHOOK = OutboundWebhook.__table__  # type: ignore[attr-defined]
 #: How far back observed rates are read: long enough for a few thousand sends of a small
 #: shop, recent enough to be about today's customers.
 RATE_WINDOW = timedelta(days=90)
@@ -181,10 +190,13 @@ def _coupons(session: Session, scenario_key: str) -> dict[str, int]:
 
 
 def _credit(session: Session, scenario_key: str) -> dict[str, Decimal]:
+    """Credit the dry run's journeys granted, less what cancelled orders took back."""
+    granted = select(LOYALTY.c.id).where(
+        LOYALTY.c.reason.like(f"scenario {scenario_key} step %"))
     credit: dict[str, Decimal] = defaultdict(Decimal)
     for amount, currency in session.execute(
         select(LOYALTY.c.amount, LOYALTY.c.currency)
-        .where(LOYALTY.c.reason.like(f"scenario {scenario_key} step %"))
+        .where(LOYALTY.c.id.in_(granted) | LOYALTY.c.reverses_id.in_(granted))
     ):
         credit[currency] += Decimal(str(amount))
     return dict(credit)

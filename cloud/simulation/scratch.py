@@ -28,7 +28,15 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel
 
-from cloud.triggers import TriggerKind
+from cloud.commerce.loyalty import LoyaltyEntry
+from cloud.commerce.models import Order, OrderLine, OrderRefund
+from cloud.customers.models import ConsentEntry, Customer, Device
+from cloud.messages.models import Message
+from cloud.offers.models import ComplementRule, Coupon, Offer
+from cloud.places.models import StoreRow
+from cloud.scenarios.models import CustomerTag, Journey
+from cloud.templates.crud import MessageTemplate
+from cloud.triggers import Trigger, TriggerKind
 
 #: Triggers the calendar makes (birthdays, lapses): the simulation makes them again on
 #: its own clock for the simulated scenario, as a live worker with it would have.
@@ -37,16 +45,18 @@ CALENDAR_KINDS = frozenset({TriggerKind.DATE.value, TriggerKind.INACTIVITY.value
 COPY_CHUNK = 20_000
 
 
-def _table(name: str) -> Table:
-    return SQLModel.metadata.tables[name]
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
 
 
-CUSTOMER = _table("customer")
-TRIGGER = _table("scenario_trigger")
-MESSAGE = _table("message")
-JOURNEY = _table("journey")
-COUPON = _table("coupon")
-SCENARIO = _table("scenario")
+CUSTOMER = _table(Customer)
+TRIGGER = _table(Trigger)
+MESSAGE = _table(Message)
+JOURNEY = _table(Journey)
+COUPON = _table(Coupon)
+LOYALTY = _table(LoyaltyEntry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +73,18 @@ class Source:
 #: What the engine reads, and when each row came to be.
 SOURCES: tuple[Source, ...] = (
     Source(CUSTOMER, moment="created_at"),
-    Source(_table("consent"), moment="recorded_at", by_tenant=False),
-    Source(_table("device"), moment="registered_at"),
-    Source(_table("customer_tag"), moment="added_at", by_tenant=False),
-    Source(_table("order_line"), moment="ordered_at"),
-    Source(_table("store")),
-    Source(_table("message_template")),
-    Source(_table("offer")),
-    Source(_table("complement_rule")),
+    Source(_table(ConsentEntry), moment="recorded_at", by_tenant=False),
+    Source(_table(Device), moment="registered_at"),
+    Source(_table(CustomerTag), moment="added_at", by_tenant=False),
+    # An order as it stands now (cancelled, refunded) from when it was recorded: its
+    # later changes have no history of their own.
+    Source(_table(Order), moment="recorded_at"),
+    Source(_table(OrderRefund), moment="recorded_at"),
+    Source(_table(OrderLine), moment="ordered_at"),
+    Source(_table(StoreRow)),
+    Source(_table(MessageTemplate)),
+    Source(_table(Offer)),
+    Source(_table(ComplementRule)),
 )
 
 
@@ -326,15 +340,18 @@ def _copy_messages(live: Session, scratch: Engine, timeline: Timeline, plan: Cop
 
 
 def _copy_credit(live: Session, scratch: Engine, timeline: Timeline, plan: CopyPlan) -> None:
-    """Loyalty credit, except what the simulated scenario granted during the period (the
-    dry run grants its own)."""
-    table = _table("loyalty_entry")
-    own = f"scenario {plan.scenario_key} step "
+    """Loyalty credit, except what the simulated scenario granted during the period and
+    its reversals (the dry run grants its own, and reverses them as orders are
+    cancelled)."""
+    own = set(live.execute(select(LOYALTY.c.id).where(
+        LOYALTY.c.tenant == plan.tenant, LOYALTY.c.created_at >= plan.since,
+        LOYALTY.c.reason.startswith(f"scenario {plan.scenario_key} step "),
+    )).scalars())
 
     def keep(row: Mapping[str, Any]) -> bool:
-        return row["created_at"] < plan.since or not str(row["reason"]).startswith(own)
+        return row["id"] not in own and row["reverses_id"] not in own
 
-    _copy(live, scratch, timeline, table, table.c.tenant == plan.tenant, plan,
+    _copy(live, scratch, timeline, LOYALTY, LOYALTY.c.tenant == plan.tenant, plan,
           moment="created_at", keep=keep)
 
 

@@ -7,6 +7,10 @@ shops expect from marketing tools). A message converts once; a second order afte
 same touch credits nothing new. Transactional messages (requests for consent: the double
 opt-in email) are not marketing and are never credited: a click on "confirm your
 subscription" did not sell the washing machine.
+
+An order cancelled or refunded in full sold nothing: the conversion it made is reversed
+(`conversion_reversed_at`; the order and the time stay on the message, for the record),
+and the message may then convert again, by a later order.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, update
+from sqlalchemy import ColumnElement, Table, and_, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, or_, select
 
@@ -23,6 +27,11 @@ from cloud.tracking.events import trigger_attributes
 from cloud.triggers import TriggerKind, record_trigger
 
 MESSAGE_TABLE: Table = SQLModel.metadata.tables[Message.__tablename__]
+#: Whether a message's conversion stands (made, and not reversed): what funnels and
+#: conditions count as converted.
+CONVERTED: ColumnElement[bool] = and_(
+    col(Message.converted_at).is_not(None), col(Message.conversion_reversed_at).is_(None)
+)
 #: Long enough for a considered purchase (a washing machine), short enough that an order
 #: a month later is not credited to a push the customer has forgotten.
 ATTRIBUTION_WINDOW = timedelta(days=7)
@@ -100,19 +109,45 @@ def _id(message: Message) -> int:
 def _convert(
     session: Session, *, message: Message, order_id: str, at: datetime, now: datetime, via: str
 ) -> bool:
+    """Credit the order to the message, unless a conversion of it stands already."""
+    table = MESSAGE_TABLE.c
     result = session.connection().execute(
         update(MESSAGE_TABLE)
-        .where(MESSAGE_TABLE.c.id == _id(message), MESSAGE_TABLE.c.converted_at.is_(None))
-        .values(converted_at=at, conversion_order_id=order_id[:128])
+        .where(table.id == _id(message),
+               or_(table.converted_at.is_(None), table.conversion_reversed_at.is_not(None)))
+        .values(converted_at=at, conversion_order_id=order_id[:128],
+                conversion_reversed_at=None)
     )
     if result.rowcount != 1:
         return False
     set_committed_value(message, "converted_at", at)
     set_committed_value(message, "conversion_order_id", order_id[:128])
+    set_committed_value(message, "conversion_reversed_at", None)
     record_trigger(
         session, tenant=message.tenant, customer_id=message.customer_id,
         kind=TriggerKind.MESSAGE_CONVERTED, occurred_at=at,
-        source_key=f"convert:{_id(message)}", now=now,
+        # By order too: a message whose conversion was reversed may convert again.
+        source_key=f"convert:{_id(message)}:{order_id}", now=now,
         attributes={**trigger_attributes(message), "order_id": order_id, "via": via},
     )
     return True
+
+
+def reverse_conversions(
+    session: Session, *, tenant: str, order_id: str, at: datetime
+) -> list[int]:
+    """The order was cancelled or refunded in full (at `at`): the messages it converted
+    no longer count as converted. Returns their ids; a second call reverses nothing."""
+    table = MESSAGE_TABLE.c
+    reversed_ids = session.connection().execute(
+        update(MESSAGE_TABLE)
+        .where(table.tenant == tenant, table.conversion_order_id == order_id[:128],
+               table.converted_at.is_not(None), table.conversion_reversed_at.is_(None))
+        .values(conversion_reversed_at=at)
+        .returning(table.id)
+    ).scalars().all()
+    for message_id in reversed_ids:
+        message = session.identity_map.get(session.identity_key(Message, message_id))
+        if message is not None:
+            set_committed_value(message, "conversion_reversed_at", at)
+    return sorted(int(message_id) for message_id in reversed_ids)

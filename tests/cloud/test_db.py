@@ -1,5 +1,7 @@
+import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -9,6 +11,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlmodel import col, select
 
+from cloud.commerce.models import Order, OrderLine
 from cloud.db import (
     alembic_config,
     current_revision,
@@ -235,5 +238,58 @@ def test_0024_gives_every_customer_a_random_public_id_and_keeps_what_points_at_t
         downgrade(database_url, "0023")
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM consent")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_0029_gives_existing_orders_a_row_with_what_was_paid(database_url: str) -> None:
+    """Orders from before 0029 get their row: the total of the order.created event that
+    brought them where it is stored (858.65 paid, not the 1,298 listed), else the sum of
+    their lines; placed, nothing refunded, their customer kept."""
+    migrate(database_url, "0028")
+    engine = make_engine(database_url)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    lines = [("o-paid", 1, "WM-8KG", 1, "599.00"), ("o-paid", 2, "TD-8KG", 1, "699.00"),
+             ("o-old", 1, "HOSE-2M", 2, "25.10"), ("o-anon", 1, "WM-8KG", 1, "599.00")]
+    events = [  # the earliest event of an order is the one whose lines were kept
+        (1, "evt-1", "o-paid", "858.65"), (2, "evt-1-again", "o-paid", "1.00"),
+        (3, "evt-bad", "o-old", "not money"),
+    ]
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO customer (id, tenant, attributes, created_at, updated_at,"
+                " public_id, anonymous) VALUES (1, 'shop', '{}', :at, :at, 'cus_1', :no)"),
+                {"at": at, "no": False})
+            for order_id, line, sku, quantity, price in lines:
+                connection.execute(text(
+                    "INSERT INTO order_line (tenant, order_id, line, customer_id, sku, name,"
+                    " category, quantity, unit_price, currency, ordered_at) VALUES ('shop',"
+                    " :order, :line, :customer, :sku, 'n', 'c', :quantity, :price, 'EUR', :at)"),
+                    {"order": order_id, "line": line, "sku": sku, "quantity": quantity,
+                     "price": float(price), "at": at,
+                     "customer": None if order_id == "o-anon" else 1})
+            for event_id, key, order_id, total in events:
+                connection.execute(text(
+                    "INSERT INTO commerce_event (id, tenant, event_id, type, customer_id,"
+                    " occurred_at, received_at, payload) VALUES (:id, 'shop', :key,"
+                    " 'order.created', 1, :at, :at, :payload)"),
+                    {"id": event_id, "key": key, "at": at, "payload": json.dumps(
+                        {"order_id": order_id, "currency": "EUR", "total": total})})
+        migrate(database_url, "0029")
+        with session_scope(engine) as session:
+            orders = session.exec(select(Order).order_by(col(Order.order_id))).all()
+            found = [(row.order_id, row.customer_id, row.total, row.refunded, row.status,
+                      row.ordered_at) for row in orders]
+            returned = session.exec(select(OrderLine.returned)).all()
+        assert found == [
+            ("o-anon", None, Decimal("599.00"), Decimal("0.00"), "placed", at),
+            ("o-old", 1, Decimal("50.20"), Decimal("0.00"), "placed", at),
+            ("o-paid", 1, Decimal("858.65"), Decimal("0.00"), "placed", at),
+        ]
+        assert returned == [0, 0, 0, 0]
+        downgrade(database_url, "0028")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM order_line")).scalar() == 4
     finally:
         engine.dispose()

@@ -37,7 +37,7 @@ from tests.cloud.factories import (
 )
 
 TABLES = ("customer", "consent", "device", "identity_link", "message", "commerce_event",
-          "order_line", "outbound_webhook")
+          "order_line", "commerce_order", "outbound_webhook")
 
 
 def seed(engine: Engine, tenant: str, name: str) -> int:
@@ -99,7 +99,8 @@ def test_erasure_removes_everything_personal_and_keeps_the_counts(
         "presence_events_unlinked": 3, "journey_log": 0, "outbound_webhooks": 1,
         "journeys": 0, "tags": 0,
         "loyalty_entries": 0, "triggers": 2, "messages": 1, "coupons": 0, "order_lines": 1,
-        "commerce_events": 1, "identity_links": 1, "devices": 2, "consents": 2,
+        "order_refunds": 0, "orders": 1, "commerce_events": 1, "identity_links": 1,
+        "devices": 2, "consents": 2,
         "geofence_stays": 0, "recent_location_fixes": 1,
     }
     with session_scope(engine) as session:

@@ -171,6 +171,37 @@ def test_an_order_webhook_redeems_a_coupon_once(
     [listed] = client.get(coupons_url).json()
     assert listed["order_id"] == "o-1"
 
+    # o-1 is cancelled: the offer does not give coupons back, so this one stays spent.
+    assert webhook(client, tenant, cancelled("evt-c1", "o-1"))["ignored"] is None
+    [listed] = client.get(coupons_url).json()
+    assert (listed["status"], listed["order_id"], listed["reissued_at"]) == (
+        "redeemed", "o-1", None)
+    # Once the offer says so, the coupon of the next cancelled order comes back.
+    changed = client.put(f"/tenants/{tenant}/offers/dryers-20",
+                         json=offer_body(reissue_on_cancel=True))
+    assert (changed.status_code, changed.json()["reissue_on_cancel"]) == (200, True)
+    with session_scope(engine) as session:
+        offer = crud.get_offer(session, tenant=tenant, key="dryers-20")
+        assert offer is not None
+        second = crud.issue_coupon(
+            session, tenant=tenant, offer=offer, valid_for=timedelta(hours=24),
+            customer_id=customer_number(engine, tenant=tenant, public_id=customer_id),
+            idempotency_key="k2", now=NOW,
+        )
+        assert second is not None
+        session.commit()
+    webhook(client, tenant, order("evt-4", "o-4", [second.code]))
+    webhook(client, tenant, cancelled("evt-c4", "o-4"))
+    listed = {one["code"]: one for one in client.get(coupons_url).json()}[second.code]
+    assert (listed["status"], listed["order_id"], listed["redeemed_at"]) == (
+        "active", None, None)
+    assert listed["reissued_at"].startswith("2026-11-23T12:00")
+
+
+def cancelled(event_id: str, order_id: str) -> dict[str, Any]:
+    return {"type": "order.cancelled", "event_id": event_id,
+            "occurred_at": "2026-11-23T11:45:00Z", "order_id": order_id}
+
 
 def test_an_offers_coupons_are_counted_by_state_newest_first(
     client: TestClient, tenant: str, engine: Engine

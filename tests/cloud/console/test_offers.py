@@ -7,6 +7,9 @@ from playwright.sync_api import Page, expect
 
 from tests.cloud.console.conftest import Console, screenshot, sign_in
 
+#: The offer form's switch for coupons given back by a cancelled order.
+REISSUE = "Give coupons back when the order is cancelled"
+
 
 def fill_offer(page: Page, **fields: str) -> None:
     dialog = page.get_by_role("dialog")
@@ -27,6 +30,7 @@ def test_a_marketer_makes_edits_and_deactivates_an_offer(page: Page, console: Co
     expect(alert).to_contain_text("Offer not saved")
     expect(alert).to_contain_text("price")
     fill_offer(page, Price="699.00")
+    page.get_by_role("dialog").get_by_label(REISSUE).check()
     page.get_by_role("button", name="Save offer").click()
     expect(page.get_by_role("dialog")).to_be_hidden()
     expect(page.get_by_role("status")).to_contain_text("Offer dryers-20 saved.")
@@ -36,6 +40,7 @@ def test_a_marketer_makes_edits_and_deactivates_an_offer(page: Page, console: Co
     screenshot(page, "offers")
     page.get_by_role("button", name="Edit dryers-20").click()
     expect(page.get_by_role("dialog").get_by_label("Key", exact=True)).to_be_disabled()
+    expect(page.get_by_role("dialog").get_by_label(REISSUE)).to_be_checked()
     fill_offer(page, Name="Dryers, winter")
     page.get_by_role("button", name="Save offer").click()
     expect(row).to_contain_text("Dryers, winter")

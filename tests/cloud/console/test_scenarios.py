@@ -1,6 +1,7 @@
 """The scenarios page as a marketer uses it: a scenario built through the form, refused
 with the problem shown at its step, fixed, saved and seen as a flow; paused and active
-again; its report with real journeys and messages; and read-only for an analyst."""
+again; a spend condition in one currency; its report with real journeys and messages;
+and read-only for an analyst."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlmodel import select
 
 from cloud.db import session_scope
 from cloud.messages.models import Message
-from cloud.scenarios.catalog import save_scenario
+from cloud.scenarios.catalog import get_scenario, save_scenario
 from cloud.scenarios.spec import ScenarioSpec
 from tests.cloud.console.accessibility import violations
 from tests.cloud.console.conftest import Console, screenshot, sign_in
@@ -91,6 +92,28 @@ def test_a_marketer_builds_a_scenario_with_a_wait_and_a_branch(
     expect(flow.locator(".flow-way-no")).to_contain_text("App push with template cart")
     page.get_by_role("link", name="← All scenarios").click()
     expect(page.get_by_role("row").filter(has_text="Cart reminder")).to_contain_text("active")
+
+
+def test_a_spend_condition_names_the_currency_it_counts(page: Page, console: Console) -> None:
+    sign_in(page, console, "marketer")
+    page.goto(console.page_url("scenarios"))
+    page.get_by_role("link", name="New scenario").click()
+    page.get_by_label("Key", exact=True).fill("big-spenders")
+    page.get_by_label("Name", exact=True).fill("Big spenders")
+    page.get_by_label("Starts when the customer").select_option("app.opened")
+    page.get_by_label("Only customers who meet a condition").check()
+    page.get_by_label("Condition", exact=True).select_option("spend")
+    page.get_by_label("Amount", exact=True).fill("500")
+    page.get_by_label("Currency", exact=True).fill("EUR")
+    add_step(page, "Tag the customer")
+    step(page, 1).get_by_label("Add tags").fill("big-spender")
+    page.get_by_role("button", name="Save scenario").click()
+    expect(page.get_by_role("status")).to_contain_text("Scenario big-spenders saved.")
+    with session_scope(console.engine) as session:
+        saved = get_scenario(session, tenant=console.tenant, key="big-spenders")
+    assert saved is not None
+    assert saved.spec["conditions"] == {"spend": {"op": "gte", "value": "500",
+                                                  "currency": "EUR"}}
 
 
 def test_the_report_shows_holdout_variants_and_the_funnel(page: Page, console: Console) -> None:

@@ -48,7 +48,7 @@ FACTS = CustomerFacts(
     consents=frozenset({"email"}),
     purchases=(Purchase("W1", "washers", NOW - timedelta(days=10)),
                Purchase("F1", "fridges", NOW - timedelta(days=400))),
-    spend=Decimal("950.00"),
+    spend={"EUR": Decimal("950.00"), "USD": Decimal("120.00")},
     messages=(
         message(message_id=3, created_at=NOW - timedelta(hours=1), channel="email",
                 opened_at=NOW - timedelta(minutes=30)),
@@ -92,6 +92,12 @@ LEAVES: list[tuple[dict[str, Any], bool]] = [
     ({"spend": {"value": "950"}}, True),
     ({"spend": {"op": "gt", "value": "950"}}, False),
     ({"spend": {"op": "lt", "value": "1000"}}, True),
+    # Without a currency, any currency's spend may hold; with one, that currency's.
+    ({"spend": {"op": "lt", "value": "200"}}, True),
+    ({"spend": {"op": "lt", "value": "200", "currency": "EUR"}}, False),
+    ({"spend": {"value": "950", "currency": "USD"}}, False),
+    ({"spend": {"value": "100", "currency": "USD"}}, True),
+    ({"spend": {"op": "lt", "value": "1", "currency": "GBP"}}, True),  # spent none in it
     ({"since": {"event": "order", "more_than": "P7D"}}, True),
     ({"since": {"event": "order", "less_than": "P7D"}}, False),
     ({"since": {"event": "visit", "more_than": "P7D"}}, True),  # never visited
@@ -121,7 +127,8 @@ def test_all_any_not() -> None:
 
 @pytest.mark.parametrize("document", [
     {"all": []}, {"tag": "Upper Case"}, {"since": {"event": "order"}},
-    {"spend": {"value": "-1"}}, {"tag": "x", "extra": 1}, {"unknown": 1},
+    {"spend": {"value": "-1"}}, {"spend": {"value": "1", "currency": "euro"}},
+    {"tag": "x", "extra": 1}, {"unknown": 1},
     {"purchased": {"within": "P2000D"}},
 ])
 def test_malformed_conditions_are_refused(document: dict[str, Any]) -> None:
@@ -183,7 +190,7 @@ def loaded_only(facts: CustomerFacts, kinds: frozenset[FactKind]) -> CustomerFac
         facts,
         tags=frozenset() if "tags" in missing else facts.tags,
         purchases=() if "purchases" in missing else facts.purchases,
-        spend=Decimal(0) if "spend" in missing else facts.spend,
+        spend={} if "spend" in missing else facts.spend,
         messages=() if "messages" in missing else facts.messages,
         last={event: at for event, at in facts.last.items() if event not in missing},
     )

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from cloud.commerce.loyalty import LoyaltyEntry
 from cloud.customers.crud import create_customer, record_consent
 from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
@@ -20,7 +21,7 @@ from cloud.messages.models import Message
 from cloud.scenarios.assignment import assign_variant, in_holdout
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.engine import process_triggers
-from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry
+from cloud.scenarios.models import CustomerTag, Journey, JourneyLog
 from cloud.scenarios.run import EngineConfig, RunReport
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec

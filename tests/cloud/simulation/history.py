@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlmodel import Session
 
@@ -27,7 +28,7 @@ from cloud.webhooks.inbound import handle_webhook
 
 START = datetime(2026, 5, 4, 0, 0, tzinfo=UTC)
 END = START + timedelta(days=3)
-SPEC_DOCUMENT = {
+SPEC_DOCUMENT: dict[str, Any] = {
     "key": "visit-dryer", "name": "Dryer for washer buyers in the store",
     "entry": {"event": "presence.enter", "cooldown": "P1D"},
     "conditions": {"purchased": {"category": "washers", "within": "P30D"}},

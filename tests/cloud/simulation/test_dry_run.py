@@ -12,12 +12,13 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.commerce.loyalty import LoyaltyEntry
 from cloud.customers.models import Customer
 from cloud.db import session_scope
 from cloud.messages.models import Message
 from cloud.offers.models import Coupon
 from cloud.scenarios.catalog import save_scenario
-from cloud.scenarios.models import Journey, JourneyLog, JourneyStatus, LoyaltyEntry
+from cloud.scenarios.models import Journey, JourneyLog, JourneyStatus
 from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.scenarios.worker import ScenarioWorker

@@ -92,10 +92,13 @@ def test_an_order_is_stored_once_with_its_lines(
     customer = client.post(f"/tenants/{tenant}/customers", json={"external_id": "shop-42"}).json()
     first = post(client, tenant, order())
     assert first.status_code == 202, first.text
-    assert first.json() == {"event_id": "evt-1", "stored": True, "customer_id": customer["id"]}
+    assert first.json() == {"event_id": "evt-1", "stored": True, "customer_id": customer["id"],
+                            "ignored": None}
     assert post(client, tenant, order(), secret=OLD_SECRET).json()["stored"] is False
     # the same order under a new event id does not double the purchase history
-    assert post(client, tenant, order(event_id="evt-2")).json()["stored"] is True
+    assert post(client, tenant, order(event_id="evt-2")).json() == {
+        "event_id": "evt-2", "stored": True, "customer_id": customer["id"],
+        "ignored": "duplicate_order"}
     with session_scope(engine) as session:
         lines = session.exec(select(OrderLine).order_by(col(OrderLine.line))).all()
         events = session.exec(select(CommerceEvent)).all()

@@ -46,8 +46,10 @@ TENANT = "acme"
 SECRET = "whsec_guide_0123456789abcdef"
 #: Past the 300 s window, whichever side looks at it.
 STALE = timedelta(seconds=400)
+#: In the order a shop sends them: an order, a refund of part of it, its cancellation.
 EVENTS = ["backend-event-cart-updated", "backend-event-cart-abandoned",
-          "backend-event-order-created", "backend-event-newsletter-signup",
+          "backend-event-order-created", "backend-event-order-refunded",
+          "backend-event-order-cancelled", "backend-event-newsletter-signup",
           "backend-event-newsletter-confirmed", "backend-event-app-opened",
           "backend-event-push-opened"]
 LANGUAGES = ("node", "php", "java")
@@ -263,6 +265,9 @@ def test_the_python_snippet_signs_posts_and_verifies(api: Api) -> None:
         assert WebhookReceipt.model_validate(receipt).stored, snippet_id
     again = post_event(api.url, TENANT, SECRET, event("backend-event-order-created"))
     assert again["stored"] is False  # the same event id: applied once
+    resent = post_event(api.url, TENANT, SECRET, event("backend-event-order-created",
+                                                       event_id="evt-order-1001-resent"))
+    assert resent["ignored"] == "duplicate_order"  # the same order id: applied once
     body = b'{"type": "app.opened", "event_id": "evt-late", "occurred_at": "2026-12-07T11:00:00Z"}'
     late = names["sign"](SECRET, body, now_s() - int(STALE.total_seconds()))
     assert api.post_signed(body, late[TIMESTAMP_HEADER], late[SIGNATURE_HEADER]
@@ -368,6 +373,8 @@ def test_the_json_examples_are_what_they_document() -> None:
         assert parsed.type.value == snippet_id.removeprefix("backend-event-").replace("-", ".",
                                                                                      1)
     WebhookReceipt.model_validate_json(text("backend-receipt"))
+    assert WebhookReceipt.model_validate_json(
+        text("backend-receipt-duplicate-order")).ignored == "duplicate_order"
     step = ScenarioStepWebhook.model_validate_json(text("backend-outbound-scenario-step"))
     assert step.model_dump(mode="json") == ScenarioStepWebhook.model_validate(
         ScenarioStepWebhook.model_json_schema()["examples"][0]).model_dump(mode="json")

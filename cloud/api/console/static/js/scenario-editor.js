@@ -272,7 +272,10 @@ export function ConditionEditor({ condition, onChange, problems = [], disabled, 
     body = html`<${SelectField} label="Test" value=${query.op || "gte"} options=${SPEND_OPS} disabled=${disabled}
         onChange=${(value) => setInner("op", value)} />
       <${TextField} label="Amount" inputmode="decimal" value=${query.value} disabled=${disabled}
-        error=${field("spend", "value")} onInput=${(value) => setInner("value", value)} />`;
+        error=${field("spend", "value")} onInput=${(value) => setInner("value", value)} />
+      <${TextField} label="Currency" value=${query.currency || ""} maxlength="3" disabled=${disabled}
+        hint="Empty: any currency. Shops selling in several should name one."
+        error=${field("spend", "currency")} onInput=${(value) => setInner("currency", value || null)} />`;
   } else if (kind === "since") {
     const query = inner();
     body = html`<${SelectField} label="Last" value=${query.event} disabled=${disabled}

@@ -17,6 +17,8 @@ export const TRIGGER_KINDS = [
   ["newsletter.confirmed", "Confirmed the newsletter"],
   ["cart.abandoned", "Abandoned a cart"],
   ["order.created", "Ordered"],
+  ["order.cancelled", "An order was cancelled"],
+  ["order.refunded", "An order was refunded"],
   ["coupon.redeemed", "Redeemed a coupon"],
   ["message.opened", "Opened a message"],
   ["message.clicked", "Clicked a message"],
@@ -134,7 +136,10 @@ export function describeCondition(condition) {
       query.channel && `by ${CHANNEL_LABEL[query.channel] || query.channel}`].filter(Boolean).join(" ");
     return `a message ${of}${flags.length ? ` ${flags.join(", ")}` : " sent"}${query.within ? ` within ${describeDuration(query.within)}` : ""}`;
   }
-  if (condition.spend) return describeTest("lifetime spend", condition.spend.op || "gte", condition.spend.value);
+  if (condition.spend) {
+    const { op, value, currency } = condition.spend;
+    return describeTest(`lifetime spend${currency ? ` in ${currency}` : ""}`, op || "gte", value);
+  }
   if (condition.since) {
     const { event, more_than: more, less_than: less } = condition.since;
     return [more && `last ${event} more than ${describeDuration(more)} ago`,

@@ -12,6 +12,7 @@ const EMPTY_OFFER = {
   key: "", name: "", discount_percent: "10", sku: "", category: "", product_name: "",
   product_url: "https://", image_url: "https://", price: "", currency: "EUR",
   valid_from: "", valid_until: "", coupon_limit: "", budget_limit: "", active: true,
+  reissue_on_cancel: false,
 };
 
 /** The form's strings from an offer as the API returns it. */
@@ -39,6 +40,7 @@ function bodyOf(form) {
     valid_from: instant(form.valid_from), valid_until: instant(form.valid_until),
     coupon_limit: form.coupon_limit === "" ? undefined : Number(form.coupon_limit),
     budget_limit: optional(form.budget_limit), active: form.active,
+    reissue_on_cancel: form.reissue_on_cancel,
   };
 }
 
@@ -108,6 +110,9 @@ function OfferForm({ initial, isNew, onSaved, onCancel }) {
         onInput=${set("budget_limit")} error=${fieldError("budget_limit")}
         hint="Total discount the coupons may promise; empty for no limit." />
       <${CheckField} label="Active" checked=${form.active} onChange=${set("active")} />
+      <${CheckField} label="Give coupons back when the order is cancelled"
+        checked=${form.reissue_on_cancel} onChange=${set("reissue_on_cancel")}
+        hint="A coupon spent on an order the shop cancels can be used again, until it expires." />
     </div>
     ${problemsAt(error, ["body"]).filter((p) => p.loc.length === 1).map((p) => html`
       <p class="field-error">${p.msg}</p>`)}
