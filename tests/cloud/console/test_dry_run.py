@@ -84,7 +84,8 @@ def test_a_draft_is_dry_run_from_the_editor_without_being_saved(
     draft = page.locator(".draft-dry-run")
     expect(draft).to_contain_text("unsaved")
     draft.get_by_role("button", name="Start dry run").click()
-    expect(draft).to_contain_text("draft")
+    expect(draft).to_contain_text("Waiting for a worker")
+    expect(draft.locator(".scenario-meta")).to_contain_text("draft")
     assert worker(console).run_next() is SimulationStatus.DONE
     expect(draft.get_by_text("Journeys started")).to_be_visible()
     page.get_by_role("button", name="Cancel").click()

@@ -51,7 +51,7 @@ function SimulationReport({ report }) {
         ["Rates from", (row) => (row.basis === "none" ? "no sends yet" : `${row.basis} (${count(row.basis_sends)} sends)`)],
         ["Open rate", (row) => percent(row.open_rate)], ["Conversion rate", (row) => percent(row.conversion_rate)],
         ["Expected conversions", (row) => (row.expected_conversions === null ? "—" : row.expected_conversions.toFixed(1))]]} />
-    <h4>Sample journeys</h4>
+    <h3>Sample journeys</h3>
     ${report.sample.length === 0 && html`<p class="empty">No journey to show.</p>`}
     ${report.sample.map((journey, index) => html`<details key=${index} class="sample-journey">
       <summary><code>${journey.customer_id}</code> · ${journey.entry_kind} ${when(journey.entered_at)}
