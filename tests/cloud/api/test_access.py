@@ -148,6 +148,9 @@ POLICY = [
     Route("PUT", "/tenants/{tenant}/scenarios/{key}", MARKETING, 422),
     Route("GET", "/tenants/{tenant}/scenarios/{key}", READ_CONFIG, 404),
     Route("DELETE", "/tenants/{tenant}/scenarios/{key}", MARKETING, 404),
+    Route("POST", "/tenants/{tenant}/scenarios/{key}/simulations", MARKETING, 404, {}),
+    Route("GET", "/tenants/{tenant}/scenarios/{key}/simulations", ANALYTICS, 200),
+    Route("GET", "/tenants/{tenant}/simulations/{simulation_id}", ANALYTICS, 404),
     Route("GET", "/tenants/{tenant}/scenarios/{key}/report", ANALYTICS, 404),
     Route("GET", "/tenants/{tenant}/stores", READ_CONFIG, 200),
     Route("PUT", "/tenants/{tenant}/stores/{key}", STORES, 422),
@@ -260,7 +263,7 @@ class Api:
             key_id=victim.split("_", 2)[1], key="nothing-here", geofence_id="nothing-here",
             channel="push", locale="en-GB", message_id=999_999, member_id=999_999,
             invitation_id=999_999, store="nothing-here", gateway="nothing-here",
-            kid="nothing-here",
+            kid="nothing-here", simulation_id=999_999,
         )
         headers = {"Authorization": authorization} if authorization is not None else {}
         if customer_token and ("{customer_id}" in route.path or "{message_id}" in route.path):

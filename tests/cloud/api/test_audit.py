@@ -43,6 +43,7 @@ DATA_WRITES = {
     ("POST", "/tenants/{tenant}/customers/{customer_id}/locations"),
     ("POST", "/tenants/{tenant}/messages/{message_id}/opened"),
     ("POST", "/tenants/{tenant}/templates/preview"),  # changes nothing
+    ("POST", "/tenants/{tenant}/scenarios/{key}/simulations"),  # a dry run: changes nothing
 }
 #: Changes that need the broker to be told (a revoked gateway's login goes): their entries
 #: are checked where a broker runs, in tests/cloud/api/test_gateways.py.
