@@ -26,6 +26,7 @@ from cloud.places.models import (
     RecentFix,
     StoreRow,
 )
+from cloud.preferences.models import TenantPreferences
 from cloud.presence.models import (
     DeadLetter,
     FootfallDay,
@@ -87,6 +88,7 @@ __all__ = [
     "Scenario",
     "StoreRow",
     "TenantKeyState",
+    "TenantPreferences",
     "Trigger",
     "WebPushKey",
     "metadata",
