@@ -149,6 +149,8 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/scenarios/{key}", READ_CONFIG, 404),
     Route("DELETE", "/tenants/{tenant}/scenarios/{key}", MARKETING, 404),
     Route("GET", "/tenants/{tenant}/scenarios/{key}/report", ANALYTICS, 404),
+    Route("GET", "/tenants/{tenant}/preferences", READ_CONFIG, 200),
+    Route("PUT", "/tenants/{tenant}/preferences", MARKETING, 200, {"quiet_hours": "off"}),
     Route("GET", "/tenants/{tenant}/stores", READ_CONFIG, 200),
     Route("PUT", "/tenants/{tenant}/stores/{key}", STORES, 422),
     Route("GET", "/tenants/{tenant}/stores/{key}", READ_CONFIG, 404),
