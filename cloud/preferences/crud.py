@@ -21,7 +21,7 @@ from cloud.preferences.models import (
     quiet_choice,
     quiet_columns,
 )
-from cloud.preferences.precedence import OwnRules, resolve, tenant_rules
+from cloud.preferences.precedence import OwnRules, QuietRules, resolve, tenant_rules
 from cloud.settings import ScenarioSettings
 
 _TABLE: Table = SQLModel.metadata.tables[TenantPreferences.__tablename__]
@@ -61,20 +61,25 @@ def load_rules(session: Session, *, tenants: Iterable[str]) -> dict[str, OwnRule
 def public_preferences(
     row: TenantPreferences | None, *, tenant: str, settings: ScenarioSettings
 ) -> TenantPreferencesPublic:
-    """The tenant's own values, and what they come to with the deployment's."""
-    rules = resolve(settings, tenant=tenant, tenant_own=tenant_rules(row))
-    hours = rules.quiet_hours
+    """The tenant's own values, what they come to with the deployment's, and what the
+    deployment's alone give (what the console offers as "the deployment's")."""
     return TenantPreferencesPublic(
         quiet_hours=(quiet_choice(row.quiet_start, row.quiet_end, row.quiet_off)
                      if row is not None else None),
         time_zone=row.time_zone if row is not None else None,
         version=row.version if row is not None else 0,
         updated_at=row.updated_at if row is not None else None,
-        applies=QuietRulesPublic(
-            # Built as is: the deployment's window may have seconds the API's form refuses.
-            quiet_hours=(QuietWindow.model_construct(start=hours.start, end=hours.end)
-                         if hours else None),
-            quiet_hours_from=rules.quiet_hours_from.value,
-            time_zone=rules.zone.key, time_zone_from=rules.zone_from.value,
-        ),
+        applies=_public_rules(resolve(settings, tenant=tenant, tenant_own=tenant_rules(row))),
+        deployment=_public_rules(resolve(settings, tenant=tenant)),
+    )
+
+
+def _public_rules(rules: QuietRules) -> QuietRulesPublic:
+    hours = rules.quiet_hours
+    return QuietRulesPublic(
+        # Built as is: the deployment's window may have seconds the API's form refuses.
+        quiet_hours=(QuietWindow.model_construct(start=hours.start, end=hours.end)
+                     if hours else None),
+        quiet_hours_from=rules.quiet_hours_from.value,
+        time_zone=rules.zone.key, time_zone_from=rules.zone_from.value,
     )

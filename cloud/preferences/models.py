@@ -213,11 +213,16 @@ class TenantPreferencesPublic(SQLModel):
          "version": 3, "updated_at": "2026-12-07T08:30:00Z",
          "applies": {"quiet_hours": {"start": "21:30", "end": "09:00"},
                      "quiet_hours_from": "tenant", "time_zone": "Europe/Madrid",
-                     "time_zone_from": "tenant"}},
+                     "time_zone_from": "tenant"},
+         "deployment": {"quiet_hours": {"start": "21:00", "end": "09:00"},
+                        "quiet_hours_from": "deployment", "time_zone": "UTC",
+                        "time_zone_from": "deployment"}},
     ))
 
     quiet_hours: QuietChoice = Field(description=_QUIET_HOURS_DESCRIPTION + " (none set).")
     time_zone: str | None = Field(description="null: none set (the deployment's applies)")
     version: int = Field(description="0 until the first save, then +1 with each")
     updated_at: datetime | None
-    applies: QuietRulesPublic
+    applies: QuietRulesPublic = Field(description="what applies, with the tenant's own")
+    deployment: QuietRulesPublic = Field(
+        description="what would apply without them (both null): the deployment's settings")

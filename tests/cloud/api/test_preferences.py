@@ -56,12 +56,12 @@ def test_until_set_they_say_what_the_deployment_applies(
 ) -> None:
     found = client.get(f"/tenants/{tenant}/preferences", headers=admin)
     assert found.status_code == 200
-    assert found.json() == {
-        "quiet_hours": None, "time_zone": None, "version": 0, "updated_at": None,
-        "applies": {"quiet_hours": {"start": "23:00", "end": "08:00"},
-                    "quiet_hours_from": "deployment_tenant", "time_zone": "UTC",
-                    "time_zone_from": "deployment"},
-    }
+    deployment = {"quiet_hours": {"start": "23:00", "end": "08:00"},
+                  "quiet_hours_from": "deployment_tenant", "time_zone": "UTC",
+                  "time_zone_from": "deployment"}
+    assert found.json() == {"quiet_hours": None, "time_zone": None, "version": 0,
+                            "updated_at": None, "applies": deployment,
+                            "deployment": deployment}
 
 
 def test_a_marketer_sets_them_each_save_is_counted_and_audited(
@@ -78,6 +78,9 @@ def test_a_marketer_sets_them_each_save_is_counted_and_audited(
         "updated_at": "2026-11-23T12:00:00Z",
         "applies": {"quiet_hours": WINDOW, "quiet_hours_from": "tenant",
                     "time_zone": "Europe/Madrid", "time_zone_from": "tenant"},
+        "deployment": {"quiet_hours": {"start": "23:00", "end": "08:00"},
+                       "quiet_hours_from": "deployment_tenant", "time_zone": "UTC",
+                       "time_zone_from": "deployment"},
     }
     # "off" is the tenant's decision (any hour), whatever the deployment's; a zone left
     # out is the deployment's again.
