@@ -5,6 +5,7 @@ holding sends and finding birthdays by what was set here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec
 from cloud.triggers import Trigger, TriggerKind, record_trigger
 from tests.cloud.factories import add_member, bearer, cloud_settings, console_login, issue_key
+from tests.docs.snippets import snippet
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 #: The deployment's: everyone 21:00-09:00 on UTC (the default), this tenant 23:00-08:00.
@@ -305,3 +307,18 @@ def test_the_deployment_s_hours_with_seconds_are_shown_to_the_minute(
         found = client.get(f"/tenants/{tenant}/preferences",
                            headers=bearer(issue_key(engine, tenant=tenant))).json()
     assert found["applies"]["quiet_hours"] == {"start": "21:00", "end": "09:00"}
+
+
+def test_the_documented_bodies_are_taken_as_written(
+    client: TestClient, admin: dict[str, str], tenant: str,
+) -> None:
+    """docs/scenarios.md, "Quiet hours and the customer's clock"."""
+    body = json.loads(snippet("docs/scenarios.md", "preferences-put").text)
+    saved = client.put(f"/tenants/{tenant}/preferences", headers=admin, json=body)
+    assert saved.status_code == 200, saved.text
+    assert (saved.json()["quiet_hours"], saved.json()["time_zone"]) == (
+        body["quiet_hours"], body["time_zone"])
+    store = json.loads(snippet("docs/scenarios.md", "store-quiet-hours").text)
+    answer = client.put(f"/tenants/{tenant}/stores/madrid-centro", headers=admin, json=store)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["quiet_hours"] == "off"

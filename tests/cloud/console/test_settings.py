@@ -44,7 +44,7 @@ def test_a_marketer_sets_the_shop_s_quiet_hours_and_time_zone(
     expect(quiet.get_by_label("Quiet hours start")).to_be_disabled()
     stores = page.get_by_role("table", name="Quiet hours of each store")
     expect(stores.get_by_role("row").filter(has_text="Madrid Centro")).to_contain_text(
-        "22:00–10:00")
+        "22:00\N{EN DASH}10:00")
     expect(stores.get_by_role("row").filter(has_text="Norte")).to_contain_text("the shop's")
     assert violations(page) == []
 
@@ -73,7 +73,7 @@ def test_a_marketer_sets_the_shop_s_quiet_hours_and_time_zone(
     form.get_by_role("button", name="Save shop settings").click()
     expect(page.get_by_role("status").filter(has_text="Shop settings saved (version 1).")
            ).to_be_visible()
-    expect(in_force).to_contain_text("21:30–09:00, this shop's own")
+    expect(in_force).to_contain_text("21:30\N{EN DASH}09:00, this shop's own")
     expect(in_force).to_contain_text("Europe/Madrid, this shop's own")
     expect(in_force).to_contain_text("version 1")
     screenshot(page, "settings")

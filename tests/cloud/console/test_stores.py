@@ -1,6 +1,6 @@
 """The stores page as a store operator uses it: a store made, refused with the field
-named, edited (its own quiet hours too) and deleted; a gateway going offline shown without a reload; and
-read-only for an analyst."""
+named, edited (its own quiet hours too) and deleted; a gateway going offline shown
+without a reload; and read-only for an analyst."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_a_store_operator_makes_edits_and_deletes_a_store(page: Page, console: C
     dialog.get_by_role("button", name="Save store").click()
     expect(row).to_contain_text("Madrid, Gran Vía")
     expect(row).to_contain_text("Atlantic/Canary")
-    expect(row).to_contain_text("22:00–10:30")
+    expect(row).to_contain_text("22:00\N{EN DASH}10:30")
     page.get_by_role("button", name="Edit store centro").click()
     expect(quiet.get_by_label("Quiet hours end")).to_have_value("10:30")
     quiet.get_by_label("None at this store: messages at any hour").check()
