@@ -336,17 +336,23 @@ def _channel_off(adapter: AnyAdapter) -> str:
 
 
 def quiet_hours_note(settings: Settings) -> str:
-    """The quiet hours in force: everyone's, then each tenant's (its own or everyone's)."""
+    """The quiet hours the settings give: everyone's, then each tenant's (its own or
+    everyone's), and what comes before them (what tenants and stores set through the API
+    is in the database, which the note does not read: it is said before the database is
+    waited for, and the console shows it)."""
     scenarios = settings.scenarios
     window = _window(scenarios.quiet_hours)
     if window is None:
         text = "quiet hours are off: marketing messages go out at any hour"
     else:
         text = (f"quiet hours {window} on each customer's clock (else their store's, else "
-                f"{scenarios.default_time_zone}): marketing messages decided then are held "
-                "until they end, not dropped")
+                f"their tenant's, else {scenarios.default_time_zone}): marketing messages "
+                "decided then are held until they end, not dropped")
     tenants = [_tenant_quiet_hours(scenarios, tenant) for tenant in settings.tenants]
-    return f"{text}; per tenant: {', '.join(tenants) or 'no tenant configured'}."
+    return (f"{text}; per tenant: {', '.join(tenants) or 'no tenant configured'}. A tenant's "
+            "own quiet hours and time zone (PUT /tenants/{tenant}/preferences, the "
+            "console's Shop settings) come before these, and a store's own before the "
+            "tenant's for the journeys its visits start.")
 
 
 def _tenant_quiet_hours(scenarios: ScenarioSettings, tenant: str) -> str:

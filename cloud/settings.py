@@ -533,21 +533,25 @@ class ScenarioSettings(BaseModel):
     quiet_hours: QuietHours | None = Field(
         default=QuietHours(),
         description="Hours, on each customer's clock, when marketing messages are held "
-        "(not dropped) until the end. Off (messages go out at any hour) with "
-        "`VITRINA_SCENARIOS__QUIET_HOURS=null`, or in TOML the same `start` and `end`. The "
-        "orchestrator logs the quiet hours that apply at start-up.",
+        "(not dropped) until the end: the default for every tenant. Off (messages go out "
+        "at any hour) with `VITRINA_SCENARIOS__QUIET_HOURS=null`, or in TOML the same "
+        "`start` and `end`. What a tenant sets through the API or the console (`PUT "
+        "/tenants/{tenant}/preferences`, a store's own for its visits) wins over this and "
+        "over `tenant_quiet_hours`. The orchestrator logs the quiet hours that apply at "
+        "start-up.",
         json_schema_extra=unset("21:00 to 09:00."))
     tenant_quiet_hours: dict[str, QuietHours | None] = Field(
         default_factory=dict,
-        description="A tenant's own quiet hours, under its id, instead of `quiet_hours` (a "
+        description="A tenant's quiet hours, under its id, instead of `quiet_hours` (a "
         "shop whose customers expect texts later in the evening). None for a tenant's "
         "customers: `null` in JSON, or the same `start` and `end`. Tenants not listed have "
-        "`quiet_hours`.",
+        "`quiet_hours`. What the tenant sets through the API or the console wins over this.",
         json_schema_extra=keyed("tenant"))
     default_time_zone: str = Field(
         default="UTC",
-        description="The clock for customers who gave no time zone (and whose store has "
-        "none): quiet hours and birthdays follow it.")
+        description="The clock for customers who gave no time zone, when neither the "
+        "journey's store nor their tenant (through the API or the console) gives one: "
+        "quiet hours and birthdays follow it.")
     channel_caps: dict[Channel, ChannelCap] = Field(
         default_factory=_default_caps,
         description="At most `max` marketing messages per customer per channel within "
@@ -575,7 +579,8 @@ class ScenarioSettings(BaseModel):
         "retried later.")
 
     def quiet_hours_for(self, tenant: str) -> QuietHours | None:
-        """The quiet hours `tenant`'s customers have: its own, else everyone's."""
+        """The deployment's quiet hours for `tenant`: its own here, else everyone's (what
+        the tenant or a store set through the API comes first: `cloud.preferences`)."""
         if tenant in self.tenant_quiet_hours:
             return self.tenant_quiet_hours[tenant]
         return self.quiet_hours

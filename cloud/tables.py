@@ -27,6 +27,7 @@ from cloud.places.models import (
     RecentFix,
     StoreRow,
 )
+from cloud.preferences.models import TenantPreferences
 from cloud.presence.models import (
     DeadLetter,
     FootfallDay,
@@ -92,6 +93,7 @@ __all__ = [
     "Simulation",
     "StoreRow",
     "TenantKeyState",
+    "TenantPreferences",
     "Trigger",
     "WebPushKey",
     "metadata",

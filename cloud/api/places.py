@@ -78,6 +78,7 @@ from cloud.places.recent import (
 )
 from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError
+from cloud.preferences.models import quiet_choice
 from shared.topics import SEGMENT_PATTERN
 
 #: An app flushing fixes it buffered offline sends them together; a bound keeps one
@@ -136,6 +137,7 @@ def _problem_in_body(error: PlaceError) -> HTTPException:
 def _store_public(session: SessionDep, store: StoreRow) -> StorePublic:
     return StorePublic.model_validate(store, update={
         "geofences": store_geofence_ids(session, tenant=store.tenant, key=store.key),
+        "quiet_hours": quiet_choice(store.quiet_start, store.quiet_end, store.quiet_off),
     })
 
 
@@ -144,7 +146,9 @@ def put_store_route(
     caller: MayWriteStores, session: SessionDep, now: NowDep, audit: Audit, tenant: str,
     key: StoreKey, data: StoreCreate,
 ) -> StorePublic:
-    """Create or update a store: its name and the IANA zone of its opening hours."""
+    """Create or update a store: its name, the IANA zone of its opening hours (also the
+    clock of the journeys its visits start, for customers who gave none) and its own quiet
+    hours for those journeys (left out: the tenant's, `GET .../preferences`)."""
     found = get_store(session, tenant=tenant, key=key)
     before = _store_public(session, found) if found is not None else None
     try:

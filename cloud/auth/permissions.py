@@ -10,7 +10,8 @@ ones).
 
 Members (`MemberRole`), people signed in to the console:
 - `owner`: everything of the tenant, members and keys included;
-- `marketer`: offers, templates and scenarios, and the customers they are about;
+- `marketer`: offers, templates and scenarios, the tenant's quiet hours and time zone
+  (when marketing may reach people, and on which clock), and the customers they are about;
 - `store_operator`: stores, geofences and gateways, and the recent location fixes of
   consenting app users shown next to the geofences (to place them where phones really
   report);
@@ -62,7 +63,7 @@ class Permission(StrEnum):
     OPENS_REPORT = "opens.report"
     #: The tenant's web push public key, for a browser to subscribe with.
     WEB_PUSH_KEY = "web_push.key"
-    #: Stores, geofences, offers, complements, templates, scenarios: read.
+    #: Stores, geofences, offers, complements, templates, scenarios, preferences: read.
     CONFIG_READ = "config.read"
     #: Stores and geofences (and the gateways of a store).
     STORES_WRITE = "stores.write"
@@ -70,6 +71,9 @@ class Permission(StrEnum):
     OFFERS_WRITE = "offers.write"
     TEMPLATES_WRITE = "templates.write"
     SCENARIOS_WRITE = "scenarios.write"
+    #: The tenant's own quiet hours and time zone (a store's own are `STORES_WRITE`'s, with
+    #: the rest of the store).
+    PREFERENCES_WRITE = "preferences.write"
     #: Footfall, gateway health, funnels, scenario reports, delivery attempts.
     ANALYTICS_READ = "analytics.read"
     KEYS_MANAGE = "keys.manage"
@@ -98,7 +102,7 @@ MEMBER_GRANTS: Mapping[MemberRole, frozenset[Permission]] = {
     MemberRole.MARKETER: READING | {
         Permission.CUSTOMERS_READ, Permission.PROFILE_READ, Permission.COUPONS_READ,
         Permission.OFFERS_WRITE,
-        Permission.TEMPLATES_WRITE, Permission.SCENARIOS_WRITE,
+        Permission.TEMPLATES_WRITE, Permission.SCENARIOS_WRITE, Permission.PREFERENCES_WRITE,
     },
     MemberRole.STORE_OPERATOR: READING | {Permission.STORES_WRITE, Permission.LOCATIONS_READ},
     MemberRole.ANALYST: READING | {Permission.AUDIT_READ},

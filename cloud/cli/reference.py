@@ -86,7 +86,9 @@ end = "08:00"
 ```
 
 At start-up the orchestrator logs, once, which delivery channels are not configured,
-whether the public base URL is still the loopback default, and the quiet hours that apply.
+whether the public base URL is still the loopback default, and the quiet hours that apply
+by these settings. A tenant's own quiet hours and time zone, and a store's own quiet hours,
+set through the API or the console, come before them (docs/scenarios.md, "Quiet hours").
 """
 
 CHANNELS_INTRO = """\

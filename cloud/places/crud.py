@@ -36,6 +36,7 @@ from cloud.places.models import (
 )
 from cloud.places.parse import geofence_to_dict, parse_geofence
 from cloud.places.validation import PlaceError, check_id, check_segment
+from cloud.preferences.models import quiet_columns
 from cloud.triggers import TriggerKind, record_trigger
 from shared.presence import Transition
 
@@ -75,7 +76,8 @@ def list_stores(session: Session, *, tenant: str) -> Sequence[StoreRow]:
 def put_store(
     session: Session, *, tenant: str, key: str, data: StoreCreate, now: datetime
 ) -> StoreRow:
-    """Create or update a store; PlaceError for a bad key or time zone."""
+    """Create or update a store (its quiet hours too: left out, the tenant's apply);
+    PlaceError for a bad key or time zone."""
     check_segment("store", key)
     try:
         time_zone(data.time_zone)
@@ -87,6 +89,8 @@ def put_store(
                          created_at=now, updated_at=now)
     else:
         store.name, store.time_zone, store.updated_at = data.name, data.time_zone, now
+    for column, value in quiet_columns(data.quiet_hours).items():
+        setattr(store, column, value)
     session.add(store)
     session.flush()
     return store

@@ -1,7 +1,9 @@
 """Stores, geofence definitions and who is inside them, as tables and API bodies.
 
-- `store`: a shop of the tenant, with the IANA zone its opening hours are written in; its
-  key is the same string its gateways publish under (an MQTT topic segment).
+- `store`: a shop of the tenant, with the IANA zone its opening hours are written in (the
+  clock of the journeys its visits start, for customers who gave no zone) and its own
+  quiet hours, if any (`cloud.preferences`); its key is the same string its gateways
+  publish under (an MQTT topic segment).
 - `geofence_definition`: a geofence as JSON (`cloud.places.parse`), normalised by parsing
   it back out (`geofence_to_dict`), so what is stored always parses. `version` is the
   tenant's geofence version at the row's last change.
@@ -19,18 +21,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, StringConstraints
 from pydantic import Field as FieldInfo
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from cloud.bounds import DbDatetime
 from cloud.db import UtcDateTime
 from cloud.examples import CUSTOMER_ID, GEOFENCE, example
 from cloud.places.validation import MAX_ACCURACY_M
+from cloud.preferences.models import QuietChoice
+from cloud.preferences.precedence import OwnRules, own_rules
 from shared.presence import Transition
 
 #: Store names show up in messages (`store.name` is a template field of up to 60
@@ -42,31 +46,62 @@ StoreName = Annotated[
 
 class StoreRow(SQLModel, table=True):
     __tablename__ = "store"
-    __table_args__ = (UniqueConstraint("tenant", "key", name="uq_store_tenant_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant", "key", name="uq_store_tenant_key"),
+        CheckConstraint(
+            "(quiet_start IS NULL) = (quiet_end IS NULL) "
+            "AND NOT (quiet_off AND quiet_start IS NOT NULL)",
+            name="ck_store_quiet_hours",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     tenant: str = Field(max_length=64)
     key: str = Field(max_length=64)
     name: str = Field(max_length=60)
     time_zone: str = Field(max_length=64)
+    #: The store's own quiet hours for the journeys its visits start (`quiet_columns`):
+    #: both times, "off", or neither (the tenant's apply).
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+    quiet_off: bool = False
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
+    @property
+    def rules(self) -> OwnRules:
+        """The store's own quiet hours and zone, as the precedence reads them."""
+        return own_rules(quiet_start=self.quiet_start, quiet_end=self.quiet_end,
+                         quiet_off=self.quiet_off, time_zone=self.time_zone)
+
+
+_STORE_ZONE = ("IANA time zone, e.g. Europe/Madrid: of the store's opening hours, and the "
+               "clock of the journeys its visits start for customers who gave none")
+_STORE_QUIET_HOURS = (
+    "The store's own quiet hours, for the journeys its visits (presence, geofences) start: "
+    'a window {"start": "HH:MM", "end": "HH:MM"}; "off" for none there; null for the '
+    "tenant's")
+
 
 class StoreCreate(SQLModel):
-    """What an admin sends to define a store; the key is the one in the path."""
+    """What an admin sends to define a store; the key is the one in the path. The whole
+    store is replaced: `quiet_hours` left out is the tenant's."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=example(  # type: ignore[assignment]
         {"name": "Madrid Centro", "time_zone": "Europe/Madrid"},
+        {"name": "Madrid Centro", "time_zone": "Europe/Madrid",
+         "quiet_hours": {"start": "22:00", "end": "09:30"}},
     ))
 
     name: StoreName
-    time_zone: str = Field(max_length=64, description="IANA time zone, e.g. Europe/Madrid")
+    time_zone: str = Field(max_length=64, description=_STORE_ZONE)
+    quiet_hours: QuietChoice = Field(default=None, description=_STORE_QUIET_HOURS)
 
 
 class StorePublic(SQLModel):
     model_config = ConfigDict(json_schema_extra=example(  # type: ignore[assignment]
         {"key": "madrid-centro", "name": "Madrid Centro", "time_zone": "Europe/Madrid",
+         "quiet_hours": {"start": "22:00", "end": "09:30"},
          "geofences": ["madrid-centro-door"], "created_at": "2026-12-01T09:00:00Z",
          "updated_at": "2026-12-01T09:00:00Z"},
     ))
@@ -74,6 +109,7 @@ class StorePublic(SQLModel):
     key: str
     name: str
     time_zone: str
+    quiet_hours: QuietChoice = Field(description=_STORE_QUIET_HOURS)
     geofences: list[str] = Field(description="ids of the geofences of this store")
     created_at: datetime
     updated_at: datetime

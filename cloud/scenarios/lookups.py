@@ -2,9 +2,10 @@
 
 A batch that starts a few hundred journeys whose first step sends would otherwise ask
 the database, for every send, for the customer, whether they have a device, how many
-messages they had lately (the caps), the template and the store. `Lookups` answers from
-a handful of queries per batch. What the batch itself queues is counted as it goes
-(`record_send`), so the caps see it without reading it back.
+messages they had lately (the caps), the template, the store, and the tenant's own quiet
+hours and time zone. `Lookups` answers from a handful of queries per batch. What the
+batch itself queues is counted as it goes (`record_send`), so the caps see it without
+reading it back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from cloud.customers.models import Customer, Device
 from cloud.messages.models import Message
 from cloud.places.crud import get_store
 from cloud.places.models import StoreRow
+from cloud.preferences.crud import load_rules
+from cloud.preferences.precedence import OwnRules
 from cloud.scenarios.facts import NOT_SENT
 from cloud.templates import Template
 from cloud.templates.crud import load_template
@@ -48,6 +51,7 @@ class Lookups:
         self._sends: dict[int, list[RecentSend]] = {}
         self._since: dict[int, datetime] = {}
         self._stores: dict[tuple[str, str], StoreRow | None] = {}
+        self._tenant_rules: dict[str, OwnRules] = {}
         self._templates: dict[tuple[str, str, str, str | None], Template | None] = {}
 
     def customers(self, customer_ids: Iterable[int]) -> dict[int, Customer]:
@@ -161,6 +165,20 @@ class Lookups:
         if (tenant, key) not in self._stores:
             self._stores[(tenant, key)] = get_store(self._session, tenant=tenant, key=key)
         return self._stores[(tenant, key)]
+
+    def preload_tenant_rules(self, tenants: Iterable[str]) -> None:
+        """Load the own quiet hours and zone of the tenants not loaded yet, in one query
+        (a batch of timers may span tenants)."""
+        missing = {tenant for tenant in tenants if tenant not in self._tenant_rules}
+        if missing:
+            self._tenant_rules.update(load_rules(self._session, tenants=missing))
+
+    def tenant_rules(self, tenant: str) -> OwnRules:
+        """What the tenant set of its own (through the API): read once per batch. A change
+        reaches the next batch, not one in progress."""
+        if tenant not in self._tenant_rules:
+            self.preload_tenant_rules([tenant])
+        return self._tenant_rules[tenant]
 
     def template(
         self, tenant: str, key: str, channel: str, locale: str | None

@@ -179,6 +179,7 @@ class Run:
             (journey.tenant, key) for journey, _loaded in chosen
             if (key := store_key(journey)) is not None
         )
+        self.lookups.preload_tenant_rules({journey.tenant for journey, _loaded in chosen})
 
     def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
         journey.updated_at = self.now

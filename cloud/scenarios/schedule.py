@@ -1,10 +1,10 @@
-"""Triggers that come from the calendar rather than from an event: date fields (birthdays)
-and inactivity. A worker looks for them every `schedule_interval_s`; their source keys
-make looking twice (or on two workers) record each one once."""
+"""Triggers that come from the calendar rather than from an event: date fields (birthdays,
+on the customer's clock) and inactivity. A worker looks for them every
+`schedule_interval_s`; their source keys make looking twice (or on two workers) record
+each one once."""
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func
@@ -12,8 +12,11 @@ from sqlmodel import Session, col, select
 
 from cloud.commerce.models import OrderLine
 from cloud.customers.models import Customer
+from cloud.preferences.crud import get_preferences
+from cloud.preferences.precedence import resolve, tenant_rules
 from cloud.scenarios.catalog import TenantCatalog
 from cloud.scenarios.facts import VISIT_KINDS
+from cloud.settings import ScenarioSettings
 from cloud.triggers import Trigger, TriggerKind, record_trigger
 
 #: What counts as the customer being active, besides buying and visiting.
@@ -21,14 +24,14 @@ ACTIVE_KINDS = (*VISIT_KINDS, TriggerKind.APP_OPENED.value, TriggerKind.MESSAGE_
 
 
 def record_calendar_triggers(
-    session: Session, *, tenant: str, catalog: TenantCatalog, default_zone: str,
+    session: Session, *, tenant: str, catalog: TenantCatalog, settings: ScenarioSettings,
     now: datetime,
 ) -> int:
     """Birthday and inactivity triggers due at `now` for the tenant's active scenarios."""
     entries = catalog.by_entry
     recorded = 0
     if TriggerKind.DATE in entries:
-        recorded += _birthdays(session, tenant=tenant, default_zone=default_zone, now=now)
+        recorded += _birthdays(session, tenant=tenant, settings=settings, now=now)
     days = sorted({
         scenario.spec.entry.inactive_days for scenario in entries.get(TriggerKind.INACTIVITY, ())
         if scenario.spec.entry.inactive_days is not None
@@ -36,14 +39,6 @@ def record_calendar_triggers(
     if days:
         recorded += _inactivity(session, tenant=tenant, thresholds=days, now=now)
     return recorded
-
-
-def zone_or_default(name: str | None, default: str) -> zoneinfo.ZoneInfo:
-    """The named zone, else the default, else UTC (a zone database without the name)."""
-    try:
-        return zoneinfo.ZoneInfo(name or default)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
 
 
 def is_birthday(birth: date, today: date) -> bool:
@@ -55,9 +50,15 @@ def is_birthday(birth: date, today: date) -> bool:
     return leap_day and common_year and (today.month, today.day) == (2, 28)
 
 
-def _birthdays(session: Session, *, tenant: str, default_zone: str, now: datetime) -> int:
+def _birthdays(
+    session: Session, *, tenant: str, settings: ScenarioSettings, now: datetime
+) -> int:
+    """Customers whose birthday it is today on their clock: their own zone, else the
+    tenant's, else the deployment's (`cloud.preferences.precedence`; no store: a birthday
+    is about no visit). The tenant's own is read once for all its customers."""
     # The customer's "today" is within a day of UTC's: look at three calendar days and
     # decide on the customer's own clock.
+    tenant_own = tenant_rules(get_preferences(session, tenant=tenant))
     days = {(now + timedelta(days=shift)).date() for shift in (-1, 0, 1)}
     months = sorted({day.month for day in days} | {2})
     candidates = session.exec(
@@ -70,7 +71,9 @@ def _birthdays(session: Session, *, tenant: str, default_zone: str, now: datetim
     for customer in candidates:
         assert customer.id is not None
         assert customer.birth_date is not None
-        today = now.astimezone(zone_or_default(customer.time_zone, default_zone)).date()
+        zone = resolve(settings, tenant=tenant, tenant_own=tenant_own,
+                       customer_zone=customer.time_zone).zone
+        today = now.astimezone(zone).date()
         if not is_birthday(customer.birth_date, today):
             continue
         found = record_trigger(

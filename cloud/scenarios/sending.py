@@ -4,11 +4,13 @@ In order: the variant's template and offer; the offer itself (none left, or only
 something the customer already bought: nothing is sent); the first channel with consent
 (plus consent to location marketing when a store visit or geofence started the journey)
 and an address; the frequency caps (per channel, and the scenario's own); the template
-for the customer's language with every field it needs; quiet hours on the customer's
-clock (held until they end, not dropped); and an idempotency key made of journey and step,
-so a step run twice (a replayed trigger, a worker that died before committing) queues
-one message. Every decision, sent or not, is written to the journey log. Messages are
-inserted with the rest of their batch's (`MessageBatch`), in its transaction.
+for the customer's language with every field it needs; quiet hours (the store's, else
+the tenant's, else the deployment's) on the customer's clock (else the store's, the
+tenant's, the deployment's: `cloud.preferences.precedence`), held until they end, not
+dropped; and an idempotency key made of journey and step, so a step run twice (a
+replayed trigger, a worker that died before committing) queues one message. Every
+decision, sent or not, is written to the journey log. Messages are inserted with the rest
+of their batch's (`MessageBatch`), in its transaction.
 
 A transactional step (a request for consent itself: the double opt-in email) needs no
 marketing consent on the channel, only no "no" since the journey began (the rule is
@@ -35,13 +37,13 @@ from cloud.messages.tokens import new_tracking_token, tracked_link, unsubscribe_
 from cloud.offers.crud import issue_coupon
 from cloud.offers.models import Coupon, Offer
 from cloud.places.models import StoreRow
+from cloud.preferences.precedence import resolve
 from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.lookups import Lookups, RecentSend
 from cloud.scenarios.models import Journey
 from cloud.scenarios.offers import choose_offer
-from cloud.scenarios.schedule import zone_or_default
 from cloud.scenarios.spec import Cap, CouponChoice, OfferChoice, SendStep
-from cloud.settings import ScenarioSettings
+from cloud.settings import QuietHours, ScenarioSettings
 from cloud.templates import (
     Coupon as CouponContext,
 )
@@ -152,9 +154,11 @@ def send_step(
         return StepResult("no_template", f"{template_key} ({channel})")
 
     store = _store(lookups, journey)
-    zone = zone_or_default(customer.time_zone or (store.time_zone if store else None),
-                           settings.default_time_zone)
-    not_before = hold_until(now, zone=zone, settings=settings, tenant=journey.tenant)
+    rules = resolve(settings, tenant=journey.tenant, customer_zone=customer.time_zone,
+                    tenant_own=lookups.tenant_rules(journey.tenant),
+                    store=store.rules if store is not None else None)
+    zone = rules.zone
+    not_before = hold_until(now, zone=zone, quiet=rules.quiet_hours)
     # The deadline counts from the decision, not from the end of a hold: quiet hours do
     # not make a "you are at the store" push worth sending the next morning. A send held
     # past it is not made at all (no coupon is spent on it).
@@ -327,11 +331,10 @@ def _store(lookups: Lookups, journey: Journey) -> StoreRow | None:
     return lookups.store(journey.tenant, key) if key is not None else None
 
 
-def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, settings: ScenarioSettings,
-               tenant: str | None = None) -> datetime:
-    """`now`, or when the customer's quiet hours (their tenant's, when it has its own)
-    end if `now` falls inside them."""
-    quiet = settings.quiet_hours if tenant is None else settings.quiet_hours_for(tenant)
+def hold_until(now: datetime, *, zone: zoneinfo.ZoneInfo, quiet: QuietHours | None
+               ) -> datetime:
+    """`now`, or when `quiet` (the hours `cloud.preferences.precedence.resolve` chose,
+    None for none) ends on the clock of `zone` if `now` falls inside it."""
     if quiet is None or quiet.start == quiet.end:
         return now
     local = now.astimezone(zone)

@@ -97,7 +97,7 @@ class ScenarioWorker:
             for tenant in self.catalog.all_tenants(session):
                 recorded += record_calendar_triggers(
                     session, tenant=tenant, catalog=self.catalog.tenant(session, tenant),
-                    default_zone=self.settings.default_time_zone, now=now,
+                    settings=self.settings, now=now,
                 )
             session.commit()
         return recorded

@@ -34,6 +34,7 @@ from cloud.customers.models import ConsentEntry, Customer, Device
 from cloud.messages.models import Message
 from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import StoreRow
+from cloud.preferences.models import TenantPreferences
 from cloud.scenarios.models import CustomerTag, Journey
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger, TriggerKind
@@ -82,6 +83,7 @@ SOURCES: tuple[Source, ...] = (
     Source(_table(OrderRefund), moment="recorded_at"),
     Source(_table(OrderLine), moment="ordered_at"),
     Source(_table(StoreRow)),
+    Source(_table(TenantPreferences)),
     Source(_table(MessageTemplate)),
     Source(_table(Offer)),
     Source(_table(ComplementRule)),

@@ -293,3 +293,43 @@ def test_0029_gives_existing_orders_a_row_with_what_was_paid(database_url: str) 
             assert connection.execute(text("SELECT count(*) FROM order_line")).scalar() == 4
     finally:
         engine.dispose()
+
+
+def test_0030_keeps_stores_as_they_were_and_refuses_half_a_window(database_url: str) -> None:
+    """Stores made before 0030 keep their data and get no quiet hours of their own (the
+    tenant's apply); a store or tenant row with a start but no end is refused by the
+    database itself; down and up again leaves the stores."""
+    migrate(database_url, "0028")
+    engine = make_engine(database_url)
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO store (id, tenant, key, name, time_zone, created_at, updated_at)"
+                " VALUES (1, 'shop', 'centro', 'Centro', 'Europe/Madrid', :at, :at)"),
+                {"at": at})
+        migrate(database_url, "0030")
+        with engine.connect() as connection:
+            row = connection.execute(text(
+                "SELECT name, time_zone, quiet_start, quiet_end, quiet_off FROM store")).one()
+        assert tuple(row) == ("Centro", "Europe/Madrid", None, None, False)
+        for statement in (
+            "UPDATE store SET quiet_start = '21:00:00'",
+            "UPDATE store SET quiet_start = '21:00:00', quiet_end = '09:00:00', quiet_off = :yes",
+            "INSERT INTO tenant_preferences (tenant, quiet_end, quiet_off, version, updated_at)"
+            " VALUES ('shop', '09:00:00', :no, 1, :at)",
+        ):
+            with pytest.raises(IntegrityError), engine.begin() as connection:
+                connection.execute(text(statement), {"yes": True, "no": False, "at": at})
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO tenant_preferences (tenant, quiet_off, time_zone, version,"
+                " updated_at) VALUES ('shop', :yes, 'Europe/Lisbon', 1, :at)"),
+                {"yes": True, "at": at})
+        downgrade(database_url, "0028")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT name FROM store")).scalar() == "Centro"
+            assert "tenant_preferences" not in inspect(connection).get_table_names()
+        migrate(database_url, "0030")
+    finally:
+        engine.dispose()

@@ -43,9 +43,12 @@ def test_out_of_the_box_every_channel_is_off_and_links_are_local(
     assert "will not work on a customer's device" in base
     [quiet] = [text for level, text in said if level == logging.INFO]
     assert quiet.startswith("quiet hours 21:00-09:00 on each customer's clock (else their "
-                            "store's, else UTC)")
-    assert quiet.endswith("per tenant: acme 21:00-09:00 (everyone's), beta 21:00-09:00 "
-                          "(everyone's).")
+                            "store's, else their tenant's, else UTC)")
+    assert "per tenant: acme 21:00-09:00 (everyone's), beta 21:00-09:00 (everyone's)." in quiet
+    assert quiet.endswith("A tenant's own quiet hours and time zone (PUT "
+                          "/tenants/{tenant}/preferences, the console's Shop settings) come "
+                          "before these, and a store's own before the tenant's for the "
+                          "journeys its visits start.")
 
 
 def test_configured_channels_and_a_public_address_are_not_mentioned(
@@ -71,9 +74,9 @@ def test_quiet_hours_as_configured_and_per_tenant(caplog: pytest.LogCaptureFixtu
                         scenarios=scenarios)
     note = _said(caplog, settings)[-1][1]
     assert note.startswith("quiet hours 22:00-08:00 on each customer's clock (else their "
-                           "store's, else Europe/Madrid)")
-    assert note.endswith("per tenant: acme 22:00-08:00 (everyone's), beta 23:00-07:00 (its "
-                         "own), gamma off (its own).")
+                           "store's, else their tenant's, else Europe/Madrid)")
+    assert ("per tenant: acme 22:00-08:00 (everyone's), beta 23:00-07:00 (its own), gamma "
+            "off (its own). A tenant's own") in note
 
 
 def test_quiet_hours_of_an_unknown_tenant_are_refused() -> None:

@@ -57,6 +57,7 @@ PAGES = (
     Page("analytics", "Analytics", Permission.ANALYTICS_READ, "Watch"),
     Page("stores", "Stores & gateways", Permission.CONFIG_READ, "Set up"),
     Page("geofences", "Geofences", Permission.CONFIG_READ, "Set up"),
+    Page("settings", "Shop settings", Permission.CONFIG_READ, "Set up"),
     Page("offers", "Offers & coupons", Permission.CONFIG_READ, "Market"),
     Page("scenarios", "Scenarios", Permission.CONFIG_READ, "Market"),
     # Previews show the pictures templates name (the shop's CDN, wherever it is).

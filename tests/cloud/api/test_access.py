@@ -152,6 +152,8 @@ POLICY = [
     Route("GET", "/tenants/{tenant}/scenarios/{key}/simulations", ANALYTICS, 200),
     Route("GET", "/tenants/{tenant}/simulations/{simulation_id}", ANALYTICS, 404),
     Route("GET", "/tenants/{tenant}/scenarios/{key}/report", ANALYTICS, 404),
+    Route("GET", "/tenants/{tenant}/preferences", READ_CONFIG, 200),
+    Route("PUT", "/tenants/{tenant}/preferences", MARKETING, 200, {"quiet_hours": "off"}),
     Route("GET", "/tenants/{tenant}/stores", READ_CONFIG, 200),
     Route("PUT", "/tenants/{tenant}/stores/{key}", STORES, 422),
     Route("GET", "/tenants/{tenant}/stores/{key}", READ_CONFIG, 404),

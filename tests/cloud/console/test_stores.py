@@ -1,6 +1,6 @@
 """The stores page as a store operator uses it: a store made, refused with the field
-named, edited and deleted; a gateway going offline shown without a reload; and
-read-only for an analyst."""
+named, edited (its own quiet hours too) and deleted; a gateway going offline shown
+without a reload; and read-only for an analyst."""
 
 from __future__ import annotations
 
@@ -37,13 +37,24 @@ def test_a_store_operator_makes_edits_and_deletes_a_store(page: Page, console: C
     row = page.get_by_role("row").filter(has_text="centro")
     expect(row).to_contain_text("Madrid Centro")
     expect(row).to_contain_text("Europe/Madrid")
+    expect(row).to_contain_text("the shop's")  # no quiet hours of its own
     page.get_by_role("button", name="Edit store centro").click()
     expect(dialog.get_by_label("Key")).to_be_disabled()
     dialog.get_by_label("Name").fill("Madrid, Gran Vía")
     dialog.get_by_label("Time zone").select_option("Atlantic/Canary")
+    quiet = dialog.get_by_role("group", name="Quiet hours")
+    quiet.get_by_label("Own hours").check()
+    quiet.get_by_label("Quiet hours start").fill("22:00")
+    quiet.get_by_label("Quiet hours end").fill("10:30")
     dialog.get_by_role("button", name="Save store").click()
     expect(row).to_contain_text("Madrid, Gran Vía")
     expect(row).to_contain_text("Atlantic/Canary")
+    expect(row).to_contain_text("22:00\N{EN DASH}10:30")
+    page.get_by_role("button", name="Edit store centro").click()
+    expect(quiet.get_by_label("Quiet hours end")).to_have_value("10:30")
+    quiet.get_by_label("None at this store: messages at any hour").check()
+    dialog.get_by_role("button", name="Save store").click()
+    expect(row).to_contain_text("none (any hour)")
     row.get_by_role("button", name="Delete").click()
     row.get_by_role("button", name="Delete store centro").click()
     expect(page.get_by_role("status").filter(has_text="Store centro deleted.")).to_be_visible()

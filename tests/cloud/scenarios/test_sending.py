@@ -19,6 +19,7 @@ from cloud.customers.models import ConsentCreate, Customer, CustomerCreate
 from cloud.db import session_scope
 from cloud.messages.models import Message, MessageStatus
 from cloud.messages.queue import MessageBatch
+from cloud.preferences.precedence import resolve
 from cloud.scenarios import sending
 from cloud.scenarios.conditions import CustomerFacts
 from cloud.scenarios.lookups import Lookups
@@ -39,6 +40,7 @@ from cloud.templates.spec import TemplateSpec
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 SETTINGS = ScenarioSettings()  # quiet 21:00-09:00
+QUIET = SETTINGS.quiet_hours
 
 
 def madrid(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
@@ -77,7 +79,7 @@ def test_in_window(clock: time, start: time, end: time, expected: bool) -> None:
 def test_quiet_hours_hold_until_nine_on_the_customer_clock(
     now: datetime, expected: datetime
 ) -> None:
-    held = hold_until(now.astimezone(UTC), zone=MADRID, settings=SETTINGS)
+    held = hold_until(now.astimezone(UTC), zone=MADRID, quiet=QUIET)
     assert held == expected
     assert held.utcoffset() == expected.utcoffset() or held.tzinfo is UTC
     assert held.astimezone(MADRID).time() in (time(9), now.time())
@@ -87,15 +89,15 @@ def test_the_hour_repeated_at_fall_back_is_quiet_both_times() -> None:
     first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
     second = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
     for now in (first, second):
-        assert hold_until(now, zone=MADRID, settings=SETTINGS) == datetime(
+        assert hold_until(now, zone=MADRID, quiet=QUIET) == datetime(
             2026, 10, 25, 8, 0, tzinfo=UTC
         )
 
 
 def test_quiet_hours_ending_inside_the_spring_gap_open_right_after_it() -> None:
-    settings = ScenarioSettings(quiet_hours=QuietHours(start=time(23), end=time(2, 30)))
     held = hold_until(datetime(2026, 3, 28, 23, 30, tzinfo=UTC), zone=MADRID,
-                      settings=settings)  # 00:30 CET; 02:30 does not exist that night
+                      quiet=QuietHours(start=time(23), end=time(2, 30)))
+    # 00:30 CET; 02:30 does not exist that night
     assert held == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # 03:30 CEST
     assert held > datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
 
@@ -105,19 +107,21 @@ def test_a_tenant_with_quiet_hours_of_its_own_holds_by_them() -> None:
         "late": QuietHours(start=time(23), end=time(8)), "never": None})
     now = datetime(2026, 11, 23, 21, 30, tzinfo=UTC)  # 22:30 in Madrid
     opens = datetime(2026, 11, 24, 8, tzinfo=UTC)  # 09:00 in Madrid
-    assert hold_until(now, zone=MADRID, settings=settings, tenant="acme") == opens
-    assert hold_until(now, zone=MADRID, settings=settings, tenant="late") == now
-    assert hold_until(now, zone=MADRID, settings=settings, tenant="never") == now
+
+    def held(at: datetime, tenant: str) -> datetime:
+        return hold_until(at, zone=MADRID, quiet=resolve(settings, tenant=tenant).quiet_hours)
+
+    assert held(now, "acme") == opens
+    assert held(now, "late") == now
+    assert held(now, "never") == now
     later = now + timedelta(hours=1)  # 23:30 in Madrid: inside the tenant's own too
-    assert hold_until(later, zone=MADRID, settings=settings, tenant="late") == datetime(
-        2026, 11, 24, 7, tzinfo=UTC)
+    assert held(later, "late") == datetime(2026, 11, 24, 7, tzinfo=UTC)
 
 
 def test_no_quiet_hours_or_an_empty_window_sends_at_once() -> None:
     now = datetime(2026, 5, 10, 22, 0, tzinfo=UTC)
-    assert hold_until(now, zone=MADRID, settings=ScenarioSettings(quiet_hours=None)) == now
-    empty = ScenarioSettings(quiet_hours=QuietHours(start=time(9), end=time(9)))
-    assert hold_until(now, zone=MADRID, settings=empty) == now
+    assert hold_until(now, zone=MADRID, quiet=None) == now
+    assert hold_until(now, zone=MADRID, quiet=QuietHours(start=time(9), end=time(9))) == now
 
 
 TENANT = "shop"

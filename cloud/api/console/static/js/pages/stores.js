@@ -11,10 +11,13 @@
 // CPU and the board's temperature, each chart with its figures as a table.
 import { TimeChart } from "console/charts.js";
 import {
-  ConfirmButton, Dialog, ErrorNotice, Field, Loading, Notice, ReadOnlyNote, Section, Table,
+  ConfirmButton, Dialog, ErrorNotice, Loading, Notice, ReadOnlyNote, Section, Table,
   TextField, api, ago, can, context, count, html, mount, problemsAt, tenantPath, useApi, useState,
 } from "console/lib.js";
 import { ConnectionBadge, useLiveStream, useNow } from "console/live-stream.js";
+import {
+  QuietHoursField, TimeZoneSelect, ownText, quietInvalid, quietProblems,
+} from "console/quiet-hours.js";
 
 const WRITE = "stores.write";
 const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -26,36 +29,9 @@ const STATES = {
   offline: ["offline", "bad"],
 };
 
-/** Every IANA zone the browser knows, and `current` even if it does not. */
-function timeZones(current) {
-  const known = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
-  const zones = new Set([...known, "UTC"]);
-  if (current) zones.add(current);
-  return [...zones].sort();
-}
-
-/** Zones grouped by their region ("Europe", "America"...), for a select's optgroups. */
-function byRegion(zones) {
-  const groups = new Map();
-  for (const zone of zones) {
-    const region = zone.includes("/") ? zone.split("/")[0] : "Other";
-    if (!groups.has(region)) groups.set(region, []);
-    groups.get(region).push(zone);
-  }
-  return [...groups.entries()];
-}
-
 function TimeZoneField({ value, onChange, error }) {
-  const groups = byRegion(timeZones(value));
-  return html`<${Field} label="Time zone" error=${error}
-      hint="The zone of the store's opening hours (IANA, e.g. Europe/Madrid).">
-    ${(control) => html`<select ...${control} value=${value}
-        onChange=${(event) => onChange(event.currentTarget.value)}>
-      ${groups.map(([region, zones]) => html`<optgroup label=${region}>
-        ${zones.map((zone) => html`<option value=${zone} selected=${zone === value}>${zone.replaceAll("_", " ")}</option>`)}
-      </optgroup>`)}
-    </select>`}
-  <//>`;
+  return html`<${TimeZoneSelect} value=${value} onChange=${onChange} error=${error}
+    hint="The zone of the store's opening hours (IANA, e.g. Europe/Madrid), and the clock of the messages its visits start for customers who gave none." />`;
 }
 
 /** The API's problems with one field: a 422's list, or its message naming the field. */
@@ -80,7 +56,7 @@ function StoreForm({ initial, isNew, onSaved, onCancel }) {
     setError(null);
     try {
       const saved = await api("PUT", tenantPath(`/stores/${encodeURIComponent(form.key)}`),
-        { name: form.name, time_zone: form.time_zone });
+        { name: form.name, time_zone: form.time_zone, quiet_hours: form.quiet_hours ?? null });
       onSaved(saved);
     } catch (failure) {
       setError(failure);
@@ -91,10 +67,12 @@ function StoreForm({ initial, isNew, onSaved, onCancel }) {
 
   const nameError = fieldError(error, "name");
   const zoneError = fieldError(error, "time_zone");
+  const quiet = quietProblems(error, ["body", "quiet_hours"]);
+  const located = nameError || zoneError || quiet.start || quiet.end || quiet.whole;
   return html`<form onSubmit=${save} class="stack" aria-label="Store">
-    <${ErrorNotice} error=${nameError || zoneError ? null : error} title="Store not saved" />
-    ${(nameError || zoneError) && html`<${Notice} kind="error"><p><strong>Store not saved:</strong>
-      see the fields marked below.</p><//>`}
+    <${ErrorNotice} error=${located ? null : error} title="Store not saved" />
+    ${located && html`<${Notice} kind="error"><p><strong>Store not saved:</strong>${" "}see
+      the fields marked below.</p><//>`}
     <div class="row">
       <${TextField} label="Key" value=${form.key} onInput=${set("key")} required disabled=${!isNew}
         error=${keyError} hint="How gateways and the API name the store; it cannot change." />
@@ -102,8 +80,11 @@ function StoreForm({ initial, isNew, onSaved, onCancel }) {
         error=${nameError} />
     </div>
     <${TimeZoneField} value=${form.time_zone} onChange=${set("time_zone")} error=${zoneError} />
+    <${QuietHoursField} value=${form.quiet_hours} onChange=${set("quiet_hours")} problems=${quiet}
+      inherit="The shop's (Shop settings)" off="None at this store: messages at any hour"
+      hint="For the messages a visit to this store starts (presence, geofences); on the customer's clock, else the store's." />
     <div class="actions">
-      <button type="submit" disabled=${busy || keyError || !form.key}>${busy ? "Saving…" : "Save store"}</button>
+      <button type="submit" disabled=${busy || keyError || !form.key || quietInvalid(form.quiet_hours)}>${busy ? "Saving…" : "Save store"}</button>
       <button type="button" class="secondary" onClick=${onCancel}>Cancel</button>
     </div>
   </form>`;
@@ -275,8 +256,8 @@ function ConfigEditor({ config, store, gateway, writable, onSaved, onCancel }) {
   return html`<form onSubmit=${save} class="stack" aria-label="Gateway configuration">
     <${AppliedNote} config=${config} />
     <${ErrorNotice} error=${located ? null : error} title="Configuration not saved" />
-    ${located && html`<${Notice} kind="error"><p><strong>Configuration not saved:</strong>
-      see the fields marked below.</p><//>`}
+    ${located && html`<${Notice} kind="error"><p><strong>Configuration not saved:</strong>${" "}see
+      the fields marked below.</p><//>`}
     <${TextField} label="RSSI floor (dBm)" type="number" value=${floor} onInput=${setFloor}
       error=${at("rssi_floor")} hint="Sightings weaker than this are ignored (-127 to 20)." />
     <fieldset class="zones">
@@ -524,7 +505,7 @@ function StoresPage() {
     const online = (key) => ofStore(key).filter((gateway) => gateway.state === "online").length;
     return html`
       <${Section} title="Stores" actions=${writable && html`<button type="button"
-          onClick=${() => setEditing({ isNew: true, store: { key: "", name: "", time_zone: "Europe/Madrid" } })}>
+          onClick=${() => setEditing({ isNew: true, store: { key: "", name: "", time_zone: "Europe/Madrid", quiet_hours: null } })}>
           New store</button>`}>
         <${ReadOnlyNote} permission=${WRITE} />
         ${message && html`<${Notice} kind="success"><p>${message}</p><//>`}
@@ -534,6 +515,7 @@ function StoresPage() {
             ["Key", (store) => html`<code>${store.key}</code>`],
             ["Name", (store) => store.name],
             ["Time zone", (store) => store.time_zone],
+            ["Quiet hours", (store) => ownText(store.quiet_hours, "the shop's")],
             ["Geofences", (store) => (store.geofences.length
               ? html`<a href=${`/console/t/${encodeURIComponent(context.tenant)}/geofences`}>${count(store.geofences.length)}</a>`
               : "none")],
