@@ -38,6 +38,7 @@ from cloud.presence.models import (
 )
 from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, LoyaltyEntry, Scenario
+from cloud.segments.models import Segment, SegmentCount, SegmentVersion
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
 from cloud.webhooks.outbound import OutboundWebhook
@@ -85,6 +86,9 @@ __all__ = [
     "RecentFix",
     "RegisteredGateway",
     "Scenario",
+    "Segment",
+    "SegmentCount",
+    "SegmentVersion",
     "StoreRow",
     "TenantKeyState",
     "Trigger",

@@ -34,6 +34,7 @@ from cloud.bounds import DbDatetime
 from cloud.commerce.models import ShopId
 from cloud.db import UtcDateTime
 from cloud.examples import CUSTOMER_ID, example
+from cloud.segments.models import SegmentKey
 from cloud.templates.context import (
     COUPON_CODE_MAX,
     IMAGE_URL_MAX,
@@ -107,6 +108,8 @@ class Offer(SQLModel, table=True):
     coupons_issued: int = 0
     budget_used: Decimal = Field(default=Decimal("0.00"), sa_type=Numeric(12, 2))
     active: bool = True
+    #: Only customers in this segment (as it stands when the offer is chosen) get it.
+    segment: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
@@ -166,7 +169,8 @@ class OfferCreate(SQLModel):
          "product_name": "Heat-pump dryer 8 kg",
          "product_url": "https://shop.example/dryers/hp-8kg",
          "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
-         "valid_until": "2027-03-31T23:59:59Z", "coupon_limit": 500},
+         "valid_until": "2027-03-31T23:59:59Z", "coupon_limit": 500,
+         "segment": "washer-buyers-30d"},
     ))
 
     name: OfferName
@@ -193,6 +197,10 @@ class OfferCreate(SQLModel):
         description="total discount (price x percent) the issued coupons may promise",
     )
     active: bool = True
+    segment: SegmentKey | None = Field(
+        default=None, description="only customers in this segment get the offer (its "
+        "definition when the offer is chosen); the segment must exist",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OfferCreate:
@@ -215,7 +223,8 @@ class OfferPublic(SQLModel):
          "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
          "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2027-03-31T23:59:59Z",
          "coupon_limit": 500, "budget_limit": None, "coupons_issued": 37,
-         "budget_used": "4062.60", "active": True, "created_at": "2026-12-01T00:00:00Z",
+         "budget_used": "4062.60", "active": True, "segment": "washer-buyers-30d",
+         "created_at": "2026-12-01T00:00:00Z",
          "updated_at": "2026-12-01T00:00:00Z"},
     ))
 
@@ -237,6 +246,7 @@ class OfferPublic(SQLModel):
     coupons_issued: int
     budget_used: Decimal
     active: bool
+    segment: str | None = None
     created_at: datetime
     updated_at: datetime
 
