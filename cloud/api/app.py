@@ -46,6 +46,7 @@ from cloud.api import (
     presence,
     pseudonym_keys,
     scenarios,
+    segments,
     templates,
     token_keys,
     tracking,
@@ -72,7 +73,8 @@ def tenants_router() -> APIRouter:
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)],
                        responses=refusals(401, 403, 404, 422, 429))
     for module in (customers, messages, keys, token_keys, members, audit, presence, live,
-                   offers, places, gateways, pseudonym_keys, scenarios, templates, channels):
+                   offers, places, gateways, pseudonym_keys, scenarios, segments, templates,
+                   channels):
         router.include_router(module.router)
     return router
 
