@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, select
+from sqlmodel import Session, SQLModel
 
 from cloud.customers.models import Customer
 from cloud.scenarios.conditions import (
@@ -26,7 +27,7 @@ from cloud.scenarios.conditions import (
     evaluate,
     facts_read,
 )
-from cloud.scenarios.facts import load_facts
+from cloud.scenarios.facts import CustomerRow, load_facts
 from cloud.scenarios.segments import build_book
 from cloud.segments.crud import list_segments, record_count, uncounted_segments
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 #: Customers whose facts are loaded at once: the scenario engine's batch size.
 COUNT_BATCH = 500
+CUSTOMER_TABLE: Table = SQLModel.metadata.tables[Customer.__tablename__]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +81,16 @@ def members_among(
 
 
 def _customer_batches(session: Session, *, tenant: str, batch: int
-                      ) -> Iterator[Sequence[Customer]]:
-    """The tenant's customers, `batch` at a time, by id (each batch one indexed query)."""
+                      ) -> Iterator[Sequence[CustomerRow]]:
+    """The tenant's customers, `batch` at a time, by id (each batch one indexed query),
+    as rows of columns: building ORM objects for a whole tenant would cost more than the
+    queries (and pile up in the session)."""
     after = 0
     while True:
-        rows = session.exec(
-            select(Customer).where(Customer.tenant == tenant, col(Customer.id) > after)
-            .order_by(col(Customer.id)).limit(batch)
+        rows: Sequence[CustomerRow] = session.connection().execute(
+            select(CUSTOMER_TABLE).where(CUSTOMER_TABLE.c.tenant == tenant,
+                                         CUSTOMER_TABLE.c.id > after)
+            .order_by(CUSTOMER_TABLE.c.id).limit(batch)
         ).all()
         if not rows:
             return
@@ -93,8 +98,6 @@ def _customer_batches(session: Session, *, tenant: str, batch: int
         last = rows[-1].id
         assert last is not None
         after = last
-        for row in rows:  # a tenant's customers must not pile up in the session
-            session.expunge(row)
         if len(rows) < batch:
             return
 

@@ -38,6 +38,7 @@ from cloud.scenarios.segments import (
 )
 from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import OfferChoice, ScenarioSpec
+from cloud.scenarios.worker import ScenarioWorker
 from cloud.segments.crud import (
     archive_segment,
     count_history,
@@ -328,6 +329,18 @@ def test_each_segment_is_counted_once_a_day(session: Session) -> None:
     assert [(one.day.isoformat(), one.version, one.members, one.customers)
             for one in history] == [("2026-05-10", 1, 1, 2), ("2026-05-11", 2, 2, 3)]
     assert count_history(session, tenant=TENANT, key="old", since=NOW.date()) == []
+
+
+def test_the_worker_counts_every_tenants_segments_on_its_calendar_round(
+    engine: Engine, session: Session
+) -> None:
+    customer(session, "ana", "vip")
+    segment(session, "vips", {"tag": "vip"})
+    worker = ScenarioWorker(engine=engine, config=CONFIG, now=lambda: NOW)
+    worker.run_once(timers=False)
+    assert worker.record_segment_counts(NOW) == 0  # counted once today already
+    history = count_history(session, tenant=TENANT, key="vips", since=NOW.date())
+    assert [(one.members, one.customers) for one in history] == [(1, 1)]
 
 
 # --- what names a segment --------------------------------------------------------------------
