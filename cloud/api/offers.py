@@ -66,8 +66,8 @@ def put_offer(
     """Create or replace an offer (201 when new). Counters are kept; once coupons exist
     its discount, sku, category, price and currency are fixed (409). A `segment` must
     exist (422 with the nearest one otherwise)."""
-    refused = offer_segment_problem(data.segment, build_book(list_segments(session,
-                                                                           tenant=tenant)))
+    segments = build_book(list_segments(session, tenant=tenant, lock="share"))
+    refused = offer_segment_problem(data.segment, segments)
     if refused is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
             {"loc": ["body", "segment"], "msg": refused, "type": "value_error"}])

@@ -144,7 +144,7 @@ def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> 
     first customer should have got the message. Each problem is placed at the step and
     field naming the missing thing."""
     problems: list[Problem] = scenario_segment_problems(
-        spec, build_book(list_segments(session, tenant=tenant)))
+        spec, build_book(list_segments(session, tenant=tenant, lock="share")))
 
     def template(where: tuple[str | int, ...], key: str, channels: Sequence[str]) -> None:
         for channel in channels:

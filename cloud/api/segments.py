@@ -63,7 +63,7 @@ def put_segment(
     scenario and offer naming it goes by the new version from the next batch on. 422 for
     a `trigger` condition, a segment named that does not exist (with the nearest), a
     cycle of segments (named), references too deep or too many conditions."""
-    book = build_book(crud.list_segments(session, tenant=tenant, lock=True))
+    book = build_book(crud.list_segments(session, tenant=tenant, lock="update"))
     active = session.exec(select(Scenario).where(Scenario.tenant == tenant,
                                                  col(Scenario.active).is_(True))).all()
     problems = segment_problems(key, segment, book, active)
@@ -118,7 +118,7 @@ def archive_segment(
 ) -> SegmentPublic:
     """Archive the segment: nothing may name it any more; its versions and counts stay.
     409 while active scenarios, active offers or other segments name it (listed)."""
-    crud.list_segments(session, tenant=tenant, lock=True)  # no save may name it meanwhile
+    crud.list_segments(session, tenant=tenant, lock="update")  # no save may name it meanwhile
     row = _segment(session, tenant, key)
     named_by = referrers(session, tenant=tenant, key=key)
     if named_by:

@@ -293,6 +293,7 @@ class LoadedSegment:
 #: The tenant's segments by key: what `segment` conditions name.
 SegmentBook = Mapping[str, LoadedSegment]
 NO_SEGMENTS: SegmentBook = MappingProxyType({})
+_NO_TRIGGER: Mapping[str, Any] = MappingProxyType({})
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -389,6 +390,12 @@ def _evaluate(
                    for part in condition.any)
     if isinstance(condition, NotCondition):
         return not _evaluate(condition.not_, facts, trigger, now, segments, depth)
+    if isinstance(condition, SegmentCondition):
+        found = segments.get(condition.segment)
+        if found is None or depth >= MAX_SEGMENT_DEPTH:
+            return False
+        # A segment describes the customer, not the moment: it sees no trigger.
+        return _evaluate(found.condition, facts, _NO_TRIGGER, now, segments, depth + 1)
     if isinstance(condition, TagCondition):
         return condition.tag in facts.tags
     if isinstance(condition, ProfileCondition):
@@ -403,12 +410,6 @@ def _evaluate(
         return _ORDER[condition.spend.op](facts.spend, condition.spend.value)
     if isinstance(condition, SinceCondition):
         return _since(condition.since, facts, now)
-    if isinstance(condition, SegmentCondition):
-        found = segments.get(condition.segment)
-        if found is None or depth >= MAX_SEGMENT_DEPTH:
-            return False
-        # A segment describes the customer, not the moment: it sees no trigger.
-        return _evaluate(found.condition, facts, {}, now, segments, depth + 1)
     return compare(trigger.get(condition.trigger.attribute), condition.trigger.op,
                    condition.trigger.value)
 

@@ -3,10 +3,11 @@
 Customers are taken in batches of `COUNT_BATCH` (in id order) and their facts loaded with
 the scenario engine's loader (`cloud.scenarios.facts`), only the kinds the conditions
 read: a handful of queries per batch, none per customer, and every condition counted in
-the same pass. Counting a tenant of 100,000 customers is a few seconds (docs/benchmarks.md),
-too much for every request of a chart: the trend is a daily count the scenario worker
-stores (`record_daily_counts`, on its first calendar round of each UTC day), and only
-"how many now" is counted on demand.
+the same pass. That reads several thousand customers a second on the 2-core development
+machine (docs/benchmarks.md): a small tenant at once, 100,000 customers in tens of
+seconds, too much for every request of a chart. So the trend is a daily count the
+scenario worker stores (`record_daily_counts`, on its first calendar round of each UTC
+day), and only "how many now" is counted on demand.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from cloud.scenarios.conditions import (
 )
 from cloud.scenarios.facts import CustomerRow, load_facts
 from cloud.scenarios.segments import build_book
-from cloud.segments.crud import list_segments, record_count, uncounted_segments
+from cloud.segments.crud import (
+    claim_counting,
+    list_segments,
+    record_count,
+    uncounted_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +111,10 @@ def _customer_batches(session: Session, *, tenant: str, batch: int
 def record_daily_counts(session: Session, *, tenant: str, now: datetime) -> int:
     """Count the tenant's segments that have no count for today (UTC) yet, all in one
     pass, and store the counts; how many were stored. Two workers do not count the same
-    segment: those being counted are locked (and skipped by the other, PostgreSQL)."""
+    tenant at once: the second skips it (`claim_counting`), and finds it counted later."""
     day = now.date()
+    if not claim_counting(session, tenant=tenant):
+        return 0
     due = uncounted_segments(session, tenant=tenant, day=day)
     if not due:
         return 0

@@ -4,11 +4,12 @@ are written once per segment and day whichever worker gets there first."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlmodel import Session, SQLModel, col, select
 
 from cloud.db import dialect_insert
@@ -24,17 +25,20 @@ def get_segment(session: Session, *, tenant: str, key: str) -> Segment | None:
 
 
 def list_segments(
-    session: Session, *, tenant: str, include_archived: bool = False, lock: bool = False
+    session: Session, *, tenant: str, include_archived: bool = False,
+    lock: Literal["update", "share"] | None = None,
 ) -> Sequence[Segment]:
-    """The tenant's segments by key. With `lock`, locked for the caller's transaction
-    (PostgreSQL): saves that check references against them run one at a time, so two
-    saves cannot each pass the cycle check and together close a cycle."""
+    """The tenant's segments by key, locked for the caller's transaction with `lock`
+    (PostgreSQL; SQLite serialises writers anyway). A segment's save takes them for
+    update, so saves checking references run one at a time and two cannot each pass the
+    cycle check and together close a cycle; a scenario's or an offer's save takes them
+    shared, so a segment it names cannot be archived before it commits."""
     query = select(Segment).where(Segment.tenant == tenant)
     if not include_archived:
         query = query.where(col(Segment.archived).is_(False))
     query = query.order_by(col(Segment.key))
-    if lock:
-        query = query.with_for_update()
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share")
     return session.exec(query).all()
 
 
@@ -88,16 +92,26 @@ def tenants_with_segments(session: Session) -> list[str]:
     ).all())
 
 
+def claim_counting(session: Session, *, tenant: str) -> bool:
+    """Whether this transaction may count the tenant's segments: on PostgreSQL it takes
+    the tenant's counting lock unless another worker holds it (then False: that one is
+    counting). No segment row is locked, so saves never wait for a count. SQLite runs
+    one writing transaction at a time anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    key = zlib.crc32(f"segment-count/{tenant}".encode())
+    return bool(session.connection().execute(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar())
+
+
 def uncounted_segments(session: Session, *, tenant: str, day: date) -> Sequence[Segment]:
-    """The tenant's segments in use without a count for `day`, locked for the caller's
-    transaction; on PostgreSQL those another worker is counting are skipped (SKIP
-    LOCKED), so two workers do not count the same segment on the same day."""
+    """The tenant's segments in use without a count for `day`."""
     counted = select(SegmentCount.key).where(SegmentCount.tenant == tenant,
                                              SegmentCount.day == day)
     return session.exec(
         select(Segment).where(Segment.tenant == tenant, col(Segment.archived).is_(False),
                               col(Segment.key).not_in(counted))
-        .order_by(col(Segment.key)).with_for_update(skip_locked=True)
+        .order_by(col(Segment.key))
     ).all()
 
 

@@ -41,6 +41,7 @@ from cloud.scenarios.spec import OfferChoice, ScenarioSpec
 from cloud.scenarios.worker import ScenarioWorker
 from cloud.segments.crud import (
     archive_segment,
+    claim_counting,
     count_history,
     get_segment,
     list_segments,
@@ -329,6 +330,18 @@ def test_each_segment_is_counted_once_a_day(session: Session) -> None:
     assert [(one.day.isoformat(), one.version, one.members, one.customers)
             for one in history] == [("2026-05-10", 1, 1, 2), ("2026-05-11", 2, 2, 3)]
     assert count_history(session, tenant=TENANT, key="old", since=NOW.date()) == []
+
+
+def test_a_second_worker_skips_a_tenant_being_counted(engine: Engine) -> None:
+    """PostgreSQL: the tenant's counting lock is held by the first transaction; the second
+    counts nothing, and another tenant is not held up. (SQLite has one writer.)"""
+    with session_scope(engine) as first, session_scope(engine) as second:
+        assert claim_counting(first, tenant=TENANT)
+        held = engine.dialect.name == "postgresql"
+        assert claim_counting(second, tenant=TENANT) is not held
+        assert claim_counting(second, tenant="other-shop")
+        first.rollback()
+        assert claim_counting(second, tenant=TENANT)
 
 
 def test_the_worker_counts_every_tenants_segments_on_its_calendar_round(
