@@ -3,8 +3,8 @@
 Customers are taken in batches of `COUNT_BATCH` (in id order) and their facts loaded with
 the scenario engine's loader (`cloud.scenarios.facts`), only the kinds the conditions
 read: a handful of queries per batch, none per customer, and every condition counted in
-the same pass. That reads several thousand customers a second on the 2-core development
-machine (docs/benchmarks.md): a small tenant at once, 100,000 customers in tens of
+the same pass. That reads about 8,000 customers a second on the 2-core development
+machine (docs/benchmarks.md): a small tenant at once, 100,000 customers in about 12
 seconds, too much for every request of a chart. So the trend is a daily count the
 scenario worker stores (`record_daily_counts`, on its first calendar round of each UTC
 day), and only "how many now" is counted on demand.
