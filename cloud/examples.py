@@ -49,6 +49,15 @@ SCENARIO: dict[str, Any] = {
 }
 
 
+#: A segment the cross-sell offer is kept to: recent washer buyers reachable by push.
+SEGMENT: dict[str, Any] = {
+    "name": "Washer buyers, last 30 days, push",
+    "description": "Bought a washing machine in the last 30 days and accepts pushes",
+    "conditions": {"all": [{"purchased": {"category": "washers", "within": "P30D"}},
+                           {"consent": "push"}]},
+}
+
+
 def example(*values: Any) -> dict[str, Any]:
     """What `json_schema_extra` adds to a model's schema: its examples (JSON Schema's
     `examples`, which OpenAPI 3.1 and FastAPI's `/docs` show)."""

@@ -571,7 +571,8 @@ class ScenarioSettings(BaseModel):
         "nothing woke it (ingest and the API wake it at once).")
     schedule_interval_s: float = Field(
         default=3600.0, gt=0, le=86_400,
-        description="How often date (birthday) and inactivity triggers are looked for.")
+        description="How often date (birthday) and inactivity triggers are looked for, and "
+        "segments not counted yet today (UTC) are counted.")
     webhook_timeout_s: float = Field(
         default=3.0, gt=0, le=30,
         description="How long the delivery worker waits for the shop's server (to connect, "

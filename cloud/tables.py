@@ -40,6 +40,7 @@ from cloud.presence.models import (
 )
 from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, Scenario
+from cloud.segments.models import Segment, SegmentCount, SegmentVersion
 from cloud.simulation.models import Simulation
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger
@@ -90,6 +91,9 @@ __all__ = [
     "RecentFix",
     "RegisteredGateway",
     "Scenario",
+    "Segment",
+    "SegmentCount",
+    "SegmentVersion",
     "Simulation",
     "StoreRow",
     "TenantKeyState",

@@ -47,6 +47,7 @@ from cloud.api import (
     presence,
     pseudonym_keys,
     scenarios,
+    segments,
     simulations,
     templates,
     token_keys,
@@ -74,8 +75,8 @@ def tenants_router() -> APIRouter:
     router = APIRouter(prefix="/tenants/{tenant}", dependencies=[Depends(tenant_scope)],
                        responses=refusals(401, 403, 404, 422, 429))
     for module in (customers, messages, keys, token_keys, members, audit, presence, live,
-                   offers, places, preferences, gateways, pseudonym_keys, scenarios, simulations,
-                   templates, channels):
+                   offers, places, preferences, gateways, pseudonym_keys, scenarios, segments,
+                   simulations, templates, channels):
         router.include_router(module.router)
     return router
 

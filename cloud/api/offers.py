@@ -37,6 +37,8 @@ from cloud.offers.models import (
     OfferCreate,
     OfferPublic,
 )
+from cloud.scenarios.segments import build_book, offer_segment_problem
+from cloud.segments.crud import list_segments
 
 router = APIRouter(tags=["offers"])
 
@@ -62,7 +64,13 @@ def put_offer(
     audit: Audit, tenant: str, key: KeyPath, data: OfferCreate,
 ) -> Offer:
     """Create or replace an offer (201 when new). Counters are kept; once coupons exist
-    its discount, sku, category, price and currency are fixed (409)."""
+    its discount, sku, category, price and currency are fixed (409). A `segment` must
+    exist (422 with the nearest one otherwise)."""
+    segments = build_book(list_segments(session, tenant=tenant, lock="share"))
+    refused = offer_segment_problem(data.segment, segments)
+    if refused is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["body", "segment"], "msg": refused, "type": "value_error"}])
     before = _public(crud.get_offer(session, tenant=tenant, key=key))
     try:
         offer, created = crud.upsert_offer(

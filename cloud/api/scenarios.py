@@ -29,9 +29,12 @@ from cloud.scenarios.catalog import (
     list_scenarios,
     save_scenario,
 )
+from cloud.scenarios.conditions import SegmentCondition
 from cloud.scenarios.funnel import FunnelRow, funnel
+from cloud.scenarios.membership import members_among
 from cloud.scenarios.models import Journey, JourneyLog, JourneyLogPublic, JourneyPublic, Scenario
 from cloud.scenarios.reasons import outcome_reason
+from cloud.scenarios.segments import build_book, scenario_segment_problems, versions_decided
 from cloud.scenarios.spec import (
     IssueCouponStep,
     OfferChoice,
@@ -41,6 +44,8 @@ from cloud.scenarios.spec import (
     WebhookStep,
     save_problems,
 )
+from cloud.segments.crud import list_segments
+from cloud.segments.models import SEGMENT_KEY_PATTERN
 from cloud.suggest import did_you_mean
 from cloud.templates.crud import MessageTemplate, compiled, list_templates, load_template
 from cloud.triggers import Trigger, TriggerKind
@@ -100,10 +105,21 @@ class JourneyDetail(JourneyPublic):
     messages: list[JourneyMessage] = []
 
 
+class SegmentDecided(BaseModel):
+    """How many journeys of a report's group a version of a segment decided: it was in
+    the conditions they started by, or in a branch they went through."""
+
+    segment: str
+    version: int
+    journeys: int
+
+
 class ReportRow(BaseModel):
     model_config = ConfigDict(json_schema_extra=example(
         {"group": "a", "journeys": 240, "converted": 31, "conversion_rate": 0.129,
-         "statuses": {"done": 200, "waiting": 40}},
+         "statuses": {"done": 200, "waiting": 40},
+         "segments": [{"segment": "washer-buyers-30d", "version": 2, "journeys": 150},
+                      {"segment": "washer-buyers-30d", "version": 3, "journeys": 90}]},
     ))
 
     group: str
@@ -111,6 +127,9 @@ class ReportRow(BaseModel):
     converted: int
     conversion_rate: float
     statuses: dict[str, int]
+    #: Per segment version, the journeys it decided (`GET .../segments/{key}/versions`
+    #: shows each version's definition).
+    segments: list[SegmentDecided] = []
 
 
 def _public(row: Scenario) -> ScenarioSaved:
@@ -121,10 +140,12 @@ def _public(row: Scenario) -> ScenarioSaved:
 
 
 def missing_references(session: Session, *, tenant: str, spec: ScenarioSpec) -> list[Problem]:
-    """Templates and offers a scenario names that do not exist: refused at save time, not
-    discovered when the first customer should have got the message. Each problem is
-    placed at the step and field naming the missing thing."""
-    problems: list[Problem] = []
+    """Templates, offers and segments a scenario names that do not exist (or a scenario
+    too large with its segments expanded): refused at save time, not discovered when the
+    first customer should have got the message. Each problem is placed at the step and
+    field naming the missing thing."""
+    problems: list[Problem] = scenario_segment_problems(
+        spec, build_book(list_segments(session, tenant=tenant, lock="share")))
 
     def template(where: tuple[str | int, ...], key: str, channels: Sequence[str]) -> None:
         for channel in channels:
@@ -315,15 +336,30 @@ def customer_journeys(
 
 @router.get("/scenarios/{key}/report", response_model=list[ReportRow])
 def scenario_report(
-    caller: MayReadAnalytics, session: SessionDep, tenant: str, key: str
+    caller: MayReadAnalytics, session: SessionDep, now: NowDep, tenant: str, key: str,
+    segment: Annotated[str | None, Query(
+        pattern=SEGMENT_KEY_PATTERN,
+        description="only the journeys of customers in this segment now")] = None,
 ) -> list[ReportRow]:
     """Journeys per variant and for the holdout group, with the share of customers who
     ordered within 30 days of entering (orders since cancelled or refunded in full do
-    not count): the holdout row is what happens without the scenario."""
+    not count): the holdout row is what happens without the scenario. Each row says how
+    many journeys each segment version decided. With `segment`, only the journeys of the
+    segment's members as it stands now (422 for a segment not in use)."""
     _scenario(session, tenant, key)
     journeys = session.exec(
         select(Journey).where(Journey.tenant == tenant, Journey.scenario_key == key)
     ).all()
+    if segment is not None:
+        book = build_book(list_segments(session, tenant=tenant))
+        if segment not in book:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"segment {segment!r} does not exist"
+                                f"{did_you_mean(segment, book)}")
+        members = members_among(
+            session, customer_ids=(journey.customer_id for journey in journeys),
+            condition=SegmentCondition(segment=segment), segments=book, now=now)
+        journeys = [journey for journey in journeys if journey.customer_id in members]
     return report_rows(session, journeys)
 
 
@@ -363,6 +399,9 @@ def report_rows(session: Session, journeys: Sequence[Journey]) -> list[ReportRow
             group=group, journeys=len(members), converted=converted,
             conversion_rate=round(converted / len(members), 4),
             statuses=dict(Counter(str(j.status) for j in members)),
+            segments=[SegmentDecided(segment=segment, version=version, journeys=count)
+                      for (segment, version), count in
+                      versions_decided(j.context for j in members).items()],
         ))
     return rows
 

@@ -18,7 +18,7 @@ NUMERIC as binary floating point, and 0.1 + 0.2 must still fit a budget of 0.30.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -225,12 +225,25 @@ def purchased_skus(session: Session, *, customer_id: int) -> set[str]:
     ).all())
 
 
+def outside_every_segment(_segment: str) -> bool:
+    """Membership when the caller cannot tell: a restricted offer goes to nobody."""
+    return False
+
+
+#: Whether the customer at hand is in the named segment.
+MemberOf = Callable[[str], bool]
+
+
 def offerable(
-    session: Session, offers: Iterable[Offer], *, customer_id: int, now: datetime
+    session: Session, offers: Iterable[Offer], *, customer_id: int, now: datetime,
+    member_of: MemberOf = outside_every_segment,
 ) -> list[Offer]:
-    """The offers among `offers` this customer may be made now: valid, not run out, and
-    on no category or sku the customer already bought (no dryer offer after a dryer)."""
-    usable = [offer for offer in offers if is_valid_at(offer, now) and not is_exhausted(offer)]
+    """The offers among `offers` this customer may be made now: valid, not run out, on
+    no category or sku the customer already bought (no dryer offer after a dryer), and,
+    for an offer restricted to a segment, only if `member_of` says the customer is in
+    it (by default nobody is: a caller that cannot tell never hands one out)."""
+    usable = [offer for offer in offers if is_valid_at(offer, now) and not is_exhausted(offer)
+              and (offer.segment is None or member_of(offer.segment))]
     if not usable:
         return []
     bought_categories = purchased_categories(session, customer_id=customer_id)
@@ -252,17 +265,18 @@ def _valid_at(now: datetime) -> ColumnElement[bool]:
 
 def cross_sell_offer(
     session: Session, *, tenant: str, customer_id: int, from_categories: Sequence[str],
-    now: datetime,
+    now: datetime, member_of: MemberOf = outside_every_segment,
 ) -> Offer | None:
     """The offer to cross-sell after purchases in `from_categories`, or None.
 
     Complement rules from those categories are followed in priority order (lowest first;
     a category reached by several rules takes its best priority). Within one category the
     offer chosen is active and valid at `now`, not exhausted, on a category and a sku the
-    customer never bought; ties go to the smallest discount (the cheapest incentive that
-    fits: bigger ones are escalations a scenario names by key), then the offer ending
-    soonest, then the key, so the same history always yields the same offer. Offers with
-    a sku but no category are never cross-sold: complement rules speak of categories.
+    customer never bought, and in its segment if it has one (`offerable`); ties go to the
+    smallest discount (the cheapest incentive that fits: bigger ones are escalations a
+    scenario names by key), then the offer ending soonest, then the key, so the same
+    history always yields the same offer. Offers with a sku but no category are never
+    cross-sold: complement rules speak of categories.
     """
     rules = session.exec(
         select(ComplementRule)
@@ -282,7 +296,8 @@ def cross_sell_offer(
             Offer.tenant == tenant, col(Offer.category).in_(list(rank)), _valid_at(now)
         )
     ).all()
-    eligible = offerable(session, offers, customer_id=customer_id, now=now)
+    eligible = offerable(session, offers, customer_id=customer_id, now=now,
+                         member_of=member_of)
     never = datetime.max.replace(tzinfo=now.tzinfo)
     return min(
         eligible,

@@ -37,6 +37,7 @@ from cloud.bounds import DbDatetime
 from cloud.commerce.models import ShopId
 from cloud.db import UtcDateTime
 from cloud.examples import CUSTOMER_ID, example
+from cloud.segments.models import SegmentKey
 from cloud.templates.context import (
     COUPON_CODE_MAX,
     IMAGE_URL_MAX,
@@ -112,6 +113,8 @@ class Offer(SQLModel, table=True):
     active: bool = True
     #: A coupon spent on an order the shop cancels may be used again (until it expires).
     reissue_on_cancel: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    #: Only customers in this segment (as it stands when the offer is chosen) get it.
+    segment: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
@@ -176,7 +179,8 @@ class OfferCreate(SQLModel):
          "product_url": "https://shop.example/dryers/hp-8kg",
          "image_url": "https://shop.example/img/hp-8kg.jpg", "price": "549.00", "currency": "EUR",
          "valid_until": "2027-03-31T23:59:59Z", "coupon_limit": 500,
-         "reissue_on_cancel": True},
+         "reissue_on_cancel": True,
+         "segment": "washer-buyers-30d"},
     ))
 
     name: OfferName
@@ -208,6 +212,10 @@ class OfferCreate(SQLModel):
         description="a coupon spent on an order the shop then cancels (order.cancelled) "
         "becomes redeemable again, if it has not expired; otherwise it stays spent",
     )
+    segment: SegmentKey | None = Field(
+        default=None, description="only customers in this segment get the offer (its "
+        "definition when the offer is chosen); the segment must exist",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OfferCreate:
@@ -231,6 +239,7 @@ class OfferPublic(SQLModel):
          "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2027-03-31T23:59:59Z",
          "coupon_limit": 500, "budget_limit": None, "coupons_issued": 37,
          "budget_used": "4062.60", "active": True, "reissue_on_cancel": False,
+         "segment": "washer-buyers-30d",
          "created_at": "2026-12-01T00:00:00Z",
          "updated_at": "2026-12-01T00:00:00Z"},
     ))
@@ -254,6 +263,7 @@ class OfferPublic(SQLModel):
     budget_used: Decimal
     active: bool
     reissue_on_cancel: bool = False
+    segment: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -6,7 +6,11 @@
              {"message": {"scenario": "store-cross-sell", "opened": true, "converted": false}}]}
 
 Evaluation is pure: facts are loaded once per batch of triggers (see `facts`), so
-checking a hundred scenarios against one trigger costs no query.
+checking a hundred scenarios against one trigger costs no query. A `segment` condition
+names one of the tenant's segments (`cloud.scenarios.segments`): its definition comes
+with the evaluation (a `SegmentBook`, loaded with the tenant's scenarios), so a segment
+costs no query either, and a change to it applies to every scenario using it from the
+next batch on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -31,6 +36,7 @@ from pydantic import (
 )
 
 from cloud.channels import Channel, ConsentKind
+from cloud.segments.models import SegmentKey
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
 Comparison = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte", "exists"]
@@ -212,6 +218,13 @@ class TriggerCondition(_Model):
     trigger: AttributeFilter
 
 
+class SegmentCondition(_Model):
+    """The customer is in the named segment, as it is defined when the condition is
+    evaluated (not when the scenario was saved)."""
+
+    segment: SegmentKey
+
+
 class AllCondition(_Model):
     all: list[Condition] = Field(min_length=1, max_length=20)
 
@@ -231,7 +244,7 @@ CONDITION_KINDS: Mapping[str, type[BaseModel]] = {
     "all": AllCondition, "any": AnyCondition, "not": NotCondition, "tag": TagCondition,
     "profile": ProfileCondition, "consent": ConsentCondition,
     "purchased": PurchasedCondition, "message": MessageCondition, "spend": SpendCondition,
-    "since": SinceCondition, "trigger": TriggerCondition,
+    "since": SinceCondition, "trigger": TriggerCondition, "segment": SegmentCondition,
 }
 _KIND_OF_MODEL = {model: kind for kind, model in CONDITION_KINDS.items()}
 
@@ -254,7 +267,8 @@ Condition = Annotated[
     | Annotated[ProfileCondition, Tag("profile")] | Annotated[ConsentCondition, Tag("consent")]
     | Annotated[PurchasedCondition, Tag("purchased")]
     | Annotated[MessageCondition, Tag("message")] | Annotated[SpendCondition, Tag("spend")]
-    | Annotated[SinceCondition, Tag("since")] | Annotated[TriggerCondition, Tag("trigger")],
+    | Annotated[SinceCondition, Tag("since")] | Annotated[TriggerCondition, Tag("trigger")]
+    | Annotated[SegmentCondition, Tag("segment")],
     Discriminator(
         condition_kind, custom_error_type="condition_kind",
         custom_error_message="a condition names exactly one of: " + ", ".join(CONDITION_KINDS),
@@ -263,6 +277,31 @@ Condition = Annotated[
 
 for _model in (AllCondition, AnyCondition, NotCondition):
     _model.model_rebuild()
+
+
+# --- segments ------------------------------------------------------------------------------
+
+#: How many segments deep references may go (a segment naming one naming one...). Saves
+#: past it are refused; evaluation stops there too, so a cycle that two concurrent saves
+#: could still make matches nobody instead of recursing for ever.
+MAX_SEGMENT_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSegment:
+    """A segment's current definition, as evaluation reads it."""
+
+    key: str
+    version: int
+    condition: Condition
+    #: What evaluating it reads, the segments it names included.
+    facts: frozenset[FactKind]
+
+
+#: The tenant's segments by key: what `segment` conditions name.
+SegmentBook = Mapping[str, LoadedSegment]
+NO_SEGMENTS: SegmentBook = MappingProxyType({})
+_NO_TRIGGER: Mapping[str, Any] = MappingProxyType({})
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -339,15 +378,32 @@ def profile_value(facts: CustomerFacts, path: str) -> Any:
 
 
 def evaluate(
-    condition: Condition, facts: CustomerFacts, trigger: Mapping[str, Any], now: datetime
+    condition: Condition, facts: CustomerFacts, trigger: Mapping[str, Any], now: datetime,
+    segments: SegmentBook = NO_SEGMENTS,
 ) -> bool:
-    """Whether `facts` (and the trigger's attributes) meet `condition` at `now`."""
+    """Whether `facts` (and the trigger's attributes) meet `condition` at `now`; a
+    `segment` condition by its definition in `segments` (one not there matches nobody)."""
+    return _evaluate(condition, facts, trigger, now, segments, 0)
+
+
+def _evaluate(
+    condition: Condition, facts: CustomerFacts, trigger: Mapping[str, Any], now: datetime,
+    segments: SegmentBook, depth: int,
+) -> bool:
     if isinstance(condition, AllCondition):
-        return all(evaluate(part, facts, trigger, now) for part in condition.all)
+        return all(_evaluate(part, facts, trigger, now, segments, depth)
+                   for part in condition.all)
     if isinstance(condition, AnyCondition):
-        return any(evaluate(part, facts, trigger, now) for part in condition.any)
+        return any(_evaluate(part, facts, trigger, now, segments, depth)
+                   for part in condition.any)
     if isinstance(condition, NotCondition):
-        return not evaluate(condition.not_, facts, trigger, now)
+        return not _evaluate(condition.not_, facts, trigger, now, segments, depth)
+    if isinstance(condition, SegmentCondition):
+        found = segments.get(condition.segment)
+        if found is None or depth >= MAX_SEGMENT_DEPTH:
+            return False
+        # A segment describes the customer, not the moment: it sees no trigger.
+        return _evaluate(found.condition, facts, _NO_TRIGGER, now, segments, depth + 1)
     if isinstance(condition, TagCondition):
         return condition.tag in facts.tags
     if isinstance(condition, ProfileCondition):
@@ -373,14 +429,17 @@ _SINCE_FACTS: dict[str, frozenset[FactKind]] = {
 }
 
 
-def facts_read(condition: Condition) -> frozenset[FactKind]:
+def facts_read(
+    condition: Condition, segments: SegmentBook = NO_SEGMENTS
+) -> frozenset[FactKind]:
     """The parts of `CustomerFacts` evaluating `condition` may read (`evaluate` on facts
-    holding only those gives the same answer)."""
+    holding only those gives the same answer), those of the segments it names in
+    `segments` included."""
     if isinstance(condition, AllCondition | AnyCondition):
         parts = condition.all if isinstance(condition, AllCondition) else condition.any
-        return frozenset().union(*(facts_read(part) for part in parts))
+        return frozenset().union(*(facts_read(part, segments) for part in parts))
     if isinstance(condition, NotCondition):
-        return facts_read(condition.not_)
+        return facts_read(condition.not_, segments)
     if isinstance(condition, TagCondition):
         return frozenset({FactKind.TAGS})
     if isinstance(condition, PurchasedCondition):
@@ -391,6 +450,9 @@ def facts_read(condition: Condition) -> frozenset[FactKind]:
         return frozenset({FactKind.SPEND})
     if isinstance(condition, SinceCondition):
         return _SINCE_FACTS[condition.since.event]
+    if isinstance(condition, SegmentCondition):
+        found = segments.get(condition.segment)
+        return found.facts if found is not None else frozenset()
     return frozenset()  # profile, consent, trigger: always at hand
 
 
@@ -401,6 +463,40 @@ def _spend(query: SpendQuery, facts: CustomerFacts) -> bool:
     if query.currency is not None:
         return test(facts.spend.get(query.currency, Decimal(0)), query.value)
     return any(test(amount, query.value) for amount in (facts.spend.values() or [Decimal(0)]))
+
+
+def in_segment(key: str, facts: CustomerFacts, now: datetime, segments: SegmentBook) -> bool:
+    """Whether the customer is in segment `key` as `segments` defines it now."""
+    return evaluate(SegmentCondition(segment=key), facts, {}, now, segments)
+
+
+def segments_named(condition: Condition | None) -> frozenset[str]:
+    """The segments `condition` names itself (not those its segments name)."""
+    if condition is None:
+        return frozenset()
+    if isinstance(condition, AllCondition | AnyCondition):
+        parts = condition.all if isinstance(condition, AllCondition) else condition.any
+        return frozenset().union(*(segments_named(part) for part in parts))
+    if isinstance(condition, NotCondition):
+        return segments_named(condition.not_)
+    if isinstance(condition, SegmentCondition):
+        return frozenset({condition.segment})
+    return frozenset()
+
+
+def segments_reached(condition: Condition | None, segments: SegmentBook) -> dict[str, int]:
+    """Every segment evaluating `condition` may consult (those its segments name too),
+    with the version in `segments`: what a journey records as having decided it."""
+    reached: dict[str, int] = {}
+    waiting = sorted(segments_named(condition))
+    while waiting:
+        key = waiting.pop()
+        found = segments.get(key)
+        if key in reached or found is None:
+            continue
+        reached[key] = found.version
+        waiting.extend(segments_named(found.condition))
+    return dict(sorted(reached.items()))
 
 
 def _purchased(query: PurchaseQuery, facts: CustomerFacts, now: datetime) -> bool:

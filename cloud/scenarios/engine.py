@@ -32,7 +32,7 @@ from cloud.customers.models import Customer
 from cloud.metrics import SCENARIO_TRIGGERS
 from cloud.scenarios.assignment import assign_variant, in_holdout
 from cloud.scenarios.catalog import Catalog, LoadedScenario, TenantCatalog
-from cloud.scenarios.conditions import evaluate, matches_attributes
+from cloud.scenarios.conditions import evaluate, matches_attributes, segments_reached
 from cloud.scenarios.models import (
     OPEN_STATUSES,
     Journey,
@@ -286,7 +286,8 @@ class _Batch:
             return False  # erased meanwhile
         conditions = scenario.spec.conditions
         return conditions is None or evaluate(
-            conditions, customer_facts, trigger.attributes or {}, self._run.now
+            conditions, customer_facts, trigger.attributes or {}, self._run.now,
+            scenario.segments,
         )
 
     def _decide_start(self, scenario: LoadedScenario, trigger: Trigger) -> None:
@@ -346,8 +347,11 @@ class _Batch:
 
 
 def _new_journey(start: _Start) -> Journey:
+    """The journey, its context saying what started it and which segment versions its
+    conditions went by (`segments`, for the scenario's report)."""
     spec, trigger, held_out, now = start.scenario.spec, start.trigger, start.held_out, start.at
     tenant, customer_id = trigger.tenant, trigger.customer_id
+    decided = segments_reached(spec.conditions, start.scenario.segments)
     return Journey(
         tenant=tenant, scenario_key=spec.key, scenario_version=start.scenario.version,
         customer_id=customer_id, entry_key=start.entry_key, entry_kind=trigger.kind,
@@ -358,6 +362,7 @@ def _new_journey(start: _Start) -> Journey:
         context={
             "trigger": {**(trigger.attributes or {}), "kind": trigger.kind, "id": trigger.id},
             "entered_at": trigger.occurred_at.isoformat(),
+            **({"segments": decided} if decided else {}),
         },
     )
 

@@ -4,9 +4,9 @@ triggers, however many scenarios and conditions there are."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import case, func
 from sqlalchemy import select as core_select
@@ -35,7 +35,37 @@ NOT_SENT = frozenset({"failed", "suppressed", "expired"})
 VISIT_KINDS = (TriggerKind.PRESENCE_ENTER.value, TriggerKind.GEOFENCE_ENTER.value)
 
 
-def profile_of(customer: Customer) -> dict[str, Any]:
+class CustomerRow(Protocol):
+    """What facts read of a customer: a `Customer`, or a row of the customer table's
+    columns (no ORM object: counting a segment reads every customer of a tenant)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def birth_date(self) -> date | None: ...
+    @property
+    def locale(self) -> str | None: ...
+    @property
+    def time_zone(self) -> str | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def profile_of(customer: CustomerRow) -> dict[str, Any]:
     return {
         "external_id": customer.external_id, "email": customer.email, "phone": customer.phone,
         "first_name": customer.first_name, "last_name": customer.last_name,
@@ -47,7 +77,7 @@ def profile_of(customer: Customer) -> dict[str, Any]:
 
 def load_facts(
     session: Session, *, customer_ids: Iterable[int], now: datetime,
-    kinds: frozenset[FactKind] = ALL_FACTS, customers: Sequence[Customer] | None = None,
+    kinds: frozenset[FactKind] = ALL_FACTS, customers: Sequence[CustomerRow] | None = None,
 ) -> dict[int, CustomerFacts]:
     """Facts for every existing customer among `customer_ids` (erased ones are absent):
     profile and consents, and of the rest the `kinds` asked for (a query each; the

@@ -1,25 +1,37 @@
 """Choosing the offer a step carries (see `OfferChoice`): never one for something the
-customer already bought, never one that has run out or is not valid now."""
+customer already bought, never one that has run out or is not valid now, never one
+restricted to a segment the customer is not in (as the segment stands now)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 
 from sqlmodel import Session, col, select
 
-from cloud.offers.crud import cross_sell_offer, get_offer, offerable
+from cloud.offers.crud import MemberOf, cross_sell_offer, get_offer, offerable
 from cloud.offers.models import Offer
-from cloud.scenarios.conditions import CustomerFacts, MessageQuery, find_message
+from cloud.scenarios.conditions import (
+    NO_SEGMENTS,
+    CustomerFacts,
+    MessageQuery,
+    SegmentBook,
+    find_message,
+    in_segment,
+)
 from cloud.scenarios.models import Journey
 from cloud.scenarios.spec import OfferChoice
 
 
 def choose_offer(
     session: Session, *, choice: OfferChoice, journey: Journey, facts: CustomerFacts,
-    now: datetime,
+    now: datetime, segments: SegmentBook = NO_SEGMENTS,
 ) -> Offer | None:
+    """`segments`: the tenant's, for offers restricted to one (without it, none of those
+    is chosen)."""
     tenant, customer_id = journey.tenant, journey.customer_id
+    member_of = partial(_member_of, facts=facts, now=now, segments=segments)
     if choice.key is not None:
         offer = get_offer(session, tenant=tenant, key=choice.key)
         candidates = [offer] if offer is not None else []
@@ -27,6 +39,7 @@ def choose_offer(
         offer = cross_sell_offer(
             session, tenant=tenant, customer_id=customer_id,
             from_categories=_cross_sell_sources(choice, journey, facts, now), now=now,
+            member_of=member_of,
         )
         candidates = [offer] if offer is not None else []
     elif choice.trigger_category:
@@ -40,7 +53,13 @@ def choose_offer(
         category = earlier.product_category if earlier is not None else None
         candidates = _offers_on(session, tenant=tenant,
                                 categories=[category] if category else [], now=now)
-    return _best(session, candidates, choice=choice, customer_id=customer_id, now=now)
+    return _best(session, candidates, choice=choice, customer_id=customer_id, now=now,
+                 member_of=member_of)
+
+
+def _member_of(key: str, *, facts: CustomerFacts, now: datetime, segments: SegmentBook
+               ) -> bool:
+    return in_segment(key, facts, now, segments)
 
 
 def trigger_categories(journey: Journey) -> list[str]:
@@ -72,12 +91,13 @@ def _offers_on(
 
 def _best(
     session: Session, candidates: list[Offer], *, choice: OfferChoice, customer_id: int,
-    now: datetime,
+    now: datetime, member_of: MemberOf,
 ) -> Offer | None:
     """The most generous eligible offer (an escalation should escalate), then by key."""
     generous_enough = [
         offer for offer in candidates
         if choice.min_discount is None or offer.discount_percent >= choice.min_discount
     ]
-    eligible = offerable(session, generous_enough, customer_id=customer_id, now=now)
+    eligible = offerable(session, generous_enough, customer_id=customer_id, now=now,
+                         member_of=member_of)
     return min(eligible, key=lambda o: (-o.discount_percent, o.key), default=None)

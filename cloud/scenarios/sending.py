@@ -38,7 +38,7 @@ from cloud.offers.crud import issue_coupon
 from cloud.offers.models import Coupon, Offer
 from cloud.places.models import StoreRow
 from cloud.preferences.precedence import resolve
-from cloud.scenarios.conditions import CustomerFacts
+from cloud.scenarios.conditions import NO_SEGMENTS, CustomerFacts, SegmentBook
 from cloud.scenarios.lookups import Lookups, RecentSend
 from cloud.scenarios.models import Journey
 from cloud.scenarios.offers import choose_offer
@@ -117,6 +117,7 @@ def send_step(
     settings: ScenarioSettings,
     links: Links,
     now: datetime,
+    segments: SegmentBook = NO_SEGMENTS,
 ) -> StepResult:
     """Run one send step for `journey`; see the module docstring for the order of checks.
     What it reads besides the offer comes from `lookups` (loaded once for the batch);
@@ -130,7 +131,8 @@ def send_step(
     offer: Offer | None = None
     if offer_choice is not None:
         offer = choose_offer(
-            session, choice=offer_choice, journey=journey, facts=facts, now=now
+            session, choice=offer_choice, journey=journey, facts=facts, now=now,
+            segments=segments,
         )
         if offer is None:
             return StepResult("no_offer", _describe_choice(offer_choice))
@@ -223,8 +225,10 @@ def worth_sending(step: SendStep, journey: Journey) -> timedelta:
 def issue_coupon_step(
     session: Session, *, journey: Journey, step_id: str, choice: OfferChoice,
     coupon: CouponChoice, facts: CustomerFacts, now: datetime,
+    segments: SegmentBook = NO_SEGMENTS,
 ) -> StepResult:
-    offer = choose_offer(session, choice=choice, journey=journey, facts=facts, now=now)
+    offer = choose_offer(session, choice=choice, journey=journey, facts=facts, now=now,
+                         segments=segments)
     if offer is None:
         return StepResult("no_offer", _describe_choice(choice))
     issued = _coupon(session, journey=journey, offer=offer, choice=coupon,

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, m
 from cloud.channels import Channel
 from cloud.examples import SCENARIO, example
 from cloud.scenarios.conditions import (
+    NO_SEGMENTS,
     AllCondition,
     AnyCondition,
     AttributeFilter,
@@ -38,6 +39,7 @@ from cloud.scenarios.conditions import (
     FactKind,
     NotCondition,
     ProfileCondition,
+    SegmentBook,
     TriggerCondition,
     condition_kind,
     facts_read,
@@ -445,19 +447,28 @@ class ScenarioSpec(_Model):
                 return index
         raise KeyError(step_id)
 
-    def facts_read(self) -> frozenset[FactKind]:
-        """The parts of customer facts this scenario's conditions and offers may read."""
-        found = set(facts_read(self.conditions)) if self.conditions is not None else set()
+    def facts_read(self, segments: SegmentBook = NO_SEGMENTS) -> frozenset[FactKind]:
+        """The parts of customer facts this scenario's conditions and offers may read
+        (those of the segments its conditions name in `segments` included)."""
+        found = (set(facts_read(self.conditions, segments)) if self.conditions is not None
+                 else set())
         for step in self.steps:
             if isinstance(step, BranchStep):
-                found |= facts_read(step.condition)
+                found |= facts_read(step.condition, segments)
+        if self.has_offers():
+            # Cross-selling reads purchases, escalating reads messages.
+            found |= {FactKind.PURCHASES, FactKind.MESSAGES}
+        return frozenset(found)
+
+    def has_offers(self) -> bool:
+        """Whether some step (or variant) of the scenario carries an offer."""
+        for step in self.steps:
             offers = [step.offer] if isinstance(step, SendStep | IssueCouponStep) else []
             if isinstance(step, SendStep):
                 offers += [override.offer for override in step.variants.values()]
             if any(offer is not None for offer in offers):
-                # Cross-selling reads purchases, escalating reads messages.
-                found |= {FactKind.PURCHASES, FactKind.MESSAGES}
-        return frozenset(found)
+                return True
+        return False
 
     def templates(self) -> set[tuple[str, Channel]]:
         """Every (template key, channel) a send of this scenario may use."""
@@ -537,6 +548,17 @@ def _trigger_condition_problems(spec: ScenarioSpec) -> list[Problem]:
     return problems
 
 
+def conditions_of(spec: ScenarioSpec) -> Iterator[tuple[tuple[str | int, ...], Condition]]:
+    """Every condition of the scenario, nested ones included, with its place."""
+    return ((where, condition) for where, condition, _ in _all_conditions(spec))
+
+
+def top_conditions(spec: ScenarioSpec) -> list[Condition]:
+    """The scenario's conditions and its branches' (each with what it nests)."""
+    found = [spec.conditions] if spec.conditions is not None else []
+    return found + [step.condition for step in spec.steps if isinstance(step, BranchStep)]
+
+
 def _all_conditions(spec: ScenarioSpec) -> Iterator[
         tuple[tuple[str | int, ...], Condition, frozenset[TriggerKind]]]:
     """Every condition of the scenario, nested ones included, with its place and the
@@ -544,16 +566,16 @@ def _all_conditions(spec: ScenarioSpec) -> Iterator[
     conditions; in a branch, the entry's or one a wait of the scenario waits for."""
     entry = frozenset({spec.entry.event})
     yield from ((where, one, entry) for where, one in
-                _conditions_under(spec.conditions, ("conditions",)))
+                conditions_under(spec.conditions, ("conditions",)))
     waited = entry | {step.event for step in spec.steps if isinstance(step, WaitForEventStep)}
     for index, step in enumerate(spec.steps):
         if isinstance(step, BranchStep):
             yield from ((where, one, waited) for where, one in
-                        _conditions_under(step.condition, ("steps", index, step.type, "if")))
+                        conditions_under(step.condition, ("steps", index, step.type, "if")))
 
 
-def _conditions_under(condition: Condition | None, at: tuple[str | int, ...]
-                      ) -> Iterator[tuple[tuple[str | int, ...], Condition]]:
+def conditions_under(condition: Condition | None, at: tuple[str | int, ...]
+                     ) -> Iterator[tuple[tuple[str | int, ...], Condition]]:
     """Each condition under `condition` with its place (the kind, then its field)."""
     if condition is None:
         return
@@ -564,9 +586,9 @@ def _conditions_under(condition: Condition | None, at: tuple[str | int, ...]
     if isinstance(condition, AllCondition | AnyCondition):
         parts = condition.all if isinstance(condition, AllCondition) else condition.any
         for index, part in enumerate(parts):
-            yield from _conditions_under(part, (*here, index))
+            yield from conditions_under(part, (*here, index))
     elif isinstance(condition, NotCondition):
-        yield from _conditions_under(condition.not_, (*at, kind, "not"))
+        yield from conditions_under(condition.not_, (*at, kind, "not"))
 
 
 def _jump_fields(spec: ScenarioSpec, index: int) -> list[tuple[str, str]]:

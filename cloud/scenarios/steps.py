@@ -16,7 +16,12 @@ from cloud.scenarios.actions import (
     webhook_step,
 )
 from cloud.scenarios.catalog import LoadedScenario
-from cloud.scenarios.conditions import CustomerFacts, evaluate
+from cloud.scenarios.conditions import (
+    CustomerFacts,
+    SegmentBook,
+    evaluate,
+    segments_reached,
+)
 from cloud.scenarios.models import Journey, JourneyStatus
 from cloud.scenarios.run import Run
 from cloud.scenarios.sending import StepResult, issue_coupon_step, send_step
@@ -80,12 +85,17 @@ def advance(
             return  # erased meanwhile
         if isinstance(step, BranchStep):
             trigger = journey.context.get("trigger", {})
-            taken = evaluate(step.condition, customer_facts, trigger, now)
+            taken = evaluate(step.condition, customer_facts, trigger, now, loaded.segments)
+            decided = segments_reached(step.condition, loaded.segments)
+            if decided:
+                journey.context = {**journey.context, "segments": {
+                    **journey.context.get("segments", {}), **decided}}
             run.log(journey, step.id, "branch", "then" if taken else "else")
             target = step.then if taken else step.otherwise
             journey.step = target or following(spec, step.id)
             continue
-        result = act(run, journey=journey, step=step, spec=spec, facts=customer_facts)
+        result = act(run, journey=journey, step=step, spec=spec, facts=customer_facts,
+                     segments=loaded.segments)
         run.log(journey, step.id, result.outcome, result.detail)
         if result.message is not None:
             run.queue(result.message, journey)
@@ -97,16 +107,18 @@ def advance(
 
 
 def act(
-    run: Run, *, journey: Journey, step: Any, spec: ScenarioSpec, facts: CustomerFacts
+    run: Run, *, journey: Journey, step: Any, spec: ScenarioSpec, facts: CustomerFacts,
+    segments: SegmentBook,
 ) -> StepResult:
+    """Run a step that acts; `segments` decide offers restricted to a segment."""
     session, config, now = run.session, run.config, run.now
     if isinstance(step, SendStep):
         return send_step(session, journey=journey, step=step, spec_caps=spec.caps, facts=facts,
                          lookups=run.lookups, messages=run.messages, settings=config.settings,
-                         links=config.links, now=now)
+                         links=config.links, now=now, segments=segments)
     if isinstance(step, IssueCouponStep):
         return issue_coupon_step(session, journey=journey, step_id=step.id, choice=step.offer,
-                                 coupon=step.coupon, facts=facts, now=now)
+                                 coupon=step.coupon, facts=facts, now=now, segments=segments)
     if isinstance(step, TagStep):
         return tag_step(session, journey=journey, step=step, now=now)
     if isinstance(step, RemoveFromListStep):

@@ -7,6 +7,9 @@ also how waits end: timers live in the database, not in this process. Timers and
 geofence dwells are looked at once per `poll_interval_s`, not on every wake: under a
 stream of presence a wake comes every few milliseconds, and those two checks would then
 cost more than the triggers they delay nothing for.
+
+The calendar rounds (every `schedule_interval_s`) also count the members of every
+segment once a day (UTC), for the trend the API shows (`cloud.scenarios.membership`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from cloud.pacing import Every
 from cloud.places.locations import due_geofence_dwells
 from cloud.scenarios.catalog import Catalog
 from cloud.scenarios.engine import process_triggers
+from cloud.scenarios.membership import record_daily_counts
 from cloud.scenarios.run import EngineConfig, RunReport
 from cloud.scenarios.schedule import record_calendar_triggers
 from cloud.scenarios.timers import wake_due_journeys
+from cloud.segments.crud import tenants_with_segments
 from cloud.settings import ScenarioSettings
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ class ScenarioWorker:
         now = self._now()
         if calendar:
             self.record_calendar(now)
+            self.record_segment_counts(now)
         if timers:
             with session_scope(self._engine) as session:
                 due_geofence_dwells(session, now=now)
@@ -100,6 +106,18 @@ class ScenarioWorker:
                     settings=self.settings, now=now,
                 )
             session.commit()
+        return recorded
+
+    def record_segment_counts(self, now: datetime) -> int:
+        """Today's member count of every segment not counted yet today, a tenant per
+        transaction (each tenant's customers are read once for all its segments)."""
+        with session_scope(self._engine) as session:
+            tenants = tenants_with_segments(session)
+        recorded = 0
+        for tenant in tenants:
+            with session_scope(self._engine) as session:
+                recorded += record_daily_counts(session, tenant=tenant, now=now)
+                session.commit()
         return recorded
 
     def wake(self) -> None:

@@ -16,7 +16,7 @@ from cloud.scenarios.schedule import ACTIVE_KINDS
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.simulation.replay import Period, Progress, replay
 from cloud.simulation.report import SimulationReport, build_report
-from cloud.simulation.scratch import CopyPlan, copy_state, scratch_engine
+from cloud.simulation.scratch import CopyPlan, copy_segments, copy_state, scratch_engine
 from cloud.triggers import TriggerKind
 
 
@@ -28,6 +28,7 @@ def simulate(
     database is only read (in `live`'s transaction)."""
     scratch = scratch_engine()
     try:
+        copy_segments(live, scratch, tenant)
         with Session(scratch) as session:
             save_scenario(session, tenant=tenant, spec=spec, now=period.since)
             session.commit()

@@ -36,6 +36,7 @@ from cloud.offers.models import ComplementRule, Coupon, Offer
 from cloud.places.models import StoreRow
 from cloud.preferences.models import TenantPreferences
 from cloud.scenarios.models import CustomerTag, Journey
+from cloud.segments.models import Segment, SegmentVersion
 from cloud.templates.crud import MessageTemplate
 from cloud.triggers import Trigger, TriggerKind
 
@@ -266,6 +267,17 @@ class CopyPlan:
     #: Kinds of the other triggers the engine reads as facts (the last visit, activity
     #: for lapses): the rest of the period's triggers are of no use to the dry run.
     fact_kinds: frozenset[str]
+
+
+def copy_segments(live: Session, scratch: Engine, tenant: str) -> None:
+    """The tenant's segments as they are now (every version): a scenario's conditions
+    may name them, and the catalog reads them with the scenario."""
+    for table in (_table(Segment), _table(SegmentVersion)):
+        rows = [dict(row) for row in live.execute(
+            select(table).where(table.c.tenant == tenant)).mappings()]
+        if rows:
+            with scratch.begin() as connection:
+                connection.execute(_insert(table), rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,13 @@ from sqlalchemy import Engine
 from cloud.api import create_app
 from cloud.channels import channel_names
 from cloud.scenarios.conditions import CONDITION_KINDS, Comparison, Condition
+from cloud.scenarios.segments import (
+    SegmentCreate,
+    book_of,
+    scenario_segment_problems,
+    segment_problems,
+    with_segment,
+)
 from cloud.scenarios.spec import (
     Entry,
     OfferChoice,
@@ -53,6 +60,16 @@ def test_the_filter_condition_and_template_examples_are_accepted_as_written() ->
     TypeAdapter(Condition).validate_python(example("scenario-conditions"))
     compile_template(TemplateSpec.model_validate(
         {"channel": "push", "locale": "en-US", **example("template-push")}))
+
+
+def test_the_segment_examples_are_accepted_as_written() -> None:
+    segment = SegmentCreate.model_validate(example("segment-washer-buyers"))
+    staff = book_of({"staff": (1, TypeAdapter(Condition).validate_python({"tag": "staff"}))})
+    assert segment_problems("washer-buyers-30d", segment, staff, []) == []
+    saved = with_segment(staff, "washer-buyers-30d", segment.conditions)
+    spec = ScenarioSpec.model_validate(example("scenario-segment"))
+    assert save_problems(spec) == []
+    assert scenario_segment_problems(spec, saved) == []
 
 
 def test_the_error_shown_is_the_one_the_api_gives(sqlite_engine: Engine) -> None:

@@ -33,6 +33,7 @@ CIRCLE = {"store": "centro", "dwell_after_s": 300,
           "shape": {"circle": {"lat": 40.4168, "lon": -3.7038, "radius_m": 100}}}
 SCENARIO = {"key": "hello", "name": "Hello", "entry": {"event": "customer.signup"},
             "steps": [{"id": "hi", "type": "send", "channels": ["push"], "template": "hello"}]}
+SEGMENT = {"name": "VIPs", "conditions": {"tag": "vip"}}
 TEMPLATE = {"parts": {"title": "Hola {{ customer.first_name }}", "body": "Bienvenida"}}
 #: Writes that are a shop's data, not its configuration: not audited (they are many, and
 #: the customer's own record says what happened).
@@ -98,6 +99,10 @@ def writes(tenant: str, customer: str, key_id: str, member: int) -> list[
         ("PUT", "/complements", f"{base}/complements",
          [{"from_category": "washers", "to_category": "dryers"}], "complements.put",
          "complements"),
+        ("PUT", "/segments/{key}", f"{base}/segments/vips", SEGMENT, "segment.put",
+         "segment:vips"),
+        ("DELETE", "/segments/{key}", f"{base}/segments/vips", None, "segment.archive",
+         "segment:vips"),
         ("PUT", "/templates/{key}/{channel}/{locale}", f"{base}/templates/hello/push/es-ES",
          TEMPLATE, "template.put", "template:hello/push/es-ES"),
         ("PUT", "/scenarios/{key}", f"{base}/scenarios/hello", SCENARIO, "scenario.put",

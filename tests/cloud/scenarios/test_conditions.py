@@ -22,8 +22,12 @@ from cloud.scenarios.conditions import (
     compare,
     evaluate,
     facts_read,
+    in_segment,
     matches_attributes,
+    segments_named,
+    segments_reached,
 )
+from cloud.scenarios.segments import book_of
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 CONDITION: TypeAdapter[Condition] = TypeAdapter(Condition)
@@ -227,3 +231,84 @@ def test_facts_read_of_each_kind_of_condition(
     document: dict[str, Any], kinds: set[FactKind]
 ) -> None:
     assert facts_read(CONDITION.validate_python(document)) == kinds
+
+
+# --- segments --------------------------------------------------------------------------------
+
+#: Washer buyers (purchases) reachable by email, and the VIPs (tags) among them.
+BOOK = book_of({
+    "washer-buyers": (3, CONDITION.validate_python(
+        {"all": [{"purchased": {"category": "washers"}}, {"consent": "email"}]})),
+    "vip-washer-buyers": (1, CONDITION.validate_python(
+        {"all": [{"segment": "washer-buyers"}, {"tag": "vip"}]})),
+    "dryer-buyers": (2, CONDITION.validate_python({"purchased": {"category": "dryers"}})),
+})
+
+
+def in_book(document: Any) -> bool:
+    return evaluate(CONDITION.validate_python(document), FACTS, {"store": "s1"}, NOW, BOOK)
+
+
+def test_a_segment_condition_is_its_definition() -> None:
+    assert in_book({"segment": "washer-buyers"})
+    assert in_book({"segment": "vip-washer-buyers"})
+    assert not in_book({"segment": "dryer-buyers"})
+    assert in_book({"not": {"segment": "dryer-buyers"}})
+    assert in_segment("vip-washer-buyers", FACTS, NOW, BOOK)
+
+
+def test_a_segment_not_in_the_book_matches_nobody() -> None:
+    assert not in_book({"segment": "no-such-segment"})
+    assert not check({"segment": "washer-buyers"})  # evaluated without the tenant's segments
+    assert in_book({"not": {"segment": "no-such-segment"}})
+
+
+def test_a_segment_sees_no_trigger() -> None:
+    """A segment describes the customer: a trigger condition in one (refused at save)
+    would not see the trigger at hand."""
+    book = book_of({"in-s1": (1, CONDITION.validate_python(
+        {"trigger": {"attribute": "store", "value": "s1"}}))})
+    condition = CONDITION.validate_python({"segment": "in-s1"})
+    assert not evaluate(condition, FACTS, {"store": "s1"}, NOW, book)
+
+
+def test_a_cycle_that_slipped_in_matches_nobody_and_ends() -> None:
+    """Two concurrent saves could close a cycle the checks refuse one at a time:
+    evaluation stops at `MAX_SEGMENT_DEPTH` instead of recursing for ever."""
+    book = book_of({
+        "a": (1, CONDITION.validate_python({"any": [{"segment": "b"}, {"tag": "vip"}]})),
+        "b": (1, CONDITION.validate_python({"segment": "a"})),
+    })
+    assert evaluate(CONDITION.validate_python({"segment": "a"}), FACTS, {}, NOW, book)
+    assert not evaluate(CONDITION.validate_python({"segment": "b"}),
+                        replace(FACTS, tags=frozenset()), {}, NOW, book)
+
+
+def test_a_segment_reads_the_facts_of_its_definition_and_of_the_segments_it_names() -> None:
+    assert facts_read(CONDITION.validate_python({"segment": "vip-washer-buyers"}), BOOK) == {
+        FactKind.PURCHASES, FactKind.TAGS}
+    assert facts_read(CONDITION.validate_python({"segment": "dryer-buyers"}), BOOK) == {
+        FactKind.PURCHASES}
+    assert facts_read(CONDITION.validate_python({"segment": "unknown"}), BOOK) == set()
+    condition = CONDITION.validate_python({"not": {"segment": "vip-washer-buyers"}})
+    partial = loaded_only(FULL, facts_read(condition, BOOK))
+    assert (evaluate(condition, partial, {}, NOW, BOOK)
+            == evaluate(condition, FULL, {}, NOW, BOOK))
+
+
+def test_the_segments_a_condition_names_and_reaches() -> None:
+    condition = CONDITION.validate_python(
+        {"any": [{"segment": "vip-washer-buyers"}, {"not": {"segment": "dryer-buyers"}},
+                 {"segment": "gone"}]})
+    assert segments_named(condition) == {"vip-washer-buyers", "dryer-buyers", "gone"}
+    assert segments_reached(condition, BOOK) == {
+        "dryer-buyers": 2, "vip-washer-buyers": 1, "washer-buyers": 3}
+    assert segments_reached(None, BOOK) == {}
+    assert segments_reached(CONDITION.validate_python({"tag": "vip"}), BOOK) == {}
+
+
+@pytest.mark.parametrize("document", [{"segment": "Upper"}, {"segment": ""},
+                                      {"segment": "a", "tag": "b"}, {"segment": 3}])
+def test_malformed_segment_conditions_are_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        CONDITION.validate_python(document)

@@ -154,7 +154,7 @@ def problems_of(document: dict[str, Any]) -> list[tuple[list[str | int], str]]:
                  "if": {"all": [{"tag": "x"}, {"tag": "y", "spend": {"value": 1}}]}}]},
      [(["steps", 0, "branch", "if", "all", "all", 1],
        "a condition names exactly one of: all, any, not, tag, profile, consent, purchased, "
-       "message, spend, since, trigger")]),
+       "message, spend, since, trigger, segment")]),
     # Attributes a trigger does not carry would never match: refused, with the nearest.
     ({"entry": {"event": "presence.enter", "where": [{"attribute": "zones", "value": "a"}]}},
      [(["entry", "where", 0, "attribute"], "presence.enter triggers carry no attribute "
