@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
 from cloud.api import create_app
-from cloud.db import make_engine, session_scope
+from cloud.db import session_scope
 from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.sending import Links
 from cloud.settings import ScenarioSettings
@@ -33,28 +33,21 @@ CONFIG = EngineConfig(settings=ScenarioSettings(),
 
 
 @pytest.fixture
-def database_url(schema_templates: dict[str, str]) -> Iterator[str]:
-    """PostgreSQL, as deployed: the jobs are claimed with SKIP LOCKED there. (The dry run
-    itself is checked on both kinds of database in test_dry_run.py.)"""
+def migrated_url(schema_templates: dict[str, str]) -> Iterator[str]:
+    """PostgreSQL only, as deployed: the jobs are claimed with SKIP LOCKED there. (The dry
+    run itself is checked on both kinds of database in test_dry_run.py.)"""
     with postgres_copy(schema_templates) as url:
         yield url
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def client(engine: Engine, database_url: str, tenant: str) -> Iterator[TestClient]:
+def client(engine: Engine, migrated_url: str, tenant: str) -> Iterator[TestClient]:
     """The tenant's admin, over three days of recorded history."""
     with session_scope(engine) as session:
         for event in seed(session, tenant):
             event.apply(session, event.at)
         session.commit()
-    settings = cloud_settings(tenant=tenant, database_url=database_url)
+    settings = cloud_settings(tenant=tenant, database_url=migrated_url)
     app = create_app(settings, engine=engine, now=lambda: NOW)
     with TestClient(app, headers=bearer(issue_key(engine, tenant=tenant))) as test_client:
         yield test_client
