@@ -45,25 +45,20 @@ from cloud.places.crud import put_store
 from cloud.places.models import StoreCreate
 from cloud.scenarios.catalog import Catalog, save_scenario
 from cloud.scenarios.engine import process_triggers
-from cloud.scenarios.run import EngineConfig
-from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
 from cloud.scenarios.timers import wake_due_journeys
-from cloud.settings import ScenarioSettings
 from cloud.simulation.dry_run import simulate
 from cloud.simulation.replay import Period
 from cloud.simulation.report import SimulationReport
 from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec
-from tests.cloud.simulation.history import SPEC_DOCUMENT
+from tests.cloud.simulation.history import CONFIG, SPEC_DOCUMENT
 from tests.support.postgres import fresh_database
 
 TENANT = "bench"
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 TARGET_S = 60.0
 STORES = 20
-CONFIG = EngineConfig(settings=ScenarioSettings(),
-                      links=Links(base_url="https://t.example", secret="s" * 32))
 #: The tests' cross-sell over recorded history, as a large shop runs it: a tenth held out,
 #: one such email a week, a visit's email worth two hours.
 SPEC = ScenarioSpec.model_validate({

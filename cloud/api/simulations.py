@@ -22,21 +22,12 @@ from cloud.scenarios.spec import ScenarioSpec, save_problems
 from cloud.simulation.jobs import list_simulations, queue_simulation
 from cloud.simulation.models import Simulation, SimulationPublic, SimulationRequest
 from cloud.simulation.replay import Period
-from cloud.simulation.report import SimulationReport
 
 router = APIRouter(tags=["simulations"])
 
 
 def public(row: Simulation) -> SimulationPublic:
-    assert row.id is not None
-    return SimulationPublic(
-        id=row.id, scenario_key=row.scenario_key, scenario_version=row.scenario_version,
-        since=row.since, until=row.until, status=row.status, progress=row.progress,
-        triggers_done=row.triggers_done, triggers_total=row.triggers_total,
-        requested_by=row.requested_by, created_at=row.created_at, started_at=row.started_at,
-        finished_at=row.finished_at, error=row.error, spec=row.spec,
-        report=SimulationReport.model_validate(row.report) if row.report else None,
-    )
+    return SimulationPublic.model_validate(row, from_attributes=True)
 
 
 @router.post("/scenarios/{key}/simulations", response_model=SimulationPublic,

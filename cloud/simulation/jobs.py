@@ -74,14 +74,15 @@ def run_simulation(
         assert job is not None
         spec = ScenarioSpec.model_validate(job.spec)
         period, tenant, sample = Period(job.since, job.until), job.tenant, job.sample
-    written = [now()]
+    written = now()
 
     def progress(done: int, total: int) -> None:
-        if now() - written[0] < PROGRESS_EVERY and done < total:
+        nonlocal written
+        if now() - written < PROGRESS_EVERY and done < total:
             return
-        written[0] = now()
+        written = now()
         _write(engine, simulation_id, progress=done / total if total else 1.0,
-               triggers_done=done, triggers_total=total, heartbeat_at=written[0])
+               triggers_done=done, triggers_total=total, heartbeat_at=written)
 
     try:
         with session_scope(engine) as live:

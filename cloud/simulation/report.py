@@ -9,10 +9,9 @@ import random
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import ColumnElement, Engine, case, func, select
 from sqlmodel import Session
 
 from cloud.offers.models import Offer
@@ -118,15 +117,13 @@ def build_report(
     with Session(scratch) as session:
         journeys = session.execute(
             select(JOURNEY.c.id, JOURNEY.c.variant, JOURNEY.c.holdout, JOURNEY.c.status,
-                   JOURNEY.c.reason)
-            .where(JOURNEY.c.scenario_key == scenario_key,
-                   (JOURNEY.c.reason.is_(None)) | (JOURNEY.c.reason != EARLIER))
+                   JOURNEY.c.reason).where(_own_journeys(scenario_key))
         ).all()
         ids = [row.id for row in journeys]
         outcomes = Counter(dict(session.execute(
             select(JOURNEY_LOG.c.outcome, func.count())
-            .where(JOURNEY_LOG.c.journey_id.in_(select(JOURNEY.c.id).where(
-                JOURNEY.c.scenario_key == scenario_key)))
+            .where(JOURNEY_LOG.c.journey_id.in_(
+                select(JOURNEY.c.id).where(_own_journeys(scenario_key))))
             .group_by(JOURNEY_LOG.c.outcome)
         ).all()))
         sends = _sends(session, scenario_key)
@@ -170,16 +167,17 @@ def _sends(session: Session, scenario_key: str) -> list[Sends]:
             for channel, variant, count, held in rows]
 
 
-def _own_journeys(scenario_key: str) -> Any:
-    return select(JOURNEY.c.id).where(JOURNEY.c.scenario_key == scenario_key,
-                                      (JOURNEY.c.reason.is_(None)) | (JOURNEY.c.reason != EARLIER))
+def _own_journeys(scenario_key: str) -> ColumnElement[bool]:
+    """The dry run's journeys: the scenario's, but those copied from before the period."""
+    return (JOURNEY.c.scenario_key == scenario_key) & (
+        JOURNEY.c.reason.is_(None) | (JOURNEY.c.reason != EARLIER))
 
 
 def _coupons(session: Session, scenario_key: str) -> dict[str, int]:
     """Coupons the dry run's journeys issued, per offer key (their idempotency keys
     begin with the journey: `j<id>:<step>`)."""
     own = {f"j{journey_id}" for journey_id in session.execute(
-        _own_journeys(scenario_key)).scalars()}
+        select(JOURNEY.c.id).where(_own_journeys(scenario_key))).scalars()}
     counted: Counter[str] = Counter()
     for key, offer in session.execute(
         select(COUPON.c.idempotency_key, OFFER.c.key).join(OFFER, OFFER.c.id == COUPON.c.offer_id)

@@ -238,6 +238,13 @@ def _insert(table: Table) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+def _insert_now(scratch: Engine, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that belong in the scratch database from the start."""
+    if rows:
+        with scratch.begin() as connection:
+            connection.execute(_insert(table), rows)
+
+
 def write(engine: Engine, pending: Sequence[Pending]) -> None:
     """Insert rows handed over by the timeline, grouped by table, in their order."""
     if not pending:
@@ -273,11 +280,8 @@ def copy_segments(live: Session, scratch: Engine, tenant: str) -> None:
     """The tenant's segments as they are now (every version): a scenario's conditions
     may name them, and the catalog reads them with the scenario."""
     for table in (_table(Segment), _table(SegmentVersion)):
-        rows = [dict(row) for row in live.execute(
-            select(table).where(table.c.tenant == tenant)).mappings()]
-        if rows:
-            with scratch.begin() as connection:
-                connection.execute(_insert(table), rows)
+        _insert_now(scratch, table, [dict(row) for row in live.execute(
+            select(table).where(table.c.tenant == tenant)).mappings()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,9 +407,7 @@ def _copy_earlier_journeys(live: Session, scratch: Engine, plan: CopyPlan) -> No
             JOURNEY.c.started_at < plan.since,
         )).mappings()
     ]
-    if rows:
-        with scratch.begin() as connection:
-            connection.execute(JOURNEY.insert(), rows)
+    _insert_now(scratch, JOURNEY, rows)
 
 
 def _copy_triggers(
@@ -450,6 +452,4 @@ def _copy_triggers(
          "source_key": f"history:{kind}:{customer_id}", "attributes": {}}
         for number, (customer_id, kind, moment) in enumerate(latest, start=1)
     ]
-    if rows:
-        with scratch.begin() as connection:
-            connection.execute(TRIGGER.insert(), rows)
+    _insert_now(scratch, TRIGGER, rows)

@@ -11,17 +11,11 @@ from playwright.sync_api import Locator, Page, expect
 
 from cloud.db import session_scope
 from cloud.scenarios.catalog import save_scenario
-from cloud.scenarios.run import EngineConfig
-from cloud.scenarios.sending import Links
-from cloud.settings import ScenarioSettings
 from cloud.simulation.jobs import SimulationRunner
 from cloud.simulation.models import SimulationStatus
 from tests.cloud.console.accessibility import violations
 from tests.cloud.console.conftest import Console, screenshot, sign_in
-from tests.cloud.simulation.history import SPEC, seed
-
-CONFIG = EngineConfig(settings=ScenarioSettings(),
-                      links=Links(base_url="https://t.example", secret="s" * 32))
+from tests.cloud.simulation.history import CONFIG, SPEC, seed
 
 
 def recorded_history(console: Console) -> None:

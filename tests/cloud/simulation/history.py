@@ -20,7 +20,10 @@ from cloud.offers.crud import upsert_offer
 from cloud.offers.models import OfferCreate
 from cloud.places.crud import put_store
 from cloud.places.models import StoreCreate
+from cloud.scenarios.run import EngineConfig
+from cloud.scenarios.sending import Links
 from cloud.scenarios.spec import ScenarioSpec
+from cloud.settings import ScenarioSettings
 from cloud.templates.crud import save_template
 from cloud.templates.spec import TemplateSpec
 from cloud.triggers import TriggerKind, record_trigger
@@ -44,6 +47,9 @@ SPEC_DOCUMENT: dict[str, Any] = {
     ],
 }
 SPEC = ScenarioSpec.model_validate(SPEC_DOCUMENT)
+#: How the tests and the benchmark run the engine: default settings, links nowhere.
+CONFIG = EngineConfig(settings=ScenarioSettings(),
+                      links=Links(base_url="https://t.example", secret="s" * 32))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,17 +19,12 @@ from cloud.messages.models import Message
 from cloud.offers.models import Coupon
 from cloud.scenarios.catalog import save_scenario
 from cloud.scenarios.models import Journey, JourneyLog, JourneyStatus
-from cloud.scenarios.run import EngineConfig
-from cloud.scenarios.sending import Links
 from cloud.scenarios.worker import ScenarioWorker
-from cloud.settings import ScenarioSettings
 from cloud.simulation.dry_run import simulate
 from cloud.simulation.replay import Period, VirtualClock
-from tests.cloud.simulation.history import END, SPEC, START, Event, seed
+from tests.cloud.simulation.history import CONFIG, END, SPEC, START, Event, seed
 
 TENANT = "shop"
-CONFIG = EngineConfig(settings=ScenarioSettings(),
-                      links=Links(base_url="https://t.example", secret="s" * 32))
 
 
 @pytest.fixture

@@ -16,20 +16,15 @@ from sqlalchemy import Engine, update
 
 from cloud.api import create_app
 from cloud.db import session_scope
-from cloud.scenarios.run import EngineConfig
-from cloud.scenarios.sending import Links
-from cloud.settings import ScenarioSettings
 from cloud.simulation import jobs
 from cloud.simulation.jobs import SIMULATION_TABLE, SimulationRunner
 from cloud.simulation.models import SimulationStatus
 from tests.cloud.conftest import postgres_copy
 from tests.cloud.factories import bearer, cloud_settings, issue_key
-from tests.cloud.simulation.history import END, SPEC_DOCUMENT, seed
+from tests.cloud.simulation.history import CONFIG, END, SPEC_DOCUMENT, seed
 from tests.docs.snippets import snippet
 
 NOW = END + timedelta(hours=1)
-CONFIG = EngineConfig(settings=ScenarioSettings(),
-                      links=Links(base_url="https://t.example", secret="s" * 32))
 
 
 @pytest.fixture
