@@ -122,7 +122,11 @@ DialectInsert = postgresql.Insert | sqlite.Insert
 def dialect_insert(connection: Connection | Session, table: Table) -> DialectInsert:
     """An INSERT that supports `on_conflict_*` on the connection's dialect."""
     bind = connection.get_bind() if isinstance(connection, Session) else connection
-    name = bind.dialect.name
+    return dialect_insert_for(bind.dialect.name, table)
+
+
+def dialect_insert_for(name: str, table: Table) -> DialectInsert:
+    """`dialect_insert` for the dialect called `name`."""
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":

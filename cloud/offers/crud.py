@@ -17,19 +17,23 @@ NUMERIC as binary floating point, and 0.1 + 0.2 must still fit a budget of 0.30.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Table, and_, case, delete, func, or_, update
+from sqlalchemy import Numeric, Table, bindparam, case, delete, func, or_, update
+from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, SQLModel, col, select
 
+from cloud.bulk import one_of
 from cloud.commerce.crud import ORDER_OF_LINE, still_purchased
 from cloud.commerce.models import LineItem, Order, OrderLine
 from cloud.customers.models import Customer
-from cloud.db import dialect_insert
+from cloud.db import dialect_insert, dialect_insert_for
 from cloud.metrics import REGISTRY
 from cloud.offers.codes import is_code, new_code, normalize_code
 from cloud.offers.models import (
@@ -208,21 +212,30 @@ def list_complements(session: Session, *, tenant: str) -> Sequence[ComplementRul
 # --- purchase history and cross-selling ------------------------------------------------------
 
 
-def purchased_categories(session: Session, *, customer_id: int) -> set[str]:
-    """Categories the customer bought and kept (not of a cancelled or fully refunded
-    order, not every item taken back): one returned dryer does not bar dryer offers."""
-    return set(session.exec(
-        select(OrderLine.category).outerjoin(Order, ORDER_OF_LINE)
-        .where(OrderLine.customer_id == customer_id, still_purchased()).distinct()
-    ).all())
+@dataclass(frozen=True, slots=True)
+class Bought:
+    """What a customer bought and kept (not of a cancelled or fully refunded order, not
+    every item taken back): one returned dryer does not bar dryer offers."""
+
+    categories: frozenset[str] = frozenset()
+    skus: frozenset[str] = frozenset()
 
 
-def purchased_skus(session: Session, *, customer_id: int) -> set[str]:
-    """SKUs the customer bought and kept (as `purchased_categories`)."""
-    return set(session.exec(
-        select(OrderLine.sku).outerjoin(Order, ORDER_OF_LINE)
-        .where(OrderLine.customer_id == customer_id, still_purchased()).distinct()
-    ).all())
+def bought_items(session: Session, *, customer_ids: Iterable[int]) -> dict[int, Bought]:
+    """`Bought` for each of `customer_ids`, in one query (a customer who bought nothing
+    gets an empty one)."""
+    ids = sorted(set(customer_ids))
+    categories: dict[int, set[str]] = {cid: set() for cid in ids}
+    skus: dict[int, set[str]] = {cid: set() for cid in ids}
+    for customer_id, category, sku in session.exec(
+        select(OrderLine.customer_id, OrderLine.category, OrderLine.sku)
+        .outerjoin(Order, ORDER_OF_LINE)
+        .where(one_of(session, OrderLine.customer_id, ids), still_purchased()).distinct()
+    ).all():
+        assert customer_id is not None
+        categories[customer_id].add(category)
+        skus[customer_id].add(sku)
+    return {cid: Bought(frozenset(categories[cid]), frozenset(skus[cid])) for cid in ids}
 
 
 def outside_every_segment(_segment: str) -> bool:
@@ -235,37 +248,45 @@ MemberOf = Callable[[str], bool]
 
 
 def offerable(
-    session: Session, offers: Iterable[Offer], *, customer_id: int, now: datetime,
+    offers: Iterable[Offer], *, bought: Bought, now: datetime,
     member_of: MemberOf = outside_every_segment,
 ) -> list[Offer]:
     """The offers among `offers` this customer may be made now: valid, not run out, on
-    no category or sku the customer already bought (no dryer offer after a dryer), and,
-    for an offer restricted to a segment, only if `member_of` says the customer is in
-    it (by default nobody is: a caller that cannot tell never hands one out)."""
-    usable = [offer for offer in offers if is_valid_at(offer, now) and not is_exhausted(offer)
-              and (offer.segment is None or member_of(offer.segment))]
-    if not usable:
-        return []
-    bought_categories = purchased_categories(session, customer_id=customer_id)
-    bought_skus = purchased_skus(session, customer_id=customer_id)
+    no category or sku the customer already bought (`bought`: no dryer offer after a
+    dryer), and, for an offer restricted to a segment, only if `member_of` says the
+    customer is in it (by default nobody is: a caller that cannot tell never hands one
+    out)."""
     return [
-        offer for offer in usable
-        if (offer.category is None or offer.category not in bought_categories)
-        and (offer.sku is None or offer.sku not in bought_skus)
+        offer for offer in offers
+        if is_valid_at(offer, now) and not is_exhausted(offer)
+        and (offer.segment is None or member_of(offer.segment))
+        and (offer.category is None or offer.category not in bought.categories)
+        and (offer.sku is None or offer.sku not in bought.skus)
     ]
 
 
-def _valid_at(now: datetime) -> ColumnElement[bool]:
-    return and_(
-        col(Offer.active).is_(True),
-        col(Offer.valid_from) <= now,
-        or_(col(Offer.valid_until).is_(None), col(Offer.valid_until) > now),
-    )
+def tenant_offers(session: Session, *, tenant: str) -> Sequence[Offer]:
+    """Every offer of the tenant, to choose among in memory: a shop has tens of offers,
+    not thousands."""
+    return session.exec(select(Offer).where(Offer.tenant == tenant)).all()
 
 
 def cross_sell_offer(
     session: Session, *, tenant: str, customer_id: int, from_categories: Sequence[str],
     now: datetime, member_of: MemberOf = outside_every_segment,
+) -> Offer | None:
+    """`pick_cross_sell` over the tenant's stored rules and offers and what the customer
+    bought and kept."""
+    return pick_cross_sell(
+        list_complements(session, tenant=tenant), tenant_offers(session, tenant=tenant),
+        bought=bought_items(session, customer_ids=[customer_id])[customer_id],
+        from_categories=from_categories, now=now, member_of=member_of,
+    )
+
+
+def pick_cross_sell(
+    rules: Iterable[ComplementRule], offers: Iterable[Offer], *, bought: Bought,
+    from_categories: Iterable[str], now: datetime, member_of: MemberOf = outside_every_segment,
 ) -> Offer | None:
     """The offer to cross-sell after purchases in `from_categories`, or None.
 
@@ -278,26 +299,15 @@ def cross_sell_offer(
     history always yields the same offer. Offers with a sku but no category are never
     cross-sold: complement rules speak of categories.
     """
-    rules = session.exec(
-        select(ComplementRule)
-        .where(
-            ComplementRule.tenant == tenant,
-            col(ComplementRule.from_category).in_(set(from_categories)),
-        )
-        .order_by(col(ComplementRule.priority), col(ComplementRule.to_category))
-    ).all()
+    sources = set(from_categories)
     rank: dict[str, int] = {}
-    for rule in rules:
-        rank.setdefault(rule.to_category, rule.priority)
+    for rule in sorted(rules, key=lambda rule: (rule.priority, rule.to_category)):
+        if rule.from_category in sources:
+            rank.setdefault(rule.to_category, rule.priority)
     if not rank:
         return None
-    offers = session.exec(
-        select(Offer).where(
-            Offer.tenant == tenant, col(Offer.category).in_(list(rank)), _valid_at(now)
-        )
-    ).all()
-    eligible = offerable(session, offers, customer_id=customer_id, now=now,
-                         member_of=member_of)
+    reached = [offer for offer in offers if offer.category in rank]
+    eligible = offerable(reached, bought=bought, now=now, member_of=member_of)
     never = datetime.max.replace(tzinfo=now.tzinfo)
     return min(
         eligible,
@@ -348,27 +358,25 @@ def issue_coupon(
     customer = session.get(Customer, customer_id)
     if customer is None or customer.tenant != tenant:
         raise ValueError(f"customer {customer_id} of tenant {tenant!r} not found")
-    earlier = _coupon_by_key(session, tenant=tenant, idempotency_key=idempotency_key)
-    if earlier is not None:
-        return _repeated(earlier, customer_id=customer_id, offer=offer)
     if not is_valid_at(offer, now):
+        earlier = _coupon_by_key(session, tenant=tenant, idempotency_key=idempotency_key)
+        if earlier is not None:
+            return _repeated(earlier, customer_id=customer_id, offer=offer)
         COUPONS.labels(outcome="not_valid").inc()
         return None
     expires_at = max(now, valid_from or now) + valid_for
     if offer.valid_until is not None:
         expires_at = min(expires_at, offer.valid_until)
     coupon_id = None
+    connection = session.connection()
     for _ in range(CODE_ATTEMPTS):
-        inserted = session.connection().execute(
-            dialect_insert(session, COUPON_TABLE)
-            .values(
-                tenant=tenant, code=new_code(offer.key), customer_id=customer_id,
-                offer_id=offer.id, issued_at=now, expires_at=expires_at,
-                idempotency_key=idempotency_key,
-            )
-            .on_conflict_do_nothing()  # the key (a concurrent twin) or, rarely, the code
-            .returning(COUPON_TABLE.c.id)
-        ).first()
+        # Nothing is inserted when the key is taken (an earlier or a concurrent twin:
+        # found below) or, rarely, the code.
+        inserted = connection.execute(_coupon_insert(connection.dialect.name), {
+            "tenant": tenant, "code": new_code(offer.key), "customer_id": customer_id,
+            "offer_id": offer.id, "issued_at": now, "expires_at": expires_at,
+            "idempotency_key": idempotency_key,
+        }).first()
         if inserted is not None:
             coupon_id = int(inserted[0])
             break
@@ -389,15 +397,24 @@ def issue_coupon(
     return coupon
 
 
-def _count_against_offer(session: Session, *, offer: Offer, now: datetime) -> bool:
-    """One more coupon and its discount on the offer's counters, if they allow it."""
+@functools.cache
+def _coupon_insert(dialect: str) -> Executable:
+    """The coupon INSERT, built once per dialect (it is issued for every coupon)."""
+    return (dialect_insert_for(dialect, COUPON_TABLE).on_conflict_do_nothing()
+            .returning(COUPON_TABLE.c.id))
+
+
+@functools.cache
+def _counting() -> Executable:
+    """One more coupon and its discount on an offer's counters, if they allow it: built
+    once (it is issued for every coupon)."""
     table = OFFER_TABLE.c
-    value = unit_discount(offer)
-    budget_after = func.round(table.budget_used + value, 2)
-    result = session.connection().execute(
+    now = bindparam("now", type_=table.valid_from.type)
+    budget_after = func.round(table.budget_used + bindparam("discount", type_=Numeric(12, 2)), 2)
+    return (
         update(OFFER_TABLE)
         .where(
-            table.id == offer.id,
+            table.id == bindparam("offer_id"),
             table.active.is_(True),
             table.valid_from <= now,
             or_(table.valid_until.is_(None), table.valid_until > now),
@@ -406,7 +423,14 @@ def _count_against_offer(session: Session, *, offer: Offer, now: datetime) -> bo
         )
         .values(coupons_issued=table.coupons_issued + 1, budget_used=budget_after)
     )
-    return result.rowcount == 1
+
+
+def _count_against_offer(session: Session, *, offer: Offer, now: datetime) -> bool:
+    """One more coupon and its discount on the offer's counters, if they allow it."""
+    result = session.connection().execute(
+        _counting(), {"offer_id": offer.id, "now": now, "discount": unit_discount(offer)}
+    )
+    return bool(result.rowcount == 1)
 
 
 def coupon_status(coupon: Coupon, *, now: datetime) -> CouponStatus:

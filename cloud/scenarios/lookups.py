@@ -3,7 +3,8 @@
 A batch that starts a few hundred journeys whose first step sends would otherwise ask
 the database, for every send, for the customer, whether they have a device, how many
 messages they had lately (the caps), the template, the store, and the tenant's own quiet
-hours and time zone. `Lookups` answers from a handful of queries per batch. What the
+hours and time zone; and for offers, the tenant's offers and complement rules and what
+the customer bought. `Lookups` answers from a handful of queries per batch. What the
 batch itself queues is counted as it goes (`record_send`), so the caps see it without
 reading it back.
 """
@@ -20,6 +21,8 @@ from sqlmodel import Session, col, select
 from cloud.bulk import one_of
 from cloud.customers.models import Customer, Device
 from cloud.messages.models import Message
+from cloud.offers.crud import Bought, bought_items, list_complements, tenant_offers
+from cloud.offers.models import ComplementRule, Offer
 from cloud.places.crud import get_store
 from cloud.places.models import StoreRow
 from cloud.preferences.crud import load_rules
@@ -53,6 +56,9 @@ class Lookups:
         self._stores: dict[tuple[str, str], StoreRow | None] = {}
         self._tenant_rules: dict[str, OwnRules] = {}
         self._templates: dict[tuple[str, str, str, str | None], Template | None] = {}
+        self._offers: dict[str, Sequence[Offer]] = {}
+        self._complements: dict[str, Sequence[ComplementRule]] = {}
+        self._bought: dict[int, Bought] = {}
 
     def customers(self, customer_ids: Iterable[int]) -> dict[int, Customer]:
         """The rows of those of `customer_ids` that exist, read once per batch (customer
@@ -189,3 +195,30 @@ class Lookups:
                 self._session, tenant=tenant, key=key, channel=channel, locale=locale
             )
         return self._templates[wanted]
+
+    def offers(self, tenant: str) -> Sequence[Offer]:
+        """The tenant's offers, read once per batch. Their counters stay current: issuing
+        a coupon expires them on the row, which is read again when next looked at."""
+        if tenant not in self._offers:
+            self._offers[tenant] = tenant_offers(self._session, tenant=tenant)
+        return self._offers[tenant]
+
+    def offer(self, tenant: str, key: str) -> Offer | None:
+        return next((offer for offer in self.offers(tenant) if offer.key == key), None)
+
+    def complements(self, tenant: str) -> Sequence[ComplementRule]:
+        if tenant not in self._complements:
+            self._complements[tenant] = list_complements(self._session, tenant=tenant)
+        return self._complements[tenant]
+
+    def preload_bought(self, customer_ids: Iterable[int]) -> None:
+        """What the customers not loaded yet bought and kept, in one query."""
+        missing = {cid for cid in customer_ids if cid not in self._bought}
+        if missing:
+            self._bought.update(bought_items(self._session, customer_ids=missing))
+
+    def bought(self, customer_id: int) -> Bought:
+        """What the customer bought and kept (the engine records no orders, so it holds
+        for the whole batch)."""
+        self.preload_bought([customer_id])
+        return self._bought[customer_id]

@@ -180,6 +180,9 @@ class Run:
             if (key := store_key(journey)) is not None
         )
         self.lookups.preload_tenant_rules({journey.tenant for journey, _loaded in chosen})
+        self.lookups.preload_bought(
+            journey.customer_id for journey, loaded in chosen if loaded.spec.has_offers()
+        )
 
     def log(self, journey: Journey, step: str, outcome: str, detail: str | None) -> None:
         journey.updated_at = self.now

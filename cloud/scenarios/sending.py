@@ -131,7 +131,7 @@ def send_step(
     offer: Offer | None = None
     if offer_choice is not None:
         offer = choose_offer(
-            session, choice=offer_choice, journey=journey, facts=facts, now=now,
+            lookups, choice=offer_choice, journey=journey, facts=facts, now=now,
             segments=segments,
         )
         if offer is None:
@@ -223,11 +223,11 @@ def worth_sending(step: SendStep, journey: Journey) -> timedelta:
 
 
 def issue_coupon_step(
-    session: Session, *, journey: Journey, step_id: str, choice: OfferChoice,
-    coupon: CouponChoice, facts: CustomerFacts, now: datetime,
+    session: Session, lookups: Lookups, *, journey: Journey, step_id: str,
+    choice: OfferChoice, coupon: CouponChoice, facts: CustomerFacts, now: datetime,
     segments: SegmentBook = NO_SEGMENTS,
 ) -> StepResult:
-    offer = choose_offer(session, choice=choice, journey=journey, facts=facts, now=now,
+    offer = choose_offer(lookups, choice=choice, journey=journey, facts=facts, now=now,
                          segments=segments)
     if offer is None:
         return StepResult("no_offer", _describe_choice(choice))

@@ -117,8 +117,9 @@ def act(
                          lookups=run.lookups, messages=run.messages, settings=config.settings,
                          links=config.links, now=now, segments=segments)
     if isinstance(step, IssueCouponStep):
-        return issue_coupon_step(session, journey=journey, step_id=step.id, choice=step.offer,
-                                 coupon=step.coupon, facts=facts, now=now, segments=segments)
+        return issue_coupon_step(session, run.lookups, journey=journey, step_id=step.id,
+                                 choice=step.offer, coupon=step.coupon, facts=facts, now=now,
+                                 segments=segments)
     if isinstance(step, TagStep):
         return tag_step(session, journey=journey, step=step, now=now)
     if isinstance(step, RemoveFromListStep):

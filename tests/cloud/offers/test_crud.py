@@ -121,8 +121,8 @@ def test_cross_sell_follows_complements_and_never_offers_what_was_bought(
             )
             return offer.key if offer else None
 
-        assert crud.purchased_categories(session, customer_id=juan) == {"washers"}
-        assert crud.purchased_skus(session, customer_id=juan) == {"WM-8KG"}
+        assert crud.bought_items(session, customer_ids=[juan]) == {
+            juan: crud.Bought(categories=frozenset({"washers"}), skus=frozenset({"WM-8KG"}))}
         # the smallest valid discount on the best-priority category; ended/sold-out skipped
         assert chosen("washers") == "dryer-dr9"
         assert chosen("accessories") is None

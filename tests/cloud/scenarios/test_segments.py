@@ -20,6 +20,7 @@ from cloud.scenarios.catalog import Catalog, deactivate_scenario, get_scenario, 
 from cloud.scenarios.conditions import MAX_SEGMENT_DEPTH, evaluate
 from cloud.scenarios.engine import process_triggers
 from cloud.scenarios.facts import load_facts
+from cloud.scenarios.lookups import Lookups
 from cloud.scenarios.membership import count_members, members_among, record_daily_counts
 from cloud.scenarios.models import CustomerTag, Journey, JourneyStatus
 from cloud.scenarios.offers import choose_offer
@@ -269,7 +270,7 @@ def test_an_offer_kept_to_a_segment_goes_only_to_its_members(session: Session) -
             entry_key=f"s:{customer_id}", entry_kind="cart.abandoned",
             status=JourneyStatus.RUNNING, started_at=NOW, updated_at=NOW,
             context={"trigger": {"categories": ["dryers"]}})
-        offer = choose_offer(session, choice=choice, journey=journey,
+        offer = choose_offer(Lookups(session, now=NOW), choice=choice, journey=journey,
                              facts=facts[customer_id], now=NOW, **kwargs)
         return offer.key if offer is not None else None
 
