@@ -14,7 +14,7 @@ from cloud.scenarios.facts import VISIT_KINDS
 from cloud.scenarios.run import EngineConfig
 from cloud.scenarios.schedule import ACTIVE_KINDS
 from cloud.scenarios.spec import ScenarioSpec
-from cloud.simulation.replay import Period, Progress, replay
+from cloud.simulation.replay import CALENDAR_ENTRIES, Period, Progress, replay
 from cloud.simulation.report import SimulationReport, build_report
 from cloud.simulation.scratch import CopyPlan, copy_segments, copy_state, scratch_engine
 from cloud.triggers import TriggerKind
@@ -34,9 +34,11 @@ def simulate(
             session.commit()
             catalog = Catalog().tenant(session, tenant)
         reacting = frozenset(kind.value for kind in (*catalog.by_entry, *catalog.resuming_kinds))
+        entry_kinds = (None if spec.entry.event in CALENDAR_ENTRIES
+                       else frozenset(kind.value for kind in catalog.by_entry))
         plan = CopyPlan(tenant=tenant, since=period.since, until=period.until,
                         scenario_key=spec.key, reacting_kinds=reacting,
-                        fact_kinds=_fact_kinds(spec, catalog.facts))
+                        fact_kinds=_fact_kinds(spec, catalog.facts), entry_kinds=entry_kinds)
         timelines = copy_state(live, scratch, plan)
         started = time.monotonic()
         replay(scratch, facts=timelines.facts, events=timelines.events, config=config,

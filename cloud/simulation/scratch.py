@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, overload
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event, func, select, text
+from sqlalchemy import Engine, MetaData, Select, Table, create_engine, event, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
@@ -63,21 +63,20 @@ LOYALTY = _table(LoyaltyEntry)
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A table copied into the scratch database: the tenant's rows (`by_tenant`), or its
-    customers' rows for tables without a tenant column; `moment`: the column that says
-    when the orchestrator learnt of a row, None for tables copied whole as they are now."""
+    """A table copied into the scratch database (the tenant's rows, `_scope`); `moment`:
+    the column that says when the orchestrator learnt of a row, None for tables copied
+    whole as they are now."""
 
     table: Table
     moment: str | None = None
-    by_tenant: bool = True
 
 
 #: What the engine reads, and when each row came to be.
 SOURCES: tuple[Source, ...] = (
     Source(CUSTOMER, moment="created_at"),
-    Source(_table(ConsentEntry), moment="recorded_at", by_tenant=False),
+    Source(_table(ConsentEntry), moment="recorded_at"),
     Source(_table(Device), moment="registered_at"),
-    Source(_table(CustomerTag), moment="added_at", by_tenant=False),
+    Source(_table(CustomerTag), moment="added_at"),
     # An order as it stands now (cancelled, refunded) from when it was recorded: its
     # later changes have no history of their own.
     Source(_table(Order), moment="recorded_at"),
@@ -274,6 +273,9 @@ class CopyPlan:
     #: Kinds of the other triggers the engine reads as facts (the last visit, activity
     #: for lapses): the rest of the period's triggers are of no use to the dry run.
     fact_kinds: frozenset[str]
+    #: The trigger kinds a journey of the scenario starts on; None when the calendar
+    #: starts them (birthdays, lapses: any customer may enter).
+    entry_kinds: frozenset[str] | None = None
 
 
 def copy_segments(live: Session, scratch: Engine, tenant: str) -> None:
@@ -299,11 +301,9 @@ def copy_state(live: Session, scratch: Engine, plan: CopyPlan) -> Timelines:
     period. Reads the live database in the caller's transaction."""
     timelines = Timelines(facts=Timeline(), events=Timeline())
     timeline = timelines.facts
-    customers = select(CUSTOMER.c.id).where(CUSTOMER.c.tenant == plan.tenant)
     for source in SOURCES:
-        scope = (source.table.c.tenant == plan.tenant if source.by_tenant
-                 else source.table.c.customer_id.in_(customers))
-        _copy(live, scratch, timeline, source.table, scope, plan, moment=source.moment)
+        _copy(live, scratch, timeline, source.table, _scope(source.table, plan), plan,
+              moment=source.moment)
     _copy_messages(live, scratch, timeline, plan)
     _copy_credit(live, scratch, timeline, plan)
     _copy_coupons(live, scratch, timeline, plan)
@@ -311,6 +311,35 @@ def copy_state(live: Session, scratch: Engine, plan: CopyPlan) -> Timelines:
     _copy_triggers(live, scratch, timelines, plan)
     reserve_ids(live, scratch)
     return timelines
+
+
+def _candidates(plan: CopyPlan) -> Select[tuple[int]]:
+    """The customers a journey of the scenario can start for: with an event entry, those
+    with a trigger of its kinds recorded in the period; every customer of the tenant when
+    the calendar starts journeys. Nothing the engine decides for one customer reads
+    another's rows (an offer's stock is the offer row's counter), so the others' rows
+    are left behind: a month of a large shop copies the few who came by, not everyone."""
+    if plan.entry_kinds is None:
+        return select(CUSTOMER.c.id).where(CUSTOMER.c.tenant == plan.tenant)
+    return select(TRIGGER.c.customer_id).where(
+        TRIGGER.c.tenant == plan.tenant, TRIGGER.c.kind.in_(sorted(plan.entry_kinds)),
+        TRIGGER.c.recorded_at >= plan.since, TRIGGER.c.recorded_at < plan.until,
+        TRIGGER.c.customer_id.is_not(None),
+    ).distinct()
+
+
+def _scope(table: Table, plan: CopyPlan) -> ColumnElement[bool]:
+    """The rows of `table` a dry run of `plan` copies: the tenant's, and of a table about
+    customers only the candidates' (`_candidates`)."""
+    candidates = _candidates(plan)
+    if table is CUSTOMER:
+        return (CUSTOMER.c.tenant == plan.tenant) & CUSTOMER.c.id.in_(candidates)
+    about_customers = table.c.customer_id.in_(candidates) if "customer_id" in table.c else None
+    if "tenant" not in table.c:
+        assert about_customers is not None, f"{table.name} has neither tenant nor customer"
+        return about_customers
+    by_tenant = table.c.tenant == plan.tenant
+    return by_tenant if about_customers is None else by_tenant & about_customers
 
 
 def _copy(
@@ -353,7 +382,7 @@ def _copy_messages(live: Session, scratch: Engine, timeline: Timeline, plan: Cop
     def detach(row: dict[str, Any]) -> dict[str, Any]:
         return {**row, "journey_id": None}
 
-    _copy(live, scratch, timeline, MESSAGE, MESSAGE.c.tenant == plan.tenant, plan,
+    _copy(live, scratch, timeline, MESSAGE, _scope(MESSAGE, plan), plan,
           moment="created_at", keep=keep, adjust=detach)
 
 
@@ -369,7 +398,7 @@ def _copy_credit(live: Session, scratch: Engine, timeline: Timeline, plan: CopyP
     def keep(row: Mapping[str, Any]) -> bool:
         return row["id"] not in own and row["reverses_id"] not in own
 
-    _copy(live, scratch, timeline, LOYALTY, LOYALTY.c.tenant == plan.tenant, plan,
+    _copy(live, scratch, timeline, LOYALTY, _scope(LOYALTY, plan), plan,
           moment="created_at", keep=keep)
 
 
@@ -389,7 +418,7 @@ def _copy_coupons(live: Session, scratch: Engine, timeline: Timeline, plan: Copy
         return not (row["issued_at"] >= plan.since and key[:key.find(":") + 1] in own)
 
 
-    _copy(live, scratch, timeline, COUPON, COUPON.c.tenant == plan.tenant, plan,
+    _copy(live, scratch, timeline, COUPON, _scope(COUPON, plan), plan,
           moment="issued_at", keep=keep)
 
 
@@ -403,7 +432,7 @@ def _copy_earlier_journeys(live: Session, scratch: Engine, plan: CopyPlan) -> No
         {**row, "status": "exited" if row["status"] in ("running", "waiting") else row["status"],
          "reason": EARLIER, "wake_at": None, "waiting_for": None}
         for row in live.execute(select(JOURNEY).where(
-            JOURNEY.c.tenant == plan.tenant, JOURNEY.c.scenario_key == plan.scenario_key,
+            _scope(JOURNEY, plan), JOURNEY.c.scenario_key == plan.scenario_key,
             JOURNEY.c.started_at < plan.since,
         )).mappings()
     ]
@@ -436,12 +465,12 @@ def _copy_triggers(
         return timelines.events if row["processed_at"] is None else timelines.facts
 
     _copy(live, scratch, timelines.facts, TRIGGER,
-          (TRIGGER.c.tenant == plan.tenant) & (TRIGGER.c.recorded_at >= plan.since)
+          _scope(TRIGGER, plan) & (TRIGGER.c.recorded_at >= plan.since)
           & TRIGGER.c.kind.not_in(sorted(CALENDAR_KINDS)),
           plan, moment="recorded_at", keep=keep, adjust=adjust, route=route)
     latest = live.execute(
         select(TRIGGER.c.customer_id, TRIGGER.c.kind, func.max(TRIGGER.c.occurred_at))
-        .where(TRIGGER.c.tenant == plan.tenant, TRIGGER.c.recorded_at < plan.since,
+        .where(_scope(TRIGGER, plan), TRIGGER.c.recorded_at < plan.since,
                TRIGGER.c.kind.in_(sorted(plan.fact_kinds)))
         .group_by(TRIGGER.c.customer_id, TRIGGER.c.kind)
     ).all()
