@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import Numeric, Table, bindparam, case, delete, func, or_, update
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.expression import Executable
 from sqlmodel import Session, SQLModel, col, select
 
@@ -367,7 +369,7 @@ def issue_coupon(
     expires_at = max(now, valid_from or now) + valid_for
     if offer.valid_until is not None:
         expires_at = min(expires_at, offer.valid_until)
-    coupon_id = None
+    row: dict[str, Any] | None = None
     connection = session.connection()
     for _ in range(CODE_ATTEMPTS):
         # Nothing is inserted when the key is taken (an earlier or a concurrent twin:
@@ -376,24 +378,30 @@ def issue_coupon(
             "tenant": tenant, "code": new_code(offer.key), "customer_id": customer_id,
             "offer_id": offer.id, "issued_at": now, "expires_at": expires_at,
             "idempotency_key": idempotency_key,
-        }).first()
+        }).mappings().first()
         if inserted is not None:
-            coupon_id = int(inserted[0])
+            row = dict(inserted)
             break
         earlier = _coupon_by_key(session, tenant=tenant, idempotency_key=idempotency_key)
         if earlier is not None:
             return _repeated(earlier, customer_id=customer_id, offer=offer)
-    if coupon_id is None:
+    if row is None:
         raise RuntimeError(f"no unused coupon code in {CODE_ATTEMPTS} draws")
     if not _count_against_offer(session, offer=offer, now=now):
-        session.connection().execute(delete(COUPON_TABLE).where(COUPON_TABLE.c.id == coupon_id))
+        connection.execute(delete(COUPON_TABLE).where(COUPON_TABLE.c.id == row["id"]))
         COUPONS.labels(outcome="exhausted").inc()
         return None
     if offer in session:
         session.expire(offer, ["coupons_issued", "budget_used"])
     COUPONS.labels(outcome="issued").inc()
-    coupon = session.get(Coupon, coupon_id)
-    assert coupon is not None
+    return _as_stored(session, Coupon(**row))
+
+
+def _as_stored(session: Session, coupon: Coupon) -> Coupon:
+    """`coupon`, built from the row its INSERT returned, in the session as if read back
+    (a coupon per send would otherwise cost a SELECT of what was just written)."""
+    make_transient_to_detached(coupon)
+    session.add(coupon)
     return coupon
 
 
@@ -401,7 +409,7 @@ def issue_coupon(
 def _coupon_insert(dialect: str) -> Executable:
     """The coupon INSERT, built once per dialect (it is issued for every coupon)."""
     return (dialect_insert_for(dialect, COUPON_TABLE).on_conflict_do_nothing()
-            .returning(COUPON_TABLE.c.id))
+            .returning(*COUPON_TABLE.c))
 
 
 @functools.cache
