@@ -48,7 +48,7 @@ from cloud.presence.analytics import footfall_from_events
 from cloud.presence.rollup_sql import rebuild_sql
 from cloud.presence.rollups import lock_store, rebuild_store_days
 from tests.cloud.factories import bearer, cloud_settings, issue_key
-from tests.support.postgres import ADMIN_DSN, admin_connection
+from tests.support.postgres import admin_connection, server_url
 
 TENANT = "bench"
 #: The year the data covers ends here (a fixed day: the cached database stays valid).
@@ -104,8 +104,7 @@ class Parameters:
 
 
 def database_url(name: str) -> str:
-    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{name}"
+    return f"{server_url()}/{name}"
 
 
 def database_exists(name: str) -> bool:

@@ -4,12 +4,15 @@
 - `secure_broker`: one with TLS and dynamic security (per-client logins and ACLs);
 - `mqtt_topic_prefix`: a unique topic namespace per test, so tests never see each
   other's retained messages or sessions;
+- `postgres_server`: the suite's own PostgreSQL server (a throwaway cluster, see
+  `tests.cloud.private_postgres`), where every PostgreSQL database of a test is made;
 - `postgres_url`: a database created for the session and dropped afterwards;
 - `database_url`: every storage test runs twice, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,8 @@ from provisioning.local_broker import (
     start_mosquitto,
     stop_process,
 )
-from tests.support.postgres import fresh_database
+from tests.cloud.private_postgres import private_postgres
+from tests.support.postgres import SERVER_ENV, fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +69,22 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFi
 def mqtt_namespace() -> str:
     """A tenant id no other test uses: topics, retained messages and client ids stay apart."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_server() -> Iterator[str]:
+    """The server the suite's databases are made on, named in `SERVER_ENV` for every
+    helper and child process: a throwaway cluster of this test process's own, or the
+    server `SERVER_ENV` already names."""
+    if os.environ.get(SERVER_ENV):
+        yield os.environ[SERVER_ENV]
+        return
+    with private_postgres() as server:
+        os.environ[SERVER_ENV] = server.admin_dsn
+        try:
+            yield server.admin_dsn
+        finally:
+            del os.environ[SERVER_ENV]
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_fields_from_routes, get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.routing import BaseRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cloud.api import (
@@ -81,6 +82,19 @@ def tenants_router() -> APIRouter:
     return router
 
 
+@functools.cache
+def _shared_routes() -> tuple[BaseRoute, ...]:
+    """The routes that are the same for every app, built once per process: FastAPI
+    analyses each route's parameters and models as it is added (about a second for all
+    of them), and they read what differs between apps (settings, engine, clock) from
+    the request's app at request time."""
+    shared = APIRouter()
+    for router in (tenants_router(), accounts.router, webhooks.router, gateways.public,
+                   tracking.router, channels.public, presence.operations):
+        shared.include_router(router)
+    return tuple(shared.routes)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -108,13 +122,7 @@ def create_app(
     app.state.worker = worker
     app.state.on_triggers = on_triggers
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.include_router(tenants_router())
-    app.include_router(accounts.router)
-    app.include_router(webhooks.router)
-    app.include_router(gateways.public)
-    app.include_router(tracking.router)
-    app.include_router(channels.public)
-    app.include_router(presence.operations)
+    app.router.routes.extend(_shared_routes())
     app.include_router(operations_router(settings, engine=app_engine, worker=worker))
     console.install(app)
     if settings.api.trusted_proxies:

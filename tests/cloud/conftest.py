@@ -20,7 +20,7 @@ from cloud.channels.fcm import FcmSender, FcmSettings
 from cloud.channels.retry import RetryPolicy
 from cloud.db import make_engine, migrate
 from sandbox.fcm import FcmSandbox, ServiceAccount
-from tests.support.postgres import ADMIN_DSN, admin_connection, fresh_database
+from tests.support.postgres import admin_connection, fresh_database, server_url
 
 FCM_PROJECT = "vitrina-cloud-test"
 #: Short waits keep the suite fast when a test scripts transient FCM errors.
@@ -49,14 +49,25 @@ def postgres_copy(schema_templates: dict[str, str]) -> Iterator[str]:
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(schema_templates["postgresql"])
         ))
-    server = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     try:
-        yield f"{server}/{name}"
+        yield f"{server_url()}/{name}"
     finally:
         with admin_connection() as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextlib.contextmanager
+def migrated_copy(kind: str, tmp_path: Path, schema_templates: dict[str, str]) -> Iterator[str]:
+    """A new database of `kind` ("sqlite", "postgresql") holding the current schema."""
+    if kind == "sqlite":
+        target = tmp_path / "vitrina.db"
+        shutil.copyfile(schema_templates["sqlite"], target)
+        yield f"sqlite:///{target}"
+        return
+    with postgres_copy(schema_templates) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,12 +76,7 @@ def migrated_url(
 ) -> Iterator[str]:
     """A new database of each kind holding the current schema (a copy of the template):
     every storage test runs on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        target = tmp_path / "vitrina.db"
-        shutil.copyfile(schema_templates["sqlite"], target)
-        yield f"sqlite:///{target}"
-        return
-    with postgres_copy(schema_templates) as url:
+    with migrated_copy(request.param, tmp_path, schema_templates) as url:
         yield url
 
 

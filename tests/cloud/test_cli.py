@@ -297,6 +297,8 @@ def served(
         log.close()
 
 
+#: The whole service on PostgreSQL, as production runs it; the demo runs it on SQLite.
+@pytest.mark.parametrize("migrated_url", ["postgresql"], indirect=True)
 def test_serve_runs_the_journey_and_stops_cleanly_on_sigterm(
     served: tuple[subprocess.Popen[bytes], str], tenant: str, broker: LocalBroker,
     fcm_server: FcmSandbox, migrated_url: str, tmp_path: Path,
