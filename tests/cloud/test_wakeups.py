@@ -126,7 +126,7 @@ def test_a_listener_whose_connection_was_cut_listens_again(
         with engine.connect() as connection:
             cut = connection.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = :name"
+                "WHERE application_name = :name AND datname = current_database()"
             ), {"name": APPLICATION_NAME}).scalars().all()
         assert cut == [True]
         deadline = time.monotonic() + RECONNECT_PAUSE_S + WAIT_S
