@@ -266,6 +266,11 @@ def cloud_command(env: dict[str, str], *arguments: str) -> str:
     return result.stdout.strip()
 
 
+#: The whole service starting (imports, migrations, workers, broker): about ten seconds
+#: on a quiet machine, more when the test processes share two cores with others.
+SERVE_START_S = 60.0
+
+
 @pytest.fixture
 def served(
     migrated_url: str, tenant: str, broker: LocalBroker, fcm_settings: FcmSettings, tmp_path: Path
@@ -288,7 +293,7 @@ def served(
             return False
 
     try:
-        wait_for(ready, what="serve ready")
+        wait_for(ready, what="serve ready", timeout=SERVE_START_S)
         yield process, base
     finally:
         if process.poll() is None:
