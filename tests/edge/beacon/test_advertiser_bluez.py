@@ -11,14 +11,17 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from uuid import UUID
 
 import pytest
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 
+from edge.agent import EdgeAgent
 from edge.beacon.advertiser import ADVERT_ROOT, StoreBeaconAdvertiser
 from edge.beacon.plan import BeaconPlan
+from edge.pseudonymize import UnknownKeyError
 from shared.beacon import (
     APPLE_COMPANY_ID,
     EDDYSTONE_SERVICE_UUID,
@@ -30,8 +33,10 @@ from shared.beacon import (
     store_beacon_key,
 )
 from shared.pseudonym import TenantKey
+from shared.status import GatewayConfig
 from tests.edge.capture.bluez import MockBluez, MockBluezFactory, bluez, system_bus
 from tests.edge.capture.support import eventually
+from tests.edge.support import make_settings
 
 __all__ = ["bluez", "system_bus"]  # the fixtures, imported for pytest
 
@@ -217,3 +222,36 @@ def test_a_config_without_a_beacon_unregisters_it(bluez: MockBluezFactory) -> No
 
     asyncio.run(advertising(advertiser, body))
 
+
+def test_the_agent_advertises_what_the_clouds_config_names_under_a_key_it_holds(
+    bluez: MockBluezFactory, tmp_path: Path,
+) -> None:
+    mock = bluez()
+    mock.add_adapter()
+    settings = make_settings(outbox=tmp_path / "outbox.db")
+    advertiser = make_advertiser()
+    agent = EdgeAgent(settings, [], live=True, advertiser=advertiser)
+    store_key = store_beacon_key(TenantKey.from_text("k2", "a5" * 32), tenant="demo",
+                                 store="store-1")
+
+    async def body(running: Advertising) -> None:
+        beacon = StoreBeaconConfig(uuid=SHOP_UUID, key_id="k2")
+        agent.apply_config(GatewayConfig(version=3, beacon=beacon))
+        await eventually(lambda: mock.active_advertisements() == 1)
+        await eventually(lambda: agent.status().sources["beacon"].alive)
+        assert agent.status().rejected_frames == 0
+        shown = await asyncio.to_thread(mock.advertisement, running.owner, IBEACON)
+        advert = advert_at(store_key, time.time())
+        assert shown["ManufacturerData"][APPLE_COMPANY_ID] == ibeacon_manufacturer_data(
+            SHOP_UUID, advert.major, advert.minor, -59)
+        with pytest.raises(UnknownKeyError, match="k9"):  # a key it does not hold: refused
+            agent.apply_config(GatewayConfig(version=4, beacon=beacon.model_copy(
+                update={"key_id": "k9"})))
+        agent.apply_config(GatewayConfig(version=5))  # no beacon: it stops
+        await eventually(lambda: mock.active_advertisements() == 0)
+
+    try:
+        asyncio.run(advertising(advertiser, body))
+    finally:
+        agent.outbox.close()
+    assert registered(mock) == [IBEACON]
