@@ -154,6 +154,10 @@ class EdgeAgent:
         )
         #: Sources the cloud's config switched off: their sightings are dropped unread.
         self._muted_sources: frozenset[str] = frozenset()
+        #: The canonical-id prefix of the store beacon's iBeacon (this gateway's or a
+        #: neighbour's): its id rotates, so counted as a device it would be a new
+        #: visitor every period. None: the config names no store beacon.
+        self._own_beacon: str | None = None
         self.pipeline_errors = 0
         self.outbox_errors = 0
         self.pending_dropped = 0
@@ -205,6 +209,9 @@ class EdgeAgent:
         self._incoming = []
         if self._muted_sources:
             batch = [sighting for sighting in batch if sighting.source not in self._muted_sources]
+        if self._own_beacon is not None:
+            own = self._own_beacon
+            batch = [sighting for sighting in batch if not sighting.canonical_id.startswith(own)]
         pseudonymous = self.pseudonymizer.pseudonymize_many(batch, self._pipeline_error)
         failed: list[PseudonymousSighting] = []
 
@@ -329,6 +336,8 @@ class EdgeAgent:
             self.pseudonymizer.set_active_key(config.active_key_id)
         if config.sources is not None:
             self._muted_sources = config.sources.muted()
+        self._own_beacon = (f"ibeacon:{config.beacon.uuid}:" if config.beacon is not None
+                            else None)
         if self.advertiser is not None:
             self.advertiser.apply(beacon)
 

@@ -22,6 +22,7 @@ from edge.agent import EdgeAgent
 from edge.beacon.advertiser import ADVERT_ROOT, StoreBeaconAdvertiser
 from edge.beacon.plan import BeaconPlan
 from edge.pseudonymize import UnknownKeyError
+from edge.sighting import Sighting
 from shared.beacon import (
     APPLE_COMPANY_ID,
     EDDYSTONE_SERVICE_UUID,
@@ -32,11 +33,12 @@ from shared.beacon import (
     ibeacon_manufacturer_data,
     store_beacon_key,
 )
+from shared.identifiers import IdentifierKind, ibeacon_identifier
 from shared.pseudonym import TenantKey
 from shared.status import GatewayConfig
 from tests.edge.capture.bluez import MockBluez, MockBluezFactory, bluez, system_bus
 from tests.edge.capture.support import eventually
-from tests.edge.support import make_settings
+from tests.edge.support import T0, make_settings, sighting
 
 __all__ = ["bluez", "system_bus"]  # the fixtures, imported for pytest
 
@@ -255,3 +257,21 @@ def test_the_agent_advertises_what_the_clouds_config_names_under_a_key_it_holds(
     finally:
         agent.outbox.close()
     assert registered(mock) == [IBEACON]
+
+
+def test_the_store_beacon_heard_from_a_neighbouring_gateway_is_no_visitor(
+    tmp_path: Path,
+) -> None:
+    agent = EdgeAgent(make_settings(outbox=tmp_path / "outbox.db"), [], live=False)
+    try:
+        agent.apply_config(GatewayConfig(beacon=StoreBeaconConfig(uuid=SHOP_UUID)))
+        advert = advert_at(STORE_KEY, time.time())
+        for at in (T0, T0 + 1, T0 + 2):  # enough for an enter, were it a device
+            agent.emit(Sighting(at=at, kind=IdentifierKind.BLE_IBEACON,
+                                canonical_id=ibeacon_identifier(SHOP_UUID, advert.major,
+                                                                advert.minor),
+                                randomized=False, rssi=-60.0, source="ble"))
+            agent.emit(sighting("00:1a:11:00:00:09", at=at, kind=IdentifierKind.BLE_ADDRESS))
+        assert agent.tracker.counters.sightings == 3  # the phone's, not the beacon's
+    finally:
+        agent.outbox.close()
