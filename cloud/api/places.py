@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
@@ -83,6 +84,7 @@ from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError
 from cloud.preferences.models import quiet_choice
 from cloud.presence.stays import forget_store_stays
+from shared.beacon import ACCEPTED_PERIODS_BEHIND, ROTATION_PERIOD_S
 from shared.topics import SEGMENT_PATTERN
 
 #: An app flushing fixes it buffered offline sends them together; a bound keeps one
@@ -367,6 +369,8 @@ def report_locations_route(
 #: Why a store-beacon report was refused (422's `detail.reason`): its id is not one any
 #: store of the tenant advertised in the current or the previous period.
 BEACON_NOT_CURRENT = "beacon_not_current"
+#: How far back a report's own time is taken: the periods its id is accepted for.
+REPORT_WINDOW = timedelta(seconds=ROTATION_PERIOD_S * (ACCEPTED_PERIODS_BEHIND + 1))
 
 
 @router.post("/customers/{customer_id}/store-beacon", response_model=StoreBeaconOutcome,
@@ -389,7 +393,9 @@ def report_store_beacon_route(
     if refusal is not None:
         raise _refuse_location(session, tenant, customer_id, refusal,
                                what="store-beacon report")
-    at = min(report.at or now, now)
+    # The id is checked for the last two periods: a moment before them cannot be vouched
+    # for, and a moment after now is a wrong clock.
+    at = min(max(report.at or now, now - REPORT_WINDOW), now)
     store: str | None = None
     if report.identified:
         tenant_settings = settings.tenant(tenant)

@@ -42,8 +42,9 @@ class StoreBeaconReport(BaseModel):
     proximity: Literal["immediate", "near", "far", "unknown"] | None = Field(
         default=None, description="iOS's proximity estimate, when ranging.")
     at: AwareDatetime | None = Field(
-        default=None, description="When the phone noticed it (left out: now). Never "
-                                  "later than the server's clock.")
+        default=None, description="When the phone noticed it (left out: now). Taken as "
+                                  "now when later than the server's clock, and as half an "
+                                  "hour ago when earlier than that (the id's periods).")
 
     @model_validator(mode="after")
     def _rotating_part(self) -> Self:

@@ -226,6 +226,19 @@ def test_an_exit_ends_the_visit_the_beacon_opened(shop: Shop) -> None:
     assert exit_trigger.attributes["dwell_s"] == 420.0
 
 
+def test_a_reports_own_time_is_held_to_the_periods_its_id_is_checked_for(shop: Shop) -> None:
+    juan = new_customer(shop)
+    stale = report(shop, juan, {"event": "enter", **shop.ibeacon(NOW),
+                                "at": (NOW - timedelta(days=1)).isoformat()})
+    assert stale.status_code == 200, stale.text
+    assert stale.json()["at"] == (NOW - timedelta(seconds=2 * ROTATION_PERIOD_S)).isoformat(
+        ).replace("+00:00", "Z")
+    ana = new_customer(shop)
+    ahead = report(shop, ana, {"event": "enter", **shop.ibeacon(NOW),
+                               "at": (NOW + timedelta(hours=1)).isoformat()})
+    assert ahead.json()["at"] == NOW.isoformat().replace("+00:00", "Z")
+
+
 def test_without_a_yes_to_location_marketing_nothing_is_kept(shop: Shop) -> None:
     never = new_customer(shop, location=None)
     refused = report(shop, never, {"event": "enter", **shop.ibeacon(NOW)})
