@@ -100,6 +100,21 @@ LOCATION_REPORTS_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+STORE_BEACON_REPORTS_REFUSED = Counter(
+    "vitrina_store_beacon_reports_refused",
+    "Store-beacon reports refused, by reason (beacon_not_current: an id of no store's "
+    "current or previous period, e.g. one recorded earlier and replayed; "
+    "location_consent_missing, location_consent_withdrawn)",
+    ["reason"],
+    registry=REGISTRY,
+)
+PRESENCE_ENTERS_JOINED = Counter(
+    "vitrina_presence_enters_joined",
+    "Enters that joined a visit the other source had already opened (no second "
+    "presence.enter), by the joining source (gateway, store_beacon)",
+    ["source"],
+    registry=REGISTRY,
+)
 PRESENCE_TRIGGERS_WITHHELD = Counter(
     "vitrina_presence_triggers_withheld",
     "Store visits of customers without a yes to location-based marketing, not turned "

@@ -38,6 +38,7 @@ from cloud.presence.models import (
     OccupancyMinute,
     PresenceEventRow,
 )
+from cloud.presence.stays import StoreStay
 from cloud.rotation.models import TenantKeyState
 from cloud.scenarios.models import CustomerTag, Journey, JourneyLog, Scenario
 from cloud.segments.models import Segment, SegmentCount, SegmentVersion
@@ -96,6 +97,7 @@ __all__ = [
     "SegmentVersion",
     "Simulation",
     "StoreRow",
+    "StoreStay",
     "TenantKeyState",
     "TenantPreferences",
     "Trigger",

@@ -27,12 +27,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import systemd
+from edge.beacon.plan import BeaconPlan
 from edge.capture.source import ProbeSource, Source
 from edge.health import DeviceFigures, HealthSampler
-from edge.keystore import GatewayKeys
+from edge.keystore import GatewayKeys, KeyRing
 from edge.occupancy import EstimatorSettings, OccupancyCounter, RawProbe
 from edge.outbox import Outbox
 from edge.pseudonymize import PseudonymousSighting, SightingPseudonymizer, UnknownKeyError
@@ -40,9 +41,13 @@ from edge.publisher import MqttPublisher
 from edge.settings import EdgeSettings
 from edge.sighting import Sighting
 from edge.tracker import Identity, Tracker, TrackerThresholds
+from shared.errors import ContractError
 from shared.occupancy import OccupancyReport
 from shared.presence import PresenceEvent
 from shared.status import MAX_REPORTED_KEYS, GatewayConfig, GatewayStatus, SourceHealth
+
+if TYPE_CHECKING:  # dbus-fast is imported only on a gateway that advertises
+    from edge.beacon.advertiser import StoreBeaconAdvertiser
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +111,13 @@ class EdgeAgent:
     def __init__(
         self, settings: EdgeSettings, sources: Sequence[Source], *, live: bool = True,
         wall_clock: bool | None = None, count_devices: bool = False,
+        advertiser: StoreBeaconAdvertiser | None = None,
     ) -> None:
         self.settings = settings
         self.sources = list(sources)
+        #: Advertises the store beacon the cloud's config names (None: this gateway
+        #: advertises nothing, e.g. no BLE adapter).
+        self.advertiser = advertiser
         self.live = live
         self.wall_clock = live if wall_clock is None else wall_clock
         self._version = software_version()
@@ -145,6 +154,10 @@ class EdgeAgent:
         )
         #: Sources the cloud's config switched off: their sightings are dropped unread.
         self._muted_sources: frozenset[str] = frozenset()
+        #: The canonical-id prefix of the store beacon's iBeacon (this gateway's or a
+        #: neighbour's): its id rotates, so counted as a device it would be a new
+        #: visitor every period. None: the config names no store beacon.
+        self._own_beacon: str | None = None
         self.pipeline_errors = 0
         self.outbox_errors = 0
         self.pending_dropped = 0
@@ -196,6 +209,9 @@ class EdgeAgent:
         self._incoming = []
         if self._muted_sources:
             batch = [sighting for sighting in batch if sighting.source not in self._muted_sources]
+        if self._own_beacon is not None:
+            own = self._own_beacon
+            batch = [sighting for sighting in batch if not sighting.canonical_id.startswith(own)]
         pseudonymous = self.pseudonymizer.pseudonymize_many(batch, self._pipeline_error)
         failed: list[PseudonymousSighting] = []
 
@@ -298,7 +314,9 @@ class EdgeAgent:
 
         Keys it delivers (`keys`, sealed to this gateway) are opened and written to the
         key store before anything changes; from then they are the keys held, and one
-        held before that they leave out is erased (`edge.keystore`)."""
+        held before that they leave out is erased (`edge.keystore`). The store beacon
+        (`beacon`) rotates under a key derived from one of them, so a beacon naming a key
+        the gateway will not hold rejects the config too; a config without one stops it."""
         delivery = None
         if config.keys is not None:
             delivery = self.keys.open_delivered(config)
@@ -306,6 +324,7 @@ class EdgeAgent:
             self.pseudonymizer.key_ids
         ):
             raise UnknownKeyError(f"active key id {config.active_key_id!r} is not provisioned")
+        beacon = self._beacon_plan(config, delivery.ring if delivery is not None else None)
         self.process()
         if delivery is not None:
             ring = self.keys.commit(delivery)
@@ -317,6 +336,23 @@ class EdgeAgent:
             self.pseudonymizer.set_active_key(config.active_key_id)
         if config.sources is not None:
             self._muted_sources = config.sources.muted()
+        self._own_beacon = (f"ibeacon:{config.beacon.uuid}:" if config.beacon is not None
+                            else None)
+        if self.advertiser is not None:
+            self.advertiser.apply(beacon)
+
+    def _beacon_plan(self, config: GatewayConfig, delivered: KeyRing | None) -> BeaconPlan | None:
+        """The store beacon `config` asks for, under the keys held once it applies."""
+        if config.beacon is None:
+            return None
+        ring = delivered if delivered is not None else self.keys.ring
+        active = config.active_key_id or (
+            delivered.active if delivered is not None else self.pseudonymizer.active_key_id)
+        try:
+            return BeaconPlan.build(config.beacon, keys=dict(ring.keys), active=active,
+                                    tenant=self.identity.tenant, store=self.identity.store)
+        except ContractError as error:
+            raise UnknownKeyError(str(error)) from None
 
     @property
     def held_events(self) -> int:
@@ -341,7 +377,11 @@ class EdgeAgent:
             sent_at=datetime.now(UTC),
             software_version=self._version,
             uptime_s=round(time.monotonic() - self._started, 3),
-            sources=health,
+            # The store beacon's advertiser reports beside the capture sources (its
+            # registrations as frames, re-registrations after an adapter reset as
+            # restarts); its errors are no rejected frames.
+            sources=health if self.advertiser is None
+            else {**health, self.advertiser.name: self.advertiser.health()},
             queue_depth=self.outbox.depth,
             published=self.outbox.published,
             dropped=self.outbox.dropped,
@@ -407,6 +447,9 @@ class EdgeAgent:
             for source in self.sources
         ]
         ticker = asyncio.create_task(self._ticker(background), name="ticker")
+        if self.advertiser is not None:
+            source_tasks.append(asyncio.create_task(
+                self._advertise(self.advertiser, sources_stop), name="beacon"))
         systemd.notify("READY=1")
         if not self.sources:
             log.warning("no capture source is enabled: only draining the outbox")
@@ -474,6 +517,14 @@ class EdgeAgent:
                                                       "error": type(error).__name__})
         finally:
             self.flush()
+
+    async def _advertise(self, advertiser: StoreBeaconAdvertiser, stop: asyncio.Event) -> None:
+        try:
+            await advertiser.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the beacon must not take capture down with it
+            log.error("store beacon failed", extra={"error": type(error).__name__})
 
     async def _ticker(self, stop: asyncio.Event) -> None:
         interval = self.settings.tick_interval_s

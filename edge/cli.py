@@ -66,7 +66,12 @@ from edge.settings import (
     get_settings,
     load_settings,
 )
-from edge.sources import build_live_sources, build_replay_source, sightings_carry_wall_time
+from edge.sources import (
+    build_advertiser,
+    build_live_sources,
+    build_replay_source,
+    sightings_carry_wall_time,
+)
 from shared.logs import configure_logging
 from shared.status import ZoneThreshold
 
@@ -290,7 +295,8 @@ async def _run_live(settings: EdgeSettings) -> int:
     stop = asyncio.Event()
     _install_signal_handlers(stop)
     sources = build_live_sources(settings)
-    agent = EdgeAgent(settings, sources, live=True, wall_clock=sightings_carry_wall_time(sources))
+    agent = EdgeAgent(settings, sources, live=True, wall_clock=sightings_carry_wall_time(sources),
+                      advertiser=build_advertiser(settings))
     await agent.run(stop)
     return EXIT_OK
 

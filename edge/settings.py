@@ -181,6 +181,10 @@ class BleSourceSettings(_Section):
         default=60.0, gt=0, le=3600,
         description="Restart scanning when no advert at all arrived for this long (BlueZ "
         "hung).")
+    advertise: bool = Field(
+        default=True,
+        description="Advertise the store beacon through the same adapter when the cloud's "
+        "config names one (false: this gateway only scans).")
 
 
 #: Channel 14 is Japan-only 2.4 GHz; 5 GHz channels go up to 177.

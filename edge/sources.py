@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.capture.replay import PcapReplaySource
 from edge.capture.source import Source
 from edge.settings import EdgeSettings
+
+if TYPE_CHECKING:
+    from edge.beacon.advertiser import StoreBeaconAdvertiser
 
 
 def build_replay_source(
@@ -51,6 +55,17 @@ def build_live_sources(settings: EdgeSettings) -> list[Source]:
             build_replay_source(settings, configured.replay.paths, speed=configured.replay.speed)
         )
     return sources
+
+
+def build_advertiser(settings: EdgeSettings) -> StoreBeaconAdvertiser | None:
+    """The store beacon's advertiser, on the BLE source's adapter; None when BLE is off or
+    the gateway must only scan. It advertises once the cloud's config names a beacon."""
+    ble = settings.sources.ble
+    if not ble.enabled or not ble.advertise:
+        return None
+    from edge.beacon.advertiser import StoreBeaconAdvertiser
+
+    return StoreBeaconAdvertiser(adapter=ble.adapter)
 
 
 def sightings_carry_wall_time(sources: Sequence[Source]) -> bool:

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared._schema import SCHEMA_VERSION, GatewayId, StoreId, TenantId, ZoneId, decode_message
+from shared.beacon import StoreBeaconConfig
 from shared.pseudonym import KEY_ID_PATTERN
 
 #: The status message's own minor version: 1.1 added the device's figures (`cpu_percent`,
@@ -165,6 +166,8 @@ class GatewayConfig(BaseModel):
     sources: SourceSwitches | None = None
     keys: list[Annotated[str, Field(max_length=MAX_SEALED_KEY_CHARS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_CONFIG_KEYS)
+    #: The store beacon this gateway advertises (`shared.beacon`); None: it advertises none.
+    beacon: StoreBeaconConfig | None = None
 
     @field_validator("zones")
     @classmethod

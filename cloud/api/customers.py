@@ -64,6 +64,7 @@ from cloud.installations import claim_installation
 from cloud.outbound import OutboundPolicy, OutboundRefusedError, count_refusal
 from cloud.places.crud import forget_stays
 from cloud.places.recent import forget_recent_fixes, location_granted
+from cloud.presence.stays import forget_store_stays
 from cloud.rotation.flow import sync_ring
 from cloud.settings import TenantSettings
 from shared.pseudonym import Pseudonymizer
@@ -271,14 +272,15 @@ def record_consent(
 ) -> ConsentPublic:
     """Append an answer to the customer's consent ledger. An answer that leaves the
     customer without a grant of location-based marketing forgets at once what was kept of
-    their location: the fixes for the map and the geofences they were in (a stay left
-    behind would otherwise still end in an exit trigger)."""
+    their location: the fixes for the map, the geofences they were in (a stay left
+    behind would otherwise still end in an exit trigger) and their store stays."""
     entry = customers.record_consent(session, customer=customer, data=data, now=now)
     if data.channel == LOCATION_MARKETING and customer.id is not None and not (
         location_granted(session, customer_id=customer.id)
     ):
         forget_recent_fixes(session, customer_id=customer.id)
         forget_stays(session, customer_id=customer.id)
+        forget_store_stays(session, customer_id=customer.id)
     session.commit()
     return customers.public_consent(entry, customer=customer)
 

@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
@@ -32,13 +33,16 @@ from pydantic import Field as FieldInfo
 from cloud.api.access import MayReadConfig, MayReadLocations, MayReportLocations, MayWriteStores
 from cloud.api.audit import Audit
 from cloud.api.customers import CustomerDep
-from cloud.api.deps import NowDep, SessionDep
+from cloud.api.deps import NowDep, ScenarioWake, SessionDep, SettingsDep
 from cloud.api.errors import refusals
+from cloud.beacons.identify import advertised_beacons, identify_store
+from cloud.beacons.models import StoreBeaconOutcome, StoreBeaconReport
+from cloud.beacons.reports import report_store_beacon
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.crud import current_consent, public_ids
 from cloud.examples import GEOFENCE
 from cloud.gateways.crud import active_gateway_ids
-from cloud.metrics import LOCATION_REPORTS_REFUSED
+from cloud.metrics import LOCATION_REPORTS_REFUSED, STORE_BEACON_REPORTS_REFUSED
 from cloud.places.crud import (
     StoredGeofences,
     StoreInUseError,
@@ -79,6 +83,8 @@ from cloud.places.recent import (
 from cloud.places.tracker import LocationReport
 from cloud.places.validation import ID_PATTERN, PlaceError
 from cloud.preferences.models import quiet_choice
+from cloud.presence.stays import forget_store_stays
+from shared.beacon import ACCEPTED_PERIODS_BEHIND, ROTATION_PERIOD_S
 from shared.topics import SEGMENT_PATTERN
 
 #: An app flushing fixes it buffered offline sends them together; a bound keeps one
@@ -292,16 +298,18 @@ def _location_refusal(session: SessionDep, customer_id: int) -> str | None:
     return None if entry.granted else CONSENT_WITHDRAWN
 
 
-def _refuse_location(session: SessionDep, tenant: str, customer_id: int, reason: str
-                     ) -> HTTPException:
+def _refuse_location(session: SessionDep, tenant: str, customer_id: int, reason: str,
+                     *, what: str = "location report") -> HTTPException:
     """Forget what was kept of the customer's location (stays from before the answer
     changed, fixes for the map), count and log the refusal, and say why."""
     forget_stays(session, customer_id=customer_id)
+    forget_store_stays(session, customer_id=customer_id)
     forget_recent_fixes(session, customer_id=customer_id)
     session.commit()
-    LOCATION_REPORTS_REFUSED.labels(reason=reason).inc()
-    log.info("tenant %s: location report for customer %s refused (%s)", tenant, customer_id,
-             reason)
+    counter = STORE_BEACON_REPORTS_REFUSED if what == "store-beacon report" else (
+        LOCATION_REPORTS_REFUSED)
+    counter.labels(reason=reason).inc()
+    log.info("tenant %s: %s for customer %s refused (%s)", tenant, what, customer_id, reason)
     answer = ("never answered the location-based marketing question"
               if reason == CONSENT_MISSING else "said no to location-based marketing")
     return HTTPException(status.HTTP_403_FORBIDDEN, {
@@ -356,6 +364,62 @@ def report_locations_route(
     keep_recent_fixes(session, tenant=tenant, customer_id=customer_id, reports=reports, now=now)
     session.commit()
     return _outcome(customer.public_id, version, update)
+
+
+#: Why a store-beacon report was refused (422's `detail.reason`): its id is not one any
+#: store of the tenant advertised in the current or the previous period.
+BEACON_NOT_CURRENT = "beacon_not_current"
+#: How far back a report's own time is taken: the periods its id is accepted for.
+REPORT_WINDOW = timedelta(seconds=ROTATION_PERIOD_S * (ACCEPTED_PERIODS_BEHIND + 1))
+
+
+@router.post("/customers/{customer_id}/store-beacon", response_model=StoreBeaconOutcome,
+             responses=refusals(403, 422))
+def report_store_beacon_route(
+    caller: MayReportLocations, session: SessionDep, settings: SettingsDep, now: NowDep,
+    wake: ScenarioWake, tenant: str, customer: CustomerDep, report: StoreBeaconReport,
+) -> StoreBeaconOutcome:
+    """The customer's phone noticed the store's beacon region (enter) or lost it (exit).
+    An enter's major/minor (or Eddystone eid) must be the id a store of the shop
+    advertises now or advertised in the previous period (they rotate: `shared.beacon`);
+    anything else, such as an id recorded earlier and replayed, is a 422
+    (`beacon_not_current`), counted and logged. The enter becomes a `presence.enter` for
+    that store, as a gateway's sighting does, unless a gateway already opened the visit
+    (one visit, one enter: `cloud.presence.stays`). 403, keeping nothing, unless the
+    customer's latest answer on location-based marketing is a yes."""
+    customer_id = customer.id
+    assert customer_id is not None
+    refusal = _location_refusal(session, customer_id)
+    if refusal is not None:
+        raise _refuse_location(session, tenant, customer_id, refusal,
+                               what="store-beacon report")
+    # The id is checked for the last two periods: a moment before them cannot be vouched
+    # for, and a moment after now is a wrong clock.
+    at = min(max(report.at or now, now - REPORT_WINDOW), now)
+    store: str | None = None
+    if report.identified:
+        tenant_settings = settings.tenant(tenant)
+        keys = {key.key_id: key for key in (tenant_settings.tenant_keys()
+                                            if tenant_settings is not None else [])}
+        beacons = advertised_beacons(session, tenant=tenant, keys=keys)
+        store = identify_store(beacons, report, now=now)
+        if store is None:
+            STORE_BEACON_REPORTS_REFUSED.labels(reason=BEACON_NOT_CURRENT).inc()
+            log.warning("tenant %s: store-beacon report for customer %s refused: the id is "
+                        "no store's current one", tenant, customer_id)
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {
+                "reason": BEACON_NOT_CURRENT,
+                "msg": "the beacon id is not one a store of the shop advertises now: beacon "
+                       "ids rotate, and an old one (or another shop's) is refused",
+            })
+    visit = report_store_beacon(session, tenant=tenant, customer_id=customer_id, store=store,
+                                event=report.event, at=at, now=now)
+    session.commit()
+    if visit.trigger_ids:
+        wake()
+    return StoreBeaconOutcome(customer_id=customer.public_id, event=report.event,
+                              stores=list(visit.stores), visit=visit.visit,
+                              trigger_ids=list(visit.trigger_ids), at=at)
 
 
 @router.get("/locations/recent", response_model=RecentFixes)

@@ -5,6 +5,9 @@ made only for customers whose latest answer on location-based marketing is a yes
 rule the API applies to the app's location reports, `cloud.api.places`). Everyone else's
 visits stay what a non-customer's are: pseudonymous events for footfall, under the
 retention rules of `cloud.presence.retention`.
+
+An enter joins a visit the customer's app already opened through the store's beacon
+(`cloud.presence.stays`): one visit, one `presence.enter`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from sqlmodel import Session
 from cloud.channels import LOCATION_MARKETING
 from cloud.customers.consent import latest_answers
 from cloud.customers.crud import customers_for_pseudonyms
-from cloud.metrics import PRESENCE_TRIGGERS_WITHHELD
+from cloud.metrics import PRESENCE_ENTERS_JOINED, PRESENCE_TRIGGERS_WITHHELD
+from cloud.presence.stays import StaySource, load_stays, note_sighting
 from cloud.triggers import TriggerKind, record_triggers, trigger_row
 from shared.presence import PresenceEvent, PseudonymScope, Transition
 
@@ -43,6 +47,7 @@ def record_presence_triggers(
             session, tenant=tenant, pseudonyms=[event.pseudonym for event in of_tenant]
         )
         consenting = location_consenting(session, sorted(set(owners.values())))
+        stays = load_stays(session, sorted(consenting))
         for event in of_tenant:
             customer_id = owners.get(event.pseudonym)
             if customer_id is None:
@@ -50,13 +55,20 @@ def record_presence_triggers(
             if customer_id not in consenting:
                 PRESENCE_TRIGGERS_WITHHELD.inc()
                 continue
-            when = event.first_seen if event.transition is Transition.ENTER else event.last_seen
+            entering = event.transition is Transition.ENTER
+            when = event.first_seen if entering else event.last_seen
+            if not note_sighting(session, stays, tenant=tenant, customer_id=customer_id,
+                                 store=event.store, source=StaySource.GATEWAY, at=when,
+                                 entering=entering):
+                PRESENCE_ENTERS_JOINED.labels(source=StaySource.GATEWAY.value).inc()
+                continue
             rows.append(trigger_row(
                 tenant=tenant, customer_id=customer_id, kind=PRESENCE_KINDS[event.transition],
                 occurred_at=when, source_key=f"presence:{event.event_id}", now=now,
                 attributes={"store": event.store, "zone": event.zone,
                             "gateway": event.gateway, "dwell_s": event.dwell_s},
             ))
+    session.flush()
     return record_triggers(session, rows)
 
 

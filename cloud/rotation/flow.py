@@ -157,10 +157,15 @@ def _rows(session: Session, tenant: str, *, lock: bool = False) -> dict[str, Ten
 def compose(config: GatewayConfigUpdate, *, row: RegisteredGateway, ring: TenantRing,
             version: int) -> GatewayConfigUpdate:
     """`config` completed for `row` at `version`: the tenant's active key unless it names
-    one, and, for a gateway that can receive them, the keys in use sealed to it."""
+    one, the key its store beacon rotates under, and, for a gateway that can receive
+    them, the keys in use sealed to it."""
     update: dict[str, object] = {}
     if config.active_key_id is None:
         update["active_key_id"] = ring.active
+    if config.beacon is not None and config.beacon.key_id not in ring.held:
+        # The store beacon rotates under a key the gateway holds: the active one unless
+        # the admin named another in use (a retired key would leave it unable to).
+        update["beacon"] = config.beacon.model_copy(update={"key_id": ring.active})
     if row.seal_public_key is not None:
         recipient = parse_public_key(row.seal_public_key)
         context = SealContext(tenant=row.tenant, store=row.store, gateway=row.gateway,

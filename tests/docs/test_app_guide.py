@@ -34,11 +34,12 @@ OPEN_URL = "https://vitrina.shop.example/o/2kq9d8f7a6s5d4f3g2h1j0k9"
 ANDROID = (
     "app-android-client", "app-android-installation", "app-android-sign-in",
     "app-android-consent", "app-android-fcm", "app-android-location", "app-android-beacon",
-    "app-android-opened",
+    "app-android-opened", "app-android-store-beacon",
 )
 IOS = (
     "app-ios-client", "app-ios-installation", "app-ios-sign-in", "app-ios-consent",
     "app-ios-fcm", "app-ios-location", "app-ios-beacon", "app-ios-opened",
+    "app-ios-store-beacon",
 )
 CLIENTS = ("app-android-client", "app-ios-client")
 
@@ -57,6 +58,11 @@ SAMPLES: Mapping[str, Any] = {
     "installId": "a1b2c3d4",
     "openedAt": "2026-11-24T10:12:00Z",
     'intent.getStringExtra("open_url")!!': OPEN_URL,
+    "STORE_BEACON_UUID.toString()": "e2c56db5-dffb-48d2-b060-d0f5a71096e0",
+    "beacon.major": 4660,
+    "beacon.minor": 43981,
+    "result.rssi": -67,
+    "Instant.now().toString()": "2026-11-24T10:14:00Z",
     # Swift
     'Locale.preferredLanguages.first ?? "en"': "es-ES",
     "TimeZone.current.identifier": "Europe/Madrid",
@@ -66,6 +72,12 @@ SAMPLES: Mapping[str, Any] = {
     "location.horizontalAccuracy": 12.5,
     "ISO8601DateFormatter().string(from: location.timestamp)": "2026-11-24T10:09:00Z",
     "openUrl": OPEN_URL,
+    "storeBeaconUUID.uuidString": "E2C56DB5-DFFB-48D2-B060-D0F5A71096E0",
+    "beacon.major.intValue": 4660,
+    "beacon.minor.intValue": 43981,
+    "beacon.rssi": -67,
+    "proximityName(beacon.proximity)": "near",
+    "ISO8601DateFormatter().string(from: beacon.timestamp)": "2026-11-24T10:14:00Z",
 }
 #: What the variables in paths hold.
 PATH_SAMPLES: Mapping[str, str] = {"customerId": CUSTOMER_ID, "messageId": "42"}
@@ -260,6 +272,33 @@ def test_the_clients_send_the_app_key_and_the_customer_token(snippet_id: str) ->
     assert re.search(r'"Bearer (\$appKey|\\\(appKey\))"', text)
     assert f'"{CUSTOMER_TOKEN_HEADER}"' in text
     assert '"application/json"' in text
+
+
+def test_the_store_beacon_snippets_ask_for_what_each_platform_requires() -> None:
+    """What the platforms refuse to run without: the manifest's permissions and service
+    type, the Info.plist's usage strings; the monitored UUID is the one the calls report;
+    the enter reports what ranging read (the rotating part) and the exit may not."""
+    manifest = snippet(GUIDE, "app-android-store-beacon-manifest").text
+    for permission in ("BLUETOOTH_SCAN", "ACCESS_FINE_LOCATION", "ACCESS_BACKGROUND_LOCATION",
+                       "FOREGROUND_SERVICE", "FOREGROUND_SERVICE_LOCATION"):
+        assert f'"android.permission.{permission}"' in manifest, permission
+    assert 'android:foregroundServiceType="location"' in manifest
+    plist = snippet(GUIDE, "app-ios-store-beacon-plist").text
+    for key in ("NSLocationWhenInUseUsageDescription",
+                "NSLocationAlwaysAndWhenInUseUsageDescription"):
+        assert f"<key>{key}</key>" in plist, key
+    android = snippet(GUIDE, "app-android-store-beacon").text
+    ios = snippet(GUIDE, "app-ios-store-beacon").text
+    for text, monitor in ((android, "startScan("), (ios, "startMonitoring(for: storeRegion)")):
+        assert monitor in text
+        enter, leave = [call.body for call in calls_in(text)]
+        assert (enter["event"], leave["event"]) == ("enter", "exit")
+        assert {"major", "minor"} <= enter.keys()
+        assert enter["uuid"].lower() == leave["uuid"].lower() == \
+            "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
+    assert 'UUID.fromString("e2c56db5-dffb-48d2-b060-d0f5a71096e0")' in android
+    assert 'UUID(uuidString: "E2C56DB5-DFFB-48D2-B060-D0F5A71096E0")' in ios
+    assert "startRangingBeacons(satisfying: CLBeaconIdentityConstraint(" in ios
 
 
 def test_the_reader_checks_what_it_is_shown() -> None:

@@ -132,6 +132,7 @@ POLICY = [
     Route("GET", f"{CUSTOMER}/coupons", COUPONS, 200),
     Route("GET", f"{CUSTOMER}/journeys", READ_CUSTOMERS, 200),
     Route("POST", f"{CUSTOMER}/locations", APP_OR_ADMIN, 422),
+    Route("POST", f"{CUSTOMER}/store-beacon", APP_OR_ADMIN, 422),
     Route("GET", "/tenants/{tenant}/geofences", READ_CONFIG, 200),
     Route("PUT", "/tenants/{tenant}/geofences/{geofence_id}", STORES, 422),
     Route("GET", "/tenants/{tenant}/geofences/{geofence_id}", READ_CONFIG, 404),

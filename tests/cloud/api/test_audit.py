@@ -42,6 +42,7 @@ DATA_WRITES = {
     ("POST", "/tenants/{tenant}/customers/{customer_id}/consent"),
     ("POST", "/tenants/{tenant}/customers/{customer_id}/devices"),
     ("POST", "/tenants/{tenant}/customers/{customer_id}/locations"),
+    ("POST", "/tenants/{tenant}/customers/{customer_id}/store-beacon"),
     ("POST", "/tenants/{tenant}/messages/{message_id}/opened"),
     ("POST", "/tenants/{tenant}/templates/preview"),  # changes nothing
     ("POST", "/tenants/{tenant}/scenarios/{key}/simulations"),  # a dry run: changes nothing

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -23,7 +24,11 @@ BLUEZ_MOCK_IFACE = "org.bluez.Mock"
 DBUS_MOCK_IFACE = "org.freedesktop.DBus.Mock"
 ADAPTER_IFACE = "org.bluez.Adapter1"
 DEVICE_IFACE = "org.bluez.Device1"
+ADVERTISING_MANAGER_IFACE = "org.bluez.LEAdvertisingManager1"
+ADVERTISEMENT_IFACE = "org.bluez.LEAdvertisement1"
 SYSTEM_BUS_ENV = "DBUS_SYSTEM_BUS_ADDRESS"
+#: How long a stopped mock may take to leave the bus (normally milliseconds).
+NAME_RELEASE_S = 5.0
 
 
 def _manufacturer_data(data: Mapping[int, bytes]) -> dbus.Dictionary:
@@ -51,7 +56,13 @@ class MockBluez:
         self.manager = dbus.Interface(self._mock.obj, BLUEZ_MOCK_IFACE)
 
     def close(self) -> None:
+        """Stop this bluetoothd and wait until its bus name is free: the next test's mock
+        would otherwise queue for the name behind it, and calls made by name would reach
+        the dying one first and then, once it is gone, a mock without that test's adapter."""
         self._mock.terminate()
+        deadline = time.monotonic() + NAME_RELEASE_S
+        while self.connection.name_has_owner(BLUEZ) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.connection.close()
 
     def add_adapter(self, name: str = "hci0") -> str:
@@ -64,6 +75,34 @@ class MockBluez:
     def adapter_property(self, name: str, adapter: str = "hci0") -> Any:
         proxy = self.connection.get_object(BLUEZ, f"/org/bluez/{adapter}")
         return proxy.Get(ADAPTER_IFACE, name, dbus_interface=dbus.PROPERTIES_IFACE)
+
+    def advertising_calls(self, method: str, adapter: str = "hci0") -> list[tuple[Any, ...]]:
+        """The arguments of every `method` call (RegisterAdvertisement,
+        UnregisterAdvertisement) the adapter's LEAdvertisingManager1 took, oldest first.
+        The template records the registered paths; the mock object records the calls."""
+        proxy = self.connection.get_object(BLUEZ, f"/org/bluez/{adapter}")
+        calls = dbus.Interface(proxy, DBUS_MOCK_IFACE).GetMethodCalls(method)
+        return [tuple(args) for _stamp, args in calls]
+
+    def active_advertisements(self, adapter: str = "hci0") -> int:
+        proxy = self.connection.get_object(BLUEZ, f"/org/bluez/{adapter}")
+        return int(proxy.Get(ADVERTISING_MANAGER_IFACE, "ActiveInstances",
+                             dbus_interface=dbus.PROPERTIES_IFACE))
+
+    def advertisement(self, owner: str, path: str) -> dict[str, Any]:
+        """The properties of an advertisement object as bluetoothd reads them at
+        registration (GetAll on the registering connection), in plain Python types.
+        Blocking: call it off the event loop that serves the object."""
+        proxy = self.connection.get_object(owner, path)
+        found = proxy.GetAll(ADVERTISEMENT_IFACE, dbus_interface=dbus.PROPERTIES_IFACE)
+        return {
+            "Type": str(found["Type"]),
+            "ManufacturerData": {int(company): bytes(value)
+                                 for company, value in found["ManufacturerData"].items()},
+            "ServiceData": {str(uuid): bytes(value)
+                            for uuid, value in found["ServiceData"].items()},
+            "ServiceUUIDs": [str(uuid) for uuid in found["ServiceUUIDs"]],
+        }
 
     def add_device(
         self,

@@ -1,0 +1,1 @@
+"""The store's own beacon, advertised by the gateway (see `shared.beacon`)."""
