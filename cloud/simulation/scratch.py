@@ -464,9 +464,10 @@ def _copy_triggers(
     def route(row: dict[str, Any]) -> Timeline:
         return timelines.events if row["processed_at"] is None else timelines.facts
 
+    wanted = (plan.reacting_kinds | plan.fact_kinds) - CALENDAR_KINDS
     _copy(live, scratch, timelines.facts, TRIGGER,
           _scope(TRIGGER, plan) & (TRIGGER.c.recorded_at >= plan.since)
-          & TRIGGER.c.kind.not_in(sorted(CALENDAR_KINDS)),
+          & TRIGGER.c.kind.in_(sorted(wanted)),
           plan, moment="recorded_at", keep=keep, adjust=adjust, route=route)
     latest = live.execute(
         select(TRIGGER.c.customer_id, TRIGGER.c.kind, func.max(TRIGGER.c.occurred_at))
