@@ -15,6 +15,7 @@ from cloud.cli.common import Verbose, load_settings
 from cloud.db import make_engine, migrate, session_scope, utc_now, wait_for_database
 from cloud.places.recent import purge_old_fixes
 from cloud.presence.crud import purge_health_history
+from cloud.presence.partitions import upkeep
 from cloud.presence.retention import purge_unconsented
 from cloud.service import (
     ALL_STAGES,
@@ -49,10 +50,15 @@ def migrate_command(verbose: Verbose = False) -> None:
 def purge_command(verbose: Verbose = False) -> None:
     """Replace stable pseudonyms that no consenting customer owns and are over a day old,
     delete location fixes kept for the map over a day and gateways' health samples past
-    `gateways.health_history_days` (the worker also does this every few minutes)."""
+    `gateways.health_history_days`, make presence partitions ahead and drop those past
+    `ingest.presence_retention_days` (the worker also does this every few minutes)."""
     settings = load_settings(verbose)
     engine = make_engine(settings.database_url)
     try:
+        with engine.begin() as connection:
+            partitions = upkeep(
+                connection, now=utc_now(), days_ahead=settings.ingest.partition_days_ahead,
+                keep_days=settings.ingest.presence_retention_days)
         with session_scope(engine) as session:
             now = utc_now()
             rewritten = purge_unconsented(session, now=now, tenants=list(settings.tenants))
@@ -65,6 +71,8 @@ def purge_command(verbose: Verbose = False) -> None:
     typer.echo(f"{rewritten} presence events lost their stable pseudonym")
     typer.echo(f"{dropped} location fixes older than a day deleted")
     typer.echo(f"{samples} gateway health samples past their time deleted")
+    typer.echo(f"{len(partitions.created)} presence partitions made ahead, "
+               f"{len(partitions.dropped)} dropped, {partitions.deleted_rows} events deleted")
 
 
 @app.command("worker")

@@ -46,6 +46,7 @@ from cloud.metrics import (
 )
 from cloud.places.recent import purge_old_fixes
 from cloud.presence.crud import purge_health_history
+from cloud.presence.partitions import Upkeep, upkeep
 from cloud.presence.retention import purge_unconsented
 from cloud.presence.rollups import RefreshOutcome, refresh_step
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
@@ -227,6 +228,8 @@ class PresenceConsumer:
         """Connect, consume until `stop` is set, then finish the batch in hand and leave."""
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(wait_for_database, self._engine)
+        # Before the first message: a worker back after days away needs today's partition.
+        await asyncio.to_thread(self.keep_partitions)
         mqtt_settings = self._settings.mqtt
         self._client.connect_async(
             mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s,
@@ -291,17 +294,30 @@ class PresenceConsumer:
                      outcome.hours, outcome.days)
         return outcome
 
+    def keep_partitions(self) -> Upkeep:
+        """Presence partitions made ahead and, with `ingest.presence_retention_days`, the
+        expired ones dropped (`cloud.presence.partitions`); rows deleted on SQLite."""
+        ingest = self._settings.ingest
+        with self._engine.begin() as connection:
+            done = upkeep(connection, now=self._now(), days_ahead=ingest.partition_days_ahead,
+                          keep_days=ingest.presence_retention_days)
+        if done.created or done.dropped or done.deleted_rows:
+            log.info("presence partitions: %d made ahead, %d dropped, %d rows deleted",
+                     len(done.created), len(done.dropped), done.deleted_rows)
+        return done
+
     def purge_once(self) -> int:
-        """Retention, once: stable pseudonyms older than a day that no consenting customer
-        owns are replaced, location fixes kept for the map past their day deleted, and
-        gateways' health history older than `gateways.health_history_days` deleted.
-        Returns how many rows changed."""
+        """Retention, once: presence partitions kept (`keep_partitions`), stable
+        pseudonyms older than a day that no consenting customer owns replaced, location
+        fixes kept for the map past their day deleted, and gateways' health history older
+        than `gateways.health_history_days` deleted. Returns how many rows changed."""
+        expired = self.keep_partitions().deleted_rows
         now = self._now()
         kept = timedelta(days=self._settings.gateways.health_history_days)
         with session_scope(self._engine) as session:
             rewritten = purge_unconsented(session, now=now, tenants=self._tenants)
             dropped = purge_old_fixes(session, now=now)
-            dropped += purge_health_history(session, before=now - kept)
+            dropped += purge_health_history(session, before=now - kept) + expired
             session.commit()
         if rewritten:
             PURGED_PSEUDONYMS.inc(rewritten)
