@@ -87,12 +87,24 @@ def worker_command(
                           "workers of their own, woken through PostgreSQL. Without: all "
                           "three in this process"),
     ] = None,
+    retire: Annotated[
+        bool,
+        typer.Option(help="retire this client id's broker session for good: store what "
+                          "the broker holds for it, end the session, exit (for a worker "
+                          "whose host is gone; a running worker retires on SIGUSR1)"),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Consume presence and gateway status, run scenarios, deliver their messages."""
+    """Consume presence and gateway status, run scenarios, deliver their messages.
+    SIGTERM stops the worker keeping its broker session for a restart; SIGUSR1 retires
+    it (its share of the stream goes to the other workers, nothing is lost)."""
     settings = load_settings(verbose)
     log_configuration(settings)
     stages = frozenset(stage) if stage else ALL_STAGES
+    if retire and Stage.INGEST not in stages:
+        typer.echo("--retire ends an ingest worker's broker session: it needs the ingest "
+                   "stage", err=True)
+        raise typer.Exit(2)
     try:
         check_stages(settings.database_url, stages)
     except StagesApartError as error:
@@ -100,11 +112,14 @@ def worker_command(
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        stop = asyncio.Event()
-        restore = install_stop_signals(stop)
+        stop, retiring = asyncio.Event(), asyncio.Event()
+        if retire:
+            retiring.set()
+        restore = install_stop_signals(stop, retiring)
         try:
             settle_garbage_collector()
-            await run_worker(settings, stop=stop, client_id=client_id, stages=stages)
+            await run_worker(settings, stop=stop, client_id=client_id, stages=stages,
+                             retire=retiring)
         finally:
             restore()
 

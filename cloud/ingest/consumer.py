@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -69,6 +70,12 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 DATABASE_RETRY_PAUSE_S = 1.0
 #: How long a clean stop waits for the network thread to send the last acknowledgements.
 DISCONNECT_GRACE_S = 5.0
+#: A retiring worker, once unsubscribed, still takes what the broker had queued or in
+#: flight for its session; this long without a message (and nothing left to write) means
+#: the session is drained and can end without losing anything.
+RETIRE_QUIET_S = 1.0
+#: How long a retiring worker waits for the broker to confirm it unsubscribed.
+UNSUBSCRIBE_WAIT_S = 10.0
 #: Retention runs this often: stable pseudonyms (and the location fixes kept for the
 #: console's map) then live at most a day plus this.
 RETENTION_INTERVAL_S = 15 * 60
@@ -127,6 +134,13 @@ class PresenceConsumer:
     cue to run at once rather than at its next poll). A stopped worker keeps its broker
     session (a restart resumes it) unless `end_session_on_stop`: a worker leaving for
     good ends it, or the broker would keep queueing that worker's share of the stream.
+
+    Retiring (`retire`, or the `retire` event set) is leaving for good without losing
+    that share: the worker unsubscribes (the broker routes new messages to the group's
+    other members), stores what the broker still had queued or in flight for it until
+    `RETIRE_QUIET_S` passes without a message, then disconnects ending its session. A
+    session left behind by a host that is gone is retired by starting a worker with that
+    client id to retire it (`vitrina-cloud worker --client-id ID --retire`).
     """
 
     def __init__(
@@ -138,9 +152,13 @@ class PresenceConsumer:
         client_id: str | None = None,
         now: Callable[[], datetime] = utc_now,
         end_session_on_stop: bool = False,
+        retire: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
         self._end_session = end_session_on_stop
+        self._retire = retire if retire is not None else asyncio.Event()
+        self._unsubscribed = threading.Event()
+        self._last_arrival = time.monotonic()
         self._tenants = frozenset(settings.tenants)
         self._engine = engine
         self._on_triggers = on_triggers
@@ -150,9 +168,11 @@ class PresenceConsumer:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self._generation = 0
+        self._writing: asyncio.Task[None] | None = None
         self._connected = False
         self._subscribed = False
         self.batches = 0
@@ -200,6 +220,18 @@ class PresenceConsumer:
             return
         self._subscribed = True
 
+    def _subscriptions(self) -> list[str]:
+        if not self._settings.mqtt.mqtt_v5:
+            return [PRESENCE_SUBSCRIPTION, STATUS_SUBSCRIPTION, OCCUPANCY_SUBSCRIPTION]
+        return [presence_subscription(self._settings.mqtt), STATUS_SUBSCRIPTION,
+                occupancy_subscription(self._settings.mqtt)]
+
+    def _on_unsubscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int,
+        _reason_codes: list[ReasonCode], _properties: Properties | None,
+    ) -> None:
+        self._unsubscribed.set()
+
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode, _properties: Properties | None,
@@ -219,6 +251,7 @@ class PresenceConsumer:
             topic=topic, payload=bytes(message.payload), mid=message.mid, qos=message.qos,
             generation=self._generation,
         )
+        self._last_arrival = time.monotonic()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound)
 
@@ -239,6 +272,7 @@ class PresenceConsumer:
         self._client.loop_start()
         retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
         rollups = asyncio.create_task(self._rollups(stop), name="vitrina-footfall-rollups")
+        retiring = asyncio.create_task(self._retire_when_asked(stop), name="vitrina-retire")
         storing: asyncio.Task[None] | None = None
         try:
             # Two-stage pipeline: batch n+1 is decoded (Python, CPU) while batch n is being
@@ -252,6 +286,7 @@ class PresenceConsumer:
                 if storing is not None:
                     await storing
                 storing = asyncio.create_task(self._handle(batch, decoded))
+                self._writing = storing
             if storing is not None:
                 await storing
         finally:
@@ -259,7 +294,41 @@ class PresenceConsumer:
                 storing.cancel()
             retention.cancel()
             rollups.cancel()
+            retiring.cancel()
             await asyncio.to_thread(self._disconnect)
+
+    def retire(self) -> None:
+        """Leave for good once this worker's share is drained (see the class docstring).
+        Call on the worker's event loop (a signal handler there, or `call_soon_threadsafe`)."""
+        self._retire.set()
+
+    @property
+    def retiring(self) -> bool:
+        return self._retire.is_set()
+
+    async def _retire_when_asked(self, stop: asyncio.Event) -> None:
+        """Wait for `retire`; then unsubscribe, drain, and stop with the session ended."""
+        await self._retire.wait()
+        log.info("retiring: unsubscribing, then storing what the broker still holds for "
+                 "this worker")
+        while True:  # the session's subscriptions can only be dropped online
+            if self.connected or stop.is_set():
+                break
+            await asyncio.sleep(0.05)
+        self._unsubscribed.clear()
+        self._client.unsubscribe(self._subscriptions())
+        if not await asyncio.to_thread(self._unsubscribed.wait, UNSUBSCRIBE_WAIT_S):
+            log.warning("the broker did not confirm the unsubscription; retiring anyway")
+        self._last_arrival = time.monotonic()
+        while not stop.is_set():
+            idle = time.monotonic() - self._last_arrival
+            writing = self._writing is not None and not self._writing.done()
+            if idle >= RETIRE_QUIET_S and self._queue.empty() and not writing:
+                break
+            await asyncio.sleep(0.05)
+        self._end_session = True
+        log.info("retired: ending the broker session")
+        stop.set()
 
     async def _retention(self, stop: asyncio.Event) -> None:
         """Every so often, drop what may no longer be kept (`purge_once`)."""
