@@ -140,6 +140,18 @@ def ensure_partitions(
     return tuple(create_partition(connection, day) for day in sorted(wanted - set(existing)))
 
 
+def make_days(connection: Connection, *, first: date, last: date) -> tuple[str, ...]:
+    """Make sure every day from `first` to `last` has its partition (a bulk load of
+    history, before it is loaded); returns the names created. A no-op where the table is
+    not partitioned."""
+    if not is_partitioned(connection):
+        return ()
+    _lock(connection)
+    existing = partitions(connection)
+    days = (first + timedelta(days=offset) for offset in range((last - first).days + 1))
+    return tuple(create_partition(connection, day) for day in days if day not in existing)
+
+
 def drop_expired(connection: Connection, *, now: datetime, keep_days: int) -> Upkeep:
     """Remove events last seen more than `keep_days` days before `now`: whole partitions
     whose every possible row is that old (their day ends at or before the cutoff), or on a

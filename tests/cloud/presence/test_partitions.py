@@ -20,6 +20,7 @@ from cloud.presence.partitions import (
     day_of,
     drop_expired,
     is_partitioned,
+    make_days,
     partition_name,
     partitions,
     upkeep,
@@ -288,3 +289,16 @@ def test_the_worker_keeps_partitions_ahead_and_drops_the_expired(
     assert max(days) == TODAY + timedelta(days=12)
     assert min(days) == TODAY
     assert consumer.keep_partitions().created == ()
+
+
+def test_history_loaded_in_bulk_gets_its_days_first(pg_engine: Engine, tenant: str) -> None:
+    first, last = TODAY - timedelta(days=12), TODAY - timedelta(days=10)
+    with pg_engine.begin() as connection:
+        made = make_days(connection, first=first, last=last)
+        assert made == tuple(partition_name(first + timedelta(days=n)) for n in range(3))
+        assert make_days(connection, first=first, last=last) == ()
+    at = MIDNIGHT - timedelta(days=11) + timedelta(hours=9)
+    _store(pg_engine, tenant, [_event(tenant, 1, first=at, last=at)], at=NOW)
+    with pg_engine.connect() as connection:
+        assert _count(connection, partition_name(at.date())) == 1
+        assert _count(connection, DEFAULT) == 0
