@@ -135,12 +135,13 @@ class PresenceConsumer:
     session (a restart resumes it) unless `end_session_on_stop`: a worker leaving for
     good ends it, or the broker would keep queueing that worker's share of the stream.
 
-    Retiring (`retire`, or the `retire` event set) is leaving for good without losing
-    that share: the worker unsubscribes (the broker routes new messages to the group's
-    other members), stores what the broker still had queued or in flight for it until
-    `RETIRE_QUIET_S` passes without a message, then disconnects ending its session. A
-    session left behind by a host that is gone is retired by starting a worker with that
-    client id to retire it (`vitrina-cloud worker --client-id ID --retire`).
+    Retiring (the `retire` event set, by SIGUSR1 in `vitrina-cloud worker`) is leaving for
+    good without losing that share: the worker unsubscribes (the broker routes new
+    messages to the group's other members), stores what the broker still had queued or in
+    flight for it until `RETIRE_QUIET_S` passes without a message, then disconnects ending
+    its session. A session left behind by a host that is gone is retired by starting a
+    worker with that client id to retire it (`vitrina-cloud worker --client-id ID
+    --retire`).
     """
 
     def __init__(
@@ -261,8 +262,14 @@ class PresenceConsumer:
         """Connect, consume until `stop` is set, then finish the batch in hand and leave."""
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(wait_for_database, self._engine)
-        # Before the first message: a worker back after days away needs today's partition.
-        await asyncio.to_thread(self.keep_partitions)
+        # Before the first message: a worker back after days away wants today's partition
+        # (without it the day's events wait in the default partition: nothing is refused,
+        # so a failure here is logged and left to the next retention run).
+        try:
+            await asyncio.to_thread(self.keep_partitions)
+        except Exception:
+            log.exception("presence partition upkeep failed; trying again at the next "
+                          "retention run")
         mqtt_settings = self._settings.mqtt
         self._client.connect_async(
             mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s,
@@ -296,15 +303,6 @@ class PresenceConsumer:
             rollups.cancel()
             retiring.cancel()
             await asyncio.to_thread(self._disconnect)
-
-    def retire(self) -> None:
-        """Leave for good once this worker's share is drained (see the class docstring).
-        Call on the worker's event loop (a signal handler there, or `call_soon_threadsafe`)."""
-        self._retire.set()
-
-    @property
-    def retiring(self) -> bool:
-        return self._retire.is_set()
 
     async def _retire_when_asked(self, stop: asyncio.Event) -> None:
         """Wait for `retire`; then unsubscribe, drain, and stop with the session ended."""
