@@ -404,8 +404,8 @@ class IngestSettings(BaseModel):
     partition_days_ahead: int = Field(
         default=7, ge=1, le=366,
         description="On PostgreSQL, days of presence partitions the worker keeps made "
-        "ahead of today (at start and every retention run): a gateway clock this far "
-        "ahead still lands, and a worker stopped this long leaves room for the next.")
+        "ahead of today (at start and every retention run): events of days beyond wait "
+        "in the default partition until their day is made.")
     presence_retention_days: int | None = Field(
         default=None, ge=2, le=3660,
         description="Presence events last seen longer ago than this are removed: on "
