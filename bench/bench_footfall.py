@@ -45,6 +45,7 @@ from sqlalchemy import Engine, text
 from cloud.api import create_app
 from cloud.db import make_engine, migrate, session_scope
 from cloud.presence.analytics import footfall_from_events
+from cloud.presence.partitions import make_days
 from cloud.presence.rollup_sql import rebuild_sql
 from cloud.presence.rollups import lock_store, rebuild_store_days
 from tests.cloud.factories import bearer, cloud_settings, issue_key
@@ -132,6 +133,9 @@ def fill(engine: Engine, parameters: Parameters) -> float:
     """The year of events; returns seconds taken."""
     started = time.monotonic()
     with engine.begin() as connection:
+        # A partition per day of the year first (the table is partitioned by day of
+        # last_seen): otherwise the year would land in the default partition.
+        make_days(connection, first=(END - YEAR).date(), last=END.date() + timedelta(days=1))
         for index in SECONDARY_INDEXES:
             connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
         connection.execute(text("SELECT setseed(0.42)"))

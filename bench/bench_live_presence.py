@@ -36,6 +36,7 @@ from cloud.presence.live import (
     present_counts,
     recent_events,
 )
+from cloud.presence.partitions import make_days
 from tests.support.postgres import fresh_database
 
 TENANT = "bench"
@@ -62,6 +63,9 @@ def fill(engine: Engine, events: int, now: datetime) -> None:
     start = now - HISTORY
     step = int(HISTORY.total_seconds() * 1_000_000 / events)
     with engine.begin() as connection:
+        # A partition per day first (partitioned by day of last_seen), as the worker
+        # keeps them: otherwise the history would land in the default partition.
+        make_days(connection, first=start.date(), last=now.date())
         connection.execute(text(FILL), {"start": start, "step": step, "events": events})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE presence_event"))

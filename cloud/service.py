@@ -151,6 +151,7 @@ def workers(
     now: Callable[[], datetime],
     client_id: str | None = None,
     stages: frozenset[Stage] = ALL_STAGES,
+    retire: asyncio.Event | None = None,
 ) -> Iterator[Workers]:
     """The loops of `stages`. A stage wakes the next one directly when both run here;
     one whose predecessor runs in another process is woken through the database
@@ -176,6 +177,7 @@ def workers(
             consumer = PresenceConsumer(
                 settings=settings, engine=engine, client_id=client_id, now=now,
                 on_triggers=scenarios.wake if scenarios is not None else None,
+                retire=retire,
             )
         remote: dict[Channel, Callable[[], None]] = {}
         if scenarios is not None and consumer is None:
@@ -188,12 +190,23 @@ def workers(
                       simulations=simulations)
 
 
-def install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGINT and SIGTERM set `stop`; returns a function that restores the defaults."""
+#: The signal that retires a worker for good (`PresenceConsumer`): SIGTERM stops it with
+#: its broker session kept for a restart, this one ends the session once drained.
+RETIRE_SIGNAL = signal.SIGUSR1
+
+
+def install_stop_signals(
+    stop: asyncio.Event, retire: asyncio.Event | None = None
+) -> Callable[[], None]:
+    """SIGINT and SIGTERM set `stop`, and `RETIRE_SIGNAL` sets `retire` (when given);
+    returns a function that restores the defaults."""
     loop = asyncio.get_running_loop()
-    handled = (signal.SIGINT, signal.SIGTERM)
+    handled: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     for sig in handled:
         loop.add_signal_handler(sig, stop.set)
+    if retire is not None:
+        loop.add_signal_handler(RETIRE_SIGNAL, retire.set)
+        handled = (*handled, RETIRE_SIGNAL)
 
     def restore() -> None:
         for sig in handled:
@@ -220,15 +233,18 @@ async def run_worker(
     client_id: str | None = None,
     now: Callable[[], datetime] = utc_now,
     stages: frozenset[Stage] = ALL_STAGES,
+    retire: asyncio.Event | None = None,
 ) -> PresenceConsumer | None:
     """Ingest, scenarios and delivery (or those of `stages`: `check_stages`) until `stop`
-    is set; returns the consumer (its totals; None without ingest) when done."""
+    is set, or until `retire` is set and the consumer has drained and ended its broker
+    session (`PresenceConsumer`); returns the consumer (its totals; None without ingest)
+    when done."""
     check_stages(settings.database_url, stages)
     own_engine = engine is None
     engine = engine if engine is not None else worker_engine(settings.database_url)
     try:
         with workers(settings, engine=engine, senders=senders, now=now,
-                     client_id=client_id, stages=stages) as running:
+                     client_id=client_id, stages=stages, retire=retire) as running:
             await running.run(stop)
     finally:
         if own_engine:

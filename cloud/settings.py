@@ -401,6 +401,17 @@ class IngestSettings(BaseModel):
         default=256, ge=1, le=65535,
         description="Flow control: the broker sends at most this many unacknowledged "
         "messages, which bounds what a worker holds in memory.")
+    partition_days_ahead: int = Field(
+        default=7, ge=1, le=366,
+        description="On PostgreSQL, days of presence partitions the worker keeps made "
+        "ahead of today (at start and every retention run): events of days beyond wait "
+        "in the default partition until their day is made.")
+    presence_retention_days: int | None = Field(
+        default=None, ge=2, le=3660,
+        description="Presence events last seen longer ago than this are removed: on "
+        "PostgreSQL whole day partitions are dropped, on SQLite the rows are deleted. "
+        "The footfall roll-ups are kept.",
+        json_schema_extra=unset("presence events are kept."))
 
 
 class AnalyticsSettings(BaseModel):

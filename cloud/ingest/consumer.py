@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -46,6 +47,7 @@ from cloud.metrics import (
 )
 from cloud.places.recent import purge_old_fixes
 from cloud.presence.crud import purge_health_history
+from cloud.presence.partitions import Upkeep, upkeep
 from cloud.presence.retention import purge_unconsented
 from cloud.presence.rollups import RefreshOutcome, refresh_step
 from cloud.settings import SHARE_GROUP, MqttSettings, Settings
@@ -68,6 +70,12 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 DATABASE_RETRY_PAUSE_S = 1.0
 #: How long a clean stop waits for the network thread to send the last acknowledgements.
 DISCONNECT_GRACE_S = 5.0
+#: A retiring worker, once unsubscribed, still takes what the broker had queued or in
+#: flight for its session; this long without a message (and nothing left to write) means
+#: the session is drained and can end without losing anything.
+RETIRE_QUIET_S = 1.0
+#: How long a retiring worker waits for the broker to confirm it unsubscribed.
+UNSUBSCRIBE_WAIT_S = 10.0
 #: Retention runs this often: stable pseudonyms (and the location fixes kept for the
 #: console's map) then live at most a day plus this.
 RETENTION_INTERVAL_S = 15 * 60
@@ -126,6 +134,14 @@ class PresenceConsumer:
     cue to run at once rather than at its next poll). A stopped worker keeps its broker
     session (a restart resumes it) unless `end_session_on_stop`: a worker leaving for
     good ends it, or the broker would keep queueing that worker's share of the stream.
+
+    Retiring (the `retire` event set, by SIGUSR1 in `vitrina-cloud worker`) is leaving for
+    good without losing that share: the worker unsubscribes (the broker routes new
+    messages to the group's other members), stores what the broker still had queued or in
+    flight for it until `RETIRE_QUIET_S` passes without a message, then disconnects ending
+    its session. A session left behind by a host that is gone is retired by starting a
+    worker with that client id to retire it (`vitrina-cloud worker --client-id ID
+    --retire`).
     """
 
     def __init__(
@@ -137,9 +153,13 @@ class PresenceConsumer:
         client_id: str | None = None,
         now: Callable[[], datetime] = utc_now,
         end_session_on_stop: bool = False,
+        retire: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
         self._end_session = end_session_on_stop
+        self._retire = retire if retire is not None else asyncio.Event()
+        self._unsubscribed = threading.Event()
+        self._last_arrival = time.monotonic()
         self._tenants = frozenset(settings.tenants)
         self._engine = engine
         self._on_triggers = on_triggers
@@ -149,9 +169,11 @@ class PresenceConsumer:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self._generation = 0
+        self._writing: asyncio.Task[None] | None = None
         self._connected = False
         self._subscribed = False
         self.batches = 0
@@ -199,6 +221,18 @@ class PresenceConsumer:
             return
         self._subscribed = True
 
+    def _subscriptions(self) -> list[str]:
+        if not self._settings.mqtt.mqtt_v5:
+            return [PRESENCE_SUBSCRIPTION, STATUS_SUBSCRIPTION, OCCUPANCY_SUBSCRIPTION]
+        return [presence_subscription(self._settings.mqtt), STATUS_SUBSCRIPTION,
+                occupancy_subscription(self._settings.mqtt)]
+
+    def _on_unsubscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int,
+        _reason_codes: list[ReasonCode], _properties: Properties | None,
+    ) -> None:
+        self._unsubscribed.set()
+
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode, _properties: Properties | None,
@@ -218,6 +252,7 @@ class PresenceConsumer:
             topic=topic, payload=bytes(message.payload), mid=message.mid, qos=message.qos,
             generation=self._generation,
         )
+        self._last_arrival = time.monotonic()
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound)
 
@@ -227,6 +262,14 @@ class PresenceConsumer:
         """Connect, consume until `stop` is set, then finish the batch in hand and leave."""
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(wait_for_database, self._engine)
+        # Before the first message: a worker back after days away wants today's partition
+        # (without it the day's events wait in the default partition: nothing is refused,
+        # so a failure here is logged and left to the next retention run).
+        try:
+            await asyncio.to_thread(self.keep_partitions)
+        except Exception:
+            log.exception("presence partition upkeep failed; trying again at the next "
+                          "retention run")
         mqtt_settings = self._settings.mqtt
         self._client.connect_async(
             mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s,
@@ -236,6 +279,7 @@ class PresenceConsumer:
         self._client.loop_start()
         retention = asyncio.create_task(self._retention(stop), name="vitrina-retention")
         rollups = asyncio.create_task(self._rollups(stop), name="vitrina-footfall-rollups")
+        retiring = asyncio.create_task(self._retire_when_asked(stop), name="vitrina-retire")
         storing: asyncio.Task[None] | None = None
         try:
             # Two-stage pipeline: batch n+1 is decoded (Python, CPU) while batch n is being
@@ -249,6 +293,7 @@ class PresenceConsumer:
                 if storing is not None:
                     await storing
                 storing = asyncio.create_task(self._handle(batch, decoded))
+                self._writing = storing
             if storing is not None:
                 await storing
         finally:
@@ -256,7 +301,32 @@ class PresenceConsumer:
                 storing.cancel()
             retention.cancel()
             rollups.cancel()
+            retiring.cancel()
             await asyncio.to_thread(self._disconnect)
+
+    async def _retire_when_asked(self, stop: asyncio.Event) -> None:
+        """Wait for `retire`; then unsubscribe, drain, and stop with the session ended."""
+        await self._retire.wait()
+        log.info("retiring: unsubscribing, then storing what the broker still holds for "
+                 "this worker")
+        while True:  # the session's subscriptions can only be dropped online
+            if self.connected or stop.is_set():
+                break
+            await asyncio.sleep(0.05)
+        self._unsubscribed.clear()
+        self._client.unsubscribe(self._subscriptions())
+        if not await asyncio.to_thread(self._unsubscribed.wait, UNSUBSCRIBE_WAIT_S):
+            log.warning("the broker did not confirm the unsubscription; retiring anyway")
+        self._last_arrival = time.monotonic()
+        while not stop.is_set():
+            idle = time.monotonic() - self._last_arrival
+            writing = self._writing is not None and not self._writing.done()
+            if idle >= RETIRE_QUIET_S and self._queue.empty() and not writing:
+                break
+            await asyncio.sleep(0.05)
+        self._end_session = True
+        log.info("retired: ending the broker session")
+        stop.set()
 
     async def _retention(self, stop: asyncio.Event) -> None:
         """Every so often, drop what may no longer be kept (`purge_once`)."""
@@ -291,17 +361,30 @@ class PresenceConsumer:
                      outcome.hours, outcome.days)
         return outcome
 
+    def keep_partitions(self) -> Upkeep:
+        """Presence partitions made ahead and, with `ingest.presence_retention_days`, the
+        expired ones dropped (`cloud.presence.partitions`); rows deleted on SQLite."""
+        ingest = self._settings.ingest
+        with self._engine.begin() as connection:
+            done = upkeep(connection, now=self._now(), days_ahead=ingest.partition_days_ahead,
+                          keep_days=ingest.presence_retention_days)
+        if done.created or done.dropped or done.deleted_rows:
+            log.info("presence partitions: %d made ahead, %d dropped, %d rows deleted",
+                     len(done.created), len(done.dropped), done.deleted_rows)
+        return done
+
     def purge_once(self) -> int:
-        """Retention, once: stable pseudonyms older than a day that no consenting customer
-        owns are replaced, location fixes kept for the map past their day deleted, and
-        gateways' health history older than `gateways.health_history_days` deleted.
-        Returns how many rows changed."""
+        """Retention, once: presence partitions kept (`keep_partitions`), stable
+        pseudonyms older than a day that no consenting customer owns replaced, location
+        fixes kept for the map past their day deleted, and gateways' health history older
+        than `gateways.health_history_days` deleted. Returns how many rows changed."""
+        expired = self.keep_partitions().deleted_rows
         now = self._now()
         kept = timedelta(days=self._settings.gateways.health_history_days)
         with session_scope(self._engine) as session:
             rewritten = purge_unconsented(session, now=now, tenants=self._tenants)
             dropped = purge_old_fixes(session, now=now)
-            dropped += purge_health_history(session, before=now - kept)
+            dropped += purge_health_history(session, before=now - kept) + expired
             session.commit()
         if rewritten:
             PURGED_PSEUDONYMS.inc(rewritten)

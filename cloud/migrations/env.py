@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from cloud.db import make_engine
+from cloud.presence.partitions import include_name
 from cloud.tables import metadata
 
 config = context.config
@@ -18,6 +19,8 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # Day partitions of presence events are the worker's, not the models'.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

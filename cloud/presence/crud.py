@@ -1,8 +1,12 @@
 """Writing presence: idempotent bulk inserts, dead letters, gateway health and its history;
 reading visits.
 
-Inserts go through SQLAlchemy Core with `ON CONFLICT DO NOTHING` (both PostgreSQL and
-SQLite speak it), so a redelivered message is harmless and costs one round trip.
+Inserts go through SQLAlchemy Core with `ON CONFLICT DO NOTHING` on (event_id, last_seen)
+(both PostgreSQL and SQLite speak it; `EVENT_UNIQUE_KEY` says why the key holds the
+partition key), so a redelivered message is harmless and costs one round trip. On a
+partitioned table an event whose `last_seen` falls in no partition (a gateway clock days
+ahead, an event older than retention) is refused by the database, and its message becomes
+a dead letter (`cloud.ingest.batch`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlmodel import Session, SQLModel, col, select
 from cloud.bulk import insert_rows
 from cloud.db import dialect_insert
 from cloud.presence.models import (
+    EVENT_UNIQUE_KEY,
     HEALTH_SLOT_S,
     DeadLetter,
     GatewayHealth,
@@ -96,7 +101,7 @@ def insert_events(
         return _copy_events(session, events=events, received_at=received_at)
     rows = insert_rows(
         session.connection(), EVENT_TABLE, [event_row(event, received_at) for event in events],
-        skip_conflicts_on=["event_id"], returning=[EVENT_TABLE.c.event_id],
+        skip_conflicts_on=list(EVENT_UNIQUE_KEY), returning=[EVENT_TABLE.c.event_id],
     )
     return {row[0] for row in rows}
 
@@ -121,7 +126,7 @@ def _copy_events(
             f"SELECT {_COLUMN_LIST} FROM {_STAGE} "
             # DO NOTHING also skips a duplicate within the same statement (a message and
             # its redelivered copy in one batch).
-            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            f"ON CONFLICT ({', '.join(EVENT_UNIQUE_KEY)}) DO NOTHING RETURNING event_id"
         )
         new = {row[0] for row in cursor.fetchall()}
         cursor.execute(f"TRUNCATE {_STAGE}")

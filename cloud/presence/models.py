@@ -20,12 +20,29 @@ from shared.presence import PseudonymScope, Transition
 EventRowId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+#: The unique key that makes a redelivered event harmless: the event id with the
+#: partition key. On PostgreSQL `presence_event` is partitioned by day of `last_seen`
+#: (`cloud.presence.partitions`), and a partitioned table can only hold a unique key that
+#: includes the partition key; `last_seen` travels in the same immutable event as its id,
+#: so a redelivery (or a republication from a gateway's outbox) carries both unchanged and
+#: meets its first copy in the same partition, whatever day it arrives. The same key on
+#: SQLite, so the same insert works on both.
+EVENT_UNIQUE_KEY = ("event_id", "last_seen")
+EVENT_UNIQUE_NAME = "uq_presence_event_event_id_last_seen"
+
+
 class PresenceEventRow(SQLModel, table=True):
-    """One presence transition. `event_id` is the gateway's deterministic id: unique here,
-    so a redelivered or republished message adds nothing."""
+    """One presence transition. `event_id` is the gateway's deterministic id: unique with
+    its `last_seen` (`EVENT_UNIQUE_KEY`: equivalent, since an event's `last_seen` never
+    changes), so a redelivered or republished message adds nothing.
+
+    On PostgreSQL the migrations make this a table partitioned by day of `last_seen`, with
+    the primary key (id, last_seen); the model keeps `id` alone as its key, which SQLite
+    needs for an auto-incrementing rowid and which is unique there too (one sequence)."""
 
     __tablename__ = "presence_event"
     __table_args__ = (
+        UniqueConstraint(*EVENT_UNIQUE_KEY, name=EVENT_UNIQUE_NAME),
         Index("ix_presence_event_store_time", "tenant", "store", "first_seen"),
         Index("ix_presence_event_pseudonym", "tenant", "pseudonym", "first_seen"),
         # Who is here now and who came in lately (cloud.presence.live): the recent events
@@ -34,7 +51,7 @@ class PresenceEventRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=EventRowId)
-    event_id: str = Field(max_length=32, unique=True)
+    event_id: str = Field(max_length=32)
     tenant: str = Field(max_length=64)
     store: str = Field(max_length=64)
     gateway: str = Field(max_length=64)

@@ -81,18 +81,23 @@ def replace_pseudonyms(session: Session, rows: Iterable[_Row], *, now: datetime)
         for row in rows
     ])
     replacement: dict[tuple[str, str, date], str] = {}
-    by_new: dict[str, list[int]] = {}
+    by_new: dict[str, list[_Row]] = {}
     for row in rows:
         key = (row.tenant, row.pseudonym, row.day)
         if key not in replacement:
             replacement[key] = f"{row.key_id}:{secrets.token_hex(16)}"
-        by_new.setdefault(replacement[key], []).append(row.id)
-    for new, ids in by_new.items():
+        by_new.setdefault(replacement[key], []).append(row)
+    for new, group in by_new.items():
         session.connection().execute(
-            update(EVENT_TABLE).where(EVENT_TABLE.c.id.in_(ids))
-            .values(pseudonym=new, scope=PseudonymScope.DAILY.value)
+            update(EVENT_TABLE).where(
+                EVENT_TABLE.c.id.in_([row.id for row in group]),
+                # The rows' own span of `last_seen`: on PostgreSQL the update then visits
+                # only the day partitions that hold them (`cloud.presence.partitions`).
+                EVENT_TABLE.c.last_seen.between(min(row.last_seen for row in group),
+                                                max(row.last_seen for row in group)),
+            ).values(pseudonym=new, scope=PseudonymScope.DAILY.value)
         )
-    return sum(len(ids) for ids in by_new.values())
+    return sum(len(group) for group in by_new.values())
 
 
 def _rows(session: Session, query: object) -> list[_Row]:

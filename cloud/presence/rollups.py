@@ -114,6 +114,9 @@ def _later_sightings(
             col(PresenceEventRow.pseudonym).in_(pseudonyms[offset : offset + 1000]),
             col(PresenceEventRow.first_seen) > min(starts.values()),
             col(PresenceEventRow.first_seen) <= max(starts.values()) + REPEAT_LOOKBACK,
+            # Implied by the line above (an event ends no earlier than it starts); said
+            # so that PostgreSQL skips the partitions of older days (by `last_seen`).
+            col(PresenceEventRow.last_seen) > min(starts.values()),
         )
         for store, pseudonym, first_seen in session.exec(query).all():
             start = starts.get((store, pseudonym))

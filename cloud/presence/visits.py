@@ -127,6 +127,9 @@ def _stable_sightings(
             col(PresenceEventRow.pseudonym).in_(pseudonyms[start : start + _CHUNK]),
             col(PresenceEventRow.first_seen) >= since,
             col(PresenceEventRow.first_seen) < until,
+            # Implied (an event ends no earlier than it starts): lets PostgreSQL skip the
+            # partitions of older days, which are cut by `last_seen`.
+            col(PresenceEventRow.last_seen) >= since,
         )
         for store, pseudonym, first_seen in session.exec(query).all():
             if (store, pseudonym) in keys:

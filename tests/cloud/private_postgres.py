@@ -51,6 +51,9 @@ def _as_postgres(command: list[str]) -> list[str]:
 class PrivatePostgres:
     data: Path
     port: int
+    #: Addresses it listens on, comma-separated (more than loopback: reached from other
+    #: network namespaces, each connection trusted as on loopback).
+    listen: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
@@ -70,7 +73,7 @@ class PrivatePostgres:
     def start(self) -> None:
         self._ctl(
             "-l", str(self.data / "server.log"),
-            "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 "
+            "-o", f"-p {self.port} -k {self.data} -c listen_addresses='{self.listen}' "
             + " ".join(f"-c {setting}" for setting in THROWAWAY_SETTINGS),
             "start",
         )
@@ -80,7 +83,10 @@ class PrivatePostgres:
 
 
 @contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
+def private_postgres(*, listen: str = "127.0.0.1", trust: str | None = None
+                     ) -> Iterator[PrivatePostgres]:
+    """A throwaway cluster on `listen`; `trust` (a CIDR network) is let in without a
+    password, as loopback is."""
     # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
     workdir = Path(tempfile.mkdtemp(prefix="vitrina-pg-", dir=_room()))
     data = workdir / "pgdata"
@@ -89,7 +95,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         shutil.chown(workdir, "postgres")
         shutil.chown(data, "postgres")
     try:
-        with _cluster(data) as server:
+        with _cluster(data, listen=listen, trust=trust) as server:
             yield server
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -105,13 +111,16 @@ def _room() -> Path | None:
 
 
 @contextlib.contextmanager
-def _cluster(data: Path) -> Iterator[PrivatePostgres]:
+def _cluster(data: Path, *, listen: str, trust: str | None) -> Iterator[PrivatePostgres]:
     subprocess.run(
         _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                       "--no-sync"]),
         check=True, capture_output=True,
     )
-    server = PrivatePostgres(data, free_port())
+    if trust is not None:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {trust} trust\n")
+    server = PrivatePostgres(data, free_port(), listen)
     server.start()
     try:
         yield server

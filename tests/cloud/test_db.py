@@ -26,6 +26,7 @@ from cloud.db import (
 )
 from cloud.messages.models import Message
 from cloud.presence.models import DeadLetter
+from cloud.presence.partitions import include_name
 from cloud.tables import metadata
 from provisioning.local_broker import free_port
 
@@ -47,7 +48,9 @@ def test_upgrade_from_empty_creates_the_schema_the_models_describe(database_url:
         assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
         assert current_revision(engine) == revisions()[-1]
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_name": include_name}
+            )
             assert compare_metadata(context, metadata) == []
         migrate(database_url)  # a second run is a no-op
     finally:
