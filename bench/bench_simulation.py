@@ -233,7 +233,8 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f} at the end of the run).", "",
         f"Data: {args.customers:,} customers, {STORES} stores, {args.days} days holding "
         f"{triggers:,} recorded triggers (visits, orders, app opens), of which "
-        f"{report.triggers:,} are ones the cross-sell scenario reacts to.", "",
+        f"{report.triggers:,} are replayed to the cross-sell scenario (visits, and orders "
+        "of the customers who visited).", "",
         "| phase | seconds | journeys | vs live replay |",
         "| --- | ---: | ---: | ---: |",
         f"| live engine over the same triggers (baseline) | {live_s:.1f} | "
