@@ -18,7 +18,6 @@ The rotating id is never logged: only the period's number.
 """
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -31,6 +30,7 @@ from dbus_fast.annotations import DBusSignature, DBusStr
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from edge.beacon.plan import AdvertPayload, BeaconPlan, PlannedAdverts
+from edge.capture.source import sleep_unless_stopped
 from shared.status import SourceHealth
 
 logger = logging.getLogger(__name__)
@@ -293,8 +293,7 @@ class StoreBeaconAdvertiser:
         return min(self.retry_max_s, self.retry_min_s * 2.0 ** (failures - 1))
 
     async def _pause(self, stop: asyncio.Event, failures: int) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self._backoff(failures))
+        await sleep_unless_stopped(stop, self._backoff(failures))
 
     async def _wait(self, bus: MessageBus, stop: asyncio.Event, seconds: float) -> None:
         """Until `stop`, a wake-up (config, adapter), the bus lost, or `seconds` (inf: no
