@@ -273,19 +273,6 @@ def tenant_offers(session: Session, *, tenant: str) -> Sequence[Offer]:
     return session.exec(select(Offer).where(Offer.tenant == tenant)).all()
 
 
-def cross_sell_offer(
-    session: Session, *, tenant: str, customer_id: int, from_categories: Sequence[str],
-    now: datetime, member_of: MemberOf = outside_every_segment,
-) -> Offer | None:
-    """`pick_cross_sell` over the tenant's stored rules and offers and what the customer
-    bought and kept."""
-    return pick_cross_sell(
-        list_complements(session, tenant=tenant), tenant_offers(session, tenant=tenant),
-        bought=bought_items(session, customer_ids=[customer_id])[customer_id],
-        from_categories=from_categories, now=now, member_of=member_of,
-    )
-
-
 def pick_cross_sell(
     rules: Iterable[ComplementRule], offers: Iterable[Offer], *, bought: Bought,
     from_categories: Iterable[str], now: datetime, member_of: MemberOf = outside_every_segment,
