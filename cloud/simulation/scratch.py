@@ -36,7 +36,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel
@@ -244,17 +243,11 @@ def customer_of(pending: Pending) -> int | None:
     return None if customer is None else int(customer)
 
 
-def _insert(table: Table) -> Any:
-    """An insert that skips a row the dry run already made: a tag its scenario added that
-    the live one also added, later, in the recorded period."""
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
 def _insert_now(scratch: Engine, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows that belong in the scratch database from the start."""
     if rows:
         with scratch.begin() as connection:
-            connection.execute(_insert(table), rows)
+            _insert_rows(connection, table, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +256,8 @@ class _Copying:
     compiled once, each value converted by its column type's own bind processor, and
     handed to the driver's executemany. What a month of a large shop copies is hundreds
     of thousands of rows; through a Core INSERT each would cost some 50 µs of work done
-    again for every row. Like `_insert`, a row the dry run already made is skipped."""
+    again for every row. A row the dry run already made is skipped: a tag its scenario
+    added that the live one also added, later, in the recorded period."""
 
     sql: str
     columns: tuple[str, ...]
