@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request, status
+from prometheus_client import Counter
 from pydantic import Field as FieldInfo
 
 from cloud.api.access import MayReadConfig, MayReadLocations, MayReportLocations, MayWriteStores
@@ -299,16 +300,15 @@ def _location_refusal(session: SessionDep, customer_id: int) -> str | None:
 
 
 def _refuse_location(session: SessionDep, tenant: str, customer_id: int, reason: str,
-                     *, what: str = "location report") -> HTTPException:
+                     *, what: str = "location report",
+                     refused: Counter = LOCATION_REPORTS_REFUSED) -> HTTPException:
     """Forget what was kept of the customer's location (stays from before the answer
-    changed, fixes for the map), count and log the refusal, and say why."""
+    changed, fixes for the map), count the refusal on `refused`, log it, and say why."""
     forget_stays(session, customer_id=customer_id)
     forget_store_stays(session, customer_id=customer_id)
     forget_recent_fixes(session, customer_id=customer_id)
     session.commit()
-    counter = STORE_BEACON_REPORTS_REFUSED if what == "store-beacon report" else (
-        LOCATION_REPORTS_REFUSED)
-    counter.labels(reason=reason).inc()
+    refused.labels(reason=reason).inc()
     log.info("tenant %s: %s for customer %s refused (%s)", tenant, what, customer_id, reason)
     answer = ("never answered the location-based marketing question"
               if reason == CONSENT_MISSING else "said no to location-based marketing")
@@ -392,7 +392,7 @@ def report_store_beacon_route(
     refusal = _location_refusal(session, customer_id)
     if refusal is not None:
         raise _refuse_location(session, tenant, customer_id, refusal,
-                               what="store-beacon report")
+                               what="store-beacon report", refused=STORE_BEACON_REPORTS_REFUSED)
     # The id is checked for the last two periods: a moment before them cannot be vouched
     # for, and a moment after now is a wrong clock.
     at = min(max(report.at or now, now - REPORT_WINDOW), now)
